@@ -1,0 +1,98 @@
+// Inventory: the ordered list of a model's parameters, from any source (a live module, a
+// safetensors header, a manifest, a built-in architecture). Layer discovery annotates it with
+// layers and roles; the compiler resolves selectors against it. It never holds tensor data.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace layerfreeze {
+
+/// Every parameter has exactly one role (DESIGN.md §3).
+enum class Role : uint8_t { kEmbeddings, kLayer, kHead, kOther };
+const char* role_name(Role r);                    // "embeddings", "layer", "head", "other"
+std::optional<Role> parse_role(const std::string& s);
+
+/// Bytes per element of a dtype name ("float32", "bfloat16", ...); 0 when unknown.
+int dtype_bytes(const std::string& dtype);
+
+/// One tensor of the model. Tied tensors are one Param with aliases; counts never double.
+struct Param {
+  std::string name;                   // canonical name: the first registered
+  std::vector<std::string> aliases;   // the other names of the same tensor
+  std::vector<int64_t> shape;         // meaningful only when shape_known
+  bool shape_known = true;
+  std::string dtype;                  // "float32", ... ; "" when the source does not say
+  int64_t numel = 0;                  // 0 when !shape_known
+  std::string module_type;            // short type name ("Linear"); "" when unknown
+
+  // Filled by layer discovery.
+  Role role = Role::kOther;
+  int32_t layer = -1;                 // global layer index when role == kLayer
+  int32_t anchor_layer = -1;          // for `other`: the layer it belongs with (the one before it)
+  std::vector<Role> alias_roles;      // role of each alias name (a tied tensor may have two)
+
+  int64_t bytes() const { return numel * dtype_bytes(dtype); }
+  std::string module_path() const;    // name without its last component
+  std::string leaf() const;           // last component ("weight", "bias")
+};
+
+/// One indexed container of repeated blocks (`transformer.h`, `encoder.block`).
+struct Stack {
+  std::string container;   // "encoder.block"; for glued indices "layer" (layer1..layer4)
+  std::string key;         // with the index marked: "encoder.block.#", "layer#"
+  std::string pattern;     // the discovery pattern that matched
+  int32_t first_layer = 0;
+  int32_t num_layers = 0;
+};
+
+/// One repeated block, numbered input to output across stacks.
+struct Layer {
+  std::string name;              // "transformer.h.3"
+  int32_t stack = 0;
+  int64_t source_index = 0;      // the index in the name (3), or 1..4 for layer1..layer4
+  std::vector<uint32_t> params;  // indices into Inventory::params, inventory order
+  int64_t numel = 0;
+};
+
+/// The parameters of a model in order, with what discovery found.
+class Inventory {
+ public:
+  std::string source;        // "builtin:gpt2", a path, ...
+  std::string model_type;    // "GPT2LMHeadModel" when the source says
+  bool registration_order = true;  // false for header-only sources (natural name order)
+  std::vector<Param> params;
+  std::vector<Stack> stacks;
+  std::vector<Layer> layers;
+  std::vector<std::string> notes;  // what discovery wants a reader to know
+
+  /// Adds a parameter; returns its index. Duplicate names are the caller's error.
+  uint32_t add(Param p);
+  /// Records `alias` as another name of the tensor `canonical` (a tied weight).
+  bool add_alias(const std::string& canonical, const std::string& alias);
+  /// Index of a parameter by canonical name or alias.
+  std::optional<uint32_t> find(const std::string& name) const;
+  bool contains(const std::string& name) const { return find(name).has_value(); }
+
+  bool shapes_known() const;
+  int64_t total_numel() const;
+  int64_t total_bytes() const;
+  size_t num_names() const;  // canonical names + aliases
+  int32_t num_layers() const { return static_cast<int32_t>(layers.size()); }
+  /// Sorts parameters by natural name order (`layers.2` before `layers.10`).
+  void sort_natural();
+  /// A stable hash of names, shapes and dtypes, hex.
+  std::string fingerprint() const;
+
+ private:
+  void reindex();
+  std::unordered_map<std::string, uint32_t> index_;
+};
+
+/// `a < b` in natural order: digit runs compare as numbers.
+bool natural_less(const std::string& a, const std::string& b);
+
+}  // namespace layerfreeze

@@ -1,0 +1,43 @@
+// Model sources: where an Inventory comes from. A JSON manifest, a safetensors header, a sharded
+// safetensors index, or a built-in synthetic architecture. TorchScript files are the torch
+// adapter's (it is loaded on demand, so the CLI does not link libtorch).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "layerfreeze/diagnostics.hpp"
+#include "layerfreeze/inventory.hpp"
+
+namespace layerfreeze {
+
+/// Loads `spec` ("builtin:gpt2", "model.safetensors", "x.safetensors.index.json", "m.json").
+/// Returns nullopt with errors in `diags` when it cannot. Does not run layer discovery.
+std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags);
+
+/// The names of the built-in architectures, and one by name.
+std::vector<std::string> builtin_model_names();
+std::optional<Inventory> builtin_model(const std::string& name);
+
+/// Safetensors: the header of one file (never the data; offsets checked against the file size).
+std::optional<Inventory> load_safetensors(const std::string& path, Diagnostics& diags);
+/// A sharded checkpoint's index: names from weight_map; shapes from each shard's header when the
+/// shards sit beside it, otherwise unknown (counts of tensors instead of numel).
+std::optional<Inventory> load_safetensors_index(const std::string& path, Diagnostics& diags);
+
+/// The JSON manifest format (what `layerfreeze inspect --format json` writes).
+std::optional<Inventory> load_manifest(const std::string& path, Diagnostics& diags);
+std::optional<Inventory> parse_manifest(const std::string& text, const std::string& origin,
+                                        Diagnostics& diags);
+
+/// Writes a minimal safetensors file: header only, zero-filled data (for tests and fixtures).
+struct TensorSpec {
+  std::string name;
+  std::string dtype;  // safetensors code: "F32", "BF16", ...
+  std::vector<int64_t> shape;
+};
+bool write_safetensors(const std::string& path, const std::vector<TensorSpec>& tensors,
+                       std::string* error);
+
+}  // namespace layerfreeze

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages layerfreeze needs, only those that are missing.
+# Idempotent; runs as root or through sudo. Usage: scripts/install-deps.sh [--with-torch]
+set -euo pipefail
+
+packages=(cmake ninja-build g++ pkg-config ccache
+          libyaml-cpp-dev libre2-dev libfmt-dev libgtest-dev nlohmann-json3-dev
+          libcli11-dev libbenchmark-dev)
+if [[ "${1:-}" == "--with-torch" ]]; then
+  packages+=(libtorch-dev libgloo-dev libopenblas0-pthread)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if (( ${#missing[@]} == 0 )); then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+sudo=""
+if (( EUID != 0 )); then sudo="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,137 @@
+#include "layerfreeze/diagnostics.hpp"
+
+#include <algorithm>
+#include <sstream>
+
+namespace layerfreeze {
+
+void SourceTexts::add(const std::string& file, std::string text) {
+  std::vector<std::string> lines;
+  std::string cur;
+  for (char c : text) {
+    if (c == '\n') {
+      lines.push_back(cur);
+      cur.clear();
+    } else if (c != '\r') {
+      cur.push_back(c);
+    }
+  }
+  lines.push_back(cur);
+  lines_[file] = std::move(lines);
+}
+
+const std::string* SourceTexts::line(const std::string& file, int line) const {
+  auto it = lines_.find(file);
+  if (it == lines_.end() || line < 1 || line > static_cast<int>(it->second.size())) return nullptr;
+  return &it->second[line - 1];
+}
+
+void Diagnostics::error(std::string code, std::string message, SourceLoc loc,
+                        std::vector<std::string> notes) {
+  items_.push_back({Severity::kError, std::move(code), std::move(message), std::move(loc),
+                    std::move(notes)});
+}
+
+void Diagnostics::warning(std::string code, std::string message, SourceLoc loc,
+                          std::vector<std::string> notes) {
+  items_.push_back({Severity::kWarning, std::move(code), std::move(message), std::move(loc),
+                    std::move(notes)});
+}
+
+void Diagnostics::append(const Diagnostics& other) {
+  for (const auto& d : other.items_) items_.push_back(d);
+}
+
+size_t Diagnostics::count(Severity s) const {
+  return static_cast<size_t>(std::count_if(items_.begin(), items_.end(),
+                                           [s](const Diagnostic& d) { return d.severity == s; }));
+}
+
+void Diagnostics::promote_warnings() {
+  for (auto& d : items_) {
+    if (d.severity == Severity::kWarning) {
+      d.severity = Severity::kError;
+    }
+  }
+}
+
+static const char* severity_word(Severity s) {
+  switch (s) {
+    case Severity::kError: return "error";
+    case Severity::kWarning: return "warning";
+    case Severity::kNote: return "note";
+  }
+  return "error";
+}
+
+std::string format_diagnostic(const Diagnostic& d, const SourceTexts* sources) {
+  std::ostringstream out;
+  if (!d.loc.file.empty()) {
+    out << d.loc.file;
+    if (d.loc.known()) out << ':' << d.loc.line << ':' << d.loc.column;
+    out << ": ";
+  }
+  out << severity_word(d.severity) << ": " << d.message;
+  if (!d.code.empty()) out << " [" << d.code << ']';
+  out << '\n';
+  if (sources && d.loc.known()) {
+    if (const std::string* line = sources->line(d.loc.file, d.loc.line)) {
+      out << "  " << *line << '\n';
+      std::string pad;
+      // Keep tabs so the caret lines up under the same column in a terminal.
+      for (int i = 0; i + 1 < d.loc.column && i < static_cast<int>(line->size()); ++i)
+        pad.push_back((*line)[i] == '\t' ? '\t' : ' ');
+      out << "  " << pad << "^\n";
+    }
+  }
+  for (const auto& n : d.notes) out << "  note: " << n << '\n';
+  return out.str();
+}
+
+std::string format_diagnostics(const Diagnostics& ds, const SourceTexts* sources) {
+  std::string out;
+  for (const auto& d : ds.items()) out += format_diagnostic(d, sources);
+  return out;
+}
+
+static size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string closest_match(const std::string& word, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_d = std::string::npos;
+  for (const auto& c : candidates) {
+    size_t d = edit_distance(word, c);
+    if (d < best_d) {
+      best_d = d;
+      best = c;
+    }
+  }
+  // A typo, not a different word: at most a third of the longer word, and at least one edit.
+  size_t limit = std::max<size_t>(1, std::max(word.size(), best.size()) / 3);
+  if (best_d == std::string::npos || best_d > limit) return "";
+  return best;
+}
+
+std::string did_you_mean(const std::string& word, const std::vector<std::string>& candidates) {
+  std::string m = closest_match(word, candidates);
+  return m.empty() ? "" : " — did you mean '" + m + "'?";
+}
+
+DiagnosticError::DiagnosticError(Diagnostics ds) : ds_(std::move(ds)) {
+  text_ = format_diagnostics(ds_);
+  if (!text_.empty() && text_.back() == '\n') text_.pop_back();
+}
+
+}  // namespace layerfreeze

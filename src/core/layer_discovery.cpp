@@ -1,0 +1,362 @@
+#include "core/layer_discovery.hpp"
+
+#include <re2/re2.h>
+#include <re2/set.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <memory>
+#include <unordered_map>
+
+#include "core/embedded_rules.hpp"
+
+namespace layerfreeze {
+
+namespace {
+
+std::vector<Pattern> read_patterns(const YAML::Node& node, const std::string& key,
+                                   const std::string& file, Diagnostics& diags) {
+  std::vector<Pattern> out;
+  const YAML::Node list = node[key];
+  if (!list) return out;
+  if (!list.IsSequence()) {
+    diags.error("wrong-type", "'" + key + "' must be a list of patterns",
+                {file, list.Mark().line + 1, list.Mark().column + 1});
+    return out;
+  }
+  for (const auto& item : list) {
+    if (!item.IsScalar()) {
+      diags.error("wrong-type", "a discovery pattern must be a string",
+                  {file, item.Mark().line + 1, item.Mark().column + 1});
+      continue;
+    }
+    out.push_back({item.Scalar(), {file, item.Mark().line + 1, item.Mark().column + 1}});
+  }
+  return out;
+}
+
+// One candidate container of a name: the key with the index marked '#', and the index.
+struct Candidate {
+  std::string key;
+  int64_t index;
+};
+
+bool all_digits(const std::string& s, size_t b, size_t e) {
+  if (b >= e || e - b > 9) return false;
+  for (size_t i = b; i < e; ++i)
+    if (!std::isdigit(static_cast<unsigned char>(s[i]))) return false;
+  return true;
+}
+
+// Candidates of `name`, outermost first: "a.b.3.c" offers "a.b.#"; "layer2.0.x" offers
+// "layer#" (2) and then "layer2.#" (0).
+void candidates_of(const std::string& name, std::vector<Candidate>& out) {
+  out.clear();
+  size_t start = 0;
+  while (start < name.size()) {
+    size_t end = name.find('.', start);
+    if (end == std::string::npos) break;  // the leaf ("weight") is never a container index
+    if (start > 0 && all_digits(name, start, end)) {
+      out.push_back({name.substr(0, start) + "#", std::stoll(name.substr(start, end - start))});
+    } else {
+      size_t d = end;
+      while (d > start && std::isdigit(static_cast<unsigned char>(name[d - 1]))) --d;
+      if (d > start && d < end && all_digits(name, d, end)) {
+        out.push_back({name.substr(0, d) + "#", std::stoll(name.substr(d, end - d))});
+      }
+    }
+    start = end + 1;
+  }
+}
+
+std::string container_of(const std::string& key) {
+  // "encoder.block.#" -> "encoder.block"; "layer#" -> "layer"
+  std::string c = key.substr(0, key.size() - 1);
+  if (!c.empty() && c.back() == '.') c.pop_back();
+  return c;
+}
+
+std::string layer_name(const std::string& key, int64_t index) {
+  return key.substr(0, key.size() - 1) + std::to_string(index);
+}
+
+// The path under which a stack's own non-layer parameters live ("encoder" for encoder.block).
+std::string stack_root(const std::string& container) {
+  auto dot = container.rfind('.');
+  return dot == std::string::npos ? "" : container.substr(0, dot);
+}
+
+bool under(const std::string& name, const std::string& root) {
+  return !root.empty() && name.size() > root.size() && name.compare(0, root.size(), root) == 0 &&
+         name[root.size()] == '.';
+}
+
+int stack_rank(const std::string& container, const std::vector<std::string>& order) {
+  size_t start = 0;
+  int best = static_cast<int>(order.size());
+  while (start <= container.size()) {
+    size_t end = container.find('.', start);
+    if (end == std::string::npos) end = container.size();
+    std::string comp = container.substr(start, end - start);
+    for (size_t i = 0; i < order.size(); ++i)
+      if (comp == order[i] || comp.rfind(order[i] + "_", 0) == 0)
+        best = std::min(best, static_cast<int>(i));
+    start = end + 1;
+  }
+  return best;
+}
+
+std::unique_ptr<RE2> compile_pattern(const Pattern& p, const char* what, Diagnostics& diags) {
+  RE2::Options o;
+  o.set_log_errors(false);
+  auto re = std::make_unique<RE2>(p.text, o);
+  if (!re->ok()) {
+    diags.error("bad-regex", std::string("invalid ") + what + " pattern '" + p.text +
+                                 "': " + re->error(), p.loc);
+    return nullptr;
+  }
+  return re;
+}
+
+}  // namespace
+
+const DiscoveryPatterns& DiscoveryPatterns::shipped() {
+  static const DiscoveryPatterns patterns = [] {
+    Diagnostics diags;
+    const char* text = embedded_rule_file("discovery.yaml");
+    return parse_discovery_yaml(text ? text : "", "rules/discovery.yaml", diags);
+  }();
+  return patterns;
+}
+
+DiscoveryPatterns DiscoveryPatterns::merged(const DiscoveryPatterns& o, bool replace) const {
+  auto join = [replace](const std::vector<Pattern>& first, const std::vector<Pattern>& second) {
+    std::vector<Pattern> out = first;
+    if (!replace || first.empty()) out.insert(out.end(), second.begin(), second.end());
+    return out;
+  };
+  DiscoveryPatterns m;
+  m.layers = join(o.layers, layers);
+  m.embeddings = join(o.embeddings, embeddings);
+  m.head = join(o.head, head);
+  m.stack_order = o.stack_order.empty() ? stack_order : o.stack_order;
+  return m;
+}
+
+DiscoveryPatterns parse_discovery_yaml(const std::string& text, const std::string& file,
+                                       Diagnostics& diags) {
+  DiscoveryPatterns p;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    diags.error("yaml-syntax", e.msg, {file, e.mark.line + 1, e.mark.column + 1});
+    return p;
+  }
+  p.layers = read_patterns(root, "layers", file, diags);
+  p.embeddings = read_patterns(root, "embeddings", file, diags);
+  p.head = read_patterns(root, "head", file, diags);
+  if (root["stack_order"] && root["stack_order"].IsSequence())
+    for (const auto& s : root["stack_order"]) p.stack_order.push_back(s.as<std::string>(""));
+  return p;
+}
+
+void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnostics& diags) {
+  inv.stacks.clear();
+  inv.layers.clear();
+  inv.notes.clear();
+
+  // 1. Layers: the outermost container key of each name that a pattern matches. Keys repeat
+  // across thousands of names, so each distinct key is matched once.
+  std::vector<std::unique_ptr<RE2>> layer_res;
+  for (const auto& p : patterns.layers) layer_res.push_back(compile_pattern(p, "layer", diags));
+  std::unordered_map<std::string, int> key_match;  // key -> pattern index or -1
+  auto match_key = [&](const std::string& key) {
+    auto it = key_match.find(key);
+    if (it != key_match.end()) return it->second;
+    int found = -1;
+    for (size_t i = 0; i < layer_res.size() && found < 0; ++i)
+      if (layer_res[i] && RE2::FullMatch(key, *layer_res[i])) found = static_cast<int>(i);
+    key_match.emplace(key, found);
+    return found;
+  };
+
+  struct Hit {
+    std::string key;
+    int64_t index;
+    int pattern;
+  };
+  std::vector<std::optional<Hit>> hits(inv.params.size());
+  std::vector<Candidate> cands;
+  std::map<std::string, std::vector<int64_t>> fallback_indices;
+  bool any_hit = false;
+  for (size_t i = 0; i < inv.params.size(); ++i) {
+    candidates_of(inv.params[i].name, cands);
+    for (const auto& c : cands) {
+      int m = match_key(c.key);
+      if (m >= 0) {
+        hits[i] = Hit{c.key, c.index, m};
+        any_hit = true;
+        break;
+      }
+    }
+    if (!cands.empty() && cands[0].key.find('.') != std::string::npos)
+      fallback_indices[cands[0].key].push_back(cands[0].index);
+  }
+
+  // Fallback for architectures no pattern knows: the dotted container with the most indices.
+  if (!any_hit) {
+    std::string best;
+    size_t best_n = 0;
+    for (auto& [key, idx] : fallback_indices) {
+      std::sort(idx.begin(), idx.end());
+      size_t distinct = static_cast<size_t>(std::unique(idx.begin(), idx.end()) - idx.begin());
+      if (distinct > best_n) {
+        best_n = distinct;
+        best = key;
+      }
+    }
+    if (best_n >= 2) {
+      for (size_t i = 0; i < inv.params.size(); ++i) {
+        candidates_of(inv.params[i].name, cands);
+        if (!cands.empty() && cands[0].key == best) hits[i] = Hit{best, cands[0].index, -1};
+      }
+      inv.notes.push_back("no discovery pattern matched; the repeated container '" +
+                          container_of(best) + "' was found by the generic fallback (add a "
+                          "`discovery: layers:` pattern to make it explicit)");
+    } else {
+      inv.notes.push_back("no repeated blocks found: this model has no layers, so layer "
+                          "selectors cannot be used (add a `discovery: layers:` pattern if it "
+                          "has some)");
+    }
+  }
+
+  // 2. Stacks: one per key, ordered input to output; layers numbered across stacks.
+  std::map<std::string, size_t> first_seen;
+  std::map<std::string, std::vector<int64_t>> stack_indices;
+  std::map<std::string, int> stack_pattern;
+  for (size_t i = 0; i < hits.size(); ++i) {
+    if (!hits[i]) continue;
+    first_seen.emplace(hits[i]->key, i);
+    stack_indices[hits[i]->key].push_back(hits[i]->index);
+    stack_pattern[hits[i]->key] = hits[i]->pattern;
+  }
+  std::vector<std::string> keys;
+  for (auto& [k, _] : first_seen) keys.push_back(k);
+  std::stable_sort(keys.begin(), keys.end(), [&](const std::string& a, const std::string& b) {
+    int ra = stack_rank(container_of(a), patterns.stack_order);
+    int rb = stack_rank(container_of(b), patterns.stack_order);
+    if (ra != rb) return ra < rb;
+    return first_seen[a] < first_seen[b];
+  });
+  std::map<std::pair<std::string, int64_t>, int32_t> layer_of;
+  for (size_t s = 0; s < keys.size(); ++s) {
+    auto& idx = stack_indices[keys[s]];
+    std::sort(idx.begin(), idx.end());
+    idx.erase(std::unique(idx.begin(), idx.end()), idx.end());
+    Stack st;
+    st.key = keys[s];
+    st.container = container_of(keys[s]);
+    int pat = stack_pattern[keys[s]];
+    st.pattern = pat >= 0 ? patterns.layers[pat].text : "(generic fallback)";
+    st.first_layer = inv.num_layers();
+    st.num_layers = static_cast<int32_t>(idx.size());
+    for (int64_t source_index : idx) {
+      layer_of[{keys[s], source_index}] = inv.num_layers();
+      Layer l;
+      l.name = layer_name(keys[s], source_index);
+      l.stack = static_cast<int32_t>(s);
+      l.source_index = source_index;
+      inv.layers.push_back(std::move(l));
+    }
+    inv.stacks.push_back(std::move(st));
+  }
+
+  // 3. Roles. Layer membership beats everything; then names; then position.
+  std::vector<std::unique_ptr<RE2>> emb_res, head_res;
+  for (const auto& p : patterns.embeddings) emb_res.push_back(compile_pattern(p, "embeddings", diags));
+  for (const auto& p : patterns.head) head_res.push_back(compile_pattern(p, "head", diags));
+  auto name_role = [&](const std::string& name) -> std::optional<Role> {
+    for (const auto& re : emb_res)
+      if (re && RE2::FullMatch(name, *re)) return Role::kEmbeddings;
+    for (const auto& re : head_res)
+      if (re && RE2::FullMatch(name, *re)) {
+        // A "final norm" under a stack that is not the last one sits between two stacks
+        // (T5's encoder.final_layer_norm): position, not the name, decides it.
+        for (size_t s = 0; s + 1 < inv.stacks.size(); ++s)
+          if (under(name, stack_root(inv.stacks[s].container))) return std::nullopt;
+        return Role::kHead;
+      }
+    return std::nullopt;
+  };
+
+  size_t first_layer_pos = inv.params.size(), last_layer_pos = 0;
+  for (size_t i = 0; i < hits.size(); ++i) {
+    if (!hits[i]) continue;
+    first_layer_pos = std::min(first_layer_pos, i);
+    last_layer_pos = i;
+  }
+  int32_t running_max_layer = -1;
+  for (size_t i = 0; i < inv.params.size(); ++i) {
+    Param& p = inv.params[i];
+    p.layer = -1;
+    p.anchor_layer = -1;
+    if (hits[i]) {
+      p.role = Role::kLayer;
+      p.layer = layer_of[{hits[i]->key, hits[i]->index}];
+      inv.layers[p.layer].params.push_back(static_cast<uint32_t>(i));
+      inv.layers[p.layer].numel += p.numel;
+      running_max_layer = std::max(running_max_layer, p.layer);
+    } else if (auto r = name_role(p.name)) {
+      p.role = *r;
+    } else if (inv.layers.empty()) {
+      p.role = Role::kOther;
+    } else if (i < first_layer_pos) {
+      p.role = Role::kEmbeddings;
+    } else if (i > last_layer_pos) {
+      p.role = Role::kHead;
+    } else {
+      p.role = Role::kOther;
+    }
+    if (p.role == Role::kOther && !inv.layers.empty()) {
+      // It opens with the last layer of the stack it sits under, else the layer before it.
+      p.anchor_layer = running_max_layer;
+      for (const auto& st : inv.stacks)
+        if (under(p.name, stack_root(st.container))) p.anchor_layer = st.first_layer + st.num_layers - 1;
+    }
+    p.alias_roles.clear();
+    for (const auto& a : p.aliases) {
+      std::vector<Candidate> ac;
+      candidates_of(a, ac);
+      bool in_layer = false;
+      for (const auto& c : ac)
+        if (match_key(c.key) >= 0) in_layer = true;
+      if (in_layer) {
+        p.alias_roles.push_back(Role::kLayer);
+      } else {
+        p.alias_roles.push_back(name_role(a).value_or(p.role));
+      }
+    }
+  }
+}
+
+}  // namespace layerfreeze
+
+namespace layerfreeze {
+
+std::string describe_layers(const Inventory& inv) {
+  if (inv.layers.empty()) return "no layers";
+  std::string s = std::to_string(inv.layers.size()) + (inv.layers.size() == 1 ? " layer (" : " layers (");
+  for (size_t i = 0; i < inv.stacks.size(); ++i) {
+    const Stack& st = inv.stacks[i];
+    const Layer& a = inv.layers[st.first_layer];
+    const Layer& b = inv.layers[st.first_layer + st.num_layers - 1];
+    s += (i ? ", " : "") + a.name;
+    if (st.num_layers > 1) s += "–" + std::to_string(b.source_index);
+  }
+  return s + ")";
+}
+
+}  // namespace layerfreeze

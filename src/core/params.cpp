@@ -1,0 +1,68 @@
+// Binding a strategy's declared parameters to values: defaults, `with:`, `--set`.
+#include <yaml-cpp/yaml.h>
+
+#include "core/rules_parser.hpp"
+#include "core/yaml_reader.hpp"
+
+namespace layerfreeze {
+
+std::optional<Scope> bind_params(const Strategy& s, const std::vector<std::string>& sets,
+                                 Diagnostics& diags, bool allow_missing) {
+  Scope scope;
+  size_t errors_before = diags.count(Severity::kError);
+  for (const auto& p : s.params)
+    if (!p.required || p.nullable) scope[p.name] = p.default_value;
+  for (const auto& [k, v] : s.bound) scope[k] = v;
+  std::vector<std::string> names;
+  for (const auto& p : s.params) names.push_back(p.name);
+  for (const auto& set : sets) {
+    auto eq = set.find('=');
+    SourceLoc loc{"--set " + set, 0, 0};
+    if (eq == std::string::npos || eq == 0) {
+      diags.error("bad-set", "--set takes KEY=VALUE, got '" + set + "'", loc);
+      continue;
+    }
+    std::string key = set.substr(0, eq), text = set.substr(eq + 1);
+    const ParamDecl* d = s.find_param(key);
+    if (!d) {
+      std::string declared;
+      for (const auto& n : names) declared += (declared.empty() ? "" : ", ") + n;
+      diags.error("unknown-param", "'" + s.origin + "' has no parameter '" + key + "'" + did_you_mean(key, names), loc,
+                  {declared.empty() ? "it declares no parameters" : "declared parameters: " + declared});
+      continue;
+    }
+    Value v;
+    try {
+      YAML::Node n = YAML::Load(text);
+      Diagnostics local;
+      YamlReader r("--set", local);
+      auto parsed = r.value(n, key);
+      if (!parsed) {
+        diags.error("bad-set", "--set " + key + ": the value must be a scalar or a list", loc);
+        continue;
+      }
+      v = *parsed;
+    } catch (const YAML::Exception& e) {
+      diags.error("bad-set", "--set " + key + ": " + e.msg, loc);
+      continue;
+    }
+    std::string err = check_param_value(*d, v);
+    if (!err.empty()) {
+      diags.error("param-type", "--set " + key + ": " + err, loc);
+      continue;
+    }
+    scope[key] = v;
+  }
+  if (!allow_missing) {
+    for (const auto& p : s.params) {
+      if (scope.count(p.name)) continue;
+      diags.error("missing-param", "parameter '" + p.name + "' (" + param_type_name(p.type) +
+                                       ") is required: pass --set " + p.name + "=VALUE", p.loc,
+                  p.doc.empty() ? std::vector<std::string>{} : std::vector<std::string>{p.name + ": " + p.doc});
+    }
+  }
+  if (diags.count(Severity::kError) > errors_before) return std::nullopt;
+  return scope;
+}
+
+}  // namespace layerfreeze

@@ -1,0 +1,232 @@
+#include "core/plan.hpp"
+
+#include <algorithm>
+#include <map>
+
+#include "core/hash.hpp"
+
+namespace layerfreeze {
+
+namespace {
+
+uint64_t splitmix64(uint64_t& x) {
+  uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+void apply(const PlanRule& r, Bitset& state, int64_t period, const Inventory& inv) {
+  if (r.set.is_static()) {
+    if (r.action == Action::kFreeze) state |= r.set.leaf;
+    else state.subtract(r.set.leaf);
+    return;
+  }
+  Bitset s = r.set.eval(period, inv);
+  if (r.action == Action::kFreeze) state |= s;
+  else state.subtract(s);
+}
+
+void hash_set(Hasher& h, const DynamicSet& d) {
+  h.add(static_cast<int>(d.op));
+  for (auto w : d.leaf.words()) h.add(static_cast<int64_t>(w));
+  for (const auto& k : d.kids) hash_set(h, k);
+  for (auto l : d.pool) h.add(l);
+  h.add(d.count);
+  h.add(static_cast<int64_t>(d.seed));
+  for (auto w : d.mask.words()) h.add(static_cast<int64_t>(w));
+}
+
+}  // namespace
+
+std::string Provenance::where() const {
+  if (!loc.known()) return loc.file;
+  return loc.file + ":" + std::to_string(loc.line) + ":" + std::to_string(loc.column);
+}
+
+Bitset DynamicSet::eval(int64_t period, const Inventory& inv) const {
+  switch (op) {
+    case Op::kLeaf: return leaf;
+    case Op::kUnion: {
+      Bitset b = kids[0].eval(period, inv);
+      for (size_t i = 1; i < kids.size(); ++i) b |= kids[i].eval(period, inv);
+      return b;
+    }
+    case Op::kIntersect: {
+      Bitset b = kids[0].eval(period, inv);
+      for (size_t i = 1; i < kids.size(); ++i) b &= kids[i].eval(period, inv);
+      return b;
+    }
+    case Op::kMinus: {
+      Bitset b = kids[0].eval(period, inv);
+      b.subtract(kids[1].eval(period, inv));
+      return b;
+    }
+    case Op::kRandom: {
+      // Deterministic by (seed, period), identical on every platform: splitmix64 and a partial
+      // Fisher-Yates shuffle (no std::distribution, whose output is implementation-defined).
+      uint64_t x = seed ^ (static_cast<uint64_t>(period) * 0xd1b54a32d192ed03ULL);
+      std::vector<int32_t> p = pool;
+      int64_t k = std::min<int64_t>(count, static_cast<int64_t>(p.size()));
+      for (int64_t i = 0; i < k; ++i) {
+        uint64_t span = p.size() - static_cast<uint64_t>(i);
+        size_t j = static_cast<size_t>(i) + static_cast<size_t>(splitmix64(x) % span);
+        std::swap(p[static_cast<size_t>(i)], p[j]);
+      }
+      Bitset b(inv.params.size());
+      for (int64_t i = 0; i < k; ++i)
+        for (uint32_t q : inv.layers[p[static_cast<size_t>(i)]].params) b.set(q);
+      b &= mask;
+      return b;
+    }
+  }
+  return leaf;
+}
+
+void Plan::finalize() {
+  const Inventory& inv = *inventory;
+  initial_state_ = Bitset(inv.params.size());
+  for (const auto& r : initial) apply(r, initial_state_, 0, inv);
+  prefix_.clear();
+  prefix_.push_back(initial_state_);
+  has_periodic_ = false;
+  for (const auto& st : stages) {
+    Bitset next = prefix_.back();
+    if (st.period > 0) has_periodic_ = true;
+    else
+      for (const auto& r : st.rules) apply(r, next, 0, inv);
+    prefix_.push_back(std::move(next));
+  }
+  Hasher h;
+  h.add(inv.fingerprint());
+  for (auto w : initial_state_.words()) h.add(static_cast<int64_t>(w));
+  for (size_t j = 0; j < stages.size(); ++j) {
+    const auto& st = stages[j];
+    h.add(static_cast<int>(st.unit));
+    h.add(st.at);
+    h.add(st.period);
+    if (st.period > 0) {
+      for (const auto& r : st.rules) {
+        h.add(static_cast<int>(r.action));
+        hash_set(h, r.set);
+      }
+    } else {
+      for (auto w : prefix_[j + 1].words()) h.add(static_cast<int64_t>(w));
+    }
+  }
+  fingerprint_ = h.hex();
+}
+
+Bitset Plan::frozen_at(const Time& t) const {
+  size_t j = 0;
+  while (j < stages.size() && stages[j].fires(t) && stages[j].period == 0) ++j;
+  bool rest_quiet = true;
+  for (size_t k = j; k < stages.size(); ++k) rest_quiet = rest_quiet && !stages[k].fires(t);
+  if (rest_quiet) return prefix_[j];
+  // A periodic stage is active, or triggers fired out of key order: apply in order.
+  Bitset state = prefix_[j];
+  for (size_t k = j; k < stages.size(); ++k) {
+    if (!stages[k].fires(t)) continue;
+    for (const auto& r : stages[k].rules) apply(r, state, stages[k].period_at(t), *inventory);
+  }
+  return state;
+}
+
+std::vector<const PlanRule*> Plan::deciders_at(const Time& t) const {
+  const Inventory& inv = *inventory;
+  std::vector<const PlanRule*> by(inv.params.size(), nullptr);
+  auto mark = [&](const PlanRule& r, int64_t period) {
+    Bitset s = r.set.eval(period, inv);
+    s.for_each([&](size_t i) { by[i] = &r; });
+  };
+  for (const auto& r : initial) mark(r, 0);
+  for (const auto& st : stages)
+    if (st.fires(t))
+      for (const auto& r : st.rules) mark(r, st.period_at(t));
+  return by;
+}
+
+Time Plan::next_change(const Time& t) const {
+  Time next{-1, -1};
+  auto consider = [&](Trigger::Unit u, int64_t v) {
+    int64_t& slot = u == Trigger::Unit::kEpoch ? next.epoch : next.step;
+    if (slot < 0 || v < slot) slot = v;
+  };
+  for (const auto& st : stages) {
+    if (!st.fires(t)) consider(st.unit, st.at);
+    else if (st.period > 0) consider(st.unit, st.at + (st.period_at(t) + 1) * st.period);
+  }
+  return next;
+}
+
+std::vector<StatePoint> Plan::timeline(const Time& horizon, size_t max_points, bool* truncated) const {
+  const auto spe = options.steps_per_epoch;
+  struct Cand {
+    int64_t key;
+    Time t;
+    std::string cause;
+  };
+  std::vector<Cand> cands;
+  auto time_of = [&](Trigger::Unit u, int64_t v) {
+    if (u == Trigger::Unit::kEpoch) return Time{v, spe ? v * *spe : (uses_steps ? -1 : 0)};
+    return Time{spe ? v / *spe : (uses_epochs ? -1 : 0), v};
+  };
+  auto within = [&](Trigger::Unit u, int64_t v) {
+    return u == Trigger::Unit::kEpoch ? (horizon.epoch < 0 || v < horizon.epoch)
+                                      : (horizon.step < 0 || v < horizon.step);
+  };
+  auto key_of = [&](Trigger::Unit u, int64_t v) {
+    return u == Trigger::Unit::kEpoch && spe && uses_steps ? v * *spe : v;
+  };
+  if (truncated) *truncated = false;
+  for (const auto& st : stages) {
+    if (st.period == 0) {
+      if (within(st.unit, st.at)) cands.push_back({key_of(st.unit, st.at), time_of(st.unit, st.at), st.label});
+      continue;
+    }
+    for (int64_t p = 0;; ++p) {
+      int64_t v = st.at + p * st.period;
+      if (!within(st.unit, v)) break;
+      if (cands.size() >= max_points) {
+        if (truncated) *truncated = true;
+        break;
+      }
+      cands.push_back({key_of(st.unit, v), time_of(st.unit, v), st.label + " (period " + std::to_string(p) + ")"});
+    }
+  }
+  std::stable_sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) { return a.key < b.key; });
+
+  std::vector<StatePoint> out;
+  StatePoint first;
+  first.at = Time{0, 0};
+  first.frozen = frozen_at(first.at);
+  first.frozen.for_each([&](size_t i) { first.newly_frozen.push_back(static_cast<uint32_t>(i)); });
+  for (const auto& c : cands)
+    if (c.key == 0) first.causes.push_back(c.cause);
+  out.push_back(std::move(first));
+  for (size_t i = 0; i < cands.size();) {
+    size_t j = i;
+    std::vector<std::string> causes;
+    while (j < cands.size() && cands[j].key == cands[i].key) causes.push_back(cands[j++].cause);
+    if (cands[i].key != 0) {
+      Time t = cands[i].t;
+      Bitset s = frozen_at(t);
+      const Bitset& prev = out.back().frozen;
+      if (s != prev) {
+        StatePoint sp;
+        sp.at = t;
+        sp.causes = causes;
+        for (size_t k = 0; k < s.size(); ++k) {
+          if (s.test(k) && !prev.test(k)) sp.newly_frozen.push_back(static_cast<uint32_t>(k));
+          if (!s.test(k) && prev.test(k)) sp.newly_unfrozen.push_back(static_cast<uint32_t>(k));
+        }
+        sp.frozen = std::move(s);
+        out.push_back(std::move(sp));
+      }
+    }
+    i = j;
+  }
+  return out;
+}
+
+}  // namespace layerfreeze

@@ -1,0 +1,122 @@
+// Plan: a strategy compiled against one model. Every rule resolved to a set of parameters, the
+// stages in time order, the executor options evaluated, warnings, and a fingerprint. The state
+// at any time is a pure function of the plan and (epoch, step).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/bitset.hpp"
+#include "core/rules.hpp"
+#include "layerfreeze/inventory.hpp"
+
+namespace layerfreeze {
+
+/// A point in training time. -1 where a unit is unknown (no steps_per_epoch).
+struct Time {
+  int64_t epoch = 0;
+  int64_t step = 0;
+};
+
+/// A selector that varies by period (random_layers); a static one is a single leaf.
+struct DynamicSet {
+  enum class Op { kLeaf, kUnion, kIntersect, kMinus, kRandom };
+  Op op = Op::kLeaf;
+  Bitset leaf;
+  std::vector<DynamicSet> kids;
+  // kRandom: draw `count` layers of `pool` by (seed, period); select their parameters in `mask`.
+  std::vector<int32_t> pool;
+  int64_t count = 0;
+  uint64_t seed = 0;
+  Bitset mask;
+
+  bool is_static() const { return op == Op::kLeaf; }
+  Bitset eval(int64_t period, const Inventory& inv) const;
+};
+
+/// Where a decision comes from: the rule's text and location.
+struct Provenance {
+  std::string text;  // "freeze layers(first_ratio=0.5)"
+  SourceLoc loc;
+  std::string where() const;  // "rules/lp_lora.yaml:20:5"
+};
+
+struct PlanRule {
+  Action action = Action::kFreeze;
+  DynamicSet set;
+  Provenance prov;
+  std::vector<uint32_t> partial_ties;  // tied tensors it selects through only some names
+};
+
+/// A stage fixed in time, in the order stages apply.
+struct PlanStage {
+  Trigger::Unit unit = Trigger::Unit::kEpoch;
+  int64_t at = 0;          // epoch or step at which it starts
+  int64_t key = 0;         // ordering key (steps when epochs and steps mix)
+  int64_t period = 0;      // > 0: periodic, re-evaluated every `period` units from `at`
+  std::string label;       // "stage at epoch 3", "progressive group 2/12", "every 20 steps"
+  SourceLoc loc;
+  std::vector<PlanRule> rules;
+
+  bool fires(const Time& t) const { return (unit == Trigger::Unit::kEpoch ? t.epoch : t.step) >= at; }
+  int64_t period_at(const Time& t) const {
+    int64_t now = unit == Trigger::Unit::kEpoch ? t.epoch : t.step;
+    return period > 0 ? (now - at) / period : 0;
+  }
+};
+
+/// Executor options, evaluated.
+struct PlanOptions {
+  Options::BatchNorm batchnorm = Options::BatchNorm::kUnchanged;
+  Options::OptimizerState optimizer_state = Options::OptimizerState::kDrop;
+  double unfreeze_lr_scale = 1.0;
+  double lr_decay = 1.0;
+  std::optional<int64_t> steps_per_epoch;
+};
+
+/// One change of state on the timeline.
+struct StatePoint {
+  Time at;
+  std::vector<std::string> causes;  // labels of the stages that fired here
+  Bitset frozen;
+  std::vector<uint32_t> newly_frozen, newly_unfrozen;
+};
+
+class Plan {
+ public:
+  std::shared_ptr<const Inventory> inventory;
+  std::string name, origin, description;
+  Scope params;
+  PlanOptions options;
+  std::vector<PlanRule> initial;
+  std::vector<PlanStage> stages;  // sorted by key, file order for ties
+  std::vector<Diagnostic> warnings;
+  bool uses_epochs = false, uses_steps = false;
+
+  /// Frozen parameters at `t`.
+  Bitset frozen_at(const Time& t) const;
+  /// For each parameter, the rule that decided its state at `t` (nullptr: trainable by
+  /// default).
+  std::vector<const PlanRule*> deciders_at(const Time& t) const;
+  /// The change points from the start up to (not including) `horizon`; periodic schedules are
+  /// listed period by period, at most `max_points`.
+  std::vector<StatePoint> timeline(const Time& horizon, size_t max_points = 10000,
+                                   bool* truncated = nullptr) const;
+  /// The earliest epoch and step (each, -1 for none) at which the state may next change after
+  /// `t`: a per-step query compares against these two numbers.
+  Time next_change(const Time& t) const;
+  const std::string& fingerprint() const { return fingerprint_; }
+
+  // Built by the compiler.
+  void finalize();
+
+ private:
+  Bitset initial_state_;
+  std::vector<Bitset> prefix_;  // prefix_[j]: state after initial rules and static stages [0, j)
+  bool has_periodic_ = false;
+  std::string fingerprint_;
+};
+
+}  // namespace layerfreeze

@@ -1,0 +1,134 @@
+// The rules AST: a freezing strategy as written, with the file:line:col of every part. It does
+// not depend on a model or on parameter values; the compiler binds both.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/expr.hpp"
+#include "core/layer_discovery.hpp"
+#include "layerfreeze/diagnostics.hpp"
+#include "layerfreeze/inventory.hpp"
+
+namespace layerfreeze {
+
+enum class Action { kFreeze, kUnfreeze };
+inline const char* action_name(Action a) { return a == Action::kFreeze ? "freeze" : "unfreeze"; }
+
+/// What a rule points at (DESIGN.md §3 "Selectors").
+struct Selector {
+  enum class Kind {
+    kAll,           // every parameter
+    kRole,          // embeddings | head | layers | other
+    kLayers,        // layer indices: slices, lists, first/last N, ratios (optionally in one stack)
+    kStack,         // every layer of a named stack
+    kRegex,         // RE2 full match on any name
+    kModuleType,    // RE2 full match on the owning module's short type name
+    kLeaf,          // the last name component ("bias")
+    kAnyOf,         // union
+    kAllOf,         // intersection
+    kRandomLayers,  // `count` layers drawn by (seed, period) from the layers of `from`
+  };
+  enum class LayerForm { kIndices, kFirst, kLast, kFirstRatio, kLastRatio };
+
+  Kind kind = Kind::kAll;
+  SourceLoc loc;
+  Role role = Role::kOther;
+  LayerForm layer_form = LayerForm::kIndices;
+  std::vector<Expr> indices;  // kIndices: ints or slice strings ("0:16", "-4:")
+  Expr amount;                // first/last N, ratio; kRandomLayers: count
+  Expr seed;                  // kRandomLayers
+  Expr stack;                 // kLayers restricted to a stack; kStack: the name
+  Expr strings;               // kRegex, kModuleType, kLeaf: a string or a list of strings
+  Expr case_sensitive;        // kRegex
+  std::vector<Selector> children;  // kAnyOf, kAllOf, kRandomLayers (`from`, 0 or 1)
+  std::vector<Selector> except;    // 0 or 1: subtracted from what this selects
+  std::string text;                // compact one-line form, for plans and tests
+};
+
+/// `freeze: SEL` or `unfreeze: SEL`, optionally conditional.
+struct Rule {
+  Action action = Action::kFreeze;
+  Selector selector;
+  Expr when;  // empty: always
+  SourceLoc loc;
+  std::string text;  // "freeze layers[0:16]"
+};
+
+/// A point in training time: an epoch or a global step (both 0-based).
+struct Trigger {
+  enum class Unit { kEpoch, kStep };
+  Unit unit = Unit::kEpoch;
+  Expr value;
+  SourceLoc loc;
+};
+inline const char* unit_name(Trigger::Unit u) { return u == Trigger::Unit::kEpoch ? "epoch" : "step"; }
+
+/// A change of state over time.
+struct Stage {
+  enum class Kind {
+    kAt,           // once, at a trigger
+    kEvery,        // periodically (LISA): rules re-evaluated each period, on the state before it
+    kProgressive,  // opens (or closes) one more group of layers at a time
+  };
+  Kind kind = Kind::kAt;
+  SourceLoc loc;
+  std::string name;
+  Expr when;
+  Trigger at;                // kAt: the trigger; kEvery/kProgressive: the start
+  Trigger period;            // kEvery: K steps/epochs; kProgressive with `every`
+  std::vector<Rule> rules;   // kAt, kEvery
+  // kProgressive
+  Action action = Action::kUnfreeze;
+  Selector selector;         // what is grouped (default: layers, with `other` attached)
+  bool top_down = true;
+  Expr group_size;           // layers per group (default 1)
+  std::optional<Trigger> over;  // spread all groups evenly over this span
+  bool has_every = false;
+};
+
+/// A declared, typed parameter a user can override with `--set`.
+struct ParamDecl {
+  enum class Type { kInt, kFloat, kBool, kString, kStrings };
+  std::string name;
+  Type type = Type::kInt;
+  bool required = false;     // no default
+  Value default_value;       // null when nullable and absent
+  bool nullable = false;
+  std::optional<double> min, max;
+  std::string doc;
+  SourceLoc loc;
+};
+const char* param_type_name(ParamDecl::Type t);
+
+/// Executor policies a strategy carries (DESIGN.md §3 "Executor").
+struct Options {
+  enum class BatchNorm { kUnchanged, kEvalWhenFrozen };
+  enum class OptimizerState { kDrop, kKeep };
+  BatchNorm batchnorm = BatchNorm::kUnchanged;
+  OptimizerState optimizer_state = OptimizerState::kDrop;
+  Expr unfreeze_lr_scale;    // default 1.0
+  Expr lr_decay;             // discriminative LR: scale 1/decay^(depth from the top); default 1.0
+  Expr steps_per_epoch;      // needed when epoch and step triggers mix
+  SourceLoc loc;
+};
+
+/// A whole strategy: the merge of a file and everything it extends.
+struct Strategy {
+  int version = 1;
+  std::string name;
+  std::string description;
+  std::string origin;                 // "preset:lp_lora" or a path
+  std::vector<ParamDecl> params;
+  Scope bound;                        // values fixed by `extends: ... with:`
+  Options options;
+  DiscoveryPatterns discovery;        // overrides from the file
+  bool discovery_replace = false;
+  std::vector<Rule> rules;            // initial rules, in order
+  std::vector<Stage> stages;          // in file order
+
+  const ParamDecl* find_param(const std::string& n) const;
+};
+
+}  // namespace layerfreeze

@@ -1,0 +1,843 @@
+#include "core/rules_parser.hpp"
+
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/embedded_rules.hpp"
+#include "core/yaml_reader.hpp"
+
+namespace layerfreeze {
+
+namespace {
+
+constexpr size_t kMaxRulesFileBytes = 1 << 20;
+constexpr int kMaxExtendsDepth = 16;
+
+const std::vector<std::string> kTopKeys = {"layerfreeze", "name", "description", "extends", "with",
+                                           "params", "options", "discovery", "rules", "stages"};
+const std::vector<std::string> kSelectorKeys = {"role", "layers", "stack", "regex", "module_type",
+                                                "leaf", "any_of", "all_of", "random_layers",
+                                                "except", "case_sensitive"};
+const std::vector<std::string> kSelectorWords = {"all", "embeddings", "head", "layers", "other"};
+
+// Parses one strategy file body (after `extends` is resolved by the loader).
+struct FileParser {
+  FileParser(YamlReader& r, Strategy& s) : r_(r), s_(s) {}
+
+  std::vector<std::string> known() const {
+    std::vector<std::string> names;
+    for (const auto& p : s_.params) names.push_back(p.name);
+    return names;
+  }
+
+  Expr expr(const YAML::Node& n, const std::string& what) {
+    if (n.IsScalar() && n.Scalar().find("${") != std::string::npos)
+      return Expr::parse(n.Scalar(), r_.loc(n), known(), r_.diags());
+    auto v = r_.value(n, what);
+    return Expr::literal(v.value_or(Value::null()), r_.loc(n));
+  }
+
+  // A literal that must have a kind (checked now); expressions are checked when evaluated.
+  Expr typed(const YAML::Node& n, const std::string& what, std::initializer_list<Value::Kind> kinds) {
+    Expr e = expr(n, what);
+    if (const Value* v = e.literal_value()) {
+      bool ok = false;
+      for (auto k : kinds) ok = ok || v->kind == k || (k == Value::Kind::kFloat && v->kind == Value::Kind::kInt);
+      if (!ok) {
+        std::string want;
+        for (auto k : kinds) want += std::string(want.empty() ? "" : " or ") + kind_name(k);
+        r_.error("wrong-type", what + " must be " + want + ", not " + describe(n), n);
+      }
+    }
+    return e;
+  }
+
+  Expr strings(const YAML::Node& n, const std::string& what) {
+    if (n.IsSequence()) {
+      for (const auto& c : n)
+        if (!c.IsScalar()) r_.error("wrong-type", what + " must be a string or a list of strings", c);
+      if (n.size() == 0) r_.error("bad-value", what + " must not be empty", n);
+    } else if (!n.IsScalar() || (n.Tag() != "!" && typed_scalar(n.Scalar(), false).kind != Value::Kind::kString &&
+                                      n.Scalar().find("${") == std::string::npos)) {
+      r_.error("wrong-type", what + " must be a string or a list of strings, not " + describe(n), n);
+    }
+    Expr e = expr(n, what);
+    if (const Value* v = e.literal_value()) {
+      // Numbers written without quotes in a list of names are still names.
+      Value fixed = *v;
+      if (fixed.kind != Value::Kind::kList) fixed = Value::of_list({fixed});
+      for (auto& item : fixed.list) item = Value::string(item.kind == Value::Kind::kString ? item.s : item.to_string());
+      e = Expr::literal(fixed, e.loc());
+    }
+    return e;
+  }
+
+  void check_regexes(const Expr& e, const YAML::Node& n, const char* what) {
+    const Value* v = e.literal_value();
+    if (!v) return;
+    for (size_t i = 0; i < v->list.size(); ++i) {
+      RE2::Options o;
+      o.set_log_errors(false);
+      RE2 re(v->list[i].s, o);
+      if (!re.ok()) {
+        YAML::Node at = n.IsSequence() ? n[i] : n;
+        r_.error("bad-regex", std::string("invalid ") + what + " '" + v->list[i].s + "': " + re.error(), at);
+      }
+    }
+  }
+
+  void check_slice(const Expr& e, const YAML::Node& n) {
+    const Value* v = e.literal_value();
+    if (!v) return;
+    if (v->kind == Value::Kind::kInt) return;
+    if (v->kind != Value::Kind::kString) {
+      r_.error("wrong-type", "a layer index must be an integer or a slice like \"0:16\", not " + describe(n), n);
+      return;
+    }
+    std::string err;
+    if (!parse_slice(v->s, &err)) r_.error("bad-slice", err, n);
+  }
+
+  Selector selector(const YAML::Node& n, const std::string& what) {
+    Selector sel;
+    sel.loc = r_.loc(n);
+    if (n.IsScalar()) {
+      std::string w = n.Scalar();
+      if (w == "all") {
+        sel.kind = Selector::Kind::kAll;
+      } else if (auto role = parse_role(w); role && w != "layer") {
+        sel.kind = Selector::Kind::kRole;
+        sel.role = *role;
+      } else {
+        r_.error("unknown-selector", "unknown selector '" + w + "'" + did_you_mean(w, kSelectorWords), n,
+                 {"a selector is all, embeddings, head, layers, other, a list (any of), or a map "
+                  "with one of: role, layers, stack, regex, module_type, leaf, any_of, all_of, random_layers"});
+      }
+      sel.text = w;
+      return sel;
+    }
+    if (n.IsSequence()) {
+      sel.kind = Selector::Kind::kAnyOf;
+      for (const auto& c : n) sel.children.push_back(selector(c, what));
+      if (sel.children.empty()) r_.error("bad-value", what + " is an empty list", n);
+      sel.text = list_text(sel.children, "any_of");
+      return sel;
+    }
+    auto es = r_.entries(n, what, kSelectorKeys);
+    if (!n.IsMap()) return sel;
+    const YAML::Node* primary = nullptr;
+    std::string primary_key;
+    const YAML::Node *except = nullptr, *case_flag = nullptr, *stack = nullptr;
+    for (const auto& e : es) {
+      if (e.key == "except") except = &e.value;
+      else if (e.key == "case_sensitive") case_flag = &e.value;
+      else if (e.key == "stack") stack = &e.value;
+      else if (primary) {
+        r_.error("selector-conflict", "a selector has one kind; '" + primary_key + "' and '" + e.key +
+                                          "' are both given (use all_of or any_of to combine)", e.key_node);
+      } else {
+        primary = &e.value;
+        primary_key = e.key;
+      }
+    }
+    if (!primary && stack) {
+      primary = stack;
+      primary_key = "stack";
+      stack = nullptr;
+    }
+    if (!primary) {
+      r_.error("selector-empty", what + " says nothing to select", n);
+      return sel;
+    }
+    const YAML::Node& v = *primary;
+    if (primary_key == "role") {
+      if (v.IsSequence()) {
+        sel.kind = Selector::Kind::kAnyOf;
+        for (const auto& c : v) {
+          Selector r = selector(c, "a role");
+          if (r.kind != Selector::Kind::kRole) r_.error("bad-value", "'role' takes embeddings, head, layers or other", c);
+          sel.children.push_back(r);
+        }
+        sel.text = list_text(sel.children, "any_of");
+      } else {
+        sel = selector(v, "a role");
+        if (sel.kind != Selector::Kind::kRole) r_.error("bad-value", "'role' takes embeddings, head, layers or other", v);
+      }
+    } else if (primary_key == "layers") {
+      sel.kind = Selector::Kind::kLayers;
+      layers(v, sel);
+    } else if (primary_key == "stack") {
+      sel.kind = Selector::Kind::kStack;
+      sel.stack = typed(v, "'stack'", {Value::Kind::kString});
+      sel.text = "stack(" + v.Scalar() + ")";
+    } else if (primary_key == "regex" || primary_key == "module_type" || primary_key == "leaf") {
+      sel.kind = primary_key == "regex" ? Selector::Kind::kRegex
+               : primary_key == "leaf" ? Selector::Kind::kLeaf : Selector::Kind::kModuleType;
+      sel.strings = strings(v, "'" + primary_key + "'");
+      if (sel.kind != Selector::Kind::kLeaf) check_regexes(sel.strings, v, primary_key == "regex" ? "regex" : "module_type pattern");
+      sel.text = primary_key + "(" + flat(v) + ")";
+    } else if (primary_key == "any_of" || primary_key == "all_of") {
+      sel.kind = primary_key == "any_of" ? Selector::Kind::kAnyOf : Selector::Kind::kAllOf;
+      if (!v.IsSequence() || v.size() == 0) {
+        r_.error("wrong-type", "'" + primary_key + "' takes a non-empty list of selectors", v);
+      } else {
+        for (const auto& c : v) sel.children.push_back(selector(c, "a selector in " + primary_key));
+      }
+      sel.text = list_text(sel.children, primary_key);
+    } else if (primary_key == "random_layers") {
+      sel.kind = Selector::Kind::kRandomLayers;
+      sel.seed = Expr::literal(Value::integer(0), r_.loc(v));
+      bool has_count = false;
+      for (const auto& e : r_.entries(v, "'random_layers'", {"count", "seed", "from"})) {
+        if (e.key == "count") {
+          sel.amount = typed(e.value, "'count'", {Value::Kind::kInt});
+          has_count = true;
+        } else if (e.key == "seed") {
+          sel.seed = typed(e.value, "'seed'", {Value::Kind::kInt});
+        } else {
+          sel.children.push_back(selector(e.value, "'from'"));
+        }
+      }
+      if (v.IsMap() && !has_count) r_.error("missing-key", "'random_layers' needs 'count'", v);
+      sel.text = "random_layers(" + flat(v) + ")";
+    }
+    if (case_flag) {
+      if (sel.kind != Selector::Kind::kRegex)
+        r_.error("misplaced-key", "'case_sensitive' applies to 'regex' only", *case_flag);
+      sel.case_sensitive = typed(*case_flag, "'case_sensitive'", {Value::Kind::kBool});
+    }
+    if (stack) {
+      if (sel.kind != Selector::Kind::kLayers)
+        r_.error("misplaced-key", "'stack' beside another key applies to 'layers' only", *stack);
+      sel.stack = typed(*stack, "'stack'", {Value::Kind::kString});
+      sel.text += "@" + flat(*stack);
+    }
+    if (except) {
+      sel.except.push_back(selector(*except, "'except'"));
+      sel.text += " except " + sel.except[0].text;
+    }
+    return sel;
+  }
+
+  void layers(const YAML::Node& v, Selector& sel) {
+    if (v.IsMap()) {
+      auto es = r_.entries(v, "'layers'", {"first", "last", "first_ratio", "last_ratio"});
+      if (es.size() > 1) r_.error("selector-conflict", "'layers' takes one of first, last, first_ratio, last_ratio", es[1].key_node);
+      if (es.empty()) {
+        if (v.IsMap()) r_.error("selector-empty", "'layers' map is empty", v);
+        return;
+      }
+      const auto& e = es[0];
+      if (e.key == "first" || e.key == "last") {
+        sel.layer_form = e.key == "first" ? Selector::LayerForm::kFirst : Selector::LayerForm::kLast;
+        sel.amount = typed(e.value, "'" + e.key + "'", {Value::Kind::kInt});
+        if (auto* lit = sel.amount.literal_value(); lit && lit->kind == Value::Kind::kInt && lit->i < 0)
+          r_.error("out-of-range", "'" + e.key + "' must not be negative (got " + lit->to_string() + ")", e.value);
+      } else {
+        sel.layer_form = e.key == "first_ratio" ? Selector::LayerForm::kFirstRatio : Selector::LayerForm::kLastRatio;
+        sel.amount = typed(e.value, "'" + e.key + "'", {Value::Kind::kFloat});
+        if (auto* lit = sel.amount.literal_value(); lit && lit->is_number() && (lit->number() < 0 || lit->number() > 1))
+          r_.error("out-of-range", "'" + e.key + "' must be in [0, 1] (got " + lit->to_string() + ")", e.value);
+      }
+      sel.text = "layers(" + e.key + "=" + flat(e.value) + ")";
+      return;
+    }
+    sel.layer_form = Selector::LayerForm::kIndices;
+    if (v.IsSequence()) {
+      if (v.size() == 0) r_.error("bad-value", "'layers' is an empty list", v);
+      for (const auto& c : v) {
+        Expr e = expr(c, "a layer index");
+        check_slice(e, c);
+        sel.indices.push_back(e);
+      }
+    } else if (v.IsScalar() && v.Scalar() == "all") {
+      sel.indices.push_back(Expr::literal(Value::string(":"), r_.loc(v)));
+    } else {
+      Expr e = expr(v, "'layers'");
+      check_slice(e, v);
+      sel.indices.push_back(e);
+    }
+    sel.text = "layers[" + flat(v) + "]";
+  }
+
+  static std::string flat(const YAML::Node& n) {
+    if (n.IsScalar()) return n.Scalar();
+    YAML::Emitter e;
+    e.SetMapFormat(YAML::Flow);
+    e.SetSeqFormat(YAML::Flow);
+    e << n;
+    return e.c_str();
+  }
+  static std::string list_text(const std::vector<Selector>& cs, const std::string& op) {
+    std::string t = op + "(";
+    for (size_t i = 0; i < cs.size(); ++i) t += (i ? ", " : "") + cs[i].text;
+    return t + ")";
+  }
+
+  Rule rule(const YAML::Node& n) {
+    Rule r;
+    r.loc = r_.loc(n);
+    auto es = r_.entries(n, "a rule", {"freeze", "unfreeze", "when"});
+    const YamlReader::Entry* act = nullptr;
+    for (const auto& e : es) {
+      if (e.key == "when") {
+        r.when = typed(e.value, "'when'", {Value::Kind::kBool});
+      } else if (act) {
+        r_.error("rule-conflict", "a rule either freezes or unfreezes, not both", e.key_node);
+      } else {
+        act = &e;
+      }
+    }
+    if (!act) {
+      if (n.IsMap()) r_.error("missing-key", "a rule needs 'freeze' or 'unfreeze'", n);
+      return r;
+    }
+    r.action = act->key == "freeze" ? Action::kFreeze : Action::kUnfreeze;
+    r.selector = selector(act->value, "the selector of '" + act->key + "'");
+    r.loc = r_.loc(act->key_node);
+    r.text = act->key + " " + r.selector.text;
+    return r;
+  }
+
+  std::vector<Rule> rules(const YAML::Node& n, const std::string& what) {
+    std::vector<Rule> out;
+    if (!n.IsSequence()) {
+      r_.error("wrong-type", what + " must be a list of rules, not " + describe(n), n);
+      return out;
+    }
+    for (const auto& c : n) out.push_back(rule(c));
+    return out;
+  }
+
+  Trigger trigger(const YAML::Node& n, const std::string& what, bool plural) {
+    Trigger t;
+    t.loc = r_.loc(n);
+    std::string e_key = plural ? "epochs" : "epoch", s_key = plural ? "steps" : "step";
+    auto es = r_.entries(n, what, {e_key, s_key});
+    if (es.size() != 1) {
+      if (n.IsMap()) r_.error("bad-trigger", what + " takes exactly one of '" + e_key + "' or '" + s_key + "'", n);
+      return t;
+    }
+    t.unit = es[0].key == e_key ? Trigger::Unit::kEpoch : Trigger::Unit::kStep;
+    t.value = typed(es[0].value, "'" + es[0].key + "'", {Value::Kind::kInt});
+    t.loc = r_.loc(es[0].value);
+    if (const Value* v = t.value.literal_value(); v && v->kind == Value::Kind::kInt) {
+      if (v->i < 0) r_.error("out-of-range", what + " must not be negative", es[0].value);
+      if (plural && v->i == 0 && what != "'over'") r_.error("out-of-range", what + " must be at least 1", es[0].value);
+    }
+    return t;
+  }
+
+  Stage stage(const YAML::Node& n) {
+    Stage st;
+    st.loc = r_.loc(n);
+    auto es = r_.entries(n, "a stage", {"at", "every", "progressive", "start", "rules", "name", "when"});
+    std::vector<std::string> kinds;
+    const YAML::Node *rules_node = nullptr, *start = nullptr;
+    for (const auto& e : es) {
+      if (e.key == "at" || e.key == "every" || e.key == "progressive") kinds.push_back(e.key);
+      if (e.key == "at") { st.kind = Stage::Kind::kAt; st.at = trigger(e.value, "'at'", false); }
+      else if (e.key == "every") { st.kind = Stage::Kind::kEvery; st.period = trigger(e.value, "'every'", true); }
+      else if (e.key == "progressive") { st.kind = Stage::Kind::kProgressive; progressive(e.value, st); }
+      else if (e.key == "rules") rules_node = &e.value;
+      else if (e.key == "start") start = &e.value;
+      else if (e.key == "name") st.name = r_.string(e.value, "'name'").value_or("");
+      else if (e.key == "when") st.when = typed(e.value, "'when'", {Value::Kind::kBool});
+    }
+    if (!n.IsMap()) return st;
+    if (kinds.size() != 1) {
+      r_.error(kinds.empty() ? "missing-key" : "stage-conflict",
+               kinds.empty() ? "a stage needs one of 'at', 'every' or 'progressive'"
+                             : "a stage is one of 'at', 'every' or 'progressive', not several", n);
+      return st;
+    }
+    if (st.kind == Stage::Kind::kProgressive) {
+      if (rules_node) r_.error("misplaced-key", "a progressive stage opens its own groups; it takes no 'rules'", *rules_node);
+      if (start) r_.error("misplaced-key", "put 'start' inside 'progressive'", *start);
+    } else {
+      if (!rules_node) r_.error("missing-key", "a stage needs 'rules'", n);
+      else st.rules = rules(*rules_node, "'rules'");
+      if (start && st.kind == Stage::Kind::kAt) r_.error("misplaced-key", "'start' belongs to 'every' stages", *start);
+      if (st.kind == Stage::Kind::kEvery) {
+        st.at.unit = st.period.unit;
+        st.at.value = Expr::literal(Value::integer(0), st.loc);
+        st.at.loc = st.loc;
+        if (start) {
+          st.at = trigger(*start, "'start'", false);
+          if (st.at.unit != st.period.unit)
+            r_.error("unit-mismatch", "'start' and 'every' must count the same unit", *start);
+        }
+      }
+    }
+    return st;
+  }
+
+  void progressive(const YAML::Node& n, Stage& st) {
+    st.selector.kind = Selector::Kind::kRole;
+    st.selector.role = Role::kLayer;
+    st.selector.text = "layers";
+    st.group_size = Expr::literal(Value::integer(1), r_.loc(n));
+    st.at.unit = Trigger::Unit::kEpoch;
+    st.at.value = Expr::literal(Value::integer(0), r_.loc(n));
+    st.at.loc = r_.loc(n);
+    bool have_start = false, have_action = false;
+    for (const auto& e : r_.entries(n, "'progressive'", {"unfreeze", "freeze", "order", "start", "every", "over", "group_size"})) {
+      if (e.key == "unfreeze" || e.key == "freeze") {
+        if (have_action) r_.error("rule-conflict", "a progressive stage either freezes or unfreezes", e.key_node);
+        have_action = true;
+        st.action = e.key == "freeze" ? Action::kFreeze : Action::kUnfreeze;
+        st.selector = selector(e.value, "'" + e.key + "'");
+      } else if (e.key == "order") {
+        st.top_down = r_.choice(e.value, "order", {"top_down", "bottom_up"}).value_or("top_down") == "top_down";
+      } else if (e.key == "start") {
+        st.at = trigger(e.value, "'start'", false);
+        have_start = true;
+      } else if (e.key == "every") {
+        st.period = trigger(e.value, "'every'", true);
+        st.has_every = true;
+      } else if (e.key == "over") {
+        st.over = trigger(e.value, "'over'", true);
+      } else if (e.key == "group_size") {
+        st.group_size = typed(e.value, "'group_size'", {Value::Kind::kInt});
+        if (auto* v = st.group_size.literal_value(); v && v->kind == Value::Kind::kInt && v->i < 1)
+          r_.error("out-of-range", "'group_size' must be at least 1", e.value);
+      }
+    }
+    if (!n.IsMap()) return;
+    if (st.has_every == st.over.has_value())
+      r_.error("bad-progressive", "a progressive stage takes exactly one of 'every' (one more group each period) or 'over' (all groups spread over a span)", n);
+    const Trigger& span = st.has_every ? st.period : st.over ? *st.over : st.at;
+    if (have_start && st.at.unit != span.unit)
+      r_.error("unit-mismatch", "'start' and '" + std::string(st.has_every ? "every" : "over") + "' must count the same unit", n);
+    if (!have_start) st.at.unit = span.unit;
+  }
+
+  void params(const YAML::Node& n) {
+    for (const auto& e : r_.entries(n, "'params'", {})) {
+      ParamDecl d;
+      d.name = e.key;
+      d.loc = r_.loc(e.key_node);
+      static const RE2 ident("[A-Za-z_][A-Za-z0-9_]*");
+      if (!RE2::FullMatch(e.key, ident)) r_.error("bad-name", "parameter name '" + e.key + "' is not an identifier", e.key_node);
+      if (s_.find_param(e.key)) {
+        r_.error("duplicate-param", "parameter '" + e.key + "' is already declared (by the strategy this one extends)", e.key_node);
+        continue;
+      }
+      if (!e.value.IsMap()) {
+        auto v = r_.value(e.value, "the default of '" + e.key + "'");
+        if (!v) continue;
+        d.default_value = *v;
+        switch (v->kind) {
+          case Value::Kind::kBool: d.type = ParamDecl::Type::kBool; break;
+          case Value::Kind::kInt: d.type = ParamDecl::Type::kInt; break;
+          case Value::Kind::kFloat: d.type = ParamDecl::Type::kFloat; break;
+          case Value::Kind::kString: d.type = ParamDecl::Type::kString; break;
+          case Value::Kind::kList: d.type = ParamDecl::Type::kStrings; break;
+          case Value::Kind::kNull:
+            r_.error("param-type", "parameter '" + e.key + "' needs a type: write { type: int, default: null }", e.value);
+            continue;
+        }
+        s_.params.push_back(d);
+        continue;
+      }
+      bool has_type = false, has_default = false;
+      YAML::Node def;
+      for (const auto& f : r_.entries(e.value, "parameter '" + e.key + "'", {"type", "default", "min", "max", "doc", "required"})) {
+        if (f.key == "type") {
+          auto t = r_.choice(f.value, "type", {"int", "float", "bool", "string", "strings"});
+          has_type = true;
+          if (!t) continue;
+          d.type = *t == "int" ? ParamDecl::Type::kInt : *t == "float" ? ParamDecl::Type::kFloat
+                 : *t == "bool" ? ParamDecl::Type::kBool : *t == "string" ? ParamDecl::Type::kString
+                 : ParamDecl::Type::kStrings;
+        } else if (f.key == "default") {
+          has_default = true;
+          def = f.value;
+        } else if (f.key == "min" || f.key == "max") {
+          auto v = r_.value(f.value, f.key);
+          if (!v || !v->is_number()) r_.error("wrong-type", "'" + f.key + "' must be a number", f.value);
+          else (f.key == "min" ? d.min : d.max) = v->number();
+        } else if (f.key == "doc") {
+          d.doc = r_.string(f.value, "'doc'").value_or("");
+        } else if (f.key == "required") {
+          auto v = r_.value(f.value, "'required'");
+          if (!v || v->kind != Value::Kind::kBool) r_.error("wrong-type", "'required' must be true or false", f.value);
+          else d.required = v->b;
+        }
+      }
+      if (!has_type) {
+        r_.error("missing-key", "parameter '" + e.key + "' needs a 'type' (int, float, bool, string, strings)", e.value);
+        continue;
+      }
+      if (has_default) {
+        auto v = r_.value(def, "the default of '" + e.key + "'");
+        if (v && v->is_null()) d.nullable = true;
+        if (v && !v->is_null()) {
+          d.default_value = *v;
+        }
+        if (d.required) r_.error("param-conflict", "parameter '" + e.key + "' is required and has a default", def);
+      } else if (!d.required) {
+        d.required = true;  // no default: the user must give it
+      }
+      s_.params.push_back(d);
+      if (has_default && !d.default_value.is_null()) {
+        std::string err = check_param_value(s_.params.back(), s_.params.back().default_value);
+        if (!err.empty()) r_.error("param-type", "default of '" + e.key + "': " + err, def);
+      }
+    }
+  }
+
+  void options(const YAML::Node& n) {
+    s_.options.loc = r_.loc(n);
+    for (const auto& e : r_.entries(n, "'options'", {"batchnorm", "optimizer_state", "unfreeze_lr_scale", "lr_decay", "steps_per_epoch"})) {
+      if (e.key == "batchnorm") {
+        auto c = r_.choice(e.value, "batchnorm policy", {"unchanged", "eval_when_frozen"});
+        if (c) s_.options.batchnorm = *c == "unchanged" ? Options::BatchNorm::kUnchanged : Options::BatchNorm::kEvalWhenFrozen;
+      } else if (e.key == "optimizer_state") {
+        auto c = r_.choice(e.value, "optimizer_state policy", {"drop", "keep"});
+        if (c) s_.options.optimizer_state = *c == "drop" ? Options::OptimizerState::kDrop : Options::OptimizerState::kKeep;
+      } else if (e.key == "steps_per_epoch") {
+        s_.options.steps_per_epoch = typed(e.value, "'steps_per_epoch'", {Value::Kind::kInt});
+      } else {
+        Expr x = typed(e.value, "'" + e.key + "'", {Value::Kind::kFloat});
+        if (auto* v = x.literal_value(); v && v->is_number() && v->number() <= 0)
+          r_.error("out-of-range", "'" + e.key + "' must be positive", e.value);
+        (e.key == "lr_decay" ? s_.options.lr_decay : s_.options.unfreeze_lr_scale) = x;
+      }
+    }
+  }
+
+  void discovery(const YAML::Node& n) {
+    for (const auto& e : r_.entries(n, "'discovery'", {"layers", "embeddings", "head", "stack_order", "replace"})) {
+      if (e.key == "replace") {
+        auto v = r_.value(e.value, "'replace'");
+        if (!v || v->kind != Value::Kind::kBool) r_.error("wrong-type", "'replace' must be true or false", e.value);
+        else s_.discovery_replace = v->b;
+        continue;
+      }
+      if (!e.value.IsSequence()) {
+        r_.error("wrong-type", "'" + e.key + "' must be a list", e.value);
+        continue;
+      }
+      for (const auto& c : e.value) {
+        auto s = r_.string(c, "a pattern");
+        if (!s) continue;
+        if (e.key == "stack_order") {
+          s_.discovery.stack_order.push_back(*s);
+          continue;
+        }
+        RE2::Options o;
+        o.set_log_errors(false);
+        RE2 re(*s, o);
+        if (!re.ok()) r_.error("bad-regex", "invalid " + e.key + " pattern '" + *s + "': " + re.error(), c);
+        if (e.key == "layers" && s->find('#') == std::string::npos)
+          r_.error("bad-value", "a layers pattern matches a container key with '#' where the index is (e.g. 'backbone\\.stages\\.#')", c);
+        Pattern p{*s, r_.loc(c)};
+        (e.key == "layers" ? s_.discovery.layers : e.key == "embeddings" ? s_.discovery.embeddings : s_.discovery.head).push_back(p);
+      }
+    }
+  }
+
+  void check_stage_order() {
+    // Literal `at` triggers must not go back in time within one unit.
+    std::optional<int64_t> last[2];
+    SourceLoc last_loc[2];
+    for (const auto& st : s_.stages) {
+      if (st.kind != Stage::Kind::kAt) continue;
+      const Value* v = st.at.value.literal_value();
+      if (!v || v->kind != Value::Kind::kInt) continue;
+      int u = st.at.unit == Trigger::Unit::kEpoch ? 0 : 1;
+      if (last[u] && v->i < *last[u]) {
+        r_.diags().error("stage-order", "stage at " + std::string(unit_name(st.at.unit)) + " " + std::to_string(v->i) +
+                                            " comes after a stage at " + unit_name(st.at.unit) + " " + std::to_string(*last[u]) +
+                                            "; list stages in time order", st.at.loc,
+                         {"the earlier stage is at " + last_loc[u].file + ":" + std::to_string(last_loc[u].line)});
+      }
+      last[u] = v->i;
+      last_loc[u] = st.at.loc;
+    }
+  }
+
+  static std::string check_param_value(const ParamDecl& d, Value& v);
+
+  YamlReader& r_;
+  Strategy& s_;
+};
+
+std::string FileParser::check_param_value(const ParamDecl& d, Value& v) {
+  if (v.is_null()) return d.nullable ? "" : "'" + d.name + "' cannot be null";
+  switch (d.type) {
+    case ParamDecl::Type::kInt:
+      if (v.kind != Value::Kind::kInt) return "expected an int, got " + v.to_string();
+      break;
+    case ParamDecl::Type::kFloat:
+      if (!v.is_number()) return "expected a number, got " + v.to_string();
+      v = Value::real(v.number());
+      break;
+    case ParamDecl::Type::kBool:
+      if (v.kind != Value::Kind::kBool) return "expected true or false, got " + v.to_string();
+      break;
+    case ParamDecl::Type::kString:
+      if (v.kind != Value::Kind::kString) v = Value::string(v.kind == Value::Kind::kList ? v.to_string() : v.to_string());
+      if (v.kind != Value::Kind::kString) return "expected a string";
+      break;
+    case ParamDecl::Type::kStrings:
+      if (v.kind == Value::Kind::kString) v = Value::of_list({v});
+      if (v.kind != Value::Kind::kList) return "expected a list of strings, got " + v.to_string();
+      for (auto& item : v.list) {
+        if (item.kind == Value::Kind::kList || item.is_null()) return "expected a list of strings, got " + v.to_string();
+        if (item.kind != Value::Kind::kString) item = Value::string(item.to_string());
+      }
+      break;
+  }
+  if (v.is_number() && d.min && v.number() < *d.min)
+    return "must be at least " + Value::real(*d.min).to_string() + ", got " + v.to_string();
+  if (v.is_number() && d.max && v.number() > *d.max)
+    return "must be at most " + Value::real(*d.max).to_string() + ", got " + v.to_string();
+  return "";
+}
+
+std::string read_file(const std::string& path, Diagnostics& diags, bool* ok) {
+  *ok = false;
+  std::error_code ec;
+  auto size = std::filesystem::file_size(path, ec);
+  if (ec || !std::filesystem::is_regular_file(path)) {
+    diags.error("file-not-found", "cannot read rules file '" + path + "'", {});
+    return "";
+  }
+  if (size > kMaxRulesFileBytes) {
+    diags.error("file-too-large", "rules file '" + path + "' is " + std::to_string(size) +
+                                      " bytes; the limit is " + std::to_string(kMaxRulesFileBytes), {});
+    return "";
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  *ok = true;
+  return ss.str();
+}
+
+}  // namespace
+
+const char* param_type_name(ParamDecl::Type t) {
+  switch (t) {
+    case ParamDecl::Type::kInt: return "int";
+    case ParamDecl::Type::kFloat: return "float";
+    case ParamDecl::Type::kBool: return "bool";
+    case ParamDecl::Type::kString: return "string";
+    case ParamDecl::Type::kStrings: return "strings";
+  }
+  return "int";
+}
+
+const ParamDecl* Strategy::find_param(const std::string& n) const {
+  for (const auto& p : params)
+    if (p.name == n) return &p;
+  return nullptr;
+}
+
+std::string check_param_value(const ParamDecl& d, Value& v) { return FileParser::check_param_value(d, v); }
+
+std::vector<std::string> preset_names() {
+  std::vector<std::string> names;
+  for (const auto& f : embedded_rule_files()) {
+    std::string n = f.name;
+    if (n.size() > 5 && n.compare(n.size() - 5, 5, ".yaml") == 0 && n != "discovery.yaml")
+      names.push_back(n.substr(0, n.size() - 5));
+  }
+  return names;
+}
+
+std::optional<Slice> parse_slice(const std::string& text, std::string* error) {
+  static const RE2 single("\\s*(-?[0-9]+)\\s*");
+  static const RE2 slice("\\s*(-?[0-9]+)?\\s*:\\s*(-?[0-9]+)?\\s*(?::\\s*(-?[0-9]+)?\\s*)?");
+  Slice s;
+  std::string a, b, c;
+  auto num = [](const std::string& t) { return t.size() > 12 ? std::nullopt : std::optional<int64_t>(std::stoll(t)); };
+  if (RE2::FullMatch(text, single, &a)) {
+    s.single = true;
+    s.start = num(a);
+    if (!s.start) { if (error) *error = "layer index '" + text + "' is too large"; return std::nullopt; }
+    return s;
+  }
+  if (!RE2::FullMatch(text, slice, &a, &b, &c)) {
+    if (error) *error = "bad layer slice '" + text + "': expected an index (3, -1) or a slice (\"0:16\", \"-4:\", \"::2\")";
+    return std::nullopt;
+  }
+  if (a.size() > 12 || b.size() > 12 || c.size() > 12) {
+    if (error) *error = "layer slice '" + text + "' has an index that is too large";
+    return std::nullopt;
+  }
+  if (!a.empty()) s.start = std::stoll(a);
+  if (!b.empty()) s.stop = std::stoll(b);
+  if (!c.empty()) s.step = std::stoll(c);
+  if (s.step <= 0) {
+    if (error) *error = "layer slice '" + text + "' needs a positive step";
+    return std::nullopt;
+  }
+  return s;
+}
+
+std::optional<Strategy> RulesLoader::load(const std::string& spec, const std::string& section) {
+  return load_nested(spec, section, std::filesystem::current_path().string());
+}
+
+std::optional<Strategy> RulesLoader::load_text(const std::string& text, const std::string& origin,
+                                               const std::string& section) {
+  return parse(text, origin, origin, section, std::filesystem::current_path().string());
+}
+
+std::optional<Strategy> RulesLoader::load_nested(const std::string& spec, const std::string& section,
+                                                 const std::string& base_dir) {
+  if (spec.rfind("preset:", 0) == 0) {
+    std::string name = spec.substr(7);
+    const char* text = name == "discovery" ? nullptr : embedded_rule_file(name + ".yaml");
+    if (!text) {
+      diags_.error("unknown-preset", "no preset '" + name + "'" + did_you_mean(name, preset_names()), {},
+                   {"`layerfreeze presets` lists them"});
+      return std::nullopt;
+    }
+    return parse(text, "rules/" + name + ".yaml", spec, section, base_dir);
+  }
+  std::filesystem::path p(spec);
+  if (p.is_relative()) p = std::filesystem::path(base_dir) / p;
+  bool ok = false;
+  std::string text = read_file(p.lexically_normal().string(), diags_, &ok);
+  if (!ok) return std::nullopt;
+  std::string label = spec;
+  if (!stack_.empty()) label = p.lexically_normal().string();
+  return parse(text, label, std::filesystem::weakly_canonical(p).string(), section, p.parent_path().string());
+}
+
+std::optional<Strategy> RulesLoader::parse(const std::string& text, const std::string& file,
+                                           const std::string& origin, const std::string& section,
+                                           const std::string& base_dir) {
+  sources_.add(file, text);
+  if (std::find(stack_.begin(), stack_.end(), origin) != stack_.end()) {
+    diags_.error("extends-cycle", "'" + origin + "' extends itself (through " + stack_.back() + ")", {file, 0, 0});
+    return std::nullopt;
+  }
+  if (static_cast<int>(stack_.size()) >= kMaxExtendsDepth) {
+    diags_.error("extends-depth", "more than " + std::to_string(kMaxExtendsDepth) + " levels of 'extends'", {file, 0, 0});
+    return std::nullopt;
+  }
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    diags_.error("yaml-syntax", e.msg, {file, e.mark.line + 1, e.mark.column + 1});
+    return std::nullopt;
+  }
+  YamlReader r(file, diags_);
+  if (!section.empty()) {
+    size_t start = 0;
+    std::string walked;
+    while (start <= section.size()) {
+      size_t dot = section.find('.', start);
+      std::string key = section.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+      if (!root.IsMap() || !root[key]) {
+        std::vector<std::string> keys;
+        if (root.IsMap())
+          for (auto it = root.begin(); it != root.end(); ++it) keys.push_back(it->first.Scalar());
+        diags_.error("section-not-found", "no key '" + key + "'" + (walked.empty() ? "" : " under '" + walked + "'") +
+                                              " in " + file + did_you_mean(key, keys), r.loc(root));
+        return std::nullopt;
+      }
+      root = root[key];
+      walked += (walked.empty() ? "" : ".") + key;
+      if (dot == std::string::npos) break;
+      start = dot + 1;
+    }
+  }
+  if (!root.IsMap()) {
+    diags_.error("wrong-type", "a rules file is a map with 'rules' and/or 'stages', not " + describe(root), r.loc(root));
+    return std::nullopt;
+  }
+  size_t errors_before = diags_.count(Severity::kError);
+
+  Strategy s;
+  s.origin = origin;
+  auto entries = r.entries(root, "the rules file", kTopKeys);
+  // `extends` first: the parent's parameters are in scope for this file's expressions.
+  YAML::Node with;
+  for (const auto& e : entries) {
+    if (e.key != "extends") continue;
+    auto spec = r.string(e.value, "'extends'");
+    if (!spec) continue;
+    stack_.push_back(origin);
+    auto parent = load_nested(*spec, "", base_dir);
+    stack_.pop_back();
+    if (!parent) {
+      diags_.error("extends-failed", "cannot extend '" + *spec + "'", r.loc(e.value));
+      continue;
+    }
+    s = std::move(*parent);
+    s.origin = origin;
+  }
+  FileParser fp(r, s);
+  for (const auto& e : entries) {
+    if (e.key == "with") {
+      with = e.value;
+      if (s.params.empty() && std::none_of(entries.begin(), entries.end(), [](const auto& x) { return x.key == "extends"; }))
+        r.error("misplaced-key", "'with' sets parameters of the strategy named by 'extends'", e.key_node);
+    }
+  }
+  if (with) {
+    for (const auto& e : r.entries(with, "'with'", {})) {
+      const ParamDecl* d = s.find_param(e.key);
+      if (!d) {
+        std::vector<std::string> names;
+        for (const auto& p : s.params) names.push_back(p.name);
+        r.error("unknown-param", "'" + e.key + "' is not a parameter of the extended strategy" + did_you_mean(e.key, names), e.key_node);
+        continue;
+      }
+      auto v = r.value(e.value, "'" + e.key + "'");
+      if (!v) continue;
+      std::string err = check_param_value(*d, *v);
+      if (!err.empty()) r.error("param-type", "'" + e.key + "': " + err, e.value);
+      else s.bound[e.key] = *v;
+    }
+  }
+  // Parameters before everything that may refer to them.
+  for (const auto& e : entries)
+    if (e.key == "params") fp.params(e.value);
+  std::vector<Rule> own_rules;
+  std::vector<Stage> own_stages;
+  for (const auto& e : entries) {
+    if (e.key == "layerfreeze") {
+      auto v = r.value(e.value, "'layerfreeze'");
+      if (!v || v->kind != Value::Kind::kInt || v->i != 1)
+        r.error("bad-version", "unsupported rules version " + (v ? v->to_string() : std::string("?")) + "; this layerfreeze reads version 1", e.value);
+    } else if (e.key == "name") {
+      s.name = r.string(e.value, "'name'").value_or("");
+    } else if (e.key == "description") {
+      s.description = r.string(e.value, "'description'").value_or("");
+    } else if (e.key == "options") {
+      fp.options(e.value);
+    } else if (e.key == "discovery") {
+      fp.discovery(e.value);
+    } else if (e.key == "rules") {
+      own_rules = fp.rules(e.value, "'rules'");
+    } else if (e.key == "stages") {
+      if (!e.value.IsSequence()) {
+        r.error("wrong-type", "'stages' must be a list of stages, not " + describe(e.value), e.value);
+        continue;
+      }
+      for (const auto& c : e.value) own_stages.push_back(fp.stage(c));
+    }
+  }
+  s.rules.insert(s.rules.end(), own_rules.begin(), own_rules.end());
+  size_t first_own = s.stages.size();
+  s.stages.insert(s.stages.end(), own_stages.begin(), own_stages.end());
+  (void)first_own;
+  fp.check_stage_order();
+  if (s.name.empty()) s.name = std::filesystem::path(file).stem().string();
+  if (diags_.count(Severity::kError) > errors_before) return std::nullopt;
+  return s;
+}
+
+}  // namespace layerfreeze

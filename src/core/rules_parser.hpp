@@ -1,0 +1,58 @@
+// RulesParser: reads a strategy (a rules file, a preset, or a section of a larger experiment
+// YAML) into the rules AST, following `extends:`. Strict: every unknown key, wrong type, bad
+// value or bad regex is an error at its file:line:col, and all of them are reported at once.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/rules.hpp"
+
+namespace layerfreeze {
+
+/// Loads strategies. `spec` is a path or `preset:NAME`.
+class RulesLoader {
+ public:
+  RulesLoader(Diagnostics& diags, SourceTexts& sources) : diags_(diags), sources_(sources) {}
+
+  /// `section` is a dotted key path ("training.freeze") to the strategy inside a larger YAML.
+  std::optional<Strategy> load(const std::string& spec, const std::string& section = "");
+  std::optional<Strategy> load_text(const std::string& text, const std::string& origin,
+                                    const std::string& section = "");
+
+ private:
+  std::optional<Strategy> load_nested(const std::string& spec, const std::string& section,
+                                      const std::string& base_dir);
+  std::optional<Strategy> parse(const std::string& text, const std::string& file,
+                                const std::string& origin, const std::string& section,
+                                const std::string& base_dir);
+
+  Diagnostics& diags_;
+  SourceTexts& sources_;
+  std::vector<std::string> stack_;  // files being loaded, for cycle detection
+};
+
+/// Checks (and normalises: int to float, a string to a one-item list) a value for a declared
+/// parameter; returns "" or what is wrong.
+std::string check_param_value(const ParamDecl& d, Value& v);
+
+/// The parameter values in force: defaults, then `extends ... with:` values, then `--set`
+/// overrides ("KEY=VALUE", VALUE a YAML scalar or flow value). Undeclared keys, bad values and
+/// required parameters without a value are errors. With `allow_missing`, required parameters
+/// may stay unset (for `validate`).
+std::optional<Scope> bind_params(const Strategy& s, const std::vector<std::string>& sets,
+                                 Diagnostics& diags, bool allow_missing = false);
+
+/// The shipped presets: name ("lp_lora") and file label ("rules/lp_lora.yaml").
+std::vector<std::string> preset_names();
+
+/// Parses a literal slice "a:b", "a:b:c", "-4:", ":8" or a single index "3".
+struct Slice {
+  std::optional<int64_t> start, stop;
+  int64_t step = 1;
+  bool single = false;
+};
+std::optional<Slice> parse_slice(const std::string& text, std::string* error);
+
+}  // namespace layerfreeze

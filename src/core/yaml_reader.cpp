@@ -1,0 +1,122 @@
+#include "core/yaml_reader.hpp"
+
+#include <re2/re2.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <set>
+
+namespace layerfreeze {
+
+SourceLoc YamlReader::loc(const YAML::Node& n) const {
+  if (!n.IsDefined()) return {file_, 0, 0};
+  YAML::Mark m = n.Mark();
+  if (m.line < 0) return {file_, 0, 0};
+  return {file_, m.line + 1, m.column + 1};
+}
+
+std::vector<YamlReader::Entry> YamlReader::entries(const YAML::Node& n, const std::string& what,
+                                                   const std::vector<std::string>& allowed) {
+  std::vector<Entry> out;
+  if (!n.IsMap()) {
+    error("wrong-type", what + " must be a map, not " + describe(n), n);
+    return out;
+  }
+  std::set<std::string> seen;
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    if (!it->first.IsScalar()) {
+      error("wrong-type", "keys of " + what + " must be plain names", it->first);
+      continue;
+    }
+    std::string key = it->first.Scalar();
+    if (!allowed.empty()) {
+      bool ok = false;
+      for (const auto& a : allowed) ok = ok || a == key;
+      if (!ok) {
+        std::string list;
+        for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+        error("unknown-key", "unknown key '" + key + "' in " + what + did_you_mean(key, allowed),
+              it->first, {"allowed here: " + list});
+        continue;
+      }
+    }
+    if (!seen.insert(key).second) {
+      error("duplicate-key", "duplicate key '" + key + "' in " + what, it->first);
+      continue;
+    }
+    out.push_back({key, it->first, it->second});
+  }
+  return out;
+}
+
+Value typed_scalar(const std::string& t, bool quoted) {
+  if (quoted) return Value::string(t);
+  if (t.empty() || t == "~" || t == "null" || t == "Null" || t == "NULL") return Value::null();
+  if (t == "true" || t == "True" || t == "TRUE") return Value::boolean(true);
+  if (t == "false" || t == "False" || t == "FALSE") return Value::boolean(false);
+  static const RE2 int_re("[-+]?[0-9]+");
+  static const RE2 float_re("[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?");
+  if (RE2::FullMatch(t, int_re)) {
+    errno = 0;
+    char* end = nullptr;
+    long long v = std::strtoll(t.c_str(), &end, 10);
+    if (errno == 0) return Value::integer(v);
+    return Value::string(t);  // out of range: left as text, reported by whoever needs a number
+  }
+  if (RE2::FullMatch(t, float_re)) return Value::real(std::strtod(t.c_str(), nullptr));
+  if (t == ".inf" || t == "+.inf") return Value::real(HUGE_VAL);
+  if (t == "-.inf") return Value::real(-HUGE_VAL);
+  return Value::string(t);
+}
+
+std::string describe(const YAML::Node& n) {
+  if (!n.IsDefined() || n.IsNull()) return "nothing (null)";
+  if (n.IsMap()) return "a map";
+  if (n.IsSequence()) return "a list";
+  Value v = typed_scalar(n.Scalar(), n.Tag() == "!");
+  switch (v.kind) {
+    case Value::Kind::kBool: return "the boolean " + n.Scalar();
+    case Value::Kind::kInt:
+    case Value::Kind::kFloat: return "the number " + n.Scalar();
+    default: return "the string '" + n.Scalar() + "'";
+  }
+}
+
+std::optional<Value> YamlReader::value(const YAML::Node& n, const std::string& what) {
+  if (!n.IsDefined() || n.IsNull()) return Value::null();
+  if (n.IsScalar()) return typed_scalar(n.Scalar(), n.Tag() == "!");
+  if (n.IsSequence()) {
+    std::vector<Value> items;
+    for (const auto& c : n) {
+      auto v = value(c, what);
+      if (!v) return std::nullopt;
+      items.push_back(*v);
+    }
+    return Value::of_list(std::move(items));
+  }
+  error("wrong-type", what + " must be a value or a list, not a map", n);
+  return std::nullopt;
+}
+
+std::optional<std::string> YamlReader::string(const YAML::Node& n, const std::string& what) {
+  if (!n.IsScalar()) {
+    error("wrong-type", what + " must be a string, not " + describe(n), n);
+    return std::nullopt;
+  }
+  return n.Scalar();
+}
+
+std::optional<std::string> YamlReader::choice(const YAML::Node& n, const std::string& what,
+                                              const std::vector<std::string>& choices) {
+  auto s = string(n, what);
+  if (!s) return s;
+  for (const auto& c : choices)
+    if (*s == c) return s;
+  std::string list;
+  for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
+  error("bad-value", "bad " + what + " '" + *s + "'" + did_you_mean(*s, choices), n,
+        {"expected one of: " + list});
+  return std::nullopt;
+}
+
+}  // namespace layerfreeze

@@ -1,0 +1,117 @@
+// The JSON manifest: an inventory written as data (`layerfreeze inspect --format json`), so a
+// model can be planned on a machine that never loads it.
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <sstream>
+
+#include "layerfreeze/model_source.hpp"
+
+namespace layerfreeze {
+
+namespace {
+
+SourceLoc loc_of_byte(const std::string& text, const std::string& origin, size_t byte) {
+  int line = 1, col = 1;
+  for (size_t i = 0; i < byte && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      col = 1;
+    } else {
+      ++col;
+    }
+  }
+  return {origin, line, col};
+}
+
+}  // namespace
+
+std::optional<Inventory> parse_manifest(const std::string& text, const std::string& origin,
+                                        Diagnostics& diags) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    std::string msg = e.what();
+    auto p = msg.find("]: ");
+    diags.error("json-syntax", p == std::string::npos ? msg : msg.substr(p + 3),
+                loc_of_byte(text, origin, e.byte > 0 ? e.byte - 1 : 0));
+    return std::nullopt;
+  }
+  SourceLoc loc{origin, 0, 0};
+  if (!j.is_object() || !j.contains("params") || !j["params"].is_array()) {
+    diags.error("manifest-format", "a manifest is a JSON object with a 'params' list", loc);
+    return std::nullopt;
+  }
+  Inventory inv;
+  inv.source = origin;
+  if (j.contains("model") && j["model"].is_object()) {
+    const auto& m = j["model"];
+    if (m.contains("type") && m["type"].is_string()) inv.model_type = m["type"];
+    if (m.contains("registration_order") && m["registration_order"].is_boolean())
+      inv.registration_order = m["registration_order"];
+  }
+  size_t i = 0;
+  for (const auto& p : j["params"]) {
+    std::string where = "params[" + std::to_string(i++) + "]";
+    if (!p.is_object() || !p.contains("name") || !p["name"].is_string()) {
+      diags.error("manifest-format", where + " needs a string 'name'", loc);
+      continue;
+    }
+    Param q;
+    q.name = p["name"];
+    if (inv.contains(q.name)) {
+      diags.error("duplicate-name", where + ": '" + q.name + "' is listed twice", loc);
+      continue;
+    }
+    if (p.contains("shape") && p["shape"].is_array()) {
+      q.numel = 1;
+      bool ok = true;
+      for (const auto& d : p["shape"]) {
+        if (!d.is_number_unsigned() || d.get<uint64_t>() > (1ull << 40)) ok = false;
+        else {
+          int64_t v = static_cast<int64_t>(d.get<uint64_t>());
+          if (v != 0 && q.numel > (int64_t{1} << 52) / v) ok = false;
+          q.shape.push_back(v);
+          q.numel *= v;
+        }
+      }
+      if (!ok) {
+        diags.error("manifest-format", where + " ('" + q.name + "'): bad shape " + p["shape"].dump(), loc);
+        continue;
+      }
+    } else if (p.contains("shape") && !p["shape"].is_null()) {
+      diags.error("manifest-format", where + " ('" + q.name + "'): shape must be a list or null", loc);
+      continue;
+    } else {
+      q.shape_known = false;
+      q.numel = 0;
+    }
+    if (p.contains("dtype") && p["dtype"].is_string()) q.dtype = p["dtype"];
+    if (p.contains("module_type") && p["module_type"].is_string()) q.module_type = p["module_type"];
+    std::vector<std::string> aliases;
+    if (p.contains("aliases") && p["aliases"].is_array())
+      for (const auto& a : p["aliases"])
+        if (a.is_string()) aliases.push_back(a);
+    uint32_t idx = inv.add(std::move(q));
+    for (const auto& a : aliases)
+      if (!inv.add_alias(inv.params[idx].name, a))
+        diags.error("duplicate-name", where + ": alias '" + a + "' is already a name", loc);
+  }
+  if (diags.has_errors()) return std::nullopt;
+  if (!inv.registration_order) inv.sort_natural();
+  return inv;
+}
+
+std::optional<Inventory> load_manifest(const std::string& path, Diagnostics& diags) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    diags.error("model-unreadable", "cannot open '" + path + "'", {path, 0, 0});
+    return std::nullopt;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_manifest(ss.str(), path, diags);
+}
+
+}  // namespace layerfreeze

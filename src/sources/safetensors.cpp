@@ -1,0 +1,268 @@
+// Safetensors headers: an 8-byte little-endian header length, then a JSON object mapping tensor
+// names to dtype, shape and data offsets. Only the header is read; offsets are checked against
+// the file size so a truncated or hostile file is an error, not a wrong plan.
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "layerfreeze/model_source.hpp"
+
+namespace layerfreeze {
+
+namespace {
+
+constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // the format's own limit is 100 MB
+
+const std::map<std::string, std::string>& dtype_names() {
+  static const std::map<std::string, std::string> m = {
+      {"F64", "float64"}, {"F32", "float32"}, {"F16", "float16"}, {"BF16", "bfloat16"},
+      {"I64", "int64"},   {"I32", "int32"},   {"I16", "int16"},   {"I8", "int8"},
+      {"U8", "uint8"},    {"U16", "uint16"},  {"U32", "uint32"},  {"U64", "uint64"},
+      {"BOOL", "bool"},   {"F8_E4M3", "float8_e4m3fn"}, {"F8_E5M2", "float8_e5m2"},
+      {"C64", "complex64"}};
+  return m;
+}
+
+struct HeaderEntry {
+  std::string name, dtype;
+  std::vector<int64_t> shape;
+  int64_t numel = 1;
+};
+
+// Reads and checks one header; errors name the file and the tensor.
+std::optional<std::vector<HeaderEntry>> read_header(const std::string& path, Diagnostics& diags) {
+  SourceLoc loc{path, 0, 0};
+  std::error_code ec;
+  uint64_t file_size = std::filesystem::file_size(path, ec);
+  if (ec) {
+    diags.error("model-unreadable", "cannot read '" + path + "': " + ec.message(), loc);
+    return std::nullopt;
+  }
+  std::ifstream in(path, std::ios::binary);
+  unsigned char len_bytes[8];
+  if (file_size < 8 || !in.read(reinterpret_cast<char*>(len_bytes), 8)) {
+    diags.error("safetensors-truncated", "file too short for a safetensors header (" +
+                                             std::to_string(file_size) + " bytes)", loc);
+    return std::nullopt;
+  }
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | len_bytes[i];
+  if (n > kMaxHeaderBytes || n > file_size - 8) {
+    diags.error("safetensors-header-size",
+                "header claims " + std::to_string(n) + " bytes, but the file has " +
+                    std::to_string(file_size - 8) + " after the length (limit " +
+                    std::to_string(kMaxHeaderBytes) + ")", loc);
+    return std::nullopt;
+  }
+  std::string text(n, '\0');
+  if (!in.read(text.data(), static_cast<std::streamsize>(n))) {
+    diags.error("safetensors-truncated", "cannot read the header", loc);
+    return std::nullopt;
+  }
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    diags.error("safetensors-header-json", "the header is not a JSON object", loc);
+    return std::nullopt;
+  }
+  const uint64_t data_size = file_size - 8 - n;
+  std::vector<HeaderEntry> out;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  bool ok = true;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (it.key() == "__metadata__") continue;
+    const auto& t = it.value();
+    auto bad = [&](const std::string& why) {
+      diags.error("safetensors-tensor", "tensor '" + it.key() + "': " + why, loc);
+      ok = false;
+    };
+    if (!t.is_object() || !t.contains("dtype") || !t.contains("shape") ||
+        !t.contains("data_offsets")) {
+      bad("needs dtype, shape and data_offsets");
+      continue;
+    }
+    HeaderEntry e;
+    e.name = it.key();
+    if (!t["dtype"].is_string() || !dtype_names().count(t["dtype"].get<std::string>())) {
+      bad("unknown dtype " + t["dtype"].dump());
+      continue;
+    }
+    e.dtype = dtype_names().at(t["dtype"].get<std::string>());
+    if (!t["shape"].is_array()) {
+      bad("shape is not a list");
+      continue;
+    }
+    bool shape_ok = true;
+    for (const auto& d : t["shape"]) {
+      if (!d.is_number_unsigned() || d.get<uint64_t>() > (1ull << 40)) {
+        shape_ok = false;
+        break;
+      }
+      int64_t v = static_cast<int64_t>(d.get<uint64_t>());
+      e.shape.push_back(v);
+      if (v != 0 && e.numel > (int64_t{1} << 52) / v) shape_ok = false;
+      e.numel *= v;
+    }
+    if (!shape_ok) {
+      bad("shape " + t["shape"].dump() + " is not a list of sizes of a plausible tensor");
+      continue;
+    }
+    const auto& off = t["data_offsets"];
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
+        !off[1].is_number_unsigned()) {
+      bad("data_offsets must be two non-negative integers");
+      continue;
+    }
+    uint64_t b = off[0].get<uint64_t>(), en = off[1].get<uint64_t>();
+    uint64_t want = static_cast<uint64_t>(e.numel) * static_cast<uint64_t>(dtype_bytes(e.dtype));
+    if (b > en || en > data_size) {
+      bad("data_offsets [" + std::to_string(b) + ", " + std::to_string(en) +
+          "] lie outside the " + std::to_string(data_size) + " data bytes of the file");
+      continue;
+    }
+    if (en - b != want) {
+      bad("data_offsets span " + std::to_string(en - b) + " bytes, but " + e.dtype + " " +
+          t["shape"].dump() + " needs " + std::to_string(want));
+      continue;
+    }
+    ranges.push_back({b, en});
+    out.push_back(std::move(e));
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i) {
+    if (ranges[i].first < ranges[i - 1].second) {
+      diags.error("safetensors-overlap", "two tensors overlap at data bytes " +
+                                             std::to_string(ranges[i].first), loc);
+      ok = false;
+      break;
+    }
+  }
+  if (!ok) return std::nullopt;
+  return out;
+}
+
+Param to_param(HeaderEntry e) {
+  Param p;
+  p.name = std::move(e.name);
+  p.dtype = std::move(e.dtype);
+  p.shape = std::move(e.shape);
+  p.numel = e.numel;
+  return p;
+}
+
+}  // namespace
+
+std::optional<Inventory> load_safetensors(const std::string& path, Diagnostics& diags) {
+  auto entries = read_header(path, diags);
+  if (!entries) return std::nullopt;
+  Inventory inv;
+  inv.source = path;
+  for (auto& e : *entries) inv.add(to_param(std::move(e)));
+  inv.sort_natural();
+  return inv;
+}
+
+std::optional<Inventory> load_safetensors_index(const std::string& path, Diagnostics& diags) {
+  SourceLoc loc{path, 0, 0};
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    diags.error("model-unreadable", "cannot open '" + path + "'", loc);
+    return std::nullopt;
+  }
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("weight_map") ||
+      !j["weight_map"].is_object()) {
+    diags.error("index-format", "not a safetensors index: expected a JSON object with a "
+                                "'weight_map' object", loc);
+    return std::nullopt;
+  }
+  std::map<std::string, std::vector<std::string>> by_shard;
+  for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+    if (!it.value().is_string()) {
+      diags.error("index-format", "weight_map['" + it.key() + "'] is not a file name", loc);
+      return std::nullopt;
+    }
+    by_shard[it.value().get<std::string>()].push_back(it.key());
+  }
+  auto dir = std::filesystem::path(path).parent_path();
+  Inventory inv;
+  inv.source = path;
+  size_t missing = 0;
+  for (auto& [shard, names] : by_shard) {
+    if (shard.find("..") != std::string::npos || std::filesystem::path(shard).is_absolute()) {
+      diags.error("index-format", "shard name '" + shard + "' leaves the index's folder", loc);
+      return std::nullopt;
+    }
+    auto shard_path = dir / shard;
+    std::map<std::string, HeaderEntry> found;
+    if (std::filesystem::exists(shard_path)) {
+      auto entries = read_header(shard_path.string(), diags);
+      if (!entries) return std::nullopt;
+      for (auto& e : *entries) found.emplace(e.name, e);
+    } else {
+      ++missing;
+    }
+    for (const auto& n : names) {
+      auto f = found.find(n);
+      if (f != found.end()) {
+        inv.add(to_param(f->second));
+      } else {
+        Param p;
+        p.name = n;
+        p.shape_known = false;
+        p.numel = 0;
+        inv.add(std::move(p));
+        if (missing == 0) {
+          diags.error("index-shard-mismatch", "'" + n + "' is mapped to '" + shard +
+                                                  "', whose header does not list it", loc);
+          return std::nullopt;
+        }
+      }
+    }
+  }
+  if (missing > 0) {
+    inv.notes.push_back(std::to_string(missing) + " of " + std::to_string(by_shard.size()) +
+                        " shards are not beside the index: shapes unknown, counts are of "
+                        "tensors, not parameters");
+  }
+  inv.sort_natural();
+  return inv;
+}
+
+bool write_safetensors(const std::string& path, const std::vector<TensorSpec>& tensors,
+                       std::string* error) {
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  uint64_t offset = 0;
+  for (const auto& t : tensors) {
+    auto it = dtype_names().find(t.dtype);
+    if (it == dtype_names().end()) {
+      if (error) *error = "unknown dtype " + t.dtype;
+      return false;
+    }
+    uint64_t n = static_cast<uint64_t>(dtype_bytes(it->second));
+    for (auto d : t.shape) n *= static_cast<uint64_t>(d);
+    header[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + n}}};
+    offset += n;
+  }
+  std::string text = header.dump();
+  while (text.size() % 8) text.push_back(' ');
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) {
+    if (error) *error = "cannot write " + path;
+    return false;
+  }
+  uint64_t n = text.size();
+  for (int i = 0; i < 8; ++i) out.put(static_cast<char>((n >> (8 * i)) & 0xff));
+  out << text;
+  // Sparse zeros for the data: seek to the end and write one byte.
+  if (offset > 0) {
+    out.seekp(static_cast<std::streamoff>(8 + n + offset - 1));
+    out.put('\0');
+  }
+  return static_cast<bool>(out);
+}
+
+}  // namespace layerfreeze
