@@ -1,1 +1,32 @@
-int main(){}
+// layerfreeze: the command line. Thin: each subcommand lives in its own file and registers in
+// the table of cli_common; this file parses the arguments and maps errors to exit codes.
+#include <iostream>
+
+#include "cli/cli_common.hpp"
+
+int main(int argc, char** argv) {
+  using namespace layerfreeze::cli;
+  CLI::App app{"layerfreeze: declarative freezing strategies for LibTorch models, compiled to a plan"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "layerfreeze 0.1.0");
+  std::function<int()> run;
+  for (const auto& c : commands()) {
+    CLI::App* sub = app.add_subcommand(c.name, c.help);
+    auto fn = c.setup(*sub);
+    sub->callback([&run, fn] { run = fn; });
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+  try {
+    return run ? run() : kExitUsage;
+  } catch (const std::exception& e) {
+    std::cerr << "layerfreeze: internal error: " << e.what() << "\n";
+    return kExitInvalid;
+  }
+}

@@ -524,6 +524,7 @@ class Compiler {
     plan.origin = s_.origin;
     plan.description = s_.description;
     plan.params = *scope;
+    scope_ = &plan.params;
     Resolver res(I, *scope, diags_);
     inv_ = &I;
     for (size_t i = 0; i < I.params.size(); ++i)
@@ -593,7 +594,7 @@ class Compiler {
     if (!res.eval_bool(r.when, true)) return std::nullopt;
     PlanRule pr;
     pr.action = r.action;
-    pr.prov = {r.text, r.loc};
+    pr.prov = {interpolate(r.text, r.loc), r.loc};
     pr.set = res.resolve(r.selector);
     if (pr.set.is_static() && !pr.set.leaf.any()) {
       no_match_.push_back({&r.selector, pr.prov});
@@ -610,6 +611,18 @@ class Compiler {
       }
     }
     return pr;
+  }
+
+  // A rule's text with its ${...} replaced by their values, for plans a reader can follow.
+  std::string interpolate(const std::string& text, const SourceLoc& loc) {
+    if (text.find("${") == std::string::npos) return text;
+    std::vector<std::string> names;
+    for (const auto& [k, _] : *scope_) names.push_back(k);
+    Diagnostics quiet;
+    Expr e = Expr::parse(text, loc, names, quiet);
+    auto v = quiet.has_errors() ? std::nullopt : e.eval(*scope_, quiet);
+    if (!v || v->kind != Value::Kind::kString) return text;
+    return v->s;
   }
 
   std::optional<int64_t> trigger_value(const Trigger& t, Resolver& res, bool positive) {
@@ -658,8 +671,14 @@ class Compiler {
     std::vector<uint32_t> loose;
     sel.leaf.for_each([&](size_t i) {
       const Param& p = I.params[i];
-      int32_t key = p.layer >= 0 ? p.layer : p.role == Role::kOther ? p.anchor_layer : -1;
-      if (key >= 0) by_layer[key].push_back(static_cast<uint32_t>(i));
+      // Embeddings sit below layer 0 and the head above the last layer, so a progressive
+      // stage over `all` opens the head first and the embeddings last (ULMFiT).
+      int32_t key = p.layer >= 0                  ? p.layer
+                  : p.role == Role::kEmbeddings   ? -1
+                  : p.role == Role::kHead         ? I.num_layers()
+                  : p.anchor_layer >= 0           ? p.anchor_layer
+                                                  : -2;
+      if (key >= -1) by_layer[key].push_back(static_cast<uint32_t>(i));
       else loose.push_back(static_cast<uint32_t>(i));
     });
     if (!loose.empty())
@@ -702,15 +721,19 @@ class Compiler {
       for (int64_t g : gs_here) {
         for (int64_t k = g * *gs; k < std::min<int64_t>((g + 1) * *gs, static_cast<int64_t>(order.size())); ++k) {
           for (uint32_t q : by_layer[order[k]]) pr.set.leaf.set(q);
-          layer_names.push_back(std::to_string(order[k]));
+          layer_names.push_back(order[k] < 0 ? "embeddings" : order[k] == I.num_layers() ? "head" : std::to_string(order[k]));
         }
       }
       std::string groups = gs_here.size() == 1 ? "group " + std::to_string(gs_here[0] + 1)
                                                : "groups " + std::to_string(gs_here.front() + 1) + "–" + std::to_string(gs_here.back() + 1);
       std::string layers;
-      for (size_t i = 0; i < layer_names.size(); ++i) layers += (i ? "," : "") + layer_names[i];
+      for (size_t i = 0; i < layer_names.size(); ++i) {
+        bool numeric = layer_names[i] != "embeddings" && layer_names[i] != "head";
+        bool prev_numeric = i > 0 && layer_names[i - 1] != "embeddings" && layer_names[i - 1] != "head";
+        layers += (i ? ", " : "") + std::string(numeric && !prev_numeric ? "layers " : "") + layer_names[i];
+      }
       p.label = "progressive" + named + " " + groups + "/" + std::to_string(G) + " at " + unit_name(unit) + " " + std::to_string(t);
-      pr.prov = {std::string(action_name(st.action)) + " layers " + layers + " (progressive " + groups + " of " +
+      pr.prov = {std::string(action_name(st.action)) + " " + layers + " (progressive " + groups + " of " +
                      std::to_string(G) + ")", st.loc};
       p.rules.push_back(std::move(pr));
       out.push_back(std::move(p));
@@ -774,6 +797,7 @@ class Compiler {
   Diagnostics& diags_;
   std::vector<std::pair<const Selector*, Provenance>> no_match_;
   const Inventory* inv_ = nullptr;
+  const Scope* scope_ = nullptr;
   std::vector<uint32_t> tied_;
 };
 

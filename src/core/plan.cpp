@@ -1,6 +1,7 @@
 #include "core/plan.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 
 #include "core/hash.hpp"
@@ -146,6 +147,15 @@ std::vector<const PlanRule*> Plan::deciders_at(const Time& t) const {
   return by;
 }
 
+double Plan::lr_scale(size_t i) const {
+  if (options.lr_decay == 1.0) return 1.0;
+  const Param& p = inventory->params[i];
+  const int32_t L = inventory->num_layers();
+  int32_t layer = p.layer >= 0 ? p.layer : p.role == Role::kOther ? p.anchor_layer : -2;
+  int64_t depth = p.role == Role::kHead ? 0 : p.role == Role::kEmbeddings || layer == -2 ? L + 1 : L - layer;
+  return std::pow(options.lr_decay, -static_cast<double>(depth));
+}
+
 Time Plan::next_change(const Time& t) const {
   Time next{-1, -1};
   auto consider = [&](Trigger::Unit u, int64_t v) {
@@ -168,8 +178,8 @@ std::vector<StatePoint> Plan::timeline(const Time& horizon, size_t max_points, b
   };
   std::vector<Cand> cands;
   auto time_of = [&](Trigger::Unit u, int64_t v) {
-    if (u == Trigger::Unit::kEpoch) return Time{v, spe ? v * *spe : (uses_steps ? -1 : 0)};
-    return Time{spe ? v / *spe : (uses_epochs ? -1 : 0), v};
+    if (u == Trigger::Unit::kEpoch) return Time{v, spe ? v * *spe : -1};
+    return Time{spe ? v / *spe : -1, v};
   };
   auto within = [&](Trigger::Unit u, int64_t v) {
     return u == Trigger::Unit::kEpoch ? (horizon.epoch < 0 || v < horizon.epoch)

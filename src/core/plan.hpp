@@ -108,6 +108,9 @@ class Plan {
   /// `t`: a per-step query compares against these two numbers.
   Time next_change(const Time& t) const;
   const std::string& fingerprint() const { return fingerprint_; }
+  /// Discriminative learning-rate scale of parameter `i`: 1 / lr_decay^depth, depth counted
+  /// from the head (0) through the layers top-down to the embeddings (L + 1).
+  double lr_scale(size_t i) const;
 
   // Built by the compiler.
   void finalize();

@@ -764,6 +764,7 @@ std::optional<Strategy> RulesLoader::parse(const std::string& text, const std::s
   auto entries = r.entries(root, "the rules file", kTopKeys);
   // `extends` first: the parent's parameters are in scope for this file's expressions.
   YAML::Node with;
+  bool has_with = false;
   for (const auto& e : entries) {
     if (e.key != "extends") continue;
     auto spec = r.string(e.value, "'extends'");
@@ -782,11 +783,12 @@ std::optional<Strategy> RulesLoader::parse(const std::string& text, const std::s
   for (const auto& e : entries) {
     if (e.key == "with") {
       with = e.value;
+      has_with = true;
       if (s.params.empty() && std::none_of(entries.begin(), entries.end(), [](const auto& x) { return x.key == "extends"; }))
         r.error("misplaced-key", "'with' sets parameters of the strategy named by 'extends'", e.key_node);
     }
   }
-  if (with) {
+  if (has_with) {
     for (const auto& e : r.entries(with, "'with'", {})) {
       const ParamDecl* d = s.find_param(e.key);
       if (!d) {

@@ -1,0 +1,69 @@
+#include "cli/cli_common.hpp"
+
+#include <algorithm>
+
+namespace layerfreeze::cli {
+
+void Session::flush(std::ostream& err, bool warnings) {
+  for (const auto& d : diags.items()) {
+    if (d.severity == Severity::kWarning && !warnings) continue;
+    err << format_diagnostic(d, &sources);
+  }
+  diags = Diagnostics();
+}
+
+void PlanArgs::add_to(CLI::App& cmd, bool with_rules) {
+  if (with_rules) cmd.add_option("RULES", rules, "rules file, or preset:NAME")->required();
+  cmd.add_option("--model,-m", model, "model: .pt, .safetensors, .safetensors.index.json, .json manifest, builtin:NAME")
+      ->required();
+  cmd.add_option("--set", sets, "override a declared parameter: KEY=VALUE (YAML scalar or flow value)");
+  cmd.add_option("--section", section, "dotted key of the strategy inside a larger YAML (e.g. training.freeze)");
+  cmd.add_option("--epochs", epochs, "show the timeline up to this many epochs");
+  cmd.add_option("--steps", steps, "show the timeline up to this many steps");
+  cmd.add_option("--steps-per-epoch", steps_per_epoch, "steps in one epoch (orders epoch and step triggers)");
+  cmd.add_option("--optimizer", optimizer, "optimizer for memory figures: adamw, adam, sgd, sgd-momentum")
+      ->check(CLI::IsMember({"adamw", "adam", "sgd", "sgd-momentum"}));
+  cmd.add_flag("--strict", strict, "selectors that match nothing are errors");
+}
+
+std::optional<Strategy> load_rules(Session& s, const std::string& spec, const std::string& section) {
+  RulesLoader loader(s.diags, s.sources);
+  return loader.load(spec, section);
+}
+
+std::optional<Inventory> load_inventory(Session& s, const std::string& spec) {
+  return load_model(spec, s.diags);
+}
+
+std::optional<Plan> compile_plan(Session& s, const PlanArgs& a, const std::string& rules_spec) {
+  auto strategy = load_rules(s, rules_spec, a.section);
+  auto inv = load_inventory(s, a.model);
+  if (!strategy || !inv) return std::nullopt;
+  CompileOptions co;
+  co.sets = a.sets;
+  co.steps_per_epoch = a.steps_per_epoch;
+  co.strict = a.strict;
+  return compile(*strategy, std::move(*inv), co, s.diags);
+}
+
+Time horizon_for(const Plan& plan, const PlanArgs& a) {
+  const auto spe = plan.options.steps_per_epoch;
+  int64_t last_epoch = 0, last_step = 0;
+  for (const auto& st : plan.stages) {
+    int64_t end = st.at + (st.period > 0 ? 10 * st.period : 0);
+    if (st.unit == Trigger::Unit::kEpoch) last_epoch = std::max(last_epoch, end);
+    else last_step = std::max(last_step, end);
+  }
+  Time h{-1, -1};
+  if (a.epochs) h.epoch = *a.epochs;
+  if (a.steps) h.step = *a.steps;
+  if (h.epoch < 0) h.epoch = a.steps && spe ? (*a.steps + *spe - 1) / *spe : last_epoch + 1;
+  if (h.step < 0) {
+    if (spe && a.epochs) h.step = *a.epochs * *spe;
+    else if (spe) h.step = std::max(h.epoch * *spe, last_step + 1);
+    else h.step = last_step + 1;
+  }
+  return h;
+}
+
+}  // namespace layerfreeze::cli

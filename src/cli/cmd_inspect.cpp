@@ -1,0 +1,38 @@
+// layerfreeze inspect MODEL [--format text|json] : inventory and discovery.
+#include "cli/cli_common.hpp"
+#include "core/layer_discovery.hpp"
+#include "print/inventory_printer.hpp"
+
+namespace layerfreeze::cli {
+
+std::function<int()> setup_inspect(CLI::App& cmd) {
+  struct Args {
+    std::string model, format = "text", rules, section;
+    bool all = false;
+  };
+  auto a = std::make_shared<Args>();
+  cmd.add_option("MODEL", a->model, "model: .pt, .safetensors, .safetensors.index.json, .json manifest, builtin:NAME")
+      ->required();
+  cmd.add_option("--format,-f", a->format, "text, or json (a manifest that --model reads back)")
+      ->check(CLI::IsMember({"text", "json"}));
+  cmd.add_option("--rules", a->rules, "apply this rules file's discovery overrides");
+  cmd.add_option("--section", a->section, "dotted key of the strategy inside a larger YAML");
+  cmd.add_flag("--all", a->all, "list every parameter");
+  return [a] {
+    Session s;
+    auto inv = load_inventory(s, a->model);
+    DiscoveryPatterns patterns = DiscoveryPatterns::shipped();
+    if (!a->rules.empty()) {
+      auto strategy = load_rules(s, a->rules, a->section);
+      if (strategy) patterns = patterns.merged(strategy->discovery, strategy->discovery_replace);
+    }
+    if (inv) discover_layers(*inv, patterns, s.diags);
+    bool bad = s.diags.has_errors() || !inv;
+    s.flush();
+    if (bad) return kExitInvalid;
+    std::cout << (a->format == "json" ? inventory_json(*inv) : inventory_text(*inv, a->all));
+    return kExitOk;
+  };
+}
+
+}  // namespace layerfreeze::cli

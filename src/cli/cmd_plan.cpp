@@ -1,0 +1,28 @@
+// layerfreeze plan RULES --model MODEL : the compiled plan, as text, JSON or Markdown.
+#include "cli/cli_common.hpp"
+#include "print/plan_printer.hpp"
+
+namespace layerfreeze::cli {
+
+std::function<int()> setup_plan(CLI::App& cmd) {
+  struct Args : PlanArgs {
+    std::string format = "text";
+  };
+  auto a = std::make_shared<Args>();
+  a->add_to(cmd);
+  cmd.add_option("--format,-f", a->format, "text, json or markdown")->check(CLI::IsMember({"text", "json", "markdown"}));
+  return [a] {
+    Session s;
+    auto plan = compile_plan(s, *a, a->rules);
+    // Text output carries its warnings; JSON and Markdown readers get them on stderr as well.
+    s.flush(std::cerr, !plan || a->format != "text");
+    if (!plan) return kExitInvalid;
+    PlanSummary sum = summarize(*plan, *parse_optimizer(a->optimizer), horizon_for(*plan, *a));
+    if (a->format == "json") std::cout << plan_json(sum);
+    else if (a->format == "markdown") std::cout << plan_markdown(sum);
+    else std::cout << plan_text(sum);
+    return kExitOk;
+  };
+}
+
+}  // namespace layerfreeze::cli

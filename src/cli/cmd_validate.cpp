@@ -1,0 +1,48 @@
+// layerfreeze validate RULES... : parse and check; every error at once, exit 1 on any.
+#include "cli/cli_common.hpp"
+
+namespace layerfreeze::cli {
+
+std::function<int()> setup_validate(CLI::App& cmd) {
+  struct Args {
+    std::vector<std::string> files;
+    std::string section, model;
+    std::vector<std::string> sets;
+    bool strict = false;
+  };
+  auto a = std::make_shared<Args>();
+  cmd.add_option("RULES", a->files, "rules files, or preset:NAME")->required();
+  cmd.add_option("--section", a->section, "dotted key of the strategy inside a larger YAML");
+  cmd.add_option("--set", a->sets, "check parameter overrides too: KEY=VALUE");
+  cmd.add_option("--model,-m", a->model, "also compile against this model");
+  cmd.add_flag("--strict", a->strict, "selectors that match nothing are errors (with --model)");
+  return [a] {
+    bool failed = false;
+    for (const auto& f : a->files) {
+      Session s;
+      auto strategy = load_rules(s, f, a->section);
+      if (strategy) {
+        bool bound = bind_params(*strategy, a->sets, s.diags, /*allow_missing=*/a->model.empty()).has_value();
+        if (bound && !a->model.empty()) {
+          if (auto inv = load_inventory(s, a->model)) {
+            CompileOptions co;
+            co.sets = a->sets;
+            co.strict = a->strict;
+            bound = compile(*strategy, std::move(*inv), co, s.diags).has_value();
+          } else {
+            bound = false;
+          }
+        }
+        if (bound) {
+          std::cout << "ok: " << f << " (" << strategy->name << "): " << strategy->rules.size() << " rules, "
+                    << strategy->stages.size() << " stages, " << strategy->params.size() << " parameters\n";
+        }
+      }
+      if (s.diags.has_errors()) failed = true;
+      s.flush();
+    }
+    return failed ? kExitInvalid : kExitOk;
+  };
+}
+
+}  // namespace layerfreeze::cli

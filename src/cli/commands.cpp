@@ -1,0 +1,27 @@
+// The table of subcommands (DESIGN.md §5).
+#include "cli/cli_common.hpp"
+
+namespace layerfreeze::cli {
+
+std::function<int()> setup_validate(CLI::App& cmd);
+std::function<int()> setup_plan(CLI::App& cmd);
+std::function<int()> setup_explain(CLI::App& cmd);
+std::function<int()> setup_diff(CLI::App& cmd);
+std::function<int()> setup_inspect(CLI::App& cmd);
+std::function<int()> setup_presets(CLI::App& cmd);
+std::function<int()> setup_schema(CLI::App& cmd);
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> table = {
+      {"validate", "parse and check rules files; file:line:col errors, exit 1 on any", setup_validate},
+      {"plan", "compile rules against a model and print the plan (text, json, markdown)", setup_plan},
+      {"explain", "why one parameter is frozen or trainable at a time", setup_explain},
+      {"diff", "where two strategies disagree on one model, over time", setup_diff},
+      {"inspect", "a model's inventory: discovered layers, roles, ties", setup_inspect},
+      {"presets", "the shipped presets and their parameters", setup_presets},
+      {"schema", "the JSON Schema of the rules DSL, for editors", setup_schema},
+  };
+  return table;
+}
+
+}  // namespace layerfreeze::cli

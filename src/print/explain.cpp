@@ -1,0 +1,130 @@
+#include "print/explain.hpp"
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "print/format.hpp"
+#include "print/plan_summary.hpp"
+
+namespace layerfreeze {
+
+std::string explain_text(const Plan& plan, uint32_t index, const Time& t, const Time& horizon) {
+  const Inventory& inv = *plan.inventory;
+  const Param& p = inv.params[index];
+  std::ostringstream o;
+  o << p.name;
+  for (const auto& a : p.aliases) o << " = " << a;
+  o << "\n";
+  if (p.shape_known) {
+    o << "  shape [";
+    for (size_t k = 0; k < p.shape.size(); ++k) o << (k ? ", " : "") << p.shape[k];
+    o << "]" << (p.dtype.empty() ? "" : " " + p.dtype) << " · " << with_commas(p.numel) << " parameters\n";
+  }
+  o << "  role: " << role_name(p.role);
+  if (p.layer >= 0) {
+    const Stack& st = inv.stacks[inv.layers[p.layer].stack];
+    o << " " << p.layer << " (" << inv.layers[p.layer].name << ", stack " << st.container << ", pattern '" << st.pattern << "')";
+  }
+  if (p.role == Role::kOther && p.anchor_layer >= 0) o << " (opens with layer " << p.anchor_layer << ")";
+  o << "\n";
+  for (size_t k = 0; k < p.aliases.size() && k < p.alias_roles.size(); ++k)
+    o << "  alias " << p.aliases[k] << ": role " << role_name(p.alias_roles[k]) << "\n";
+  if (!p.module_type.empty()) o << "  module type: " << p.module_type << "\n";
+
+  o << "at " << time_text(t, plan.uses_epochs || !plan.uses_steps, plan.uses_steps) << ":\n";
+  std::vector<std::pair<const PlanRule*, std::string>> hits;
+  for (const auto& r : plan.initial)
+    if (r.set.eval(0, inv).test(index)) hits.push_back({&r, "initial rules"});
+  for (const auto& st : plan.stages) {
+    if (!st.fires(t)) continue;
+    for (const auto& r : st.rules)
+      if (r.set.eval(st.period_at(t), inv).test(index)) hits.push_back({&r, st.label});
+  }
+  if (hits.empty()) {
+    o << "  no rule selects it: TRAINABLE (the default)\n";
+  } else {
+    o << "  rules that select it, in the order they apply:\n";
+    for (const auto& [r, where] : hits)
+      o << "    " << r->prov.where() << "  " << r->prov.text << "  [" << where << "]\n";
+    const PlanRule* last = hits.back().first;
+    o << "  state: " << (last->action == Action::kFreeze ? "FROZEN" : "TRAINABLE") << " — decided by " << last->prov.where()
+      << " (" << last->prov.text << "), the last rule that selects it\n";
+  }
+  o << "over time:\n";
+  bool prev_set = false, prev = false;
+  for (const auto& point : plan.timeline(horizon)) {
+    bool f = point.frozen.test(index);
+    if (prev_set && f == prev) continue;
+    o << "  " << time_text(point.at, plan.uses_epochs || !plan.uses_steps, plan.uses_steps) << ": "
+      << (f ? "FROZEN" : "TRAINABLE");
+    if (!point.causes.empty()) o << " (" << point.causes.front() << (point.causes.size() > 1 ? ", …" : "") << ")";
+    o << "\n";
+    prev_set = true;
+    prev = f;
+  }
+  return o.str();
+}
+
+std::string diff_text(const Plan& a, const Plan& b, const Time& horizon, bool* differ) {
+  const Inventory& inv = *a.inventory;
+  std::ostringstream o;
+  *differ = false;
+  // Every time either plan changes, in order.
+  struct When {
+    int64_t key;
+    Time t;
+  };
+  std::vector<When> times;
+  auto add = [&](const Plan& p) {
+    for (const auto& pt : p.timeline(horizon)) {
+      int64_t key = pt.at.step >= 0 && (p.uses_steps) ? pt.at.step : pt.at.epoch;
+      times.push_back({key, pt.at});
+    }
+  };
+  add(a);
+  add(b);
+  std::stable_sort(times.begin(), times.end(), [](const When& x, const When& y) { return x.key < y.key; });
+  std::set<int64_t> seen;
+  bool uses_epochs = a.uses_epochs || b.uses_epochs || (!a.uses_steps && !b.uses_steps);
+  bool uses_steps = a.uses_steps || b.uses_steps;
+  Bitset last_a, last_b;
+  for (const auto& w : times) {
+    if (!seen.insert(w.key).second) continue;
+    Bitset fa = a.frozen_at(w.t), fb = b.frozen_at(w.t);
+    if (fa == last_a && fb == last_b) continue;
+    last_a = fa;
+    last_b = fb;
+    // Group differing parameters by layer, so a layer reads as one line.
+    std::map<int32_t, std::pair<size_t, size_t>> by_layer;  // layer -> (frozen only in A, only in B)
+    std::vector<std::string> loose;
+    size_t count = 0;
+    for (size_t i = 0; i < inv.params.size(); ++i) {
+      bool x = fa.test(i), y = fb.test(i);
+      if (x == y) continue;
+      ++count;
+      const Param& p = inv.params[i];
+      if (p.layer >= 0) (x ? by_layer[p.layer].first : by_layer[p.layer].second)++;
+      else loose.push_back(p.name + (x ? ": frozen in A, trainable in B" : ": trainable in A, frozen in B"));
+    }
+    o << time_text(w.t, uses_epochs, uses_steps) << ": ";
+    if (count == 0) {
+      o << "same\n";
+      continue;
+    }
+    *differ = true;
+    o << count << (count == 1 ? " parameter differs" : " parameters differ") << "\n";
+    for (const auto& [l, c] : by_layer) {
+      o << "  layer " << l << " (" << inv.layers[l].name << "): ";
+      if (c.first) o << c.first << " frozen in A only";
+      if (c.first && c.second) o << ", ";
+      if (c.second) o << c.second << " frozen in B only";
+      o << " (of " << inv.layers[l].params.size() << ")\n";
+    }
+    for (const auto& s : loose) o << "  " << s << "\n";
+  }
+  return o.str();
+}
+
+}  // namespace layerfreeze

@@ -1,0 +1,18 @@
+// Plan printers: the text a reviewer reads, the JSON contract (DESIGN.md §5), and Markdown for
+// a pull request. All three print the same PlanSummary.
+#pragma once
+
+#include <string>
+
+#include "print/plan_summary.hpp"
+
+namespace layerfreeze {
+
+std::string plan_text(const PlanSummary& s);
+std::string plan_json(const PlanSummary& s);  // "layerfreeze.plan/1", pretty-printed
+std::string plan_markdown(const PlanSummary& s);
+
+/// "key=value, key=value" of the parameters in force.
+std::string params_text(const Plan& plan);
+
+}  // namespace layerfreeze

@@ -1,0 +1,207 @@
+#include "print/plan_summary.hpp"
+
+#include <algorithm>
+#include <map>
+#include <sstream>
+
+#include "print/format.hpp"
+
+namespace layerfreeze {
+
+std::optional<OptimizerKind> parse_optimizer(const std::string& s) {
+  if (s == "adamw") return OptimizerKind::kAdamW;
+  if (s == "adam") return OptimizerKind::kAdam;
+  if (s == "sgd") return OptimizerKind::kSGD;
+  if (s == "sgd-momentum") return OptimizerKind::kSGDMomentum;
+  return std::nullopt;
+}
+
+const char* optimizer_name(OptimizerKind k) {
+  switch (k) {
+    case OptimizerKind::kSGD: return "sgd";
+    case OptimizerKind::kSGDMomentum: return "sgd-momentum";
+    case OptimizerKind::kAdam: return "adam";
+    case OptimizerKind::kAdamW: return "adamw";
+  }
+  return "adamw";
+}
+
+int optimizer_states(OptimizerKind k) {
+  switch (k) {
+    case OptimizerKind::kSGD: return 0;
+    case OptimizerKind::kSGDMomentum: return 1;
+    default: return 2;
+  }
+}
+
+const char* group_state_name(GroupState s) {
+  switch (s) {
+    case GroupState::kFrozen: return "FROZEN";
+    case GroupState::kActive: return "ACTIVE";
+    case GroupState::kPartial: return "PARTIAL";
+    case GroupState::kEmpty: return "-";
+  }
+  return "-";
+}
+
+namespace {
+
+struct Acc {
+  size_t frozen = 0, total = 0;
+  int64_t numel = 0;
+  void add(bool f, int64_t n) {
+    frozen += f;
+    ++total;
+    numel += n;
+  }
+  GroupState state() const {
+    if (total == 0) return GroupState::kEmpty;
+    if (frozen == 0) return GroupState::kActive;
+    if (frozen == total) return GroupState::kFrozen;
+    return GroupState::kPartial;
+  }
+};
+
+std::vector<LayerRun> layer_runs(const Inventory& inv, const Bitset& frozen, bool one_per_layer) {
+  std::vector<LayerRun> runs;
+  for (int32_t l = 0; l < inv.num_layers(); ++l) {
+    Acc a;
+    for (uint32_t q : inv.layers[l].params) a.add(frozen.test(q), inv.params[q].numel);
+    GroupState st = a.state();
+    if (!one_per_layer && !runs.empty() && runs.back().state == st && runs.back().last == l - 1) {
+      runs.back().last = l;
+      runs.back().numel += a.numel;
+      runs.back().tensors += a.total;
+    } else {
+      runs.push_back({l, l, st, a.numel, a.total});
+    }
+  }
+  return runs;
+}
+
+std::vector<GroupLine> group_lines(const Inventory& inv, const Bitset& frozen) {
+  Acc emb, head, other;
+  for (size_t i = 0; i < inv.params.size(); ++i) {
+    const Param& p = inv.params[i];
+    bool f = frozen.test(i);
+    bool is_head = p.role == Role::kHead;
+    for (Role r : p.alias_roles) is_head = is_head || r == Role::kHead;
+    if (p.role == Role::kEmbeddings) emb.add(f, p.numel);
+    if (is_head) head.add(f, p.numel);
+    if (p.role == Role::kOther) other.add(f, p.numel);
+  }
+  std::vector<GroupLine> g = {{"Embeddings", emb.state(), emb.numel, emb.total},
+                              {"Head", head.state(), head.numel, head.total}};
+  if (other.total) g.push_back({"Other", other.state(), other.numel, other.total});
+  return g;
+}
+
+std::string amount(const Inventory& inv, int64_t numel, size_t tensors) {
+  if (!inv.shapes_known()) return std::to_string(tensors) + (tensors == 1 ? " tensor" : " tensors");
+  return short_count(numel) + " params";
+}
+
+}  // namespace
+
+std::string layer_status_table(const Inventory& inv, const Bitset& frozen, bool show_all) {
+  std::ostringstream out;
+  const std::string rule(40, '=');
+  out << rule << "\nLAYER STATUS\n" << rule << "\n";
+  auto runs = layer_runs(inv, frozen, show_all);
+  std::vector<std::string> labels;
+  size_t width = 0;
+  for (const auto& r : runs) {
+    std::string l = r.first == r.last ? "Layer " + std::to_string(r.first) + ":"
+                                      : "Layer " + std::to_string(r.first) + "-" + std::to_string(r.last) + ":";
+    width = std::max(width, l.size());
+    labels.push_back(l);
+  }
+  auto groups = group_lines(inv, frozen);
+  for (const auto& g : groups) width = std::max(width, g.label.size() + 1);
+  if (runs.empty()) out << "(no layers discovered)\n";
+  for (size_t i = 0; i < runs.size(); ++i) {
+    out << labels[i] << std::string(width - labels[i].size() + 1, ' ') << group_state_name(runs[i].state)
+        << std::string(7 - std::string(group_state_name(runs[i].state)).size(), ' ') << " ("
+        << amount(inv, runs[i].numel, runs[i].tensors) << ")\n";
+  }
+  out << std::string(40, '-') << "\n";
+  for (const auto& g : groups) {
+    std::string l = g.label + ":";
+    out << l << std::string(width - l.size() + 1, ' ') << group_state_name(g.state);
+    if (g.tensors) out << std::string(7 - std::string(group_state_name(g.state)).size(), ' ') << " (" << amount(inv, g.numel, g.tensors) << ")";
+    out << "\n";
+  }
+  out << rule << "\n";
+  return out.str();
+}
+
+std::string time_text(const Time& t, bool uses_epochs, bool uses_steps) {
+  if (uses_steps && uses_epochs) return "epoch " + std::to_string(t.epoch) + " · step " + std::to_string(t.step);
+  if (uses_steps) return "step " + std::to_string(t.step);
+  return "epoch " + std::to_string(t.epoch);
+}
+
+PlanSummary summarize(const Plan& plan, OptimizerKind optimizer, const Time& horizon) {
+  PlanSummary ps;
+  ps.plan = &plan;
+  ps.optimizer = optimizer;
+  ps.horizon = horizon;
+  const Inventory& inv = *plan.inventory;
+  const int states = optimizer_states(optimizer);
+  std::map<const PlanRule*, size_t> rank;  // rules in the order they apply
+  for (const auto& r : plan.initial) rank.emplace(&r, rank.size());
+  for (const auto& st : plan.stages)
+    for (const auto& r : st.rules) rank.emplace(&r, rank.size());
+  for (auto& point : plan.timeline(horizon, 10000, &ps.truncated)) {
+    StageSummary s;
+    for (size_t i = 0; i < inv.params.size(); ++i) {
+      const Param& p = inv.params[i];
+      if (point.frozen.test(i)) {
+        s.frozen_numel += p.numel;
+        ++s.frozen_tensors;
+        s.saved_grad_bytes += p.bytes();
+        s.saved_optimizer_bytes += p.bytes() * states;
+      } else {
+        s.trainable_numel += p.numel;
+        ++s.trainable_tensors;
+        s.grad_bytes += p.bytes();
+        s.optimizer_bytes += p.bytes() * states;
+        if (p.layer >= 0 && (!s.first_trainable_layer || p.layer < *s.first_trainable_layer))
+          s.first_trainable_layer = p.layer;
+        if (p.role == Role::kEmbeddings) s.input_side_trainable = true;
+      }
+    }
+    s.nothing_trains = s.trainable_tensors == 0;
+    s.runs = layer_runs(inv, point.frozen, false);
+    s.groups = group_lines(inv, point.frozen);
+    // Which rules decided the state here: at the start every rule with an effect; later, the
+    // rules behind what changed.
+    auto by = plan.deciders_at(point.at);
+    std::map<const PlanRule*, RuleTally> tally;
+    std::vector<const PlanRule*> order;
+    auto count = [&](size_t i) {
+      const PlanRule* r = by[i];
+      if (!r) return;
+      auto it = tally.find(r);
+      if (it == tally.end()) {
+        it = tally.emplace(r, RuleTally{r, 0, 0}).first;
+        order.push_back(r);
+      }
+      ++it->second.tensors;
+      it->second.numel += inv.params[i].numel;
+    };
+    if (ps.stages.empty()) {
+      for (size_t i = 0; i < inv.params.size(); ++i) count(i);
+    } else {
+      for (uint32_t i : point.newly_frozen) count(i);
+      for (uint32_t i : point.newly_unfrozen) count(i);
+    }
+    std::sort(order.begin(), order.end(), [&](const PlanRule* x, const PlanRule* y) { return rank.at(x) < rank.at(y); });
+    for (const auto* r : order) s.decided_by.push_back(tally[r]);
+    s.point = std::move(point);
+    ps.stages.push_back(std::move(s));
+  }
+  return ps;
+}
+
+}  // namespace layerfreeze

@@ -1,0 +1,75 @@
+// PlanSummary: what the printers show of a plan, computed once: per change point the counts,
+// the memory effect for an optimizer, where backward may stop, the layer status runs and which
+// rules decided what. Text, JSON and Markdown all print from this.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/plan.hpp"
+
+namespace layerfreeze {
+
+enum class OptimizerKind { kSGD, kSGDMomentum, kAdam, kAdamW };
+std::optional<OptimizerKind> parse_optimizer(const std::string& s);  // adamw|adam|sgd|sgd-momentum
+const char* optimizer_name(OptimizerKind k);
+int optimizer_states(OptimizerKind k);  // state tensors per parameter: 0, 1, 2, 2
+
+/// State of a group of parameters.
+enum class GroupState { kFrozen, kActive, kPartial, kEmpty };
+const char* group_state_name(GroupState s);  // FROZEN, ACTIVE, PARTIAL, -
+
+/// A run of consecutive layers in the same state (the seed's "Layer 0-15: FROZEN").
+struct LayerRun {
+  int32_t first = 0, last = 0;
+  GroupState state = GroupState::kActive;
+  int64_t numel = 0;
+  size_t tensors = 0;
+};
+
+struct GroupLine {
+  std::string label;  // "Embeddings", "Head", "Other"
+  GroupState state = GroupState::kEmpty;
+  int64_t numel = 0;
+  size_t tensors = 0;
+};
+
+struct RuleTally {
+  const PlanRule* rule = nullptr;
+  size_t tensors = 0;
+  int64_t numel = 0;
+};
+
+struct StageSummary {
+  StatePoint point;
+  int64_t frozen_numel = 0, trainable_numel = 0;
+  size_t frozen_tensors = 0, trainable_tensors = 0;
+  int64_t grad_bytes = 0, optimizer_bytes = 0;            // for what trains
+  int64_t saved_grad_bytes = 0, saved_optimizer_bytes = 0;  // by what is frozen
+  std::optional<int32_t> first_trainable_layer;
+  bool input_side_trainable = false;  // embeddings train: backward runs to the input
+  bool nothing_trains = false;
+  std::vector<LayerRun> runs;
+  std::vector<GroupLine> groups;
+  std::vector<RuleTally> decided_by;  // rules that froze (or kept trainable) parameters here
+};
+
+struct PlanSummary {
+  const Plan* plan = nullptr;
+  OptimizerKind optimizer = OptimizerKind::kAdamW;
+  Time horizon;
+  bool truncated = false;
+  std::vector<StageSummary> stages;
+};
+
+/// Summarises `plan` up to `horizon` (epochs, steps; -1 = no limit in that unit).
+PlanSummary summarize(const Plan& plan, OptimizerKind optimizer, const Time& horizon);
+
+/// The layer status table of one state, in the seed's format (print_layer_status).
+std::string layer_status_table(const Inventory& inv, const Bitset& frozen, bool show_all);
+
+/// "epoch 3", "step 40", "epoch 1 · step 100".
+std::string time_text(const Time& t, bool uses_epochs, bool uses_steps);
+
+}  // namespace layerfreeze
