@@ -232,6 +232,11 @@ class Resolver {
     std::vector<std::string> known;
     for (const auto& st : inv_.stacks) {
       known.push_back(st.container);
+      for (size_t b = 0, e; b < st.container.size(); b = e + 1) {
+        e = st.container.find('.', b);
+        if (e == std::string::npos) e = st.container.size();
+        known.push_back(st.container.substr(b, e - b));
+      }
       bool hit = st.container == want;
       size_t start = 0;
       while (!hit && start <= st.container.size()) {
@@ -243,7 +248,7 @@ class Resolver {
       if (hit) return Range{st.first_layer, st.first_layer + st.num_layers, "stack '" + st.container + "'"};
     }
     std::string list;
-    for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+    for (const auto& st : inv_.stacks) list += (list.empty() ? "" : ", ") + st.container;
     diags_.error("unknown-stack", "no stack '" + want + "' in " + inv_.source + did_you_mean(want, known),
                  stack_expr.loc(), {list.empty() ? "the model has no stacks" : "stacks: " + list});
     return std::nullopt;

@@ -401,7 +401,7 @@ Expr Expr::parse(const std::string& text, SourceLoc loc, const std::vector<std::
     if (!err.empty()) {
       SourceLoc at = loc;
       at.column += static_cast<int>(open);
-      diags.error("bad-expression", err + " in '${" + inner + "}'", at);
+      diags.error("bad-expression", "in '${" + inner + "}': " + err, at);
       return e;
     }
     e.parts_.push_back({lit, node});
@@ -418,7 +418,7 @@ std::optional<Value> Expr::eval(const Scope& scope, Diagnostics& diags) const {
   Evaluator ev{scope, {}};
   if (whole_) {
     auto v = ev.eval(*parts_[0].expr);
-    if (!v) diags.error("bad-expression", ev.error + " in '" + text_ + "'", loc_);
+    if (!v) diags.error("bad-expression", "in '" + text_ + "': " + ev.error, loc_);
     return v;
   }
   std::string out;
@@ -427,7 +427,7 @@ std::optional<Value> Expr::eval(const Scope& scope, Diagnostics& diags) const {
     if (!p.expr) continue;
     auto v = ev.eval(*p.expr);
     if (!v) {
-      diags.error("bad-expression", ev.error + " in '" + text_ + "'", loc_);
+      diags.error("bad-expression", "in '" + text_ + "': " + ev.error, loc_);
       return std::nullopt;
     }
     out += v->kind == Value::Kind::kString ? v->s : v->to_string();

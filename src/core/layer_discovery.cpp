@@ -278,6 +278,13 @@ void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnost
   std::vector<std::unique_ptr<RE2>> emb_res, head_res;
   for (const auto& p : patterns.embeddings) emb_res.push_back(compile_pattern(p, "embeddings", diags));
   for (const auto& p : patterns.head) head_res.push_back(compile_pattern(p, "head", diags));
+  // Under the root of a stack that is not the last one (T5's `encoder.`), a parameter outside
+  // the layers sits between two stacks, whatever the order of the source.
+  auto under_inner_stack = [&](const std::string& name) {
+    for (size_t s = 0; s + 1 < inv.stacks.size(); ++s)
+      if (under(name, stack_root(inv.stacks[s].container))) return true;
+    return false;
+  };
   auto name_role = [&](const std::string& name) -> std::optional<Role> {
     for (const auto& re : emb_res)
       if (re && RE2::FullMatch(name, *re)) return Role::kEmbeddings;
@@ -285,8 +292,7 @@ void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnost
       if (re && RE2::FullMatch(name, *re)) {
         // A "final norm" under a stack that is not the last one sits between two stacks
         // (T5's encoder.final_layer_norm): position, not the name, decides it.
-        for (size_t s = 0; s + 1 < inv.stacks.size(); ++s)
-          if (under(name, stack_root(inv.stacks[s].container))) return std::nullopt;
+        if (under_inner_stack(name)) return Role::kOther;
         return Role::kHead;
       }
     return std::nullopt;
@@ -311,7 +317,7 @@ void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnost
       running_max_layer = std::max(running_max_layer, p.layer);
     } else if (auto r = name_role(p.name)) {
       p.role = *r;
-    } else if (inv.layers.empty()) {
+    } else if (inv.layers.empty() || under_inner_stack(p.name)) {
       p.role = Role::kOther;
     } else if (i < first_layer_pos) {
       p.role = Role::kEmbeddings;

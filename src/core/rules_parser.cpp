@@ -788,7 +788,8 @@ std::optional<Strategy> RulesLoader::parse(const std::string& text, const std::s
         r.error("misplaced-key", "'with' sets parameters of the strategy named by 'extends'", e.key_node);
     }
   }
-  if (has_with) {
+  bool extends = std::any_of(entries.begin(), entries.end(), [](const auto& x) { return x.key == "extends"; });
+  if (has_with && extends) {
     for (const auto& e : r.entries(with, "'with'", {})) {
       const ParamDecl* d = s.find_param(e.key);
       if (!d) {

@@ -24,7 +24,7 @@ std::string model_line(const Inventory& inv) {
 
 std::string count_text(const Inventory& inv, int64_t numel, size_t tensors) {
   if (!inv.shapes_known()) return with_commas(static_cast<int64_t>(tensors)) + " tensors";
-  return with_commas(numel) + " (" + short_count(numel) + ")";
+  return numel < 1000 ? with_commas(numel) : with_commas(numel) + " (" + short_count(numel) + ")";
 }
 
 std::string backward_text(const Inventory& inv, const StageSummary& s) {

@@ -1,0 +1,184 @@
+// Header-only model sources: safetensors files the test writes itself, hostile headers, sharded
+// indexes with and without shards, JSON manifests, and the real checkpoint indexes in shared/.
+#include <filesystem>
+#include <fstream>
+
+#include "core/layer_discovery.hpp"
+#include "print/inventory_printer.hpp"
+#include "test_util.hpp"
+
+namespace layerfreeze {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    path_ = fs::temp_directory_path() / ("lf-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  std::string file(const std::string& n) const { return (path_ / n).string(); }
+
+ private:
+  fs::path path_;
+  static inline int counter_ = 0;
+};
+
+void write_raw(const std::string& path, const std::string& header, uint64_t claimed_len, size_t data_bytes) {
+  std::ofstream out(path, std::ios::binary);
+  for (int i = 0; i < 8; ++i) out.put(static_cast<char>((claimed_len >> (8 * i)) & 0xff));
+  out << header << std::string(data_bytes, '\0');
+}
+
+std::string load_error(const std::string& path) {
+  Diagnostics d;
+  auto inv = load_model(path, d);
+  EXPECT_FALSE(inv.has_value());
+  return d.items().empty() ? "" : d.items()[0].message;
+}
+
+TEST(Safetensors, HeaderOnlyInNaturalOrder) {
+  TempDir t;
+  std::string err;
+  ASSERT_TRUE(write_safetensors(t.file("m.safetensors"),
+                                {{"model.layers.10.mlp.weight", "BF16", {4, 8}},
+                                 {"model.layers.2.mlp.weight", "BF16", {4, 8}},
+                                 {"model.embed_tokens.weight", "F32", {100, 8}},
+                                 {"lm_head.weight", "F16", {100, 8}}},
+                                &err)) << err;
+  Diagnostics d;
+  auto inv = load_model(t.file("m.safetensors"), d);
+  ASSERT_TRUE(inv) << format_diagnostics(d);
+  ASSERT_EQ(inv->params.size(), 4u);
+  EXPECT_EQ(inv->params[0].name, "lm_head.weight");
+  EXPECT_EQ(inv->params[1].name, "model.embed_tokens.weight");
+  EXPECT_EQ(inv->params[2].name, "model.layers.2.mlp.weight");
+  EXPECT_EQ(inv->params[3].name, "model.layers.10.mlp.weight");
+  EXPECT_EQ(inv->params[3].dtype, "bfloat16");
+  EXPECT_EQ(inv->params[1].numel, 800);
+  EXPECT_FALSE(inv->registration_order);
+  discover_layers(*inv, DiscoveryPatterns::shipped(), d);
+  EXPECT_EQ(inv->num_layers(), 2);
+  EXPECT_EQ(inv->layers[1].name, "model.layers.10");
+  EXPECT_EQ(inv->params[0].role, Role::kHead);  // names decide, not the sorted position
+}
+
+struct BadHeader {
+  const char* what;
+  std::string header;
+  int64_t claimed;  // -1: the header's own length
+  size_t data;
+  const char* message;
+};
+
+TEST(Safetensors, HostileHeadersAreErrors) {
+  const std::vector<BadHeader> cases = {
+      {"length past the end", "{}", 1000, 0, "header claims 1000 bytes, but the file has 2 after the length (limit 104857600)"},
+      {"terabyte header", "{}", int64_t{1} << 40, 0, "header claims 1099511627776 bytes, but the file has 2 after the length (limit 104857600)"},
+      {"not json", "{nope", -1, 0, "the header is not a JSON object"},
+      {"offsets out of file", R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", -1, 4,
+       "tensor 'w': data_offsets [0, 8] lie outside the 4 data bytes of the file"},
+      {"size mismatch", R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", -1, 8,
+       "tensor 'w': data_offsets span 8 bytes, but float32 [3] needs 12"},
+      {"unknown dtype", R"({"w":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}})", -1, 16, "tensor 'w': unknown dtype \"F128\""},
+      {"negative shape", R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", -1, 4,
+       "tensor 'w': shape [-1] is not a list of sizes of a plausible tensor"},
+      {"missing fields", R"({"w":{"dtype":"F32"}})", -1, 0, "tensor 'w': needs dtype, shape and data_offsets"},
+      {"overlap", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+       -1, 12, "two tensors overlap at data bytes 4"},
+      {"reversed offsets", R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", -1, 8,
+       "tensor 'w': data_offsets [8, 0] lie outside the 8 data bytes of the file"},
+  };
+  TempDir t;
+  for (const auto& c : cases) {
+    std::string path = t.file("bad.safetensors");
+    write_raw(path, c.header, c.claimed < 0 ? c.header.size() : static_cast<uint64_t>(c.claimed), c.data);
+    EXPECT_EQ(load_error(path), c.message) << c.what;
+  }
+  write_raw(t.file("short.safetensors"), "", 0, 0);
+  std::ofstream(t.file("tiny.safetensors")) << "abc";
+  EXPECT_EQ(load_error(t.file("tiny.safetensors")), "file too short for a safetensors header (3 bytes)");
+}
+
+TEST(Safetensors, ShardedIndexWithAndWithoutShards) {
+  TempDir t;
+  std::string err;
+  ASSERT_TRUE(write_safetensors(t.file("s1.safetensors"), {{"model.layers.0.w", "F32", {4}}, {"model.embed.weight", "F32", {10, 4}}}, &err));
+  ASSERT_TRUE(write_safetensors(t.file("s2.safetensors"), {{"model.layers.1.w", "F32", {4}}, {"lm_head.weight", "F32", {10, 4}}}, &err));
+  std::ofstream(t.file("model.safetensors.index.json"))
+      << R"({"metadata":{"total_size":0},"weight_map":{"model.layers.0.w":"s1.safetensors","model.embed.weight":"s1.safetensors",)"
+      << R"("model.layers.1.w":"s2.safetensors","lm_head.weight":"s2.safetensors"}})";
+  Diagnostics d;
+  auto inv = load_model(t.file("model.safetensors.index.json"), d);
+  ASSERT_TRUE(inv) << format_diagnostics(d);
+  EXPECT_TRUE(inv->shapes_known());
+  EXPECT_EQ(inv->total_numel(), 88);
+  fs::remove(t.file("s2.safetensors"));
+  auto partial = load_model(t.file("model.safetensors.index.json"), d);
+  ASSERT_TRUE(partial);
+  EXPECT_FALSE(partial->shapes_known());
+  ASSERT_EQ(partial->notes.size(), 1u);
+  EXPECT_EQ(partial->notes[0], "1 of 2 shards are not beside the index: shapes unknown, counts are of tensors, not parameters");
+  std::ofstream(t.file("evil.index.json")) << R"({"weight_map":{"w":"../../etc/passwd"}})";
+  EXPECT_EQ(load_error(t.file("evil.index.json")), "shard name '../../etc/passwd' leaves the index's folder");
+}
+
+TEST(RealCheckpoints, Mixtral8x22bIndex) {
+  Diagnostics d;
+  auto inv = load_model(std::string(LAYERFREEZE_FIXTURES) + "/real-checkpoints/mixtral-8x22b/model.safetensors.index.json", d);
+  ASSERT_TRUE(inv) << format_diagnostics(d);
+  EXPECT_EQ(inv->params.size(), 1739u);
+  discover_layers(*inv, DiscoveryPatterns::shipped(), d);
+  EXPECT_EQ(inv->num_layers(), 56);
+  EXPECT_EQ(inv->params[*inv->find("model.layers.55.block_sparse_moe.experts.7.w2.weight")].layer, 55);
+  EXPECT_EQ(inv->params[*inv->find("lm_head.weight")].role, Role::kHead);
+  EXPECT_EQ(inv->params[*inv->find("model.embed_tokens.weight")].role, Role::kEmbeddings);
+  EXPECT_EQ(inv->params[*inv->find("model.norm.weight")].role, Role::kHead);
+}
+
+TEST(RealCheckpoints, Falcon180bIndex) {
+  Diagnostics d;
+  auto inv = load_model(std::string(LAYERFREEZE_FIXTURES) + "/real-checkpoints/falcon-180b/model.safetensors.index.json", d);
+  ASSERT_TRUE(inv) << format_diagnostics(d);
+  EXPECT_EQ(inv->params.size(), 644u);
+  discover_layers(*inv, DiscoveryPatterns::shipped(), d);
+  EXPECT_EQ(inv->num_layers(), 80);
+  EXPECT_EQ(inv->params[*inv->find("transformer.word_embeddings.weight")].role, Role::kEmbeddings);
+  EXPECT_EQ(inv->params[*inv->find("transformer.ln_f.weight")].role, Role::kHead);
+}
+
+TEST(Manifest, RoundTripThroughInspectJson) {
+  Inventory inv = test::builtin("gpt2");
+  Diagnostics d;
+  discover_layers(inv, DiscoveryPatterns::shipped(), d);
+  auto back = parse_manifest(inventory_json(inv), "gpt2.json", d);
+  ASSERT_TRUE(back) << format_diagnostics(d);
+  EXPECT_EQ(back->params.size(), inv.params.size());
+  EXPECT_EQ(back->total_numel(), 124439808);
+  EXPECT_EQ(back->fingerprint(), inv.fingerprint());
+  EXPECT_EQ(back->params[*back->find("lm_head.weight")].name, "transformer.wte.weight");
+  EXPECT_EQ(back->params[0].module_type, "Embedding");
+}
+
+TEST(Manifest, Errors) {
+  Diagnostics d;
+  EXPECT_FALSE(parse_manifest("{\"params\": [}", "m.json", d));
+  EXPECT_EQ(format_diagnostics(d).substr(0, 12), "m.json:1:13:");
+  Diagnostics d2;
+  EXPECT_FALSE(parse_manifest(R"({"params":[{"name":"a"},{"name":"a"}]})", "m.json", d2));
+  EXPECT_EQ(d2.items()[0].message, "params[1]: 'a' is listed twice");
+  Diagnostics d3;
+  EXPECT_FALSE(parse_manifest(R"({"layers":[]})", "m.json", d3));
+  EXPECT_EQ(d3.items()[0].message, "a manifest is a JSON object with a 'params' list");
+}
+
+TEST(ModelSource, UnknownBuiltinSuggests) {
+  Diagnostics d;
+  EXPECT_FALSE(load_model("builtin:lama2-7b", d));
+  EXPECT_EQ(d.items()[0].message, "no built-in model 'lama2-7b' — did you mean 'llama2-7b'?");
+}
+
+}  // namespace
+}  // namespace layerfreeze

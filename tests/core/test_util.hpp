@@ -1,0 +1,94 @@
+// Helpers shared by the core tests: parse rules text, compile against a built-in or a small
+// hand-made inventory, and read states.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "core/compiler.hpp"
+#include "core/rules_parser.hpp"
+#include "layerfreeze/model_source.hpp"
+
+namespace layerfreeze::test {
+
+struct Parsed {
+  std::optional<Strategy> strategy;
+  Diagnostics diags;
+  SourceTexts sources;
+  std::string errors() const { return format_diagnostics(diags); }
+};
+
+inline std::unique_ptr<Parsed> parse(const std::string& yaml, const std::string& file = "t.yaml") {
+  auto p = std::make_unique<Parsed>();
+  RulesLoader loader(p->diags, p->sources);
+  p->strategy = loader.load_text(yaml, file);
+  return p;
+}
+
+struct Compiled {
+  std::optional<Plan> plan;
+  Diagnostics diags;
+  std::string errors() const { return format_diagnostics(diags); }
+};
+
+inline Compiled compile_text(const std::string& yaml, Inventory inv, std::vector<std::string> sets = {},
+                             std::optional<int64_t> spe = std::nullopt, bool strict = false) {
+  Compiled c;
+  SourceTexts src;
+  RulesLoader loader(c.diags, src);
+  auto s = loader.load_text(yaml, "t.yaml");
+  if (!s) return c;
+  CompileOptions o;
+  o.sets = std::move(sets);
+  o.steps_per_epoch = spe;
+  o.strict = strict;
+  c.plan = compile(*s, std::move(inv), o, c.diags);
+  return c;
+}
+
+inline Compiled compile_preset(const std::string& name, const std::string& model, std::vector<std::string> sets = {}) {
+  Compiled c;
+  SourceTexts src;
+  RulesLoader loader(c.diags, src);
+  auto s = loader.load("preset:" + name);
+  auto inv = load_model(model, c.diags);
+  if (!s || !inv) return c;
+  CompileOptions o;
+  o.sets = std::move(sets);
+  c.plan = compile(*s, std::move(*inv), o, c.diags);
+  return c;
+}
+
+inline Inventory builtin(const std::string& name) { return *builtin_model(name); }
+
+/// A small inventory from names, each with `numel` 10 (float32, shape [10]).
+inline Inventory names_inventory(const std::vector<std::string>& names, const std::string& source = "test-model") {
+  Inventory inv;
+  inv.source = source;
+  for (const auto& n : names) {
+    Param p;
+    p.name = n;
+    p.shape = {10};
+    p.numel = 10;
+    p.dtype = "float32";
+    inv.add(p);
+  }
+  return inv;
+}
+
+/// The names frozen at `t`.
+inline std::vector<std::string> frozen_names(const Plan& plan, Time t = {0, 0}) {
+  std::vector<std::string> out;
+  plan.frozen_at(t).for_each([&](size_t i) { out.push_back(plan.inventory->params[i].name); });
+  return out;
+}
+
+inline int64_t frozen_numel(const Plan& plan, Time t = {0, 0}) {
+  int64_t n = 0;
+  plan.frozen_at(t).for_each([&](size_t i) { n += plan.inventory->params[i].numel; });
+  return n;
+}
+
+}  // namespace layerfreeze::test
