@@ -12,10 +12,32 @@ std::function<int()> setup_diff(CLI::App& cmd) {
   cmd.add_option("RULES_A", a->rules, "first rules file, or preset:NAME")->required();
   cmd.add_option("RULES_B", a->rules_b, "second rules file, or preset:NAME")->required();
   a->add_to(cmd, /*with_rules=*/false);
+  cmd.get_option("--set")->description("override a parameter of whichever strategy declares it: KEY=VALUE");
   return [a] {
     Session s;
-    auto pa = compile_plan(s, *a, a->rules);
-    auto pb = compile_plan(s, *a, a->rules_b);
+    // A --set goes to each strategy that declares the key; a key neither declares is an error.
+    auto sa = load_rules(s, a->rules, a->section);
+    auto sb = load_rules(s, a->rules_b, a->section);
+    if (!sa || !sb) {
+      s.flush();
+      return kExitInvalid;
+    }
+    PlanArgs args_a = *a, args_b = *a;
+    args_a.sets.clear();
+    args_b.sets.clear();
+    for (const auto& set : a->sets) {
+      std::string key = set.substr(0, set.find('='));
+      bool in_a = sa->find_param(key) != nullptr, in_b = sb->find_param(key) != nullptr;
+      if (in_a) args_a.sets.push_back(set);
+      if (in_b) args_b.sets.push_back(set);
+      if (!in_a && !in_b) s.diags.error("unknown-param", "neither strategy declares '" + key + "'", {"--set " + set, 0, 0});
+    }
+    if (s.diags.has_errors()) {
+      s.flush();
+      return kExitInvalid;
+    }
+    auto pa = compile_plan(s, args_a, a->rules);
+    auto pb = compile_plan(s, args_b, a->rules_b);
     s.flush(std::cerr, !pa || !pb);
     if (!pa || !pb) return kExitInvalid;
     Time ha = horizon_for(*pa, *a), hb = horizon_for(*pb, *a);

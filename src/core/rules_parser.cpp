@@ -264,13 +264,20 @@ struct FileParser {
     sel.text = "layers[" + flat(v) + "]";
   }
 
+  // A node on one line, scalars as written: `{count: ${n}, seed: 0}`, `[0, -4:]`.
   static std::string flat(const YAML::Node& n) {
     if (n.IsScalar()) return n.Scalar();
-    YAML::Emitter e;
-    e.SetMapFormat(YAML::Flow);
-    e.SetSeqFormat(YAML::Flow);
-    e << n;
-    return e.c_str();
+    std::string out;
+    if (n.IsSequence()) {
+      for (const auto& c : n) out += (out.empty() ? "" : ", ") + flat(c);
+      return "[" + out + "]";
+    }
+    if (n.IsMap()) {
+      for (auto it = n.begin(); it != n.end(); ++it)
+        out += (out.empty() ? "" : ", ") + flat(it->first) + ": " + flat(it->second);
+      return "{" + out + "}";
+    }
+    return "null";
   }
   static std::string list_text(const std::vector<Selector>& cs, const std::string& op) {
     std::string t = op + "(";
@@ -293,7 +300,8 @@ struct FileParser {
       }
     }
     if (!act) {
-      if (n.IsMap()) r_.error("missing-key", "a rule needs 'freeze' or 'unfreeze'", n);
+      // An unknown key already explains a missing action ("unfreze"): one error, not two.
+      if (n.IsMap() && es.size() == n.size()) r_.error("missing-key", "a rule needs 'freeze' or 'unfreeze'", n);
       return r;
     }
     r.action = act->key == "freeze" ? Action::kFreeze : Action::kUnfreeze;
@@ -350,6 +358,7 @@ struct FileParser {
     }
     if (!n.IsMap()) return st;
     if (kinds.size() != 1) {
+      if (kinds.empty() && es.size() != n.size()) return st;  // an unknown key said it already
       r_.error(kinds.empty() ? "missing-key" : "stage-conflict",
                kinds.empty() ? "a stage needs one of 'at', 'every' or 'progressive'"
                              : "a stage is one of 'at', 'every' or 'progressive', not several", n);
@@ -708,17 +717,25 @@ std::optional<Strategy> RulesLoader::load_nested(const std::string& spec, const 
   bool ok = false;
   std::string text = read_file(p.lexically_normal().string(), diags_, &ok);
   if (!ok) return std::nullopt;
+  // Files a user names keep their spelling in messages; files reached through `extends` are
+  // named relative to the working directory when they lie under it.
   std::string label = spec;
-  if (!stack_.empty()) label = p.lexically_normal().string();
-  return parse(text, label, std::filesystem::weakly_canonical(p).string(), section, p.parent_path().string());
+  if (!stack_.empty()) {
+    auto rel = std::filesystem::path(p.lexically_normal()).lexically_relative(std::filesystem::current_path());
+    label = !rel.empty() && rel.native().rfind("..", 0) != 0 ? rel.string() : p.lexically_normal().string();
+  }
+  canonical_ = std::filesystem::weakly_canonical(p).string();
+  return parse(text, label, label, section, p.parent_path().string());
 }
 
 std::optional<Strategy> RulesLoader::parse(const std::string& text, const std::string& file,
                                            const std::string& origin, const std::string& section,
                                            const std::string& base_dir) {
   sources_.add(file, text);
-  if (std::find(stack_.begin(), stack_.end(), origin) != stack_.end()) {
-    diags_.error("extends-cycle", "'" + origin + "' extends itself (through " + stack_.back() + ")", {file, 0, 0});
+  const std::string identity = canonical_.empty() ? origin : canonical_;
+  canonical_.clear();
+  if (std::find(stack_.begin(), stack_.end(), identity) != stack_.end()) {
+    diags_.error("extends-cycle", "'" + origin + "' extends itself (through " + file + ")", {file, 0, 0});
     return std::nullopt;
   }
   if (static_cast<int>(stack_.size()) >= kMaxExtendsDepth) {
@@ -769,7 +786,7 @@ std::optional<Strategy> RulesLoader::parse(const std::string& text, const std::s
     if (e.key != "extends") continue;
     auto spec = r.string(e.value, "'extends'");
     if (!spec) continue;
-    stack_.push_back(origin);
+    stack_.push_back(identity);
     auto parent = load_nested(*spec, "", base_dir);
     stack_.pop_back();
     if (!parent) {
@@ -778,6 +795,8 @@ std::optional<Strategy> RulesLoader::parse(const std::string& text, const std::s
     }
     s = std::move(*parent);
     s.origin = origin;
+    s.name.clear();  // the extending file names itself (or takes its file name)
+    s.description.clear();
   }
   FileParser fp(r, s);
   for (const auto& e : entries) {

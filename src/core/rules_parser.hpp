@@ -31,6 +31,7 @@ class RulesLoader {
   Diagnostics& diags_;
   SourceTexts& sources_;
   std::vector<std::string> stack_;  // files being loaded, for cycle detection
+  std::string canonical_;           // identity of the file about to be parsed
 };
 
 /// Checks (and normalises: int to float, a string to a one-item list) a value for a declared

@@ -251,11 +251,11 @@ std::string plan_markdown(const PlanSummary& sum) {
   if (!plan.warnings.empty()) {
     o << "\n**Warnings**\n\n";
     for (const auto& w : plan.warnings) {
-      std::string t = format_diagnostic(w);
-      if (!t.empty() && t.back() == '\n') t.pop_back();
-      std::string flat;
-      for (char c : t) flat += c == '\n' ? ' ' : c;
-      o << "- " << flat << "\n";
+      o << "- ";
+      if (w.loc.known()) o << "`" << w.loc.file << ":" << w.loc.line << "` ";
+      o << w.message << " (" << w.code << ")";
+      for (const auto& n : w.notes) o << "; " << n;
+      o << "\n";
     }
   }
   return o.str();

@@ -136,8 +136,10 @@ std::string layer_status_table(const Inventory& inv, const Bitset& frozen, bool 
 }
 
 std::string time_text(const Time& t, bool uses_epochs, bool uses_steps) {
-  if (uses_steps && uses_epochs) return "epoch " + std::to_string(t.epoch) + " · step " + std::to_string(t.step);
-  if (uses_steps) return "step " + std::to_string(t.step);
+  (void)uses_epochs;
+  if (t.epoch >= 0 && t.step >= 0 && (uses_steps || t.step > 0))
+    return "epoch " + std::to_string(t.epoch) + " · step " + std::to_string(t.step);
+  if (t.step >= 0 && (uses_steps || t.epoch < 0)) return "step " + std::to_string(t.step);
   return "epoch " + std::to_string(t.epoch);
 }
 

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# End-to-end checks of the layerfreeze binary: exit codes (0 ok, 1 invalid input, 2 usage),
+# golden text of printers, the JSON contract. UPDATE_GOLDEN=1 rewrites the golden files.
+set -u
+bin="$(realpath "$1")"
+root="$(realpath "$2")"
+golden="$root/tests/cli/golden"
+data="$root/tests/data"
+pass=0
+fail=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$root"
+
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+# expect_exit CODE NAME -- ARGS...: runs the binary, checks the exit code; output in $tmp/out.
+expect_exit() {
+  local code=$1 name=$2
+  shift 3
+  "$bin" "$@" >"$tmp/out" 2>"$tmp/err"
+  local got=$?
+  if [[ $got -eq $code ]]; then ok; else bad "$name: exit $got, expected $code"; sed 's/^/    /' "$tmp/err" | head -5; fi
+}
+
+# expect_golden NAME FILE: compares $tmp/out (stdout) or $tmp/err with a golden file.
+expect_golden() {
+  local name=$1 file=$2 src=${3:-out}
+  if [[ -n "${UPDATE_GOLDEN:-}" ]]; then cp "$tmp/$src" "$golden/$file"; ok; return; fi
+  if diff -u "$golden/$file" "$tmp/$src" >"$tmp/diff"; then ok; else bad "$name differs from $file"; head -40 "$tmp/diff"; fi
+}
+
+expect_contains() {
+  local name=$1 text=$2 src=${3:-out}
+  if grep -qF -- "$text" "$tmp/$src"; then ok; else bad "$name: no '$text' in $src"; head -20 "$tmp/$src"; fi
+}
+
+# Usage errors: exit 2.
+expect_exit 2 "no subcommand" --
+expect_exit 2 "unknown subcommand" -- frobnicate
+expect_exit 2 "plan without --model" -- plan preset:lp_lora
+expect_exit 2 "bad --format" -- plan preset:lp_lora --model builtin:gpt2 --format yaml
+expect_exit 0 "help" -- --help
+
+# Invalid input: exit 1 with file:line:col errors.
+expect_exit 1 "three mistakes" -- validate tests/data/three_mistakes.yaml
+expect_golden "three mistakes" validate_three_mistakes.txt err
+if [[ $(grep -c ': error: ' "$tmp/err") -eq 3 ]]; then ok; else bad "three mistakes: expected 3 errors"; fi
+expect_exit 1 "missing rules file" -- validate no/such/file.yaml
+expect_exit 1 "unknown preset" -- plan preset:lp_lor --model builtin:gpt2
+expect_contains "unknown preset" "did you mean 'lp_lora'?" err
+expect_exit 1 "unknown model" -- plan preset:lp_lora --model builtin:gpt3
+expect_exit 1 "n out of range" -- plan preset:freeze_first_n --set n=40 --model builtin:llama2-7b
+expect_contains "n out of range" "first: 40 is out of range: builtin:llama2-7b has 32 layers (model.layers.0–31)" err
+expect_exit 1 "undeclared --set" -- plan preset:lp_lora --set n=3 --model builtin:gpt2
+expect_exit 1 "strict no-match" -- plan preset:bitfit --model builtin:llama2-7b --strict
+expect_exit 0 "no-match warns" -- plan preset:bitfit --model builtin:llama2-7b
+expect_exit 1 "missing model file" -- inspect /no/such/model.safetensors
+
+# Valid input.
+expect_exit 0 "validate presets" -- validate preset:lp_lora preset:lisa preset:gradual_unfreeze preset:ulmfit
+expect_exit 0 "validate section" -- validate tests/data/experiment.yaml --section training.freeze
+expect_exit 0 "plan lp_lora gpt2" -- plan preset:lp_lora --model builtin:gpt2
+expect_golden "plan lp_lora gpt2" plan_lp_lora_gpt2.txt
+expect_exit 0 "plan gradual gpt2" -- plan preset:gradual_unfreeze --set total_epochs=10 --model builtin:gpt2 --epochs 10
+expect_golden "plan gradual gpt2" plan_gradual_unfreeze_gpt2.txt
+expect_exit 0 "plan gradual markdown" -- plan preset:gradual_unfreeze --set total_epochs=4 --model builtin:t5-small --format markdown
+expect_golden "plan gradual markdown" plan_gradual_unfreeze_t5.md
+expect_exit 0 "plan section" -- plan tests/data/experiment.yaml --section training.freeze --model builtin:gpt2 --epochs 6
+expect_golden "plan section" plan_experiment_section.txt
+expect_exit 0 "plan lisa" -- plan preset:lisa --model builtin:llama2-7b --epochs 2 --steps-per-epoch 40 --optimizer sgd-momentum
+expect_golden "plan lisa" plan_lisa_llama.txt
+expect_exit 0 "inspect gpt2" -- inspect builtin:gpt2
+expect_golden "inspect gpt2" inspect_gpt2.txt
+expect_exit 0 "inspect json" -- inspect builtin:resnet50 --format json
+cp "$tmp/out" "$tmp/resnet.json"
+expect_exit 0 "plan from manifest" -- plan preset:freeze_first_n --set n=2 --model "$tmp/resnet.json"
+expect_contains "plan from manifest" "Layer 0-1:  FROZEN  (1.4M params)"
+expect_exit 0 "explain" -- explain preset:gradual_unfreeze --set total_epochs=10 --model builtin:gpt2 --param lm_head.weight --epoch 3
+expect_golden "explain" explain_lm_head.txt
+expect_exit 1 "explain unknown param" -- explain preset:lp_lora --model builtin:gpt2 --param transformer.h.0.attn.c_atn.weight
+expect_contains "explain unknown param" "did you mean 'transformer.h.0.attn.c_attn.weight'?" err
+expect_exit 0 "diff" -- diff preset:lp_lora preset:gradual_unfreeze --set total_epochs=4 --model builtin:gpt2 --epochs 4
+expect_golden "diff" diff_lp_lora_gradual.txt
+expect_exit 0 "diff with a set only one declares" -- diff preset:lp_lora preset:freeze_all --set freeze_ratio=0.2 --model builtin:gpt2
+expect_exit 1 "diff with a set neither declares" -- diff preset:lp_lora preset:freeze_all --set nope=1 --model builtin:gpt2
+expect_exit 0 "presets" -- presets
+expect_contains "presets" "preset:lisa"
+expect_exit 0 "schema" -- schema
+expect_contains "schema" '"$schema"'
+expect_exit 0 "real index" -- plan preset:freeze_except_last_n --set n=4 --model ../shared/fixtures/real-checkpoints/mixtral-8x22b/model.safetensors.index.json
+expect_contains "real index" "56 layers (model.layers.0–55)"
+expect_contains "real index" "shapes unknown"
+
+# The JSON contract.
+expect_exit 0 "plan json" -- plan preset:lp_lora --model builtin:llama2-7b --format json
+for key in '"format": "layerfreeze.plan/1"' '"num_layers": 32' '"numel": 6738415616' '"parameters": 291' \
+           '"frozen_numel": 3369205760' '"fingerprint": "' '"role": "embeddings"' '"aliases": []'; do
+  expect_contains "plan json" "$key"
+done
+
+echo "$pass passed, $fail failed"
+[[ $fail -eq 0 ]]
