@@ -4,9 +4,13 @@
 #include <re2/set.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <map>
 #include <set>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
 
 #include "core/layer_discovery.hpp"
 #include "core/rules_parser.hpp"
@@ -79,16 +83,38 @@ class Resolver {
         diags_.error("regex-too-large", "the regexes of this strategy exceed RE2's memory budget", {});
         return;
       }
-      std::vector<int> hits;
-      for (size_t i = 0; i < n_; ++i) {
-        const Param& p = inv_.params[i];
-        auto run = [&](const std::string& name) {
-          hits.clear();
-          if (set.Match(name, &hits))
-            for (int h : hits) pattern_sets_[set_to_pattern[h]].set(i);
-        };
-        run(p.name);
-        for (const auto& a : p.aliases) run(a);
+      // RE2 costs ~0.3 µs a call here whatever the pattern, so large inventories are split in
+      // two halves on two threads; the halves meet at a multiple of 64, so no two threads write
+      // the same bitset word.
+      std::atomic<bool> out_of_memory{false};
+      auto run_range = [&](size_t begin, size_t end) {
+        std::vector<int> hits;
+        RE2::Set::ErrorInfo info;
+        for (size_t i = begin; i < end; ++i) {
+          const Param& p = inv_.params[i];
+          auto run = [&](const std::string& name) {
+            hits.clear();
+            if (set.Match(name, &hits, &info)) {
+              for (int h : hits) pattern_sets_[set_to_pattern[h]].set(i);
+            } else if (info.kind == RE2::Set::kOutOfMemory) {
+              out_of_memory = true;
+            }
+          };
+          run(p.name);
+          for (const auto& a : p.aliases) run(a);
+        }
+      };
+      size_t mid = n_ >= 20000 ? (n_ / 2) & ~size_t{63} : n_;
+      if (mid < n_) {
+        std::thread second(run_range, mid, n_);
+        run_range(0, mid);
+        second.join();
+      } else {
+        run_range(0, n_);
+      }
+      if (out_of_memory) {
+        diags_.error("regex-too-large", "the regexes of this strategy exceed RE2's memory budget while matching", {});
+        return;
       }
     }
   }
@@ -394,11 +420,11 @@ class Resolver {
           }
           res.push_back(std::move(re));
         }
-        std::map<std::string, bool> cache;
+        std::unordered_map<std::string_view, bool> cache;
         for (size_t i = 0; i < n_; ++i) {
           const std::string& t = inv_.params[i].module_type;
           if (t.empty()) continue;
-          auto c = cache.find(t);
+          auto c = cache.find(std::string_view(t));
           if (c == cache.end()) {
             bool hit = false;
             for (const auto& re : res) hit = hit || RE2::FullMatch(t, *re);
@@ -411,10 +437,10 @@ class Resolver {
       case Selector::Kind::kLeaf: {
         Bitset b(n_);
         auto leaves = eval_strings(s.strings);
-        std::set<std::string> want(leaves.begin(), leaves.end());
+        std::set<std::string, std::less<>> want(leaves.begin(), leaves.end());
         auto leaf_of = [](const std::string& n) {
           auto d = n.rfind('.');
-          return d == std::string::npos ? n : n.substr(d + 1);
+          return d == std::string::npos ? std::string_view(n) : std::string_view(n).substr(d + 1);
         };
         for (size_t i = 0; i < n_; ++i) {
           const Param& p = inv_.params[i];

@@ -1,21 +1,30 @@
-// Hasher: a stable 64-bit FNV-1a hash for fingerprints. Stable across runs, platforms and
+// Hasher: a stable 64-bit hash (FNV-style multiply and fold, a word at a time) for fingerprints. Stable across runs, platforms and
 // processes (no std::hash), so two ranks of a job can compare plans.
 #pragma once
 
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 namespace layerfreeze {
 
 class Hasher {
  public:
+  // Eight bytes a step (read as little-endian words, so the value is the same on every
+  // platform), then the tail byte by byte; each step multiplies and folds.
   void add_bytes(const void* data, size_t n) {
     auto p = static_cast<const unsigned char*>(data);
-    for (size_t i = 0; i < n; ++i) {
-      h_ ^= p[i];
-      h_ *= 0x100000001b3ULL;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, p + i, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+      w = __builtin_bswap64(w);
+#endif
+      mix(w);
     }
+    for (; i < n; ++i) mix(p[i]);
   }
   void add(const std::string& s) {
     add(static_cast<int64_t>(s.size()));
@@ -35,6 +44,11 @@ class Hasher {
   }
 
  private:
+  void mix(uint64_t w) {
+    h_ ^= w;
+    h_ *= 0x100000001b3ULL;
+    h_ ^= h_ >> 29;
+  }
   uint64_t h_ = 0xcbf29ce484222325ULL;
 };
 

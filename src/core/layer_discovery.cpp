@@ -43,13 +43,6 @@ struct Candidate {
   int64_t index;
 };
 
-bool all_digits(const std::string& s, size_t b, size_t e) {
-  if (b >= e || e - b > 9) return false;
-  for (size_t i = b; i < e; ++i)
-    if (!std::isdigit(static_cast<unsigned char>(s[i]))) return false;
-  return true;
-}
-
 // Candidates of `name`, outermost first: "a.b.3.c" offers "a.b.#"; "layer2.0.x" offers
 // "layer#" (2) and then "layer2.#" (0).
 void candidates_of(const std::string& name, std::vector<Candidate>& out) {
@@ -58,14 +51,19 @@ void candidates_of(const std::string& name, std::vector<Candidate>& out) {
   while (start < name.size()) {
     size_t end = name.find('.', start);
     if (end == std::string::npos) break;  // the leaf ("weight") is never a container index
-    if (start > 0 && all_digits(name, start, end)) {
-      out.push_back({name.substr(0, start) + "#", std::stoll(name.substr(start, end - start))});
-    } else {
-      size_t d = end;
-      while (d > start && std::isdigit(static_cast<unsigned char>(name[d - 1]))) --d;
-      if (d > start && d < end && all_digits(name, d, end)) {
-        out.push_back({name.substr(0, d) + "#", std::stoll(name.substr(d, end - d))});
-      }
+    size_t d = end;
+    while (d > start && std::isdigit(static_cast<unsigned char>(name[d - 1]))) --d;
+    bool whole = d == start && start > 0;  // "a.b.3.c": the component is the index
+    bool glued = d > start && d < end;     // "layer2.c": a name with the index glued on
+    if ((whole || glued) && end - d <= 9) {
+      int64_t index = 0;
+      for (size_t k = d; k < end; ++k) index = index * 10 + (name[k] - '0');
+      Candidate c;
+      c.key.reserve(d + 1);
+      c.key.append(name, 0, d);
+      c.key.push_back('#');
+      c.index = index;
+      out.push_back(std::move(c));
     }
     start = end + 1;
   }
@@ -169,45 +167,67 @@ void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnost
   inv.notes.clear();
 
   // 1. Layers: the outermost container key of each name that a pattern matches. Keys repeat
-  // across thousands of names, so each distinct key is matched once.
+  // across thousands of names, so each distinct key is matched once and then known by a small
+  // id; the per-name work is a scan and a hash lookup.
   std::vector<std::unique_ptr<RE2>> layer_res;
   for (const auto& p : patterns.layers) layer_res.push_back(compile_pattern(p, "layer", diags));
-  std::unordered_map<std::string, int> key_match;  // key -> pattern index or -1
-  auto match_key = [&](const std::string& key) {
-    auto it = key_match.find(key);
-    if (it != key_match.end()) return it->second;
+  struct KeyInfo {
+    std::string key;
+    int pattern;  // -1: no pattern matches
+  };
+  std::vector<KeyInfo> keys_seen;
+  std::unordered_map<std::string, int32_t> key_ids;
+  auto key_id = [&](const std::string& key) {
+    auto it = key_ids.find(key);
+    if (it != key_ids.end()) return it->second;
     int found = -1;
     for (size_t i = 0; i < layer_res.size() && found < 0; ++i)
       if (layer_res[i] && RE2::FullMatch(key, *layer_res[i])) found = static_cast<int>(i);
-    key_match.emplace(key, found);
-    return found;
+    int32_t id = static_cast<int32_t>(keys_seen.size());
+    keys_seen.push_back({key, found});
+    key_ids.emplace(key, id);
+    return id;
   };
+  auto match_key = [&](const std::string& key) { return keys_seen[key_id(key)].pattern; };
 
   struct Hit {
-    std::string key;
-    int64_t index;
-    int pattern;
+    int32_t key = -1;  // id in keys_seen
+    int64_t index = 0;
   };
-  std::vector<std::optional<Hit>> hits(inv.params.size());
+  std::vector<Hit> hits(inv.params.size());
   std::vector<Candidate> cands;
-  std::map<std::string, std::vector<int64_t>> fallback_indices;
   bool any_hit = false;
+  std::string buf;  // reused: no allocation per name once it has grown
   for (size_t i = 0; i < inv.params.size(); ++i) {
-    candidates_of(inv.params[i].name, cands);
-    for (const auto& c : cands) {
-      int m = match_key(c.key);
-      if (m >= 0) {
-        hits[i] = Hit{c.key, c.index, m};
-        any_hit = true;
-        break;
-      }
+    const std::string& name = inv.params[i].name;
+    // The candidates of candidates_of(), outermost first, stopping at the first match.
+    for (size_t start = 0, end; start < name.size(); start = end + 1) {
+      end = name.find('.', start);
+      if (end == std::string::npos) break;
+      size_t d = end;
+      while (d > start && std::isdigit(static_cast<unsigned char>(name[d - 1]))) --d;
+      bool whole = d == start && start > 0, glued = d > start && d < end;
+      if (!(whole || glued) || end - d > 9) continue;
+      buf.assign(name, 0, d);
+      buf.push_back('#');
+      int32_t id = key_id(buf);
+      if (keys_seen[id].pattern < 0) continue;
+      int64_t index = 0;
+      for (size_t k = d; k < end; ++k) index = index * 10 + (name[k] - '0');
+      hits[i] = Hit{id, index};
+      any_hit = true;
+      break;
     }
-    if (!cands.empty() && cands[0].key.find('.') != std::string::npos)
-      fallback_indices[cands[0].key].push_back(cands[0].index);
   }
 
   // Fallback for architectures no pattern knows: the dotted container with the most indices.
   if (!any_hit) {
+    std::map<std::string, std::vector<int64_t>> fallback_indices;
+    for (size_t i = 0; i < inv.params.size(); ++i) {
+      candidates_of(inv.params[i].name, cands);
+      if (!cands.empty() && cands[0].key.find('.') != std::string::npos)
+        fallback_indices[cands[0].key].push_back(cands[0].index);
+    }
     std::string best;
     size_t best_n = 0;
     for (auto& [key, idx] : fallback_indices) {
@@ -219,9 +239,10 @@ void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnost
       }
     }
     if (best_n >= 2) {
+      int32_t id = key_id(best);
       for (size_t i = 0; i < inv.params.size(); ++i) {
         candidates_of(inv.params[i].name, cands);
-        if (!cands.empty() && cands[0].key == best) hits[i] = Hit{best, cands[0].index, -1};
+        if (!cands.empty() && cands[0].key == best) hits[i] = Hit{id, cands[0].index};
       }
       inv.notes.push_back("no discovery pattern matched; the repeated container '" +
                           container_of(best) + "' was found by the generic fallback (add a "
@@ -234,39 +255,43 @@ void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnost
   }
 
   // 2. Stacks: one per key, ordered input to output; layers numbered across stacks.
-  std::map<std::string, size_t> first_seen;
-  std::map<std::string, std::vector<int64_t>> stack_indices;
-  std::map<std::string, int> stack_pattern;
+  std::vector<size_t> first_seen(keys_seen.size(), SIZE_MAX);
+  std::vector<std::vector<int64_t>> stack_indices(keys_seen.size());
   for (size_t i = 0; i < hits.size(); ++i) {
-    if (!hits[i]) continue;
-    first_seen.emplace(hits[i]->key, i);
-    stack_indices[hits[i]->key].push_back(hits[i]->index);
-    stack_pattern[hits[i]->key] = hits[i]->pattern;
+    if (hits[i].key < 0) continue;
+    first_seen[hits[i].key] = std::min(first_seen[hits[i].key], i);
+    auto& v = stack_indices[hits[i].key];
+    if (v.empty() || v.back() != hits[i].index) v.push_back(hits[i].index);
   }
-  std::vector<std::string> keys;
-  for (auto& [k, _] : first_seen) keys.push_back(k);
-  std::stable_sort(keys.begin(), keys.end(), [&](const std::string& a, const std::string& b) {
-    int ra = stack_rank(container_of(a), patterns.stack_order);
-    int rb = stack_rank(container_of(b), patterns.stack_order);
+  std::vector<int32_t> stack_keys;
+  for (size_t k = 0; k < keys_seen.size(); ++k)
+    if (first_seen[k] != SIZE_MAX) stack_keys.push_back(static_cast<int32_t>(k));
+  std::stable_sort(stack_keys.begin(), stack_keys.end(), [&](int32_t a, int32_t b) {
+    int ra = stack_rank(container_of(keys_seen[a].key), patterns.stack_order);
+    int rb = stack_rank(container_of(keys_seen[b].key), patterns.stack_order);
     if (ra != rb) return ra < rb;
     return first_seen[a] < first_seen[b];
   });
-  std::map<std::pair<std::string, int64_t>, int32_t> layer_of;
-  for (size_t s = 0; s < keys.size(); ++s) {
-    auto& idx = stack_indices[keys[s]];
+  std::unordered_map<uint64_t, int32_t> layer_of;  // (key id, source index) -> layer
+  auto layer_key = [](int32_t key, int64_t index) {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(key)) << 32) ^ static_cast<uint64_t>(index);
+  };
+  for (size_t s = 0; s < stack_keys.size(); ++s) {
+    const int32_t k = stack_keys[s];
+    auto& idx = stack_indices[k];
     std::sort(idx.begin(), idx.end());
     idx.erase(std::unique(idx.begin(), idx.end()), idx.end());
     Stack st;
-    st.key = keys[s];
-    st.container = container_of(keys[s]);
-    int pat = stack_pattern[keys[s]];
+    st.key = keys_seen[k].key;
+    st.container = container_of(st.key);
+    int pat = keys_seen[k].pattern;
     st.pattern = pat >= 0 ? patterns.layers[pat].text : "(generic fallback)";
     st.first_layer = inv.num_layers();
     st.num_layers = static_cast<int32_t>(idx.size());
     for (int64_t source_index : idx) {
-      layer_of[{keys[s], source_index}] = inv.num_layers();
+      layer_of[layer_key(k, source_index)] = inv.num_layers();
       Layer l;
-      l.name = layer_name(keys[s], source_index);
+      l.name = layer_name(st.key, source_index);
       l.stack = static_cast<int32_t>(s);
       l.source_index = source_index;
       inv.layers.push_back(std::move(l));
@@ -300,7 +325,7 @@ void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnost
 
   size_t first_layer_pos = inv.params.size(), last_layer_pos = 0;
   for (size_t i = 0; i < hits.size(); ++i) {
-    if (!hits[i]) continue;
+    if (hits[i].key < 0) continue;
     first_layer_pos = std::min(first_layer_pos, i);
     last_layer_pos = i;
   }
@@ -309,9 +334,9 @@ void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnost
     Param& p = inv.params[i];
     p.layer = -1;
     p.anchor_layer = -1;
-    if (hits[i]) {
+    if (hits[i].key >= 0) {
       p.role = Role::kLayer;
-      p.layer = layer_of[{hits[i]->key, hits[i]->index}];
+      p.layer = layer_of.at(layer_key(hits[i].key, hits[i].index));
       inv.layers[p.layer].params.push_back(static_cast<uint32_t>(i));
       inv.layers[p.layer].numel += p.numel;
       running_max_layer = std::max(running_max_layer, p.layer);

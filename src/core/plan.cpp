@@ -239,4 +239,32 @@ std::vector<StatePoint> Plan::timeline(const Time& horizon, size_t max_points, b
   return out;
 }
 
+bool PlanCursor::seek(const Time& t) {
+  if (!stale(t)) {
+    last_ = t;
+    return false;
+  }
+  Bitset now = plan_->frozen_at(t);
+  next_ = plan_->next_change(t);
+  last_ = t;
+  newly_frozen_.clear();
+  newly_unfrozen_.clear();
+  if (!valid_) frozen_ = Bitset(now.size());
+  valid_ = true;
+  if (now == frozen_) return false;
+  // Word by word: only the words that differ are walked bit by bit.
+  const auto& a = frozen_.words();
+  const auto& b = now.words();
+  for (size_t w = 0; w < a.size(); ++w) {
+    uint64_t diff = a[w] ^ b[w];
+    while (diff) {
+      size_t i = w * 64 + static_cast<size_t>(__builtin_ctzll(diff));
+      (now.test(i) ? newly_frozen_ : newly_unfrozen_).push_back(static_cast<uint32_t>(i));
+      diff &= diff - 1;
+    }
+  }
+  frozen_ = std::move(now);
+  return true;
+}
+
 }  // namespace layerfreeze

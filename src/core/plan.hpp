@@ -122,4 +122,32 @@ class Plan {
   std::string fingerprint_;
 };
 
+/// PlanCursor follows training time through a plan, for executors: between state changes a
+/// query is four integer comparisons; at a change it computes the new frozen set and what
+/// changed. Seeking backwards (a resumed run) recomputes, so any order of times is correct.
+class PlanCursor {
+ public:
+  explicit PlanCursor(const Plan& plan) : plan_(&plan) {}
+
+  /// Whether the state at `t` may differ from the one last computed.
+  bool stale(const Time& t) const {
+    return !valid_ || t.epoch < last_.epoch || t.step < last_.step ||
+           (next_.epoch >= 0 && t.epoch >= next_.epoch) || (next_.step >= 0 && t.step >= next_.step);
+  }
+  /// Moves to `t`; returns true when the frozen set changed. `frozen()`, `newly_frozen()` and
+  /// `newly_unfrozen()` then describe it.
+  bool seek(const Time& t);
+
+  const Bitset& frozen() const { return frozen_; }
+  const std::vector<uint32_t>& newly_frozen() const { return newly_frozen_; }
+  const std::vector<uint32_t>& newly_unfrozen() const { return newly_unfrozen_; }
+
+ private:
+  const Plan* plan_;
+  bool valid_ = false;
+  Time last_{0, 0}, next_{-1, -1};
+  Bitset frozen_;
+  std::vector<uint32_t> newly_frozen_, newly_unfrozen_;
+};
+
 }  // namespace layerfreeze

@@ -373,3 +373,37 @@ TEST(Plan, MoeCompilesWithTwentyRules) {
 
 }  // namespace
 }  // namespace layerfreeze
+
+namespace layerfreeze {
+namespace {
+
+TEST(PlanCursor, ChangesOnlyAtStagesAndSeeksBack) {
+  auto c = test::compile_preset("gradual_unfreeze", "builtin:gpt2", {"total_epochs=4"});
+  ASSERT_TRUE(c.plan);
+  PlanCursor cur(*c.plan);
+  EXPECT_TRUE(cur.seek({0, 0}));  // the first state, relative to all-trainable
+  EXPECT_EQ(cur.newly_frozen().size(), 146u);
+  EXPECT_FALSE(cur.stale({0, 5}));
+  EXPECT_FALSE(cur.seek({0, 99}));
+  EXPECT_TRUE(cur.stale({1, 100}));
+  EXPECT_TRUE(cur.seek({1, 100}));
+  EXPECT_EQ(cur.newly_unfrozen().size(), 48u);  // ceil(12 * 1 / 3) = 4 layers
+  EXPECT_TRUE(cur.seek({3, 300}));
+  EXPECT_TRUE(cur.stale({0, 0}));  // backwards: a resumed run
+  EXPECT_TRUE(cur.seek({0, 0}));
+  EXPECT_EQ(cur.frozen(), c.plan->frozen_at({0, 0}));
+}
+
+TEST(PlanCursor, PeriodicSchedules) {
+  auto c = test::compile_preset("lisa", "builtin:gpt2", {"interval_steps=10"});
+  ASSERT_TRUE(c.plan);
+  PlanCursor cur(*c.plan);
+  cur.seek({0, 0});
+  for (int64_t s = 1; s < 10; ++s) EXPECT_FALSE(cur.stale({0, s}));
+  EXPECT_TRUE(cur.stale({0, 10}));
+  cur.seek({0, 10});
+  EXPECT_EQ(cur.frozen(), c.plan->frozen_at({0, 15}));
+}
+
+}  // namespace
+}  // namespace layerfreeze

@@ -1,0 +1,133 @@
+// Benchmarks of the core (docs/PERFORMANCE.md has the numbers and the command):
+// parse + compile of the 101k-tensor MoE with 20 rules, an executor-time query with no change,
+// layer discovery, and plan printing.
+#include <benchmark/benchmark.h>
+
+#include "core/compiler.hpp"
+#include "core/layer_discovery.hpp"
+#include "core/rules_parser.hpp"
+#include "layerfreeze/model_source.hpp"
+#include "print/plan_printer.hpp"
+
+namespace layerfreeze {
+namespace {
+
+// 20 rules of every kind a user writes: regexes (several per rule), layer ranges, roles,
+// leaves, set algebra.
+const char* kTwentyRules = R"(
+layerfreeze: 1
+rules:
+  - freeze: all
+  - unfreeze: {layers: "-8:"}
+  - freeze: {regex: ['.*\.experts\.(1[0-9]|2[0-9])\..*', '.*shared_experts.*']}
+  - unfreeze: {regex: '.*self_attn\.q_.*', case_sensitive: false}
+  - freeze: {layers: {first_ratio: 0.25}}
+  - unfreeze: {leaf: e_score_correction_bias}
+  - freeze: {regex: '.*weight_scale_inv'}
+  - unfreeze: {all_of: [{layers: "30:40"}, {regex: '.*mlp\.gate\..*'}]}
+  - freeze: embeddings
+  - unfreeze: head
+  - freeze: {regex: '.*layers\.(3|4|5)\.mlp\.experts\.[0-9]+\.down_proj\..*'}
+  - unfreeze: {layers: [1, 3, 5, "10:20:2"]}
+  - freeze: {module_type: '.*RMSNorm'}
+  - unfreeze: {regex: '.*input_layernorm.*'}
+  - freeze: {layers: {last: 2}, except: {leaf: bias}}
+  - unfreeze: {regex: ['.*kv_a_.*', '.*kv_b_.*']}
+  - freeze: {any_of: [{regex: '.*experts\.25[0-5]\..*'}, {regex: '.*experts\.0\..*'}]}
+  - unfreeze: {regex: '.*o_proj.*'}
+  - freeze: {regex: '.*(up|gate)_proj\.weight'}
+  - unfreeze: {layers: "60:"}
+)";
+
+const Inventory& moe() {
+  static const Inventory inv = *builtin_model("moe-100k");
+  return inv;
+}
+
+void BM_ParseAndCompileMoe20Rules(benchmark::State& state) {
+  for (auto _ : state) {
+    state.PauseTiming();
+    Inventory copy = moe();
+    state.ResumeTiming();
+    Diagnostics d;
+    SourceTexts src;
+    RulesLoader loader(d, src);
+    auto s = loader.load_text(kTwentyRules, "bench.yaml");
+    auto plan = compile(*s, std::move(copy), {}, d);
+    if (!plan) state.SkipWithError("compile failed");
+    benchmark::DoNotOptimize(plan);
+    state.PauseTiming();  // freeing 101k parameter records is not compiling
+    plan.reset();
+    state.ResumeTiming();
+  }
+  state.counters["tensors"] = static_cast<double>(moe().params.size());
+}
+BENCHMARK(BM_ParseAndCompileMoe20Rules)->Unit(benchmark::kMillisecond);
+
+void BM_DiscoverMoe(benchmark::State& state) {
+  for (auto _ : state) {
+    state.PauseTiming();
+    Inventory copy = moe();
+    state.ResumeTiming();
+    Diagnostics d;
+    discover_layers(copy, DiscoveryPatterns::shipped(), d);
+    benchmark::DoNotOptimize(copy);
+    state.PauseTiming();
+    copy = Inventory();
+    state.ResumeTiming();
+  }
+}
+BENCHMARK(BM_DiscoverMoe)->Unit(benchmark::kMillisecond);
+
+Plan compiled(const std::string& preset, const std::string& model, std::vector<std::string> sets) {
+  Diagnostics d;
+  SourceTexts src;
+  RulesLoader loader(d, src);
+  auto s = loader.load("preset:" + preset);
+  CompileOptions o;
+  o.sets = std::move(sets);
+  return *compile(*s, *load_model(model, d), o, d);
+}
+
+// What an executor pays per training step when no stage fires.
+void BM_CursorNoChange(benchmark::State& state) {
+  static const Plan plan = compiled("gradual_unfreeze", "builtin:moe-100k", {"total_epochs=10"});
+  PlanCursor cur(plan);
+  cur.seek({2, 0});
+  int64_t step = 0;
+  for (auto _ : state) {
+    bool changed = cur.seek({2, ++step % 1000});
+    benchmark::DoNotOptimize(changed);
+  }
+}
+BENCHMARK(BM_CursorNoChange);
+
+// The state at a time from scratch (what `seek` costs at a stage change) on 101k tensors.
+void BM_FrozenAtMoe(benchmark::State& state) {
+  static const Plan plan = compiled("gradual_unfreeze", "builtin:moe-100k", {"total_epochs=10"});
+  for (auto _ : state) benchmark::DoNotOptimize(plan.frozen_at({5, 0}));
+}
+BENCHMARK(BM_FrozenAtMoe)->Unit(benchmark::kMicrosecond);
+
+void BM_PlanTextGpt2Gradual(benchmark::State& state) {
+  static const Plan plan = compiled("gradual_unfreeze", "builtin:gpt2", {"total_epochs=10"});
+  for (auto _ : state) {
+    std::string t = plan_text(summarize(plan, OptimizerKind::kAdamW, {10, -1}));
+    benchmark::DoNotOptimize(t);
+  }
+}
+BENCHMARK(BM_PlanTextGpt2Gradual)->Unit(benchmark::kMicrosecond);
+
+void BM_PlanJsonMoeLpLora(benchmark::State& state) {
+  static const Plan plan = compiled("lp_lora", "builtin:moe-100k", {});
+  for (auto _ : state) {
+    std::string t = plan_json(summarize(plan, OptimizerKind::kAdamW, {1, -1}));
+    benchmark::DoNotOptimize(t);
+  }
+}
+BENCHMARK(BM_PlanJsonMoeLpLora)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace layerfreeze
+
+BENCHMARK_MAIN();
