@@ -1,11 +1,10 @@
 #include "print/inventory_printer.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <sstream>
 
 #include "core/layer_discovery.hpp"
 #include "print/format.hpp"
+#include "print/json_writer.hpp"
 
 namespace layerfreeze {
 
@@ -89,35 +88,42 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
 }
 
 std::string inventory_json(const Inventory& inv) {
-  using nlohmann::ordered_json;
-  ordered_json j;
-  j["format"] = "layerfreeze.manifest/1";
-  j["model"] = {{"source", inv.source},
-                {"type", inv.model_type},
-                {"registration_order", inv.registration_order},
-                {"num_layers", inv.num_layers()},
-                {"numel", inv.shapes_known() ? ordered_json(inv.total_numel()) : ordered_json(nullptr)},
-                {"parameters", inv.params.size()}};
-  ordered_json stacks = ordered_json::array();
+  JsonWriter j;
+  j.begin_object();
+  j.field("format", "layerfreeze.manifest/1");
+  j.key("model").begin_object();
+  j.field("source", inv.source).field("type", inv.model_type).field("registration_order", inv.registration_order);
+  j.field("num_layers", inv.num_layers()).key("numel");
+  inv.shapes_known() ? j.value(inv.total_numel()) : j.null();
+  j.field("parameters", inv.params.size()).end_object();
+  j.key("stacks").begin_array();
   for (const auto& st : inv.stacks)
-    stacks.push_back({{"container", st.container}, {"key", st.key}, {"pattern", st.pattern},
-                      {"first_layer", st.first_layer}, {"num_layers", st.num_layers}});
-  j["stacks"] = stacks;
-  ordered_json ps = ordered_json::array();
+    j.begin_object().field("container", st.container).field("key", st.key).field("pattern", st.pattern)
+        .field("first_layer", st.first_layer).field("num_layers", st.num_layers).end_object();
+  j.end_array();
+  j.key("params").begin_array();
   for (const auto& p : inv.params) {
-    ordered_json e;
-    e["name"] = p.name;
-    e["shape"] = p.shape_known ? ordered_json(p.shape) : ordered_json(nullptr);
-    e["dtype"] = p.dtype.empty() ? ordered_json(nullptr) : ordered_json(p.dtype);
-    e["module_type"] = p.module_type.empty() ? ordered_json(nullptr) : ordered_json(p.module_type);
-    e["aliases"] = p.aliases;
-    e["role"] = role_name(p.role);
-    e["layer"] = p.layer >= 0 ? ordered_json(p.layer) : ordered_json(nullptr);
-    ps.push_back(std::move(e));
+    j.begin_object().field("name", p.name).key("shape");
+    if (p.shape_known) {
+      j.begin_array();
+      for (auto d : p.shape) j.value(d);
+      j.end_array();
+    } else {
+      j.null();
+    }
+    j.key("dtype");
+    p.dtype.empty() ? j.null() : j.value(p.dtype);
+    j.key("module_type");
+    p.module_type.empty() ? j.null() : j.value(p.module_type);
+    j.key("aliases").strings(p.aliases);
+    j.field("role", role_name(p.role)).key("layer");
+    p.layer >= 0 ? j.value(p.layer) : j.null();
+    j.end_object();
   }
-  j["params"] = std::move(ps);
-  j["notes"] = inv.notes;
-  return j.dump(2) + "\n";
+  j.end_array();
+  j.key("notes").strings(inv.notes);
+  j.end_object();
+  return j.take();
 }
 
 }  // namespace layerfreeze

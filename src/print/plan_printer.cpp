@@ -1,11 +1,10 @@
 #include "print/plan_printer.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <sstream>
 
 #include "core/layer_discovery.hpp"
 #include "print/format.hpp"
+#include "print/json_writer.hpp"
 
 namespace layerfreeze {
 
@@ -107,111 +106,144 @@ std::string plan_text(const PlanSummary& sum) {
 }
 
 std::string plan_json(const PlanSummary& sum) {
-  using nlohmann::ordered_json;
   const Plan& plan = *sum.plan;
   const Inventory& inv = *plan.inventory;
   const bool shapes = inv.shapes_known();
-  ordered_json j;
-  j["format"] = "layerfreeze.plan/1";
-  ordered_json params_obj = ordered_json::object();
-  for (const auto& [k, v] : plan.params) {
+  JsonWriter j;
+  auto opt_int = [&](const std::string& k, std::optional<int64_t> v) {
+    j.key(k);
+    v ? j.value(*v) : j.null();
+  };
+  auto value_of = [&](const Value& v) {
     switch (v.kind) {
-      case Value::Kind::kNull: params_obj[k] = nullptr; break;
-      case Value::Kind::kBool: params_obj[k] = v.b; break;
-      case Value::Kind::kInt: params_obj[k] = v.i; break;
-      case Value::Kind::kFloat: params_obj[k] = v.f; break;
-      case Value::Kind::kString: params_obj[k] = v.s; break;
-      case Value::Kind::kList: {
-        ordered_json a = ordered_json::array();
-        for (const auto& x : v.list) a.push_back(x.kind == Value::Kind::kString ? x.s : x.to_string());
-        params_obj[k] = a;
-      }
+      case Value::Kind::kNull: j.null(); break;
+      case Value::Kind::kBool: j.value(v.b); break;
+      case Value::Kind::kInt: j.value(v.i); break;
+      case Value::Kind::kFloat: j.value(v.f); break;
+      case Value::Kind::kString: j.value(v.s); break;
+      case Value::Kind::kList:
+        j.begin_array();
+        for (const auto& x : v.list) j.value(x.kind == Value::Kind::kString ? x.s : x.to_string());
+        j.end_array();
+        break;
     }
+  };
+  auto names = [&](const std::vector<uint32_t>& idx) {
+    j.begin_array();
+    for (uint32_t i : idx) j.value(inv.params[i].name);
+    j.end_array();
+  };
+  j.begin_object();
+  j.field("format", "layerfreeze.plan/1");
+  j.key("strategy").begin_object().field("name", plan.name).field("origin", plan.origin);
+  j.key("params").begin_object();
+  for (const auto& [k, v] : plan.params) {
+    j.key(k);
+    value_of(v);
   }
-  j["strategy"] = {{"name", plan.name}, {"origin", plan.origin}, {"params", params_obj}};
-  ordered_json stacks = ordered_json::array();
+  j.end_object().end_object();
+
+  j.key("model").begin_object();
+  j.field("source", inv.source).field("type", inv.model_type).field("num_layers", inv.num_layers());
+  opt_int("numel", shapes ? std::optional<int64_t>(inv.total_numel()) : std::nullopt);
+  j.field("parameters", inv.params.size()).field("shapes_known", shapes);
+  j.key("stacks").begin_array();
   for (const auto& st : inv.stacks)
-    stacks.push_back({{"container", st.container}, {"first_layer", st.first_layer}, {"num_layers", st.num_layers}, {"pattern", st.pattern}});
-  ordered_json layers = ordered_json::array();
-  for (const auto& l : inv.layers)
-    layers.push_back({{"name", l.name}, {"numel", shapes ? ordered_json(l.numel) : ordered_json(nullptr)}, {"tensors", l.params.size()}});
-  j["model"] = {{"source", inv.source},
-                {"type", inv.model_type},
-                {"num_layers", inv.num_layers()},
-                {"numel", shapes ? ordered_json(inv.total_numel()) : ordered_json(nullptr)},
-                {"parameters", inv.params.size()},
-                {"shapes_known", shapes},
-                {"stacks", stacks},
-                {"layers", layers}};
+    j.begin_object().field("container", st.container).field("first_layer", st.first_layer)
+        .field("num_layers", st.num_layers).field("pattern", st.pattern).end_object();
+  j.end_array();
+  j.key("layers").begin_array();
+  for (const auto& l : inv.layers) {
+    j.begin_object().field("name", l.name);
+    opt_int("numel", shapes ? std::optional<int64_t>(l.numel) : std::nullopt);
+    j.field("tensors", l.params.size()).end_object();
+  }
+  j.end_array().end_object();
+
   const auto& opt = plan.options;
-  j["options"] = {{"batchnorm", opt.batchnorm == Options::BatchNorm::kUnchanged ? "unchanged" : "eval_when_frozen"},
-                  {"optimizer_state", opt.optimizer_state == Options::OptimizerState::kDrop ? "drop" : "keep"},
-                  {"unfreeze_lr_scale", opt.unfreeze_lr_scale},
-                  {"lr_decay", opt.lr_decay},
-                  {"steps_per_epoch", opt.steps_per_epoch ? ordered_json(*opt.steps_per_epoch) : ordered_json(nullptr)}};
-  j["optimizer"] = optimizer_name(sum.optimizer);
-  ordered_json ps = ordered_json::array();
+  j.key("options").begin_object();
+  j.field("batchnorm", opt.batchnorm == Options::BatchNorm::kUnchanged ? "unchanged" : "eval_when_frozen");
+  j.field("optimizer_state", opt.optimizer_state == Options::OptimizerState::kDrop ? "drop" : "keep");
+  j.field("unfreeze_lr_scale", opt.unfreeze_lr_scale).field("lr_decay", opt.lr_decay);
+  opt_int("steps_per_epoch", opt.steps_per_epoch);
+  j.end_object();
+  j.field("optimizer", optimizer_name(sum.optimizer));
+
+  j.key("params").begin_array();
   for (size_t i = 0; i < inv.params.size(); ++i) {
     const Param& p = inv.params[i];
-    ordered_json e;
-    e["name"] = p.name;
-    e["numel"] = p.shape_known ? ordered_json(p.numel) : ordered_json(nullptr);
-    e["role"] = role_name(p.role);
-    e["layer"] = p.layer >= 0 ? ordered_json(p.layer) : ordered_json(nullptr);
-    e["aliases"] = p.aliases;
-    e["shape"] = p.shape_known ? ordered_json(p.shape) : ordered_json(nullptr);
-    e["dtype"] = p.dtype.empty() ? ordered_json(nullptr) : ordered_json(p.dtype);
-    if (opt.lr_decay != 1.0) e["lr_scale"] = plan.lr_scale(i);
-    ps.push_back(std::move(e));
+    j.begin_object().field("name", p.name);
+    opt_int("numel", p.shape_known ? std::optional<int64_t>(p.numel) : std::nullopt);
+    j.field("role", role_name(p.role));
+    opt_int("layer", p.layer >= 0 ? std::optional<int64_t>(p.layer) : std::nullopt);
+    j.key("aliases").strings(p.aliases);
+    j.key("shape");
+    if (p.shape_known) {
+      j.begin_array();
+      for (auto d : p.shape) j.value(d);
+      j.end_array();
+    } else {
+      j.null();
+    }
+    j.key("dtype");
+    p.dtype.empty() ? j.null() : j.value(p.dtype);
+    if (opt.lr_decay != 1.0) j.field("lr_scale", plan.lr_scale(i));
+    j.end_object();
   }
-  j["params"] = std::move(ps);
-  ordered_json stages = ordered_json::array();
-  auto names = [&](const std::vector<uint32_t>& idx) {
-    ordered_json a = ordered_json::array();
-    for (uint32_t i : idx) a.push_back(inv.params[i].name);
-    return a;
-  };
+  j.end_array();
+
+  j.key("stages").begin_array();
   for (const auto& st : sum.stages) {
-    ordered_json s;
-    auto t = [](int64_t v) { return v >= 0 ? ordered_json(v) : ordered_json(nullptr); };
-    s["at"] = {{"epoch", t(st.point.at.epoch)}, {"step", t(st.point.at.step)}};
-    s["causes"] = st.point.causes;
+    j.begin_object();
+    j.key("at").begin_object();
+    opt_int("epoch", st.point.at.epoch >= 0 ? std::optional<int64_t>(st.point.at.epoch) : std::nullopt);
+    opt_int("step", st.point.at.step >= 0 ? std::optional<int64_t>(st.point.at.step) : std::nullopt);
+    j.end_object();
+    j.key("causes").strings(st.point.causes);
     std::vector<uint32_t> frozen;
     st.point.frozen.for_each([&](size_t i) { frozen.push_back(static_cast<uint32_t>(i)); });
-    s["frozen"] = names(frozen);
-    s["changed"] = {{"frozen", names(st.point.newly_frozen)}, {"unfrozen", names(st.point.newly_unfrozen)}};
-    s["trainable_numel"] = shapes ? ordered_json(st.trainable_numel) : ordered_json(nullptr);
-    s["frozen_numel"] = shapes ? ordered_json(st.frozen_numel) : ordered_json(nullptr);
-    s["trainable_tensors"] = st.trainable_tensors;
-    s["frozen_tensors"] = st.frozen_tensors;
-    if (shapes)
-      s["memory"] = {{"optimizer", optimizer_name(sum.optimizer)},
-                     {"gradient_bytes", st.grad_bytes},
-                     {"optimizer_bytes", st.optimizer_bytes},
-                     {"saved_gradient_bytes", st.saved_grad_bytes},
-                     {"saved_optimizer_bytes", st.saved_optimizer_bytes}};
-    else
-      s["memory"] = nullptr;
-    s["first_trainable_layer"] = st.first_trainable_layer ? ordered_json(*st.first_trainable_layer) : ordered_json(nullptr);
-    s["backward_to_input"] = st.input_side_trainable;
-    ordered_json by = ordered_json::array();
+    j.key("frozen");
+    names(frozen);
+    j.key("changed").begin_object();
+    j.key("frozen");
+    names(st.point.newly_frozen);
+    j.key("unfrozen");
+    names(st.point.newly_unfrozen);
+    j.end_object();
+    opt_int("trainable_numel", shapes ? std::optional<int64_t>(st.trainable_numel) : std::nullopt);
+    opt_int("frozen_numel", shapes ? std::optional<int64_t>(st.frozen_numel) : std::nullopt);
+    j.field("trainable_tensors", st.trainable_tensors).field("frozen_tensors", st.frozen_tensors);
+    j.key("memory");
+    if (shapes) {
+      j.begin_object().field("optimizer", optimizer_name(sum.optimizer)).field("gradient_bytes", st.grad_bytes)
+          .field("optimizer_bytes", st.optimizer_bytes).field("saved_gradient_bytes", st.saved_grad_bytes)
+          .field("saved_optimizer_bytes", st.saved_optimizer_bytes).end_object();
+    } else {
+      j.null();
+    }
+    opt_int("first_trainable_layer", st.first_trainable_layer ? std::optional<int64_t>(*st.first_trainable_layer) : std::nullopt);
+    j.field("backward_to_input", st.input_side_trainable);
+    j.key("decided_by").begin_array();
     for (const auto& d : st.decided_by)
-      by.push_back({{"rule", d.rule->prov.text}, {"where", d.rule->prov.where()}, {"action", action_name(d.rule->action)}, {"tensors", d.tensors}});
-    s["decided_by"] = by;
-    stages.push_back(std::move(s));
+      j.begin_object().field("rule", d.rule->prov.text).field("where", d.rule->prov.where())
+          .field("action", action_name(d.rule->action)).field("tensors", d.tensors).end_object();
+    j.end_array();
+    j.end_object();
   }
-  j["stages"] = std::move(stages);
-  ordered_json ws = ordered_json::array();
+  j.end_array();
+
+  j.key("warnings").begin_array();
   for (const auto& w : plan.warnings) {
     std::string t = format_diagnostic(w);
     if (!t.empty() && t.back() == '\n') t.pop_back();
-    ws.push_back(t);
+    j.value(t);
   }
-  j["warnings"] = ws;
-  j["notes"] = inv.notes;
-  j["truncated"] = sum.truncated;
-  j["fingerprint"] = plan.fingerprint();
-  return j.dump(2) + "\n";
+  j.end_array();
+  j.key("notes").strings(inv.notes);
+  j.field("truncated", sum.truncated);
+  j.field("fingerprint", plan.fingerprint());
+  j.end_object();
+  return j.take();
 }
 
 std::string plan_markdown(const PlanSummary& sum) {

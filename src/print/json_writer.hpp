@@ -1,0 +1,51 @@
+// JsonWriter: streams pretty-printed JSON (two-space indent) without building a document
+// tree, so a plan of a 100k-tensor model prints in milliseconds. Keys keep the order written.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace layerfreeze {
+
+class JsonWriter {
+ public:
+  JsonWriter& begin_object();
+  JsonWriter& end_object();
+  JsonWriter& begin_array();
+  JsonWriter& end_array();
+  JsonWriter& key(const std::string& k);
+  JsonWriter& value(const std::string& s);
+  JsonWriter& value(const char* s) { return value(std::string(s)); }
+  JsonWriter& value(int64_t v);
+  JsonWriter& value(int v) { return value(static_cast<int64_t>(v)); }
+  JsonWriter& value(size_t v) { return value(static_cast<int64_t>(v)); }
+  JsonWriter& value(double v);
+  JsonWriter& value(bool v);
+  JsonWriter& null();
+  /// A list of strings on one call.
+  JsonWriter& strings(const std::vector<std::string>& items);
+  /// Convenience: key then value.
+  template <class T>
+  JsonWriter& field(const std::string& k, const T& v) {
+    key(k);
+    return value(v);
+  }
+  std::string take() {
+    out_.push_back('\n');
+    return std::move(out_);
+  }
+
+ private:
+  void before_value();
+  JsonWriter& close(char bracket);
+  void newline();
+  std::string out_;
+  std::vector<bool> first_;  // per open container: nothing written yet
+  bool after_key_ = false;
+};
+
+/// `s` as a JSON string literal, with quotes; invalid UTF-8 bytes become U+FFFD.
+std::string json_quote(const std::string& s);
+
+}  // namespace layerfreeze
