@@ -659,6 +659,10 @@ class Compiler {
   std::optional<int64_t> trigger_value(const Trigger& t, Resolver& res, bool positive) {
     auto v = res.eval_int(t.value, std::string("'") + unit_name(t.unit) + "'");
     if (!v) return std::nullopt;
+    if (*v > (int64_t{1} << 40)) {
+      diags_.error("out-of-range", std::string("a trigger must be at most 2^40, got ") + std::to_string(*v), t.loc);
+      return std::nullopt;
+    }
     if (*v < (positive ? 1 : 0)) {
       diags_.error("out-of-range", std::string("a trigger must be ") + (positive ? "at least 1" : "non-negative") +
                                        ", got " + std::to_string(*v), t.loc);
@@ -807,15 +811,18 @@ class Compiler {
         frozen = now;
       }
     }
-    size_t others = 0;
     std::vector<uint32_t> other_idx;
     for (size_t i = 0; i < I.params.size(); ++i)
-      if (I.params[i].role == Role::kOther) other_idx.push_back(static_cast<uint32_t>(i)), ++others;
-    if (others > 0 && !I.layers.empty())
-      ws.push_back({Severity::kWarning, "other-params",
-                    std::to_string(others) + " parameter" + (others == 1 ? " has" : "s have") +
-                        " role 'other' (outside layers, embeddings and head): " + names_list(I, other_idx),
-                    {}, {"select them with `other`, by name, or give them a role with `discovery:`"}});
+      if (I.params[i].role == Role::kOther) other_idx.push_back(static_cast<uint32_t>(i));
+    if (!other_idx.empty() && !I.layers.empty()) {
+      Diagnostic d;
+      d.severity = Severity::kWarning;
+      d.code = "other-params";
+      d.message = std::to_string(other_idx.size()) + (other_idx.size() == 1 ? " parameter has" : " parameters have") +
+                  " role 'other' (outside layers, embeddings and head): " + names_list(I, other_idx);
+      d.notes.push_back("select them with `other`, by name, or give them a role with `discovery:`");
+      ws.push_back(std::move(d));
+    }
     for (auto& w : ws) {
       if (o_.strict && w.code == "no-match") w.severity = Severity::kError;
       diags_.add(w);

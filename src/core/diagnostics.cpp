@@ -75,12 +75,20 @@ std::string format_diagnostic(const Diagnostic& d, const SourceTexts* sources) {
   if (!d.code.empty()) out << " [" << d.code << ']';
   out << '\n';
   if (sources && d.loc.known()) {
-    if (const std::string* line = sources->line(d.loc.file, d.loc.line)) {
-      out << "  " << *line << '\n';
-      std::string pad;
+    if (const std::string* full = sources->line(d.loc.file, d.loc.line)) {
+      // Long lines are shown as a window around the column.
+      const size_t kWidth = 100;
+      size_t col = static_cast<size_t>(d.loc.column > 0 ? d.loc.column - 1 : 0);
+      size_t begin = 0;
+      std::string line = *full;
+      if (line.size() > kWidth) {
+        begin = col > kWidth / 2 ? col - kWidth / 2 : 0;
+        line = (begin > 0 ? "…" : "") + full->substr(begin, kWidth) + (begin + kWidth < full->size() ? "…" : "");
+      }
+      out << "  " << line << '\n';
+      std::string pad = begin > 0 ? " " : "";
       // Keep tabs so the caret lines up under the same column in a terminal.
-      for (int i = 0; i + 1 < d.loc.column && i < static_cast<int>(line->size()); ++i)
-        pad.push_back((*line)[i] == '\t' ? '\t' : ' ');
+      for (size_t i = begin; i < col && i < full->size(); ++i) pad.push_back((*full)[i] == '\t' ? '\t' : ' ');
       out << "  " << pad << "^\n";
     }
   }

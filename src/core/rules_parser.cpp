@@ -16,6 +16,50 @@ namespace {
 
 constexpr size_t kMaxRulesFileBytes = 1 << 20;
 constexpr int kMaxExtendsDepth = 16;
+constexpr int kMaxSelectorDepth = 32;
+constexpr int kMaxYamlNesting = 64;
+constexpr int64_t kMaxTime = int64_t{1} << 40;  // epochs or steps; larger is a mistake
+
+// yaml-cpp parses recursively: a deeply nested file would overflow the stack before any check
+// of ours runs. This scan bounds flow nesting ([ {) and block nesting ("- - -", indentation).
+bool nesting_within_limit(const std::string& text, int limit) {
+  int flow = 0;
+  char quote = 0;
+  bool line_start = true;
+  int seq_run = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '\n') {
+      line_start = true;
+      seq_run = 0;
+      continue;
+    }
+    if (quote) {
+      if (c == quote) quote = 0;
+      continue;
+    }
+    if (line_start) {
+      if (c == ' ') continue;
+      if (c == '-' && i + 1 < text.size() && text[i + 1] == ' ') {
+        if (++seq_run > limit) return false;
+        ++i;
+        continue;
+      }
+      line_start = false;
+    }
+    if (c == '#') {  // comment to end of line
+      while (i + 1 < text.size() && text[i + 1] != '\n') ++i;
+      continue;
+    }
+    if (c == '\'' || c == '"') quote = c;
+    else if (c == '[' || c == '{') {
+      if (++flow > limit) return false;
+    } else if ((c == ']' || c == '}') && flow > 0) {
+      --flow;
+    }
+  }
+  return true;
+}
 
 const std::vector<std::string> kTopKeys = {"layerfreeze", "name", "description", "extends", "with",
                                            "params", "options", "discovery", "rules", "stages"};
@@ -105,6 +149,18 @@ struct FileParser {
   Selector selector(const YAML::Node& n, const std::string& what) {
     Selector sel;
     sel.loc = r_.loc(n);
+    // YAML aliases can make a selector contain itself; deep nesting is never meant.
+    struct Depth {
+      int& d;
+      explicit Depth(int& x) : d(++x) {}
+      ~Depth() { --d; }
+    } guard(depth_);
+    if (depth_ > kMaxSelectorDepth) {
+      if (!depth_reported_) r_.error("too-deep", "selectors nest more than " + std::to_string(kMaxSelectorDepth) +
+                                                     " levels (or refer to themselves through a YAML alias)", n);
+      depth_reported_ = true;
+      return sel;
+    }
     if (n.IsScalar()) {
       std::string w = n.Scalar();
       if (w == "all") {
@@ -265,16 +321,17 @@ struct FileParser {
   }
 
   // A node on one line, scalars as written: `{count: ${n}, seed: 0}`, `[0, -4:]`.
-  static std::string flat(const YAML::Node& n) {
+  static std::string flat(const YAML::Node& n, int depth = 0) {
+    if (depth > kMaxSelectorDepth) return "…";
     if (n.IsScalar()) return n.Scalar();
     std::string out;
     if (n.IsSequence()) {
-      for (const auto& c : n) out += (out.empty() ? "" : ", ") + flat(c);
+      for (const auto& c : n) out += (out.empty() ? "" : ", ") + flat(c, depth + 1);
       return "[" + out + "]";
     }
     if (n.IsMap()) {
       for (auto it = n.begin(); it != n.end(); ++it)
-        out += (out.empty() ? "" : ", ") + flat(it->first) + ": " + flat(it->second);
+        out += (out.empty() ? "" : ", ") + flat(it->first, depth + 1) + ": " + flat(it->second, depth + 1);
       return "{" + out + "}";
     }
     return "null";
@@ -335,6 +392,7 @@ struct FileParser {
     t.loc = r_.loc(es[0].value);
     if (const Value* v = t.value.literal_value(); v && v->kind == Value::Kind::kInt) {
       if (v->i < 0) r_.error("out-of-range", what + " must not be negative", es[0].value);
+      if (v->i > kMaxTime) r_.error("out-of-range", what + " is larger than " + std::to_string(kMaxTime), es[0].value);
       if (plural && v->i == 0 && what != "'over'") r_.error("out-of-range", what + " must be at least 1", es[0].value);
     }
     return t;
@@ -575,6 +633,8 @@ struct FileParser {
 
   YamlReader& r_;
   Strategy& s_;
+  int depth_ = 0;
+  bool depth_reported_ = false;
 };
 
 std::string FileParser::check_param_value(const ParamDecl& d, Value& v) {
@@ -740,6 +800,10 @@ std::optional<Strategy> RulesLoader::parse(const std::string& text, const std::s
   }
   if (static_cast<int>(stack_.size()) >= kMaxExtendsDepth) {
     diags_.error("extends-depth", "more than " + std::to_string(kMaxExtendsDepth) + " levels of 'extends'", {file, 0, 0});
+    return std::nullopt;
+  }
+  if (!nesting_within_limit(text, kMaxYamlNesting)) {
+    diags_.error("too-deep", "the file nests more than " + std::to_string(kMaxYamlNesting) + " levels deep", {file, 0, 0});
     return std::nullopt;
   }
   YAML::Node root;

@@ -86,12 +86,21 @@ std::optional<Value> YamlReader::value(const YAML::Node& n, const std::string& w
   if (!n.IsDefined() || n.IsNull()) return Value::null();
   if (n.IsScalar()) return typed_scalar(n.Scalar(), n.Tag() == "!");
   if (n.IsSequence()) {
+    if (++depth_ > 16) {
+      --depth_;
+      error("too-deep", what + " nests lists too deeply (or refers to itself through an alias)", n);
+      return std::nullopt;
+    }
     std::vector<Value> items;
     for (const auto& c : n) {
       auto v = value(c, what);
-      if (!v) return std::nullopt;
+      if (!v) {
+        --depth_;
+        return std::nullopt;
+      }
       items.push_back(*v);
     }
+    --depth_;
     return Value::of_list(std::move(items));
   }
   error("wrong-type", what + " must be a value or a list, not a map", n);

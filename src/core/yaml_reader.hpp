@@ -47,6 +47,7 @@ class YamlReader {
  private:
   std::string file_;
   Diagnostics& diags_;
+  int depth_ = 0;
 };
 
 /// A plain YAML scalar typed by the core schema: null, bool, int, float, else string.

@@ -93,7 +93,7 @@ std::string plan_text(const PlanSummary& sum) {
           << t.rule->prov.text << " — " << t.tensors << (t.tensors == 1 ? " tensor" : " tensors") << "\n";
     }
   }
-  if (sum.truncated) o << "\n(the periodic schedule is cut after 10,000 periods)\n";
+  if (sum.truncated) o << "\n(the timeline is cut after " << kMaxPrintedPoints << " changes; pass a shorter --epochs or --steps)\n";
   if (!plan.warnings.empty()) {
     o << "\nwarnings:\n";
     for (const auto& w : plan.warnings) {

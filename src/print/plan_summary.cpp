@@ -154,7 +154,7 @@ PlanSummary summarize(const Plan& plan, OptimizerKind optimizer, const Time& hor
   for (const auto& r : plan.initial) rank.emplace(&r, rank.size());
   for (const auto& st : plan.stages)
     for (const auto& r : st.rules) rank.emplace(&r, rank.size());
-  for (auto& point : plan.timeline(horizon, 10000, &ps.truncated)) {
+  for (auto& point : plan.timeline(horizon, kMaxPrintedPoints, &ps.truncated)) {
     StageSummary s;
     for (size_t i = 0; i < inv.params.size(); ++i) {
       const Param& p = inv.params[i];

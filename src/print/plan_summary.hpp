@@ -63,6 +63,10 @@ struct PlanSummary {
   std::vector<StageSummary> stages;
 };
 
+/// Printed timelines stop after this many change points (a periodic schedule over a long
+/// horizon); the summary says it was cut.
+constexpr size_t kMaxPrintedPoints = 1000;
+
 /// Summarises `plan` up to `horizon` (epochs, steps; -1 = no limit in that unit).
 PlanSummary summarize(const Plan& plan, OptimizerKind optimizer, const Time& horizon);
 

@@ -178,6 +178,15 @@ TEST(RulesParser, InvalidFiles) {
        "t.yaml:2:8: 'freeze_ratoi' is not a parameter of the extended strategy — did you mean 'freeze_ratio'? [unknown-param]\n"},
       {"extends: preset:lp_lora\nwith: {freeze_ratio: 2}\n", "t.yaml:2:22: 'freeze_ratio': must be at most 1.0, got 2.0 [param-type]\n"},
       {"with: {n: 1}\n", "t.yaml:1:1: 'with' sets parameters of the strategy named by 'extends' [misplaced-key]\n"},
+      // Hostile shapes: self-referencing aliases, nesting that would overflow yaml-cpp's stack,
+      // times that would overflow arithmetic.
+      {"rules:\n  - freeze: &a {any_of: [*a]}\n",
+       "t.yaml:2:13: selectors nest more than 32 levels (or refer to themselves through a YAML alias) [too-deep]\n"},
+      {"rules:\n  - freeze: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[all]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
+       "t.yaml:0:0: the file nests more than 64 levels deep [too-deep]\n"},
+      {"stages:\n  - at: {step: 9223372036854775807}\n    rules: [{freeze: all}]\n",
+       "t.yaml:2:16: 'at' is larger than 1099511627776 [out-of-range]\n"},
+      {"params:\n  p: &x [*x]\n", "t.yaml:2:6: the default of 'p' nests lists too deeply (or refers to itself through an alias) [too-deep]\n"},
   };
   EXPECT_GE(cases.size(), 30u);
   for (const auto& c : cases) {
