@@ -115,12 +115,27 @@ std::string diff_text(const Plan& a, const Plan& b, const Time& horizon, bool* d
     }
     *differ = true;
     o << count << (count == 1 ? " parameter differs" : " parameters differ") << "\n";
-    for (const auto& [l, c] : by_layer) {
-      o << "  layer " << l << " (" << inv.layers[l].name << "): ";
-      if (c.first) o << c.first << " frozen in A only";
-      if (c.first && c.second) o << ", ";
-      if (c.second) o << c.second << " frozen in B only";
-      o << " (of " << inv.layers[l].params.size() << ")\n";
+    // Consecutive layers that differ the same way read as one line.
+    auto describe = [&](int32_t l, std::pair<size_t, size_t> c) {
+      std::string d;
+      bool whole = c.first + c.second == inv.layers[l].params.size();
+      if (c.first) d += whole && !c.second ? "frozen in A, trainable in B" : std::to_string(c.first) + " frozen in A only";
+      if (c.first && c.second) d += ", ";
+      if (c.second) d += whole && !c.first ? "trainable in A, frozen in B" : std::to_string(c.second) + " frozen in B only";
+      return d;
+    };
+    for (auto it = by_layer.begin(); it != by_layer.end();) {
+      auto run_end = std::next(it);
+      std::string what = describe(it->first, it->second);
+      while (run_end != by_layer.end() && run_end->first == std::prev(run_end)->first + 1 &&
+             describe(run_end->first, run_end->second) == what)
+        ++run_end;
+      int32_t first = it->first, last = std::prev(run_end)->first;
+      if (first == last) o << "  layer " << first << " (" << inv.layers[first].name << "): " << what << "\n";
+      else
+        o << "  layers " << first << "–" << last << " (" << inv.layers[first].name << " – " << inv.layers[last].name
+          << "): " << what << "\n";
+      it = run_end;
     }
     for (const auto& s : loose) o << "  " << s << "\n";
   }

@@ -43,6 +43,28 @@ std::string optimizer_desc(OptimizerKind k) {
 
 }  // namespace
 
+std::string options_text(const Plan& plan) {
+  const auto& o = plan.options;
+  std::ostringstream t;
+  t << "batchnorm " << (o.batchnorm == Options::BatchNorm::kUnchanged ? "unchanged" : "eval when frozen")
+    << " · optimizer state of frozen parameters " << (o.optimizer_state == Options::OptimizerState::kDrop ? "dropped" : "kept");
+  if (o.unfreeze_lr_scale != 1.0) t << " · unfrozen parameters at lr ×" << o.unfreeze_lr_scale;
+  if (o.lr_decay != 1.0) {
+    t << " · discriminative lr: head ×1";
+    const Inventory& inv = *plan.inventory;
+    if (inv.num_layers() > 0) {
+      size_t last = inv.layers.back().params.front();
+      size_t first = inv.layers.front().params.front();
+      char buf[96];
+      std::snprintf(buf, sizeof buf, ", layer %d ×%.3g … layer 0 ×%.3g", inv.num_layers() - 1, plan.lr_scale(last),
+                    plan.lr_scale(first));
+      t << buf;
+    }
+  }
+  if (o.steps_per_epoch) t << " · " << *o.steps_per_epoch << " steps per epoch";
+  return t.str();
+}
+
 std::string params_text(const Plan& plan) {
   std::string s;
   for (const auto& [k, v] : plan.params) s += (s.empty() ? "" : ", ") + k + "=" + v.to_string();
@@ -57,6 +79,7 @@ std::string plan_text(const PlanSummary& sum) {
   o << "model: " << model_line(inv) << "\n";
   o << "parameters: " << params_text(plan) << "\n";
   o << "optimizer: " << optimizer_desc(sum.optimizer) << " · fingerprint " << plan.fingerprint() << "\n";
+  o << "executor: " << options_text(plan) << "\n";
   for (const auto& n : inv.notes) o << "note: " << n << "\n";
   for (const auto& st : sum.stages) {
     o << "\n" << time_text(st.point.at, plan.uses_epochs, plan.uses_steps);
@@ -268,9 +291,13 @@ std::string plan_markdown(const PlanSummary& sum) {
     int64_t total = st.trainable_numel + st.frozen_numel;
     std::string backward = st.nothing_trains ? "—" : st.input_side_trainable ? "input"
                          : st.first_trainable_layer ? "layer " + std::to_string(*st.first_trainable_layer) : "head";
-    std::string change = &st == &sum.stages.front() ? "start"
-                       : "+" + std::to_string(st.point.newly_frozen.size()) + " frozen, +" +
-                             std::to_string(st.point.newly_unfrozen.size()) + " trainable";
+    std::string change = "start";
+    if (&st != &sum.stages.front()) {
+      change.clear();
+      if (!st.point.newly_frozen.empty()) change = std::to_string(st.point.newly_frozen.size()) + " frozen";
+      if (!st.point.newly_unfrozen.empty())
+        change += (change.empty() ? "" : ", ") + std::to_string(st.point.newly_unfrozen.size()) + " unfrozen";
+    }
     o << "| " << time_text(st.point.at, plan.uses_epochs, plan.uses_steps) << " | " << (layers.empty() ? "—" : layers)
       << " | " << group_state_name(st.groups[0].state) << " | " << group_state_name(st.groups[1].state) << " | ";
     if (inv.shapes_known())

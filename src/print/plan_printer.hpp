@@ -14,5 +14,7 @@ std::string plan_markdown(const PlanSummary& s);
 
 /// "key=value, key=value" of the parameters in force.
 std::string params_text(const Plan& plan);
+/// The executor policies of a plan, one line.
+std::string options_text(const Plan& plan);
 
 }  // namespace layerfreeze
