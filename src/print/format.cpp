@@ -16,24 +16,29 @@ std::string with_commas(int64_t n) {
   return n < 0 ? "-" + out : out;
 }
 
-std::string short_count(int64_t n) {
+namespace {
+// One decimal in the largest unit the value reaches: 1.2B, 354.3M; 6.7 GB, 475.0 MB.
+std::string scaled(int64_t n, const char* const units[3], const char* sep, const char* plain) {
   char buf[32];
-  double v = static_cast<double>(n);
-  if (n >= 1000000000) std::snprintf(buf, sizeof buf, "%.1fB", v / 1e9);
-  else if (n >= 1000000) std::snprintf(buf, sizeof buf, "%.1fM", v / 1e6);
-  else if (n >= 1000) std::snprintf(buf, sizeof buf, "%.1fK", v / 1e3);
-  else std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(n));
+  const double limits[3] = {1e9, 1e6, 1e3};
+  for (int k = 0; k < 3; ++k)
+    if (static_cast<double>(n) >= limits[k]) {
+      std::snprintf(buf, sizeof buf, "%.1f%s%s", static_cast<double>(n) / limits[k], sep, units[k]);
+      return buf;
+    }
+  std::snprintf(buf, sizeof buf, "%lld%s", static_cast<long long>(n), plain);
   return buf;
+}
+}  // namespace
+
+std::string short_count(int64_t n) {
+  static const char* const units[3] = {"B", "M", "K"};
+  return scaled(n, units, "", "");
 }
 
 std::string bytes_text(int64_t b) {
-  char buf[32];
-  double v = static_cast<double>(b);
-  if (b >= 1000000000) std::snprintf(buf, sizeof buf, "%.1f GB", v / 1e9);
-  else if (b >= 1000000) std::snprintf(buf, sizeof buf, "%.1f MB", v / 1e6);
-  else if (b >= 1000) std::snprintf(buf, sizeof buf, "%.1f KB", v / 1e3);
-  else std::snprintf(buf, sizeof buf, "%lld B", static_cast<long long>(b));
-  return buf;
+  static const char* const units[3] = {"GB", "MB", "KB"};
+  return scaled(b, units, " ", " B");
 }
 
 std::string percent(int64_t part, int64_t whole) {

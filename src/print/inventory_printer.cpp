@@ -104,13 +104,7 @@ std::string inventory_json(const Inventory& inv) {
   j.key("params").begin_array();
   for (const auto& p : inv.params) {
     j.begin_object().field("name", p.name).key("shape");
-    if (p.shape_known) {
-      j.begin_array();
-      for (auto d : p.shape) j.value(d);
-      j.end_array();
-    } else {
-      j.null();
-    }
+    p.shape_known ? j.ints(p.shape) : j.null();
     j.key("dtype");
     p.dtype.empty() ? j.null() : j.value(p.dtype);
     j.key("module_type");

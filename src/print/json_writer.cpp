@@ -146,4 +146,10 @@ JsonWriter& JsonWriter::strings(const std::vector<std::string>& items) {
   return end_array();
 }
 
+JsonWriter& JsonWriter::ints(const std::vector<int64_t>& items) {
+  begin_array();
+  for (auto v : items) value(v);
+  return end_array();
+}
+
 }  // namespace layerfreeze

@@ -23,8 +23,9 @@ class JsonWriter {
   JsonWriter& value(double v);
   JsonWriter& value(bool v);
   JsonWriter& null();
-  /// A list of strings on one call.
+  /// A list of strings, or of integers, in one call.
   JsonWriter& strings(const std::vector<std::string>& items);
+  JsonWriter& ints(const std::vector<int64_t>& items);
   /// Convenience: key then value.
   template <class T>
   JsonWriter& field(const std::string& k, const T& v) {

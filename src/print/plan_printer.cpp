@@ -201,13 +201,7 @@ std::string plan_json(const PlanSummary& sum) {
     opt_int("layer", p.layer >= 0 ? std::optional<int64_t>(p.layer) : std::nullopt);
     j.key("aliases").strings(p.aliases);
     j.key("shape");
-    if (p.shape_known) {
-      j.begin_array();
-      for (auto d : p.shape) j.value(d);
-      j.end_array();
-    } else {
-      j.null();
-    }
+    p.shape_known ? j.ints(p.shape) : j.null();
     j.key("dtype");
     p.dtype.empty() ? j.null() : j.value(p.dtype);
     if (opt.lr_decay != 1.0) j.field("lr_scale", plan.lr_scale(i));

@@ -23,23 +23,21 @@ class Generator {
   explicit Generator(uint32_t seed) : rng_(seed) {}
 
   Inventory inventory() {
-    Inventory inv;
-    inv.source = "random";
+    std::vector<std::string> names = {"embed.tok.weight"};
+    if (pick(0, 1)) names.push_back("embed.pos.weight");
     int stacks = pick(1, 2);
     const char* kStack[] = {"encoder.block", "decoder.block"};
-    add(inv, "embed.tok.weight");
-    if (pick(0, 1)) add(inv, "embed.pos.weight");
     for (int s = 0; s < stacks; ++s) {
       int layers = pick(1, 6);
       std::string prefix = stacks == 1 ? "model.layers" : kStack[s];
-      for (int l = 0; l < layers; ++l) {
+      for (int l = 0; l < layers; ++l)
         for (const char* leaf : {"attn.q.weight", "attn.q.bias", "mlp.up.weight", "norm.weight"})
-          if (pick(0, 4)) add(inv, prefix + "." + std::to_string(l) + "." + leaf);
-      }
-      if (stacks == 2 && s == 0) add(inv, "encoder.final_layer_norm.weight");
+          if (pick(0, 4)) names.push_back(prefix + "." + std::to_string(l) + "." + leaf);
+      if (stacks == 2 && s == 0) names.push_back("encoder.final_layer_norm.weight");
     }
-    add(inv, "final_norm.weight");
-    add(inv, "lm_head.weight");
+    names.push_back("final_norm.weight");
+    names.push_back("lm_head.weight");
+    Inventory inv = test::names_inventory(names, "random");
     Diagnostics d;
     discover_layers(inv, DiscoveryPatterns::shipped(), d);
     return inv;
@@ -129,14 +127,6 @@ class Generator {
   int pick(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
 
  private:
-  static void add(Inventory& inv, const std::string& name) {
-    Param p;
-    p.name = name;
-    p.shape = {3};
-    p.numel = 3;
-    p.dtype = "float32";
-    inv.add(p);
-  }
   std::mt19937 rng_;
 };
 
