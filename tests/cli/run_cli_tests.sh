@@ -93,6 +93,14 @@ expect_exit 0 "real index" -- plan preset:freeze_except_last_n --set n=4 --model
 expect_contains "real index" "56 layers (model.layers.0–55)"
 expect_contains "real index" "shapes unknown"
 
+# Every example strategy validates and plans on the model its header names.
+for f in examples/strategies/*.yaml; do
+  expect_exit 0 "validate $f" -- validate "$f"
+  cmd=$(grep -m1 -E '^#   layerfreeze plan ' "$f" | sed 's/^#   layerfreeze //')
+  # shellcheck disable=SC2086
+  expect_exit 0 "plan $f" -- $cmd
+done
+
 # The JSON contract.
 expect_exit 0 "plan json" -- plan preset:lp_lora --model builtin:llama2-7b --format json
 for key in '"format": "layerfreeze.plan/1"' '"num_layers": 32' '"numel": 6738415616' '"parameters": 291' \
