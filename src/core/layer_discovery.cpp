@@ -324,11 +324,36 @@ void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnost
   };
 
   size_t first_layer_pos = inv.params.size(), last_layer_pos = 0;
+  std::vector<int32_t> stack_of_key(keys_seen.size(), -1);
+  for (size_t st = 0; st < stack_keys.size(); ++st) stack_of_key[stack_keys[st]] = static_cast<int32_t>(st);
+  std::vector<size_t> stack_first_pos(inv.stacks.size(), inv.params.size());
   for (size_t i = 0; i < hits.size(); ++i) {
     if (hits[i].key < 0) continue;
     first_layer_pos = std::min(first_layer_pos, i);
     last_layer_pos = i;
+    size_t st = static_cast<size_t>(stack_of_key[hits[i].key]);
+    stack_first_pos[st] = std::min(stack_first_pos[st], i);
   }
+  // A norm directly under a stack's root (`model.decoder.layer_norm`, `encoder.final_layer_norm`)
+  // closes that stack: the head after the last stack, `other` between two stacks — whatever the
+  // order of the source (header-only sources sort `layer_norm` before `layers`).
+  static const RE2 stack_norm_re("(final_)?(layer_?norm|norm|ln)(_f|_out|_post|_final)?\\.(weight|bias)");
+  auto stack_norm = [&](const std::string& name) -> std::optional<Role> {
+    for (size_t st = 0; st < inv.stacks.size(); ++st) {
+      std::string root = stack_root(inv.stacks[st].container);
+      if (!under(name, root)) continue;
+      if (RE2::FullMatch(re2::StringPiece(name).substr(root.size() + 1), stack_norm_re))
+        return st + 1 == inv.stacks.size() ? Role::kHead : Role::kOther;
+    }
+    return std::nullopt;
+  };
+  // Under the root of a stack that is not the last: the first stack's input side (Whisper's
+  // `model.encoder.conv1`) is embeddings; anything else sits between stacks.
+  auto inner_stack_of = [&](const std::string& name) {
+    for (size_t st = 0; st + 1 < inv.stacks.size(); ++st)
+      if (under(name, stack_root(inv.stacks[st].container))) return static_cast<int32_t>(st);
+    return -1;
+  };
   int32_t running_max_layer = -1;
   for (size_t i = 0; i < inv.params.size(); ++i) {
     Param& p = inv.params[i];
@@ -342,7 +367,11 @@ void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnost
       running_max_layer = std::max(running_max_layer, p.layer);
     } else if (auto r = name_role(p.name)) {
       p.role = *r;
-    } else if (inv.layers.empty() || under_inner_stack(p.name)) {
+    } else if (auto n = stack_norm(p.name)) {
+      p.role = *n;
+    } else if (int32_t st = inner_stack_of(p.name); st >= 0) {
+      p.role = st == 0 && i < stack_first_pos[0] ? Role::kEmbeddings : Role::kOther;
+    } else if (inv.layers.empty()) {
       p.role = Role::kOther;
     } else if (i < first_layer_pos) {
       p.role = Role::kEmbeddings;

@@ -226,3 +226,73 @@ TEST(Inventory, NaturalOrder) {
 
 }  // namespace
 }  // namespace layerfreeze
+
+namespace layerfreeze {
+namespace {
+
+struct RoleCase {
+  const char* name;
+  Role role;
+};
+
+// Header-only sources list names in natural order; names must still decide.
+void expect_roles_natural(std::vector<std::string> names, const std::vector<RoleCase>& want, int layers) {
+  Inventory inv = test::names_inventory(names);
+  inv.sort_natural();
+  Diagnostics d;
+  discover_layers(inv, DiscoveryPatterns::shipped(), d);
+  EXPECT_EQ(inv.num_layers(), layers);
+  for (const auto& w : want) {
+    auto i = inv.find(w.name);
+    ASSERT_TRUE(i) << w.name;
+    EXPECT_EQ(role_name(inv.params[*i].role), std::string(role_name(w.role))) << w.name;
+  }
+}
+
+TEST(DiscoveryNatural, Gpt2WithoutTransformerPrefix) {
+  expect_roles_natural({"wte.weight", "wpe.weight", "h.0.attn.c_attn.weight", "h.1.attn.c_attn.weight", "ln_f.weight", "ln_f.bias"},
+                       {{"wte.weight", Role::kEmbeddings}, {"wpe.weight", Role::kEmbeddings}, {"ln_f.bias", Role::kHead}}, 2);
+}
+
+TEST(DiscoveryNatural, BloomEmbeddingNorm) {
+  expect_roles_natural({"transformer.word_embeddings.weight", "transformer.word_embeddings_layernorm.weight",
+                        "transformer.h.0.mlp.dense_h_to_4h.weight", "transformer.h.1.mlp.dense_h_to_4h.weight",
+                        "transformer.ln_f.weight"},
+                       {{"transformer.word_embeddings_layernorm.weight", Role::kEmbeddings},
+                        {"transformer.ln_f.weight", Role::kHead}},
+                       2);
+}
+
+TEST(DiscoveryNatural, OptProjections) {
+  expect_roles_natural({"model.decoder.embed_tokens.weight", "model.decoder.project_in.weight", "model.decoder.layers.0.fc1.weight",
+                        "model.decoder.layers.1.fc1.weight", "model.decoder.project_out.weight"},
+                       {{"model.decoder.project_in.weight", Role::kEmbeddings},
+                        {"model.decoder.project_out.weight", Role::kHead}},
+                       2);
+}
+
+TEST(DiscoveryNatural, WhisperStemAndStackNorms) {
+  expect_roles_natural({"model.encoder.conv1.weight", "model.encoder.embed_positions.weight", "model.encoder.layers.0.fc1.weight",
+                        "model.encoder.layers.1.fc1.weight", "model.encoder.layer_norm.weight", "model.decoder.embed_tokens.weight",
+                        "model.decoder.layers.0.fc1.weight", "model.decoder.layer_norm.weight", "proj_out.weight"},
+                       {{"model.encoder.conv1.weight", Role::kEmbeddings},
+                        {"model.encoder.embed_positions.weight", Role::kEmbeddings},
+                        {"model.encoder.layer_norm.weight", Role::kOther},
+                        {"model.decoder.layer_norm.weight", Role::kHead}},
+                       3);
+}
+
+TEST(DiscoveryNatural, HfVitAndBertHeads) {
+  expect_roles_natural({"vit.embeddings.cls_token", "vit.embeddings.patch_embeddings.projection.weight",
+                        "vit.encoder.layer.0.output.dense.weight", "vit.encoder.layer.1.output.dense.weight",
+                        "vit.layernorm.weight", "classifier.weight"},
+                       {{"vit.embeddings.cls_token", Role::kEmbeddings}, {"vit.layernorm.weight", Role::kHead},
+                        {"classifier.weight", Role::kHead}},
+                       2);
+  expect_roles_natural({"bert.embeddings.word_embeddings.weight", "bert.encoder.layer.0.output.dense.weight",
+                        "bert.pooler.dense.weight", "cls.predictions.bias", "cls.predictions.transform.dense.weight"},
+                       {{"cls.predictions.bias", Role::kHead}, {"bert.pooler.dense.weight", Role::kHead}}, 1);
+}
+
+}  // namespace
+}  // namespace layerfreeze
