@@ -112,7 +112,7 @@ BENCHMARK(BM_FrozenAtMoe)->Unit(benchmark::kMicrosecond);
 void BM_PlanTextGpt2Gradual(benchmark::State& state) {
   static const Plan plan = compiled("gradual_unfreeze", "builtin:gpt2", {"total_epochs=10"});
   for (auto _ : state) {
-    std::string t = plan_text(summarize(plan, OptimizerKind::kAdamW, {10, -1}));
+    std::string t = plan_text(summarize(plan, OptimizerKind::AdamW, {10, -1}));
     benchmark::DoNotOptimize(t);
   }
 }
@@ -121,7 +121,7 @@ BENCHMARK(BM_PlanTextGpt2Gradual)->Unit(benchmark::kMicrosecond);
 void BM_PlanJsonMoeLpLora(benchmark::State& state) {
   static const Plan plan = compiled("lp_lora", "builtin:moe-100k", {});
   for (auto _ : state) {
-    std::string t = plan_json(summarize(plan, OptimizerKind::kAdamW, {1, -1}));
+    std::string t = plan_json(summarize(plan, OptimizerKind::AdamW, {1, -1}));
     benchmark::DoNotOptimize(t);
   }
 }

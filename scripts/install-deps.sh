@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages layerfreeze needs, only those that are missing.
 # Idempotent; runs as root or through sudo. Usage: scripts/install-deps.sh [--with-torch]
+# (--with-torch: LibTorch for the adapter, the executor and the seed API; scripts/build.sh passes it)
 set -euo pipefail
 
 packages=(cmake ninja-build g++ pkg-config ccache
           libyaml-cpp-dev libre2-dev libfmt-dev libgtest-dev nlohmann-json3-dev
           libcli11-dev libbenchmark-dev)
 if [[ "${1:-}" == "--with-torch" ]]; then
-  packages+=(libtorch-dev libgloo-dev libopenblas0-pthread)
+  # python3-torch: the TorchScript fixtures of the tests are exported by Debian's /usr/bin/python3.
+  packages+=(libtorch-dev libgloo-dev libopenblas0-pthread python3-torch)
 fi
 
 missing=()

@@ -75,7 +75,7 @@ std::string did_you_mean(const std::string& word, const std::vector<std::string>
 /// Thrown by APIs that cannot return Diagnostics (e.g. constructors); carries them all.
 class DiagnosticError : public std::exception {
  public:
-  explicit DiagnosticError(Diagnostics ds);
+  explicit DiagnosticError(Diagnostics ds, const SourceTexts* sources = nullptr);
   const char* what() const noexcept override { return text_.c_str(); }
   const Diagnostics& diagnostics() const { return ds_; }
 

@@ -12,6 +12,12 @@
 
 namespace layerfreeze {
 
+/// How TorchScript files are read: the CLI installs a loader that dlopens the torch adapter, a
+/// program linked with the adapter installs one that calls it directly. Without a loader a `.pt`
+/// model is an error that says so.
+using TorchScriptLoader = std::optional<Inventory> (*)(const std::string& path, Diagnostics& diags);
+void set_torchscript_loader(TorchScriptLoader loader);
+
 /// Loads `spec` ("builtin:gpt2", "model.safetensors", "x.safetensors.index.json", "m.json").
 /// Returns nullopt with errors in `diags` when it cannot. Does not run layer discovery.
 std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags);

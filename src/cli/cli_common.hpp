@@ -48,6 +48,9 @@ std::optional<Strategy> load_rules(Session& s, const std::string& spec, const st
 std::optional<Inventory> load_inventory(Session& s, const std::string& spec);
 std::optional<Plan> compile_plan(Session& s, const PlanArgs& a, const std::string& rules_spec);
 
+/// Makes `.pt` models load through the torch adapter (dlopen on first use).
+void install_torchscript_loader();
+
 /// The end of the printed timeline: --epochs / --steps, else a little past the last trigger.
 Time horizon_for(const Plan& plan, const PlanArgs& a);
 

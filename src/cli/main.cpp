@@ -6,6 +6,7 @@
 
 int main(int argc, char** argv) {
   using namespace layerfreeze::cli;
+  install_torchscript_loader();
   CLI::App app{"layerfreeze: declarative freezing strategies for LibTorch models, compiled to a plan"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "layerfreeze 0.1.0");

@@ -137,8 +137,8 @@ std::string did_you_mean(const std::string& word, const std::vector<std::string>
   return m.empty() ? "" : " — did you mean '" + m + "'?";
 }
 
-DiagnosticError::DiagnosticError(Diagnostics ds) : ds_(std::move(ds)) {
-  text_ = format_diagnostics(ds_);
+DiagnosticError::DiagnosticError(Diagnostics ds, const SourceTexts* sources) : ds_(std::move(ds)) {
+  text_ = format_diagnostics(ds_, sources);
   if (!text_.empty() && text_.back() == '\n') text_.pop_back();
 }
 

@@ -68,7 +68,7 @@ struct PlanStage {
 };
 
 /// Executor options, evaluated.
-struct PlanOptions {
+struct PlanPolicies {
   Options::BatchNorm batchnorm = Options::BatchNorm::kUnchanged;
   Options::OptimizerState optimizer_state = Options::OptimizerState::kDrop;
   double unfreeze_lr_scale = 1.0;
@@ -89,7 +89,7 @@ class Plan {
   std::shared_ptr<const Inventory> inventory;
   std::string name, origin, description;
   Scope params;
-  PlanOptions options;
+  PlanPolicies options;
   std::vector<PlanRule> initial;
   std::vector<PlanStage> stages;  // sorted by key, file order for ties
   std::vector<Diagnostic> warnings;

@@ -9,27 +9,27 @@
 namespace layerfreeze {
 
 std::optional<OptimizerKind> parse_optimizer(const std::string& s) {
-  if (s == "adamw") return OptimizerKind::kAdamW;
-  if (s == "adam") return OptimizerKind::kAdam;
-  if (s == "sgd") return OptimizerKind::kSGD;
-  if (s == "sgd-momentum") return OptimizerKind::kSGDMomentum;
+  if (s == "adamw") return OptimizerKind::AdamW;
+  if (s == "adam") return OptimizerKind::Adam;
+  if (s == "sgd") return OptimizerKind::SGD;
+  if (s == "sgd-momentum") return OptimizerKind::SGDMomentum;
   return std::nullopt;
 }
 
 const char* optimizer_name(OptimizerKind k) {
   switch (k) {
-    case OptimizerKind::kSGD: return "sgd";
-    case OptimizerKind::kSGDMomentum: return "sgd-momentum";
-    case OptimizerKind::kAdam: return "adam";
-    case OptimizerKind::kAdamW: return "adamw";
+    case OptimizerKind::SGD: return "sgd";
+    case OptimizerKind::SGDMomentum: return "sgd-momentum";
+    case OptimizerKind::Adam: return "adam";
+    case OptimizerKind::AdamW: return "adamw";
   }
   return "adamw";
 }
 
 int optimizer_states(OptimizerKind k) {
   switch (k) {
-    case OptimizerKind::kSGD: return 0;
-    case OptimizerKind::kSGDMomentum: return 1;
+    case OptimizerKind::SGD: return 0;
+    case OptimizerKind::SGDMomentum: return 1;
     default: return 2;
   }
 }

@@ -8,10 +8,10 @@
 #include <vector>
 
 #include "core/plan.hpp"
+#include "layerfreeze/optimizer_kind.hpp"
 
 namespace layerfreeze {
 
-enum class OptimizerKind { kSGD, kSGDMomentum, kAdam, kAdamW };
 std::optional<OptimizerKind> parse_optimizer(const std::string& s);  // adamw|adam|sgd|sgd-momentum
 const char* optimizer_name(OptimizerKind k);
 int optimizer_states(OptimizerKind k);  // state tensors per parameter: 0, 1, 2, 2
@@ -57,7 +57,7 @@ struct StageSummary {
 
 struct PlanSummary {
   const Plan* plan = nullptr;
-  OptimizerKind optimizer = OptimizerKind::kAdamW;
+  OptimizerKind optimizer = OptimizerKind::AdamW;
   Time horizon;
   bool truncated = false;
   std::vector<StageSummary> stages;

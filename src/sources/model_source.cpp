@@ -5,10 +5,14 @@
 namespace layerfreeze {
 
 namespace {
+TorchScriptLoader torchscript_loader = nullptr;
+
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 }  // namespace
+
+void set_torchscript_loader(TorchScriptLoader loader) { torchscript_loader = loader; }
 
 std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags) {
   SourceLoc loc{spec, 0, 0};
@@ -34,9 +38,10 @@ std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags)
     return load_safetensors_index(spec, diags);
   if (ends_with(spec, ".safetensors")) return load_safetensors(spec, diags);
   if (ends_with(spec, ".json")) return load_manifest(spec, diags);
-  if (ends_with(spec, ".pt") || ends_with(spec, ".pth") || ends_with(spec, ".torchscript")) {
+  if (ends_with(spec, ".pt") || ends_with(spec, ".pth") || ends_with(spec, ".torchscript") || ends_with(spec, ".ptl")) {
+    if (torchscript_loader) return torchscript_loader(spec, diags);
     diags.error("torchscript-unavailable",
-                "TorchScript models need the torch adapter, which this build does not have", loc);
+                "TorchScript models need the torch adapter, which this program does not have", loc);
     return std::nullopt;
   }
   diags.error("unknown-model-format", "cannot tell the format of '" + spec + "' from its name", loc,

@@ -63,7 +63,7 @@ TEST(LayerStatus, PartialLayersAndTensorCountsWithoutShapes) {
 TEST(PlanJson, Contract) {
   auto c = test::compile_preset("gradual_unfreeze", "builtin:gpt2", {"total_epochs=10"});
   ASSERT_TRUE(c.plan);
-  auto j = nlohmann::json::parse(plan_json(summarize(*c.plan, OptimizerKind::kAdamW, {10, -1})));
+  auto j = nlohmann::json::parse(plan_json(summarize(*c.plan, OptimizerKind::AdamW, {10, -1})));
   EXPECT_EQ(j["format"], "layerfreeze.plan/1");
   EXPECT_EQ(j["model"]["num_layers"], 12);
   EXPECT_EQ(j["model"]["numel"], 124439808);

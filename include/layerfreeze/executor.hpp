@@ -1,0 +1,136 @@
+// Executor: applies a freezing strategy to a live LibTorch module during training. It compiles
+// the rules against the module's own parameters, then at each epoch/step sets `requires_grad`
+// (and drops the gradient of what it freezes) for exactly the parameters whose state changes.
+// A call with no change costs a few integer comparisons.
+//
+//   layerfreeze::PlanOptions po;
+//   po.sets = {"total_epochs=10"};
+//   layerfreeze::Executor ex(*model, "preset:gradual_unfreeze", po);
+//   torch::optim::AdamW opt(ex.trainable_parameters(), torch::optim::AdamWOptions(1e-4));
+//   ex.attach_optimizer(opt);
+//   for (int64_t epoch = 0; epoch < 10; ++epoch) {
+//     ex.on_epoch_begin(epoch);
+//     for (...) { ex.on_step(step++); ...; opt.step(); }
+//   }
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "layerfreeze/diagnostics.hpp"
+#include "layerfreeze/inventory.hpp"
+
+namespace at {
+class Tensor;
+}
+namespace torch {
+using at::Tensor;
+namespace nn {
+class Module;
+}
+namespace jit {
+struct Module;
+}
+namespace optim {
+class Optimizer;
+}
+}  // namespace torch
+
+namespace layerfreeze {
+
+/// How to compile the rules for a live module.
+struct PlanOptions {
+  std::vector<std::string> sets;           // --set KEY=VALUE overrides, in order
+  std::string section;                      // dotted key of the strategy in a larger YAML
+  std::optional<int64_t> steps_per_epoch;   // orders epoch and step triggers
+  bool strict = false;                      // selectors that match nothing are errors
+};
+
+/// What a checkpoint must keep so a resumed run lands in the same state.
+struct ExecutorState {
+  std::string fingerprint;  // of the plan; a mismatch is refused on restore
+  int64_t epoch = 0;
+  int64_t step = 0;
+};
+
+class Executor {
+ public:
+  /// Compiles `rules` (a path or "preset:NAME") against `model` and applies the state at the
+  /// start (epoch 0, step 0). Throws DiagnosticError (all diagnostics, file:line:col) when the
+  /// rules or the binding are invalid; the model is then left as it was.
+  Executor(torch::nn::Module& model, const std::string& rules, PlanOptions options = {});
+  Executor(torch::jit::Module& model, const std::string& rules, PlanOptions options = {});
+  ~Executor();
+  Executor(Executor&&) noexcept;
+  Executor& operator=(Executor&&) noexcept;
+
+  /// Lets the executor keep `optimizer` consistent: the state of parameters it freezes is
+  /// dropped (per the plan's `optimizer_state` option), and parameters it unfreezes that the
+  /// optimizer does not hold yet are added as a new param group per stage, with the learning
+  /// rate scaled by `unfreeze_lr_scale` (and the discriminative `lr_decay`). The optimizer must
+  /// outlive the executor or be detached.
+  void attach_optimizer(torch::optim::Optimizer& optimizer);
+  void detach_optimizer();
+
+  /// Training time. Each returns true when the frozen set changed. `seek` moves to any time,
+  /// backwards included (a resumed run); moving forward it applies every stage on the way in
+  /// order, so optimizer groups end up as if every epoch had been stepped through.
+  bool on_epoch_begin(int64_t epoch);
+  bool on_step(int64_t global_step);
+  bool seek(int64_t epoch, int64_t global_step = 0);
+
+  /// Re-puts frozen BatchNorm modules in eval mode (policy `batchnorm: eval_when_frozen`);
+  /// on_epoch_begin and on_step call it, so a trainer's `model->train()` is undone at once.
+  void enforce_modes();
+
+  ExecutorState state() const;
+  /// Seeks to a checkpointed time. Throws DiagnosticError when the checkpoint was written with
+  /// another plan (fingerprint mismatch).
+  void restore(const ExecutorState& state);
+
+  /// Trainable parameters now, each tensor once (a tied weight handed twice to a LibTorch
+  /// optimizer is stepped twice), in registration order.
+  std::vector<torch::Tensor> trainable_parameters() const;
+  std::vector<std::string> frozen_names() const;
+  int64_t trainable_numel() const;
+  int64_t frozen_numel() const;
+  int32_t num_layers() const;
+  const std::string& fingerprint() const;
+  /// The plan as `layerfreeze plan` prints it (text), up to `epochs`.
+  std::string plan_text(int64_t epochs = -1) const;
+  /// Warnings of the compile (tied tensors, no-match, `other` parameters).
+  const std::vector<Diagnostic>& warnings() const;
+  /// The module's inventory as discovery annotated it (layers, roles), in the plan's order.
+  const Inventory& inventory() const;
+  /// Whether parameter `i` (an inventory index) is frozen now.
+  bool is_frozen(size_t i) const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Every parameter of `model` that requires a gradient, each tensor once.
+std::vector<torch::Tensor> trainable_parameters(torch::nn::Module& model);
+
+/// FrozenGuard remembers a checksum of every frozen parameter and reports any that changed —
+/// catching an optimizer step, a weight-decay term or a stray in-place write to a "frozen" weight.
+class FrozenGuard {
+ public:
+  explicit FrozenGuard(torch::nn::Module& model);
+  ~FrozenGuard();
+  /// Re-takes the checksums of the parameters frozen now.
+  void snapshot();
+  /// Names of frozen parameters whose values differ from the snapshot.
+  std::vector<std::string> changed() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace layerfreeze

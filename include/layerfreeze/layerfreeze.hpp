@@ -1,0 +1,94 @@
+// The seed API (shared/seed/layer_utils.md) in C++: freezing helpers for any torch::nn::Module
+// (and TorchScript modules where it makes sense), implemented through the shipped presets, the
+// compiler and the executor — one source of truth for every strategy. Semantics: DESIGN.md §4.
+//
+// Freeze functions are imperative and compose: each freezes what it selects (requires_grad =
+// false, gradient dropped) and leaves every other parameter as it is. They return the number of
+// scalar parameters selected. Invalid arguments throw std::invalid_argument naming the model's
+// layer count.
+#pragma once
+
+#include <cstdint>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "layerfreeze/executor.hpp"
+#include "layerfreeze/optimizer_kind.hpp"
+
+namespace layerfreeze {
+
+int64_t freeze_model(torch::nn::Module& model);
+int64_t freeze_first_n_layers(torch::nn::Module& model, int64_t n);
+int64_t freeze_last_n_layers(torch::nn::Module& model, int64_t n);
+int64_t freeze_except_last_n(torch::nn::Module& model, int64_t n);
+int64_t freeze_embeddings(torch::nn::Module& model);
+int64_t freeze_by_name(torch::nn::Module& model, const std::vector<std::string>& patterns,
+                       bool case_sensitive = true);
+int64_t freeze_by_name(torch::nn::Module& model, const std::string& pattern, bool case_sensitive = true);
+/// Makes every parameter trainable; returns the model's total numel.
+int64_t unfreeze_model(torch::nn::Module& model);
+
+int64_t get_trainable_params(const torch::nn::Module& model);
+double get_frozen_percentage(const torch::nn::Module& model);  // 0..100
+int64_t get_num_layers(const torch::nn::Module& model);
+
+void print_layer_status(const torch::nn::Module& model, bool show_all = false, std::ostream& out = std::cout);
+std::string layer_status(const torch::nn::Module& model, bool show_all = false);
+
+/// Head first, then the layers top-down over `total_epochs` (DESIGN.md §4). Owns the state of
+/// every parameter from its construction on; `step(e)` is idempotent and may jump (resume).
+class GradualUnfreezer {
+ public:
+  GradualUnfreezer(torch::nn::Module& model, int64_t total_epochs,
+                   std::optional<int64_t> unfreeze_embeddings_at = std::nullopt, bool freeze_embeddings = true,
+                   bool verbose = true, std::ostream& out = std::cout);
+  ~GradualUnfreezer();
+  void step(int64_t epoch);
+  /// The executor behind it (attach an optimizer, checkpoint its state).
+  Executor& executor();
+
+ private:
+  std::unique_ptr<Executor> executor_;
+  torch::nn::Module* model_;
+  bool verbose_;
+  std::ostream* out_;
+};
+
+int64_t setup_lp_lora_style(torch::nn::Module& model, double freeze_ratio = 0.5, bool freeze_embed = true);
+
+struct MemorySavings {
+  int64_t frozen_params = 0, trainable_params = 0;  // scalar parameters
+  int64_t gradient_saved_bytes = 0, optimizer_saved_bytes = 0;
+  double gradient_saved_gb = 0, optimizer_saved_gb = 0, total_saved_gb = 0;  // GB = 1e9 bytes
+};
+MemorySavings get_memory_savings_estimate(const torch::nn::Module& model,
+                                          OptimizerKind optimizer = OptimizerKind::AdamW);
+
+/// Modules that directly own parameters (a tied alias counts), in registration order; with
+/// `include_params`, every canonical parameter name.
+std::vector<std::string> get_layer_names(const torch::nn::Module& model, bool include_params = false);
+
+struct TrainingTimeEstimate {
+  int64_t steps_per_epoch = 0, total_steps = 0;
+  double total_seconds = 0;
+  std::string formatted;  // "1h 18m 7s"
+};
+TrainingTimeEstimate estimate_training_time(const torch::nn::Module& model, int64_t num_samples, int64_t batch_size,
+                                            int64_t num_epochs, double ms_per_step = 500.0);
+
+void print_model_summary(const torch::nn::Module& model, int max_depth = 3, std::ostream& out = std::cout);
+std::string model_summary(const torch::nn::Module& model, int max_depth = 3);
+
+// TorchScript overloads.
+int64_t freeze_model(torch::jit::Module& model);
+int64_t freeze_first_n_layers(torch::jit::Module& model, int64_t n);
+int64_t setup_lp_lora_style(torch::jit::Module& model, double freeze_ratio = 0.5, bool freeze_embed = true);
+int64_t unfreeze_model(torch::jit::Module& model);
+int64_t get_trainable_params(const torch::jit::Module& model);
+int64_t get_num_layers(const torch::jit::Module& model);
+std::string layer_status(const torch::jit::Module& model, bool show_all = false);
+
+}  // namespace layerfreeze

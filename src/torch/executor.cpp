@@ -1,0 +1,344 @@
+// The executor: the one place that touches live tensors. It compiles a strategy against the
+// module's own inventory and, at each change of state, flips requires_grad on exactly the
+// parameters that change (dropping the gradient of what it freezes), keeps an attached optimizer
+// consistent, and holds frozen BatchNorm modules in eval mode when the plan asks for it.
+#include "layerfreeze/executor.hpp"
+
+#include <c10/util/Exception.h>
+#include <c10/util/string_utils.h>
+#include <torch/csrc/jit/api/module.h>
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+
+#include <map>
+#include <unordered_set>
+
+#include "core/compiler.hpp"
+#include "core/hash.hpp"
+#include "core/rules_parser.hpp"
+#include "print/plan_printer.hpp"
+#include "torch/live_model.hpp"
+
+namespace layerfreeze {
+
+namespace {
+
+[[noreturn]] void throw_torch_error(const c10::Error& e, const std::string& what) {
+  Diagnostics d;
+  d.error("torch-error", what + ": " + e.what_without_backtrace());
+  throw DiagnosticError(std::move(d));
+}
+
+bool at_or_before(const Time& a, const Time& b) {
+  return (a.epoch < 0 || a.epoch <= b.epoch) && (a.step < 0 || a.step <= b.step);
+}
+
+}  // namespace
+
+struct Executor::Impl {
+  LiveModel live;
+  std::unique_ptr<Plan> plan;
+  std::unique_ptr<PlanCursor> cursor;
+  std::function<bool()> root_training;
+  Time now{0, 0};
+  torch::optim::Optimizer* optimizer = nullptr;
+  std::unordered_set<const void*> in_optimizer;
+  std::vector<size_t> frozen_bn;  // indices into live.batchnorms that are frozen now
+
+  void compile(const std::string& rules, const PlanOptions& o) {
+    Diagnostics diags;
+    SourceTexts sources;
+    RulesLoader loader(diags, sources);
+    auto strategy = loader.load(rules, o.section);
+    if (!strategy) throw DiagnosticError(std::move(diags), &sources);
+    CompileOptions co;
+    co.sets = o.sets;
+    co.steps_per_epoch = o.steps_per_epoch;
+    co.strict = o.strict;
+    auto compiled = layerfreeze::compile(*strategy, live.inventory, co, diags);
+    if (!compiled) throw DiagnosticError(std::move(diags), &sources);
+    plan = std::make_unique<Plan>(std::move(*compiled));
+    cursor = std::make_unique<PlanCursor>(*plan);
+  }
+
+  // Puts every parameter in the state of the plan at the start; nothing else has happened yet.
+  void start() {
+    try {
+      cursor->seek({0, 0});
+      const Bitset& f = cursor->frozen();
+      for (size_t i = 0; i < live.tensors.size(); ++i) set_frozen(i, f.test(i));
+      update_modes();
+    } catch (const c10::Error& e) {
+      throw_torch_error(e, "applying the plan");
+    }
+  }
+
+  void set_frozen(size_t i, bool frozen) {
+    at::Tensor& t = live.tensors[i];
+    if (frozen) {
+      t.requires_grad_(false);
+      // zero_grad() in LibTorch 1.13 keeps the gradient defined, and momentum, Adam moments and
+      // weight decay then keep moving a "frozen" weight: drop it.
+      t.mutable_grad().reset();
+      if (optimizer && plan->options.optimizer_state == Options::OptimizerState::kDrop)
+        optimizer->state().erase(c10::guts::to_string(t.unsafeGetTensorImpl()));
+    } else {
+      t.requires_grad_(true);
+    }
+  }
+
+  // Applies what changed at the cursor's last move; new trainable tensors join the optimizer as
+  // one param group per learning-rate scale.
+  void apply_changes() {
+    for (uint32_t i : cursor->newly_frozen()) set_frozen(i, true);
+    std::map<double, std::vector<at::Tensor>> groups;
+    for (uint32_t i : cursor->newly_unfrozen()) {
+      set_frozen(i, false);
+      if (optimizer && !in_optimizer.count(live.tensors[i].unsafeGetTensorImpl())) {
+        double scale = plan->options.unfreeze_lr_scale * plan->lr_scale(i);
+        groups[scale].push_back(live.tensors[i]);
+      }
+    }
+    for (auto& [scale, tensors] : groups) {
+      auto options = optimizer->defaults().clone();
+      options->set_lr(options->get_lr() * scale);
+      for (const auto& t : tensors) in_optimizer.insert(t.unsafeGetTensorImpl());
+      optimizer->add_param_group(torch::optim::OptimizerParamGroup(tensors, std::move(options)));
+    }
+    update_modes();
+  }
+
+  bool move_to(const Time& t) {
+    if (!cursor->stale(t)) {
+      now = t;
+      enforce_modes();
+      return false;
+    }
+    bool changed = false;
+    try {
+      // Forward: every change point on the way, in order, so optimizer groups come out as if
+      // each epoch had been stepped through.
+      if (at_or_before(now, t)) {
+        Time cur = now;
+        for (;;) {
+          auto next = next_point(cur, t);
+          if (!next) break;
+          if (cursor->seek(*next)) {
+            apply_changes();
+            changed = true;
+          }
+          cur = *next;
+        }
+      }
+      if (cursor->seek(t)) {
+        apply_changes();
+        changed = true;
+      }
+    } catch (const c10::Error& e) {
+      throw_torch_error(e, "applying a stage");
+    }
+    now = t;
+    return changed;
+  }
+
+  // The first change point after `cur` and not after `t`, if any: the nearer of the next epoch
+  // threshold and the next step threshold (ordered by steps_per_epoch when both exist).
+  std::optional<Time> next_point(const Time& cur, const Time& t) const {
+    Time n = plan->next_change(cur);
+    const auto spe = plan->options.steps_per_epoch;
+    std::optional<Time> by_epoch, by_step;
+    if (n.epoch >= 0 && n.epoch <= t.epoch) by_epoch = Time{n.epoch, spe ? std::max(cur.step, n.epoch * *spe) : cur.step};
+    if (n.step >= 0 && n.step <= t.step) by_step = Time{spe ? std::max(cur.epoch, n.step / *spe) : cur.epoch, n.step};
+    if (by_epoch && !at_or_before(*by_epoch, t)) by_epoch.reset();
+    if (by_step && !at_or_before(*by_step, t)) by_step.reset();
+    if (by_epoch && by_step) return (spe ? n.epoch * *spe : n.epoch) <= n.step ? by_epoch : by_step;
+    return by_epoch ? by_epoch : by_step;
+  }
+
+  void update_modes() {
+    frozen_bn.clear();
+    if (plan->options.batchnorm != Options::BatchNorm::kEvalWhenFrozen) return;
+    const Bitset& f = cursor->frozen();
+    for (size_t b = 0; b < live.batchnorms.size(); ++b) {
+      auto& bn = live.batchnorms[b];
+      bool frozen = !bn.params.empty();
+      for (uint32_t i : bn.params) frozen = frozen && f.test(i);
+      if (frozen) {
+        frozen_bn.push_back(b);
+        bn.set_training(false);
+      } else if (root_training) {
+        bn.set_training(root_training());
+      }
+    }
+  }
+
+  void enforce_modes() {
+    // One check in the common case: `model->train()` flips every submodule at once.
+    if (frozen_bn.empty() || !live.batchnorms[frozen_bn.front()].is_training()) return;
+    for (size_t b : frozen_bn) live.batchnorms[b].set_training(false);
+  }
+};
+
+Executor::Executor(torch::nn::Module& model, const std::string& rules, PlanOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  try {
+    impl_->live = live_model(model);
+  } catch (const c10::Error& e) {
+    throw_torch_error(e, "reading the module's parameters");
+  }
+  impl_->live.inventory.source = "the " + impl_->live.inventory.model_type + " module";
+  impl_->root_training = [&model] { return model.is_training(); };
+  impl_->compile(rules, options);
+  impl_->start();
+}
+
+Executor::Executor(torch::jit::Module& model, const std::string& rules, PlanOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  try {
+    impl_->live = live_model(model);
+  } catch (const c10::Error& e) {
+    throw_torch_error(e, "reading the module's parameters");
+  }
+  impl_->live.inventory.source = "the TorchScript " + impl_->live.inventory.model_type + " module";
+  torch::jit::Module root = model;
+  impl_->root_training = [root] { return root.is_training(); };
+  impl_->compile(rules, options);
+  impl_->start();
+}
+
+Executor::~Executor() = default;
+Executor::Executor(Executor&&) noexcept = default;
+Executor& Executor::operator=(Executor&&) noexcept = default;
+
+void Executor::attach_optimizer(torch::optim::Optimizer& optimizer) {
+  impl_->optimizer = &optimizer;
+  impl_->in_optimizer.clear();
+  for (const auto& group : optimizer.param_groups())
+    for (const auto& t : group.params()) impl_->in_optimizer.insert(t.unsafeGetTensorImpl());
+  // What is frozen now holds no optimizer state.
+  if (impl_->plan->options.optimizer_state == Options::OptimizerState::kDrop) {
+    const Bitset& f = impl_->cursor->frozen();
+    for (size_t i = 0; i < impl_->live.tensors.size(); ++i)
+      if (f.test(i)) optimizer.state().erase(c10::guts::to_string(impl_->live.tensors[i].unsafeGetTensorImpl()));
+  }
+}
+
+void Executor::detach_optimizer() {
+  impl_->optimizer = nullptr;
+  impl_->in_optimizer.clear();
+}
+
+bool Executor::on_epoch_begin(int64_t epoch) {
+  Time t = impl_->now;
+  t.epoch = epoch;
+  return impl_->move_to(t);
+}
+
+bool Executor::on_step(int64_t global_step) {
+  Time t = impl_->now;
+  t.step = global_step;
+  return impl_->move_to(t);
+}
+
+bool Executor::seek(int64_t epoch, int64_t global_step) { return impl_->move_to({epoch, global_step}); }
+
+void Executor::enforce_modes() { impl_->enforce_modes(); }
+
+ExecutorState Executor::state() const { return {impl_->plan->fingerprint(), impl_->now.epoch, impl_->now.step}; }
+
+void Executor::restore(const ExecutorState& s) {
+  if (s.fingerprint != impl_->plan->fingerprint()) {
+    Diagnostics d;
+    d.error("fingerprint-mismatch", "the checkpoint was written under plan " + s.fingerprint + ", but this plan is " +
+                                        impl_->plan->fingerprint(),
+            {}, {"the rules, their parameters or the model changed since the checkpoint"});
+    throw DiagnosticError(std::move(d));
+  }
+  seek(s.epoch, s.step);
+}
+
+std::vector<torch::Tensor> Executor::trainable_parameters() const {
+  std::vector<torch::Tensor> out;
+  for (const auto& t : impl_->live.tensors)
+    if (t.requires_grad()) out.push_back(t);
+  return out;
+}
+
+std::vector<std::string> Executor::frozen_names() const {
+  std::vector<std::string> out;
+  impl_->cursor->frozen().for_each([&](size_t i) { out.push_back(impl_->plan->inventory->params[i].name); });
+  return out;
+}
+
+int64_t Executor::frozen_numel() const {
+  int64_t n = 0;
+  impl_->cursor->frozen().for_each([&](size_t i) { n += impl_->plan->inventory->params[i].numel; });
+  return n;
+}
+
+int64_t Executor::trainable_numel() const { return impl_->plan->inventory->total_numel() - frozen_numel(); }
+int32_t Executor::num_layers() const { return impl_->plan->inventory->num_layers(); }
+const std::string& Executor::fingerprint() const { return impl_->plan->fingerprint(); }
+const std::vector<Diagnostic>& Executor::warnings() const { return impl_->plan->warnings; }
+const Inventory& Executor::inventory() const { return *impl_->plan->inventory; }
+bool Executor::is_frozen(size_t i) const { return impl_->cursor->frozen().test(i); }
+
+std::string Executor::plan_text(int64_t epochs) const {
+  Time horizon{epochs, -1};
+  if (epochs < 0) {
+    int64_t last = 0;
+    for (const auto& st : impl_->plan->stages) last = std::max(last, st.at + 1);
+    horizon.epoch = last;
+    horizon.step = last;
+  }
+  return layerfreeze::plan_text(summarize(*impl_->plan, OptimizerKind::AdamW, horizon));
+}
+
+std::vector<torch::Tensor> trainable_parameters(torch::nn::Module& model) {
+  std::vector<torch::Tensor> out;
+  std::unordered_set<const void*> seen;
+  for (const auto& p : model.named_parameters(true))
+    if (p.value().requires_grad() && seen.insert(p.value().unsafeGetTensorImpl()).second) out.push_back(p.value());
+  return out;
+}
+
+struct FrozenGuard::Impl {
+  torch::nn::Module* model;
+  std::vector<std::pair<std::string, at::Tensor>> frozen;
+  std::vector<uint64_t> sums;
+};
+
+namespace {
+uint64_t checksum(const at::Tensor& t) {
+  at::Tensor c = t.detach().contiguous().to(at::kCPU);
+  Hasher h;
+  h.add_bytes(c.data_ptr(), c.numel() * c.element_size());
+  return h.value();
+}
+}  // namespace
+
+FrozenGuard::FrozenGuard(torch::nn::Module& model) : impl_(std::make_unique<Impl>()) {
+  impl_->model = &model;
+  snapshot();
+}
+FrozenGuard::~FrozenGuard() = default;
+
+void FrozenGuard::snapshot() {
+  impl_->frozen.clear();
+  impl_->sums.clear();
+  std::unordered_set<const void*> seen;
+  for (const auto& p : impl_->model->named_parameters(true)) {
+    if (p.value().requires_grad() || !seen.insert(p.value().unsafeGetTensorImpl()).second) continue;
+    impl_->frozen.emplace_back(p.key(), p.value());
+    impl_->sums.push_back(checksum(p.value()));
+  }
+}
+
+std::vector<std::string> FrozenGuard::changed() const {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < impl_->frozen.size(); ++i)
+    if (checksum(impl_->frozen[i].second) != impl_->sums[i]) out.push_back(impl_->frozen[i].first);
+  return out;
+}
+
+}  // namespace layerfreeze

@@ -1,0 +1,151 @@
+#include "torch/live_model.hpp"
+
+#include <torch/csrc/jit/api/module.h>
+#include <torch/nn/module.h>
+
+#include <map>
+#include <unordered_map>
+
+namespace layerfreeze {
+
+std::string short_type_name(const std::string& qualified) {
+  std::string s = qualified;
+  // Last component after "::" or ".".
+  size_t cut = s.rfind("::");
+  if (cut != std::string::npos) s = s.substr(cut + 2);
+  cut = s.rfind('.');
+  if (cut != std::string::npos) s = s.substr(cut + 1);
+  if (s.size() > 4 && s.compare(s.size() - 4, 4, "Impl") == 0) s.resize(s.size() - 4);
+  return s;
+}
+
+namespace {
+
+const char* dtype_name(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kLong: return "int64";
+    case at::kInt: return "int32";
+    case at::kShort: return "int16";
+    case at::kChar: return "int8";
+    case at::kByte: return "uint8";
+    case at::kBool: return "bool";
+    case at::kComplexFloat: return "complex64";
+    case at::kComplexDouble: return "complex128";
+    default: return "";
+  }
+}
+
+// Adds (name, tensor) pairs in registration order, merging tied tensors into one entry.
+class Collector {
+ public:
+  explicit Collector(LiveModel& m) : m_(m) {}
+
+  void add(const std::string& name, const at::Tensor& t, const std::string& module_type) {
+    if (m_.inventory.contains(name)) return;
+    const void* id = t.unsafeGetTensorImpl();
+    auto it = by_impl_.find(id);
+    if (it != by_impl_.end()) {
+      m_.inventory.add_alias(m_.inventory.params[it->second].name, name);
+      return;
+    }
+    Param p;
+    p.name = name;
+    p.shape = t.sizes().vec();
+    p.numel = t.numel();
+    p.dtype = dtype_name(t);
+    p.module_type = module_type;
+    uint32_t idx = m_.inventory.add(std::move(p));
+    by_impl_.emplace(id, idx);
+    m_.tensors.push_back(t);
+  }
+  std::optional<uint32_t> index_of(const at::Tensor& t) const {
+    auto it = by_impl_.find(t.unsafeGetTensorImpl());
+    if (it == by_impl_.end()) return std::nullopt;
+    return it->second;
+  }
+
+ private:
+  LiveModel& m_;
+  std::unordered_map<const void*, uint32_t> by_impl_;
+};
+
+std::string join(const std::string& prefix, const std::string& name) { return prefix.empty() ? name : prefix + "." + name; }
+
+}  // namespace
+
+LiveModel live_model(torch::nn::Module& model) {
+  LiveModel m;
+  m.inventory.model_type = short_type_name(model.name());
+  Collector c(m);
+  // named_parameters() is registration order, parent first; module types come from the module
+  // that registers each parameter.
+  std::map<std::string, std::string> type_of;
+  for (const auto& item : model.named_modules("", /*include_self=*/true)) {
+    const auto& mod = item.value();
+    std::string type = short_type_name(mod->name());
+    bool owns = false;
+    std::vector<uint32_t> own;
+    for (const auto& p : mod->named_parameters(/*recurse=*/false)) {
+      type_of[join(item.key(), p.key())] = type;
+      owns = true;
+    }
+    if (owns) m.owner_modules.push_back(item.key());
+    (void)own;
+  }
+  for (const auto& p : model.named_parameters(/*recurse=*/true)) c.add(p.key(), p.value(), type_of[p.key()]);
+  for (const auto& item : model.named_modules("", true)) {
+    const auto& mod = item.value();
+    std::string type = short_type_name(mod->name());
+    if (type.find("BatchNorm") == std::string::npos) continue;
+    LiveModel::ModeModule mm;
+    mm.name = item.key();
+    for (const auto& p : mod->named_parameters(false))
+      if (auto i = c.index_of(p.value())) mm.params.push_back(*i);
+    std::shared_ptr<torch::nn::Module> keep = mod;
+    mm.set_training = [keep](bool on) { keep->train(on); };
+    mm.is_training = [keep] { return keep->is_training(); };
+    m.batchnorms.push_back(std::move(mm));
+  }
+  return m;
+}
+
+LiveModel live_model(torch::jit::Module& model) {
+  LiveModel m;
+  auto type_of_module = [](const torch::jit::Module& mod) {
+    auto name = mod.type()->name();
+    std::string q = name ? name->qualifiedName() : "";
+    // "__torch__.torch.nn.modules.linear.___torch_mangle_3.Linear": the class is the last part.
+    return short_type_name(q);
+  };
+  m.inventory.model_type = type_of_module(model);
+  Collector c(m);
+  std::map<std::string, std::string> type_of;
+  for (const auto& item : model.named_modules()) {
+    std::string type = type_of_module(item.value);
+    bool owns = false;
+    for (const auto& p : item.value.named_parameters(/*recurse=*/false)) {
+      type_of[join(item.name, p.name)] = type;
+      owns = true;
+    }
+    if (owns) m.owner_modules.push_back(item.name);
+  }
+  for (const auto& p : model.named_parameters(/*recurse=*/true)) c.add(p.name, p.value, type_of[p.name]);
+  for (const auto& item : model.named_modules()) {
+    if (type_of_module(item.value).find("BatchNorm") == std::string::npos) continue;
+    LiveModel::ModeModule mm;
+    mm.name = item.name;
+    for (const auto& p : item.value.named_parameters(false))
+      if (auto i = c.index_of(p.value)) mm.params.push_back(*i);
+    torch::jit::Module keep = item.value;
+    mm.set_training = [keep](bool on) mutable { keep.train(on); };
+    mm.is_training = [keep] { return keep.is_training(); };
+    m.batchnorms.push_back(std::move(mm));
+  }
+  return m;
+}
+
+}  // namespace layerfreeze

@@ -1,0 +1,409 @@
+// The seed API (DESIGN.md §4) on top of the presets, the compiler and the executor: each
+// function compiles a shipped preset against the module's live inventory and applies what it
+// selects, so `layerfreeze plan preset:NAME` shows exactly what the function does.
+#include "layerfreeze/layerfreeze.hpp"
+
+#include <c10/util/Exception.h>
+#include <torch/csrc/jit/api/module.h>
+#include <torch/nn/module.h>
+
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+#include <unordered_set>
+
+#include "core/compiler.hpp"
+#include "core/layer_discovery.hpp"
+#include "core/rules_parser.hpp"
+#include "print/format.hpp"
+#include "print/plan_summary.hpp"
+#include "torch/live_model.hpp"
+
+namespace layerfreeze {
+
+namespace {
+
+LiveModel live(const torch::nn::Module& m) {
+  try {
+    LiveModel l = live_model(const_cast<torch::nn::Module&>(m));
+    l.inventory.source = "the " + l.inventory.model_type + " module";
+    return l;
+  } catch (const c10::Error& e) {
+    throw std::invalid_argument(std::string("cannot read the module's parameters: ") + e.what_without_backtrace());
+  }
+}
+
+LiveModel live(const torch::jit::Module& m) {
+  try {
+    LiveModel l = live_model(const_cast<torch::jit::Module&>(m));
+    l.inventory.source = "the TorchScript " + l.inventory.model_type + " module";
+    return l;
+  } catch (const c10::Error& e) {
+    throw std::invalid_argument(std::string("cannot read the module's parameters: ") + e.what_without_backtrace());
+  }
+}
+
+// Discovery on a live inventory (what `get_num_layers` and the status table need).
+Inventory discovered(Inventory inv) {
+  Diagnostics d;
+  discover_layers(inv, DiscoveryPatterns::shipped(), d);
+  return inv;
+}
+
+// Compiles a shipped preset against the live model; the frozen set at the start is what the
+// seed function selects. Errors become std::invalid_argument (their text names the layer count).
+Bitset selected_by(const LiveModel& m, const std::string& preset, const std::vector<std::string>& sets) {
+  Diagnostics diags;
+  SourceTexts sources;
+  RulesLoader loader(diags, sources);
+  auto s = loader.load("preset:" + preset);
+  std::optional<Plan> plan;
+  if (s) {
+    CompileOptions o;
+    o.sets = sets;
+    plan = compile(*s, m.inventory, o, diags);
+  }
+  if (!plan) {
+    std::string msg;
+    for (const auto& d : diags.items())
+      if (d.severity == Severity::kError) msg += (msg.empty() ? "" : "; ") + d.message;
+    throw std::invalid_argument(preset + ": " + msg);
+  }
+  return plan->frozen_at({0, 0});
+}
+
+void set_frozen(at::Tensor& t, bool frozen) {
+  t.requires_grad_(!frozen);
+  if (frozen) t.mutable_grad().reset();
+}
+
+int64_t freeze_selected(LiveModel m, const std::string& preset, const std::vector<std::string>& sets) {
+  Bitset sel = selected_by(m, preset, sets);
+  int64_t n = 0;
+  try {
+    sel.for_each([&](size_t i) {
+      set_frozen(m.tensors[i], true);
+      n += m.inventory.params[i].numel;
+    });
+  } catch (const c10::Error& e) {
+    throw std::invalid_argument(std::string("freezing failed: ") + e.what_without_backtrace());
+  }
+  return n;
+}
+
+std::string count_arg(const char* name, int64_t v) { return std::string(name) + "=" + std::to_string(v); }
+
+// YAML flow list of single-quoted strings: ['a', 'it''s'].
+std::string yaml_list(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) {
+    std::string q;
+    for (char c : items[i]) q += c == '\'' ? std::string("''") : std::string(1, c);
+    out += (i ? ", '" : "'") + q + "'";
+  }
+  return out + "]";
+}
+
+Bitset frozen_mask(const LiveModel& m) {
+  Bitset f(m.tensors.size());
+  for (size_t i = 0; i < m.tensors.size(); ++i)
+    if (!m.tensors[i].requires_grad()) f.set(i);
+  return f;
+}
+
+int64_t unfreeze_all(LiveModel m) {
+  int64_t n = 0;
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    m.tensors[i].requires_grad_(true);
+    n += m.inventory.params[i].numel;
+  }
+  return n;
+}
+
+int64_t trainable_of(const LiveModel& m) {
+  int64_t n = 0;
+  for (size_t i = 0; i < m.tensors.size(); ++i)
+    if (m.tensors[i].requires_grad()) n += m.inventory.params[i].numel;
+  return n;
+}
+
+[[noreturn]] void bad_argument(const LiveModel& m, const std::string& what) {
+  Inventory inv = discovered(m.inventory);
+  throw std::invalid_argument(what + " (" + inv.source + " has " + describe_layers(inv) + ")");
+}
+
+// Code points, for aligning box-drawing tables.
+size_t width(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+std::string pad(const std::string& s, size_t w, bool right = false) {
+  size_t have = width(s);
+  std::string fill(have < w ? w - have : 0, ' ');
+  return right ? fill + s : s + fill;
+}
+
+}  // namespace
+
+int64_t freeze_model(torch::nn::Module& model) { return freeze_selected(live(model), "freeze_all", {}); }
+int64_t freeze_first_n_layers(torch::nn::Module& model, int64_t n) {
+  return freeze_selected(live(model), "freeze_first_n", {count_arg("n", n)});
+}
+int64_t freeze_last_n_layers(torch::nn::Module& model, int64_t n) {
+  return freeze_selected(live(model), "freeze_last_n", {count_arg("n", n)});
+}
+int64_t freeze_except_last_n(torch::nn::Module& model, int64_t n) {
+  return freeze_selected(live(model), "freeze_except_last_n", {count_arg("n", n)});
+}
+int64_t freeze_embeddings(torch::nn::Module& model) { return freeze_selected(live(model), "freeze_embeddings", {}); }
+int64_t freeze_by_name(torch::nn::Module& model, const std::vector<std::string>& patterns, bool case_sensitive) {
+  if (patterns.empty()) return 0;
+  return freeze_selected(live(model), "freeze_by_name",
+                         {"patterns=" + yaml_list(patterns), std::string("case_sensitive=") + (case_sensitive ? "true" : "false")});
+}
+int64_t freeze_by_name(torch::nn::Module& model, const std::string& pattern, bool case_sensitive) {
+  return freeze_by_name(model, std::vector<std::string>{pattern}, case_sensitive);
+}
+int64_t unfreeze_model(torch::nn::Module& model) { return unfreeze_all(live(model)); }
+
+int64_t setup_lp_lora_style(torch::nn::Module& model, double freeze_ratio, bool freeze_embed) {
+  LiveModel m = live(model);
+  if (!(freeze_ratio >= 0.0 && freeze_ratio <= 1.0))
+    bad_argument(m, "freeze_ratio must be in [0, 1], got " + std::to_string(freeze_ratio));
+  char ratio[64];
+  std::snprintf(ratio, sizeof ratio, "freeze_ratio=%.17g", freeze_ratio);
+  return freeze_selected(std::move(m), "lp_lora", {ratio, std::string("freeze_embed=") + (freeze_embed ? "true" : "false")});
+}
+
+int64_t get_trainable_params(const torch::nn::Module& model) { return trainable_of(live(model)); }
+
+double get_frozen_percentage(const torch::nn::Module& model) {
+  LiveModel m = live(model);
+  int64_t total = m.inventory.total_numel();
+  return total > 0 ? 100.0 * static_cast<double>(total - trainable_of(m)) / static_cast<double>(total) : 0.0;
+}
+
+int64_t get_num_layers(const torch::nn::Module& model) { return discovered(live(model).inventory).num_layers(); }
+
+std::string layer_status(const torch::nn::Module& model, bool show_all) {
+  LiveModel m = live(model);
+  return layer_status_table(discovered(m.inventory), frozen_mask(m), show_all);
+}
+
+void print_layer_status(const torch::nn::Module& model, bool show_all, std::ostream& out) {
+  out << layer_status(model, show_all);
+}
+
+GradualUnfreezer::GradualUnfreezer(torch::nn::Module& model, int64_t total_epochs, std::optional<int64_t> unfreeze_embeddings_at,
+                                   bool freeze_embeddings, bool verbose, std::ostream& out)
+    : model_(&model), verbose_(verbose), out_(&out) {
+  LiveModel m = live(model);
+  if (total_epochs < 1) bad_argument(m, "total_epochs must be at least 1, got " + std::to_string(total_epochs));
+  if (unfreeze_embeddings_at && *unfreeze_embeddings_at < 0)
+    bad_argument(m, "unfreeze_embeddings_at must not be negative, got " + std::to_string(*unfreeze_embeddings_at));
+  PlanOptions o;
+  o.sets = {count_arg("total_epochs", total_epochs),
+            "unfreeze_embeddings_at=" + (unfreeze_embeddings_at ? std::to_string(*unfreeze_embeddings_at) : std::string("null")),
+            std::string("freeze_embeddings=") + (freeze_embeddings ? "true" : "false")};
+  try {
+    executor_ = std::make_unique<Executor>(model, "preset:gradual_unfreeze", o);
+  } catch (const DiagnosticError& e) {
+    throw std::invalid_argument(e.what());
+  }
+  if (verbose_) {
+    // A tensor shared by the embeddings and the head follows the embeddings: say so once.
+    for (const auto& p : executor_->inventory().params)
+      for (size_t k = 0; k < p.aliases.size() && k < p.alias_roles.size(); ++k)
+        if (p.role == Role::kEmbeddings && p.alias_roles[k] == Role::kHead)
+          *out_ << "GradualUnfreezer: '" << p.aliases[k] << "' is the same tensor as '" << p.name
+                << "'; it follows the embeddings (frozen while they are)\n";
+  }
+}
+
+GradualUnfreezer::~GradualUnfreezer() = default;
+
+Executor& GradualUnfreezer::executor() { return *executor_; }
+
+void GradualUnfreezer::step(int64_t epoch) {
+  if (epoch < 0) {
+    Inventory inv = executor_->inventory();
+    throw std::invalid_argument("epoch must not be negative, got " + std::to_string(epoch) + " (" + inv.source + " has " +
+                                describe_layers(inv) + ")");
+  }
+  const Inventory& inv = executor_->inventory();
+  std::vector<bool> before(inv.params.size());
+  for (size_t i = 0; i < before.size(); ++i) before[i] = executor_->is_frozen(i);
+  if (!executor_->seek(epoch, 0) || !verbose_) return;
+  // One line per change: which layers opened (or closed), and what trains now.
+  std::vector<int32_t> opened, closed;
+  size_t other_opened = 0, other_closed = 0;
+  for (size_t i = 0; i < before.size(); ++i) {
+    bool now = executor_->is_frozen(i);
+    if (now == before[i]) continue;
+    int32_t l = inv.params[i].layer;
+    auto& list = now ? closed : opened;
+    if (l >= 0) {
+      if (list.empty() || list.back() != l) list.push_back(l);
+    } else {
+      ++(now ? other_closed : other_opened);
+    }
+  }
+  auto describe = [](std::vector<int32_t> v) {
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+    std::string s;
+    for (size_t i = 0; i < v.size();) {
+      size_t j = i;
+      while (j + 1 < v.size() && v[j + 1] == v[j] + 1) ++j;
+      s += (s.empty() ? "" : ", ") + std::to_string(v[i]) + (j > i ? "-" + std::to_string(v[j]) : "");
+      i = j + 1;
+    }
+    return s;
+  };
+  int64_t total = inv.total_numel(), trainable = executor_->trainable_numel();
+  *out_ << "Epoch " << epoch << ":";
+  if (!opened.empty()) *out_ << " unfroze layer" << (opened.size() > 1 ? "s " : " ") << describe(opened);
+  if (other_opened) *out_ << (opened.empty() ? " unfroze " : " + ") << other_opened << " other parameter tensor" << (other_opened > 1 ? "s" : "");
+  if (!closed.empty()) *out_ << " froze layer" << (closed.size() > 1 ? "s " : " ") << describe(closed);
+  if (other_closed) *out_ << " froze " << other_closed << " other parameter tensor" << (other_closed > 1 ? "s" : "");
+  *out_ << " — trainable " << with_commas(trainable) << " of " << with_commas(total) << " (" << percent(trainable, total) << ")\n";
+}
+
+MemorySavings get_memory_savings_estimate(const torch::nn::Module& model, OptimizerKind optimizer) {
+  LiveModel m = live(model);
+  const int states = optimizer == OptimizerKind::SGD ? 0 : optimizer == OptimizerKind::SGDMomentum ? 1 : 2;
+  MemorySavings s;
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    const at::Tensor& t = m.tensors[i];
+    int64_t bytes = t.numel() * static_cast<int64_t>(t.element_size());
+    if (t.requires_grad()) {
+      s.trainable_params += t.numel();
+    } else {
+      s.frozen_params += t.numel();
+      s.gradient_saved_bytes += bytes;
+      s.optimizer_saved_bytes += bytes * states;
+    }
+  }
+  s.gradient_saved_gb = static_cast<double>(s.gradient_saved_bytes) / 1e9;
+  s.optimizer_saved_gb = static_cast<double>(s.optimizer_saved_bytes) / 1e9;
+  s.total_saved_gb = s.gradient_saved_gb + s.optimizer_saved_gb;
+  return s;
+}
+
+std::vector<std::string> get_layer_names(const torch::nn::Module& model, bool include_params) {
+  LiveModel m = live(model);
+  if (!include_params) return m.owner_modules;
+  std::vector<std::string> names;
+  for (const auto& p : m.inventory.params) names.push_back(p.name);
+  return names;
+}
+
+TrainingTimeEstimate estimate_training_time(const torch::nn::Module& model, int64_t num_samples, int64_t batch_size,
+                                            int64_t num_epochs, double ms_per_step) {
+  if (num_samples < 0 || batch_size <= 0 || num_epochs < 0 || !(ms_per_step >= 0) || !std::isfinite(ms_per_step)) {
+    LiveModel m = live(model);
+    bad_argument(m, "estimate_training_time needs num_samples >= 0, batch_size > 0, num_epochs >= 0 and a finite "
+                    "ms_per_step >= 0 (got " + std::to_string(num_samples) + ", " + std::to_string(batch_size) + ", " +
+                        std::to_string(num_epochs) + ", " + std::to_string(ms_per_step) + ")");
+  }
+  TrainingTimeEstimate e;
+  e.steps_per_epoch = (num_samples + batch_size - 1) / batch_size;
+  e.total_steps = e.steps_per_epoch * num_epochs;
+  e.total_seconds = static_cast<double>(e.total_steps) * ms_per_step / 1000.0;
+  int64_t secs = static_cast<int64_t>(e.total_seconds);
+  int64_t h = secs / 3600, mnt = (secs % 3600) / 60, sec = secs % 60;
+  if (h > 0) e.formatted = std::to_string(h) + "h " + std::to_string(mnt) + "m " + std::to_string(sec) + "s";
+  else if (mnt > 0) e.formatted = std::to_string(mnt) + "m " + std::to_string(sec) + "s";
+  else e.formatted = std::to_string(sec) + "s";
+  return e;
+}
+
+std::string model_summary(const torch::nn::Module& model, int max_depth) {
+  LiveModel m = live(model);
+  if (max_depth < 1) bad_argument(m, "max_depth must be at least 1, got " + std::to_string(max_depth));
+  // One row per module path cut to max_depth parts, in registration order.
+  struct Row {
+    std::string name;
+    int64_t numel = 0, frozen = 0;
+  };
+  std::vector<Row> rows;
+  std::map<std::string, size_t> index;
+  int64_t total = 0, frozen = 0, bytes = 0;
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    const Param& p = m.inventory.params[i];
+    std::string path = p.module_path().empty() ? p.name : p.module_path();
+    std::string key;
+    for (int d = 0, start = 0; d < max_depth; ++d) {
+      size_t dot = path.find('.', static_cast<size_t>(start));
+      key = path.substr(0, dot);
+      if (dot == std::string::npos) break;
+      start = static_cast<int>(dot) + 1;
+    }
+    auto it = index.find(key);
+    if (it == index.end()) {
+      it = index.emplace(key, rows.size()).first;
+      rows.push_back({key});
+    }
+    bool f = !m.tensors[i].requires_grad();
+    rows[it->second].numel += p.numel;
+    rows[it->second].frozen += f ? p.numel : 0;
+    total += p.numel;
+    frozen += f ? p.numel : 0;
+    bytes += p.numel * static_cast<int64_t>(m.tensors[i].element_size());
+  }
+  const size_t inner = 69;
+  auto line = [&](const std::string& text) { return "║  " + pad(text, inner - 2) + "║\n"; };
+  std::string bar(inner * 3, '\0');
+  bar.clear();
+  for (size_t i = 0; i < inner; ++i) bar += "═";
+  std::ostringstream o;
+  char mem[64];
+  std::snprintf(mem, sizeof mem, "~%.1f MB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  o << "╔" << bar << "╗\n" << line("MODEL SUMMARY") << "╠" << bar << "╣\n";
+  o << line("Model: " + m.inventory.model_type);
+  o << line("Total Parameters: " + with_commas(total));
+  o << line("Trainable: " + with_commas(total - frozen) + " (" + percent(total - frozen, total) + ")");
+  o << line("Frozen: " + with_commas(frozen) + " (" + percent(frozen, total) + ")");
+  o << line(std::string("Memory: ") + mem);
+  o << "╠" << bar << "╣\n";
+  o << line(pad("Layer", 37) + "│ " + pad("Parameters", 12, true) + " │ Status");
+  o << "╠" << bar << "╣\n";
+  for (const auto& r : rows) {
+    std::string status = r.frozen == 0 ? "✓" : r.frozen == r.numel ? "✗" : "partial";
+    std::string name = width(r.name) > 37 ? r.name.substr(0, 34) + "..." : r.name;
+    o << line(pad(name, 37) + "│ " + pad(with_commas(r.numel), 12, true) + " │ " + status);
+  }
+  o << "╚" << bar << "╝\n";
+  return o.str();
+}
+
+void print_model_summary(const torch::nn::Module& model, int max_depth, std::ostream& out) {
+  out << model_summary(model, max_depth);
+}
+
+// TorchScript overloads.
+int64_t freeze_model(torch::jit::Module& model) { return freeze_selected(live(model), "freeze_all", {}); }
+int64_t freeze_first_n_layers(torch::jit::Module& model, int64_t n) {
+  return freeze_selected(live(model), "freeze_first_n", {count_arg("n", n)});
+}
+int64_t setup_lp_lora_style(torch::jit::Module& model, double freeze_ratio, bool freeze_embed) {
+  LiveModel m = live(model);
+  if (!(freeze_ratio >= 0.0 && freeze_ratio <= 1.0))
+    bad_argument(m, "freeze_ratio must be in [0, 1], got " + std::to_string(freeze_ratio));
+  char ratio[64];
+  std::snprintf(ratio, sizeof ratio, "freeze_ratio=%.17g", freeze_ratio);
+  return freeze_selected(std::move(m), "lp_lora", {ratio, std::string("freeze_embed=") + (freeze_embed ? "true" : "false")});
+}
+int64_t unfreeze_model(torch::jit::Module& model) { return unfreeze_all(live(model)); }
+int64_t get_trainable_params(const torch::jit::Module& model) { return trainable_of(live(model)); }
+int64_t get_num_layers(const torch::jit::Module& model) { return discovered(live(model).inventory).num_layers(); }
+std::string layer_status(const torch::jit::Module& model, bool show_all) {
+  LiveModel m = live(model);
+  return layer_status_table(discovered(m.inventory), frozen_mask(m), show_all);
+}
+
+}  // namespace layerfreeze

@@ -1,0 +1,218 @@
+// The executor in real LibTorch training loops: frozen means frozen under SGD (momentum, weight
+// decay), Adam and AdamW, also for parameters frozen after they had gradients; BatchNorm policy;
+// optimizer state and param groups; seek equals stepping; checkpoints.
+#include <gtest/gtest.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/sgd.h>
+
+#include <fstream>
+#include <map>
+
+#include "layerfreeze/executor.hpp"
+#include "torch_models.hpp"
+
+namespace layerfreeze {
+namespace {
+
+using test::GPT2LMHeadModel;
+
+std::string write_rules(const std::string& name, const std::string& text) {
+  std::string path = testing::TempDir() + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+void train_step(GPT2LMHeadModel& m, torch::optim::Optimizer& opt) {
+  auto idx = torch::randint(0, 64, {2, 8});
+  auto loss = torch::nn::functional::cross_entropy(m->forward(idx).view({-1, 64}), idx.view({-1}));
+  opt.zero_grad();
+  loss.backward();
+  opt.step();
+}
+
+std::map<std::string, torch::Tensor> snapshot_frozen(torch::nn::Module& m) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& p : m.named_parameters())
+    if (!p.value().requires_grad()) out[p.key()] = p.value().detach().clone();
+  return out;
+}
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& kind, const std::vector<torch::Tensor>& params) {
+  if (kind == "sgd") return std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(0.1).momentum(0.9).weight_decay(0.1));
+  if (kind == "adam") return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(1e-2).weight_decay(0.1));
+  return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(1e-2).weight_decay(0.1));
+}
+
+const char* kFreezeAtEpoch1 =
+    "stages:\n"
+    "  - at: {epoch: 1}\n"
+    "    rules:\n"
+    "      - freeze: [embeddings, {layers: \"0:3\"}]\n";
+
+TEST(Executor, FrozenMeansFrozenForEveryOptimizer) {
+  for (const std::string kind : {"sgd", "adam", "adamw"}) {
+    torch::manual_seed(3);
+    GPT2LMHeadModel m;
+    Executor ex(*m, write_rules("freeze_at_1.yaml", kFreezeAtEpoch1));
+    auto opt = make_optimizer(kind, ex.trainable_parameters());
+    ex.attach_optimizer(*opt);
+    ex.on_epoch_begin(0);
+    for (int s = 0; s < 3; ++s) train_step(m, *opt);  // momentum and moments build up
+    EXPECT_TRUE(ex.on_epoch_begin(1));
+    auto frozen = snapshot_frozen(*m);
+    ASSERT_EQ(frozen.size(), 3u * 12u + 3u);  // wte (= lm_head, both names), wpe, layers 0-2
+    FrozenGuard guard(*m);
+    auto trainable_before = m->transformer->h[5]->as<test::Block>()->mlp->c_fc->weight.detach().clone();
+    for (int s = 0; s < 5; ++s) train_step(m, *opt);
+    for (const auto& [name, before] : frozen)
+      EXPECT_TRUE(torch::equal(m->named_parameters()[name], before)) << kind << ": " << name << " moved";
+    EXPECT_TRUE(guard.changed().empty()) << kind;
+    EXPECT_FALSE(torch::equal(m->transformer->h[5]->as<test::Block>()->mlp->c_fc->weight, trainable_before)) << kind;
+  }
+}
+
+TEST(Executor, WithoutDroppingTheGradientAFrozenWeightMoves) {
+  // The control: what the executor prevents. requires_grad_(false) + zero_grad() keeps the
+  // gradient defined (zeroed), and momentum and weight decay keep moving the weight.
+  torch::manual_seed(3);
+  GPT2LMHeadModel m;
+  torch::optim::SGD opt(trainable_parameters(*m), torch::optim::SGDOptions(0.1).momentum(0.9).weight_decay(0.1));
+  for (int s = 0; s < 3; ++s) train_step(m, opt);
+  auto w = m->transformer->wpe->weight;
+  w.requires_grad_(false);
+  auto before = w.detach().clone();
+  FrozenGuard guard(*m);
+  for (int s = 0; s < 3; ++s) train_step(m, opt);
+  EXPECT_FALSE(torch::equal(w, before));
+  EXPECT_EQ(guard.changed(), std::vector<std::string>{"transformer.wpe.weight"});
+}
+
+TEST(Executor, OptimizerStateIsDroppedAndUnfrozenParametersJoinAsAGroup) {
+  torch::manual_seed(4);
+  GPT2LMHeadModel m;
+  std::string rules = write_rules("groups.yaml",
+                                  "options: {unfreeze_lr_scale: 0.1}\n"
+                                  "rules:\n  - freeze: {layers: \"0:2\"}\n"
+                                  "stages:\n"
+                                  "  - at: {epoch: 1}\n    rules: [{freeze: {layers: 5}}]\n"
+                                  "  - at: {epoch: 2}\n    rules: [{unfreeze: {layers: \"0:2\"}}]\n");
+  Executor ex(*m, rules);
+  torch::optim::Adam opt(ex.trainable_parameters(), torch::optim::AdamOptions(1e-2));
+  ex.attach_optimizer(opt);
+  train_step(m, opt);
+  size_t with_all = opt.state().size();
+  EXPECT_EQ(with_all, ex.trainable_parameters().size());
+  ex.on_epoch_begin(1);
+  EXPECT_EQ(opt.state().size(), with_all - 12u);  // layer 5's Adam moments are freed
+  ex.on_epoch_begin(2);
+  ASSERT_EQ(opt.param_groups().size(), 2u);
+  EXPECT_EQ(opt.param_groups()[1].params().size(), 24u);
+  EXPECT_DOUBLE_EQ(opt.param_groups()[1].options().get_lr(), 1e-3);
+  train_step(m, opt);
+  EXPECT_TRUE(m->transformer->h[0]->as<test::Block>()->ln_1->weight.grad().defined());
+}
+
+TEST(Executor, SeekGivesTheSameStateAndGroupsAsSteppingThroughEveryEpoch) {
+  PlanOptions po;
+  po.sets = {"total_epochs=5"};
+  torch::manual_seed(5);
+  GPT2LMHeadModel a, b;
+  Executor ea(*a, "preset:gradual_unfreeze", po), eb(*b, "preset:gradual_unfreeze", po);
+  torch::optim::AdamW oa(ea.trainable_parameters(), torch::optim::AdamWOptions(1e-3));
+  torch::optim::AdamW ob(eb.trainable_parameters(), torch::optim::AdamWOptions(1e-3));
+  ea.attach_optimizer(oa);
+  eb.attach_optimizer(ob);
+  for (int e = 0; e <= 3; ++e) ea.on_epoch_begin(e);
+  eb.seek(3);
+  EXPECT_EQ(ea.frozen_names(), eb.frozen_names());
+  ASSERT_EQ(oa.param_groups().size(), ob.param_groups().size());
+  auto names_of = [](torch::nn::Module& m, const torch::optim::OptimizerParamGroup& g) {
+    std::vector<std::string> out;
+    for (const auto& t : g.params())
+      for (const auto& p : m.named_parameters())
+        if (p.value().unsafeGetTensorImpl() == t.unsafeGetTensorImpl()) {
+          out.push_back(p.key());
+          break;
+        }
+    return out;
+  };
+  for (size_t g = 0; g < oa.param_groups().size(); ++g)
+    EXPECT_EQ(names_of(*a, oa.param_groups()[g]), names_of(*b, ob.param_groups()[g])) << "group " << g;
+  for (const auto& p : a->named_parameters())
+    EXPECT_EQ(p.value().requires_grad(), b->named_parameters()[p.key()].requires_grad()) << p.key();
+}
+
+TEST(Executor, CheckpointRestoreAndFingerprintMismatch) {
+  PlanOptions po;
+  po.sets = {"total_epochs=5"};
+  GPT2LMHeadModel a, b;
+  Executor ea(*a, "preset:gradual_unfreeze", po);
+  ea.seek(3);
+  ExecutorState saved = ea.state();
+  Executor eb(*b, "preset:gradual_unfreeze", po);
+  eb.restore(saved);
+  EXPECT_EQ(ea.frozen_names(), eb.frozen_names());
+  PlanOptions other;
+  other.sets = {"total_epochs=6"};
+  GPT2LMHeadModel c;
+  Executor ec(*c, "preset:gradual_unfreeze", other);
+  EXPECT_THROW(ec.restore(saved), DiagnosticError);
+}
+
+TEST(Executor, NoChangeIsCheapAndReportsFalse) {
+  PlanOptions po;
+  po.sets = {"total_epochs=5"};
+  GPT2LMHeadModel m;
+  Executor ex(*m, "preset:gradual_unfreeze", po);
+  EXPECT_FALSE(ex.on_epoch_begin(0));
+  for (int s = 1; s < 100; ++s) EXPECT_FALSE(ex.on_step(s));
+  EXPECT_TRUE(ex.on_epoch_begin(1));
+  EXPECT_FALSE(ex.on_epoch_begin(1));
+}
+
+TEST(Executor, InvalidRulesLeaveTheModelAsItWas) {
+  GPT2LMHeadModel m;
+  m->transformer->wpe->weight.requires_grad_(false);
+  try {
+    Executor ex(*m, write_rules("bad.yaml", "rules:\n  - freeze: {layers: {first: 9}}\n"));
+    ADD_FAILURE() << "no exception";
+  } catch (const DiagnosticError& e) {
+    EXPECT_NE(std::string(e.what()).find("first: 9 is out of range: the GPT2LMHeadModel module has 6 layers"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(m->transformer->wpe->weight.requires_grad());
+  EXPECT_TRUE(m->transformer->wte->weight.requires_grad());
+}
+
+TEST(Executor, FrozenBatchNormStaysInEvalAfterTrain) {
+  torch::manual_seed(6);
+  test::ResNet net;
+  std::string rules = write_rules("bn.yaml",
+                                  "options: {batchnorm: eval_when_frozen}\n"
+                                  "rules:\n  - freeze: [embeddings, {layers: 0}]\n");
+  net->train();
+  Executor ex(*net, rules);
+  torch::optim::SGD opt(ex.trainable_parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+  ex.attach_optimizer(opt);
+  auto stem_mean = net->bn1->running_mean.clone();
+  auto l1_mean = net->layer1->named_buffers()["0.bn1.running_mean"].clone();
+  auto l2_mean = net->layer2->named_buffers()["0.bn1.running_mean"].clone();
+  for (int s = 0; s < 3; ++s) {
+    net->train();  // a trainer does this every epoch; it undoes a submodule's eval()
+    ex.on_step(s);
+    auto loss = net->forward(torch::randn({4, 3, 8, 8})).pow(2).mean();
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+  }
+  EXPECT_TRUE(torch::equal(net->bn1->running_mean, stem_mean));
+  EXPECT_TRUE(torch::equal(net->layer1->named_buffers()["0.bn1.running_mean"], l1_mean));
+  EXPECT_FALSE(torch::equal(net->layer2->named_buffers()["0.bn1.running_mean"], l2_mean));
+  EXPECT_FALSE(net->bn1->is_training());
+  EXPECT_TRUE(net->layer2->is_training());
+}
+
+}  // namespace
+}  // namespace layerfreeze
