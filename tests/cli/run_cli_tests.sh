@@ -6,6 +6,7 @@ bin="$(realpath "$1")"
 root="$(realpath "$2")"
 golden="$root/tests/cli/golden"
 data="$root/tests/data"
+torch_fixtures="${3:-}"  # set when the torch adapter is built: TorchScript files to plan
 pass=0
 fail=0
 tmp=$(mktemp -d)
@@ -100,6 +101,20 @@ for f in examples/strategies/*.yaml; do
   # shellcheck disable=SC2086
   expect_exit 0 "plan $f" -- $cmd
 done
+
+# TorchScript models, through the dlopen'ed adapter (only when it is built).
+if [[ -n "$torch_fixtures" ]]; then
+  expect_exit 0 "plan torchscript" -- plan preset:gradual_unfreeze --set total_epochs=4 --model "$torch_fixtures/gpt2_tiny.pt"
+  expect_contains "plan torchscript" "GPT2LMHeadModel · 6 layers (transformer.h.0–5) · 76 tensors · 20,992 parameters"
+  expect_exit 0 "inspect torchscript" -- inspect "$torch_fixtures/resnet_tiny.pt"
+  expect_contains "inspect torchscript" "stack layer: layers 0–2 · key 'layer#' · pattern 'layer#'"
+  LAYERFREEZE_TORCH_ADAPTER=/nonexistent/liblayerfreeze_torch.so expect_exit 1 "torchscript without the adapter" -- \
+    inspect "$torch_fixtures/resnet_tiny.pt"
+  expect_contains "torchscript without the adapter" "[torch-adapter-missing]" err
+  echo "garbage" > "$tmp/broken.pt"
+  expect_exit 1 "broken torchscript" -- inspect "$tmp/broken.pt"
+  expect_contains "broken torchscript" "cannot load TorchScript model" err
+fi
 
 # The JSON contract.
 expect_exit 0 "plan json" -- plan preset:lp_lora --model builtin:llama2-7b --format json
