@@ -54,6 +54,11 @@ struct ExecutorState {
   std::string fingerprint;  // of the plan; a mismatch is refused on restore
   int64_t epoch = 0;
   int64_t step = 0;
+
+  /// "layerfreeze-state/1 FINGERPRINT EPOCH STEP", for a checkpoint's metadata.
+  std::string to_string() const;
+  /// The inverse; throws DiagnosticError on anything else.
+  static ExecutorState parse(const std::string& text);
 };
 
 class Executor {
@@ -71,7 +76,8 @@ class Executor {
   /// dropped (per the plan's `optimizer_state` option), and parameters it unfreezes that the
   /// optimizer does not hold yet are added as a new param group per stage, with the learning
   /// rate scaled by `unfreeze_lr_scale` (and the discriminative `lr_decay`). The optimizer must
-  /// outlive the executor or be detached.
+  /// outlive the executor or be detached. Throws DiagnosticError when the optimizer holds one
+  /// tensor twice (a tied weight listed under both names is stepped twice per step).
   void attach_optimizer(torch::optim::Optimizer& optimizer);
   void detach_optimizer();
 

@@ -11,6 +11,7 @@
 #include <torch/optim/optimizer.h>
 
 #include <map>
+#include <sstream>
 #include <unordered_set>
 
 #include "core/compiler.hpp"
@@ -211,10 +212,24 @@ Executor::Executor(Executor&&) noexcept = default;
 Executor& Executor::operator=(Executor&&) noexcept = default;
 
 void Executor::attach_optimizer(torch::optim::Optimizer& optimizer) {
-  impl_->optimizer = &optimizer;
-  impl_->in_optimizer.clear();
+  std::unordered_set<const void*> held;
   for (const auto& group : optimizer.param_groups())
-    for (const auto& t : group.params()) impl_->in_optimizer.insert(t.unsafeGetTensorImpl());
+    for (const auto& t : group.params()) {
+      if (held.insert(t.unsafeGetTensorImpl()).second) continue;
+      std::string name = "a tensor";
+      for (size_t i = 0; i < impl_->live.tensors.size(); ++i)
+        if (impl_->live.tensors[i].unsafeGetTensorImpl() == t.unsafeGetTensorImpl()) {
+          const Param& p = impl_->plan->inventory->params[i];
+          name = "'" + p.name + "'" + (p.aliases.empty() ? "" : " (also '" + p.aliases[0] + "')");
+        }
+      Diagnostics d;
+      d.error("optimizer-duplicate", "the optimizer holds " + name + " twice, so every step would move it twice", {},
+              {"build the optimizer from Executor::trainable_parameters() or layerfreeze::trainable_parameters(), "
+               "which list each tensor once"});
+      throw DiagnosticError(std::move(d));
+    }
+  impl_->optimizer = &optimizer;
+  impl_->in_optimizer = std::move(held);
   // What is frozen now holds no optimizer state.
   if (impl_->plan->options.optimizer_state == Options::OptimizerState::kDrop) {
     const Bitset& f = impl_->cursor->frozen();
@@ -243,6 +258,23 @@ bool Executor::on_step(int64_t global_step) {
 bool Executor::seek(int64_t epoch, int64_t global_step) { return impl_->move_to({epoch, global_step}); }
 
 void Executor::enforce_modes() { impl_->enforce_modes(); }
+
+std::string ExecutorState::to_string() const {
+  return "layerfreeze-state/1 " + fingerprint + " " + std::to_string(epoch) + " " + std::to_string(step);
+}
+
+ExecutorState ExecutorState::parse(const std::string& text) {
+  std::istringstream in(text);
+  std::string tag, extra;
+  ExecutorState s;
+  if (!(in >> tag >> s.fingerprint >> s.epoch >> s.step) || tag != "layerfreeze-state/1" || (in >> extra)) {
+    Diagnostics d;
+    d.error("bad-state", "not a layerfreeze executor state: '" + text + "'", {},
+            {"expected \"layerfreeze-state/1 FINGERPRINT EPOCH STEP\""});
+    throw DiagnosticError(std::move(d));
+  }
+  return s;
+}
 
 ExecutorState Executor::state() const { return {impl_->plan->fingerprint(), impl_->now.epoch, impl_->now.step}; }
 

@@ -159,6 +159,26 @@ TEST(Executor, CheckpointRestoreAndFingerprintMismatch) {
   GPT2LMHeadModel c;
   Executor ec(*c, "preset:gradual_unfreeze", other);
   EXPECT_THROW(ec.restore(saved), DiagnosticError);
+  ExecutorState parsed = ExecutorState::parse(saved.to_string());
+  EXPECT_EQ(parsed.fingerprint, saved.fingerprint);
+  EXPECT_EQ(parsed.epoch, 3);
+  EXPECT_THROW(ExecutorState::parse("layerfreeze-state/1 abc x 0"), DiagnosticError);
+}
+
+TEST(Executor, RefusesAnOptimizerThatHoldsATiedTensorTwice) {
+  GPT2LMHeadModel m;
+  Executor ex(*m, write_rules("none.yaml", "rules: []\n"));
+  torch::optim::SGD twice(m->parameters(), torch::optim::SGDOptions(0.1));  // wte and lm_head: one tensor
+  try {
+    ex.attach_optimizer(twice);
+    ADD_FAILURE() << "no exception";
+  } catch (const DiagnosticError& e) {
+    EXPECT_NE(std::string(e.what()).find("holds 'transformer.wte.weight' (also 'lm_head.weight') twice"), std::string::npos)
+        << e.what();
+  }
+  torch::optim::SGD once(ex.trainable_parameters(), torch::optim::SGDOptions(0.1));
+  EXPECT_NO_THROW(ex.attach_optimizer(once));
+  EXPECT_EQ(ex.trainable_parameters().size(), m->parameters().size() - 1);
 }
 
 TEST(Executor, NoChangeIsCheapAndReportsFalse) {
