@@ -917,9 +917,7 @@ std::optional<Strategy> RulesLoader::parse(const std::string& text, const std::s
     }
   }
   s.rules.insert(s.rules.end(), own_rules.begin(), own_rules.end());
-  size_t first_own = s.stages.size();
   s.stages.insert(s.stages.end(), own_stages.begin(), own_stages.end());
-  (void)first_own;
   fp.check_stage_order();
   if (s.name.empty()) s.name = std::filesystem::path(file).stem().string();
   if (diags_.count(Severity::kError) > errors_before) return std::nullopt;

@@ -33,7 +33,7 @@ std::string explain_text(const Plan& plan, uint32_t index, const Time& t, const 
     o << "  alias " << p.aliases[k] << ": role " << role_name(p.alias_roles[k]) << "\n";
   if (!p.module_type.empty()) o << "  module type: " << p.module_type << "\n";
 
-  o << "at " << time_text(t, plan.uses_epochs || !plan.uses_steps, plan.uses_steps) << ":\n";
+  o << "at " << time_text(t, plan.uses_steps) << ":\n";
   std::vector<std::pair<const PlanRule*, std::string>> hits;
   for (const auto& r : plan.initial)
     if (r.set.eval(0, inv).test(index)) hits.push_back({&r, "initial rules"});
@@ -57,7 +57,7 @@ std::string explain_text(const Plan& plan, uint32_t index, const Time& t, const 
   for (const auto& point : plan.timeline(horizon)) {
     bool f = point.frozen.test(index);
     if (prev_set && f == prev) continue;
-    o << "  " << time_text(point.at, plan.uses_epochs || !plan.uses_steps, plan.uses_steps) << ": "
+    o << "  " << time_text(point.at, plan.uses_steps) << ": "
       << (f ? "FROZEN" : "TRAINABLE");
     if (!point.causes.empty()) o << " (" << point.causes.front() << (point.causes.size() > 1 ? ", …" : "") << ")";
     o << "\n";
@@ -87,7 +87,6 @@ std::string diff_text(const Plan& a, const Plan& b, const Time& horizon, bool* d
   add(b);
   std::stable_sort(times.begin(), times.end(), [](const When& x, const When& y) { return x.key < y.key; });
   std::set<int64_t> seen;
-  bool uses_epochs = a.uses_epochs || b.uses_epochs || (!a.uses_steps && !b.uses_steps);
   bool uses_steps = a.uses_steps || b.uses_steps;
   Bitset last_a, last_b;
   for (const auto& w : times) {
@@ -108,7 +107,7 @@ std::string diff_text(const Plan& a, const Plan& b, const Time& horizon, bool* d
       if (p.layer >= 0) (x ? by_layer[p.layer].first : by_layer[p.layer].second)++;
       else loose.push_back(p.name + (x ? ": frozen in A, trainable in B" : ": trainable in A, frozen in B"));
     }
-    o << time_text(w.t, uses_epochs, uses_steps) << ": ";
+    o << time_text(w.t, uses_steps) << ": ";
     if (count == 0) {
       o << "same\n";
       continue;

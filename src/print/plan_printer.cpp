@@ -82,7 +82,7 @@ std::string plan_text(const PlanSummary& sum) {
   o << "executor: " << options_text(plan) << "\n";
   for (const auto& n : inv.notes) o << "note: " << n << "\n";
   for (const auto& st : sum.stages) {
-    o << "\n" << time_text(st.point.at, plan.uses_epochs, plan.uses_steps);
+    o << "\n" << time_text(st.point.at, plan.uses_steps);
     if (&st == &sum.stages.front()) o << " (start)";
     for (size_t i = 0; i < st.point.causes.size(); ++i) o << (i ? ", " : " · ") << st.point.causes[i];
     o << "\n";
@@ -292,7 +292,7 @@ std::string plan_markdown(const PlanSummary& sum) {
       if (!st.point.newly_unfrozen.empty())
         change += (change.empty() ? "" : ", ") + std::to_string(st.point.newly_unfrozen.size()) + " unfrozen";
     }
-    o << "| " << time_text(st.point.at, plan.uses_epochs, plan.uses_steps) << " | " << (layers.empty() ? "—" : layers)
+    o << "| " << time_text(st.point.at, plan.uses_steps) << " | " << (layers.empty() ? "—" : layers)
       << " | " << group_state_name(st.groups[0].state) << " | " << group_state_name(st.groups[1].state) << " | ";
     if (inv.shapes_known())
       o << short_count(st.trainable_numel) << " (" << percent(st.trainable_numel, total) << ") | " << short_count(st.frozen_numel)

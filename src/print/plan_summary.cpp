@@ -135,8 +135,7 @@ std::string layer_status_table(const Inventory& inv, const Bitset& frozen, bool 
   return out.str();
 }
 
-std::string time_text(const Time& t, bool uses_epochs, bool uses_steps) {
-  (void)uses_epochs;
+std::string time_text(const Time& t, bool uses_steps) {
   if (t.epoch >= 0 && t.step >= 0 && (uses_steps || t.step > 0))
     return "epoch " + std::to_string(t.epoch) + " · step " + std::to_string(t.step);
   if (t.step >= 0 && (uses_steps || t.epoch < 0)) return "step " + std::to_string(t.step);

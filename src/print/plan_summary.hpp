@@ -74,6 +74,6 @@ PlanSummary summarize(const Plan& plan, OptimizerKind optimizer, const Time& hor
 std::string layer_status_table(const Inventory& inv, const Bitset& frozen, bool show_all);
 
 /// "epoch 3", "step 40", "epoch 1 · step 100".
-std::string time_text(const Time& t, bool uses_epochs, bool uses_steps);
+std::string time_text(const Time& t, bool uses_steps);
 
 }  // namespace layerfreeze

@@ -88,13 +88,11 @@ LiveModel live_model(torch::nn::Module& model) {
     const auto& mod = item.value();
     std::string type = short_type_name(mod->name());
     bool owns = false;
-    std::vector<uint32_t> own;
     for (const auto& p : mod->named_parameters(/*recurse=*/false)) {
       type_of[join(item.key(), p.key())] = type;
       owns = true;
     }
     if (owns) m.owner_modules.push_back(item.key());
-    (void)own;
   }
   for (const auto& p : model.named_parameters(/*recurse=*/true)) c.add(p.key(), p.value(), type_of[p.key()]);
   for (const auto& item : model.named_modules("", true)) {
