@@ -70,9 +70,10 @@ void candidates_of(const std::string& name, std::vector<Candidate>& out) {
 }
 
 std::string container_of(const std::string& key) {
-  // "encoder.block.#" -> "encoder.block"; "layer#" -> "layer"
+  // "encoder.block.#" -> "encoder.block"; "layer#" -> "layer";
+  // "encoder.layers.encoder_layer_#" -> "encoder.layers.encoder_layer"
   std::string c = key.substr(0, key.size() - 1);
-  if (!c.empty() && c.back() == '.') c.pop_back();
+  while (!c.empty() && (c.back() == '.' || c.back() == '_')) c.pop_back();
   return c;
 }
 

@@ -8,9 +8,12 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <set>
 
 #include "core/compiler.hpp"
+#include "core/layer_discovery.hpp"
 #include "core/rules_parser.hpp"
 #include "layerfreeze/executor.hpp"
 #include "layerfreeze/model_source.hpp"
@@ -143,6 +146,61 @@ TEST_P(Architecture, JsonPlanListsRolesAndLayers) {
     EXPECT_EQ(frozen_numel, j["stages"][0]["frozen_numel"].get<int64_t>()) << source;
     EXPECT_GT(j["model"]["num_layers"].get<int>(), 0) << source;
   }
+}
+
+// The table of docs/ARCHITECTURES.md, checked row by row against discovery on the fixtures.
+std::string join_sorted(std::set<std::string> items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
+  return out.empty() ? "—" : out;
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '`')) s.erase(s.begin());
+  while (!s.empty() && (s.back() == ' ' || s.back() == '`')) s.pop_back();
+  return s;
+}
+
+TEST(ArchitecturesDoc, EveryRowMatchesDiscovery) {
+  std::ifstream in(std::string(LAYERFREEZE_DOCS) + "/ARCHITECTURES.md");
+  ASSERT_TRUE(in) << "docs/ARCHITECTURES.md is missing";
+  std::string line;
+  bool inside = false;
+  std::set<std::string> checked;
+  while (std::getline(in, line)) {
+    if (line.find("architectures-table: begin") != std::string::npos) inside = true;
+    if (line.find("architectures-table: end") != std::string::npos) break;
+    if (!inside || line.rfind("| `", 0) != 0) continue;
+    std::vector<std::string> cells;
+    size_t start = 1;
+    for (size_t bar; (bar = line.find('|', start)) != std::string::npos; start = bar + 1) cells.push_back(trim(line.substr(start, bar - start)));
+    ASSERT_EQ(cells.size(), 6u) << line;
+    const std::string& family = cells[0];
+    Inventory inv = torchscript_inventory(path_of(family + ".pt"));
+    Diagnostics d;
+    discover_layers(inv, DiscoveryPatterns::shipped(), d);
+    std::string stacks;
+    for (const auto& st : inv.stacks) stacks += (stacks.empty() ? "" : ", ") + st.container + " (" + std::to_string(st.num_layers) + ")";
+    std::map<Role, std::set<std::string>> owners;
+    std::vector<std::string> tied;
+    for (const auto& p : inv.params) {
+      owners[p.role].insert(p.module_path().empty() ? p.name : p.module_path());
+      if (!p.aliases.empty()) {
+        std::string t = p.name;
+        for (const auto& a : p.aliases) t += " = " + a;
+        tied.push_back(t);
+      }
+    }
+    std::string tied_text;
+    for (const auto& t : tied) tied_text += (tied_text.empty() ? "" : "; ") + t;
+    EXPECT_EQ(cells[1], stacks) << family;
+    EXPECT_EQ(cells[2], join_sorted(owners[Role::kEmbeddings])) << family;
+    EXPECT_EQ(cells[3], join_sorted(owners[Role::kHead])) << family;
+    EXPECT_EQ(cells[4], join_sorted(owners[Role::kOther])) << family;
+    EXPECT_EQ(cells[5], tied_text.empty() ? "—" : tied_text) << family;
+    checked.insert(family);
+  }
+  EXPECT_EQ(checked, std::set<std::string>(kFamilies.begin(), kFamilies.end()));
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, Architecture, ::testing::ValuesIn(kFamilies),
