@@ -7,6 +7,7 @@ root="$(realpath "$2")"
 golden="$root/tests/cli/golden"
 data="$root/tests/data"
 torch_fixtures="${3:-}"  # set when the torch adapter is built: TorchScript files to plan
+arch_fixtures="${4:-}"   # and the real-architecture fixtures (scripts/make_arch_fixtures.py)
 pass=0
 fail=0
 tmp=$(mktemp -d)
@@ -114,6 +115,18 @@ if [[ -n "$torch_fixtures" ]]; then
   echo "garbage" > "$tmp/broken.pt"
   expect_exit 1 "broken torchscript" -- inspect "$tmp/broken.pt"
   expect_contains "broken torchscript" "cannot load TorchScript model" err
+fi
+
+# Every real-architecture fixture, from each source: the JSON plan lists roles and layers.
+if [[ -n "$arch_fixtures" ]]; then
+  for pt in "$arch_fixtures"/*.pt; do
+    family=$(basename "$pt" .pt)
+    for model in "$pt" "$arch_fixtures/$family.safetensors" "$arch_fixtures/$family-sharded/model.safetensors.index.json"; do
+      expect_exit 0 "plan lp_lora $family ($(basename "$model"))" -- plan preset:lp_lora --model "$model" --format json
+      expect_contains "plan lp_lora $family" '"role": "layer"'
+      expect_contains "plan lp_lora $family" '"layer": 0'
+    done
+  done
 fi
 
 # The JSON contract.

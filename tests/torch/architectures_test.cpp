@@ -17,6 +17,7 @@
 #include "core/rules_parser.hpp"
 #include "layerfreeze/executor.hpp"
 #include "layerfreeze/model_source.hpp"
+#include "print/inventory_printer.hpp"
 #include "print/plan_printer.hpp"
 
 extern "C" int layerfreeze_torchscript_manifest(const char* path, char** manifest, char** error);
@@ -146,6 +147,29 @@ TEST_P(Architecture, JsonPlanListsRolesAndLayers) {
     EXPECT_EQ(frozen_numel, j["stages"][0]["frozen_numel"].get<int64_t>()) << source;
     EXPECT_GT(j["model"]["num_layers"].get<int>(), 0) << source;
   }
+}
+
+TEST_P(Architecture, InspectShowsThePatternAndEdgeCasesWarn) {
+  const std::string family = GetParam();
+  Inventory inv = torchscript_inventory(path_of(family + ".pt"));
+  Inventory discovered_inv = inv;
+  Diagnostics d;
+  discover_layers(discovered_inv, DiscoveryPatterns::shipped(), d);
+  std::string text = inventory_text(discovered_inv, false);
+  EXPECT_NE(text.find("· pattern '"), std::string::npos) << text;
+  Plan emb = compile_arch_preset({"freeze_embeddings", {}}, inv);
+  bool features_model = !discovered_inv.stacks.empty() && discovered_inv.stacks[0].container == "features";
+  bool warned = false;
+  for (const auto& w : emb.warnings)
+    if (w.code == "no-match" && !w.notes.empty() && w.notes[0].find("features.N models have no embeddings") != std::string::npos)
+      warned = true;
+  EXPECT_EQ(warned, features_model) << family;
+  bool tied = false;
+  for (const auto& p : discovered_inv.params) tied = tied || !p.aliases.empty();
+  Plan gradual = compile_arch_preset({"gradual_unfreeze", {"total_epochs=3"}}, inv);
+  bool tied_warning = false;
+  for (const auto& w : gradual.warnings) tied_warning = tied_warning || w.code == "tied-conflict";
+  EXPECT_EQ(tied_warning, tied) << family;
 }
 
 // The table of docs/ARCHITECTURES.md, checked row by row against discovery on the fixtures.
