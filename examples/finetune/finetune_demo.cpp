@@ -142,8 +142,11 @@ int pretrain(const Args& a) {
       std::printf("  step %lld: loss %.3f\n", static_cast<long long>(s), loss.item<double>());
   }
   torch::save(model, a.workdir + "/pretrained.pt");
-  std::printf("saved %s/pretrained.pt (loss on the pretraining text: %.3f)\n\n", a.workdir.c_str(),
-              char_gpt::eval_loss(model, text));
+  auto fine = char_gpt::read_text(a.finetune_text);
+  std::printf("saved %s/pretrained.pt — before fine-tuning: loss %.3f on the pretraining text, %.3f on the fine-tuning "
+              "text\n\n",
+              a.workdir.c_str(), char_gpt::eval_loss(model, text), char_gpt::eval_loss(model, fine));
+  std::ofstream(a.workdir + "/baseline.txt") << char_gpt::eval_loss(model, text) << " " << char_gpt::eval_loss(model, fine) << "\n";
   return 0;
 }
 
@@ -183,6 +186,10 @@ int main(int argc, char** argv) {
     }
     std::printf("\n");
   }
+  double base_pre = 0, base_fine = 0;
+  std::ifstream(a.workdir + "/baseline.txt") >> base_pre >> base_fine;
+  std::printf("%-22s %10s %14s %14s %9s %10s %11s %12s\n", "(pretrained, before)", "", "", "", "", "", "", "");
+  std::printf("%-22s %10s %14s %14s %9s %10s %11.3f %12.3f\n", "  baseline", "", "", "", "", "", base_fine, base_pre);
   std::printf("%-22s %10s %14s %14s %9s %10s %11s %12s\n", "strategy", "trainable", "grad+Adam B", "estimate B",
               "peak MB", "step ms", "fine loss", "forgetting");
   bool all_equal = true;
