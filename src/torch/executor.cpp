@@ -64,37 +64,62 @@ struct Executor::Impl {
 
   // Puts every parameter in the state of the plan at the start; nothing else has happened yet.
   void start() {
+    std::vector<Undo> undo;
     try {
       cursor->seek({0, 0});
       const Bitset& f = cursor->frozen();
-      for (size_t i = 0; i < live.tensors.size(); ++i) set_frozen(i, f.test(i));
+      for (size_t i = 0; i < live.tensors.size(); ++i) set_frozen(i, f.test(i), &undo);
       update_modes();
     } catch (const c10::Error& e) {
-      throw_torch_error(e, "applying the plan");
+      for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
+        live.tensors[it->index].requires_grad_(it->requires_grad);
+        live.tensors[it->index].mutable_grad() = it->grad;
+      }
+      throw_torch_error(e, "applying the plan (the module was left as it was)");
     }
   }
 
-  void set_frozen(size_t i, bool frozen) {
+  // One tensor's state before a change, to undo a change that fails halfway.
+  struct Undo {
+    size_t index;
+    bool requires_grad;
+    at::Tensor grad;
+  };
+
+  void set_frozen(size_t i, bool frozen, std::vector<Undo>* undo = nullptr) {
     at::Tensor& t = live.tensors[i];
+    if (undo) undo->push_back({i, t.requires_grad(), t.grad()});
     if (frozen) {
       t.requires_grad_(false);
       // zero_grad() in LibTorch 1.13 keeps the gradient defined, and momentum, Adam moments and
       // weight decay then keep moving a "frozen" weight: drop it.
       t.mutable_grad().reset();
-      if (optimizer && plan->options.optimizer_state == Options::OptimizerState::kDrop)
-        optimizer->state().erase(c10::guts::to_string(t.unsafeGetTensorImpl()));
     } else {
       t.requires_grad_(true);
     }
   }
 
-  // Applies what changed at the cursor's last move; new trainable tensors join the optimizer as
-  // one param group per learning-rate scale.
+  // Applies what changed at the cursor's last move. The tensors change first (undone as a whole
+  // if LibTorch refuses one); then the optimizer: state of frozen tensors dropped, new trainable
+  // tensors added as one param group per learning-rate scale.
   void apply_changes() {
-    for (uint32_t i : cursor->newly_frozen()) set_frozen(i, true);
+    std::vector<Undo> undo;
+    try {
+      for (uint32_t i : cursor->newly_frozen()) set_frozen(i, true, &undo);
+      for (uint32_t i : cursor->newly_unfrozen()) set_frozen(i, false, &undo);
+    } catch (const c10::Error& e) {
+      for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
+        at::Tensor& t = live.tensors[it->index];
+        t.requires_grad_(it->requires_grad);
+        t.mutable_grad() = it->grad;
+      }
+      throw;
+    }
+    if (optimizer && plan->options.optimizer_state == Options::OptimizerState::kDrop)
+      for (uint32_t i : cursor->newly_frozen())
+        optimizer->state().erase(c10::guts::to_string(live.tensors[i].unsafeGetTensorImpl()));
     std::map<double, std::vector<at::Tensor>> groups;
     for (uint32_t i : cursor->newly_unfrozen()) {
-      set_frozen(i, false);
       if (optimizer && !in_optimizer.count(live.tensors[i].unsafeGetTensorImpl())) {
         double scale = plan->options.unfreeze_lr_scale * plan->lr_scale(i);
         groups[scale].push_back(live.tensors[i]);
@@ -136,7 +161,9 @@ struct Executor::Impl {
         changed = true;
       }
     } catch (const c10::Error& e) {
-      throw_torch_error(e, "applying a stage");
+      // The tensors of the failed change were restored; the cursor follows them back.
+      cursor->seek(now);
+      throw_torch_error(e, "applying a stage (the module was left as it was before this call's last change)");
     }
     now = t;
     return changed;

@@ -236,3 +236,39 @@ TEST(Executor, FrozenBatchNormStaysInEvalAfterTrain) {
 
 }  // namespace
 }  // namespace layerfreeze
+
+namespace layerfreeze {
+namespace {
+
+// A module LibTorch refuses to apply a plan to: an integer parameter cannot require a gradient.
+struct WithCounterImpl : torch::nn::Module {
+  WithCounterImpl() {
+    a = register_module("a", torch::nn::Linear(4, 4));
+    counter = register_parameter("counter", torch::zeros({1}, torch::kLong), /*requires_grad=*/false);
+    b = register_module("b", torch::nn::Linear(4, 4));
+  }
+  torch::nn::Linear a{nullptr}, b{nullptr};
+  torch::Tensor counter;
+};
+TORCH_MODULE(WithCounter);
+
+TEST(Executor, AFailedApplicationLeavesTheModuleAsItWas) {
+  WithCounter m;
+  m->a->weight.requires_grad_(false);
+  m->b->weight.mutable_grad() = torch::ones({4, 4});
+  try {
+    Executor ex(*m, write_rules("all_trainable.yaml", "rules: []\n"));
+    ADD_FAILURE() << "no exception";
+  } catch (const DiagnosticError& e) {
+    EXPECT_NE(std::string(e.what()).find("the module was left as it was"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(m->a->weight.requires_grad());  // restored, although it came before the failure
+  EXPECT_TRUE(m->a->bias.requires_grad());
+  EXPECT_TRUE(m->b->weight.grad().defined());
+  // Freezing the integer tensor in the rules is the fix.
+  Executor ok(*m, write_rules("freeze_counter.yaml", "rules:\n  - freeze: {regex: counter}\n"));
+  EXPECT_TRUE(m->a->weight.requires_grad());
+}
+
+}  // namespace
+}  // namespace layerfreeze
