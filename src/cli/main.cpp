@@ -1,5 +1,6 @@
 // layerfreeze: the command line. Thin: each subcommand lives in its own file and registers in
 // the table of cli_common; this file parses the arguments and maps errors to exit codes.
+#include <algorithm>
 #include <iostream>
 
 #include "cli/cli_common.hpp"
@@ -15,6 +16,16 @@ int main(int argc, char** argv) {
     CLI::App* sub = app.add_subcommand(c.name, c.help);
     auto fn = c.setup(*sub);
     sub->callback([&run, fn] { run = fn; });
+  }
+  // An unknown first word gets a suggestion, not CLI11's "A subcommand is required".
+  if (argc > 1 && argv[1][0] != '-') {
+    std::vector<std::string> names;
+    for (const auto& c : commands()) names.push_back(c.name);
+    if (std::find(names.begin(), names.end(), argv[1]) == names.end()) {
+      std::cerr << "error: unknown subcommand '" << argv[1] << "'" << layerfreeze::did_you_mean(argv[1], names)
+                << "\nRun with --help for more information.\n";
+      return kExitUsage;
+    }
   }
   try {
     app.parse(argc, argv);

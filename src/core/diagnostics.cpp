@@ -82,7 +82,7 @@ std::string format_diagnostic(const Diagnostic& d, const SourceTexts* sources) {
       size_t begin = 0;
       std::string line = *full;
       if (line.size() > kWidth) {
-        begin = col > kWidth / 2 ? col - kWidth / 2 : 0;
+        begin = std::min(col > kWidth / 2 ? col - kWidth / 2 : 0, full->size());
         line = (begin > 0 ? "…" : "") + full->substr(begin, kWidth) + (begin + kWidth < full->size() ? "…" : "");
       }
       out << "  " << line << '\n';

@@ -670,17 +670,18 @@ std::string FileParser::check_param_value(const ParamDecl& d, Value& v) {
   return "";
 }
 
-std::string read_file(const std::string& path, Diagnostics& diags, bool* ok) {
+// Reads `path`; messages name the file as the user wrote it (`shown`).
+std::string read_file(const std::string& path, const std::string& shown, Diagnostics& diags, bool* ok) {
   *ok = false;
   std::error_code ec;
   auto size = std::filesystem::file_size(path, ec);
   if (ec || !std::filesystem::is_regular_file(path)) {
-    diags.error("file-not-found", "cannot read rules file '" + path + "'", {});
+    diags.error("file-not-found", "cannot read rules file '" + shown + "'", {shown, 0, 0});
     return "";
   }
   if (size > kMaxRulesFileBytes) {
-    diags.error("file-too-large", "rules file '" + path + "' is " + std::to_string(size) +
-                                      " bytes; the limit is " + std::to_string(kMaxRulesFileBytes), {});
+    diags.error("file-too-large", "rules file '" + shown + "' is " + std::to_string(size) +
+                                      " bytes; the limit is " + std::to_string(kMaxRulesFileBytes), {shown, 0, 0});
     return "";
   }
   std::ifstream in(path, std::ios::binary);
@@ -774,9 +775,6 @@ std::optional<Strategy> RulesLoader::load_nested(const std::string& spec, const 
   }
   std::filesystem::path p(spec);
   if (p.is_relative()) p = std::filesystem::path(base_dir) / p;
-  bool ok = false;
-  std::string text = read_file(p.lexically_normal().string(), diags_, &ok);
-  if (!ok) return std::nullopt;
   // Files a user names keep their spelling in messages; files reached through `extends` are
   // named relative to the working directory when they lie under it.
   std::string label = spec;
@@ -784,6 +782,9 @@ std::optional<Strategy> RulesLoader::load_nested(const std::string& spec, const 
     auto rel = std::filesystem::path(p.lexically_normal()).lexically_relative(std::filesystem::current_path());
     label = !rel.empty() && rel.native().rfind("..", 0) != 0 ? rel.string() : p.lexically_normal().string();
   }
+  bool ok = false;
+  std::string text = read_file(p.lexically_normal().string(), label, diags_, &ok);
+  if (!ok) return std::nullopt;
   canonical_ = std::filesystem::weakly_canonical(p).string();
   return parse(text, label, label, section, p.parent_path().string());
 }

@@ -32,10 +32,13 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
   try {
     j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
+    // "[json.exception.parse_error.101] parse error at line 1, column 13: syntax error ..."
+    // -> "syntax error ..."; the location goes in front as file:line:col.
     std::string msg = e.what();
-    auto p = msg.find("]: ");
-    diags.error("json-syntax", p == std::string::npos ? msg : msg.substr(p + 3),
-                loc_of_byte(text, origin, e.byte > 0 ? e.byte - 1 : 0));
+    auto colon = msg.find(": ");
+    if (msg.rfind("[json.exception", 0) == 0 && colon != std::string::npos) msg = msg.substr(colon + 2);
+    while (!msg.empty() && msg.back() == ' ') msg.pop_back();
+    diags.error("json-syntax", msg, loc_of_byte(text, origin, e.byte > 0 ? e.byte - 1 : 0));
     return std::nullopt;
   }
   SourceLoc loc{origin, 0, 0};
