@@ -3,6 +3,7 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -16,6 +17,8 @@ namespace {
 
 constexpr size_t kMaxRulesFileBytes = 1 << 20;
 constexpr int kMaxExtendsDepth = 16;
+constexpr size_t kMaxRules = 10000;
+constexpr size_t kMaxStages = 10000;
 constexpr int kMaxSelectorDepth = 32;
 constexpr int kMaxYamlNesting = 64;
 constexpr int64_t kMaxTime = int64_t{1} << 40;  // epochs or steps; larger is a mistake
@@ -775,6 +778,39 @@ std::optional<Strategy> RulesLoader::load_nested(const std::string& spec, const 
   }
   std::filesystem::path p(spec);
   if (p.is_relative()) p = std::filesystem::path(base_dir) / p;
+  if (stack_.empty()) {
+    // The file the user names sets where `extends` may reach: the working directory, the file's
+    // folder, the repository it lies in (the nearest folder above with a .git), and the folders
+    // in $LAYERFREEZE_EXTENDS_PATH (colon-separated) — each with everything below. A rules file
+    // from a pull request cannot make layerfreeze read (and quote) /etc/shadow.
+    auto dir = std::filesystem::weakly_canonical(p).parent_path();
+    roots_ = {std::filesystem::weakly_canonical(std::filesystem::current_path()), dir};
+    for (auto d = dir; !d.empty() && d != d.root_path(); d = d.parent_path())
+      if (std::filesystem::exists(d / ".git")) {
+        roots_.push_back(d);
+        break;
+      }
+    if (const char* extra = std::getenv("LAYERFREEZE_EXTENDS_PATH")) {
+      std::string list = extra;
+      for (size_t b = 0, e; b <= list.size(); b = e + 1) {
+        e = list.find(':', b);
+        if (e == std::string::npos) e = list.size();
+        if (e > b) roots_.push_back(std::filesystem::weakly_canonical(list.substr(b, e - b)));
+      }
+    }
+  } else {
+    auto target = std::filesystem::weakly_canonical(p);
+    auto inside = [&](const std::filesystem::path& root) {
+      auto rel = target.lexically_relative(root);
+      return !rel.empty() && rel.native().rfind("..", 0) != 0;
+    };
+    if (std::none_of(roots_.begin(), roots_.end(), inside)) {
+      diags_.error("extends-outside", "'" + spec + "' is outside the folders a rules file may extend from", {},
+                   {"allowed: the working directory, the rules file's folder, its repository, and "
+                    "$LAYERFREEZE_EXTENDS_PATH — each with what is below"});
+      return std::nullopt;
+    }
+  }
   // Files a user names keep their spelling in messages; files reached through `extends` are
   // named relative to the working directory when they lie under it.
   std::string label = spec;
@@ -918,6 +954,11 @@ std::optional<Strategy> RulesLoader::parse(const std::string& text, const std::s
     }
   }
   s.rules.insert(s.rules.end(), own_rules.begin(), own_rules.end());
+  if (s.rules.size() > kMaxRules)
+    diags_.error("too-many-rules", std::to_string(s.rules.size()) + " rules; the limit is " + std::to_string(kMaxRules), {file, 0, 0});
+  if (s.stages.size() + own_stages.size() > kMaxStages)
+    diags_.error("too-many-stages", std::to_string(s.stages.size() + own_stages.size()) + " stages; the limit is " +
+                                        std::to_string(kMaxStages), {file, 0, 0});
   s.stages.insert(s.stages.end(), own_stages.begin(), own_stages.end());
   fp.check_stage_order();
   if (s.name.empty()) s.name = std::filesystem::path(file).stem().string();

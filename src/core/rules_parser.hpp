@@ -3,6 +3,7 @@
 // value or bad regex is an error at its file:line:col, and all of them are reported at once.
 #pragma once
 
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,6 +33,7 @@ class RulesLoader {
   SourceTexts& sources_;
   std::vector<std::string> stack_;  // files being loaded, for cycle detection
   std::string canonical_;           // identity of the file about to be parsed
+  std::vector<std::filesystem::path> roots_;  // where `extends` may reach (set by the first file)
 };
 
 /// Checks (and normalises: int to float, a string to a one-item list) a value for a declared

@@ -2,6 +2,7 @@
 // model can be planned on a machine that never loads it.
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -107,6 +108,14 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
 }
 
 std::optional<Inventory> load_manifest(const std::string& path, Diagnostics& diags) {
+  constexpr uintmax_t kMaxManifestBytes = uintmax_t{256} << 20;
+  std::error_code ec;
+  auto size = std::filesystem::file_size(path, ec);
+  if (!ec && size > kMaxManifestBytes) {
+    diags.error("manifest-too-large", "manifest is " + std::to_string(size) + " bytes; the limit is " +
+                                          std::to_string(kMaxManifestBytes), {path, 0, 0});
+    return std::nullopt;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     diags.error("model-unreadable", "cannot open '" + path + "'", {path, 0, 0});

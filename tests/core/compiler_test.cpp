@@ -309,6 +309,8 @@ TEST(Extends, FilesPresetsCyclesAndOverrides) {
   std::ofstream(dir / "sub" / "child.yaml") << "extends: ../base.yaml\nrules:\n  - freeze: head\n";
   std::ofstream(dir / "a.yaml") << "extends: b.yaml\n";
   std::ofstream(dir / "b.yaml") << "extends: a.yaml\n";
+  // sub/child.yaml extends ../base.yaml: outside its folder, so the folder must be allowed.
+  setenv("LAYERFREEZE_EXTENDS_PATH", dir.string().c_str(), 1);
   Diagnostics d;
   SourceTexts src;
   RulesLoader loader(d, src);
@@ -330,6 +332,11 @@ TEST(Extends, FilesPresetsCyclesAndOverrides) {
   bool found = false;
   for (const auto& x : cyc.items()) found = found || x.code == "extends-cycle";
   EXPECT_TRUE(found) << format_diagnostics(cyc);
+  unsetenv("LAYERFREEZE_EXTENDS_PATH");
+  Diagnostics outside;
+  RulesLoader l3(outside, src);
+  EXPECT_FALSE(l3.load((dir / "sub" / "child.yaml").string()));
+  EXPECT_EQ(outside.items()[0].code, "extends-outside");
   fs::remove_all(dir);
 }
 
