@@ -25,25 +25,20 @@ namespace layerfreeze {
 
 namespace {
 
-LiveModel live(const torch::nn::Module& m) {
+// The live inventory of either kind of module; LibTorch errors become std::invalid_argument.
+template <class Module>
+LiveModel live_of(const Module& m, const char* kind) {
   try {
-    LiveModel l = live_model(const_cast<torch::nn::Module&>(m));
-    l.inventory.source = "the " + l.inventory.model_type + " module";
+    LiveModel l = live_model(const_cast<Module&>(m));
+    l.inventory.source = std::string("the ") + kind + l.inventory.model_type + " module";
     return l;
   } catch (const c10::Error& e) {
     throw std::invalid_argument(std::string("cannot read the module's parameters: ") + e.what_without_backtrace());
   }
 }
 
-LiveModel live(const torch::jit::Module& m) {
-  try {
-    LiveModel l = live_model(const_cast<torch::jit::Module&>(m));
-    l.inventory.source = "the TorchScript " + l.inventory.model_type + " module";
-    return l;
-  } catch (const c10::Error& e) {
-    throw std::invalid_argument(std::string("cannot read the module's parameters: ") + e.what_without_backtrace());
-  }
-}
+LiveModel live(const torch::nn::Module& m) { return live_of(m, ""); }
+LiveModel live(const torch::jit::Module& m) { return live_of(m, "TorchScript "); }
 
 // Discovery on a live inventory (what `get_num_layers` and the status table need).
 Inventory discovered(Inventory inv) {
