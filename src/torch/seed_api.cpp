@@ -129,6 +129,15 @@ int64_t trainable_of(const LiveModel& m) {
   throw std::invalid_argument(what + " (" + inv.source + " has " + describe_layers(inv) + ")");
 }
 
+// setup_lp_lora_style for either kind of module.
+int64_t lp_lora(LiveModel m, double freeze_ratio, bool freeze_embed) {
+  if (!(freeze_ratio >= 0.0 && freeze_ratio <= 1.0))
+    bad_argument(m, "freeze_ratio must be in [0, 1], got " + std::to_string(freeze_ratio));
+  char ratio[64];
+  std::snprintf(ratio, sizeof ratio, "freeze_ratio=%.17g", freeze_ratio);
+  return freeze_selected(std::move(m), "lp_lora", {ratio, std::string("freeze_embed=") + (freeze_embed ? "true" : "false")});
+}
+
 // Code points, for aligning box-drawing tables.
 size_t width(const std::string& s) {
   size_t n = 0;
@@ -166,12 +175,7 @@ int64_t freeze_by_name(torch::nn::Module& model, const std::string& pattern, boo
 int64_t unfreeze_model(torch::nn::Module& model) { return unfreeze_all(live(model)); }
 
 int64_t setup_lp_lora_style(torch::nn::Module& model, double freeze_ratio, bool freeze_embed) {
-  LiveModel m = live(model);
-  if (!(freeze_ratio >= 0.0 && freeze_ratio <= 1.0))
-    bad_argument(m, "freeze_ratio must be in [0, 1], got " + std::to_string(freeze_ratio));
-  char ratio[64];
-  std::snprintf(ratio, sizeof ratio, "freeze_ratio=%.17g", freeze_ratio);
-  return freeze_selected(std::move(m), "lp_lora", {ratio, std::string("freeze_embed=") + (freeze_embed ? "true" : "false")});
+  return lp_lora(live(model), freeze_ratio, freeze_embed);
 }
 
 int64_t get_trainable_params(const torch::nn::Module& model) { return trainable_of(live(model)); }
@@ -386,12 +390,7 @@ int64_t freeze_first_n_layers(torch::jit::Module& model, int64_t n) {
   return freeze_selected(live(model), "freeze_first_n", {count_arg("n", n)});
 }
 int64_t setup_lp_lora_style(torch::jit::Module& model, double freeze_ratio, bool freeze_embed) {
-  LiveModel m = live(model);
-  if (!(freeze_ratio >= 0.0 && freeze_ratio <= 1.0))
-    bad_argument(m, "freeze_ratio must be in [0, 1], got " + std::to_string(freeze_ratio));
-  char ratio[64];
-  std::snprintf(ratio, sizeof ratio, "freeze_ratio=%.17g", freeze_ratio);
-  return freeze_selected(std::move(m), "lp_lora", {ratio, std::string("freeze_embed=") + (freeze_embed ? "true" : "false")});
+  return lp_lora(live(model), freeze_ratio, freeze_embed);
 }
 int64_t unfreeze_model(torch::jit::Module& model) { return unfreeze_all(live(model)); }
 int64_t get_trainable_params(const torch::jit::Module& model) { return trainable_of(live(model)); }
