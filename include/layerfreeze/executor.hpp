@@ -41,6 +41,8 @@ class Optimizer;
 
 namespace layerfreeze {
 
+class Plan;
+
 /// How to compile the rules for a live module.
 struct PlanOptions {
   std::vector<std::string> sets;           // --set KEY=VALUE overrides, in order
@@ -100,6 +102,11 @@ class Executor {
   /// Trainable parameters now, each tensor once (a tied weight handed twice to a LibTorch
   /// optimizer is stepped twice), in registration order.
   std::vector<torch::Tensor> trainable_parameters() const;
+  /// Every parameter, frozen or not, each tensor once, in inventory order.
+  std::vector<torch::Tensor> parameters() const;
+  /// How many changes of the frozen set have been applied: compare two readings to learn
+  /// cheaply whether anything changed in between (GradientSync rebuilds its buckets on it).
+  uint64_t generation() const;
   std::vector<std::string> frozen_names() const;
   int64_t trainable_numel() const;
   int64_t frozen_numel() const;
@@ -113,6 +120,9 @@ class Executor {
   const Inventory& inventory() const;
   /// Whether parameter `i` (an inventory index) is frozen now.
   bool is_frozen(size_t i) const;
+  /// The compiled plan. Plan is an internal type (src/core/plan.hpp), for layerfreeze's own
+  /// components such as the distributed agreement.
+  const Plan& plan() const;
 
   struct Impl;
 

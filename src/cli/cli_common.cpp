@@ -48,12 +48,8 @@ std::optional<Plan> compile_plan(Session& s, const PlanArgs& a, const std::strin
 
 Time horizon_for(const Plan& plan, const PlanArgs& a) {
   const auto spe = plan.options.steps_per_epoch;
-  int64_t last_epoch = 0, last_step = 0;
-  for (const auto& st : plan.stages) {
-    int64_t end = st.at + (st.period > 0 ? 10 * st.period : 0);
-    if (st.unit == Trigger::Unit::kEpoch) last_epoch = std::max(last_epoch, end);
-    else last_step = std::max(last_step, end);
-  }
+  const Time last = plan.last_trigger();
+  const int64_t last_epoch = last.epoch, last_step = last.step;
   Time h{-1, -1};
   if (a.epochs) h.epoch = *a.epochs;
   if (a.steps) h.step = *a.steps;

@@ -1,5 +1,7 @@
-// layerfreeze plan RULES --model MODEL : the compiled plan, as text, JSON or Markdown.
+// layerfreeze plan RULES --model MODEL : the compiled plan, as text, JSON or Markdown;
+// --distributed adds the data-parallel lint (print/distributed_lint.hpp).
 #include "cli/cli_common.hpp"
+#include "print/distributed_lint.hpp"
 #include "print/plan_printer.hpp"
 
 namespace layerfreeze::cli {
@@ -7,17 +9,29 @@ namespace layerfreeze::cli {
 std::function<int()> setup_plan(CLI::App& cmd) {
   struct Args : PlanArgs {
     std::string format = "text";
+    bool distributed = false;
   };
   auto a = std::make_shared<Args>();
   a->add_to(cmd);
   cmd.add_option("--format,-f", a->format, "text, json or markdown")->check(CLI::IsMember({"text", "json", "markdown"}));
+  cmd.add_flag("--distributed", a->distributed,
+               "also check the plan for data-parallel training (FSDP units, DDP, activation checkpointing)");
   return [a] {
     Session s;
     auto plan = compile_plan(s, *a, a->rules);
     // Text output carries its warnings; JSON and Markdown readers get them on stderr as well.
     s.flush(std::cerr, !plan || a->format != "text");
     if (!plan) return kExitInvalid;
-    PlanSummary sum = summarize(*plan, *parse_optimizer(a->optimizer), horizon_for(*plan, *a));
+    const Time horizon = horizon_for(*plan, *a);
+    if (a->distributed) {
+      std::vector<Diagnostic> lint;
+      distributed_lint(*plan, horizon, lint);
+      for (const auto& w : lint) {
+        if (a->format != "text") std::cerr << format_diagnostic(w);
+        plan->warnings.push_back(w);
+      }
+    }
+    PlanSummary sum = summarize(*plan, *parse_optimizer(a->optimizer), horizon);
     if (a->format == "json") std::cout << plan_json(sum);
     else if (a->format == "markdown") std::cout << plan_markdown(sum);
     else std::cout << plan_text(sum);

@@ -10,6 +10,7 @@ std::function<int()> setup_diff(CLI::App& cmd);
 std::function<int()> setup_inspect(CLI::App& cmd);
 std::function<int()> setup_presets(CLI::App& cmd);
 std::function<int()> setup_schema(CLI::App& cmd);
+std::function<int()> setup_launch(CLI::App& cmd);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
@@ -20,6 +21,7 @@ const std::vector<Command>& commands() {
       {"inspect", "a model's inventory: discovered layers, roles, ties", setup_inspect},
       {"presets", "the shipped presets and their parameters", setup_presets},
       {"schema", "the JSON Schema of the rules DSL, for editors", setup_schema},
+      {"launch", "start the ranks of a data-parallel job on this machine (RANK, WORLD_SIZE, MASTER_*)", setup_launch},
   };
   return table;
 }

@@ -118,6 +118,24 @@ void Plan::finalize() {
   fingerprint_ = h.hex();
 }
 
+Time Plan::last_trigger() const {
+  Time last{0, 0};
+  for (const auto& st : stages) {
+    int64_t end = st.at + (st.period > 0 ? 10 * st.period : 0);
+    int64_t& slot = st.unit == Trigger::Unit::kEpoch ? last.epoch : last.step;
+    slot = std::max(slot, end);
+  }
+  return last;
+}
+
+Time Plan::default_horizon() const {
+  const Time last = last_trigger();
+  const auto spe = options.steps_per_epoch;
+  Time h{last.epoch + 1, last.step + 1};
+  if (spe) h.step = std::max(h.epoch * *spe, h.step);
+  return h;
+}
+
 Bitset Plan::frozen_at(const Time& t) const {
   size_t j = 0;
   while (j < stages.size() && stages[j].fires(t) && stages[j].period == 0) ++j;

@@ -107,6 +107,10 @@ class Plan {
   /// The earliest epoch and step (each, -1 for none) at which the state may next change after
   /// `t`: a per-step query compares against these two numbers.
   Time next_change(const Time& t) const;
+  /// The last trigger in each unit (periodic stages count ten periods), 0 when none.
+  Time last_trigger() const;
+  /// A horizon that shows every static stage and a few periods: just past the last trigger.
+  Time default_horizon() const;
   const std::string& fingerprint() const { return fingerprint_; }
   /// Discriminative learning-rate scale of parameter `i`: 1 / lr_decay^depth, depth counted
   /// from the head (0) through the layers top-down to the embeddings (L + 1).

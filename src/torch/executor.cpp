@@ -45,6 +45,7 @@ struct Executor::Impl {
   torch::optim::Optimizer* optimizer = nullptr;
   std::unordered_set<const void*> in_optimizer;
   std::vector<size_t> frozen_bn;  // indices into live.batchnorms that are frozen now
+  uint64_t generation = 0;        // changes applied so far
 
   void compile(const std::string& rules, const PlanOptions& o) {
     Diagnostics diags;
@@ -132,6 +133,7 @@ struct Executor::Impl {
       optimizer->add_param_group(torch::optim::OptimizerParamGroup(tensors, std::move(options)));
     }
     update_modes();
+    ++generation;
   }
 
   bool move_to(const Time& t) {
@@ -334,6 +336,10 @@ int64_t Executor::frozen_numel() const {
   impl_->cursor->frozen().for_each([&](size_t i) { n += impl_->plan->inventory->params[i].numel; });
   return n;
 }
+
+std::vector<torch::Tensor> Executor::parameters() const { return impl_->live.tensors; }
+uint64_t Executor::generation() const { return impl_->generation; }
+const Plan& Executor::plan() const { return *impl_->plan; }
 
 int64_t Executor::trainable_numel() const { return impl_->plan->inventory->total_numel() - frozen_numel(); }
 int32_t Executor::num_layers() const { return impl_->plan->inventory->num_layers(); }

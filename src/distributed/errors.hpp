@@ -1,0 +1,37 @@
+// How the distributed component reports failures: every error a collective, a rendezvous or a
+// bad setting raises becomes a DiagnosticError with a stable code, like the rest of layerfreeze.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "layerfreeze/diagnostics.hpp"
+
+namespace layerfreeze::distributed {
+
+[[noreturn]] inline void fail(const std::string& code, const std::string& message,
+                              std::vector<std::string> notes = {}) {
+  Diagnostics d;
+  d.error(code, message, {}, std::move(notes));
+  throw DiagnosticError(std::move(d));
+}
+
+/// Runs `f`; a LibTorch or Gloo exception becomes a `distributed-error` naming `what`, with
+/// `hint` as a note (the default hint fits a collective).
+template <class F>
+auto guarded(const std::string& what, F&& f, std::string hint = "") -> decltype(f()) {
+  try {
+    return f();
+  } catch (const DiagnosticError&) {
+    throw;
+  } catch (const std::exception& e) {
+    std::string text = e.what();
+    auto nl = text.find("\nException raised from");
+    if (nl != std::string::npos) text.resize(nl);
+    if (hint.empty())
+      hint = "a rank exited, timed out or cannot be reached; every rank must make the same calls in the same order";
+    fail("distributed-error", what + " failed: " + text, {hint});
+  }
+}
+
+}  // namespace layerfreeze::distributed
