@@ -109,19 +109,21 @@ void distributed_lint(const Plan& plan, const Time& horizon, std::vector<Diagnos
 
   // DDP: the trainable set changes after the start.
   if (points.size() > 1) {
-    size_t unfrozen = 0;
+    size_t unfrozen = 0, frozen = 0;
     std::vector<Time> changes;
     for (size_t k = 1; k < points.size(); ++k) {
       changes.push_back(points[k].at);
       unfrozen += points[k].newly_unfrozen.size();
+      frozen += points[k].newly_frozen.size();
     }
     std::vector<std::string> notes;
     if (unfrozen > 0)
       notes.push_back("parameters frozen when DDP is constructed are never registered: the ones unfrozen later "
                       "would train on each rank's own gradients and silently diverge; re-wrap the model at each change");
-    notes.push_back("parameters frozen after construction stop producing gradients: DDP then fails its reduction "
-                    "unless constructed with find_unused_parameters=True (and static_graph=False), and still "
-                    "communicates their buckets");
+    if (frozen > 0)
+      notes.push_back("parameters frozen after construction stop producing gradients: DDP then fails its reduction "
+                      "unless constructed with find_unused_parameters=True (and static_graph=False), and still "
+                      "communicates their buckets");
     notes.push_back("layerfreeze::distributed::GradientSync rebuilds its buckets at each change and sends only "
                     "trainable gradients");
     out.push_back(warning("ddp-trainable-set-changes",

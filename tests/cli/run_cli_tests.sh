@@ -129,6 +129,33 @@ if [[ -n "$arch_fixtures" ]]; then
   done
 fi
 
+# Distributed lint: the data-parallel hazards of a plan, in every format.
+expect_exit 0 "plan distributed" -- plan preset:gradual_unfreeze --set total_epochs=4 --model builtin:gpt2 --distributed
+expect_golden "plan distributed" plan_gradual_distributed_gpt2.txt
+expect_exit 0 "plan distributed json" -- plan preset:lp_lora --model builtin:llama2-7b --format json --distributed
+expect_contains "plan distributed json" '[checkpoint-frozen-input]'
+expect_contains "plan distributed json" 'everything before model.layers.16 (the first trainable layer) is frozen' err
+expect_exit 0 "plan without --distributed" -- plan preset:lisa --model builtin:gpt2
+if grep -q 'ddp-trainable-set-changes' "$tmp/out"; then bad "the lint runs only with --distributed"; else ok; fi
+
+# launch: the environment of each rank, prefixed output, exit codes, timeouts.
+expect_exit 0 "launch env" -- launch --nproc 3 -- sh -c 'echo "$RANK/$WORLD_SIZE/$LOCAL_RANK $MASTER_ADDR"'
+for r in 0 1 2; do expect_contains "launch env" "[rank $r] $r/3/$r 127.0.0.1"; done
+expect_exit 5 "launch exit code" -- launch --nproc 2 --grace 0 -- sh -c '[ $RANK = 1 ] && exit 5; sleep 30'
+expect_contains "launch exit code" "rank 1 failed (exit 5)" err
+expect_contains "launch exit code" "rank 0 was stopped" err
+expect_exit 124 "launch timeout" -- launch --nproc 2 --timeout 1 -- sleep 30
+expect_contains "launch timeout" "the job exceeded --timeout 1 s" err
+expect_exit 0 "launch no prefix" -- launch --nproc 1 --no-prefix -- echo plain
+expect_golden "launch no prefix" launch_no_prefix.txt
+expect_exit 0 "launch multi-node rank" -- launch --nproc 2 --nnodes 2 --node-rank 1 --master-port 29999 --no-prefix -- sh -c 'echo $RANK'
+if [[ "$(sort "$tmp/out" | tr '\n' ' ')" == "2 3 " ]]; then ok; else bad "node 1 of 2 runs ranks 2 and 3"; fi
+expect_exit 2 "launch without a command" -- launch --nproc 2
+expect_exit 2 "launch node rank" -- launch --nproc 2 --nnodes 2 --node-rank 2 --master-port 29999 -- true
+expect_exit 2 "launch multi-node needs a port" -- launch --nproc 2 --nnodes 2 -- true
+expect_exit 127 "launch missing program" -- launch --nproc 1 -- /no/such/program
+expect_contains "launch missing program" "cannot run '/no/such/program'" err
+
 # The JSON contract.
 expect_exit 0 "plan json" -- plan preset:lp_lora --model builtin:llama2-7b --format json
 for key in '"format": "layerfreeze.plan/1"' '"num_layers": 32' '"numel": 6738415616' '"parameters": 291' \

@@ -1,0 +1,267 @@
+// layerfreeze::distributed inside one process: Gloo groups over an in-memory HashStore, ranks
+// as threads. Bucket layout and rebuilds, averaging, missing gradients, the all-parameters
+// baseline, agreement and broadcast, and the configuration errors. (Whole processes on loopback
+// are tests/distributed.)
+#include <gtest/gtest.h>
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/nn/functional/loss.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <thread>
+
+#include "layerfreeze/distributed.hpp"
+#include "torch_models.hpp"
+
+namespace layerfreeze {
+namespace {
+
+namespace dist = layerfreeze::distributed;
+using test::GPT2LMHeadModel;
+
+// Runs `body(group, rank)` on `world` threads, each with its own Gloo group over one store.
+void on_ranks(int world, const std::function<void(c10::intrusive_ptr<c10d::ProcessGroup>, int)>& body) {
+  auto store = c10::make_intrusive<c10d::HashStore>();
+  std::vector<std::thread> threads;
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(world));
+  for (int r = 0; r < world; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        auto opts = c10d::ProcessGroupGloo::Options::create(std::chrono::seconds(30));
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+        opts->threads = 1;
+        c10::intrusive_ptr<c10d::ProcessGroup> g = c10::make_intrusive<c10d::ProcessGroupGloo>(store, r, world, opts);
+        body(g, r);
+      } catch (...) {
+        errors[static_cast<size_t>(r)] = std::current_exception();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+std::string rules_file(const std::string& name, const std::string& text) {
+  std::string path = testing::TempDir() + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+const char* kStaged =
+    "rules:\n"
+    "  - freeze: [embeddings, {layers: \"0:2\"}]\n"
+    "stages:\n"
+    "  - at: {epoch: 1}\n"
+    "    rules: [{unfreeze: {layers: \"1:2\"}}]\n";
+
+void backward(GPT2LMHeadModel& m, int64_t seed) {
+  torch::manual_seed(seed);
+  auto idx = torch::randint(0, 64, {2, 8});
+  torch::nn::functional::cross_entropy(m->forward(idx).view({-1, 64}), idx.view({-1})).backward();
+}
+
+int64_t trainable_bytes(const Executor& ex) {
+  int64_t n = 0;
+  for (const auto& t : ex.trainable_parameters()) n += t.numel() * static_cast<int64_t>(t.element_size());
+  return n;
+}
+
+TEST(GradientSync, BucketsHoldExactlyTheTrainableGradientsAndFollowStages) {
+  on_ranks(1, [](auto group, int) {
+    torch::manual_seed(0);
+    GPT2LMHeadModel m;
+    Executor ex(*m, rules_file("staged.yaml", kStaged));
+    dist::GradientSyncOptions o;
+    o.bucket_bytes = 4096;
+    dist::GradientSync sync(group, ex, o);
+    backward(m, 1);
+    auto s = sync.synchronize();
+    EXPECT_TRUE(s.rebuilt) << "the first call builds the buckets";
+    auto sizes = sync.bucket_sizes();
+    int64_t sum = 0, largest = 0;
+    for (const auto& t : ex.trainable_parameters())
+      largest = std::max<int64_t>(largest, t.numel() * static_cast<int64_t>(t.element_size()));
+    for (int64_t b : sizes) {
+      sum += b;
+      EXPECT_LE(b, std::max<int64_t>(4096, largest)) << "a bucket closes before it overflows (or holds one large tensor)";
+    }
+    EXPECT_EQ(sum, trainable_bytes(ex));
+    EXPECT_GT(sizes.size(), 2u) << "small buckets split the trainable set";
+    EXPECT_EQ(s.bytes, trainable_bytes(ex));
+    EXPECT_EQ(s.buckets, static_cast<int64_t>(sizes.size()));
+    EXPECT_EQ(static_cast<size_t>(s.tensors), ex.trainable_parameters().size());
+    EXPECT_FALSE(sync.synchronize().rebuilt);
+
+    const int64_t before = trainable_bytes(ex);
+    ASSERT_TRUE(ex.on_epoch_begin(1));
+    backward(m, 2);
+    s = sync.synchronize();
+    EXPECT_TRUE(s.rebuilt);
+    EXPECT_EQ(s.bytes, trainable_bytes(ex));
+    EXPECT_GT(s.bytes, before);
+    EXPECT_EQ(sync.steps(), 3);
+    EXPECT_EQ(sync.total_bytes(), 2 * before + s.bytes);
+  });
+}
+
+TEST(GradientSync, AveragesTrainableGradientsAcrossRanksAndLeavesFrozenOnesAlone) {
+  std::vector<std::map<std::string, torch::Tensor>> local(2), synced(2);
+  std::vector<std::vector<std::string>> gradless(2);
+  on_ranks(2, [&](auto group, int rank) {
+    torch::manual_seed(0);  // same weights on both ranks
+    GPT2LMHeadModel m;
+    Executor ex(*m, rules_file("staged-" + std::to_string(rank) + ".yaml", kStaged));
+    dist::GradientSync sync(group, ex);
+    backward(m, 10 + rank);  // different data per rank
+    // One trainable parameter got no gradient on rank 1 (a branch it did not take).
+    if (rank == 1) m->named_parameters()["transformer.ln_f.bias"].mutable_grad().reset();
+    for (const auto& p : m->named_parameters(true))
+      if (p.value().grad().defined()) local[rank][p.key()] = p.value().grad().clone();
+    sync.synchronize();
+    for (const auto& p : m->named_parameters(true)) {
+      if (p.value().grad().defined()) synced[rank][p.key()] = p.value().grad().clone();
+      else gradless[rank].push_back(p.key());
+    }
+  });
+  ASSERT_FALSE(synced[0].empty());
+  EXPECT_EQ(synced[0].size(), synced[1].size());
+  for (const auto& [name, g] : synced[0]) {
+    ASSERT_TRUE(synced[1].count(name)) << name;
+    EXPECT_TRUE(torch::equal(g, synced[1][name])) << name << " differs between ranks";
+    torch::Tensor a = local[0].at(name);
+    torch::Tensor b = local[1].count(name) ? local[1][name] : torch::zeros_like(a);
+    EXPECT_TRUE(torch::allclose(g, (a + b) / 2, 1e-6, 1e-7)) << name << " is not the average";
+  }
+  EXPECT_TRUE(synced[1].count("transformer.ln_f.bias")) << "a missing gradient is a zero, and then defined";
+  // Frozen parameters (embeddings, layers 0-1) keep no gradient.
+  EXPECT_EQ(gradless[0], gradless[1]);
+  EXPECT_NE(std::find(gradless[0].begin(), gradless[0].end(), "transformer.wte.weight"), gradless[0].end());
+  EXPECT_NE(std::find(gradless[0].begin(), gradless[0].end(), "transformer.h.0.attn.c_attn.weight"), gradless[0].end());
+}
+
+TEST(GradientSync, AllParametersBaselineSendsFrozenZerosButKeepsThemGradless) {
+  on_ranks(1, [](auto group, int) {
+    torch::manual_seed(0);
+    GPT2LMHeadModel m;
+    Executor ex(*m, rules_file("staged-all.yaml", kStaged));
+    dist::GradientSyncOptions o;
+    o.all_parameters = true;
+    dist::GradientSync sync(group, ex, o);
+    backward(m, 3);
+    auto s = sync.synchronize();
+    int64_t all = 0;
+    for (const auto& t : ex.parameters()) all += t.numel() * static_cast<int64_t>(t.element_size());
+    EXPECT_EQ(s.bytes, all);
+    EXPECT_GT(s.bytes, trainable_bytes(ex));
+    for (const auto& p : m->named_parameters(true))
+      EXPECT_EQ(p.value().grad().defined(), p.value().requires_grad()) << p.key();
+  });
+}
+
+TEST(GradientSync, NothingTrainableMeansNoCollective) {
+  on_ranks(2, [](auto group, int) {
+    GPT2LMHeadModel m;
+    Executor ex(*m, "preset:freeze_all");
+    dist::GradientSync sync(group, ex);
+    auto s = sync.synchronize();
+    EXPECT_EQ(s.bytes, 0);
+    EXPECT_EQ(s.buckets, 0);
+  });
+}
+
+TEST(Agreement, SamePlanPassesAnotherFailsOnEveryRank) {
+  on_ranks(2, [](auto group, int) {
+    GPT2LMHeadModel m;
+    PlanOptions po;
+    po.sets = {"n=2"};
+    Executor ex(*m, "preset:freeze_first_n", po);
+    EXPECT_NO_THROW(dist::agree_on_plan(*group, ex));
+  });
+  std::vector<std::string> messages(2);
+  on_ranks(2, [&](auto group, int rank) {
+    GPT2LMHeadModel m;
+    PlanOptions po;
+    po.sets = {rank == 0 ? "n=2" : "n=1"};
+    Executor ex(*m, "preset:freeze_first_n", po);
+    try {
+      dist::agree_on_plan(*group, ex);
+    } catch (const DiagnosticError& e) {
+      EXPECT_EQ(e.diagnostics().items()[0].code, "plan-disagreement");
+      messages[rank] = e.diagnostics().items()[0].message;
+      const auto& notes = e.diagnostics().items()[0].notes;
+      EXPECT_NE(std::find(notes.begin(), notes.end(), "rules parameter `n`: 2 on rank 0, 1 on rank 1"), notes.end());
+    }
+  });
+  EXPECT_EQ(messages[0], "the ranks disagree on the freezing plan: rank 1 of 2 differs from rank 0");
+  EXPECT_EQ(messages[0], messages[1]);
+}
+
+TEST(Broadcast, EveryRankEndsWithRankZerosWeightsAndBuffers) {
+  std::vector<torch::Tensor> weights(2);
+  on_ranks(2, [&](auto group, int rank) {
+    torch::manual_seed(100 + rank);
+    GPT2LMHeadModel m;
+    dist::broadcast_parameters(*group, *m);
+    weights[rank] = m->named_parameters()["transformer.h.1.mlp.c_fc.weight"].detach().clone();
+  });
+  EXPECT_TRUE(torch::equal(weights[0], weights[1]));
+  torch::manual_seed(100);
+  GPT2LMHeadModel reference;
+  EXPECT_TRUE(torch::equal(weights[0], reference->named_parameters()["transformer.h.1.mlp.c_fc.weight"]));
+}
+
+std::string code_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const DiagnosticError& e) {
+    return e.diagnostics().items()[0].code + ": " + e.diagnostics().items()[0].message;
+  }
+  return "";
+}
+
+TEST(GroupSetup, EnvironmentAndOptionsAreChecked) {
+  ::unsetenv("RANK");
+  ::setenv("WORLD_SIZE", "2", 1);
+  EXPECT_EQ(code_of([] { dist::GroupOptions::from_env(); }), "distributed-env: environment variable RANK is not set");
+  ::setenv("RANK", "2", 1);
+  EXPECT_EQ(code_of([] { dist::GroupOptions::from_env(); }),
+            "distributed-env: environment variable RANK='2' is not an integer in [0, 1]");
+  ::setenv("RANK", "1", 1);
+  ::setenv("MASTER_PORT", "http", 1);
+  EXPECT_EQ(code_of([] { dist::GroupOptions::from_env(); }),
+            "distributed-env: environment variable MASTER_PORT='http' is not an integer in [1, 65535]");
+  ::setenv("MASTER_PORT", "29511", 1);
+  ::setenv("MASTER_ADDR", "10.0.0.7", 1);
+  auto o = dist::GroupOptions::from_env();
+  EXPECT_EQ(o.rank, 1);
+  EXPECT_EQ(o.world_size, 2);
+  EXPECT_EQ(o.master_port, 29511);
+  EXPECT_EQ(o.master_addr, "10.0.0.7");
+  for (const char* v : {"RANK", "WORLD_SIZE", "MASTER_PORT", "MASTER_ADDR"}) ::unsetenv(v);
+
+  dist::GroupOptions bad;
+  bad.backend = "mpi";
+  EXPECT_EQ(code_of([&] { dist::make_process_group(bad); }), "distributed-setup: unknown backend 'mpi'");
+  bad.backend = "gloo";
+  bad.rank = 3;
+  bad.world_size = 2;
+  EXPECT_EQ(code_of([&] { dist::make_process_group(bad); }), "distributed-setup: rank 3 is not in a group of 2");
+#ifndef USE_C10D_NCCL
+  dist::GroupOptions nccl;
+  nccl.backend = "nccl";
+  EXPECT_EQ(code_of([&] { dist::make_process_group(nccl); }), "distributed-setup: this LibTorch was built without NCCL");
+#endif
+  on_ranks(1, [](auto group, int) {
+    GPT2LMHeadModel m;
+    Executor ex(*m, "preset:freeze_all");
+    dist::GradientSyncOptions o;
+    o.bucket_bytes = 0;
+    EXPECT_EQ(code_of([&] { dist::GradientSync(group, ex, o); }),
+              "distributed-setup: bucket_bytes must be positive (it is 0)");
+  });
+}
+
+}  // namespace
+}  // namespace layerfreeze
