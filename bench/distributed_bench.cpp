@@ -2,7 +2,7 @@
 // gradient (what DDP wrapped around the model before freezing does). A GPT-shaped model
 // (12 layers × 512, vocab 8192, seq 128: the savings benchmark's) trains a few AdamW steps on
 // every rank; for each preset and each mode the benchmark reports the bytes each rank all-reduces
-// per step, the median time of the synchronisation and of the whole step. Run it under the
+// per step, the median time of the synchronisation (after a barrier) and of the whole step. Run it under the
 // launcher (docs/PERFORMANCE.md):
 //
 //   build/layerfreeze launch --nproc 2 -- build/distributed_bench --steps 4 --csv docs/distributed.csv
@@ -75,6 +75,9 @@ Row measure(c10::intrusive_ptr<c10d::ProcessGroup> group, const Preset& p, bool 
     auto t0 = Clock::now();
     opt.zero_grad();
     model->loss(batch).backward();
+    // Both ranks enter the all-reduce together, so `sync` times the communication, not the
+    // wait for the slower rank's backward (the step time still includes that wait).
+    group->barrier()->wait();
     auto t1 = Clock::now();
     auto stats = sync.synchronize();
     auto t2 = Clock::now();

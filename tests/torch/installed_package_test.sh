@@ -11,5 +11,11 @@ cmake -S "$root/examples/trainer" -B "$tmp/trainer" -G Ninja -DCMAKE_BUILD_TYPE=
       -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/trainer" >/dev/null
 "$tmp/trainer/trainer"
+# A distributed trainer against the installed layerfreeze::distributed, started by the installed
+# launcher, when the package has the component.
+if [[ -f "$tmp/prefix/include/layerfreeze/distributed.hpp" ]]; then
+  [[ -x "$tmp/trainer/trainer_distributed" ]] || { echo "layerfreeze::distributed is not exported"; exit 1; }
+  "$tmp/prefix/bin/layerfreeze" launch --nproc 2 --timeout 120 -- "$tmp/trainer/trainer_distributed"
+fi
 # The installed CLI finds the installed adapter for a TorchScript model.
 "$tmp/prefix/bin/layerfreeze" presets >/dev/null
