@@ -129,6 +129,8 @@ struct LintCase {
   std::set<std::string> codes;
 };
 
+void PrintTo(const LintCase& c, std::ostream* os) { *os << c.preset; }
+
 class DistributedLint : public ::testing::TestWithParam<LintCase> {};
 
 std::vector<Diagnostic> lint_of(const Plan& plan) {

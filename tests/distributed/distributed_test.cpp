@@ -122,6 +122,8 @@ struct RunCase {
   int64_t min_changes;  // steps at which the trainable set changed (buckets rebuilt)
 };
 
+void PrintTo(const RunCase& c, std::ostream* os) { *os << c.name; }
+
 class DistributedRun : public ::testing::TestWithParam<RunCase> {};
 
 TEST_P(DistributedRun, RanksEndIdenticalAndSendOnlyTrainableGradients) {

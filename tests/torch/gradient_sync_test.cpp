@@ -56,9 +56,25 @@ const char* kStaged =
     "  - at: {epoch: 1}\n"
     "    rules: [{unfreeze: {layers: \"1:2\"}}]\n";
 
-void backward(GPT2LMHeadModel& m, int64_t seed) {
+// LibTorch's default generator is shared by every thread: models and data are made on the test's
+// own thread, before the ranks start.
+std::vector<GPT2LMHeadModel> models(int n, int64_t seed, bool same) {
+  std::vector<GPT2LMHeadModel> out;
+  for (int r = 0; r < n; ++r) {
+    torch::manual_seed(same ? seed : seed + r);
+    out.emplace_back();
+  }
+  return out;
+}
+
+std::vector<torch::Tensor> batches(int n, int64_t seed) {
   torch::manual_seed(seed);
-  auto idx = torch::randint(0, 64, {2, 8});
+  std::vector<torch::Tensor> out;
+  for (int i = 0; i < n; ++i) out.push_back(torch::randint(0, 64, {2, 8}));
+  return out;
+}
+
+void backward(GPT2LMHeadModel& m, const torch::Tensor& idx) {
   torch::nn::functional::cross_entropy(m->forward(idx).view({-1, 64}), idx.view({-1})).backward();
 }
 
@@ -69,14 +85,15 @@ int64_t trainable_bytes(const Executor& ex) {
 }
 
 TEST(GradientSync, BucketsHoldExactlyTheTrainableGradientsAndFollowStages) {
-  on_ranks(1, [](auto group, int) {
-    torch::manual_seed(0);
-    GPT2LMHeadModel m;
+  auto ms = models(1, 0, true);
+  auto data = batches(2, 1);
+  on_ranks(1, [&](auto group, int) {
+    GPT2LMHeadModel& m = ms[0];
     Executor ex(*m, rules_file("staged.yaml", kStaged));
     dist::GradientSyncOptions o;
     o.bucket_bytes = 4096;
     dist::GradientSync sync(group, ex, o);
-    backward(m, 1);
+    backward(m, data[0]);
     auto s = sync.synchronize();
     EXPECT_TRUE(s.rebuilt) << "the first call builds the buckets";
     auto sizes = sync.bucket_sizes();
@@ -96,7 +113,7 @@ TEST(GradientSync, BucketsHoldExactlyTheTrainableGradientsAndFollowStages) {
 
     const int64_t before = trainable_bytes(ex);
     ASSERT_TRUE(ex.on_epoch_begin(1));
-    backward(m, 2);
+    backward(m, data[1]);
     s = sync.synchronize();
     EXPECT_TRUE(s.rebuilt);
     EXPECT_EQ(s.bytes, trainable_bytes(ex));
@@ -109,12 +126,13 @@ TEST(GradientSync, BucketsHoldExactlyTheTrainableGradientsAndFollowStages) {
 TEST(GradientSync, AveragesTrainableGradientsAcrossRanksAndLeavesFrozenOnesAlone) {
   std::vector<std::map<std::string, torch::Tensor>> local(2), synced(2);
   std::vector<std::vector<std::string>> gradless(2);
+  auto ms = models(2, 0, true);  // the same weights on both ranks
+  auto data = batches(2, 10);    // different data per rank
   on_ranks(2, [&](auto group, int rank) {
-    torch::manual_seed(0);  // same weights on both ranks
-    GPT2LMHeadModel m;
+    GPT2LMHeadModel& m = ms[static_cast<size_t>(rank)];
     Executor ex(*m, rules_file("staged-" + std::to_string(rank) + ".yaml", kStaged));
     dist::GradientSync sync(group, ex);
-    backward(m, 10 + rank);  // different data per rank
+    backward(m, data[static_cast<size_t>(rank)]);
     // One trainable parameter got no gradient on rank 1 (a branch it did not take).
     if (rank == 1) m->named_parameters()["transformer.ln_f.bias"].mutable_grad().reset();
     for (const auto& p : m->named_parameters(true))
@@ -142,14 +160,15 @@ TEST(GradientSync, AveragesTrainableGradientsAcrossRanksAndLeavesFrozenOnesAlone
 }
 
 TEST(GradientSync, AllParametersBaselineSendsFrozenZerosButKeepsThemGradless) {
-  on_ranks(1, [](auto group, int) {
-    torch::manual_seed(0);
-    GPT2LMHeadModel m;
+  auto ms = models(1, 0, true);
+  auto data = batches(1, 3);
+  on_ranks(1, [&](auto group, int) {
+    GPT2LMHeadModel& m = ms[0];
     Executor ex(*m, rules_file("staged-all.yaml", kStaged));
     dist::GradientSyncOptions o;
     o.all_parameters = true;
     dist::GradientSync sync(group, ex, o);
-    backward(m, 3);
+    backward(m, data[0]);
     auto s = sync.synchronize();
     int64_t all = 0;
     for (const auto& t : ex.parameters()) all += t.numel() * static_cast<int64_t>(t.element_size());
@@ -161,8 +180,9 @@ TEST(GradientSync, AllParametersBaselineSendsFrozenZerosButKeepsThemGradless) {
 }
 
 TEST(GradientSync, NothingTrainableMeansNoCollective) {
-  on_ranks(2, [](auto group, int) {
-    GPT2LMHeadModel m;
+  auto ms = models(2, 0, true);
+  on_ranks(2, [&](auto group, int rank) {
+    GPT2LMHeadModel& m = ms[static_cast<size_t>(rank)];
     Executor ex(*m, "preset:freeze_all");
     dist::GradientSync sync(group, ex);
     auto s = sync.synchronize();
@@ -172,16 +192,18 @@ TEST(GradientSync, NothingTrainableMeansNoCollective) {
 }
 
 TEST(Agreement, SamePlanPassesAnotherFailsOnEveryRank) {
-  on_ranks(2, [](auto group, int) {
-    GPT2LMHeadModel m;
+  auto same = models(2, 0, true);
+  on_ranks(2, [&](auto group, int rank) {
+    GPT2LMHeadModel& m = same[static_cast<size_t>(rank)];
     PlanOptions po;
     po.sets = {"n=2"};
     Executor ex(*m, "preset:freeze_first_n", po);
     EXPECT_NO_THROW(dist::agree_on_plan(*group, ex));
   });
   std::vector<std::string> messages(2);
+  auto other = models(2, 0, true);
   on_ranks(2, [&](auto group, int rank) {
-    GPT2LMHeadModel m;
+    GPT2LMHeadModel& m = other[static_cast<size_t>(rank)];
     PlanOptions po;
     po.sets = {rank == 0 ? "n=2" : "n=1"};
     Executor ex(*m, "preset:freeze_first_n", po);
@@ -200,9 +222,9 @@ TEST(Agreement, SamePlanPassesAnotherFailsOnEveryRank) {
 
 TEST(Broadcast, EveryRankEndsWithRankZerosWeightsAndBuffers) {
   std::vector<torch::Tensor> weights(2);
+  auto ms = models(2, 100, false);  // rank r starts from seed 100 + r
   on_ranks(2, [&](auto group, int rank) {
-    torch::manual_seed(100 + rank);
-    GPT2LMHeadModel m;
+    GPT2LMHeadModel& m = ms[static_cast<size_t>(rank)];
     dist::broadcast_parameters(*group, *m);
     weights[rank] = m->named_parameters()["transformer.h.1.mlp.c_fc.weight"].detach().clone();
   });
@@ -253,8 +275,9 @@ TEST(GroupSetup, EnvironmentAndOptionsAreChecked) {
   nccl.backend = "nccl";
   EXPECT_EQ(code_of([&] { dist::make_process_group(nccl); }), "distributed-setup: this LibTorch was built without NCCL");
 #endif
-  on_ranks(1, [](auto group, int) {
-    GPT2LMHeadModel m;
+  auto ms = models(1, 0, true);
+  on_ranks(1, [&](auto group, int) {
+    GPT2LMHeadModel& m = ms[0];
     Executor ex(*m, "preset:freeze_all");
     dist::GradientSyncOptions o;
     o.bucket_bytes = 0;
