@@ -46,12 +46,7 @@ double median(std::vector<double> v) {
 
 Row measure(c10::intrusive_ptr<c10d::ProcessGroup> group, const Preset& p, bool all, int64_t steps) {
   torch::manual_seed(0);
-  char_gpt::Config cfg;
-  cfg.vocab = 8192;
-  cfg.ctx = 128;
-  cfg.d = 512;
-  cfg.layers = 12;
-  cfg.heads = 8;
+  const char_gpt::Config cfg = char_gpt::bench_config();
   char_gpt::GPT model(cfg);
   layerfreeze::PlanOptions po;
   po.sets = p.sets;

@@ -43,12 +43,7 @@ double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std
 int child(size_t index, int64_t steps, const std::string& out_path) {
   at::set_num_threads(1);
   torch::manual_seed(0);
-  char_gpt::Config cfg;
-  cfg.vocab = 8192;
-  cfg.ctx = 128;
-  cfg.d = 512;
-  cfg.layers = 12;
-  cfg.heads = 8;
+  const char_gpt::Config cfg = char_gpt::bench_config();
   char_gpt::GPT model(cfg);
   const Preset& p = kPresets[index];
   std::unique_ptr<layerfreeze::Executor> ex;

@@ -21,6 +21,17 @@ struct Config {
   int64_t vocab = 128, ctx = 64, d = 128, layers = 4, heads = 4;
 };
 
+/// The benchmarks' model: 12 layers × 512, vocab 8192, sequence 128 (42.1M parameters).
+inline Config bench_config() {
+  Config c;
+  c.vocab = 8192;
+  c.ctx = 128;
+  c.d = 512;
+  c.layers = 12;
+  c.heads = 8;
+  return c;
+}
+
 struct AttnImpl : torch::nn::Module {
   AttnImpl(const Config& c) : heads(c.heads) {
     c_attn = register_module("c_attn", torch::nn::Linear(c.d, 3 * c.d));
