@@ -86,6 +86,8 @@ struct SyncStats {
 /// trainable now. Call it after backward() and before optimizer.step(), on every rank, every
 /// step. A trainable parameter without a gradient on some rank counts as a zero gradient there;
 /// after synchronize() every trainable parameter has the same defined gradient on every rank.
+/// The buckets follow the executor's stage changes (Executor::generation()); the executor must
+/// stay where it is (not moved) and outlive the GradientSync.
 class GradientSync {
  public:
   GradientSync(c10::intrusive_ptr<c10d::ProcessGroup> group, const Executor& executor,

@@ -62,7 +62,9 @@ std::function<int()> setup_launch(CLI::App& cmd) {
     if (code == 0)
       for (const auto& e : exits)
         if (e.code != 0) code = e.code;
-    // 124 on a timeout, as timeout(1); else the first failing rank's own exit code.
+    // 128 + the signal when the launcher was stopped; 124 on a timeout, as timeout(1); else the
+    // first failing rank's own exit code.
+    if (stop_signal()) return 128 + stop_signal();
     if (timed_out) return 124;
     return code == 0 ? kExitOk : (code > 255 ? kExitInvalid : code);
   };

@@ -20,6 +20,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The ranks run in their own process groups (so a signal reaches what each one starts), which
+// also keeps a terminal's Ctrl-C from reaching them: the launcher forwards it.
+volatile sig_atomic_t g_stop_signal = 0;
+void on_stop_signal(int sig) { g_stop_signal = sig; }
+
 struct Child {
   int rank = 0;
   pid_t pid = -1;
@@ -73,6 +78,9 @@ pid_t spawn(const LaunchOptions& o, int local_rank, int out[2], int err[2]) {
   if (pid != 0) return pid;
   // The child: its own process group (so a signal reaches what it starts), pipes, environment.
   ::setpgid(0, 0);
+  ::signal(SIGPIPE, SIG_DFL);  // the launcher ignores it; its ranks should not inherit that
+  ::signal(SIGINT, SIG_DFL);
+  ::signal(SIGTERM, SIG_DFL);
   ::dup2(out[1], STDOUT_FILENO);
   ::dup2(err[1], STDERR_FILENO);
   ::close(out[0]);
@@ -105,6 +113,8 @@ void signal_all(std::vector<Child>& kids, int sig, bool timed_out) {
 
 }  // namespace
 
+int stop_signal() { return g_stop_signal; }
+
 int free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
@@ -129,6 +139,12 @@ std::vector<RankExit> launch(const LaunchOptions& opts) {
   // Children must not inherit a SIGPIPE-ignoring or blocked state surprise; the launcher itself
   // must survive a child closing its pipes.
   ::signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  ::sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGHUP, &sa, nullptr);
   const auto start = Clock::now();
   for (int r = 0; r < o.nproc; ++r) {
     int out[2], err[2];
@@ -191,7 +207,12 @@ std::vector<RankExit> launch(const LaunchOptions& opts) {
     const auto now = Clock::now();
     bool timed_out = o.timeout.count() > 0 && now - start > o.timeout;
     bool grace_over = failed_at && now - *failed_at > o.grace;
-    if ((timed_out || grace_over) && !termed_at) {
+    if (g_stop_signal && !termed_at) {
+      write_all(STDERR_FILENO, std::string("layerfreeze launch: ") + strsignal(g_stop_signal) +
+                                   "; stopping every rank\n");
+      signal_all(kids, SIGTERM, false);
+      termed_at = now;
+    } else if ((timed_out || grace_over) && !termed_at) {
       if (timed_out) write_all(STDERR_FILENO, "layerfreeze launch: the job exceeded --timeout " +
                                                   std::to_string(o.timeout.count()) + " s; stopping every rank\n");
       signal_all(kids, SIGTERM, timed_out);

@@ -2,7 +2,7 @@
 // gets RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT; its output
 // lines are prefixed with "[rank N] ". When a rank fails the others get a grace period to report
 // (a plan disagreement fails every rank on its own), then SIGTERM, then SIGKILL; a whole-job
-// timeout bounds a hang.
+// timeout bounds a hang. SIGINT, SIGTERM and SIGHUP to the launcher are forwarded to every rank.
 #pragma once
 
 #include <chrono>
@@ -29,6 +29,9 @@ struct RankExit {
   bool timed_out = false;  // killed because the job exceeded --timeout
   double seconds = 0;
 };
+
+/// The signal that stopped the job (SIGINT on Ctrl-C), or 0.
+int stop_signal();
 
 /// Runs the job; returns each rank's exit, in rank order. Throws std::runtime_error when a
 /// process cannot be started at all.

@@ -79,6 +79,10 @@ struct GradientSync::Impl {
           const at::Tensor& p = params[b.members[k]];
           at::Tensor dst = b.flat.narrow(0, b.offsets[k], p.numel());
           const at::Tensor& g = p.grad();
+          if (g.defined() && g.layout() != at::kStrided)
+            fail("distributed-setup", "'" + executor->inventory().params[b.members[k]].name +
+                                          "' has a sparse gradient; GradientSync averages dense gradients only",
+                 {"construct the embedding without sparse gradients (EmbeddingOptions::sparse(false))"});
           if (g.defined()) dst.copy_(g.reshape({-1}));
           else dst.zero_();
         }

@@ -150,6 +150,19 @@ expect_exit 0 "launch no prefix" -- launch --nproc 1 --no-prefix -- echo plain
 expect_golden "launch no prefix" launch_no_prefix.txt
 expect_exit 0 "launch multi-node rank" -- launch --nproc 2 --nnodes 2 --node-rank 1 --master-port 29999 --no-prefix -- sh -c 'echo $RANK'
 if [[ "$(sort "$tmp/out" | tr '\n' ' ')" == "2 3 " ]]; then ok; else bad "node 1 of 2 runs ranks 2 and 3"; fi
+# A signal to the launcher reaches every rank (they run in their own process groups).
+for sig in INT TERM; do
+  marker="layerfreeze-launch-test-$$-$sig"
+  "$bin" launch --nproc 2 -- sh -c ": $marker; sleep 30" >"$tmp/out" 2>"$tmp/err" &
+  pid=$!
+  sleep 0.5
+  kill -$sig $pid
+  wait $pid
+  got=$?
+  sleep 0.2
+  if [[ $got -eq $((128 + $(kill -l $sig))) ]] && ! pgrep -f "$marker" >/dev/null; then ok
+  else bad "launch SIG$sig: exit $got, ranks left: $(pgrep -f "$marker" | tr '\n' ' ')"; pkill -f "$marker"; fi
+done
 expect_exit 2 "launch without a command" -- launch --nproc 2
 expect_exit 2 "launch node rank" -- launch --nproc 2 --nnodes 2 --node-rank 2 --master-port 29999 -- true
 expect_exit 2 "launch multi-node needs a port" -- launch --nproc 2 --nnodes 2 -- true

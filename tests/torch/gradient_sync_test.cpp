@@ -191,6 +191,33 @@ TEST(GradientSync, NothingTrainableMeansNoCollective) {
   });
 }
 
+std::string code_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const DiagnosticError& e) {
+    return e.diagnostics().items()[0].code + ": " + e.diagnostics().items()[0].message;
+  }
+  return "";
+}
+
+struct SparseNetImpl : torch::nn::Module {
+  SparseNetImpl() { embed = register_module("embed", torch::nn::Embedding(torch::nn::EmbeddingOptions(10, 4).sparse(true))); }
+  torch::nn::Embedding embed{nullptr};
+};
+TORCH_MODULE(SparseNet);
+
+TEST(GradientSync, SparseGradientsAreRefusedByName) {
+  SparseNet net;
+  auto idx = torch::tensor({1, 2, 3});
+  net->embed->forward(idx).sum().backward();
+  on_ranks(1, [&](auto group, int) {
+    Executor ex(*net, rules_file("none.yaml", "layerfreeze: 1\n"));
+    dist::GradientSync sync(group, ex);
+    EXPECT_EQ(code_of([&] { sync.synchronize(); }),
+              "distributed-setup: 'embed.weight' has a sparse gradient; GradientSync averages dense gradients only");
+  });
+}
+
 TEST(Agreement, SamePlanPassesAnotherFailsOnEveryRank) {
   auto same = models(2, 0, true);
   on_ranks(2, [&](auto group, int rank) {
@@ -232,15 +259,6 @@ TEST(Broadcast, EveryRankEndsWithRankZerosWeightsAndBuffers) {
   torch::manual_seed(100);
   GPT2LMHeadModel reference;
   EXPECT_TRUE(torch::equal(weights[0], reference->named_parameters()["transformer.h.1.mlp.c_fc.weight"]));
-}
-
-std::string code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const DiagnosticError& e) {
-    return e.diagnostics().items()[0].code + ": " + e.diagnostics().items()[0].message;
-  }
-  return "";
 }
 
 TEST(GroupSetup, EnvironmentAndOptionsAreChecked) {
