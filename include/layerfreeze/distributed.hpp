@@ -9,7 +9,8 @@
 //   - GradientSync: averages the gradients of the currently trainable parameters only, in flat
 //     buckets (DDP-style), rebuilt when a stage changes the trainable set; it reports the bytes
 //     it communicated.
-//   - broadcast_parameters(): rank 0's weights and buffers to every rank, once at the start.
+//   - broadcast_parameters(): rank 0's weights and buffers to every rank, once at the start;
+//     broadcast_buffers(): its buffers only, each step, when BatchNorm trains.
 //   - make_process_group(): a Gloo (or NCCL, where LibTorch has it) group from torchrun-style
 //     environment variables: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT.
 //
@@ -65,6 +66,13 @@ void agree_on_plan(c10d::ProcessGroup& group, const Executor& executor, const Ag
 /// Copies rank `root`'s parameters and buffers into every rank's module, so all start equal.
 void broadcast_parameters(c10d::ProcessGroup& group, torch::nn::Module& module, int root = 0);
 void broadcast_parameters(c10d::ProcessGroup& group, torch::jit::Module& module, int root = 0);
+
+/// Copies rank `root`'s buffers only (BatchNorm running statistics): what DDP's
+/// broadcast_buffers=True does before every forward. Call it each step when normalisation
+/// layers train in train mode, or the ranks' running statistics drift apart (each sees only its
+/// own data); frozen BatchNorm held in eval mode (`batchnorm: eval_when_frozen`) needs nothing.
+void broadcast_buffers(c10d::ProcessGroup& group, torch::nn::Module& module, int root = 0);
+void broadcast_buffers(c10d::ProcessGroup& group, torch::jit::Module& module, int root = 0);
 
 struct GradientSyncOptions {
   /// Bytes per flat bucket (DDP's default is 25 MiB). A tensor larger than a bucket gets its own.

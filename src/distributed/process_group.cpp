@@ -1,5 +1,5 @@
 // Forming a process group: a TCPStore served by rank 0 and a Gloo (or NCCL) group over it; and
-// broadcasting rank 0's weights so every rank starts from the same model.
+// broadcasting rank 0's weights (and buffers) so every rank starts, and stays, the same model.
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef USE_C10D_NCCL
@@ -64,6 +64,16 @@ void broadcast_tensors(c10d::ProcessGroup& group, int root, const std::vector<at
   });
 }
 
+// The parameters (when `with_parameters`) and buffers of either kind of module.
+template <class Module>
+std::vector<at::Tensor> state_of(Module& module, bool with_parameters) {
+  std::vector<at::Tensor> tensors;
+  if (with_parameters)
+    for (const auto& p : module.parameters(true)) tensors.push_back(p);
+  for (const auto& b : module.buffers(true)) tensors.push_back(b);
+  return tensors;
+}
+
 }  // namespace
 
 GroupOptions GroupOptions::from_env() {
@@ -119,17 +129,16 @@ c10::intrusive_ptr<c10d::ProcessGroup> make_process_group(const GroupOptions& o)
 c10::intrusive_ptr<c10d::ProcessGroup> make_process_group() { return make_process_group(GroupOptions::from_env()); }
 
 void broadcast_parameters(c10d::ProcessGroup& group, torch::nn::Module& module, int root) {
-  std::vector<at::Tensor> tensors;
-  for (const auto& p : module.parameters(true)) tensors.push_back(p);
-  for (const auto& b : module.buffers(true)) tensors.push_back(b);
-  broadcast_tensors(group, root, tensors);
+  broadcast_tensors(group, root, state_of(module, true));
 }
-
 void broadcast_parameters(c10d::ProcessGroup& group, torch::jit::Module& module, int root) {
-  std::vector<at::Tensor> tensors;
-  for (const auto& p : module.parameters(true)) tensors.push_back(p);
-  for (const auto& b : module.buffers(true)) tensors.push_back(b);
-  broadcast_tensors(group, root, tensors);
+  broadcast_tensors(group, root, state_of(module, true));
+}
+void broadcast_buffers(c10d::ProcessGroup& group, torch::nn::Module& module, int root) {
+  broadcast_tensors(group, root, state_of(module, false));
+}
+void broadcast_buffers(c10d::ProcessGroup& group, torch::jit::Module& module, int root) {
+  broadcast_tensors(group, root, state_of(module, false));
 }
 
 }  // namespace layerfreeze::distributed

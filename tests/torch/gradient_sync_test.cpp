@@ -6,6 +6,7 @@
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/nn/functional/loss.h>
+#include <torch/nn/modules/batchnorm.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -189,6 +190,19 @@ TEST(GradientSync, NothingTrainableMeansNoCollective) {
     EXPECT_EQ(s.bytes, 0);
     EXPECT_EQ(s.buckets, 0);
   });
+}
+
+TEST(Broadcast, BuffersOnlyLeavesParametersAlone) {
+  std::vector<torch::nn::BatchNorm1d> bns;
+  for (int r = 0; r < 2; ++r) {
+    bns.emplace_back(4);
+    torch::NoGradGuard no_grad;
+    bns.back()->running_mean.fill_(static_cast<double>(r + 1));
+    bns.back()->weight.fill_(static_cast<double>(10 * (r + 1)));
+  }
+  on_ranks(2, [&](auto group, int rank) { dist::broadcast_buffers(*group, *bns[static_cast<size_t>(rank)]); });
+  EXPECT_TRUE(torch::equal(bns[1]->running_mean, torch::ones({4})));
+  EXPECT_TRUE(torch::equal(bns[1]->weight, torch::full({4}, 20.0))) << "parameters are not buffers";
 }
 
 std::string code_of(const std::function<void()>& f) {
