@@ -29,6 +29,8 @@ class FreezePlan:
             raise ValueError("the plan's timeline was cut; print it with a shorter --epochs or --steps")
         self.fingerprint = plan["fingerprint"]
         self.stages = plan["stages"]
+        # `layerfreeze plan --distributed`: [{"code", "message", "notes"}], e.g. fsdp-partial-unit
+        self.lint = plan.get("distributed", [])
         self._applied = None
 
     @classmethod

@@ -23,8 +23,8 @@ std::function<int()> setup_plan(CLI::App& cmd) {
     s.flush(std::cerr, !plan || a->format != "text");
     if (!plan) return kExitInvalid;
     const Time horizon = horizon_for(*plan, *a);
+    std::vector<Diagnostic> lint;
     if (a->distributed) {
-      std::vector<Diagnostic> lint;
       distributed_lint(*plan, horizon, lint);
       for (const auto& w : lint) {
         if (a->format != "text") std::cerr << format_diagnostic(w);
@@ -32,6 +32,7 @@ std::function<int()> setup_plan(CLI::App& cmd) {
       }
     }
     PlanSummary sum = summarize(*plan, *parse_optimizer(a->optimizer), horizon);
+    if (a->distributed) sum.distributed = std::move(lint);
     if (a->format == "json") std::cout << plan_json(sum);
     else if (a->format == "markdown") std::cout << plan_markdown(sum);
     else std::cout << plan_text(sum);

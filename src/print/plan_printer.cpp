@@ -256,6 +256,18 @@ std::string plan_json(const PlanSummary& sum) {
     j.value(t);
   }
   j.end_array();
+  if (sum.distributed) {
+    // The same warnings as above, structured, for tools that act on them.
+    j.key("distributed").begin_array();
+    for (const auto& w : *sum.distributed) {
+      j.begin_object();
+      j.field("code", w.code);
+      j.field("message", w.message);
+      j.key("notes").strings(w.notes);
+      j.end_object();
+    }
+    j.end_array();
+  }
   j.key("notes").strings(inv.notes);
   j.field("truncated", sum.truncated);
   j.field("fingerprint", plan.fingerprint());

@@ -61,6 +61,8 @@ struct PlanSummary {
   Time horizon;
   bool truncated = false;
   std::vector<StageSummary> stages;
+  /// The data-parallel lint (`plan --distributed`), printed as its own JSON key when set.
+  std::optional<std::vector<Diagnostic>> distributed;
 };
 
 /// Printed timelines stop after this many change points (a periodic schedule over a long

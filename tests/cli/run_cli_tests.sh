@@ -134,6 +134,7 @@ expect_exit 0 "plan distributed" -- plan preset:gradual_unfreeze --set total_epo
 expect_golden "plan distributed" plan_gradual_distributed_gpt2.txt
 expect_exit 0 "plan distributed json" -- plan preset:lp_lora --model builtin:llama2-7b --format json --distributed
 expect_contains "plan distributed json" '[checkpoint-frozen-input]'
+expect_contains "plan distributed json" '"code": "checkpoint-frozen-input"'
 expect_contains "plan distributed json" 'everything before model.layers.16 (the first trainable layer) is frozen' err
 expect_exit 0 "plan without --distributed" -- plan preset:lisa --model builtin:gpt2
 if grep -q 'ddp-trainable-set-changes' "$tmp/out"; then bad "the lint runs only with --distributed"; else ok; fi
