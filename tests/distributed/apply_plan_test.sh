@@ -27,7 +27,7 @@ check() {  # check MODEL EPOCHS PRESET [--set ...]
 for family in gpt2 llama bert t5 mixtral resnet18 vit; do
   model="$fixtures/$family.pt"
   [[ -f $model ]] || { fail=$((fail + 1)); echo "FAIL: no fixture $model"; continue; }
-  check "$model" 1 preset:lp_lora
+  check "$model" 1 preset:lp_lora --distributed
   check "$model" 4 preset:gradual_unfreeze --set total_epochs=4
 done
 echo "$pass passed, $fail failed"
