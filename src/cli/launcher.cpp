@@ -148,7 +148,9 @@ std::vector<RankExit> launch(const LaunchOptions& opts) {
   const auto start = Clock::now();
   for (int r = 0; r < o.nproc; ++r) {
     int out[2], err[2];
-    if (::pipe(out) != 0 || ::pipe(err) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+    // Close-on-exec: no rank inherits another rank's pipes (dup2 onto 1 and 2 clears the flag).
+    if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0)
+      throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
     Child& c = kids[static_cast<size_t>(r)];
     c.rank = o.node_rank * o.nproc + r;
     c.exit.rank = c.rank;

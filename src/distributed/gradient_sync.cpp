@@ -50,6 +50,7 @@ struct GradientSync::Impl {
     for (size_t i = params.size(); i-- > 0;) {
       if (!options.all_parameters && !trainable[i]) continue;
       const at::Tensor& t = params[i];
+      if (!t.is_floating_point() && !t.is_complex()) continue;  // cannot have a gradient
       Bucket& b = open[{static_cast<int>(t.scalar_type()), t.device().str()}];
       int64_t bytes = t.numel() * static_cast<int64_t>(t.element_size());
       if (!b.members.empty() && b.bytes + bytes > options.bucket_bytes) close(b, t);
