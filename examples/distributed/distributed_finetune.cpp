@@ -38,7 +38,7 @@ struct Args {
   int64_t bucket_kb = 25 * 1024;
   double lr = 1e-3, tolerance = 1e-4;
   std::string optimizer = "adamw";
-  bool all_gradients = false, quiet = false;
+  bool all_gradients = false, overlap = false, quiet = false;
   std::string out, save_weights, compare_with, text = "/usr/share/common-licenses/GPL-3";
 };
 
@@ -63,6 +63,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--optimizer") a.optimizer = next();
     else if (k == "--tolerance") a.tolerance = std::stod(next());
     else if (k == "--all-gradients") a.all_gradients = true;
+    else if (k == "--overlap") a.overlap = true;
     else if (k == "--quiet") a.quiet = true;
     else if (k == "--out") a.out = next();
     else if (k == "--save-weights") a.save_weights = next();
@@ -125,6 +126,7 @@ int run(const Args& a) {
   dist::GradientSyncOptions so;
   so.bucket_bytes = a.bucket_kb * 1024;
   so.all_parameters = a.all_gradients;
+  so.overlap = a.overlap;
   dist::GradientSync sync(group, ex, so);
 
   std::ofstream out;

@@ -80,6 +80,11 @@ struct GradientSyncOptions {
   /// Synchronise every parameter's gradient, frozen or not (what DDP wrapped before freezing
   /// does): the baseline the benchmark compares against. Frozen gradients are sent as zeros.
   bool all_parameters = false;
+  /// All-reduce a bucket as soon as backward has produced all its gradients (DDP's overlap),
+  /// instead of all at once in synchronize(). The result is the same, bit for bit. A stage
+  /// change or a second backward before synchronize() (gradient accumulation) makes that step
+  /// fall back to a plain round, after completing what was launched.
+  bool overlap = false;
 };
 
 /// What one synchronize() did.
@@ -88,6 +93,7 @@ struct SyncStats {
   int64_t tensors = 0;  // gradients synchronised
   int64_t buckets = 0;  // all-reduce calls
   bool rebuilt = false; // the buckets were rebuilt (the trainable set changed)
+  int64_t overlapped = 0;  // buckets whose all-reduce started during backward (overlap)
 };
 
 /// Averages gradients across the ranks of a group, for the parameters the executor holds

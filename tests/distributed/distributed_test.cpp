@@ -139,6 +139,10 @@ INSTANTIATE_TEST_SUITE_P(
     Loopback, DistributedRun,
     ::testing::Values(
         RunCase{"gradual2", 2, "--rules preset:gradual_unfreeze --set total_epochs=4 --epochs 4 --steps-per-epoch 3", 12, 4},
+        RunCase{"gradual2overlap", 2,
+                "--rules preset:gradual_unfreeze --set total_epochs=4 --epochs 4 --steps-per-epoch 3 --overlap "
+                "--bucket-kb 64",
+                12, 4},
         RunCase{"gradual4", 4, "--rules preset:gradual_unfreeze --set total_epochs=4 --epochs 4 --steps-per-epoch 3", 12, 4},
         RunCase{"lisa2", 2,
                 "--rules preset:lisa --set active_layers=1 --set interval_steps=2 --epochs 2 --steps-per-epoch 6 "
@@ -177,6 +181,21 @@ TEST(Distributed, AllGradientsBaselineSendsEverythingForTheSameResult) {
   EXPECT_EQ(fa.weights, fb.weights);
   for (const auto& s : fb.steps) EXPECT_EQ(s.sent, s.full);
   for (const auto& s : fa.steps) EXPECT_LT(s.sent * 2, s.full) << "lp_lora trains well under half the model";
+  fs::remove_all(a);
+  fs::remove_all(b);
+}
+
+// Overlapping the all-reduce with backward changes when bytes move, not what arrives.
+TEST(Distributed, OverlapLandsOnTheSameWeights) {
+  fs::path a = fresh_dir("plain"), b = fresh_dir("overlap");
+  const std::string args = "--rules preset:gradual_unfreeze --set total_epochs=3 --epochs 3 --steps-per-epoch 3 "
+                           "--bucket-kb 32";
+  Result ra = sh(launch(2, args + " --out " + a.string()));
+  Result rb = sh(launch(2, args + " --overlap --out " + b.string()));
+  ASSERT_EQ(ra.code, 0) << ra.output;
+  ASSERT_EQ(rb.code, 0) << rb.output;
+  EXPECT_EQ(read_rank(a, 0).weights, read_rank(b, 0).weights);
+  EXPECT_EQ(read_rank(a, 1).weights, read_rank(b, 1).weights);
   fs::remove_all(a);
   fs::remove_all(b);
 }

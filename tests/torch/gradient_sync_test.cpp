@@ -162,6 +162,54 @@ TEST(GradientSync, AveragesTrainableGradientsAcrossRanksAndLeavesFrozenOnesAlone
   EXPECT_NE(std::find(gradless[0].begin(), gradless[0].end(), "transformer.h.0.attn.c_attn.weight"), gradless[0].end());
 }
 
+// Overlap launches buckets from gradient hooks during backward; the result must equal the plain
+// round's bit for bit — through a stage change (hooks of the old layout) and gradient
+// accumulation (two backward calls before one synchronize()).
+TEST(GradientSync, OverlapEqualsThePlainRoundBitForBit) {
+  auto data = batches(8, 21);
+  std::map<bool, std::vector<std::vector<torch::Tensor>>> finals;  // overlap -> rank -> weights
+  std::map<bool, std::vector<int64_t>> bytes;
+  for (bool overlap : {false, true}) {
+    auto ms = models(2, 0, true);
+    finals[overlap].resize(2);
+    on_ranks(2, [&](auto group, int rank) {
+      GPT2LMHeadModel& m = ms[static_cast<size_t>(rank)];
+      Executor ex(*m, rules_file("overlap-" + std::to_string(overlap) + std::to_string(rank) + ".yaml", kStaged));
+      torch::optim::SGD opt(ex.trainable_parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
+      ex.attach_optimizer(opt);
+      dist::GradientSyncOptions o;
+      o.bucket_bytes = 2048;  // many buckets, launched one by one during backward
+      o.overlap = overlap;
+      dist::GradientSync sync(group, ex, o);
+      EXPECT_GT(sync.bucket_sizes().size(), 3u);  // builds the layout (and the hooks) up front
+      for (int step = 0; step < 4; ++step) {
+        if (step == 2) ex.on_epoch_begin(1);  // a stage: layers 1 opens
+        opt.zero_grad();
+        backward(m, data[static_cast<size_t>(2 * step + rank)]);
+        if (step == 3) backward(m, data[static_cast<size_t>((2 * step + rank + 1) % 8)]);  // accumulation
+        auto st = sync.synchronize();
+        if (rank == 0) bytes[overlap].push_back(st.bytes);
+        EXPECT_EQ(st.rebuilt, step == 2) << "step " << step;
+        // Steps 0 and 1: every bucket was launched during backward; the fallback steps none.
+        if (overlap && step < 2) EXPECT_EQ(st.overlapped, st.buckets) << "step " << step;
+        else EXPECT_EQ(st.overlapped, 0) << "step " << step;
+        opt.step();
+      }
+      for (const auto& p : ex.parameters()) finals[overlap][static_cast<size_t>(rank)].push_back(p.detach().clone());
+    });
+  }
+  for (int rank = 0; rank < 2; ++rank)
+    for (size_t i = 0; i < finals[false][0].size(); ++i)
+      EXPECT_TRUE(torch::equal(finals[false][static_cast<size_t>(rank)][i], finals[true][static_cast<size_t>(rank)][i]))
+          << "rank " << rank << " parameter " << i;
+  // Steps 0 and 1 overlap cleanly and send what the plain round sends; the stage change and the
+  // accumulation step fall back (the latter after completing what backward launched).
+  EXPECT_EQ(bytes[true][0], bytes[false][0]);
+  EXPECT_EQ(bytes[true][1], bytes[false][1]);
+  EXPECT_EQ(bytes[true][2], bytes[false][2]);
+  EXPECT_GE(bytes[true][3], bytes[false][3]);
+}
+
 TEST(GradientSync, AllParametersBaselineSendsFrozenZerosButKeepsThemGradless) {
   auto ms = models(1, 0, true);
   auto data = batches(1, 3);
