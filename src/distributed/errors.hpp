@@ -2,6 +2,8 @@
 // bad setting raises becomes a DiagnosticError with a stable code, like the rest of layerfreeze.
 #pragma once
 
+#include <c10/util/Exception.h>
+
 #include <string>
 #include <vector>
 
@@ -25,9 +27,8 @@ auto guarded(const std::string& what, F&& f, std::string hint = "") -> decltype(
   } catch (const DiagnosticError&) {
     throw;
   } catch (const std::exception& e) {
-    std::string text = e.what();
-    auto nl = text.find("\nException raised from");
-    if (nl != std::string::npos) text.resize(nl);
+    const auto* c10 = dynamic_cast<const c10::Error*>(&e);
+    std::string text = c10 ? c10->what_without_backtrace() : e.what();
     if (hint.empty())
       hint = "a rank exited, timed out or cannot be reached; every rank must make the same calls in the same order";
     fail("distributed-error", what + " failed: " + text, {hint});

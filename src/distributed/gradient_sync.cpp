@@ -51,6 +51,9 @@ struct GradientSync::Impl {
 
   ~Impl() { remove_hooks(); }
 
+  // The buckets must be (re)built: never built, or a stage changed the trainable set since.
+  bool layout_stale() const { return !built || generation != executor->generation(); }
+
   void remove_hooks() {
     for (auto& [t, id] : hooks) t.remove_hook(id);
     hooks.clear();
@@ -207,7 +210,7 @@ struct GradientSync::Impl {
         hook_error.clear();
         throw std::runtime_error(e);
       }
-      const bool layout_changed = !built || generation != executor->generation();
+      const bool layout_changed = layout_stale();
       if (layout_changed || dirty || stale_round) {
         // This round's overlapped results cannot be used. Buckets the hooks launched were
         // launched on every rank: complete the round so the collectives stay matched, then
@@ -253,7 +256,7 @@ SyncStats GradientSync::synchronize() { return impl_->synchronize(); }
 
 std::vector<int64_t> GradientSync::bucket_sizes() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
-  if (!impl_->built || impl_->generation != impl_->executor->generation()) impl_->rebuild();
+  if (impl_->layout_stale()) impl_->rebuild();
   std::vector<int64_t> out;
   for (const auto& b : impl_->buckets) out.push_back(b.bytes);
   return out;

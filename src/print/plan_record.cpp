@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
-#include <sstream>
 
+#include "print/plan_printer.hpp"
 #include "print/plan_summary.hpp"
 
 namespace layerfreeze {
@@ -230,12 +230,9 @@ std::string plan_record(const Plan& plan, const Time& horizon) {
   json params = json::object();
   for (const auto& [k, v] : plan.params) params[k] = v.to_string();
   j["params"] = params;
-  std::ostringstream ex;
-  ex << "batchnorm " << static_cast<int>(plan.options.batchnorm) << ", optimizer_state "
-     << static_cast<int>(plan.options.optimizer_state) << ", unfreeze_lr_scale " << plan.options.unfreeze_lr_scale
-     << ", lr_decay " << plan.options.lr_decay << ", steps_per_epoch "
-     << (plan.options.steps_per_epoch ? std::to_string(*plan.options.steps_per_epoch) : "-");
-  j["executor"] = ex.str();
+  j["executor"] = options_text(plan) + (plan.options.steps_per_epoch
+                                             ? " · steps_per_epoch " + std::to_string(*plan.options.steps_per_epoch)
+                                             : "");
   json tensors = json::array();
   for (const auto& p : inv.params) tensors.push_back({p.name, p.dtype, p.shape});
   j["tensors"] = std::move(tensors);

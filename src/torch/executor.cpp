@@ -47,6 +47,21 @@ struct Executor::Impl {
   std::vector<size_t> frozen_bn;  // indices into live.batchnorms that are frozen now
   uint64_t generation = 0;        // changes applied so far
 
+  // What both constructors do: read the module, name it, compile, apply the state at the start.
+  template <class Read>
+  void init(Read&& read, const std::string& kind, std::function<bool()> training, const std::string& rules,
+            const PlanOptions& o) {
+    try {
+      live = read();
+    } catch (const c10::Error& e) {
+      throw_torch_error(e, "reading the module's parameters");
+    }
+    live.inventory.source = kind + live.inventory.model_type + " module";
+    root_training = std::move(training);
+    compile(rules, o);
+    start();
+  }
+
   void compile(const std::string& rules, const PlanOptions& o) {
     Diagnostics diags;
     SourceTexts sources;
@@ -211,29 +226,14 @@ struct Executor::Impl {
 
 Executor::Executor(torch::nn::Module& model, const std::string& rules, PlanOptions options)
     : impl_(std::make_unique<Impl>()) {
-  try {
-    impl_->live = live_model(model);
-  } catch (const c10::Error& e) {
-    throw_torch_error(e, "reading the module's parameters");
-  }
-  impl_->live.inventory.source = "the " + impl_->live.inventory.model_type + " module";
-  impl_->root_training = [&model] { return model.is_training(); };
-  impl_->compile(rules, options);
-  impl_->start();
+  impl_->init([&] { return live_model(model); }, "the ", [&model] { return model.is_training(); }, rules, options);
 }
 
 Executor::Executor(torch::jit::Module& model, const std::string& rules, PlanOptions options)
     : impl_(std::make_unique<Impl>()) {
-  try {
-    impl_->live = live_model(model);
-  } catch (const c10::Error& e) {
-    throw_torch_error(e, "reading the module's parameters");
-  }
-  impl_->live.inventory.source = "the TorchScript " + impl_->live.inventory.model_type + " module";
   torch::jit::Module root = model;
-  impl_->root_training = [root] { return root.is_training(); };
-  impl_->compile(rules, options);
-  impl_->start();
+  impl_->init([&] { return live_model(model); }, "the TorchScript ", [root] { return root.is_training(); }, rules,
+              options);
 }
 
 Executor::~Executor() = default;

@@ -46,6 +46,12 @@ std::string launch(int nproc, const std::string& args, const std::string& launch
          LAYERFREEZE_DIST_WORKER + " --quiet " + args;
 }
 
+// Each rank runs `script` under sh, the worker being "$0": per-rank arguments come from $RANK.
+std::string launch_script(int nproc, const std::string& script, const std::string& launch_opts = "--timeout 60") {
+  return std::string(LAYERFREEZE_CLI) + " launch --nproc " + std::to_string(nproc) + " " + launch_opts +
+         " -- sh -c '" + script + "' " + LAYERFREEZE_DIST_WORKER;
+}
+
 // A rank's record.
 struct StepLine {
   int64_t sent = 0, trainable = 0, full = 0, buckets = 0;
@@ -203,11 +209,7 @@ TEST(Distributed, OverlapLandsOnTheSameWeights) {
 // One rank compiles another plan: every rank fails with the same explanation, before any step,
 // well within the launcher's timeout.
 TEST(Distributed, DisagreementFailsEveryRankWithAClearMessage) {
-  const std::string worker = LAYERFREEZE_DIST_WORKER;
-  Result r = sh(std::string(LAYERFREEZE_CLI) +
-                " launch --nproc 2 --timeout 60 -- sh -c 'exec \"$0\" --quiet --rules preset:gradual_unfreeze "
-                "--set total_epochs=$((4 + RANK))' " +
-                worker);
+  Result r = sh(launch_script(2, "exec \"$0\" --quiet --rules preset:gradual_unfreeze --set total_epochs=$((4 + RANK))"));
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_LT(r.seconds, 50) << r.output;
   for (int rank = 0; rank < 2; ++rank) {
@@ -228,10 +230,7 @@ TEST(Distributed, DisagreementFailsEveryRankWithAClearMessage) {
 }
 
 TEST(Distributed, DisagreementOnOneOfFourRanksNamesIt) {
-  Result r = sh(std::string(LAYERFREEZE_CLI) +
-                " launch --nproc 4 --timeout 60 -- sh -c 'n=3; [ $RANK = 2 ] && n=2; exec \"$0\" --quiet "
-                "--rules preset:freeze_first_n --set n=$n' " +
-                LAYERFREEZE_DIST_WORKER);
+  Result r = sh(launch_script(4, "n=3; [ $RANK = 2 ] && n=2; exec \"$0\" --quiet --rules preset:freeze_first_n --set n=$n"));
   EXPECT_EQ(r.code, 1) << r.output;
   for (int rank = 0; rank < 4; ++rank)
     EXPECT_NE(r.output.find("[rank " + std::to_string(rank) +
@@ -246,10 +245,7 @@ TEST(Distributed, DisagreementOnOneOfFourRanksNamesIt) {
 }
 
 TEST(Distributed, AnotherModelOnOneRankIsNamed) {
-  Result r = sh(std::string(LAYERFREEZE_CLI) +
-                " launch --nproc 2 --timeout 60 -- sh -c 'exec \"$0\" --quiet --rules preset:lp_lora "
-                "--layers $((4 - RANK))' " +
-                LAYERFREEZE_DIST_WORKER);
+  Result r = sh(launch_script(2, "exec \"$0\" --quiet --rules preset:lp_lora --layers $((4 - RANK))"));
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_NE(r.output.find("rank 1 loaded another model: `transformer.h.3.ln_1.weight` and 11 more parameters exist only "
                           "on rank 0 (52 parameters on rank 0, 40 on rank 1)"), std::string::npos)
@@ -259,9 +255,8 @@ TEST(Distributed, AnotherModelOnOneRankIsNamed) {
 // A rank that dies before the rendezvous: the others fail on their own when the group's
 // timeout expires, instead of hanging.
 TEST(Distributed, DeadRankIsATimeoutNotAHang) {
-  Result r = sh(std::string("LAYERFREEZE_DIST_TIMEOUT=5 ") + LAYERFREEZE_CLI +
-                " launch --nproc 2 --grace 120 --timeout 120 -- sh -c '[ $RANK = 1 ] && exit 7; exec \"$0\" --quiet' " +
-                LAYERFREEZE_DIST_WORKER);
+  Result r = sh("LAYERFREEZE_DIST_TIMEOUT=5 " +
+                launch_script(2, "[ $RANK = 1 ] && exit 7; exec \"$0\" --quiet", "--grace 120 --timeout 120"));
   EXPECT_NE(r.code, 0) << r.output;
   EXPECT_LT(r.seconds, 60) << r.output;
   EXPECT_NE(r.output.find("[rank 0] error: forming the process group with 127.0.0.1:"), std::string::npos) << r.output;

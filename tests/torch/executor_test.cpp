@@ -17,20 +17,9 @@ namespace layerfreeze {
 namespace {
 
 using test::GPT2LMHeadModel;
+using test::train_step;
+using test::write_rules;
 
-std::string write_rules(const std::string& name, const std::string& text) {
-  std::string path = testing::TempDir() + name;
-  std::ofstream(path) << text;
-  return path;
-}
-
-void train_step(GPT2LMHeadModel& m, torch::optim::Optimizer& opt) {
-  auto idx = torch::randint(0, 64, {2, 8});
-  auto loss = torch::nn::functional::cross_entropy(m->forward(idx).view({-1, 64}), idx.view({-1}));
-  opt.zero_grad();
-  loss.backward();
-  opt.step();
-}
 
 std::map<std::string, torch::Tensor> snapshot_frozen(torch::nn::Module& m) {
   std::map<std::string, torch::Tensor> out;

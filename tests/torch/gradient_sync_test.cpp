@@ -11,7 +11,6 @@
 #include <torch/optim/sgd.h>
 
 #include <cstdlib>
-#include <fstream>
 #include <functional>
 #include <thread>
 
@@ -23,6 +22,7 @@ namespace {
 
 namespace dist = layerfreeze::distributed;
 using test::GPT2LMHeadModel;
+using test::write_rules;
 
 // Runs `body(group, rank)` on `world` threads, each with its own Gloo group over one store.
 void on_ranks(int world, const std::function<void(c10::intrusive_ptr<c10d::ProcessGroup>, int)>& body) {
@@ -46,11 +46,6 @@ void on_ranks(int world, const std::function<void(c10::intrusive_ptr<c10d::Proce
     if (e) std::rethrow_exception(e);
 }
 
-std::string rules_file(const std::string& name, const std::string& text) {
-  std::string path = testing::TempDir() + name;
-  std::ofstream(path) << text;
-  return path;
-}
 
 const char* kStaged =
     "rules:\n"
@@ -92,7 +87,7 @@ TEST(GradientSync, BucketsHoldExactlyTheTrainableGradientsAndFollowStages) {
   auto data = batches(2, 1);
   on_ranks(1, [&](auto group, int) {
     GPT2LMHeadModel& m = ms[0];
-    Executor ex(*m, rules_file("staged.yaml", kStaged));
+    Executor ex(*m, write_rules("staged.yaml", kStaged));
     dist::GradientSyncOptions o;
     o.bucket_bytes = 4096;
     dist::GradientSync sync(group, ex, o);
@@ -133,7 +128,7 @@ TEST(GradientSync, AveragesTrainableGradientsAcrossRanksAndLeavesFrozenOnesAlone
   auto data = batches(2, 10);    // different data per rank
   on_ranks(2, [&](auto group, int rank) {
     GPT2LMHeadModel& m = ms[static_cast<size_t>(rank)];
-    Executor ex(*m, rules_file("staged-" + std::to_string(rank) + ".yaml", kStaged));
+    Executor ex(*m, write_rules("staged-" + std::to_string(rank) + ".yaml", kStaged));
     dist::GradientSync sync(group, ex);
     backward(m, data[static_cast<size_t>(rank)]);
     // One trainable parameter got no gradient on rank 1 (a branch it did not take).
@@ -174,7 +169,7 @@ TEST(GradientSync, OverlapEqualsThePlainRoundBitForBit) {
     finals[overlap].resize(2);
     on_ranks(2, [&](auto group, int rank) {
       GPT2LMHeadModel& m = ms[static_cast<size_t>(rank)];
-      Executor ex(*m, rules_file("overlap-" + std::to_string(overlap) + std::to_string(rank) + ".yaml", kStaged));
+      Executor ex(*m, write_rules("overlap-" + std::to_string(overlap) + std::to_string(rank) + ".yaml", kStaged));
       torch::optim::SGD opt(ex.trainable_parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
       ex.attach_optimizer(opt);
       dist::GradientSyncOptions o;
@@ -215,7 +210,7 @@ TEST(GradientSync, AllParametersBaselineSendsFrozenZerosButKeepsThemGradless) {
   auto data = batches(1, 3);
   on_ranks(1, [&](auto group, int) {
     GPT2LMHeadModel& m = ms[0];
-    Executor ex(*m, rules_file("staged-all.yaml", kStaged));
+    Executor ex(*m, write_rules("staged-all.yaml", kStaged));
     dist::GradientSyncOptions o;
     o.all_parameters = true;
     dist::GradientSync sync(group, ex, o);
@@ -305,7 +300,7 @@ TEST(GradientSync, SparseGradientsAreRefusedByName) {
   auto idx = torch::tensor({1, 2, 3});
   net->embed->forward(idx).sum().backward();
   on_ranks(1, [&](auto group, int) {
-    Executor ex(*net, rules_file("none.yaml", "layerfreeze: 1\n"));
+    Executor ex(*net, write_rules("none.yaml", "layerfreeze: 1\n"));
     dist::GradientSync sync(group, ex);
     EXPECT_EQ(code_of([&] { sync.synchronize(); }),
               "distributed-setup: 'embed.weight' has a sparse gradient; GradientSync averages dense gradients only");

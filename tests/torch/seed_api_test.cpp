@@ -164,11 +164,7 @@ TEST(SeedApi, GradualUnfreezerSchedule) {
 
 // What one real training step allocates for gradients and AdamW / SGD-momentum state.
 int64_t step_bytes(GPT2LMHeadModel& m, torch::optim::Optimizer& opt) {
-  auto idx = torch::randint(0, 64, {2, 8});
-  auto loss = torch::nn::functional::cross_entropy(m->forward(idx).view({-1, 64}), idx.view({-1}));
-  opt.zero_grad();
-  loss.backward();
-  opt.step();
+  test::train_step(m, opt);
   int64_t bytes = 0;
   for (const auto& t : trainable_parameters(*m))
     if (t.grad().defined()) bytes += t.grad().nbytes();

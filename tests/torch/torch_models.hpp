@@ -1,7 +1,10 @@
 // Small LibTorch models with real architectures' names, order and tying, for the torch tests:
-// a GPT-2 (Hugging Face names, lm_head tied to transformer.wte) and a ResNet with BatchNorm.
+// a GPT-2 (Hugging Face names, lm_head tied to transformer.wte) and a ResNet with BatchNorm; and
+// rules files written for a test.
 #pragma once
 
+#include <gtest/gtest.h>
+#include <torch/nn/functional/loss.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/container/modulelist.h>
@@ -10,6 +13,10 @@
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
+#include <torch/optim/optimizer.h>
+
+#include <fstream>
+#include <string>
 
 namespace layerfreeze::test {
 
@@ -122,5 +129,21 @@ struct ResNetImpl : torch::nn::Module {
   torch::nn::Linear fc{nullptr};
 };
 TORCH_MODULE(ResNet);
+
+/// One training step on random tokens: zero_grad, forward, cross-entropy, backward, step.
+inline void train_step(GPT2LMHeadModel& m, torch::optim::Optimizer& opt) {
+  auto idx = torch::randint(0, 64, {2, 8});
+  auto loss = torch::nn::functional::cross_entropy(m->forward(idx).view({-1, 64}), idx.view({-1}));
+  opt.zero_grad();
+  loss.backward();
+  opt.step();
+}
+
+/// Writes a rules file into the test's temporary folder; returns its path.
+inline std::string write_rules(const std::string& name, const std::string& text) {
+  std::string path = testing::TempDir() + name;
+  std::ofstream(path) << text;
+  return path;
+}
 
 }  // namespace layerfreeze::test
