@@ -20,7 +20,7 @@ seeds=$b/seeds
 mkdir -p $seeds/rules $seeds/safetensors $seeds/index $seeds/manifest $b/crashes
 cp rules/*.yaml examples/strategies/*.yaml tests/data/*.yaml fuzz/corpus/rules/* $seeds/rules/ 2>/dev/null || true
 cp fuzz/corpus/safetensors/* $seeds/safetensors/ 2>/dev/null || true
-cp fuzz/corpus/index/* ../shared/fixtures/real-checkpoints/*/model.safetensors.index.json $seeds/index/ 2>/dev/null || true
+cp fuzz/corpus/index/* tests/data/real-checkpoints/*/model.safetensors.index.json $seeds/index/ 2>/dev/null || true
 for m in gpt2 t5-small resnet50; do $b/layerfreeze inspect builtin:$m --format json > $seeds/manifest/$m.json; done
 status=0
 for t in "${targets[@]}"; do

@@ -40,6 +40,17 @@ struct Param {
   std::string leaf() const;           // last component ("weight", "bias")
 };
 
+/// A tensor a checkpoint stores that is not a trainable parameter: quantization metadata
+/// (bitsandbytes `.absmax`, GPTQ `qzeros`, fp8 `weight_scale_inv`) or a buffer
+/// (`rotary_emb.inv_freq`, BatchNorm running statistics). Never counted, never selectable.
+struct NonParameter {
+  std::string name;
+  std::string kind;   // "quantization metadata (bitsandbytes)", "buffer", ...
+  std::string dtype;  // "" when unknown
+  std::vector<int64_t> shape;
+  bool shape_known = false;
+};
+
 /// One indexed container of repeated blocks (`transformer.h`, `encoder.block`).
 struct Stack {
   std::string container;   // "encoder.block"; for glued indices "layer" (layer1..layer4)
@@ -68,11 +79,33 @@ class Inventory {
   std::vector<Stack> stacks;
   std::vector<Layer> layers;
   std::vector<std::string> notes;  // what discovery wants a reader to know
+  std::vector<std::string> source_notes;  // what the model source wants a reader to know
+
+  // What a checkpoint's config.json and the tensors beside the parameters say.
+  std::vector<NonParameter> non_params;  // stored tensors that are not parameters
+  std::string quantization;              // "bitsandbytes nf4", "gptq 4-bit"; "" when not quantized
+  std::string config;                    // the config.json read, "" when none
+  std::string family;                    // the model family that shaped it ("llama"), or ""
+  /// Layer counts the config states, per stack ("num_hidden_layers", 80); discovery checks them.
+  std::vector<std::pair<std::string, int64_t>> config_layers;
 
   /// Adds a parameter; returns its index. Duplicate names are the caller's error.
   uint32_t add(Param p);
   /// Records `alias` as another name of the tensor `canonical` (a tied weight).
   bool add_alias(const std::string& canonical, const std::string& alias);
+  /// Makes `alias` a name of the tensor `canonical`: a parameter stored under `alias` is merged
+  /// into it (removed, its names become aliases). False when `canonical` is unknown.
+  bool tie(const std::string& canonical, const std::string& alias);
+  /// Removes the parameters for which `drop` is true (keeps order).
+  template <class F>
+  void remove_if(F drop) {
+    std::vector<Param> kept;
+    kept.reserve(params.size());
+    for (auto& p : params)
+      if (!drop(p)) kept.push_back(std::move(p));
+    params = std::move(kept);
+    reindex();
+  }
   /// Index of a parameter by canonical name or alias.
   std::optional<uint32_t> find(const std::string& name) const;
   bool contains(const std::string& name) const { return find(name).has_value(); }

@@ -18,9 +18,13 @@ namespace layerfreeze {
 using TorchScriptLoader = std::optional<Inventory> (*)(const std::string& path, Diagnostics& diags);
 void set_torchscript_loader(TorchScriptLoader loader);
 
-/// Loads `spec` ("builtin:gpt2", "model.safetensors", "x.safetensors.index.json", "m.json").
+/// Loads `spec`: "builtin:gpt2", "model.safetensors", "x.safetensors.index.json", a manifest
+/// "m.json", a checkpoint folder (config.json + index and/or safetensors), or a config.json alone.
+/// The config.json beside a safetensors file or index is read too (`config_path` names one
+/// elsewhere): architecture, layer counts, ties and, for a known model family, every shape.
 /// Returns nullopt with errors in `diags` when it cannot. Does not run layer discovery.
-std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags);
+std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags,
+                                    const std::string& config_path = "");
 
 /// The names of the built-in architectures, and one by name.
 std::vector<std::string> builtin_model_names();

@@ -14,8 +14,11 @@ void Session::flush(std::ostream& err, bool warnings) {
 
 void PlanArgs::add_to(CLI::App& cmd, bool with_rules) {
   if (with_rules) cmd.add_option("RULES", rules, "rules file, or preset:NAME")->required();
-  cmd.add_option("--model,-m", model, "model: .pt, .safetensors, .safetensors.index.json, .json manifest, builtin:NAME")
+  cmd.add_option("--model,-m", model,
+                 "model: .pt, .safetensors, .safetensors.index.json, .json manifest, config.json, a checkpoint folder, "
+                 "builtin:NAME")
       ->required();
+  cmd.add_option("--config", config, "the model's config.json, when it is not beside the model file");
   cmd.add_option("--set", sets, "override a declared parameter: KEY=VALUE (YAML scalar or flow value)");
   cmd.add_option("--section", section, "dotted key of the strategy inside a larger YAML (e.g. training.freeze)");
   cmd.add_option("--epochs", epochs, "show the timeline up to this many epochs");
@@ -31,13 +34,13 @@ std::optional<Strategy> load_rules(Session& s, const std::string& spec, const st
   return loader.load(spec, section);
 }
 
-std::optional<Inventory> load_inventory(Session& s, const std::string& spec) {
-  return load_model(spec, s.diags);
+std::optional<Inventory> load_inventory(Session& s, const std::string& spec, const std::string& config) {
+  return load_model(spec, s.diags, config);
 }
 
 std::optional<Plan> compile_plan(Session& s, const PlanArgs& a, const std::string& rules_spec) {
   auto strategy = load_rules(s, rules_spec, a.section);
-  auto inv = load_inventory(s, a.model);
+  auto inv = load_inventory(s, a.model, a.config);
   if (!strategy || !inv) return std::nullopt;
   CompileOptions co;
   co.sets = a.sets;

@@ -7,12 +7,15 @@ namespace layerfreeze::cli {
 
 std::function<int()> setup_inspect(CLI::App& cmd) {
   struct Args {
-    std::string model, format = "text", rules, section;
+    std::string model, config, format = "text", rules, section;
     bool all = false;
   };
   auto a = std::make_shared<Args>();
-  cmd.add_option("MODEL", a->model, "model: .pt, .safetensors, .safetensors.index.json, .json manifest, builtin:NAME")
+  cmd.add_option("MODEL", a->model,
+                 "model: .pt, .safetensors, .safetensors.index.json, .json manifest, config.json, a checkpoint "
+                 "folder, builtin:NAME")
       ->required();
+  cmd.add_option("--config", a->config, "the model's config.json, when it is not beside the model file");
   cmd.add_option("--format,-f", a->format, "text, or json (a manifest that --model reads back)")
       ->check(CLI::IsMember({"text", "json"}));
   cmd.add_option("--rules", a->rules, "apply this rules file's discovery overrides");
@@ -20,7 +23,7 @@ std::function<int()> setup_inspect(CLI::App& cmd) {
   cmd.add_flag("--all", a->all, "list every parameter");
   return [a] {
     Session s;
-    auto inv = load_inventory(s, a->model);
+    auto inv = load_inventory(s, a->model, a->config);
     DiscoveryPatterns patterns = DiscoveryPatterns::shipped();
     if (!a->rules.empty()) {
       auto strategy = load_rules(s, a->rules, a->section);

@@ -55,7 +55,7 @@ const char* kind_name(Value::Kind k) {
 
 struct ExprNode {
   enum class Op { kLit, kName, kNeg, kNot, kAdd, kSub, kMul, kDiv, kIntDiv, kMod, kEq, kNe, kLt,
-                  kLe, kGt, kGe, kAnd, kOr, kCall };
+                  kLe, kGt, kGe, kIn, kAnd, kOr, kCall };
   Op op = Op::kLit;
   Value value;
   std::string name;  // kName, kCall
@@ -129,6 +129,7 @@ class ExprParser {
         {">=", ExprNode::Op::kGe}, {"<", ExprNode::Op::kLt},  {">", ExprNode::Op::kGt}};
     for (const auto& [tok, op] : ops)
       if (eat(tok)) return make(op, {l, parse_add()});
+    if (eat("in")) return make(ExprNode::Op::kIn, {l, parse_add()});
     return l;
   }
   NodeP parse_add() {
@@ -204,7 +205,11 @@ class ExprParser {
     }
     if (pos_ < s_.size() && (std::isalpha(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '_')) {
       size_t start = pos_;
-      while (pos_ < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '_')) ++pos_;
+      // Dotted names reach nested keys (a model config's `vision_config.depth`).
+      while (pos_ < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '_' ||
+                                  (s_[pos_] == '.' && pos_ + 1 < s_.size() &&
+                                   (std::isalpha(static_cast<unsigned char>(s_[pos_ + 1])) || s_[pos_ + 1] == '_'))))
+        ++pos_;
       std::string id = s_.substr(start, pos_ - start);
       if (id == "true" || id == "false") n->value = Value::boolean(id == "true");
       else if (id == "null") n->value = Value::null();
@@ -324,11 +329,17 @@ struct Evaluator {
         if (!b) return b;
         return Value::boolean(truthy(*b));
       }
-      case Op::kEq: case Op::kNe: case Op::kLt: case Op::kLe: case Op::kGt: case Op::kGe: {
+      case Op::kEq: case Op::kNe: case Op::kLt: case Op::kLe: case Op::kGt: case Op::kGe: case Op::kIn: {
         auto a = eval(*n.args[0]);
         auto b = a ? eval(*n.args[1]) : std::nullopt;
         if (!a || !b) return std::nullopt;
         if (n.op == Op::kEq) return Value::boolean(*a == *b);
+        if (n.op == Op::kIn) {
+          if (b->kind != Value::Kind::kList) return fail(std::string("'in' needs a list on its right, got ") + kind_name(b->kind));
+          for (const auto& x : b->list)
+            if (x == *a) return Value::boolean(true);
+          return Value::boolean(false);
+        }
         if (n.op == Op::kNe) return Value::boolean(!(*a == *b));
         if (!a->is_number() || !b->is_number()) return fail("ordering comparisons need numbers");
         double x = a->number(), y = b->number();

@@ -61,6 +61,24 @@ bool Inventory::add_alias(const std::string& canonical, const std::string& alias
   return true;
 }
 
+bool Inventory::tie(const std::string& canonical, const std::string& alias) {
+  auto c = find(canonical);
+  if (!c) return false;
+  auto a = find(alias);
+  if (a && *a == *c) return true;
+  if (!a) return add_alias(canonical, alias);
+  // A tensor stored under the alias too (a checkpoint that saved both names): one tensor.
+  Param merged = std::move(params[*a]);
+  std::string keep = params[*c].name;
+  params.erase(params.begin() + *a);
+  reindex();
+  Param& p = params[*find(keep)];
+  p.aliases.push_back(merged.name);
+  for (auto& x : merged.aliases) p.aliases.push_back(std::move(x));
+  reindex();
+  return true;
+}
+
 std::optional<uint32_t> Inventory::find(const std::string& name) const {
   auto it = index_.find(name);
   if (it == index_.end()) return std::nullopt;

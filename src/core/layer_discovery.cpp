@@ -119,6 +119,25 @@ std::unique_ptr<RE2> compile_pattern(const Pattern& p, const char* what, Diagnos
   return re;
 }
 
+// What the model's config.json states about its layer counts, checked against what discovery
+// found: each count must be some stack's (a config counts stacks, discovery finds them).
+void check_config_layers(const Inventory& inv, Diagnostics& diags) {
+  for (const auto& [key, count] : inv.config_layers) {
+    bool found = false;
+    for (const auto& st : inv.stacks) found = found || st.num_layers == count;
+    if (found) continue;
+    std::string seen;
+    for (const auto& st : inv.stacks)
+      seen += (seen.empty() ? "" : ", ") + st.container + " (" + std::to_string(st.num_layers) + ")";
+    diags.warning("config-layers-mismatch",
+                  "config '" + inv.config + "' says " + key + " = " + std::to_string(count) +
+                      ", but discovery found " + (seen.empty() ? "no layers" : "stacks of " + seen),
+                  {inv.config, 0, 0},
+                  {"a checkpoint that does not match its config, or names discovery does not know: "
+                   "`layerfreeze inspect` shows what was found"});
+  }
+}
+
 }  // namespace
 
 const DiscoveryPatterns& DiscoveryPatterns::shipped() {
@@ -401,6 +420,7 @@ void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnost
       }
     }
   }
+  check_config_layers(inv, diags);
 }
 
 }  // namespace layerfreeze

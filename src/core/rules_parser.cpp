@@ -719,7 +719,9 @@ std::vector<std::string> preset_names() {
   std::vector<std::string> names;
   for (const auto& f : embedded_rule_files()) {
     std::string n = f.name;
-    if (n.size() > 5 && n.compare(n.size() - 5, 5, ".yaml") == 0 && n != "discovery.yaml")
+    // Presets are the top-level YAML files; discovery.yaml and the folders (families/) are data.
+    if (n.size() > 5 && n.compare(n.size() - 5, 5, ".yaml") == 0 && n != "discovery.yaml" &&
+        n.find('/') == std::string::npos)
       names.push_back(n.substr(0, n.size() - 5));
   }
   return names;

@@ -1,5 +1,6 @@
 #include "print/inventory_printer.hpp"
 
+#include <algorithm>
 #include <sstream>
 
 #include "core/layer_discovery.hpp"
@@ -18,6 +19,10 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
   if (shapes) o << " · parameters: " << with_commas(inv.total_numel()) << " (" << short_count(inv.total_numel()) << ") · "
                 << bytes_text(inv.total_bytes());
   else o << " · shapes unknown";
+  if (!inv.config.empty())
+    o << "\nconfig: " << inv.config << (inv.family.empty() ? " (no model family)" : " · family " + inv.family);
+  if (!inv.quantization.empty())
+    o << "\nquantized: " << inv.quantization << " (frozen base weights cannot train as stored; counts are of the logical parameters)";
   o << "\norder: " << (inv.registration_order ? "registration order" : "natural name order (header-only source)") << "\n";
   o << "layers: " << describe_layers(inv) << "\n";
   for (const auto& st : inv.stacks)
@@ -57,6 +62,23 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
       o << " = " << p.aliases[k] << " (" << role_name(k < p.alias_roles.size() ? p.alias_roles[k] : p.role) << ")";
     o << "\n";
   }
+  if (!inv.non_params.empty()) {
+    // Grouped by kind, in order of first appearance: count, then the first names.
+    std::vector<std::pair<std::string, std::vector<std::string>>> kinds;
+    for (const auto& np : inv.non_params) {
+      auto it = std::find_if(kinds.begin(), kinds.end(), [&](const auto& k) { return k.first == np.kind; });
+      if (it == kinds.end()) it = kinds.insert(kinds.end(), {np.kind, {}});
+      it->second.push_back(np.name);
+    }
+    o << "not parameters: " << with_commas(static_cast<int64_t>(inv.non_params.size()))
+      << " stored tensors (not counted, not selectable)\n";
+    for (const auto& [kind, names] : kinds) {
+      o << "  " << kind << ": " << with_commas(static_cast<int64_t>(names.size())) << " · ";
+      for (size_t k = 0; k < names.size() && k < 3; ++k) o << (k ? ", " : "") << names[k];
+      if (names.size() > 3) o << ", …";
+      o << "\n";
+    }
+  }
   if (!inv.layers.empty()) {
     o << "per layer:\n";
     for (size_t l = 0; l < inv.layers.size(); ++l) {
@@ -83,6 +105,7 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
       o << "\n";
     }
   }
+  for (const auto& n : inv.source_notes) o << "note: " << n << "\n";
   for (const auto& n : inv.notes) o << "note: " << n << "\n";
   return o.str();
 }
@@ -95,7 +118,11 @@ std::string inventory_json(const Inventory& inv) {
   j.field("source", inv.source).field("type", inv.model_type).field("registration_order", inv.registration_order);
   j.field("num_layers", inv.num_layers()).key("numel");
   inv.shapes_known() ? j.value(inv.total_numel()) : j.null();
-  j.field("parameters", inv.params.size()).end_object();
+  j.field("parameters", inv.params.size());
+  if (!inv.config.empty()) j.field("config", inv.config);
+  if (!inv.family.empty()) j.field("family", inv.family);
+  if (!inv.quantization.empty()) j.field("quantization", inv.quantization);
+  j.end_object();
   j.key("stacks").begin_array();
   for (const auto& st : inv.stacks)
     j.begin_object().field("container", st.container).field("key", st.key).field("pattern", st.pattern)
@@ -115,7 +142,16 @@ std::string inventory_json(const Inventory& inv) {
     j.end_object();
   }
   j.end_array();
-  j.key("notes").strings(inv.notes);
+  j.key("non_parameters").begin_array();
+  for (const auto& np : inv.non_params) {
+    j.begin_object().field("name", np.name).field("kind", np.kind).key("shape");
+    np.shape_known ? j.ints(np.shape) : j.null();
+    j.end_object();
+  }
+  j.end_array();
+  std::vector<std::string> notes = inv.source_notes;
+  notes.insert(notes.end(), inv.notes.begin(), inv.notes.end());
+  j.key("notes").strings(notes);
   j.end_object();
   return j.take();
 }

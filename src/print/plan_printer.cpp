@@ -18,6 +18,9 @@ std::string model_line(const Inventory& inv) {
     o << " · " << with_commas(inv.total_numel()) << " parameters (" << short_count(inv.total_numel()) << ")";
   else
     o << " · shapes unknown (a sharded index without its shards): counts are of tensors";
+  if (!inv.quantization.empty())
+    o << "\nquantized checkpoint (" << inv.quantization
+      << "): its frozen base weights cannot train as stored; trainable ones need a dequantized copy or an adapter";
   return o.str();
 }
 
@@ -80,6 +83,7 @@ std::string plan_text(const PlanSummary& sum) {
   o << "parameters: " << params_text(plan) << "\n";
   o << "optimizer: " << optimizer_desc(sum.optimizer) << " · fingerprint " << plan.fingerprint() << "\n";
   o << "executor: " << options_text(plan) << "\n";
+  for (const auto& n : inv.source_notes) o << "note: " << n << "\n";
   for (const auto& n : inv.notes) o << "note: " << n << "\n";
   for (const auto& st : sum.stages) {
     o << "\n" << time_text(st.point.at, plan.uses_steps);
@@ -170,6 +174,8 @@ std::string plan_json(const PlanSummary& sum) {
   j.field("source", inv.source).field("type", inv.model_type).field("num_layers", inv.num_layers());
   opt_int("numel", shapes ? std::optional<int64_t>(inv.total_numel()) : std::nullopt);
   j.field("parameters", inv.params.size()).field("shapes_known", shapes);
+  if (!inv.quantization.empty()) j.field("quantization", inv.quantization);
+  j.field("non_parameters", inv.non_params.size());
   j.key("stacks").begin_array();
   for (const auto& st : inv.stacks)
     j.begin_object().field("container", st.container).field("first_layer", st.first_layer)
@@ -268,7 +274,9 @@ std::string plan_json(const PlanSummary& sum) {
     }
     j.end_array();
   }
-  j.key("notes").strings(inv.notes);
+  std::vector<std::string> notes = inv.source_notes;
+  notes.insert(notes.end(), inv.notes.begin(), inv.notes.end());
+  j.key("notes").strings(notes);
   j.field("truncated", sum.truncated);
   j.field("fingerprint", plan.fingerprint());
   j.end_object();

@@ -1,10 +1,15 @@
-// Built-in synthetic models: the parameter names, shapes, dtypes, registration order, module
-// types and tying of real architectures, without weights. Their totals equal the published
+// Built-in models: published checkpoints' config.json files (rules/models/) expanded by their
+// model families (rules/families/) — one mechanism with `--model config.json` — plus two
+// hand-built inventories: ResNet-50 (torchvision has no config.json) and moe-100k (a benchmark
+// inventory of DeepSeek-V3's shape with fp8 scales as parameters). Totals equal the published
 // parameter counts (tests pin them).
 #include <functional>
 #include <map>
 
+#include "core/embedded_rules.hpp"
 #include "layerfreeze/model_source.hpp"
+#include "sources/checkpoint.hpp"
+#include "sources/json_file.hpp"
 
 namespace layerfreeze {
 
@@ -42,135 +47,6 @@ class Builder {
   Inventory inv_;
   std::string dtype_;
 };
-
-Inventory gpt2(const std::string& name, int64_t d, int64_t n_layer) {
-  Builder b("builtin:" + name, "GPT2LMHeadModel", "float32");
-  const int64_t vocab = 50257, ctx = 1024;
-  b.param("transformer.wte.weight", {vocab, d}, "Embedding");
-  b.param("transformer.wpe.weight", {ctx, d}, "Embedding");
-  for (int64_t i = 0; i < n_layer; ++i) {
-    std::string h = "transformer.h." + std::to_string(i);
-    b.norm(h + ".ln_1", d, "LayerNorm");
-    // GPT-2's Conv1D stores weights as (in, out).
-    b.param(h + ".attn.c_attn.weight", {d, 3 * d}, "Conv1D");
-    b.param(h + ".attn.c_attn.bias", {3 * d}, "Conv1D");
-    b.param(h + ".attn.c_proj.weight", {d, d}, "Conv1D");
-    b.param(h + ".attn.c_proj.bias", {d}, "Conv1D");
-    b.norm(h + ".ln_2", d, "LayerNorm");
-    b.param(h + ".mlp.c_fc.weight", {d, 4 * d}, "Conv1D");
-    b.param(h + ".mlp.c_fc.bias", {4 * d}, "Conv1D");
-    b.param(h + ".mlp.c_proj.weight", {4 * d, d}, "Conv1D");
-    b.param(h + ".mlp.c_proj.bias", {d}, "Conv1D");
-  }
-  b.norm("transformer.ln_f", d, "LayerNorm");
-  b.tie("lm_head.weight", "transformer.wte.weight");
-  return b.take();
-}
-
-Inventory llama(const std::string& name, int64_t d, int64_t n_layer, int64_t ffn, int64_t kv_dim,
-                int64_t vocab) {
-  Builder b("builtin:" + name, "LlamaForCausalLM", "float16");
-  b.param("model.embed_tokens.weight", {vocab, d}, "Embedding");
-  for (int64_t i = 0; i < n_layer; ++i) {
-    std::string l = "model.layers." + std::to_string(i);
-    b.linear(l + ".self_attn.q_proj", d, d, false);
-    b.linear(l + ".self_attn.k_proj", kv_dim, d, false);
-    b.linear(l + ".self_attn.v_proj", kv_dim, d, false);
-    b.linear(l + ".self_attn.o_proj", d, d, false);
-    b.linear(l + ".mlp.gate_proj", ffn, d, false);
-    b.linear(l + ".mlp.up_proj", ffn, d, false);
-    b.linear(l + ".mlp.down_proj", d, ffn, false);
-    b.norm(l + ".input_layernorm", d, "LlamaRMSNorm", false);
-    b.norm(l + ".post_attention_layernorm", d, "LlamaRMSNorm", false);
-  }
-  b.norm("model.norm", d, "LlamaRMSNorm", false);
-  b.linear("lm_head", vocab, d, false);
-  return b.take();
-}
-
-Inventory mixtral_8x7b() {
-  Builder b("builtin:mixtral-8x7b", "MixtralForCausalLM", "bfloat16");
-  const int64_t d = 4096, vocab = 32000, ffn = 14336, kv = 1024, experts = 8;
-  b.param("model.embed_tokens.weight", {vocab, d}, "Embedding");
-  for (int i = 0; i < 32; ++i) {
-    std::string l = "model.layers." + std::to_string(i);
-    b.linear(l + ".self_attn.q_proj", d, d, false);
-    b.linear(l + ".self_attn.k_proj", kv, d, false);
-    b.linear(l + ".self_attn.v_proj", kv, d, false);
-    b.linear(l + ".self_attn.o_proj", d, d, false);
-    b.linear(l + ".block_sparse_moe.gate", experts, d, false);
-    for (int e = 0; e < experts; ++e) {
-      std::string x = l + ".block_sparse_moe.experts." + std::to_string(e);
-      b.linear(x + ".w1", ffn, d, false);
-      b.linear(x + ".w2", d, ffn, false);
-      b.linear(x + ".w3", ffn, d, false);
-    }
-    b.norm(l + ".input_layernorm", d, "MixtralRMSNorm", false);
-    b.norm(l + ".post_attention_layernorm", d, "MixtralRMSNorm", false);
-  }
-  b.norm("model.norm", d, "MixtralRMSNorm", false);
-  b.linear("lm_head", vocab, d, false);
-  return b.take();
-}
-
-Inventory bert_base() {
-  Builder b("builtin:bert-base", "BertModel", "float32");
-  const int64_t d = 768, ffn = 3072;
-  b.param("embeddings.word_embeddings.weight", {30522, d}, "Embedding");
-  b.param("embeddings.position_embeddings.weight", {512, d}, "Embedding");
-  b.param("embeddings.token_type_embeddings.weight", {2, d}, "Embedding");
-  b.norm("embeddings.LayerNorm", d, "LayerNorm");
-  for (int i = 0; i < 12; ++i) {
-    std::string l = "encoder.layer." + std::to_string(i);
-    b.linear(l + ".attention.self.query", d, d, true);
-    b.linear(l + ".attention.self.key", d, d, true);
-    b.linear(l + ".attention.self.value", d, d, true);
-    b.linear(l + ".attention.output.dense", d, d, true);
-    b.norm(l + ".attention.output.LayerNorm", d, "LayerNorm");
-    b.linear(l + ".intermediate.dense", ffn, d, true);
-    b.linear(l + ".output.dense", d, ffn, true);
-    b.norm(l + ".output.LayerNorm", d, "LayerNorm");
-  }
-  b.linear("pooler.dense", d, d, true);
-  return b.take();
-}
-
-Inventory t5_small() {
-  Builder b("builtin:t5-small", "T5ForConditionalGeneration", "float32");
-  const int64_t d = 512, ffn = 2048, inner = 512, buckets = 32, heads = 8;
-  b.param("shared.weight", {32128, d}, "Embedding");
-  b.tie("encoder.embed_tokens.weight", "shared.weight");
-  auto attention = [&](const std::string& m, bool relative_bias) {
-    b.linear(m + ".q", inner, d, false);
-    b.linear(m + ".k", inner, d, false);
-    b.linear(m + ".v", inner, d, false);
-    b.linear(m + ".o", d, inner, false);
-    if (relative_bias) b.param(m + ".relative_attention_bias.weight", {buckets, heads}, "Embedding");
-  };
-  for (int i = 0; i < 6; ++i) {
-    std::string l = "encoder.block." + std::to_string(i);
-    attention(l + ".layer.0.SelfAttention", i == 0);
-    b.norm(l + ".layer.0.layer_norm", d, "T5LayerNorm", false);
-    b.linear(l + ".layer.1.DenseReluDense.wi", ffn, d, false);
-    b.linear(l + ".layer.1.DenseReluDense.wo", d, ffn, false);
-    b.norm(l + ".layer.1.layer_norm", d, "T5LayerNorm", false);
-  }
-  b.norm("encoder.final_layer_norm", d, "T5LayerNorm", false);
-  b.tie("decoder.embed_tokens.weight", "shared.weight");
-  for (int i = 0; i < 6; ++i) {
-    std::string l = "decoder.block." + std::to_string(i);
-    attention(l + ".layer.0.SelfAttention", i == 0);
-    b.norm(l + ".layer.0.layer_norm", d, "T5LayerNorm", false);
-    attention(l + ".layer.1.EncDecAttention", false);
-    b.norm(l + ".layer.1.layer_norm", d, "T5LayerNorm", false);
-    b.linear(l + ".layer.2.DenseReluDense.wi", ffn, d, false);
-    b.linear(l + ".layer.2.DenseReluDense.wo", d, ffn, false);
-    b.norm(l + ".layer.2.layer_norm", d, "T5LayerNorm", false);
-  }
-  b.norm("decoder.final_layer_norm", d, "T5LayerNorm", false);
-  b.tie("lm_head.weight", "shared.weight");
-  return b.take();
-}
 
 Inventory resnet50() {
   Builder b("builtin:resnet50", "ResNet", "float32");
@@ -244,18 +120,32 @@ Inventory moe_100k() {
   return b.take();
 }
 
+// A shipped config through its family. The shipped files are tested; a failure is a defect.
+Inventory from_config(const std::string& name, const char* text) {
+  Diagnostics d;
+  const std::string origin = "rules/models/" + name + ".json";
+  auto j = parse_json_text(text, origin, "config", d);
+  std::optional<Inventory> inv;
+  if (j)
+    if (auto cfg = model_config_from_json(*j, origin, d)) inv = apply_config(std::nullopt, *cfg, d);
+  if (!inv) throw DiagnosticError(d);
+  inv->source = "builtin:" + name;
+  inv->config.clear();
+  return std::move(*inv);
+}
+
 const std::map<std::string, std::function<Inventory()>>& registry() {
-  static const std::map<std::string, std::function<Inventory()>> r = {
-      {"gpt2", [] { return gpt2("gpt2", 768, 12); }},
-      {"gpt2-medium", [] { return gpt2("gpt2-medium", 1024, 24); }},
-      {"llama2-7b", [] { return llama("llama2-7b", 4096, 32, 11008, 4096, 32000); }},
-      {"llama2-70b", [] { return llama("llama2-70b", 8192, 80, 28672, 1024, 32000); }},
-      {"bert-base", bert_base},
-      {"t5-small", t5_small},
-      {"mixtral-8x7b", mixtral_8x7b},
-      {"resnet50", resnet50},
-      {"moe-100k", moe_100k},
-  };
+  static const std::map<std::string, std::function<Inventory()>> r = [] {
+    std::map<std::string, std::function<Inventory()>> m = {{"resnet50", resnet50}, {"moe-100k", moe_100k}};
+    for (const auto& f : embedded_rule_files()) {
+      std::string n = f.name;
+      if (n.rfind("models/", 0) != 0 || n.size() < 13) continue;
+      std::string name = n.substr(7, n.size() - 12);
+      const char* text = f.text;
+      m[name] = [name, text] { return from_config(name, text); };
+    }
+    return m;
+  }();
   return r;
 }
 

@@ -1,6 +1,8 @@
 #include <filesystem>
 
 #include "layerfreeze/model_source.hpp"
+#include "sources/checkpoint.hpp"
+#include "sources/json_file.hpp"
 
 namespace layerfreeze {
 
@@ -10,11 +12,54 @@ TorchScriptLoader torchscript_loader = nullptr;
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
+
+bool is_index(const std::string& s) { return ends_with(s, ".safetensors.index.json") || ends_with(s, ".index.json"); }
+
+// The weights file of a checkpoint folder: model.safetensors.index.json, model.safetensors, or
+// the only index / safetensors file there. "" when none; an error when several compete.
+std::string weights_in(const std::string& dir, Diagnostics& diags) {
+  namespace fs = std::filesystem;
+  for (const char* n : {"model.safetensors.index.json", "model.safetensors"})
+    if (fs::is_regular_file(fs::path(dir) / n)) return (fs::path(dir) / n).string();
+  std::vector<std::string> indexes, files;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (is_index(n)) indexes.push_back(e.path().string());
+    else if (ends_with(n, ".safetensors")) files.push_back(e.path().string());
+  }
+  if (indexes.size() == 1) return indexes[0];
+  if (indexes.empty() && files.size() == 1) return files[0];
+  if (indexes.size() + files.size() > 1 && indexes.size() != 1) {
+    diags.error("model-ambiguous", "checkpoint folder '" + dir + "' has " + std::to_string(indexes.size()) +
+                                       " indexes and " + std::to_string(files.size()) +
+                                       " safetensors files and no model.safetensors.index.json",
+                {dir, 0, 0}, {"name the index or the file with --model"});
+  }
+  return "";
+}
+
+std::optional<Inventory> load_header(const std::string& spec, Diagnostics& diags) {
+  if (is_index(spec)) return load_safetensors_index(spec, diags);
+  return load_safetensors(spec, diags);
+}
+
+// A header source plus its config (explicit, or beside it).
+std::optional<Inventory> with_config(std::optional<Inventory> header, const std::string& weights,
+                                     const std::string& config_path, Diagnostics& diags) {
+  if (!header) return std::nullopt;
+  std::string cfg_path = config_path.empty() ? config_beside(weights) : config_path;
+  if (cfg_path.empty()) return header;
+  auto cfg = read_model_config(cfg_path, diags);
+  if (!cfg) return std::nullopt;
+  return apply_config(std::move(header), *cfg, diags);
+}
+
 }  // namespace
 
 void set_torchscript_loader(TorchScriptLoader loader) { torchscript_loader = loader; }
 
-std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags) {
+std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags, const std::string& config_path) {
   SourceLoc loc{spec, 0, 0};
   if (spec.rfind("builtin:", 0) == 0) {
     std::string name = spec.substr(8);
@@ -31,13 +76,47 @@ std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags)
   if (!std::filesystem::exists(spec)) {
     diags.error("model-not-found", "no such model file '" + spec + "'", {},
                 {"a model is a .pt (TorchScript), .safetensors, .safetensors.index.json, a "
-                 ".json manifest, or builtin:NAME"});
+                 ".json manifest, a config.json, a checkpoint folder, or builtin:NAME"});
     return std::nullopt;
   }
-  if (ends_with(spec, ".safetensors.index.json") || ends_with(spec, ".index.json"))
-    return load_safetensors_index(spec, diags);
-  if (ends_with(spec, ".safetensors")) return load_safetensors(spec, diags);
-  if (ends_with(spec, ".json")) return load_manifest(spec, diags);
+  if (!config_path.empty() && !std::filesystem::is_regular_file(config_path)) {
+    diags.error("model-not-found", "no such config file '" + config_path + "'", {});
+    return std::nullopt;
+  }
+  if (std::filesystem::is_directory(spec)) {
+    const std::string weights = weights_in(spec, diags);
+    if (diags.has_errors()) return std::nullopt;
+    const std::string cfg_path = config_path.empty() ? config_beside(spec) : config_path;
+    if (weights.empty() && cfg_path.empty()) {
+      diags.error("model-not-found", "checkpoint folder '" + spec + "' has no config.json, "
+                  "safetensors index or safetensors file", loc);
+      return std::nullopt;
+    }
+    if (!weights.empty()) return with_config(load_header(weights, diags), weights, cfg_path, diags);
+    auto cfg = read_model_config(cfg_path, diags);
+    if (!cfg) return std::nullopt;
+    return apply_config(std::nullopt, *cfg, diags);
+  }
+  if (is_index(spec) || ends_with(spec, ".safetensors"))
+    return with_config(load_header(spec, diags), spec, config_path, diags);
+  if (ends_with(spec, ".json")) {
+    // A config.json alone, or a manifest: the content tells.
+    // Syntax errors are the manifest reader's to report (it knows the format); trailing text
+    // after a value (a merge-conflict marker) is reported here with its position.
+    Diagnostics local;
+    auto j = read_json_file(spec, "'" + spec + "'", local);
+    if (!j) {
+      if (!local.items().empty() && local.items()[0].code == "json-syntax") return load_manifest(spec, diags);
+      diags.append(local);
+      return std::nullopt;
+    }
+    if (looks_like_config(*j) || std::filesystem::path(spec).filename() == "config.json") {
+      auto cfg = model_config_from_json(*j, spec, diags);
+      if (!cfg) return std::nullopt;
+      return apply_config(std::nullopt, *cfg, diags);
+    }
+    return load_manifest(spec, diags);
+  }
   if (ends_with(spec, ".pt") || ends_with(spec, ".pth") || ends_with(spec, ".torchscript") || ends_with(spec, ".ptl")) {
     if (torchscript_loader) return torchscript_loader(spec, diags);
     diags.error("torchscript-unavailable",
@@ -45,7 +124,7 @@ std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags)
     return std::nullopt;
   }
   diags.error("unknown-model-format", "cannot tell the format of '" + spec + "' from its name", loc,
-              {"expected .pt, .safetensors, .safetensors.index.json or .json"});
+              {"expected .pt, .safetensors, .safetensors.index.json, .json, or a checkpoint folder"});
   return std::nullopt;
 }
 

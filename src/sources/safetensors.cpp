@@ -10,6 +10,8 @@
 #include <set>
 
 #include "layerfreeze/model_source.hpp"
+#include "sources/json_file.hpp"
+#include "sources/non_parameters.hpp"
 
 namespace layerfreeze {
 
@@ -161,20 +163,17 @@ std::optional<Inventory> load_safetensors(const std::string& path, Diagnostics& 
   Inventory inv;
   inv.source = path;
   for (auto& e : *entries) inv.add(to_param(std::move(e)));
+  separate_non_parameters(inv);
   inv.sort_natural();
   return inv;
 }
 
 std::optional<Inventory> load_safetensors_index(const std::string& path, Diagnostics& diags) {
   SourceLoc loc{path, 0, 0};
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    diags.error("model-unreadable", "cannot open '" + path + "'", loc);
-    return std::nullopt;
-  }
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("weight_map") ||
-      !j["weight_map"].is_object()) {
+  auto parsed = read_json_file(path, "the safetensors index", diags);
+  if (!parsed) return std::nullopt;
+  const nlohmann::json& j = *parsed;
+  if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
     diags.error("index-format", "not a safetensors index: expected a JSON object with a "
                                 "'weight_map' object", loc);
     return std::nullopt;
@@ -224,10 +223,11 @@ std::optional<Inventory> load_safetensors_index(const std::string& path, Diagnos
     }
   }
   if (missing > 0) {
-    inv.notes.push_back(std::to_string(missing) + " of " + std::to_string(by_shard.size()) +
+    inv.source_notes.push_back(std::to_string(missing) + " of " + std::to_string(by_shard.size()) +
                         " shards are not beside the index: shapes unknown, counts are of "
                         "tensors, not parameters");
   }
+  separate_non_parameters(inv);
   inv.sort_natural();
   return inv;
 }

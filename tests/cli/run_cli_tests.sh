@@ -91,9 +91,35 @@ expect_exit 0 "presets" -- presets
 expect_contains "presets" "preset:lisa"
 expect_exit 0 "schema" -- schema
 expect_contains "schema" '"$schema"'
-expect_exit 0 "real index" -- plan preset:freeze_except_last_n --set n=4 --model ../shared/fixtures/real-checkpoints/mixtral-8x22b/model.safetensors.index.json
+expect_exit 0 "real index" -- plan preset:freeze_except_last_n --set n=4 --model tests/data/real-checkpoints/mixtral-8x22b/model.safetensors.index.json
 expect_contains "real index" "56 layers (model.layers.0–55)"
-expect_contains "real index" "shapes unknown"
+# The config.json beside the index gives every shape (family mixtral).
+expect_contains "real index" "140,620,634,112 parameters (140.6B)"
+mkdir -p "$tmp/index-alone" && cp tests/data/real-checkpoints/mixtral-8x22b/model.safetensors.index.json "$tmp/index-alone/"
+expect_exit 0 "index without config" -- plan preset:freeze_except_last_n --set n=4 --model "$tmp/index-alone/model.safetensors.index.json"
+expect_contains "index without config" "shapes unknown"
+expect_exit 0 "index with --config" -- plan preset:freeze_except_last_n --set n=4 --model "$tmp/index-alone/model.safetensors.index.json" --config tests/data/real-checkpoints/mixtral-8x22b/config.json
+expect_contains "index with --config" "140,620,634,112 parameters (140.6B)"
+expect_exit 0 "checkpoint folder" -- plan preset:lp_lora --model tests/data/real-checkpoints/mixtral-8x22b
+expect_contains "checkpoint folder" "memory (adamw): gradients 140.6 GB"
+expect_exit 0 "config alone" -- plan preset:lp_lora --model tests/data/real-checkpoints/mixtral-8x22b/config.json
+expect_contains "config alone" "140,620,634,112 parameters (140.6B)"
+expect_exit 1 "config of an unknown family alone" -- plan preset:lp_lora --model tests/data/real-checkpoints/molmo-7b-d-nf4/config.json
+expect_contains "config of an unknown family alone" "no model family for model_type 'molmo'" err
+expect_contains "config of an unknown family alone" "known model types: bert, bloom," err
+expect_exit 1 "merge-conflict index" -- inspect tests/data/bad-inputs/bloom-index-with-merge-conflict.json
+expect_contains "merge-conflict index" "has text after its JSON value, at 2:1 (character 60304): '======='" err
+expect_exit 0 "inspect tie (granite)" -- inspect tests/data/real-checkpoints/granite-3.1-1b-a400m
+expect_contains "inspect tie (granite)" "model.embed_tokens.weight (embeddings) = lm_head.weight (head)"
+expect_exit 0 "inspect tie (bloom)" -- inspect tests/data/real-checkpoints/bloom-176b
+expect_contains "inspect tie (bloom)" "word_embeddings.weight (embeddings) = lm_head.weight (head)"
+expect_exit 0 "inspect tie (falcon)" -- inspect tests/data/real-checkpoints/falcon-180b
+expect_contains "inspect tie (falcon)" "transformer.word_embeddings.weight (embeddings) = lm_head.weight (head)"
+expect_exit 0 "inspect quantized (molmo)" -- inspect tests/data/real-checkpoints/molmo-7b-d-nf4
+expect_contains "inspect quantized (molmo)" "quantization metadata (bitsandbytes): 336"
+expect_contains "inspect quantized (molmo)" "quantized: bitsandbytes nf4"
+expect_exit 0 "inspect buffers (llama-65b)" -- inspect tests/data/real-checkpoints/llama-65b
+expect_contains "inspect buffers (llama-65b)" "buffer (rotary frequencies): 80"
 
 # Every example strategy validates and plans on the model its header names.
 for f in examples/strategies/*.yaml; do

@@ -1,0 +1,191 @@
+#include "sources/checkpoint.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+#include <unordered_map>
+
+#include "sources/family.hpp"
+
+namespace layerfreeze {
+
+namespace {
+
+std::string join_first(const std::vector<std::string>& names, size_t n) {
+  std::string s;
+  for (size_t i = 0; i < names.size() && i < n; ++i) s += (i ? ", " : "") + names[i];
+  if (names.size() > n) s += ", …";
+  return s;
+}
+
+std::string thousands(int64_t v) {
+  std::string s = std::to_string(v), out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i && (s.size() - i) % 3 == 0) out += ',';
+    out += s[i];
+  }
+  return out;
+}
+
+// The family's name for a checkpoint's name: identity, or with the base model's prefix added
+// (checkpoints saved from BloomModel store `h.0...`, the family says `transformer.h.0...`).
+struct NameMap {
+  std::string prefix;  // "" or the base prefix the checkpoint lacks
+  std::string to_family(const std::string& n, const Inventory& fam) const {
+    if (prefix.empty() || fam.contains(n)) return n;
+    return prefix + n;
+  }
+  std::string to_checkpoint(const std::string& n) const {
+    if (!prefix.empty() && n.rfind(prefix, 0) == 0) return n.substr(prefix.size());
+    return n;
+  }
+};
+
+size_t matches(const Inventory& header, const Inventory& fam, const std::string& prefix) {
+  size_t n = 0;
+  for (const auto& p : header.params)
+    if (fam.contains(p.name) || (!prefix.empty() && fam.contains(prefix + p.name))) ++n;
+  return n;
+}
+
+// The tied names for a model type no family covers, when the config says they are tied.
+std::optional<Tie> generic_tie(const Inventory& inv) {
+  static const char* inputs[] = {"embed_tokens.weight", "wte.weight", "word_embeddings.weight",
+                                 "tok_embeddings.weight", "embed_in.weight"};
+  const Param* in = nullptr;
+  for (const auto& p : inv.params) {
+    for (const char* s : inputs) {
+      const std::string suffix = s;
+      if (p.name == suffix || (p.name.size() > suffix.size() &&
+                               p.name.compare(p.name.size() - suffix.size() - 1, suffix.size() + 1, "." + suffix) == 0)) {
+        if (!in || p.name.size() < in->name.size()) in = &p;
+      }
+    }
+  }
+  if (!in) return std::nullopt;
+  for (const char* out : {"lm_head.weight", "embed_out.weight", "output.weight"})
+    if (inv.contains(out)) return Tie{out, in->name};
+  return Tie{"lm_head.weight", in->name};
+}
+
+}  // namespace
+
+std::string config_beside(const std::string& model_path) {
+  namespace fs = std::filesystem;
+  fs::path p(model_path);
+  fs::path c = (fs::is_directory(p) ? p : p.parent_path()) / "config.json";
+  std::error_code ec;
+  return fs::is_regular_file(c, ec) ? c.string() : "";
+}
+
+std::optional<Inventory> apply_config(std::optional<Inventory> header, const ModelConfig& cfg,
+                                      Diagnostics& diags) {
+  const Family* family = find_family(cfg);
+  const std::string type_text = cfg.model_type.empty() ? "(no model_type)" : "model_type '" + cfg.model_type + "'";
+  if (!family && !header) {
+    std::string known;
+    for (const auto& t : known_model_types()) known += (known.empty() ? "" : ", ") + t;
+    diags.error("unknown-family",
+                "config '" + cfg.path + "': no model family for " + type_text +
+                    (cfg.architecture.empty() ? "" : " (" + cfg.architecture + ")") +
+                    ", so its tensors cannot be derived from the config alone",
+                {cfg.path, 0, 0},
+                {"known model types: " + known,
+                 "give the checkpoint's safetensors file or index (with the config beside it) instead"});
+    return std::nullopt;
+  }
+  std::optional<FamilyModel> fam;
+  if (family) {
+    fam = family->expand(cfg, diags);
+    if (!fam) return std::nullopt;
+  }
+
+  Inventory inv;
+  std::vector<Tie> ties;
+  std::string tie_source;
+  if (!header) {
+    inv = std::move(fam->inv);
+    inv.registration_order = true;
+    ties = fam->ties;
+  } else {
+    inv = std::move(*header);
+    if (fam) {
+      // Which naming the checkpoint uses: the family's, or the base model's without its prefix.
+      NameMap map;
+      if (!fam->base_prefix.empty() &&
+          matches(inv, fam->inv, fam->base_prefix) > matches(inv, fam->inv, ""))
+        map.prefix = fam->base_prefix;
+      std::vector<std::string> only_ckpt, only_config;
+      std::set<std::string> seen;
+      for (auto& p : inv.params) {
+        const std::string fname = map.to_family(p.name, fam->inv);
+        auto k = fam->inv.find(fname);
+        if (!k) {
+          only_ckpt.push_back(p.name);
+          continue;
+        }
+        const Param& f = fam->inv.params[*k];
+        seen.insert(f.name);
+        if (f.name != fname) continue;  // stored under a tied alias: merged below
+        if (!p.shape_known) {
+          p.shape = f.shape;
+          p.numel = f.numel;
+          p.shape_known = true;
+          if (p.dtype.empty()) p.dtype = f.dtype;
+        }
+        if (p.module_type.empty()) p.module_type = f.module_type;
+      }
+      for (const auto& f : fam->inv.params)
+        if (!seen.count(f.name)) only_config.push_back(map.to_checkpoint(f.name));
+      if (!only_ckpt.empty() || !only_config.empty()) {
+        diags.warning("config-names-differ",
+                      "config '" + cfg.path + "' (family " + fam->family + ") implies " +
+                          thousands(static_cast<int64_t>(fam->inv.params.size())) + " tensors; the checkpoint has " +
+                          thousands(static_cast<int64_t>(inv.params.size())) + " parameters: " +
+                          std::to_string(only_ckpt.size()) + " only in the checkpoint, " +
+                          std::to_string(only_config.size()) + " only in the config; the checkpoint's names are used",
+                      {cfg.path, 0, 0},
+                      {"only in the checkpoint: " + (only_ckpt.empty() ? "none" : join_first(only_ckpt, 4)),
+                       "only in the config: " + (only_config.empty() ? "none" : join_first(only_config, 4))});
+      }
+      for (const auto& t : fam->ties) ties.push_back({map.to_checkpoint(t.alias), map.to_checkpoint(t.canonical)});
+    } else if (cfg.tie_word_embeddings().value_or(false)) {
+      if (auto t = generic_tie(inv)) ties.push_back(*t);
+    }
+  }
+
+  // Ties: one tensor under several names, stored once or twice.
+  for (const auto& t : ties) {
+    const bool stored = inv.contains(t.alias);
+    if (!inv.tie(t.canonical, t.alias)) continue;
+    if (header && t.alias.find("embed_tokens") == std::string::npos) {
+      std::string why = cfg.tie_word_embeddings()
+                            ? "tie_word_embeddings: true"
+                            : "no tie_word_embeddings key: the " + (family ? family->name() : std::string("config")) +
+                                  " config class's default (tied) applies";
+      inv.source_notes.push_back("'" + t.alias + "' is '" + t.canonical + "' (" + why + ")" +
+                                 (stored ? "; the checkpoint stores both names, they are one tensor"
+                                         : "; the checkpoint does not store it"));
+    }
+  }
+  if (header && !family) {
+    inv.source_notes.push_back("config '" + cfg.path + "': no model family for " + type_text +
+                               "; names from the checkpoint" +
+                               (cfg.tie_word_embeddings() ? "" : ", no tie assumed (no tie_word_embeddings key)"));
+  }
+  if (!cfg.architecture.empty()) inv.model_type = cfg.architecture;
+  else if (!cfg.model_type.empty()) inv.model_type = cfg.model_type;
+  inv.config = cfg.path;
+  if (family) inv.family = family->name();
+  if (!cfg.quantization.empty()) inv.quantization = cfg.quantization;
+  inv.config_layers = cfg.layer_counts();
+  // The notes of the header source about unknown shapes no longer hold once the family filled them.
+  if (inv.shapes_known()) {
+    auto& n = inv.source_notes;
+    n.erase(std::remove_if(n.begin(), n.end(), [](const std::string& s) { return s.find("shapes unknown") != std::string::npos; }),
+            n.end());
+  }
+  return inv;
+}
+
+}  // namespace layerfreeze

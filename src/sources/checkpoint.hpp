@@ -1,0 +1,26 @@
+// A checkpoint as a whole: the tensors a header lists (safetensors file or index) together with
+// the config.json beside them. The config names the architecture, states the layer counts,
+// decides ties (`tie_word_embeddings`, or the config class's default), and through a model
+// family (sources/family.hpp) gives every shape — so an index without its shards, or a config
+// alone, plans with exact parameter counts.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "layerfreeze/diagnostics.hpp"
+#include "layerfreeze/inventory.hpp"
+#include "sources/model_config.hpp"
+
+namespace layerfreeze {
+
+/// Combines `header` (may be nullopt: a config alone) with `config`. With a config alone, a
+/// model type no family covers is an error listing the known ones.
+std::optional<Inventory> apply_config(std::optional<Inventory> header, const ModelConfig& config,
+                                      Diagnostics& diags);
+
+/// The config.json that goes with a model file: `explicit_path` when given, else the one beside
+/// `model_path`, else "".
+std::string config_beside(const std::string& model_path);
+
+}  // namespace layerfreeze

@@ -1,0 +1,513 @@
+#include "sources/family.hpp"
+
+#include <algorithm>
+#include <map>
+
+#include "core/embedded_rules.hpp"
+#include "core/yaml_reader.hpp"
+
+namespace layerfreeze {
+
+namespace {
+
+constexpr int64_t kMaxRepeat = 100000;
+constexpr int64_t kMaxDim = int64_t{1} << 40;
+constexpr int64_t kMaxNumel = int64_t{1} << 52;
+constexpr size_t kMaxTensors = 4000000;
+
+struct TensorDecl {
+  Expr name;
+  std::vector<Expr> shape;
+  Expr type;  // a module type, may be a template (`${norm}`)
+  std::string dtype;
+  Expr cond;
+  SourceLoc loc;
+};
+
+struct Block;
+struct Item {
+  std::shared_ptr<Block> block;  // a group or a repeat; else `tensor`
+  TensorDecl tensor;
+};
+
+struct Block {
+  std::string var;  // the repeat's index name; "" for a plain group
+  Expr repeat;      // empty for a plain group
+  Expr prefix;      // prepended to the names inside
+  Expr cond;
+  std::vector<Item> items;
+  SourceLoc loc;
+};
+
+struct TieDecl {
+  Expr alias, canonical, cond;
+};
+
+struct ConfigKey {
+  std::string key;
+  Value fallback;   // null: required
+  Expr expr;        // a `${...}` default
+  SourceLoc loc;
+};
+
+}  // namespace
+
+struct FamilyImpl {
+  std::string name, file, base_prefix;
+  std::map<std::string, std::map<std::string, Value>> model_types;  // type -> overrides
+  std::vector<std::string> architectures;
+  std::vector<ConfigKey> keys;
+  std::vector<Item> items;
+  std::vector<TieDecl> ties;
+  std::string tie_key = "tie_word_embeddings";
+};
+
+namespace {
+
+// ---- Parsing ---------------------------------------------------------------------------------
+
+class FamilyParser {
+ public:
+  FamilyParser(const std::string& file, Diagnostics& diags) : r_(file, diags), diags_(diags) {}
+
+  std::optional<FamilyImpl> parse(const YAML::Node& root) {
+    FamilyImpl f;
+    f.file = r_.file();
+    for (auto& e : r_.entries(root, "a family file",
+                              {"family", "model_types", "architectures", "base_prefix", "config",
+                               "tensors", "ties"})) {
+      if (e.key == "family") {
+        if (auto s = r_.string(e.value, "family")) f.name = *s;
+      } else if (e.key == "base_prefix") {
+        if (auto s = r_.string(e.value, "base_prefix")) f.base_prefix = *s;
+      } else if (e.key == "architectures") {
+        if (auto v = r_.value(e.value, "architectures"))
+          for (const auto& x : v->list) f.architectures.push_back(x.s);
+      } else if (e.key == "model_types") {
+        for (auto& t : r_.entries(e.value, "model_types", {})) {
+          auto& overrides = f.model_types[t.key];
+          if (t.value.IsNull()) continue;
+          for (auto& o : r_.entries(t.value, "model type '" + t.key + "'", {}))
+            if (auto v = r_.value(o.value, o.key)) overrides[o.key] = *v;
+        }
+      } else if (e.key == "config") {
+        for (auto& k : r_.entries(e.value, "config", {})) {
+          ConfigKey c;
+          c.key = k.key;
+          c.loc = r_.loc(k.value);
+          auto v = r_.value(k.value, k.key);
+          if (v && v->kind == Value::Kind::kString && v->s.find("${") != std::string::npos)
+            c.expr = Expr::parse(v->s, c.loc, known_, diags_);
+          else if (v)
+            c.fallback = *v;
+          known_.push_back(c.key);
+          f.keys.push_back(std::move(c));
+        }
+      }
+    }
+    // Model-type overrides may set names the config section does not list (family switches).
+    for (const auto& [type, overrides] : f.model_types)
+      for (const auto& [k, v] : overrides)
+        if (std::find(known_.begin(), known_.end(), k) == known_.end()) {
+          ConfigKey c;
+          c.key = k;
+          c.fallback = Value::boolean(false);
+          known_.push_back(k);
+          f.keys.push_back(std::move(c));
+        }
+    for (auto& e : r_.entries(root, "a family file", {})) {
+      if (e.key == "tensors") f.items = items(e.value);
+      if (e.key == "ties") ties(e.value, f);
+    }
+    if (f.name.empty()) r_.error("family-format", "a family file needs `family: NAME`", root);
+    if (f.model_types.empty() && f.architectures.empty())
+      r_.error("family-format", "a family file needs `model_types` or `architectures`", root);
+    if (diags_.has_errors()) return std::nullopt;
+    return f;
+  }
+
+ private:
+  Expr expr(const YAML::Node& n, const std::string& what, bool bare) {
+    if (!n.IsScalar()) {
+      r_.error("family-format", what + " must be a scalar, not " + describe(n), n);
+      return {};
+    }
+    std::string t = n.Scalar();
+    if (bare && t.find("${") == std::string::npos) {
+      Value lit = typed_scalar(t, n.Tag() == "!");
+      if (lit.kind == Value::Kind::kInt) return Expr::literal(lit, r_.loc(n));
+      t = "${" + t + "}";
+    }
+    return Expr::parse(t, r_.loc(n), known_, diags_);
+  }
+
+  std::vector<Item> items(const YAML::Node& list) {
+    std::vector<Item> out;
+    if (!list.IsSequence()) {
+      r_.error("family-format", "`tensors` must be a list, not " + describe(list), list);
+      return out;
+    }
+    for (const auto& n : list) {
+      Item it;
+      if (n.IsSequence()) {
+        it.tensor = tensor_list(n);
+      } else if (n.IsMap() && n["tensors"]) {
+        it.block = block(n);
+      } else if (n.IsMap()) {
+        it.tensor = tensor_map(n);
+      } else {
+        r_.error("family-format", "a tensor is [name, shape, type, condition?] or a map, not " + describe(n), n);
+        continue;
+      }
+      out.push_back(std::move(it));
+    }
+    return out;
+  }
+
+  std::vector<Expr> shape(const YAML::Node& n) {
+    std::vector<Expr> out;
+    if (!n.IsSequence()) {
+      r_.error("family-format", "a shape must be a list of sizes, not " + describe(n), n);
+      return out;
+    }
+    for (const auto& d : n) out.push_back(expr(d, "a size", true));
+    return out;
+  }
+
+  TensorDecl tensor_list(const YAML::Node& n) {
+    TensorDecl t;
+    t.loc = r_.loc(n);
+    if (n.size() < 3 || n.size() > 4) {
+      r_.error("family-format", "a tensor is [name, shape, module type] or [name, shape, module type, condition]", n);
+      return t;
+    }
+    t.name = expr(n[0], "a tensor name", false);
+    t.shape = shape(n[1]);
+    t.type = expr(n[2], "a module type", false);
+    if (n.size() == 4) t.cond = expr(n[3], "a condition", true);
+    return t;
+  }
+
+  TensorDecl tensor_map(const YAML::Node& n) {
+    TensorDecl t;
+    t.loc = r_.loc(n);
+    for (auto& e : r_.entries(n, "a tensor", {"name", "shape", "type", "if", "dtype"})) {
+      if (e.key == "name") t.name = expr(e.value, "a tensor name", false);
+      if (e.key == "shape") t.shape = shape(e.value);
+      if (e.key == "type") t.type = expr(e.value, "a module type", false);
+      if (e.key == "if") t.cond = expr(e.value, "a condition", true);
+      if (e.key == "dtype") t.dtype = r_.string(e.value, "dtype").value_or("");
+    }
+    if (t.name.empty()) r_.error("family-format", "a tensor needs a `name`", n);
+    return t;
+  }
+
+  std::shared_ptr<Block> block(const YAML::Node& n) {
+    auto b = std::make_shared<Block>();
+    b->loc = r_.loc(n);
+    auto es = r_.entries(n, "a group of tensors", {"repeat", "as", "prefix", "if", "tensors"});
+    for (auto& e : es)
+      if (e.key == "as") b->var = r_.string(e.value, "as").value_or("");
+    for (auto& e : es)
+      if (e.key == "repeat") b->repeat = expr(e.value, "a repeat count", true);
+    if (!b->repeat.empty() && b->var.empty()) r_.error("family-format", "a repeat needs `as: NAME` for its index", n);
+    if (b->repeat.empty() && !b->var.empty()) r_.error("family-format", "`as` needs a `repeat`", n);
+    if (!b->var.empty()) known_.push_back(b->var);
+    for (auto& e : es) {
+      if (e.key == "prefix") b->prefix = expr(e.value, "a prefix", false);
+      if (e.key == "if") b->cond = expr(e.value, "a condition", true);
+      if (e.key == "tensors") b->items = items(e.value);
+    }
+    if (!b->var.empty()) known_.pop_back();
+    return b;
+  }
+
+  void ties(const YAML::Node& list, FamilyImpl& f) {
+    if (!list.IsSequence()) {
+      r_.error("family-format", "`ties` must be a list, not " + describe(list), list);
+      return;
+    }
+    for (const auto& n : list) {
+      TieDecl t;
+      for (auto& e : r_.entries(n, "a tie", {"alias", "of", "if"})) {
+        if (e.key == "alias") t.alias = expr(e.value, "an alias", false);
+        if (e.key == "of") t.canonical = expr(e.value, "a tensor name", false);
+        if (e.key == "if") t.cond = expr(e.value, "a condition", true);
+      }
+      if (t.alias.empty() || t.canonical.empty()) r_.error("family-format", "a tie needs `alias` and `of`", n);
+      f.ties.push_back(std::move(t));
+    }
+  }
+
+  YamlReader r_;
+  Diagnostics& diags_;
+  std::vector<std::string> known_;
+};
+
+// ---- Expanding -------------------------------------------------------------------------------
+
+class Expander {
+ public:
+  Expander(const FamilyImpl& f, const ModelConfig& c, Diagnostics& diags) : f_(f), c_(c), diags_(diags) {}
+
+  std::optional<FamilyModel> run() {
+    if (!bind()) return std::nullopt;
+    FamilyModel m;
+    m.family = f_.name;
+    m.base_prefix = f_.base_prefix;
+    m.inv.source = c_.path;
+    m.inv.model_type = !c_.architecture.empty() ? c_.architecture : c_.model_type;
+    dtype_ = c_.dtype.empty() ? "float32" : c_.dtype;
+    if (dtype_bytes(dtype_) == 0) dtype_ = "float32";
+    inv_ = &m.inv;
+    if (!expand(f_.items, "")) return std::nullopt;
+    for (const auto& t : f_.ties) {
+      if (!t.cond.empty() && !truth(t.cond)) continue;
+      auto a = text(t.alias), k = text(t.canonical);
+      if (!a || !k) return std::nullopt;
+      if (m.inv.contains(*a)) {
+        fail(t.alias.loc(), "tie alias '" + *a + "' is also a tensor of its own");
+        return std::nullopt;
+      }
+      if (!m.inv.contains(*k)) continue;
+      m.inv.add_alias(*k, *a);
+      m.ties.push_back({*a, *k});
+    }
+    m.tie_from_default = !c_.tie_word_embeddings().has_value();
+    return m;
+  }
+
+ private:
+  void fail(const SourceLoc& at, const std::string& msg) {
+    diags_.error("config-value", msg, at, {"with the values of config '" + c_.path + "' (family " + f_.name + ")"});
+  }
+
+  // Config values over the model type's overrides over the family's defaults.
+  bool bind() {
+    const auto* overrides = [&]() -> const std::map<std::string, Value>* {
+      auto it = f_.model_types.find(c_.model_type);
+      return it == f_.model_types.end() ? nullptr : &it->second;
+    }();
+    bool ok = true;
+    for (const auto& k : f_.keys) {
+      // A null in the config means "the class's default" where the default is computed
+      // (`num_key_value_heads: null`), and None where the default is a value (`q_lora_rank`).
+      if (const Value* v = c_.get(k.key)) {
+        if (!v->is_null() || (k.expr.empty() && !k.fallback.is_null())) {
+          scope_[k.key] = *v;
+          continue;
+        }
+      }
+      if (overrides) {
+        auto o = overrides->find(k.key);
+        if (o != overrides->end()) {
+          scope_[k.key] = o->second;
+          continue;
+        }
+      }
+      if (!k.expr.empty()) {
+        auto v = k.expr.eval(scope_, diags_);
+        if (!v) {
+          ok = false;
+          continue;
+        }
+        scope_[k.key] = *v;
+      } else if (!k.fallback.is_null()) {
+        scope_[k.key] = k.fallback;
+      } else {
+        diags_.error("config-missing", "config '" + c_.path + "' has no '" + k.key + "', which family " +
+                                           f_.name + " needs", {c_.path, 0, 0},
+                     {"declared at " + f_.file + ":" + std::to_string(k.loc.line)});
+        ok = false;
+      }
+    }
+    return ok;
+  }
+
+  std::optional<std::string> text(const Expr& e) {
+    auto v = e.eval(scope_, diags_);
+    if (!v) return std::nullopt;
+    return v->kind == Value::Kind::kString ? v->s : v->to_string();
+  }
+
+  bool truth(const Expr& e) {
+    auto v = e.eval(scope_, diags_);
+    if (!v) {
+      failed_ = true;
+      return false;
+    }
+    switch (v->kind) {
+      case Value::Kind::kBool: return v->b;
+      case Value::Kind::kInt: return v->i != 0;
+      case Value::Kind::kFloat: return v->f != 0;
+      case Value::Kind::kString: return !v->s.empty();
+      case Value::Kind::kList: return !v->list.empty();
+      default: return false;
+    }
+  }
+
+  std::optional<int64_t> size(const Expr& e, const std::string& what, int64_t lo, int64_t hi) {
+    auto v = e.eval(scope_, diags_);
+    if (!v) return std::nullopt;
+    if (v->kind != Value::Kind::kInt) {
+      fail(e.loc(), what + " '" + e.text() + "' is " + v->to_string() + ", not a whole number");
+      return std::nullopt;
+    }
+    if (v->i < lo || v->i > hi) {
+      fail(e.loc(), what + " '" + e.text() + "' is " + std::to_string(v->i) + "; it must be between " +
+                        std::to_string(lo) + " and " + std::to_string(hi));
+      return std::nullopt;
+    }
+    return v->i;
+  }
+
+  bool expand(const std::vector<Item>& items, const std::string& prefix) {
+    for (const auto& it : items) {
+      if (failed_) return false;
+      if (it.block) {
+        const Block& b = *it.block;
+        if (!b.cond.empty() && !truth(b.cond)) {
+          if (failed_) return false;
+          continue;
+        }
+        if (b.repeat.empty()) {
+          auto p = b.prefix.empty() ? std::optional<std::string>("") : text(b.prefix);
+          if (!p || !expand(b.items, prefix + *p)) return false;
+          continue;
+        }
+        auto n = size(b.repeat, "repeat count", 1, kMaxRepeat);
+        if (!n) return false;
+        for (int64_t k = 0; k < *n; ++k) {
+          scope_[b.var] = Value::integer(k);
+          auto p = b.prefix.empty() ? std::optional<std::string>("") : text(b.prefix);
+          if (!p || !expand(b.items, prefix + *p)) return false;
+        }
+        scope_.erase(b.var);
+        continue;
+      }
+      const TensorDecl& t = it.tensor;
+      if (!t.cond.empty() && !truth(t.cond)) {
+        if (failed_) return false;
+        continue;
+      }
+      auto name = text(t.name);
+      if (!name) return false;
+      Param p;
+      p.name = prefix + *name;
+      p.numel = 1;
+      for (const auto& d : t.shape) {
+        auto v = size(d, "size of '" + p.name + "'", 1, kMaxDim);
+        if (!v) return false;
+        if (p.numel > kMaxNumel / *v) {
+          fail(d.loc(), "tensor '" + p.name + "' would have more than 2^52 elements");
+          return false;
+        }
+        p.numel *= *v;
+        p.shape.push_back(*v);
+      }
+      p.dtype = t.dtype.empty() ? dtype_ : t.dtype;
+      if (!t.type.empty()) {
+        auto type = text(t.type);
+        if (!type) return false;
+        p.module_type = std::move(*type);
+      }
+      if (inv_->contains(p.name)) {
+        fail(t.loc, "family " + f_.name + " names '" + p.name + "' twice");
+        return false;
+      }
+      if (inv_->params.size() >= kMaxTensors) {
+        fail(t.loc, "config implies more than " + std::to_string(kMaxTensors) + " tensors");
+        return false;
+      }
+      inv_->add(std::move(p));
+    }
+    return !failed_;
+  }
+
+  const FamilyImpl& f_;
+  const ModelConfig& c_;
+  Diagnostics& diags_;
+  Scope scope_;
+  std::string dtype_;
+  Inventory* inv_ = nullptr;
+  bool failed_ = false;
+};
+
+}  // namespace
+
+Family::Family() : impl_(std::make_unique<FamilyImpl>()) {}
+Family::~Family() = default;
+Family::Family(Family&&) noexcept = default;
+Family& Family::operator=(Family&&) noexcept = default;
+
+const std::string& Family::name() const { return impl_->name; }
+const std::string& Family::file() const { return impl_->file; }
+
+std::vector<std::string> Family::model_types() const {
+  std::vector<std::string> out;
+  for (const auto& [t, _] : impl_->model_types) out.push_back(t);
+  return out;
+}
+
+bool Family::covers(const std::string& model_type, const std::string& architecture) const {
+  if (!model_type.empty()) return impl_->model_types.count(model_type) > 0;
+  return std::find(impl_->architectures.begin(), impl_->architectures.end(), architecture) !=
+         impl_->architectures.end();
+}
+
+std::optional<FamilyModel> Family::expand(const ModelConfig& config, Diagnostics& diags) const {
+  return Expander(*impl_, config, diags).run();
+}
+
+std::optional<Family> Family::parse(const std::string& text, const std::string& file, Diagnostics& diags) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    diags.error("yaml-syntax", e.msg, {file, e.mark.line + 1, e.mark.column + 1});
+    return std::nullopt;
+  }
+  Diagnostics local;
+  auto impl = FamilyParser(file, local).parse(root);
+  diags.append(local);
+  if (!impl) return std::nullopt;
+  Family f;
+  *f.impl_ = std::move(*impl);
+  return f;
+}
+
+const std::vector<Family>& shipped_families() {
+  static const std::vector<Family> families = [] {
+    std::vector<Family> out;
+    for (const auto& e : embedded_rule_files()) {
+      std::string name = e.name;
+      if (name.rfind("families/", 0) != 0) continue;
+      Diagnostics d;
+      auto f = Family::parse(e.text, "rules/" + name, d);
+      // Shipped files are tested; a broken one is a build defect, reported loudly.
+      if (!f) throw DiagnosticError(d);
+      out.push_back(std::move(*f));
+    }
+    return out;
+  }();
+  return families;
+}
+
+const Family* find_family(const ModelConfig& config) {
+  for (const auto& f : shipped_families())
+    if (!config.model_type.empty() && f.covers(config.model_type, ""))
+      return &f;
+  for (const auto& f : shipped_families())
+    if (!config.architecture.empty() && f.covers("", config.architecture)) return &f;
+  return nullptr;
+}
+
+std::vector<std::string> known_model_types() {
+  std::vector<std::string> out;
+  for (const auto& f : shipped_families())
+    for (auto& t : f.model_types()) out.push_back(t);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace layerfreeze

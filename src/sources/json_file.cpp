@@ -1,0 +1,108 @@
+#include "sources/json_file.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace layerfreeze {
+
+namespace {
+
+// 1-based line and column of byte `pos` in `text`.
+SourceLoc position(const std::string& text, size_t pos, const std::string& file) {
+  pos = std::min(pos, text.size());
+  int line = 1, col = 1;
+  for (size_t i = 0; i < pos; ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      col = 1;
+    } else {
+      ++col;
+    }
+  }
+  return {file, line, col};
+}
+
+// The first characters at `pos`, on one line, for a message.
+std::string excerpt(const std::string& text, size_t pos) {
+  std::string s = text.substr(std::min(pos, text.size()), 24);
+  s = s.substr(0, s.find('\n'));
+  for (char& c : s)
+    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+  return s;
+}
+
+}  // namespace
+
+std::optional<nlohmann::json> parse_json_text(const std::string& text, const std::string& file,
+                                              const std::string& what, Diagnostics& diags) {
+  nlohmann::json value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!value.is_discarded()) return value;
+  // Parse the first value on its own, so text after it is reported as what it is.
+  size_t end = 0;
+  bool ok = true;
+  std::string error;
+  size_t error_at = 0;
+  {
+    std::istringstream in(text);
+    try {
+      in >> value;
+      end = in.tellg() == std::streampos(-1) ? text.size() : static_cast<size_t>(in.tellg());
+    } catch (const nlohmann::json::parse_error& e) {
+      ok = false;
+      error = e.what();
+      error_at = e.byte > 0 ? e.byte - 1 : 0;
+    }
+  }
+  if (!ok) {
+    // nlohmann's text: "[json.exception.parse_error.101] parse error at line 1, column 2: ...".
+    std::string why = error;
+    auto colon = why.find(": ", why.find("parse error"));
+    if (colon != std::string::npos) why = why.substr(colon + 2);
+    SourceLoc at = position(text, error_at, file);
+    diags.error("json-syntax",
+                what + " is not valid JSON at " + std::to_string(at.line) + ":" +
+                    std::to_string(at.column) + ": " + why,
+                at);
+    return std::nullopt;
+  }
+  size_t rest = text.find_first_not_of(" \t\r\n", end);
+  if (rest != std::string::npos) {
+    SourceLoc at = position(text, rest, file);
+    diags.error("json-trailing-text",
+                what + " has text after its JSON value, at " + std::to_string(at.line) + ":" +
+                    std::to_string(at.column) + " (character " + std::to_string(rest + 1) +
+                    "): '" + excerpt(text, rest) + "'",
+                at,
+                {"the JSON value ends at character " + std::to_string(end) +
+                 "; a leftover merge-conflict marker or a second value follows it"});
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::optional<nlohmann::json> read_json_file(const std::string& path, const std::string& what,
+                                             Diagnostics& diags, uint64_t max_bytes) {
+  SourceLoc loc{path, 0, 0};
+  std::error_code ec;
+  uint64_t size = std::filesystem::file_size(path, ec);
+  if (ec) {
+    diags.error("model-unreadable", "cannot read '" + path + "': " + ec.message(), loc);
+    return std::nullopt;
+  }
+  if (size > max_bytes) {
+    diags.error("model-too-large", what + " '" + path + "' has " + std::to_string(size) +
+                                       " bytes (limit " + std::to_string(max_bytes) + ")", loc);
+    return std::nullopt;
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in && !in.eof()) {
+    diags.error("model-unreadable", "cannot read '" + path + "'", loc);
+    return std::nullopt;
+  }
+  return parse_json_text(text, path, what, diags);
+}
+
+}  // namespace layerfreeze

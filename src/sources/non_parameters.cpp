@@ -1,0 +1,109 @@
+#include "sources/non_parameters.hpp"
+
+#include <re2/re2.h>
+
+#include <map>
+#include <memory>
+#include <set>
+
+namespace layerfreeze {
+
+namespace {
+
+struct Rule {
+  const char* pattern;   // RE2 full match on the name; group 1, when present, is the owner module
+  const char* kind;
+  const char* quantization;  // the method the metadata reveals, or nullptr for buffers
+  const char* needs;     // a sibling name (owner + this) that must exist, or nullptr
+};
+
+const std::vector<Rule>& rules() {
+  static const std::vector<Rule> r = {
+      {R"((.+)\.weight\.(absmax|quant_map|nested_absmax|nested_quant_map|quant_state\..+))",
+       "quantization metadata (bitsandbytes)", "bitsandbytes 4-bit", nullptr},
+      {R"((.+)\.(SCB|weight_format))", "quantization metadata (bitsandbytes)", "bitsandbytes 8-bit", ".weight"},
+      {R"((.+)\.(qzeros|scales|g_idx))", "quantization metadata (GPTQ/AWQ)", "gptq", ".qweight"},
+      {R"((.+)\.(weight_scale_inv|weight_scale|input_scale|activation_scale))",
+       "quantization metadata (fp8 scales)", "fp8", ".weight"},
+      {R"((.+)_scales)", "quantization metadata (MXFP4)", "mxfp4", "_blocks"},
+      {R"((.+)\.rotary_emb\.inv_freq)", "buffer (rotary frequencies)", nullptr, nullptr},
+      {R"(((?:.+\.)?)position_ids)", "buffer (position ids)", nullptr, nullptr},
+      {R"((.+)\.(running_mean|running_var|num_batches_tracked))", "buffer (BatchNorm statistics)", nullptr, nullptr},
+      {R"((.+\.)?(h\.[0-9]+\.attn)\.(bias|masked_bias))", "buffer (attention mask)", nullptr, nullptr},
+      {R"((.+)\.attention\.(bias|masked_bias))", "buffer (attention mask)", nullptr, nullptr},
+  };
+  return r;
+}
+
+}  // namespace
+
+void separate_non_parameters(Inventory& inv) {
+  static const std::vector<std::unique_ptr<RE2>> compiled = [] {
+    std::vector<std::unique_ptr<RE2>> out;
+    for (const auto& r : rules()) out.push_back(std::make_unique<RE2>(r.pattern));
+    return out;
+  }();
+  // A cheap filter first: most names end in .weight or .bias and match nothing here.
+  auto candidate = [](const std::string& n) {
+    auto dot = n.rfind('.');
+    std::string leaf = dot == std::string::npos ? n : n.substr(dot + 1);
+    if (leaf == "weight") return false;
+    return true;
+  };
+  std::set<std::string> names;
+  for (const auto& p : inv.params) names.insert(p.name);
+  std::set<std::string> bnb_weights;
+  std::string found_method;
+  std::vector<bool> drop(inv.params.size(), false);
+  for (size_t i = 0; i < inv.params.size(); ++i) {
+    const Param& p = inv.params[i];
+    if (!candidate(p.name)) continue;
+    for (size_t k = 0; k < rules().size(); ++k) {
+      const Rule& r = rules()[k];
+      std::string owner;
+      if (!RE2::FullMatch(p.name, *compiled[k], &owner)) continue;
+      if (r.needs && !names.count(owner + r.needs)) continue;
+      if (std::string(r.kind).find("attention mask") != std::string::npos && p.shape.size() != 4 && p.shape_known &&
+          !p.shape.empty())
+        continue;  // a real bias vector, not GPT-2's causal mask buffer
+      NonParameter np{p.name, r.kind, p.dtype, p.shape, p.shape_known};
+      inv.non_params.push_back(std::move(np));
+      drop[i] = true;
+      if (r.quantization && found_method.empty()) found_method = r.quantization;
+      if (std::string(r.quantization ? r.quantization : "").rfind("bitsandbytes", 0) == 0)
+        bnb_weights.insert(owner + ".weight");
+      break;
+    }
+  }
+  if (inv.non_params.empty()) return;
+  size_t i = 0;
+  inv.remove_if([&](const Param&) { return drop[i++]; });
+  // Quantized weights stored under another name, or in a packed shape: the logical parameter.
+  std::vector<std::pair<std::string, std::string>> renames;
+  for (auto& p : inv.params) {
+    auto ends = [&](const std::string& s) {
+      return p.name.size() > s.size() && p.name.compare(p.name.size() - s.size(), s.size(), s) == 0;
+    };
+    if (ends(".qweight")) {
+      renames.emplace_back(p.name, p.name.substr(0, p.name.size() - 8) + ".weight");
+    } else if (ends("_blocks")) {
+      renames.emplace_back(p.name, p.name.substr(0, p.name.size() - 7));
+    } else if (bnb_weights.count(p.name) == 0) {
+      continue;
+    }
+    p.shape_known = false;  // packed: the logical shape comes from the config's family
+    p.shape.clear();
+    p.numel = 0;
+  }
+  if (!renames.empty()) {
+    std::map<std::string, std::string> to(renames.begin(), renames.end());
+    for (auto& p : inv.params) {
+      auto it = to.find(p.name);
+      if (it != to.end() && !inv.contains(it->second)) p.name = it->second;
+    }
+    inv.remove_if([](const Param&) { return false; });  // re-index under the new names
+  }
+  if (inv.quantization.empty()) inv.quantization = found_method;
+}
+
+}  // namespace layerfreeze
