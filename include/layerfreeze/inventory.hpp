@@ -86,6 +86,7 @@ class Inventory {
   std::string quantization;              // "bitsandbytes nf4", "gptq 4-bit"; "" when not quantized
   std::string config;                    // the config.json read, "" when none
   std::string family;                    // the model family that shaped it ("llama"), or ""
+  int64_t stored_bytes = 0;              // an index's metadata.total_size; 0 when unknown
   /// Layer counts the config states, per stack ("num_hidden_layers", 80); discovery checks them.
   std::vector<std::pair<std::string, int64_t>> config_layers;
 

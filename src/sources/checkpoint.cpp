@@ -173,6 +173,17 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
                                "; names from the checkpoint" +
                                (cfg.tie_word_embeddings() ? "" : ", no tie assumed (no tie_word_embeddings key)"));
   }
+  // No dtype in the config: the index's total_size tells how many bytes a parameter takes.
+  if (header && fam && cfg.dtype.empty() && inv.stored_bytes > 0 && inv.shapes_known() && inv.total_numel() > 0) {
+    const int64_t per = inv.stored_bytes / inv.total_numel();
+    if (per == 2) {
+      for (auto& p : inv.params)
+        if (p.dtype == "float32") p.dtype = "bfloat16";
+      inv.source_notes.push_back("config '" + cfg.path + "' has no torch_dtype; the index's total_size (" +
+                                 thousands(inv.stored_bytes) +
+                                 " bytes) is 2 bytes per parameter: bfloat16 assumed");
+    }
+  }
   if (!cfg.architecture.empty()) inv.model_type = cfg.architecture;
   else if (!cfg.model_type.empty()) inv.model_type = cfg.model_type;
   inv.config = cfg.path;

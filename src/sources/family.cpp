@@ -346,15 +346,23 @@ class Expander {
     }
   }
 
+  // An expression as the family file writes it (sizes and counts without the `${}` wrapper).
+  static std::string shown(const Expr& e) {
+    const std::string& t = e.text();
+    if (t.size() > 3 && t.rfind("${", 0) == 0 && t.back() == '}' && t.find("${", 2) == std::string::npos)
+      return t.substr(2, t.size() - 3);
+    return t;
+  }
+
   std::optional<int64_t> size(const Expr& e, const std::string& what, int64_t lo, int64_t hi) {
     auto v = e.eval(scope_, diags_);
     if (!v) return std::nullopt;
     if (v->kind != Value::Kind::kInt) {
-      fail(e.loc(), what + " '" + e.text() + "' is " + v->to_string() + ", not a whole number");
+      fail(e.loc(), what + " '" + shown(e) + "' is " + v->to_string() + ", not a whole number");
       return std::nullopt;
     }
     if (v->i < lo || v->i > hi) {
-      fail(e.loc(), what + " '" + e.text() + "' is " + std::to_string(v->i) + "; it must be between " +
+      fail(e.loc(), what + " '" + shown(e) + "' is " + std::to_string(v->i) + "; it must be between " +
                         std::to_string(lo) + " and " + std::to_string(hi));
       return std::nullopt;
     }

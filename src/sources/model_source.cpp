@@ -106,7 +106,9 @@ std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags,
     Diagnostics local;
     auto j = read_json_file(spec, "'" + spec + "'", local);
     if (!j) {
-      if (!local.items().empty() && local.items()[0].code == "json-syntax") return load_manifest(spec, diags);
+      const bool config_name = std::filesystem::path(spec).filename() == "config.json";
+      if (!config_name && !local.items().empty() && local.items()[0].code == "json-syntax")
+        return load_manifest(spec, diags);
       diags.append(local);
       return std::nullopt;
     }

@@ -189,6 +189,9 @@ std::optional<Inventory> load_safetensors_index(const std::string& path, Diagnos
   auto dir = std::filesystem::path(path).parent_path();
   Inventory inv;
   inv.source = path;
+  if (j.contains("metadata") && j["metadata"].is_object() && j["metadata"].contains("total_size") &&
+      j["metadata"]["total_size"].is_number_unsigned())
+    inv.stored_bytes = static_cast<int64_t>(std::min<uint64_t>(j["metadata"]["total_size"].get<uint64_t>(), INT64_MAX));
   size_t missing = 0;
   for (auto& [shard, names] : by_shard) {
     if (shard.find("..") != std::string::npos || std::filesystem::path(shard).is_absolute()) {

@@ -1,0 +1,308 @@
+// Checkpoints as a whole: config.json beside the index, model families, ties, non-parameters.
+// Real published checkpoints' indexes and configs (tests/data/real-checkpoints) and published
+// configs (tests/data/configs, rules/models) with their published parameter counts.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/layer_discovery.hpp"
+#include "layerfreeze/model_source.hpp"
+#include "sources/family.hpp"
+#include "sources/json_file.hpp"
+
+namespace layerfreeze {
+namespace {
+
+const std::string kData = LAYERFREEZE_TEST_DATA;
+
+Inventory load_ok(const std::string& spec, Diagnostics& d) {
+  auto inv = load_model(spec, d);
+  EXPECT_TRUE(inv) << format_diagnostics(d);
+  if (!inv) return {};
+  discover_layers(*inv, DiscoveryPatterns::shipped(), d);
+  return std::move(*inv);
+}
+
+struct CheckpointCase {
+  std::string folder, architecture;
+  std::vector<std::pair<std::string, int>> stacks;  // container, layers
+  std::string tie_alias, tie_canonical;              // "" when untied
+  size_t non_params;
+  std::string non_param_kind;
+  int64_t numel;          // 0: shapes unknown (no family for the model type, or a partial config)
+  int64_t stored_twice;   // parameters the index's total_size counts twice (a tied head stored too)
+  int buffer_bytes;       // bytes of buffers the index's total_size includes
+};
+
+void PrintTo(const CheckpointCase& c, std::ostream* o) { *o << c.folder; }
+
+class RealCheckpoint : public ::testing::TestWithParam<CheckpointCase> {};
+
+TEST_P(RealCheckpoint, ArchitectureStacksTiesNonParametersAndCount) {
+  const auto& c = GetParam();
+  Diagnostics d;
+  Inventory inv = load_ok(kData + "/real-checkpoints/" + c.folder, d);
+  EXPECT_EQ(inv.model_type, c.architecture);
+  ASSERT_EQ(inv.stacks.size(), c.stacks.size());
+  for (const auto& [container, layers] : c.stacks) {
+    bool found = false;
+    for (const auto& st : inv.stacks)
+      if (st.container == container) {
+        found = true;
+        EXPECT_EQ(st.num_layers, layers) << container;
+      }
+    EXPECT_TRUE(found) << container;
+  }
+  if (c.tie_alias.empty()) {
+    for (const auto& p : inv.params)
+      if (p.role == Role::kEmbeddings || p.role == Role::kHead) EXPECT_TRUE(p.aliases.empty()) << p.name;
+  } else {
+    ASSERT_TRUE(inv.contains(c.tie_alias));
+    EXPECT_EQ(inv.params[*inv.find(c.tie_alias)].name, c.tie_canonical);
+  }
+  EXPECT_EQ(inv.non_params.size(), c.non_params);
+  for (const auto& np : inv.non_params) {
+    EXPECT_EQ(np.kind, c.non_param_kind);
+    EXPECT_FALSE(inv.contains(np.name)) << np.name << " must not be selectable";
+  }
+  // No stated layer count disagrees with discovery.
+  for (const auto& w : d.items()) EXPECT_NE(w.code, "config-layers-mismatch") << w.message;
+  if (c.numel == 0) {
+    EXPECT_FALSE(inv.shapes_known());
+    return;
+  }
+  ASSERT_TRUE(inv.shapes_known());
+  EXPECT_EQ(inv.total_numel(), c.numel);
+  // The index is a second witness: its total_size over the dtype's bytes, less what it stores twice.
+  std::ifstream in(kData + "/real-checkpoints/" + c.folder + "/model.safetensors.index.json");
+  auto j = nlohmann::json::parse(in);
+  const int64_t total_size = j["metadata"]["total_size"].get<int64_t>();
+  const int bytes = dtype_bytes(inv.params[0].dtype);
+  EXPECT_EQ((total_size - c.buffer_bytes) / bytes - c.stored_twice, c.numel);
+  if (j["metadata"].contains("total_parameters")) EXPECT_EQ(j["metadata"]["total_parameters"].get<int64_t>(), c.numel);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Published, RealCheckpoint,
+    ::testing::Values(
+        CheckpointCase{"mixtral-8x22b", "MixtralForCausalLM", {{"model.layers", 56}}, "", "", 0, "",
+                       140620634112, 0, 0},
+        CheckpointCase{"bloom-176b", "BloomForCausalLM", {{"h", 70}}, "lm_head.weight", "word_embeddings.weight", 0,
+                       "", 176247271424, 0, 0},
+        CheckpointCase{"falcon-180b", "FalconForCausalLM", {{"transformer.h", 80}}, "lm_head.weight",
+                       "transformer.word_embeddings.weight", 0, "", 178557088768, 65024LL * 14848, 0},
+        CheckpointCase{"granite-3.1-1b-a400m", "GraniteMoeForCausalLM", {{"model.layers", 24}}, "lm_head.weight",
+                       "model.embed_tokens.weight", 0, "", 1334628352, 0, 0},
+        CheckpointCase{"llama-65b", "LLaMAForCausalLM", {{"model.layers", 80}}, "", "", 80,
+                       "buffer (rotary frequencies)", 65285660672, 0, 80 * 64 * 2},
+        CheckpointCase{"olmocr-qwen2-vl-7b", "Qwen2VLForConditionalGeneration",
+                       {{"model.layers", 28}, {"visual.blocks", 32}}, "", "", 0, "", 8291375616, 0, 0},
+        CheckpointCase{"molmo-7b-d-nf4", "MolmoForCausalLM",
+                       {{"model.transformer.blocks", 28}, {"model.vision_backbone.image_vit.transformer.resblocks", 23}},
+                       "", "", 336, "quantization metadata (bitsandbytes)", 0, 0, 0},
+        CheckpointCase{"minicpm-v-2_6", "Qwen2ForCausalLM", {{"model.layers", 28}, {"vpm.encoder.layers", 27}}, "", "",
+                       0, "", 0, 0, 0},
+        CheckpointCase{"deepseek-ocr2", "DeepseekOCR2ForCausalLM",
+                       {{"model.layers", 12}, {"model.qwen2_model.model.model.layers", 24}, {"model.sam_model.blocks", 12}},
+                       "", "", 0, "", 0, 0, 0},
+        CheckpointCase{"qwen3.5-moe-25b-a3b-reap", "Qwen3_5MoeForConditionalGeneration",
+                       {{"model.language_model.layers", 40}}, "", "", 0, "", 0, 0, 0}));
+
+TEST(RealCheckpoint, MolmoIsQuantizedAndItsMetadataIsApart) {
+  Diagnostics d;
+  Inventory inv = load_ok(kData + "/real-checkpoints/molmo-7b-d-nf4", d);
+  EXPECT_EQ(inv.quantization, "bitsandbytes nf4");
+  EXPECT_EQ(inv.params.size(), 921u - 336u);
+  EXPECT_TRUE(inv.contains("model.transformer.blocks.0.att_proj.weight"));
+  EXPECT_FALSE(inv.contains("model.transformer.blocks.0.att_proj.weight.absmax"));
+}
+
+TEST(RealCheckpoint, MiniCpmConfigCoversOnlyTheLanguageModel) {
+  Diagnostics d;
+  Inventory inv = load_ok(kData + "/real-checkpoints/minicpm-v-2_6", d);
+  const Diagnostic* w = nullptr;
+  for (const auto& x : d.items())
+    if (x.code == "config-names-differ") w = &x;
+  ASSERT_TRUE(w);
+  EXPECT_NE(w->message.find("implies 339 tensors; the checkpoint has 789 parameters: 450 only in the checkpoint, 0 only in the config"),
+            std::string::npos) << w->message;
+  // The language model's shapes are filled in; the vision tower's stay unknown.
+  EXPECT_TRUE(inv.params[*inv.find("model.layers.0.self_attn.q_proj.weight")].shape_known);
+  EXPECT_FALSE(inv.params[*inv.find("vpm.encoder.layers.0.mlp.fc1.weight")].shape_known);
+}
+
+TEST(RealCheckpoint, MergeConflictIndexNamesTrailingTextAndPosition) {
+  Diagnostics d;
+  EXPECT_FALSE(load_model(kData + "/bad-inputs/bloom-index-with-merge-conflict.json", d));
+  ASSERT_FALSE(d.items().empty());
+  EXPECT_EQ(d.items()[0].code, "json-trailing-text");
+  EXPECT_EQ(d.items()[0].loc.line, 2);
+  EXPECT_EQ(d.items()[0].loc.column, 1);
+  EXPECT_NE(d.items()[0].message.find("(character 60304): '======='"), std::string::npos) << d.items()[0].message;
+  // The same text named as an index reports the same cause.
+  const auto dir = std::filesystem::temp_directory_path() / "lfz-merge-conflict";
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(kData + "/bad-inputs/bloom-index-with-merge-conflict.json", dir / "model.safetensors.index.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  Diagnostics d2;
+  EXPECT_FALSE(load_model((dir / "model.safetensors.index.json").string(), d2));
+  EXPECT_EQ(d2.items()[0].code, "json-trailing-text");
+  std::filesystem::remove_all(dir);
+}
+
+// Published parameter counts, from configs alone (one family each at least).
+struct CountCase {
+  std::string model;  // builtin:NAME or a tests/data/configs file
+  int64_t numel;
+  std::string family;
+};
+void PrintTo(const CountCase& c, std::ostream* o) { *o << c.model; }
+
+class PublishedCount : public ::testing::TestWithParam<CountCase> {};
+
+TEST_P(PublishedCount, ConfigAloneGivesThePublishedCount) {
+  const auto& c = GetParam();
+  Diagnostics d;
+  const std::string spec = c.model.rfind("builtin:", 0) == 0 ? c.model : kData + "/configs/" + c.model + ".json";
+  auto inv = load_model(spec, d);
+  ASSERT_TRUE(inv) << format_diagnostics(d);
+  EXPECT_TRUE(inv->registration_order);
+  EXPECT_EQ(inv->total_numel(), c.numel);
+  if (c.model.rfind("builtin:", 0) != 0) EXPECT_EQ(inv->family, c.family);
+  discover_layers(*inv, DiscoveryPatterns::shipped(), d);
+  EXPECT_GT(inv->num_layers(), 0);
+  for (const auto& w : d.items()) EXPECT_NE(w.code, "config-layers-mismatch") << w.message;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Families, PublishedCount,
+    ::testing::Values(CountCase{"builtin:gpt2", 124439808, "gpt2"}, CountCase{"builtin:llama2-7b", 6738415616, "llama"},
+                      CountCase{"builtin:llama2-70b", 68976648192, "llama"},
+                      CountCase{"builtin:mixtral-8x7b", 46702792704, "mixtral"},
+                      CountCase{"builtin:bert-base", 109482240, "bert"}, CountCase{"builtin:t5-small", 60506624, "t5"},
+                      CountCase{"builtin:mistral-7b", 7241732096, "llama"},
+                      CountCase{"builtin:llama3-8b", 8030261248, "llama"},
+                      CountCase{"builtin:gemma-7b", 8537680896, "gemma"}, CountCase{"builtin:phi-2", 2779683840, "phi"},
+                      CountCase{"builtin:falcon-7b", 6921720704, "falcon"},
+                      CountCase{"builtin:bloom-560m", 559214592, "bloom"},
+                      CountCase{"builtin:deepseek-v3", 671026419200, "deepseek"},
+                      CountCase{"pythia-160m", 162322944, "gpt_neox"}, CountCase{"opt-125m", 125239296, "opt"},
+                      CountCase{"phi-3-mini-4k", 3821079552, "phi3"}, CountCase{"gemma-2-2b", 2614341888, "gemma"},
+                      CountCase{"qwen3-0.6b", 596049920, "llama"}, CountCase{"qwen3-30b-a3b", 30532122624, "qwen_moe"},
+                      CountCase{"qwen1.5-moe-a2.7b", 14315784192, "qwen_moe"},
+                      CountCase{"deepseek-v2-lite", 15706484224, "deepseek"}));
+
+TEST(Family, DeepSeekDenseFirstLayersSharedExpertsAndMla) {
+  Diagnostics d;
+  auto inv = load_model("builtin:deepseek-v3", d);
+  ASSERT_TRUE(inv) << format_diagnostics(d);
+  EXPECT_TRUE(inv->contains("model.layers.2.mlp.gate_proj.weight"));
+  EXPECT_FALSE(inv->contains("model.layers.2.mlp.experts.0.gate_proj.weight"));
+  EXPECT_TRUE(inv->contains("model.layers.3.mlp.experts.255.down_proj.weight"));
+  EXPECT_TRUE(inv->contains("model.layers.60.mlp.shared_experts.up_proj.weight"));
+  EXPECT_EQ(inv->params[*inv->find("model.layers.3.mlp.gate.e_score_correction_bias")].dtype, "float32");
+  EXPECT_EQ(inv->params[*inv->find("model.layers.0.self_attn.q_b_proj.weight")].shape,
+            (std::vector<int64_t>{128 * 192, 1536}));
+  EXPECT_EQ(inv->quantization, "fp8");
+  auto lite = load_model(kData + "/configs/deepseek-v2-lite.json", d);
+  ASSERT_TRUE(lite);
+  EXPECT_TRUE(lite->contains("model.layers.0.self_attn.q_proj.weight"));  // q_lora_rank: null
+  EXPECT_FALSE(lite->contains("model.layers.0.self_attn.q_a_proj.weight"));
+}
+
+TEST(Family, TiesFollowTheConfigOrTheClassDefault) {
+  Diagnostics d;
+  auto qwen = load_model(kData + "/configs/qwen3-0.6b.json", d);  // tie_word_embeddings: true
+  ASSERT_TRUE(qwen);
+  EXPECT_EQ(qwen->params[*qwen->find("lm_head.weight")].name, "model.embed_tokens.weight");
+  auto gemma = load_model(kData + "/configs/gemma-2-2b.json", d);  // no key: Gemma2Config ties
+  ASSERT_TRUE(gemma);
+  EXPECT_EQ(gemma->params[*gemma->find("lm_head.weight")].name, "model.embed_tokens.weight");
+  auto pythia = load_model(kData + "/configs/pythia-160m.json", d);
+  ASSERT_TRUE(pythia);
+  EXPECT_EQ(pythia->params[*pythia->find("embed_out.weight")].name, "embed_out.weight");
+}
+
+// Bad configs: each a clear error naming the key or the cause.
+struct BadConfig {
+  std::string text, code, message_part;
+};
+void PrintTo(const BadConfig& c, std::ostream* o) { *o << c.code << ": " << c.message_part; }
+
+class BadConfigs : public ::testing::TestWithParam<BadConfig> {};
+
+TEST_P(BadConfigs, AreErrorsThatNameTheCause) {
+  const auto& c = GetParam();
+  const auto path = std::filesystem::temp_directory_path() / "lfz-bad-config" / "config.json";
+  std::filesystem::create_directories(path.parent_path());
+  std::ofstream(path) << c.text;
+  Diagnostics d;
+  EXPECT_FALSE(load_model(path.string(), d));
+  ASSERT_TRUE(d.has_errors());
+  std::string all;
+  for (const auto& x : d.items()) all += x.code + ": " + x.message + "\n";
+  EXPECT_NE(all.find(c.code + ": "), std::string::npos) << all;
+  EXPECT_NE(all.find(c.message_part), std::string::npos) << all;
+}
+
+const char* kLlama = R"("model_type": "llama", "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32)";
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, BadConfigs,
+    ::testing::Values(
+        BadConfig{"[1, 2]", "config-format", "is not a JSON object (it is array)"},
+        BadConfig{std::string("{") + kLlama + R"(, "num_hidden_layers": 32} trailing)", "json-trailing-text",
+                  "has text after its JSON value, at 1:"},
+        BadConfig{"{\"model_type\": \"llama\",", "json-syntax", "is not valid JSON at 1:"},
+        BadConfig{std::string("{") + kLlama + "}", "config-missing", "has no 'num_hidden_layers', which family llama needs"},
+        BadConfig{std::string("{") + kLlama + R"(, "num_hidden_layers": 0})", "config-value",
+                  "repeat count 'num_hidden_layers' is 0; it must be between 1 and 100000"},
+        BadConfig{std::string("{") + kLlama + R"(, "num_hidden_layers": 2, "num_key_value_heads": -8})", "config-value",
+                  "size of 'model.layers.0.self_attn.k_proj.weight' 'num_key_value_heads * head_dim' is -1024; it must be between 1 and"},
+        BadConfig{std::string("{") + kLlama + R"(, "num_hidden_layers": 2, "hidden_size": 4611686018427387904})",
+                  "config-value", "size of 'model.embed_tokens.weight' 'hidden_size' is 4611686018427387904"},
+        BadConfig{std::string("{") + kLlama + R"(, "num_hidden_layers": 2, "hidden_size": 549755813888})",
+                  "config-value", "tensor 'model.embed_tokens.weight' would have more than 2^52 elements"},
+        BadConfig{std::string("{") + kLlama + R"(, "num_hidden_layers": "32"})", "config-value",
+                  "is '32', not a whole number"},
+        BadConfig{R"({"model_type": "mamba", "architectures": ["MambaForCausalLM"]})", "unknown-family",
+                  "no model family for model_type 'mamba' (MambaForCausalLM)"},
+        BadConfig{R"({"model_type": 7})", "config-value", "'model_type' must be a string"}));
+
+TEST(FamilyFile, UnknownNamesAndKeysAreErrorsWithLocations) {
+  Diagnostics d;
+  EXPECT_FALSE(Family::parse("family: x\nmodel_types: {x: {}}\nconfig: {hidden_size: ~}\n"
+                             "tensors:\n  - [a.weight, [hiden_size], Linear]\n",
+                             "f.yaml", d));
+  ASSERT_TRUE(d.has_errors());
+  EXPECT_EQ(d.items()[0].loc.line, 5);
+  EXPECT_NE(d.items()[0].message.find("unknown parameter 'hiden_size' — did you mean 'hidden_size'?"), std::string::npos)
+      << d.items()[0].message;
+  Diagnostics d2;
+  EXPECT_FALSE(Family::parse("family: x\nmodel_types: {x: {}}\ntensor: []\n", "f.yaml", d2));
+  EXPECT_NE(format_diagnostics(d2).find("unknown key 'tensor' in a family file — did you mean 'tensors'?"), std::string::npos);
+  Diagnostics d3;
+  EXPECT_FALSE(Family::parse("family: x\nmodel_types: {x: {}}\ntensors:\n  - repeat: 3\n    tensors: []\n", "f.yaml", d3));
+  EXPECT_NE(format_diagnostics(d3).find("a repeat needs `as: NAME`"), std::string::npos);
+}
+
+TEST(FamilyFile, ShippedFamiliesCoverTheListedModelTypes) {
+  const auto types = known_model_types();
+  for (const char* t : {"llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2",
+                        "deepseek_v3", "granitemoe", "gemma", "gemma2", "gemma3_text", "phi3", "gpt2", "gpt_neox",
+                        "falcon", "bloom", "opt", "bert", "t5", "qwen2_vl"})
+    EXPECT_NE(std::find(types.begin(), types.end(), t), types.end()) << t;
+}
+
+TEST(JsonFile, SyntaxErrorsHaveLineAndColumn) {
+  Diagnostics d;
+  EXPECT_FALSE(parse_json_text("{\n  \"a\": [1, 2,\n}", "x.json", "x", d));
+  ASSERT_EQ(d.items().size(), 1u);
+  EXPECT_EQ(d.items()[0].code, "json-syntax");
+  EXPECT_EQ(d.items()[0].loc.line, 3);
+}
+
+}  // namespace
+}  // namespace layerfreeze
