@@ -279,7 +279,8 @@ class Expander {
 
  private:
   void fail(const SourceLoc& at, const std::string& msg) {
-    diags_.error("config-value", msg, at, {"with the values of config '" + c_.path + "' (family " + f_.name + ")"});
+    diags_.error("config-value", "config '" + c_.path + "': " + msg, at,
+                 {"the expression is family " + f_.name + "'s; the values are the config's"});
   }
 
   // Config values over the model type's overrides over the family's defaults.
