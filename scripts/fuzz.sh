@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (+ ASan/UBSan) in build-fuzz/ and runs each for
 # SECONDS (default 60). Usage: scripts/fuzz.sh [SECONDS] [TARGET...]  (targets: rules safetensors
-# index manifest). Exit non-zero on any crash, leak, timeout or sanitizer report.
+# index manifest config). Exit non-zero on any crash, leak, timeout or sanitizer report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"
 shift || true
 targets=("$@")
-(( ${#targets[@]} )) || targets=(rules safetensors index manifest)
+(( ${#targets[@]} )) || targets=(rules safetensors index manifest config)
 scripts/install-deps.sh >/dev/null
 command -v clang++ >/dev/null || { sudo=""; (( EUID )) && sudo=sudo; $sudo apt-get install -y -qq clang libclang-rt-dev >/dev/null; }
 b=build-fuzz
@@ -17,10 +17,11 @@ cmake -S . -B $b -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWit
 cmake --build $b --target layerfreeze "${targets[@]/#/fuzz_}" >/dev/null
 # Seed corpora: the shipped presets, examples and test files; model headers written by the CLI.
 seeds=$b/seeds
-mkdir -p $seeds/rules $seeds/safetensors $seeds/index $seeds/manifest $b/crashes
+mkdir -p $seeds/rules $seeds/safetensors $seeds/index $seeds/manifest $seeds/config $b/crashes
 cp rules/*.yaml examples/strategies/*.yaml tests/data/*.yaml fuzz/corpus/rules/* $seeds/rules/ 2>/dev/null || true
 cp fuzz/corpus/safetensors/* $seeds/safetensors/ 2>/dev/null || true
 cp fuzz/corpus/index/* tests/data/real-checkpoints/*/model.safetensors.index.json $seeds/index/ 2>/dev/null || true
+cp fuzz/corpus/config/* tests/data/real-checkpoints/*/config.json rules/models/*.json $seeds/config/ 2>/dev/null || true
 for m in gpt2 t5-small resnet50; do $b/layerfreeze inspect builtin:$m --format json > $seeds/manifest/$m.json; done
 status=0
 for t in "${targets[@]}"; do

@@ -424,6 +424,20 @@ Expr Expr::parse(const std::string& text, SourceLoc loc, const std::vector<std::
   return e;
 }
 
+std::vector<std::string> Expr::names() const {
+  std::vector<std::string> out;
+  std::vector<const ExprNode*> todo;
+  for (const auto& p : parts_)
+    if (p.expr) todo.push_back(p.expr.get());
+  while (!todo.empty()) {
+    const ExprNode* n = todo.back();
+    todo.pop_back();
+    if (n->op == ExprNode::Op::kName) out.push_back(n->name);
+    for (const auto& a : n->args) todo.push_back(a.get());
+  }
+  return out;
+}
+
 std::optional<Value> Expr::eval(const Scope& scope, Diagnostics& diags) const {
   if (literal_) return literal_;
   Evaluator ev{scope, {}};

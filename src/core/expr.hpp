@@ -35,6 +35,9 @@ class Expr {
   /// Evaluates with parameter values; a failure (unset parameter, division by zero) is an error
   /// at this expression's location, and returns nullopt.
   std::optional<Value> eval(const Scope& scope, Diagnostics& diags) const;
+  /// The parameter names the expression reads (for callers that cache values that do not depend
+  /// on a name that changes).
+  std::vector<std::string> names() const;
 
  private:
   std::optional<Value> literal_;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
+#include <unordered_map>
 
 #include "core/embedded_rules.hpp"
 #include "core/yaml_reader.hpp"
@@ -59,7 +61,7 @@ struct FamilyImpl {
   std::vector<ConfigKey> keys;
   std::vector<Item> items;
   std::vector<TieDecl> ties;
-  std::string tie_key = "tie_word_embeddings";
+  std::set<std::string> loop_vars;  // the names `as:` binds
 };
 
 namespace {
@@ -212,7 +214,10 @@ class FamilyParser {
       if (e.key == "repeat") b->repeat = expr(e.value, "a repeat count", true);
     if (!b->repeat.empty() && b->var.empty()) r_.error("family-format", "a repeat needs `as: NAME` for its index", n);
     if (b->repeat.empty() && !b->var.empty()) r_.error("family-format", "`as` needs a `repeat`", n);
-    if (!b->var.empty()) known_.push_back(b->var);
+    if (!b->var.empty()) {
+      known_.push_back(b->var);
+      loop_vars_.insert(b->var);
+    }
     for (auto& e : es) {
       if (e.key == "prefix") b->prefix = expr(e.value, "a prefix", false);
       if (e.key == "if") b->cond = expr(e.value, "a condition", true);
@@ -242,6 +247,9 @@ class FamilyParser {
   YamlReader r_;
   Diagnostics& diags_;
   std::vector<std::string> known_;
+
+ public:
+  std::set<std::string> loop_vars_;
 };
 
 // ---- Expanding -------------------------------------------------------------------------------
@@ -325,14 +333,29 @@ class Expander {
     return ok;
   }
 
-  std::optional<std::string> text(const Expr& e) {
+  // Evaluates `e`; a value that reads no loop index is the same for every tensor of the
+  // expansion and is computed once (DeepSeek-V3: 45k tensors, a few hundred distinct sizes).
+  std::optional<Value> value(const Expr& e) {
+    if (const Value* lit = e.literal_value()) return *lit;
+    auto it = cache_.find(&e);
+    if (it != cache_.end() && it->second.has_value()) return it->second;
     auto v = e.eval(scope_, diags_);
+    if (it == cache_.end()) {
+      bool invariant = true;
+      for (const auto& n : e.names()) invariant = invariant && !f_.loop_vars.count(n);
+      cache_.emplace(&e, invariant && v ? v : std::nullopt);
+    }
+    return v;
+  }
+
+  std::optional<std::string> text(const Expr& e) {
+    auto v = value(e);
     if (!v) return std::nullopt;
     return v->kind == Value::Kind::kString ? v->s : v->to_string();
   }
 
   bool truth(const Expr& e) {
-    auto v = e.eval(scope_, diags_);
+    auto v = value(e);
     if (!v) {
       failed_ = true;
       return false;
@@ -355,9 +378,15 @@ class Expander {
     return t;
   }
 
-  std::optional<int64_t> size(const Expr& e, const std::string& what, int64_t lo, int64_t hi) {
-    auto v = e.eval(scope_, diags_);
+  // `what` and `of` make the message ("size of 'x.weight'"); built only when it is needed.
+  std::optional<int64_t> size(const Expr& e, const char* what, const std::string& of, int64_t lo, int64_t hi) {
+    auto v = value(e);
     if (!v) return std::nullopt;
+    if (v->kind == Value::Kind::kInt && v->i >= lo && v->i <= hi) return v->i;
+    return size_error(e, what + (of.empty() ? std::string() : " of '" + of + "'"), &*v, lo, hi);
+  }
+
+  std::optional<int64_t> size_error(const Expr& e, const std::string& what, const Value* v, int64_t lo, int64_t hi) {
     if (v->kind != Value::Kind::kInt) {
       fail(e.loc(), what + " '" + shown(e) + "' is " + v->to_string() + ", not a whole number");
       return std::nullopt;
@@ -384,7 +413,7 @@ class Expander {
           if (!p || !expand(b.items, prefix + *p)) return false;
           continue;
         }
-        auto n = size(b.repeat, "repeat count", 1, kMaxRepeat);
+        auto n = size(b.repeat, "repeat count", "", 1, kMaxRepeat);
         if (!n) return false;
         for (int64_t k = 0; k < *n; ++k) {
           scope_[b.var] = Value::integer(k);
@@ -404,8 +433,9 @@ class Expander {
       Param p;
       p.name = prefix + *name;
       p.numel = 1;
+      p.shape.reserve(t.shape.size());
       for (const auto& d : t.shape) {
-        auto v = size(d, "size of '" + p.name + "'", 1, kMaxDim);
+        auto v = size(d, "size", p.name, 1, kMaxDim);
         if (!v) return false;
         if (p.numel > kMaxNumel / *v) {
           fail(d.loc(), "tensor '" + p.name + "' would have more than 2^52 elements");
@@ -437,6 +467,7 @@ class Expander {
   const ModelConfig& c_;
   Diagnostics& diags_;
   Scope scope_;
+  std::unordered_map<const Expr*, std::optional<Value>> cache_;
   std::string dtype_;
   Inventory* inv_ = nullptr;
   bool failed_ = false;
@@ -477,7 +508,9 @@ std::optional<Family> Family::parse(const std::string& text, const std::string& 
     return std::nullopt;
   }
   Diagnostics local;
-  auto impl = FamilyParser(file, local).parse(root);
+  FamilyParser parser(file, local);
+  auto impl = parser.parse(root);
+  if (impl) impl->loop_vars = parser.loop_vars_;
   diags.append(local);
   if (!impl) return std::nullopt;
   Family f;
@@ -485,17 +518,49 @@ std::optional<Family> Family::parse(const std::string& text, const std::string& 
   return f;
 }
 
+namespace {
+
+// The shipped family files, each parsed on first use: a process that plans one model parses one
+// family file (YAML parsing is the largest cost of a config-only plan).
+struct ShippedFamily {
+  std::string file, text;
+  std::optional<Family> parsed;
+  bool tried = false;
+};
+
+std::vector<ShippedFamily>& shipped_files() {
+  static std::vector<ShippedFamily> files = [] {
+    std::vector<ShippedFamily> out;
+    for (const auto& e : embedded_rule_files()) {
+      std::string name = e.name;
+      if (name.rfind("families/", 0) == 0) out.push_back({"rules/" + name, e.text, std::nullopt, false});
+    }
+    return out;
+  }();
+  return files;
+}
+
+const Family* parsed(ShippedFamily& f) {
+  if (!f.tried) {
+    f.tried = true;
+    Diagnostics d;
+    f.parsed = Family::parse(f.text, f.file, d);
+    // Shipped files are tested; a broken one is a build defect, reported loudly.
+    if (!f.parsed) throw DiagnosticError(d);
+  }
+  return &*f.parsed;
+}
+
+}  // namespace
+
 const std::vector<Family>& shipped_families() {
   static const std::vector<Family> families = [] {
     std::vector<Family> out;
-    for (const auto& e : embedded_rule_files()) {
-      std::string name = e.name;
-      if (name.rfind("families/", 0) != 0) continue;
+    for (auto& f : shipped_files()) {
       Diagnostics d;
-      auto f = Family::parse(e.text, "rules/" + name, d);
-      // Shipped files are tested; a broken one is a build defect, reported loudly.
-      if (!f) throw DiagnosticError(d);
-      out.push_back(std::move(*f));
+      auto fam = Family::parse(f.text, f.file, d);
+      if (!fam) throw DiagnosticError(d);
+      out.push_back(std::move(*fam));
     }
     return out;
   }();
@@ -503,11 +568,16 @@ const std::vector<Family>& shipped_families() {
 }
 
 const Family* find_family(const ModelConfig& config) {
-  for (const auto& f : shipped_families())
-    if (!config.model_type.empty() && f.covers(config.model_type, ""))
-      return &f;
-  for (const auto& f : shipped_families())
-    if (!config.architecture.empty() && f.covers("", config.architecture)) return &f;
+  // A file that mentions the model type or the architecture is parsed and asked; the others
+  // are not parsed at all.
+  for (const std::string* key : {&config.model_type, &config.architecture}) {
+    if (key->empty()) continue;
+    for (auto& f : shipped_files()) {
+      if (f.text.find(*key) == std::string::npos) continue;
+      const Family* fam = parsed(f);
+      if (key == &config.model_type ? fam->covers(*key, "") : fam->covers("", *key)) return fam;
+    }
+  }
   return nullptr;
 }
 
