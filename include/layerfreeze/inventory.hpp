@@ -115,6 +115,7 @@ class Inventory {
   int64_t total_numel() const;
   int64_t total_bytes() const;
   size_t num_names() const;  // canonical names + aliases
+  size_t indexed_names() const { return index_.size(); }  // less than num_names() after a repeated name
   int32_t num_layers() const { return static_cast<int32_t>(layers.size()); }
   /// Sorts parameters by natural name order (`layers.2` before `layers.10`).
   void sort_natural();

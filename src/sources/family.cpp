@@ -135,6 +135,7 @@ class FamilyParser {
       return {};
     }
     std::string t = n.Scalar();
+    if (!bare && t.find("${") == std::string::npos) return Expr::literal(Value::string(t), r_.loc(n));
     if (bare && t.find("${") == std::string::npos) {
       Value lit = typed_scalar(t, n.Tag() == "!");
       if (lit.kind == Value::Kind::kInt) return Expr::literal(lit, r_.loc(n));
@@ -269,6 +270,15 @@ class Expander {
     if (dtype_bytes(dtype_) == 0) dtype_ = "float32";
     inv_ = &m.inv;
     if (!expand(f_.items, "")) return std::nullopt;
+    if (m.inv.indexed_names() != m.inv.params.size()) {  // the index keeps the first of a repeated name
+      std::set<std::string> seen;
+      for (const auto& p : m.inv.params)
+        if (!seen.insert(p.name).second) {
+          diags_.error("family-format", "family " + f_.name + " names '" + p.name + "' twice (with config '" +
+                                            c_.path + "')", {f_.file, 0, 0});
+          return std::nullopt;
+        }
+    }
     for (const auto& t : f_.ties) {
       if (!t.cond.empty() && !truth(t.cond)) continue;
       auto a = text(t.alias), k = text(t.canonical);
@@ -335,27 +345,40 @@ class Expander {
 
   // Evaluates `e`; a value that reads no loop index is the same for every tensor of the
   // expansion and is computed once (DeepSeek-V3: 45k tensors, a few hundred distinct sizes).
-  std::optional<Value> value(const Expr& e) {
-    if (const Value* lit = e.literal_value()) return *lit;
+  // The pointer is valid until the next call.
+  const Value* value(const Expr& e) {
+    if (const Value* lit = e.literal_value()) return lit;
     auto it = cache_.find(&e);
-    if (it != cache_.end() && it->second.has_value()) return it->second;
+    if (it != cache_.end() && it->second) return &*it->second;
     auto v = e.eval(scope_, diags_);
+    if (!v) return nullptr;
     if (it == cache_.end()) {
       bool invariant = true;
       for (const auto& n : e.names()) invariant = invariant && !f_.loop_vars.count(n);
-      cache_.emplace(&e, invariant && v ? v : std::nullopt);
+      it = cache_.emplace(&e, invariant ? v : std::nullopt).first;
+      if (it->second) return &*it->second;
     }
-    return v;
+    scratch_ = std::move(*v);
+    return &scratch_;
+  }
+
+  // Appends the text of `e` to `out`.
+  bool append_text(const Expr& e, std::string& out) {
+    const Value* v = value(e);
+    if (!v) return false;
+    if (v->kind == Value::Kind::kString) out += v->s;
+    else out += v->to_string();
+    return true;
   }
 
   std::optional<std::string> text(const Expr& e) {
-    auto v = value(e);
-    if (!v) return std::nullopt;
-    return v->kind == Value::Kind::kString ? v->s : v->to_string();
+    std::string out;
+    if (!append_text(e, out)) return std::nullopt;
+    return out;
   }
 
   bool truth(const Expr& e) {
-    auto v = value(e);
+    const Value* v = value(e);
     if (!v) {
       failed_ = true;
       return false;
@@ -380,10 +403,10 @@ class Expander {
 
   // `what` and `of` make the message ("size of 'x.weight'"); built only when it is needed.
   std::optional<int64_t> size(const Expr& e, const char* what, const std::string& of, int64_t lo, int64_t hi) {
-    auto v = value(e);
+    const Value* v = value(e);
     if (!v) return std::nullopt;
     if (v->kind == Value::Kind::kInt && v->i >= lo && v->i <= hi) return v->i;
-    return size_error(e, what + (of.empty() ? std::string() : " of '" + of + "'"), &*v, lo, hi);
+    return size_error(e, what + (of.empty() ? std::string() : " of '" + of + "'"), v, lo, hi);
   }
 
   std::optional<int64_t> size_error(const Expr& e, const std::string& what, const Value* v, int64_t lo, int64_t hi) {
@@ -428,10 +451,10 @@ class Expander {
         if (failed_) return false;
         continue;
       }
-      auto name = text(t.name);
-      if (!name) return false;
       Param p;
-      p.name = prefix + *name;
+      p.name.reserve(prefix.size() + 32);
+      p.name = prefix;
+      if (!append_text(t.name, p.name)) return false;
       p.numel = 1;
       p.shape.reserve(t.shape.size());
       for (const auto& d : t.shape) {
@@ -445,15 +468,7 @@ class Expander {
         p.shape.push_back(*v);
       }
       p.dtype = t.dtype.empty() ? dtype_ : t.dtype;
-      if (!t.type.empty()) {
-        auto type = text(t.type);
-        if (!type) return false;
-        p.module_type = std::move(*type);
-      }
-      if (inv_->contains(p.name)) {
-        fail(t.loc, "family " + f_.name + " names '" + p.name + "' twice");
-        return false;
-      }
+      if (!t.type.empty() && !append_text(t.type, p.module_type)) return false;
       if (inv_->params.size() >= kMaxTensors) {
         fail(t.loc, "config implies more than " + std::to_string(kMaxTensors) + " tensors");
         return false;
@@ -468,6 +483,7 @@ class Expander {
   Diagnostics& diags_;
   Scope scope_;
   std::unordered_map<const Expr*, std::optional<Value>> cache_;
+  Value scratch_;
   std::string dtype_;
   Inventory* inv_ = nullptr;
   bool failed_ = false;

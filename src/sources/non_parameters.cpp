@@ -91,9 +91,11 @@ void separate_non_parameters(Inventory& inv) {
     } else if (bnb_weights.count(p.name) == 0) {
       continue;
     }
-    p.shape_known = false;  // packed: the logical shape comes from the config's family
+    // Packed: the logical shape and dtype come from the config's family.
+    p.shape_known = false;
     p.shape.clear();
     p.numel = 0;
+    p.dtype.clear();
   }
   if (!renames.empty()) {
     std::map<std::string, std::string> to(renames.begin(), renames.end());

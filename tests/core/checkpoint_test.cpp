@@ -11,6 +11,7 @@
 #include "layerfreeze/model_source.hpp"
 #include "sources/family.hpp"
 #include "sources/json_file.hpp"
+#include "sources/model_config.hpp"
 
 namespace layerfreeze {
 namespace {
@@ -192,7 +193,29 @@ INSTANTIATE_TEST_SUITE_P(
                       CountCase{"phi-3-mini-4k", 3821079552, "phi3"}, CountCase{"gemma-2-2b", 2614341888, "gemma"},
                       CountCase{"qwen3-0.6b", 596049920, "llama"}, CountCase{"qwen3-30b-a3b", 30532122624, "qwen_moe"},
                       CountCase{"qwen1.5-moe-a2.7b", 14315784192, "qwen_moe"},
-                      CountCase{"deepseek-v2-lite", 15706484224, "deepseek"}));
+                      CountCase{"deepseek-v2-lite", 15706484224, "deepseek"},
+                      CountCase{"gemma-3-1b", 999885952, "gemma"}));
+
+// The real checkpoints' configs alone give the count their index gives (with the config beside
+// it), for every checkpoint whose model type a family covers.
+TEST(RealCheckpoint, ConfigAloneEqualsConfigWithIndex) {
+  for (const char* folder : {"mixtral-8x22b", "bloom-176b", "falcon-180b", "granite-3.1-1b-a400m", "llama-65b",
+                             "olmocr-qwen2-vl-7b"}) {
+    Diagnostics d;
+    const std::string dir = kData + "/real-checkpoints/" + folder;
+    auto alone = load_model(dir + "/config.json", d);
+    auto both = load_model(dir, d);
+    ASSERT_TRUE(alone && both) << folder << format_diagnostics(d);
+    EXPECT_EQ(alone->total_numel(), both->total_numel()) << folder;
+    EXPECT_EQ(alone->model_type, both->model_type) << folder;
+  }
+  // MiniCPM-V's config is its language model's: Qwen2-7B (7,615,616,512 parameters published)
+  // with a vocabulary of 151,666 tokens instead of 152,064 (input and output embeddings of 3,584).
+  Diagnostics d;
+  auto llm = load_model(kData + "/real-checkpoints/minicpm-v-2_6/config.json", d);
+  ASSERT_TRUE(llm) << format_diagnostics(d);
+  EXPECT_EQ(llm->total_numel(), 7615616512 - 2 * (152064 - 151666) * 3584);
+}
 
 TEST(Family, DeepSeekDenseFirstLayersSharedExpertsAndMla) {
   Diagnostics d;
@@ -286,6 +309,63 @@ TEST(FamilyFile, UnknownNamesAndKeysAreErrorsWithLocations) {
   Diagnostics d3;
   EXPECT_FALSE(Family::parse("family: x\nmodel_types: {x: {}}\ntensors:\n  - repeat: 3\n    tensors: []\n", "f.yaml", d3));
   EXPECT_NE(format_diagnostics(d3).find("a repeat needs `as: NAME`"), std::string::npos);
+}
+
+TEST(FamilyFile, ARepeatedNameIsAnError) {
+  Diagnostics d;
+  auto f = Family::parse("family: x\nmodel_types: {x: {}}\nconfig: {hidden_size: ~}\ntensors:\n"
+                         "  - [a.weight, [hidden_size], Linear]\n  - [a.weight, [hidden_size], Linear]\n",
+                         "f.yaml", d);
+  ASSERT_TRUE(f) << format_diagnostics(d);
+  auto cfg = model_config_from_json(nlohmann::json::parse(R"({"model_type": "x", "hidden_size": 4})"), "config.json", d);
+  ASSERT_TRUE(cfg);
+  EXPECT_FALSE(f->expand(*cfg, d));
+  EXPECT_NE(format_diagnostics(d).find("family x names 'a.weight' twice"), std::string::npos) << format_diagnostics(d);
+}
+
+// A GPTQ checkpoint: `qweight` is the weight, `qzeros`/`scales`/`g_idx` are its metadata; with
+// the config the weight gets its logical shape and dtype.
+TEST(NonParameters, GptqWeightsCountAsTheirLogicalParameters) {
+  const auto dir = std::filesystem::temp_directory_path() / "lfz-gptq";
+  std::filesystem::create_directories(dir);
+  std::vector<TensorSpec> t = {{"model.embed_tokens.weight", "F16", {100, 64}}, {"model.norm.weight", "F16", {64}},
+                               {"lm_head.weight", "F16", {100, 64}}};
+  for (int i = 0; i < 2; ++i) {
+    const std::string l = "model.layers." + std::to_string(i) + ".";
+    for (const char* m : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"}) {
+      t.push_back({l + m + ".qweight", "I32", {8, 64}});
+      t.push_back({l + m + ".qzeros", "I32", {1, 8}});
+      t.push_back({l + m + ".scales", "F16", {1, 64}});
+      t.push_back({l + m + ".g_idx", "I32", {64}});
+    }
+    for (const char* m : {"mlp.gate_proj", "mlp.up_proj"}) t.push_back({l + m + ".weight", "F16", {128, 64}});
+    t.push_back({l + "mlp.down_proj.weight", "F16", {64, 128}});
+    t.push_back({l + "input_layernorm.weight", "F16", {64}});
+    t.push_back({l + "post_attention_layernorm.weight", "F16", {64}});
+  }
+  std::string err;
+  ASSERT_TRUE(write_safetensors((dir / "model.safetensors").string(), t, &err)) << err;
+  std::ofstream(dir / "config.json")
+      << R"({"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 100, "hidden_size": 64,
+            "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "torch_dtype": "float16",
+            "quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 64}})";
+  Diagnostics d;
+  Inventory inv = load_ok(dir.string(), d);
+  EXPECT_EQ(inv.quantization, "gptq 4-bit");
+  EXPECT_EQ(inv.non_params.size(), 2u * 4 * 3);
+  ASSERT_TRUE(inv.contains("model.layers.1.self_attn.o_proj.weight"));
+  EXPECT_FALSE(inv.contains("model.layers.1.self_attn.o_proj.qweight"));
+  const Param& o = inv.params[*inv.find("model.layers.1.self_attn.o_proj.weight")];
+  EXPECT_EQ(o.shape, (std::vector<int64_t>{64, 64}));
+  EXPECT_EQ(o.dtype, "float16");
+  EXPECT_TRUE(inv.shapes_known());
+  // Exactly the parameters of the unquantized model: no warning about names.
+  for (const auto& w : d.items()) EXPECT_NE(w.code, "config-names-differ") << w.message;
+  Diagnostics d2;
+  auto plain = load_model((dir / "config.json").string(), d2);
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(inv.total_numel(), plain->total_numel());
+  std::filesystem::remove_all(dir);
 }
 
 TEST(FamilyFile, ShippedFamiliesCoverTheListedModelTypes) {
