@@ -92,6 +92,11 @@ class Inventory {
 
   /// Adds a parameter; returns its index. Duplicate names are the caller's error.
   uint32_t add(Param p);
+  /// Room for `n` parameters (and as many names) without reallocation.
+  void reserve(size_t n) {
+    params.reserve(n);
+    index_.reserve(n);
+  }
   /// Records `alias` as another name of the tensor `canonical` (a tied weight).
   bool add_alias(const std::string& canonical, const std::string& alias);
   /// Makes `alias` a name of the tensor `canonical`: a parameter stored under `alias` is merged

@@ -269,6 +269,12 @@ class Expander {
     dtype_ = c_.dtype.empty() ? "float32" : c_.dtype;
     if (dtype_bytes(dtype_) == 0) dtype_ = "float32";
     inv_ = &m.inv;
+    // A first pass counts the tensors (conditions and repeats only, no names): the inventory is
+    // allocated once, and a config that implies millions of tensors stops before building them.
+    counting_ = true;
+    if (!expand(f_.items, "")) return std::nullopt;
+    counting_ = false;
+    m.inv.reserve(count_);
     if (!expand(f_.items, "")) return std::nullopt;
     if (m.inv.indexed_names() != m.inv.params.size()) {  // the index keeps the first of a repeated name
       std::set<std::string> seen;
@@ -432,7 +438,7 @@ class Expander {
           continue;
         }
         if (b.repeat.empty()) {
-          auto p = b.prefix.empty() ? std::optional<std::string>("") : text(b.prefix);
+          auto p = b.prefix.empty() || counting_ ? std::optional<std::string>("") : text(b.prefix);
           if (!p || !expand(b.items, prefix + *p)) return false;
           continue;
         }
@@ -440,7 +446,7 @@ class Expander {
         if (!n) return false;
         for (int64_t k = 0; k < *n; ++k) {
           scope_[b.var] = Value::integer(k);
-          auto p = b.prefix.empty() ? std::optional<std::string>("") : text(b.prefix);
+          auto p = b.prefix.empty() || counting_ ? std::optional<std::string>("") : text(b.prefix);
           if (!p || !expand(b.items, prefix + *p)) return false;
         }
         scope_.erase(b.var);
@@ -449,6 +455,13 @@ class Expander {
       const TensorDecl& t = it.tensor;
       if (!t.cond.empty() && !truth(t.cond)) {
         if (failed_) return false;
+        continue;
+      }
+      if (counting_) {
+        if (++count_ > kMaxTensors) {
+          fail(t.loc, "config implies more than " + std::to_string(kMaxTensors) + " tensors");
+          return false;
+        }
         continue;
       }
       Param p;
@@ -484,6 +497,8 @@ class Expander {
   Scope scope_;
   std::unordered_map<const Expr*, std::optional<Value>> cache_;
   Value scratch_;
+  bool counting_ = false;
+  size_t count_ = 0;
   std::string dtype_;
   Inventory* inv_ = nullptr;
   bool failed_ = false;

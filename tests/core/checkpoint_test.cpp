@@ -292,7 +292,11 @@ INSTANTIATE_TEST_SUITE_P(
                   "is '32', not a whole number"},
         BadConfig{R"({"model_type": "mamba", "architectures": ["MambaForCausalLM"]})", "unknown-family",
                   "no model family for model_type 'mamba' (MambaForCausalLM)"},
-        BadConfig{R"({"model_type": 7})", "config-value", "'model_type' must be a string"}));
+        BadConfig{R"({"model_type": 7})", "config-value", "'model_type' must be a string"},
+        // Counted before a single name is built: rejected in milliseconds.
+        BadConfig{R"({"model_type": "mixtral", "vocab_size": 32000, "hidden_size": 64, "intermediate_size": 64,
+                     "num_attention_heads": 4, "num_hidden_layers": 100000, "num_local_experts": 100000})",
+                  "config-value", "config implies more than 4000000 tensors"}));
 
 TEST(FamilyFile, UnknownNamesAndKeysAreErrorsWithLocations) {
   Diagnostics d;
