@@ -22,6 +22,12 @@ std::function<int()> setup_explain(CLI::App& cmd) {
     const Inventory& inv = *plan->inventory;
     auto idx = inv.find(a->param);
     if (!idx) {
+      for (const auto& np : inv.non_params)
+        if (np.name == a->param) {
+          std::cerr << "error: '" << a->param << "' in " << inv.source << " is not a parameter but " << np.kind
+                    << ": it is never counted, frozen or trained [not-a-parameter]\n";
+          return kExitInvalid;
+        }
       std::vector<std::string> names;
       for (const auto& p : inv.params) {
         names.push_back(p.name);

@@ -18,10 +18,14 @@ std::string model_line(const Inventory& inv) {
     o << " · " << with_commas(inv.total_numel()) << " parameters (" << short_count(inv.total_numel()) << ")";
   else
     o << " · shapes unknown (a sharded index without its shards): counts are of tensors";
-  if (!inv.quantization.empty())
-    o << "\nquantized checkpoint (" << inv.quantization
-      << "): its frozen base weights cannot train as stored; trainable ones need a dequantized copy or an adapter";
   return o.str();
+}
+
+// A quantized checkpoint's caveat, or "".
+std::string quantized_text(const Inventory& inv) {
+  if (inv.quantization.empty()) return "";
+  return inv.quantization + " — its frozen base weights cannot train as stored; trainable ones need a dequantized "
+                            "copy or an adapter";
 }
 
 std::string count_text(const Inventory& inv, int64_t numel, size_t tensors) {
@@ -80,6 +84,7 @@ std::string plan_text(const PlanSummary& sum) {
   std::ostringstream o;
   o << "plan: " << plan.name << " (" << plan.origin << ") on " << inv.source << "\n";
   o << "model: " << model_line(inv) << "\n";
+  if (!inv.quantization.empty()) o << "quantized: " << quantized_text(inv) << "\n";
   o << "parameters: " << params_text(plan) << "\n";
   o << "optimizer: " << optimizer_desc(sum.optimizer) << " · fingerprint " << plan.fingerprint() << "\n";
   o << "executor: " << options_text(plan) << "\n";
@@ -292,6 +297,7 @@ std::string plan_markdown(const PlanSummary& sum) {
   o << "| strategy | `" << plan.origin << "` |\n";
   o << "| parameters | " << params_text(plan) << " |\n";
   o << "| model | " << model_line(inv) << " |\n";
+  if (!inv.quantization.empty()) o << "| quantized | " << quantized_text(inv) << " |\n";
   o << "| optimizer | " << optimizer_desc(sum.optimizer) << " |\n";
   o << "| fingerprint | `" << plan.fingerprint() << "` |\n\n";
   o << "| at | layers | embeddings | head | trainable | frozen | grads + optimizer | backward from | change |\n";

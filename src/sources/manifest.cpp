@@ -54,6 +54,8 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
     if (m.contains("type") && m["type"].is_string()) inv.model_type = m["type"];
     if (m.contains("registration_order") && m["registration_order"].is_boolean())
       inv.registration_order = m["registration_order"];
+    if (m.contains("quantization") && m["quantization"].is_string()) inv.quantization = m["quantization"];
+    if (m.contains("family") && m["family"].is_string()) inv.family = m["family"];
   }
   size_t i = 0;
   for (const auto& p : j["params"]) {
@@ -101,6 +103,20 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
     for (const auto& a : aliases)
       if (!inv.add_alias(inv.params[idx].name, a))
         diags.error("duplicate-name", where + ": alias '" + a + "' is already a name", loc);
+  }
+  // Stored tensors that are not parameters: kept apart, as the source that wrote them did.
+  if (j.contains("non_parameters") && j["non_parameters"].is_array()) {
+    for (const auto& n : j["non_parameters"]) {
+      if (!n.is_object() || !n.contains("name") || !n["name"].is_string()) continue;
+      NonParameter np;
+      np.name = n["name"];
+      if (n.contains("kind") && n["kind"].is_string()) np.kind = n["kind"];
+      if (inv.contains(np.name)) {
+        diags.error("duplicate-name", "non_parameters: '" + np.name + "' is also a parameter", loc);
+        continue;
+      }
+      inv.non_params.push_back(std::move(np));
+    }
   }
   if (diags.has_errors()) return std::nullopt;
   if (!inv.registration_order) inv.sort_natural();

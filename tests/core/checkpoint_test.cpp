@@ -9,6 +9,7 @@
 
 #include "core/layer_discovery.hpp"
 #include "layerfreeze/model_source.hpp"
+#include "print/inventory_printer.hpp"
 #include "sources/family.hpp"
 #include "sources/json_file.hpp"
 #include "sources/model_config.hpp"
@@ -118,6 +119,17 @@ TEST(RealCheckpoint, MolmoIsQuantizedAndItsMetadataIsApart) {
   EXPECT_EQ(inv.params.size(), 921u - 336u);
   EXPECT_TRUE(inv.contains("model.transformer.blocks.0.att_proj.weight"));
   EXPECT_FALSE(inv.contains("model.transformer.blocks.0.att_proj.weight.absmax"));
+}
+
+TEST(RealCheckpoint, ManifestKeepsNonParametersAndQuantization) {
+  Diagnostics d;
+  Inventory inv = load_ok(kData + "/real-checkpoints/molmo-7b-d-nf4", d);
+  auto back = parse_manifest(inventory_json(inv), "molmo.json", d);
+  ASSERT_TRUE(back) << format_diagnostics(d);
+  EXPECT_EQ(back->non_params.size(), 336u);
+  EXPECT_EQ(back->non_params[0].kind, "quantization metadata (bitsandbytes)");
+  EXPECT_EQ(back->quantization, "bitsandbytes nf4");
+  EXPECT_EQ(back->fingerprint(), inv.fingerprint());
 }
 
 TEST(RealCheckpoint, MiniCpmConfigCoversOnlyTheLanguageModel) {
