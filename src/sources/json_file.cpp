@@ -53,6 +53,13 @@ std::optional<nlohmann::json> parse_json_text(const std::string& text, const std
       ok = false;
       error = e.what();
       error_at = e.byte > 0 ? e.byte - 1 : 0;
+    } catch (const nlohmann::json::exception& e) {
+      // A number too large for any JSON number type ("1e999"): nlohmann names it, not where.
+      std::string why = e.what();
+      auto close = why.find("] ");
+      if (close != std::string::npos) why = why.substr(close + 2);
+      diags.error("json-syntax", what + " is not valid JSON: " + why, {file, 0, 0});
+      return std::nullopt;
     }
   }
   if (!ok) {

@@ -5,6 +5,8 @@
 #include <sstream>
 
 #include "core/layer_discovery.hpp"
+#include "sources/checkpoint.hpp"
+#include "sources/json_file.hpp"
 #include "test_util.hpp"
 
 namespace layerfreeze {
@@ -42,6 +44,16 @@ TEST(FuzzRegressions, EveryCrashingInputIsHandled) {
       EXPECT_NO_THROW({
         auto inv = parse_manifest(text, "fuzz.json", d);
         if (inv) discover_layers(*inv, DiscoveryPatterns::shipped(), d);
+      }) << name;
+    } else if (name.rfind("config-", 0) == 0) {
+      Diagnostics d;
+      EXPECT_NO_THROW({
+        auto j = parse_json_text(text, "config.json", "config", d);
+        std::optional<Inventory> inv;
+        if (j)
+          if (auto c = model_config_from_json(*j, "config.json", d)) inv = apply_config(std::nullopt, *c, d);
+        if (inv) discover_layers(*inv, DiscoveryPatterns::shipped(), d);
+        (void)format_diagnostics(d);
       }) << name;
     } else if (name.rfind("safetensors-", 0) == 0) {
       Diagnostics d;
