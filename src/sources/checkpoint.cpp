@@ -64,8 +64,8 @@ std::optional<Tie> generic_tie(const Inventory& inv) {
   }
   if (!in) return std::nullopt;
   for (const char* out : {"lm_head.weight", "embed_out.weight", "output.weight"})
-    if (inv.contains(out)) return Tie{out, in->name};
-  return Tie{"lm_head.weight", in->name};
+    if (inv.contains(out)) return Tie{out, in->name, true};
+  return Tie{"lm_head.weight", in->name, true};
 }
 
 }  // namespace
@@ -102,7 +102,6 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
 
   Inventory inv;
   std::vector<Tie> ties;
-  std::string tie_source;
   if (!header) {
     inv = std::move(fam->inv);
     inv.registration_order = true;
@@ -115,7 +114,7 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
       if (!fam->base_prefix.empty() &&
           matches(inv, fam->inv, fam->base_prefix) > matches(inv, fam->inv, ""))
         map.prefix = fam->base_prefix;
-      std::vector<std::string> only_ckpt, only_config;
+      std::vector<std::string> only_ckpt, only_config, other_shape;
       std::set<std::string> seen;
       for (auto& p : inv.params) {
         const std::string fname = map.to_family(p.name, fam->inv);
@@ -132,6 +131,8 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
           p.numel = f.numel;
           p.shape_known = true;
           if (p.dtype.empty()) p.dtype = f.dtype;
+        } else if (p.shape != f.shape) {
+          other_shape.push_back(p.name);
         }
         if (p.module_type.empty()) p.module_type = f.module_type;
       }
@@ -148,7 +149,14 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
                       {"only in the checkpoint: " + (only_ckpt.empty() ? "none" : join_first(only_ckpt, 4)),
                        "only in the config: " + (only_config.empty() ? "none" : join_first(only_config, 4))});
       }
-      for (const auto& t : fam->ties) ties.push_back({map.to_checkpoint(t.alias), map.to_checkpoint(t.canonical)});
+      if (!other_shape.empty()) {
+        diags.warning("config-shapes-differ",
+                      std::to_string(other_shape.size()) + " tensors of the checkpoint have other shapes than config '" +
+                          cfg.path + "' implies (family " + fam->family + "); the checkpoint's shapes are used",
+                      {cfg.path, 0, 0}, {"first: " + join_first(other_shape, 4)});
+      }
+      for (const auto& t : fam->ties)
+        ties.push_back({map.to_checkpoint(t.alias), map.to_checkpoint(t.canonical), t.by_config});
     } else if (cfg.tie_word_embeddings().value_or(false)) {
       if (auto t = generic_tie(inv)) ties.push_back(*t);
     }
@@ -158,7 +166,7 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
   for (const auto& t : ties) {
     const bool stored = inv.contains(t.alias);
     if (!inv.tie(t.canonical, t.alias)) continue;
-    if (header && t.alias.find("embed_tokens") == std::string::npos) {
+    if (header && t.by_config) {
       std::string why = cfg.tie_word_embeddings()
                             ? "tie_word_embeddings: true"
                             : "no tie_word_embeddings key: the " + (family ? family->name() : std::string("config")) +

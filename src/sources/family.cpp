@@ -11,11 +11,15 @@
 namespace layerfreeze {
 
 namespace {
-
 constexpr int64_t kMaxRepeat = 100000;
 constexpr int64_t kMaxDim = int64_t{1} << 40;
 constexpr int64_t kMaxNumel = int64_t{1} << 52;
 constexpr size_t kMaxTensors = 4000000;
+
+}  // namespace
+
+// The parsed form of a family file (named, so FamilyImpl may hold it).
+namespace family_detail {
 
 struct TensorDecl {
   Expr name;
@@ -52,7 +56,9 @@ struct ConfigKey {
   SourceLoc loc;
 };
 
-}  // namespace
+}  // namespace family_detail
+
+using namespace family_detail;
 
 struct FamilyImpl {
   std::string name, file, base_prefix;
@@ -75,9 +81,9 @@ class FamilyParser {
   std::optional<FamilyImpl> parse(const YAML::Node& root) {
     FamilyImpl f;
     f.file = r_.file();
-    for (auto& e : r_.entries(root, "a family file",
-                              {"family", "model_types", "architectures", "base_prefix", "config",
-                               "tensors", "ties"})) {
+    auto entries = r_.entries(root, "a family file",
+                              {"family", "model_types", "architectures", "base_prefix", "config", "tensors", "ties"});
+    for (auto& e : entries) {
       if (e.key == "family") {
         if (auto s = r_.string(e.value, "family")) f.name = *s;
       } else if (e.key == "base_prefix") {
@@ -107,17 +113,21 @@ class FamilyParser {
         }
       }
     }
-    // Model-type overrides may set names the config section does not list (family switches).
-    for (const auto& [type, overrides] : f.model_types)
-      for (const auto& [k, v] : overrides)
-        if (std::find(known_.begin(), known_.end(), k) == known_.end()) {
-          ConfigKey c;
-          c.key = k;
-          c.fallback = Value::boolean(false);
-          known_.push_back(k);
-          f.keys.push_back(std::move(c));
+    // A model type sets family variables; each must be declared (with its default) in `config`.
+    for (auto& e : entries) {
+      if (e.key != "model_types" || !e.value.IsMap()) continue;
+      for (auto it = e.value.begin(); it != e.value.end(); ++it) {
+        if (!it->second.IsMap()) continue;
+        for (auto o = it->second.begin(); o != it->second.end(); ++o) {
+          const std::string k = o->first.Scalar();
+          if (std::find(known_.begin(), known_.end(), k) == known_.end())
+            r_.error("family-format", "model type '" + it->first.Scalar() + "' sets '" + k +
+                                          "', which `config` does not declare" + did_you_mean(k, known_),
+                     o->first);
         }
-    for (auto& e : r_.entries(root, "a family file", {})) {
+      }
+    }
+    for (auto& e : entries) {
       if (e.key == "tensors") f.items = items(e.value);
       if (e.key == "ties") ties(e.value, f);
     }
@@ -286,7 +296,10 @@ class Expander {
         }
     }
     for (const auto& t : f_.ties) {
-      if (!t.cond.empty() && !truth(t.cond)) continue;
+      if (!t.cond.empty() && !truth(t.cond)) {
+        if (failed_) return std::nullopt;
+        continue;
+      }
       auto a = text(t.alias), k = text(t.canonical);
       if (!a || !k) return std::nullopt;
       if (m.inv.contains(*a)) {
@@ -295,9 +308,8 @@ class Expander {
       }
       if (!m.inv.contains(*k)) continue;
       m.inv.add_alias(*k, *a);
-      m.ties.push_back({*a, *k});
+      m.ties.push_back({*a, *k, !t.cond.empty()});
     }
-    m.tie_from_default = !c_.tie_word_embeddings().has_value();
     return m;
   }
 

@@ -20,6 +20,7 @@ namespace layerfreeze {
 /// One name that is another name's tensor (`lm_head.weight` = `model.embed_tokens.weight`).
 struct Tie {
   std::string alias, canonical;
+  bool by_config = false;  // holds because of the config (`tie_word_embeddings`), not always
 };
 
 /// What a family implies for one config.
@@ -28,7 +29,6 @@ struct FamilyModel {
   std::vector<Tie> ties;        // the ties that hold for this config
   std::string family;           // "llama"
   std::string base_prefix;      // "transformer." when checkpoints may store the base model bare
-  bool tie_from_default = false;  // the tie follows the config class's default (no key in the config)
 };
 
 struct FamilyImpl;

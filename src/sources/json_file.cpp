@@ -9,8 +9,18 @@ namespace layerfreeze {
 
 namespace {
 
-// 1-based line and column of byte `pos` in `text`.
-SourceLoc position(const std::string& text, size_t pos, const std::string& file) {
+// The first characters at `pos`, on one line, for a message.
+std::string excerpt(const std::string& text, size_t pos) {
+  std::string s = text.substr(std::min(pos, text.size()), 24);
+  s = s.substr(0, s.find('\n'));
+  for (char& c : s)
+    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+  return s;
+}
+
+}  // namespace
+
+SourceLoc text_position(const std::string& text, size_t pos, const std::string& file) {
   pos = std::min(pos, text.size());
   int line = 1, col = 1;
   for (size_t i = 0; i < pos; ++i) {
@@ -23,17 +33,6 @@ SourceLoc position(const std::string& text, size_t pos, const std::string& file)
   }
   return {file, line, col};
 }
-
-// The first characters at `pos`, on one line, for a message.
-std::string excerpt(const std::string& text, size_t pos) {
-  std::string s = text.substr(std::min(pos, text.size()), 24);
-  s = s.substr(0, s.find('\n'));
-  for (char& c : s)
-    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
-  return s;
-}
-
-}  // namespace
 
 std::optional<nlohmann::json> parse_json_text(const std::string& text, const std::string& file,
                                               const std::string& what, Diagnostics& diags) {
@@ -67,7 +66,7 @@ std::optional<nlohmann::json> parse_json_text(const std::string& text, const std
     std::string why = error;
     auto colon = why.find(": ", why.find("parse error"));
     if (colon != std::string::npos) why = why.substr(colon + 2);
-    SourceLoc at = position(text, error_at, file);
+    SourceLoc at = text_position(text, error_at, file);
     diags.error("json-syntax",
                 what + " is not valid JSON at " + std::to_string(at.line) + ":" +
                     std::to_string(at.column) + ": " + why,
@@ -76,7 +75,7 @@ std::optional<nlohmann::json> parse_json_text(const std::string& text, const std
   }
   size_t rest = text.find_first_not_of(" \t\r\n", end);
   if (rest != std::string::npos) {
-    SourceLoc at = position(text, rest, file);
+    SourceLoc at = text_position(text, rest, file);
     diags.error("json-trailing-text",
                 what + " has text after its JSON value, at " + std::to_string(at.line) + ":" +
                     std::to_string(at.column) + " (character " + std::to_string(rest + 1) +

@@ -12,6 +12,9 @@
 
 namespace layerfreeze {
 
+/// The 1-based line and column of byte `pos` of `text`.
+SourceLoc text_position(const std::string& text, size_t pos, const std::string& file);
+
 /// Parses `text` (from `file`, described as `what`: "a safetensors index", "config.json").
 /// Errors go to `diags` with the code `json-syntax` or `json-trailing-text`.
 std::optional<nlohmann::json> parse_json_text(const std::string& text, const std::string& file,

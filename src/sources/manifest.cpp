@@ -7,25 +7,9 @@
 #include <sstream>
 
 #include "layerfreeze/model_source.hpp"
+#include "sources/json_file.hpp"
 
 namespace layerfreeze {
-
-namespace {
-
-SourceLoc loc_of_byte(const std::string& text, const std::string& origin, size_t byte) {
-  int line = 1, col = 1;
-  for (size_t i = 0; i < byte && i < text.size(); ++i) {
-    if (text[i] == '\n') {
-      ++line;
-      col = 1;
-    } else {
-      ++col;
-    }
-  }
-  return {origin, line, col};
-}
-
-}  // namespace
 
 std::optional<Inventory> parse_manifest(const std::string& text, const std::string& origin,
                                         Diagnostics& diags) {
@@ -39,7 +23,7 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
     auto colon = msg.find(": ");
     if (msg.rfind("[json.exception", 0) == 0 && colon != std::string::npos) msg = msg.substr(colon + 2);
     while (!msg.empty() && msg.back() == ' ') msg.pop_back();
-    diags.error("json-syntax", msg, loc_of_byte(text, origin, e.byte > 0 ? e.byte - 1 : 0));
+    diags.error("json-syntax", msg, text_position(text, e.byte > 0 ? e.byte - 1 : 0, origin));
     return std::nullopt;
   }
   SourceLoc loc{origin, 0, 0};

@@ -59,7 +59,9 @@ TEST_P(RealCheckpoint, ArchitectureStacksTiesNonParametersAndCount) {
   }
   if (c.tie_alias.empty()) {
     for (const auto& p : inv.params)
-      if (p.role == Role::kEmbeddings || p.role == Role::kHead) EXPECT_TRUE(p.aliases.empty()) << p.name;
+      if (p.role == Role::kEmbeddings || p.role == Role::kHead) {
+        EXPECT_TRUE(p.aliases.empty()) << p.name;
+      }
   } else {
     ASSERT_TRUE(inv.contains(c.tie_alias));
     EXPECT_EQ(inv.params[*inv.find(c.tie_alias)].name, c.tie_canonical);
@@ -83,7 +85,9 @@ TEST_P(RealCheckpoint, ArchitectureStacksTiesNonParametersAndCount) {
   const int64_t total_size = j["metadata"]["total_size"].get<int64_t>();
   const int bytes = dtype_bytes(inv.params[0].dtype);
   EXPECT_EQ((total_size - c.buffer_bytes) / bytes - c.stored_twice, c.numel);
-  if (j["metadata"].contains("total_parameters")) EXPECT_EQ(j["metadata"]["total_parameters"].get<int64_t>(), c.numel);
+  if (j["metadata"].contains("total_parameters")) {
+    EXPECT_EQ(j["metadata"]["total_parameters"].get<int64_t>(), c.numel);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -183,7 +187,9 @@ TEST_P(PublishedCount, ConfigAloneGivesThePublishedCount) {
   ASSERT_TRUE(inv) << format_diagnostics(d);
   EXPECT_TRUE(inv->registration_order);
   EXPECT_EQ(inv->total_numel(), c.numel);
-  if (c.model.rfind("builtin:", 0) != 0) EXPECT_EQ(inv->family, c.family);
+  if (c.model.rfind("builtin:", 0) != 0) {
+    EXPECT_EQ(inv->family, c.family);
+  }
   discover_layers(*inv, DiscoveryPatterns::shipped(), d);
   EXPECT_GT(inv->num_layers(), 0);
   for (const auto& w : d.items()) EXPECT_NE(w.code, "config-layers-mismatch") << w.message;
@@ -325,6 +331,13 @@ TEST(FamilyFile, UnknownNamesAndKeysAreErrorsWithLocations) {
   Diagnostics d3;
   EXPECT_FALSE(Family::parse("family: x\nmodel_types: {x: {}}\ntensors:\n  - repeat: 3\n    tensors: []\n", "f.yaml", d3));
   EXPECT_NE(format_diagnostics(d3).find("a repeat needs `as: NAME`"), std::string::npos);
+  Diagnostics d4;
+  EXPECT_FALSE(Family::parse("family: x\nmodel_types: {x: {qk_nrom: true}}\nconfig: {qk_norm: false}\ntensors: []\n",
+                             "f.yaml", d4));
+  EXPECT_NE(format_diagnostics(d4).find("model type 'x' sets 'qk_nrom', which `config` does not declare — did you mean "
+                                        "'qk_norm'?"),
+            std::string::npos)
+      << format_diagnostics(d4);
 }
 
 TEST(FamilyFile, ARepeatedNameIsAnError) {
@@ -381,6 +394,37 @@ TEST(NonParameters, GptqWeightsCountAsTheirLogicalParameters) {
   auto plain = load_model((dir / "config.json").string(), d2);
   ASSERT_TRUE(plain);
   EXPECT_EQ(inv.total_numel(), plain->total_numel());
+  std::filesystem::remove_all(dir);
+}
+
+// A safetensors file whose shapes disagree with its config: warned, the file's shapes kept.
+TEST(Family, ShapesThatDisagreeWithTheConfigAreWarnedAbout) {
+  const auto dir = std::filesystem::temp_directory_path() / "lfz-shapes";
+  std::filesystem::create_directories(dir);
+  std::string err;
+  ASSERT_TRUE(write_safetensors((dir / "model.safetensors").string(),
+                                {{"model.embed_tokens.weight", "F32", {10, 8}},
+                                 {"model.layers.0.self_attn.q_proj.weight", "F32", {4, 8}},
+                                 {"model.layers.0.self_attn.k_proj.weight", "F32", {8, 8}},
+                                 {"model.layers.0.self_attn.v_proj.weight", "F32", {8, 8}},
+                                 {"model.layers.0.self_attn.o_proj.weight", "F32", {8, 8}},
+                                 {"model.layers.0.mlp.gate_proj.weight", "F32", {16, 8}},
+                                 {"model.layers.0.mlp.up_proj.weight", "F32", {16, 8}},
+                                 {"model.layers.0.mlp.down_proj.weight", "F32", {8, 16}},
+                                 {"model.layers.0.input_layernorm.weight", "F32", {8}},
+                                 {"model.layers.0.post_attention_layernorm.weight", "F32", {8}},
+                                 {"model.norm.weight", "F32", {8}},
+                                 {"lm_head.weight", "F32", {10, 8}}},
+                                &err))
+      << err;
+  std::ofstream(dir / "config.json") << R"({"model_type": "llama", "vocab_size": 10, "hidden_size": 8,
+      "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2})";
+  Diagnostics d;
+  Inventory inv = load_ok(dir.string(), d);
+  ASSERT_EQ(d.items().size(), 1u) << format_diagnostics(d);
+  EXPECT_EQ(d.items()[0].code, "config-shapes-differ");
+  EXPECT_EQ(d.items()[0].notes[0], "first: model.layers.0.self_attn.q_proj.weight");
+  EXPECT_EQ(inv.params[*inv.find("model.layers.0.self_attn.q_proj.weight")].shape, (std::vector<int64_t>{4, 8}));
   std::filesystem::remove_all(dir);
 }
 
