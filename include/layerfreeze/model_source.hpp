@@ -22,9 +22,10 @@ void set_torchscript_loader(TorchScriptLoader loader);
 /// "m.json", a checkpoint folder (config.json + index and/or safetensors), or a config.json alone.
 /// The config.json beside a safetensors file or index is read too (`config_path` names one
 /// elsewhere): architecture, layer counts, ties and, for a known model family, every shape.
+/// `family_path` names a model family file (docs/FAMILIES.md) to use instead of the shipped ones.
 /// Returns nullopt with errors in `diags` when it cannot. Does not run layer discovery.
 std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags,
-                                    const std::string& config_path = "");
+                                    const std::string& config_path = "", const std::string& family_path = "");
 
 /// The names of the built-in architectures, and one by name.
 std::vector<std::string> builtin_model_names();

@@ -1,6 +1,7 @@
 #include "cli/cli_common.hpp"
 
 #include <algorithm>
+#include <fstream>
 
 namespace layerfreeze::cli {
 
@@ -19,6 +20,7 @@ void PlanArgs::add_to(CLI::App& cmd, bool with_rules) {
                  "builtin:NAME")
       ->required();
   cmd.add_option("--config", config, "the model's config.json, when it is not beside the model file");
+  cmd.add_option("--family", family, "a model family file (docs/FAMILIES.md) for the config, instead of the shipped ones");
   cmd.add_option("--set", sets, "override a declared parameter: KEY=VALUE (YAML scalar or flow value)");
   cmd.add_option("--section", section, "dotted key of the strategy inside a larger YAML (e.g. training.freeze)");
   cmd.add_option("--epochs", epochs, "show the timeline up to this many epochs");
@@ -34,13 +36,18 @@ std::optional<Strategy> load_rules(Session& s, const std::string& spec, const st
   return loader.load(spec, section);
 }
 
-std::optional<Inventory> load_inventory(Session& s, const std::string& spec, const std::string& config) {
-  return load_model(spec, s.diags, config);
+std::optional<Inventory> load_inventory(Session& s, const std::string& spec, const std::string& config,
+                                        const std::string& family) {
+  if (!family.empty()) {
+    std::ifstream in(family, std::ios::binary);
+    s.sources.add(family, std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()));
+  }
+  return load_model(spec, s.diags, config, family);
 }
 
 std::optional<Plan> compile_plan(Session& s, const PlanArgs& a, const std::string& rules_spec) {
   auto strategy = load_rules(s, rules_spec, a.section);
-  auto inv = load_inventory(s, a.model, a.config);
+  auto inv = load_inventory(s, a.model, a.config, a.family);
   if (!strategy || !inv) return std::nullopt;
   CompileOptions co;
   co.sets = a.sets;

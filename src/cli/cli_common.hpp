@@ -37,7 +37,7 @@ struct Session {
 
 /// Options shared by commands that compile a plan.
 struct PlanArgs {
-  std::string rules, model, config, section, optimizer = "adamw";
+  std::string rules, model, config, family, section, optimizer = "adamw";
   std::vector<std::string> sets;
   std::optional<int64_t> epochs, steps, steps_per_epoch;
   bool strict = false;
@@ -45,7 +45,8 @@ struct PlanArgs {
 };
 
 std::optional<Strategy> load_rules(Session& s, const std::string& spec, const std::string& section);
-std::optional<Inventory> load_inventory(Session& s, const std::string& spec, const std::string& config = "");
+std::optional<Inventory> load_inventory(Session& s, const std::string& spec, const std::string& config = "",
+                                        const std::string& family = "");
 std::optional<Plan> compile_plan(Session& s, const PlanArgs& a, const std::string& rules_spec);
 
 /// Makes `.pt` models load through the torch adapter (dlopen on first use).

@@ -7,7 +7,7 @@ namespace layerfreeze::cli {
 
 std::function<int()> setup_inspect(CLI::App& cmd) {
   struct Args {
-    std::string model, config, format = "text", rules, section;
+    std::string model, config, family, format = "text", rules, section;
     bool all = false;
   };
   auto a = std::make_shared<Args>();
@@ -16,6 +16,7 @@ std::function<int()> setup_inspect(CLI::App& cmd) {
                  "folder, builtin:NAME")
       ->required();
   cmd.add_option("--config", a->config, "the model's config.json, when it is not beside the model file");
+  cmd.add_option("--family", a->family, "a model family file (docs/FAMILIES.md) for the config, instead of the shipped ones");
   cmd.add_option("--format,-f", a->format, "text, or json (a manifest that --model reads back)")
       ->check(CLI::IsMember({"text", "json"}));
   cmd.add_option("--rules", a->rules, "apply this rules file's discovery overrides");
@@ -23,7 +24,7 @@ std::function<int()> setup_inspect(CLI::App& cmd) {
   cmd.add_flag("--all", a->all, "list every parameter");
   return [a] {
     Session s;
-    auto inv = load_inventory(s, a->model, a->config);
+    auto inv = load_inventory(s, a->model, a->config, a->family);
     DiscoveryPatterns patterns = DiscoveryPatterns::shipped();
     if (!a->rules.empty()) {
       auto strategy = load_rules(s, a->rules, a->section);

@@ -79,8 +79,8 @@ std::string config_beside(const std::string& model_path) {
 }
 
 std::optional<Inventory> apply_config(std::optional<Inventory> header, const ModelConfig& cfg,
-                                      Diagnostics& diags) {
-  const Family* family = find_family(cfg);
+                                      Diagnostics& diags, const Family* given) {
+  const Family* family = given ? given : find_family(cfg);
   const std::string type_text = cfg.model_type.empty() ? "(no model_type)" : "model_type '" + cfg.model_type + "'";
   if (!family && !header) {
     std::string known;

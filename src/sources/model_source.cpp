@@ -1,7 +1,9 @@
 #include <filesystem>
+#include <fstream>
 
 #include "layerfreeze/model_source.hpp"
 #include "sources/checkpoint.hpp"
+#include "sources/family.hpp"
 #include "sources/json_file.hpp"
 
 namespace layerfreeze {
@@ -46,21 +48,44 @@ std::optional<Inventory> load_header(const std::string& spec, Diagnostics& diags
 
 // A header source plus its config (explicit, or beside it).
 std::optional<Inventory> with_config(std::optional<Inventory> header, const std::string& weights,
-                                     const std::string& config_path, Diagnostics& diags) {
+                                     const std::string& config_path, const Family* family, Diagnostics& diags) {
   if (!header) return std::nullopt;
   std::string cfg_path = config_path.empty() ? config_beside(weights) : config_path;
-  if (cfg_path.empty()) return header;
+  if (cfg_path.empty()) {
+    if (family)
+      diags.error("config-missing", "a family file needs the model's config.json: none beside '" + weights +
+                                        "' (name one with --config)", {weights, 0, 0});
+    return family ? std::nullopt : std::move(header);
+  }
   auto cfg = read_model_config(cfg_path, diags);
   if (!cfg) return std::nullopt;
-  return apply_config(std::move(header), *cfg, diags);
+  return apply_config(std::move(header), *cfg, diags, family);
+}
+
+// A user's family file, parsed with locations for its errors.
+std::optional<Family> read_family(const std::string& path, Diagnostics& diags) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    diags.error("model-not-found", "no such family file '" + path + "'", {});
+    return std::nullopt;
+  }
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return Family::parse(text, path, diags);
 }
 
 }  // namespace
 
 void set_torchscript_loader(TorchScriptLoader loader) { torchscript_loader = loader; }
 
-std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags, const std::string& config_path) {
+std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags, const std::string& config_path,
+                                    const std::string& family_path) {
   SourceLoc loc{spec, 0, 0};
+  std::optional<Family> user_family;
+  if (!family_path.empty()) {
+    user_family = read_family(family_path, diags);
+    if (!user_family) return std::nullopt;
+  }
+  const Family* family = user_family ? &*user_family : nullptr;
   if (spec.rfind("builtin:", 0) == 0) {
     std::string name = spec.substr(8);
     if (auto inv = builtin_model(name)) return inv;
@@ -92,13 +117,13 @@ std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags,
                   "safetensors index or safetensors file", loc);
       return std::nullopt;
     }
-    if (!weights.empty()) return with_config(load_header(weights, diags), weights, cfg_path, diags);
+    if (!weights.empty()) return with_config(load_header(weights, diags), weights, cfg_path, family, diags);
     auto cfg = read_model_config(cfg_path, diags);
     if (!cfg) return std::nullopt;
-    return apply_config(std::nullopt, *cfg, diags);
+    return apply_config(std::nullopt, *cfg, diags, family);
   }
   if (is_index(spec) || ends_with(spec, ".safetensors"))
-    return with_config(load_header(spec, diags), spec, config_path, diags);
+    return with_config(load_header(spec, diags), spec, config_path, family, diags);
   if (ends_with(spec, ".json")) {
     // A config.json alone, or a manifest: the content tells.
     // Syntax errors are the manifest reader's to report (it knows the format); trailing text
@@ -115,7 +140,7 @@ std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags,
     if (looks_like_config(*j) || std::filesystem::path(spec).filename() == "config.json") {
       auto cfg = model_config_from_json(*j, spec, diags);
       if (!cfg) return std::nullopt;
-      return apply_config(std::nullopt, *cfg, diags);
+      return apply_config(std::nullopt, *cfg, diags, family);
     }
     return load_manifest(spec, diags);
   }

@@ -107,6 +107,8 @@ expect_contains "config alone" "140,620,634,112 parameters (140.6B)"
 expect_exit 1 "config of an unknown family alone" -- plan preset:lp_lora --model tests/data/real-checkpoints/molmo-7b-d-nf4/config.json
 expect_contains "config of an unknown family alone" "no model family for model_type 'molmo'" err
 expect_contains "config of an unknown family alone" "known model types: bert, bloom," err
+expect_exit 0 "a user's family file" -- plan preset:freeze_first_n --set n=2 --model tests/data/families/tiny_mlp_config.json --family tests/data/families/tiny_mlp.yaml
+expect_contains "a user's family file" "TinyMlp · 3 layers (blocks.0–2)"
 expect_exit 1 "merge-conflict index" -- inspect tests/data/bad-inputs/bloom-index-with-merge-conflict.json
 expect_contains "merge-conflict index" "has text after its JSON value, at 2:1 (character 60304): '======='" err
 expect_exit 0 "inspect tie (granite)" -- inspect tests/data/real-checkpoints/granite-3.1-1b-a400m

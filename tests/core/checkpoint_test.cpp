@@ -114,7 +114,7 @@ INSTANTIATE_TEST_SUITE_P(
                        {{"model.layers", 12}, {"model.qwen2_model.model.model.layers", 24}, {"model.sam_model.blocks", 12}},
                        "", "", 0, "", 0, 0, 0},
         CheckpointCase{"qwen3.5-moe-25b-a3b-reap", "Qwen3_5MoeForConditionalGeneration",
-                       {{"model.language_model.layers", 40}}, "", "", 0, "", 0, 0, 0}));
+                       {{"model.language_model.layers", 40}}, "", "", 0, "", 25091371648, 0, 0}));
 
 TEST(RealCheckpoint, MolmoIsQuantizedAndItsMetadataIsApart) {
   Diagnostics d;
@@ -426,6 +426,21 @@ TEST(Family, ShapesThatDisagreeWithTheConfigAreWarnedAbout) {
   EXPECT_EQ(d.items()[0].notes[0], "first: model.layers.0.self_attn.q_proj.weight");
   EXPECT_EQ(inv.params[*inv.find("model.layers.0.self_attn.q_proj.weight")].shape, (std::vector<int64_t>{4, 8}));
   std::filesystem::remove_all(dir);
+}
+
+TEST(FamilyFile, AUsersOwnFamilyPlansTheirModel) {
+  Diagnostics d;
+  auto inv = load_model(kData + "/families/tiny_mlp_config.json", d, "", kData + "/families/tiny_mlp.yaml");
+  ASSERT_TRUE(inv) << format_diagnostics(d);
+  EXPECT_EQ(inv->model_type, "TinyMlp");
+  EXPECT_EQ(inv->family, "tiny_mlp");
+  EXPECT_EQ(inv->total_numel(), 100 * 16 * 2 + 3 * (16 * 16 + 16 + 16));
+  discover_layers(*inv, DiscoveryPatterns::shipped(), d);
+  EXPECT_EQ(inv->num_layers(), 3);
+  // Without it the model type is unknown.
+  Diagnostics d2;
+  EXPECT_FALSE(load_model(kData + "/families/tiny_mlp_config.json", d2));
+  EXPECT_EQ(d2.items()[0].code, "unknown-family");
 }
 
 TEST(FamilyFile, ShippedFamiliesCoverTheListedModelTypes) {
