@@ -23,47 +23,6 @@ constexpr int kMaxSelectorDepth = 32;
 constexpr int kMaxYamlNesting = 64;
 constexpr int64_t kMaxTime = int64_t{1} << 40;  // epochs or steps; larger is a mistake
 
-// yaml-cpp parses recursively: a deeply nested file would overflow the stack before any check
-// of ours runs. This scan bounds flow nesting ([ {) and block nesting ("- - -", indentation).
-bool nesting_within_limit(const std::string& text, int limit) {
-  int flow = 0;
-  char quote = 0;
-  bool line_start = true;
-  int seq_run = 0;
-  for (size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (c == '\n') {
-      line_start = true;
-      seq_run = 0;
-      continue;
-    }
-    if (quote) {
-      if (c == quote) quote = 0;
-      continue;
-    }
-    if (line_start) {
-      if (c == ' ') continue;
-      if (c == '-' && i + 1 < text.size() && text[i + 1] == ' ') {
-        if (++seq_run > limit) return false;
-        ++i;
-        continue;
-      }
-      line_start = false;
-    }
-    if (c == '#') {  // comment to end of line
-      while (i + 1 < text.size() && text[i + 1] != '\n') ++i;
-      continue;
-    }
-    if (c == '\'' || c == '"') quote = c;
-    else if (c == '[' || c == '{') {
-      if (++flow > limit) return false;
-    } else if ((c == ']' || c == '}') && flow > 0) {
-      --flow;
-    }
-  }
-  return true;
-}
-
 const std::vector<std::string> kTopKeys = {"layerfreeze", "name", "description", "extends", "with",
                                            "params", "options", "discovery", "rules", "stages"};
 const std::vector<std::string> kSelectorKeys = {"role", "layers", "stack", "regex", "module_type",

@@ -128,4 +128,43 @@ std::optional<std::string> YamlReader::choice(const YAML::Node& n, const std::st
   return std::nullopt;
 }
 
+bool nesting_within_limit(const std::string& text, int limit) {
+  int flow = 0;
+  char quote = 0;
+  bool line_start = true;
+  int seq_run = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '\n') {
+      line_start = true;
+      seq_run = 0;
+      continue;
+    }
+    if (quote) {
+      if (c == quote) quote = 0;
+      continue;
+    }
+    if (line_start) {
+      if (c == ' ') continue;
+      if (c == '-' && i + 1 < text.size() && text[i + 1] == ' ') {
+        if (++seq_run > limit) return false;
+        ++i;
+        continue;
+      }
+      line_start = false;
+    }
+    if (c == '#') {  // comment to end of line
+      while (i + 1 < text.size() && text[i + 1] != '\n') ++i;
+      continue;
+    }
+    if (c == '\'' || c == '"') quote = c;
+    else if (c == '[' || c == '{') {
+      if (++flow > limit) return false;
+    } else if ((c == ']' || c == '}') && flow > 0) {
+      --flow;
+    }
+  }
+  return true;
+}
+
 }  // namespace layerfreeze

@@ -52,6 +52,9 @@ class YamlReader {
 
 /// A plain YAML scalar typed by the core schema: null, bool, int, float, else string.
 Value typed_scalar(const std::string& text, bool quoted);
+/// yaml-cpp parses recursively: a deeply nested text would overflow the stack before any check
+/// of ours runs. This scan bounds flow nesting (`[`, `{`) and runs of block sequences (`- - -`).
+bool nesting_within_limit(const std::string& text, int limit);
 /// Describes a node for messages: "a map", "a list", "the string 'x'", "the number 3".
 std::string describe(const YAML::Node& n);
 

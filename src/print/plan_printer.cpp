@@ -180,6 +180,8 @@ std::string plan_json(const PlanSummary& sum) {
   opt_int("numel", shapes ? std::optional<int64_t>(inv.total_numel()) : std::nullopt);
   j.field("parameters", inv.params.size()).field("shapes_known", shapes);
   if (!inv.quantization.empty()) j.field("quantization", inv.quantization);
+  if (!inv.config.empty()) j.field("config", inv.config);
+  if (!inv.family.empty()) j.field("family", inv.family);
   j.field("non_parameters", inv.non_params.size());
   j.key("stacks").begin_array();
   for (const auto& st : inv.stacks)

@@ -14,7 +14,9 @@ namespace {
 constexpr int64_t kMaxRepeat = 100000;
 constexpr int64_t kMaxDim = int64_t{1} << 40;
 constexpr int64_t kMaxNumel = int64_t{1} << 52;
-constexpr size_t kMaxTensors = 4000000;
+constexpr size_t kMaxTensors = 1000000;  // ten times the largest inventories known (~100k)
+constexpr int kMaxNesting = 64;
+constexpr size_t kMaxDeclarations = 100000;  // tensors and groups a family file declares
 
 }  // namespace
 
@@ -161,6 +163,13 @@ class FamilyParser {
       return out;
     }
     for (const auto& n : list) {
+      // YAML aliases can repeat a list inside itself many times over (a "billion laughs").
+      if (++declarations_ > kMaxDeclarations) {
+        if (declarations_ == kMaxDeclarations + 1)
+          r_.error("too-large", "the family file declares more than " + std::to_string(kMaxDeclarations) +
+                                    " tensors and groups (YAML aliases?)", n);
+        return out;
+      }
       Item it;
       if (n.IsSequence()) {
         it.tensor = tensor_list(n);
@@ -258,6 +267,7 @@ class FamilyParser {
   YamlReader r_;
   Diagnostics& diags_;
   std::vector<std::string> known_;
+  size_t declarations_ = 0;
 
  public:
   std::set<std::string> loop_vars_;
@@ -543,6 +553,10 @@ std::optional<FamilyModel> Family::expand(const ModelConfig& config, Diagnostics
 }
 
 std::optional<Family> Family::parse(const std::string& text, const std::string& file, Diagnostics& diags) {
+  if (!nesting_within_limit(text, kMaxNesting)) {
+    diags.error("too-deep", "the family file nests more than " + std::to_string(kMaxNesting) + " levels deep", {file, 0, 0});
+    return std::nullopt;
+  }
   YAML::Node root;
   try {
     root = YAML::Load(text);
