@@ -146,6 +146,27 @@ TEST(RealCheckpoint, ManifestKeepsNonParametersAndQuantization) {
   EXPECT_EQ(back->fingerprint(), inv.fingerprint());
 }
 
+TEST(RealCheckpoint, ALayerCountTheConfigStatesAndDiscoveryDoesNotFindIsWarned) {
+  const auto dir = fresh_dir("lfz-layers");
+  std::filesystem::copy_file(kData + "/real-checkpoints/molmo-7b-d-nf4/model.safetensors.index.json",
+                             dir / "model.safetensors.index.json");
+  std::ifstream in(kData + "/real-checkpoints/molmo-7b-d-nf4/config.json");
+  auto cfg = nlohmann::json::parse(in);
+  cfg["num_hidden_layers"] = 30;
+  std::ofstream(dir / "config.json") << cfg.dump();
+  Diagnostics d;
+  Inventory inv = load_ok(dir.string(), d);
+  const Diagnostic* w = nullptr;
+  for (const auto& x : d.items())
+    if (x.code == "config-layers-mismatch") w = &x;
+  ASSERT_TRUE(w) << format_diagnostics(d);
+  EXPECT_NE(w->message.find("says num_hidden_layers = 30, but discovery found stacks of "
+                            "model.vision_backbone.image_vit.transformer.resblocks (23), model.transformer.blocks (28)"),
+            std::string::npos)
+      << w->message;
+  std::filesystem::remove_all(dir);
+}
+
 TEST(RealCheckpoint, MiniCpmConfigCoversOnlyTheLanguageModel) {
   Diagnostics d;
   Inventory inv = load_ok(kData + "/real-checkpoints/minicpm-v-2_6", d);
