@@ -108,6 +108,24 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
     ties = fam->ties;
   } else {
     inv = std::move(*header);
+    if (fam && !fam->ignored.empty()) {
+      // Tensors the model class does not load: apart, as non-parameters.
+      auto ignored = [&](const std::string& name) -> const std::string* {
+        for (const auto& [prefix, kind] : fam->ignored)
+          if (name.rfind(prefix, 0) == 0 ||
+              (!fam->base_prefix.empty() && prefix.rfind(fam->base_prefix, 0) == 0 &&
+               name.rfind(prefix.substr(fam->base_prefix.size()), 0) == 0))
+            return &kind;
+        return nullptr;
+      };
+      inv.remove_if([&](const Param& p) {
+        const std::string* kind = ignored(p.name);
+        if (kind) inv.non_params.push_back({p.name, *kind, p.dtype, p.shape, p.shape_known});
+        return kind != nullptr;
+      });
+      for (auto& np : inv.non_params)
+        if (const std::string* kind = ignored(np.name)) np.kind = *kind;  // scales of an ignored layer too
+    }
     if (fam) {
       // Which naming the checkpoint uses: the family's, or the base model's without its prefix.
       NameMap map;

@@ -51,6 +51,13 @@ struct TieDecl {
   Expr alias, canonical, cond;
 };
 
+// Checkpoint tensors under a prefix that the model class does not load (DeepSeek-V3's
+// multi-token-prediction layer): not parameters of the model.
+struct IgnoreDecl {
+  Expr prefix, cond;
+  std::string kind;
+};
+
 struct ConfigKey {
   std::string key;
   Value fallback;   // null: required
@@ -69,6 +76,7 @@ struct FamilyImpl {
   std::vector<ConfigKey> keys;
   std::vector<Item> items;
   std::vector<TieDecl> ties;
+  std::vector<IgnoreDecl> ignores;
   std::set<std::string> loop_vars;  // the names `as:` binds
 };
 
@@ -84,7 +92,8 @@ class FamilyParser {
     FamilyImpl f;
     f.file = r_.file();
     auto entries = r_.entries(root, "a family file",
-                              {"family", "model_types", "architectures", "base_prefix", "config", "tensors", "ties"});
+                              {"family", "model_types", "architectures", "base_prefix", "config", "tensors", "ties",
+                               "ignore"});
     for (auto& e : entries) {
       if (e.key == "family") {
         if (auto s = r_.string(e.value, "family")) f.name = *s;
@@ -132,6 +141,7 @@ class FamilyParser {
     for (auto& e : entries) {
       if (e.key == "tensors") f.items = items(e.value);
       if (e.key == "ties") ties(e.value, f);
+      if (e.key == "ignore") ignores(e.value, f);
     }
     if (f.name.empty()) r_.error("family-format", "a family file needs `family: NAME`", root);
     if (f.model_types.empty() && f.architectures.empty())
@@ -264,6 +274,23 @@ class FamilyParser {
     }
   }
 
+  void ignores(const YAML::Node& list, FamilyImpl& f) {
+    if (!list.IsSequence()) {
+      r_.error("family-format", "`ignore` must be a list, not " + describe(list), list);
+      return;
+    }
+    for (const auto& n : list) {
+      IgnoreDecl g;
+      for (auto& e : r_.entries(n, "an ignore entry", {"prefix", "if", "kind"})) {
+        if (e.key == "prefix") g.prefix = expr(e.value, "a prefix", false);
+        if (e.key == "if") g.cond = expr(e.value, "a condition", true);
+        if (e.key == "kind") g.kind = r_.string(e.value, "kind").value_or("");
+      }
+      if (g.prefix.empty() || g.kind.empty()) r_.error("family-format", "an ignore entry needs `prefix` and `kind`", n);
+      f.ignores.push_back(std::move(g));
+    }
+  }
+
   YamlReader r_;
   Diagnostics& diags_;
   std::vector<std::string> known_;
@@ -304,6 +331,15 @@ class Expander {
                                             c_.path + "')", {f_.file, 0, 0});
           return std::nullopt;
         }
+    }
+    for (const auto& g : f_.ignores) {
+      if (!g.cond.empty() && !truth(g.cond)) {
+        if (failed_) return std::nullopt;
+        continue;
+      }
+      auto prefix = text(g.prefix);
+      if (!prefix) return std::nullopt;
+      m.ignored.push_back({*prefix, g.kind});
     }
     for (const auto& t : f_.ties) {
       if (!t.cond.empty() && !truth(t.cond)) {

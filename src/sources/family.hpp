@@ -29,6 +29,9 @@ struct FamilyModel {
   std::vector<Tie> ties;        // the ties that hold for this config
   std::string family;           // "llama"
   std::string base_prefix;      // "transformer." when checkpoints may store the base model bare
+  /// Checkpoint tensors under these prefixes are not the model's (prefix, kind): DeepSeek-V3's
+  /// multi-token-prediction layer, which transformers does not load.
+  std::vector<std::pair<std::string, std::string>> ignored;
 };
 
 struct FamilyImpl;

@@ -6,12 +6,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
 #include "core/layer_discovery.hpp"
 #include "layerfreeze/model_source.hpp"
 #include "print/inventory_printer.hpp"
+#include "core/embedded_rules.hpp"
 #include "sources/family.hpp"
 #include "sources/json_file.hpp"
 #include "sources/model_config.hpp"
@@ -242,7 +244,9 @@ INSTANTIATE_TEST_SUITE_P(
                       CountCase{"qwen3-0.6b", 596049920, "llama"}, CountCase{"qwen3-30b-a3b", 30532122624, "qwen_moe"},
                       CountCase{"qwen1.5-moe-a2.7b", 14315784192, "qwen_moe"},
                       CountCase{"deepseek-v2-lite", 15706484224, "deepseek"},
-                      CountCase{"gemma-3-1b", 999885952, "gemma"}));
+                      CountCase{"gemma-3-1b", 999885952, "gemma"},
+                      CountCase{"gpt-oss-20b", 20914757184, "gpt_oss"},
+                      CountCase{"qwen2.5-vl-7b", 8292166656, "qwen2_5_vl"}));
 
 // The real checkpoints' configs alone give the count their index gives (with the config beside
 // it), for every checkpoint whose model type a family covers.
@@ -485,6 +489,89 @@ TEST(FamilyFile, HostileFilesAreBounded) {
   EXPECT_FALSE(Family::parse(bomb, "f.yaml", d2));
   EXPECT_NE(format_diagnostics(d2).find("declares more than 100000 tensors and groups"), std::string::npos)
       << format_diagnostics(d2);
+}
+
+// gpt-oss as published: MXFP4 experts stored as `_blocks` (the weights) and `_scales` (metadata).
+// An index without shards, with its config, plans with the logical parameters' exact count.
+TEST(NonParameters, Mxfp4BlocksAreTheWeightsAndScalesAreMetadata) {
+  const auto dir = fresh_dir("lfz-mxfp4");
+  nlohmann::json cfg = nlohmann::json::parse(std::ifstream(kData + "/configs/gpt-oss-20b.json"));
+  cfg["num_hidden_layers"] = 2;
+  std::ofstream(dir / "config.json") << cfg.dump();
+  nlohmann::json wm = nlohmann::json::object();
+  for (const char* n : {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"}) wm[n] = "a.safetensors";
+  for (int i = 0; i < 2; ++i) {
+    const std::string l = "model.layers." + std::to_string(i) + ".";
+    for (const char* n : {"input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.q_proj.weight",
+                          "self_attn.q_proj.bias", "self_attn.k_proj.weight", "self_attn.k_proj.bias",
+                          "self_attn.v_proj.weight", "self_attn.v_proj.bias", "self_attn.o_proj.weight",
+                          "self_attn.o_proj.bias", "self_attn.sinks", "mlp.router.weight", "mlp.router.bias",
+                          "mlp.experts.gate_up_proj_blocks", "mlp.experts.gate_up_proj_scales",
+                          "mlp.experts.gate_up_proj_bias", "mlp.experts.down_proj_blocks",
+                          "mlp.experts.down_proj_scales", "mlp.experts.down_proj_bias"})
+      wm[l + n] = "a.safetensors";
+  }
+  std::ofstream(dir / "model.safetensors.index.json") << nlohmann::json{{"weight_map", wm}}.dump();
+  Diagnostics d;
+  Inventory inv = load_ok(dir.string(), d);
+  for (const auto& w : d.items()) EXPECT_NE(w.code, "config-names-differ") << w.message;
+  EXPECT_EQ(inv.quantization, "mxfp4");
+  EXPECT_EQ(inv.non_params.size(), 4u);
+  EXPECT_EQ(inv.non_params[0].kind, "quantization metadata (MXFP4)");
+  ASSERT_TRUE(inv.contains("model.layers.1.mlp.experts.gate_up_proj"));
+  EXPECT_EQ(inv.params[*inv.find("model.layers.1.mlp.experts.gate_up_proj")].shape,
+            (std::vector<int64_t>{32, 2880, 2 * 2880}));
+  Diagnostics d2;
+  auto alone = load_model((dir / "config.json").string(), d2);
+  ASSERT_TRUE(alone && inv.shapes_known());
+  EXPECT_EQ(inv.total_numel(), alone->total_numel());
+  std::filesystem::remove_all(dir);
+}
+
+// DeepSeek-V3 as published: fp8 weights with `weight_scale_inv` block scales, and a
+// multi-token-prediction layer (model.layers.61) that DeepseekV3ForCausalLM does not load.
+TEST(NonParameters, DeepSeekV3ScalesAndTheMtpLayerAreNotParameters) {
+  const auto dir = fresh_dir("lfz-dsv3");
+  std::ofstream(dir / "config.json") << embedded_rule_file("models/deepseek-v3.json");
+  Diagnostics d;
+  auto model = load_model("builtin:deepseek-v3", d);
+  ASSERT_TRUE(model);
+  nlohmann::json wm = nlohmann::json::object();
+  size_t scales = 0;
+  for (const auto& p : model->params) {
+    wm[p.name] = "a.safetensors";
+    if (p.shape.size() == 2 && p.module_type == "Linear" && p.name.rfind("model.layers.", 0) == 0) {
+      wm[p.name + "_scale_inv"] = "a.safetensors";
+      ++scales;
+    }
+    if (p.name.rfind("model.layers.60.", 0) == 0) wm["model.layers.61." + p.name.substr(16)] = "a.safetensors";
+  }
+  for (const char* n : {"enorm.weight", "hnorm.weight", "eh_proj.weight", "shared_head.norm.weight",
+                        "shared_head.head.weight", "embed_tokens.weight"})
+    wm[std::string("model.layers.61.") + n] = "a.safetensors";
+  std::ofstream(dir / "model.safetensors.index.json") << nlohmann::json{{"weight_map", wm}}.dump();
+  Diagnostics d2;
+  Inventory inv = load_ok(dir.string(), d2);
+  for (const auto& w : d2.items()) EXPECT_NE(w.code, "config-names-differ") << w.message;
+  for (const auto& w : d2.items()) EXPECT_NE(w.code, "config-layers-mismatch") << w.message;
+  EXPECT_EQ(inv.num_layers(), 61);
+  EXPECT_EQ(inv.total_numel(), 671026419200);
+  EXPECT_EQ(inv.quantization, "fp8");
+  size_t mtp = 0, fp8 = 0;
+  for (const auto& np : inv.non_params) {
+    if (np.kind == "multi-token prediction layer (not loaded by transformers)") ++mtp;
+    if (np.kind == "quantization metadata (fp8 scales)") ++fp8;
+  }
+  const size_t layer60 = std::count_if(model->params.begin(), model->params.end(),
+                                       [](const Param& p) { return p.name.rfind("model.layers.60.", 0) == 0; });
+  const size_t scales60 = std::count_if(model->params.begin(), model->params.end(), [](const Param& p) {
+    return p.name.rfind("model.layers.60.", 0) == 0 && p.shape.size() == 2 && p.module_type == "Linear";
+  });
+  EXPECT_EQ(mtp, layer60 + 6);            // the MTP layer's own tensors (its scales were not written)
+  EXPECT_EQ(fp8, scales);                 // every scale of layers 0-60
+  EXPECT_EQ(fp8 + mtp, inv.non_params.size());
+  EXPECT_GT(scales60, 0u);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(FamilyFile, ShippedFamiliesCoverTheListedModelTypes) {
