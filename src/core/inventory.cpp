@@ -108,7 +108,13 @@ size_t Inventory::num_names() const {
 }
 
 bool natural_less(const std::string& a, const std::string& b) {
-  size_t i = 0, j = 0;
+  // Names share long prefixes (`model.layers.12.mlp.experts.`): skip the common prefix, backed
+  // up to the start of a digit run it ends in, since a number compares as a whole.
+  const size_t n = std::min(a.size(), b.size());
+  size_t k = 0;
+  while (k < n && a[k] == b[k]) ++k;
+  while (k > 0 && std::isdigit(static_cast<unsigned char>(a[k - 1]))) --k;
+  size_t i = k, j = k;
   while (i < a.size() && j < b.size()) {
     bool da = std::isdigit(static_cast<unsigned char>(a[i]));
     bool db = std::isdigit(static_cast<unsigned char>(b[j]));
@@ -136,8 +142,15 @@ bool natural_less(const std::string& a, const std::string& b) {
 }
 
 void Inventory::sort_natural() {
-  std::stable_sort(params.begin(), params.end(),
-                   [](const Param& x, const Param& y) { return natural_less(x.name, y.name); });
+  // Sort positions, then move each parameter once (a Param is large to move around).
+  std::vector<uint32_t> order(params.size());
+  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](uint32_t x, uint32_t y) { return natural_less(params[x].name, params[y].name); });
+  std::vector<Param> sorted;
+  sorted.reserve(params.size());
+  for (uint32_t i : order) sorted.push_back(std::move(params[i]));
+  params = std::move(sorted);
   registration_order = false;
   reindex();
 }

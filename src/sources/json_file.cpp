@@ -103,8 +103,10 @@ std::optional<nlohmann::json> read_json_file(const std::string& path, const std:
     return std::nullopt;
   }
   std::ifstream in(path, std::ios::binary);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (!in && !in.eof()) {
+  std::string text(size, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(size));
+  text.resize(static_cast<size_t>(std::max<std::streamsize>(in.gcount(), 0)));
+  if (in.bad()) {
     diags.error("model-unreadable", "cannot read '" + path + "'", loc);
     return std::nullopt;
   }

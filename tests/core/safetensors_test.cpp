@@ -2,6 +2,7 @@
 // indexes with and without shards, JSON manifests, and the real checkpoint indexes in tests/data/real-checkpoints.
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "core/layer_discovery.hpp"
 #include "print/inventory_printer.hpp"
@@ -100,6 +101,49 @@ TEST(Safetensors, HostileHeadersAreErrors) {
   write_raw(t.file("short.safetensors"), "", 0, 0);
   std::ofstream(t.file("tiny.safetensors")) << "abc";
   EXPECT_EQ(load_error(t.file("tiny.safetensors")), "file too short for a safetensors header (3 bytes)");
+}
+
+// natural_less skips the common prefix of two names; it must order exactly as comparing digit
+// runs as numbers from the first character does (the reference below), on names built to share
+// prefixes, digits at the boundary and leading zeros.
+bool reference_natural_less(const std::string& a, const std::string& b) {
+  size_t i = 0, j = 0;
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  while (i < a.size() && j < b.size()) {
+    if (digit(a[i]) && digit(b[j])) {
+      size_t ie = i, je = j;
+      while (ie < a.size() && digit(a[ie])) ++ie;
+      while (je < b.size() && digit(b[je])) ++je;
+      size_t is = i, js = j;
+      while (is + 1 < ie && a[is] == '0') ++is;
+      while (js + 1 < je && b[js] == '0') ++js;
+      if (ie - is != je - js) return ie - is < je - js;
+      int c = a.compare(is, ie - is, b, js, je - js);
+      if (c != 0) return c < 0;
+      if (ie - i != je - j) return ie - i < je - j;
+      i = ie;
+      j = je;
+    } else {
+      if (a[i] != b[j]) return static_cast<unsigned char>(a[i]) < static_cast<unsigned char>(b[j]);
+      ++i;
+      ++j;
+    }
+  }
+  return a.size() - i < b.size() - j;
+}
+
+TEST(Inventory, NaturalOrderMatchesTheReferenceOnRandomNames) {
+  std::mt19937 rng(7);
+  const std::string alphabet = "ab.0019";
+  std::vector<std::string> names;
+  for (int n = 0; n < 600; ++n) {
+    std::string s = n % 3 ? "model.layers." : "";
+    int len = 1 + static_cast<int>(rng() % 8);
+    for (int k = 0; k < len; ++k) s += alphabet[rng() % alphabet.size()];
+    names.push_back(s);
+  }
+  for (const auto& a : names)
+    for (const auto& b : names) ASSERT_EQ(natural_less(a, b), reference_natural_less(a, b)) << a << " vs " << b;
 }
 
 TEST(Safetensors, ShardedIndexWithAndWithoutShards) {
