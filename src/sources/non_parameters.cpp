@@ -43,15 +43,11 @@ void separate_non_parameters(Inventory& inv) {
     for (const auto& r : rules()) out.push_back(std::make_unique<RE2>(r.pattern));
     return out;
   }();
-  // A cheap filter first: most names end in .weight or .bias and match nothing here.
+  // A cheap filter first: most names end in `.weight` and match nothing here.
   auto candidate = [](const std::string& n) {
-    auto dot = n.rfind('.');
-    std::string leaf = dot == std::string::npos ? n : n.substr(dot + 1);
-    if (leaf == "weight") return false;
-    return true;
+    static const std::string w = ".weight";
+    return !(n.size() >= w.size() && n.compare(n.size() - w.size(), w.size(), w) == 0);
   };
-  std::set<std::string> names;
-  for (const auto& p : inv.params) names.insert(p.name);
   std::set<std::string> bnb_weights;
   std::string found_method;
   std::vector<bool> drop(inv.params.size(), false);
@@ -62,7 +58,7 @@ void separate_non_parameters(Inventory& inv) {
       const Rule& r = rules()[k];
       std::string owner;
       if (!RE2::FullMatch(p.name, *compiled[k], &owner)) continue;
-      if (r.needs && !names.count(owner + r.needs)) continue;
+      if (r.needs && !inv.contains(owner + r.needs)) continue;
       if (std::string(r.kind).find("attention mask") != std::string::npos && p.shape.size() != 4 && p.shape_known &&
           !p.shape.empty())
         continue;  // a real bias vector, not GPT-2's causal mask buffer
