@@ -93,6 +93,17 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
                  "give the checkpoint's safetensors file or index (with the config beside it) instead"});
     return std::nullopt;
   }
+  if (family && !given && !cfg.architecture.empty() && !family->architectures().empty() &&
+      !family->covers("", cfg.architecture)) {
+    std::string listed;
+    for (const auto& a : family->architectures()) listed += (listed.empty() ? "" : ", ") + a;
+    diags.warning("config-architecture-unlisted",
+                  "config '" + cfg.path + "': family " + family->name() + " describes " + listed + "; " +
+                      cfg.architecture + " is not among them, so its head or other tensors may differ",
+                  {cfg.path, 0, 0},
+                  {header ? "the checkpoint's names are used; a difference is reported below"
+                          : "plan on the checkpoint's index or safetensors file to see its real tensors"});
+  }
   std::optional<FamilyModel> fam;
   if (family) {
     fam = family->expand(cfg, diags);

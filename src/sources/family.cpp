@@ -578,6 +578,8 @@ std::vector<std::string> Family::model_types() const {
   return out;
 }
 
+const std::vector<std::string>& Family::architectures() const { return impl_->architectures; }
+
 bool Family::covers(const std::string& model_type, const std::string& architecture) const {
   if (!model_type.empty()) return impl_->model_types.count(model_type) > 0;
   return std::find(impl_->architectures.begin(), impl_->architectures.end(), architecture) !=

@@ -48,6 +48,8 @@ class Family {
   /// The model types this family covers ("llama", "mistral", ...).
   std::vector<std::string> model_types() const;
   bool covers(const std::string& model_type, const std::string& architecture) const;
+  /// The model classes the family's tensor list describes (`LlamaForCausalLM`, ...).
+  const std::vector<std::string>& architectures() const;
   /// The tensors `config` implies. Missing or absurd config values (zero layers, negative or
   /// overflowing sizes) are errors that name the key, the family file and the config.
   std::optional<FamilyModel> expand(const ModelConfig& config, Diagnostics& diags) const;

@@ -287,6 +287,19 @@ TEST(Family, DeepSeekDenseFirstLayersSharedExpertsAndMla) {
   EXPECT_FALSE(lite->contains("model.layers.0.self_attn.q_a_proj.weight"));
 }
 
+TEST(Family, AnArchitectureTheFamilyDoesNotDescribeIsWarned) {
+  const auto dir = fresh_dir("lfz-arch");
+  std::ofstream(dir / "config.json") << R"({"model_type": "llama", "architectures": ["LlamaForSequenceClassification"],
+      "vocab_size": 100, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2})";
+  Diagnostics d;
+  auto inv = load_model((dir / "config.json").string(), d);
+  ASSERT_TRUE(inv);
+  ASSERT_EQ(d.items().size(), 1u) << format_diagnostics(d);
+  EXPECT_EQ(d.items()[0].code, "config-architecture-unlisted");
+  EXPECT_NE(d.items()[0].message.find("LlamaForSequenceClassification is not among them"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Family, TiesFollowTheConfigOrTheClassDefault) {
   Diagnostics d;
   auto qwen = load_model(kData + "/configs/qwen3-0.6b.json", d);  // tie_word_embeddings: true
