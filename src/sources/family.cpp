@@ -389,8 +389,10 @@ class Expander {
         }
       }
       if (!k.expr.empty()) {
-        auto v = k.expr.eval(scope_, diags_);
+        Diagnostics local;
+        auto v = k.expr.eval(scope_, local);
         if (!v) {
+          for (const auto& d : local.items()) fail(d.loc, "the default of '" + k.key + "': " + d.message);
           ok = false;
           continue;
         }
@@ -414,8 +416,13 @@ class Expander {
     if (const Value* lit = e.literal_value()) return lit;
     auto it = cache_.find(&e);
     if (it != cache_.end() && it->second) return &*it->second;
-    auto v = e.eval(scope_, diags_);
-    if (!v) return nullptr;
+    Diagnostics local;
+    auto v = e.eval(scope_, local);
+    if (!v) {  // a division by zero, an overflow, a type the config got wrong: the config's doing
+      for (const auto& d : local.items()) fail(d.loc, d.message);
+      failed_ = true;
+      return nullptr;
+    }
     if (it == cache_.end()) {
       bool invariant = true;
       for (const auto& n : e.names()) invariant = invariant && !f_.loop_vars.count(n);

@@ -358,6 +358,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{R"({"model_type": "mamba", "architectures": ["MambaForCausalLM"]})", "unknown-family",
                   "no model family for model_type 'mamba' (MambaForCausalLM)"},
         BadConfig{R"({"model_type": 7})", "config-value", "'model_type' must be a string"},
+        BadConfig{std::string("{") + R"("model_type": "llama", "vocab_size": 32000, "hidden_size": 4096,
+                     "intermediate_size": 11008, "num_attention_heads": 0, "num_hidden_layers": 2})",
+                  "config-value", "the default of 'head_dim': in '${hidden_size // num_attention_heads}': division by zero"},
         // Counted before a single name is built: rejected in milliseconds.
         BadConfig{R"({"model_type": "mixtral", "vocab_size": 32000, "hidden_size": 64, "intermediate_size": 64,
                      "num_attention_heads": 4, "num_hidden_layers": 100000, "num_local_experts": 100000})",
