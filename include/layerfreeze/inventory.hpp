@@ -11,9 +11,12 @@
 
 namespace layerfreeze {
 
-/// Every parameter has exactly one role (DESIGN.md §3).
-enum class Role : uint8_t { kEmbeddings, kLayer, kHead, kOther };
-const char* role_name(Role r);                    // "embeddings", "layer", "head", "other"
+/// Every parameter has exactly one role (DESIGN.md §3). `embeddings`, `layer`, `head` and `other`
+/// are the trunk's; a multimodal model's towers (vision or audio encoders) and the connectors
+/// that feed them into the trunk have roles of their own.
+enum class Role : uint8_t { kEmbeddings, kLayer, kHead, kOther, kTower, kConnector };
+constexpr int kNumRoles = 6;
+const char* role_name(Role r);  // "embeddings", "layer", "head", "other", "tower", "connector"
 std::optional<Role> parse_role(const std::string& s);
 
 /// Bytes per element of a dtype name ("float32", "bfloat16", ...); 0 when unknown.
@@ -31,7 +34,10 @@ struct Param {
 
   // Filled by layer discovery.
   Role role = Role::kOther;
-  int32_t layer = -1;                 // global layer index when role == kLayer
+  int32_t layer = -1;                 // layer index: a trunk layer (role kLayer) is < num_layers();
+                                      // a tower's layer (role kTower) is >= num_layers()
+  int32_t part = -1;                  // role kTower: index in Inventory::towers;
+                                      // role kConnector: index in Inventory::connectors
   int32_t anchor_layer = -1;          // for `other`: the layer it belongs with (the one before it)
   std::vector<Role> alias_roles;      // role of each alias name (a tied tensor may have two)
 
@@ -51,6 +57,23 @@ struct NonParameter {
   bool shape_known = false;
 };
 
+/// A tower: a stack (or several) that encodes another modality and feeds the trunk through a
+/// connector (DESIGN.md §3 "Trunk, towers, connectors"). Every parameter under `root` is its.
+struct Tower {
+  std::string root;       // "visual", "model.vision_backbone", "model.sam_model"
+  std::string modality;   // "vision", "audio"
+  std::string found_by;   // "name pattern '…'", "config: language_config.num_hidden_layers = 12"
+  std::vector<int32_t> stacks;  // indices into Inventory::stacks, input first
+  int32_t num_layers = 0;
+};
+
+/// A connector: the module that carries a tower's output into the trunk (`visual.merger`,
+/// `multi_modal_projector`, `resampler`).
+struct Connector {
+  std::string root;
+  std::string pattern;    // the discovery pattern that matched
+};
+
 /// One indexed container of repeated blocks (`transformer.h`, `encoder.block`).
 struct Stack {
   std::string container;   // "encoder.block"; for glued indices "layer" (layer1..layer4)
@@ -58,9 +81,12 @@ struct Stack {
   std::string pattern;     // the discovery pattern that matched
   int32_t first_layer = 0;
   int32_t num_layers = 0;
+  int32_t tower = -1;      // index into Inventory::towers; -1 for a trunk stack
 };
 
-/// One repeated block, numbered input to output across stacks.
+/// One repeated block. Trunk layers are numbered 0..num_layers()-1, input to output across the
+/// trunk's stacks; a tower's layers follow them (numbers a user never types: selectors reach
+/// them through `{stack: vision}`, counting inside the stack).
 struct Layer {
   std::string name;              // "transformer.h.3"
   int32_t stack = 0;
@@ -76,8 +102,11 @@ class Inventory {
   std::string model_type;    // "GPT2LMHeadModel" when the source says
   bool registration_order = true;  // false for header-only sources (natural name order)
   std::vector<Param> params;
-  std::vector<Stack> stacks;
-  std::vector<Layer> layers;
+  std::vector<Stack> stacks;       // in data-flow order: towers' stacks first, then the trunk's
+  std::vector<Layer> layers;       // trunk layers first (0..num_layers()-1), then towers' layers
+  std::vector<Tower> towers;       // in data-flow order
+  std::vector<Connector> connectors;
+  int32_t trunk_layers = 0;        // set by discovery
   std::vector<std::string> notes;  // what discovery wants a reader to know
   std::vector<std::string> source_notes;  // what the model source wants a reader to know
 
@@ -89,6 +118,8 @@ class Inventory {
   int64_t stored_bytes = 0;              // an index's metadata.total_size; 0 when unknown
   /// Layer counts the config states, per stack ("num_hidden_layers", 80); discovery checks them.
   std::vector<std::pair<std::string, int64_t>> config_layers;
+  /// Modalities the config describes besides text ("vision" for a `vision_config`), in its order.
+  std::vector<std::string> config_modalities;
 
   /// Adds a parameter; returns its index. Duplicate names are the caller's error.
   uint32_t add(Param p);
@@ -112,6 +143,14 @@ class Inventory {
     params = std::move(kept);
     reindex();
   }
+  /// Reorders the parameters: the new i-th is the old `order[i]` (a permutation).
+  void permute(const std::vector<uint32_t>& order) {
+    std::vector<Param> moved;
+    moved.reserve(params.size());
+    for (uint32_t i : order) moved.push_back(std::move(params[i]));
+    params = std::move(moved);
+    reindex();
+  }
   /// Index of a parameter by canonical name or alias.
   std::optional<uint32_t> find(const std::string& name) const;
   bool contains(const std::string& name) const { return find(name).has_value(); }
@@ -121,7 +160,9 @@ class Inventory {
   int64_t total_bytes() const;
   size_t num_names() const;  // canonical names + aliases
   size_t indexed_names() const { return index_.size(); }  // less than num_names() after a repeated name
-  int32_t num_layers() const { return static_cast<int32_t>(layers.size()); }
+  /// Trunk layers: what layer indices, ratios and presets count (a tower's layers are not).
+  int32_t num_layers() const { return trunk_layers; }
+  bool multimodal() const { return !towers.empty(); }
   /// Sorts parameters by natural name order (`layers.2` before `layers.10`).
   void sort_natural();
   /// A stable hash of names, shapes and dtypes, hex.

@@ -4,6 +4,8 @@
 #include <re2/set.h>
 
 #include <algorithm>
+#include <cctype>
+#include <limits>
 #include <atomic>
 #include <cmath>
 #include <map>
@@ -24,7 +26,7 @@ class Resolver {
  public:
   Resolver(const Inventory& inv, const Scope& scope, Diagnostics& diags)
       : inv_(inv), scope_(scope), diags_(diags), n_(inv.params.size()) {
-    for (int r = 0; r < 4; ++r) roles_[r] = Bitset(n_);
+    for (int r = 0; r < kNumRoles; ++r) roles_[r] = Bitset(n_);
     for (size_t i = 0; i < n_; ++i) {
       const Param& p = inv.params[i];
       roles_[static_cast<int>(p.role)].set(i);
@@ -249,35 +251,67 @@ class Resolver {
     std::string what;
   };
 
+  // Without a stack: the trunk's layers. A stack is named by its container, a component of it,
+  // or (a multimodal model's tower) the tower's modality or a component of its root: then every
+  // layer of the towers it names.
   std::optional<Range> stack_range(const Expr& stack_expr) {
     Range r{0, inv_.num_layers(), "the model"};
     if (stack_expr.empty()) return r;
     auto names = eval_strings(stack_expr);
     if (names.size() != 1) return std::nullopt;
     const std::string& want = names[0];
-    std::vector<std::string> known;
-    for (const auto& st : inv_.stacks) {
-      known.push_back(st.container);
-      for (size_t b = 0, e; b < st.container.size(); b = e + 1) {
-        e = st.container.find('.', b);
-        if (e == std::string::npos) e = st.container.size();
-        known.push_back(st.container.substr(b, e - b));
-      }
-      bool hit = st.container == want;
-      size_t start = 0;
-      while (!hit && start <= st.container.size()) {
-        size_t dot = st.container.find('.', start);
-        if (dot == std::string::npos) dot = st.container.size();
-        hit = st.container.compare(start, dot - start, want) == 0 && dot - start == want.size();
+    auto has_component = [&](const std::string& path) {
+      for (size_t start = 0; start <= path.size();) {
+        size_t dot = path.find('.', start);
+        if (dot == std::string::npos) dot = path.size();
+        if (path.compare(start, dot - start, want) == 0 && dot - start == want.size()) return true;
         start = dot + 1;
       }
-      if (hit) return Range{st.first_layer, st.first_layer + st.num_layers, "stack '" + st.container + "'"};
+      return false;
+    };
+    std::vector<std::string> known;
+    auto add_known = [&](const std::string& path) {
+      known.push_back(path);
+      for (size_t b = 0, e; b < path.size(); b = e + 1) {
+        e = path.find('.', b);
+        if (e == std::string::npos) e = path.size();
+        known.push_back(path.substr(b, e - b));
+      }
+    };
+    auto stack_hit = [&](const Stack& st) {
+      return Range{st.first_layer, st.first_layer + st.num_layers, "stack '" + st.container + "'"};
+    };
+    for (const auto& st : inv_.stacks)
+      if (st.container == want) return stack_hit(st);
+    for (int tower_pass = 0; tower_pass < 2; ++tower_pass)  // the trunk's stacks first
+      for (const auto& st : inv_.stacks)
+        if ((st.tower >= 0) == (tower_pass == 1) && has_component(st.container)) return stack_hit(st);
+    int32_t begin = -1, end = -1, count = 0;
+    std::string roots;
+    for (const auto& t : inv_.towers) {
+      add_known(t.root);
+      known.push_back(t.modality);
+      if (t.modality != want && !has_component(t.root)) continue;
+      for (int32_t si : t.stacks) {
+        const Stack& st = inv_.stacks[static_cast<size_t>(si)];
+        begin = begin < 0 ? st.first_layer : std::min(begin, st.first_layer);
+        end = std::max(end, st.first_layer + st.num_layers);
+        count += st.num_layers;
+      }
+      roots += (roots.empty() ? "'" : ", '") + t.root + "'";
     }
+    if (begin >= 0 && end - begin == count)
+      return Range{begin, end, t_or_towers(roots) + " " + roots};
+    for (const auto& st : inv_.stacks) add_known(st.container);
     std::string list;
     for (const auto& st : inv_.stacks) list += (list.empty() ? "" : ", ") + st.container;
+    for (const auto& t : inv_.towers) list += ", " + t.modality + " (the tower '" + t.root + "')";
     diags_.error("unknown-stack", "no stack '" + want + "' in " + inv_.source + did_you_mean(want, known),
                  stack_expr.loc(), {list.empty() ? "the model has no stacks" : "stacks: " + list});
     return std::nullopt;
+  }
+  static std::string t_or_towers(const std::string& roots) {
+    return roots.find(',') == std::string::npos ? "tower" : "towers";
   }
 
   Bitset layers_to_params(const std::vector<int32_t>& layers) {
@@ -507,7 +541,7 @@ class Resolver {
   const Scope& scope_;
   Diagnostics& diags_;
   size_t n_;
-  Bitset roles_[4];
+  Bitset roles_[kNumRoles];
   std::vector<std::pair<std::string, bool>> patterns_;
   std::map<std::pair<std::string, bool>, int> pattern_ids_;
   std::map<const Selector*, std::vector<int>> regex_of_;
@@ -534,6 +568,23 @@ std::vector<std::string> empty_match_notes(const Selector& s, const Inventory& i
       std::all_of(inv.params.begin(), inv.params.end(), [](const Param& p) { return p.module_type.empty(); }))
     notes.push_back(inv.source + " records no module types (a safetensors header has none); select by name instead");
   return notes;
+}
+
+// Progressive group keys below the embeddings (-1): the connectors, then each tower, the first
+// tower lowest; kLooseKey: a parameter outside every group.
+constexpr int32_t kConnectorKey = -2;
+constexpr int32_t kLooseKey = std::numeric_limits<int32_t>::min();
+int32_t tower_key(int32_t tower) { return -1000000 + tower; }
+
+std::string group_name(const Inventory& inv, int32_t key) {
+  if (key == -1) return "embeddings";
+  if (key == kConnectorKey) return inv.connectors.size() == 1 ? "connector" : "connectors";
+  if (key < kConnectorKey) {
+    const Tower& t = inv.towers[static_cast<size_t>(key + 1000000)];
+    return t.modality + " tower '" + t.root + "'";
+  }
+  if (key == inv.num_layers()) return "head";
+  return std::to_string(key);
 }
 
 class Compiler {
@@ -627,7 +678,11 @@ class Compiler {
     pr.action = r.action;
     pr.prov = {interpolate(r.text, r.loc), r.loc};
     pr.set = res.resolve(r.selector);
-    if (pr.set.is_static() && !pr.set.leaf.any()) {
+    // A model without towers has nothing for `tower` or `connector` to select, and a strategy
+    // written for any model (every preset) names them: no warning for that.
+    bool multimodal_only = r.selector.kind == Selector::Kind::kRole &&
+                           (r.selector.role == Role::kTower || r.selector.role == Role::kConnector);
+    if (pr.set.is_static() && !pr.set.leaf.any() && !(multimodal_only && !inv_->multimodal())) {
       no_match_.push_back({&r.selector, pr.prov});
     }
     if (pr.set.is_static()) {
@@ -706,14 +761,17 @@ class Compiler {
     std::vector<uint32_t> loose;
     sel.leaf.for_each([&](size_t i) {
       const Param& p = I.params[i];
-      // Embeddings sit below layer 0 and the head above the last layer, so a progressive
-      // stage over `all` opens the head first and the embeddings last (ULMFiT).
-      int32_t key = p.layer >= 0                  ? p.layer
-                  : p.role == Role::kEmbeddings   ? -1
-                  : p.role == Role::kHead         ? I.num_layers()
-                  : p.anchor_layer >= 0           ? p.anchor_layer
-                                                  : -2;
-      if (key >= -1) by_layer[key].push_back(static_cast<uint32_t>(i));
+      // Groups in data-flow order: each tower (one group), the connectors (one group), the
+      // embeddings, the trunk's layers, the head. So a progressive stage over `all` opens the
+      // head first and the embeddings last (ULMFiT), then the connectors and the towers.
+      int32_t key = p.role == Role::kTower       ? tower_key(p.part)
+                  : p.role == Role::kConnector   ? kConnectorKey
+                  : p.layer >= 0                 ? p.layer
+                  : p.role == Role::kEmbeddings  ? -1
+                  : p.role == Role::kHead        ? I.num_layers()
+                  : p.anchor_layer >= 0          ? p.anchor_layer
+                                                 : kLooseKey;
+      if (key != kLooseKey) by_layer[key].push_back(static_cast<uint32_t>(i));
       else loose.push_back(static_cast<uint32_t>(i));
     });
     if (!loose.empty())
@@ -756,15 +814,16 @@ class Compiler {
       for (int64_t g : gs_here) {
         for (int64_t k = g * *gs; k < std::min<int64_t>((g + 1) * *gs, static_cast<int64_t>(order.size())); ++k) {
           for (uint32_t q : by_layer[order[k]]) pr.set.leaf.set(q);
-          layer_names.push_back(order[k] < 0 ? "embeddings" : order[k] == I.num_layers() ? "head" : std::to_string(order[k]));
+          layer_names.push_back(group_name(I, order[k]));
         }
       }
       std::string groups = gs_here.size() == 1 ? "group " + std::to_string(gs_here[0] + 1)
                                                : "groups " + std::to_string(gs_here.front() + 1) + "–" + std::to_string(gs_here.back() + 1);
       std::string layers;
+      auto is_number = [](const std::string& t) { return !t.empty() && std::isdigit(static_cast<unsigned char>(t[0])); };
       for (size_t i = 0; i < layer_names.size(); ++i) {
-        bool numeric = layer_names[i] != "embeddings" && layer_names[i] != "head";
-        bool prev_numeric = i > 0 && layer_names[i - 1] != "embeddings" && layer_names[i - 1] != "head";
+        bool numeric = is_number(layer_names[i]);
+        bool prev_numeric = i > 0 && is_number(layer_names[i - 1]);
         layers += (i ? ", " : "") + std::string(numeric && !prev_numeric ? "layers " : "") + layer_names[i];
       }
       p.label = "progressive" + named + " " + groups + "/" + std::to_string(G) + " at " + unit_name(unit) + " " + std::to_string(t);

@@ -13,6 +13,8 @@ const char* role_name(Role r) {
     case Role::kLayer: return "layer";
     case Role::kHead: return "head";
     case Role::kOther: return "other";
+    case Role::kTower: return "tower";
+    case Role::kConnector: return "connector";
   }
   return "other";
 }
@@ -22,6 +24,8 @@ std::optional<Role> parse_role(const std::string& s) {
   if (s == "layer" || s == "layers") return Role::kLayer;
   if (s == "head") return Role::kHead;
   if (s == "other") return Role::kOther;
+  if (s == "tower" || s == "towers") return Role::kTower;
+  if (s == "connector" || s == "connectors") return Role::kConnector;
   return std::nullopt;
 }
 

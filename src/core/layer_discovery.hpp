@@ -14,6 +14,7 @@ namespace layerfreeze {
 struct Pattern {
   std::string text;
   SourceLoc loc;
+  std::string modality;  // tower patterns: "vision", "audio"; "" elsewhere
 };
 
 /// The patterns discovery uses, in precedence order.
@@ -22,6 +23,11 @@ struct DiscoveryPatterns {
   std::vector<Pattern> embeddings;  // on parameter names
   std::vector<Pattern> head;        // on parameter names
   std::vector<std::string> stack_order;
+  // Multimodal models (DESIGN.md §3 "Trunk, towers, connectors"): patterns on module paths.
+  std::vector<Pattern> towers;      // a tower's root ("visual", "vision_tower")
+  std::vector<Pattern> connectors;  // a connector's root ("multi_modal_projector")
+  std::vector<Pattern> trunk;       // the trunk's stacks: when set, every other stack is a tower
+  bool explicit_towers = false;     // towers/trunk came from a rules file: no connector needed
 
   /// The shipped patterns (rules/discovery.yaml).
   static const DiscoveryPatterns& shipped();
@@ -33,7 +39,8 @@ struct DiscoveryPatterns {
 /// model without repeated blocks gets a note, not an error (layer selectors report it later).
 void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnostics& diags);
 
-/// Parses a discovery block (`layers:`, `embeddings:`, `head:`, `stack_order:`) from YAML text.
+/// Parses a discovery block (`layers:`, `embeddings:`, `head:`, `stack_order:`, `towers:`,
+/// `connectors:`, `trunk:`) from YAML text.
 /// Used for the shipped file and by the rules parser.
 DiscoveryPatterns parse_discovery_yaml(const std::string& text, const std::string& file,
                                        Diagnostics& diags);

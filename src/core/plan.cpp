@@ -169,8 +169,13 @@ double Plan::lr_scale(size_t i) const {
   if (options.lr_decay == 1.0) return 1.0;
   const Param& p = inventory->params[i];
   const int32_t L = inventory->num_layers();
-  int32_t layer = p.layer >= 0 ? p.layer : p.role == Role::kOther ? p.anchor_layer : -2;
-  int64_t depth = p.role == Role::kHead ? 0 : p.role == Role::kEmbeddings || layer == -2 ? L + 1 : L - layer;
+  int32_t layer = p.role == Role::kLayer ? p.layer : p.role == Role::kOther ? p.anchor_layer : -2;
+  // Depth below the head along the data flow: layers, embeddings, connectors, towers.
+  int64_t depth = p.role == Role::kHead         ? 0
+                : p.role == Role::kTower        ? L + 3
+                : p.role == Role::kConnector    ? L + 2
+                : p.role == Role::kEmbeddings || layer == -2 ? L + 1
+                                                : L - layer;
   return std::pow(options.lr_decay, -static_cast<double>(depth));
 }
 

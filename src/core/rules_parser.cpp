@@ -28,7 +28,7 @@ const std::vector<std::string> kTopKeys = {"layerfreeze", "name", "description",
 const std::vector<std::string> kSelectorKeys = {"role", "layers", "stack", "regex", "module_type",
                                                 "leaf", "any_of", "all_of", "random_layers",
                                                 "except", "case_sensitive"};
-const std::vector<std::string> kSelectorWords = {"all", "embeddings", "head", "layers", "other"};
+const std::vector<std::string> kSelectorWords = {"all", "embeddings", "head", "layers", "other", "tower", "connector"};
 
 // Parses one strategy file body (after `extends` is resolved by the loader).
 struct FileParser {
@@ -132,7 +132,7 @@ struct FileParser {
         sel.role = *role;
       } else {
         r_.error("unknown-selector", "unknown selector '" + w + "'" + did_you_mean(w, kSelectorWords), n,
-                 {"a selector is all, embeddings, head, layers, other, a list (any of), or a map "
+                 {"a selector is all, embeddings, head, layers, other, tower, connector, a list (any of), or a map "
                   "with one of: role, layers, stack, regex, module_type, leaf, any_of, all_of, random_layers"});
       }
       sel.text = w;
@@ -541,7 +541,7 @@ struct FileParser {
   }
 
   void discovery(const YAML::Node& n) {
-    for (const auto& e : r_.entries(n, "'discovery'", {"layers", "embeddings", "head", "stack_order", "replace"})) {
+    for (const auto& e : r_.entries(n, "'discovery'", {"layers", "embeddings", "head", "stack_order", "towers", "connectors", "trunk", "replace"})) {
       if (e.key == "replace") {
         auto v = r_.value(e.value, "'replace'");
         if (!v || v->kind != Value::Kind::kBool) r_.error("wrong-type", "'replace' must be true or false", e.value);
@@ -553,7 +553,25 @@ struct FileParser {
         continue;
       }
       for (const auto& c : e.value) {
-        auto s = r_.string(c, "a pattern");
+        std::string modality;
+        YAML::Node pattern_node = c;
+        if (e.key == "towers" && c.IsMap()) {
+          // {pattern: P, modality: vision|audio|…}
+          bool has_pattern = false;
+          for (const auto& t : r_.entries(c, "a tower pattern", {"pattern", "modality"})) {
+            if (t.key == "pattern") {
+              pattern_node = t.value;
+              has_pattern = true;
+            } else if (auto m = r_.string(t.value, "'modality'")) {
+              modality = *m;
+            }
+          }
+          if (!has_pattern) {
+            r_.error("missing-key", "a tower pattern map needs 'pattern'", c);
+            continue;
+          }
+        }
+        auto s = r_.string(pattern_node, "a pattern");
         if (!s) continue;
         if (e.key == "stack_order") {
           s_.discovery.stack_order.push_back(*s);
@@ -562,11 +580,13 @@ struct FileParser {
         RE2::Options o;
         o.set_log_errors(false);
         RE2 re(*s, o);
-        if (!re.ok()) r_.error("bad-regex", "invalid " + e.key + " pattern '" + *s + "': " + re.error(), c);
+        if (!re.ok()) r_.error("bad-regex", "invalid " + e.key + " pattern '" + *s + "': " + re.error(), pattern_node);
         if (e.key == "layers" && s->find('#') == std::string::npos)
           r_.error("bad-value", "a layers pattern matches a container key with '#' where the index is (e.g. 'backbone\\.stages\\.#')", c);
-        Pattern p{*s, r_.loc(c)};
-        (e.key == "layers" ? s_.discovery.layers : e.key == "embeddings" ? s_.discovery.embeddings : s_.discovery.head).push_back(p);
+        Pattern p{*s, r_.loc(pattern_node), modality};
+        auto& d = s_.discovery;
+        (e.key == "layers" ? d.layers : e.key == "embeddings" ? d.embeddings : e.key == "head" ? d.head
+         : e.key == "towers" ? d.towers : e.key == "connectors" ? d.connectors : d.trunk).push_back(p);
       }
     }
   }

@@ -34,18 +34,17 @@ std::vector<Mixed> mixed_units(const Inventory& inv, const Bitset& f) {
 // The first layer with a trainable parameter when everything feeding it is frozen, or -1.
 int32_t first_trainable_layer_with_frozen_input(const Inventory& inv, const Bitset& f) {
   int32_t first = -1;
-  for (const auto& layer : inv.layers) {
-    bool trainable = std::any_of(layer.params.begin(), layer.params.end(), [&](uint32_t i) { return !f.test(i); });
-    if (trainable) {
-      first = static_cast<int32_t>(&layer - inv.layers.data());
-      break;
-    }
+  for (int32_t l = 0; l < inv.num_layers() && first < 0; ++l) {  // the trunk's layers
+    const auto& ps = inv.layers[static_cast<size_t>(l)].params;
+    if (std::any_of(ps.begin(), ps.end(), [&](uint32_t i) { return !f.test(i); })) first = l;
   }
   if (first < 0) return -1;
   bool has_prefix = first > 0;
   for (size_t i = 0; i < inv.params.size(); ++i) {
     const Param& p = inv.params[i];
-    bool before = p.role == Role::kEmbeddings || (p.role == Role::kLayer && p.layer < first) ||
+    // Towers and connectors feed the trunk's input: they are before every trunk layer.
+    bool before = p.role == Role::kEmbeddings || p.role == Role::kTower || p.role == Role::kConnector ||
+                  (p.role == Role::kLayer && p.layer < first) ||
                   (p.role == Role::kOther && p.anchor_layer >= 0 && p.anchor_layer < first);
     if (!before) continue;
     has_prefix = true;

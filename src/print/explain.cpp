@@ -23,7 +23,19 @@ std::string explain_text(const Plan& plan, uint32_t index, const Time& t, const 
     o << "]" << (p.dtype.empty() ? "" : " " + p.dtype) << " · " << with_commas(p.numel) << " parameters\n";
   }
   o << "  role: " << role_name(p.role);
-  if (p.layer >= 0) {
+  if (p.role == Role::kTower && p.part >= 0) {
+    const Tower& t = inv.towers[static_cast<size_t>(p.part)];
+    o << " (" << t.modality << ", `" << t.root << "`, " << t.num_layers << (t.num_layers == 1 ? " layer" : " layers");
+    if (p.layer >= 0) {
+      const Stack& st = inv.stacks[static_cast<size_t>(inv.layers[p.layer].stack)];
+      o << "; its layer " << p.layer - st.first_layer << " in stack " << st.container << " ("
+        << inv.layers[p.layer].name << ")";
+    }
+    o << "; found by " << t.found_by << ")";
+  } else if (p.role == Role::kConnector && p.part >= 0) {
+    const Connector& c = inv.connectors[static_cast<size_t>(p.part)];
+    o << " (`" << c.root << "`, pattern '" << c.pattern << "'; it feeds the towers' output into the trunk)";
+  } else if (p.layer >= 0) {
     const Stack& st = inv.stacks[inv.layers[p.layer].stack];
     o << " " << p.layer << " (" << inv.layers[p.layer].name << ", stack " << st.container << ", pattern '" << st.pattern << "')";
   }

@@ -25,11 +25,27 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
     o << "\nquantized: " << inv.quantization << " (frozen base weights cannot train as stored; counts are of the logical parameters)";
   o << "\norder: " << (inv.registration_order ? "registration order" : "natural name order (header-only source)") << "\n";
   o << "layers: " << describe_layers(inv) << "\n";
-  for (const auto& st : inv.stacks)
-    o << "  stack " << st.container << ": layers " << st.first_layer << "–" << st.first_layer + st.num_layers - 1
+  // Stacks in data-flow order; a tower's layers are numbered inside the tower (what
+  // `{stack: vision, layers: …}` counts), the trunk's from 0.
+  for (const auto& st : inv.stacks) {
+    int32_t first = st.first_layer;
+    std::string whose;
+    if (st.tower >= 0) {
+      const Tower& t = inv.towers[static_cast<size_t>(st.tower)];
+      first = st.first_layer - inv.stacks[static_cast<size_t>(t.stacks.front())].first_layer;
+      whose = " (" + t.modality + " tower '" + t.root + "')";
+    }
+    o << "  stack " << st.container << whose << ": layers " << first << "–" << first + st.num_layers - 1
       << " · key '" << st.key << "' · pattern '" << st.pattern << "'\n";
+  }
+  for (const auto& t : inv.towers)
+    o << "  tower '" << t.root << "': " << t.modality << ", " << t.num_layers << (t.num_layers == 1 ? " layer" : " layers")
+      << " · found by " << t.found_by << "\n";
+  for (const auto& c : inv.connectors) o << "  connector '" << c.root << "' · pattern '" << c.pattern << "'\n";
   o << "roles:\n";
-  for (Role r : {Role::kEmbeddings, Role::kLayer, Role::kHead, Role::kOther}) {
+  std::vector<Role> roles = {Role::kEmbeddings, Role::kLayer, Role::kHead, Role::kOther};
+  if (inv.multimodal()) roles.insert(roles.begin(), {Role::kTower, Role::kConnector});
+  for (Role r : roles) {
     size_t n = 0;
     int64_t numel = 0;
     std::string names;
@@ -39,12 +55,12 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
       if (!hit) continue;
       ++n;
       numel += p.numel;
-      if (r != Role::kLayer && listed < 6) {
+      if (r != Role::kLayer && r != Role::kTower && listed < 6) {
         names += (listed ? ", " : "") + p.name;
         ++listed;
       }
     }
-    if (r != Role::kLayer && n > listed) names += ", …";
+    if (r != Role::kLayer && r != Role::kTower && n > listed) names += ", …";
     char label[16];
     std::snprintf(label, sizeof label, "%-11s", role_name(r));
     o << "  " << label << with_commas(static_cast<int64_t>(n)) << (n == 1 ? " tensor" : " tensors");
@@ -81,13 +97,21 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
   }
   if (!inv.layers.empty()) {
     o << "per layer:\n";
-    for (size_t l = 0; l < inv.layers.size(); ++l) {
-      const Layer& L = inv.layers[l];
-      char idx[32];
-      std::snprintf(idx, sizeof idx, "%4zu  ", l);
-      o << idx << L.name << " · " << L.params.size() << " tensors";
-      if (shapes) o << " · " << with_commas(L.numel);
-      o << "\n";
+    for (const auto& st : inv.stacks) {
+      for (int32_t l = st.first_layer; l < st.first_layer + st.num_layers; ++l) {
+        const Layer& L = inv.layers[static_cast<size_t>(l)];
+        char idx[48];
+        if (st.tower >= 0) {
+          const Tower& t = inv.towers[static_cast<size_t>(st.tower)];
+          int32_t local = l - inv.stacks[static_cast<size_t>(t.stacks.front())].first_layer;
+          std::snprintf(idx, sizeof idx, "%s %d  ", t.modality.c_str(), local);
+        } else {
+          std::snprintf(idx, sizeof idx, "%4d  ", l);
+        }
+        o << idx << L.name << " · " << L.params.size() << " tensors";
+        if (shapes) o << " · " << with_commas(L.numel);
+        o << "\n";
+      }
     }
   }
   if (all_params) {
@@ -100,7 +124,8 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
         o << "] ";
       }
       o << (p.dtype.empty() ? "" : p.dtype + " ") << role_name(p.role);
-      if (p.layer >= 0) o << " " << p.layer;
+      if (p.role == Role::kLayer) o << " " << p.layer;
+      if (p.role == Role::kTower) o << " '" << inv.towers[static_cast<size_t>(p.part)].root << "'";
       if (!p.module_type.empty()) o << " " << p.module_type;
       o << "\n";
     }
@@ -124,9 +149,20 @@ std::string inventory_json(const Inventory& inv) {
   if (!inv.quantization.empty()) j.field("quantization", inv.quantization);
   j.end_object();
   j.key("stacks").begin_array();
-  for (const auto& st : inv.stacks)
+  for (const auto& st : inv.stacks) {
     j.begin_object().field("container", st.container).field("key", st.key).field("pattern", st.pattern)
-        .field("first_layer", st.first_layer).field("num_layers", st.num_layers).end_object();
+        .field("first_layer", st.first_layer).field("num_layers", st.num_layers).key("tower");
+    st.tower >= 0 ? j.value(st.tower) : j.null();
+    j.end_object();
+  }
+  j.end_array();
+  j.key("towers").begin_array();
+  for (const auto& t : inv.towers)
+    j.begin_object().field("root", t.root).field("modality", t.modality).field("num_layers", t.num_layers)
+        .field("found_by", t.found_by).end_object();
+  j.end_array();
+  j.key("connectors").begin_array();
+  for (const auto& c : inv.connectors) j.begin_object().field("root", c.root).field("pattern", c.pattern).end_object();
   j.end_array();
   j.key("params").begin_array();
   for (const auto& p : inv.params) {
@@ -139,6 +175,7 @@ std::string inventory_json(const Inventory& inv) {
     j.key("aliases").strings(p.aliases);
     j.field("role", role_name(p.role)).key("layer");
     p.layer >= 0 ? j.value(p.layer) : j.null();
+    if (p.part >= 0) j.field(p.role == Role::kTower ? "tower" : "connector", p.part);
     j.end_object();
   }
   j.end_array();

@@ -1,5 +1,6 @@
 #include "print/plan_printer.hpp"
 
+#include <cctype>
 #include <sstream>
 
 #include "core/layer_discovery.hpp"
@@ -33,8 +34,27 @@ std::string count_text(const Inventory& inv, int64_t numel, size_t tensors) {
   return numel < 1000 ? with_commas(numel) : with_commas(numel) + " (" + short_count(numel) + ")";
 }
 
+// Where the backward pass of a multimodal model ends when a tower or connector trains: it runs
+// through every trunk layer first (DESIGN.md §3), whichever of them train.
+std::string multimodal_backward_text(const Inventory& inv, const StageSummary& s) {
+  std::string through = inv.num_layers() > 0 ? "runs through every layer (0–" + std::to_string(inv.num_layers() - 1) + ") and " : "runs ";
+  if (s.first_trainable_tower) {
+    const Tower& t = inv.towers[static_cast<size_t>(*s.first_trainable_tower)];
+    std::string into = through + "the connector into the " + t.modality + " tower '" + t.root + "'";
+    if (s.first_trainable_tower_layer && !s.tower_input_trainable) {
+      const Layer& l = inv.layers[static_cast<size_t>(*s.first_trainable_tower_layer)];
+      return into + ", down to " + l.name + " (a trainable tower layer)";
+    }
+    return into + " (it trains outside its layers too)";
+  }
+  std::string names;
+  for (const auto& c : inv.connectors) names += (names.empty() ? "" : ", ") + c.root;
+  return through + "stops at the connector (" + names + " trains); the towers need no gradients";
+}
+
 std::string backward_text(const Inventory& inv, const StageSummary& s) {
   if (s.nothing_trains) return "nothing trains: no backward pass is needed";
+  if (s.first_trainable_tower || s.connector_trainable) return multimodal_backward_text(inv, s);
   if (s.input_side_trainable) return "runs to the input (the embeddings train)";
   if (!s.first_trainable_layer) return "only the head trains: backward stops above the last layer";
   int32_t l = *s.first_trainable_layer;
@@ -46,6 +66,17 @@ std::string backward_text(const Inventory& inv, const StageSummary& s) {
 std::string optimizer_desc(OptimizerKind k) {
   int n = optimizer_states(k);
   return std::string(optimizer_name(k)) + " (" + std::to_string(n) + (n == 1 ? " state" : " states") + " per parameter)";
+}
+
+std::string lowercase_first(std::string s) {
+  if (!s.empty()) s[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(s[0])));
+  return s;
+}
+
+std::string repeat(const std::string& s, size_t n) {
+  std::string out;
+  for (size_t i = 0; i < n; ++i) out += s;
+  return out;
 }
 
 }  // namespace
@@ -184,15 +215,30 @@ std::string plan_json(const PlanSummary& sum) {
   if (!inv.family.empty()) j.field("family", inv.family);
   j.field("non_parameters", inv.non_params.size());
   j.key("stacks").begin_array();
-  for (const auto& st : inv.stacks)
+  for (const auto& st : inv.stacks) {
     j.begin_object().field("container", st.container).field("first_layer", st.first_layer)
-        .field("num_layers", st.num_layers).field("pattern", st.pattern).end_object();
+        .field("num_layers", st.num_layers).field("pattern", st.pattern);
+    opt_int("tower", st.tower >= 0 ? std::optional<int64_t>(st.tower) : std::nullopt);
+    j.end_object();
+  }
+  j.end_array();
+  j.key("towers").begin_array();
+  for (const auto& t : inv.towers) {
+    j.begin_object().field("root", t.root).field("modality", t.modality).field("num_layers", t.num_layers)
+        .field("found_by", t.found_by).end_object();
+  }
+  j.end_array();
+  j.key("connectors").begin_array();
+  for (const auto& c : inv.connectors) j.begin_object().field("root", c.root).field("pattern", c.pattern).end_object();
   j.end_array();
   j.key("layers").begin_array();
   for (const auto& l : inv.layers) {
     j.begin_object().field("name", l.name);
     opt_int("numel", shapes ? std::optional<int64_t>(l.numel) : std::nullopt);
-    j.field("tensors", l.params.size()).end_object();
+    j.field("tensors", l.params.size());
+    const int32_t tower = inv.stacks[static_cast<size_t>(l.stack)].tower;
+    opt_int("tower", tower >= 0 ? std::optional<int64_t>(tower) : std::nullopt);
+    j.end_object();
   }
   j.end_array().end_object();
 
@@ -212,6 +258,7 @@ std::string plan_json(const PlanSummary& sum) {
     opt_int("numel", p.shape_known ? std::optional<int64_t>(p.numel) : std::nullopt);
     j.field("role", role_name(p.role));
     opt_int("layer", p.layer >= 0 ? std::optional<int64_t>(p.layer) : std::nullopt);
+    if (p.part >= 0) j.field(p.role == Role::kTower ? "tower" : "connector", p.part);
     j.key("aliases").strings(p.aliases);
     j.key("shape");
     p.shape_known ? j.ints(p.shape) : j.null();
@@ -252,7 +299,9 @@ std::string plan_json(const PlanSummary& sum) {
       j.null();
     }
     opt_int("first_trainable_layer", st.first_trainable_layer ? std::optional<int64_t>(*st.first_trainable_layer) : std::nullopt);
-    j.field("backward_to_input", st.input_side_trainable);
+    // Through every trunk layer to its input: the embeddings, a connector or a tower trains.
+    j.field("backward_to_input", st.input_side_trainable || st.connector_trainable || st.first_trainable_tower);
+    j.field("backward", backward_text(inv, st));
     j.key("decided_by").begin_array();
     for (const auto& d : st.decided_by)
       j.begin_object().field("rule", d.rule->prov.text).field("where", d.rule->prov.where())
@@ -302,8 +351,12 @@ std::string plan_markdown(const PlanSummary& sum) {
   if (!inv.quantization.empty()) o << "| quantized | " << quantized_text(inv) << " |\n";
   o << "| optimizer | " << optimizer_desc(sum.optimizer) << " |\n";
   o << "| fingerprint | `" << plan.fingerprint() << "` |\n\n";
-  o << "| at | layers | embeddings | head | trainable | frozen | grads + optimizer | backward from | change |\n";
-  o << "|---|---|---|---|---:|---:|---:|---|---|\n";
+  // A multimodal model gets a column per tower and one for the connectors, in data-flow order.
+  const size_t extra = inv.towers.size() + (inv.connectors.empty() ? 0 : 1);
+  o << "| at | ";
+  for (size_t g = 0; g < extra && !sum.stages.empty(); ++g) o << lowercase_first(sum.stages[0].groups[g].label) << " | ";
+  o << "layers | embeddings | head | trainable | frozen | grads + optimizer | backward from | change |\n";
+  o << "|---|" << repeat("---|", extra) << "---|---|---|---:|---:|---:|---|---|\n";
   for (const auto& st : sum.stages) {
     std::string layers;
     for (const auto& r : st.runs) {
@@ -311,7 +364,10 @@ std::string plan_markdown(const PlanSummary& sum) {
       layers += (layers.empty() ? "" : ", ") + span + " " + group_state_name(r.state);
     }
     int64_t total = st.trainable_numel + st.frozen_numel;
-    std::string backward = st.nothing_trains ? "—" : st.input_side_trainable ? "input"
+    std::string backward = st.nothing_trains ? "—"
+                         : st.first_trainable_tower ? inv.towers[static_cast<size_t>(*st.first_trainable_tower)].modality + " tower"
+                         : st.connector_trainable ? "connector"
+                         : st.input_side_trainable ? "input"
                          : st.first_trainable_layer ? "layer " + std::to_string(*st.first_trainable_layer) : "head";
     std::string change = "start";
     if (&st != &sum.stages.front()) {
@@ -320,8 +376,10 @@ std::string plan_markdown(const PlanSummary& sum) {
       if (!st.point.newly_unfrozen.empty())
         change += (change.empty() ? "" : ", ") + std::to_string(st.point.newly_unfrozen.size()) + " unfrozen";
     }
-    o << "| " << time_text(st.point.at, plan.uses_steps) << " | " << (layers.empty() ? "—" : layers)
-      << " | " << group_state_name(st.groups[0].state) << " | " << group_state_name(st.groups[1].state) << " | ";
+    o << "| " << time_text(st.point.at, plan.uses_steps) << " | ";
+    for (size_t g = 0; g < extra; ++g) o << group_state_name(st.groups[g].state) << " | ";
+    o << (layers.empty() ? "—" : layers) << " | " << group_state_name(st.groups[extra].state) << " | "
+      << group_state_name(st.groups[extra + 1].state) << " | ";
     if (inv.shapes_known())
       o << short_count(st.trainable_numel) << " (" << percent(st.trainable_numel, total) << ") | " << short_count(st.frozen_numel)
         << " | " << bytes_text(st.grad_bytes + st.optimizer_bytes);

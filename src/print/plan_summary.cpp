@@ -1,6 +1,7 @@
 #include "print/plan_summary.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <map>
 #include <sstream>
 
@@ -79,8 +80,16 @@ std::vector<LayerRun> layer_runs(const Inventory& inv, const Bitset& frozen, boo
   return runs;
 }
 
+std::string capitalized(std::string s) {
+  if (!s.empty()) s[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(s[0])));
+  return s;
+}
+
+// The groups outside the trunk's layers, in data-flow order: towers, connectors, embeddings,
+// head, other.
 std::vector<GroupLine> group_lines(const Inventory& inv, const Bitset& frozen) {
-  Acc emb, head, other;
+  Acc emb, head, other, connector;
+  std::vector<Acc> towers(inv.towers.size());
   for (size_t i = 0; i < inv.params.size(); ++i) {
     const Param& p = inv.params[i];
     bool f = frozen.test(i);
@@ -89,10 +98,23 @@ std::vector<GroupLine> group_lines(const Inventory& inv, const Bitset& frozen) {
     if (p.role == Role::kEmbeddings) emb.add(f, p.numel);
     if (is_head) head.add(f, p.numel);
     if (p.role == Role::kOther) other.add(f, p.numel);
+    if (p.role == Role::kConnector) connector.add(f, p.numel);
+    if (p.role == Role::kTower && p.part >= 0) towers[static_cast<size_t>(p.part)].add(f, p.numel);
   }
-  std::vector<GroupLine> g = {{"Embeddings", emb.state(), emb.numel, emb.total},
-                              {"Head", head.state(), head.numel, head.total}};
-  if (other.total) g.push_back({"Other", other.state(), other.numel, other.total});
+  std::vector<GroupLine> g;
+  std::map<std::string, int> per_modality;
+  for (const auto& t : inv.towers) ++per_modality[t.modality];
+  for (size_t t = 0; t < towers.size(); ++t) {
+    const Tower& tw = inv.towers[t];
+    std::string label = capitalized(tw.modality) + " tower";
+    if (per_modality[tw.modality] > 1) label += " " + tw.root;
+    g.push_back({label, tw.num_layers, towers[t].state(), towers[t].numel, towers[t].total});
+  }
+  if (connector.total)
+    g.push_back({inv.connectors.size() > 1 ? "Connectors" : "Connector", 0, connector.state(), connector.numel, connector.total});
+  g.push_back({"Embeddings", 0, emb.state(), emb.numel, emb.total});
+  g.push_back({"Head", 0, head.state(), head.numel, head.total});
+  if (other.total) g.push_back({"Other", 0, other.state(), other.numel, other.total});
   return g;
 }
 
@@ -128,7 +150,11 @@ std::string layer_status_table(const Inventory& inv, const Bitset& frozen, bool 
   for (const auto& g : groups) {
     std::string l = g.label + ":";
     out << l << std::string(width - l.size() + 1, ' ') << group_state_name(g.state);
-    if (g.tensors) out << std::string(7 - std::string(group_state_name(g.state)).size(), ' ') << " (" << amount(inv, g.numel, g.tensors) << ")";
+    if (g.tensors) {
+      out << std::string(7 - std::string(group_state_name(g.state)).size(), ' ') << " (";
+      if (g.layers) out << g.layers << (g.layers == 1 ? " layer, " : " layers, ");
+      out << amount(inv, g.numel, g.tensors) << ")";
+    }
     out << "\n";
   }
   out << rule << "\n";
@@ -167,9 +193,20 @@ PlanSummary summarize(const Plan& plan, OptimizerKind optimizer, const Time& hor
         ++s.trainable_tensors;
         s.grad_bytes += p.bytes();
         s.optimizer_bytes += p.bytes() * states;
-        if (p.layer >= 0 && (!s.first_trainable_layer || p.layer < *s.first_trainable_layer))
+        if (p.role == Role::kLayer && (!s.first_trainable_layer || p.layer < *s.first_trainable_layer))
           s.first_trainable_layer = p.layer;
         if (p.role == Role::kEmbeddings) s.input_side_trainable = true;
+        if (p.role == Role::kConnector) s.connector_trainable = true;
+        if (p.role == Role::kTower && (!s.first_trainable_tower || p.part <= *s.first_trainable_tower)) {
+          if (s.first_trainable_tower && p.part < *s.first_trainable_tower) {
+            s.first_trainable_tower_layer.reset();
+            s.tower_input_trainable = false;
+          }
+          s.first_trainable_tower = p.part;
+          if (p.layer < 0) s.tower_input_trainable = true;
+          else if (!s.first_trainable_tower_layer || p.layer < *s.first_trainable_tower_layer)
+            s.first_trainable_tower_layer = p.layer;
+        }
       }
     }
     s.nothing_trains = s.trainable_tensors == 0;

@@ -29,7 +29,8 @@ struct LayerRun {
 };
 
 struct GroupLine {
-  std::string label;  // "Embeddings", "Head", "Other"
+  std::string label;  // "Vision tower", "Connector", "Embeddings", "Head", "Other"
+  int32_t layers = 0; // a tower's layers
   GroupState state = GroupState::kEmpty;
   int64_t numel = 0;
   size_t tensors = 0;
@@ -47,8 +48,14 @@ struct StageSummary {
   size_t frozen_tensors = 0, trainable_tensors = 0;
   int64_t grad_bytes = 0, optimizer_bytes = 0;            // for what trains
   int64_t saved_grad_bytes = 0, saved_optimizer_bytes = 0;  // by what is frozen
-  std::optional<int32_t> first_trainable_layer;
+  std::optional<int32_t> first_trainable_layer;  // of the trunk
   bool input_side_trainable = false;  // embeddings train: backward runs to the input
+  // A multimodal model (DESIGN.md §3): what trains before the trunk, in data flow. Either makes
+  // the backward pass run through every trunk layer.
+  bool connector_trainable = false;
+  std::optional<int32_t> first_trainable_tower;        // the earliest tower with a trainable parameter
+  std::optional<int32_t> first_trainable_tower_layer;  // its earliest trainable layer, if a layer
+  bool tower_input_trainable = false;  // that tower trains outside its layers (embeddings, norm)
   bool nothing_trains = false;
   std::vector<LayerRun> runs;
   std::vector<GroupLine> groups;

@@ -226,6 +226,7 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
   if (family) inv.family = family->name();
   if (!cfg.quantization.empty()) inv.quantization = cfg.quantization;
   inv.config_layers = cfg.layer_counts();
+  inv.config_modalities = cfg.modalities();
   // The notes of the header source about unknown shapes no longer hold once the family filled them.
   if (inv.shapes_known()) {
     auto& n = inv.source_notes;

@@ -95,6 +95,20 @@ std::vector<std::pair<std::string, int64_t>> ModelConfig::layer_counts() const {
   return out;
 }
 
+std::vector<std::string> ModelConfig::modalities() const {
+  auto has_section = [&](std::initializer_list<const char*> sections) {
+    for (const char* s : sections) {
+      auto it = values.lower_bound(std::string(s) + ".");
+      if (it != values.end() && it->first.rfind(std::string(s) + ".", 0) == 0) return true;
+    }
+    return false;
+  };
+  std::vector<std::string> out;
+  if (has_section({"vision_config", "visual", "vision_tower_config"})) out.push_back("vision");
+  if (has_section({"audio_config", "speech_config", "audio_tower_config"})) out.push_back("audio");
+  return out;
+}
+
 bool looks_like_config(const nlohmann::json& j) {
   return j.is_object() && !j.contains("weight_map") && !j.contains("params") &&
          (j.contains("model_type") || j.contains("architectures"));

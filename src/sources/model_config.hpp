@@ -31,6 +31,9 @@ struct ModelConfig {
   /// stack, from `num_hidden_layers`, `n_layer`, `num_layers`, `text_config.*`,
   /// `vision_config.depth` / `num_hidden_layers`, encoder/decoder counts.
   std::vector<std::pair<std::string, int64_t>> layer_counts() const;
+  /// The modalities besides text that the config describes: "vision" for a `vision_config`
+  /// (or `visual`, `vision_tower_config`), "audio" for an `audio_config` (or `speech_config`).
+  std::vector<std::string> modalities() const;
 };
 
 /// Reads `path` (config.json). Errors name the file and the cause: not JSON, trailing text, not

@@ -74,7 +74,11 @@ void set_frozen(at::Tensor& t, bool frozen) {
   if (frozen) t.mutable_grad().reset();
 }
 
-int64_t freeze_selected(LiveModel m, const std::string& preset, const std::vector<std::string>& sets) {
+// The seed functions are imperative: they touch what they name and nothing else, so a
+// multimodal model's towers are frozen only where the function names everything (freeze_model,
+// freeze_except_last_n), never by the presets' freeze_towers default.
+int64_t freeze_selected(LiveModel m, const std::string& preset, std::vector<std::string> sets) {
+  sets.push_back("freeze_towers=false");
   Bitset sel = selected_by(m, preset, sets);
   int64_t n = 0;
   try {

@@ -145,6 +145,8 @@ TEST(RealCheckpoint, ManifestKeepsNonParametersAndQuantization) {
   EXPECT_EQ(back->non_params.size(), 336u);
   EXPECT_EQ(back->non_params[0].kind, "quantization metadata (bitsandbytes)");
   EXPECT_EQ(back->quantization, "bitsandbytes nf4");
+  // Read back, it is the same model once discovery has put it in data-flow order again.
+  discover_layers(*back, DiscoveryPatterns::shipped(), d);
   EXPECT_EQ(back->fingerprint(), inv.fingerprint());
 }
 

@@ -316,7 +316,7 @@ TEST(Extends, FilesPresetsCyclesAndOverrides) {
   RulesLoader loader(d, src);
   auto s = loader.load((dir / "sub" / "child.yaml").string());
   ASSERT_TRUE(s) << format_diagnostics(d);
-  EXPECT_EQ(s->rules.size(), 4u);
+  EXPECT_EQ(s->rules.size(), 5u);  // lp_lora (3, with freeze_towers), base, child
   CompileOptions o;
   auto plan = compile(*s, test::builtin("gpt2"), o, d);
   ASSERT_TRUE(plan) << format_diagnostics(d);

@@ -216,7 +216,7 @@ TEST(RulesParser, ThreeMistakesThreeErrors) {
             "t.yaml:4:15: error: unknown selector 'heads' — did you mean 'head'? [unknown-selector]\n"
             "    - unfreeze: heads\n"
             "                ^\n"
-            "  note: a selector is all, embeddings, head, layers, other, a list (any of), or a map with one of: role, layers, "
+            "  note: a selector is all, embeddings, head, layers, other, tower, connector, a list (any of), or a map with one of: role, layers, "
             "stack, regex, module_type, leaf, any_of, all_of, random_layers\n");
 }
 

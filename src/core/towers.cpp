@@ -1,0 +1,293 @@
+#include "core/towers.hpp"
+
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <memory>
+#include <unordered_map>
+
+namespace layerfreeze {
+
+bool at_or_under(const std::string& name, const std::string& root) {
+  return !root.empty() && name.size() >= root.size() && name.compare(0, root.size(), root) == 0 &&
+         (name.size() == root.size() || name[root.size()] == '.');
+}
+
+namespace {
+
+struct Compiled {
+  std::vector<std::unique_ptr<RE2>> res;
+  const std::vector<Pattern>* patterns = nullptr;
+
+  void compile(const std::vector<Pattern>& ps, const char* what, Diagnostics& diags) {
+    patterns = &ps;
+    for (const auto& p : ps) {
+      RE2::Options o;
+      o.set_log_errors(false);
+      auto re = std::make_unique<RE2>(p.text, o);
+      if (!re->ok()) {
+        diags.error("bad-regex", std::string("invalid ") + what + " pattern '" + p.text + "': " + re->error(), p.loc);
+        re.reset();
+      }
+      res.push_back(std::move(re));
+    }
+  }
+  int match(const std::string& path) const {
+    for (size_t i = 0; i < res.size(); ++i)
+      if (res[i] && RE2::FullMatch(path, *res[i])) return static_cast<int>(i);
+    return -1;
+  }
+};
+
+bool all_digits(const std::string& s, size_t b, size_t e) {
+  if (b >= e) return false;
+  for (size_t k = b; k < e; ++k)
+    if (!std::isdigit(static_cast<unsigned char>(s[k]))) return false;
+  return true;
+}
+
+// What the module paths of a name match: the shortest prefix (at a component boundary, the whole
+// name included) that a tower pattern matches, and the same for connectors. Only the prefixes
+// above the first index component are looked at: a tower or connector is never inside a
+// repeated block, and the distinct prefixes stay few even for a million tensors.
+struct PathMatch {
+  int tower_pattern = -1, connector_pattern = -1;
+  uint32_t tower_len = 0, connector_len = 0;
+};
+
+class PrefixMatcher {
+ public:
+  PrefixMatcher(const Compiled& towers, const Compiled& connectors) : towers_(towers), connectors_(connectors) {}
+
+  PathMatch match(const std::string& name) {
+    PathMatch m;
+    for (size_t start = 0; start <= name.size();) {
+      size_t end = name.find('.', start);
+      if (end == std::string::npos) end = name.size();
+      if (all_digits(name, start, end)) break;
+      buf_.assign(name, 0, end);
+      auto it = cache_.find(buf_);
+      if (it == cache_.end()) it = cache_.emplace(buf_, Codes{towers_.match(buf_), connectors_.match(buf_)}).first;
+      if (m.tower_pattern < 0 && it->second.tower >= 0) {
+        m.tower_pattern = it->second.tower;
+        m.tower_len = static_cast<uint32_t>(end);
+      }
+      if (m.connector_pattern < 0 && it->second.connector >= 0) {
+        m.connector_pattern = it->second.connector;
+        m.connector_len = static_cast<uint32_t>(end);
+      }
+      start = end + 1;
+    }
+    return m;
+  }
+
+ private:
+  struct Codes {
+    int tower, connector;
+  };
+  const Compiled& towers_;
+  const Compiled& connectors_;
+  std::unordered_map<std::string, Codes> cache_;
+  std::string buf_;
+};
+
+// The shortest prefix of `container` (at a component boundary) that holds none of `keep`: the
+// root of a tower whose stack is `container`, beside a trunk made of the `keep` stacks.
+std::string root_apart_from(const std::string& container, const std::vector<std::string>& keep) {
+  for (size_t end = container.find('.');; end = container.find('.', end + 1)) {
+    std::string prefix = container.substr(0, end);
+    bool holds = false;
+    for (const auto& k : keep) holds = holds || at_or_under(k, prefix);
+    if (!holds) return prefix;
+    if (end == std::string::npos) return container;
+  }
+}
+
+bool has_component(const std::string& path, const char* word) {
+  for (size_t start = 0; start <= path.size();) {
+    size_t end = path.find('.', start);
+    if (end == std::string::npos) end = path.size();
+    if (path.compare(start, end - start, word) == 0 && end - start == std::char_traits<char>::length(word)) return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+std::string modality_of(const std::string& root, const std::string& declared, const Inventory& inv) {
+  if (!declared.empty()) return declared;
+  for (const char* w : {"audio", "speech", "whisper", "apm"})
+    if (root.find(w) != std::string::npos) return "audio";
+  if (inv.config_modalities.size() == 1) return inv.config_modalities[0];
+  return "vision";
+}
+
+// The trunk's layer count the config states (the language model's), when it states one.
+const std::pair<std::string, int64_t>* text_layer_count(const Inventory& inv) {
+  for (const auto& kv : inv.config_layers)
+    if (kv.first.rfind("vision_config.", 0) != 0 && kv.first.rfind("audio_config.", 0) != 0) return &kv;
+  return nullptr;
+}
+
+}  // namespace
+
+ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCandidate>& stacks,
+                               const DiscoveryPatterns& patterns, Diagnostics& diags) {
+  ModalitySplit out;
+  out.stack_tower.assign(stacks.size(), -1);
+  if (patterns.towers.empty() && patterns.connectors.empty() && patterns.trunk.empty()) return out;
+  Compiled towers, connectors, trunk;
+  towers.compile(patterns.towers, "tower", diags);
+  connectors.compile(patterns.connectors, "connector", diags);
+  trunk.compile(patterns.trunk, "trunk", diags);
+
+  // 1. What every name's module paths match.
+  PrefixMatcher matcher(towers, connectors);
+  const size_t n = inv.params.size();
+  std::vector<PathMatch> matches(n);
+  std::vector<std::string> tower_roots, connector_roots;  // distinct, in parameter order
+  std::map<std::string, int> tower_pattern_of, connector_pattern_of;
+  for (size_t i = 0; i < n; ++i) {
+    matches[i] = matcher.match(inv.params[i].name);
+    const PathMatch& m = matches[i];
+    if (m.connector_pattern >= 0) {
+      std::string root = inv.params[i].name.substr(0, m.connector_len);
+      if (connector_pattern_of.emplace(root, m.connector_pattern).second) connector_roots.push_back(root);
+    } else if (m.tower_pattern >= 0) {
+      std::string root = inv.params[i].name.substr(0, m.tower_len);
+      if (tower_pattern_of.emplace(root, m.tower_pattern).second) tower_roots.push_back(root);
+    }
+  }
+  // A stack inside a connector is the connector's; a stack inside a tower root is the tower's.
+  std::vector<int32_t> stack_root(stacks.size(), -1);  // index in tower_roots
+  for (size_t s = 0; s < stacks.size(); ++s) {
+    for (const auto& c : connector_roots)
+      if (at_or_under(stacks[s].container, c)) out.stack_tower[s] = ModalitySplit::kDissolved;
+    for (size_t t = 0; t < tower_roots.size() && out.stack_tower[s] == -1; ++t)
+      if (at_or_under(stacks[s].container, tower_roots[t])) stack_root[s] = static_cast<int32_t>(t);
+  }
+
+  // 2. The towers: by name, by the rules file's trunk, by the config.
+  struct Found {
+    std::string root, modality, found_by;
+  };
+  std::vector<Found> found;
+  for (const auto& root : tower_roots) {
+    const Pattern& p = patterns.towers[static_cast<size_t>(tower_pattern_of[root])];
+    found.push_back({root, modality_of(root, p.modality, inv), "its name"});
+  }
+  auto trunk_stacks = [&] {
+    std::vector<size_t> t;
+    for (size_t s = 0; s < stacks.size(); ++s)
+      if (out.stack_tower[s] == -1 && stack_root[s] < 0) t.push_back(s);
+    return t;
+  };
+  auto promote = [&](const std::vector<size_t>& keep, size_t s, const std::string& why) {
+    std::vector<std::string> kept;
+    for (size_t k : keep) kept.push_back(stacks[k].container);
+    std::string root = root_apart_from(stacks[s].container, kept);
+    for (size_t t = 0; t < found.size(); ++t)
+      if (found[t].root == root) {
+        stack_root[s] = static_cast<int32_t>(t);
+        return;
+      }
+    stack_root[s] = static_cast<int32_t>(found.size());
+    found.push_back({root, modality_of(root, "", inv), why});
+  };
+  if (!patterns.trunk.empty()) {
+    std::vector<size_t> keep, others;
+    for (size_t s : trunk_stacks()) {
+      bool is_trunk = false;
+      const std::string& c = stacks[s].container;
+      for (size_t end = c.find('.');; end = c.find('.', end + 1)) {
+        is_trunk = is_trunk || trunk.match(c.substr(0, end)) >= 0;
+        if (end == std::string::npos) break;
+      }
+      (is_trunk ? keep : others).push_back(s);
+    }
+    if (!keep.empty())
+      for (size_t s : others) promote(keep, s, "the rules file's trunk patterns (" + stacks[s].container + " is not the trunk)");
+  }
+  const bool fed = !connector_roots.empty() || patterns.explicit_towers;
+  if (fed && !inv.config_modalities.empty()) {
+    auto t = trunk_stacks();
+    const auto* count = text_layer_count(inv);
+    if (t.size() > 1 && count) {
+      std::vector<size_t> keep, others;
+      for (size_t s : t) (stacks[s].num_layers == count->second ? keep : others).push_back(s);
+      if (keep.size() == 1)
+        for (size_t s : others)
+          if (!has_component(stacks[s].container, "encoder") && !has_component(stacks[s].container, "decoder"))
+            promote(keep, s, "the config: " + count->first + " = " + std::to_string(count->second) + " is " +
+                                 stacks[keep[0]].container + "'s count; the config has a " +
+                                 inv.config_modalities[0] + " part");
+    }
+  }
+
+  // 3. Towers only where a connector feeds them into a trunk that remains.
+  if (found.empty()) return out;
+  if (!fed || trunk_stacks().empty()) {
+    std::string roots;
+    for (const auto& f : found) roots += (roots.empty() ? "'" : ", '") + f.root + "'";
+    out.notes.push_back(roots + (found.size() == 1 ? " looks" : " look") + " like a tower's name, but " +
+                        (!fed ? "no connector (projector, merger, resampler) feeds it into a trunk"
+                              : "no other stack would be left as the trunk") +
+                        ": its layers stay in the trunk (add `discovery: towers:` or `trunk:` to say otherwise)");
+    std::fill(out.stack_tower.begin(), out.stack_tower.end(), -1);
+    return out;
+  }
+  for (size_t t = 0; t < found.size(); ++t) {
+    Tower tw;
+    tw.root = found[t].root;
+    tw.modality = found[t].modality;
+    tw.found_by = found[t].found_by;
+    out.towers.push_back(std::move(tw));
+  }
+  for (size_t s = 0; s < stacks.size(); ++s)
+    if (out.stack_tower[s] == -1 && stack_root[s] >= 0) out.stack_tower[s] = stack_root[s];
+  std::map<std::string, int32_t> connector_index;
+  for (const auto& root : connector_roots) {
+    connector_index[root] = static_cast<int32_t>(out.connectors.size());
+    out.connectors.push_back({root, patterns.connectors[static_cast<size_t>(connector_pattern_of[root])].text});
+  }
+
+  // 4. Every parameter's part: a connector first (Qwen2-VL's `visual.merger` is inside the
+  // tower's root), then the innermost tower root it is under.
+  out.param_tower.assign(n, -1);
+  out.param_connector.assign(n, -1);
+  for (size_t i = 0; i < n; ++i) {
+    const std::string& name = inv.params[i].name;
+    if (matches[i].connector_pattern >= 0) {
+      out.param_connector[i] = connector_index.at(name.substr(0, matches[i].connector_len));
+      continue;
+    }
+    size_t best = 0;
+    for (size_t t = 0; t < out.towers.size(); ++t)
+      if (at_or_under(name, out.towers[t].root) && out.towers[t].root.size() > best) {
+        best = out.towers[t].root.size();
+        out.param_tower[i] = static_cast<int32_t>(t);
+      }
+  }
+  // Towers in the order of their first parameter.
+  std::vector<size_t> first(out.towers.size(), n);
+  for (size_t i = n; i-- > 0;)
+    if (out.param_tower[i] >= 0) first[static_cast<size_t>(out.param_tower[i])] = i;
+  std::vector<int32_t> order(out.towers.size());
+  for (size_t t = 0; t < order.size(); ++t) order[t] = static_cast<int32_t>(t);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return first[a] < first[b]; });
+  std::vector<int32_t> rank(order.size());
+  std::vector<Tower> sorted;
+  for (size_t k = 0; k < order.size(); ++k) {
+    rank[static_cast<size_t>(order[k])] = static_cast<int32_t>(k);
+    sorted.push_back(out.towers[static_cast<size_t>(order[k])]);
+  }
+  out.towers = std::move(sorted);
+  for (auto& t : out.param_tower)
+    if (t >= 0) t = rank[static_cast<size_t>(t)];
+  for (auto& t : out.stack_tower)
+    if (t >= 0) t = rank[static_cast<size_t>(t)];
+  return out;
+}
+
+}  // namespace layerfreeze

@@ -1,0 +1,49 @@
+// Towers and connectors: the part of layer discovery that tells a multimodal model's trunk (the
+// stacks the head reads) from its towers (vision or audio encoders) and the connectors that feed
+// a tower's output into the trunk (DESIGN.md §3 "Trunk, towers, connectors").
+//
+// A tower is found by name (`visual`, `vision_tower`, `vpm`, … in rules/discovery.yaml), by the
+// config (a stack whose layer count is not the language model's, in a config with a
+// `vision_config`), or by a rules file's `discovery: trunk:` (every other stack is a tower).
+// Towers exist only where a connector feeds them into a trunk that remains: a dual encoder read in
+// parallel (CLIP) has no connector and keeps both stacks in its trunk, as a vision-only model
+// keeps its one stack.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/layer_discovery.hpp"
+#include "layerfreeze/diagnostics.hpp"
+#include "layerfreeze/inventory.hpp"
+
+namespace layerfreeze {
+
+/// A stack discovery found, before it knows which part of the model it belongs to.
+struct StackCandidate {
+  std::string container;  // "visual.blocks"
+  int32_t num_layers = 0;
+};
+
+struct ModalitySplit {
+  std::vector<Tower> towers;          // root, modality, found_by; in order of first parameter
+  std::vector<Connector> connectors;  // in order of first parameter
+  /// Per stack candidate: its tower, -1 for the trunk, kDissolved for a stack inside a
+  /// connector (a projector's own `layers.N`: connector parameters, not layers).
+  std::vector<int32_t> stack_tower;
+  static constexpr int32_t kDissolved = -2;
+  /// Per parameter: its tower or connector, -1 for none. Empty when the model has no tower.
+  std::vector<int32_t> param_tower, param_connector;
+  std::vector<std::string> notes;
+  bool multimodal() const { return !towers.empty(); }
+};
+
+/// Splits `inv` (its parameter names, config modalities and layer counts) into trunk, towers
+/// and connectors. Bad patterns are errors in `diags`.
+ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCandidate>& stacks,
+                               const DiscoveryPatterns& patterns, Diagnostics& diags);
+
+/// True when `name` is `root` itself or a name under it (`root.…`).
+bool at_or_under(const std::string& name, const std::string& root);
+
+}  // namespace layerfreeze
