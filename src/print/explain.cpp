@@ -34,7 +34,7 @@ std::string explain_text(const Plan& plan, uint32_t index, const Time& t, const 
     o << "; found by " << t.found_by << ")";
   } else if (p.role == Role::kConnector && p.part >= 0) {
     const Connector& c = inv.connectors[static_cast<size_t>(p.part)];
-    o << " (`" << c.root << "`, pattern '" << c.pattern << "'; it feeds the towers' output into the trunk)";
+    o << " (`" << c.root << "`: it carries a tower's output into the trunk)";
   } else if (p.layer >= 0) {
     const Stack& st = inv.stacks[inv.layers[p.layer].stack];
     o << " " << p.layer << " (" << inv.layers[p.layer].name << ", stack " << st.container << ", pattern '" << st.pattern << "')";

@@ -23,7 +23,11 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
     o << "\nconfig: " << inv.config << (inv.family.empty() ? " (no model family)" : " · family " + inv.family);
   if (!inv.quantization.empty())
     o << "\nquantized: " << inv.quantization << " (frozen base weights cannot train as stored; counts are of the logical parameters)";
-  o << "\norder: " << (inv.registration_order ? "registration order" : "natural name order (header-only source)") << "\n";
+  o << "\norder: "
+    << (inv.registration_order ? "registration order"
+        : inv.multimodal()     ? "data-flow order (header-only source: towers, connectors, then the trunk)"
+                               : "natural name order (header-only source)")
+    << "\n";
   o << "layers: " << describe_layers(inv) << "\n";
   // Stacks in data-flow order; a tower's layers are numbered inside the tower (what
   // `{stack: vision, layers: …}` counts), the trunk's from 0.
@@ -104,9 +108,9 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
         if (st.tower >= 0) {
           const Tower& t = inv.towers[static_cast<size_t>(st.tower)];
           int32_t local = l - inv.stacks[static_cast<size_t>(t.stacks.front())].first_layer;
-          std::snprintf(idx, sizeof idx, "%s %d  ", t.modality.c_str(), local);
+          std::snprintf(idx, sizeof idx, "%10s  ", (t.modality + " " + std::to_string(local)).c_str());
         } else {
-          std::snprintf(idx, sizeof idx, "%4d  ", l);
+          std::snprintf(idx, sizeof idx, inv.multimodal() ? "%10d  " : "%4d  ", l);
         }
         o << idx << L.name << " · " << L.params.size() << " tensors";
         if (shapes) o << " · " << with_commas(L.numel);
