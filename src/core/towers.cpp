@@ -61,35 +61,44 @@ class PrefixMatcher {
  public:
   PrefixMatcher(const Compiled& towers, const Compiled& connectors) : towers_(towers), connectors_(connectors) {}
 
+  // One hash lookup a name: the part above its first index component ("model.layers" of
+  // "model.layers.7.mlp.w") is shared by thousands of names and matched once.
   PathMatch match(const std::string& name) {
-    PathMatch m;
+    size_t cut = name.size();
     for (size_t start = 0; start <= name.size();) {
       size_t end = name.find('.', start);
       if (end == std::string::npos) end = name.size();
-      if (all_digits(name, start, end)) break;
-      buf_.assign(name, 0, end);
-      auto it = cache_.find(buf_);
-      if (it == cache_.end()) it = cache_.emplace(buf_, Codes{towers_.match(buf_), connectors_.match(buf_)}).first;
-      if (m.tower_pattern < 0 && it->second.tower >= 0) {
-        m.tower_pattern = it->second.tower;
-        m.tower_len = static_cast<uint32_t>(end);
-      }
-      if (m.connector_pattern < 0 && it->second.connector >= 0) {
-        m.connector_pattern = it->second.connector;
-        m.connector_len = static_cast<uint32_t>(end);
+      if (all_digits(name, start, end)) {
+        cut = start == 0 ? 0 : start - 1;
+        break;
       }
       start = end + 1;
+    }
+    buf_.assign(name, 0, cut);
+    auto it = cache_.find(buf_);
+    if (it == cache_.end()) it = cache_.emplace(buf_, match_path(buf_)).first;
+    return it->second;
+  }
+
+ private:
+  // Every prefix of `path` at a component boundary, the whole path included, shortest first.
+  PathMatch match_path(const std::string& path) const {
+    PathMatch m;
+    for (size_t end = path.find('.');; end = path.find('.', end + 1)) {
+      std::string prefix = path.substr(0, end);
+      if (prefix.empty()) break;
+      if (m.tower_pattern < 0 && (m.tower_pattern = towers_.match(prefix)) >= 0)
+        m.tower_len = static_cast<uint32_t>(prefix.size());
+      if (m.connector_pattern < 0 && (m.connector_pattern = connectors_.match(prefix)) >= 0)
+        m.connector_len = static_cast<uint32_t>(prefix.size());
+      if (end == std::string::npos) break;
     }
     return m;
   }
 
- private:
-  struct Codes {
-    int tower, connector;
-  };
   const Compiled& towers_;
   const Compiled& connectors_;
-  std::unordered_map<std::string, Codes> cache_;
+  std::unordered_map<std::string, PathMatch> cache_;
   std::string buf_;
 };
 

@@ -151,6 +151,12 @@ std::string inventory_json(const Inventory& inv) {
   if (!inv.config.empty()) j.field("config", inv.config);
   if (!inv.family.empty()) j.field("family", inv.family);
   if (!inv.quantization.empty()) j.field("quantization", inv.quantization);
+  if (!inv.config_modalities.empty()) j.key("config_modalities").strings(inv.config_modalities);
+  if (!inv.config_layers.empty()) {
+    j.key("config_layers").begin_object();
+    for (const auto& [k, v] : inv.config_layers) j.field(k, v);
+    j.end_object();
+  }
   j.end_object();
   j.key("stacks").begin_array();
   for (const auto& st : inv.stacks) {

@@ -147,6 +147,13 @@ std::string plan_text(const PlanSummary& sum) {
         << "; freezing saves " << bytes_text(st.saved_grad_bytes + st.saved_optimizer_bytes) << "\n";
     }
     o << "  backward: " << backward_text(inv, st) << "\n";
+    if (st.forward_numel > 0 && !st.nothing_trains) {
+      char ratio[32];
+      std::snprintf(ratio, sizeof ratio, "%.2f", st.step_cost());
+      o << "  compute: ≈" << ratio << "× a full fine-tuning step (forward " << short_count(st.forward_numel)
+        << ", backward through " << short_count(st.backward_through_numel) << ", weight gradients for "
+        << short_count(st.weight_grad_numel) << "; 6N per token, by parameter count)\n";
+    }
     if (!st.decided_by.empty()) {
       o << "  decided by:\n";
       size_t w = 0;
@@ -302,6 +309,8 @@ std::string plan_json(const PlanSummary& sum) {
     // Through every trunk layer to its input: the embeddings, a connector or a tower trains.
     j.field("backward_to_input", st.input_side_trainable || st.connector_trainable || st.first_trainable_tower);
     j.field("backward", backward_text(inv, st));
+    j.key("step_cost");
+    st.forward_numel > 0 ? j.value(st.step_cost()) : j.null();
     j.key("decided_by").begin_array();
     for (const auto& d : st.decided_by)
       j.begin_object().field("rule", d.rule->prov.text).field("where", d.rule->prov.where())

@@ -1,6 +1,7 @@
 #include "print/plan_summary.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <cctype>
 #include <map>
 #include <sstream>
@@ -123,6 +124,47 @@ std::string amount(const Inventory& inv, int64_t numel, size_t tensors) {
   return short_count(numel) + " params";
 }
 
+// A parameter's place along the data flow: each tower (its layers in order), the connectors,
+// the embeddings, the trunk's layers (an `other` parameter right after the layer it opens with),
+// the head. A tower's parameters outside its layers count as its input side.
+int64_t flow_key(const Inventory& inv, const Param& p) {
+  constexpr int64_t kPart = int64_t{1} << 50;
+  switch (p.role) {
+    case Role::kTower: {
+      int64_t local = 0;
+      if (p.layer >= 0) {
+        const Tower& t = inv.towers[static_cast<size_t>(p.part)];
+        local = 1 + p.layer - inv.stacks[static_cast<size_t>(t.stacks.front())].first_layer;
+      }
+      return (static_cast<int64_t>(p.part) << 32) + local;
+    }
+    case Role::kConnector: return kPart;
+    case Role::kEmbeddings: return 2 * kPart;
+    case Role::kLayer: return 3 * kPart + 2 * static_cast<int64_t>(p.layer) + 1;
+    case Role::kOther: return 3 * kPart + 2 * static_cast<int64_t>(p.anchor_layer) + 2;
+    case Role::kHead: return 4 * kPart;
+  }
+  return 4 * kPart;
+}
+
+// The compute figures of a stage (StageSummary::step_cost).
+void step_compute(const Inventory& inv, const Bitset& frozen, StageSummary& s) {
+  if (!inv.shapes_known()) return;
+  std::vector<int64_t> keys(inv.params.size());
+  int64_t earliest = std::numeric_limits<int64_t>::max();
+  for (size_t i = 0; i < inv.params.size(); ++i) {
+    keys[i] = flow_key(inv, inv.params[i]);
+    if (!frozen.test(i)) earliest = std::min(earliest, keys[i]);
+  }
+  for (size_t i = 0; i < inv.params.size(); ++i) {
+    const Param& p = inv.params[i];
+    if (p.role == Role::kEmbeddings) continue;  // a lookup, not a matrix product
+    s.forward_numel += p.numel;
+    if (keys[i] > earliest) s.backward_through_numel += p.numel;
+    if (!frozen.test(i)) s.weight_grad_numel += p.numel;
+  }
+}
+
 }  // namespace
 
 std::string layer_status_table(const Inventory& inv, const Bitset& frozen, bool show_all) {
@@ -210,6 +252,7 @@ PlanSummary summarize(const Plan& plan, OptimizerKind optimizer, const Time& hor
       }
     }
     s.nothing_trains = s.trainable_tensors == 0;
+    step_compute(inv, point.frozen, s);
     s.runs = layer_runs(inv, point.frozen, false);
     s.groups = group_lines(inv, point.frozen);
     // Which rules decided the state here: at the start every rule with an effect; later, the

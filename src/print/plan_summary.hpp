@@ -56,6 +56,16 @@ struct StageSummary {
   std::optional<int32_t> first_trainable_tower;        // the earliest tower with a trainable parameter
   std::optional<int32_t> first_trainable_tower_layer;  // its earliest trainable layer, if a layer
   bool tower_input_trainable = false;  // that tower trains outside its layers (embeddings, norm)
+  // Compute of one training step, by the 6N-per-token rule on parameter counts (embedding
+  // lookups excluded): forward 2N, input gradients 2N for everything after the earliest
+  // trainable parameter in data flow, weight gradients 2N for what trains. 0 when shapes are
+  // unknown.
+  int64_t forward_numel = 0, backward_through_numel = 0, weight_grad_numel = 0;
+  double step_cost() const {  // relative to full fine-tuning (3 × forward)
+    return forward_numel ? static_cast<double>(forward_numel + backward_through_numel + weight_grad_numel) /
+                               (3.0 * static_cast<double>(forward_numel))
+                         : 0.0;
+  }
   bool nothing_trains = false;
   std::vector<LayerRun> runs;
   std::vector<GroupLine> groups;

@@ -40,6 +40,13 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
       inv.registration_order = m["registration_order"];
     if (m.contains("quantization") && m["quantization"].is_string()) inv.quantization = m["quantization"];
     if (m.contains("family") && m["family"].is_string()) inv.family = m["family"];
+    // What the config said, which discovery uses (towers found by the config, count checks).
+    if (m.contains("config_modalities") && m["config_modalities"].is_array())
+      for (const auto& x : m["config_modalities"])
+        if (x.is_string()) inv.config_modalities.push_back(x);
+    if (m.contains("config_layers") && m["config_layers"].is_object())
+      for (const auto& [k, v] : m["config_layers"].items())
+        if (v.is_number_integer()) inv.config_layers.emplace_back(k, v.get<int64_t>());
   }
   size_t i = 0;
   for (const auto& p : j["params"]) {

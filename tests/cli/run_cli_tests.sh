@@ -75,6 +75,17 @@ expect_exit 0 "plan lisa" -- plan preset:lisa --model builtin:llama2-7b --epochs
 expect_golden "plan lisa" plan_lisa_llama.txt
 expect_exit 0 "inspect gpt2" -- inspect builtin:gpt2
 expect_golden "inspect gpt2" inspect_gpt2.txt
+# A vision-language model: trunk, tower and connector in data-flow order (DESIGN.md §3).
+# (From the project's root, so the golden names the model by a relative path.)
+pushd "$root" >/dev/null
+vlm="tests/data/real-checkpoints/olmocr-qwen2-vl-7b"
+expect_exit 0 "plan vlm" -- plan preset:gradual_unfreeze --set total_epochs=3 --model "$vlm"
+expect_golden "plan vlm" plan_gradual_unfreeze_olmocr.txt
+expect_exit 0 "plan vlm markdown" -- plan preset:lp_lora --model "$vlm" --format markdown
+expect_golden "plan vlm markdown" plan_lp_lora_olmocr.md
+expect_exit 0 "explain vlm" -- explain preset:lp_lora --model "$vlm" --param visual.blocks.3.attn.qkv.weight
+expect_contains "explain vlm" "role: tower (vision, \`visual\`, 32 layers; its layer 3 in stack visual.blocks"
+popd >/dev/null
 expect_exit 0 "inspect json" -- inspect builtin:resnet50 --format json
 cp "$tmp/out" "$tmp/resnet.json"
 expect_exit 0 "plan from manifest" -- plan preset:freeze_first_n --set n=2 --model "$tmp/resnet.json"

@@ -11,6 +11,7 @@
 
 #include "core/layer_discovery.hpp"
 #include "layerfreeze/model_source.hpp"
+#include "print/inventory_printer.hpp"
 #include "print/plan_printer.hpp"
 #include "print/plan_summary.hpp"
 #include "test_util.hpp"
@@ -179,6 +180,20 @@ Inventory discovered_names(Inventory inv, const DiscoveryPatterns& patterns = Di
   Diagnostics d;
   discover_layers(inv, patterns, d);
   return inv;
+}
+
+TEST(Multimodal, AManifestKeepsWhatTheConfigSaidOfTheTowers) {
+  // DeepSeek-OCR2's Qwen2 encoder is a tower only by its config; `inspect --format json` written
+  // and read back must still say so.
+  Diagnostics d;
+  auto inv = load_model(kVlmData + "/real-checkpoints/deepseek-ocr2", d);
+  ASSERT_TRUE(inv) << format_diagnostics(d);
+  auto back = parse_manifest(inventory_json(*inv), "ocr2.json", d);
+  ASSERT_TRUE(back) << format_diagnostics(d);
+  discover_layers(*back, DiscoveryPatterns::shipped(), d);
+  ASSERT_EQ(back->towers.size(), 2u);
+  EXPECT_EQ(back->towers[1].root, "model.qwen2_model");
+  EXPECT_EQ(back->num_layers(), 12);
 }
 
 TEST(Multimodal, ADualEncoderWithoutAConnectorKeepsBothStacksInItsTrunk) {
