@@ -45,7 +45,20 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
   for (const auto& t : inv.towers)
     o << "  tower '" << t.root << "': " << t.modality << ", " << t.num_layers << (t.num_layers == 1 ? " layer" : " layers")
       << " · found by " << t.found_by << "\n";
-  for (const auto& c : inv.connectors) o << "  connector '" << c.root << "' · pattern '" << c.pattern << "'\n";
+  // Connectors, grouped by the pattern that found them (usually one long shipped pattern).
+  for (size_t c = 0; c < inv.connectors.size(); ++c) {
+    bool seen = false;
+    for (size_t k = 0; k < c; ++k) seen = seen || inv.connectors[k].pattern == inv.connectors[c].pattern;
+    if (seen) continue;
+    std::string roots;
+    size_t n = 0;
+    for (size_t k = c; k < inv.connectors.size(); ++k)
+      if (inv.connectors[k].pattern == inv.connectors[c].pattern) {
+        roots += (roots.empty() ? "'" : ", '") + inv.connectors[k].root + "'";
+        ++n;
+      }
+    o << "  connector" << (n > 1 ? "s " : " ") << roots << " · pattern '" << inv.connectors[c].pattern << "'\n";
+  }
   o << "roles:\n";
   std::vector<Role> roles = {Role::kEmbeddings, Role::kLayer, Role::kHead, Role::kOther};
   if (inv.multimodal()) roles.insert(roles.begin(), {Role::kTower, Role::kConnector});

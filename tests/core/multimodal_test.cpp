@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <set>
@@ -194,6 +195,47 @@ TEST(Multimodal, AManifestKeepsWhatTheConfigSaidOfTheTowers) {
   ASSERT_EQ(back->towers.size(), 2u);
   EXPECT_EQ(back->towers[1].root, "model.qwen2_model");
   EXPECT_EQ(back->num_layers(), 12);
+}
+
+TEST(Multimodal, Qwen3VlInAHeaderIsPutInDataFlowOrder) {
+  // Qwen3-VL's names (transformers' Qwen3VLForConditionalGeneration): the vision blocks, a
+  // merger and the DeepStack mergers that feed vision features into early language layers.
+  std::vector<std::string> names = {"lm_head.weight", "model.language_model.embed_tokens.weight",
+                                    "model.language_model.norm.weight", "model.visual.patch_embed.proj.weight",
+                                    "model.visual.pos_embed.weight", "model.visual.merger.norm.weight",
+                                    "model.visual.merger.linear_fc1.weight"};
+  for (int l = 0; l < 4; ++l) names.push_back("model.language_model.layers." + std::to_string(l) + ".mlp.up_proj.weight");
+  for (int l = 0; l < 3; ++l) names.push_back("model.visual.blocks." + std::to_string(l) + ".mlp.linear_fc1.weight");
+  for (int l = 0; l < 2; ++l)
+    names.push_back("model.visual.deepstack_merger_list." + std::to_string(l) + ".linear_fc1.weight");
+  Inventory header = test::names_inventory(names);
+  header.sort_natural();  // what a safetensors header gives
+  auto c = test::compile_text("layerfreeze: 1\nname: t\nextends: preset:freeze_except_last_n\nwith: {n: 1}\n",
+                              header);
+  ASSERT_TRUE(c.plan) << format_diagnostics(c.diags);
+  const Inventory& inv = *c.plan->inventory;
+  ASSERT_EQ(inv.towers.size(), 1u);
+  EXPECT_EQ(inv.towers[0].root, "model.visual");
+  EXPECT_EQ(inv.towers[0].num_layers, 3);
+  EXPECT_EQ(inv.num_layers(), 4);
+  EXPECT_EQ(inv.connectors.size(), 2u);
+  // Data flow: the tower (patch and position embeddings, then its blocks), the connectors, the
+  // language model's embeddings, its layers, its head.
+  EXPECT_EQ(inv.params.front().name, "model.visual.patch_embed.proj.weight");
+  EXPECT_EQ(inv.params[*inv.find("model.language_model.embed_tokens.weight")].role, Role::kEmbeddings);
+  EXPECT_EQ(inv.params[*inv.find("model.language_model.norm.weight")].role, Role::kHead);
+  EXPECT_EQ(inv.params[*inv.find("model.visual.deepstack_merger_list.1.linear_fc1.weight")].role, Role::kConnector);
+  std::vector<std::string> order;
+  for (const auto& p : inv.params) order.push_back(p.name);
+  auto pos = [&](const std::string& n) { return std::find(order.begin(), order.end(), n) - order.begin(); };
+  EXPECT_LT(pos("model.visual.blocks.2.mlp.linear_fc1.weight"), pos("model.visual.merger.linear_fc1.weight"));
+  EXPECT_LT(pos("model.visual.merger.linear_fc1.weight"), pos("model.language_model.embed_tokens.weight"));
+  EXPECT_LT(pos("model.language_model.layers.3.mlp.up_proj.weight"), pos("lm_head.weight"));
+  std::set<std::string> trainable;
+  Bitset f = c.plan->frozen_at({0, 0});
+  for (size_t i = 0; i < inv.params.size(); ++i)
+    if (!f.test(i)) trainable.insert(inv.params[i].name);
+  EXPECT_EQ(trainable, (std::set<std::string>{"model.language_model.layers.3.mlp.up_proj.weight"}));
 }
 
 TEST(Multimodal, ADualEncoderWithoutAConnectorKeepsBothStacksInItsTrunk) {
