@@ -11,7 +11,7 @@
 
 namespace layerfreeze {
 
-/// Every parameter has exactly one role (DESIGN.md §3). `embeddings`, `layer`, `head` and `other`
+/// Every parameter has exactly one role (docs/RULES.md, docs/ARCHITECTURES.md). `embeddings`, `layer`, `head` and `other`
 /// are the trunk's; a multimodal model's towers (vision or audio encoders) and the connectors
 /// that feed them into the trunk have roles of their own.
 enum class Role : uint8_t { kEmbeddings, kLayer, kHead, kOther, kTower, kConnector };
@@ -58,7 +58,7 @@ struct NonParameter {
 };
 
 /// A tower: a stack (or several) that encodes another modality and feeds the trunk through a
-/// connector (DESIGN.md §3 "Trunk, towers, connectors"). Every parameter under `root` is its.
+/// connector (docs/ARCHITECTURES.md, "Multimodal models"). Every parameter under `root` is its.
 struct Tower {
   std::string root;       // "visual", "model.vision_backbone", "model.sam_model"
   std::string modality;   // "vision", "audio"

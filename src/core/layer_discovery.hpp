@@ -23,7 +23,7 @@ struct DiscoveryPatterns {
   std::vector<Pattern> embeddings;  // on parameter names
   std::vector<Pattern> head;        // on parameter names
   std::vector<std::string> stack_order;
-  // Multimodal models (DESIGN.md §3 "Trunk, towers, connectors"): patterns on module paths.
+  // Multimodal models (docs/ARCHITECTURES.md, "Multimodal models"): patterns on module paths.
   std::vector<Pattern> towers;      // a tower's root ("visual", "vision_tower")
   std::vector<Pattern> connectors;  // a connector's root ("multi_modal_projector")
   std::vector<Pattern> trunk;       // the trunk's stacks: when set, every other stack is a tower

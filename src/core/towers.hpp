@@ -1,6 +1,6 @@
 // Towers and connectors: the part of layer discovery that tells a multimodal model's trunk (the
 // stacks the head reads) from its towers (vision or audio encoders) and the connectors that feed
-// a tower's output into the trunk (DESIGN.md §3 "Trunk, towers, connectors").
+// a tower's output into the trunk (docs/ARCHITECTURES.md, "Multimodal models").
 //
 // A tower is found by name (`visual`, `vision_tower`, `vpm`, … in rules/discovery.yaml), by the
 // config (a stack whose layer count is not the language model's, in a config with a

@@ -35,7 +35,7 @@ std::string count_text(const Inventory& inv, int64_t numel, size_t tensors) {
 }
 
 // Where the backward pass of a multimodal model ends when a tower or connector trains: it runs
-// through every trunk layer first (DESIGN.md §3), whichever of them train.
+// through every trunk layer first (docs/ARCHITECTURES.md), whichever of them train.
 std::string multimodal_backward_text(const Inventory& inv, const StageSummary& s) {
   std::string through = inv.num_layers() > 0 ? "runs through every layer (0–" + std::to_string(inv.num_layers() - 1) + ") and " : "runs ";
   if (s.first_trainable_tower) {

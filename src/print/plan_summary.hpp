@@ -50,7 +50,7 @@ struct StageSummary {
   int64_t saved_grad_bytes = 0, saved_optimizer_bytes = 0;  // by what is frozen
   std::optional<int32_t> first_trainable_layer;  // of the trunk
   bool input_side_trainable = false;  // embeddings train: backward runs to the input
-  // A multimodal model (DESIGN.md §3): what trains before the trunk, in data flow. Either makes
+  // A multimodal model (docs/ARCHITECTURES.md): what trains before the trunk, in data flow. Either makes
   // the backward pass run through every trunk layer.
   bool connector_trainable = false;
   std::optional<int32_t> first_trainable_tower;        // the earliest tower with a trainable parameter

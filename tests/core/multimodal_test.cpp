@@ -1,4 +1,4 @@
-// Vision-language models: trunk, towers and connectors (DESIGN.md §3). Real published indexes
+// Vision-language models: trunk, towers and connectors (docs/ARCHITECTURES.md). Real published indexes
 // and configs (tests/data/real-checkpoints); the expectations come from each model's own
 // structure — its config's language-model layer count, the modules its code defines — not from
 // what the tool printed.

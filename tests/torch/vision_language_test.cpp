@@ -2,7 +2,7 @@
 // projector (the connector) → four decoder layers → a head tied to the token embeddings, with
 // Hugging Face's Qwen2-VL names in registration (data-flow) order. The executor's frozen set must
 // be the plan's, and autograd must agree with what the plan says of the backward pass
-// (DESIGN.md §3 "Trunk, towers, connectors").
+// (docs/ARCHITECTURES.md, "Multimodal models").
 #include <gtest/gtest.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/modules/activation.h>
