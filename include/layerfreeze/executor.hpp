@@ -85,7 +85,12 @@ class Executor {
 
   /// Training time. Each returns true when the frozen set changed. `seek` moves to any time,
   /// backwards included (a resumed run); moving forward it applies every stage on the way in
-  /// order, so optimizer groups end up as if every epoch had been stepped through.
+  /// order, so optimizer groups end up as if every epoch had been stepped through. Moving
+  /// backward keeps the param groups added on the way forward: a parameter frozen again stays
+  /// in its group with requires_grad off, no gradient and (under `optimizer_state: drop`) no
+  /// optimizer state, so no step moves it; moving forward again adds nothing twice. If LibTorch
+  /// refuses a change, the module is left at the last change point completed, and so is the
+  /// executor's time.
   bool on_epoch_begin(int64_t epoch);
   bool on_step(int64_t global_step);
   bool seek(int64_t epoch, int64_t global_step = 0);

@@ -56,20 +56,6 @@ std::optional<Plan> compile_plan(Session& s, const PlanArgs& a, const std::strin
   return compile(*strategy, std::move(*inv), co, s.diags);
 }
 
-Time horizon_for(const Plan& plan, const PlanArgs& a) {
-  const auto spe = plan.options.steps_per_epoch;
-  const Time last = plan.last_trigger();
-  const int64_t last_epoch = last.epoch, last_step = last.step;
-  Time h{-1, -1};
-  if (a.epochs) h.epoch = *a.epochs;
-  if (a.steps) h.step = *a.steps;
-  if (h.epoch < 0) h.epoch = a.steps && spe ? (*a.steps + *spe - 1) / *spe : last_epoch + 1;
-  if (h.step < 0) {
-    if (spe && a.epochs) h.step = *a.epochs * *spe;
-    else if (spe) h.step = std::max(h.epoch * *spe, last_step + 1);
-    else h.step = last_step + 1;
-  }
-  return h;
-}
+Time horizon_for(const Plan& plan, const PlanArgs& a) { return plan.horizon(a.epochs, a.steps); }
 
 }  // namespace layerfreeze::cli

@@ -128,11 +128,18 @@ Time Plan::last_trigger() const {
   return last;
 }
 
-Time Plan::default_horizon() const {
-  const Time last = last_trigger();
+Time Plan::horizon(std::optional<int64_t> epochs, std::optional<int64_t> steps) const {
   const auto spe = options.steps_per_epoch;
-  Time h{last.epoch + 1, last.step + 1};
-  if (spe) h.step = std::max(h.epoch * *spe, h.step);
+  const Time last = last_trigger();
+  Time h{-1, -1};
+  if (epochs) h.epoch = *epochs;
+  if (steps) h.step = *steps;
+  if (h.epoch < 0) h.epoch = steps && spe ? (*steps + *spe - 1) / *spe : last.epoch + 1;
+  if (h.step < 0) {
+    if (spe && epochs) h.step = *epochs * *spe;
+    else if (spe) h.step = std::max(h.epoch * *spe, last.step + 1);
+    else h.step = last.step + 1;
+  }
   return h;
 }
 

@@ -109,8 +109,11 @@ class Plan {
   Time next_change(const Time& t) const;
   /// The last trigger in each unit (periodic stages count ten periods), 0 when none.
   Time last_trigger() const;
-  /// A horizon that shows every static stage and a few periods: just past the last trigger.
-  Time default_horizon() const;
+  /// How far a plan is shown: up to `epochs` / `steps` when given, else just past the last
+  /// trigger (every static stage and a few periods); the other unit follows through
+  /// steps_per_epoch when the plan has one. The one horizon of the CLI, the executor and the API.
+  Time horizon(std::optional<int64_t> epochs = std::nullopt, std::optional<int64_t> steps = std::nullopt) const;
+  Time default_horizon() const { return horizon(); }
   const std::string& fingerprint() const { return fingerprint_; }
   /// Discriminative learning-rate scale of parameter `i`: 1 / lr_decay^depth, depth counted
   /// from the head (0) through the layers top-down to the embeddings (L + 1).

@@ -16,6 +16,7 @@
 
 #include "core/compiler.hpp"
 #include "core/hash.hpp"
+#include "core/replay.hpp"
 #include "core/rules_parser.hpp"
 #include "print/plan_printer.hpp"
 #include "torch/live_model.hpp"
@@ -30,22 +31,20 @@ namespace {
   throw DiagnosticError(std::move(d));
 }
 
-bool at_or_before(const Time& a, const Time& b) {
-  return (a.epoch < 0 || a.epoch <= b.epoch) && (a.step < 0 || a.step <= b.step);
-}
-
 }  // namespace
 
-struct Executor::Impl {
+struct Executor::Impl : TensorSink {
+  Impl() : TensorSink(live.tensors) {}
+
   LiveModel live;
   std::unique_ptr<Plan> plan;
-  std::unique_ptr<PlanCursor> cursor;
+  std::unique_ptr<Replay> replay;
   std::function<bool()> root_training;
-  Time now{0, 0};
   torch::optim::Optimizer* optimizer = nullptr;
   std::unordered_set<const void*> in_optimizer;
   std::vector<size_t> frozen_bn;  // indices into live.batchnorms that are frozen now
   uint64_t generation = 0;        // changes applied so far
+  bool started = false;
 
   // What both constructors do: read the module, name it, compile, apply the state at the start.
   template <class Read>
@@ -59,7 +58,13 @@ struct Executor::Impl {
     live.inventory.source = kind + live.inventory.model_type + " module";
     root_training = std::move(training);
     compile(rules, o);
-    start();
+    replay = std::make_unique<Replay>(*plan);
+    try {
+      replay->start(*this);  // every tensor once; undone as a whole if LibTorch refuses one
+    } catch (const c10::Error& e) {
+      throw_torch_error(e, "applying the plan (the module was left as it was)");
+    }
+    started = true;
   }
 
   void compile(const std::string& rules, const PlanOptions& o) {
@@ -75,67 +80,16 @@ struct Executor::Impl {
     auto compiled = layerfreeze::compile(*strategy, live.inventory, co, diags);
     if (!compiled) throw DiagnosticError(std::move(diags), &sources);
     plan = std::make_unique<Plan>(std::move(*compiled));
-    cursor = std::make_unique<PlanCursor>(*plan);
   }
 
-  // Puts every parameter in the state of the plan at the start; nothing else has happened yet.
-  void start() {
-    std::vector<Undo> undo;
-    try {
-      cursor->seek({0, 0});
-      const Bitset& f = cursor->frozen();
-      for (size_t i = 0; i < live.tensors.size(); ++i) set_frozen(i, f.test(i), &undo);
-      update_modes();
-    } catch (const c10::Error& e) {
-      for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
-        live.tensors[it->index].requires_grad_(it->requires_grad);
-        live.tensors[it->index].mutable_grad() = it->grad;
-      }
-      throw_torch_error(e, "applying the plan (the module was left as it was)");
-    }
-  }
-
-  // One tensor's state before a change, to undo a change that fails halfway.
-  struct Undo {
-    size_t index;
-    bool requires_grad;
-    at::Tensor grad;
-  };
-
-  void set_frozen(size_t i, bool frozen, std::vector<Undo>* undo = nullptr) {
-    at::Tensor& t = live.tensors[i];
-    if (undo) undo->push_back({i, t.requires_grad(), t.grad()});
-    if (frozen) {
-      t.requires_grad_(false);
-      // zero_grad() in LibTorch 1.13 keeps the gradient defined, and momentum, Adam moments and
-      // weight decay then keep moving a "frozen" weight: drop it.
-      t.mutable_grad().reset();
-    } else {
-      t.requires_grad_(true);
-    }
-  }
-
-  // Applies what changed at the cursor's last move. The tensors change first (undone as a whole
-  // if LibTorch refuses one); then the optimizer: state of frozen tensors dropped, new trainable
-  // tensors added as one param group per learning-rate scale.
-  void apply_changes() {
-    std::vector<Undo> undo;
-    try {
-      for (uint32_t i : cursor->newly_frozen()) set_frozen(i, true, &undo);
-      for (uint32_t i : cursor->newly_unfrozen()) set_frozen(i, false, &undo);
-    } catch (const c10::Error& e) {
-      for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
-        at::Tensor& t = live.tensors[it->index];
-        t.requires_grad_(it->requires_grad);
-        t.mutable_grad() = it->grad;
-      }
-      throw;
-    }
+  // A change point is complete (the tensors changed, through TensorSink): then the optimizer —
+  // state of frozen tensors dropped, new trainable tensors added as one param group per
+  // learning-rate scale — and the module modes.
+  void changed(const Time& at, const Bitset& frozen) override {
     if (optimizer && plan->options.optimizer_state == Options::OptimizerState::kDrop)
-      for (uint32_t i : cursor->newly_frozen())
-        optimizer->state().erase(c10::guts::to_string(live.tensors[i].unsafeGetTensorImpl()));
+      for (uint32_t i : frozen_now()) optimizer->state().erase(c10::guts::to_string(live.tensors[i].unsafeGetTensorImpl()));
     std::map<double, std::vector<at::Tensor>> groups;
-    for (uint32_t i : cursor->newly_unfrozen()) {
+    for (uint32_t i : unfrozen_now()) {
       if (optimizer && !in_optimizer.count(live.tensors[i].unsafeGetTensorImpl())) {
         double scale = plan->options.unfreeze_lr_scale * plan->lr_scale(i);
         groups[scale].push_back(live.tensors[i]);
@@ -147,63 +101,25 @@ struct Executor::Impl {
       for (const auto& t : tensors) in_optimizer.insert(t.unsafeGetTensorImpl());
       optimizer->add_param_group(torch::optim::OptimizerParamGroup(tensors, std::move(options)));
     }
-    update_modes();
-    ++generation;
+    TensorSink::changed(at, frozen);
+    update_modes(frozen);
+    if (started) ++generation;
   }
 
   bool move_to(const Time& t) {
-    if (!cursor->stale(t)) {
-      now = t;
-      enforce_modes();
-      return false;
-    }
     bool changed = false;
     try {
-      // Forward: every change point on the way, in order, so optimizer groups come out as if
-      // each epoch had been stepped through.
-      if (at_or_before(now, t)) {
-        Time cur = now;
-        for (;;) {
-          auto next = next_point(cur, t);
-          if (!next) break;
-          if (cursor->seek(*next)) {
-            apply_changes();
-            changed = true;
-          }
-          cur = *next;
-        }
-      }
-      if (cursor->seek(t)) {
-        apply_changes();
-        changed = true;
-      }
+      changed = replay->move_to(t, *this);
     } catch (const c10::Error& e) {
-      // The tensors of the failed change were restored; the cursor follows them back.
-      cursor->seek(now);
-      throw_torch_error(e, "applying a stage (the module was left as it was before this call's last change)");
+      throw_torch_error(e, "applying a stage (the module was left as it was after this call's last complete change)");
     }
-    now = t;
+    if (!changed) enforce_modes();
     return changed;
   }
 
-  // The first change point after `cur` and not after `t`, if any: the nearer of the next epoch
-  // threshold and the next step threshold (ordered by steps_per_epoch when both exist).
-  std::optional<Time> next_point(const Time& cur, const Time& t) const {
-    Time n = plan->next_change(cur);
-    const auto spe = plan->options.steps_per_epoch;
-    std::optional<Time> by_epoch, by_step;
-    if (n.epoch >= 0 && n.epoch <= t.epoch) by_epoch = Time{n.epoch, spe ? std::max(cur.step, n.epoch * *spe) : cur.step};
-    if (n.step >= 0 && n.step <= t.step) by_step = Time{spe ? std::max(cur.epoch, n.step / *spe) : cur.epoch, n.step};
-    if (by_epoch && !at_or_before(*by_epoch, t)) by_epoch.reset();
-    if (by_step && !at_or_before(*by_step, t)) by_step.reset();
-    if (by_epoch && by_step) return (spe ? n.epoch * *spe : n.epoch) <= n.step ? by_epoch : by_step;
-    return by_epoch ? by_epoch : by_step;
-  }
-
-  void update_modes() {
+  void update_modes(const Bitset& f) {
     frozen_bn.clear();
     if (plan->options.batchnorm != Options::BatchNorm::kEvalWhenFrozen) return;
-    const Bitset& f = cursor->frozen();
     for (size_t b = 0; b < live.batchnorms.size(); ++b) {
       auto& bn = live.batchnorms[b];
       bool frozen = !bn.params.empty();
@@ -261,7 +177,7 @@ void Executor::attach_optimizer(torch::optim::Optimizer& optimizer) {
   impl_->in_optimizer = std::move(held);
   // What is frozen now holds no optimizer state.
   if (impl_->plan->options.optimizer_state == Options::OptimizerState::kDrop) {
-    const Bitset& f = impl_->cursor->frozen();
+    const Bitset& f = impl_->replay->frozen();
     for (size_t i = 0; i < impl_->live.tensors.size(); ++i)
       if (f.test(i)) optimizer.state().erase(c10::guts::to_string(impl_->live.tensors[i].unsafeGetTensorImpl()));
   }
@@ -273,13 +189,13 @@ void Executor::detach_optimizer() {
 }
 
 bool Executor::on_epoch_begin(int64_t epoch) {
-  Time t = impl_->now;
+  Time t = impl_->replay->now();
   t.epoch = epoch;
   return impl_->move_to(t);
 }
 
 bool Executor::on_step(int64_t global_step) {
-  Time t = impl_->now;
+  Time t = impl_->replay->now();
   t.step = global_step;
   return impl_->move_to(t);
 }
@@ -305,7 +221,9 @@ ExecutorState ExecutorState::parse(const std::string& text) {
   return s;
 }
 
-ExecutorState Executor::state() const { return {impl_->plan->fingerprint(), impl_->now.epoch, impl_->now.step}; }
+ExecutorState Executor::state() const {
+  return {impl_->plan->fingerprint(), impl_->replay->now().epoch, impl_->replay->now().step};
+}
 
 void Executor::restore(const ExecutorState& s) {
   if (s.fingerprint != impl_->plan->fingerprint()) {
@@ -327,13 +245,13 @@ std::vector<torch::Tensor> Executor::trainable_parameters() const {
 
 std::vector<std::string> Executor::frozen_names() const {
   std::vector<std::string> out;
-  impl_->cursor->frozen().for_each([&](size_t i) { out.push_back(impl_->plan->inventory->params[i].name); });
+  impl_->replay->frozen().for_each([&](size_t i) { out.push_back(impl_->plan->inventory->params[i].name); });
   return out;
 }
 
 int64_t Executor::frozen_numel() const {
   int64_t n = 0;
-  impl_->cursor->frozen().for_each([&](size_t i) { n += impl_->plan->inventory->params[i].numel; });
+  impl_->replay->frozen().for_each([&](size_t i) { n += impl_->plan->inventory->params[i].numel; });
   return n;
 }
 
@@ -346,16 +264,10 @@ int32_t Executor::num_layers() const { return impl_->plan->inventory->num_layers
 const std::string& Executor::fingerprint() const { return impl_->plan->fingerprint(); }
 const std::vector<Diagnostic>& Executor::warnings() const { return impl_->plan->warnings; }
 const Inventory& Executor::inventory() const { return *impl_->plan->inventory; }
-bool Executor::is_frozen(size_t i) const { return impl_->cursor->frozen().test(i); }
+bool Executor::is_frozen(size_t i) const { return impl_->replay->frozen().test(i); }
 
 std::string Executor::plan_text(int64_t epochs) const {
-  Time horizon{epochs, -1};
-  if (epochs < 0) {
-    int64_t last = 0;
-    for (const auto& st : impl_->plan->stages) last = std::max(last, st.at + 1);
-    horizon.epoch = last;
-    horizon.step = last;
-  }
+  const Time horizon = impl_->plan->horizon(epochs >= 0 ? std::optional<int64_t>(epochs) : std::nullopt);
   return layerfreeze::plan_text(summarize(*impl_->plan, OptimizerKind::AdamW, horizon));
 }
 

@@ -8,6 +8,37 @@
 
 namespace layerfreeze {
 
+void TensorSink::set(uint32_t i, bool frozen) {
+  at::Tensor& t = (*tensors_)[i];
+  undo_.push_back({i, t.requires_grad(), t.grad()});
+  (frozen ? frozen_now_ : unfrozen_now_).push_back(i);
+  if (frozen) {
+    t.requires_grad_(false);
+    t.mutable_grad().reset();
+  } else {
+    t.requires_grad_(true);
+  }
+}
+
+void TensorSink::changed(const Time& at, const Bitset& frozen) {
+  (void)at;
+  (void)frozen;
+  undo_.clear();
+  frozen_now_.clear();
+  unfrozen_now_.clear();
+}
+
+void TensorSink::abort() {
+  for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) {
+    at::Tensor& t = (*tensors_)[it->index];
+    t.requires_grad_(it->requires_grad);
+    t.mutable_grad() = it->grad;
+  }
+  undo_.clear();
+  frozen_now_.clear();
+  unfrozen_now_.clear();
+}
+
 std::string short_type_name(const std::string& qualified) {
   std::string s = qualified;
   // Last component after "::" or ".".

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/replay.hpp"
 #include "layerfreeze/inventory.hpp"
 
 namespace torch::nn {
@@ -34,6 +35,38 @@ struct LiveModel {
   std::vector<ModeModule> batchnorms;
   /// Modules that directly own parameters, in registration order (get_layer_names).
   std::vector<std::string> owner_modules;
+};
+
+/// The sink that touches tensors: freezing sets requires_grad=false and drops the gradient
+/// (LibTorch 1.13's zero_grad keeps it defined, and momentum, Adam moments and weight decay then
+/// keep moving a "frozen" weight); unfreezing sets requires_grad=true. Every call of a change
+/// point is remembered, so abort() puts the tensors back as they were when LibTorch refuses one.
+/// The executor adds the optimizer and module modes on top (its changed()); the seed API uses it
+/// as it is.
+class TensorSink : public StateSink {
+ public:
+  explicit TensorSink(std::vector<at::Tensor>& tensors) : tensors_(&tensors) {}
+  void freeze(uint32_t i) override { set(i, true); }
+  void unfreeze(uint32_t i) override { set(i, false); }
+  void changed(const Time& at, const Bitset& frozen) override;
+  void abort() override;
+
+ protected:
+  /// What the change point being applied touched, in call order.
+  const std::vector<uint32_t>& frozen_now() const { return frozen_now_; }
+  const std::vector<uint32_t>& unfrozen_now() const { return unfrozen_now_; }
+  std::vector<at::Tensor>& tensors() { return *tensors_; }
+
+ private:
+  struct Undo {
+    uint32_t index;
+    bool requires_grad;
+    at::Tensor grad;
+  };
+  void set(uint32_t i, bool frozen);
+  std::vector<at::Tensor>* tensors_;
+  std::vector<Undo> undo_;
+  std::vector<uint32_t> frozen_now_, unfrozen_now_;
 };
 
 LiveModel live_model(torch::nn::Module& model);

@@ -69,26 +69,25 @@ Bitset selected_by(const LiveModel& m, const std::string& preset, const std::vec
   return plan->frozen_at({0, 0});
 }
 
-void set_frozen(at::Tensor& t, bool frozen) {
-  t.requires_grad_(!frozen);
-  if (frozen) t.mutable_grad().reset();
-}
-
 // The seed functions are imperative: they touch what they name and nothing else, so a
 // multimodal model's towers are frozen only where the function names everything (freeze_model,
-// freeze_except_last_n), never by the presets' freeze_towers default.
+// freeze_except_last_n), never by the presets' freeze_towers default. The tensors change through
+// the executor's sink (requires_grad off, gradient dropped), all or none.
 int64_t freeze_selected(LiveModel m, const std::string& preset, std::vector<std::string> sets) {
   sets.push_back("freeze_towers=false");
   Bitset sel = selected_by(m, preset, sets);
   int64_t n = 0;
+  TensorSink sink(m.tensors);
   try {
     sel.for_each([&](size_t i) {
-      set_frozen(m.tensors[i], true);
+      sink.freeze(static_cast<uint32_t>(i));
       n += m.inventory.params[i].numel;
     });
   } catch (const c10::Error& e) {
-    throw std::invalid_argument(std::string("freezing failed: ") + e.what_without_backtrace());
+    sink.abort();
+    throw std::invalid_argument(std::string("freezing failed (the module was left as it was): ") + e.what_without_backtrace());
   }
+  sink.changed({0, 0}, sel);
   return n;
 }
 

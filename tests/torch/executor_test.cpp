@@ -2,6 +2,7 @@
 // decay), Adam and AdamW, also for parameters frozen after they had gradients; BatchNorm policy;
 // optimizer state and param groups; seek equals stepping; checkpoints.
 #include <gtest/gtest.h>
+#include <c10/util/string_utils.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
@@ -131,6 +132,37 @@ TEST(Executor, SeekGivesTheSameStateAndGroupsAsSteppingThroughEveryEpoch) {
     EXPECT_EQ(names_of(*a, oa.param_groups()[g]), names_of(*b, ob.param_groups()[g])) << "group " << g;
   for (const auto& p : a->named_parameters())
     EXPECT_EQ(p.value().requires_grad(), b->named_parameters()[p.key()].requires_grad()) << p.key();
+}
+
+// Seeking backward keeps the param groups added on the way forward (documented in
+// executor.hpp): what is frozen again stays in its group but has no gradient and no optimizer
+// state, so no step moves it; going forward again adds nothing twice.
+TEST(Executor, SeekingBackKeepsGroupsAndFrozenWeightsStayPut) {
+  PlanOptions po;
+  po.sets = {"total_epochs=5"};
+  torch::manual_seed(7);
+  GPT2LMHeadModel m;
+  Executor ex(*m, "preset:gradual_unfreeze", po);
+  torch::optim::AdamW opt(ex.trainable_parameters(), torch::optim::AdamWOptions(1e-3));
+  ex.attach_optimizer(opt);
+  for (int e = 0; e <= 4; ++e) {
+    ex.on_epoch_begin(e);
+    train_step(m, opt);
+  }
+  const size_t groups = opt.param_groups().size();
+  ASSERT_GT(groups, 1u);
+  ex.seek(0);
+  EXPECT_EQ(opt.param_groups().size(), groups);
+  FrozenGuard guard(*m);
+  for (int i = 0; i < 3; ++i) train_step(m, opt);
+  EXPECT_TRUE(guard.changed().empty()) << guard.changed().front();
+  for (const auto& p : m->named_parameters())
+    if (!p.value().requires_grad()) {
+      EXPECT_FALSE(p.value().grad().defined()) << p.key();
+      EXPECT_EQ(opt.state().count(c10::guts::to_string(p.value().unsafeGetTensorImpl())), 0u) << p.key();
+    }
+  for (int e = 0; e <= 4; ++e) ex.on_epoch_begin(e);
+  EXPECT_EQ(opt.param_groups().size(), groups);
 }
 
 TEST(Executor, CheckpointRestoreAndFingerprintMismatch) {
