@@ -20,7 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)layerfreeze::format_diagnostics(diags, &sources);
     return 0;
   }
-  layerfreeze::CompileOptions o;
+  layerfreeze::PlanOptions o;
   o.steps_per_epoch = 10;
   for (const auto* inv : {&gpt2, &t5}) {
     auto plan = layerfreeze::compile(*s, *inv, o, diags);

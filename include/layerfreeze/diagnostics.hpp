@@ -36,6 +36,10 @@ class SourceTexts {
   void add(const std::string& file, std::string text);
   /// The 1-based line of `file`, or nullptr when unknown.
   const std::string* line(const std::string& file, int line) const;
+  /// Adds every text of `other` (a file already here is replaced).
+  void merge(const SourceTexts& other) {
+    for (const auto& [file, lines] : other.lines_) lines_[file] = lines;
+  }
 
  private:
   std::map<std::string, std::vector<std::string>> lines_;

@@ -22,6 +22,7 @@
 
 #include "layerfreeze/diagnostics.hpp"
 #include "layerfreeze/inventory.hpp"
+#include "layerfreeze/plan.hpp"
 
 namespace at {
 class Tensor;
@@ -41,15 +42,7 @@ class Optimizer;
 
 namespace layerfreeze {
 
-class Plan;
 
-/// How to compile the rules for a live module.
-struct PlanOptions {
-  std::vector<std::string> sets;           // --set KEY=VALUE overrides, in order
-  std::string section;                      // dotted key of the strategy in a larger YAML
-  std::optional<int64_t> steps_per_epoch;   // orders epoch and step triggers
-  bool strict = false;                      // selectors that match nothing are errors
-};
 
 /// What a checkpoint must keep so a resumed run lands in the same state.
 struct ExecutorState {
@@ -70,6 +63,10 @@ class Executor {
   /// rules or the binding are invalid; the model is then left as it was.
   Executor(torch::nn::Module& model, const std::string& rules, PlanOptions options = {});
   Executor(torch::jit::Module& model, const std::string& rules, PlanOptions options = {});
+  /// Binds a plan compiled with the public API (include/layerfreeze/plan.hpp) to `model`; the
+  /// plan must be of this module (same names, shapes and dtypes, or DiagnosticError).
+  Executor(torch::nn::Module& model, const Plan& plan);
+  Executor(torch::jit::Module& model, const Plan& plan);
   ~Executor();
   Executor(Executor&&) noexcept;
   Executor& operator=(Executor&&) noexcept;
@@ -125,8 +122,7 @@ class Executor {
   const Inventory& inventory() const;
   /// Whether parameter `i` (an inventory index) is frozen now.
   bool is_frozen(size_t i) const;
-  /// The compiled plan. Plan is an internal type (src/core/plan.hpp), for layerfreeze's own
-  /// components such as the distributed agreement.
+  /// The plan it runs.
   const Plan& plan() const;
 
   struct Impl;

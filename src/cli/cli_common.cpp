@@ -32,8 +32,7 @@ void PlanArgs::add_to(CLI::App& cmd, bool with_rules) {
 }
 
 std::optional<Strategy> load_rules(Session& s, const std::string& spec, const std::string& section) {
-  RulesLoader loader(s.diags, s.sources);
-  return loader.load(spec, section);
+  return Strategy::load(spec, s.diags, section, &s.sources);
 }
 
 std::optional<Inventory> load_inventory(Session& s, const std::string& spec, const std::string& config,
@@ -49,11 +48,11 @@ std::optional<Plan> compile_plan(Session& s, const PlanArgs& a, const std::strin
   auto strategy = load_rules(s, rules_spec, a.section);
   auto inv = load_inventory(s, a.model, a.config, a.family);
   if (!strategy || !inv) return std::nullopt;
-  CompileOptions co;
-  co.sets = a.sets;
-  co.steps_per_epoch = a.steps_per_epoch;
-  co.strict = a.strict;
-  return compile(*strategy, std::move(*inv), co, s.diags);
+  PlanOptions o;
+  o.sets = a.sets;
+  o.steps_per_epoch = a.steps_per_epoch;
+  o.strict = a.strict;
+  return compile(*strategy, *inv, o, s.diags);
 }
 
 Time horizon_for(const Plan& plan, const PlanArgs& a) { return plan.horizon(a.epochs, a.steps); }

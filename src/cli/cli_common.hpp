@@ -14,6 +14,7 @@
 #include "core/compiler.hpp"
 #include "core/rules_parser.hpp"
 #include "layerfreeze/model_source.hpp"
+#include "layerfreeze/plan.hpp"
 
 namespace layerfreeze::cli {
 

@@ -27,7 +27,7 @@ std::function<int()> setup_diff(CLI::App& cmd) {
     args_b.sets.clear();
     for (const auto& set : a->sets) {
       std::string key = set.substr(0, set.find('='));
-      bool in_a = sa->find_param(key) != nullptr, in_b = sb->find_param(key) != nullptr;
+      bool in_a = sa->def().find_param(key) != nullptr, in_b = sb->def().find_param(key) != nullptr;
       if (in_a) args_a.sets.push_back(set);
       if (in_b) args_b.sets.push_back(set);
       if (!in_a && !in_b) s.diags.error("unknown-param", "neither strategy declares '" + key + "'", {"--set " + set, 0, 0});
@@ -43,10 +43,10 @@ std::function<int()> setup_diff(CLI::App& cmd) {
     Time ha = horizon_for(*pa, *a), hb = horizon_for(*pb, *a);
     Time h{std::max(ha.epoch, hb.epoch), std::max(ha.step, hb.step)};
     bool differ = false;
-    std::string text = diff_text(*pa, *pb, h, &differ);
+    std::string text = diff_text(pa->compiled(), pb->compiled(), h, &differ);
     std::cout << "A: " << a->rules << " (fingerprint " << pa->fingerprint() << ")\n"
               << "B: " << a->rules_b << " (fingerprint " << pb->fingerprint() << ")\n"
-              << "model: " << pa->inventory->source << "\n";
+              << "model: " << pa->inventory().source << "\n";
     std::cout << (differ ? text : "the two plans freeze the same parameters at every time shown\n");
     return kExitOk;
   };

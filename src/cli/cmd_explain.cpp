@@ -19,7 +19,8 @@ std::function<int()> setup_explain(CLI::App& cmd) {
     auto plan = compile_plan(s, *a, a->rules);
     s.flush(std::cerr, !plan);
     if (!plan) return kExitInvalid;
-    const Inventory& inv = *plan->inventory;
+    const CompiledPlan& cp = plan->compiled();
+    const Inventory& inv = *cp.inventory;
     auto idx = inv.find(a->param);
     if (!idx) {
       for (const auto& np : inv.non_params)
@@ -38,8 +39,8 @@ std::function<int()> setup_explain(CLI::App& cmd) {
       return kExitInvalid;
     }
     Time t{a->epoch, a->step};
-    if (!plan->uses_steps && plan->options.steps_per_epoch && a->step == 0) t.step = a->epoch * *plan->options.steps_per_epoch;
-    std::cout << explain_text(*plan, *idx, t, horizon_for(*plan, *a));
+    if (!cp.uses_steps && cp.options.steps_per_epoch && a->step == 0) t.step = a->epoch * *cp.options.steps_per_epoch;
+    std::cout << explain_text(cp, *idx, t, horizon_for(*plan, *a));
     return kExitOk;
   };
 }

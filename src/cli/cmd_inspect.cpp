@@ -28,7 +28,7 @@ std::function<int()> setup_inspect(CLI::App& cmd) {
     DiscoveryPatterns patterns = DiscoveryPatterns::shipped();
     if (!a->rules.empty()) {
       auto strategy = load_rules(s, a->rules, a->section);
-      if (strategy) patterns = patterns.merged(strategy->discovery, strategy->discovery_replace);
+      if (strategy) patterns = patterns.merged(strategy->def().discovery, strategy->def().discovery_replace);
     }
     if (inv) discover_layers(*inv, patterns, s.diags);
     bool bad = s.diags.has_errors() || !inv;

@@ -23,15 +23,19 @@ std::function<int()> setup_plan(CLI::App& cmd) {
     s.flush(std::cerr, !plan || a->format != "text");
     if (!plan) return kExitInvalid;
     const Time horizon = horizon_for(*plan, *a);
+    const CompiledPlan* shown = &plan->compiled();
+    std::optional<CompiledPlan> linted;  // the plan with the distributed lint's warnings added
     std::vector<Diagnostic> lint;
     if (a->distributed) {
-      distributed_lint(*plan, horizon, lint);
+      distributed_lint(*shown, horizon, lint);
+      linted = *shown;
       for (const auto& w : lint) {
         if (a->format != "text") std::cerr << format_diagnostic(w);
-        plan->warnings.push_back(w);
+        linted->warnings.push_back(w);
       }
+      shown = &*linted;
     }
-    PlanSummary sum = summarize(*plan, *parse_optimizer(a->optimizer), horizon);
+    PlanSummary sum = summarize(*shown, *parse_optimizer(a->optimizer), horizon);
     if (a->distributed) sum.distributed = std::move(lint);
     if (a->format == "json") std::cout << plan_json(sum);
     else if (a->format == "markdown") std::cout << plan_markdown(sum);

@@ -25,8 +25,8 @@ std::function<int()> setup_presets(CLI::App& cmd) {
         s.flush();
         return kExitInvalid;
       }
-      std::cout << "preset:" << n << "\n  " << st->description << "\n";
-      for (const auto& p : st->params) {
+      std::cout << "preset:" << n << "\n  " << st->description() << "\n";
+      for (const auto& p : st->def().params) {
         std::cout << "  " << p.name << " (" << param_type_name(p.type) << ", ";
         if (p.required && !p.nullable) std::cout << "required";
         else std::cout << "default " << p.default_value.to_string();

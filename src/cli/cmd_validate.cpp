@@ -22,20 +22,20 @@ std::function<int()> setup_validate(CLI::App& cmd) {
       Session s;
       auto strategy = load_rules(s, f, a->section);
       if (strategy) {
-        bool bound = bind_params(*strategy, a->sets, s.diags, /*allow_missing=*/a->model.empty()).has_value();
+        bool bound = bind_params(strategy->def(), a->sets, {}, s.diags, /*allow_missing=*/a->model.empty()).has_value();
         if (bound && !a->model.empty()) {
           if (auto inv = load_inventory(s, a->model)) {
-            CompileOptions co;
+            PlanOptions co;
             co.sets = a->sets;
             co.strict = a->strict;
-            bound = compile(*strategy, std::move(*inv), co, s.diags).has_value();
+            bound = compile(*strategy, *inv, co, s.diags).has_value();
           } else {
             bound = false;
           }
         }
         if (bound) {
-          std::cout << "ok: " << f << " (" << strategy->name << "): " << strategy->rules.size() << " rules, "
-                    << strategy->stages.size() << " stages, " << strategy->params.size() << " parameters\n";
+          std::cout << "ok: " << f << " (" << strategy->name() << "): " << strategy->def().rules.size() << " rules, "
+                    << strategy->def().stages.size() << " stages, " << strategy->def().params.size() << " parameters\n";
         }
       }
       if (s.diags.has_errors()) failed = true;

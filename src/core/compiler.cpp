@@ -589,17 +589,17 @@ std::string group_name(const Inventory& inv, int32_t key) {
 
 class Compiler {
  public:
-  Compiler(const Strategy& s, const CompileOptions& o, Diagnostics& d) : s_(s), o_(o), diags_(d) {}
+  Compiler(const StrategyDef& s, const PlanOptions& o, Diagnostics& d) : s_(s), o_(o), diags_(d) {}
 
-  std::optional<Plan> run(Inventory inv) {
+  std::optional<CompiledPlan> run(Inventory inv) {
     size_t errors_before = diags_.count(Severity::kError);
-    auto scope = bind_params(s_, o_.sets, diags_);
+    auto scope = bind_params(s_, o_.sets, o_.values, diags_);
     if (!scope) return std::nullopt;
     DiscoveryPatterns patterns = DiscoveryPatterns::shipped().merged(s_.discovery, s_.discovery_replace);
     discover_layers(inv, patterns, diags_);
     if (diags_.count(Severity::kError) > errors_before) return std::nullopt;
 
-    Plan plan;
+    CompiledPlan plan;
     plan.inventory = std::make_shared<const Inventory>(std::move(inv));
     const Inventory& I = *plan.inventory;
     plan.name = s_.name;
@@ -657,7 +657,7 @@ class Compiler {
   }
 
  private:
-  void options(Plan& plan, Resolver& res) {
+  void options(CompiledPlan& plan, Resolver& res) {
     plan.options.batchnorm = s_.options.batchnorm;
     plan.options.optimizer_state = s_.options.optimizer_state;
     if (auto v = res.eval_number(s_.options.unfreeze_lr_scale, "'unfreeze_lr_scale'")) plan.options.unfreeze_lr_scale = *v;
@@ -726,7 +726,7 @@ class Compiler {
     return v;
   }
 
-  std::vector<PlanStage> stage(const Stage& st, Resolver& res, const Plan& plan) {
+  std::vector<PlanStage> stage(const Stage& st, Resolver& res, const CompiledPlan& plan) {
     std::vector<PlanStage> out;
     auto at = trigger_value(st.at, res, false);
     if (!at) return out;
@@ -835,7 +835,7 @@ class Compiler {
     return out;
   }
 
-  void warnings(Plan& plan) {
+  void warnings(CompiledPlan& plan) {
     const Inventory& I = *plan.inventory;
     std::vector<Diagnostic> ws;
     for (const auto& [sel, prov] : no_match_) {
@@ -889,8 +889,8 @@ class Compiler {
     }
   }
 
-  const Strategy& s_;
-  const CompileOptions& o_;
+  const StrategyDef& s_;
+  const PlanOptions& o_;
   Diagnostics& diags_;
   std::vector<std::pair<const Selector*, Provenance>> no_match_;
   const Inventory* inv_ = nullptr;
@@ -900,7 +900,7 @@ class Compiler {
 
 }  // namespace
 
-std::optional<Plan> compile(const Strategy& s, Inventory inv, const CompileOptions& opts, Diagnostics& diags) {
+std::optional<CompiledPlan> compile(const StrategyDef& s, Inventory inv, const PlanOptions& opts, Diagnostics& diags) {
   return Compiler(s, opts, diags).run(std::move(inv));
 }
 

@@ -2,11 +2,34 @@
 #include <yaml-cpp/yaml.h>
 
 #include "core/rules_parser.hpp"
+
+#include <variant>
 #include "core/yaml_reader.hpp"
 
 namespace layerfreeze {
 
-std::optional<Scope> bind_params(const Strategy& s, const std::vector<std::string>& sets,
+namespace {
+
+Value value_of(const ParamValue& v) {
+  struct Visit {
+    Value operator()(std::nullptr_t) const { return Value::null(); }
+    Value operator()(bool b) const { return Value::boolean(b); }
+    Value operator()(int64_t i) const { return Value::integer(i); }
+    Value operator()(double f) const { return Value::real(f); }
+    Value operator()(const std::string& s) const { return Value::string(s); }
+    Value operator()(const std::vector<std::string>& l) const {
+      std::vector<Value> items;
+      for (const auto& s : l) items.push_back(Value::string(s));
+      return Value::of_list(std::move(items));
+    }
+  };
+  return std::visit(Visit{}, v);
+}
+
+}  // namespace
+
+std::optional<Scope> bind_params(const StrategyDef& s, const std::vector<std::string>& sets,
+                                 const std::vector<std::pair<std::string, ParamValue>>& values,
                                  Diagnostics& diags, bool allow_missing) {
   Scope scope;
   size_t errors_before = diags.count(Severity::kError);
@@ -49,6 +72,25 @@ std::optional<Scope> bind_params(const Strategy& s, const std::vector<std::strin
     std::string err = check_param_value(*d, v);
     if (!err.empty()) {
       diags.error("param-type", "--set " + key + ": " + err, loc);
+      continue;
+    }
+    scope[key] = v;
+  }
+  // Typed values (the C++ API): the same checks, without a YAML round trip.
+  for (const auto& [key, typed] : values) {
+    SourceLoc loc{"parameter " + key, 0, 0};
+    const ParamDecl* d = s.find_param(key);
+    if (!d) {
+      std::string declared;
+      for (const auto& n : names) declared += (declared.empty() ? "" : ", ") + n;
+      diags.error("unknown-param", "'" + s.origin + "' has no parameter '" + key + "'" + did_you_mean(key, names), loc,
+                  {declared.empty() ? "it declares no parameters" : "declared parameters: " + declared});
+      continue;
+    }
+    Value v = value_of(typed);
+    std::string err = check_param_value(*d, v);
+    if (!err.empty()) {
+      diags.error("param-type", "parameter " + key + ": " + err, loc);
       continue;
     }
     scope[key] = v;

@@ -84,7 +84,7 @@ Bitset DynamicSet::eval(int64_t period, const Inventory& inv) const {
   return leaf;
 }
 
-void Plan::finalize() {
+void CompiledPlan::finalize() {
   const Inventory& inv = *inventory;
   initial_state_ = Bitset(inv.params.size());
   for (const auto& r : initial) apply(r, initial_state_, 0, inv);
@@ -118,7 +118,7 @@ void Plan::finalize() {
   fingerprint_ = h.hex();
 }
 
-Time Plan::last_trigger() const {
+Time CompiledPlan::last_trigger() const {
   Time last{0, 0};
   for (const auto& st : stages) {
     int64_t end = st.at + (st.period > 0 ? 10 * st.period : 0);
@@ -128,7 +128,7 @@ Time Plan::last_trigger() const {
   return last;
 }
 
-Time Plan::horizon(std::optional<int64_t> epochs, std::optional<int64_t> steps) const {
+Time CompiledPlan::horizon(std::optional<int64_t> epochs, std::optional<int64_t> steps) const {
   const auto spe = options.steps_per_epoch;
   const Time last = last_trigger();
   Time h{-1, -1};
@@ -143,7 +143,7 @@ Time Plan::horizon(std::optional<int64_t> epochs, std::optional<int64_t> steps) 
   return h;
 }
 
-Bitset Plan::frozen_at(const Time& t) const {
+Bitset CompiledPlan::frozen_at(const Time& t) const {
   size_t j = 0;
   while (j < stages.size() && stages[j].fires(t) && stages[j].period == 0) ++j;
   bool rest_quiet = true;
@@ -158,7 +158,7 @@ Bitset Plan::frozen_at(const Time& t) const {
   return state;
 }
 
-std::vector<const PlanRule*> Plan::deciders_at(const Time& t) const {
+std::vector<const PlanRule*> CompiledPlan::deciders_at(const Time& t) const {
   const Inventory& inv = *inventory;
   std::vector<const PlanRule*> by(inv.params.size(), nullptr);
   auto mark = [&](const PlanRule& r, int64_t period) {
@@ -172,7 +172,7 @@ std::vector<const PlanRule*> Plan::deciders_at(const Time& t) const {
   return by;
 }
 
-double Plan::lr_scale(size_t i) const {
+double CompiledPlan::lr_scale(size_t i) const {
   if (options.lr_decay == 1.0) return 1.0;
   const Param& p = inventory->params[i];
   const int32_t L = inventory->num_layers();
@@ -186,7 +186,7 @@ double Plan::lr_scale(size_t i) const {
   return std::pow(options.lr_decay, -static_cast<double>(depth));
 }
 
-Time Plan::next_change(const Time& t) const {
+Time CompiledPlan::next_change(const Time& t) const {
   Time next{-1, -1};
   auto consider = [&](Trigger::Unit u, int64_t v) {
     int64_t& slot = u == Trigger::Unit::kEpoch ? next.epoch : next.step;
@@ -199,7 +199,7 @@ Time Plan::next_change(const Time& t) const {
   return next;
 }
 
-std::vector<StatePoint> Plan::timeline(const Time& horizon, size_t max_points, bool* truncated) const {
+std::vector<StatePoint> CompiledPlan::timeline(const Time& horizon, size_t max_points, bool* truncated) const {
   const auto spe = options.steps_per_epoch;
   struct Cand {
     int64_t key;

@@ -1,4 +1,4 @@
-// Plan: a strategy compiled against one model. Every rule resolved to a set of parameters, the
+// CompiledPlan: a strategy compiled against one model. Every rule resolved to a set of parameters, the
 // stages in time order, the executor options evaluated, warnings, and a fingerprint. The state
 // at any time is a pure function of the plan and (epoch, step).
 #pragma once
@@ -11,14 +11,10 @@
 #include "core/bitset.hpp"
 #include "core/rules.hpp"
 #include "layerfreeze/inventory.hpp"
+#include "layerfreeze/plan.hpp"
 
 namespace layerfreeze {
 
-/// A point in training time. -1 where a unit is unknown (no steps_per_epoch).
-struct Time {
-  int64_t epoch = 0;
-  int64_t step = 0;
-};
 
 /// A selector that varies by period (random_layers); a static one is a single leaf.
 struct DynamicSet {
@@ -84,7 +80,7 @@ struct StatePoint {
   std::vector<uint32_t> newly_frozen, newly_unfrozen;
 };
 
-class Plan {
+class CompiledPlan {
  public:
   std::shared_ptr<const Inventory> inventory;
   std::string name, origin, description;
@@ -134,7 +130,7 @@ class Plan {
 /// changed. Seeking backwards (a resumed run) recomputes, so any order of times is correct.
 class PlanCursor {
  public:
-  explicit PlanCursor(const Plan& plan) : plan_(&plan) {}
+  explicit PlanCursor(const CompiledPlan& plan) : plan_(&plan) {}
 
   /// Whether the state at `t` may differ from the one last computed.
   bool stale(const Time& t) const {
@@ -150,7 +146,7 @@ class PlanCursor {
   const std::vector<uint32_t>& newly_unfrozen() const { return newly_unfrozen_; }
 
  private:
-  const Plan* plan_;
+  const CompiledPlan* plan_;
   bool valid_ = false;
   Time last_{0, 0}, next_{-1, -1};
   Bitset frozen_;

@@ -32,7 +32,7 @@ class StateSink {
 
 class Replay {
  public:
-  explicit Replay(const Plan& plan) : plan_(&plan), cursor_(plan) {}
+  explicit Replay(const CompiledPlan& plan) : plan_(&plan), cursor_(plan) {}
 
   /// The state at epoch 0, step 0: every parameter gets one call, freeze or unfreeze (the sink
   /// does not know the module's state before).
@@ -45,7 +45,7 @@ class Replay {
 
   const Time& now() const { return now_; }
   const Bitset& frozen() const { return cursor_.frozen(); }
-  const Plan& plan() const { return *plan_; }
+  const CompiledPlan& plan() const { return *plan_; }
 
   /// The first change point after `cur` and not after `t`, if any: the nearer of the next epoch
   /// threshold and the next step threshold (ordered by steps_per_epoch when both exist).
@@ -56,7 +56,7 @@ class Replay {
   // and puts the cursor back where it was.
   bool apply(const Time& t, StateSink& sink);
 
-  const Plan* plan_;
+  const CompiledPlan* plan_;
   PlanCursor cursor_;
   Time now_{0, 0};
 };

@@ -115,7 +115,7 @@ struct Options {
 };
 
 /// A whole strategy: the merge of a file and everything it extends.
-struct Strategy {
+struct StrategyDef {
   int version = 1;
   std::string name;
   std::string description;

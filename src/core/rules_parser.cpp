@@ -32,7 +32,7 @@ const std::vector<std::string> kSelectorWords = {"all", "embeddings", "head", "l
 
 // Parses one strategy file body (after `extends` is resolved by the loader).
 struct FileParser {
-  FileParser(YamlReader& r, Strategy& s) : r_(r), s_(s) {}
+  FileParser(YamlReader& r, StrategyDef& s) : r_(r), s_(s) {}
 
   std::vector<std::string> known() const {
     std::vector<std::string> names;
@@ -614,7 +614,7 @@ struct FileParser {
   static std::string check_param_value(const ParamDecl& d, Value& v);
 
   YamlReader& r_;
-  Strategy& s_;
+  StrategyDef& s_;
   int depth_ = 0;
   bool depth_reported_ = false;
 };
@@ -686,7 +686,7 @@ const char* param_type_name(ParamDecl::Type t) {
   return "int";
 }
 
-const ParamDecl* Strategy::find_param(const std::string& n) const {
+const ParamDecl* StrategyDef::find_param(const std::string& n) const {
   for (const auto& p : params)
     if (p.name == n) return &p;
   return nullptr;
@@ -736,16 +736,16 @@ std::optional<Slice> parse_slice(const std::string& text, std::string* error) {
   return s;
 }
 
-std::optional<Strategy> RulesLoader::load(const std::string& spec, const std::string& section) {
+std::optional<StrategyDef> RulesLoader::load(const std::string& spec, const std::string& section) {
   return load_nested(spec, section, std::filesystem::current_path().string());
 }
 
-std::optional<Strategy> RulesLoader::load_text(const std::string& text, const std::string& origin,
+std::optional<StrategyDef> RulesLoader::load_text(const std::string& text, const std::string& origin,
                                                const std::string& section) {
   return parse(text, origin, origin, section, std::filesystem::current_path().string());
 }
 
-std::optional<Strategy> RulesLoader::load_nested(const std::string& spec, const std::string& section,
+std::optional<StrategyDef> RulesLoader::load_nested(const std::string& spec, const std::string& section,
                                                  const std::string& base_dir) {
   if (spec.rfind("preset:", 0) == 0) {
     std::string name = spec.substr(7);
@@ -806,7 +806,7 @@ std::optional<Strategy> RulesLoader::load_nested(const std::string& spec, const 
   return parse(text, label, label, section, p.parent_path().string());
 }
 
-std::optional<Strategy> RulesLoader::parse(const std::string& text, const std::string& file,
+std::optional<StrategyDef> RulesLoader::parse(const std::string& text, const std::string& file,
                                            const std::string& origin, const std::string& section,
                                            const std::string& base_dir) {
   sources_.add(file, text);
@@ -858,7 +858,7 @@ std::optional<Strategy> RulesLoader::parse(const std::string& text, const std::s
   }
   size_t errors_before = diags_.count(Severity::kError);
 
-  Strategy s;
+  StrategyDef s;
   s.origin = origin;
   auto entries = r.entries(root, "the rules file", kTopKeys);
   // `extends` first: the parent's parameters are in scope for this file's expressions.

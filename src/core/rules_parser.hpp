@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/rules.hpp"
+#include "layerfreeze/plan.hpp"
 
 namespace layerfreeze {
 
@@ -18,14 +19,14 @@ class RulesLoader {
   RulesLoader(Diagnostics& diags, SourceTexts& sources) : diags_(diags), sources_(sources) {}
 
   /// `section` is a dotted key path ("training.freeze") to the strategy inside a larger YAML.
-  std::optional<Strategy> load(const std::string& spec, const std::string& section = "");
-  std::optional<Strategy> load_text(const std::string& text, const std::string& origin,
+  std::optional<StrategyDef> load(const std::string& spec, const std::string& section = "");
+  std::optional<StrategyDef> load_text(const std::string& text, const std::string& origin,
                                     const std::string& section = "");
 
  private:
-  std::optional<Strategy> load_nested(const std::string& spec, const std::string& section,
+  std::optional<StrategyDef> load_nested(const std::string& spec, const std::string& section,
                                       const std::string& base_dir);
-  std::optional<Strategy> parse(const std::string& text, const std::string& file,
+  std::optional<StrategyDef> parse(const std::string& text, const std::string& file,
                                 const std::string& origin, const std::string& section,
                                 const std::string& base_dir);
 
@@ -44,7 +45,8 @@ std::string check_param_value(const ParamDecl& d, Value& v);
 /// overrides ("KEY=VALUE", VALUE a YAML scalar or flow value). Undeclared keys, bad values and
 /// required parameters without a value are errors. With `allow_missing`, required parameters
 /// may stay unset (for `validate`).
-std::optional<Scope> bind_params(const Strategy& s, const std::vector<std::string>& sets,
+std::optional<Scope> bind_params(const StrategyDef& s, const std::vector<std::string>& sets,
+                                 const std::vector<std::pair<std::string, ParamValue>>& values,
                                  Diagnostics& diags, bool allow_missing = false);
 
 /// The shipped presets: name ("lp_lora") and file label ("rules/lp_lora.yaml").

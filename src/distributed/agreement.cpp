@@ -1,4 +1,4 @@
-// Plan agreement: one all-gather of a fixed-size digest per rank; only on a mismatch a second
+// CompiledPlan agreement: one all-gather of a fixed-size digest per rank; only on a mismatch a second
 // exchange of full plan records, so every rank can print the same explanation before it throws.
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
@@ -37,7 +37,7 @@ constexpr size_t kHeaderBytes = kPlanDigestBytes + 2 * sizeof(int64_t);
 }  // namespace
 
 void agree_on_plan(c10d::ProcessGroup& group, const Executor& executor, const AgreementOptions& options) {
-  const Plan& plan = executor.plan();
+  const CompiledPlan& plan = executor.plan().compiled();
   Time horizon = plan.default_horizon();
   if (options.epochs >= 0) horizon.epoch = options.epochs;
   if (options.steps >= 0) horizon.step = options.steps;

@@ -80,7 +80,7 @@ Diagnostic warning(std::string code, std::string message, std::vector<std::strin
 
 }  // namespace
 
-void distributed_lint(const Plan& plan, const Time& horizon, std::vector<Diagnostic>& out) {
+void distributed_lint(const CompiledPlan& plan, const Time& horizon, std::vector<Diagnostic>& out) {
   const Inventory& inv = *plan.inventory;
   const bool steps = plan.uses_steps;
   auto points = plan.timeline(horizon);

@@ -15,6 +15,6 @@
 namespace layerfreeze {
 
 /// Appends the warnings for `plan` over its timeline up to `horizon` to `out`.
-void distributed_lint(const Plan& plan, const Time& horizon, std::vector<Diagnostic>& out);
+void distributed_lint(const CompiledPlan& plan, const Time& horizon, std::vector<Diagnostic>& out);
 
 }  // namespace layerfreeze

@@ -10,7 +10,7 @@
 
 namespace layerfreeze {
 
-std::string explain_text(const Plan& plan, uint32_t index, const Time& t, const Time& horizon) {
+std::string explain_text(const CompiledPlan& plan, uint32_t index, const Time& t, const Time& horizon) {
   const Inventory& inv = *plan.inventory;
   const Param& p = inv.params[index];
   std::ostringstream o;
@@ -79,7 +79,7 @@ std::string explain_text(const Plan& plan, uint32_t index, const Time& t, const 
   return o.str();
 }
 
-std::string diff_text(const Plan& a, const Plan& b, const Time& horizon, bool* differ) {
+std::string diff_text(const CompiledPlan& a, const CompiledPlan& b, const Time& horizon, bool* differ) {
   const Inventory& inv = *a.inventory;
   std::ostringstream o;
   *differ = false;
@@ -89,7 +89,7 @@ std::string diff_text(const Plan& a, const Plan& b, const Time& horizon, bool* d
     Time t;
   };
   std::vector<When> times;
-  auto add = [&](const Plan& p) {
+  auto add = [&](const CompiledPlan& p) {
     for (const auto& pt : p.timeline(horizon)) {
       int64_t key = pt.at.step >= 0 && (p.uses_steps) ? pt.at.step : pt.at.epoch;
       times.push_back({key, pt.at});

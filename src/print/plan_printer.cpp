@@ -81,7 +81,7 @@ std::string repeat(const std::string& s, size_t n) {
 
 }  // namespace
 
-std::string options_text(const Plan& plan) {
+std::string options_text(const CompiledPlan& plan) {
   const auto& o = plan.options;
   std::ostringstream t;
   t << "batchnorm " << (o.batchnorm == Options::BatchNorm::kUnchanged ? "unchanged" : "eval when frozen")
@@ -103,14 +103,14 @@ std::string options_text(const Plan& plan) {
   return t.str();
 }
 
-std::string params_text(const Plan& plan) {
+std::string params_text(const CompiledPlan& plan) {
   std::string s;
   for (const auto& [k, v] : plan.params) s += (s.empty() ? "" : ", ") + k + "=" + v.to_string();
   return s.empty() ? "(none)" : s;
 }
 
 std::string plan_text(const PlanSummary& sum) {
-  const Plan& plan = *sum.plan;
+  const CompiledPlan& plan = *sum.plan;
   const Inventory& inv = *plan.inventory;
   std::ostringstream o;
   o << "plan: " << plan.name << " (" << plan.origin << ") on " << inv.source << "\n";
@@ -176,7 +176,7 @@ std::string plan_text(const PlanSummary& sum) {
 }
 
 std::string plan_json(const PlanSummary& sum) {
-  const Plan& plan = *sum.plan;
+  const CompiledPlan& plan = *sum.plan;
   const Inventory& inv = *plan.inventory;
   const bool shapes = inv.shapes_known();
   JsonWriter j;
@@ -349,7 +349,7 @@ std::string plan_json(const PlanSummary& sum) {
 }
 
 std::string plan_markdown(const PlanSummary& sum) {
-  const Plan& plan = *sum.plan;
+  const CompiledPlan& plan = *sum.plan;
   const Inventory& inv = *plan.inventory;
   std::ostringstream o;
   o << "### layerfreeze plan: `" << plan.name << "` on `" << inv.source << "`\n\n";

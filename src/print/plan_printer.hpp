@@ -1,4 +1,4 @@
-// Plan printers: the text a reviewer reads, the JSON contract (DESIGN.md §5), and Markdown for
+// CompiledPlan printers: the text a reviewer reads, the JSON contract (DESIGN.md §5), and Markdown for
 // a pull request. All three print the same PlanSummary.
 #pragma once
 
@@ -13,8 +13,8 @@ std::string plan_json(const PlanSummary& s);  // "layerfreeze.plan/1", pretty-pr
 std::string plan_markdown(const PlanSummary& s);
 
 /// "key=value, key=value" of the parameters in force.
-std::string params_text(const Plan& plan);
+std::string params_text(const CompiledPlan& plan);
 /// The executor policies of a plan, one line.
-std::string options_text(const Plan& plan);
+std::string options_text(const CompiledPlan& plan);
 
 }  // namespace layerfreeze

@@ -204,7 +204,7 @@ void timeline_note(const Record& a, const Record& b, int rb, std::vector<std::st
 
 }  // namespace
 
-PlanDigest plan_digest(const Plan& plan) {
+PlanDigest plan_digest(const CompiledPlan& plan) {
   PlanDigest d{};
   std::string s = plan.fingerprint() + " " + plan.inventory->fingerprint();
   std::memcpy(d.data(), s.data(), std::min(s.size(), d.size()));
@@ -218,7 +218,7 @@ std::string digest_text(const PlanDigest& d) {
   return "plan " + s.substr(0, sp) + " · inventory " + s.substr(sp + 1);
 }
 
-std::string plan_record(const Plan& plan, const Time& horizon) {
+std::string plan_record(const CompiledPlan& plan, const Time& horizon) {
   const Inventory& inv = *plan.inventory;
   json j;
   j["version"] = 1;

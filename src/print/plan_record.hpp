@@ -16,12 +16,12 @@ namespace layerfreeze {
 /// Fixed-size summary a rank sends first: the two fingerprints, zero-padded ASCII.
 constexpr size_t kPlanDigestBytes = 64;
 using PlanDigest = std::array<char, kPlanDigestBytes>;
-PlanDigest plan_digest(const Plan& plan);
+PlanDigest plan_digest(const CompiledPlan& plan);
 /// "plan 1a2b… · inventory 3c4d…" for messages.
 std::string digest_text(const PlanDigest& d);
 
 /// The full record (JSON text) of `plan` over its timeline up to `horizon`.
-std::string plan_record(const Plan& plan, const Time& horizon);
+std::string plan_record(const CompiledPlan& plan, const Time& horizon);
 
 /// Given one digest per rank: the ranks whose digest differs from rank 0's (empty: all agree).
 std::vector<int> disagreeing_ranks(const std::vector<PlanDigest>& digests);

@@ -210,7 +210,7 @@ std::string time_text(const Time& t, bool uses_steps) {
   return "epoch " + std::to_string(t.epoch);
 }
 
-PlanSummary summarize(const Plan& plan, OptimizerKind optimizer, const Time& horizon) {
+PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const Time& horizon) {
   PlanSummary ps;
   ps.plan = &plan;
   ps.optimizer = optimizer;

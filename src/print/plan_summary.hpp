@@ -73,7 +73,7 @@ struct StageSummary {
 };
 
 struct PlanSummary {
-  const Plan* plan = nullptr;
+  const CompiledPlan* plan = nullptr;
   OptimizerKind optimizer = OptimizerKind::AdamW;
   Time horizon;
   bool truncated = false;
@@ -87,7 +87,7 @@ struct PlanSummary {
 constexpr size_t kMaxPrintedPoints = 1000;
 
 /// Summarises `plan` up to `horizon` (epochs, steps; -1 = no limit in that unit).
-PlanSummary summarize(const Plan& plan, OptimizerKind optimizer, const Time& horizon);
+PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const Time& horizon);
 
 /// The layer status table of one state, in the seed's format (print_layer_status).
 std::string layer_status_table(const Inventory& inv, const Bitset& frozen, bool show_all);

@@ -14,10 +14,8 @@
 #include <sstream>
 #include <unordered_set>
 
-#include "core/compiler.hpp"
 #include "core/hash.hpp"
 #include "core/replay.hpp"
-#include "core/rules_parser.hpp"
 #include "print/plan_printer.hpp"
 #include "torch/live_model.hpp"
 
@@ -37,7 +35,8 @@ struct Executor::Impl : TensorSink {
   Impl() : TensorSink(live.tensors) {}
 
   LiveModel live;
-  std::unique_ptr<Plan> plan;
+  std::optional<Plan> public_plan;
+  const CompiledPlan* plan = nullptr;
   std::unique_ptr<Replay> replay;
   std::function<bool()> root_training;
   torch::optim::Optimizer* optimizer = nullptr;
@@ -46,10 +45,24 @@ struct Executor::Impl : TensorSink {
   uint64_t generation = 0;        // changes applied so far
   bool started = false;
 
-  // What both constructors do: read the module, name it, compile, apply the state at the start.
+  // What the constructors do: read the module, name it, compile (or bind a plan), apply the
+  // state at the start.
   template <class Read>
   void init(Read&& read, const std::string& kind, std::function<bool()> training, const std::string& rules,
             const PlanOptions& o) {
+    read_module(read, kind, std::move(training));
+    compile(rules, o);
+    begin();
+  }
+  template <class Read>
+  void init(Read&& read, const std::string& kind, std::function<bool()> training, const Plan& p) {
+    read_module(read, kind, std::move(training));
+    bind(p);
+    begin();
+  }
+
+  template <class Read>
+  void read_module(Read&& read, const std::string& kind, std::function<bool()> training) {
     try {
       live = read();
     } catch (const c10::Error& e) {
@@ -57,7 +70,10 @@ struct Executor::Impl : TensorSink {
     }
     live.inventory.source = kind + live.inventory.model_type + " module";
     root_training = std::move(training);
-    compile(rules, o);
+  }
+
+  void begin() {
+    plan = &public_plan->compiled();
     replay = std::make_unique<Replay>(*plan);
     try {
       replay->start(*this);  // every tensor once; undone as a whole if LibTorch refuses one
@@ -70,16 +86,51 @@ struct Executor::Impl : TensorSink {
   void compile(const std::string& rules, const PlanOptions& o) {
     Diagnostics diags;
     SourceTexts sources;
-    RulesLoader loader(diags, sources);
-    auto strategy = loader.load(rules, o.section);
+    auto strategy = Strategy::load(rules, diags, o.section, &sources);
     if (!strategy) throw DiagnosticError(std::move(diags), &sources);
-    CompileOptions co;
-    co.sets = o.sets;
-    co.steps_per_epoch = o.steps_per_epoch;
-    co.strict = o.strict;
-    auto compiled = layerfreeze::compile(*strategy, live.inventory, co, diags);
-    if (!compiled) throw DiagnosticError(std::move(diags), &sources);
-    plan = std::make_unique<Plan>(std::move(*compiled));
+    public_plan = layerfreeze::compile(*strategy, live.inventory, o, diags);
+    if (!public_plan) throw DiagnosticError(std::move(diags), &sources);
+  }
+
+  // A plan compiled elsewhere (from this module, its checkpoint's header, a manifest): the
+  // module's tensors are put in the plan's order, matched by name; every name must match and
+  // every known shape agree. Dtypes may differ (a bfloat16 checkpoint loaded in float32).
+  void bind(const Plan& p) {
+    const Inventory& want = p.inventory();
+    Diagnostics d;
+    std::vector<at::Tensor> ordered;
+    std::vector<uint32_t> new_index(live.tensors.size(), UINT32_MAX);
+    std::string missing, mismatched;
+    for (size_t i = 0; i < want.params.size(); ++i) {
+      const Param& wp = want.params[i];
+      auto at = live.inventory.find(wp.name);
+      for (size_t k = 0; !at && k < wp.aliases.size(); ++k) at = live.inventory.find(wp.aliases[k]);
+      if (!at) {
+        missing += (missing.empty() ? "" : ", ") + wp.name;
+        continue;
+      }
+      const Param& lp = live.inventory.params[*at];
+      if (wp.shape_known && lp.shape_known && wp.shape != lp.shape)
+        mismatched += (mismatched.empty() ? "" : ", ") + wp.name;
+      new_index[*at] = static_cast<uint32_t>(ordered.size());
+      ordered.push_back(live.tensors[*at]);
+    }
+    std::string extra;
+    for (size_t k = 0; k < new_index.size(); ++k)
+      if (new_index[k] == UINT32_MAX) extra += (extra.empty() ? "" : ", ") + live.inventory.params[k].name;
+    if (!missing.empty() || !mismatched.empty() || !extra.empty()) {
+      std::vector<std::string> notes;
+      if (!missing.empty()) notes.push_back("in the plan, not in the module: " + missing);
+      if (!extra.empty()) notes.push_back("in the module, not in the plan: " + extra);
+      if (!mismatched.empty()) notes.push_back("shapes differ: " + mismatched);
+      d.error("plan-model-mismatch",
+              "the plan was compiled for " + want.source + ", which is not " + live.inventory.source, {}, notes);
+      throw DiagnosticError(std::move(d));
+    }
+    live.tensors = std::move(ordered);
+    for (auto& bn : live.batchnorms)
+      for (auto& q : bn.params) q = new_index[q];
+    public_plan = p;
   }
 
   // A change point is complete (the tensors changed, through TensorSink): then the optimizer —
@@ -143,6 +194,15 @@ struct Executor::Impl : TensorSink {
 Executor::Executor(torch::nn::Module& model, const std::string& rules, PlanOptions options)
     : impl_(std::make_unique<Impl>()) {
   impl_->init([&] { return live_model(model); }, "the ", [&model] { return model.is_training(); }, rules, options);
+}
+
+Executor::Executor(torch::nn::Module& model, const Plan& plan) : impl_(std::make_unique<Impl>()) {
+  impl_->init([&] { return live_model(model); }, "the ", [&model] { return model.is_training(); }, plan);
+}
+
+Executor::Executor(torch::jit::Module& model, const Plan& plan) : impl_(std::make_unique<Impl>()) {
+  torch::jit::Module root = model;
+  impl_->init([&] { return live_model(model); }, "the TorchScript ", [root] { return root.is_training(); }, plan);
 }
 
 Executor::Executor(torch::jit::Module& model, const std::string& rules, PlanOptions options)
@@ -257,7 +317,7 @@ int64_t Executor::frozen_numel() const {
 
 std::vector<torch::Tensor> Executor::parameters() const { return impl_->live.tensors; }
 uint64_t Executor::generation() const { return impl_->generation; }
-const Plan& Executor::plan() const { return *impl_->plan; }
+const Plan& Executor::plan() const { return *impl_->public_plan; }
 
 int64_t Executor::trainable_numel() const { return impl_->plan->inventory->total_numel() - frozen_numel(); }
 int32_t Executor::num_layers() const { return impl_->plan->inventory->num_layers(); }

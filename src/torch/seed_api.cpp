@@ -51,12 +51,10 @@ Inventory discovered(Inventory inv) {
 // seed function selects. Errors become std::invalid_argument (their text names the layer count).
 Bitset selected_by(const LiveModel& m, const std::string& preset, const std::vector<std::string>& sets) {
   Diagnostics diags;
-  SourceTexts sources;
-  RulesLoader loader(diags, sources);
-  auto s = loader.load("preset:" + preset);
+  auto s = Strategy::load("preset:" + preset, diags);
   std::optional<Plan> plan;
   if (s) {
-    CompileOptions o;
+    PlanOptions o;
     o.sets = sets;
     plan = compile(*s, m.inventory, o, diags);
   }
@@ -66,7 +64,7 @@ Bitset selected_by(const LiveModel& m, const std::string& preset, const std::vec
       if (d.severity == Severity::kError) msg += (msg.empty() ? "" : "; ") + d.message;
     throw std::invalid_argument(preset + ": " + msg);
   }
-  return plan->frozen_at({0, 0});
+  return plan->compiled().frozen_at({0, 0});
 }
 
 // The seed functions are imperative: they touch what they name and nothing else, so a

@@ -14,7 +14,7 @@ using test::compile_text;
 using test::frozen_names;
 using test::frozen_numel;
 
-std::set<int32_t> frozen_layers(const Plan& p, Time t = {0, 0}) {
+std::set<int32_t> frozen_layers(const CompiledPlan& p, Time t = {0, 0}) {
   std::set<int32_t> out;
   Bitset f = p.frozen_at(t);
   for (const auto& l : p.inventory->layers) {
@@ -25,7 +25,7 @@ std::set<int32_t> frozen_layers(const Plan& p, Time t = {0, 0}) {
   return out;
 }
 
-bool is_frozen(const Plan& p, const std::string& name, Time t = {0, 0}) {
+bool is_frozen(const CompiledPlan& p, const std::string& name, Time t = {0, 0}) {
   return p.frozen_at(t).test(*p.inventory->find(name));
 }
 
@@ -108,7 +108,7 @@ TEST(Presets, FreezeEmbeddingsOnFeaturesModelWarnsAndStrictErrors) {
 TEST(Presets, GradualUnfreezeScheduleOnGpt2) {
   auto c = compile_preset("gradual_unfreeze", "builtin:gpt2", {"total_epochs=10"});
   ASSERT_TRUE(c.plan) << c.errors();
-  const Plan& p = *c.plan;
+  const CompiledPlan& p = *c.plan;
   const int L = 12;
   for (int e = 0; e < 10; ++e) {
     int k = (L * e + 8) / 9;  // ceil(L * e / (T - 1))
@@ -151,7 +151,7 @@ TEST(Presets, GradualUnfreezeOptions) {
 TEST(Presets, UlmfitOpensHeadFirstEmbeddingsLast) {
   auto c = compile_preset("ulmfit", "builtin:bert-base");
   ASSERT_TRUE(c.plan) << c.errors();
-  const Plan& p = *c.plan;
+  const CompiledPlan& p = *c.plan;
   EXPECT_FALSE(is_frozen(p, "pooler.dense.weight", {0, 0}));
   EXPECT_EQ(frozen_layers(p, {0, 0}).size(), 12u);
   EXPECT_EQ(frozen_layers(p, {1, 0}).size(), 11u);
@@ -184,7 +184,7 @@ TEST(Presets, BitfitAndNormTuning) {
 TEST(Presets, LisaIsDeterministicPerPeriod) {
   auto c = compile_preset("lisa", "builtin:llama2-7b", {"active_layers=3", "interval_steps=10", "seed=42"});
   ASSERT_TRUE(c.plan) << c.errors();
-  const Plan& p = *c.plan;
+  const CompiledPlan& p = *c.plan;
   std::set<std::set<int32_t>> draws;
   for (int64_t period = 0; period < 20; ++period) {
     Bitset a = p.frozen_at({0, period * 10});
@@ -213,7 +213,7 @@ TEST(Time, StagesApplyInTriggerOrderAndNextChange) {
       "  - at: {epoch: 5}\n    rules: [{unfreeze: {layers: \"-2:\"}}]\n";
   auto c = compile_text(yaml, test::builtin("gpt2"));
   ASSERT_TRUE(c.plan) << c.errors();
-  const Plan& p = *c.plan;
+  const CompiledPlan& p = *c.plan;
   EXPECT_TRUE(is_frozen(p, "transformer.ln_f.weight", {1, 0}));
   EXPECT_FALSE(is_frozen(p, "transformer.ln_f.weight", {2, 0}));
   EXPECT_EQ(frozen_layers(p, {5, 0}).size(), 10u);
@@ -313,19 +313,18 @@ TEST(Extends, FilesPresetsCyclesAndOverrides) {
   setenv("LAYERFREEZE_EXTENDS_PATH", dir.string().c_str(), 1);
   Diagnostics d;
   SourceTexts src;
-  RulesLoader loader(d, src);
-  auto s = loader.load((dir / "sub" / "child.yaml").string());
+  auto s = Strategy::load((dir / "sub" / "child.yaml").string(), d);
   ASSERT_TRUE(s) << format_diagnostics(d);
-  EXPECT_EQ(s->rules.size(), 5u);  // lp_lora (3, with freeze_towers), base, child
-  CompileOptions o;
+  EXPECT_EQ(s->def().rules.size(), 5u);  // lp_lora (3, with freeze_towers), base, child
+  PlanOptions o;
   auto plan = compile(*s, test::builtin("gpt2"), o, d);
   ASSERT_TRUE(plan) << format_diagnostics(d);
-  EXPECT_EQ(frozen_layers(*plan), (std::set<int32_t>{1, 2}));  // floor(0.25*12)=3, minus layer 0
-  EXPECT_TRUE(is_frozen(*plan, "transformer.ln_f.weight"));
+  EXPECT_EQ(frozen_layers(plan->compiled()), (std::set<int32_t>{1, 2}));  // floor(0.25*12)=3, minus layer 0
+  EXPECT_TRUE(is_frozen(plan->compiled(), "transformer.ln_f.weight"));
   o.sets = {"extra=false", "freeze_ratio=0.5"};
   auto plan2 = compile(*s, test::builtin("gpt2"), o, d);
   ASSERT_TRUE(plan2);
-  EXPECT_EQ(frozen_layers(*plan2).size(), 6u);
+  EXPECT_EQ(frozen_layers(plan2->compiled()).size(), 6u);
   Diagnostics cyc;
   RulesLoader l2(cyc, src);
   EXPECT_FALSE(l2.load((dir / "a.yaml").string()));
@@ -340,7 +339,7 @@ TEST(Extends, FilesPresetsCyclesAndOverrides) {
   fs::remove_all(dir);
 }
 
-TEST(Plan, FingerprintIsStableAndSensitive) {
+TEST(CompiledPlan, FingerprintIsStableAndSensitive) {
   auto a = compile_preset("lp_lora", "builtin:gpt2");
   auto b = compile_preset("lp_lora", "builtin:gpt2");
   auto c = compile_preset("lp_lora", "builtin:gpt2", {"freeze_ratio=0.25"});
@@ -350,7 +349,7 @@ TEST(Plan, FingerprintIsStableAndSensitive) {
   EXPECT_EQ(a.plan->fingerprint().size(), 16u);
 }
 
-TEST(Plan, DecidersAndTiedWarningsNameBothAliases) {
+TEST(CompiledPlan, DecidersAndTiedWarningsNameBothAliases) {
   auto c = compile_text("rules:\n  - freeze: all\n  - unfreeze: head\n", test::builtin("gpt2"));
   ASSERT_TRUE(c.plan);
   auto by = c.plan->deciders_at({0, 0});
@@ -361,7 +360,7 @@ TEST(Plan, DecidersAndTiedWarningsNameBothAliases) {
             "its names; every name follows, since it is one tensor");
 }
 
-TEST(Plan, OtherParametersWarn) {
+TEST(CompiledPlan, OtherParametersWarn) {
   auto c = compile_preset("freeze_all", "builtin:t5-small");
   ASSERT_TRUE(c.plan);
   bool other = false;
@@ -369,7 +368,7 @@ TEST(Plan, OtherParametersWarn) {
   EXPECT_TRUE(other);
 }
 
-TEST(Plan, MoeCompilesWithTwentyRules) {
+TEST(CompiledPlan, MoeCompilesWithTwentyRules) {
   std::string yaml = "rules:\n";
   for (int i = 0; i < 20; ++i)
     yaml += "  - " + std::string(i % 2 ? "unfreeze" : "freeze") + ": {regex: '.*layers\\." + std::to_string(i) + "\\..*experts\\.1[0-9]+\\..*'}\n";

@@ -21,16 +21,16 @@ std::string joined(const Disagreement& d) {
 }
 
 // What ranks holding these plans would print.
-Disagreement between(const std::vector<const Plan*>& plans) {
+Disagreement between(const std::vector<const CompiledPlan*>& plans) {
   std::vector<PlanDigest> digests;
   std::vector<std::string> records;
   Time horizon{0, 0};
-  for (const Plan* p : plans) {
+  for (const CompiledPlan* p : plans) {
     Time h = p->default_horizon();
     horizon.epoch = std::max(horizon.epoch, h.epoch);
     horizon.step = std::max(horizon.step, h.step);
   }
-  for (const Plan* p : plans) {
+  for (const CompiledPlan* p : plans) {
     digests.push_back(plan_digest(*p));
     records.push_back(plan_record(*p, horizon));
   }
@@ -133,7 +133,7 @@ void PrintTo(const LintCase& c, std::ostream* os) { *os << c.preset; }
 
 class DistributedLint : public ::testing::TestWithParam<LintCase> {};
 
-std::vector<Diagnostic> lint_of(const Plan& plan) {
+std::vector<Diagnostic> lint_of(const CompiledPlan& plan) {
   std::vector<Diagnostic> out;
   distributed_lint(plan, plan.default_horizon(), out);
   return out;

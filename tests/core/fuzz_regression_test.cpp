@@ -28,14 +28,13 @@ TEST(FuzzRegressions, EveryCrashingInputIsHandled) {
     if (name.rfind("rules-", 0) == 0) {
       Diagnostics d;
       SourceTexts src;
-      RulesLoader loader(d, src);
       EXPECT_NO_THROW({
-        auto s = loader.load_text(text, "fuzz.yaml");
+        auto s = Strategy::from_yaml(text, "fuzz.yaml", d, "", &src);
         if (s) {
-          CompileOptions o;
+          PlanOptions o;
           o.steps_per_epoch = 10;
           auto plan = compile(*s, test::builtin("gpt2"), o, d);
-          if (plan) (void)plan->timeline({4, 40}, 200);
+          if (plan) (void)plan->change_points(Time{4, 40});
         }
         (void)format_diagnostics(d, &src);
       }) << name;

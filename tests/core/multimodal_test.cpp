@@ -89,7 +89,7 @@ class Vlm : public ::testing::TestWithParam<VlmCase> {
       if (name == c || name.rfind(c + ".", 0) == 0) return true;
     return false;
   }
-  std::set<std::string> frozen_names(const Plan& p, const Time& t) {
+  std::set<std::string> frozen_names(const CompiledPlan& p, const Time& t) {
     std::set<std::string> out;
     p.frozen_at(t).for_each([&](size_t i) { out.insert(p.inventory->params[i].name); });
     return out;

@@ -38,16 +38,16 @@ const std::vector<std::string>& models() {
   return m;
 }
 
-std::optional<Plan> compile_case(const ReplayCase& c, const std::string& model, Diagnostics& d) {
-  SourceTexts src;
-  RulesLoader loader(d, src);
-  auto s = loader.load("preset:" + c.preset);
+std::optional<CompiledPlan> compile_case(const ReplayCase& c, const std::string& model, Diagnostics& d) {
+  auto s = Strategy::load("preset:" + c.preset, d);
   auto inv = load_model(model, d);
   if (!s || !inv) return std::nullopt;
-  CompileOptions o;
+  PlanOptions o;
   o.sets = c.sets;
   o.steps_per_epoch = kStepsPerEpoch;
-  return compile(*s, std::move(*inv), o, d);
+  auto p = compile(*s, *inv, o, d);
+  if (!p) return std::nullopt;
+  return p->compiled();
 }
 
 std::vector<uint32_t> sorted(std::vector<uint32_t> v) {

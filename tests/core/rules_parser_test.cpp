@@ -5,7 +5,7 @@
 namespace layerfreeze {
 namespace {
 
-std::string dump(const Strategy& s) {
+std::string dump(const StrategyDef& s) {
   std::string out;
   for (const auto& r : s.rules) out += r.text + "\n";
   for (const auto& st : s.stages) {
@@ -67,7 +67,7 @@ TEST(RulesParser, ParamsOptionsAndDiscovery) {
       "discovery:\n  layers: ['trunk\\.cells\\.#']\n  head: ['out\\..*']\n  replace: true\n"
       "rules:\n  - freeze: {regex: \"${names}\"}\n");
   ASSERT_TRUE(p->strategy) << p->errors();
-  const Strategy& s = *p->strategy;
+  const StrategyDef& s = *p->strategy;
   EXPECT_EQ(s.name, "mine");
   ASSERT_EQ(s.params.size(), 3u);
   EXPECT_EQ(s.params[0].type, ParamDecl::Type::kFloat);

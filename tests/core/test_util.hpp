@@ -10,11 +10,12 @@
 #include "core/compiler.hpp"
 #include "core/rules_parser.hpp"
 #include "layerfreeze/model_source.hpp"
+#include "layerfreeze/plan.hpp"
 
 namespace layerfreeze::test {
 
 struct Parsed {
-  std::optional<Strategy> strategy;
+  std::optional<StrategyDef> strategy;
   Diagnostics diags;
   SourceTexts sources;
   std::string errors() const { return format_diagnostics(diags); }
@@ -28,36 +29,34 @@ inline std::unique_ptr<Parsed> parse(const std::string& yaml, const std::string&
 }
 
 struct Compiled {
-  std::optional<Plan> plan;
+  std::optional<CompiledPlan> plan;
   Diagnostics diags;
   std::string errors() const { return format_diagnostics(diags); }
 };
 
+// Both compile through the public API (include/layerfreeze/plan.hpp), as every component does;
+// the tests then read the compiled plan's internals.
 inline Compiled compile_text(const std::string& yaml, Inventory inv, std::vector<std::string> sets = {},
                              std::optional<int64_t> spe = std::nullopt, bool strict = false) {
   Compiled c;
-  SourceTexts src;
-  RulesLoader loader(c.diags, src);
-  auto s = loader.load_text(yaml, "t.yaml");
+  auto s = Strategy::from_yaml(yaml, "t.yaml", c.diags);
   if (!s) return c;
-  CompileOptions o;
+  PlanOptions o;
   o.sets = std::move(sets);
   o.steps_per_epoch = spe;
   o.strict = strict;
-  c.plan = compile(*s, std::move(inv), o, c.diags);
+  if (auto p = compile(*s, inv, o, c.diags)) c.plan = p->compiled();
   return c;
 }
 
 inline Compiled compile_preset(const std::string& name, const std::string& model, std::vector<std::string> sets = {}) {
   Compiled c;
-  SourceTexts src;
-  RulesLoader loader(c.diags, src);
-  auto s = loader.load("preset:" + name);
+  auto s = Strategy::load("preset:" + name, c.diags);
   auto inv = load_model(model, c.diags);
   if (!s || !inv) return c;
-  CompileOptions o;
+  PlanOptions o;
   o.sets = std::move(sets);
-  c.plan = compile(*s, std::move(*inv), o, c.diags);
+  if (auto p = compile(*s, *inv, o, c.diags)) c.plan = p->compiled();
   return c;
 }
 
@@ -79,13 +78,13 @@ inline Inventory names_inventory(const std::vector<std::string>& names, const st
 }
 
 /// The names frozen at `t`.
-inline std::vector<std::string> frozen_names(const Plan& plan, Time t = {0, 0}) {
+inline std::vector<std::string> frozen_names(const CompiledPlan& plan, Time t = {0, 0}) {
   std::vector<std::string> out;
   plan.frozen_at(t).for_each([&](size_t i) { out.push_back(plan.inventory->params[i].name); });
   return out;
 }
 
-inline int64_t frozen_numel(const Plan& plan, Time t = {0, 0}) {
+inline int64_t frozen_numel(const CompiledPlan& plan, Time t = {0, 0}) {
   int64_t n = 0;
   plan.frozen_at(t).for_each([&](size_t i) { n += plan.inventory->params[i].numel; });
   return n;

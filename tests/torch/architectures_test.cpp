@@ -62,19 +62,17 @@ Inventory torchscript_inventory(const std::string& file) {
   return inv ? *inv : Inventory();
 }
 
-Plan compile_arch_preset(const ArchPreset& p, const Inventory& inv) {
+CompiledPlan compile_arch_preset(const ArchPreset& p, const Inventory& inv) {
   Diagnostics d;
-  SourceTexts src;
-  RulesLoader loader(d, src);
-  auto s = loader.load("preset:" + p.preset);
-  CompileOptions o;
+  auto s = Strategy::load("preset:" + p.preset, d);
+  PlanOptions o;
   o.sets = p.sets;
   auto plan = compile(*s, inv, o, d);
   EXPECT_TRUE(plan) << p.preset << " on " << inv.source << "\n" << format_diagnostics(d);
-  return plan ? std::move(*plan) : Plan();
+  return plan ? plan->compiled() : CompiledPlan();
 }
 
-std::set<std::string> frozen_set(const Plan& plan, const Time& t) {
+std::set<std::string> frozen_set(const CompiledPlan& plan, const Time& t) {
   std::set<std::string> out;
   plan.frozen_at(t).for_each([&](size_t i) { out.insert(plan.inventory->params[i].name); });
   return out;
@@ -99,9 +97,9 @@ TEST_P(Architecture, PlansFromEverySourceEqualTheExecutor) {
   EXPECT_EQ(from_index->total_numel(), from_pt.total_numel());
   torch::jit::Module module = torch::jit::load(pt);
   for (const auto& p : kPresets) {
-    Plan plan_pt = compile_arch_preset(p, from_pt);
-    Plan plan_st = compile_arch_preset(p, *from_st);
-    Plan plan_ix = compile_arch_preset(p, *from_index);
+    CompiledPlan plan_pt = compile_arch_preset(p, from_pt);
+    CompiledPlan plan_st = compile_arch_preset(p, *from_st);
+    CompiledPlan plan_ix = compile_arch_preset(p, *from_index);
     PlanOptions po;
     po.sets = p.sets;
     Executor ex(module, "preset:" + p.preset, po);
@@ -132,7 +130,7 @@ TEST_P(Architecture, JsonPlanListsRolesAndLayers) {
   for (const std::string& source : {family + ".pt", family + ".safetensors"}) {
     Inventory inv = source.size() > 3 && source.compare(source.size() - 3, 3, ".pt") == 0 ? torchscript_inventory(path_of(source))
                                                                                           : *load_model(path_of(source), d);
-    Plan plan = compile_arch_preset({"lp_lora", {}}, inv);
+    CompiledPlan plan = compile_arch_preset({"lp_lora", {}}, inv);
     auto j = nlohmann::json::parse(plan_json(summarize(plan, OptimizerKind::AdamW, {1, -1})));
     ASSERT_EQ(j["params"].size(), inv.params.size());
     int64_t frozen_numel = 0;
@@ -157,7 +155,7 @@ TEST_P(Architecture, InspectShowsThePatternAndEdgeCasesWarn) {
   discover_layers(discovered_inv, DiscoveryPatterns::shipped(), d);
   std::string text = inventory_text(discovered_inv, false);
   EXPECT_NE(text.find("· pattern '"), std::string::npos) << text;
-  Plan emb = compile_arch_preset({"freeze_embeddings", {}}, inv);
+  CompiledPlan emb = compile_arch_preset({"freeze_embeddings", {}}, inv);
   bool features_model = !discovered_inv.stacks.empty() && discovered_inv.stacks[0].container == "features";
   bool warned = false;
   for (const auto& w : emb.warnings)
@@ -166,7 +164,7 @@ TEST_P(Architecture, InspectShowsThePatternAndEdgeCasesWarn) {
   EXPECT_EQ(warned, features_model) << family;
   bool tied = false;
   for (const auto& p : discovered_inv.params) tied = tied || !p.aliases.empty();
-  Plan gradual = compile_arch_preset({"gradual_unfreeze", {"total_epochs=3"}}, inv);
+  CompiledPlan gradual = compile_arch_preset({"gradual_unfreeze", {"total_epochs=3"}}, inv);
   bool tied_warning = false;
   for (const auto& w : gradual.warnings) tied_warning = tied_warning || w.code == "tied-conflict";
   EXPECT_EQ(tied_warning, tied) << family;

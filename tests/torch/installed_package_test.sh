@@ -11,6 +11,20 @@ cmake -S "$root/examples/trainer" -B "$tmp/trainer" -G Ninja -DCMAKE_BUILD_TYPE=
       -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/trainer" >/dev/null
 "$tmp/trainer/trainer"
+# A plan check in CI with the public plan API only (examples/plan_in_ci): it passes inside the
+# range and fails (exit 1) outside it.
+cmake -S "$root/examples/plan_in_ci" -B "$tmp/plan_in_ci" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+cmake --build "$tmp/plan_in_ci" >/dev/null
+"$tmp/plan_in_ci/plan_in_ci" preset:lp_lora builtin:llama2-7b 0.3 0.7 | grep -q "plan check passed"
+if "$tmp/plan_in_ci/plan_in_ci" preset:lp_lora builtin:llama2-7b 0.9 1.0 >"$tmp/fail.txt"; then
+  echo "plan_in_ci should fail outside its range"; exit 1
+fi
+grep -q "FAIL: at epoch 0" "$tmp/fail.txt"
+# Only headers of include/layerfreeze/.
+if grep -n '#include' "$root/examples/plan_in_ci/plan_in_ci.cpp" | grep -v -e '<layerfreeze/' -e '<[a-z]*>'; then
+  echo "plan_in_ci includes a header outside include/layerfreeze/"; exit 1
+fi
 # A distributed trainer against the installed layerfreeze::distributed, started by the installed
 # launcher, when the package has the component.
 if [[ -f "$tmp/prefix/include/layerfreeze/distributed.hpp" ]]; then

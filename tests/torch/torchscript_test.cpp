@@ -87,24 +87,29 @@ TEST(TorchScript, PlanFromTheFileEqualsTheExecutorOnTheModule) {
     std::free(manifest);
     ASSERT_TRUE(inv);
     for (const auto& p : presets) {
-      SourceTexts src;
-      RulesLoader loader(d, src);
-      auto s = loader.load(std::string("preset:") + p.preset);
-      CompileOptions o;
+      auto s = Strategy::load(std::string("preset:") + p.preset, d);
+      PlanOptions o;
       o.sets = p.sets;
-      auto plan = compile(*s, *inv, o, d);
-      ASSERT_TRUE(plan) << p.preset << " on " << file << "\n" << format_diagnostics(d);
+      auto public_plan = compile(*s, *inv, o, d);
+      ASSERT_TRUE(public_plan) << p.preset << " on " << file << "\n" << format_diagnostics(d);
+      const CompiledPlan* plan = &public_plan->compiled();
       torch::jit::Module m = torch::jit::load(fixture(file));
       PlanOptions po;
       po.sets = p.sets;
       Executor ex(m, std::string("preset:") + p.preset, po);
       EXPECT_EQ(ex.fingerprint(), plan->fingerprint()) << p.preset << " on " << file;
+      // The plan compiled from the manifest binds to the module as it is.
+      torch::jit::Module m2 = torch::jit::load(fixture(file));
+      Executor bound(m2, *public_plan);
+      EXPECT_EQ(bound.fingerprint(), plan->fingerprint());
       for (int64_t e = 0; e < 6; ++e) {
         for (int64_t s = 0; s < 10; s += 3) {
           ex.seek(e, e * 10 + s);
           std::vector<std::string> want;
           plan->frozen_at({e, e * 10 + s}).for_each([&](size_t i) { want.push_back(plan->inventory->params[i].name); });
           EXPECT_EQ(ex.frozen_names(), want) << p.preset << " on " << file << " at epoch " << e << " step " << s;
+          bound.seek(e, e * 10 + s);
+          EXPECT_EQ(bound.frozen_names(), want) << "bound plan: " << p.preset << " on " << file;
           // And the module itself agrees.
           for (const auto& np : m.named_parameters()) {
             // An alias is frozen when its tensor's canonical name is.

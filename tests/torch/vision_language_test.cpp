@@ -129,9 +129,9 @@ void expect_frozen_exactly(TinyVLM& m, const Executor& ex, const std::set<std::s
   }
   EXPECT_EQ(got, want);
   // And the executor's frozen set is the plan's at the start.
-  Bitset plan_frozen = ex.plan().frozen_at({0, 0});
+  PlanState plan_state = ex.plan().state_at({0, 0});
   const Inventory& inv = ex.inventory();
-  for (size_t i = 0; i < inv.params.size(); ++i) EXPECT_EQ(ex.is_frozen(i), plan_frozen.test(i)) << inv.params[i].name;
+  for (size_t i = 0; i < inv.params.size(); ++i) EXPECT_EQ(ex.is_frozen(i), plan_state.frozen[i]) << inv.params[i].name;
 }
 
 TEST(VisionLanguage, DiscoveryFindsTheTrunkTheTowerAndTheConnector) {

@@ -1,0 +1,140 @@
+// The plan API: what a C++ trainer (or its CI) needs to load a strategy, compile it against a
+// model and read, check and print the plan — without LibTorch. The CLI, the seed API, the
+// executor and the distributed component compile through it; docs/API.md shows it at work.
+//
+//   layerfreeze::Diagnostics d;
+//   auto strategy = layerfreeze::Strategy::load("preset:lp_lora", d);
+//   auto model = layerfreeze::load_model("builtin:llama2-7b", d);          // model_source.hpp
+//   layerfreeze::PlanOptions o;
+//   o.values = {{"freeze_ratio", 0.25}};
+//   auto plan = layerfreeze::compile(*strategy, *model, o, d);
+//   if (!plan) { std::cerr << layerfreeze::format_diagnostics(d, &strategy->sources()); return 1; }
+//   auto s = plan->state_at({0, 0});
+//   std::cout << plan->text() << s.trainable_numel << "\n";
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "layerfreeze/diagnostics.hpp"
+#include "layerfreeze/inventory.hpp"
+#include "layerfreeze/optimizer_kind.hpp"
+
+namespace layerfreeze {
+
+/// A point in training time (both 0-based). -1 where a unit is unknown (no steps_per_epoch).
+struct Time {
+  int64_t epoch = 0;
+  int64_t step = 0;
+};
+
+/// A strategy parameter's value, typed: null, bool, int, float, string or a list of strings.
+using ParamValue = std::variant<std::nullptr_t, bool, int64_t, double, std::string, std::vector<std::string>>;
+
+/// How to compile a strategy.
+struct PlanOptions {
+  std::vector<std::string> sets;                            // "KEY=VALUE" (a YAML value), in order
+  std::vector<std::pair<std::string, ParamValue>> values;   // typed values, applied after `sets`
+  std::string section;                      // dotted key of the strategy inside a larger YAML
+  std::optional<int64_t> steps_per_epoch;   // orders epoch and step triggers
+  bool strict = false;                      // selectors that match nothing are errors
+};
+
+struct StrategyDef;  // the parsed rules (internal)
+class CompiledPlan;  // the compiled plan (internal)
+
+/// A freezing strategy: a rules file, a shipped preset, or YAML text, with what it extends
+/// resolved. Cheap to copy.
+class Strategy {
+ public:
+  /// "preset:NAME" or a path; `section` selects a dotted key inside a larger YAML file.
+  /// When `texts` is given, every text read is also added there, so errors can be printed with
+  /// their source lines even when loading fails.
+  static std::optional<Strategy> load(const std::string& source, Diagnostics& diags,
+                                      const std::string& section = "", SourceTexts* texts = nullptr);
+  /// YAML text from memory; `name` stands for its file in diagnostics.
+  static std::optional<Strategy> from_yaml(const std::string& text, const std::string& name,
+                                           Diagnostics& diags, const std::string& section = "",
+                                           SourceTexts* texts = nullptr);
+
+  const std::string& name() const;
+  const std::string& origin() const;  // "preset:lp_lora", a path, or the name given
+  const std::string& description() const;
+  /// The parameters it declares, in order.
+  std::vector<std::string> param_names() const;
+  /// The texts it was read from: pass them to format_diagnostics for source lines and carets.
+  const SourceTexts& sources() const;
+  const StrategyDef& def() const;  // for layerfreeze's own components
+  static Strategy from_def(StrategyDef def, SourceTexts sources);
+
+ private:
+  struct Impl;
+  std::shared_ptr<const Impl> impl_;
+};
+
+/// The state of a plan at one time.
+struct PlanState {
+  Time at;
+  std::vector<bool> frozen;  // per inventory parameter
+  int64_t frozen_numel = 0, trainable_numel = 0;
+  size_t frozen_tensors = 0, trainable_tensors = 0;
+};
+
+/// One change of state on a plan's timeline.
+struct ChangePoint {
+  Time at;
+  std::vector<std::string> causes;  // the stages that fire here
+  std::vector<uint32_t> newly_frozen, newly_unfrozen;  // inventory indices
+};
+
+/// A strategy compiled against one model: every rule resolved, the stages laid out in time. The
+/// state at any time is a pure function of the plan and (epoch, step). Cheap to copy.
+class Plan {
+ public:
+  const Inventory& inventory() const;  // with what discovery found (layers, roles, towers)
+  const std::string& name() const;
+  const std::string& origin() const;
+  /// A stable hash of the resolved states: two processes (or ranks) agree when theirs match.
+  const std::string& fingerprint() const;
+  const std::vector<Diagnostic>& warnings() const;
+
+  PlanState state_at(const Time& t) const;
+  /// The change points from the start up to (not including) `horizon` (default: horizon()).
+  std::vector<ChangePoint> change_points(std::optional<Time> horizon = std::nullopt) const;
+  /// How far the plan is shown: up to `epochs`/`steps`, else just past its last trigger.
+  Time horizon(std::optional<int64_t> epochs = std::nullopt,
+               std::optional<int64_t> steps = std::nullopt) const;
+  /// The rule that decides parameter `name`'s state at `t` ("rules/lp_lora.yaml:20:5 freeze
+  /// layers(first_ratio=0.5)"); "" when no rule selects it (trainable by default); nullopt when
+  /// the model has no parameter of that name.
+  std::optional<std::string> provenance(const std::string& name, const Time& t) const;
+
+  /// The printers of `layerfreeze plan` and `explain` (docs/RULES.md shows their output).
+  std::string text(OptimizerKind optimizer = OptimizerKind::AdamW, std::optional<Time> horizon = std::nullopt) const;
+  std::string markdown(OptimizerKind optimizer = OptimizerKind::AdamW,
+                       std::optional<Time> horizon = std::nullopt) const;
+  std::string json(OptimizerKind optimizer = OptimizerKind::AdamW, std::optional<Time> horizon = std::nullopt) const;
+  std::optional<std::string> explain(const std::string& name, const Time& t) const;
+
+  /// For layerfreeze's own components (executor, distributed agreement, printers).
+  const CompiledPlan& compiled() const;
+  explicit Plan(std::shared_ptr<const CompiledPlan> p);
+
+ private:
+  std::shared_ptr<const CompiledPlan> impl_;
+};
+
+/// Compiles `strategy` against `model` (its layers are discovered with the strategy's
+/// overrides). Errors and warnings go to `diags`; nullopt when there are errors.
+std::optional<Plan> compile(const Strategy& strategy, const Inventory& model, const PlanOptions& options,
+                            Diagnostics& diags);
+
+/// `layerfreeze diff`: how two plans of one model differ over time, up to `horizon`.
+std::string diff_text(const Plan& a, const Plan& b, std::optional<Time> horizon = std::nullopt);
+
+}  // namespace layerfreeze
