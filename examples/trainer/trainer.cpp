@@ -1,6 +1,6 @@
 // A tiny trainer written only against the installed layerfreeze package: a GPT-2-shaped
 // torch::nn::Module with a tied head, every seed function, and a gradual-unfreezing run with the
-// executor. It checks what DESIGN.md §4 promises and exits non-zero when anything differs.
+// executor. It checks what docs/API.md promises and exits non-zero when anything differs.
 #include <layerfreeze/layerfreeze.hpp>
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/module.h>

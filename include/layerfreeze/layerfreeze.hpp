@@ -1,6 +1,6 @@
 // The seed API (shared/seed/layer_utils.md) in C++: freezing helpers for any torch::nn::Module
 // (and TorchScript modules where it makes sense), implemented through the shipped presets, the
-// compiler and the executor — one source of truth for every strategy. Semantics: DESIGN.md §4.
+// compiler and the executor — one source of truth for every strategy. Semantics: docs/API.md, "The seed API".
 //
 // Freeze functions are imperative and compose: each freezes what it selects (requires_grad =
 // false, gradient dropped) and leaves every other parameter as it is. They return the number of
@@ -38,7 +38,7 @@ int64_t get_num_layers(const torch::nn::Module& model);
 void print_layer_status(const torch::nn::Module& model, bool show_all = false, std::ostream& out = std::cout);
 std::string layer_status(const torch::nn::Module& model, bool show_all = false);
 
-/// Head first, then the layers top-down over `total_epochs` (DESIGN.md §4). Owns the state of
+/// Head first, then the layers top-down over `total_epochs` (docs/API.md). Owns the state of
 /// every parameter from its construction on; `step(e)` is idempotent and may jump (resume).
 class GradualUnfreezer {
  public:

@@ -1,4 +1,4 @@
-// The table of subcommands (DESIGN.md §5).
+// The table of subcommands (docs/CLI.md).
 #include "cli/cli_common.hpp"
 
 namespace layerfreeze::cli {

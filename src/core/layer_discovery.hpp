@@ -1,5 +1,5 @@
 // Layer discovery: finds the repeated blocks of a model from its parameter names and gives
-// every parameter a role (DESIGN.md §3). The patterns are data (rules/discovery.yaml),
+// every parameter a role (docs/ARCHITECTURES.md). The patterns are data (rules/discovery.yaml),
 // extended or replaced by a rules file's `discovery:` key.
 #pragma once
 

@@ -16,7 +16,7 @@ namespace layerfreeze {
 enum class Action { kFreeze, kUnfreeze };
 inline const char* action_name(Action a) { return a == Action::kFreeze ? "freeze" : "unfreeze"; }
 
-/// What a rule points at (DESIGN.md §3 "Selectors").
+/// What a rule points at (docs/RULES.md, "Selectors").
 struct Selector {
   enum class Kind {
     kAll,           // every parameter
@@ -102,7 +102,7 @@ struct ParamDecl {
 };
 const char* param_type_name(ParamDecl::Type t);
 
-/// Executor policies a strategy carries (DESIGN.md §3 "Executor").
+/// Executor policies a strategy carries (docs/RULES.md, "Options").
 struct Options {
   enum class BatchNorm { kUnchanged, kEvalWhenFrozen };
   enum class OptimizerState { kDrop, kKeep };

@@ -1,4 +1,4 @@
-// CompiledPlan printers: the text a reviewer reads, the JSON contract (DESIGN.md §5), and Markdown for
+// CompiledPlan printers: the text a reviewer reads, the JSON contract (docs/CLI.md), and Markdown for
 // a pull request. All three print the same PlanSummary.
 #pragma once
 

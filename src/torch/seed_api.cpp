@@ -1,4 +1,4 @@
-// The seed API (DESIGN.md §4) on top of the presets, the compiler and the executor: each
+// The seed API (docs/API.md) on top of the presets, the compiler and the executor: each
 // function compiles a shipped preset against the module's live inventory and applies what it
 // selects, so `layerfreeze plan preset:NAME` shows exactly what the function does.
 #include "layerfreeze/layerfreeze.hpp"
@@ -49,13 +49,15 @@ Inventory discovered(Inventory inv) {
 
 // Compiles a shipped preset against the live model; the frozen set at the start is what the
 // seed function selects. Errors become std::invalid_argument (their text names the layer count).
-Bitset selected_by(const LiveModel& m, const std::string& preset, const std::vector<std::string>& sets) {
+using Values = std::vector<std::pair<std::string, ParamValue>>;
+
+Bitset selected_by(const LiveModel& m, const std::string& preset, const Values& values) {
   Diagnostics diags;
   auto s = Strategy::load("preset:" + preset, diags);
   std::optional<Plan> plan;
   if (s) {
     PlanOptions o;
-    o.sets = sets;
+    o.values = values;
     plan = compile(*s, m.inventory, o, diags);
   }
   if (!plan) {
@@ -71,9 +73,9 @@ Bitset selected_by(const LiveModel& m, const std::string& preset, const std::vec
 // multimodal model's towers are frozen only where the function names everything (freeze_model,
 // freeze_except_last_n), never by the presets' freeze_towers default. The tensors change through
 // the executor's sink (requires_grad off, gradient dropped), all or none.
-int64_t freeze_selected(LiveModel m, const std::string& preset, std::vector<std::string> sets) {
-  sets.push_back("freeze_towers=false");
-  Bitset sel = selected_by(m, preset, sets);
+int64_t freeze_selected(LiveModel m, const std::string& preset, Values values) {
+  values.emplace_back("freeze_towers", false);
+  Bitset sel = selected_by(m, preset, values);
   int64_t n = 0;
   TensorSink sink(m.tensors);
   try {
@@ -87,19 +89,6 @@ int64_t freeze_selected(LiveModel m, const std::string& preset, std::vector<std:
   }
   sink.changed({0, 0}, sel);
   return n;
-}
-
-std::string count_arg(const char* name, int64_t v) { return std::string(name) + "=" + std::to_string(v); }
-
-// YAML flow list of single-quoted strings: ['a', 'it''s'].
-std::string yaml_list(const std::vector<std::string>& items) {
-  std::string out = "[";
-  for (size_t i = 0; i < items.size(); ++i) {
-    std::string q;
-    for (char c : items[i]) q += c == '\'' ? std::string("''") : std::string(1, c);
-    out += (i ? ", '" : "'") + q + "'";
-  }
-  return out + "]";
 }
 
 Bitset frozen_mask(const LiveModel& m) {
@@ -134,9 +123,7 @@ int64_t trainable_of(const LiveModel& m) {
 int64_t lp_lora(LiveModel m, double freeze_ratio, bool freeze_embed) {
   if (!(freeze_ratio >= 0.0 && freeze_ratio <= 1.0))
     bad_argument(m, "freeze_ratio must be in [0, 1], got " + std::to_string(freeze_ratio));
-  char ratio[64];
-  std::snprintf(ratio, sizeof ratio, "freeze_ratio=%.17g", freeze_ratio);
-  return freeze_selected(std::move(m), "lp_lora", {ratio, std::string("freeze_embed=") + (freeze_embed ? "true" : "false")});
+  return freeze_selected(std::move(m), "lp_lora", {{"freeze_ratio", freeze_ratio}, {"freeze_embed", freeze_embed}});
 }
 
 // Code points, for aligning box-drawing tables.
@@ -156,19 +143,19 @@ std::string pad(const std::string& s, size_t w, bool right = false) {
 
 int64_t freeze_model(torch::nn::Module& model) { return freeze_selected(live(model), "freeze_all", {}); }
 int64_t freeze_first_n_layers(torch::nn::Module& model, int64_t n) {
-  return freeze_selected(live(model), "freeze_first_n", {count_arg("n", n)});
+  return freeze_selected(live(model), "freeze_first_n", {{"n", n}});
 }
 int64_t freeze_last_n_layers(torch::nn::Module& model, int64_t n) {
-  return freeze_selected(live(model), "freeze_last_n", {count_arg("n", n)});
+  return freeze_selected(live(model), "freeze_last_n", {{"n", n}});
 }
 int64_t freeze_except_last_n(torch::nn::Module& model, int64_t n) {
-  return freeze_selected(live(model), "freeze_except_last_n", {count_arg("n", n)});
+  return freeze_selected(live(model), "freeze_except_last_n", {{"n", n}});
 }
 int64_t freeze_embeddings(torch::nn::Module& model) { return freeze_selected(live(model), "freeze_embeddings", {}); }
 int64_t freeze_by_name(torch::nn::Module& model, const std::vector<std::string>& patterns, bool case_sensitive) {
   if (patterns.empty()) return 0;
   return freeze_selected(live(model), "freeze_by_name",
-                         {"patterns=" + yaml_list(patterns), std::string("case_sensitive=") + (case_sensitive ? "true" : "false")});
+                         {{"patterns", patterns}, {"case_sensitive", case_sensitive}});
 }
 int64_t freeze_by_name(torch::nn::Module& model, const std::string& pattern, bool case_sensitive) {
   return freeze_by_name(model, std::vector<std::string>{pattern}, case_sensitive);
@@ -206,9 +193,9 @@ GradualUnfreezer::GradualUnfreezer(torch::nn::Module& model, int64_t total_epoch
   if (unfreeze_embeddings_at && *unfreeze_embeddings_at < 0)
     bad_argument(m, "unfreeze_embeddings_at must not be negative, got " + std::to_string(*unfreeze_embeddings_at));
   PlanOptions o;
-  o.sets = {count_arg("total_epochs", total_epochs),
-            "unfreeze_embeddings_at=" + (unfreeze_embeddings_at ? std::to_string(*unfreeze_embeddings_at) : std::string("null")),
-            std::string("freeze_embeddings=") + (freeze_embeddings ? "true" : "false")};
+  o.values = {{"total_epochs", total_epochs},
+              {"unfreeze_embeddings_at", unfreeze_embeddings_at ? ParamValue(*unfreeze_embeddings_at) : ParamValue(nullptr)},
+              {"freeze_embeddings", freeze_embeddings}};
   try {
     executor_ = std::make_unique<Executor>(model, "preset:gradual_unfreeze", o);
   } catch (const DiagnosticError& e) {
@@ -388,7 +375,7 @@ void print_model_summary(const torch::nn::Module& model, int max_depth, std::ost
 // TorchScript overloads.
 int64_t freeze_model(torch::jit::Module& model) { return freeze_selected(live(model), "freeze_all", {}); }
 int64_t freeze_first_n_layers(torch::jit::Module& model, int64_t n) {
-  return freeze_selected(live(model), "freeze_first_n", {count_arg("n", n)});
+  return freeze_selected(live(model), "freeze_first_n", {{"n", n}});
 }
 int64_t setup_lp_lora_style(torch::jit::Module& model, double freeze_ratio, bool freeze_embed) {
   return lp_lora(live(model), freeze_ratio, freeze_embed);

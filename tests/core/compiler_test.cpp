@@ -1,4 +1,4 @@
-// The compiler and the plan: every preset's semantics (DESIGN.md §4), selectors against real
+// The compiler and the plan: every preset's semantics (docs/API.md, docs/RULES.md), selectors against real
 // architectures, time (stages, progressive, periodic), parameters, extends, warnings.
 #include <filesystem>
 #include <fstream>

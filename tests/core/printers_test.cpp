@@ -1,5 +1,5 @@
 // Printers: the seed's layer status table to the letter, number formats, and the JSON contract
-// of DESIGN.md §5 read back with a real JSON parser.
+// of docs/CLI.md read back with a real JSON parser.
 #include <nlohmann/json.hpp>
 
 #include "print/format.hpp"

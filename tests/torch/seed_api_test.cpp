@@ -1,5 +1,5 @@
 // The seed API on a GPT-2-shaped torch::nn::Module with a tied head: counts, percentages, layer
-// count and schedules against DESIGN.md §4, and memory estimates against what a real AdamW step
+// count and schedules against docs/API.md, and memory estimates against what a real AdamW step
 // allocates.
 #include <gtest/gtest.h>
 #include <torch/optim/adamw.h>
