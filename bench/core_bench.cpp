@@ -80,7 +80,8 @@ void BM_DiscoverMoe(benchmark::State& state) {
 }
 BENCHMARK(BM_DiscoverMoe)->Unit(benchmark::kMillisecond);
 
-CompiledPlan compiled(const std::string& preset, const std::string& model, std::vector<std::string> sets) {
+CompiledPlan compiled(const std::string& preset, const std::string& model,
+                      std::vector<std::string> sets) {
   Diagnostics d;
   SourceTexts src;
   RulesLoader loader(d, src);
@@ -92,7 +93,8 @@ CompiledPlan compiled(const std::string& preset, const std::string& model, std::
 
 // What an executor pays per training step when no stage fires.
 void BM_CursorNoChange(benchmark::State& state) {
-  static const CompiledPlan plan = compiled("gradual_unfreeze", "builtin:moe-100k", {"total_epochs=10"});
+  static const CompiledPlan plan =
+      compiled("gradual_unfreeze", "builtin:moe-100k", {"total_epochs=10"});
   PlanCursor cur(plan);
   cur.seek({2, 0});
   int64_t step = 0;
@@ -105,13 +107,15 @@ BENCHMARK(BM_CursorNoChange);
 
 // The state at a time from scratch (what `seek` costs at a stage change) on 101k tensors.
 void BM_FrozenAtMoe(benchmark::State& state) {
-  static const CompiledPlan plan = compiled("gradual_unfreeze", "builtin:moe-100k", {"total_epochs=10"});
+  static const CompiledPlan plan =
+      compiled("gradual_unfreeze", "builtin:moe-100k", {"total_epochs=10"});
   for (auto _ : state) benchmark::DoNotOptimize(plan.frozen_at({5, 0}));
 }
 BENCHMARK(BM_FrozenAtMoe)->Unit(benchmark::kMicrosecond);
 
 void BM_PlanTextGpt2Gradual(benchmark::State& state) {
-  static const CompiledPlan plan = compiled("gradual_unfreeze", "builtin:gpt2", {"total_epochs=10"});
+  static const CompiledPlan plan =
+      compiled("gradual_unfreeze", "builtin:gpt2", {"total_epochs=10"});
   for (auto _ : state) {
     std::string t = plan_text(summarize(plan, OptimizerKind::AdamW, {10, -1}));
     benchmark::DoNotOptimize(t);

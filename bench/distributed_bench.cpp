@@ -2,14 +2,15 @@
 // gradient (what DDP wrapped around the model before freezing does). A GPT-shaped model
 // (12 layers × 512, vocab 8192, seq 128: the savings benchmark's) trains a few AdamW steps on
 // every rank; for each preset and each mode the benchmark reports the bytes each rank all-reduces
-// per step, the median time of the synchronisation (after a barrier) and of the whole step. Run it under the
-// launcher (docs/PERFORMANCE.md):
+// per step, the median time of the synchronisation (after a barrier) and of the whole step. Run it
+// under the launcher (docs/PERFORMANCE.md):
 //
-//   build/layerfreeze launch --nproc 2 -- build/distributed_bench --steps 4 --csv docs/distributed.csv
+//   build/layerfreeze launch --nproc 2 -- build/distributed_bench --steps 4 --csv
+//   docs/distributed.csv
 #include <ATen/Parallel.h>
+#include <torch/optim/adamw.h>
 #include <layerfreeze/distributed.hpp>
 #include <layerfreeze/executor.hpp>
-#include <torch/optim/adamw.h>
 
 #include <algorithm>
 #include <chrono>
@@ -44,7 +45,8 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
-Row measure(c10::intrusive_ptr<c10d::ProcessGroup> group, const Preset& p, bool all, bool overlap, int64_t steps) {
+Row measure(c10::intrusive_ptr<c10d::ProcessGroup> group, const Preset& p, bool all, bool overlap,
+            int64_t steps) {
   torch::manual_seed(0);
   const char_gpt::Config cfg = char_gpt::bench_config();
   char_gpt::GPT model(cfg);
@@ -98,8 +100,10 @@ int main(int argc, char** argv) {
   std::string csv;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--steps") steps = std::stoll(v);
-    else if (k == "--csv") csv = v;
+    if (k == "--steps")
+      steps = std::stoll(v);
+    else if (k == "--csv")
+      csv = v;
   }
   const std::string full = "/tmp/layerfreeze-distributed-bench-full.yaml";
   std::ofstream(full) << "layerfreeze: 1\nname: full\nrules: []\n";
@@ -118,25 +122,28 @@ int main(int argc, char** argv) {
     std::ofstream out;
     if (lead && !csv.empty()) {
       out.open(csv);
-      out << "preset,trainable_pct,bytes_trainable_only,bytes_all,sync_ms_trainable_only,sync_ms_all,"
+      out << "preset,trainable_pct,bytes_trainable_only,bytes_all,sync_ms_trainable_only,sync_ms_"
+             "all,"
              "step_ms_trainable_only,step_ms_all,sync_ms_overlap,step_ms_overlap,world_size\n";
     }
     if (lead)
-      std::printf("%-26s %10s %14s %14s %10s %10s %10s %10s %10s %10s\n", "preset", "trainable", "bytes/step",
-                  "all grads", "sync ms", "all ms", "step ms", "all ms", "ovl sync", "ovl step");
+      std::printf("%-26s %10s %14s %14s %10s %10s %10s %10s %10s %10s\n", "preset", "trainable",
+                  "bytes/step", "all grads", "sync ms", "all ms", "step ms", "all ms", "ovl sync",
+                  "ovl step");
     for (const auto& p : presets) {
       Row a = measure(group, p, false, false, steps);
       Row b = measure(group, p, true, false, steps);
       Row c = measure(group, p, false, true, steps);
       if (!lead) continue;
-      std::printf("%-26s %9.1f%% %14lld %14lld %10.1f %10.1f %10.1f %10.1f %10.1f %10.1f\n", p.label.c_str(),
-                  a.trainable_pct, static_cast<long long>(a.bytes), static_cast<long long>(b.bytes), a.sync_ms,
-                  b.sync_ms, a.step_ms, b.step_ms, c.sync_ms, c.step_ms);
+      std::printf("%-26s %9.1f%% %14lld %14lld %10.1f %10.1f %10.1f %10.1f %10.1f %10.1f\n",
+                  p.label.c_str(), a.trainable_pct, static_cast<long long>(a.bytes),
+                  static_cast<long long>(b.bytes), a.sync_ms, b.sync_ms, a.step_ms, b.step_ms,
+                  c.sync_ms, c.step_ms);
       std::fflush(stdout);
       if (out)
-        out << p.label << "," << a.trainable_pct << "," << a.bytes << "," << b.bytes << "," << a.sync_ms << ","
-            << b.sync_ms << "," << a.step_ms << "," << b.step_ms << "," << c.sync_ms << "," << c.step_ms << ","
-            << group->getSize() << "\n";
+        out << p.label << "," << a.trainable_pct << "," << a.bytes << "," << b.bytes << ","
+            << a.sync_ms << "," << b.sync_ms << "," << a.step_ms << "," << b.step_ms << ","
+            << c.sync_ms << "," << c.step_ms << "," << group->getSize() << "\n";
     }
   } catch (const layerfreeze::DiagnosticError& e) {
     std::cerr << e.what();

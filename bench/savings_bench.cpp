@@ -6,9 +6,9 @@
 //
 //   build/savings_bench [--steps 3] [--csv docs/savings.csv]     (scripts/plot_savings.py draws it)
 #include <ATen/Parallel.h>
-#include <layerfreeze/layerfreeze.hpp>
 #include <sys/resource.h>
 #include <torch/optim/adamw.h>
+#include <layerfreeze/layerfreeze.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -38,7 +38,9 @@ const std::vector<Preset> kPresets = {
 };
 
 using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
 
 int child(size_t index, int64_t steps, const std::string& out_path) {
   at::set_num_threads(1);
@@ -57,7 +59,8 @@ int child(size_t index, int64_t steps, const std::string& out_path) {
   torch::optim::AdamW opt(params, torch::optim::AdamWOptions(1e-4));
   if (ex) ex->attach_optimizer(opt);
   std::vector<double> fwd, bwd, upd;
-  for (int64_t s = 0; s <= steps; ++s) {  // step 0 warms up (allocations, first-touch autograd metadata)
+  for (int64_t s = 0; s <= steps;
+       ++s) {  // step 0 warms up (allocations, first-touch autograd metadata)
     auto batch = torch::randint(0, cfg.vocab, {4, cfg.ctx + 1});
     auto t0 = Clock::now();
     auto loss = model->loss(batch);
@@ -99,8 +102,9 @@ int child(size_t index, int64_t steps, const std::string& out_path) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   std::ofstream out(out_path);
-  out << p.label << "," << layerfreeze::get_trainable_params(*model) << "," << measured << "," << estimate << ","
-      << ru.ru_maxrss / 1024.0 << "," << median(fwd) << "," << median(bwd) << "," << median(upd) << "," << prefix << "\n";
+  out << p.label << "," << layerfreeze::get_trainable_params(*model) << "," << measured << ","
+      << estimate << "," << ru.ru_maxrss / 1024.0 << "," << median(fwd) << "," << median(bwd) << ","
+      << median(upd) << "," << prefix << "\n";
   return 0;
 }
 
@@ -113,21 +117,26 @@ int main(int argc, char** argv) {
   std::string child_out;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--steps") steps = std::stoll(v);
-    else if (k == "--csv") csv = v;
-    else if (k == "--child") child_index = std::stol(v);
-    else if (k == "--out") child_out = v;
+    if (k == "--steps")
+      steps = std::stoll(v);
+    else if (k == "--csv")
+      csv = v;
+    else if (k == "--child")
+      child_index = std::stol(v);
+    else if (k == "--out")
+      child_out = v;
   }
   if (child_index >= 0) return child(static_cast<size_t>(child_index), steps, child_out);
 
   // A first, discarded run: the first process on a cold machine is measurably slower.
-  std::string warm = std::string("'") + argv[0] + "' --child 0 --steps 1 --out /tmp/layerfreeze-savings-warmup.csv";
+  std::string warm = std::string("'") + argv[0] +
+                     "' --child 0 --steps 1 --out /tmp/layerfreeze-savings-warmup.csv";
   if (std::system(warm.c_str()) != 0) return 1;
   std::vector<std::string> rows;
   for (size_t i = 0; i < kPresets.size(); ++i) {
     std::string out = "/tmp/layerfreeze-savings-" + std::to_string(i) + ".csv";
-    std::string cmd = std::string("'") + argv[0] + "' --child " + std::to_string(i) + " --steps " + std::to_string(steps) +
-                      " --out " + out;
+    std::string cmd = std::string("'") + argv[0] + "' --child " + std::to_string(i) + " --steps " +
+                      std::to_string(steps) + " --out " + out;
     std::fprintf(stderr, "running %s ...\n", kPresets[i].label.c_str());
     if (std::system(cmd.c_str()) != 0) return 1;
     std::ifstream in(out);
@@ -137,26 +146,32 @@ int main(int argc, char** argv) {
   }
   // label, trainable, measured, estimate, rss, fwd, bwd, opt, prefix
   double full_bwd = 0;
-  std::printf("| preset | trainable | grad + AdamW bytes | estimate | equal | peak RSS MB | forward ms | backward ms | "
-              "optimizer ms | backward saved | ideal (frozen prefix) |\n|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n");
+  std::printf(
+      "| preset | trainable | grad + AdamW bytes | estimate | equal | peak RSS MB | forward ms | "
+      "backward ms | "
+      "optimizer ms | backward saved | ideal (frozen prefix) "
+      "|\n|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n");
   bool all_equal = true;
   for (const auto& r : rows) {
     char label[64];
     long long trainable, measured, estimate, prefix;
     double rss, f, b, u;
-    std::sscanf(r.c_str(), "%63[^,],%lld,%lld,%lld,%lf,%lf,%lf,%lf,%lld", label, &trainable, &measured, &estimate, &rss, &f, &b,
-                &u, &prefix);
+    std::sscanf(r.c_str(), "%63[^,],%lld,%lld,%lld,%lf,%lf,%lf,%lf,%lld", label, &trainable,
+                &measured, &estimate, &rss, &f, &b, &u, &prefix);
     if (full_bwd == 0) full_bwd = b;
     // Ideal: backward through the frozen prefix skipped entirely; the 12 layers and the tied
     // output projection (as large as ~1.3 layers here) share the rest.
     double ideal = full_bwd * static_cast<double>(prefix) / (12.0 + 1.3);
     all_equal = all_equal && measured == estimate;
-    std::printf("| %s | %lld | %lld | %lld | %s | %.0f | %.0f | %.0f | %.0f | %.0f ms | %.0f ms |\n", label, trainable, measured,
-                estimate, measured == estimate ? "yes" : "NO", rss, f, b, u, full_bwd - b, ideal);
+    std::printf(
+        "| %s | %lld | %lld | %lld | %s | %.0f | %.0f | %.0f | %.0f | %.0f ms | %.0f ms |\n", label,
+        trainable, measured, estimate, measured == estimate ? "yes" : "NO", rss, f, b, u,
+        full_bwd - b, ideal);
   }
   if (!csv.empty()) {
     std::ofstream out(csv);
-    out << "preset,trainable,grad_state_bytes,estimate_bytes,peak_rss_mb,forward_ms,backward_ms,optimizer_ms,frozen_prefix\n";
+    out << "preset,trainable,grad_state_bytes,estimate_bytes,peak_rss_mb,forward_ms,backward_ms,"
+           "optimizer_ms,frozen_prefix\n";
     for (const auto& r : rows) out << r << "\n";
   }
   return all_equal ? 0 : 1;

@@ -55,7 +55,9 @@ struct MlpImpl : torch::nn::Module {
     c_fc = register_module("c_fc", torch::nn::Linear(c.d, 4 * c.d));
     c_proj = register_module("c_proj", torch::nn::Linear(4 * c.d, c.d));
   }
-  torch::Tensor forward(const torch::Tensor& x) { return c_proj->forward(torch::gelu(c_fc->forward(x))); }
+  torch::Tensor forward(const torch::Tensor& x) {
+    return c_proj->forward(torch::gelu(c_fc->forward(x)));
+  }
   torch::nn::Linear c_fc{nullptr}, c_proj{nullptr};
 };
 TORCH_MODULE(Mlp);
@@ -109,7 +111,8 @@ struct GPTImpl : torch::nn::Module {
   }
   torch::Tensor loss(const torch::Tensor& batch) {  // next-character prediction
     auto in = batch.narrow(1, 0, batch.size(1) - 1), target = batch.narrow(1, 1, batch.size(1) - 1);
-    return torch::nn::functional::cross_entropy(forward(in).reshape({-1, cfg.vocab}), target.reshape({-1}));
+    return torch::nn::functional::cross_entropy(forward(in).reshape({-1, cfg.vocab}),
+                                                target.reshape({-1}));
   }
   Config cfg;
   Transformer transformer{nullptr};

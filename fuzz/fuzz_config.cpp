@@ -18,9 +18,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (text.rfind("family:", 0) == 0) {
     static const ModelConfig config = [] {
       Diagnostics d;
-      auto j = parse_json_text(R"({"model_type": "x", "hidden_size": 8, "num_hidden_layers": 3, "vocab_size": 11,
+      auto j = parse_json_text(
+          R"({"model_type": "x", "hidden_size": 8, "num_hidden_layers": 3, "vocab_size": 11,
                                    "intermediate_size": 16, "num_attention_heads": 2, "mlp_only_layers": [1],
-                                   "vision_config": {"depth": 2}})", "config.json", "config", d);
+                                   "vision_config": {"depth": 2}})",
+          "config.json", "config", d);
       return *model_config_from_json(*j, "config.json", d);
     }();
     auto family = Family::parse(text, "family.yaml", diags);
@@ -31,7 +33,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } else {
     auto j = parse_json_text(text, "config.json", "config", diags);
     if (j)
-      if (auto cfg = model_config_from_json(*j, "config.json", diags)) inv = apply_config(std::nullopt, *cfg, diags);
+      if (auto cfg = model_config_from_json(*j, "config.json", diags))
+        inv = apply_config(std::nullopt, *cfg, diags);
   }
   if (inv) discover_layers(*inv, DiscoveryPatterns::shipped(), diags);
   return 0;

@@ -15,8 +15,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string d = "/tmp/layerfreeze-fuzz-index-" + std::to_string(getpid());
     std::filesystem::create_directories(d);
     std::string err;
-    layerfreeze::write_safetensors(d + "/shard-1.safetensors",
-                                   {{"model.layers.0.w", "F32", {2, 2}}, {"model.embed.weight", "F16", {4}}}, &err);
+    layerfreeze::write_safetensors(
+        d + "/shard-1.safetensors",
+        {{"model.layers.0.w", "F32", {2, 2}}, {"model.embed.weight", "F16", {4}}}, &err);
     return d;
   }();
   {

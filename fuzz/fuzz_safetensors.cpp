@@ -10,7 +10,8 @@
 #include "layerfreeze/model_source.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::string path = "/tmp/layerfreeze-fuzz-" + std::to_string(getpid()) + ".safetensors";
+  static const std::string path =
+      "/tmp/layerfreeze-fuzz-" + std::to_string(getpid()) + ".safetensors";
   {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));

@@ -14,11 +14,11 @@
 // states, and per step the bytes sent against the trainable and the full gradient bytes);
 // --save-weights / --compare-with check the run against a single-process one.
 #include <ATen/Parallel.h>
-#include <layerfreeze/distributed.hpp>
-#include <layerfreeze/executor.hpp>
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
 #include <torch/serialize.h>
+#include <layerfreeze/distributed.hpp>
+#include <layerfreeze/executor.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -50,26 +50,46 @@ Args parse(int argc, char** argv) {
       if (i + 1 >= argc) throw std::invalid_argument(k + " needs a value");
       return argv[++i];
     };
-    if (k == "--rules") a.rules = next();
-    else if (k == "--set") a.sets.push_back(next());
-    else if (k == "--epochs") a.epochs = std::stoll(next());
-    else if (k == "--steps-per-epoch") a.steps_per_epoch = std::stoll(next());
-    else if (k == "--global-batch") a.global_batch = std::stoll(next());
-    else if (k == "--ctx") a.ctx = std::stoll(next());
-    else if (k == "--d") a.d = std::stoll(next());
-    else if (k == "--layers") a.layers = std::stoll(next());
-    else if (k == "--bucket-kb") a.bucket_kb = std::stoll(next());
-    else if (k == "--lr") a.lr = std::stod(next());
-    else if (k == "--optimizer") a.optimizer = next();
-    else if (k == "--tolerance") a.tolerance = std::stod(next());
-    else if (k == "--all-gradients") a.all_gradients = true;
-    else if (k == "--overlap") a.overlap = true;
-    else if (k == "--quiet") a.quiet = true;
-    else if (k == "--out") a.out = next();
-    else if (k == "--save-weights") a.save_weights = next();
-    else if (k == "--compare-with") a.compare_with = next();
-    else if (k == "--text") a.text = next();
-    else throw std::invalid_argument("unknown option " + k);
+    if (k == "--rules")
+      a.rules = next();
+    else if (k == "--set")
+      a.sets.push_back(next());
+    else if (k == "--epochs")
+      a.epochs = std::stoll(next());
+    else if (k == "--steps-per-epoch")
+      a.steps_per_epoch = std::stoll(next());
+    else if (k == "--global-batch")
+      a.global_batch = std::stoll(next());
+    else if (k == "--ctx")
+      a.ctx = std::stoll(next());
+    else if (k == "--d")
+      a.d = std::stoll(next());
+    else if (k == "--layers")
+      a.layers = std::stoll(next());
+    else if (k == "--bucket-kb")
+      a.bucket_kb = std::stoll(next());
+    else if (k == "--lr")
+      a.lr = std::stod(next());
+    else if (k == "--optimizer")
+      a.optimizer = next();
+    else if (k == "--tolerance")
+      a.tolerance = std::stod(next());
+    else if (k == "--all-gradients")
+      a.all_gradients = true;
+    else if (k == "--overlap")
+      a.overlap = true;
+    else if (k == "--quiet")
+      a.quiet = true;
+    else if (k == "--out")
+      a.out = next();
+    else if (k == "--save-weights")
+      a.save_weights = next();
+    else if (k == "--compare-with")
+      a.compare_with = next();
+    else if (k == "--text")
+      a.text = next();
+    else
+      throw std::invalid_argument("unknown option " + k);
   }
   return a;
 }
@@ -80,7 +100,8 @@ uint64_t weights_hash(const std::vector<torch::Tensor>& params) {
   for (const auto& p : params) {
     auto c = p.detach().contiguous();
     auto bytes = static_cast<const unsigned char*>(c.data_ptr());
-    for (int64_t i = 0; i < c.numel() * static_cast<int64_t>(c.element_size()); ++i) h = (h ^ bytes[i]) * 1099511628211ULL;
+    for (int64_t i = 0; i < c.numel() * static_cast<int64_t>(c.element_size()); ++i)
+      h = (h ^ bytes[i]) * 1099511628211ULL;
   }
   return h;
 }
@@ -88,7 +109,8 @@ uint64_t weights_hash(const std::vector<torch::Tensor>& params) {
 int64_t grad_bytes(const std::vector<torch::Tensor>& params, bool trainable_only) {
   int64_t n = 0;
   for (const auto& p : params)
-    if (!trainable_only || p.requires_grad()) n += p.numel() * static_cast<int64_t>(p.element_size());
+    if (!trainable_only || p.requires_grad())
+      n += p.numel() * static_cast<int64_t>(p.element_size());
   return n;
 }
 
@@ -96,7 +118,8 @@ int run(const Args& a) {
   namespace dist = layerfreeze::distributed;
   auto group = dist::make_process_group();
   const int rank = group->getRank(), world = group->getSize();
-  if (a.global_batch % world != 0) throw std::invalid_argument("--global-batch must be a multiple of the world size");
+  if (a.global_batch % world != 0)
+    throw std::invalid_argument("--global-batch must be a multiple of the world size");
 
   // Each rank starts from its own random weights; the broadcast below makes rank 0's everyone's.
   torch::manual_seed(1 + rank);
@@ -116,9 +139,11 @@ int run(const Args& a) {
 
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   if (a.optimizer == "adamw")
-    optimizer = std::make_unique<torch::optim::AdamW>(ex.trainable_parameters(), torch::optim::AdamWOptions(a.lr));
+    optimizer = std::make_unique<torch::optim::AdamW>(ex.trainable_parameters(),
+                                                      torch::optim::AdamWOptions(a.lr));
   else if (a.optimizer == "sgd")
-    optimizer = std::make_unique<torch::optim::SGD>(ex.trainable_parameters(), torch::optim::SGDOptions(a.lr).momentum(0.9));
+    optimizer = std::make_unique<torch::optim::SGD>(ex.trainable_parameters(),
+                                                    torch::optim::SGDOptions(a.lr).momentum(0.9));
   else
     throw std::invalid_argument("--optimizer is adamw or sgd");
   torch::optim::Optimizer& opt = *optimizer;
@@ -153,27 +178,33 @@ int run(const Args& a) {
       auto stats = sync.synchronize();
       auto t2 = std::chrono::steady_clock::now();
       opt.step();
-      step_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      step_ms +=
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       sync_ms += std::chrono::duration<double, std::milli>(t2 - t1).count();
       loss_sum += loss.item<double>();
       sent += stats.bytes;
       if (out)
-        out << "step " << step << " sent " << stats.bytes << " trainable " << grad_bytes(params, true) << " full "
-            << full_bytes << " buckets " << stats.buckets << " rebuilt " << stats.rebuilt << "\n";
+        out << "step " << step << " sent " << stats.bytes << " trainable "
+            << grad_bytes(params, true) << " full " << full_bytes << " buckets " << stats.buckets
+            << " rebuilt " << stats.rebuilt << "\n";
     }
     if (!a.quiet)
-      std::printf("epoch %lld: loss %.4f · %lld of %lld parameters train · sent %lld bytes/step (full model %lld)\n",
-                  static_cast<long long>(epoch), loss_sum / static_cast<double>(a.steps_per_epoch),
-                  static_cast<long long>(ex.trainable_numel()),
-                  static_cast<long long>(ex.trainable_numel() + ex.frozen_numel()),
-                  static_cast<long long>(sent / a.steps_per_epoch), static_cast<long long>(full_bytes));
+      std::printf(
+          "epoch %lld: loss %.4f · %lld of %lld parameters train · sent %lld bytes/step (full "
+          "model %lld)\n",
+          static_cast<long long>(epoch), loss_sum / static_cast<double>(a.steps_per_epoch),
+          static_cast<long long>(ex.trainable_numel()),
+          static_cast<long long>(ex.trainable_numel() + ex.frozen_numel()),
+          static_cast<long long>(sent / a.steps_per_epoch), static_cast<long long>(full_bytes));
   }
   const uint64_t hash = weights_hash(params);
   std::string grads;
   for (const auto& p : params) grads += p.requires_grad() ? '1' : '0';
-  std::printf("done: weights %016llx · requires_grad %s · %.2f ms/step, of which sync %.2f ms · %lld bytes sent\n",
-              static_cast<unsigned long long>(hash), grads.c_str(), step_ms / static_cast<double>(step),
-              sync_ms / static_cast<double>(step), static_cast<long long>(sync.total_bytes()));
+  std::printf(
+      "done: weights %016llx · requires_grad %s · %.2f ms/step, of which sync %.2f ms · %lld bytes "
+      "sent\n",
+      static_cast<unsigned long long>(hash), grads.c_str(), step_ms / static_cast<double>(step),
+      sync_ms / static_cast<double>(step), static_cast<long long>(sync.total_bytes()));
   if (out) out << "weights " << std::hex << hash << std::dec << "\nrequires_grad " << grads << "\n";
   if (!a.save_weights.empty()) torch::save(params, a.save_weights);
   if (!a.compare_with.empty()) {
@@ -182,7 +213,8 @@ int run(const Args& a) {
     double worst = 0;
     for (size_t i = 0; i < params.size(); ++i)
       worst = std::max(worst, (params[i].detach() - ref.at(i)).abs().max().item<double>());
-    std::printf("largest difference from the single-process run: %.3g (tolerance %.3g)\n", worst, a.tolerance);
+    std::printf("largest difference from the single-process run: %.3g (tolerance %.3g)\n", worst,
+                a.tolerance);
     if (worst > a.tolerance) return 1;
   }
   return 0;

@@ -37,12 +37,13 @@ int main(int argc, char** argv) {
     const double total = static_cast<double>(s.trainable_numel + s.frozen_numel);
     const double share = total > 0 ? static_cast<double>(s.trainable_numel) / total : 0.0;
     if (share < lo || share > hi) {
-      std::cout << "FAIL: at epoch " << point.at.epoch << ", step " << point.at.step << " the trainable share is "
-                << share << ", outside [" << lo << ", " << hi << "]\n";
+      std::cout << "FAIL: at epoch " << point.at.epoch << ", step " << point.at.step
+                << " the trainable share is " << share << ", outside [" << lo << ", " << hi
+                << "]\n";
       ++failures;
     }
   }
-  std::cout << (failures ? "plan check failed" : "plan check passed") << " (fingerprint " << plan->fingerprint()
-            << ")\n";
+  std::cout << (failures ? "plan check failed" : "plan check passed") << " (fingerprint "
+            << plan->fingerprint() << ")\n";
   return failures ? 1 : 0;
 }

@@ -2,15 +2,15 @@
 // BatchNorm layers must stay in eval mode — their running statistics are part of what "frozen"
 // means — even though the training loop calls model->train() every epoch, which switches every
 // submodule back to training. The rules say so with `batchnorm: eval_when_frozen`.
-#include <layerfreeze/executor.hpp>
 #include <ATen/Parallel.h>
-#include <layerfreeze/layerfreeze.hpp>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/optim/sgd.h>
+#include <layerfreeze/executor.hpp>
+#include <layerfreeze/layerfreeze.hpp>
 
 #include <cstdio>
 #include <fstream>
@@ -19,9 +19,11 @@ namespace nn = torch::nn;
 
 struct StageImpl : nn::Module {  // conv + BatchNorm + ReLU, twice
   StageImpl(int64_t cin, int64_t cout, int64_t stride) {
-    conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(cin, cout, 3).stride(stride).padding(1).bias(false)));
+    conv1 = register_module(
+        "conv1", nn::Conv2d(nn::Conv2dOptions(cin, cout, 3).stride(stride).padding(1).bias(false)));
     bn1 = register_module("bn1", nn::BatchNorm2d(cout));
-    conv2 = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(cout, cout, 3).padding(1).bias(false)));
+    conv2 = register_module("conv2",
+                            nn::Conv2d(nn::Conv2dOptions(cout, cout, 3).padding(1).bias(false)));
     bn2 = register_module("bn2", nn::BatchNorm2d(cout));
   }
   torch::Tensor forward(const torch::Tensor& x) {
@@ -34,7 +36,8 @@ TORCH_MODULE(Stage);
 
 struct ResNetImpl : nn::Module {  // torchvision's names: conv1, bn1, layer1..layer3, fc
   ResNetImpl() {
-    conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(3, 16, 3).padding(1).bias(false)));
+    conv1 =
+        register_module("conv1", nn::Conv2d(nn::Conv2dOptions(3, 16, 3).padding(1).bias(false)));
     bn1 = register_module("bn1", nn::BatchNorm2d(16));
     layer1 = register_module("layer1", nn::Sequential(Stage(16, 16, 1)));
     layer2 = register_module("layer2", nn::Sequential(Stage(16, 32, 2)));
@@ -57,10 +60,11 @@ int main(int argc, char** argv) {
   at::set_num_threads(1);
   int64_t epochs = argc > 1 ? std::stoll(argv[1]) : 3, steps = argc > 2 ? std::stoll(argv[2]) : 5;
   const char* rules_path = "/tmp/layerfreeze-resnet-rules.yaml";
-  std::ofstream(rules_path) << "# Freeze the stem and the first stage; keep their BatchNorms in eval mode.\n"
-                               "options: {batchnorm: eval_when_frozen}\n"
-                               "rules:\n"
-                               "  - freeze: [embeddings, {layers: 0}]\n";
+  std::ofstream(rules_path)
+      << "# Freeze the stem and the first stage; keep their BatchNorms in eval mode.\n"
+         "options: {batchnorm: eval_when_frozen}\n"
+         "rules:\n"
+         "  - freeze: [embeddings, {layers: 0}]\n";
   torch::manual_seed(0);
   ResNet model;
   layerfreeze::Executor ex(*model, rules_path);
@@ -69,21 +73,28 @@ int main(int argc, char** argv) {
   auto stem_stats = model->bn1->running_mean.clone();
   auto stage3_stats = model->layer3[0]->as<Stage>()->bn1->running_mean.clone();
   for (int64_t epoch = 0, step = 0; epoch < epochs; ++epoch) {
-    model->train();  // every training loop does this; it would put the frozen BatchNorms back in training
+    model->train();  // every training loop does this; it would put the frozen BatchNorms back in
+                     // training
     ex.on_epoch_begin(epoch);
     for (int64_t s = 0; s < steps; ++s, ++step) {
       ex.on_step(step);
-      auto x = torch::randn({8, 3, 16, 16}) * 2 + 1;  // a shifted distribution: statistics would drift
+      auto x =
+          torch::randn({8, 3, 16, 16}) * 2 + 1;  // a shifted distribution: statistics would drift
       auto target = torch::randint(0, 10, {8});
       auto loss = torch::nll_loss(torch::log_softmax(model->forward(x), 1), target);
       opt.zero_grad();
       loss.backward();
       opt.step();
     }
-    std::printf("epoch %lld: stem BatchNorm in %s mode, its running mean moved by %.3g; stage 3's moved by %.3g\n",
-                static_cast<long long>(epoch), model->bn1->is_training() ? "training" : "eval",
-                (model->bn1->running_mean - stem_stats).abs().max().item<double>(),
-                (model->layer3[0]->as<Stage>()->bn1->running_mean - stage3_stats).abs().max().item<double>());
+    std::printf(
+        "epoch %lld: stem BatchNorm in %s mode, its running mean moved by %.3g; stage 3's moved by "
+        "%.3g\n",
+        static_cast<long long>(epoch), model->bn1->is_training() ? "training" : "eval",
+        (model->bn1->running_mean - stem_stats).abs().max().item<double>(),
+        (model->layer3[0]->as<Stage>()->bn1->running_mean - stage3_stats)
+            .abs()
+            .max()
+            .item<double>());
   }
   std::printf("%s", layerfreeze::layer_status(*model).c_str());
   bool ok = torch::equal(model->bn1->running_mean, stem_stats) && !model->bn1->is_training();

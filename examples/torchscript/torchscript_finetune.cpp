@@ -5,12 +5,12 @@
 //
 // The model's forward must take a LongTensor of token ids [batch, seq] and return logits
 // [batch, seq, vocab] (a causal language model, as GPT-2 exported with torch.jit.script/trace).
-#include <layerfreeze/executor.hpp>
 #include <ATen/Parallel.h>
-#include <layerfreeze/layerfreeze.hpp>
 #include <torch/csrc/jit/serialization/import.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/adamw.h>
+#include <layerfreeze/executor.hpp>
+#include <layerfreeze/layerfreeze.hpp>
 
 #include <cstdio>
 #include <iostream>
@@ -18,7 +18,10 @@
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s MODEL.pt RULES [--set KEY=VALUE]... [--epochs N] [--steps N] [--vocab N]\n", argv[0]);
+    std::fprintf(
+        stderr,
+        "usage: %s MODEL.pt RULES [--set KEY=VALUE]... [--epochs N] [--steps N] [--vocab N]\n",
+        argv[0]);
     return 2;
   }
   at::set_num_threads(1);
@@ -26,10 +29,14 @@ int main(int argc, char** argv) {
   int64_t epochs = 3, steps = 10, vocab = 64;
   for (int i = 3; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--set") po.sets.push_back(v);
-    else if (k == "--epochs") epochs = std::stoll(v);
-    else if (k == "--steps") steps = std::stoll(v);
-    else if (k == "--vocab") vocab = std::stoll(v);
+    if (k == "--set")
+      po.sets.push_back(v);
+    else if (k == "--epochs")
+      epochs = std::stoll(v);
+    else if (k == "--steps")
+      steps = std::stoll(v);
+    else if (k == "--vocab")
+      vocab = std::stoll(v);
   }
   torch::jit::Module model = torch::jit::load(argv[1]);
   model.train();
@@ -46,15 +53,16 @@ int main(int argc, char** argv) {
         ex.on_step(step);
         auto ids = torch::randint(0, vocab, {4, 12});  // stand-in data: copy the next token
         auto logits = model.forward({ids}).toTensor();
-        auto loss = torch::nn::functional::cross_entropy(logits.narrow(1, 0, 11).reshape({-1, vocab}),
-                                                         ids.narrow(1, 1, 11).reshape({-1}));
+        auto loss = torch::nn::functional::cross_entropy(
+            logits.narrow(1, 0, 11).reshape({-1, vocab}), ids.narrow(1, 1, 11).reshape({-1}));
         opt.zero_grad();
         loss.backward();
         opt.step();
         total += loss.item<double>();
       }
-      std::printf("epoch %lld: loss %.4f, %lld parameters train, %zu frozen tensors\n", static_cast<long long>(epoch),
-                  total / static_cast<double>(steps), static_cast<long long>(ex.trainable_numel()), ex.frozen_names().size());
+      std::printf("epoch %lld: loss %.4f, %lld parameters train, %zu frozen tensors\n",
+                  static_cast<long long>(epoch), total / static_cast<double>(steps),
+                  static_cast<long long>(ex.trainable_numel()), ex.frozen_names().size());
     }
     std::cout << layerfreeze::layer_status(model);
   } catch (const layerfreeze::DiagnosticError& e) {

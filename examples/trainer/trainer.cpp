@@ -1,7 +1,6 @@
 // A tiny trainer written only against the installed layerfreeze package: a GPT-2-shaped
 // torch::nn::Module with a tied head, every seed function, and a gradual-unfreezing run with the
 // executor. It checks what docs/API.md promises and exits non-zero when anything differs.
-#include <layerfreeze/layerfreeze.hpp>
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
@@ -9,6 +8,7 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 #include <torch/optim/adamw.h>
+#include <layerfreeze/layerfreeze.hpp>
 
 #include <cstdio>
 #include <iostream>
@@ -19,7 +19,9 @@ struct BlockImpl : nn::Module {
   explicit BlockImpl(int64_t d)
       : ln(register_module("ln_1", nn::LayerNorm(nn::LayerNormOptions({d})))),
         fc(register_module("mlp", nn::Linear(d, d))) {}
-  torch::Tensor forward(const torch::Tensor& x) { return x + torch::relu(fc->forward(ln->forward(x))); }
+  torch::Tensor forward(const torch::Tensor& x) {
+    return x + torch::relu(fc->forward(ln->forward(x)));
+  }
   nn::LayerNorm ln;
   nn::Linear fc;
 };
@@ -46,8 +48,9 @@ struct HeadImpl : nn::Module {  // lm_head: the same tensor as transformer.wte.w
 TORCH_MODULE(Head);
 
 struct GPT2Impl : nn::Module {
-  GPT2Impl() : transformer(register_module("transformer", Transformer(64, 16, 8))),
-               lm_head(register_module("lm_head", Head(transformer->wte->weight))) {}
+  GPT2Impl()
+      : transformer(register_module("transformer", Transformer(64, 16, 8))),
+        lm_head(register_module("lm_head", Head(transformer->wte->weight))) {}
   torch::Tensor forward(const torch::Tensor& idx) {
     auto x = transformer->wte->forward(idx) + transformer->wpe->forward(torch::arange(idx.size(1)));
     for (const auto& b : *transformer->h) x = b->as<Block>()->forward(x);
@@ -59,24 +62,25 @@ struct GPT2Impl : nn::Module {
 TORCH_MODULE(GPT2);
 
 static int failures = 0;
-#define CHECK(cond)                                                 \
-  do {                                                              \
-    if (!(cond)) {                                                  \
-      std::fprintf(stderr, "trainer: check failed: %s\n", #cond);  \
-      ++failures;                                                   \
-    }                                                               \
+#define CHECK(cond)                                               \
+  do {                                                            \
+    if (!(cond)) {                                                \
+      std::fprintf(stderr, "trainer: check failed: %s\n", #cond); \
+      ++failures;                                                 \
+    }                                                             \
   } while (0)
 
 int main() {
   using namespace layerfreeze;
   torch::manual_seed(0);
   GPT2 model;
-  const int64_t layer = 32 + 16 * 16 + 16, wte = 64 * 16, wpe = 32 * 16, total = wte + wpe + 8 * layer + 32;
+  const int64_t layer = 32 + 16 * 16 + 16, wte = 64 * 16, wpe = 32 * 16,
+                total = wte + wpe + 8 * layer + 32;
 
   CHECK(get_num_layers(*model) == 8);
-  CHECK(get_trainable_params(*model) == total);                 // the tied head counts once
+  CHECK(get_trainable_params(*model) == total);  // the tied head counts once
   CHECK(freeze_first_n_layers(*model, 4) == 4 * layer);
-  CHECK(freeze_embeddings(*model) == wte + wpe);                // composes with the layers
+  CHECK(freeze_embeddings(*model) == wte + wpe);  // composes with the layers
   CHECK(get_frozen_percentage(*model) > 49.0);
   print_layer_status(*model);
   CHECK(unfreeze_model(*model) == total);
@@ -104,7 +108,8 @@ int main() {
 
   // Gradual unfreezing over 5 epochs, with a real AdamW training loop.
   GradualUnfreezer unfreezer(*model, /*total_epochs=*/5);
-  torch::optim::AdamW opt(unfreezer.executor().trainable_parameters(), torch::optim::AdamWOptions(1e-3));
+  torch::optim::AdamW opt(unfreezer.executor().trainable_parameters(),
+                          torch::optim::AdamWOptions(1e-3));
   unfreezer.executor().attach_optimizer(opt);
   for (int64_t epoch = 0; epoch < 5; ++epoch) {
     unfreezer.step(epoch);
@@ -113,13 +118,15 @@ int main() {
     CHECK(open == (8 * epoch + 3) / 4);  // ceil(L * e / (T - 1))
     for (int s = 0; s < 2; ++s) {
       auto idx = torch::randint(0, 64, {2, 8});
-      auto loss = torch::nn::functional::cross_entropy(model->forward(idx).view({-1, 64}), idx.view({-1}));
+      auto loss =
+          torch::nn::functional::cross_entropy(model->forward(idx).view({-1, 64}), idx.view({-1}));
       opt.zero_grad();
       loss.backward();
       opt.step();
     }
     std::printf("epoch %lld: trainable %lld of %lld\n", static_cast<long long>(epoch),
-                static_cast<long long>(get_trainable_params(*model)), static_cast<long long>(total));
+                static_cast<long long>(get_trainable_params(*model)),
+                static_cast<long long>(total));
   }
   CHECK(!model->transformer->wpe->weight.requires_grad());  // embeddings stay frozen
   std::printf("trainer: %s\n", failures == 0 ? "all checks passed" : "FAILED");

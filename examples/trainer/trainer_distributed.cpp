@@ -2,12 +2,12 @@
 // only, run by the installed `layerfreeze launch --nproc 2`. Each rank agrees on the plan,
 // synchronises the trainable gradients and checks that it sent exactly their bytes and that
 // every rank ends with the same weights; it exits non-zero otherwise.
-#include <layerfreeze/distributed.hpp>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/optim/sgd.h>
+#include <layerfreeze/distributed.hpp>
 
 #include <cstdio>
 #include <iostream>
@@ -55,7 +55,8 @@ int main() {
         auto logits = net->forward(idx).view({-1, 32});
         torch::nll_loss(torch::log_softmax(logits, 1), idx.view({-1})).backward();
         int64_t expected = 0;
-        for (const auto& t : ex.trainable_parameters()) expected += t.numel() * static_cast<int64_t>(t.element_size());
+        for (const auto& t : ex.trainable_parameters())
+          expected += t.numel() * static_cast<int64_t>(t.element_size());
         if (sync.synchronize().bytes != expected) {
           std::fprintf(stderr, "sent other than the trainable gradients\n");
           return 1;
@@ -64,7 +65,8 @@ int main() {
       }
     }
     // Every rank must hold rank 0's weights.
-    at::Tensor mine = torch::cat({net->embed->weight.flatten(), net->head->weight.flatten()}).detach();
+    at::Tensor mine =
+        torch::cat({net->embed->weight.flatten(), net->head->weight.flatten()}).detach();
     std::vector<at::Tensor> in{mine};
     std::vector<std::vector<at::Tensor>> out(1);
     for (int r = 0; r < group->getSize(); ++r) out[0].push_back(torch::empty_like(mine));
@@ -74,8 +76,9 @@ int main() {
         std::fprintf(stderr, "rank %d holds other weights than another rank\n", group->getRank());
         return 1;
       }
-    std::printf("rank %d of %d: plan %s, %lld bytes sent, weights equal on every rank\n", group->getRank(),
-                group->getSize(), ex.fingerprint().c_str(), static_cast<long long>(sync.total_bytes()));
+    std::printf("rank %d of %d: plan %s, %lld bytes sent, weights equal on every rank\n",
+                group->getRank(), group->getSize(), ex.fingerprint().c_str(),
+                static_cast<long long>(sync.total_bytes()));
   } catch (const layerfreeze::DiagnosticError& e) {
     std::cerr << e.what();
     return 1;

@@ -38,7 +38,7 @@ struct GroupOptions {
   int world_size = 1;
   std::string master_addr = "127.0.0.1";  // where rank 0 serves the TCPStore
   int master_port = 29500;
-  std::string backend = "gloo";            // "gloo", or "nccl" when LibTorch was built with it
+  std::string backend = "gloo";  // "gloo", or "nccl" when LibTorch was built with it
   /// Bounds every rendezvous and collective: a dead or diverged rank is an error, not a hang.
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
 
@@ -61,7 +61,8 @@ struct AgreementOptions {
 /// All-gathers the plan and inventory fingerprints of `executor` on every rank of `group`.
 /// Throws DiagnosticError (code plan-disagreement) on every rank when any rank differs; the
 /// message and notes are the same on every rank. Collective: every rank must call it.
-void agree_on_plan(c10d::ProcessGroup& group, const Executor& executor, const AgreementOptions& options = {});
+void agree_on_plan(c10d::ProcessGroup& group, const Executor& executor,
+                   const AgreementOptions& options = {});
 
 /// Copies rank `root`'s parameters and buffers into every rank's module, so all start equal.
 void broadcast_parameters(c10d::ProcessGroup& group, torch::nn::Module& module, int root = 0);
@@ -89,10 +90,10 @@ struct GradientSyncOptions {
 
 /// What one synchronize() did.
 struct SyncStats {
-  int64_t bytes = 0;    // gradient bytes this rank sent into the all-reduces
-  int64_t tensors = 0;  // gradients synchronised
-  int64_t buckets = 0;  // all-reduce calls
-  bool rebuilt = false; // the buckets were rebuilt (the trainable set changed)
+  int64_t bytes = 0;       // gradient bytes this rank sent into the all-reduces
+  int64_t tensors = 0;     // gradients synchronised
+  int64_t buckets = 0;     // all-reduce calls
+  bool rebuilt = false;    // the buckets were rebuilt (the trainable set changed)
   int64_t overlapped = 0;  // buckets whose all-reduce started during backward (overlap)
 };
 

@@ -42,8 +42,6 @@ class Optimizer;
 
 namespace layerfreeze {
 
-
-
 /// What a checkpoint must keep so a resumed run lands in the same state.
 struct ExecutorState {
   std::string fingerprint;  // of the plan; a mismatch is refused on restore

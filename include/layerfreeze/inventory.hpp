@@ -11,9 +11,9 @@
 
 namespace layerfreeze {
 
-/// Every parameter has exactly one role (docs/RULES.md, docs/ARCHITECTURES.md). `embeddings`, `layer`, `head` and `other`
-/// are the trunk's; a multimodal model's towers (vision or audio encoders) and the connectors
-/// that feed them into the trunk have roles of their own.
+/// Every parameter has exactly one role (docs/RULES.md, docs/ARCHITECTURES.md). `embeddings`,
+/// `layer`, `head` and `other` are the trunk's; a multimodal model's towers (vision or audio
+/// encoders) and the connectors that feed them into the trunk have roles of their own.
 enum class Role : uint8_t { kEmbeddings, kLayer, kHead, kOther, kTower, kConnector };
 constexpr int kNumRoles = 6;
 const char* role_name(Role r);  // "embeddings", "layer", "head", "other", "tower", "connector"
@@ -24,26 +24,26 @@ int dtype_bytes(const std::string& dtype);
 
 /// One tensor of the model. Tied tensors are one Param with aliases; counts never double.
 struct Param {
-  std::string name;                   // canonical name: the first registered
-  std::vector<std::string> aliases;   // the other names of the same tensor
-  std::vector<int64_t> shape;         // meaningful only when shape_known
+  std::string name;                  // canonical name: the first registered
+  std::vector<std::string> aliases;  // the other names of the same tensor
+  std::vector<int64_t> shape;        // meaningful only when shape_known
   bool shape_known = true;
-  std::string dtype;                  // "float32", ... ; "" when the source does not say
-  int64_t numel = 0;                  // 0 when !shape_known
-  std::string module_type;            // short type name ("Linear"); "" when unknown
+  std::string dtype;        // "float32", ... ; "" when the source does not say
+  int64_t numel = 0;        // 0 when !shape_known
+  std::string module_type;  // short type name ("Linear"); "" when unknown
 
   // Filled by layer discovery.
   Role role = Role::kOther;
-  int32_t layer = -1;                 // layer index: a trunk layer (role kLayer) is < num_layers();
-                                      // a tower's layer (role kTower) is >= num_layers()
-  int32_t part = -1;                  // role kTower: index in Inventory::towers;
-                                      // role kConnector: index in Inventory::connectors
-  int32_t anchor_layer = -1;          // for `other`: the layer it belongs with (the one before it)
-  std::vector<Role> alias_roles;      // role of each alias name (a tied tensor may have two)
+  int32_t layer = -1;             // layer index: a trunk layer (role kLayer) is < num_layers();
+                                  // a tower's layer (role kTower) is >= num_layers()
+  int32_t part = -1;              // role kTower: index in Inventory::towers;
+                                  // role kConnector: index in Inventory::connectors
+  int32_t anchor_layer = -1;      // for `other`: the layer it belongs with (the one before it)
+  std::vector<Role> alias_roles;  // role of each alias name (a tied tensor may have two)
 
   int64_t bytes() const { return numel * dtype_bytes(dtype); }
-  std::string module_path() const;    // name without its last component
-  std::string leaf() const;           // last component ("weight", "bias")
+  std::string module_path() const;  // name without its last component
+  std::string leaf() const;         // last component ("weight", "bias")
 };
 
 /// A tensor a checkpoint stores that is not a trainable parameter: quantization metadata
@@ -60,9 +60,9 @@ struct NonParameter {
 /// A tower: a stack (or several) that encodes another modality and feeds the trunk through a
 /// connector (docs/ARCHITECTURES.md, "Multimodal models"). Every parameter under `root` is its.
 struct Tower {
-  std::string root;       // "visual", "model.vision_backbone", "model.sam_model"
-  std::string modality;   // "vision", "audio"
-  std::string found_by;   // "name pattern '…'", "config: language_config.num_hidden_layers = 12"
+  std::string root;      // "visual", "model.vision_backbone", "model.sam_model"
+  std::string modality;  // "vision", "audio"
+  std::string found_by;  // "name pattern '…'", "config: language_config.num_hidden_layers = 12"
   std::vector<int32_t> stacks;  // indices into Inventory::stacks, input first
   int32_t num_layers = 0;
 };
@@ -71,24 +71,24 @@ struct Tower {
 /// `multi_modal_projector`, `resampler`).
 struct Connector {
   std::string root;
-  std::string pattern;    // the discovery pattern that matched
+  std::string pattern;  // the discovery pattern that matched
 };
 
 /// One indexed container of repeated blocks (`transformer.h`, `encoder.block`).
 struct Stack {
-  std::string container;   // "encoder.block"; for glued indices "layer" (layer1..layer4)
-  std::string key;         // with the index marked: "encoder.block.#", "layer#"
-  std::string pattern;     // the discovery pattern that matched
+  std::string container;  // "encoder.block"; for glued indices "layer" (layer1..layer4)
+  std::string key;        // with the index marked: "encoder.block.#", "layer#"
+  std::string pattern;    // the discovery pattern that matched
   int32_t first_layer = 0;
   int32_t num_layers = 0;
-  int32_t tower = -1;      // index into Inventory::towers; -1 for a trunk stack
+  int32_t tower = -1;  // index into Inventory::towers; -1 for a trunk stack
 };
 
 /// One repeated block. Trunk layers are numbered 0..num_layers()-1, input to output across the
 /// trunk's stacks; a tower's layers follow them (numbers a user never types: selectors reach
 /// them through `{stack: vision}`, counting inside the stack).
 struct Layer {
-  std::string name;              // "transformer.h.3"
+  std::string name;  // "transformer.h.3"
   int32_t stack = 0;
   int64_t source_index = 0;      // the index in the name (3), or 1..4 for layer1..layer4
   std::vector<uint32_t> params;  // indices into Inventory::params, inventory order
@@ -98,16 +98,16 @@ struct Layer {
 /// The parameters of a model in order, with what discovery found.
 class Inventory {
  public:
-  std::string source;        // "builtin:gpt2", a path, ...
-  std::string model_type;    // "GPT2LMHeadModel" when the source says
+  std::string source;              // "builtin:gpt2", a path, ...
+  std::string model_type;          // "GPT2LMHeadModel" when the source says
   bool registration_order = true;  // false for header-only sources (natural name order)
   std::vector<Param> params;
-  std::vector<Stack> stacks;       // in data-flow order: towers' stacks first, then the trunk's
-  std::vector<Layer> layers;       // trunk layers first (0..num_layers()-1), then towers' layers
-  std::vector<Tower> towers;       // in data-flow order
+  std::vector<Stack> stacks;  // in data-flow order: towers' stacks first, then the trunk's
+  std::vector<Layer> layers;  // trunk layers first (0..num_layers()-1), then towers' layers
+  std::vector<Tower> towers;  // in data-flow order
   std::vector<Connector> connectors;
-  int32_t trunk_layers = 0;        // set by discovery
-  std::vector<std::string> notes;  // what discovery wants a reader to know
+  int32_t trunk_layers = 0;               // set by discovery
+  std::vector<std::string> notes;         // what discovery wants a reader to know
   std::vector<std::string> source_notes;  // what the model source wants a reader to know
 
   // What a checkpoint's config.json and the tensors beside the parameters say.
@@ -159,7 +159,9 @@ class Inventory {
   int64_t total_numel() const;
   int64_t total_bytes() const;
   size_t num_names() const;  // canonical names + aliases
-  size_t indexed_names() const { return index_.size(); }  // less than num_names() after a repeated name
+  size_t indexed_names() const {
+    return index_.size();
+  }  // less than num_names() after a repeated name
   /// Trunk layers: what layer indices, ratios and presets count (a tower's layers are not).
   int32_t num_layers() const { return trunk_layers; }
   bool multimodal() const { return !towers.empty(); }

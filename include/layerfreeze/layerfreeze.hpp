@@ -1,6 +1,7 @@
 // The seed API (shared/seed/layer_utils.md) in C++: freezing helpers for any torch::nn::Module
 // (and TorchScript modules where it makes sense), implemented through the shipped presets, the
-// compiler and the executor — one source of truth for every strategy. Semantics: docs/API.md, "The seed API".
+// compiler and the executor — one source of truth for every strategy. Semantics: docs/API.md, "The
+// seed API".
 //
 // Freeze functions are imperative and compose: each freezes what it selects (requires_grad =
 // false, gradient dropped) and leaves every other parameter as it is. They return the number of
@@ -27,7 +28,8 @@ int64_t freeze_except_last_n(torch::nn::Module& model, int64_t n);
 int64_t freeze_embeddings(torch::nn::Module& model);
 int64_t freeze_by_name(torch::nn::Module& model, const std::vector<std::string>& patterns,
                        bool case_sensitive = true);
-int64_t freeze_by_name(torch::nn::Module& model, const std::string& pattern, bool case_sensitive = true);
+int64_t freeze_by_name(torch::nn::Module& model, const std::string& pattern,
+                       bool case_sensitive = true);
 /// Makes every parameter trainable; returns the model's total numel.
 int64_t unfreeze_model(torch::nn::Module& model);
 
@@ -35,7 +37,8 @@ int64_t get_trainable_params(const torch::nn::Module& model);
 double get_frozen_percentage(const torch::nn::Module& model);  // 0..100
 int64_t get_num_layers(const torch::nn::Module& model);
 
-void print_layer_status(const torch::nn::Module& model, bool show_all = false, std::ostream& out = std::cout);
+void print_layer_status(const torch::nn::Module& model, bool show_all = false,
+                        std::ostream& out = std::cout);
 std::string layer_status(const torch::nn::Module& model, bool show_all = false);
 
 /// Head first, then the layers top-down over `total_epochs` (docs/API.md). Owns the state of
@@ -43,8 +46,9 @@ std::string layer_status(const torch::nn::Module& model, bool show_all = false);
 class GradualUnfreezer {
  public:
   GradualUnfreezer(torch::nn::Module& model, int64_t total_epochs,
-                   std::optional<int64_t> unfreeze_embeddings_at = std::nullopt, bool freeze_embeddings = true,
-                   bool verbose = true, std::ostream& out = std::cout);
+                   std::optional<int64_t> unfreeze_embeddings_at = std::nullopt,
+                   bool freeze_embeddings = true, bool verbose = true,
+                   std::ostream& out = std::cout);
   ~GradualUnfreezer();
   void step(int64_t epoch);
   /// The executor behind it (attach an optimizer, checkpoint its state).
@@ -57,7 +61,8 @@ class GradualUnfreezer {
   std::ostream* out_;
 };
 
-int64_t setup_lp_lora_style(torch::nn::Module& model, double freeze_ratio = 0.5, bool freeze_embed = true);
+int64_t setup_lp_lora_style(torch::nn::Module& model, double freeze_ratio = 0.5,
+                            bool freeze_embed = true);
 
 struct MemorySavings {
   int64_t frozen_params = 0, trainable_params = 0;  // scalar parameters
@@ -69,23 +74,27 @@ MemorySavings get_memory_savings_estimate(const torch::nn::Module& model,
 
 /// Modules that directly own parameters (a tied alias counts), in registration order; with
 /// `include_params`, every canonical parameter name.
-std::vector<std::string> get_layer_names(const torch::nn::Module& model, bool include_params = false);
+std::vector<std::string> get_layer_names(const torch::nn::Module& model,
+                                         bool include_params = false);
 
 struct TrainingTimeEstimate {
   int64_t steps_per_epoch = 0, total_steps = 0;
   double total_seconds = 0;
   std::string formatted;  // "1h 18m 7s"
 };
-TrainingTimeEstimate estimate_training_time(const torch::nn::Module& model, int64_t num_samples, int64_t batch_size,
-                                            int64_t num_epochs, double ms_per_step = 500.0);
+TrainingTimeEstimate estimate_training_time(const torch::nn::Module& model, int64_t num_samples,
+                                            int64_t batch_size, int64_t num_epochs,
+                                            double ms_per_step = 500.0);
 
-void print_model_summary(const torch::nn::Module& model, int max_depth = 3, std::ostream& out = std::cout);
+void print_model_summary(const torch::nn::Module& model, int max_depth = 3,
+                         std::ostream& out = std::cout);
 std::string model_summary(const torch::nn::Module& model, int max_depth = 3);
 
 // TorchScript overloads.
 int64_t freeze_model(torch::jit::Module& model);
 int64_t freeze_first_n_layers(torch::jit::Module& model, int64_t n);
-int64_t setup_lp_lora_style(torch::jit::Module& model, double freeze_ratio = 0.5, bool freeze_embed = true);
+int64_t setup_lp_lora_style(torch::jit::Module& model, double freeze_ratio = 0.5,
+                            bool freeze_embed = true);
 int64_t unfreeze_model(torch::jit::Module& model);
 int64_t get_trainable_params(const torch::jit::Module& model);
 int64_t get_num_layers(const torch::jit::Module& model);

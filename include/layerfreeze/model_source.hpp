@@ -25,7 +25,8 @@ void set_torchscript_loader(TorchScriptLoader loader);
 /// `family_path` names a model family file (docs/FAMILIES.md) to use instead of the shipped ones.
 /// Returns nullopt with errors in `diags` when it cannot. Does not run layer discovery.
 std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags,
-                                    const std::string& config_path = "", const std::string& family_path = "");
+                                    const std::string& config_path = "",
+                                    const std::string& family_path = "");
 
 /// The names of the built-in architectures, and one by name.
 std::vector<std::string> builtin_model_names();

@@ -34,15 +34,16 @@ struct Time {
 };
 
 /// A strategy parameter's value, typed: null, bool, int, float, string or a list of strings.
-using ParamValue = std::variant<std::nullptr_t, bool, int64_t, double, std::string, std::vector<std::string>>;
+using ParamValue =
+    std::variant<std::nullptr_t, bool, int64_t, double, std::string, std::vector<std::string>>;
 
 /// How to compile a strategy.
 struct PlanOptions {
-  std::vector<std::string> sets;                            // "KEY=VALUE" (a YAML value), in order
-  std::vector<std::pair<std::string, ParamValue>> values;   // typed values, applied after `sets`
-  std::string section;                      // dotted key of the strategy inside a larger YAML
-  std::optional<int64_t> steps_per_epoch;   // orders epoch and step triggers
-  bool strict = false;                      // selectors that match nothing are errors
+  std::vector<std::string> sets;                           // "KEY=VALUE" (a YAML value), in order
+  std::vector<std::pair<std::string, ParamValue>> values;  // typed values, applied after `sets`
+  std::string section;                     // dotted key of the strategy inside a larger YAML
+  std::optional<int64_t> steps_per_epoch;  // orders epoch and step triggers
+  bool strict = false;                     // selectors that match nothing are errors
 };
 
 struct StrategyDef;  // the parsed rules (internal)
@@ -56,7 +57,8 @@ class Strategy {
   /// When `texts` is given, every text read is also added there, so errors can be printed with
   /// their source lines even when loading fails.
   static std::optional<Strategy> load(const std::string& source, Diagnostics& diags,
-                                      const std::string& section = "", SourceTexts* texts = nullptr);
+                                      const std::string& section = "",
+                                      SourceTexts* texts = nullptr);
   /// YAML text from memory; `name` stands for its file in diagnostics.
   static std::optional<Strategy> from_yaml(const std::string& text, const std::string& name,
                                            Diagnostics& diags, const std::string& section = "",
@@ -88,7 +90,7 @@ struct PlanState {
 /// One change of state on a plan's timeline.
 struct ChangePoint {
   Time at;
-  std::vector<std::string> causes;  // the stages that fire here
+  std::vector<std::string> causes;                     // the stages that fire here
   std::vector<uint32_t> newly_frozen, newly_unfrozen;  // inventory indices
 };
 
@@ -115,10 +117,12 @@ class Plan {
   std::optional<std::string> provenance(const std::string& name, const Time& t) const;
 
   /// The printers of `layerfreeze plan` and `explain` (docs/RULES.md shows their output).
-  std::string text(OptimizerKind optimizer = OptimizerKind::AdamW, std::optional<Time> horizon = std::nullopt) const;
+  std::string text(OptimizerKind optimizer = OptimizerKind::AdamW,
+                   std::optional<Time> horizon = std::nullopt) const;
   std::string markdown(OptimizerKind optimizer = OptimizerKind::AdamW,
                        std::optional<Time> horizon = std::nullopt) const;
-  std::string json(OptimizerKind optimizer = OptimizerKind::AdamW, std::optional<Time> horizon = std::nullopt) const;
+  std::string json(OptimizerKind optimizer = OptimizerKind::AdamW,
+                   std::optional<Time> horizon = std::nullopt) const;
   std::optional<std::string> explain(const std::string& name, const Time& t) const;
 
   /// For layerfreeze's own components (executor, distributed agreement, printers).
@@ -131,8 +135,8 @@ class Plan {
 
 /// Compiles `strategy` against `model` (its layers are discovered with the strategy's
 /// overrides). Errors and warnings go to `diags`; nullopt when there are errors.
-std::optional<Plan> compile(const Strategy& strategy, const Inventory& model, const PlanOptions& options,
-                            Diagnostics& diags);
+std::optional<Plan> compile(const Strategy& strategy, const Inventory& model,
+                            const PlanOptions& options, Diagnostics& diags);
 
 /// `layerfreeze diff`: how two plans of one model differ over time, up to `horizon`.
 std::string diff_text(const Plan& a, const Plan& b, std::optional<Time> horizon = std::nullopt);

@@ -28,15 +28,18 @@ std::optional<Strategy> make_strategy(Load&& load, SourceTexts* texts) {
 
 }  // namespace
 
-std::optional<Strategy> Strategy::load(const std::string& source, Diagnostics& diags, const std::string& section,
-                                       SourceTexts* texts) {
-  return make_strategy([&](SourceTexts& src) { return RulesLoader(diags, src).load(source, section); }, texts);
+std::optional<Strategy> Strategy::load(const std::string& source, Diagnostics& diags,
+                                       const std::string& section, SourceTexts* texts) {
+  return make_strategy(
+      [&](SourceTexts& src) { return RulesLoader(diags, src).load(source, section); }, texts);
 }
 
-std::optional<Strategy> Strategy::from_yaml(const std::string& text, const std::string& name, Diagnostics& diags,
-                                            const std::string& section, SourceTexts* texts) {
-  return make_strategy([&](SourceTexts& src) { return RulesLoader(diags, src).load_text(text, name, section); },
-                       texts);
+std::optional<Strategy> Strategy::from_yaml(const std::string& text, const std::string& name,
+                                            Diagnostics& diags, const std::string& section,
+                                            SourceTexts* texts) {
+  return make_strategy(
+      [&](SourceTexts& src) { return RulesLoader(diags, src).load_text(text, name, section); },
+      texts);
 }
 
 Strategy Strategy::from_def(StrategyDef def, SourceTexts sources) {
@@ -91,7 +94,8 @@ PlanState Plan::state_at(const Time& t) const {
 std::vector<ChangePoint> Plan::change_points(std::optional<Time> horizon) const {
   std::vector<ChangePoint> out;
   for (auto& p : impl_->timeline(horizon ? *horizon : impl_->horizon()))
-    out.push_back({p.at, std::move(p.causes), std::move(p.newly_frozen), std::move(p.newly_unfrozen)});
+    out.push_back(
+        {p.at, std::move(p.causes), std::move(p.newly_frozen), std::move(p.newly_unfrozen)});
   return out;
 }
 
@@ -120,8 +124,8 @@ std::optional<std::string> Plan::explain(const std::string& name, const Time& t)
   return explain_text(*impl_, *i, t, impl_->horizon());
 }
 
-std::optional<Plan> compile(const Strategy& strategy, const Inventory& model, const PlanOptions& options,
-                            Diagnostics& diags) {
+std::optional<Plan> compile(const Strategy& strategy, const Inventory& model,
+                            const PlanOptions& options, Diagnostics& diags) {
   auto compiled = compile(strategy.def(), model, options, diags);
   if (!compiled) return std::nullopt;
   return Plan(std::make_shared<const CompiledPlan>(std::move(*compiled)));
@@ -129,7 +133,8 @@ std::optional<Plan> compile(const Strategy& strategy, const Inventory& model, co
 
 std::string diff_text(const Plan& a, const Plan& b, std::optional<Time> horizon) {
   bool differ = false;
-  return diff_text(a.compiled(), b.compiled(), horizon ? *horizon : a.compiled().horizon(), &differ);
+  return diff_text(a.compiled(), b.compiled(), horizon ? *horizon : a.compiled().horizon(),
+                   &differ);
 }
 
 }  // namespace layerfreeze

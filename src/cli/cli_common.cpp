@@ -16,30 +16,40 @@ void Session::flush(std::ostream& err, bool warnings) {
 void PlanArgs::add_to(CLI::App& cmd, bool with_rules) {
   if (with_rules) cmd.add_option("RULES", rules, "rules file, or preset:NAME")->required();
   cmd.add_option("--model,-m", model,
-                 "model: .pt, .safetensors, .safetensors.index.json, .json manifest, config.json, a checkpoint folder, "
+                 "model: .pt, .safetensors, .safetensors.index.json, .json manifest, config.json, "
+                 "a checkpoint folder, "
                  "builtin:NAME")
       ->required();
-  cmd.add_option("--config", config, "the model's config.json, when it is not beside the model file");
-  cmd.add_option("--family", family, "a model family file (docs/FAMILIES.md) for the config, instead of the shipped ones");
-  cmd.add_option("--set", sets, "override a declared parameter: KEY=VALUE (YAML scalar or flow value)");
-  cmd.add_option("--section", section, "dotted key of the strategy inside a larger YAML (e.g. training.freeze)");
+  cmd.add_option("--config", config,
+                 "the model's config.json, when it is not beside the model file");
+  cmd.add_option(
+      "--family", family,
+      "a model family file (docs/FAMILIES.md) for the config, instead of the shipped ones");
+  cmd.add_option("--set", sets,
+                 "override a declared parameter: KEY=VALUE (YAML scalar or flow value)");
+  cmd.add_option("--section", section,
+                 "dotted key of the strategy inside a larger YAML (e.g. training.freeze)");
   cmd.add_option("--epochs", epochs, "show the timeline up to this many epochs");
   cmd.add_option("--steps", steps, "show the timeline up to this many steps");
-  cmd.add_option("--steps-per-epoch", steps_per_epoch, "steps in one epoch (orders epoch and step triggers)");
-  cmd.add_option("--optimizer", optimizer, "optimizer for memory figures: adamw, adam, sgd, sgd-momentum")
+  cmd.add_option("--steps-per-epoch", steps_per_epoch,
+                 "steps in one epoch (orders epoch and step triggers)");
+  cmd.add_option("--optimizer", optimizer,
+                 "optimizer for memory figures: adamw, adam, sgd, sgd-momentum")
       ->check(CLI::IsMember({"adamw", "adam", "sgd", "sgd-momentum"}));
   cmd.add_flag("--strict", strict, "selectors that match nothing are errors");
 }
 
-std::optional<Strategy> load_rules(Session& s, const std::string& spec, const std::string& section) {
+std::optional<Strategy> load_rules(Session& s, const std::string& spec,
+                                   const std::string& section) {
   return Strategy::load(spec, s.diags, section, &s.sources);
 }
 
-std::optional<Inventory> load_inventory(Session& s, const std::string& spec, const std::string& config,
-                                        const std::string& family) {
+std::optional<Inventory> load_inventory(Session& s, const std::string& spec,
+                                        const std::string& config, const std::string& family) {
   if (!family.empty()) {
     std::ifstream in(family, std::ios::binary);
-    s.sources.add(family, std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()));
+    s.sources.add(family, std::string((std::istreambuf_iterator<char>(in)),
+                                      std::istreambuf_iterator<char>()));
   }
   return load_model(spec, s.diags, config, family);
 }

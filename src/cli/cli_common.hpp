@@ -46,7 +46,8 @@ struct PlanArgs {
 };
 
 std::optional<Strategy> load_rules(Session& s, const std::string& spec, const std::string& section);
-std::optional<Inventory> load_inventory(Session& s, const std::string& spec, const std::string& config = "",
+std::optional<Inventory> load_inventory(Session& s, const std::string& spec,
+                                        const std::string& config = "",
                                         const std::string& family = "");
 std::optional<Plan> compile_plan(Session& s, const PlanArgs& a, const std::string& rules_spec);
 

@@ -12,7 +12,8 @@ std::function<int()> setup_diff(CLI::App& cmd) {
   cmd.add_option("RULES_A", a->rules, "first rules file, or preset:NAME")->required();
   cmd.add_option("RULES_B", a->rules_b, "second rules file, or preset:NAME")->required();
   a->add_to(cmd, /*with_rules=*/false);
-  cmd.get_option("--set")->description("override a parameter of whichever strategy declares it: KEY=VALUE");
+  cmd.get_option("--set")->description(
+      "override a parameter of whichever strategy declares it: KEY=VALUE");
   return [a] {
     Session s;
     // A --set goes to each strategy that declares the key; a key neither declares is an error.
@@ -30,7 +31,9 @@ std::function<int()> setup_diff(CLI::App& cmd) {
       bool in_a = sa->def().find_param(key) != nullptr, in_b = sb->def().find_param(key) != nullptr;
       if (in_a) args_a.sets.push_back(set);
       if (in_b) args_b.sets.push_back(set);
-      if (!in_a && !in_b) s.diags.error("unknown-param", "neither strategy declares '" + key + "'", {"--set " + set, 0, 0});
+      if (!in_a && !in_b)
+        s.diags.error("unknown-param", "neither strategy declares '" + key + "'",
+                      {"--set " + set, 0, 0});
     }
     if (s.diags.has_errors()) {
       s.flush();

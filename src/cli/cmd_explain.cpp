@@ -25,8 +25,8 @@ std::function<int()> setup_explain(CLI::App& cmd) {
     if (!idx) {
       for (const auto& np : inv.non_params)
         if (np.name == a->param) {
-          std::cerr << "error: '" << a->param << "' in " << inv.source << " is not a parameter but " << np.kind
-                    << ": it is never counted, frozen or trained [not-a-parameter]\n";
+          std::cerr << "error: '" << a->param << "' in " << inv.source << " is not a parameter but "
+                    << np.kind << ": it is never counted, frozen or trained [not-a-parameter]\n";
           return kExitInvalid;
         }
       std::vector<std::string> names;
@@ -34,12 +34,13 @@ std::function<int()> setup_explain(CLI::App& cmd) {
         names.push_back(p.name);
         for (const auto& al : p.aliases) names.push_back(al);
       }
-      std::cerr << "error: no parameter '" << a->param << "' in " << inv.source << did_you_mean(a->param, names)
-                << " [unknown-param]\n";
+      std::cerr << "error: no parameter '" << a->param << "' in " << inv.source
+                << did_you_mean(a->param, names) << " [unknown-param]\n";
       return kExitInvalid;
     }
     Time t{a->epoch, a->step};
-    if (!cp.uses_steps && cp.options.steps_per_epoch && a->step == 0) t.step = a->epoch * *cp.options.steps_per_epoch;
+    if (!cp.uses_steps && cp.options.steps_per_epoch && a->step == 0)
+      t.step = a->epoch * *cp.options.steps_per_epoch;
     std::cout << explain_text(cp, *idx, t, horizon_for(*plan, *a));
     return kExitOk;
   };

@@ -12,11 +12,15 @@ std::function<int()> setup_inspect(CLI::App& cmd) {
   };
   auto a = std::make_shared<Args>();
   cmd.add_option("MODEL", a->model,
-                 "model: .pt, .safetensors, .safetensors.index.json, .json manifest, config.json, a checkpoint "
+                 "model: .pt, .safetensors, .safetensors.index.json, .json manifest, config.json, "
+                 "a checkpoint "
                  "folder, builtin:NAME")
       ->required();
-  cmd.add_option("--config", a->config, "the model's config.json, when it is not beside the model file");
-  cmd.add_option("--family", a->family, "a model family file (docs/FAMILIES.md) for the config, instead of the shipped ones");
+  cmd.add_option("--config", a->config,
+                 "the model's config.json, when it is not beside the model file");
+  cmd.add_option(
+      "--family", a->family,
+      "a model family file (docs/FAMILIES.md) for the config, instead of the shipped ones");
   cmd.add_option("--format,-f", a->format, "text, or json (a manifest that --model reads back)")
       ->check(CLI::IsMember({"text", "json"}));
   cmd.add_option("--rules", a->rules, "apply this rules file's discovery overrides");
@@ -28,7 +32,8 @@ std::function<int()> setup_inspect(CLI::App& cmd) {
     DiscoveryPatterns patterns = DiscoveryPatterns::shipped();
     if (!a->rules.empty()) {
       auto strategy = load_rules(s, a->rules, a->section);
-      if (strategy) patterns = patterns.merged(strategy->def().discovery, strategy->def().discovery_replace);
+      if (strategy)
+        patterns = patterns.merged(strategy->def().discovery, strategy->def().discovery_replace);
     }
     if (inv) discover_layers(*inv, patterns, s.diags);
     bool bad = s.diags.has_errors() || !inv;

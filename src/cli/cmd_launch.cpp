@@ -12,15 +12,20 @@ std::function<int()> setup_launch(CLI::App& cmd) {
     bool no_prefix = false;
   };
   auto a = std::make_shared<Args>();
-  cmd.add_option("--nproc,-n", a->o.nproc, "ranks to start on this machine")->check(CLI::Range(1, 1024));
+  cmd.add_option("--nproc,-n", a->o.nproc, "ranks to start on this machine")
+      ->check(CLI::Range(1, 1024));
   cmd.add_option("--nnodes", a->o.nnodes, "machines in the job")->check(CLI::Range(1, 65536));
-  cmd.add_option("--node-rank", a->o.node_rank, "which machine this is, from 0")->check(CLI::NonNegativeNumber);
-  cmd.add_option("--master-addr", a->o.master_addr, "address of rank 0's machine (serves the TCPStore)");
-  cmd.add_option("--master-port", a->o.master_port, "port of the TCPStore; default: a free port (single machine)")
+  cmd.add_option("--node-rank", a->o.node_rank, "which machine this is, from 0")
+      ->check(CLI::NonNegativeNumber);
+  cmd.add_option("--master-addr", a->o.master_addr,
+                 "address of rank 0's machine (serves the TCPStore)");
+  cmd.add_option("--master-port", a->o.master_port,
+                 "port of the TCPStore; default: a free port (single machine)")
       ->check(CLI::Range(1, 65535));
   cmd.add_option("--timeout", a->timeout, "stop every rank after this many seconds (0: no limit)")
       ->check(CLI::NonNegativeNumber);
-  cmd.add_option("--grace", a->grace, "after a rank fails, seconds the others get to finish before SIGTERM")
+  cmd.add_option("--grace", a->grace,
+                 "after a rank fails, seconds the others get to finish before SIGTERM")
       ->check(CLI::NonNegativeNumber);
   cmd.add_flag("--no-prefix", a->no_prefix, "do not prefix output lines with [rank N]");
   cmd.add_option("command", a->o.command, "the program and its arguments, after --")->required();
@@ -30,11 +35,13 @@ std::function<int()> setup_launch(CLI::App& cmd) {
     o.grace = std::chrono::seconds(a->grace);
     o.prefix = !a->no_prefix;
     if (o.node_rank >= o.nnodes) {
-      std::cerr << "error: --node-rank " << o.node_rank << " is not below --nnodes " << o.nnodes << "\n";
+      std::cerr << "error: --node-rank " << o.node_rank << " is not below --nnodes " << o.nnodes
+                << "\n";
       return kExitUsage;
     }
     if (o.nnodes > 1 && o.master_port == 0) {
-      std::cerr << "error: a job over " << o.nnodes << " machines needs --master-port (and --master-addr), "
+      std::cerr << "error: a job over " << o.nnodes
+                << " machines needs --master-port (and --master-addr), "
                 << "the same on every machine\n";
       return kExitUsage;
     }
@@ -52,8 +59,9 @@ std::function<int()> setup_launch(CLI::App& cmd) {
     for (const auto& e : exits) {
       timed_out = timed_out || e.timed_out;
       if (e.code == 0) continue;
-      std::cerr << "layerfreeze launch: rank " << e.rank << (e.killed ? " was stopped" : " failed") << " (exit "
-                << e.code << ") after " << static_cast<int64_t>(e.seconds * 10) / 10.0 << " s\n";
+      std::cerr << "layerfreeze launch: rank " << e.rank << (e.killed ? " was stopped" : " failed")
+                << " (exit " << e.code << ") after " << static_cast<int64_t>(e.seconds * 10) / 10.0
+                << " s\n";
       if (!e.killed && (code == 0 || e.seconds < first)) {
         code = e.code;
         first = e.seconds;

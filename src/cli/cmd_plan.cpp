@@ -13,9 +13,11 @@ std::function<int()> setup_plan(CLI::App& cmd) {
   };
   auto a = std::make_shared<Args>();
   a->add_to(cmd);
-  cmd.add_option("--format,-f", a->format, "text, json or markdown")->check(CLI::IsMember({"text", "json", "markdown"}));
-  cmd.add_flag("--distributed", a->distributed,
-               "also check the plan for data-parallel training (FSDP units, DDP, activation checkpointing)");
+  cmd.add_option("--format,-f", a->format, "text, json or markdown")
+      ->check(CLI::IsMember({"text", "json", "markdown"}));
+  cmd.add_flag(
+      "--distributed", a->distributed,
+      "also check the plan for data-parallel training (FSDP units, DDP, activation checkpointing)");
   return [a] {
     Session s;
     auto plan = compile_plan(s, *a, a->rules);
@@ -37,9 +39,12 @@ std::function<int()> setup_plan(CLI::App& cmd) {
     }
     PlanSummary sum = summarize(*shown, *parse_optimizer(a->optimizer), horizon);
     if (a->distributed) sum.distributed = std::move(lint);
-    if (a->format == "json") std::cout << plan_json(sum);
-    else if (a->format == "markdown") std::cout << plan_markdown(sum);
-    else std::cout << plan_text(sum);
+    if (a->format == "json")
+      std::cout << plan_json(sum);
+    else if (a->format == "markdown")
+      std::cout << plan_markdown(sum);
+    else
+      std::cout << plan_text(sum);
     return kExitOk;
   };
 }

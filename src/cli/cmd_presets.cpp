@@ -12,7 +12,8 @@ std::function<int()> setup_presets(CLI::App& cmd) {
     if (!name->empty()) {
       const char* text = embedded_rule_file(*name + ".yaml");
       if (!text || *name == "discovery") {
-        std::cerr << "error: no preset '" << *name << "'" << did_you_mean(*name, preset_names()) << " [unknown-preset]\n";
+        std::cerr << "error: no preset '" << *name << "'" << did_you_mean(*name, preset_names())
+                  << " [unknown-preset]\n";
         return kExitInvalid;
       }
       std::cout << text;
@@ -28,8 +29,10 @@ std::function<int()> setup_presets(CLI::App& cmd) {
       std::cout << "preset:" << n << "\n  " << st->description() << "\n";
       for (const auto& p : st->def().params) {
         std::cout << "  " << p.name << " (" << param_type_name(p.type) << ", ";
-        if (p.required && !p.nullable) std::cout << "required";
-        else std::cout << "default " << p.default_value.to_string();
+        if (p.required && !p.nullable)
+          std::cout << "required";
+        else
+          std::cout << "default " << p.default_value.to_string();
         std::cout << ")";
         if (!p.doc.empty()) std::cout << " — " << p.doc;
         std::cout << "\n";

@@ -22,7 +22,9 @@ std::function<int()> setup_validate(CLI::App& cmd) {
       Session s;
       auto strategy = load_rules(s, f, a->section);
       if (strategy) {
-        bool bound = bind_params(strategy->def(), a->sets, {}, s.diags, /*allow_missing=*/a->model.empty()).has_value();
+        bool bound =
+            bind_params(strategy->def(), a->sets, {}, s.diags, /*allow_missing=*/a->model.empty())
+                .has_value();
         if (bound && !a->model.empty()) {
           if (auto inv = load_inventory(s, a->model)) {
             PlanOptions co;
@@ -34,8 +36,10 @@ std::function<int()> setup_validate(CLI::App& cmd) {
           }
         }
         if (bound) {
-          std::cout << "ok: " << f << " (" << strategy->name() << "): " << strategy->def().rules.size() << " rules, "
-                    << strategy->def().stages.size() << " stages, " << strategy->def().params.size() << " parameters\n";
+          std::cout << "ok: " << f << " (" << strategy->name()
+                    << "): " << strategy->def().rules.size() << " rules, "
+                    << strategy->def().stages.size() << " stages, " << strategy->def().params.size()
+                    << " parameters\n";
         }
       }
       if (s.diags.has_errors()) failed = true;

@@ -14,14 +14,18 @@ std::function<int()> setup_launch(CLI::App& cmd);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
-      {"validate", "parse and check rules files; file:line:col errors, exit 1 on any", setup_validate},
-      {"plan", "compile rules against a model and print the plan (text, json, markdown)", setup_plan},
+      {"validate", "parse and check rules files; file:line:col errors, exit 1 on any",
+       setup_validate},
+      {"plan", "compile rules against a model and print the plan (text, json, markdown)",
+       setup_plan},
       {"explain", "why one parameter is frozen or trainable at a time", setup_explain},
       {"diff", "where two strategies disagree on one model, over time", setup_diff},
       {"inspect", "a model's inventory: discovered layers, roles, ties", setup_inspect},
       {"presets", "the shipped presets and their parameters", setup_presets},
       {"schema", "the JSON Schema of the rules DSL, for editors", setup_schema},
-      {"launch", "start the ranks of a data-parallel job on this machine (RANK, WORLD_SIZE, MASTER_*)", setup_launch},
+      {"launch",
+       "start the ranks of a data-parallel job on this machine (RANK, WORLD_SIZE, MASTER_*)",
+       setup_launch},
   };
   return table;
 }

@@ -28,8 +28,8 @@ void on_stop_signal(int sig) { g_stop_signal = sig; }
 struct Child {
   int rank = 0;
   pid_t pid = -1;
-  int out = -1, err = -1;          // read ends of its stdout and stderr pipes
-  std::string out_buf, err_buf;    // partial lines
+  int out = -1, err = -1;        // read ends of its stdout and stderr pipes
+  std::string out_buf, err_buf;  // partial lines
   bool running = true;
   RankExit exit;
   Clock::time_point started;
@@ -97,7 +97,8 @@ pid_t spawn(const LaunchOptions& o, int local_rank, int out[2], int err[2]) {
   for (const auto& a : o.command) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   ::execvp(argv[0], argv.data());
-  std::string msg = "layerfreeze launch: cannot run '" + o.command[0] + "': " + std::strerror(errno) + "\n";
+  std::string msg =
+      "layerfreeze launch: cannot run '" + o.command[0] + "': " + std::strerror(errno) + "\n";
   write_all(STDERR_FILENO, msg);
   ::_exit(127);
 }
@@ -177,8 +178,10 @@ std::vector<RankExit> launch(const LaunchOptions& opts) {
         if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
         Child& c = *who[i].first;
         std::string prefix = o.prefix ? "[rank " + std::to_string(c.rank) + "] " : "";
-        if (who[i].second) drain(c.err, c.err_buf, STDERR_FILENO, prefix);
-        else drain(c.out, c.out_buf, STDOUT_FILENO, prefix);
+        if (who[i].second)
+          drain(c.err, c.err_buf, STDERR_FILENO, prefix);
+        else
+          drain(c.out, c.out_buf, STDOUT_FILENO, prefix);
       }
     } else if (fds.empty()) {
       ::usleep(20000);
@@ -215,8 +218,10 @@ std::vector<RankExit> launch(const LaunchOptions& opts) {
       signal_all(kids, SIGTERM, false);
       termed_at = now;
     } else if ((timed_out || grace_over) && !termed_at) {
-      if (timed_out) write_all(STDERR_FILENO, "layerfreeze launch: the job exceeded --timeout " +
-                                                  std::to_string(o.timeout.count()) + " s; stopping every rank\n");
+      if (timed_out)
+        write_all(STDERR_FILENO, "layerfreeze launch: the job exceeded --timeout " +
+                                     std::to_string(o.timeout.count()) +
+                                     " s; stopping every rank\n");
       signal_all(kids, SIGTERM, timed_out);
       termed_at = now;
     } else if (termed_at && now - *termed_at > std::chrono::seconds(5)) {

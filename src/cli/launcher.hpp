@@ -15,7 +15,7 @@ struct LaunchOptions {
   int nproc = 1;                  // ranks on this machine
   int nnodes = 1, node_rank = 0;  // machines, and which one this is
   std::string master_addr = "127.0.0.1";
-  int master_port = 0;            // 0: a free port on this machine (single node only)
+  int master_port = 0;              // 0: a free port on this machine (single node only)
   std::chrono::seconds timeout{0};  // 0: none
   std::chrono::seconds grace{30};   // after the first failure, before SIGTERM
   bool prefix = true;
@@ -24,8 +24,8 @@ struct LaunchOptions {
 
 struct RankExit {
   int rank = 0;
-  int code = 0;        // exit status, or 128 + signal
-  bool killed = false; // by the launcher (timeout or after another rank failed)
+  int code = 0;            // exit status, or 128 + signal
+  bool killed = false;     // by the launcher (timeout or after another rank failed)
   bool timed_out = false;  // killed because the job exceeded --timeout
   double seconds = 0;
 };

@@ -8,7 +8,8 @@
 int main(int argc, char** argv) {
   using namespace layerfreeze::cli;
   install_torchscript_loader();
-  CLI::App app{"layerfreeze: declarative freezing strategies for LibTorch models, compiled to a plan"};
+  CLI::App app{
+      "layerfreeze: declarative freezing strategies for LibTorch models, compiled to a plan"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "layerfreeze 0.1.0");
   std::function<int()> run;
@@ -22,7 +23,8 @@ int main(int argc, char** argv) {
     std::vector<std::string> names;
     for (const auto& c : commands()) names.push_back(c.name);
     if (std::find(names.begin(), names.end(), argv[1]) == names.end()) {
-      std::cerr << "error: unknown subcommand '" << argv[1] << "'" << layerfreeze::did_you_mean(argv[1], names)
+      std::cerr << "error: unknown subcommand '" << argv[1] << "'"
+                << layerfreeze::did_you_mean(argv[1], names)
                 << "\nRun with --help for more information.\n";
       return kExitUsage;
     }

@@ -20,14 +20,16 @@ using ManifestFn = int (*)(const char*, char**, char**);
 // ../lib (an installed prefix), then the dynamic linker's own search.
 std::vector<std::string> candidates() {
   std::vector<std::string> out;
-  if (const char* env = std::getenv("LAYERFREEZE_TORCH_ADAPTER")) return {env};  // the user's word is final
+  if (const char* env = std::getenv("LAYERFREEZE_TORCH_ADAPTER"))
+    return {env};  // the user's word is final
   char self[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n > 0) {
     self[n] = '\0';
     auto dir = std::filesystem::path(self).parent_path();
     out.push_back((dir / "liblayerfreeze_torch.so").string());
-    out.push_back((dir.parent_path() / LAYERFREEZE_INSTALL_LIBDIR / "liblayerfreeze_torch.so").string());
+    out.push_back(
+        (dir.parent_path() / LAYERFREEZE_INSTALL_LIBDIR / "liblayerfreeze_torch.so").string());
     out.push_back((dir.parent_path() / "lib" / "liblayerfreeze_torch.so").string());
   }
   out.push_back("liblayerfreeze_torch.so");
@@ -44,17 +46,22 @@ std::optional<Inventory> load_torchscript(const std::string& path, Diagnostics& 
     tried += std::string("\n  ") + c + ": " + dlerror();
   }
   if (!handle) {
-    diags.error("torch-adapter-missing",
-                "reading a TorchScript model needs the torch adapter (liblayerfreeze_torch.so) and libtorch, and "
-                "neither could be loaded",
-                {path, 0, 0},
-                {"build with libtorch-dev installed (scripts/install-deps.sh --with-torch), or point "
-                 "LAYERFREEZE_TORCH_ADAPTER at the library" + tried});
+    diags.error(
+        "torch-adapter-missing",
+        "reading a TorchScript model needs the torch adapter (liblayerfreeze_torch.so) and "
+        "libtorch, and "
+        "neither could be loaded",
+        {path, 0, 0},
+        {"build with libtorch-dev installed (scripts/install-deps.sh --with-torch), or point "
+         "LAYERFREEZE_TORCH_ADAPTER at the library" +
+         tried});
     return std::nullopt;
   }
   auto fn = reinterpret_cast<ManifestFn>(dlsym(handle, "layerfreeze_torchscript_manifest"));
   if (!fn) {
-    diags.error("torch-adapter-missing", "the torch adapter has no entry point layerfreeze_torchscript_manifest", {path, 0, 0});
+    diags.error("torch-adapter-missing",
+                "the torch adapter has no entry point layerfreeze_torchscript_manifest",
+                {path, 0, 0});
     return std::nullopt;
   }
   char* manifest = nullptr;
@@ -65,7 +72,8 @@ std::optional<Inventory> load_torchscript(const std::string& path, Diagnostics& 
     inv = parse_manifest(manifest, path, diags);
     if (inv) inv->source = path;
   } else {
-    diags.error("torchscript-load", error ? error : "cannot load the TorchScript model", {path, 0, 0});
+    diags.error("torchscript-load", error ? error : "cannot load the TorchScript model",
+                {path, 0, 0});
   }
   std::free(manifest);
   std::free(error);

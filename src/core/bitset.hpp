@@ -18,13 +18,30 @@ class Bitset {
   bool test(size_t i) const { return (w_[i >> 6] >> (i & 63)) & 1; }
   void set(size_t i) { w_[i >> 6] |= uint64_t{1} << (i & 63); }
   void reset(size_t i) { w_[i >> 6] &= ~(uint64_t{1} << (i & 63)); }
-  Bitset& operator|=(const Bitset& o) { for (size_t k = 0; k < w_.size(); ++k) w_[k] |= o.w_[k]; return *this; }
-  Bitset& operator&=(const Bitset& o) { for (size_t k = 0; k < w_.size(); ++k) w_[k] &= o.w_[k]; return *this; }
-  Bitset& subtract(const Bitset& o) { for (size_t k = 0; k < w_.size(); ++k) w_[k] &= ~o.w_[k]; return *this; }
+  Bitset& operator|=(const Bitset& o) {
+    for (size_t k = 0; k < w_.size(); ++k) w_[k] |= o.w_[k];
+    return *this;
+  }
+  Bitset& operator&=(const Bitset& o) {
+    for (size_t k = 0; k < w_.size(); ++k) w_[k] &= o.w_[k];
+    return *this;
+  }
+  Bitset& subtract(const Bitset& o) {
+    for (size_t k = 0; k < w_.size(); ++k) w_[k] &= ~o.w_[k];
+    return *this;
+  }
   bool operator==(const Bitset& o) const { return n_ == o.n_ && w_ == o.w_; }
   bool operator!=(const Bitset& o) const { return !(*this == o); }
-  bool any() const { for (auto w : w_) if (w) return true; return false; }
-  size_t count() const { size_t c = 0; for (auto w : w_) c += static_cast<size_t>(__builtin_popcountll(w)); return c; }
+  bool any() const {
+    for (auto w : w_)
+      if (w) return true;
+    return false;
+  }
+  size_t count() const {
+    size_t c = 0;
+    for (auto w : w_) c += static_cast<size_t>(__builtin_popcountll(w));
+    return c;
+  }
   const std::vector<uint64_t>& words() const { return w_; }
   /// Calls f(i) for each set index, in order.
   template <class F>

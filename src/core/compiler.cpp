@@ -4,10 +4,10 @@
 #include <re2/set.h>
 
 #include <algorithm>
-#include <cctype>
-#include <limits>
 #include <atomic>
+#include <cctype>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <set>
 #include <string_view>
@@ -49,7 +49,8 @@ class Resolver {
           o.set_case_sensitive(cs);
           RE2 probe(text, o);
           if (!probe.ok()) {
-            diags_.error("bad-regex", "invalid regex '" + text + "': " + probe.error(), s.strings.loc());
+            diags_.error("bad-regex", "invalid regex '" + text + "': " + probe.error(),
+                         s.strings.loc());
             continue;
           }
           it = pattern_ids_.emplace(key, static_cast<int>(patterns_.size())).first;
@@ -82,7 +83,8 @@ class Resolver {
       }
       if (set_to_pattern.empty()) continue;
       if (!set.Compile()) {
-        diags_.error("regex-too-large", "the regexes of this strategy exceed RE2's memory budget", {});
+        diags_.error("regex-too-large", "the regexes of this strategy exceed RE2's memory budget",
+                     {});
         return;
       }
       // RE2 costs ~0.3 µs a call here whatever the pattern, so large inventories are split in
@@ -115,7 +117,8 @@ class Resolver {
         run_range(0, n_);
       }
       if (out_of_memory) {
-        diags_.error("regex-too-large", "the regexes of this strategy exceed RE2's memory budget while matching", {});
+        diags_.error("regex-too-large",
+                     "the regexes of this strategy exceed RE2's memory budget while matching", {});
         return;
       }
     }
@@ -225,19 +228,19 @@ class Resolver {
     if (!v) return out;
     if (v->kind == Value::Kind::kString) return {v->s};
     if (v->kind == Value::Kind::kList) {
-      for (const auto& item : v->list) out.push_back(item.kind == Value::Kind::kString ? item.s : item.to_string());
+      for (const auto& item : v->list)
+        out.push_back(item.kind == Value::Kind::kString ? item.s : item.to_string());
       return out;
     }
-    diags_.error("wrong-type", "expected a string or a list of strings, got " + v->to_string(), e.loc());
+    diags_.error("wrong-type", "expected a string or a list of strings, got " + v->to_string(),
+                 e.loc());
     return out;
   }
 
   const Bitset& role_set(Role r) const { return roles_[static_cast<int>(r)]; }
 
  private:
-  std::string layer_count_text() const {
-    return inv_.source + " has " + describe_layers(inv_);
-  }
+  std::string layer_count_text() const { return inv_.source + " has " + describe_layers(inv_); }
 
   DynamicSet leaf(Bitset b) {
     DynamicSet d;
@@ -285,7 +288,8 @@ class Resolver {
       if (st.container == want) return stack_hit(st);
     for (int tower_pass = 0; tower_pass < 2; ++tower_pass)  // the trunk's stacks first
       for (const auto& st : inv_.stacks)
-        if ((st.tower >= 0) == (tower_pass == 1) && has_component(st.container)) return stack_hit(st);
+        if ((st.tower >= 0) == (tower_pass == 1) && has_component(st.container))
+          return stack_hit(st);
     int32_t begin = -1, end = -1, count = 0;
     std::string roots;
     for (const auto& t : inv_.towers) {
@@ -306,7 +310,8 @@ class Resolver {
     std::string list;
     for (const auto& st : inv_.stacks) list += (list.empty() ? "" : ", ") + st.container;
     for (const auto& t : inv_.towers) list += ", " + t.modality + " (the tower '" + t.root + "')";
-    diags_.error("unknown-stack", "no stack '" + want + "' in " + inv_.source + did_you_mean(want, known),
+    diags_.error("unknown-stack",
+                 "no stack '" + want + "' in " + inv_.source + did_you_mean(want, known),
                  stack_expr.loc(), {list.empty() ? "the model has no stacks" : "stacks: " + list});
     return std::nullopt;
   }
@@ -323,9 +328,11 @@ class Resolver {
 
   bool require_layers(const Selector& s) {
     if (!inv_.layers.empty()) return true;
-    diags_.error("no-layers", "'" + s.text + "' selects layers, but " + inv_.source +
-                                  " has no repeated blocks", s.loc,
-                 {"add a `discovery: layers:` pattern (e.g. 'backbone\\.blocks\\.#') if the model has layers"});
+    diags_.error("no-layers",
+                 "'" + s.text + "' selects layers, but " + inv_.source + " has no repeated blocks",
+                 s.loc,
+                 {"add a `discovery: layers:` pattern (e.g. 'backbone\\.blocks\\.#') if the model "
+                  "has layers"});
     return false;
   }
 
@@ -334,22 +341,26 @@ class Resolver {
     auto range = stack_range(s.stack);
     if (!range) return std::nullopt;
     const int64_t L = range->end - range->begin;
-    std::string count_text = range->what == "the model" ? layer_count_text()
-                           : range->what + " has " + std::to_string(L) + " layers";
+    std::string count_text = range->what == "the model"
+                                 ? layer_count_text()
+                                 : range->what + " has " + std::to_string(L) + " layers";
     std::vector<int32_t> out;
     auto push = [&](int64_t local) { out.push_back(static_cast<int32_t>(range->begin + local)); };
     switch (s.layer_form) {
       case Selector::LayerForm::kFirst:
       case Selector::LayerForm::kLast: {
-        auto n = eval_int(s.amount, s.layer_form == Selector::LayerForm::kFirst ? "'first'" : "'last'");
+        auto n =
+            eval_int(s.amount, s.layer_form == Selector::LayerForm::kFirst ? "'first'" : "'last'");
         if (!n) return std::nullopt;
         if (*n < 0 || *n > L) {
-          diags_.error("out-of-range", std::string(s.layer_form == Selector::LayerForm::kFirst ? "first" : "last") + ": " +
-                                           std::to_string(*n) + " is out of range: " + count_text,
+          diags_.error("out-of-range",
+                       std::string(s.layer_form == Selector::LayerForm::kFirst ? "first" : "last") +
+                           ": " + std::to_string(*n) + " is out of range: " + count_text,
                        s.amount.loc());
           return std::nullopt;
         }
-        for (int64_t i = 0; i < *n; ++i) push(s.layer_form == Selector::LayerForm::kFirst ? i : L - *n + i);
+        for (int64_t i = 0; i < *n; ++i)
+          push(s.layer_form == Selector::LayerForm::kFirst ? i : L - *n + i);
         return out;
       }
       case Selector::LayerForm::kFirstRatio:
@@ -357,14 +368,17 @@ class Resolver {
         auto r = eval_number(s.amount, "a ratio");
         if (!r) return std::nullopt;
         if (!(*r >= 0.0 && *r <= 1.0)) {
-          diags_.error("out-of-range", "ratio " + Value::real(*r).to_string() + " is outside [0, 1] (" + count_text + ")",
-                       s.amount.loc());
+          diags_.error(
+              "out-of-range",
+              "ratio " + Value::real(*r).to_string() + " is outside [0, 1] (" + count_text + ")",
+              s.amount.loc());
           return std::nullopt;
         }
         // floor(r * L), robust to 0.1 * 30 = 2.9999999999999996.
         int64_t n = static_cast<int64_t>(std::floor(*r * static_cast<double>(L) + 1e-9));
         n = std::min<int64_t>(n, L);
-        for (int64_t i = 0; i < n; ++i) push(s.layer_form == Selector::LayerForm::kFirstRatio ? i : L - n + i);
+        for (int64_t i = 0; i < n; ++i)
+          push(s.layer_form == Selector::LayerForm::kFirstRatio ? i : L - n + i);
         return out;
       }
       case Selector::LayerForm::kIndices: {
@@ -386,13 +400,16 @@ class Resolver {
             }
             sl = *parsed;
           } else {
-            diags_.error("wrong-type", "a layer index must be an int or a slice, got " + v->to_string(), e.loc());
+            diags_.error("wrong-type",
+                         "a layer index must be an int or a slice, got " + v->to_string(), e.loc());
             return std::nullopt;
           }
           if (sl.single) {
             int64_t i = *sl.start;
             if (i < -L || i >= L) {
-              diags_.error("out-of-range", "layer index " + std::to_string(i) + " is out of range: " + count_text, e.loc());
+              diags_.error("out-of-range",
+                           "layer index " + std::to_string(i) + " is out of range: " + count_text,
+                           e.loc());
               return std::nullopt;
             }
             chosen.insert(static_cast<int32_t>(range->begin + (i < 0 ? i + L : i)));
@@ -401,15 +418,18 @@ class Resolver {
           auto bound = [&](std::optional<int64_t> b, int64_t dflt) -> std::optional<int64_t> {
             if (!b) return dflt;
             if (*b < -L || *b > L) {
-              diags_.error("out-of-range", "slice '" + text + "' reaches layer " + std::to_string(*b) +
-                                               ", out of range: " + count_text, e.loc());
+              diags_.error("out-of-range",
+                           "slice '" + text + "' reaches layer " + std::to_string(*b) +
+                               ", out of range: " + count_text,
+                           e.loc());
               return std::nullopt;
             }
             return *b < 0 ? *b + L : *b;
           };
           auto a = bound(sl.start, 0), b = bound(sl.stop, L);
           if (!a || !b) return std::nullopt;
-          for (int64_t i = *a; i < *b; i += sl.step) chosen.insert(static_cast<int32_t>(range->begin + i));
+          for (int64_t i = *a; i < *b; i += sl.step)
+            chosen.insert(static_cast<int32_t>(range->begin + i));
         }
         out.assign(chosen.begin(), chosen.end());
         return out;
@@ -449,7 +469,8 @@ class Resolver {
           o.set_log_errors(false);
           auto re = std::make_unique<RE2>(text, o);
           if (!re->ok()) {
-            diags_.error("bad-regex", "invalid module_type pattern '" + text + "': " + re->error(), s.strings.loc());
+            diags_.error("bad-regex", "invalid module_type pattern '" + text + "': " + re->error(),
+                         s.strings.loc());
             continue;
           }
           res.push_back(std::move(re));
@@ -496,13 +517,16 @@ class Resolver {
         if (all_static) {
           Bitset b = kids[0].leaf;
           for (size_t i = 1; i < kids.size(); ++i) {
-            if (s.kind == Selector::Kind::kAnyOf) b |= kids[i].leaf;
-            else b &= kids[i].leaf;
+            if (s.kind == Selector::Kind::kAnyOf)
+              b |= kids[i].leaf;
+            else
+              b &= kids[i].leaf;
           }
           return leaf(std::move(b));
         }
         DynamicSet d;
-        d.op = s.kind == Selector::Kind::kAnyOf ? DynamicSet::Op::kUnion : DynamicSet::Op::kIntersect;
+        d.op =
+            s.kind == Selector::Kind::kAnyOf ? DynamicSet::Op::kUnion : DynamicSet::Op::kIntersect;
         d.kids = std::move(kids);
         return d;
       }
@@ -524,8 +548,10 @@ class Resolver {
         auto seed = eval_int(s.seed, "'seed'");
         if (!count || !seed) return leaf(Bitset(n_));
         if (*count < 0 || *count > static_cast<int64_t>(d.pool.size())) {
-          diags_.error("out-of-range", "random_layers count " + std::to_string(*count) + " is out of range: it draws from " +
-                                           std::to_string(d.pool.size()) + " layers (" + layer_count_text() + ")",
+          diags_.error("out-of-range",
+                       "random_layers count " + std::to_string(*count) +
+                           " is out of range: it draws from " + std::to_string(d.pool.size()) +
+                           " layers (" + layer_count_text() + ")",
                        s.amount.loc());
           return leaf(Bitset(n_));
         }
@@ -561,12 +587,16 @@ std::vector<std::string> empty_match_notes(const Selector& s, const Inventory& i
   std::vector<std::string> notes;
   if (s.kind == Selector::Kind::kRole && s.role == Role::kEmbeddings && !inv.stacks.empty() &&
       inv.stacks[0].container == "features")
-    notes.push_back("torchvision's features.N models have no embeddings: every features.N is a layer");
+    notes.push_back(
+        "torchvision's features.N models have no embeddings: every features.N is a layer");
   else if (s.kind == Selector::Kind::kRole)
     notes.push_back(inv.source + " has no parameter with role '" + role_name(s.role) + "'");
   if (s.kind == Selector::Kind::kModuleType &&
-      std::all_of(inv.params.begin(), inv.params.end(), [](const Param& p) { return p.module_type.empty(); }))
-    notes.push_back(inv.source + " records no module types (a safetensors header has none); select by name instead");
+      std::all_of(inv.params.begin(), inv.params.end(),
+                  [](const Param& p) { return p.module_type.empty(); }))
+    notes.push_back(
+        inv.source +
+        " records no module types (a safetensors header has none); select by name instead");
   return notes;
 }
 
@@ -595,7 +625,8 @@ class Compiler {
     size_t errors_before = diags_.count(Severity::kError);
     auto scope = bind_params(s_, o_.sets, o_.values, diags_);
     if (!scope) return std::nullopt;
-    DiscoveryPatterns patterns = DiscoveryPatterns::shipped().merged(s_.discovery, s_.discovery_replace);
+    DiscoveryPatterns patterns =
+        DiscoveryPatterns::shipped().merged(s_.discovery, s_.discovery_replace);
     discover_layers(inv, patterns, diags_);
     if (diags_.count(Severity::kError) > errors_before) return std::nullopt;
 
@@ -636,10 +667,14 @@ class Compiler {
     if (plan.uses_epochs && plan.uses_steps && !plan.options.steps_per_epoch) {
       SourceLoc at;
       for (auto& [_, ps] : staged)
-        if (ps.unit == Trigger::Unit::kStep) { at = ps.loc; break; }
-      diags_.error("needs-steps-per-epoch", "this strategy mixes epoch and step triggers, so it needs the number of "
-                                            "steps per epoch to order them", at,
-                   {"pass --steps-per-epoch N, or set options: steps_per_epoch"});
+        if (ps.unit == Trigger::Unit::kStep) {
+          at = ps.loc;
+          break;
+        }
+      diags_.error("needs-steps-per-epoch",
+                   "this strategy mixes epoch and step triggers, so it needs the number of "
+                   "steps per epoch to order them",
+                   at, {"pass --steps-per-epoch N, or set options: steps_per_epoch"});
     }
     int64_t spe = plan.options.steps_per_epoch.value_or(1);
     for (auto& [_, ps] : staged)
@@ -660,15 +695,21 @@ class Compiler {
   void options(CompiledPlan& plan, Resolver& res) {
     plan.options.batchnorm = s_.options.batchnorm;
     plan.options.optimizer_state = s_.options.optimizer_state;
-    if (auto v = res.eval_number(s_.options.unfreeze_lr_scale, "'unfreeze_lr_scale'")) plan.options.unfreeze_lr_scale = *v;
+    if (auto v = res.eval_number(s_.options.unfreeze_lr_scale, "'unfreeze_lr_scale'"))
+      plan.options.unfreeze_lr_scale = *v;
     if (auto v = res.eval_number(s_.options.lr_decay, "'lr_decay'")) plan.options.lr_decay = *v;
     if (auto v = res.eval_int(s_.options.steps_per_epoch, "'steps_per_epoch'")) {
-      if (*v < 1) diags_.error("out-of-range", "steps_per_epoch must be at least 1", s_.options.steps_per_epoch.loc());
-      else plan.options.steps_per_epoch = *v;
+      if (*v < 1)
+        diags_.error("out-of-range", "steps_per_epoch must be at least 1",
+                     s_.options.steps_per_epoch.loc());
+      else
+        plan.options.steps_per_epoch = *v;
     }
     if (o_.steps_per_epoch) {
-      if (*o_.steps_per_epoch < 1) diags_.error("out-of-range", "--steps-per-epoch must be at least 1", {});
-      else plan.options.steps_per_epoch = o_.steps_per_epoch;
+      if (*o_.steps_per_epoch < 1)
+        diags_.error("out-of-range", "--steps-per-epoch must be at least 1", {});
+      else
+        plan.options.steps_per_epoch = o_.steps_per_epoch;
     }
   }
 
@@ -715,12 +756,15 @@ class Compiler {
     auto v = res.eval_int(t.value, std::string("'") + unit_name(t.unit) + "'");
     if (!v) return std::nullopt;
     if (*v > (int64_t{1} << 40)) {
-      diags_.error("out-of-range", std::string("a trigger must be at most 2^40, got ") + std::to_string(*v), t.loc);
+      diags_.error("out-of-range",
+                   std::string("a trigger must be at most 2^40, got ") + std::to_string(*v), t.loc);
       return std::nullopt;
     }
     if (*v < (positive ? 1 : 0)) {
-      diags_.error("out-of-range", std::string("a trigger must be ") + (positive ? "at least 1" : "non-negative") +
-                                       ", got " + std::to_string(*v), t.loc);
+      diags_.error("out-of-range",
+                   std::string("a trigger must be ") + (positive ? "at least 1" : "non-negative") +
+                       ", got " + std::to_string(*v),
+                   t.loc);
       return std::nullopt;
     }
     return v;
@@ -740,7 +784,8 @@ class Compiler {
         auto k = trigger_value(st.period, res, true);
         if (!k) return out;
         ps.period = *k;
-        ps.label = "every" + named + " " + std::to_string(*k) + " " + unit_name(st.period.unit) + (*k == 1 ? "" : "s");
+        ps.label = "every" + named + " " + std::to_string(*k) + " " + unit_name(st.period.unit) +
+                   (*k == 1 ? "" : "s");
       } else {
         ps.label = "stage" + named + " at " + unit_name(ps.unit) + " " + std::to_string(ps.at);
       }
@@ -764,20 +809,24 @@ class Compiler {
       // Groups in data-flow order: each tower (one group), the connectors (one group), the
       // embeddings, the trunk's layers, the head. So a progressive stage over `all` opens the
       // head first and the embeddings last (ULMFiT), then the connectors and the towers.
-      int32_t key = p.role == Role::kTower       ? tower_key(p.part)
-                  : p.role == Role::kConnector   ? kConnectorKey
-                  : p.layer >= 0                 ? p.layer
-                  : p.role == Role::kEmbeddings  ? -1
-                  : p.role == Role::kHead        ? I.num_layers()
-                  : p.anchor_layer >= 0          ? p.anchor_layer
-                                                 : kLooseKey;
-      if (key != kLooseKey) by_layer[key].push_back(static_cast<uint32_t>(i));
-      else loose.push_back(static_cast<uint32_t>(i));
+      int32_t key = p.role == Role::kTower        ? tower_key(p.part)
+                    : p.role == Role::kConnector  ? kConnectorKey
+                    : p.layer >= 0                ? p.layer
+                    : p.role == Role::kEmbeddings ? -1
+                    : p.role == Role::kHead       ? I.num_layers()
+                    : p.anchor_layer >= 0         ? p.anchor_layer
+                                                  : kLooseKey;
+      if (key != kLooseKey)
+        by_layer[key].push_back(static_cast<uint32_t>(i));
+      else
+        loose.push_back(static_cast<uint32_t>(i));
     });
     if (!loose.empty())
-      diags_.warning("progressive-loose", "progressive stage: " + std::to_string(loose.size()) +
-                                              " selected parameters are outside every layer and are not grouped: " +
-                                              names_list(I, loose), st.loc);
+      diags_.warning("progressive-loose",
+                     "progressive stage: " + std::to_string(loose.size()) +
+                         " selected parameters are outside every layer and are not grouped: " +
+                         names_list(I, loose),
+                     st.loc);
     if (by_layer.empty()) {
       no_match_.push_back({&st.selector, {"progressive " + st.selector.text, st.loc}});
       return out;
@@ -794,8 +843,10 @@ class Compiler {
     const int64_t G = (static_cast<int64_t>(order.size()) + *gs - 1) / *gs;
     std::optional<int64_t> span;
     Trigger::Unit unit = st.at.unit;
-    if (st.has_every) span = trigger_value(st.period, res, true);
-    else span = trigger_value(*st.over, res, false);
+    if (st.has_every)
+      span = trigger_value(st.period, res, true);
+    else
+      span = trigger_value(*st.over, res, false);
     if (!span) return out;
     std::map<int64_t, std::vector<int64_t>> groups_at;  // time -> group numbers
     for (int64_t g = 0; g < G; ++g) {
@@ -812,23 +863,30 @@ class Compiler {
       pr.set.leaf = Bitset(I.params.size());
       std::vector<std::string> layer_names;
       for (int64_t g : gs_here) {
-        for (int64_t k = g * *gs; k < std::min<int64_t>((g + 1) * *gs, static_cast<int64_t>(order.size())); ++k) {
+        for (int64_t k = g * *gs;
+             k < std::min<int64_t>((g + 1) * *gs, static_cast<int64_t>(order.size())); ++k) {
           for (uint32_t q : by_layer[order[k]]) pr.set.leaf.set(q);
           layer_names.push_back(group_name(I, order[k]));
         }
       }
       std::string groups = gs_here.size() == 1 ? "group " + std::to_string(gs_here[0] + 1)
-                                               : "groups " + std::to_string(gs_here.front() + 1) + "–" + std::to_string(gs_here.back() + 1);
+                                               : "groups " + std::to_string(gs_here.front() + 1) +
+                                                     "–" + std::to_string(gs_here.back() + 1);
       std::string layers;
-      auto is_number = [](const std::string& t) { return !t.empty() && std::isdigit(static_cast<unsigned char>(t[0])); };
+      auto is_number = [](const std::string& t) {
+        return !t.empty() && std::isdigit(static_cast<unsigned char>(t[0]));
+      };
       for (size_t i = 0; i < layer_names.size(); ++i) {
         bool numeric = is_number(layer_names[i]);
         bool prev_numeric = i > 0 && is_number(layer_names[i - 1]);
-        layers += (i ? ", " : "") + std::string(numeric && !prev_numeric ? "layers " : "") + layer_names[i];
+        layers += (i ? ", " : "") + std::string(numeric && !prev_numeric ? "layers " : "") +
+                  layer_names[i];
       }
-      p.label = "progressive" + named + " " + groups + "/" + std::to_string(G) + " at " + unit_name(unit) + " " + std::to_string(t);
-      pr.prov = {std::string(action_name(st.action)) + " " + layers + " (progressive " + groups + " of " +
-                     std::to_string(G) + ")", st.loc};
+      p.label = "progressive" + named + " " + groups + "/" + std::to_string(G) + " at " +
+                unit_name(unit) + " " + std::to_string(t);
+      pr.prov = {std::string(action_name(st.action)) + " " + layers + " (progressive " + groups +
+                     " of " + std::to_string(G) + ")",
+                 st.loc};
       p.rules.push_back(std::move(pr));
       out.push_back(std::move(p));
     }
@@ -839,8 +897,9 @@ class Compiler {
     const Inventory& I = *plan.inventory;
     std::vector<Diagnostic> ws;
     for (const auto& [sel, prov] : no_match_) {
-      Diagnostic d{Severity::kWarning, "no-match", "'" + prov.text + "' selects no parameter of " + I.source,
-                   prov.loc, empty_match_notes(*sel, I)};
+      Diagnostic d{Severity::kWarning, "no-match",
+                   "'" + prov.text + "' selects no parameter of " + I.source, prov.loc,
+                   empty_match_notes(*sel, I)};
       ws.push_back(d);
     }
     // Tied tensors: a rule that changes the state of a shared tensor while naming only some of
@@ -857,15 +916,19 @@ class Compiler {
       for (const PlanRule* r : order) {
         if (!r->set.is_static() || !r->set.leaf.test(i)) continue;
         bool now = r->action == Action::kFreeze;
-        bool partial = std::find(r->partial_ties.begin(), r->partial_ties.end(), i) != r->partial_ties.end();
+        bool partial =
+            std::find(r->partial_ties.begin(), r->partial_ties.end(), i) != r->partial_ties.end();
         if (now != frozen && partial) {
           std::string names = "'" + p.name + "'";
           for (const auto& a : p.aliases) names += " = '" + a + "'";
-          ws.push_back({Severity::kWarning, "tied-conflict",
-                        "'" + r->prov.text + "' " + (now ? "freezes" : "unfreezes") + " the tied tensor " + names +
-                            " through only some of its names; every name follows, since it is one tensor",
-                        r->prov.loc,
-                        {"the last rule that selects any of its names decides its state"}});
+          ws.push_back(
+              {Severity::kWarning,
+               "tied-conflict",
+               "'" + r->prov.text + "' " + (now ? "freezes" : "unfreezes") + " the tied tensor " +
+                   names +
+                   " through only some of its names; every name follows, since it is one tensor",
+               r->prov.loc,
+               {"the last rule that selects any of its names decides its state"}});
         }
         frozen = now;
       }
@@ -877,8 +940,10 @@ class Compiler {
       Diagnostic d;
       d.severity = Severity::kWarning;
       d.code = "other-params";
-      d.message = std::to_string(other_idx.size()) + (other_idx.size() == 1 ? " parameter has" : " parameters have") +
-                  " role 'other' (outside layers, embeddings and head): " + names_list(I, other_idx);
+      d.message =
+          std::to_string(other_idx.size()) +
+          (other_idx.size() == 1 ? " parameter has" : " parameters have") +
+          " role 'other' (outside layers, embeddings and head): " + names_list(I, other_idx);
       d.notes.push_back("select them with `other`, by name, or give them a role with `discovery:`");
       ws.push_back(std::move(d));
     }
@@ -900,7 +965,8 @@ class Compiler {
 
 }  // namespace
 
-std::optional<CompiledPlan> compile(const StrategyDef& s, Inventory inv, const PlanOptions& opts, Diagnostics& diags) {
+std::optional<CompiledPlan> compile(const StrategyDef& s, Inventory inv, const PlanOptions& opts,
+                                    Diagnostics& diags) {
   return Compiler(s, opts, diags).run(std::move(inv));
 }
 

@@ -16,6 +16,6 @@ namespace layerfreeze {
 /// Compiles `s` against `inv`. Errors and warnings go to `diags` (warnings are also kept in
 /// the plan). Returns nullopt when there are errors.
 std::optional<CompiledPlan> compile(const StrategyDef& s, Inventory inv, const PlanOptions& opts,
-                            Diagnostics& diags);
+                                    Diagnostics& diags);
 
 }  // namespace layerfreeze

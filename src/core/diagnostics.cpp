@@ -28,14 +28,14 @@ const std::string* SourceTexts::line(const std::string& file, int line) const {
 
 void Diagnostics::error(std::string code, std::string message, SourceLoc loc,
                         std::vector<std::string> notes) {
-  items_.push_back({Severity::kError, std::move(code), std::move(message), std::move(loc),
-                    std::move(notes)});
+  items_.push_back(
+      {Severity::kError, std::move(code), std::move(message), std::move(loc), std::move(notes)});
 }
 
 void Diagnostics::warning(std::string code, std::string message, SourceLoc loc,
                           std::vector<std::string> notes) {
-  items_.push_back({Severity::kWarning, std::move(code), std::move(message), std::move(loc),
-                    std::move(notes)});
+  items_.push_back(
+      {Severity::kWarning, std::move(code), std::move(message), std::move(loc), std::move(notes)});
 }
 
 void Diagnostics::append(const Diagnostics& other) {
@@ -83,12 +83,14 @@ std::string format_diagnostic(const Diagnostic& d, const SourceTexts* sources) {
       std::string line = *full;
       if (line.size() > kWidth) {
         begin = std::min(col > kWidth / 2 ? col - kWidth / 2 : 0, full->size());
-        line = (begin > 0 ? "…" : "") + full->substr(begin, kWidth) + (begin + kWidth < full->size() ? "…" : "");
+        line = (begin > 0 ? "…" : "") + full->substr(begin, kWidth) +
+               (begin + kWidth < full->size() ? "…" : "");
       }
       out << "  " << line << '\n';
       std::string pad = begin > 0 ? " " : "";
       // Keep tabs so the caret lines up under the same column in a terminal.
-      for (size_t i = begin; i < col && i < full->size(); ++i) pad.push_back((*full)[i] == '\t' ? '\t' : ' ');
+      for (size_t i = begin; i < col && i < full->size(); ++i)
+        pad.push_back((*full)[i] == '\t' ? '\t' : ' ');
       out << "  " << pad << "^\n";
     }
   }

@@ -54,8 +54,28 @@ const char* kind_name(Value::Kind k) {
 }
 
 struct ExprNode {
-  enum class Op { kLit, kName, kNeg, kNot, kAdd, kSub, kMul, kDiv, kIntDiv, kMod, kEq, kNe, kLt,
-                  kLe, kGt, kGe, kIn, kAnd, kOr, kCall };
+  enum class Op {
+    kLit,
+    kName,
+    kNeg,
+    kNot,
+    kAdd,
+    kSub,
+    kMul,
+    kDiv,
+    kIntDiv,
+    kMod,
+    kEq,
+    kNe,
+    kLt,
+    kLe,
+    kGt,
+    kGe,
+    kIn,
+    kAnd,
+    kOr,
+    kCall
+  };
   Op op = Op::kLit;
   Value value;
   std::string name;  // kName, kCall
@@ -94,7 +114,8 @@ class ExprParser {
     if (s_.compare(pos_, tok.size(), tok) != 0) return false;
     // Keywords must not be the start of a longer identifier.
     if (std::isalpha(static_cast<unsigned char>(tok[0])) && pos_ + tok.size() < s_.size() &&
-        (std::isalnum(static_cast<unsigned char>(s_[pos_ + tok.size()])) || s_[pos_ + tok.size()] == '_'))
+        (std::isalnum(static_cast<unsigned char>(s_[pos_ + tok.size()])) ||
+         s_[pos_ + tok.size()] == '_'))
       return false;
     pos_ += tok.size();
     return true;
@@ -135,20 +156,28 @@ class ExprParser {
   NodeP parse_add() {
     NodeP l = parse_mul();
     while (error_.empty()) {
-      if (eat("+")) l = make(ExprNode::Op::kAdd, {l, parse_mul()});
-      else if (eat("-")) l = make(ExprNode::Op::kSub, {l, parse_mul()});
-      else break;
+      if (eat("+"))
+        l = make(ExprNode::Op::kAdd, {l, parse_mul()});
+      else if (eat("-"))
+        l = make(ExprNode::Op::kSub, {l, parse_mul()});
+      else
+        break;
     }
     return l;
   }
   NodeP parse_mul() {
     NodeP l = parse_unary();
     while (error_.empty()) {
-      if (eat("*")) l = make(ExprNode::Op::kMul, {l, parse_unary()});
-      else if (eat("//")) l = make(ExprNode::Op::kIntDiv, {l, parse_unary()});
-      else if (eat("/")) l = make(ExprNode::Op::kDiv, {l, parse_unary()});
-      else if (eat("%")) l = make(ExprNode::Op::kMod, {l, parse_unary()});
-      else break;
+      if (eat("*"))
+        l = make(ExprNode::Op::kMul, {l, parse_unary()});
+      else if (eat("//"))
+        l = make(ExprNode::Op::kIntDiv, {l, parse_unary()});
+      else if (eat("/"))
+        l = make(ExprNode::Op::kDiv, {l, parse_unary()});
+      else if (eat("%"))
+        l = make(ExprNode::Op::kMod, {l, parse_unary()});
+      else
+        break;
     }
     return l;
   }
@@ -169,20 +198,24 @@ class ExprParser {
       return n;
     }
     auto n = std::make_shared<ExprNode>();
-    if (pos_ < s_.size() && (std::isdigit(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '.')) {
+    if (pos_ < s_.size() &&
+        (std::isdigit(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '.')) {
       size_t start = pos_;
       bool is_float = false;
-      while (pos_ < s_.size() && (std::isdigit(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '.' ||
-                                  s_[pos_] == 'e' || s_[pos_] == 'E' ||
-                                  ((s_[pos_] == '-' || s_[pos_] == '+') && (s_[pos_ - 1] == 'e' || s_[pos_ - 1] == 'E')))) {
+      while (pos_ < s_.size() && (std::isdigit(static_cast<unsigned char>(s_[pos_])) ||
+                                  s_[pos_] == '.' || s_[pos_] == 'e' || s_[pos_] == 'E' ||
+                                  ((s_[pos_] == '-' || s_[pos_] == '+') &&
+                                   (s_[pos_ - 1] == 'e' || s_[pos_ - 1] == 'E')))) {
         if (!std::isdigit(static_cast<unsigned char>(s_[pos_]))) is_float = true;
         ++pos_;
       }
       std::string num = s_.substr(start, pos_ - start);
       try {
         size_t used = 0;
-        if (is_float) n->value = Value::real(std::stod(num, &used));
-        else n->value = Value::integer(std::stoll(num, &used));
+        if (is_float)
+          n->value = Value::real(std::stod(num, &used));
+        else
+          n->value = Value::integer(std::stoll(num, &used));
         if (used != num.size()) fail("bad number '" + num + "'");
       } catch (...) {
         fail("bad number '" + num + "'");
@@ -203,22 +236,27 @@ class ExprParser {
       --depth_;
       return n;
     }
-    if (pos_ < s_.size() && (std::isalpha(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '_')) {
+    if (pos_ < s_.size() &&
+        (std::isalpha(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '_')) {
       size_t start = pos_;
       // Dotted names reach nested keys (a model config's `vision_config.depth`).
-      while (pos_ < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '_' ||
-                                  (s_[pos_] == '.' && pos_ + 1 < s_.size() &&
-                                   (std::isalpha(static_cast<unsigned char>(s_[pos_ + 1])) || s_[pos_ + 1] == '_'))))
+      while (pos_ < s_.size() &&
+             (std::isalnum(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '_' ||
+              (s_[pos_] == '.' && pos_ + 1 < s_.size() &&
+               (std::isalpha(static_cast<unsigned char>(s_[pos_ + 1])) || s_[pos_ + 1] == '_'))))
         ++pos_;
       std::string id = s_.substr(start, pos_ - start);
-      if (id == "true" || id == "false") n->value = Value::boolean(id == "true");
-      else if (id == "null") n->value = Value::null();
+      if (id == "true" || id == "false")
+        n->value = Value::boolean(id == "true");
+      else if (id == "null")
+        n->value = Value::null();
       else if (eat("(")) {
         auto call = std::make_shared<ExprNode>();
         call->op = ExprNode::Op::kCall;
         call->name = id;
         if (id != "min" && id != "max" && id != "floor" && id != "ceil" && id != "round")
-          fail("unknown function '" + id + "'" + did_you_mean(id, {"min", "max", "floor", "ceil", "round"}));
+          fail("unknown function '" + id + "'" +
+               did_you_mean(id, {"min", "max", "floor", "ceil", "round"}));
         if (!eat(")")) {
           do call->args.push_back(parse_or());
           while (error_.empty() && eat(","));
@@ -270,16 +308,23 @@ struct Evaluator {
   }
   std::optional<Value> arith(ExprNode::Op op, const Value& a, const Value& b) {
     if (!a.is_number() || !b.is_number())
-      return fail(std::string("arithmetic needs numbers, got ") + kind_name(a.kind) + " and " + kind_name(b.kind));
+      return fail(std::string("arithmetic needs numbers, got ") + kind_name(a.kind) + " and " +
+                  kind_name(b.kind));
     bool ints = a.kind == Value::Kind::kInt && b.kind == Value::Kind::kInt;
     const int64_t lim = int64_t{1} << 53;
     switch (op) {
-      case ExprNode::Op::kAdd: case ExprNode::Op::kSub: case ExprNode::Op::kMul: {
-        double r = op == ExprNode::Op::kAdd ? a.number() + b.number()
-                 : op == ExprNode::Op::kSub ? a.number() - b.number() : a.number() * b.number();
+      case ExprNode::Op::kAdd:
+      case ExprNode::Op::kSub:
+      case ExprNode::Op::kMul: {
+        double r = op == ExprNode::Op::kAdd   ? a.number() + b.number()
+                   : op == ExprNode::Op::kSub ? a.number() - b.number()
+                                              : a.number() * b.number();
         if (ints) {
-          if (std::fabs(r) >= static_cast<double>(lim)) return fail("integer overflow in expression");
-          return Value::integer(op == ExprNode::Op::kAdd ? a.i + b.i : op == ExprNode::Op::kSub ? a.i - b.i : a.i * b.i);
+          if (std::fabs(r) >= static_cast<double>(lim))
+            return fail("integer overflow in expression");
+          return Value::integer(op == ExprNode::Op::kAdd   ? a.i + b.i
+                                : op == ExprNode::Op::kSub ? a.i - b.i
+                                                           : a.i * b.i);
         }
         return Value::real(r);
       }
@@ -291,11 +336,15 @@ struct Evaluator {
         if (b.number() == 0) return fail("division by zero");
         if (ints) {
           int64_t q = a.i / b.i, m = a.i % b.i;
-          if (m != 0 && ((m < 0) != (b.i < 0))) { --q; m += b.i; }  // Python's floor semantics
+          if (m != 0 && ((m < 0) != (b.i < 0))) {
+            --q;
+            m += b.i;
+          }  // Python's floor semantics
           return Value::integer(op == ExprNode::Op::kIntDiv ? q : m);
         }
         double q = std::floor(a.number() / b.number());
-        return op == ExprNode::Op::kIntDiv ? Value::real(q) : Value::real(a.number() - q * b.number());
+        return op == ExprNode::Op::kIntDiv ? Value::real(q)
+                                           : Value::real(a.number() - q * b.number());
       }
       default: return fail("bad operator");
     }
@@ -306,7 +355,9 @@ struct Evaluator {
       case Op::kLit: return n.value;
       case Op::kName: {
         auto it = scope.find(n.name);
-        if (it == scope.end()) return fail("parameter '" + n.name + "' has no value (set it with --set " + n.name + "=...)");
+        if (it == scope.end())
+          return fail("parameter '" + n.name + "' has no value (set it with --set " + n.name +
+                      "=...)");
         return it->second;
       }
       case Op::kNeg: {
@@ -321,7 +372,8 @@ struct Evaluator {
         if (!v) return v;
         return Value::boolean(!truthy(*v));
       }
-      case Op::kAnd: case Op::kOr: {
+      case Op::kAnd:
+      case Op::kOr: {
         auto a = eval(*n.args[0]);
         if (!a) return a;
         if ((n.op == Op::kAnd) != truthy(*a)) return Value::boolean(truthy(*a));
@@ -329,13 +381,20 @@ struct Evaluator {
         if (!b) return b;
         return Value::boolean(truthy(*b));
       }
-      case Op::kEq: case Op::kNe: case Op::kLt: case Op::kLe: case Op::kGt: case Op::kGe: case Op::kIn: {
+      case Op::kEq:
+      case Op::kNe:
+      case Op::kLt:
+      case Op::kLe:
+      case Op::kGt:
+      case Op::kGe:
+      case Op::kIn: {
         auto a = eval(*n.args[0]);
         auto b = a ? eval(*n.args[1]) : std::nullopt;
         if (!a || !b) return std::nullopt;
         if (n.op == Op::kEq) return Value::boolean(*a == *b);
         if (n.op == Op::kIn) {
-          if (b->kind != Value::Kind::kList) return fail(std::string("'in' needs a list on its right, got ") + kind_name(b->kind));
+          if (b->kind != Value::Kind::kList)
+            return fail(std::string("'in' needs a list on its right, got ") + kind_name(b->kind));
           for (const auto& x : b->list)
             if (x == *a) return Value::boolean(true);
           return Value::boolean(false);
@@ -343,7 +402,10 @@ struct Evaluator {
         if (n.op == Op::kNe) return Value::boolean(!(*a == *b));
         if (!a->is_number() || !b->is_number()) return fail("ordering comparisons need numbers");
         double x = a->number(), y = b->number();
-        return Value::boolean(n.op == Op::kLt ? x < y : n.op == Op::kLe ? x <= y : n.op == Op::kGt ? x > y : x >= y);
+        return Value::boolean(n.op == Op::kLt   ? x < y
+                              : n.op == Op::kLe ? x <= y
+                              : n.op == Op::kGt ? x > y
+                                                : x >= y);
       }
       case Op::kCall: {
         std::vector<Value> args;
@@ -358,7 +420,9 @@ struct Evaluator {
         if (args.empty()) return fail(n.name + "() needs arguments");
         if (n.name == "floor" || n.name == "ceil" || n.name == "round") {
           double x = args[0].number();
-          double r = n.name == "floor" ? std::floor(x) : n.name == "ceil" ? std::ceil(x) : std::round(x);
+          double r = n.name == "floor"  ? std::floor(x)
+                     : n.name == "ceil" ? std::ceil(x)
+                                        : std::round(x);
           if (std::fabs(r) >= 9.0e15) return fail("integer overflow in expression");
           return Value::integer(static_cast<int64_t>(r));
         }

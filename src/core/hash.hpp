@@ -1,5 +1,6 @@
-// Hasher: a stable 64-bit hash (FNV-style multiply and fold, a word at a time) for fingerprints. Stable across runs, platforms and
-// processes (no std::hash), so two ranks of a job can compare plans.
+// Hasher: a stable 64-bit hash (FNV-style multiply and fold, a word at a time) for fingerprints.
+// Stable across runs, platforms and processes (no std::hash), so two ranks of a job can compare
+// plans.
 #pragma once
 
 #include <cstdint>
@@ -32,7 +33,8 @@ class Hasher {
   }
   void add(int64_t v) {
     unsigned char b[8];
-    for (int i = 0; i < 8; ++i) b[i] = static_cast<unsigned char>((static_cast<uint64_t>(v) >> (8 * i)) & 0xff);
+    for (int i = 0; i < 8; ++i)
+      b[i] = static_cast<unsigned char>((static_cast<uint64_t>(v) >> (8 * i)) & 0xff);
     add_bytes(b, 8);
   }
   void add(int v) { add(static_cast<int64_t>(v)); }

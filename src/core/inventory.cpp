@@ -31,10 +31,10 @@ std::optional<Role> parse_role(const std::string& s) {
 
 int dtype_bytes(const std::string& dtype) {
   static const std::unordered_map<std::string, int> sizes = {
-      {"float64", 8}, {"float32", 4}, {"float16", 2}, {"bfloat16", 2}, {"int64", 8},
-      {"int32", 4},   {"int16", 2},   {"int8", 1},    {"uint8", 1},    {"bool", 1},
-      {"float8_e4m3fn", 1}, {"float8_e5m2", 1}, {"complex64", 8}, {"complex128", 16},
-      {"uint16", 2}, {"uint32", 4}, {"uint64", 8}};
+      {"float64", 8},       {"float32", 4},     {"float16", 2},   {"bfloat16", 2},    {"int64", 8},
+      {"int32", 4},         {"int16", 2},       {"int8", 1},      {"uint8", 1},       {"bool", 1},
+      {"float8_e4m3fn", 1}, {"float8_e5m2", 1}, {"complex64", 8}, {"complex128", 16}, {"uint16", 2},
+      {"uint32", 4},        {"uint64", 8}};
   auto it = sizes.find(dtype);
   return it == sizes.end() ? 0 : it->second;
 }
@@ -149,8 +149,9 @@ void Inventory::sort_natural() {
   // Sort positions, then move each parameter once (a Param is large to move around).
   std::vector<uint32_t> order(params.size());
   for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](uint32_t x, uint32_t y) { return natural_less(params[x].name, params[y].name); });
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t x, uint32_t y) {
+    return natural_less(params[x].name, params[y].name);
+  });
   std::vector<Param> sorted;
   sorted.reserve(params.size());
   for (uint32_t i : order) sorted.push_back(std::move(params[i]));

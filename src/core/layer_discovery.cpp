@@ -120,8 +120,9 @@ std::unique_ptr<RE2> compile_pattern(const Pattern& p, const char* what, Diagnos
   o.set_log_errors(false);
   auto re = std::make_unique<RE2>(p.text, o);
   if (!re->ok()) {
-    diags.error("bad-regex", std::string("invalid ") + what + " pattern '" + p.text +
-                                 "': " + re->error(), p.loc);
+    diags.error("bad-regex",
+                std::string("invalid ") + what + " pattern '" + p.text + "': " + re->error(),
+                p.loc);
     return nullptr;
   }
   return re;
@@ -136,7 +137,8 @@ void check_config_layers(const Inventory& inv, Diagnostics& diags) {
     if (found) continue;
     std::string seen;
     for (const auto& st : inv.stacks)
-      seen += (seen.empty() ? "" : ", ") + st.container + " (" + std::to_string(st.num_layers) + ")";
+      seen +=
+          (seen.empty() ? "" : ", ") + st.container + " (" + std::to_string(st.num_layers) + ")";
     diags.warning("config-layers-mismatch",
                   "config '" + inv.config + "' says " + key + " = " + std::to_string(count) +
                       ", but discovery found " + (seen.empty() ? "no layers" : "stacks of " + seen),
@@ -145,7 +147,6 @@ void check_config_layers(const Inventory& inv, Diagnostics& diags) {
                    "`layerfreeze inspect` shows what was found"});
   }
 }
-
 
 // A header-only source does not record the order of its towers. One that reads the input (it
 // has patch or position embeddings outside its layers) comes before one that reads another
@@ -164,10 +165,12 @@ void order_towers_by_input(Inventory& inv, ModalitySplit& split, std::vector<int
   }
   std::vector<int32_t> order(T);
   for (size_t t = 0; t < T; ++t) order[t] = static_cast<int32_t>(t);
-  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return reads_input[a] > reads_input[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return reads_input[a] > reads_input[b]; });
   std::vector<int32_t> rank(T);
   std::vector<Tower> sorted;
-  std::string note = "the checkpoint does not record the order of its " + std::to_string(T) + " towers; data flow taken as ";
+  std::string note = "the checkpoint does not record the order of its " + std::to_string(T) +
+                     " towers; data flow taken as ";
   for (size_t k = 0; k < T; ++k) {
     rank[static_cast<size_t>(order[k])] = static_cast<int32_t>(k);
     const Tower& t = inv.towers[static_cast<size_t>(order[k])];
@@ -179,8 +182,9 @@ void order_towers_by_input(Inventory& inv, ModalitySplit& split, std::vector<int
     if (t >= 0) t = rank[static_cast<size_t>(t)];
   for (auto& t : tower_of_key)
     if (t >= 0) t = rank[static_cast<size_t>(t)];
-  inv.notes.push_back(note + ": a tower that embeds the input first, then by name (a rules file's "
-                             "`discovery: towers:` order, or a live module, says otherwise)");
+  inv.notes.push_back(note +
+                      ": a tower that embeds the input first, then by name (a rules file's "
+                      "`discovery: towers:` order, or a live module, says otherwise)");
 }
 
 // Puts a header-only multimodal inventory in data-flow order: each tower (its embeddings, its
@@ -226,13 +230,17 @@ std::string describe_parts(const Inventory& inv) {
   std::string s = "data flow: ";
   for (const auto& t : inv.towers) {
     s += t.modality + " tower '" + t.root + "' (";
-    s += t.num_layers ? std::to_string(t.num_layers) + (t.num_layers == 1 ? " layer" : " layers") : "no layers";
+    s += t.num_layers ? std::to_string(t.num_layers) + (t.num_layers == 1 ? " layer" : " layers")
+                      : "no layers";
     s += "; found by " + t.found_by + ") → ";
   }
   for (size_t c = 0; c < inv.connectors.size(); ++c)
-    s += std::string(c ? ", '" : "connector" + std::string(inv.connectors.size() > 1 ? "s '" : " '")) + inv.connectors[c].root + "'";
+    s += std::string(c ? ", '"
+                       : "connector" + std::string(inv.connectors.size() > 1 ? "s '" : " '")) +
+         inv.connectors[c].root + "'";
   if (!inv.connectors.empty()) s += " → ";
-  return s + "trunk (" + std::to_string(inv.trunk_layers) + (inv.trunk_layers == 1 ? " layer" : " layers") +
+  return s + "trunk (" + std::to_string(inv.trunk_layers) +
+         (inv.trunk_layers == 1 ? " layer" : " layers") +
          "): layer indices, ratios and presets count the trunk's layers";
 }
 
@@ -374,12 +382,14 @@ void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnost
         if (!cands.empty() && cands[0].key == best) hits[i] = Hit{id, cands[0].index};
       }
       inv.notes.push_back("no discovery pattern matched; the repeated container '" +
-                          container_of(best) + "' was found by the generic fallback (add a "
+                          container_of(best) +
+                          "' was found by the generic fallback (add a "
                           "`discovery: layers:` pattern to make it explicit)");
     } else {
-      inv.notes.push_back("no repeated blocks found: this model has no layers, so layer "
-                          "selectors cannot be used (add a `discovery: layers:` pattern if it "
-                          "has some)");
+      inv.notes.push_back(
+          "no repeated blocks found: this model has no layers, so layer "
+          "selectors cannot be used (add a `discovery: layers:` pattern if it "
+          "has some)");
     }
   }
 
@@ -413,21 +423,26 @@ void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnost
       for (auto& h : hits)
         if (h.key == stack_keys[c]) h.key = -1;
   }
-  stack_keys.erase(std::remove_if(stack_keys.begin(), stack_keys.end(),
-                                  [&](int32_t k) { return tower_of_key[k] == ModalitySplit::kDissolved; }),
-                   stack_keys.end());
+  stack_keys.erase(
+      std::remove_if(stack_keys.begin(), stack_keys.end(),
+                     [&](int32_t k) { return tower_of_key[k] == ModalitySplit::kDissolved; }),
+      stack_keys.end());
   inv.towers = std::move(split.towers);
   inv.connectors = std::move(split.connectors);
   std::vector<std::unique_ptr<RE2>> emb_res, head_res;
-  for (const auto& p : patterns.embeddings) emb_res.push_back(compile_pattern(p, "embeddings", diags));
+  for (const auto& p : patterns.embeddings)
+    emb_res.push_back(compile_pattern(p, "embeddings", diags));
   for (const auto& p : patterns.head) head_res.push_back(compile_pattern(p, "head", diags));
   if (inv.multimodal() && !inv.registration_order)
-    order_towers_by_input(inv, split, tower_of_key, emb_res, [&](size_t i) { return hits[i].key >= 0; });
+    order_towers_by_input(inv, split, tower_of_key, emb_res,
+                          [&](size_t i) { return hits[i].key >= 0; });
 
   // 4. Stacks in data-flow order: each tower's (input first), then the trunk's (encoder before
   // decoder). Trunk layers are numbered first, 0..L-1; a tower's layers after them.
   std::stable_sort(stack_keys.begin(), stack_keys.end(), [&](int32_t a, int32_t b) {
-    auto part = [&](int32_t k) { return tower_of_key[k] < 0 ? static_cast<int32_t>(inv.towers.size()) : tower_of_key[k]; };
+    auto part = [&](int32_t k) {
+      return tower_of_key[k] < 0 ? static_cast<int32_t>(inv.towers.size()) : tower_of_key[k];
+    };
     if (part(a) != part(b)) return part(a) < part(b);
     int ra = stack_rank(container_of(keys_seen[a].key), patterns.stack_order);
     int rb = stack_rank(container_of(keys_seen[b].key), patterns.stack_order);
@@ -504,14 +519,16 @@ void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnost
     if (hits[i].key < 0 || !trunk_param(i)) continue;
     first_layer_pos = std::min(first_layer_pos, i);
     last_layer_pos = i;
-    size_t st = static_cast<size_t>(inv.layers[layer_of.at(layer_key(hits[i].key, hits[i].index))].stack);
+    size_t st =
+        static_cast<size_t>(inv.layers[layer_of.at(layer_key(hits[i].key, hits[i].index))].stack);
     stack_first_pos[st] = std::min(stack_first_pos[st], i);
   }
   // A norm directly under a trunk stack's root (`model.decoder.layer_norm`,
   // `encoder.final_layer_norm`) closes that stack: the head after the last stack, `other` between
   // two stacks — whatever the order of the source (header-only sources sort `layer_norm` before
   // `layers`).
-  static const RE2 stack_norm_re("(final_)?(layer_?norm|norm|ln)(_f|_out|_post|_final)?\\.(weight|bias)");
+  static const RE2 stack_norm_re(
+      "(final_)?(layer_?norm|norm|ln)(_f|_out|_post|_final)?\\.(weight|bias)");
   auto stack_norm = [&](const std::string& name) -> std::optional<Role> {
     for (size_t st = trunk_begin; st < inv.stacks.size(); ++st) {
       std::string root = stack_root(inv.stacks[st].container);
@@ -551,8 +568,9 @@ void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnost
     } else if (auto n = stack_norm(p.name)) {
       p.role = *n;
     } else if (int32_t st = inner_stack_of(p.name); st >= 0) {
-      p.role = static_cast<size_t>(st) == trunk_begin && i < stack_first_pos[trunk_begin] ? Role::kEmbeddings
-                                                                                            : Role::kOther;
+      p.role = static_cast<size_t>(st) == trunk_begin && i < stack_first_pos[trunk_begin]
+                   ? Role::kEmbeddings
+                   : Role::kOther;
     } else if (!trunk_has_layers) {
       p.role = Role::kOther;
     } else if (i < first_layer_pos) {
@@ -567,7 +585,8 @@ void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnost
       p.anchor_layer = running_max_layer;
       for (size_t s = trunk_begin; s < inv.stacks.size(); ++s) {
         const Stack& st = inv.stacks[s];
-        if (under(p.name, stack_root(st.container))) p.anchor_layer = st.first_layer + st.num_layers - 1;
+        if (under(p.name, stack_root(st.container)))
+          p.anchor_layer = st.first_layer + st.num_layers - 1;
       }
     }
     p.alias_roles.clear();

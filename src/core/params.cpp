@@ -50,8 +50,10 @@ std::optional<Scope> bind_params(const StrategyDef& s, const std::vector<std::st
     if (!d) {
       std::string declared;
       for (const auto& n : names) declared += (declared.empty() ? "" : ", ") + n;
-      diags.error("unknown-param", "'" + s.origin + "' has no parameter '" + key + "'" + did_you_mean(key, names), loc,
-                  {declared.empty() ? "it declares no parameters" : "declared parameters: " + declared});
+      diags.error(
+          "unknown-param",
+          "'" + s.origin + "' has no parameter '" + key + "'" + did_you_mean(key, names), loc,
+          {declared.empty() ? "it declares no parameters" : "declared parameters: " + declared});
       continue;
     }
     Value v;
@@ -83,8 +85,10 @@ std::optional<Scope> bind_params(const StrategyDef& s, const std::vector<std::st
     if (!d) {
       std::string declared;
       for (const auto& n : names) declared += (declared.empty() ? "" : ", ") + n;
-      diags.error("unknown-param", "'" + s.origin + "' has no parameter '" + key + "'" + did_you_mean(key, names), loc,
-                  {declared.empty() ? "it declares no parameters" : "declared parameters: " + declared});
+      diags.error(
+          "unknown-param",
+          "'" + s.origin + "' has no parameter '" + key + "'" + did_you_mean(key, names), loc,
+          {declared.empty() ? "it declares no parameters" : "declared parameters: " + declared});
       continue;
     }
     Value v = value_of(typed);
@@ -98,9 +102,12 @@ std::optional<Scope> bind_params(const StrategyDef& s, const std::vector<std::st
   if (!allow_missing) {
     for (const auto& p : s.params) {
       if (scope.count(p.name)) continue;
-      diags.error("missing-param", "parameter '" + p.name + "' (" + param_type_name(p.type) +
-                                       ") is required: pass --set " + p.name + "=VALUE", p.loc,
-                  p.doc.empty() ? std::vector<std::string>{} : std::vector<std::string>{p.name + ": " + p.doc});
+      diags.error("missing-param",
+                  "parameter '" + p.name + "' (" + param_type_name(p.type) +
+                      ") is required: pass --set " + p.name + "=VALUE",
+                  p.loc,
+                  p.doc.empty() ? std::vector<std::string>{}
+                                : std::vector<std::string>{p.name + ": " + p.doc});
     }
   }
   if (diags.count(Severity::kError) > errors_before) return std::nullopt;

@@ -19,13 +19,17 @@ uint64_t splitmix64(uint64_t& x) {
 
 void apply(const PlanRule& r, Bitset& state, int64_t period, const Inventory& inv) {
   if (r.set.is_static()) {
-    if (r.action == Action::kFreeze) state |= r.set.leaf;
-    else state.subtract(r.set.leaf);
+    if (r.action == Action::kFreeze)
+      state |= r.set.leaf;
+    else
+      state.subtract(r.set.leaf);
     return;
   }
   Bitset s = r.set.eval(period, inv);
-  if (r.action == Action::kFreeze) state |= s;
-  else state.subtract(s);
+  if (r.action == Action::kFreeze)
+    state |= s;
+  else
+    state.subtract(s);
 }
 
 void hash_set(Hasher& h, const DynamicSet& d) {
@@ -93,7 +97,8 @@ void CompiledPlan::finalize() {
   has_periodic_ = false;
   for (const auto& st : stages) {
     Bitset next = prefix_.back();
-    if (st.period > 0) has_periodic_ = true;
+    if (st.period > 0)
+      has_periodic_ = true;
     else
       for (const auto& r : st.rules) apply(r, next, 0, inv);
     prefix_.push_back(std::move(next));
@@ -136,9 +141,12 @@ Time CompiledPlan::horizon(std::optional<int64_t> epochs, std::optional<int64_t>
   if (steps) h.step = *steps;
   if (h.epoch < 0) h.epoch = steps && spe ? (*steps + *spe - 1) / *spe : last.epoch + 1;
   if (h.step < 0) {
-    if (spe && epochs) h.step = *epochs * *spe;
-    else if (spe) h.step = std::max(h.epoch * *spe, last.step + 1);
-    else h.step = last.step + 1;
+    if (spe && epochs)
+      h.step = *epochs * *spe;
+    else if (spe)
+      h.step = std::max(h.epoch * *spe, last.step + 1);
+    else
+      h.step = last.step + 1;
   }
   return h;
 }
@@ -178,11 +186,11 @@ double CompiledPlan::lr_scale(size_t i) const {
   const int32_t L = inventory->num_layers();
   int32_t layer = p.role == Role::kLayer ? p.layer : p.role == Role::kOther ? p.anchor_layer : -2;
   // Depth below the head along the data flow: layers, embeddings, connectors, towers.
-  int64_t depth = p.role == Role::kHead         ? 0
-                : p.role == Role::kTower        ? L + 3
-                : p.role == Role::kConnector    ? L + 2
-                : p.role == Role::kEmbeddings || layer == -2 ? L + 1
-                                                : L - layer;
+  int64_t depth = p.role == Role::kHead                        ? 0
+                  : p.role == Role::kTower                     ? L + 3
+                  : p.role == Role::kConnector                 ? L + 2
+                  : p.role == Role::kEmbeddings || layer == -2 ? L + 1
+                                                               : L - layer;
   return std::pow(options.lr_decay, -static_cast<double>(depth));
 }
 
@@ -193,13 +201,16 @@ Time CompiledPlan::next_change(const Time& t) const {
     if (slot < 0 || v < slot) slot = v;
   };
   for (const auto& st : stages) {
-    if (!st.fires(t)) consider(st.unit, st.at);
-    else if (st.period > 0) consider(st.unit, st.at + (st.period_at(t) + 1) * st.period);
+    if (!st.fires(t))
+      consider(st.unit, st.at);
+    else if (st.period > 0)
+      consider(st.unit, st.at + (st.period_at(t) + 1) * st.period);
   }
   return next;
 }
 
-std::vector<StatePoint> CompiledPlan::timeline(const Time& horizon, size_t max_points, bool* truncated) const {
+std::vector<StatePoint> CompiledPlan::timeline(const Time& horizon, size_t max_points,
+                                               bool* truncated) const {
   const auto spe = options.steps_per_epoch;
   struct Cand {
     int64_t key;
@@ -221,7 +232,8 @@ std::vector<StatePoint> CompiledPlan::timeline(const Time& horizon, size_t max_p
   if (truncated) *truncated = false;
   for (const auto& st : stages) {
     if (st.period == 0) {
-      if (within(st.unit, st.at)) cands.push_back({key_of(st.unit, st.at), time_of(st.unit, st.at), st.label});
+      if (within(st.unit, st.at))
+        cands.push_back({key_of(st.unit, st.at), time_of(st.unit, st.at), st.label});
       continue;
     }
     for (int64_t p = 0;; ++p) {
@@ -231,10 +243,12 @@ std::vector<StatePoint> CompiledPlan::timeline(const Time& horizon, size_t max_p
         if (truncated) *truncated = true;
         break;
       }
-      cands.push_back({key_of(st.unit, v), time_of(st.unit, v), st.label + " (period " + std::to_string(p) + ")"});
+      cands.push_back({key_of(st.unit, v), time_of(st.unit, v),
+                       st.label + " (period " + std::to_string(p) + ")"});
     }
   }
-  std::stable_sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) { return a.key < b.key; });
+  std::stable_sort(cands.begin(), cands.end(),
+                   [](const Cand& a, const Cand& b) { return a.key < b.key; });
 
   std::vector<StatePoint> out;
   StatePoint first;

@@ -1,5 +1,5 @@
-// CompiledPlan: a strategy compiled against one model. Every rule resolved to a set of parameters, the
-// stages in time order, the executor options evaluated, warnings, and a fingerprint. The state
+// CompiledPlan: a strategy compiled against one model. Every rule resolved to a set of parameters,
+// the stages in time order, the executor options evaluated, warnings, and a fingerprint. The state
 // at any time is a pure function of the plan and (epoch, step).
 #pragma once
 
@@ -14,7 +14,6 @@
 #include "layerfreeze/plan.hpp"
 
 namespace layerfreeze {
-
 
 /// A selector that varies by period (random_layers); a static one is a single leaf.
 struct DynamicSet {
@@ -49,14 +48,16 @@ struct PlanRule {
 /// A stage fixed in time, in the order stages apply.
 struct PlanStage {
   Trigger::Unit unit = Trigger::Unit::kEpoch;
-  int64_t at = 0;          // epoch or step at which it starts
-  int64_t key = 0;         // ordering key (steps when epochs and steps mix)
-  int64_t period = 0;      // > 0: periodic, re-evaluated every `period` units from `at`
-  std::string label;       // "stage at epoch 3", "progressive group 2/12", "every 20 steps"
+  int64_t at = 0;      // epoch or step at which it starts
+  int64_t key = 0;     // ordering key (steps when epochs and steps mix)
+  int64_t period = 0;  // > 0: periodic, re-evaluated every `period` units from `at`
+  std::string label;   // "stage at epoch 3", "progressive group 2/12", "every 20 steps"
   SourceLoc loc;
   std::vector<PlanRule> rules;
 
-  bool fires(const Time& t) const { return (unit == Trigger::Unit::kEpoch ? t.epoch : t.step) >= at; }
+  bool fires(const Time& t) const {
+    return (unit == Trigger::Unit::kEpoch ? t.epoch : t.step) >= at;
+  }
   int64_t period_at(const Time& t) const {
     int64_t now = unit == Trigger::Unit::kEpoch ? t.epoch : t.step;
     return period > 0 ? (now - at) / period : 0;
@@ -108,7 +109,8 @@ class CompiledPlan {
   /// How far a plan is shown: up to `epochs` / `steps` when given, else just past the last
   /// trigger (every static stage and a few periods); the other unit follows through
   /// steps_per_epoch when the plan has one. The one horizon of the CLI, the executor and the API.
-  Time horizon(std::optional<int64_t> epochs = std::nullopt, std::optional<int64_t> steps = std::nullopt) const;
+  Time horizon(std::optional<int64_t> epochs = std::nullopt,
+               std::optional<int64_t> steps = std::nullopt) const;
   Time default_horizon() const { return horizon(); }
   const std::string& fingerprint() const { return fingerprint_; }
   /// Discriminative learning-rate scale of parameter `i`: 1 / lr_decay^depth, depth counted
@@ -135,7 +137,8 @@ class PlanCursor {
   /// Whether the state at `t` may differ from the one last computed.
   bool stale(const Time& t) const {
     return !valid_ || t.epoch < last_.epoch || t.step < last_.step ||
-           (next_.epoch >= 0 && t.epoch >= next_.epoch) || (next_.step >= 0 && t.step >= next_.step);
+           (next_.epoch >= 0 && t.epoch >= next_.epoch) ||
+           (next_.step >= 0 && t.step >= next_.step);
   }
   /// Moves to `t`; returns true when the frozen set changed. `frozen()`, `newly_frozen()` and
   /// `newly_unfrozen()` then describe it.

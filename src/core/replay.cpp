@@ -12,8 +12,10 @@ void Replay::start(StateSink& sink) {
   const size_t n = plan_->inventory->params.size();
   try {
     for (size_t i = 0; i < n; ++i) {
-      if (f.test(i)) sink.freeze(static_cast<uint32_t>(i));
-      else sink.unfreeze(static_cast<uint32_t>(i));
+      if (f.test(i))
+        sink.freeze(static_cast<uint32_t>(i));
+      else
+        sink.unfreeze(static_cast<uint32_t>(i));
     }
   } catch (...) {
     sink.abort();
@@ -64,7 +66,8 @@ std::optional<Time> Replay::next_point(const Time& cur, const Time& t) const {
   std::optional<Time> by_epoch, by_step;
   if (n.epoch >= 0 && n.epoch <= t.epoch)
     by_epoch = Time{n.epoch, spe ? std::max(cur.step, n.epoch * *spe) : cur.step};
-  if (n.step >= 0 && n.step <= t.step) by_step = Time{spe ? std::max(cur.epoch, n.step / *spe) : cur.epoch, n.step};
+  if (n.step >= 0 && n.step <= t.step)
+    by_step = Time{spe ? std::max(cur.epoch, n.step / *spe) : cur.epoch, n.step};
   if (by_epoch && !at_or_before(*by_epoch, t)) by_epoch.reset();
   if (by_step && !at_or_before(*by_step, t)) by_step.reset();
   if (by_epoch && by_step) return (spe ? n.epoch * *spe : n.epoch) <= n.step ? by_epoch : by_step;

@@ -36,12 +36,12 @@ struct Selector {
   SourceLoc loc;
   Role role = Role::kOther;
   LayerForm layer_form = LayerForm::kIndices;
-  std::vector<Expr> indices;  // kIndices: ints or slice strings ("0:16", "-4:")
-  Expr amount;                // first/last N, ratio; kRandomLayers: count
-  Expr seed;                  // kRandomLayers
-  Expr stack;                 // kLayers restricted to a stack; kStack: the name
-  Expr strings;               // kRegex, kModuleType, kLeaf: a string or a list of strings
-  Expr case_sensitive;        // kRegex
+  std::vector<Expr> indices;       // kIndices: ints or slice strings ("0:16", "-4:")
+  Expr amount;                     // first/last N, ratio; kRandomLayers: count
+  Expr seed;                       // kRandomLayers
+  Expr stack;                      // kLayers restricted to a stack; kStack: the name
+  Expr strings;                    // kRegex, kModuleType, kLeaf: a string or a list of strings
+  Expr case_sensitive;             // kRegex
   std::vector<Selector> children;  // kAnyOf, kAllOf, kRandomLayers (`from`, 0 or 1)
   std::vector<Selector> except;    // 0 or 1: subtracted from what this selects
   std::string text;                // compact one-line form, for plans and tests
@@ -63,7 +63,9 @@ struct Trigger {
   Expr value;
   SourceLoc loc;
 };
-inline const char* unit_name(Trigger::Unit u) { return u == Trigger::Unit::kEpoch ? "epoch" : "step"; }
+inline const char* unit_name(Trigger::Unit u) {
+  return u == Trigger::Unit::kEpoch ? "epoch" : "step";
+}
 
 /// A change of state over time.
 struct Stage {
@@ -76,14 +78,14 @@ struct Stage {
   SourceLoc loc;
   std::string name;
   Expr when;
-  Trigger at;                // kAt: the trigger; kEvery/kProgressive: the start
-  Trigger period;            // kEvery: K steps/epochs; kProgressive with `every`
-  std::vector<Rule> rules;   // kAt, kEvery
+  Trigger at;               // kAt: the trigger; kEvery/kProgressive: the start
+  Trigger period;           // kEvery: K steps/epochs; kProgressive with `every`
+  std::vector<Rule> rules;  // kAt, kEvery
   // kProgressive
   Action action = Action::kUnfreeze;
-  Selector selector;         // what is grouped (default: layers, with `other` attached)
+  Selector selector;  // what is grouped (default: layers, with `other` attached)
   bool top_down = true;
-  Expr group_size;           // layers per group (default 1)
+  Expr group_size;              // layers per group (default 1)
   std::optional<Trigger> over;  // spread all groups evenly over this span
   bool has_every = false;
 };
@@ -93,8 +95,8 @@ struct ParamDecl {
   enum class Type { kInt, kFloat, kBool, kString, kStrings };
   std::string name;
   Type type = Type::kInt;
-  bool required = false;     // no default
-  Value default_value;       // null when nullable and absent
+  bool required = false;  // no default
+  Value default_value;    // null when nullable and absent
   bool nullable = false;
   std::optional<double> min, max;
   std::string doc;
@@ -108,9 +110,9 @@ struct Options {
   enum class OptimizerState { kDrop, kKeep };
   BatchNorm batchnorm = BatchNorm::kUnchanged;
   OptimizerState optimizer_state = OptimizerState::kDrop;
-  Expr unfreeze_lr_scale;    // default 1.0
-  Expr lr_decay;             // discriminative LR: scale 1/decay^(depth from the top); default 1.0
-  Expr steps_per_epoch;      // needed when epoch and step triggers mix
+  Expr unfreeze_lr_scale;  // default 1.0
+  Expr lr_decay;           // discriminative LR: scale 1/decay^(depth from the top); default 1.0
+  Expr steps_per_epoch;    // needed when epoch and step triggers mix
   SourceLoc loc;
 };
 
@@ -119,14 +121,14 @@ struct StrategyDef {
   int version = 1;
   std::string name;
   std::string description;
-  std::string origin;                 // "preset:lp_lora" or a path
+  std::string origin;  // "preset:lp_lora" or a path
   std::vector<ParamDecl> params;
-  Scope bound;                        // values fixed by `extends: ... with:`
+  Scope bound;  // values fixed by `extends: ... with:`
   Options options;
-  DiscoveryPatterns discovery;        // overrides from the file
+  DiscoveryPatterns discovery;  // overrides from the file
   bool discovery_replace = false;
-  std::vector<Rule> rules;            // initial rules, in order
-  std::vector<Stage> stages;          // in file order
+  std::vector<Rule> rules;    // initial rules, in order
+  std::vector<Stage> stages;  // in file order
 
   const ParamDecl* find_param(const std::string& n) const;
 };

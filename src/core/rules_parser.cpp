@@ -23,12 +23,14 @@ constexpr int kMaxSelectorDepth = 32;
 constexpr int kMaxYamlNesting = 64;
 constexpr int64_t kMaxTime = int64_t{1} << 40;  // epochs or steps; larger is a mistake
 
-const std::vector<std::string> kTopKeys = {"layerfreeze", "name", "description", "extends", "with",
-                                           "params", "options", "discovery", "rules", "stages"};
-const std::vector<std::string> kSelectorKeys = {"role", "layers", "stack", "regex", "module_type",
-                                                "leaf", "any_of", "all_of", "random_layers",
-                                                "except", "case_sensitive"};
-const std::vector<std::string> kSelectorWords = {"all", "embeddings", "head", "layers", "other", "tower", "connector"};
+const std::vector<std::string> kTopKeys = {"layerfreeze", "name",   "description", "extends",
+                                           "with",        "params", "options",     "discovery",
+                                           "rules",       "stages"};
+const std::vector<std::string> kSelectorKeys = {
+    "role",   "layers", "stack",         "regex",  "module_type",   "leaf",
+    "any_of", "all_of", "random_layers", "except", "case_sensitive"};
+const std::vector<std::string> kSelectorWords = {"all",   "embeddings", "head",     "layers",
+                                                 "other", "tower",      "connector"};
 
 // Parses one strategy file body (after `extends` is resolved by the loader).
 struct FileParser {
@@ -48,11 +50,13 @@ struct FileParser {
   }
 
   // A literal that must have a kind (checked now); expressions are checked when evaluated.
-  Expr typed(const YAML::Node& n, const std::string& what, std::initializer_list<Value::Kind> kinds) {
+  Expr typed(const YAML::Node& n, const std::string& what,
+             std::initializer_list<Value::Kind> kinds) {
     Expr e = expr(n, what);
     if (const Value* v = e.literal_value()) {
       bool ok = false;
-      for (auto k : kinds) ok = ok || v->kind == k || (k == Value::Kind::kFloat && v->kind == Value::Kind::kInt);
+      for (auto k : kinds)
+        ok = ok || v->kind == k || (k == Value::Kind::kFloat && v->kind == Value::Kind::kInt);
       if (!ok) {
         std::string want;
         for (auto k : kinds) want += std::string(want.empty() ? "" : " or ") + kind_name(k);
@@ -65,18 +69,22 @@ struct FileParser {
   Expr strings(const YAML::Node& n, const std::string& what) {
     if (n.IsSequence()) {
       for (const auto& c : n)
-        if (!c.IsScalar()) r_.error("wrong-type", what + " must be a string or a list of strings", c);
+        if (!c.IsScalar())
+          r_.error("wrong-type", what + " must be a string or a list of strings", c);
       if (n.size() == 0) r_.error("bad-value", what + " must not be empty", n);
-    } else if (!n.IsScalar() || (n.Tag() != "!" && typed_scalar(n.Scalar(), false).kind != Value::Kind::kString &&
-                                      n.Scalar().find("${") == std::string::npos)) {
-      r_.error("wrong-type", what + " must be a string or a list of strings, not " + describe(n), n);
+    } else if (!n.IsScalar() ||
+               (n.Tag() != "!" && typed_scalar(n.Scalar(), false).kind != Value::Kind::kString &&
+                n.Scalar().find("${") == std::string::npos)) {
+      r_.error("wrong-type", what + " must be a string or a list of strings, not " + describe(n),
+               n);
     }
     Expr e = expr(n, what);
     if (const Value* v = e.literal_value()) {
       // Numbers written without quotes in a list of names are still names.
       Value fixed = *v;
       if (fixed.kind != Value::Kind::kList) fixed = Value::of_list({fixed});
-      for (auto& item : fixed.list) item = Value::string(item.kind == Value::Kind::kString ? item.s : item.to_string());
+      for (auto& item : fixed.list)
+        item = Value::string(item.kind == Value::Kind::kString ? item.s : item.to_string());
       e = Expr::literal(fixed, e.loc());
     }
     return e;
@@ -91,7 +99,8 @@ struct FileParser {
       RE2 re(v->list[i].s, o);
       if (!re.ok()) {
         YAML::Node at = n.IsSequence() ? n[i] : n;
-        r_.error("bad-regex", std::string("invalid ") + what + " '" + v->list[i].s + "': " + re.error(), at);
+        r_.error("bad-regex",
+                 std::string("invalid ") + what + " '" + v->list[i].s + "': " + re.error(), at);
       }
     }
   }
@@ -101,7 +110,8 @@ struct FileParser {
     if (!v) return;
     if (v->kind == Value::Kind::kInt) return;
     if (v->kind != Value::Kind::kString) {
-      r_.error("wrong-type", "a layer index must be an integer or a slice like \"0:16\", not " + describe(n), n);
+      r_.error("wrong-type",
+               "a layer index must be an integer or a slice like \"0:16\", not " + describe(n), n);
       return;
     }
     std::string err;
@@ -118,8 +128,11 @@ struct FileParser {
       ~Depth() { --d; }
     } guard(depth_);
     if (depth_ > kMaxSelectorDepth) {
-      if (!depth_reported_) r_.error("too-deep", "selectors nest more than " + std::to_string(kMaxSelectorDepth) +
-                                                     " levels (or refer to themselves through a YAML alias)", n);
+      if (!depth_reported_)
+        r_.error("too-deep",
+                 "selectors nest more than " + std::to_string(kMaxSelectorDepth) +
+                     " levels (or refer to themselves through a YAML alias)",
+                 n);
       depth_reported_ = true;
       return sel;
     }
@@ -131,9 +144,12 @@ struct FileParser {
         sel.kind = Selector::Kind::kRole;
         sel.role = *role;
       } else {
-        r_.error("unknown-selector", "unknown selector '" + w + "'" + did_you_mean(w, kSelectorWords), n,
-                 {"a selector is all, embeddings, head, layers, other, tower, connector, a list (any of), or a map "
-                  "with one of: role, layers, stack, regex, module_type, leaf, any_of, all_of, random_layers"});
+        r_.error("unknown-selector",
+                 "unknown selector '" + w + "'" + did_you_mean(w, kSelectorWords), n,
+                 {"a selector is all, embeddings, head, layers, other, tower, connector, a list "
+                  "(any of), or a map "
+                  "with one of: role, layers, stack, regex, module_type, leaf, any_of, all_of, "
+                  "random_layers"});
       }
       sel.text = w;
       return sel;
@@ -151,12 +167,17 @@ struct FileParser {
     std::string primary_key;
     const YAML::Node *except = nullptr, *case_flag = nullptr, *stack = nullptr;
     for (const auto& e : es) {
-      if (e.key == "except") except = &e.value;
-      else if (e.key == "case_sensitive") case_flag = &e.value;
-      else if (e.key == "stack") stack = &e.value;
+      if (e.key == "except")
+        except = &e.value;
+      else if (e.key == "case_sensitive")
+        case_flag = &e.value;
+      else if (e.key == "stack")
+        stack = &e.value;
       else if (primary) {
-        r_.error("selector-conflict", "a selector has one kind; '" + primary_key + "' and '" + e.key +
-                                          "' are both given (use all_of or any_of to combine)", e.key_node);
+        r_.error("selector-conflict",
+                 "a selector has one kind; '" + primary_key + "' and '" + e.key +
+                     "' are both given (use all_of or any_of to combine)",
+                 e.key_node);
       } else {
         primary = &e.value;
         primary_key = e.key;
@@ -177,13 +198,15 @@ struct FileParser {
         sel.kind = Selector::Kind::kAnyOf;
         for (const auto& c : v) {
           Selector r = selector(c, "a role");
-          if (r.kind != Selector::Kind::kRole) r_.error("bad-value", "'role' takes embeddings, head, layers or other", c);
+          if (r.kind != Selector::Kind::kRole)
+            r_.error("bad-value", "'role' takes embeddings, head, layers or other", c);
           sel.children.push_back(r);
         }
         sel.text = list_text(sel.children, "any_of");
       } else {
         sel = selector(v, "a role");
-        if (sel.kind != Selector::Kind::kRole) r_.error("bad-value", "'role' takes embeddings, head, layers or other", v);
+        if (sel.kind != Selector::Kind::kRole)
+          r_.error("bad-value", "'role' takes embeddings, head, layers or other", v);
       }
     } else if (primary_key == "layers") {
       sel.kind = Selector::Kind::kLayers;
@@ -193,10 +216,12 @@ struct FileParser {
       sel.stack = typed(v, "'stack'", {Value::Kind::kString});
       sel.text = "stack(" + v.Scalar() + ")";
     } else if (primary_key == "regex" || primary_key == "module_type" || primary_key == "leaf") {
-      sel.kind = primary_key == "regex" ? Selector::Kind::kRegex
-               : primary_key == "leaf" ? Selector::Kind::kLeaf : Selector::Kind::kModuleType;
+      sel.kind = primary_key == "regex"  ? Selector::Kind::kRegex
+                 : primary_key == "leaf" ? Selector::Kind::kLeaf
+                                         : Selector::Kind::kModuleType;
       sel.strings = strings(v, "'" + primary_key + "'");
-      if (sel.kind != Selector::Kind::kLeaf) check_regexes(sel.strings, v, primary_key == "regex" ? "regex" : "module_type pattern");
+      if (sel.kind != Selector::Kind::kLeaf)
+        check_regexes(sel.strings, v, primary_key == "regex" ? "regex" : "module_type pattern");
       sel.text = primary_key + "(" + flat(v) + ")";
     } else if (primary_key == "any_of" || primary_key == "all_of") {
       sel.kind = primary_key == "any_of" ? Selector::Kind::kAnyOf : Selector::Kind::kAllOf;
@@ -244,22 +269,30 @@ struct FileParser {
   void layers(const YAML::Node& v, Selector& sel) {
     if (v.IsMap()) {
       auto es = r_.entries(v, "'layers'", {"first", "last", "first_ratio", "last_ratio"});
-      if (es.size() > 1) r_.error("selector-conflict", "'layers' takes one of first, last, first_ratio, last_ratio", es[1].key_node);
+      if (es.size() > 1)
+        r_.error("selector-conflict", "'layers' takes one of first, last, first_ratio, last_ratio",
+                 es[1].key_node);
       if (es.empty()) {
         if (v.IsMap()) r_.error("selector-empty", "'layers' map is empty", v);
         return;
       }
       const auto& e = es[0];
       if (e.key == "first" || e.key == "last") {
-        sel.layer_form = e.key == "first" ? Selector::LayerForm::kFirst : Selector::LayerForm::kLast;
+        sel.layer_form =
+            e.key == "first" ? Selector::LayerForm::kFirst : Selector::LayerForm::kLast;
         sel.amount = typed(e.value, "'" + e.key + "'", {Value::Kind::kInt});
-        if (auto* lit = sel.amount.literal_value(); lit && lit->kind == Value::Kind::kInt && lit->i < 0)
-          r_.error("out-of-range", "'" + e.key + "' must not be negative (got " + lit->to_string() + ")", e.value);
+        if (auto* lit = sel.amount.literal_value();
+            lit && lit->kind == Value::Kind::kInt && lit->i < 0)
+          r_.error("out-of-range",
+                   "'" + e.key + "' must not be negative (got " + lit->to_string() + ")", e.value);
       } else {
-        sel.layer_form = e.key == "first_ratio" ? Selector::LayerForm::kFirstRatio : Selector::LayerForm::kLastRatio;
+        sel.layer_form = e.key == "first_ratio" ? Selector::LayerForm::kFirstRatio
+                                                : Selector::LayerForm::kLastRatio;
         sel.amount = typed(e.value, "'" + e.key + "'", {Value::Kind::kFloat});
-        if (auto* lit = sel.amount.literal_value(); lit && lit->is_number() && (lit->number() < 0 || lit->number() > 1))
-          r_.error("out-of-range", "'" + e.key + "' must be in [0, 1] (got " + lit->to_string() + ")", e.value);
+        if (auto* lit = sel.amount.literal_value();
+            lit && lit->is_number() && (lit->number() < 0 || lit->number() > 1))
+          r_.error("out-of-range",
+                   "'" + e.key + "' must be in [0, 1] (got " + lit->to_string() + ")", e.value);
       }
       sel.text = "layers(" + e.key + "=" + flat(e.value) + ")";
       return;
@@ -293,7 +326,8 @@ struct FileParser {
     }
     if (n.IsMap()) {
       for (auto it = n.begin(); it != n.end(); ++it)
-        out += (out.empty() ? "" : ", ") + flat(it->first, depth + 1) + ": " + flat(it->second, depth + 1);
+        out += (out.empty() ? "" : ", ") + flat(it->first, depth + 1) + ": " +
+               flat(it->second, depth + 1);
       return "{" + out + "}";
     }
     return "null";
@@ -320,7 +354,8 @@ struct FileParser {
     }
     if (!act) {
       // An unknown key already explains a missing action ("unfreze"): one error, not two.
-      if (n.IsMap() && es.size() == n.size()) r_.error("missing-key", "a rule needs 'freeze' or 'unfreeze'", n);
+      if (n.IsMap() && es.size() == n.size())
+        r_.error("missing-key", "a rule needs 'freeze' or 'unfreeze'", n);
       return r;
     }
     r.action = act->key == "freeze" ? Action::kFreeze : Action::kUnfreeze;
@@ -346,7 +381,9 @@ struct FileParser {
     std::string e_key = plural ? "epochs" : "epoch", s_key = plural ? "steps" : "step";
     auto es = r_.entries(n, what, {e_key, s_key});
     if (es.size() != 1) {
-      if (n.IsMap()) r_.error("bad-trigger", what + " takes exactly one of '" + e_key + "' or '" + s_key + "'", n);
+      if (n.IsMap())
+        r_.error("bad-trigger", what + " takes exactly one of '" + e_key + "' or '" + s_key + "'",
+                 n);
       return t;
     }
     t.unit = es[0].key == e_key ? Trigger::Unit::kEpoch : Trigger::Unit::kStep;
@@ -354,8 +391,10 @@ struct FileParser {
     t.loc = r_.loc(es[0].value);
     if (const Value* v = t.value.literal_value(); v && v->kind == Value::Kind::kInt) {
       if (v->i < 0) r_.error("out-of-range", what + " must not be negative", es[0].value);
-      if (v->i > kMaxTime) r_.error("out-of-range", what + " is larger than " + std::to_string(kMaxTime), es[0].value);
-      if (plural && v->i == 0 && what != "'over'") r_.error("out-of-range", what + " must be at least 1", es[0].value);
+      if (v->i > kMaxTime)
+        r_.error("out-of-range", what + " is larger than " + std::to_string(kMaxTime), es[0].value);
+      if (plural && v->i == 0 && what != "'over'")
+        r_.error("out-of-range", what + " must be at least 1", es[0].value);
     }
     return t;
   }
@@ -363,34 +402,51 @@ struct FileParser {
   Stage stage(const YAML::Node& n) {
     Stage st;
     st.loc = r_.loc(n);
-    auto es = r_.entries(n, "a stage", {"at", "every", "progressive", "start", "rules", "name", "when"});
+    auto es =
+        r_.entries(n, "a stage", {"at", "every", "progressive", "start", "rules", "name", "when"});
     std::vector<std::string> kinds;
     const YAML::Node *rules_node = nullptr, *start = nullptr;
     for (const auto& e : es) {
       if (e.key == "at" || e.key == "every" || e.key == "progressive") kinds.push_back(e.key);
-      if (e.key == "at") { st.kind = Stage::Kind::kAt; st.at = trigger(e.value, "'at'", false); }
-      else if (e.key == "every") { st.kind = Stage::Kind::kEvery; st.period = trigger(e.value, "'every'", true); }
-      else if (e.key == "progressive") { st.kind = Stage::Kind::kProgressive; progressive(e.value, st); }
-      else if (e.key == "rules") rules_node = &e.value;
-      else if (e.key == "start") start = &e.value;
-      else if (e.key == "name") st.name = r_.string(e.value, "'name'").value_or("");
-      else if (e.key == "when") st.when = typed(e.value, "'when'", {Value::Kind::kBool});
+      if (e.key == "at") {
+        st.kind = Stage::Kind::kAt;
+        st.at = trigger(e.value, "'at'", false);
+      } else if (e.key == "every") {
+        st.kind = Stage::Kind::kEvery;
+        st.period = trigger(e.value, "'every'", true);
+      } else if (e.key == "progressive") {
+        st.kind = Stage::Kind::kProgressive;
+        progressive(e.value, st);
+      } else if (e.key == "rules")
+        rules_node = &e.value;
+      else if (e.key == "start")
+        start = &e.value;
+      else if (e.key == "name")
+        st.name = r_.string(e.value, "'name'").value_or("");
+      else if (e.key == "when")
+        st.when = typed(e.value, "'when'", {Value::Kind::kBool});
     }
     if (!n.IsMap()) return st;
     if (kinds.size() != 1) {
       if (kinds.empty() && es.size() != n.size()) return st;  // an unknown key said it already
       r_.error(kinds.empty() ? "missing-key" : "stage-conflict",
                kinds.empty() ? "a stage needs one of 'at', 'every' or 'progressive'"
-                             : "a stage is one of 'at', 'every' or 'progressive', not several", n);
+                             : "a stage is one of 'at', 'every' or 'progressive', not several",
+               n);
       return st;
     }
     if (st.kind == Stage::Kind::kProgressive) {
-      if (rules_node) r_.error("misplaced-key", "a progressive stage opens its own groups; it takes no 'rules'", *rules_node);
+      if (rules_node)
+        r_.error("misplaced-key", "a progressive stage opens its own groups; it takes no 'rules'",
+                 *rules_node);
       if (start) r_.error("misplaced-key", "put 'start' inside 'progressive'", *start);
     } else {
-      if (!rules_node) r_.error("missing-key", "a stage needs 'rules'", n);
-      else st.rules = rules(*rules_node, "'rules'");
-      if (start && st.kind == Stage::Kind::kAt) r_.error("misplaced-key", "'start' belongs to 'every' stages", *start);
+      if (!rules_node)
+        r_.error("missing-key", "a stage needs 'rules'", n);
+      else
+        st.rules = rules(*rules_node, "'rules'");
+      if (start && st.kind == Stage::Kind::kAt)
+        r_.error("misplaced-key", "'start' belongs to 'every' stages", *start);
       if (st.kind == Stage::Kind::kEvery) {
         st.at.unit = st.period.unit;
         st.at.value = Expr::literal(Value::integer(0), st.loc);
@@ -414,14 +470,18 @@ struct FileParser {
     st.at.value = Expr::literal(Value::integer(0), r_.loc(n));
     st.at.loc = r_.loc(n);
     bool have_start = false, have_action = false;
-    for (const auto& e : r_.entries(n, "'progressive'", {"unfreeze", "freeze", "order", "start", "every", "over", "group_size"})) {
+    for (const auto& e :
+         r_.entries(n, "'progressive'",
+                    {"unfreeze", "freeze", "order", "start", "every", "over", "group_size"})) {
       if (e.key == "unfreeze" || e.key == "freeze") {
-        if (have_action) r_.error("rule-conflict", "a progressive stage either freezes or unfreezes", e.key_node);
+        if (have_action)
+          r_.error("rule-conflict", "a progressive stage either freezes or unfreezes", e.key_node);
         have_action = true;
         st.action = e.key == "freeze" ? Action::kFreeze : Action::kUnfreeze;
         st.selector = selector(e.value, "'" + e.key + "'");
       } else if (e.key == "order") {
-        st.top_down = r_.choice(e.value, "order", {"top_down", "bottom_up"}).value_or("top_down") == "top_down";
+        st.top_down = r_.choice(e.value, "order", {"top_down", "bottom_up"}).value_or("top_down") ==
+                      "top_down";
       } else if (e.key == "start") {
         st.at = trigger(e.value, "'start'", false);
         have_start = true;
@@ -438,10 +498,16 @@ struct FileParser {
     }
     if (!n.IsMap()) return;
     if (st.has_every == st.over.has_value())
-      r_.error("bad-progressive", "a progressive stage takes exactly one of 'every' (one more group each period) or 'over' (all groups spread over a span)", n);
+      r_.error("bad-progressive",
+               "a progressive stage takes exactly one of 'every' (one more group each period) or "
+               "'over' (all groups spread over a span)",
+               n);
     const Trigger& span = st.has_every ? st.period : st.over ? *st.over : st.at;
     if (have_start && st.at.unit != span.unit)
-      r_.error("unit-mismatch", "'start' and '" + std::string(st.has_every ? "every" : "over") + "' must count the same unit", n);
+      r_.error("unit-mismatch",
+               "'start' and '" + std::string(st.has_every ? "every" : "over") +
+                   "' must count the same unit",
+               n);
     if (!have_start) st.at.unit = span.unit;
   }
 
@@ -451,9 +517,12 @@ struct FileParser {
       d.name = e.key;
       d.loc = r_.loc(e.key_node);
       static const RE2 ident("[A-Za-z_][A-Za-z0-9_]*");
-      if (!RE2::FullMatch(e.key, ident)) r_.error("bad-name", "parameter name '" + e.key + "' is not an identifier", e.key_node);
+      if (!RE2::FullMatch(e.key, ident))
+        r_.error("bad-name", "parameter name '" + e.key + "' is not an identifier", e.key_node);
       if (s_.find_param(e.key)) {
-        r_.error("duplicate-param", "parameter '" + e.key + "' is already declared (by the strategy this one extends)", e.key_node);
+        r_.error("duplicate-param",
+                 "parameter '" + e.key + "' is already declared (by the strategy this one extends)",
+                 e.key_node);
         continue;
       }
       if (!e.value.IsMap()) {
@@ -467,7 +536,9 @@ struct FileParser {
           case Value::Kind::kString: d.type = ParamDecl::Type::kString; break;
           case Value::Kind::kList: d.type = ParamDecl::Type::kStrings; break;
           case Value::Kind::kNull:
-            r_.error("param-type", "parameter '" + e.key + "' needs a type: write { type: int, default: null }", e.value);
+            r_.error("param-type",
+                     "parameter '" + e.key + "' needs a type: write { type: int, default: null }",
+                     e.value);
             continue;
         }
         s_.params.push_back(d);
@@ -475,31 +546,40 @@ struct FileParser {
       }
       bool has_type = false, has_default = false;
       YAML::Node def;
-      for (const auto& f : r_.entries(e.value, "parameter '" + e.key + "'", {"type", "default", "min", "max", "doc", "required"})) {
+      for (const auto& f : r_.entries(e.value, "parameter '" + e.key + "'",
+                                      {"type", "default", "min", "max", "doc", "required"})) {
         if (f.key == "type") {
           auto t = r_.choice(f.value, "type", {"int", "float", "bool", "string", "strings"});
           has_type = true;
           if (!t) continue;
-          d.type = *t == "int" ? ParamDecl::Type::kInt : *t == "float" ? ParamDecl::Type::kFloat
-                 : *t == "bool" ? ParamDecl::Type::kBool : *t == "string" ? ParamDecl::Type::kString
-                 : ParamDecl::Type::kStrings;
+          d.type = *t == "int"      ? ParamDecl::Type::kInt
+                   : *t == "float"  ? ParamDecl::Type::kFloat
+                   : *t == "bool"   ? ParamDecl::Type::kBool
+                   : *t == "string" ? ParamDecl::Type::kString
+                                    : ParamDecl::Type::kStrings;
         } else if (f.key == "default") {
           has_default = true;
           def = f.value;
         } else if (f.key == "min" || f.key == "max") {
           auto v = r_.value(f.value, f.key);
-          if (!v || !v->is_number()) r_.error("wrong-type", "'" + f.key + "' must be a number", f.value);
-          else (f.key == "min" ? d.min : d.max) = v->number();
+          if (!v || !v->is_number())
+            r_.error("wrong-type", "'" + f.key + "' must be a number", f.value);
+          else
+            (f.key == "min" ? d.min : d.max) = v->number();
         } else if (f.key == "doc") {
           d.doc = r_.string(f.value, "'doc'").value_or("");
         } else if (f.key == "required") {
           auto v = r_.value(f.value, "'required'");
-          if (!v || v->kind != Value::Kind::kBool) r_.error("wrong-type", "'required' must be true or false", f.value);
-          else d.required = v->b;
+          if (!v || v->kind != Value::Kind::kBool)
+            r_.error("wrong-type", "'required' must be true or false", f.value);
+          else
+            d.required = v->b;
         }
       }
       if (!has_type) {
-        r_.error("missing-key", "parameter '" + e.key + "' needs a 'type' (int, float, bool, string, strings)", e.value);
+        r_.error("missing-key",
+                 "parameter '" + e.key + "' needs a 'type' (int, float, bool, string, strings)",
+                 e.value);
         continue;
       }
       if (has_default) {
@@ -508,7 +588,9 @@ struct FileParser {
         if (v && !v->is_null()) {
           d.default_value = *v;
         }
-        if (d.required) r_.error("param-conflict", "parameter '" + e.key + "' is required and has a default", def);
+        if (d.required)
+          r_.error("param-conflict", "parameter '" + e.key + "' is required and has a default",
+                   def);
       } else if (!d.required) {
         d.required = true;  // no default: the user must give it
       }
@@ -522,13 +604,19 @@ struct FileParser {
 
   void options(const YAML::Node& n) {
     s_.options.loc = r_.loc(n);
-    for (const auto& e : r_.entries(n, "'options'", {"batchnorm", "optimizer_state", "unfreeze_lr_scale", "lr_decay", "steps_per_epoch"})) {
+    for (const auto& e : r_.entries(n, "'options'",
+                                    {"batchnorm", "optimizer_state", "unfreeze_lr_scale",
+                                     "lr_decay", "steps_per_epoch"})) {
       if (e.key == "batchnorm") {
         auto c = r_.choice(e.value, "batchnorm policy", {"unchanged", "eval_when_frozen"});
-        if (c) s_.options.batchnorm = *c == "unchanged" ? Options::BatchNorm::kUnchanged : Options::BatchNorm::kEvalWhenFrozen;
+        if (c)
+          s_.options.batchnorm = *c == "unchanged" ? Options::BatchNorm::kUnchanged
+                                                   : Options::BatchNorm::kEvalWhenFrozen;
       } else if (e.key == "optimizer_state") {
         auto c = r_.choice(e.value, "optimizer_state policy", {"drop", "keep"});
-        if (c) s_.options.optimizer_state = *c == "drop" ? Options::OptimizerState::kDrop : Options::OptimizerState::kKeep;
+        if (c)
+          s_.options.optimizer_state =
+              *c == "drop" ? Options::OptimizerState::kDrop : Options::OptimizerState::kKeep;
       } else if (e.key == "steps_per_epoch") {
         s_.options.steps_per_epoch = typed(e.value, "'steps_per_epoch'", {Value::Kind::kInt});
       } else {
@@ -541,11 +629,15 @@ struct FileParser {
   }
 
   void discovery(const YAML::Node& n) {
-    for (const auto& e : r_.entries(n, "'discovery'", {"layers", "embeddings", "head", "stack_order", "towers", "connectors", "trunk", "replace"})) {
+    for (const auto& e : r_.entries(n, "'discovery'",
+                                    {"layers", "embeddings", "head", "stack_order", "towers",
+                                     "connectors", "trunk", "replace"})) {
       if (e.key == "replace") {
         auto v = r_.value(e.value, "'replace'");
-        if (!v || v->kind != Value::Kind::kBool) r_.error("wrong-type", "'replace' must be true or false", e.value);
-        else s_.discovery_replace = v->b;
+        if (!v || v->kind != Value::Kind::kBool)
+          r_.error("wrong-type", "'replace' must be true or false", e.value);
+        else
+          s_.discovery_replace = v->b;
         continue;
       }
       if (!e.value.IsSequence()) {
@@ -580,13 +672,23 @@ struct FileParser {
         RE2::Options o;
         o.set_log_errors(false);
         RE2 re(*s, o);
-        if (!re.ok()) r_.error("bad-regex", "invalid " + e.key + " pattern '" + *s + "': " + re.error(), pattern_node);
+        if (!re.ok())
+          r_.error("bad-regex", "invalid " + e.key + " pattern '" + *s + "': " + re.error(),
+                   pattern_node);
         if (e.key == "layers" && s->find('#') == std::string::npos)
-          r_.error("bad-value", "a layers pattern matches a container key with '#' where the index is (e.g. 'backbone\\.stages\\.#')", c);
+          r_.error("bad-value",
+                   "a layers pattern matches a container key with '#' where the index is (e.g. "
+                   "'backbone\\.stages\\.#')",
+                   c);
         Pattern p{*s, r_.loc(pattern_node), modality};
         auto& d = s_.discovery;
-        (e.key == "layers" ? d.layers : e.key == "embeddings" ? d.embeddings : e.key == "head" ? d.head
-         : e.key == "towers" ? d.towers : e.key == "connectors" ? d.connectors : d.trunk).push_back(p);
+        (e.key == "layers"       ? d.layers
+         : e.key == "embeddings" ? d.embeddings
+         : e.key == "head"       ? d.head
+         : e.key == "towers"     ? d.towers
+         : e.key == "connectors" ? d.connectors
+                                 : d.trunk)
+            .push_back(p);
       }
     }
   }
@@ -601,10 +703,14 @@ struct FileParser {
       if (!v || v->kind != Value::Kind::kInt) continue;
       int u = st.at.unit == Trigger::Unit::kEpoch ? 0 : 1;
       if (last[u] && v->i < *last[u]) {
-        r_.diags().error("stage-order", "stage at " + std::string(unit_name(st.at.unit)) + " " + std::to_string(v->i) +
-                                            " comes after a stage at " + unit_name(st.at.unit) + " " + std::to_string(*last[u]) +
-                                            "; list stages in time order", st.at.loc,
-                         {"the earlier stage is at " + last_loc[u].file + ":" + std::to_string(last_loc[u].line)});
+        r_.diags().error("stage-order",
+                         "stage at " + std::string(unit_name(st.at.unit)) + " " +
+                             std::to_string(v->i) + " comes after a stage at " +
+                             unit_name(st.at.unit) + " " + std::to_string(*last[u]) +
+                             "; list stages in time order",
+                         st.at.loc,
+                         {"the earlier stage is at " + last_loc[u].file + ":" +
+                          std::to_string(last_loc[u].line)});
       }
       last[u] = v->i;
       last_loc[u] = st.at.loc;
@@ -633,14 +739,16 @@ std::string FileParser::check_param_value(const ParamDecl& d, Value& v) {
       if (v.kind != Value::Kind::kBool) return "expected true or false, got " + v.to_string();
       break;
     case ParamDecl::Type::kString:
-      if (v.kind != Value::Kind::kString) v = Value::string(v.kind == Value::Kind::kList ? v.to_string() : v.to_string());
+      if (v.kind != Value::Kind::kString)
+        v = Value::string(v.kind == Value::Kind::kList ? v.to_string() : v.to_string());
       if (v.kind != Value::Kind::kString) return "expected a string";
       break;
     case ParamDecl::Type::kStrings:
       if (v.kind == Value::Kind::kString) v = Value::of_list({v});
       if (v.kind != Value::Kind::kList) return "expected a list of strings, got " + v.to_string();
       for (auto& item : v.list) {
-        if (item.kind == Value::Kind::kList || item.is_null()) return "expected a list of strings, got " + v.to_string();
+        if (item.kind == Value::Kind::kList || item.is_null())
+          return "expected a list of strings, got " + v.to_string();
         if (item.kind != Value::Kind::kString) item = Value::string(item.to_string());
       }
       break;
@@ -653,7 +761,8 @@ std::string FileParser::check_param_value(const ParamDecl& d, Value& v) {
 }
 
 // Reads `path`; messages name the file as the user wrote it (`shown`).
-std::string read_file(const std::string& path, const std::string& shown, Diagnostics& diags, bool* ok) {
+std::string read_file(const std::string& path, const std::string& shown, Diagnostics& diags,
+                      bool* ok) {
   *ok = false;
   std::error_code ec;
   auto size = std::filesystem::file_size(path, ec);
@@ -662,8 +771,10 @@ std::string read_file(const std::string& path, const std::string& shown, Diagnos
     return "";
   }
   if (size > kMaxRulesFileBytes) {
-    diags.error("file-too-large", "rules file '" + shown + "' is " + std::to_string(size) +
-                                      " bytes; the limit is " + std::to_string(kMaxRulesFileBytes), {shown, 0, 0});
+    diags.error("file-too-large",
+                "rules file '" + shown + "' is " + std::to_string(size) + " bytes; the limit is " +
+                    std::to_string(kMaxRulesFileBytes),
+                {shown, 0, 0});
     return "";
   }
   std::ifstream in(path, std::ios::binary);
@@ -692,7 +803,9 @@ const ParamDecl* StrategyDef::find_param(const std::string& n) const {
   return nullptr;
 }
 
-std::string check_param_value(const ParamDecl& d, Value& v) { return FileParser::check_param_value(d, v); }
+std::string check_param_value(const ParamDecl& d, Value& v) {
+  return FileParser::check_param_value(d, v);
+}
 
 std::vector<std::string> preset_names() {
   std::vector<std::string> names;
@@ -711,15 +824,22 @@ std::optional<Slice> parse_slice(const std::string& text, std::string* error) {
   static const RE2 slice("\\s*(-?[0-9]+)?\\s*:\\s*(-?[0-9]+)?\\s*(?::\\s*(-?[0-9]+)?\\s*)?");
   Slice s;
   std::string a, b, c;
-  auto num = [](const std::string& t) { return t.size() > 12 ? std::nullopt : std::optional<int64_t>(std::stoll(t)); };
+  auto num = [](const std::string& t) {
+    return t.size() > 12 ? std::nullopt : std::optional<int64_t>(std::stoll(t));
+  };
   if (RE2::FullMatch(text, single, &a)) {
     s.single = true;
     s.start = num(a);
-    if (!s.start) { if (error) *error = "layer index '" + text + "' is too large"; return std::nullopt; }
+    if (!s.start) {
+      if (error) *error = "layer index '" + text + "' is too large";
+      return std::nullopt;
+    }
     return s;
   }
   if (!RE2::FullMatch(text, slice, &a, &b, &c)) {
-    if (error) *error = "bad layer slice '" + text + "': expected an index (3, -1) or a slice (\"0:16\", \"-4:\", \"::2\")";
+    if (error)
+      *error = "bad layer slice '" + text +
+               "': expected an index (3, -1) or a slice (\"0:16\", \"-4:\", \"::2\")";
     return std::nullopt;
   }
   if (a.size() > 12 || b.size() > 12 || c.size() > 12) {
@@ -740,18 +860,21 @@ std::optional<StrategyDef> RulesLoader::load(const std::string& spec, const std:
   return load_nested(spec, section, std::filesystem::current_path().string());
 }
 
-std::optional<StrategyDef> RulesLoader::load_text(const std::string& text, const std::string& origin,
-                                               const std::string& section) {
+std::optional<StrategyDef> RulesLoader::load_text(const std::string& text,
+                                                  const std::string& origin,
+                                                  const std::string& section) {
   return parse(text, origin, origin, section, std::filesystem::current_path().string());
 }
 
-std::optional<StrategyDef> RulesLoader::load_nested(const std::string& spec, const std::string& section,
-                                                 const std::string& base_dir) {
+std::optional<StrategyDef> RulesLoader::load_nested(const std::string& spec,
+                                                    const std::string& section,
+                                                    const std::string& base_dir) {
   if (spec.rfind("preset:", 0) == 0) {
     std::string name = spec.substr(7);
     const char* text = name == "discovery" ? nullptr : embedded_rule_file(name + ".yaml");
     if (!text) {
-      diags_.error("unknown-preset", "no preset '" + name + "'" + did_you_mean(name, preset_names()), {},
+      diags_.error("unknown-preset",
+                   "no preset '" + name + "'" + did_you_mean(name, preset_names()), {},
                    {"`layerfreeze presets` lists them"});
       return std::nullopt;
     }
@@ -786,7 +909,8 @@ std::optional<StrategyDef> RulesLoader::load_nested(const std::string& spec, con
       return !rel.empty() && rel.native().rfind("..", 0) != 0;
     };
     if (std::none_of(roots_.begin(), roots_.end(), inside)) {
-      diags_.error("extends-outside", "'" + spec + "' is outside the folders a rules file may extend from", {},
+      diags_.error("extends-outside",
+                   "'" + spec + "' is outside the folders a rules file may extend from", {},
                    {"allowed: the working directory, the rules file's folder, its repository, and "
                     "$LAYERFREEZE_EXTENDS_PATH — each with what is below"});
       return std::nullopt;
@@ -796,8 +920,10 @@ std::optional<StrategyDef> RulesLoader::load_nested(const std::string& spec, con
   // named relative to the working directory when they lie under it.
   std::string label = spec;
   if (!stack_.empty()) {
-    auto rel = std::filesystem::path(p.lexically_normal()).lexically_relative(std::filesystem::current_path());
-    label = !rel.empty() && rel.native().rfind("..", 0) != 0 ? rel.string() : p.lexically_normal().string();
+    auto rel = std::filesystem::path(p.lexically_normal())
+                   .lexically_relative(std::filesystem::current_path());
+    label = !rel.empty() && rel.native().rfind("..", 0) != 0 ? rel.string()
+                                                             : p.lexically_normal().string();
   }
   bool ok = false;
   std::string text = read_file(p.lexically_normal().string(), label, diags_, &ok);
@@ -807,21 +933,26 @@ std::optional<StrategyDef> RulesLoader::load_nested(const std::string& spec, con
 }
 
 std::optional<StrategyDef> RulesLoader::parse(const std::string& text, const std::string& file,
-                                           const std::string& origin, const std::string& section,
-                                           const std::string& base_dir) {
+                                              const std::string& origin, const std::string& section,
+                                              const std::string& base_dir) {
   sources_.add(file, text);
   const std::string identity = canonical_.empty() ? origin : canonical_;
   canonical_.clear();
   if (std::find(stack_.begin(), stack_.end(), identity) != stack_.end()) {
-    diags_.error("extends-cycle", "'" + origin + "' extends itself (through " + file + ")", {file, 0, 0});
+    diags_.error("extends-cycle", "'" + origin + "' extends itself (through " + file + ")",
+                 {file, 0, 0});
     return std::nullopt;
   }
   if (static_cast<int>(stack_.size()) >= kMaxExtendsDepth) {
-    diags_.error("extends-depth", "more than " + std::to_string(kMaxExtendsDepth) + " levels of 'extends'", {file, 0, 0});
+    diags_.error("extends-depth",
+                 "more than " + std::to_string(kMaxExtendsDepth) + " levels of 'extends'",
+                 {file, 0, 0});
     return std::nullopt;
   }
   if (!nesting_within_limit(text, kMaxYamlNesting)) {
-    diags_.error("too-deep", "the file nests more than " + std::to_string(kMaxYamlNesting) + " levels deep", {file, 0, 0});
+    diags_.error("too-deep",
+                 "the file nests more than " + std::to_string(kMaxYamlNesting) + " levels deep",
+                 {file, 0, 0});
     return std::nullopt;
   }
   YAML::Node root;
@@ -837,13 +968,16 @@ std::optional<StrategyDef> RulesLoader::parse(const std::string& text, const std
     std::string walked;
     while (start <= section.size()) {
       size_t dot = section.find('.', start);
-      std::string key = section.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+      std::string key =
+          section.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
       if (!root.IsMap() || !root[key]) {
         std::vector<std::string> keys;
         if (root.IsMap())
           for (auto it = root.begin(); it != root.end(); ++it) keys.push_back(it->first.Scalar());
-        diags_.error("section-not-found", "no key '" + key + "'" + (walked.empty() ? "" : " under '" + walked + "'") +
-                                              " in " + file + did_you_mean(key, keys), r.loc(root));
+        diags_.error("section-not-found",
+                     "no key '" + key + "'" + (walked.empty() ? "" : " under '" + walked + "'") +
+                         " in " + file + did_you_mean(key, keys),
+                     r.loc(root));
         return std::nullopt;
       }
       root = root[key];
@@ -853,7 +987,9 @@ std::optional<StrategyDef> RulesLoader::parse(const std::string& text, const std
     }
   }
   if (!root.IsMap()) {
-    diags_.error("wrong-type", "a rules file is a map with 'rules' and/or 'stages', not " + describe(root), r.loc(root));
+    diags_.error("wrong-type",
+                 "a rules file is a map with 'rules' and/or 'stages', not " + describe(root),
+                 r.loc(root));
     return std::nullopt;
   }
   size_t errors_before = diags_.count(Severity::kError);
@@ -885,25 +1021,33 @@ std::optional<StrategyDef> RulesLoader::parse(const std::string& text, const std
     if (e.key == "with") {
       with = e.value;
       has_with = true;
-      if (s.params.empty() && std::none_of(entries.begin(), entries.end(), [](const auto& x) { return x.key == "extends"; }))
-        r.error("misplaced-key", "'with' sets parameters of the strategy named by 'extends'", e.key_node);
+      if (s.params.empty() && std::none_of(entries.begin(), entries.end(),
+                                           [](const auto& x) { return x.key == "extends"; }))
+        r.error("misplaced-key", "'with' sets parameters of the strategy named by 'extends'",
+                e.key_node);
     }
   }
-  bool extends = std::any_of(entries.begin(), entries.end(), [](const auto& x) { return x.key == "extends"; });
+  bool extends =
+      std::any_of(entries.begin(), entries.end(), [](const auto& x) { return x.key == "extends"; });
   if (has_with && extends) {
     for (const auto& e : r.entries(with, "'with'", {})) {
       const ParamDecl* d = s.find_param(e.key);
       if (!d) {
         std::vector<std::string> names;
         for (const auto& p : s.params) names.push_back(p.name);
-        r.error("unknown-param", "'" + e.key + "' is not a parameter of the extended strategy" + did_you_mean(e.key, names), e.key_node);
+        r.error("unknown-param",
+                "'" + e.key + "' is not a parameter of the extended strategy" +
+                    did_you_mean(e.key, names),
+                e.key_node);
         continue;
       }
       auto v = r.value(e.value, "'" + e.key + "'");
       if (!v) continue;
       std::string err = check_param_value(*d, *v);
-      if (!err.empty()) r.error("param-type", "'" + e.key + "': " + err, e.value);
-      else s.bound[e.key] = *v;
+      if (!err.empty())
+        r.error("param-type", "'" + e.key + "': " + err, e.value);
+      else
+        s.bound[e.key] = *v;
     }
   }
   // Parameters before everything that may refer to them.
@@ -915,7 +1059,10 @@ std::optional<StrategyDef> RulesLoader::parse(const std::string& text, const std
     if (e.key == "layerfreeze") {
       auto v = r.value(e.value, "'layerfreeze'");
       if (!v || v->kind != Value::Kind::kInt || v->i != 1)
-        r.error("bad-version", "unsupported rules version " + (v ? v->to_string() : std::string("?")) + "; this layerfreeze reads version 1", e.value);
+        r.error("bad-version",
+                "unsupported rules version " + (v ? v->to_string() : std::string("?")) +
+                    "; this layerfreeze reads version 1",
+                e.value);
     } else if (e.key == "name") {
       s.name = r.string(e.value, "'name'").value_or("");
     } else if (e.key == "description") {
@@ -928,7 +1075,8 @@ std::optional<StrategyDef> RulesLoader::parse(const std::string& text, const std
       own_rules = fp.rules(e.value, "'rules'");
     } else if (e.key == "stages") {
       if (!e.value.IsSequence()) {
-        r.error("wrong-type", "'stages' must be a list of stages, not " + describe(e.value), e.value);
+        r.error("wrong-type", "'stages' must be a list of stages, not " + describe(e.value),
+                e.value);
         continue;
       }
       for (const auto& c : e.value) own_stages.push_back(fp.stage(c));
@@ -936,10 +1084,15 @@ std::optional<StrategyDef> RulesLoader::parse(const std::string& text, const std
   }
   s.rules.insert(s.rules.end(), own_rules.begin(), own_rules.end());
   if (s.rules.size() > kMaxRules)
-    diags_.error("too-many-rules", std::to_string(s.rules.size()) + " rules; the limit is " + std::to_string(kMaxRules), {file, 0, 0});
+    diags_.error(
+        "too-many-rules",
+        std::to_string(s.rules.size()) + " rules; the limit is " + std::to_string(kMaxRules),
+        {file, 0, 0});
   if (s.stages.size() + own_stages.size() > kMaxStages)
-    diags_.error("too-many-stages", std::to_string(s.stages.size() + own_stages.size()) + " stages; the limit is " +
-                                        std::to_string(kMaxStages), {file, 0, 0});
+    diags_.error("too-many-stages",
+                 std::to_string(s.stages.size() + own_stages.size()) + " stages; the limit is " +
+                     std::to_string(kMaxStages),
+                 {file, 0, 0});
   s.stages.insert(s.stages.end(), own_stages.begin(), own_stages.end());
   fp.check_stage_order();
   if (s.name.empty()) s.name = std::filesystem::path(file).stem().string();

@@ -21,19 +21,19 @@ class RulesLoader {
   /// `section` is a dotted key path ("training.freeze") to the strategy inside a larger YAML.
   std::optional<StrategyDef> load(const std::string& spec, const std::string& section = "");
   std::optional<StrategyDef> load_text(const std::string& text, const std::string& origin,
-                                    const std::string& section = "");
+                                       const std::string& section = "");
 
  private:
   std::optional<StrategyDef> load_nested(const std::string& spec, const std::string& section,
-                                      const std::string& base_dir);
+                                         const std::string& base_dir);
   std::optional<StrategyDef> parse(const std::string& text, const std::string& file,
-                                const std::string& origin, const std::string& section,
-                                const std::string& base_dir);
+                                   const std::string& origin, const std::string& section,
+                                   const std::string& base_dir);
 
   Diagnostics& diags_;
   SourceTexts& sources_;
-  std::vector<std::string> stack_;  // files being loaded, for cycle detection
-  std::string canonical_;           // identity of the file about to be parsed
+  std::vector<std::string> stack_;            // files being loaded, for cycle detection
+  std::string canonical_;                     // identity of the file about to be parsed
   std::vector<std::filesystem::path> roots_;  // where `extends` may reach (set by the first file)
 };
 

@@ -28,7 +28,9 @@ struct Compiled {
       o.set_log_errors(false);
       auto re = std::make_unique<RE2>(p.text, o);
       if (!re->ok()) {
-        diags.error("bad-regex", std::string("invalid ") + what + " pattern '" + p.text + "': " + re->error(), p.loc);
+        diags.error("bad-regex",
+                    std::string("invalid ") + what + " pattern '" + p.text + "': " + re->error(),
+                    p.loc);
         re.reset();
       }
       res.push_back(std::move(re));
@@ -59,7 +61,8 @@ struct PathMatch {
 
 class PrefixMatcher {
  public:
-  PrefixMatcher(const Compiled& towers, const Compiled& connectors) : towers_(towers), connectors_(connectors) {}
+  PrefixMatcher(const Compiled& towers, const Compiled& connectors)
+      : towers_(towers), connectors_(connectors) {}
 
   // One hash lookup a name: the part above its first index component ("model.layers" of
   // "model.layers.7.mlp.w") is shared by thousands of names and matched once.
@@ -118,13 +121,16 @@ bool has_component(const std::string& path, const char* word) {
   for (size_t start = 0; start <= path.size();) {
     size_t end = path.find('.', start);
     if (end == std::string::npos) end = path.size();
-    if (path.compare(start, end - start, word) == 0 && end - start == std::char_traits<char>::length(word)) return true;
+    if (path.compare(start, end - start, word) == 0 &&
+        end - start == std::char_traits<char>::length(word))
+      return true;
     start = end + 1;
   }
   return false;
 }
 
-std::string modality_of(const std::string& root, const std::string& declared, const Inventory& inv) {
+std::string modality_of(const std::string& root, const std::string& declared,
+                        const Inventory& inv) {
   if (!declared.empty()) return declared;
   for (const char* w : {"audio", "speech", "whisper", "apm"})
     if (root.find(w) != std::string::npos) return "audio";
@@ -135,7 +141,8 @@ std::string modality_of(const std::string& root, const std::string& declared, co
 // The trunk's layer count the config states (the language model's), when it states one.
 const std::pair<std::string, int64_t>* text_layer_count(const Inventory& inv) {
   for (const auto& kv : inv.config_layers)
-    if (kv.first.rfind("vision_config.", 0) != 0 && kv.first.rfind("audio_config.", 0) != 0) return &kv;
+    if (kv.first.rfind("vision_config.", 0) != 0 && kv.first.rfind("audio_config.", 0) != 0)
+      return &kv;
   return nullptr;
 }
 
@@ -162,7 +169,8 @@ ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCand
     const PathMatch& m = matches[i];
     if (m.connector_pattern >= 0) {
       std::string root = inv.params[i].name.substr(0, m.connector_len);
-      if (connector_pattern_of.emplace(root, m.connector_pattern).second) connector_roots.push_back(root);
+      if (connector_pattern_of.emplace(root, m.connector_pattern).second)
+        connector_roots.push_back(root);
     } else if (m.tower_pattern >= 0) {
       std::string root = inv.params[i].name.substr(0, m.tower_len);
       if (tower_pattern_of.emplace(root, m.tower_pattern).second) tower_roots.push_back(root);
@@ -216,7 +224,9 @@ ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCand
       (is_trunk ? keep : others).push_back(s);
     }
     if (!keep.empty())
-      for (size_t s : others) promote(keep, s, "the rules file's trunk patterns (" + stacks[s].container + " is not the trunk)");
+      for (size_t s : others)
+        promote(keep, s,
+                "the rules file's trunk patterns (" + stacks[s].container + " is not the trunk)");
   }
   const bool fed = !connector_roots.empty() || patterns.explicit_towers;
   if (fed && !inv.config_modalities.empty()) {
@@ -227,10 +237,12 @@ ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCand
       for (size_t s : t) (stacks[s].num_layers == count->second ? keep : others).push_back(s);
       if (keep.size() == 1)
         for (size_t s : others)
-          if (!has_component(stacks[s].container, "encoder") && !has_component(stacks[s].container, "decoder"))
-            promote(keep, s, "the config: " + count->first + " = " + std::to_string(count->second) + " is " +
-                                 stacks[keep[0]].container + "'s count; the config has a " +
-                                 inv.config_modalities[0] + " part");
+          if (!has_component(stacks[s].container, "encoder") &&
+              !has_component(stacks[s].container, "decoder"))
+            promote(keep, s,
+                    "the config: " + count->first + " = " + std::to_string(count->second) + " is " +
+                        stacks[keep[0]].container + "'s count; the config has a " +
+                        inv.config_modalities[0] + " part");
     }
   }
 
@@ -239,10 +251,11 @@ ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCand
   if (!fed || trunk_stacks().empty()) {
     std::string roots;
     for (const auto& f : found) roots += (roots.empty() ? "'" : ", '") + f.root + "'";
-    out.notes.push_back(roots + (found.size() == 1 ? " looks" : " look") + " like a tower's name, but " +
-                        (!fed ? "no connector (projector, merger, resampler) feeds it into a trunk"
-                              : "no other stack would be left as the trunk") +
-                        ": its layers stay in the trunk (add `discovery: towers:` or `trunk:` to say otherwise)");
+    out.notes.push_back(
+        roots + (found.size() == 1 ? " looks" : " look") + " like a tower's name, but " +
+        (!fed ? "no connector (projector, merger, resampler) feeds it into a trunk"
+              : "no other stack would be left as the trunk") +
+        ": its layers stay in the trunk (add `discovery: towers:` or `trunk:` to say otherwise)");
     std::fill(out.stack_tower.begin(), out.stack_tower.end(), -1);
     return out;
   }
@@ -258,7 +271,8 @@ ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCand
   std::map<std::string, int32_t> connector_index;
   for (const auto& root : connector_roots) {
     connector_index[root] = static_cast<int32_t>(out.connectors.size());
-    out.connectors.push_back({root, patterns.connectors[static_cast<size_t>(connector_pattern_of[root])].text});
+    out.connectors.push_back(
+        {root, patterns.connectors[static_cast<size_t>(connector_pattern_of[root])].text});
   }
 
   // 4. Every parameter's part: a connector first (Qwen2-VL's `visual.merger` is inside the
@@ -284,7 +298,8 @@ ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCand
     if (out.param_tower[i] >= 0) first[static_cast<size_t>(out.param_tower[i])] = i;
   std::vector<int32_t> order(out.towers.size());
   for (size_t t = 0; t < order.size(); ++t) order[t] = static_cast<int32_t>(t);
-  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return first[a] < first[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return first[a] < first[b]; });
   std::vector<int32_t> rank(order.size());
   std::vector<Tower> sorted;
   for (size_t k = 0; k < order.size(); ++k) {

@@ -17,11 +17,36 @@ struct Value {
   std::vector<Value> list;
 
   static Value null() { return {}; }
-  static Value boolean(bool v) { Value x; x.kind = Kind::kBool; x.b = v; return x; }
-  static Value integer(int64_t v) { Value x; x.kind = Kind::kInt; x.i = v; return x; }
-  static Value real(double v) { Value x; x.kind = Kind::kFloat; x.f = v; return x; }
-  static Value string(std::string v) { Value x; x.kind = Kind::kString; x.s = std::move(v); return x; }
-  static Value of_list(std::vector<Value> v) { Value x; x.kind = Kind::kList; x.list = std::move(v); return x; }
+  static Value boolean(bool v) {
+    Value x;
+    x.kind = Kind::kBool;
+    x.b = v;
+    return x;
+  }
+  static Value integer(int64_t v) {
+    Value x;
+    x.kind = Kind::kInt;
+    x.i = v;
+    return x;
+  }
+  static Value real(double v) {
+    Value x;
+    x.kind = Kind::kFloat;
+    x.f = v;
+    return x;
+  }
+  static Value string(std::string v) {
+    Value x;
+    x.kind = Kind::kString;
+    x.s = std::move(v);
+    return x;
+  }
+  static Value of_list(std::vector<Value> v) {
+    Value x;
+    x.kind = Kind::kList;
+    x.list = std::move(v);
+    return x;
+  }
 
   bool is_null() const { return kind == Kind::kNull; }
   bool is_number() const { return kind == Kind::kInt || kind == Kind::kFloat; }

@@ -157,7 +157,8 @@ bool nesting_within_limit(const std::string& text, int limit) {
       while (i + 1 < text.size() && text[i + 1] != '\n') ++i;
       continue;
     }
-    if (c == '\'' || c == '"') quote = c;
+    if (c == '\'' || c == '"')
+      quote = c;
     else if (c == '[' || c == '{') {
       if (++flow > limit) return false;
     } else if ((c == ']' || c == '}') && flow > 0) {

@@ -1,5 +1,6 @@
-// CompiledPlan agreement: one all-gather of a fixed-size digest per rank; only on a mismatch a second
-// exchange of full plan records, so every rank can print the same explanation before it throws.
+// CompiledPlan agreement: one all-gather of a fixed-size digest per rank; only on a mismatch a
+// second exchange of full plan records, so every rank can print the same explanation before it
+// throws.
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
 #include <ATen/Functions.h>
@@ -16,7 +17,8 @@ namespace layerfreeze::distributed {
 namespace {
 
 // All-gathers one byte tensor of the same size from every rank.
-std::vector<at::Tensor> all_gather(c10d::ProcessGroup& group, const at::Tensor& mine, const std::string& what) {
+std::vector<at::Tensor> all_gather(c10d::ProcessGroup& group, const at::Tensor& mine,
+                                   const std::string& what) {
   return guarded(what, [&] {
     std::vector<at::Tensor> in{mine};
     std::vector<std::vector<at::Tensor>> out(1);
@@ -36,7 +38,8 @@ constexpr size_t kHeaderBytes = kPlanDigestBytes + 2 * sizeof(int64_t);
 
 }  // namespace
 
-void agree_on_plan(c10d::ProcessGroup& group, const Executor& executor, const AgreementOptions& options) {
+void agree_on_plan(c10d::ProcessGroup& group, const Executor& executor,
+                   const AgreementOptions& options) {
   const CompiledPlan& plan = executor.plan().compiled();
   Time horizon = plan.default_horizon();
   if (options.epochs >= 0) horizon.epoch = options.epochs;
@@ -80,7 +83,8 @@ void agree_on_plan(c10d::ProcessGroup& group, const Executor& executor, const Ag
   auto all = all_gather(group, padded, "exchanging plan records");
   std::vector<std::string> records;
   for (size_t r = 0; r < all.size(); ++r)
-    records.emplace_back(static_cast<const char*>(all[r].data_ptr()), static_cast<size_t>(sizes[r]));
+    records.emplace_back(static_cast<const char*>(all[r].data_ptr()),
+                         static_cast<size_t>(sizes[r]));
   Disagreement d = explain_disagreement(digests, records);
   d.notes.insert(d.notes.begin(), "this is rank " + std::to_string(group.getRank()) + " of " +
                                       std::to_string(group.getSize()));

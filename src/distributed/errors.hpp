@@ -30,7 +30,9 @@ auto guarded(const std::string& what, F&& f, std::string hint = "") -> decltype(
     const auto* c10 = dynamic_cast<const c10::Error*>(&e);
     std::string text = c10 ? c10->what_without_backtrace() : e.what();
     if (hint.empty())
-      hint = "a rank exited, timed out or cannot be reached; every rank must make the same calls in the same order";
+      hint =
+          "a rank exited, timed out or cannot be reached; every rank must make the same calls in "
+          "the same order";
     fail("distributed-error", what + " failed: " + text, {hint});
   }
 }

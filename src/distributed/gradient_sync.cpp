@@ -94,7 +94,8 @@ struct GradientSync::Impl {
         for (size_t k = 0; k < buckets[bi].members.size(); ++k) {
           const at::Tensor& p = params[buckets[bi].members[k]];
           if (!trainable[buckets[bi].members[k]]) continue;
-          hooks.emplace_back(p, p.register_hook([this, bi, k](const at::Tensor& g) { on_grad(bi, k, g); }));
+          hooks.emplace_back(
+              p, p.register_hook([this, bi, k](const at::Tensor& g) { on_grad(bi, k, g); }));
         }
     reset_round();
   }
@@ -106,7 +107,8 @@ struct GradientSync::Impl {
       b.work.reset();
       for (size_t k = 0; k < b.members.size(); ++k) {
         if (options.overlap && !trainable[b.members[k]]) {
-          b.flat.narrow(0, b.offsets[k], params[b.members[k]].numel()).zero_();  // frozen: no gradient, a zero
+          b.flat.narrow(0, b.offsets[k], params[b.members[k]].numel())
+              .zero_();  // frozen: no gradient, a zero
           b.filled[k] = 1;
         } else if (options.overlap) {
           ++b.pending;
@@ -146,7 +148,8 @@ struct GradientSync::Impl {
       }
       b.filled[k] = 1;
       --b.pending;
-      while (next_launch < buckets.size() && buckets[next_launch].pending == 0) launch(buckets[next_launch++]);
+      while (next_launch < buckets.size() && buckets[next_launch].pending == 0)
+        launch(buckets[next_launch++]);
     } catch (const std::exception& e) {
       hook_error = e.what();
     }
@@ -162,11 +165,14 @@ struct GradientSync::Impl {
     at::Tensor dst = b.flat.narrow(0, b.offsets[k], p.numel());
     const at::Tensor& g = p.grad();
     if (g.defined() && g.layout() != at::kStrided)
-      fail("distributed-setup", "'" + executor->inventory().params[b.members[k]].name +
-                                    "' has a sparse gradient; GradientSync averages dense gradients only",
+      fail("distributed-setup",
+           "'" + executor->inventory().params[b.members[k]].name +
+               "' has a sparse gradient; GradientSync averages dense gradients only",
            {"construct the embedding without sparse gradients (EmbeddingOptions::sparse(false))"});
-    if (g.defined()) dst.copy_(g.reshape({-1}));
-    else dst.zero_();
+    if (g.defined())
+      dst.copy_(g.reshape({-1}));
+    else
+      dst.zero_();
     b.filled[k] = 1;
   }
 
@@ -194,8 +200,10 @@ struct GradientSync::Impl {
         at::Tensor& p = params[b.members[k]];
         if (!trainable[b.members[k]]) continue;  // a frozen parameter keeps no gradient
         at::Tensor avg = b.flat.narrow(0, b.offsets[k], p.numel()).view(p.sizes());
-        if (p.grad().defined()) p.mutable_grad().copy_(avg);
-        else p.mutable_grad() = avg.clone();
+        if (p.grad().defined())
+          p.mutable_grad().copy_(avg);
+        else
+          p.mutable_grad() = avg.clone();
       }
     }
   }
@@ -242,7 +250,8 @@ GradientSync::GradientSync(c10::intrusive_ptr<c10d::ProcessGroup> group, const E
     : impl_(std::make_unique<Impl>()) {
   if (!group) fail("distributed-setup", "GradientSync needs a process group");
   if (options.bucket_bytes <= 0)
-    fail("distributed-setup", "bucket_bytes must be positive (it is " + std::to_string(options.bucket_bytes) + ")");
+    fail("distributed-setup",
+         "bucket_bytes must be positive (it is " + std::to_string(options.bucket_bytes) + ")");
   impl_->group = std::move(group);
   impl_->executor = &executor;
   impl_->options = options;

@@ -28,15 +28,17 @@ int64_t env_int(const char* name, std::optional<int64_t> fallback, int64_t lo, i
   if (!v || !*v) {
     if (fallback) return *fallback;
     fail("distributed-env", std::string("environment variable ") + name + " is not set",
-         {"launch with `layerfreeze launch --nproc N -- PROGRAM ...` or torchrun, which set RANK, WORLD_SIZE, "
+         {"launch with `layerfreeze launch --nproc N -- PROGRAM ...` or torchrun, which set RANK, "
+          "WORLD_SIZE, "
           "MASTER_ADDR and MASTER_PORT"});
   }
   char* end = nullptr;
   errno = 0;
   long long x = std::strtoll(v, &end, 10);
   if (errno != 0 || end == v || *end != '\0' || x < lo || x > hi)
-    fail("distributed-env", std::string("environment variable ") + name + "='" + v + "' is not an integer in [" +
-                                std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    fail("distributed-env", std::string("environment variable ") + name + "='" + v +
+                                "' is not an integer in [" + std::to_string(lo) + ", " +
+                                std::to_string(hi) + "]");
   return x;
 }
 
@@ -45,9 +47,11 @@ bool is_loopback(const std::string& host) {
 }
 
 // Broadcasts each tensor once (a tied weight is listed under each of its names).
-void broadcast_tensors(c10d::ProcessGroup& group, int root, const std::vector<at::Tensor>& tensors) {
+void broadcast_tensors(c10d::ProcessGroup& group, int root,
+                       const std::vector<at::Tensor>& tensors) {
   if (root < 0 || root >= group.getSize())
-    fail("distributed-setup", "broadcast root " + std::to_string(root) + " is not a rank of a group of " +
+    fail("distributed-setup", "broadcast root " + std::to_string(root) +
+                                  " is not a rank of a group of " +
                                   std::to_string(group.getSize()));
   guarded("broadcasting rank " + std::to_string(root) + "'s parameters and buffers", [&] {
     at::NoGradGuard no_grad;
@@ -89,44 +93,57 @@ GroupOptions GroupOptions::from_env() {
 
 c10::intrusive_ptr<c10d::ProcessGroup> make_process_group(const GroupOptions& o) {
   if (o.world_size < 1 || o.rank < 0 || o.rank >= o.world_size)
-    fail("distributed-setup", "rank " + std::to_string(o.rank) + " is not in a group of " + std::to_string(o.world_size));
+    fail("distributed-setup", "rank " + std::to_string(o.rank) + " is not in a group of " +
+                                  std::to_string(o.world_size));
   if (o.backend != "gloo" && o.backend != "nccl")
-    fail("distributed-setup", "unknown backend '" + o.backend + "'", {"use gloo (CPU) or nccl (CUDA)"});
+    fail("distributed-setup", "unknown backend '" + o.backend + "'",
+         {"use gloo (CPU) or nccl (CUDA)"});
 #ifndef USE_C10D_NCCL
   if (o.backend == "nccl")
-    fail("distributed-setup", "this LibTorch was built without NCCL", {"use the gloo backend (Debian's LibTorch is CPU-only)"});
+    fail("distributed-setup", "this LibTorch was built without NCCL",
+         {"use the gloo backend (Debian's LibTorch is CPU-only)"});
 #endif
-  return guarded("forming the process group with " + o.master_addr + ":" + std::to_string(o.master_port), [&] {
-    c10d::TCPStoreOptions so;
-    so.port = static_cast<uint16_t>(o.master_port);
-    so.isServer = o.rank == 0;
-    so.numWorkers = static_cast<size_t>(o.world_size);
-    so.timeout = o.timeout;
-    auto store = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
-    c10::intrusive_ptr<c10d::ProcessGroup> group;
+  return guarded(
+      "forming the process group with " + o.master_addr + ":" + std::to_string(o.master_port),
+      [&] {
+        c10d::TCPStoreOptions so;
+        so.port = static_cast<uint16_t>(o.master_port);
+        so.isServer = o.rank == 0;
+        so.numWorkers = static_cast<size_t>(o.world_size);
+        so.timeout = o.timeout;
+        auto store = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
+        c10::intrusive_ptr<c10d::ProcessGroup> group;
 #ifdef USE_C10D_NCCL
-    if (o.backend == "nccl") {
-      auto opts = c10d::ProcessGroupNCCL::Options::create();
-      opts->timeout = o.timeout;
-      return c10::intrusive_ptr<c10d::ProcessGroup>(
-          c10::make_intrusive<c10d::ProcessGroupNCCL>(store, o.rank, o.world_size, opts));
-    }
+        if (o.backend == "nccl") {
+          auto opts = c10d::ProcessGroupNCCL::Options::create();
+          opts->timeout = o.timeout;
+          return c10::intrusive_ptr<c10d::ProcessGroup>(
+              c10::make_intrusive<c10d::ProcessGroupNCCL>(store, o.rank, o.world_size, opts));
+        }
 #endif
-    auto opts = c10d::ProcessGroupGloo::Options::create(o.timeout);
-    const std::string ifname = env_or("GLOO_SOCKET_IFNAME", "");
-    if (!ifname.empty()) opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
-    else if (is_loopback(o.master_addr)) opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-    else opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-    opts->threads = 2;
-    return c10::intrusive_ptr<c10d::ProcessGroup>(
-        c10::make_intrusive<c10d::ProcessGroupGloo>(store, o.rank, o.world_size, opts));
-  }, "rank " + std::to_string(o.rank) + " waited up to " + std::to_string(o.timeout.count() / 1000) + " s for all " +
-         std::to_string(o.world_size) + " ranks to meet at " + o.master_addr + ":" + std::to_string(o.master_port) +
-         " (GroupOptions::timeout, LAYERFREEZE_DIST_TIMEOUT); did every rank start, with the same MASTER_ADDR, "
-         "MASTER_PORT and WORLD_SIZE?");
+        auto opts = c10d::ProcessGroupGloo::Options::create(o.timeout);
+        const std::string ifname = env_or("GLOO_SOCKET_IFNAME", "");
+        if (!ifname.empty())
+          opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+        else if (is_loopback(o.master_addr))
+          opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+        else
+          opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+        opts->threads = 2;
+        return c10::intrusive_ptr<c10d::ProcessGroup>(
+            c10::make_intrusive<c10d::ProcessGroupGloo>(store, o.rank, o.world_size, opts));
+      },
+      "rank " + std::to_string(o.rank) + " waited up to " +
+          std::to_string(o.timeout.count() / 1000) + " s for all " + std::to_string(o.world_size) +
+          " ranks to meet at " + o.master_addr + ":" + std::to_string(o.master_port) +
+          " (GroupOptions::timeout, LAYERFREEZE_DIST_TIMEOUT); did every rank start, with the same "
+          "MASTER_ADDR, "
+          "MASTER_PORT and WORLD_SIZE?");
 }
 
-c10::intrusive_ptr<c10d::ProcessGroup> make_process_group() { return make_process_group(GroupOptions::from_env()); }
+c10::intrusive_ptr<c10d::ProcessGroup> make_process_group() {
+  return make_process_group(GroupOptions::from_env());
+}
 
 void broadcast_parameters(c10d::ProcessGroup& group, torch::nn::Module& module, int root) {
   broadcast_tensors(group, root, state_of(module, true));

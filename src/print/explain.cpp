@@ -10,7 +10,8 @@
 
 namespace layerfreeze {
 
-std::string explain_text(const CompiledPlan& plan, uint32_t index, const Time& t, const Time& horizon) {
+std::string explain_text(const CompiledPlan& plan, uint32_t index, const Time& t,
+                         const Time& horizon) {
   const Inventory& inv = *plan.inventory;
   const Param& p = inv.params[index];
   std::ostringstream o;
@@ -20,12 +21,14 @@ std::string explain_text(const CompiledPlan& plan, uint32_t index, const Time& t
   if (p.shape_known) {
     o << "  shape [";
     for (size_t k = 0; k < p.shape.size(); ++k) o << (k ? ", " : "") << p.shape[k];
-    o << "]" << (p.dtype.empty() ? "" : " " + p.dtype) << " · " << with_commas(p.numel) << " parameters\n";
+    o << "]" << (p.dtype.empty() ? "" : " " + p.dtype) << " · " << with_commas(p.numel)
+      << " parameters\n";
   }
   o << "  role: " << role_name(p.role);
   if (p.role == Role::kTower && p.part >= 0) {
     const Tower& t = inv.towers[static_cast<size_t>(p.part)];
-    o << " (" << t.modality << ", `" << t.root << "`, " << t.num_layers << (t.num_layers == 1 ? " layer" : " layers");
+    o << " (" << t.modality << ", `" << t.root << "`, " << t.num_layers
+      << (t.num_layers == 1 ? " layer" : " layers");
     if (p.layer >= 0) {
       const Stack& st = inv.stacks[static_cast<size_t>(inv.layers[p.layer].stack)];
       o << "; its layer " << p.layer - st.first_layer << " in stack " << st.container << " ("
@@ -37,9 +40,11 @@ std::string explain_text(const CompiledPlan& plan, uint32_t index, const Time& t
     o << " (`" << c.root << "`: it carries a tower's output into the trunk)";
   } else if (p.layer >= 0) {
     const Stack& st = inv.stacks[inv.layers[p.layer].stack];
-    o << " " << p.layer << " (" << inv.layers[p.layer].name << ", stack " << st.container << ", pattern '" << st.pattern << "')";
+    o << " " << p.layer << " (" << inv.layers[p.layer].name << ", stack " << st.container
+      << ", pattern '" << st.pattern << "')";
   }
-  if (p.role == Role::kOther && p.anchor_layer >= 0) o << " (opens with layer " << p.anchor_layer << ")";
+  if (p.role == Role::kOther && p.anchor_layer >= 0)
+    o << " (opens with layer " << p.anchor_layer << ")";
   o << "\n";
   for (size_t k = 0; k < p.aliases.size() && k < p.alias_roles.size(); ++k)
     o << "  alias " << p.aliases[k] << ": role " << role_name(p.alias_roles[k]) << "\n";
@@ -61,17 +66,18 @@ std::string explain_text(const CompiledPlan& plan, uint32_t index, const Time& t
     for (const auto& [r, where] : hits)
       o << "    " << r->prov.where() << "  " << r->prov.text << "  [" << where << "]\n";
     const PlanRule* last = hits.back().first;
-    o << "  state: " << (last->action == Action::kFreeze ? "FROZEN" : "TRAINABLE") << " — decided by " << last->prov.where()
-      << " (" << last->prov.text << "), the last rule that selects it\n";
+    o << "  state: " << (last->action == Action::kFreeze ? "FROZEN" : "TRAINABLE")
+      << " — decided by " << last->prov.where() << " (" << last->prov.text
+      << "), the last rule that selects it\n";
   }
   o << "over time:\n";
   bool prev_set = false, prev = false;
   for (const auto& point : plan.timeline(horizon)) {
     bool f = point.frozen.test(index);
     if (prev_set && f == prev) continue;
-    o << "  " << time_text(point.at, plan.uses_steps) << ": "
-      << (f ? "FROZEN" : "TRAINABLE");
-    if (!point.causes.empty()) o << " (" << point.causes.front() << (point.causes.size() > 1 ? ", …" : "") << ")";
+    o << "  " << time_text(point.at, plan.uses_steps) << ": " << (f ? "FROZEN" : "TRAINABLE");
+    if (!point.causes.empty())
+      o << " (" << point.causes.front() << (point.causes.size() > 1 ? ", …" : "") << ")";
     o << "\n";
     prev_set = true;
     prev = f;
@@ -79,7 +85,8 @@ std::string explain_text(const CompiledPlan& plan, uint32_t index, const Time& t
   return o.str();
 }
 
-std::string diff_text(const CompiledPlan& a, const CompiledPlan& b, const Time& horizon, bool* differ) {
+std::string diff_text(const CompiledPlan& a, const CompiledPlan& b, const Time& horizon,
+                      bool* differ) {
   const Inventory& inv = *a.inventory;
   std::ostringstream o;
   *differ = false;
@@ -97,7 +104,8 @@ std::string diff_text(const CompiledPlan& a, const CompiledPlan& b, const Time& 
   };
   add(a);
   add(b);
-  std::stable_sort(times.begin(), times.end(), [](const When& x, const When& y) { return x.key < y.key; });
+  std::stable_sort(times.begin(), times.end(),
+                   [](const When& x, const When& y) { return x.key < y.key; });
   std::set<int64_t> seen;
   bool uses_steps = a.uses_steps || b.uses_steps;
   Bitset last_a, last_b;
@@ -108,7 +116,8 @@ std::string diff_text(const CompiledPlan& a, const CompiledPlan& b, const Time& 
     last_a = fa;
     last_b = fb;
     // Group differing parameters by layer, so a layer reads as one line.
-    std::map<int32_t, std::pair<size_t, size_t>> by_layer;  // layer -> (frozen only in A, only in B)
+    std::map<int32_t, std::pair<size_t, size_t>>
+        by_layer;  // layer -> (frozen only in A, only in B)
     std::vector<std::string> loose;
     size_t count = 0;
     for (size_t i = 0; i < inv.params.size(); ++i) {
@@ -116,8 +125,11 @@ std::string diff_text(const CompiledPlan& a, const CompiledPlan& b, const Time& 
       if (x == y) continue;
       ++count;
       const Param& p = inv.params[i];
-      if (p.layer >= 0) (x ? by_layer[p.layer].first : by_layer[p.layer].second)++;
-      else loose.push_back(p.name + (x ? ": frozen in A, trainable in B" : ": trainable in A, frozen in B"));
+      if (p.layer >= 0)
+        (x ? by_layer[p.layer].first : by_layer[p.layer].second)++;
+      else
+        loose.push_back(p.name +
+                        (x ? ": frozen in A, trainable in B" : ": trainable in A, frozen in B"));
     }
     o << time_text(w.t, uses_steps) << ": ";
     if (count == 0) {
@@ -130,9 +142,13 @@ std::string diff_text(const CompiledPlan& a, const CompiledPlan& b, const Time& 
     auto describe = [&](int32_t l, std::pair<size_t, size_t> c) {
       std::string d;
       bool whole = c.first + c.second == inv.layers[l].params.size();
-      if (c.first) d += whole && !c.second ? "frozen in A, trainable in B" : std::to_string(c.first) + " frozen in A only";
+      if (c.first)
+        d += whole && !c.second ? "frozen in A, trainable in B"
+                                : std::to_string(c.first) + " frozen in A only";
       if (c.first && c.second) d += ", ";
-      if (c.second) d += whole && !c.first ? "trainable in A, frozen in B" : std::to_string(c.second) + " frozen in B only";
+      if (c.second)
+        d += whole && !c.first ? "trainable in A, frozen in B"
+                               : std::to_string(c.second) + " frozen in B only";
       return d;
     };
     for (auto it = by_layer.begin(); it != by_layer.end();) {
@@ -142,10 +158,11 @@ std::string diff_text(const CompiledPlan& a, const CompiledPlan& b, const Time& 
              describe(run_end->first, run_end->second) == what)
         ++run_end;
       int32_t first = it->first, last = std::prev(run_end)->first;
-      if (first == last) o << "  layer " << first << " (" << inv.layers[first].name << "): " << what << "\n";
+      if (first == last)
+        o << "  layer " << first << " (" << inv.layers[first].name << "): " << what << "\n";
       else
-        o << "  layers " << first << "–" << last << " (" << inv.layers[first].name << " – " << inv.layers[last].name
-          << "): " << what << "\n";
+        o << "  layers " << first << "–" << last << " (" << inv.layers[first].name << " – "
+          << inv.layers[last].name << "): " << what << "\n";
       it = run_end;
     }
     for (const auto& s : loose) o << "  " << s << "\n";

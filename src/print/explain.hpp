@@ -10,10 +10,12 @@ namespace layerfreeze {
 
 /// Every rule that selects `index` at `t`, in order, the one that decides, and the parameter's
 /// state over the plan's timeline up to `horizon`.
-std::string explain_text(const CompiledPlan& plan, uint32_t index, const Time& t, const Time& horizon);
+std::string explain_text(const CompiledPlan& plan, uint32_t index, const Time& t,
+                         const Time& horizon);
 
 /// The times up to `horizon` at which `a` and `b` put some parameter in different states, and
 /// which; "" when they agree everywhere. Both plans must be compiled on the same inventory.
-std::string diff_text(const CompiledPlan& a, const CompiledPlan& b, const Time& horizon, bool* differ);
+std::string diff_text(const CompiledPlan& a, const CompiledPlan& b, const Time& horizon,
+                      bool* differ);
 
 }  // namespace layerfreeze

@@ -15,18 +15,24 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
   o << "model: " << inv.source;
   if (!inv.model_type.empty()) o << " (" << inv.model_type << ")";
   o << "\n";
-  o << "tensors: " << with_commas(static_cast<int64_t>(inv.params.size())) << " (" << inv.num_names() << " names)";
-  if (shapes) o << " · parameters: " << with_commas(inv.total_numel()) << " (" << short_count(inv.total_numel()) << ") · "
-                << bytes_text(inv.total_bytes());
-  else o << " · shapes unknown";
+  o << "tensors: " << with_commas(static_cast<int64_t>(inv.params.size())) << " ("
+    << inv.num_names() << " names)";
+  if (shapes)
+    o << " · parameters: " << with_commas(inv.total_numel()) << " ("
+      << short_count(inv.total_numel()) << ") · " << bytes_text(inv.total_bytes());
+  else
+    o << " · shapes unknown";
   if (!inv.config.empty())
-    o << "\nconfig: " << inv.config << (inv.family.empty() ? " (no model family)" : " · family " + inv.family);
+    o << "\nconfig: " << inv.config
+      << (inv.family.empty() ? " (no model family)" : " · family " + inv.family);
   if (!inv.quantization.empty())
-    o << "\nquantized: " << inv.quantization << " (frozen base weights cannot train as stored; counts are of the logical parameters)";
+    o << "\nquantized: " << inv.quantization
+      << " (frozen base weights cannot train as stored; counts are of the logical parameters)";
   o << "\norder: "
     << (inv.registration_order ? "registration order"
-        : inv.multimodal()     ? "data-flow order (header-only source: towers, connectors, then the trunk)"
-                               : "natural name order (header-only source)")
+        : inv.multimodal()
+            ? "data-flow order (header-only source: towers, connectors, then the trunk)"
+            : "natural name order (header-only source)")
     << "\n";
   o << "layers: " << describe_layers(inv) << "\n";
   // Stacks in data-flow order; a tower's layers are numbered inside the tower (what
@@ -39,16 +45,18 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
       first = st.first_layer - inv.stacks[static_cast<size_t>(t.stacks.front())].first_layer;
       whose = " (" + t.modality + " tower '" + t.root + "')";
     }
-    o << "  stack " << st.container << whose << ": layers " << first << "–" << first + st.num_layers - 1
-      << " · key '" << st.key << "' · pattern '" << st.pattern << "'\n";
+    o << "  stack " << st.container << whose << ": layers " << first << "–"
+      << first + st.num_layers - 1 << " · key '" << st.key << "' · pattern '" << st.pattern
+      << "'\n";
   }
   for (const auto& t : inv.towers)
-    o << "  tower '" << t.root << "': " << t.modality << ", " << t.num_layers << (t.num_layers == 1 ? " layer" : " layers")
-      << " · found by " << t.found_by << "\n";
+    o << "  tower '" << t.root << "': " << t.modality << ", " << t.num_layers
+      << (t.num_layers == 1 ? " layer" : " layers") << " · found by " << t.found_by << "\n";
   // Connectors, grouped by the pattern that found them (usually one long shipped pattern).
   for (size_t c = 0; c < inv.connectors.size(); ++c) {
     bool seen = false;
-    for (size_t k = 0; k < c; ++k) seen = seen || inv.connectors[k].pattern == inv.connectors[c].pattern;
+    for (size_t k = 0; k < c; ++k)
+      seen = seen || inv.connectors[k].pattern == inv.connectors[c].pattern;
     if (seen) continue;
     std::string roots;
     size_t n = 0;
@@ -57,7 +65,8 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
         roots += (roots.empty() ? "'" : ", '") + inv.connectors[k].root + "'";
         ++n;
       }
-    o << "  connector" << (n > 1 ? "s " : " ") << roots << " · pattern '" << inv.connectors[c].pattern << "'\n";
+    o << "  connector" << (n > 1 ? "s " : " ") << roots << " · pattern '"
+      << inv.connectors[c].pattern << "'\n";
   }
   o << "roles:\n";
   std::vector<Role> roles = {Role::kEmbeddings, Role::kLayer, Role::kHead, Role::kOther};
@@ -92,14 +101,16 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
     any_tied = true;
     o << "  " << p.name << " (" << role_name(p.role) << ")";
     for (size_t k = 0; k < p.aliases.size(); ++k)
-      o << " = " << p.aliases[k] << " (" << role_name(k < p.alias_roles.size() ? p.alias_roles[k] : p.role) << ")";
+      o << " = " << p.aliases[k] << " ("
+        << role_name(k < p.alias_roles.size() ? p.alias_roles[k] : p.role) << ")";
     o << "\n";
   }
   if (!inv.non_params.empty()) {
     // Grouped by kind, in order of first appearance: count, then the first names.
     std::vector<std::pair<std::string, std::vector<std::string>>> kinds;
     for (const auto& np : inv.non_params) {
-      auto it = std::find_if(kinds.begin(), kinds.end(), [&](const auto& k) { return k.first == np.kind; });
+      auto it = std::find_if(kinds.begin(), kinds.end(),
+                             [&](const auto& k) { return k.first == np.kind; });
       if (it == kinds.end()) it = kinds.insert(kinds.end(), {np.kind, {}});
       it->second.push_back(np.name);
     }
@@ -121,7 +132,8 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
         if (st.tower >= 0) {
           const Tower& t = inv.towers[static_cast<size_t>(st.tower)];
           int32_t local = l - inv.stacks[static_cast<size_t>(t.stacks.front())].first_layer;
-          std::snprintf(idx, sizeof idx, "%10s  ", (t.modality + " " + std::to_string(local)).c_str());
+          std::snprintf(idx, sizeof idx, "%10s  ",
+                        (t.modality + " " + std::to_string(local)).c_str());
         } else {
           std::snprintf(idx, sizeof idx, inv.multimodal() ? "%10d  " : "%4d  ", l);
         }
@@ -157,7 +169,9 @@ std::string inventory_json(const Inventory& inv) {
   j.begin_object();
   j.field("format", "layerfreeze.manifest/1");
   j.key("model").begin_object();
-  j.field("source", inv.source).field("type", inv.model_type).field("registration_order", inv.registration_order);
+  j.field("source", inv.source)
+      .field("type", inv.model_type)
+      .field("registration_order", inv.registration_order);
   j.field("num_layers", inv.num_layers()).key("numel");
   inv.shapes_known() ? j.value(inv.total_numel()) : j.null();
   j.field("parameters", inv.params.size());
@@ -173,19 +187,29 @@ std::string inventory_json(const Inventory& inv) {
   j.end_object();
   j.key("stacks").begin_array();
   for (const auto& st : inv.stacks) {
-    j.begin_object().field("container", st.container).field("key", st.key).field("pattern", st.pattern)
-        .field("first_layer", st.first_layer).field("num_layers", st.num_layers).key("tower");
+    j.begin_object()
+        .field("container", st.container)
+        .field("key", st.key)
+        .field("pattern", st.pattern)
+        .field("first_layer", st.first_layer)
+        .field("num_layers", st.num_layers)
+        .key("tower");
     st.tower >= 0 ? j.value(st.tower) : j.null();
     j.end_object();
   }
   j.end_array();
   j.key("towers").begin_array();
   for (const auto& t : inv.towers)
-    j.begin_object().field("root", t.root).field("modality", t.modality).field("num_layers", t.num_layers)
-        .field("found_by", t.found_by).end_object();
+    j.begin_object()
+        .field("root", t.root)
+        .field("modality", t.modality)
+        .field("num_layers", t.num_layers)
+        .field("found_by", t.found_by)
+        .end_object();
   j.end_array();
   j.key("connectors").begin_array();
-  for (const auto& c : inv.connectors) j.begin_object().field("root", c.root).field("pattern", c.pattern).end_object();
+  for (const auto& c : inv.connectors)
+    j.begin_object().field("root", c.root).field("pattern", c.pattern).end_object();
   j.end_array();
   j.key("params").begin_array();
   for (const auto& p : inv.params) {

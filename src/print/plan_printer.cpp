@@ -16,7 +16,8 @@ std::string model_line(const Inventory& inv) {
   o << (inv.model_type.empty() ? "model" : inv.model_type) << " · " << describe_layers(inv) << " · "
     << with_commas(static_cast<int64_t>(inv.params.size())) << " tensors";
   if (inv.shapes_known())
-    o << " · " << with_commas(inv.total_numel()) << " parameters (" << short_count(inv.total_numel()) << ")";
+    o << " · " << with_commas(inv.total_numel()) << " parameters ("
+      << short_count(inv.total_numel()) << ")";
   else
     o << " · shapes unknown (a sharded index without its shards): counts are of tensors";
   return o.str();
@@ -25,8 +26,9 @@ std::string model_line(const Inventory& inv) {
 // A quantized checkpoint's caveat, or "".
 std::string quantized_text(const Inventory& inv) {
   if (inv.quantization.empty()) return "";
-  return inv.quantization + " — its frozen base weights cannot train as stored; trainable ones need a dequantized "
-                            "copy or an adapter";
+  return inv.quantization +
+         " — its frozen base weights cannot train as stored; trainable ones need a dequantized "
+         "copy or an adapter";
 }
 
 std::string count_text(const Inventory& inv, int64_t numel, size_t tensors) {
@@ -37,7 +39,9 @@ std::string count_text(const Inventory& inv, int64_t numel, size_t tensors) {
 // Where the backward pass of a multimodal model ends when a tower or connector trains: it runs
 // through every trunk layer first (docs/ARCHITECTURES.md), whichever of them train.
 std::string multimodal_backward_text(const Inventory& inv, const StageSummary& s) {
-  std::string through = inv.num_layers() > 0 ? "runs through every layer (0–" + std::to_string(inv.num_layers() - 1) + ") and " : "runs ";
+  std::string through = inv.num_layers() > 0 ? "runs through every layer (0–" +
+                                                   std::to_string(inv.num_layers() - 1) + ") and "
+                                             : "runs ";
   if (s.first_trainable_tower) {
     const Tower& t = inv.towers[static_cast<size_t>(*s.first_trainable_tower)];
     std::string into = through + "the connector into the " + t.modality + " tower '" + t.root + "'";
@@ -60,12 +64,14 @@ std::string backward_text(const Inventory& inv, const StageSummary& s) {
   int32_t l = *s.first_trainable_layer;
   if (l == 0) return "runs through every layer (layer 0 trains)";
   return "stops at layer " + std::to_string(l) + " (" + inv.layers[l].name + "); " +
-         (l == 1 ? std::string("layer 0 needs") : "layers 0–" + std::to_string(l - 1) + " need") + " no gradients";
+         (l == 1 ? std::string("layer 0 needs") : "layers 0–" + std::to_string(l - 1) + " need") +
+         " no gradients";
 }
 
 std::string optimizer_desc(OptimizerKind k) {
   int n = optimizer_states(k);
-  return std::string(optimizer_name(k)) + " (" + std::to_string(n) + (n == 1 ? " state" : " states") + " per parameter)";
+  return std::string(optimizer_name(k)) + " (" + std::to_string(n) +
+         (n == 1 ? " state" : " states") + " per parameter)";
 }
 
 std::string lowercase_first(std::string s) {
@@ -84,8 +90,10 @@ std::string repeat(const std::string& s, size_t n) {
 std::string options_text(const CompiledPlan& plan) {
   const auto& o = plan.options;
   std::ostringstream t;
-  t << "batchnorm " << (o.batchnorm == Options::BatchNorm::kUnchanged ? "unchanged" : "eval when frozen")
-    << " · optimizer state of frozen parameters " << (o.optimizer_state == Options::OptimizerState::kDrop ? "dropped" : "kept");
+  t << "batchnorm "
+    << (o.batchnorm == Options::BatchNorm::kUnchanged ? "unchanged" : "eval when frozen")
+    << " · optimizer state of frozen parameters "
+    << (o.optimizer_state == Options::OptimizerState::kDrop ? "dropped" : "kept");
   if (o.unfreeze_lr_scale != 1.0) t << " · unfrozen parameters at lr ×" << o.unfreeze_lr_scale;
   if (o.lr_decay != 1.0) {
     t << " · discriminative lr: head ×1";
@@ -94,8 +102,8 @@ std::string options_text(const CompiledPlan& plan) {
       size_t last = inv.layers.back().params.front();
       size_t first = inv.layers.front().params.front();
       char buf[96];
-      std::snprintf(buf, sizeof buf, ", layer %d ×%.3g … layer 0 ×%.3g", inv.num_layers() - 1, plan.lr_scale(last),
-                    plan.lr_scale(first));
+      std::snprintf(buf, sizeof buf, ", layer %d ×%.3g … layer 0 ×%.3g", inv.num_layers() - 1,
+                    plan.lr_scale(last), plan.lr_scale(first));
       t << buf;
     }
   }
@@ -117,23 +125,26 @@ std::string plan_text(const PlanSummary& sum) {
   o << "model: " << model_line(inv) << "\n";
   if (!inv.quantization.empty()) o << "quantized: " << quantized_text(inv) << "\n";
   o << "parameters: " << params_text(plan) << "\n";
-  o << "optimizer: " << optimizer_desc(sum.optimizer) << " · fingerprint " << plan.fingerprint() << "\n";
+  o << "optimizer: " << optimizer_desc(sum.optimizer) << " · fingerprint " << plan.fingerprint()
+    << "\n";
   o << "executor: " << options_text(plan) << "\n";
   for (const auto& n : inv.source_notes) o << "note: " << n << "\n";
   for (const auto& n : inv.notes) o << "note: " << n << "\n";
   for (const auto& st : sum.stages) {
     o << "\n" << time_text(st.point.at, plan.uses_steps);
     if (&st == &sum.stages.front()) o << " (start)";
-    for (size_t i = 0; i < st.point.causes.size(); ++i) o << (i ? ", " : " · ") << st.point.causes[i];
+    for (size_t i = 0; i < st.point.causes.size(); ++i)
+      o << (i ? ", " : " · ") << st.point.causes[i];
     o << "\n";
     if (&st != &sum.stages.front())
-      o << "  changes: " << st.point.newly_frozen.size() << " frozen, " << st.point.newly_unfrozen.size() << " unfrozen\n";
+      o << "  changes: " << st.point.newly_frozen.size() << " frozen, "
+        << st.point.newly_unfrozen.size() << " unfrozen\n";
     std::string table = layer_status_table(inv, st.point.frozen, false);
     // Indent the seed-style table under its stage.
     std::istringstream lines(table);
     for (std::string line; std::getline(lines, line);)
-      if (line.find("====") == std::string::npos && line.find("LAYER STATUS") == std::string::npos &&
-          line.find("----") == std::string::npos)
+      if (line.find("====") == std::string::npos &&
+          line.find("LAYER STATUS") == std::string::npos && line.find("----") == std::string::npos)
         o << "  " << line << "\n";
     int64_t total = st.trainable_numel + st.frozen_numel;
     o << "  trainable " << count_text(inv, st.trainable_numel, st.trainable_tensors);
@@ -142,16 +153,18 @@ std::string plan_text(const PlanSummary& sum) {
     if (inv.shapes_known()) o << " = " << percent(st.frozen_numel, total);
     o << "\n";
     if (inv.shapes_known()) {
-      o << "  memory (" << optimizer_name(sum.optimizer) << "): gradients " << bytes_text(st.grad_bytes)
-        << " + optimizer state " << bytes_text(st.optimizer_bytes) << " = " << bytes_text(st.grad_bytes + st.optimizer_bytes)
-        << "; freezing saves " << bytes_text(st.saved_grad_bytes + st.saved_optimizer_bytes) << "\n";
+      o << "  memory (" << optimizer_name(sum.optimizer) << "): gradients "
+        << bytes_text(st.grad_bytes) << " + optimizer state " << bytes_text(st.optimizer_bytes)
+        << " = " << bytes_text(st.grad_bytes + st.optimizer_bytes) << "; freezing saves "
+        << bytes_text(st.saved_grad_bytes + st.saved_optimizer_bytes) << "\n";
     }
     o << "  backward: " << backward_text(inv, st) << "\n";
     if (st.forward_numel > 0 && !st.nothing_trains) {
       char ratio[32];
       std::snprintf(ratio, sizeof ratio, "%.2f", st.step_cost());
-      o << "  compute: ≈" << ratio << "× a full fine-tuning step (forward " << short_count(st.forward_numel)
-        << ", backward through " << short_count(st.backward_through_numel) << ", weight gradients for "
+      o << "  compute: ≈" << ratio << "× a full fine-tuning step (forward "
+        << short_count(st.forward_numel) << ", backward through "
+        << short_count(st.backward_through_numel) << ", weight gradients for "
         << short_count(st.weight_grad_numel) << "; 6N per token, by parameter count)\n";
     }
     if (!st.decided_by.empty()) {
@@ -160,10 +173,13 @@ std::string plan_text(const PlanSummary& sum) {
       for (const auto& t : st.decided_by) w = std::max(w, t.rule->prov.where().size());
       for (const auto& t : st.decided_by)
         o << "    " << t.rule->prov.where() << std::string(w - t.rule->prov.where().size() + 2, ' ')
-          << t.rule->prov.text << " — " << t.tensors << (t.tensors == 1 ? " tensor" : " tensors") << "\n";
+          << t.rule->prov.text << " — " << t.tensors << (t.tensors == 1 ? " tensor" : " tensors")
+          << "\n";
     }
   }
-  if (sum.truncated) o << "\n(the timeline is cut after " << kMaxPrintedPoints << " changes; pass a shorter --epochs or --steps)\n";
+  if (sum.truncated)
+    o << "\n(the timeline is cut after " << kMaxPrintedPoints
+      << " changes; pass a shorter --epochs or --steps)\n";
   if (!plan.warnings.empty()) {
     o << "\nwarnings:\n";
     for (const auto& w : plan.warnings) {
@@ -223,20 +239,28 @@ std::string plan_json(const PlanSummary& sum) {
   j.field("non_parameters", inv.non_params.size());
   j.key("stacks").begin_array();
   for (const auto& st : inv.stacks) {
-    j.begin_object().field("container", st.container).field("first_layer", st.first_layer)
-        .field("num_layers", st.num_layers).field("pattern", st.pattern);
+    j.begin_object()
+        .field("container", st.container)
+        .field("first_layer", st.first_layer)
+        .field("num_layers", st.num_layers)
+        .field("pattern", st.pattern);
     opt_int("tower", st.tower >= 0 ? std::optional<int64_t>(st.tower) : std::nullopt);
     j.end_object();
   }
   j.end_array();
   j.key("towers").begin_array();
   for (const auto& t : inv.towers) {
-    j.begin_object().field("root", t.root).field("modality", t.modality).field("num_layers", t.num_layers)
-        .field("found_by", t.found_by).end_object();
+    j.begin_object()
+        .field("root", t.root)
+        .field("modality", t.modality)
+        .field("num_layers", t.num_layers)
+        .field("found_by", t.found_by)
+        .end_object();
   }
   j.end_array();
   j.key("connectors").begin_array();
-  for (const auto& c : inv.connectors) j.begin_object().field("root", c.root).field("pattern", c.pattern).end_object();
+  for (const auto& c : inv.connectors)
+    j.begin_object().field("root", c.root).field("pattern", c.pattern).end_object();
   j.end_array();
   j.key("layers").begin_array();
   for (const auto& l : inv.layers) {
@@ -251,8 +275,10 @@ std::string plan_json(const PlanSummary& sum) {
 
   const auto& opt = plan.options;
   j.key("options").begin_object();
-  j.field("batchnorm", opt.batchnorm == Options::BatchNorm::kUnchanged ? "unchanged" : "eval_when_frozen");
-  j.field("optimizer_state", opt.optimizer_state == Options::OptimizerState::kDrop ? "drop" : "keep");
+  j.field("batchnorm",
+          opt.batchnorm == Options::BatchNorm::kUnchanged ? "unchanged" : "eval_when_frozen");
+  j.field("optimizer_state",
+          opt.optimizer_state == Options::OptimizerState::kDrop ? "drop" : "keep");
   j.field("unfreeze_lr_scale", opt.unfreeze_lr_scale).field("lr_decay", opt.lr_decay);
   opt_int("steps_per_epoch", opt.steps_per_epoch);
   j.end_object();
@@ -280,8 +306,10 @@ std::string plan_json(const PlanSummary& sum) {
   for (const auto& st : sum.stages) {
     j.begin_object();
     j.key("at").begin_object();
-    opt_int("epoch", st.point.at.epoch >= 0 ? std::optional<int64_t>(st.point.at.epoch) : std::nullopt);
-    opt_int("step", st.point.at.step >= 0 ? std::optional<int64_t>(st.point.at.step) : std::nullopt);
+    opt_int("epoch",
+            st.point.at.epoch >= 0 ? std::optional<int64_t>(st.point.at.epoch) : std::nullopt);
+    opt_int("step",
+            st.point.at.step >= 0 ? std::optional<int64_t>(st.point.at.step) : std::nullopt);
     j.end_object();
     j.key("causes").strings(st.point.causes);
     std::vector<uint32_t> frozen;
@@ -299,22 +327,33 @@ std::string plan_json(const PlanSummary& sum) {
     j.field("trainable_tensors", st.trainable_tensors).field("frozen_tensors", st.frozen_tensors);
     j.key("memory");
     if (shapes) {
-      j.begin_object().field("optimizer", optimizer_name(sum.optimizer)).field("gradient_bytes", st.grad_bytes)
-          .field("optimizer_bytes", st.optimizer_bytes).field("saved_gradient_bytes", st.saved_grad_bytes)
-          .field("saved_optimizer_bytes", st.saved_optimizer_bytes).end_object();
+      j.begin_object()
+          .field("optimizer", optimizer_name(sum.optimizer))
+          .field("gradient_bytes", st.grad_bytes)
+          .field("optimizer_bytes", st.optimizer_bytes)
+          .field("saved_gradient_bytes", st.saved_grad_bytes)
+          .field("saved_optimizer_bytes", st.saved_optimizer_bytes)
+          .end_object();
     } else {
       j.null();
     }
-    opt_int("first_trainable_layer", st.first_trainable_layer ? std::optional<int64_t>(*st.first_trainable_layer) : std::nullopt);
+    opt_int("first_trainable_layer", st.first_trainable_layer
+                                         ? std::optional<int64_t>(*st.first_trainable_layer)
+                                         : std::nullopt);
     // Through every trunk layer to its input: the embeddings, a connector or a tower trains.
-    j.field("backward_to_input", st.input_side_trainable || st.connector_trainable || st.first_trainable_tower);
+    j.field("backward_to_input",
+            st.input_side_trainable || st.connector_trainable || st.first_trainable_tower);
     j.field("backward", backward_text(inv, st));
     j.key("step_cost");
     st.forward_numel > 0 ? j.value(st.step_cost()) : j.null();
     j.key("decided_by").begin_array();
     for (const auto& d : st.decided_by)
-      j.begin_object().field("rule", d.rule->prov.text).field("where", d.rule->prov.where())
-          .field("action", action_name(d.rule->action)).field("tensors", d.tensors).end_object();
+      j.begin_object()
+          .field("rule", d.rule->prov.text)
+          .field("where", d.rule->prov.where())
+          .field("action", action_name(d.rule->action))
+          .field("tensors", d.tensors)
+          .end_object();
     j.end_array();
     j.end_object();
   }
@@ -363,35 +402,43 @@ std::string plan_markdown(const PlanSummary& sum) {
   // A multimodal model gets a column per tower and one for the connectors, in data-flow order.
   const size_t extra = inv.towers.size() + (inv.connectors.empty() ? 0 : 1);
   o << "| at | ";
-  for (size_t g = 0; g < extra && !sum.stages.empty(); ++g) o << lowercase_first(sum.stages[0].groups[g].label) << " | ";
-  o << "layers | embeddings | head | trainable | frozen | grads + optimizer | backward from | change |\n";
+  for (size_t g = 0; g < extra && !sum.stages.empty(); ++g)
+    o << lowercase_first(sum.stages[0].groups[g].label) << " | ";
+  o << "layers | embeddings | head | trainable | frozen | grads + optimizer | backward from | "
+       "change |\n";
   o << "|---|" << repeat("---|", extra) << "---|---|---|---:|---:|---:|---|---|\n";
   for (const auto& st : sum.stages) {
     std::string layers;
     for (const auto& r : st.runs) {
-      std::string span = r.first == r.last ? std::to_string(r.first) : std::to_string(r.first) + "–" + std::to_string(r.last);
+      std::string span = r.first == r.last ? std::to_string(r.first)
+                                           : std::to_string(r.first) + "–" + std::to_string(r.last);
       layers += (layers.empty() ? "" : ", ") + span + " " + group_state_name(r.state);
     }
     int64_t total = st.trainable_numel + st.frozen_numel;
-    std::string backward = st.nothing_trains ? "—"
-                         : st.first_trainable_tower ? inv.towers[static_cast<size_t>(*st.first_trainable_tower)].modality + " tower"
-                         : st.connector_trainable ? "connector"
-                         : st.input_side_trainable ? "input"
-                         : st.first_trainable_layer ? "layer " + std::to_string(*st.first_trainable_layer) : "head";
+    std::string backward =
+        st.nothing_trains ? "—"
+        : st.first_trainable_tower
+            ? inv.towers[static_cast<size_t>(*st.first_trainable_tower)].modality + " tower"
+        : st.connector_trainable   ? "connector"
+        : st.input_side_trainable  ? "input"
+        : st.first_trainable_layer ? "layer " + std::to_string(*st.first_trainable_layer)
+                                   : "head";
     std::string change = "start";
     if (&st != &sum.stages.front()) {
       change.clear();
-      if (!st.point.newly_frozen.empty()) change = std::to_string(st.point.newly_frozen.size()) + " frozen";
+      if (!st.point.newly_frozen.empty())
+        change = std::to_string(st.point.newly_frozen.size()) + " frozen";
       if (!st.point.newly_unfrozen.empty())
-        change += (change.empty() ? "" : ", ") + std::to_string(st.point.newly_unfrozen.size()) + " unfrozen";
+        change += (change.empty() ? "" : ", ") + std::to_string(st.point.newly_unfrozen.size()) +
+                  " unfrozen";
     }
     o << "| " << time_text(st.point.at, plan.uses_steps) << " | ";
     for (size_t g = 0; g < extra; ++g) o << group_state_name(st.groups[g].state) << " | ";
-    o << (layers.empty() ? "—" : layers) << " | " << group_state_name(st.groups[extra].state) << " | "
-      << group_state_name(st.groups[extra + 1].state) << " | ";
+    o << (layers.empty() ? "—" : layers) << " | " << group_state_name(st.groups[extra].state)
+      << " | " << group_state_name(st.groups[extra + 1].state) << " | ";
     if (inv.shapes_known())
-      o << short_count(st.trainable_numel) << " (" << percent(st.trainable_numel, total) << ") | " << short_count(st.frozen_numel)
-        << " | " << bytes_text(st.grad_bytes + st.optimizer_bytes);
+      o << short_count(st.trainable_numel) << " (" << percent(st.trainable_numel, total) << ") | "
+        << short_count(st.frozen_numel) << " | " << bytes_text(st.grad_bytes + st.optimizer_bytes);
     else
       o << st.trainable_tensors << " tensors | " << st.frozen_tensors << " tensors | —";
     o << " | " << backward << " | " << change << " |\n";

@@ -1,5 +1,5 @@
-// CompiledPlan printers: the text a reviewer reads, the JSON contract (docs/CLI.md), and Markdown for
-// a pull request. All three print the same PlanSummary.
+// CompiledPlan printers: the text a reviewer reads, the JSON contract (docs/CLI.md), and Markdown
+// for a pull request. All three print the same PlanSummary.
 #pragma once
 
 #include <string>

@@ -32,6 +32,7 @@ struct Disagreement {
   std::string message;
   std::vector<std::string> notes;
 };
-Disagreement explain_disagreement(const std::vector<PlanDigest>& digests, const std::vector<std::string>& records);
+Disagreement explain_disagreement(const std::vector<PlanDigest>& digests,
+                                  const std::vector<std::string>& records);
 
 }  // namespace layerfreeze

@@ -1,8 +1,8 @@
 #include "print/plan_summary.hpp"
 
 #include <algorithm>
-#include <limits>
 #include <cctype>
+#include <limits>
 #include <map>
 #include <sstream>
 
@@ -112,7 +112,8 @@ std::vector<GroupLine> group_lines(const Inventory& inv, const Bitset& frozen) {
     g.push_back({label, tw.num_layers, towers[t].state(), towers[t].numel, towers[t].total});
   }
   if (connector.total)
-    g.push_back({inv.connectors.size() > 1 ? "Connectors" : "Connector", 0, connector.state(), connector.numel, connector.total});
+    g.push_back({inv.connectors.size() > 1 ? "Connectors" : "Connector", 0, connector.state(),
+                 connector.numel, connector.total});
   g.push_back({"Embeddings", 0, emb.state(), emb.numel, emb.total});
   g.push_back({"Head", 0, head.state(), head.numel, head.total});
   if (other.total) g.push_back({"Other", 0, other.state(), other.numel, other.total});
@@ -175,8 +176,9 @@ std::string layer_status_table(const Inventory& inv, const Bitset& frozen, bool 
   std::vector<std::string> labels;
   size_t width = 0;
   for (const auto& r : runs) {
-    std::string l = r.first == r.last ? "Layer " + std::to_string(r.first) + ":"
-                                      : "Layer " + std::to_string(r.first) + "-" + std::to_string(r.last) + ":";
+    std::string l = r.first == r.last
+                        ? "Layer " + std::to_string(r.first) + ":"
+                        : "Layer " + std::to_string(r.first) + "-" + std::to_string(r.last) + ":";
     width = std::max(width, l.size());
     labels.push_back(l);
   }
@@ -184,7 +186,8 @@ std::string layer_status_table(const Inventory& inv, const Bitset& frozen, bool 
   for (const auto& g : groups) width = std::max(width, g.label.size() + 1);
   if (runs.empty()) out << "(no layers discovered)\n";
   for (size_t i = 0; i < runs.size(); ++i) {
-    out << labels[i] << std::string(width - labels[i].size() + 1, ' ') << group_state_name(runs[i].state)
+    out << labels[i] << std::string(width - labels[i].size() + 1, ' ')
+        << group_state_name(runs[i].state)
         << std::string(7 - std::string(group_state_name(runs[i].state)).size(), ' ') << " ("
         << amount(inv, runs[i].numel, runs[i].tensors) << ")\n";
   }
@@ -235,17 +238,20 @@ PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const T
         ++s.trainable_tensors;
         s.grad_bytes += p.bytes();
         s.optimizer_bytes += p.bytes() * states;
-        if (p.role == Role::kLayer && (!s.first_trainable_layer || p.layer < *s.first_trainable_layer))
+        if (p.role == Role::kLayer &&
+            (!s.first_trainable_layer || p.layer < *s.first_trainable_layer))
           s.first_trainable_layer = p.layer;
         if (p.role == Role::kEmbeddings) s.input_side_trainable = true;
         if (p.role == Role::kConnector) s.connector_trainable = true;
-        if (p.role == Role::kTower && (!s.first_trainable_tower || p.part <= *s.first_trainable_tower)) {
+        if (p.role == Role::kTower &&
+            (!s.first_trainable_tower || p.part <= *s.first_trainable_tower)) {
           if (s.first_trainable_tower && p.part < *s.first_trainable_tower) {
             s.first_trainable_tower_layer.reset();
             s.tower_input_trainable = false;
           }
           s.first_trainable_tower = p.part;
-          if (p.layer < 0) s.tower_input_trainable = true;
+          if (p.layer < 0)
+            s.tower_input_trainable = true;
           else if (!s.first_trainable_tower_layer || p.layer < *s.first_trainable_tower_layer)
             s.first_trainable_tower_layer = p.layer;
         }
@@ -277,7 +283,8 @@ PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const T
       for (uint32_t i : point.newly_frozen) count(i);
       for (uint32_t i : point.newly_unfrozen) count(i);
     }
-    std::sort(order.begin(), order.end(), [&](const PlanRule* x, const PlanRule* y) { return rank.at(x) < rank.at(y); });
+    std::sort(order.begin(), order.end(),
+              [&](const PlanRule* x, const PlanRule* y) { return rank.at(x) < rank.at(y); });
     for (const auto* r : order) s.decided_by.push_back(tally[r]);
     s.point = std::move(point);
     ps.stages.push_back(std::move(s));

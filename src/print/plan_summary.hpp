@@ -29,8 +29,8 @@ struct LayerRun {
 };
 
 struct GroupLine {
-  std::string label;  // "Vision tower", "Connector", "Embeddings", "Head", "Other"
-  int32_t layers = 0; // a tower's layers
+  std::string label;   // "Vision tower", "Connector", "Embeddings", "Head", "Other"
+  int32_t layers = 0;  // a tower's layers
   GroupState state = GroupState::kEmpty;
   int64_t numel = 0;
   size_t tensors = 0;
@@ -46,14 +46,14 @@ struct StageSummary {
   StatePoint point;
   int64_t frozen_numel = 0, trainable_numel = 0;
   size_t frozen_tensors = 0, trainable_tensors = 0;
-  int64_t grad_bytes = 0, optimizer_bytes = 0;            // for what trains
+  int64_t grad_bytes = 0, optimizer_bytes = 0;              // for what trains
   int64_t saved_grad_bytes = 0, saved_optimizer_bytes = 0;  // by what is frozen
-  std::optional<int32_t> first_trainable_layer;  // of the trunk
+  std::optional<int32_t> first_trainable_layer;             // of the trunk
   bool input_side_trainable = false;  // embeddings train: backward runs to the input
-  // A multimodal model (docs/ARCHITECTURES.md): what trains before the trunk, in data flow. Either makes
-  // the backward pass run through every trunk layer.
+  // A multimodal model (docs/ARCHITECTURES.md): what trains before the trunk, in data flow. Either
+  // makes the backward pass run through every trunk layer.
   bool connector_trainable = false;
-  std::optional<int32_t> first_trainable_tower;        // the earliest tower with a trainable parameter
+  std::optional<int32_t> first_trainable_tower;  // the earliest tower with a trainable parameter
   std::optional<int32_t> first_trainable_tower_layer;  // its earliest trainable layer, if a layer
   bool tower_input_trainable = false;  // that tower trains outside its layers (embeddings, norm)
   // Compute of one training step, by the 6N-per-token rule on parameter counts (embedding
@@ -62,9 +62,10 @@ struct StageSummary {
   // unknown.
   int64_t forward_numel = 0, backward_through_numel = 0, weight_grad_numel = 0;
   double step_cost() const {  // relative to full fine-tuning (3 × forward)
-    return forward_numel ? static_cast<double>(forward_numel + backward_through_numel + weight_grad_numel) /
-                               (3.0 * static_cast<double>(forward_numel))
-                         : 0.0;
+    return forward_numel
+               ? static_cast<double>(forward_numel + backward_through_numel + weight_grad_numel) /
+                     (3.0 * static_cast<double>(forward_numel))
+               : 0.0;
   }
   bool nothing_trains = false;
   std::vector<LayerRun> runs;

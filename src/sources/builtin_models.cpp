@@ -17,7 +17,8 @@ namespace {
 
 class Builder {
  public:
-  Builder(std::string source, std::string model_type, std::string dtype) : dtype_(std::move(dtype)) {
+  Builder(std::string source, std::string model_type, std::string dtype)
+      : dtype_(std::move(dtype)) {
     inv_.source = std::move(source);
     inv_.model_type = std::move(model_type);
   }
@@ -32,7 +33,8 @@ class Builder {
     p.module_type = type;
     inv_.add(std::move(p));
   }
-  void linear(const std::string& m, int64_t out, int64_t in, bool bias, const std::string& type = "Linear") {
+  void linear(const std::string& m, int64_t out, int64_t in, bool bias,
+              const std::string& type = "Linear") {
     param(m + ".weight", {out, in}, type);
     if (bias) param(m + ".bias", {out}, type);
   }
@@ -40,7 +42,9 @@ class Builder {
     param(m + ".weight", {d}, type);
     if (bias) param(m + ".bias", {d}, type);
   }
-  void tie(const std::string& alias, const std::string& canonical) { inv_.add_alias(canonical, alias); }
+  void tie(const std::string& alias, const std::string& canonical) {
+    inv_.add_alias(canonical, alias);
+  }
   Inventory take() { return std::move(inv_); }
 
  private:
@@ -88,7 +92,9 @@ Inventory moe_100k() {
     b.param(m + ".weight", {out, in}, "Linear");
     b.param(m + ".weight_scale_inv", {(out + 127) / 128, (in + 127) / 128}, "Linear", "float32");
   };
-  auto rms = [&](const std::string& m, int64_t n) { b.param(m + ".weight", {n}, "DeepseekV3RMSNorm", "bfloat16"); };
+  auto rms = [&](const std::string& m, int64_t n) {
+    b.param(m + ".weight", {n}, "DeepseekV3RMSNorm", "bfloat16");
+  };
   auto mlp = [&](const std::string& m, int64_t ffn) {
     fp8(m + ".gate_proj", ffn, d);
     fp8(m + ".up_proj", ffn, d);
@@ -136,7 +142,8 @@ Inventory from_config(const std::string& name, const char* text) {
 
 const std::map<std::string, std::function<Inventory()>>& registry() {
   static const std::map<std::string, std::function<Inventory()>> r = [] {
-    std::map<std::string, std::function<Inventory()>> m = {{"resnet50", resnet50}, {"moe-100k", moe_100k}};
+    std::map<std::string, std::function<Inventory()>> m = {{"resnet50", resnet50},
+                                                           {"moe-100k", moe_100k}};
     for (const auto& f : embedded_rule_files()) {
       std::string n = f.name;
       if (n.rfind("models/", 0) != 0 || n.size() < 13) continue;

@@ -55,8 +55,9 @@ std::optional<Tie> generic_tie(const Inventory& inv) {
   for (const auto& p : inv.params) {
     for (const char* s : inputs) {
       const std::string suffix = s;
-      if (p.name == suffix || (p.name.size() > suffix.size() &&
-                               p.name.compare(p.name.size() - suffix.size() - 1, suffix.size() + 1, "." + suffix) == 0)) {
+      if (p.name == suffix ||
+          (p.name.size() > suffix.size() && p.name.compare(p.name.size() - suffix.size() - 1,
+                                                           suffix.size() + 1, "." + suffix) == 0)) {
         if (!in || p.name.size() < in->name.size()) in = &p;
       }
     }
@@ -80,29 +81,32 @@ std::string config_beside(const std::string& model_path) {
 std::optional<Inventory> apply_config(std::optional<Inventory> header, const ModelConfig& cfg,
                                       Diagnostics& diags, const Family* given) {
   const Family* family = given ? given : find_family(cfg);
-  const std::string type_text = cfg.model_type.empty() ? "(no model_type)" : "model_type '" + cfg.model_type + "'";
+  const std::string type_text =
+      cfg.model_type.empty() ? "(no model_type)" : "model_type '" + cfg.model_type + "'";
   if (!family && !header) {
     std::string known;
     for (const auto& t : known_model_types()) known += (known.empty() ? "" : ", ") + t;
-    diags.error("unknown-family",
-                "config '" + cfg.path + "': no model family for " + type_text +
-                    (cfg.architecture.empty() ? "" : " (" + cfg.architecture + ")") +
-                    ", so its tensors cannot be derived from the config alone",
-                {cfg.path, 0, 0},
-                {"known model types: " + known,
-                 "give the checkpoint's safetensors file or index (with the config beside it) instead"});
+    diags.error(
+        "unknown-family",
+        "config '" + cfg.path + "': no model family for " + type_text +
+            (cfg.architecture.empty() ? "" : " (" + cfg.architecture + ")") +
+            ", so its tensors cannot be derived from the config alone",
+        {cfg.path, 0, 0},
+        {"known model types: " + known,
+         "give the checkpoint's safetensors file or index (with the config beside it) instead"});
     return std::nullopt;
   }
   if (family && !given && !cfg.architecture.empty() && !family->architectures().empty() &&
       !family->covers("", cfg.architecture)) {
     std::string listed;
     for (const auto& a : family->architectures()) listed += (listed.empty() ? "" : ", ") + a;
-    diags.warning("config-architecture-unlisted",
-                  "config '" + cfg.path + "': family " + family->name() + " describes " + listed + "; " +
-                      cfg.architecture + " is not among them, so its head or other tensors may differ",
-                  {cfg.path, 0, 0},
-                  {header ? "the checkpoint's names are used; a difference is reported below"
-                          : "plan on the checkpoint's index or safetensors file to see its real tensors"});
+    diags.warning(
+        "config-architecture-unlisted",
+        "config '" + cfg.path + "': family " + family->name() + " describes " + listed + "; " +
+            cfg.architecture + " is not among them, so its head or other tensors may differ",
+        {cfg.path, 0, 0},
+        {header ? "the checkpoint's names are used; a difference is reported below"
+                : "plan on the checkpoint's index or safetensors file to see its real tensors"});
   }
   std::optional<FamilyModel> fam;
   if (family) {
@@ -134,7 +138,8 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
         return kind != nullptr;
       });
       for (auto& np : inv.non_params)
-        if (const std::string* kind = ignored(np.name)) np.kind = *kind;  // scales of an ignored layer too
+        if (const std::string* kind = ignored(np.name))
+          np.kind = *kind;  // scales of an ignored layer too
     }
     if (fam) {
       // Which naming the checkpoint uses: the family's, or the base model's without its prefix.
@@ -167,20 +172,25 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
       for (const auto& f : fam->inv.params)
         if (!seen.count(f.name)) only_config.push_back(map.to_checkpoint(f.name));
       if (!only_ckpt.empty() || !only_config.empty()) {
-        diags.warning("config-names-differ",
-                      "config '" + cfg.path + "' (family " + fam->family + ") implies " +
-                          thousands(static_cast<int64_t>(fam->inv.params.size())) + " tensors; the checkpoint has " +
-                          thousands(static_cast<int64_t>(inv.params.size())) + " parameters: " +
-                          std::to_string(only_ckpt.size()) + " only in the checkpoint, " +
-                          std::to_string(only_config.size()) + " only in the config; the checkpoint's names are used",
-                      {cfg.path, 0, 0},
-                      {"only in the checkpoint: " + (only_ckpt.empty() ? "none" : join_first(only_ckpt, 4)),
-                       "only in the config: " + (only_config.empty() ? "none" : join_first(only_config, 4))});
+        diags.warning(
+            "config-names-differ",
+            "config '" + cfg.path + "' (family " + fam->family + ") implies " +
+                thousands(static_cast<int64_t>(fam->inv.params.size())) +
+                " tensors; the checkpoint has " +
+                thousands(static_cast<int64_t>(inv.params.size())) +
+                " parameters: " + std::to_string(only_ckpt.size()) + " only in the checkpoint, " +
+                std::to_string(only_config.size()) +
+                " only in the config; the checkpoint's names are used",
+            {cfg.path, 0, 0},
+            {"only in the checkpoint: " + (only_ckpt.empty() ? "none" : join_first(only_ckpt, 4)),
+             "only in the config: " + (only_config.empty() ? "none" : join_first(only_config, 4))});
       }
       if (!other_shape.empty()) {
         diags.warning("config-shapes-differ",
-                      std::to_string(other_shape.size()) + " tensors of the checkpoint have other shapes than config '" +
-                          cfg.path + "' implies (family " + fam->family + "); the checkpoint's shapes are used",
+                      std::to_string(other_shape.size()) +
+                          " tensors of the checkpoint have other shapes than config '" + cfg.path +
+                          "' implies (family " + fam->family +
+                          "); the checkpoint's shapes are used",
                       {cfg.path, 0, 0}, {"first: " + join_first(other_shape, 4)});
       }
       for (const auto& t : fam->ties)
@@ -197,7 +207,8 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
     if (header && t.by_config) {
       std::string why = cfg.tie_word_embeddings()
                             ? "tie_word_embeddings: true"
-                            : "no tie_word_embeddings key: the " + (family ? family->name() : std::string("config")) +
+                            : "no tie_word_embeddings key: the " +
+                                  (family ? family->name() : std::string("config")) +
                                   " config class's default (tied) applies";
       inv.source_notes.push_back("'" + t.alias + "' is '" + t.canonical + "' (" + why + ")" +
                                  (stored ? "; the checkpoint stores both names, they are one tensor"
@@ -205,23 +216,27 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
     }
   }
   if (header && !family) {
-    inv.source_notes.push_back("config '" + cfg.path + "': no model family for " + type_text +
-                               "; names from the checkpoint" +
-                               (cfg.tie_word_embeddings() ? "" : ", no tie assumed (no tie_word_embeddings key)"));
+    inv.source_notes.push_back(
+        "config '" + cfg.path + "': no model family for " + type_text +
+        "; names from the checkpoint" +
+        (cfg.tie_word_embeddings() ? "" : ", no tie assumed (no tie_word_embeddings key)"));
   }
   // No dtype in the config: the index's total_size tells how many bytes a parameter takes.
-  if (header && fam && cfg.dtype.empty() && inv.stored_bytes > 0 && inv.shapes_known() && inv.total_numel() > 0) {
+  if (header && fam && cfg.dtype.empty() && inv.stored_bytes > 0 && inv.shapes_known() &&
+      inv.total_numel() > 0) {
     const int64_t per = inv.stored_bytes / inv.total_numel();
     if (per == 2) {
       for (auto& p : inv.params)
         if (p.dtype == "float32") p.dtype = "bfloat16";
-      inv.source_notes.push_back("config '" + cfg.path + "' has no torch_dtype; the index's total_size (" +
-                                 thousands(inv.stored_bytes) +
-                                 " bytes) is 2 bytes per parameter: bfloat16 assumed");
+      inv.source_notes.push_back(
+          "config '" + cfg.path + "' has no torch_dtype; the index's total_size (" +
+          thousands(inv.stored_bytes) + " bytes) is 2 bytes per parameter: bfloat16 assumed");
     }
   }
-  if (!cfg.architecture.empty()) inv.model_type = cfg.architecture;
-  else if (!cfg.model_type.empty()) inv.model_type = cfg.model_type;
+  if (!cfg.architecture.empty())
+    inv.model_type = cfg.architecture;
+  else if (!cfg.model_type.empty())
+    inv.model_type = cfg.model_type;
   inv.config = cfg.path;
   if (family) inv.family = family->name();
   if (!cfg.quantization.empty()) inv.quantization = cfg.quantization;
@@ -230,7 +245,9 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
   // The notes of the header source about unknown shapes no longer hold once the family filled them.
   if (inv.shapes_known()) {
     auto& n = inv.source_notes;
-    n.erase(std::remove_if(n.begin(), n.end(), [](const std::string& s) { return s.find("shapes unknown") != std::string::npos; }),
+    n.erase(std::remove_if(
+                n.begin(), n.end(),
+                [](const std::string& s) { return s.find("shapes unknown") != std::string::npos; }),
             n.end());
   }
   return inv;

@@ -60,8 +60,8 @@ struct IgnoreDecl {
 
 struct ConfigKey {
   std::string key;
-  Value fallback;   // null: required
-  Expr expr;        // a `${...}` default
+  Value fallback;  // null: required
+  Expr expr;       // a `${...}` default
   SourceLoc loc;
 };
 
@@ -92,8 +92,8 @@ class FamilyParser {
     FamilyImpl f;
     f.file = r_.file();
     auto entries = r_.entries(root, "a family file",
-                              {"family", "model_types", "architectures", "base_prefix", "config", "tensors", "ties",
-                               "ignore"});
+                              {"family", "model_types", "architectures", "base_prefix", "config",
+                               "tensors", "ties", "ignore"});
     for (auto& e : entries) {
       if (e.key == "family") {
         if (auto s = r_.string(e.value, "family")) f.name = *s;
@@ -132,8 +132,9 @@ class FamilyParser {
         for (auto o = it->second.begin(); o != it->second.end(); ++o) {
           const std::string k = o->first.Scalar();
           if (std::find(known_.begin(), known_.end(), k) == known_.end())
-            r_.error("family-format", "model type '" + it->first.Scalar() + "' sets '" + k +
-                                          "', which `config` does not declare" + did_you_mean(k, known_),
+            r_.error("family-format",
+                     "model type '" + it->first.Scalar() + "' sets '" + k +
+                         "', which `config` does not declare" + did_you_mean(k, known_),
                      o->first);
         }
       }
@@ -157,7 +158,8 @@ class FamilyParser {
       return {};
     }
     std::string t = n.Scalar();
-    if (!bare && t.find("${") == std::string::npos) return Expr::literal(Value::string(t), r_.loc(n));
+    if (!bare && t.find("${") == std::string::npos)
+      return Expr::literal(Value::string(t), r_.loc(n));
     if (bare && t.find("${") == std::string::npos) {
       Value lit = typed_scalar(t, n.Tag() == "!");
       if (lit.kind == Value::Kind::kInt) return Expr::literal(lit, r_.loc(n));
@@ -176,8 +178,10 @@ class FamilyParser {
       // YAML aliases can repeat a list inside itself many times over (a "billion laughs").
       if (++declarations_ > kMaxDeclarations) {
         if (declarations_ == kMaxDeclarations + 1)
-          r_.error("too-large", "the family file declares more than " + std::to_string(kMaxDeclarations) +
-                                    " tensors and groups (YAML aliases?)", n);
+          r_.error("too-large",
+                   "the family file declares more than " + std::to_string(kMaxDeclarations) +
+                       " tensors and groups (YAML aliases?)",
+                   n);
         return out;
       }
       Item it;
@@ -188,7 +192,8 @@ class FamilyParser {
       } else if (n.IsMap()) {
         it.tensor = tensor_map(n);
       } else {
-        r_.error("family-format", "a tensor is [name, shape, type, condition?] or a map, not " + describe(n), n);
+        r_.error("family-format",
+                 "a tensor is [name, shape, type, condition?] or a map, not " + describe(n), n);
         continue;
       }
       out.push_back(std::move(it));
@@ -210,7 +215,9 @@ class FamilyParser {
     TensorDecl t;
     t.loc = r_.loc(n);
     if (n.size() < 3 || n.size() > 4) {
-      r_.error("family-format", "a tensor is [name, shape, module type] or [name, shape, module type, condition]", n);
+      r_.error("family-format",
+               "a tensor is [name, shape, module type] or [name, shape, module type, condition]",
+               n);
       return t;
     }
     t.name = expr(n[0], "a tensor name", false);
@@ -242,7 +249,8 @@ class FamilyParser {
       if (e.key == "as") b->var = r_.string(e.value, "as").value_or("");
     for (auto& e : es)
       if (e.key == "repeat") b->repeat = expr(e.value, "a repeat count", true);
-    if (!b->repeat.empty() && b->var.empty()) r_.error("family-format", "a repeat needs `as: NAME` for its index", n);
+    if (!b->repeat.empty() && b->var.empty())
+      r_.error("family-format", "a repeat needs `as: NAME` for its index", n);
     if (b->repeat.empty() && !b->var.empty()) r_.error("family-format", "`as` needs a `repeat`", n);
     if (!b->var.empty()) {
       known_.push_back(b->var);
@@ -269,7 +277,8 @@ class FamilyParser {
         if (e.key == "of") t.canonical = expr(e.value, "a tensor name", false);
         if (e.key == "if") t.cond = expr(e.value, "a condition", true);
       }
-      if (t.alias.empty() || t.canonical.empty()) r_.error("family-format", "a tie needs `alias` and `of`", n);
+      if (t.alias.empty() || t.canonical.empty())
+        r_.error("family-format", "a tie needs `alias` and `of`", n);
       f.ties.push_back(std::move(t));
     }
   }
@@ -286,7 +295,8 @@ class FamilyParser {
         if (e.key == "if") g.cond = expr(e.value, "a condition", true);
         if (e.key == "kind") g.kind = r_.string(e.value, "kind").value_or("");
       }
-      if (g.prefix.empty() || g.kind.empty()) r_.error("family-format", "an ignore entry needs `prefix` and `kind`", n);
+      if (g.prefix.empty() || g.kind.empty())
+        r_.error("family-format", "an ignore entry needs `prefix` and `kind`", n);
       f.ignores.push_back(std::move(g));
     }
   }
@@ -304,7 +314,8 @@ class FamilyParser {
 
 class Expander {
  public:
-  Expander(const FamilyImpl& f, const ModelConfig& c, Diagnostics& diags) : f_(f), c_(c), diags_(diags) {}
+  Expander(const FamilyImpl& f, const ModelConfig& c, Diagnostics& diags)
+      : f_(f), c_(c), diags_(diags) {}
 
   std::optional<FamilyModel> run() {
     if (!bind()) return std::nullopt;
@@ -323,12 +334,15 @@ class Expander {
     counting_ = false;
     m.inv.reserve(count_);
     if (!expand(f_.items, "")) return std::nullopt;
-    if (m.inv.indexed_names() != m.inv.params.size()) {  // the index keeps the first of a repeated name
+    if (m.inv.indexed_names() !=
+        m.inv.params.size()) {  // the index keeps the first of a repeated name
       std::set<std::string> seen;
       for (const auto& p : m.inv.params)
         if (!seen.insert(p.name).second) {
-          diags_.error("family-format", "family " + f_.name + " names '" + p.name + "' twice (with config '" +
-                                            c_.path + "')", {f_.file, 0, 0});
+          diags_.error(
+              "family-format",
+              "family " + f_.name + " names '" + p.name + "' twice (with config '" + c_.path + "')",
+              {f_.file, 0, 0});
           return std::nullopt;
         }
     }
@@ -392,7 +406,8 @@ class Expander {
         Diagnostics local;
         auto v = k.expr.eval(scope_, local);
         if (!v) {
-          for (const auto& d : local.items()) fail(d.loc, "the default of '" + k.key + "': " + d.message);
+          for (const auto& d : local.items())
+            fail(d.loc, "the default of '" + k.key + "': " + d.message);
           ok = false;
           continue;
         }
@@ -400,9 +415,10 @@ class Expander {
       } else if (!k.fallback.is_null()) {
         scope_[k.key] = k.fallback;
       } else {
-        diags_.error("config-missing", "config '" + c_.path + "' has no '" + k.key + "', which family " +
-                                           f_.name + " needs", {c_.path, 0, 0},
-                     {"declared at " + f_.file + ":" + std::to_string(k.loc.line)});
+        diags_.error(
+            "config-missing",
+            "config '" + c_.path + "' has no '" + k.key + "', which family " + f_.name + " needs",
+            {c_.path, 0, 0}, {"declared at " + f_.file + ":" + std::to_string(k.loc.line)});
         ok = false;
       }
     }
@@ -437,8 +453,10 @@ class Expander {
   bool append_text(const Expr& e, std::string& out) {
     const Value* v = value(e);
     if (!v) return false;
-    if (v->kind == Value::Kind::kString) out += v->s;
-    else out += v->to_string();
+    if (v->kind == Value::Kind::kString)
+      out += v->s;
+    else
+      out += v->to_string();
     return true;
   }
 
@@ -467,27 +485,31 @@ class Expander {
   // An expression as the family file writes it (sizes and counts without the `${}` wrapper).
   static std::string shown(const Expr& e) {
     const std::string& t = e.text();
-    if (t.size() > 3 && t.rfind("${", 0) == 0 && t.back() == '}' && t.find("${", 2) == std::string::npos)
+    if (t.size() > 3 && t.rfind("${", 0) == 0 && t.back() == '}' &&
+        t.find("${", 2) == std::string::npos)
       return t.substr(2, t.size() - 3);
     return t;
   }
 
   // `what` and `of` make the message ("size of 'x.weight'"); built only when it is needed.
-  std::optional<int64_t> size(const Expr& e, const char* what, const std::string& of, int64_t lo, int64_t hi) {
+  std::optional<int64_t> size(const Expr& e, const char* what, const std::string& of, int64_t lo,
+                              int64_t hi) {
     const Value* v = value(e);
     if (!v) return std::nullopt;
     if (v->kind == Value::Kind::kInt && v->i >= lo && v->i <= hi) return v->i;
     return size_error(e, what + (of.empty() ? std::string() : " of '" + of + "'"), v, lo, hi);
   }
 
-  std::optional<int64_t> size_error(const Expr& e, const std::string& what, const Value* v, int64_t lo, int64_t hi) {
+  std::optional<int64_t> size_error(const Expr& e, const std::string& what, const Value* v,
+                                    int64_t lo, int64_t hi) {
     if (v->kind != Value::Kind::kInt) {
       fail(e.loc(), what + " '" + shown(e) + "' is " + v->to_string() + ", not a whole number");
       return std::nullopt;
     }
     if (v->i < lo || v->i > hi) {
-      fail(e.loc(), what + " '" + shown(e) + "' is " + std::to_string(v->i) + "; it must be between " +
-                        std::to_string(lo) + " and " + std::to_string(hi));
+      fail(e.loc(), what + " '" + shown(e) + "' is " + std::to_string(v->i) +
+                        "; it must be between " + std::to_string(lo) + " and " +
+                        std::to_string(hi));
       return std::nullopt;
     }
     return v->i;
@@ -597,9 +619,12 @@ std::optional<FamilyModel> Family::expand(const ModelConfig& config, Diagnostics
   return Expander(*impl_, config, diags).run();
 }
 
-std::optional<Family> Family::parse(const std::string& text, const std::string& file, Diagnostics& diags) {
+std::optional<Family> Family::parse(const std::string& text, const std::string& file,
+                                    Diagnostics& diags) {
   if (!nesting_within_limit(text, kMaxNesting)) {
-    diags.error("too-deep", "the family file nests more than " + std::to_string(kMaxNesting) + " levels deep", {file, 0, 0});
+    diags.error("too-deep",
+                "the family file nests more than " + std::to_string(kMaxNesting) + " levels deep",
+                {file, 0, 0});
     return std::nullopt;
   }
   YAML::Node root;
@@ -635,7 +660,8 @@ std::vector<ShippedFamily>& shipped_files() {
     std::vector<ShippedFamily> out;
     for (const auto& e : embedded_rule_files()) {
       std::string name = e.name;
-      if (name.rfind("families/", 0) == 0) out.push_back({"rules/" + name, e.text, std::nullopt, false});
+      if (name.rfind("families/", 0) == 0)
+        out.push_back({"rules/" + name, e.text, std::nullopt, false});
     }
     return out;
   }();

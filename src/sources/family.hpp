@@ -25,10 +25,10 @@ struct Tie {
 
 /// What a family implies for one config.
 struct FamilyModel {
-  Inventory inv;                // registration order; ties applied as aliases
-  std::vector<Tie> ties;        // the ties that hold for this config
-  std::string family;           // "llama"
-  std::string base_prefix;      // "transformer." when checkpoints may store the base model bare
+  Inventory inv;            // registration order; ties applied as aliases
+  std::vector<Tie> ties;    // the ties that hold for this config
+  std::string family;       // "llama"
+  std::string base_prefix;  // "transformer." when checkpoints may store the base model bare
   /// Checkpoint tensors under these prefixes are not the model's (prefix, kind): DeepSeek-V3's
   /// multi-token-prediction layer, which transformers does not load.
   std::vector<std::pair<std::string, std::string>> ignored;
@@ -55,7 +55,8 @@ class Family {
   std::optional<FamilyModel> expand(const ModelConfig& config, Diagnostics& diags) const;
 
   /// Parses a family file; errors (unknown keys, unknown names in expressions) have locations.
-  static std::optional<Family> parse(const std::string& text, const std::string& file, Diagnostics& diags);
+  static std::optional<Family> parse(const std::string& text, const std::string& file,
+                                     Diagnostics& diags);
 
  private:
   std::unique_ptr<FamilyImpl> impl_;

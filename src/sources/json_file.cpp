@@ -78,8 +78,8 @@ std::optional<nlohmann::json> parse_json_text(const std::string& text, const std
     SourceLoc at = text_position(text, rest, file);
     diags.error("json-trailing-text",
                 what + " has text after its JSON value, at " + std::to_string(at.line) + ":" +
-                    std::to_string(at.column) + " (character " + std::to_string(rest + 1) +
-                    "): '" + excerpt(text, rest) + "'",
+                    std::to_string(at.column) + " (character " + std::to_string(rest + 1) + "): '" +
+                    excerpt(text, rest) + "'",
                 at,
                 {"the JSON value ends at character " + std::to_string(end) +
                  "; a leftover merge-conflict marker or a second value follows it"});
@@ -98,8 +98,10 @@ std::optional<nlohmann::json> read_json_file(const std::string& path, const std:
     return std::nullopt;
   }
   if (size > max_bytes) {
-    diags.error("model-too-large", what + " '" + path + "' has " + std::to_string(size) +
-                                       " bytes (limit " + std::to_string(max_bytes) + ")", loc);
+    diags.error("model-too-large",
+                what + " '" + path + "' has " + std::to_string(size) + " bytes (limit " +
+                    std::to_string(max_bytes) + ")",
+                loc);
     return std::nullopt;
   }
   std::ifstream in(path, std::ios::binary);

@@ -21,7 +21,8 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
     // -> "syntax error ..."; the location goes in front as file:line:col.
     std::string msg = e.what();
     auto colon = msg.find(": ");
-    if (msg.rfind("[json.exception", 0) == 0 && colon != std::string::npos) msg = msg.substr(colon + 2);
+    if (msg.rfind("[json.exception", 0) == 0 && colon != std::string::npos)
+      msg = msg.substr(colon + 2);
     while (!msg.empty() && msg.back() == ' ') msg.pop_back();
     diags.error("json-syntax", msg, text_position(text, e.byte > 0 ? e.byte - 1 : 0, origin));
     return std::nullopt;
@@ -38,7 +39,8 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
     if (m.contains("type") && m["type"].is_string()) inv.model_type = m["type"];
     if (m.contains("registration_order") && m["registration_order"].is_boolean())
       inv.registration_order = m["registration_order"];
-    if (m.contains("quantization") && m["quantization"].is_string()) inv.quantization = m["quantization"];
+    if (m.contains("quantization") && m["quantization"].is_string())
+      inv.quantization = m["quantization"];
     if (m.contains("family") && m["family"].is_string()) inv.family = m["family"];
     // What the config said, which discovery uses (towers found by the config, count checks).
     if (m.contains("config_modalities") && m["config_modalities"].is_array())
@@ -65,7 +67,8 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
       q.numel = 1;
       bool ok = true;
       for (const auto& d : p["shape"]) {
-        if (!d.is_number_unsigned() || d.get<uint64_t>() > (1ull << 40)) ok = false;
+        if (!d.is_number_unsigned() || d.get<uint64_t>() > (1ull << 40))
+          ok = false;
         else {
           int64_t v = static_cast<int64_t>(d.get<uint64_t>());
           if (v != 0 && q.numel > (int64_t{1} << 52) / v) ok = false;
@@ -74,11 +77,13 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
         }
       }
       if (!ok) {
-        diags.error("manifest-format", where + " ('" + q.name + "'): bad shape " + p["shape"].dump(), loc);
+        diags.error("manifest-format",
+                    where + " ('" + q.name + "'): bad shape " + p["shape"].dump(), loc);
         continue;
       }
     } else if (p.contains("shape") && !p["shape"].is_null()) {
-      diags.error("manifest-format", where + " ('" + q.name + "'): shape must be a list or null", loc);
+      diags.error("manifest-format", where + " ('" + q.name + "'): shape must be a list or null",
+                  loc);
       continue;
     } else {
       q.shape_known = false;
@@ -119,8 +124,10 @@ std::optional<Inventory> load_manifest(const std::string& path, Diagnostics& dia
   std::error_code ec;
   auto size = std::filesystem::file_size(path, ec);
   if (!ec && size > kMaxManifestBytes) {
-    diags.error("manifest-too-large", "manifest is " + std::to_string(size) + " bytes; the limit is " +
-                                          std::to_string(kMaxManifestBytes), {path, 0, 0});
+    diags.error("manifest-too-large",
+                "manifest is " + std::to_string(size) + " bytes; the limit is " +
+                    std::to_string(kMaxManifestBytes),
+                {path, 0, 0});
     return std::nullopt;
   }
   std::ifstream in(path, std::ios::binary);

@@ -33,11 +33,16 @@ void flatten(const nlohmann::json& j, const std::string& prefix, int depth, Scop
       std::vector<Value> list;
       bool scalars = true;
       for (const auto& x : v) {
-        if (x.is_number_integer()) list.push_back(Value::integer(x.get<int64_t>()));
-        else if (x.is_number_float()) list.push_back(Value::real(x.get<double>()));
-        else if (x.is_string()) list.push_back(Value::string(x.get<std::string>()));
-        else if (x.is_boolean()) list.push_back(Value::boolean(x.get<bool>()));
-        else scalars = false;
+        if (x.is_number_integer())
+          list.push_back(Value::integer(x.get<int64_t>()));
+        else if (x.is_number_float())
+          list.push_back(Value::real(x.get<double>()));
+        else if (x.is_string())
+          list.push_back(Value::string(x.get<std::string>()));
+        else if (x.is_boolean())
+          list.push_back(Value::boolean(x.get<bool>()));
+        else
+          scalars = false;
       }
       if (scalars) out[key] = Value::of_list(std::move(list));
     }
@@ -86,8 +91,9 @@ std::vector<std::pair<std::string, int64_t>> ModelConfig::layer_counts() const {
     first({"encoder_layers", "num_layers"});
     first({"decoder_layers", "num_decoder_layers"});
   } else {
-    first({"text_config.num_hidden_layers", "text_config.num_layers", "language_config.num_hidden_layers",
-           "llm_config.num_hidden_layers", "num_hidden_layers", "n_layer", "num_layers", "n_layers"});
+    first({"text_config.num_hidden_layers", "text_config.num_layers",
+           "language_config.num_hidden_layers", "llm_config.num_hidden_layers", "num_hidden_layers",
+           "n_layer", "num_layers", "n_layers"});
   }
   first({"vision_config.depth", "vision_config.num_hidden_layers", "vision_config.num_layers",
          "vision_config.layers"});
@@ -118,8 +124,10 @@ std::optional<ModelConfig> model_config_from_json(const nlohmann::json& j, const
                                                   Diagnostics& diags) {
   SourceLoc loc{path, 0, 0};
   if (!j.is_object()) {
-    diags.error("config-format", "config '" + path + "' is not a JSON object (it is " +
-                                     std::string(j.type_name()) + ")", loc);
+    diags.error(
+        "config-format",
+        "config '" + path + "' is not a JSON object (it is " + std::string(j.type_name()) + ")",
+        loc);
     return std::nullopt;
   }
   ModelConfig c;
@@ -128,8 +136,9 @@ std::optional<ModelConfig> model_config_from_json(const nlohmann::json& j, const
   auto str = [&](const char* key, std::string& out) {
     if (!j.contains(key) || j[key].is_null()) return;
     if (!j[key].is_string()) {
-      diags.error("config-value", "config '" + path + "': '" + key + "' must be a string, not " +
-                                      j[key].dump(), loc);
+      diags.error("config-value",
+                  "config '" + path + "': '" + key + "' must be a string, not " + j[key].dump(),
+                  loc);
       ok = false;
       return;
     }
@@ -139,7 +148,8 @@ std::optional<ModelConfig> model_config_from_json(const nlohmann::json& j, const
   if (j.contains("architectures") && !j["architectures"].is_null()) {
     const auto& a = j["architectures"];
     if (!a.is_array() || (!a.empty() && !a[0].is_string())) {
-      diags.error("config-value", "config '" + path + "': 'architectures' must be a list of class names", loc);
+      diags.error("config-value",
+                  "config '" + path + "': 'architectures' must be a list of class names", loc);
       ok = false;
     } else if (!a.empty()) {
       c.architecture = a[0].get<std::string>();

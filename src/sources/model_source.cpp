@@ -12,10 +12,13 @@ namespace {
 TorchScriptLoader torchscript_loader = nullptr;
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-bool is_index(const std::string& s) { return ends_with(s, ".safetensors.index.json") || ends_with(s, ".index.json"); }
+bool is_index(const std::string& s) {
+  return ends_with(s, ".safetensors.index.json") || ends_with(s, ".index.json");
+}
 
 // The weights file of a checkpoint folder: model.safetensors.index.json, model.safetensors, or
 // the only index / safetensors file there. "" when none; an error when several compete.
@@ -27,15 +30,18 @@ std::string weights_in(const std::string& dir, Diagnostics& diags) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string n = e.path().filename().string();
-    if (is_index(n)) indexes.push_back(e.path().string());
-    else if (ends_with(n, ".safetensors")) files.push_back(e.path().string());
+    if (is_index(n))
+      indexes.push_back(e.path().string());
+    else if (ends_with(n, ".safetensors"))
+      files.push_back(e.path().string());
   }
   if (indexes.size() == 1) return indexes[0];
   if (indexes.empty() && files.size() == 1) return files[0];
   if (indexes.size() + files.size() > 1 && indexes.size() != 1) {
-    diags.error("model-ambiguous", "checkpoint folder '" + dir + "' has " + std::to_string(indexes.size()) +
-                                       " indexes and " + std::to_string(files.size()) +
-                                       " safetensors files and no model.safetensors.index.json",
+    diags.error("model-ambiguous",
+                "checkpoint folder '" + dir + "' has " + std::to_string(indexes.size()) +
+                    " indexes and " + std::to_string(files.size()) +
+                    " safetensors files and no model.safetensors.index.json",
                 {dir, 0, 0}, {"name the index or the file with --model"});
   }
   return "";
@@ -48,13 +54,16 @@ std::optional<Inventory> load_header(const std::string& spec, Diagnostics& diags
 
 // A header source plus its config (explicit, or beside it).
 std::optional<Inventory> with_config(std::optional<Inventory> header, const std::string& weights,
-                                     const std::string& config_path, const Family* family, Diagnostics& diags) {
+                                     const std::string& config_path, const Family* family,
+                                     Diagnostics& diags) {
   if (!header) return std::nullopt;
   std::string cfg_path = config_path.empty() ? config_beside(weights) : config_path;
   if (cfg_path.empty()) {
     if (family)
-      diags.error("config-missing", "a family file needs the model's config.json: none beside '" + weights +
-                                        "' (name one with --config)", {weights, 0, 0});
+      diags.error("config-missing",
+                  "a family file needs the model's config.json: none beside '" + weights +
+                      "' (name one with --config)",
+                  {weights, 0, 0});
     return family ? std::nullopt : std::move(header);
   }
   auto cfg = read_model_config(cfg_path, diags);
@@ -77,7 +86,8 @@ std::optional<Family> read_family(const std::string& path, Diagnostics& diags) {
 
 void set_torchscript_loader(TorchScriptLoader loader) { torchscript_loader = loader; }
 
-std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags, const std::string& config_path,
+std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags,
+                                    const std::string& config_path,
                                     const std::string& family_path) {
   SourceLoc loc{spec, 0, 0};
   std::optional<Family> user_family;
@@ -89,13 +99,13 @@ std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags,
   if (spec.rfind("builtin:", 0) == 0) {
     std::string name = spec.substr(8);
     if (auto inv = builtin_model(name)) return inv;
-    diags.error("unknown-model", "no built-in model '" + name + "'" +
-                                     did_you_mean(name, builtin_model_names()),
-                {}, {"built-in models: " + [] {
-                       std::string s;
-                       for (const auto& n : builtin_model_names()) s += (s.empty() ? "" : ", ") + n;
-                       return s;
-                     }()});
+    diags.error("unknown-model",
+                "no built-in model '" + name + "'" + did_you_mean(name, builtin_model_names()), {},
+                {"built-in models: " + [] {
+                  std::string s;
+                  for (const auto& n : builtin_model_names()) s += (s.empty() ? "" : ", ") + n;
+                  return s;
+                }()});
     return std::nullopt;
   }
   if (!std::filesystem::exists(spec)) {
@@ -113,11 +123,15 @@ std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags,
     if (diags.has_errors()) return std::nullopt;
     const std::string cfg_path = config_path.empty() ? config_beside(spec) : config_path;
     if (weights.empty() && cfg_path.empty()) {
-      diags.error("model-not-found", "checkpoint folder '" + spec + "' has no config.json, "
-                  "safetensors index or safetensors file", loc);
+      diags.error("model-not-found",
+                  "checkpoint folder '" + spec +
+                      "' has no config.json, "
+                      "safetensors index or safetensors file",
+                  loc);
       return std::nullopt;
     }
-    if (!weights.empty()) return with_config(load_header(weights, diags), weights, cfg_path, family, diags);
+    if (!weights.empty())
+      return with_config(load_header(weights, diags), weights, cfg_path, family, diags);
     auto cfg = read_model_config(cfg_path, diags);
     if (!cfg) return std::nullopt;
     return apply_config(std::nullopt, *cfg, diags, family);
@@ -144,14 +158,16 @@ std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags,
     }
     return load_manifest(spec, diags);
   }
-  if (ends_with(spec, ".pt") || ends_with(spec, ".pth") || ends_with(spec, ".torchscript") || ends_with(spec, ".ptl")) {
+  if (ends_with(spec, ".pt") || ends_with(spec, ".pth") || ends_with(spec, ".torchscript") ||
+      ends_with(spec, ".ptl")) {
     if (torchscript_loader) return torchscript_loader(spec, diags);
     diags.error("torchscript-unavailable",
                 "TorchScript models need the torch adapter, which this program does not have", loc);
     return std::nullopt;
   }
-  diags.error("unknown-model-format", "cannot tell the format of '" + spec + "' from its name", loc,
-              {"expected .pt, .safetensors, .safetensors.index.json, .json, or a checkpoint folder"});
+  diags.error(
+      "unknown-model-format", "cannot tell the format of '" + spec + "' from its name", loc,
+      {"expected .pt, .safetensors, .safetensors.index.json, .json, or a checkpoint folder"});
   return std::nullopt;
 }
 

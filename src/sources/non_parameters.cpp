@@ -11,25 +11,28 @@ namespace layerfreeze {
 namespace {
 
 struct Rule {
-  const char* pattern;   // RE2 full match on the name; group 1, when present, is the owner module
+  const char* pattern;  // RE2 full match on the name; group 1, when present, is the owner module
   const char* kind;
   const char* quantization;  // the method the metadata reveals, or nullptr for buffers
-  const char* needs;     // a sibling name (owner + this) that must exist, or nullptr
+  const char* needs;         // a sibling name (owner + this) that must exist, or nullptr
 };
 
 const std::vector<Rule>& rules() {
   static const std::vector<Rule> r = {
       {R"((.+)\.weight\.(absmax|quant_map|nested_absmax|nested_quant_map|quant_state\..+))",
        "quantization metadata (bitsandbytes)", "bitsandbytes 4-bit", nullptr},
-      {R"((.+)\.(SCB|weight_format))", "quantization metadata (bitsandbytes)", "bitsandbytes 8-bit", ".weight"},
+      {R"((.+)\.(SCB|weight_format))", "quantization metadata (bitsandbytes)", "bitsandbytes 8-bit",
+       ".weight"},
       {R"((.+)\.(qzeros|scales|g_idx))", "quantization metadata (GPTQ/AWQ)", "gptq", ".qweight"},
       {R"((.+)\.(weight_scale_inv|weight_scale|input_scale|activation_scale))",
        "quantization metadata (fp8 scales)", "fp8", ".weight"},
       {R"((.+)_scales)", "quantization metadata (MXFP4)", "mxfp4", "_blocks"},
       {R"((.+)\.rotary_emb\.inv_freq)", "buffer (rotary frequencies)", nullptr, nullptr},
       {R"(((?:.+\.)?)position_ids)", "buffer (position ids)", nullptr, nullptr},
-      {R"((.+)\.(running_mean|running_var|num_batches_tracked))", "buffer (BatchNorm statistics)", nullptr, nullptr},
-      {R"((.+\.)?(h\.[0-9]+\.attn)\.(bias|masked_bias))", "buffer (attention mask)", nullptr, nullptr},
+      {R"((.+)\.(running_mean|running_var|num_batches_tracked))", "buffer (BatchNorm statistics)",
+       nullptr, nullptr},
+      {R"((.+\.)?(h\.[0-9]+\.attn)\.(bias|masked_bias))", "buffer (attention mask)", nullptr,
+       nullptr},
       {R"((.+)\.attention\.(bias|masked_bias))", "buffer (attention mask)", nullptr, nullptr},
   };
   return r;
@@ -59,8 +62,8 @@ void separate_non_parameters(Inventory& inv) {
       std::string owner;
       if (!RE2::FullMatch(p.name, *compiled[k], &owner)) continue;
       if (r.needs && !inv.contains(owner + r.needs)) continue;
-      if (std::string(r.kind).find("attention mask") != std::string::npos && p.shape.size() != 4 && p.shape_known &&
-          !p.shape.empty())
+      if (std::string(r.kind).find("attention mask") != std::string::npos && p.shape.size() != 4 &&
+          p.shape_known && !p.shape.empty())
         continue;  // a real bias vector, not GPT-2's causal mask buffer
       NonParameter np{p.name, r.kind, p.dtype, p.shape, p.shape_known};
       inv.non_params.push_back(std::move(np));

@@ -20,12 +20,22 @@ namespace {
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // the format's own limit is 100 MB
 
 const std::map<std::string, std::string>& dtype_names() {
-  static const std::map<std::string, std::string> m = {
-      {"F64", "float64"}, {"F32", "float32"}, {"F16", "float16"}, {"BF16", "bfloat16"},
-      {"I64", "int64"},   {"I32", "int32"},   {"I16", "int16"},   {"I8", "int8"},
-      {"U8", "uint8"},    {"U16", "uint16"},  {"U32", "uint32"},  {"U64", "uint64"},
-      {"BOOL", "bool"},   {"F8_E4M3", "float8_e4m3fn"}, {"F8_E5M2", "float8_e5m2"},
-      {"C64", "complex64"}};
+  static const std::map<std::string, std::string> m = {{"F64", "float64"},
+                                                       {"F32", "float32"},
+                                                       {"F16", "float16"},
+                                                       {"BF16", "bfloat16"},
+                                                       {"I64", "int64"},
+                                                       {"I32", "int32"},
+                                                       {"I16", "int16"},
+                                                       {"I8", "int8"},
+                                                       {"U8", "uint8"},
+                                                       {"U16", "uint16"},
+                                                       {"U32", "uint32"},
+                                                       {"U64", "uint64"},
+                                                       {"BOOL", "bool"},
+                                                       {"F8_E4M3", "float8_e4m3fn"},
+                                                       {"F8_E5M2", "float8_e5m2"},
+                                                       {"C64", "complex64"}};
   return m;
 }
 
@@ -47,8 +57,9 @@ std::optional<std::vector<HeaderEntry>> read_header(const std::string& path, Dia
   std::ifstream in(path, std::ios::binary);
   unsigned char len_bytes[8];
   if (file_size < 8 || !in.read(reinterpret_cast<char*>(len_bytes), 8)) {
-    diags.error("safetensors-truncated", "file too short for a safetensors header (" +
-                                             std::to_string(file_size) + " bytes)", loc);
+    diags.error("safetensors-truncated",
+                "file too short for a safetensors header (" + std::to_string(file_size) + " bytes)",
+                loc);
     return std::nullopt;
   }
   uint64_t n = 0;
@@ -57,7 +68,8 @@ std::optional<std::vector<HeaderEntry>> read_header(const std::string& path, Dia
     diags.error("safetensors-header-size",
                 "header claims " + std::to_string(n) + " bytes, but the file has " +
                     std::to_string(file_size - 8) + " after the length (limit " +
-                    std::to_string(kMaxHeaderBytes) + ")", loc);
+                    std::to_string(kMaxHeaderBytes) + ")",
+                loc);
     return std::nullopt;
   }
   std::string text(n, '\0');
@@ -121,8 +133,8 @@ std::optional<std::vector<HeaderEntry>> read_header(const std::string& path, Dia
     uint64_t b = off[0].get<uint64_t>(), en = off[1].get<uint64_t>();
     uint64_t want = static_cast<uint64_t>(e.numel) * static_cast<uint64_t>(dtype_bytes(e.dtype));
     if (b > en || en > data_size) {
-      bad("data_offsets [" + std::to_string(b) + ", " + std::to_string(en) +
-          "] lie outside the " + std::to_string(data_size) + " data bytes of the file");
+      bad("data_offsets [" + std::to_string(b) + ", " + std::to_string(en) + "] lie outside the " +
+          std::to_string(data_size) + " data bytes of the file");
       continue;
     }
     if (en - b != want) {
@@ -136,8 +148,8 @@ std::optional<std::vector<HeaderEntry>> read_header(const std::string& path, Dia
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i) {
     if (ranges[i].first < ranges[i - 1].second) {
-      diags.error("safetensors-overlap", "two tensors overlap at data bytes " +
-                                             std::to_string(ranges[i].first), loc);
+      diags.error("safetensors-overlap",
+                  "two tensors overlap at data bytes " + std::to_string(ranges[i].first), loc);
       ok = false;
       break;
     }
@@ -174,8 +186,10 @@ std::optional<Inventory> load_safetensors_index(const std::string& path, Diagnos
   if (!parsed) return std::nullopt;
   const nlohmann::json& j = *parsed;
   if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
-    diags.error("index-format", "not a safetensors index: expected a JSON object with a "
-                                "'weight_map' object", loc);
+    diags.error("index-format",
+                "not a safetensors index: expected a JSON object with a "
+                "'weight_map' object",
+                loc);
     return std::nullopt;
   }
   std::map<std::string, std::vector<std::string>> by_shard;
@@ -191,7 +205,8 @@ std::optional<Inventory> load_safetensors_index(const std::string& path, Diagnos
   inv.source = path;
   if (j.contains("metadata") && j["metadata"].is_object() && j["metadata"].contains("total_size") &&
       j["metadata"]["total_size"].is_number_unsigned())
-    inv.stored_bytes = static_cast<int64_t>(std::min<uint64_t>(j["metadata"]["total_size"].get<uint64_t>(), INT64_MAX));
+    inv.stored_bytes = static_cast<int64_t>(
+        std::min<uint64_t>(j["metadata"]["total_size"].get<uint64_t>(), INT64_MAX));
   size_t missing = 0;
   for (auto& [shard, names] : by_shard) {
     if (shard.find("..") != std::string::npos || std::filesystem::path(shard).is_absolute()) {
@@ -218,8 +233,9 @@ std::optional<Inventory> load_safetensors_index(const std::string& path, Diagnos
         p.numel = 0;
         inv.add(std::move(p));
         if (missing == 0) {
-          diags.error("index-shard-mismatch", "'" + n + "' is mapped to '" + shard +
-                                                  "', whose header does not list it", loc);
+          diags.error("index-shard-mismatch",
+                      "'" + n + "' is mapped to '" + shard + "', whose header does not list it",
+                      loc);
           return std::nullopt;
         }
       }
@@ -227,8 +243,8 @@ std::optional<Inventory> load_safetensors_index(const std::string& path, Diagnos
   }
   if (missing > 0) {
     inv.source_notes.push_back(std::to_string(missing) + " of " + std::to_string(by_shard.size()) +
-                        " shards are not beside the index: shapes unknown, counts are of "
-                        "tensors, not parameters");
+                               " shards are not beside the index: shapes unknown, counts are of "
+                               "tensors, not parameters");
   }
   separate_non_parameters(inv);
   inv.sort_natural();
@@ -247,7 +263,8 @@ bool write_safetensors(const std::string& path, const std::vector<TensorSpec>& t
     }
     uint64_t n = static_cast<uint64_t>(dtype_bytes(it->second));
     for (auto d : t.shape) n *= static_cast<uint64_t>(d);
-    header[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + n}}};
+    header[t.name] = {
+        {"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + n}}};
     offset += n;
   }
   std::string text = header.dump();

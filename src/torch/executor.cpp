@@ -48,8 +48,8 @@ struct Executor::Impl : TensorSink {
   // What the constructors do: read the module, name it, compile (or bind a plan), apply the
   // state at the start.
   template <class Read>
-  void init(Read&& read, const std::string& kind, std::function<bool()> training, const std::string& rules,
-            const PlanOptions& o) {
+  void init(Read&& read, const std::string& kind, std::function<bool()> training,
+            const std::string& rules, const PlanOptions& o) {
     read_module(read, kind, std::move(training));
     compile(rules, o);
     begin();
@@ -117,14 +117,17 @@ struct Executor::Impl : TensorSink {
     }
     std::string extra;
     for (size_t k = 0; k < new_index.size(); ++k)
-      if (new_index[k] == UINT32_MAX) extra += (extra.empty() ? "" : ", ") + live.inventory.params[k].name;
+      if (new_index[k] == UINT32_MAX)
+        extra += (extra.empty() ? "" : ", ") + live.inventory.params[k].name;
     if (!missing.empty() || !mismatched.empty() || !extra.empty()) {
       std::vector<std::string> notes;
       if (!missing.empty()) notes.push_back("in the plan, not in the module: " + missing);
       if (!extra.empty()) notes.push_back("in the module, not in the plan: " + extra);
       if (!mismatched.empty()) notes.push_back("shapes differ: " + mismatched);
-      d.error("plan-model-mismatch",
-              "the plan was compiled for " + want.source + ", which is not " + live.inventory.source, {}, notes);
+      d.error(
+          "plan-model-mismatch",
+          "the plan was compiled for " + want.source + ", which is not " + live.inventory.source,
+          {}, notes);
       throw DiagnosticError(std::move(d));
     }
     live.tensors = std::move(ordered);
@@ -138,7 +141,8 @@ struct Executor::Impl : TensorSink {
   // learning-rate scale — and the module modes.
   void changed(const Time& at, const Bitset& frozen) override {
     if (optimizer && plan->options.optimizer_state == Options::OptimizerState::kDrop)
-      for (uint32_t i : frozen_now()) optimizer->state().erase(c10::guts::to_string(live.tensors[i].unsafeGetTensorImpl()));
+      for (uint32_t i : frozen_now())
+        optimizer->state().erase(c10::guts::to_string(live.tensors[i].unsafeGetTensorImpl()));
     std::map<double, std::vector<at::Tensor>> groups;
     for (uint32_t i : unfrozen_now()) {
       if (optimizer && !in_optimizer.count(live.tensors[i].unsafeGetTensorImpl())) {
@@ -162,7 +166,9 @@ struct Executor::Impl : TensorSink {
     try {
       changed = replay->move_to(t, *this);
     } catch (const c10::Error& e) {
-      throw_torch_error(e, "applying a stage (the module was left as it was after this call's last complete change)");
+      throw_torch_error(e,
+                        "applying a stage (the module was left as it was after this call's last "
+                        "complete change)");
     }
     if (!changed) enforce_modes();
     return changed;
@@ -193,23 +199,26 @@ struct Executor::Impl : TensorSink {
 
 Executor::Executor(torch::nn::Module& model, const std::string& rules, PlanOptions options)
     : impl_(std::make_unique<Impl>()) {
-  impl_->init([&] { return live_model(model); }, "the ", [&model] { return model.is_training(); }, rules, options);
+  impl_->init([&] { return live_model(model); }, "the ", [&model] { return model.is_training(); },
+              rules, options);
 }
 
 Executor::Executor(torch::nn::Module& model, const Plan& plan) : impl_(std::make_unique<Impl>()) {
-  impl_->init([&] { return live_model(model); }, "the ", [&model] { return model.is_training(); }, plan);
+  impl_->init([&] { return live_model(model); }, "the ", [&model] { return model.is_training(); },
+              plan);
 }
 
 Executor::Executor(torch::jit::Module& model, const Plan& plan) : impl_(std::make_unique<Impl>()) {
   torch::jit::Module root = model;
-  impl_->init([&] { return live_model(model); }, "the TorchScript ", [root] { return root.is_training(); }, plan);
+  impl_->init([&] { return live_model(model); }, "the TorchScript ",
+              [root] { return root.is_training(); }, plan);
 }
 
 Executor::Executor(torch::jit::Module& model, const std::string& rules, PlanOptions options)
     : impl_(std::make_unique<Impl>()) {
   torch::jit::Module root = model;
-  impl_->init([&] { return live_model(model); }, "the TorchScript ", [root] { return root.is_training(); }, rules,
-              options);
+  impl_->init([&] { return live_model(model); }, "the TorchScript ",
+              [root] { return root.is_training(); }, rules, options);
 }
 
 Executor::~Executor() = default;
@@ -228,8 +237,10 @@ void Executor::attach_optimizer(torch::optim::Optimizer& optimizer) {
           name = "'" + p.name + "'" + (p.aliases.empty() ? "" : " (also '" + p.aliases[0] + "')");
         }
       Diagnostics d;
-      d.error("optimizer-duplicate", "the optimizer holds " + name + " twice, so every step would move it twice", {},
-              {"build the optimizer from Executor::trainable_parameters() or layerfreeze::trainable_parameters(), "
+      d.error("optimizer-duplicate",
+              "the optimizer holds " + name + " twice, so every step would move it twice", {},
+              {"build the optimizer from Executor::trainable_parameters() or "
+               "layerfreeze::trainable_parameters(), "
                "which list each tensor once"});
       throw DiagnosticError(std::move(d));
     }
@@ -239,7 +250,8 @@ void Executor::attach_optimizer(torch::optim::Optimizer& optimizer) {
   if (impl_->plan->options.optimizer_state == Options::OptimizerState::kDrop) {
     const Bitset& f = impl_->replay->frozen();
     for (size_t i = 0; i < impl_->live.tensors.size(); ++i)
-      if (f.test(i)) optimizer.state().erase(c10::guts::to_string(impl_->live.tensors[i].unsafeGetTensorImpl()));
+      if (f.test(i))
+        optimizer.state().erase(c10::guts::to_string(impl_->live.tensors[i].unsafeGetTensorImpl()));
   }
 }
 
@@ -260,19 +272,23 @@ bool Executor::on_step(int64_t global_step) {
   return impl_->move_to(t);
 }
 
-bool Executor::seek(int64_t epoch, int64_t global_step) { return impl_->move_to({epoch, global_step}); }
+bool Executor::seek(int64_t epoch, int64_t global_step) {
+  return impl_->move_to({epoch, global_step});
+}
 
 void Executor::enforce_modes() { impl_->enforce_modes(); }
 
 std::string ExecutorState::to_string() const {
-  return "layerfreeze-state/1 " + fingerprint + " " + std::to_string(epoch) + " " + std::to_string(step);
+  return "layerfreeze-state/1 " + fingerprint + " " + std::to_string(epoch) + " " +
+         std::to_string(step);
 }
 
 ExecutorState ExecutorState::parse(const std::string& text) {
   std::istringstream in(text);
   std::string tag, extra;
   ExecutorState s;
-  if (!(in >> tag >> s.fingerprint >> s.epoch >> s.step) || tag != "layerfreeze-state/1" || (in >> extra)) {
+  if (!(in >> tag >> s.fingerprint >> s.epoch >> s.step) || tag != "layerfreeze-state/1" ||
+      (in >> extra)) {
     Diagnostics d;
     d.error("bad-state", "not a layerfreeze executor state: '" + text + "'", {},
             {"expected \"layerfreeze-state/1 FINGERPRINT EPOCH STEP\""});
@@ -288,8 +304,9 @@ ExecutorState Executor::state() const {
 void Executor::restore(const ExecutorState& s) {
   if (s.fingerprint != impl_->plan->fingerprint()) {
     Diagnostics d;
-    d.error("fingerprint-mismatch", "the checkpoint was written under plan " + s.fingerprint + ", but this plan is " +
-                                        impl_->plan->fingerprint(),
+    d.error("fingerprint-mismatch",
+            "the checkpoint was written under plan " + s.fingerprint + ", but this plan is " +
+                impl_->plan->fingerprint(),
             {}, {"the rules, their parameters or the model changed since the checkpoint"});
     throw DiagnosticError(std::move(d));
   }
@@ -305,7 +322,8 @@ std::vector<torch::Tensor> Executor::trainable_parameters() const {
 
 std::vector<std::string> Executor::frozen_names() const {
   std::vector<std::string> out;
-  impl_->replay->frozen().for_each([&](size_t i) { out.push_back(impl_->plan->inventory->params[i].name); });
+  impl_->replay->frozen().for_each(
+      [&](size_t i) { out.push_back(impl_->plan->inventory->params[i].name); });
   return out;
 }
 
@@ -319,7 +337,9 @@ std::vector<torch::Tensor> Executor::parameters() const { return impl_->live.ten
 uint64_t Executor::generation() const { return impl_->generation; }
 const Plan& Executor::plan() const { return *impl_->public_plan; }
 
-int64_t Executor::trainable_numel() const { return impl_->plan->inventory->total_numel() - frozen_numel(); }
+int64_t Executor::trainable_numel() const {
+  return impl_->plan->inventory->total_numel() - frozen_numel();
+}
 int32_t Executor::num_layers() const { return impl_->plan->inventory->num_layers(); }
 const std::string& Executor::fingerprint() const { return impl_->plan->fingerprint(); }
 const std::vector<Diagnostic>& Executor::warnings() const { return impl_->plan->warnings; }
@@ -327,7 +347,8 @@ const Inventory& Executor::inventory() const { return *impl_->plan->inventory; }
 bool Executor::is_frozen(size_t i) const { return impl_->replay->frozen().test(i); }
 
 std::string Executor::plan_text(int64_t epochs) const {
-  const Time horizon = impl_->plan->horizon(epochs >= 0 ? std::optional<int64_t>(epochs) : std::nullopt);
+  const Time horizon =
+      impl_->plan->horizon(epochs >= 0 ? std::optional<int64_t>(epochs) : std::nullopt);
   return layerfreeze::plan_text(summarize(*impl_->plan, OptimizerKind::AdamW, horizon));
 }
 
@@ -335,7 +356,8 @@ std::vector<torch::Tensor> trainable_parameters(torch::nn::Module& model) {
   std::vector<torch::Tensor> out;
   std::unordered_set<const void*> seen;
   for (const auto& p : model.named_parameters(true))
-    if (p.value().requires_grad() && seen.insert(p.value().unsafeGetTensorImpl()).second) out.push_back(p.value());
+    if (p.value().requires_grad() && seen.insert(p.value().unsafeGetTensorImpl()).second)
+      out.push_back(p.value());
   return out;
 }
 

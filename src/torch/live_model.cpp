@@ -104,7 +104,9 @@ class Collector {
   std::unordered_map<const void*, uint32_t> by_impl_;
 };
 
-std::string join(const std::string& prefix, const std::string& name) { return prefix.empty() ? name : prefix + "." + name; }
+std::string join(const std::string& prefix, const std::string& name) {
+  return prefix.empty() ? name : prefix + "." + name;
+}
 
 }  // namespace
 
@@ -125,7 +127,8 @@ LiveModel live_model(torch::nn::Module& model) {
     }
     if (owns) m.owner_modules.push_back(item.key());
   }
-  for (const auto& p : model.named_parameters(/*recurse=*/true)) c.add(p.key(), p.value(), type_of[p.key()]);
+  for (const auto& p : model.named_parameters(/*recurse=*/true))
+    c.add(p.key(), p.value(), type_of[p.key()]);
   for (const auto& item : model.named_modules("", true)) {
     const auto& mod = item.value();
     std::string type = short_type_name(mod->name());
@@ -162,7 +165,8 @@ LiveModel live_model(torch::jit::Module& model) {
     }
     if (owns) m.owner_modules.push_back(item.name);
   }
-  for (const auto& p : model.named_parameters(/*recurse=*/true)) c.add(p.name, p.value, type_of[p.name]);
+  for (const auto& p : model.named_parameters(/*recurse=*/true))
+    c.add(p.name, p.value, type_of[p.name]);
   for (const auto& item : model.named_modules()) {
     if (type_of_module(item.value).find("BatchNorm") == std::string::npos) continue;
     LiveModel::ModeModule mm;

@@ -23,8 +23,8 @@ struct Module;
 namespace layerfreeze {
 
 struct LiveModel {
-  Inventory inventory;             // registration order
-  std::vector<at::Tensor> tensors; // one per inventory entry
+  Inventory inventory;              // registration order
+  std::vector<at::Tensor> tensors;  // one per inventory entry
   /// A module whose mode can be set: the BatchNorm modules (for `batchnorm: eval_when_frozen`).
   struct ModeModule {
     std::string name;
@@ -72,7 +72,8 @@ class TensorSink : public StateSink {
 LiveModel live_model(torch::nn::Module& model);
 LiveModel live_model(torch::jit::Module& model);
 
-/// "torch::nn::LinearImpl" -> "Linear"; "__torch__.torch.nn.modules.linear.___torch_mangle_3.Linear"
+/// "torch::nn::LinearImpl" -> "Linear";
+/// "__torch__.torch.nn.modules.linear.___torch_mangle_3.Linear"
 /// -> "Linear"; "GPT2Impl" -> "GPT2".
 std::string short_type_name(const std::string& qualified);
 

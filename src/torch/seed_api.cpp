@@ -33,7 +33,8 @@ LiveModel live_of(const Module& m, const char* kind) {
     l.inventory.source = std::string("the ") + kind + l.inventory.model_type + " module";
     return l;
   } catch (const c10::Error& e) {
-    throw std::invalid_argument(std::string("cannot read the module's parameters: ") + e.what_without_backtrace());
+    throw std::invalid_argument(std::string("cannot read the module's parameters: ") +
+                                e.what_without_backtrace());
   }
 }
 
@@ -85,7 +86,8 @@ int64_t freeze_selected(LiveModel m, const std::string& preset, Values values) {
     });
   } catch (const c10::Error& e) {
     sink.abort();
-    throw std::invalid_argument(std::string("freezing failed (the module was left as it was): ") + e.what_without_backtrace());
+    throw std::invalid_argument(std::string("freezing failed (the module was left as it was): ") +
+                                e.what_without_backtrace());
   }
   sink.changed({0, 0}, sel);
   return n;
@@ -123,7 +125,8 @@ int64_t trainable_of(const LiveModel& m) {
 int64_t lp_lora(LiveModel m, double freeze_ratio, bool freeze_embed) {
   if (!(freeze_ratio >= 0.0 && freeze_ratio <= 1.0))
     bad_argument(m, "freeze_ratio must be in [0, 1], got " + std::to_string(freeze_ratio));
-  return freeze_selected(std::move(m), "lp_lora", {{"freeze_ratio", freeze_ratio}, {"freeze_embed", freeze_embed}});
+  return freeze_selected(std::move(m), "lp_lora",
+                         {{"freeze_ratio", freeze_ratio}, {"freeze_embed", freeze_embed}});
 }
 
 // Code points, for aligning box-drawing tables.
@@ -141,7 +144,9 @@ std::string pad(const std::string& s, size_t w, bool right = false) {
 
 }  // namespace
 
-int64_t freeze_model(torch::nn::Module& model) { return freeze_selected(live(model), "freeze_all", {}); }
+int64_t freeze_model(torch::nn::Module& model) {
+  return freeze_selected(live(model), "freeze_all", {});
+}
 int64_t freeze_first_n_layers(torch::nn::Module& model, int64_t n) {
   return freeze_selected(live(model), "freeze_first_n", {{"n", n}});
 }
@@ -151,8 +156,11 @@ int64_t freeze_last_n_layers(torch::nn::Module& model, int64_t n) {
 int64_t freeze_except_last_n(torch::nn::Module& model, int64_t n) {
   return freeze_selected(live(model), "freeze_except_last_n", {{"n", n}});
 }
-int64_t freeze_embeddings(torch::nn::Module& model) { return freeze_selected(live(model), "freeze_embeddings", {}); }
-int64_t freeze_by_name(torch::nn::Module& model, const std::vector<std::string>& patterns, bool case_sensitive) {
+int64_t freeze_embeddings(torch::nn::Module& model) {
+  return freeze_selected(live(model), "freeze_embeddings", {});
+}
+int64_t freeze_by_name(torch::nn::Module& model, const std::vector<std::string>& patterns,
+                       bool case_sensitive) {
   if (patterns.empty()) return 0;
   return freeze_selected(live(model), "freeze_by_name",
                          {{"patterns", patterns}, {"case_sensitive", case_sensitive}});
@@ -171,10 +179,14 @@ int64_t get_trainable_params(const torch::nn::Module& model) { return trainable_
 double get_frozen_percentage(const torch::nn::Module& model) {
   LiveModel m = live(model);
   int64_t total = m.inventory.total_numel();
-  return total > 0 ? 100.0 * static_cast<double>(total - trainable_of(m)) / static_cast<double>(total) : 0.0;
+  return total > 0
+             ? 100.0 * static_cast<double>(total - trainable_of(m)) / static_cast<double>(total)
+             : 0.0;
 }
 
-int64_t get_num_layers(const torch::nn::Module& model) { return discovered(live(model).inventory).num_layers(); }
+int64_t get_num_layers(const torch::nn::Module& model) {
+  return discovered(live(model).inventory).num_layers();
+}
 
 std::string layer_status(const torch::nn::Module& model, bool show_all) {
   LiveModel m = live(model);
@@ -185,16 +197,20 @@ void print_layer_status(const torch::nn::Module& model, bool show_all, std::ostr
   out << layer_status(model, show_all);
 }
 
-GradualUnfreezer::GradualUnfreezer(torch::nn::Module& model, int64_t total_epochs, std::optional<int64_t> unfreeze_embeddings_at,
+GradualUnfreezer::GradualUnfreezer(torch::nn::Module& model, int64_t total_epochs,
+                                   std::optional<int64_t> unfreeze_embeddings_at,
                                    bool freeze_embeddings, bool verbose, std::ostream& out)
     : model_(&model), verbose_(verbose), out_(&out) {
   LiveModel m = live(model);
-  if (total_epochs < 1) bad_argument(m, "total_epochs must be at least 1, got " + std::to_string(total_epochs));
+  if (total_epochs < 1)
+    bad_argument(m, "total_epochs must be at least 1, got " + std::to_string(total_epochs));
   if (unfreeze_embeddings_at && *unfreeze_embeddings_at < 0)
-    bad_argument(m, "unfreeze_embeddings_at must not be negative, got " + std::to_string(*unfreeze_embeddings_at));
+    bad_argument(m, "unfreeze_embeddings_at must not be negative, got " +
+                        std::to_string(*unfreeze_embeddings_at));
   PlanOptions o;
   o.values = {{"total_epochs", total_epochs},
-              {"unfreeze_embeddings_at", unfreeze_embeddings_at ? ParamValue(*unfreeze_embeddings_at) : ParamValue(nullptr)},
+              {"unfreeze_embeddings_at",
+               unfreeze_embeddings_at ? ParamValue(*unfreeze_embeddings_at) : ParamValue(nullptr)},
               {"freeze_embeddings", freeze_embeddings}};
   try {
     executor_ = std::make_unique<Executor>(model, "preset:gradual_unfreeze", o);
@@ -218,8 +234,8 @@ Executor& GradualUnfreezer::executor() { return *executor_; }
 void GradualUnfreezer::step(int64_t epoch) {
   if (epoch < 0) {
     Inventory inv = executor_->inventory();
-    throw std::invalid_argument("epoch must not be negative, got " + std::to_string(epoch) + " (" + inv.source + " has " +
-                                describe_layers(inv) + ")");
+    throw std::invalid_argument("epoch must not be negative, got " + std::to_string(epoch) + " (" +
+                                inv.source + " has " + describe_layers(inv) + ")");
   }
   const Inventory& inv = executor_->inventory();
   std::vector<bool> before(inv.params.size());
@@ -246,23 +262,33 @@ void GradualUnfreezer::step(int64_t epoch) {
     for (size_t i = 0; i < v.size();) {
       size_t j = i;
       while (j + 1 < v.size() && v[j + 1] == v[j] + 1) ++j;
-      s += (s.empty() ? "" : ", ") + std::to_string(v[i]) + (j > i ? "-" + std::to_string(v[j]) : "");
+      s += (s.empty() ? "" : ", ") + std::to_string(v[i]) +
+           (j > i ? "-" + std::to_string(v[j]) : "");
       i = j + 1;
     }
     return s;
   };
   int64_t total = inv.total_numel(), trainable = executor_->trainable_numel();
   *out_ << "Epoch " << epoch << ":";
-  if (!opened.empty()) *out_ << " unfroze layer" << (opened.size() > 1 ? "s " : " ") << describe(opened);
-  if (other_opened) *out_ << (opened.empty() ? " unfroze " : " + ") << other_opened << " other parameter tensor" << (other_opened > 1 ? "s" : "");
-  if (!closed.empty()) *out_ << " froze layer" << (closed.size() > 1 ? "s " : " ") << describe(closed);
-  if (other_closed) *out_ << " froze " << other_closed << " other parameter tensor" << (other_closed > 1 ? "s" : "");
-  *out_ << " — trainable " << with_commas(trainable) << " of " << with_commas(total) << " (" << percent(trainable, total) << ")\n";
+  if (!opened.empty())
+    *out_ << " unfroze layer" << (opened.size() > 1 ? "s " : " ") << describe(opened);
+  if (other_opened)
+    *out_ << (opened.empty() ? " unfroze " : " + ") << other_opened << " other parameter tensor"
+          << (other_opened > 1 ? "s" : "");
+  if (!closed.empty())
+    *out_ << " froze layer" << (closed.size() > 1 ? "s " : " ") << describe(closed);
+  if (other_closed)
+    *out_ << " froze " << other_closed << " other parameter tensor"
+          << (other_closed > 1 ? "s" : "");
+  *out_ << " — trainable " << with_commas(trainable) << " of " << with_commas(total) << " ("
+        << percent(trainable, total) << ")\n";
 }
 
 MemorySavings get_memory_savings_estimate(const torch::nn::Module& model, OptimizerKind optimizer) {
   LiveModel m = live(model);
-  const int states = optimizer == OptimizerKind::SGD ? 0 : optimizer == OptimizerKind::SGDMomentum ? 1 : 2;
+  const int states = optimizer == OptimizerKind::SGD           ? 0
+                     : optimizer == OptimizerKind::SGDMomentum ? 1
+                                                               : 2;
   MemorySavings s;
   for (size_t i = 0; i < m.tensors.size(); ++i) {
     const at::Tensor& t = m.tensors[i];
@@ -289,13 +315,18 @@ std::vector<std::string> get_layer_names(const torch::nn::Module& model, bool in
   return names;
 }
 
-TrainingTimeEstimate estimate_training_time(const torch::nn::Module& model, int64_t num_samples, int64_t batch_size,
-                                            int64_t num_epochs, double ms_per_step) {
-  if (num_samples < 0 || batch_size <= 0 || num_epochs < 0 || !(ms_per_step >= 0) || !std::isfinite(ms_per_step)) {
+TrainingTimeEstimate estimate_training_time(const torch::nn::Module& model, int64_t num_samples,
+                                            int64_t batch_size, int64_t num_epochs,
+                                            double ms_per_step) {
+  if (num_samples < 0 || batch_size <= 0 || num_epochs < 0 || !(ms_per_step >= 0) ||
+      !std::isfinite(ms_per_step)) {
     LiveModel m = live(model);
-    bad_argument(m, "estimate_training_time needs num_samples >= 0, batch_size > 0, num_epochs >= 0 and a finite "
-                    "ms_per_step >= 0 (got " + std::to_string(num_samples) + ", " + std::to_string(batch_size) + ", " +
-                        std::to_string(num_epochs) + ", " + std::to_string(ms_per_step) + ")");
+    bad_argument(m,
+                 "estimate_training_time needs num_samples >= 0, batch_size > 0, num_epochs >= 0 "
+                 "and a finite "
+                 "ms_per_step >= 0 (got " +
+                     std::to_string(num_samples) + ", " + std::to_string(batch_size) + ", " +
+                     std::to_string(num_epochs) + ", " + std::to_string(ms_per_step) + ")");
   }
   TrainingTimeEstimate e;
   e.steps_per_epoch = (num_samples + batch_size - 1) / batch_size;
@@ -303,15 +334,19 @@ TrainingTimeEstimate estimate_training_time(const torch::nn::Module& model, int6
   e.total_seconds = static_cast<double>(e.total_steps) * ms_per_step / 1000.0;
   int64_t secs = static_cast<int64_t>(e.total_seconds);
   int64_t h = secs / 3600, mnt = (secs % 3600) / 60, sec = secs % 60;
-  if (h > 0) e.formatted = std::to_string(h) + "h " + std::to_string(mnt) + "m " + std::to_string(sec) + "s";
-  else if (mnt > 0) e.formatted = std::to_string(mnt) + "m " + std::to_string(sec) + "s";
-  else e.formatted = std::to_string(sec) + "s";
+  if (h > 0)
+    e.formatted = std::to_string(h) + "h " + std::to_string(mnt) + "m " + std::to_string(sec) + "s";
+  else if (mnt > 0)
+    e.formatted = std::to_string(mnt) + "m " + std::to_string(sec) + "s";
+  else
+    e.formatted = std::to_string(sec) + "s";
   return e;
 }
 
 std::string model_summary(const torch::nn::Module& model, int max_depth) {
   LiveModel m = live(model);
-  if (max_depth < 1) bad_argument(m, "max_depth must be at least 1, got " + std::to_string(max_depth));
+  if (max_depth < 1)
+    bad_argument(m, "max_depth must be at least 1, got " + std::to_string(max_depth));
   // One row per module path cut to max_depth parts, in registration order.
   struct Row {
     std::string name;
@@ -353,7 +388,8 @@ std::string model_summary(const torch::nn::Module& model, int max_depth) {
   o << "╔" << bar << "╗\n" << line("MODEL SUMMARY") << "╠" << bar << "╣\n";
   o << line("Model: " + m.inventory.model_type);
   o << line("Total Parameters: " + with_commas(total));
-  o << line("Trainable: " + with_commas(total - frozen) + " (" + percent(total - frozen, total) + ")");
+  o << line("Trainable: " + with_commas(total - frozen) + " (" + percent(total - frozen, total) +
+            ")");
   o << line("Frozen: " + with_commas(frozen) + " (" + percent(frozen, total) + ")");
   o << line(std::string("Memory: ") + mem);
   o << "╠" << bar << "╣\n";
@@ -373,7 +409,9 @@ void print_model_summary(const torch::nn::Module& model, int max_depth, std::ost
 }
 
 // TorchScript overloads.
-int64_t freeze_model(torch::jit::Module& model) { return freeze_selected(live(model), "freeze_all", {}); }
+int64_t freeze_model(torch::jit::Module& model) {
+  return freeze_selected(live(model), "freeze_all", {});
+}
 int64_t freeze_first_n_layers(torch::jit::Module& model, int64_t n) {
   return freeze_selected(live(model), "freeze_first_n", {{"n", n}});
 }
@@ -382,7 +420,9 @@ int64_t setup_lp_lora_style(torch::jit::Module& model, double freeze_ratio, bool
 }
 int64_t unfreeze_model(torch::jit::Module& model) { return unfreeze_all(live(model)); }
 int64_t get_trainable_params(const torch::jit::Module& model) { return trainable_of(live(model)); }
-int64_t get_num_layers(const torch::jit::Module& model) { return discovered(live(model).inventory).num_layers(); }
+int64_t get_num_layers(const torch::jit::Module& model) {
+  return discovered(live(model).inventory).num_layers();
+}
 std::string layer_status(const torch::jit::Module& model, bool show_all) {
   LiveModel m = live(model);
   return layer_status_table(discovered(m.inventory), frozen_mask(m), show_all);

@@ -21,7 +21,8 @@ extern "C" {
 
 /// Loads the TorchScript file at `path`. On success returns 0 and a malloc'd manifest in
 /// `*manifest`; on failure returns 1 and a malloc'd message in `*error`. The caller frees.
-__attribute__((visibility("default"))) int layerfreeze_torchscript_manifest(const char* path, char** manifest,
+__attribute__((visibility("default"))) int layerfreeze_torchscript_manifest(const char* path,
+                                                                            char** manifest,
                                                                             char** error) {
   *manifest = nullptr;
   *error = nullptr;
@@ -32,7 +33,8 @@ __attribute__((visibility("default"))) int layerfreeze_torchscript_manifest(cons
     *manifest = copy(layerfreeze::inventory_json(live.inventory));
     return 0;
   } catch (const c10::Error& e) {
-    *error = copy(std::string("cannot load TorchScript model '") + path + "': " + e.what_without_backtrace());
+    *error = copy(std::string("cannot load TorchScript model '") + path +
+                  "': " + e.what_without_backtrace());
   } catch (const std::exception& e) {
     *error = copy(std::string("cannot load TorchScript model '") + path + "': " + e.what());
   }

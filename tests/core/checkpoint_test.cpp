@@ -10,10 +10,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/embedded_rules.hpp"
 #include "core/layer_discovery.hpp"
 #include "layerfreeze/model_source.hpp"
 #include "print/inventory_printer.hpp"
-#include "core/embedded_rules.hpp"
 #include "sources/family.hpp"
 #include "sources/json_file.hpp"
 #include "sources/model_config.hpp"
@@ -42,12 +42,12 @@ Inventory load_ok(const std::string& spec, Diagnostics& d) {
 struct CheckpointCase {
   std::string folder, architecture;
   std::vector<std::pair<std::string, int>> stacks;  // container, layers
-  std::string tie_alias, tie_canonical;              // "" when untied
+  std::string tie_alias, tie_canonical;             // "" when untied
   size_t non_params;
   std::string non_param_kind;
-  int64_t numel;          // 0: shapes unknown (no family for the model type, or a partial config)
-  int64_t stored_twice;   // parameters the index's total_size counts twice (a tied head stored too)
-  int buffer_bytes;       // bytes of buffers the index's total_size includes
+  int64_t numel;         // 0: shapes unknown (no family for the model type, or a partial config)
+  int64_t stored_twice;  // parameters the index's total_size counts twice (a tied head stored too)
+  int buffer_bytes;      // bytes of buffers the index's total_size includes
 };
 
 void PrintTo(const CheckpointCase& c, std::ostream* o) { *o << c.folder; }
@@ -91,7 +91,8 @@ TEST_P(RealCheckpoint, ArchitectureStacksTiesNonParametersAndCount) {
   }
   ASSERT_TRUE(inv.shapes_known());
   EXPECT_EQ(inv.total_numel(), c.numel);
-  // The index is a second witness: its total_size over the dtype's bytes, less what it stores twice.
+  // The index is a second witness: its total_size over the dtype's bytes, less what it stores
+  // twice.
   std::ifstream in(kData + "/real-checkpoints/" + c.folder + "/model.safetensors.index.json");
   auto j = nlohmann::json::parse(in);
   const int64_t total_size = j["metadata"]["total_size"].get<int64_t>();
@@ -104,29 +105,110 @@ TEST_P(RealCheckpoint, ArchitectureStacksTiesNonParametersAndCount) {
 
 INSTANTIATE_TEST_SUITE_P(
     Published, RealCheckpoint,
-    ::testing::Values(
-        CheckpointCase{"mixtral-8x22b", "MixtralForCausalLM", {{"model.layers", 56}}, "", "", 0, "",
-                       140620634112, 0, 0},
-        CheckpointCase{"bloom-176b", "BloomForCausalLM", {{"h", 70}}, "lm_head.weight", "word_embeddings.weight", 0,
-                       "", 176247271424, 0, 0},
-        CheckpointCase{"falcon-180b", "FalconForCausalLM", {{"transformer.h", 80}}, "lm_head.weight",
-                       "transformer.word_embeddings.weight", 0, "", 178557088768, 65024LL * 14848, 0},
-        CheckpointCase{"granite-3.1-1b-a400m", "GraniteMoeForCausalLM", {{"model.layers", 24}}, "lm_head.weight",
-                       "model.embed_tokens.weight", 0, "", 1334628352, 0, 0},
-        CheckpointCase{"llama-65b", "LLaMAForCausalLM", {{"model.layers", 80}}, "", "", 80,
-                       "buffer (rotary frequencies)", 65285660672, 0, 80 * 64 * 2},
-        CheckpointCase{"olmocr-qwen2-vl-7b", "Qwen2VLForConditionalGeneration",
-                       {{"model.layers", 28}, {"visual.blocks", 32}}, "", "", 0, "", 8291375616, 0, 0},
-        CheckpointCase{"molmo-7b-d-nf4", "MolmoForCausalLM",
-                       {{"model.transformer.blocks", 28}, {"model.vision_backbone.image_vit.transformer.resblocks", 23}},
-                       "", "", 336, "quantization metadata (bitsandbytes)", 0, 0, 0},
-        CheckpointCase{"minicpm-v-2_6", "Qwen2ForCausalLM", {{"model.layers", 28}, {"vpm.encoder.layers", 27}}, "", "",
-                       0, "", 0, 0, 0},
-        CheckpointCase{"deepseek-ocr2", "DeepseekOCR2ForCausalLM",
-                       {{"model.layers", 12}, {"model.qwen2_model.model.model.layers", 24}, {"model.sam_model.blocks", 12}},
-                       "", "", 0, "", 0, 0, 0},
-        CheckpointCase{"qwen3.5-moe-25b-a3b-reap", "Qwen3_5MoeForConditionalGeneration",
-                       {{"model.language_model.layers", 40}}, "", "", 0, "", 25091371648, 0, 0}));
+    ::testing::Values(CheckpointCase{"mixtral-8x22b",
+                                     "MixtralForCausalLM",
+                                     {{"model.layers", 56}},
+                                     "",
+                                     "",
+                                     0,
+                                     "",
+                                     140620634112,
+                                     0,
+                                     0},
+                      CheckpointCase{"bloom-176b",
+                                     "BloomForCausalLM",
+                                     {{"h", 70}},
+                                     "lm_head.weight",
+                                     "word_embeddings.weight",
+                                     0,
+                                     "",
+                                     176247271424,
+                                     0,
+                                     0},
+                      CheckpointCase{"falcon-180b",
+                                     "FalconForCausalLM",
+                                     {{"transformer.h", 80}},
+                                     "lm_head.weight",
+                                     "transformer.word_embeddings.weight",
+                                     0,
+                                     "",
+                                     178557088768,
+                                     65024LL * 14848,
+                                     0},
+                      CheckpointCase{"granite-3.1-1b-a400m",
+                                     "GraniteMoeForCausalLM",
+                                     {{"model.layers", 24}},
+                                     "lm_head.weight",
+                                     "model.embed_tokens.weight",
+                                     0,
+                                     "",
+                                     1334628352,
+                                     0,
+                                     0},
+                      CheckpointCase{"llama-65b",
+                                     "LLaMAForCausalLM",
+                                     {{"model.layers", 80}},
+                                     "",
+                                     "",
+                                     80,
+                                     "buffer (rotary frequencies)",
+                                     65285660672,
+                                     0,
+                                     80 * 64 * 2},
+                      CheckpointCase{"olmocr-qwen2-vl-7b",
+                                     "Qwen2VLForConditionalGeneration",
+                                     {{"model.layers", 28}, {"visual.blocks", 32}},
+                                     "",
+                                     "",
+                                     0,
+                                     "",
+                                     8291375616,
+                                     0,
+                                     0},
+                      CheckpointCase{
+                          "molmo-7b-d-nf4",
+                          "MolmoForCausalLM",
+                          {{"model.transformer.blocks", 28},
+                           {"model.vision_backbone.image_vit.transformer.resblocks", 23}},
+                          "",
+                          "",
+                          336,
+                          "quantization metadata (bitsandbytes)",
+                          0,
+                          0,
+                          0},
+                      CheckpointCase{"minicpm-v-2_6",
+                                     "Qwen2ForCausalLM",
+                                     {{"model.layers", 28}, {"vpm.encoder.layers", 27}},
+                                     "",
+                                     "",
+                                     0,
+                                     "",
+                                     0,
+                                     0,
+                                     0},
+                      CheckpointCase{"deepseek-ocr2",
+                                     "DeepseekOCR2ForCausalLM",
+                                     {{"model.layers", 12},
+                                      {"model.qwen2_model.model.model.layers", 24},
+                                      {"model.sam_model.blocks", 12}},
+                                     "",
+                                     "",
+                                     0,
+                                     "",
+                                     0,
+                                     0,
+                                     0},
+                      CheckpointCase{"qwen3.5-moe-25b-a3b-reap",
+                                     "Qwen3_5MoeForConditionalGeneration",
+                                     {{"model.language_model.layers", 40}},
+                                     "",
+                                     "",
+                                     0,
+                                     "",
+                                     25091371648,
+                                     0,
+                                     0}));
 
 TEST(RealCheckpoint, MolmoIsQuantizedAndItsMetadataIsApart) {
   Diagnostics d;
@@ -152,8 +234,9 @@ TEST(RealCheckpoint, ManifestKeepsNonParametersAndQuantization) {
 
 TEST(RealCheckpoint, ALayerCountTheConfigStatesAndDiscoveryDoesNotFindIsWarned) {
   const auto dir = fresh_dir("lfz-layers");
-  std::filesystem::copy_file(kData + "/real-checkpoints/molmo-7b-d-nf4/model.safetensors.index.json",
-                             dir / "model.safetensors.index.json");
+  std::filesystem::copy_file(
+      kData + "/real-checkpoints/molmo-7b-d-nf4/model.safetensors.index.json",
+      dir / "model.safetensors.index.json");
   std::ifstream in(kData + "/real-checkpoints/molmo-7b-d-nf4/config.json");
   auto cfg = nlohmann::json::parse(in);
   cfg["num_hidden_layers"] = 30;
@@ -165,7 +248,8 @@ TEST(RealCheckpoint, ALayerCountTheConfigStatesAndDiscoveryDoesNotFindIsWarned) 
     if (x.code == "config-layers-mismatch") w = &x;
   ASSERT_TRUE(w) << format_diagnostics(d);
   EXPECT_NE(w->message.find("says num_hidden_layers = 30, but discovery found stacks of "
-                            "model.vision_backbone.image_vit.transformer.resblocks (23), model.transformer.blocks (28)"),
+                            "model.vision_backbone.image_vit.transformer.resblocks (23), "
+                            "model.transformer.blocks (28)"),
             std::string::npos)
       << w->message;
   std::filesystem::remove_all(dir);
@@ -178,8 +262,10 @@ TEST(RealCheckpoint, MiniCpmConfigCoversOnlyTheLanguageModel) {
   for (const auto& x : d.items())
     if (x.code == "config-names-differ") w = &x;
   ASSERT_TRUE(w);
-  EXPECT_NE(w->message.find("implies 339 tensors; the checkpoint has 789 parameters: 450 only in the checkpoint, 0 only in the config"),
-            std::string::npos) << w->message;
+  EXPECT_NE(w->message.find("implies 339 tensors; the checkpoint has 789 parameters: 450 only in "
+                            "the checkpoint, 0 only in the config"),
+            std::string::npos)
+      << w->message;
   // The language model's shapes are filled in; the vision tower's stay unknown.
   EXPECT_TRUE(inv.params[*inv.find("model.layers.0.self_attn.q_proj.weight")].shape_known);
   EXPECT_FALSE(inv.params[*inv.find("vpm.encoder.layers.0.mlp.fc1.weight")].shape_known);
@@ -192,10 +278,12 @@ TEST(RealCheckpoint, MergeConflictIndexNamesTrailingTextAndPosition) {
   EXPECT_EQ(d.items()[0].code, "json-trailing-text");
   EXPECT_EQ(d.items()[0].loc.line, 2);
   EXPECT_EQ(d.items()[0].loc.column, 1);
-  EXPECT_NE(d.items()[0].message.find("(character 60304): '======='"), std::string::npos) << d.items()[0].message;
+  EXPECT_NE(d.items()[0].message.find("(character 60304): '======='"), std::string::npos)
+      << d.items()[0].message;
   // The same text named as an index reports the same cause.
   const auto dir = fresh_dir("lfz-merge-conflict");
-  std::filesystem::copy_file(kData + "/bad-inputs/bloom-index-with-merge-conflict.json", dir / "model.safetensors.index.json",
+  std::filesystem::copy_file(kData + "/bad-inputs/bloom-index-with-merge-conflict.json",
+                             dir / "model.safetensors.index.json",
                              std::filesystem::copy_options::overwrite_existing);
   Diagnostics d2;
   EXPECT_FALSE(load_model((dir / "model.safetensors.index.json").string(), d2));
@@ -216,7 +304,8 @@ class PublishedCount : public ::testing::TestWithParam<CountCase> {};
 TEST_P(PublishedCount, ConfigAloneGivesThePublishedCount) {
   const auto& c = GetParam();
   Diagnostics d;
-  const std::string spec = c.model.rfind("builtin:", 0) == 0 ? c.model : kData + "/configs/" + c.model + ".json";
+  const std::string spec =
+      c.model.rfind("builtin:", 0) == 0 ? c.model : kData + "/configs/" + c.model + ".json";
   auto inv = load_model(spec, d);
   ASSERT_TRUE(inv) << format_diagnostics(d);
   EXPECT_TRUE(inv->registration_order);
@@ -231,19 +320,25 @@ TEST_P(PublishedCount, ConfigAloneGivesThePublishedCount) {
 
 INSTANTIATE_TEST_SUITE_P(
     Families, PublishedCount,
-    ::testing::Values(CountCase{"builtin:gpt2", 124439808, "gpt2"}, CountCase{"builtin:llama2-7b", 6738415616, "llama"},
+    ::testing::Values(CountCase{"builtin:gpt2", 124439808, "gpt2"},
+                      CountCase{"builtin:llama2-7b", 6738415616, "llama"},
                       CountCase{"builtin:llama2-70b", 68976648192, "llama"},
                       CountCase{"builtin:mixtral-8x7b", 46702792704, "mixtral"},
-                      CountCase{"builtin:bert-base", 109482240, "bert"}, CountCase{"builtin:t5-small", 60506624, "t5"},
+                      CountCase{"builtin:bert-base", 109482240, "bert"},
+                      CountCase{"builtin:t5-small", 60506624, "t5"},
                       CountCase{"builtin:mistral-7b", 7241732096, "llama"},
                       CountCase{"builtin:llama3-8b", 8030261248, "llama"},
-                      CountCase{"builtin:gemma-7b", 8537680896, "gemma"}, CountCase{"builtin:phi-2", 2779683840, "phi"},
+                      CountCase{"builtin:gemma-7b", 8537680896, "gemma"},
+                      CountCase{"builtin:phi-2", 2779683840, "phi"},
                       CountCase{"builtin:falcon-7b", 6921720704, "falcon"},
                       CountCase{"builtin:bloom-560m", 559214592, "bloom"},
                       CountCase{"builtin:deepseek-v3", 671026419200, "deepseek"},
-                      CountCase{"pythia-160m", 162322944, "gpt_neox"}, CountCase{"opt-125m", 125239296, "opt"},
-                      CountCase{"phi-3-mini-4k", 3821079552, "phi3"}, CountCase{"gemma-2-2b", 2614341888, "gemma"},
-                      CountCase{"qwen3-0.6b", 596049920, "llama"}, CountCase{"qwen3-30b-a3b", 30532122624, "qwen_moe"},
+                      CountCase{"pythia-160m", 162322944, "gpt_neox"},
+                      CountCase{"opt-125m", 125239296, "opt"},
+                      CountCase{"phi-3-mini-4k", 3821079552, "phi3"},
+                      CountCase{"gemma-2-2b", 2614341888, "gemma"},
+                      CountCase{"qwen3-0.6b", 596049920, "llama"},
+                      CountCase{"qwen3-30b-a3b", 30532122624, "qwen_moe"},
                       CountCase{"qwen1.5-moe-a2.7b", 14315784192, "qwen_moe"},
                       CountCase{"deepseek-v2-lite", 15706484224, "deepseek"},
                       CountCase{"gemma-3-1b", 999885952, "gemma"},
@@ -253,8 +348,8 @@ INSTANTIATE_TEST_SUITE_P(
 // The real checkpoints' configs alone give the count their index gives (with the config beside
 // it), for every checkpoint whose model type a family covers.
 TEST(RealCheckpoint, ConfigAloneEqualsConfigWithIndex) {
-  for (const char* folder : {"mixtral-8x22b", "bloom-176b", "falcon-180b", "granite-3.1-1b-a400m", "llama-65b",
-                             "olmocr-qwen2-vl-7b"}) {
+  for (const char* folder : {"mixtral-8x22b", "bloom-176b", "falcon-180b", "granite-3.1-1b-a400m",
+                             "llama-65b", "olmocr-qwen2-vl-7b"}) {
     Diagnostics d;
     const std::string dir = kData + "/real-checkpoints/" + folder;
     auto alone = load_model(dir + "/config.json", d);
@@ -279,7 +374,8 @@ TEST(Family, DeepSeekDenseFirstLayersSharedExpertsAndMla) {
   EXPECT_FALSE(inv->contains("model.layers.2.mlp.experts.0.gate_proj.weight"));
   EXPECT_TRUE(inv->contains("model.layers.3.mlp.experts.255.down_proj.weight"));
   EXPECT_TRUE(inv->contains("model.layers.60.mlp.shared_experts.up_proj.weight"));
-  EXPECT_EQ(inv->params[*inv->find("model.layers.3.mlp.gate.e_score_correction_bias")].dtype, "float32");
+  EXPECT_EQ(inv->params[*inv->find("model.layers.3.mlp.gate.e_score_correction_bias")].dtype,
+            "float32");
   EXPECT_EQ(inv->params[*inv->find("model.layers.0.self_attn.q_b_proj.weight")].shape,
             (std::vector<int64_t>{128 * 192, 1536}));
   EXPECT_EQ(inv->quantization, "fp8");
@@ -291,14 +387,16 @@ TEST(Family, DeepSeekDenseFirstLayersSharedExpertsAndMla) {
 
 TEST(Family, AnArchitectureTheFamilyDoesNotDescribeIsWarned) {
   const auto dir = fresh_dir("lfz-arch");
-  std::ofstream(dir / "config.json") << R"({"model_type": "llama", "architectures": ["LlamaForSequenceClassification"],
+  std::ofstream(dir / "config.json")
+      << R"({"model_type": "llama", "architectures": ["LlamaForSequenceClassification"],
       "vocab_size": 100, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2})";
   Diagnostics d;
   auto inv = load_model((dir / "config.json").string(), d);
   ASSERT_TRUE(inv);
   ASSERT_EQ(d.items().size(), 1u) << format_diagnostics(d);
   EXPECT_EQ(d.items()[0].code, "config-architecture-unlisted");
-  EXPECT_NE(d.items()[0].message.find("LlamaForSequenceClassification is not among them"), std::string::npos);
+  EXPECT_NE(d.items()[0].message.find("LlamaForSequenceClassification is not among them"),
+            std::string::npos);
   std::filesystem::remove_all(dir);
 }
 
@@ -337,88 +435,115 @@ TEST_P(BadConfigs, AreErrorsThatNameTheCause) {
   std::filesystem::remove_all(path.parent_path());
 }
 
-const char* kLlama = R"("model_type": "llama", "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32)";
+const char* kLlama =
+    R"("model_type": "llama", "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32)";
 
 INSTANTIATE_TEST_SUITE_P(
     Table, BadConfigs,
     ::testing::Values(
         BadConfig{"[1, 2]", "config-format", "is not a JSON object (it is array)"},
-        BadConfig{std::string("{") + kLlama + R"(, "num_hidden_layers": 32} trailing)", "json-trailing-text",
-                  "has text after its JSON value, at 1:"},
+        BadConfig{std::string("{") + kLlama + R"(, "num_hidden_layers": 32} trailing)",
+                  "json-trailing-text", "has text after its JSON value, at 1:"},
         BadConfig{"{\"model_type\": \"llama\",", "json-syntax", "is not valid JSON at 1:"},
-        BadConfig{std::string("{") + kLlama + "}", "config-missing", "has no 'num_hidden_layers', which family llama needs"},
+        BadConfig{std::string("{") + kLlama + "}", "config-missing",
+                  "has no 'num_hidden_layers', which family llama needs"},
         BadConfig{std::string("{") + kLlama + R"(, "num_hidden_layers": 0})", "config-value",
                   "repeat count 'num_hidden_layers' is 0; it must be between 1 and 100000"},
-        BadConfig{std::string("{") + kLlama + R"(, "num_hidden_layers": 2, "num_key_value_heads": -8})", "config-value",
-                  "size of 'model.layers.0.self_attn.k_proj.weight' 'num_key_value_heads * head_dim' is -1024; it must be between 1 and"},
-        BadConfig{std::string("{") + kLlama + R"(, "num_hidden_layers": 2, "hidden_size": 4611686018427387904})",
-                  "config-value", "size of 'model.embed_tokens.weight' 'hidden_size' is 4611686018427387904"},
-        BadConfig{std::string("{") + kLlama + R"(, "num_hidden_layers": 2, "hidden_size": 549755813888})",
-                  "config-value", "tensor 'model.embed_tokens.weight' would have more than 2^52 elements"},
+        BadConfig{
+            std::string("{") + kLlama + R"(, "num_hidden_layers": 2, "num_key_value_heads": -8})",
+            "config-value",
+            "size of 'model.layers.0.self_attn.k_proj.weight' 'num_key_value_heads * head_dim' is "
+            "-1024; it must be between 1 and"},
+        BadConfig{std::string("{") + kLlama +
+                      R"(, "num_hidden_layers": 2, "hidden_size": 4611686018427387904})",
+                  "config-value",
+                  "size of 'model.embed_tokens.weight' 'hidden_size' is 4611686018427387904"},
+        BadConfig{
+            std::string("{") + kLlama + R"(, "num_hidden_layers": 2, "hidden_size": 549755813888})",
+            "config-value",
+            "tensor 'model.embed_tokens.weight' would have more than 2^52 elements"},
         BadConfig{std::string("{") + kLlama + R"(, "num_hidden_layers": "32"})", "config-value",
                   "is '32', not a whole number"},
-        BadConfig{R"({"model_type": "mamba", "architectures": ["MambaForCausalLM"]})", "unknown-family",
-                  "no model family for model_type 'mamba' (MambaForCausalLM)"},
+        BadConfig{R"({"model_type": "mamba", "architectures": ["MambaForCausalLM"]})",
+                  "unknown-family", "no model family for model_type 'mamba' (MambaForCausalLM)"},
         BadConfig{R"({"model_type": 7})", "config-value", "'model_type' must be a string"},
-        BadConfig{std::string("{") + R"("model_type": "llama", "vocab_size": 32000, "hidden_size": 4096,
+        BadConfig{
+            std::string("{") + R"("model_type": "llama", "vocab_size": 32000, "hidden_size": 4096,
                      "intermediate_size": 11008, "num_attention_heads": 0, "num_hidden_layers": 2})",
-                  "config-value", "the default of 'head_dim': in '${hidden_size // num_attention_heads}': division by zero"},
+            "config-value",
+            "the default of 'head_dim': in '${hidden_size // num_attention_heads}': division by "
+            "zero"},
         // Counted before a single name is built: rejected in milliseconds.
-        BadConfig{R"({"model_type": "mixtral", "vocab_size": 32000, "hidden_size": 64, "intermediate_size": 64,
+        BadConfig{
+            R"({"model_type": "mixtral", "vocab_size": 32000, "hidden_size": 64, "intermediate_size": 64,
                      "num_attention_heads": 4, "num_hidden_layers": 100000, "num_local_experts": 100000})",
-                  "config-value", "config implies more than 1000000 tensors"}));
+            "config-value", "config implies more than 1000000 tensors"}));
 
 TEST(FamilyFile, UnknownNamesAndKeysAreErrorsWithLocations) {
   Diagnostics d;
-  EXPECT_FALSE(Family::parse("family: x\nmodel_types: {x: {}}\nconfig: {hidden_size: ~}\n"
-                             "tensors:\n  - [a.weight, [hiden_size], Linear]\n",
-                             "f.yaml", d));
+  EXPECT_FALSE(
+      Family::parse("family: x\nmodel_types: {x: {}}\nconfig: {hidden_size: ~}\n"
+                    "tensors:\n  - [a.weight, [hiden_size], Linear]\n",
+                    "f.yaml", d));
   ASSERT_TRUE(d.has_errors());
   EXPECT_EQ(d.items()[0].loc.line, 5);
-  EXPECT_NE(d.items()[0].message.find("unknown parameter 'hiden_size' — did you mean 'hidden_size'?"), std::string::npos)
+  EXPECT_NE(
+      d.items()[0].message.find("unknown parameter 'hiden_size' — did you mean 'hidden_size'?"),
+      std::string::npos)
       << d.items()[0].message;
   Diagnostics d2;
   EXPECT_FALSE(Family::parse("family: x\nmodel_types: {x: {}}\ntensor: []\n", "f.yaml", d2));
-  EXPECT_NE(format_diagnostics(d2).find("unknown key 'tensor' in a family file — did you mean 'tensors'?"), std::string::npos);
+  EXPECT_NE(format_diagnostics(d2).find(
+                "unknown key 'tensor' in a family file — did you mean 'tensors'?"),
+            std::string::npos);
   Diagnostics d3;
-  EXPECT_FALSE(Family::parse("family: x\nmodel_types: {x: {}}\ntensors:\n  - repeat: 3\n    tensors: []\n", "f.yaml", d3));
+  EXPECT_FALSE(Family::parse(
+      "family: x\nmodel_types: {x: {}}\ntensors:\n  - repeat: 3\n    tensors: []\n", "f.yaml", d3));
   EXPECT_NE(format_diagnostics(d3).find("a repeat needs `as: NAME`"), std::string::npos);
   Diagnostics d4;
-  EXPECT_FALSE(Family::parse("family: x\nmodel_types: {x: {qk_nrom: true}}\nconfig: {qk_norm: false}\ntensors: []\n",
-                             "f.yaml", d4));
-  EXPECT_NE(format_diagnostics(d4).find("model type 'x' sets 'qk_nrom', which `config` does not declare — did you mean "
-                                        "'qk_norm'?"),
+  EXPECT_FALSE(Family::parse(
+      "family: x\nmodel_types: {x: {qk_nrom: true}}\nconfig: {qk_norm: false}\ntensors: []\n",
+      "f.yaml", d4));
+  EXPECT_NE(format_diagnostics(d4).find(
+                "model type 'x' sets 'qk_nrom', which `config` does not declare — did you mean "
+                "'qk_norm'?"),
             std::string::npos)
       << format_diagnostics(d4);
 }
 
 TEST(FamilyFile, ARepeatedNameIsAnError) {
   Diagnostics d;
-  auto f = Family::parse("family: x\nmodel_types: {x: {}}\nconfig: {hidden_size: ~}\ntensors:\n"
-                         "  - [a.weight, [hidden_size], Linear]\n  - [a.weight, [hidden_size], Linear]\n",
-                         "f.yaml", d);
+  auto f = Family::parse(
+      "family: x\nmodel_types: {x: {}}\nconfig: {hidden_size: ~}\ntensors:\n"
+      "  - [a.weight, [hidden_size], Linear]\n  - [a.weight, [hidden_size], Linear]\n",
+      "f.yaml", d);
   ASSERT_TRUE(f) << format_diagnostics(d);
-  auto cfg = model_config_from_json(nlohmann::json::parse(R"({"model_type": "x", "hidden_size": 4})"), "config.json", d);
+  auto cfg = model_config_from_json(
+      nlohmann::json::parse(R"({"model_type": "x", "hidden_size": 4})"), "config.json", d);
   ASSERT_TRUE(cfg);
   EXPECT_FALSE(f->expand(*cfg, d));
-  EXPECT_NE(format_diagnostics(d).find("family x names 'a.weight' twice"), std::string::npos) << format_diagnostics(d);
+  EXPECT_NE(format_diagnostics(d).find("family x names 'a.weight' twice"), std::string::npos)
+      << format_diagnostics(d);
 }
 
 // A GPTQ checkpoint: `qweight` is the weight, `qzeros`/`scales`/`g_idx` are its metadata; with
 // the config the weight gets its logical shape and dtype.
 TEST(NonParameters, GptqWeightsCountAsTheirLogicalParameters) {
   const auto dir = fresh_dir("lfz-gptq");
-  std::vector<TensorSpec> t = {{"model.embed_tokens.weight", "F16", {100, 64}}, {"model.norm.weight", "F16", {64}},
+  std::vector<TensorSpec> t = {{"model.embed_tokens.weight", "F16", {100, 64}},
+                               {"model.norm.weight", "F16", {64}},
                                {"lm_head.weight", "F16", {100, 64}}};
   for (int i = 0; i < 2; ++i) {
     const std::string l = "model.layers." + std::to_string(i) + ".";
-    for (const char* m : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"}) {
+    for (const char* m :
+         {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"}) {
       t.push_back({l + m + ".qweight", "I32", {8, 64}});
       t.push_back({l + m + ".qzeros", "I32", {1, 8}});
       t.push_back({l + m + ".scales", "F16", {1, 64}});
       t.push_back({l + m + ".g_idx", "I32", {64}});
     }
-    for (const char* m : {"mlp.gate_proj", "mlp.up_proj"}) t.push_back({l + m + ".weight", "F16", {128, 64}});
+    for (const char* m : {"mlp.gate_proj", "mlp.up_proj"})
+      t.push_back({l + m + ".weight", "F16", {128, 64}});
     t.push_back({l + "mlp.down_proj.weight", "F16", {64, 128}});
     t.push_back({l + "input_layernorm.weight", "F16", {64}});
     t.push_back({l + "post_attention_layernorm.weight", "F16", {64}});
@@ -467,20 +592,23 @@ TEST(Family, ShapesThatDisagreeWithTheConfigAreWarnedAbout) {
                                  {"lm_head.weight", "F32", {10, 8}}},
                                 &err))
       << err;
-  std::ofstream(dir / "config.json") << R"({"model_type": "llama", "vocab_size": 10, "hidden_size": 8,
+  std::ofstream(dir / "config.json")
+      << R"({"model_type": "llama", "vocab_size": 10, "hidden_size": 8,
       "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2})";
   Diagnostics d;
   Inventory inv = load_ok(dir.string(), d);
   ASSERT_EQ(d.items().size(), 1u) << format_diagnostics(d);
   EXPECT_EQ(d.items()[0].code, "config-shapes-differ");
   EXPECT_EQ(d.items()[0].notes[0], "first: model.layers.0.self_attn.q_proj.weight");
-  EXPECT_EQ(inv.params[*inv.find("model.layers.0.self_attn.q_proj.weight")].shape, (std::vector<int64_t>{4, 8}));
+  EXPECT_EQ(inv.params[*inv.find("model.layers.0.self_attn.q_proj.weight")].shape,
+            (std::vector<int64_t>{4, 8}));
   std::filesystem::remove_all(dir);
 }
 
 TEST(FamilyFile, AUsersOwnFamilyPlansTheirModel) {
   Diagnostics d;
-  auto inv = load_model(kData + "/families/tiny_mlp_config.json", d, "", kData + "/families/tiny_mlp.yaml");
+  auto inv = load_model(kData + "/families/tiny_mlp_config.json", d, "",
+                        kData + "/families/tiny_mlp.yaml");
   ASSERT_TRUE(inv) << format_diagnostics(d);
   EXPECT_EQ(inv->model_type, "TinyMlp");
   EXPECT_EQ(inv->family, "tiny_mlp");
@@ -495,17 +623,20 @@ TEST(FamilyFile, AUsersOwnFamilyPlansTheirModel) {
 
 TEST(FamilyFile, HostileFilesAreBounded) {
   Diagnostics d;
-  EXPECT_FALSE(Family::parse("family: x\nmodel_types: {x: {}}\ntensors: " + std::string(100, '[') + "\n", "f.yaml", d));
+  EXPECT_FALSE(Family::parse(
+      "family: x\nmodel_types: {x: {}}\ntensors: " + std::string(100, '[') + "\n", "f.yaml", d));
   EXPECT_EQ(d.items()[0].code, "too-deep");
   // A billion laughs: eight levels of aliases doubling a list of groups.
-  std::string bomb = "family: x\nmodel_types: {x: {}}\nconfig: {n: 1}\nl0: &l0 [{tensors: [[a.w, [n], L]]}]\n";
+  std::string bomb =
+      "family: x\nmodel_types: {x: {}}\nconfig: {n: 1}\nl0: &l0 [{tensors: [[a.w, [n], L]]}]\n";
   for (int i = 1; i <= 20; ++i)
-    bomb += "l" + std::to_string(i) + ": &l" + std::to_string(i) + " [{tensors: *l" + std::to_string(i - 1) +
-            "}, {tensors: *l" + std::to_string(i - 1) + "}]\n";
+    bomb += "l" + std::to_string(i) + ": &l" + std::to_string(i) + " [{tensors: *l" +
+            std::to_string(i - 1) + "}, {tensors: *l" + std::to_string(i - 1) + "}]\n";
   bomb += "tensors: *l20\n";
   Diagnostics d2;
   EXPECT_FALSE(Family::parse(bomb, "f.yaml", d2));
-  EXPECT_NE(format_diagnostics(d2).find("declares more than 100000 tensors and groups"), std::string::npos)
+  EXPECT_NE(format_diagnostics(d2).find("declares more than 100000 tensors and groups"),
+            std::string::npos)
       << format_diagnostics(d2);
 }
 
@@ -517,16 +648,18 @@ TEST(NonParameters, Mxfp4BlocksAreTheWeightsAndScalesAreMetadata) {
   cfg["num_hidden_layers"] = 2;
   std::ofstream(dir / "config.json") << cfg.dump();
   nlohmann::json wm = nlohmann::json::object();
-  for (const char* n : {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"}) wm[n] = "a.safetensors";
+  for (const char* n : {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"})
+    wm[n] = "a.safetensors";
   for (int i = 0; i < 2; ++i) {
     const std::string l = "model.layers." + std::to_string(i) + ".";
-    for (const char* n : {"input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.q_proj.weight",
-                          "self_attn.q_proj.bias", "self_attn.k_proj.weight", "self_attn.k_proj.bias",
-                          "self_attn.v_proj.weight", "self_attn.v_proj.bias", "self_attn.o_proj.weight",
-                          "self_attn.o_proj.bias", "self_attn.sinks", "mlp.router.weight", "mlp.router.bias",
-                          "mlp.experts.gate_up_proj_blocks", "mlp.experts.gate_up_proj_scales",
-                          "mlp.experts.gate_up_proj_bias", "mlp.experts.down_proj_blocks",
-                          "mlp.experts.down_proj_scales", "mlp.experts.down_proj_bias"})
+    for (const char* n :
+         {"input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.q_proj.weight",
+          "self_attn.q_proj.bias", "self_attn.k_proj.weight", "self_attn.k_proj.bias",
+          "self_attn.v_proj.weight", "self_attn.v_proj.bias", "self_attn.o_proj.weight",
+          "self_attn.o_proj.bias", "self_attn.sinks", "mlp.router.weight", "mlp.router.bias",
+          "mlp.experts.gate_up_proj_blocks", "mlp.experts.gate_up_proj_scales",
+          "mlp.experts.gate_up_proj_bias", "mlp.experts.down_proj_blocks",
+          "mlp.experts.down_proj_scales", "mlp.experts.down_proj_bias"})
       wm[l + n] = "a.safetensors";
   }
   std::ofstream(dir / "model.safetensors.index.json") << nlohmann::json{{"weight_map", wm}}.dump();
@@ -562,7 +695,8 @@ TEST(NonParameters, DeepSeekV3ScalesAndTheMtpLayerAreNotParameters) {
       wm[p.name + "_scale_inv"] = "a.safetensors";
       ++scales;
     }
-    if (p.name.rfind("model.layers.60.", 0) == 0) wm["model.layers.61." + p.name.substr(16)] = "a.safetensors";
+    if (p.name.rfind("model.layers.60.", 0) == 0)
+      wm["model.layers.61." + p.name.substr(16)] = "a.safetensors";
   }
   for (const char* n : {"enorm.weight", "hnorm.weight", "eh_proj.weight", "shared_head.norm.weight",
                         "shared_head.head.weight", "embed_tokens.weight"})
@@ -580,13 +714,16 @@ TEST(NonParameters, DeepSeekV3ScalesAndTheMtpLayerAreNotParameters) {
     if (np.kind == "multi-token prediction layer (not loaded by transformers)") ++mtp;
     if (np.kind == "quantization metadata (fp8 scales)") ++fp8;
   }
-  const size_t layer60 = std::count_if(model->params.begin(), model->params.end(),
-                                       [](const Param& p) { return p.name.rfind("model.layers.60.", 0) == 0; });
-  const size_t scales60 = std::count_if(model->params.begin(), model->params.end(), [](const Param& p) {
-    return p.name.rfind("model.layers.60.", 0) == 0 && p.shape.size() == 2 && p.module_type == "Linear";
-  });
-  EXPECT_EQ(mtp, layer60 + 6);            // the MTP layer's own tensors (its scales were not written)
-  EXPECT_EQ(fp8, scales);                 // every scale of layers 0-60
+  const size_t layer60 =
+      std::count_if(model->params.begin(), model->params.end(),
+                    [](const Param& p) { return p.name.rfind("model.layers.60.", 0) == 0; });
+  const size_t scales60 =
+      std::count_if(model->params.begin(), model->params.end(), [](const Param& p) {
+        return p.name.rfind("model.layers.60.", 0) == 0 && p.shape.size() == 2 &&
+               p.module_type == "Linear";
+      });
+  EXPECT_EQ(mtp, layer60 + 6);  // the MTP layer's own tensors (its scales were not written)
+  EXPECT_EQ(fp8, scales);       // every scale of layers 0-60
   EXPECT_EQ(fp8 + mtp, inv.non_params.size());
   EXPECT_GT(scales60, 0u);
   std::filesystem::remove_all(dir);
@@ -594,9 +731,11 @@ TEST(NonParameters, DeepSeekV3ScalesAndTheMtpLayerAreNotParameters) {
 
 TEST(FamilyFile, ShippedFamiliesCoverTheListedModelTypes) {
   const auto types = known_model_types();
-  for (const char* t : {"llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2",
-                        "deepseek_v3", "granitemoe", "gemma", "gemma2", "gemma3_text", "phi3", "gpt2", "gpt_neox",
-                        "falcon", "bloom", "opt", "bert", "t5", "qwen2_vl"})
+  for (const char* t :
+       {"llama",       "mistral",     "qwen2",       "qwen3",      "mixtral", "qwen2_moe",
+        "qwen3_moe",   "deepseek_v2", "deepseek_v3", "granitemoe", "gemma",   "gemma2",
+        "gemma3_text", "phi3",        "gpt2",        "gpt_neox",   "falcon",  "bloom",
+        "opt",         "bert",        "t5",          "qwen2_vl"})
     EXPECT_NE(std::find(types.begin(), types.end(), t), types.end()) << t;
 }
 

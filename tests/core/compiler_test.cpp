@@ -1,5 +1,5 @@
-// The compiler and the plan: every preset's semantics (docs/API.md, docs/RULES.md), selectors against real
-// architectures, time (stages, progressive, periodic), parameters, extends, warnings.
+// The compiler and the plan: every preset's semantics (docs/API.md, docs/RULES.md), selectors
+// against real architectures, time (stages, progressive, periodic), parameters, extends, warnings.
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -55,13 +55,16 @@ TEST(Presets, FreezeFirstNOutOfRangeNamesTheLayerCount) {
   auto c = compile_preset("freeze_first_n", "builtin:llama2-7b", {"n=40"});
   EXPECT_FALSE(c.plan);
   ASSERT_TRUE(c.diags.has_errors());
-  EXPECT_EQ(c.diags.items()[0].message, "first: 40 is out of range: builtin:llama2-7b has 32 layers (model.layers.0–31)");
+  EXPECT_EQ(c.diags.items()[0].message,
+            "first: 40 is out of range: builtin:llama2-7b has 32 layers (model.layers.0–31)");
   auto neg = compile_preset("freeze_first_n", "builtin:gpt2", {"n=-1"});
   EXPECT_FALSE(neg.plan);
-  EXPECT_EQ(neg.diags.items()[0].message, "first: -1 is out of range: builtin:gpt2 has 12 layers (transformer.h.0–11)");
+  EXPECT_EQ(neg.diags.items()[0].message,
+            "first: -1 is out of range: builtin:gpt2 has 12 layers (transformer.h.0–11)");
   auto missing = compile_preset("freeze_first_n", "builtin:gpt2");
   EXPECT_FALSE(missing.plan);
-  EXPECT_EQ(missing.diags.items()[0].message, "parameter 'n' (int) is required: pass --set n=VALUE");
+  EXPECT_EQ(missing.diags.items()[0].message,
+            "parameter 'n' (int) is required: pass --set n=VALUE");
 }
 
 TEST(Presets, FreezeLastAndExceptLast) {
@@ -81,12 +84,14 @@ TEST(Presets, FreezeByNameFullMatchCaseAndAliases) {
   auto c = compile_preset("freeze_by_name", "builtin:gpt2", {"patterns=['.*attn.*']"});
   ASSERT_TRUE(c.plan) << c.errors();
   EXPECT_EQ(frozen_names(*c.plan).size(), 12u * 4u);
-  auto partial = compile_preset("freeze_by_name", "builtin:gpt2", {"patterns=attn"});  // full match: nothing
+  auto partial =
+      compile_preset("freeze_by_name", "builtin:gpt2", {"patterns=attn"});  // full match: nothing
   ASSERT_TRUE(partial.plan);
   EXPECT_TRUE(frozen_names(*partial.plan).empty());
   ASSERT_EQ(partial.plan->warnings.size(), 1u);
   EXPECT_EQ(partial.plan->warnings[0].code, "no-match");
-  auto insensitive = compile_preset("freeze_by_name", "builtin:bert-base", {"patterns=['.*LAYERNORM.*']", "case_sensitive=false"});
+  auto insensitive = compile_preset("freeze_by_name", "builtin:bert-base",
+                                    {"patterns=['.*LAYERNORM.*']", "case_sensitive=false"});
   ASSERT_TRUE(insensitive.plan);
   EXPECT_EQ(frozen_names(*insensitive.plan).size(), 2u + 12u * 4u);
   auto alias = compile_preset("freeze_by_name", "builtin:gpt2", {"patterns=['lm_head\\..*']"});
@@ -95,12 +100,14 @@ TEST(Presets, FreezeByNameFullMatchCaseAndAliases) {
 }
 
 TEST(Presets, FreezeEmbeddingsOnFeaturesModelWarnsAndStrictErrors) {
-  Inventory inv = test::names_inventory({"features.0.0.weight", "features.1.0.weight", "classifier.1.weight"}, "mobilenet");
+  Inventory inv = test::names_inventory(
+      {"features.0.0.weight", "features.1.0.weight", "classifier.1.weight"}, "mobilenet");
   auto c = compile_text("rules:\n  - freeze: embeddings\n", inv);
   ASSERT_TRUE(c.plan);
   ASSERT_EQ(c.plan->warnings.size(), 1u);
   EXPECT_EQ(c.plan->warnings[0].message, "'freeze embeddings' selects no parameter of mobilenet");
-  EXPECT_EQ(c.plan->warnings[0].notes[0], "torchvision's features.N models have no embeddings: every features.N is a layer");
+  EXPECT_EQ(c.plan->warnings[0].notes[0],
+            "torchvision's features.N models have no embeddings: every features.N is a layer");
   auto strict = compile_text("rules:\n  - freeze: embeddings\n", inv, {}, std::nullopt, true);
   EXPECT_FALSE(strict.plan);
 }
@@ -123,7 +130,9 @@ TEST(Presets, GradualUnfreezeScheduleOnGpt2) {
   EXPECT_TRUE(frozen_layers(p, {9, 0}).empty());
   bool tied_warning = false;
   for (const auto& w : p.warnings)
-    tied_warning = tied_warning || (w.code == "tied-conflict" && w.message.find("'transformer.wte.weight' = 'lm_head.weight'") != std::string::npos);
+    tied_warning = tied_warning || (w.code == "tied-conflict" &&
+                                    w.message.find("'transformer.wte.weight' = 'lm_head.weight'") !=
+                                        std::string::npos);
   EXPECT_TRUE(tied_warning);
 }
 
@@ -131,12 +140,14 @@ TEST(Presets, GradualUnfreezeOptions) {
   auto one = compile_preset("gradual_unfreeze", "builtin:gpt2", {"total_epochs=1"});
   ASSERT_TRUE(one.plan) << one.errors();
   EXPECT_TRUE(frozen_layers(*one.plan, {0, 0}).empty());
-  auto emb = compile_preset("gradual_unfreeze", "builtin:gpt2", {"total_epochs=4", "unfreeze_embeddings_at=2"});
+  auto emb = compile_preset("gradual_unfreeze", "builtin:gpt2",
+                            {"total_epochs=4", "unfreeze_embeddings_at=2"});
   ASSERT_TRUE(emb.plan);
   EXPECT_TRUE(is_frozen(*emb.plan, "transformer.wpe.weight", {1, 0}));
   EXPECT_FALSE(is_frozen(*emb.plan, "transformer.wpe.weight", {2, 0}));
   EXPECT_FALSE(is_frozen(*emb.plan, "transformer.wpe.weight", {7, 0}));
-  auto never = compile_preset("gradual_unfreeze", "builtin:gpt2", {"total_epochs=4", "freeze_embeddings=false"});
+  auto never = compile_preset("gradual_unfreeze", "builtin:gpt2",
+                              {"total_epochs=4", "freeze_embeddings=false"});
   ASSERT_TRUE(never.plan);
   EXPECT_FALSE(is_frozen(*never.plan, "transformer.wpe.weight", {0, 0}));
   // T5: encoder.final_layer_norm opens with the encoder's last block (layer 5).
@@ -158,14 +169,16 @@ TEST(Presets, UlmfitOpensHeadFirstEmbeddingsLast) {
   EXPECT_TRUE(is_frozen(p, "embeddings.word_embeddings.weight", {12, 0}));
   EXPECT_FALSE(is_frozen(p, "embeddings.word_embeddings.weight", {13, 0}));
   EXPECT_DOUBLE_EQ(p.lr_scale(*p.inventory->find("pooler.dense.weight")), 1.0);
-  EXPECT_NEAR(p.lr_scale(*p.inventory->find("encoder.layer.11.output.dense.weight")), 1 / 2.6, 1e-12);
+  EXPECT_NEAR(p.lr_scale(*p.inventory->find("encoder.layer.11.output.dense.weight")), 1 / 2.6,
+              1e-12);
 }
 
 TEST(Presets, BitfitAndNormTuning) {
   auto bit = compile_preset("bitfit", "builtin:bert-base");
   ASSERT_TRUE(bit.plan);
   Bitset f = bit.plan->frozen_at({0, 0});
-  for (size_t i = 0; i < f.size(); ++i) EXPECT_EQ(f.test(i), bit.plan->inventory->params[i].leaf() != "bias");
+  for (size_t i = 0; i < f.size(); ++i)
+    EXPECT_EQ(f.test(i), bit.plan->inventory->params[i].leaf() != "bias");
   auto none = compile_preset("bitfit", "builtin:llama2-7b");
   ASSERT_TRUE(none.plan);
   EXPECT_EQ(none.plan->warnings.size(), 1u);  // Llama has no biases
@@ -175,14 +188,15 @@ TEST(Presets, BitfitAndNormTuning) {
   // Without module types (a safetensors header), names still find the norms.
   Inventory bare = test::builtin("gpt2");
   for (auto& p : bare.params) p.module_type.clear();
-  auto by_name = compile_text(
-      "extends: preset:norm_tuning\n", bare);
+  auto by_name = compile_text("extends: preset:norm_tuning\n", bare);
   ASSERT_TRUE(by_name.plan) << by_name.errors();
-  EXPECT_EQ(by_name.plan->inventory->params.size() - frozen_names(*by_name.plan).size(), 12u * 4u + 2u);
+  EXPECT_EQ(by_name.plan->inventory->params.size() - frozen_names(*by_name.plan).size(),
+            12u * 4u + 2u);
 }
 
 TEST(Presets, LisaIsDeterministicPerPeriod) {
-  auto c = compile_preset("lisa", "builtin:llama2-7b", {"active_layers=3", "interval_steps=10", "seed=42"});
+  auto c = compile_preset("lisa", "builtin:llama2-7b",
+                          {"active_layers=3", "interval_steps=10", "seed=42"});
   ASSERT_TRUE(c.plan) << c.errors();
   const CompiledPlan& p = *c.plan;
   std::set<std::set<int32_t>> draws;
@@ -196,10 +210,12 @@ TEST(Presets, LisaIsDeterministicPerPeriod) {
     draws.insert(frozen);
   }
   EXPECT_GT(draws.size(), 10u);
-  auto again = compile_preset("lisa", "builtin:llama2-7b", {"active_layers=3", "interval_steps=10", "seed=42"});
+  auto again = compile_preset("lisa", "builtin:llama2-7b",
+                              {"active_layers=3", "interval_steps=10", "seed=42"});
   EXPECT_EQ(again.plan->frozen_at({0, 55}), p.frozen_at({0, 55}));
   EXPECT_EQ(again.plan->fingerprint(), p.fingerprint());
-  auto other_seed = compile_preset("lisa", "builtin:llama2-7b", {"active_layers=3", "interval_steps=10", "seed=43"});
+  auto other_seed = compile_preset("lisa", "builtin:llama2-7b",
+                                   {"active_layers=3", "interval_steps=10", "seed=43"});
   EXPECT_NE(other_seed.plan->fingerprint(), p.fingerprint());
   auto too_many = compile_preset("lisa", "builtin:gpt2", {"active_layers=13"});
   EXPECT_FALSE(too_many.plan);
@@ -249,8 +265,10 @@ TEST(Time, MixingEpochAndStepNeedsStepsPerEpoch) {
 }
 
 TEST(Selectors, StacksRelativeLayersAndExcept) {
-  auto c = compile_text("rules:\n  - freeze: {layers: {first: 2}, stack: decoder}\n  - freeze: {stack: encoder, except: {regex: '.*layer_norm.*'}}\n",
-                        test::builtin("t5-small"));
+  auto c = compile_text(
+      "rules:\n  - freeze: {layers: {first: 2}, stack: decoder}\n  - freeze: {stack: encoder, "
+      "except: {regex: '.*layer_norm.*'}}\n",
+      test::builtin("t5-small"));
   ASSERT_TRUE(c.plan) << c.errors();
   EXPECT_TRUE(is_frozen(*c.plan, "decoder.block.1.layer.2.DenseReluDense.wi.weight"));
   EXPECT_FALSE(is_frozen(*c.plan, "decoder.block.2.layer.2.DenseReluDense.wi.weight"));
@@ -258,41 +276,49 @@ TEST(Selectors, StacksRelativeLayersAndExcept) {
   EXPECT_FALSE(is_frozen(*c.plan, "encoder.block.3.layer.0.layer_norm.weight"));
   auto bad = compile_text("rules:\n  - freeze: {stack: decodr}\n", test::builtin("t5-small"));
   EXPECT_FALSE(bad.plan);
-  EXPECT_EQ(bad.diags.items()[0].message, "no stack 'decodr' in builtin:t5-small — did you mean 'decoder'?");
+  EXPECT_EQ(bad.diags.items()[0].message,
+            "no stack 'decodr' in builtin:t5-small — did you mean 'decoder'?");
 }
 
 TEST(Selectors, SlicesLikePythonButOutOfRangeIsAnError) {
-  auto c = compile_text("rules:\n  - freeze: {layers: [\"::4\", -1, \"2:3\"]}\n", test::builtin("gpt2"));
+  auto c =
+      compile_text("rules:\n  - freeze: {layers: [\"::4\", -1, \"2:3\"]}\n", test::builtin("gpt2"));
   ASSERT_TRUE(c.plan) << c.errors();
   EXPECT_EQ(frozen_layers(*c.plan), (std::set<int32_t>{0, 2, 4, 8, 11}));
   auto bad = compile_text("rules:\n  - freeze: {layers: \"0:13\"}\n", test::builtin("gpt2"));
   EXPECT_FALSE(bad.plan);
-  EXPECT_EQ(format_diagnostics(bad.diags),
-            "t.yaml:2:22: error: slice '0:13' reaches layer 13, out of range: builtin:gpt2 has 12 layers "
-            "(transformer.h.0–11) [out-of-range]\n");
+  EXPECT_EQ(
+      format_diagnostics(bad.diags),
+      "t.yaml:2:22: error: slice '0:13' reaches layer 13, out of range: builtin:gpt2 has 12 layers "
+      "(transformer.h.0–11) [out-of-range]\n");
   auto idx = compile_text("rules:\n  - freeze: {layers: 12}\n", test::builtin("gpt2"));
   EXPECT_FALSE(idx.plan);
 }
 
 TEST(Selectors, ModuleTypesAndLeaves) {
-  auto c = compile_text("rules:\n  - freeze: {all_of: [{module_type: Conv1D}, {leaf: bias}]}\n", test::builtin("gpt2"));
+  auto c = compile_text("rules:\n  - freeze: {all_of: [{module_type: Conv1D}, {leaf: bias}]}\n",
+                        test::builtin("gpt2"));
   ASSERT_TRUE(c.plan);
   EXPECT_EQ(frozen_names(*c.plan).size(), 48u);
 }
 
 TEST(Selectors, NoLayersIsAClearError) {
-  auto c = compile_text("rules:\n  - freeze: {layers: {first: 1}}\n", test::names_inventory({"a.weight", "b.weight"}, "flat"));
+  auto c = compile_text("rules:\n  - freeze: {layers: {first: 1}}\n",
+                        test::names_inventory({"a.weight", "b.weight"}, "flat"));
   EXPECT_FALSE(c.plan);
-  EXPECT_EQ(c.diags.items()[0].message, "'layers(first=1)' selects layers, but flat has no repeated blocks");
+  EXPECT_EQ(c.diags.items()[0].message,
+            "'layers(first=1)' selects layers, but flat has no repeated blocks");
 }
 
 TEST(Params, SetOverridesAndErrors) {
   auto unknown = compile_preset("lp_lora", "builtin:gpt2", {"freeze_ration=0.2"});
   EXPECT_FALSE(unknown.plan);
-  EXPECT_EQ(unknown.diags.items()[0].message, "'preset:lp_lora' has no parameter 'freeze_ration' — did you mean 'freeze_ratio'?");
+  EXPECT_EQ(unknown.diags.items()[0].message,
+            "'preset:lp_lora' has no parameter 'freeze_ration' — did you mean 'freeze_ratio'?");
   auto type = compile_preset("lp_lora", "builtin:gpt2", {"freeze_embed=maybe"});
   EXPECT_FALSE(type.plan);
-  EXPECT_EQ(type.diags.items()[0].message, "--set freeze_embed: expected true or false, got 'maybe'");
+  EXPECT_EQ(type.diags.items()[0].message,
+            "--set freeze_embed: expected true or false, got 'maybe'");
   auto range = compile_preset("lp_lora", "builtin:gpt2", {"freeze_ratio=1.5"});
   EXPECT_FALSE(range.plan);
   auto bad = compile_preset("lp_lora", "builtin:gpt2", {"freeze_ratio"});
@@ -304,7 +330,8 @@ TEST(Extends, FilesPresetsCyclesAndOverrides) {
   namespace fs = std::filesystem;
   fs::path dir = fs::temp_directory_path() / ("lf-extends-" + std::to_string(::getpid()));
   fs::create_directories(dir / "sub");
-  std::ofstream(dir / "base.yaml") << "extends: preset:lp_lora\nwith: {freeze_ratio: 0.25}\nparams:\n  extra: {type: bool, default: true}\n"
+  std::ofstream(dir / "base.yaml") << "extends: preset:lp_lora\nwith: {freeze_ratio: "
+                                      "0.25}\nparams:\n  extra: {type: bool, default: true}\n"
                                       "rules:\n  - unfreeze: {layers: 0}\n    when: \"${extra}\"\n";
   std::ofstream(dir / "sub" / "child.yaml") << "extends: ../base.yaml\nrules:\n  - freeze: head\n";
   std::ofstream(dir / "a.yaml") << "extends: b.yaml\n";
@@ -319,7 +346,8 @@ TEST(Extends, FilesPresetsCyclesAndOverrides) {
   PlanOptions o;
   auto plan = compile(*s, test::builtin("gpt2"), o, d);
   ASSERT_TRUE(plan) << format_diagnostics(d);
-  EXPECT_EQ(frozen_layers(plan->compiled()), (std::set<int32_t>{1, 2}));  // floor(0.25*12)=3, minus layer 0
+  EXPECT_EQ(frozen_layers(plan->compiled()),
+            (std::set<int32_t>{1, 2}));  // floor(0.25*12)=3, minus layer 0
   EXPECT_TRUE(is_frozen(plan->compiled(), "transformer.ln_f.weight"));
   o.sets = {"extra=false", "freeze_ratio=0.5"};
   auto plan2 = compile(*s, test::builtin("gpt2"), o, d);
@@ -356,7 +384,8 @@ TEST(CompiledPlan, DecidersAndTiedWarningsNameBothAliases) {
   EXPECT_EQ(by[*c.plan->inventory->find("lm_head.weight")]->prov.loc.line, 3);
   ASSERT_EQ(c.plan->warnings.size(), 1u);
   EXPECT_EQ(c.plan->warnings[0].message,
-            "'unfreeze head' unfreezes the tied tensor 'transformer.wte.weight' = 'lm_head.weight' through only some of "
+            "'unfreeze head' unfreezes the tied tensor 'transformer.wte.weight' = 'lm_head.weight' "
+            "through only some of "
             "its names; every name follows, since it is one tensor");
 }
 
@@ -371,7 +400,8 @@ TEST(CompiledPlan, OtherParametersWarn) {
 TEST(CompiledPlan, MoeCompilesWithTwentyRules) {
   std::string yaml = "rules:\n";
   for (int i = 0; i < 20; ++i)
-    yaml += "  - " + std::string(i % 2 ? "unfreeze" : "freeze") + ": {regex: '.*layers\\." + std::to_string(i) + "\\..*experts\\.1[0-9]+\\..*'}\n";
+    yaml += "  - " + std::string(i % 2 ? "unfreeze" : "freeze") + ": {regex: '.*layers\\." +
+            std::to_string(i) + "\\..*experts\\.1[0-9]+\\..*'}\n";
   auto c = compile_text(yaml, test::builtin("moe-100k"));
   ASSERT_TRUE(c.plan) << c.errors();
   EXPECT_GT(frozen_names(*c.plan).size(), 1000u);

@@ -53,12 +53,15 @@ class Generator {
         Role rs[] = {Role::kEmbeddings, Role::kHead, Role::kLayer, Role::kOther};
         int r = pick(0, 3);
         Role want = rs[r];
-        return {roles[r], [want](const Inventory& I, size_t i) { return I.params[i].role == want; }};
+        return {roles[r],
+                [want](const Inventory& I, size_t i) { return I.params[i].role == want; }};
       }
       case 2: {  // a slice, Python semantics, written out the slow way
         int a = pick(-L - 1, L + 1), b = pick(-L - 1, L + 1), step = pick(1, 3);
         bool has_a = pick(0, 1), has_b = pick(0, 1);
-        std::string text = (has_a ? std::to_string(a) : "") + ":" + (has_b ? std::to_string(b) : "") + (step > 1 ? ":" + std::to_string(step) : "");
+        std::string text = (has_a ? std::to_string(a) : "") + ":" +
+                           (has_b ? std::to_string(b) : "") +
+                           (step > 1 ? ":" + std::to_string(step) : "");
         bool bad = (has_a && (a < -L || a > L)) || (has_b && (b < -L || b > L));
         auto pred = [=](const Inventory& I, size_t i) {
           int layer = I.params[i].layer;
@@ -78,10 +81,13 @@ class Generator {
           int layer = I.params[i].layer;
           return layer >= 0 && (first ? layer < n : layer >= L - n);
         };
-        return {std::string("{layers: {") + (first ? "first" : "last") + ": " + std::to_string(n) + "}}", pred, n > L};
+        return {std::string("{layers: {") + (first ? "first" : "last") + ": " + std::to_string(n) +
+                    "}}",
+                pred, n > L};
       }
       case 4: {
-        const char* pats[] = {".*attn.*", ".*\\.bias", "embed\\..*", ".*NORM.*", "lm_head\\.weight", ".*block\\.[02]\\..*"};
+        const char* pats[] = {".*attn.*", ".*\\.bias",        "embed\\..*",
+                              ".*NORM.*", "lm_head\\.weight", ".*block\\.[02]\\..*"};
         int k = pick(0, 5);
         bool cs = pick(0, 1);
         std::string pat = pats[k];
@@ -96,13 +102,16 @@ class Generator {
       case 5: {
         const char* leaves[] = {"bias", "weight"};
         std::string leaf = leaves[pick(0, 1)];
-        return {"{leaf: " + leaf + "}", [leaf](const Inventory& I, size_t i) { return I.params[i].leaf() == leaf; }};
+        return {"{leaf: " + leaf + "}",
+                [leaf](const Inventory& I, size_t i) { return I.params[i].leaf() == leaf; }};
       }
       case 6: {
         double r = pick(0, 4) / 4.0;
         int n = static_cast<int>(r * L);
         return {"{layers: {first_ratio: " + std::to_string(r) + "}}",
-                [n](const Inventory& I, size_t i) { return I.params[i].layer >= 0 && I.params[i].layer < n; }};
+                [n](const Inventory& I, size_t i) {
+                  return I.params[i].layer >= 0 && I.params[i].layer < n;
+                }};
       }
       default: {
         Gen a = selector(inv, depth + 1), b = selector(inv, depth + 1);
@@ -177,7 +186,9 @@ TEST(Differential, CompilerAgreesWithNaiveEvaluator) {
       ++rejected;
       continue;
     }
-    EXPECT_FALSE(may_error) << "seed " << seed << " compiled although it references a missing layer\n" << yaml;
+    EXPECT_FALSE(may_error) << "seed " << seed
+                            << " compiled although it references a missing layer\n"
+                            << yaml;
     ++compared;
     for (int e = 0; e <= 6; ++e) {
       Bitset got = c.plan->frozen_at({e, 0});
@@ -185,7 +196,9 @@ TEST(Differential, CompilerAgreesWithNaiveEvaluator) {
         bool frozen = false;
         for (const auto& r : naive)
           if ((r.epoch < 0 || r.epoch <= e) && r.pred(inv, i)) frozen = r.freeze;
-        ASSERT_EQ(got.test(i), frozen) << "seed " << seed << " epoch " << e << " param " << inv.params[i].name << "\n" << yaml;
+        ASSERT_EQ(got.test(i), frozen)
+            << "seed " << seed << " epoch " << e << " param " << inv.params[i].name << "\n"
+            << yaml;
       }
     }
   }

@@ -21,7 +21,7 @@ size_t count_role(const Inventory& inv, Role r) {
 
 struct BuiltinCase {
   const char* name;
-  int64_t numel;        // published parameter count
+  int64_t numel;  // published parameter count
   int32_t layers;
   const char* first_layer;
   const char* embeddings;  // one parameter that must have role embeddings
@@ -52,15 +52,21 @@ TEST_P(BuiltinTest, CountsLayersAndRoles) {
 
 INSTANTIATE_TEST_SUITE_P(
     Published, BuiltinTest,
-    ::testing::Values(
-        BuiltinCase{"gpt2", 124439808, 12, "transformer.h.0", "transformer.wpe.weight", "lm_head.weight"},
-        BuiltinCase{"gpt2-medium", 354823168, 24, "transformer.h.0", "transformer.wte.weight", "transformer.ln_f.weight"},
-        BuiltinCase{"llama2-7b", 6738415616, 32, "model.layers.0", "model.embed_tokens.weight", "lm_head.weight"},
-        BuiltinCase{"llama2-70b", 68976648192, 80, "model.layers.0", "model.embed_tokens.weight", "model.norm.weight"},
-        BuiltinCase{"bert-base", 109482240, 12, "encoder.layer.0", "embeddings.LayerNorm.weight", "pooler.dense.weight"},
-        BuiltinCase{"t5-small", 60506624, 12, "encoder.block.0", "shared.weight", "decoder.final_layer_norm.weight"},
-        BuiltinCase{"mixtral-8x7b", 46702792704, 32, "model.layers.0", "model.embed_tokens.weight", "lm_head.weight"},
-        BuiltinCase{"resnet50", 25557032, 4, "layer1", "conv1.weight", "fc.weight"}),
+    ::testing::Values(BuiltinCase{"gpt2", 124439808, 12, "transformer.h.0",
+                                  "transformer.wpe.weight", "lm_head.weight"},
+                      BuiltinCase{"gpt2-medium", 354823168, 24, "transformer.h.0",
+                                  "transformer.wte.weight", "transformer.ln_f.weight"},
+                      BuiltinCase{"llama2-7b", 6738415616, 32, "model.layers.0",
+                                  "model.embed_tokens.weight", "lm_head.weight"},
+                      BuiltinCase{"llama2-70b", 68976648192, 80, "model.layers.0",
+                                  "model.embed_tokens.weight", "model.norm.weight"},
+                      BuiltinCase{"bert-base", 109482240, 12, "encoder.layer.0",
+                                  "embeddings.LayerNorm.weight", "pooler.dense.weight"},
+                      BuiltinCase{"t5-small", 60506624, 12, "encoder.block.0", "shared.weight",
+                                  "decoder.final_layer_norm.weight"},
+                      BuiltinCase{"mixtral-8x7b", 46702792704, 32, "model.layers.0",
+                                  "model.embed_tokens.weight", "lm_head.weight"},
+                      BuiltinCase{"resnet50", 25557032, 4, "layer1", "conv1.weight", "fc.weight"}),
     [](const auto& info) {
       std::string n = info.param.name;
       for (auto& ch : n)
@@ -97,7 +103,10 @@ TEST(Discovery, T5StacksAreNumberedEncoderThenDecoder) {
   EXPECT_EQ(inv.stacks[1].container, "decoder.block");
   EXPECT_EQ(inv.layers[6].name, "decoder.block.0");
   // The relative attention bias inside block 0 is layer 0, not embeddings.
-  EXPECT_EQ(inv.params[*inv.find("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")].layer, 0);
+  EXPECT_EQ(
+      inv.params[*inv.find("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")]
+          .layer,
+      0);
   // Between the stacks: other, opening with the encoder's last block.
   const Param& enc_norm = inv.params[*inv.find("encoder.final_layer_norm.weight")];
   EXPECT_EQ(enc_norm.role, Role::kOther);
@@ -139,13 +148,16 @@ TEST(Discovery, Moe100kHasAboutAHundredThousandTensors) {
   Inventory inv = discovered("moe-100k");
   EXPECT_GE(inv.params.size(), 100000u);
   EXPECT_EQ(inv.num_layers(), 68);
-  EXPECT_EQ(inv.params[*inv.find("model.layers.40.mlp.experts.255.down_proj.weight_scale_inv")].layer, 40);
+  EXPECT_EQ(
+      inv.params[*inv.find("model.layers.40.mlp.experts.255.down_proj.weight_scale_inv")].layer,
+      40);
   EXPECT_EQ(count_role(inv, Role::kOther), 0u);
 }
 
 TEST(Discovery, FeaturesModelsHaveNoEmbeddings) {
-  Inventory inv = test::names_inventory({"features.0.0.weight", "features.0.1.weight", "features.1.0.block.0.weight",
-                                         "features.2.0.weight", "classifier.0.weight", "classifier.3.weight"});
+  Inventory inv = test::names_inventory({"features.0.0.weight", "features.0.1.weight",
+                                         "features.1.0.block.0.weight", "features.2.0.weight",
+                                         "classifier.0.weight", "classifier.3.weight"});
   Diagnostics d;
   discover_layers(inv, DiscoveryPatterns::shipped(), d);
   EXPECT_EQ(inv.num_layers(), 3);
@@ -154,9 +166,10 @@ TEST(Discovery, FeaturesModelsHaveNoEmbeddings) {
 }
 
 TEST(Discovery, OptFinalNormRegisteredBeforeLayersIsHead) {
-  Inventory inv = test::names_inventory({"model.decoder.embed_tokens.weight", "model.decoder.embed_positions.weight",
-                                         "model.decoder.final_layer_norm.weight", "model.decoder.layers.0.fc1.weight",
-                                         "model.decoder.layers.1.fc1.weight", "lm_head.weight"});
+  Inventory inv = test::names_inventory(
+      {"model.decoder.embed_tokens.weight", "model.decoder.embed_positions.weight",
+       "model.decoder.final_layer_norm.weight", "model.decoder.layers.0.fc1.weight",
+       "model.decoder.layers.1.fc1.weight", "lm_head.weight"});
   Diagnostics d;
   discover_layers(inv, DiscoveryPatterns::shipped(), d);
   EXPECT_EQ(inv.params[*inv.find("model.decoder.final_layer_norm.weight")].role, Role::kHead);
@@ -164,9 +177,10 @@ TEST(Discovery, OptFinalNormRegisteredBeforeLayersIsHead) {
 }
 
 TEST(Discovery, VisionTransformerGluedIndices) {
-  Inventory inv = test::names_inventory({"class_token", "conv_proj.weight", "encoder.pos_embedding",
-                                         "encoder.layers.encoder_layer_0.ln_1.weight", "encoder.layers.encoder_layer_0.mlp.0.weight",
-                                         "encoder.layers.encoder_layer_1.ln_1.weight", "encoder.ln.weight", "heads.head.weight"});
+  Inventory inv = test::names_inventory(
+      {"class_token", "conv_proj.weight", "encoder.pos_embedding",
+       "encoder.layers.encoder_layer_0.ln_1.weight", "encoder.layers.encoder_layer_0.mlp.0.weight",
+       "encoder.layers.encoder_layer_1.ln_1.weight", "encoder.ln.weight", "heads.head.weight"});
   Diagnostics d;
   discover_layers(inv, DiscoveryPatterns::shipped(), d);
   ASSERT_EQ(inv.num_layers(), 2);
@@ -178,12 +192,14 @@ TEST(Discovery, VisionTransformerGluedIndices) {
 }
 
 TEST(Discovery, UnknownArchitectureUsesGenericFallbackWithANote) {
-  Inventory inv = test::names_inventory({"stem.w", "backbone.stages.0.conv.weight", "backbone.stages.1.conv.weight",
+  Inventory inv = test::names_inventory({"stem.w", "backbone.stages.0.conv.weight",
+                                         "backbone.stages.1.conv.weight",
                                          "backbone.stages.2.conv.weight", "proj.weight"});
   Diagnostics d;
   discover_layers(inv, DiscoveryPatterns::shipped(), d);
   EXPECT_EQ(inv.num_layers(), 3);  // `stages` is a shipped pattern
-  Inventory odd = test::names_inventory({"a.w", "trunk.cells.0.w", "trunk.cells.1.w", "trunk.cells.2.w", "z.w"});
+  Inventory odd = test::names_inventory(
+      {"a.w", "trunk.cells.0.w", "trunk.cells.1.w", "trunk.cells.2.w", "z.w"});
   discover_layers(odd, DiscoveryPatterns::shipped(), d);
   EXPECT_EQ(odd.num_layers(), 3);
   ASSERT_EQ(odd.notes.size(), 1u);
@@ -200,7 +216,8 @@ TEST(Discovery, NoRepeatedBlocks) {
 }
 
 TEST(Discovery, OverridePatternFromData) {
-  Inventory inv = test::names_inventory({"tok.weight", "trunk.cells.0.w", "trunk.cells.1.w", "out.weight"});
+  Inventory inv =
+      test::names_inventory({"tok.weight", "trunk.cells.0.w", "trunk.cells.1.w", "out.weight"});
   DiscoveryPatterns o;
   o.layers.push_back({"trunk\\.cells\\.#", {}});
   Diagnostics d;
@@ -212,7 +229,8 @@ TEST(Discovery, OverridePatternFromData) {
 
 TEST(Discovery, DescribeLayers) {
   EXPECT_EQ(describe_layers(discovered("llama2-7b")), "32 layers (model.layers.0–31)");
-  EXPECT_EQ(describe_layers(discovered("t5-small")), "12 layers (encoder.block.0–5, decoder.block.0–5)");
+  EXPECT_EQ(describe_layers(discovered("t5-small")),
+            "12 layers (encoder.block.0–5, decoder.block.0–5)");
   EXPECT_EQ(describe_layers(discovered("resnet50")), "4 layers (layer1–4)");
 }
 
@@ -236,7 +254,8 @@ struct RoleCase {
 };
 
 // Header-only sources list names in natural order; names must still decide.
-void expect_roles_natural(std::vector<std::string> names, const std::vector<RoleCase>& want, int layers) {
+void expect_roles_natural(std::vector<std::string> names, const std::vector<RoleCase>& want,
+                          int layers) {
   Inventory inv = test::names_inventory(names);
   inv.sort_natural();
   Diagnostics d;
@@ -250,48 +269,60 @@ void expect_roles_natural(std::vector<std::string> names, const std::vector<Role
 }
 
 TEST(DiscoveryNatural, Gpt2WithoutTransformerPrefix) {
-  expect_roles_natural({"wte.weight", "wpe.weight", "h.0.attn.c_attn.weight", "h.1.attn.c_attn.weight", "ln_f.weight", "ln_f.bias"},
-                       {{"wte.weight", Role::kEmbeddings}, {"wpe.weight", Role::kEmbeddings}, {"ln_f.bias", Role::kHead}}, 2);
-}
-
-TEST(DiscoveryNatural, BloomEmbeddingNorm) {
-  expect_roles_natural({"transformer.word_embeddings.weight", "transformer.word_embeddings_layernorm.weight",
-                        "transformer.h.0.mlp.dense_h_to_4h.weight", "transformer.h.1.mlp.dense_h_to_4h.weight",
-                        "transformer.ln_f.weight"},
-                       {{"transformer.word_embeddings_layernorm.weight", Role::kEmbeddings},
-                        {"transformer.ln_f.weight", Role::kHead}},
+  expect_roles_natural({"wte.weight", "wpe.weight", "h.0.attn.c_attn.weight",
+                        "h.1.attn.c_attn.weight", "ln_f.weight", "ln_f.bias"},
+                       {{"wte.weight", Role::kEmbeddings},
+                        {"wpe.weight", Role::kEmbeddings},
+                        {"ln_f.bias", Role::kHead}},
                        2);
 }
 
+TEST(DiscoveryNatural, BloomEmbeddingNorm) {
+  expect_roles_natural(
+      {"transformer.word_embeddings.weight", "transformer.word_embeddings_layernorm.weight",
+       "transformer.h.0.mlp.dense_h_to_4h.weight", "transformer.h.1.mlp.dense_h_to_4h.weight",
+       "transformer.ln_f.weight"},
+      {{"transformer.word_embeddings_layernorm.weight", Role::kEmbeddings},
+       {"transformer.ln_f.weight", Role::kHead}},
+      2);
+}
+
 TEST(DiscoveryNatural, OptProjections) {
-  expect_roles_natural({"model.decoder.embed_tokens.weight", "model.decoder.project_in.weight", "model.decoder.layers.0.fc1.weight",
-                        "model.decoder.layers.1.fc1.weight", "model.decoder.project_out.weight"},
+  expect_roles_natural({"model.decoder.embed_tokens.weight", "model.decoder.project_in.weight",
+                        "model.decoder.layers.0.fc1.weight", "model.decoder.layers.1.fc1.weight",
+                        "model.decoder.project_out.weight"},
                        {{"model.decoder.project_in.weight", Role::kEmbeddings},
                         {"model.decoder.project_out.weight", Role::kHead}},
                        2);
 }
 
 TEST(DiscoveryNatural, WhisperStemAndStackNorms) {
-  expect_roles_natural({"model.encoder.conv1.weight", "model.encoder.embed_positions.weight", "model.encoder.layers.0.fc1.weight",
-                        "model.encoder.layers.1.fc1.weight", "model.encoder.layer_norm.weight", "model.decoder.embed_tokens.weight",
-                        "model.decoder.layers.0.fc1.weight", "model.decoder.layer_norm.weight", "proj_out.weight"},
-                       {{"model.encoder.conv1.weight", Role::kEmbeddings},
-                        {"model.encoder.embed_positions.weight", Role::kEmbeddings},
-                        {"model.encoder.layer_norm.weight", Role::kOther},
-                        {"model.decoder.layer_norm.weight", Role::kHead}},
-                       3);
+  expect_roles_natural(
+      {"model.encoder.conv1.weight", "model.encoder.embed_positions.weight",
+       "model.encoder.layers.0.fc1.weight", "model.encoder.layers.1.fc1.weight",
+       "model.encoder.layer_norm.weight", "model.decoder.embed_tokens.weight",
+       "model.decoder.layers.0.fc1.weight", "model.decoder.layer_norm.weight", "proj_out.weight"},
+      {{"model.encoder.conv1.weight", Role::kEmbeddings},
+       {"model.encoder.embed_positions.weight", Role::kEmbeddings},
+       {"model.encoder.layer_norm.weight", Role::kOther},
+       {"model.decoder.layer_norm.weight", Role::kHead}},
+      3);
 }
 
 TEST(DiscoveryNatural, HfVitAndBertHeads) {
-  expect_roles_natural({"vit.embeddings.cls_token", "vit.embeddings.patch_embeddings.projection.weight",
-                        "vit.encoder.layer.0.output.dense.weight", "vit.encoder.layer.1.output.dense.weight",
-                        "vit.layernorm.weight", "classifier.weight"},
-                       {{"vit.embeddings.cls_token", Role::kEmbeddings}, {"vit.layernorm.weight", Role::kHead},
-                        {"classifier.weight", Role::kHead}},
-                       2);
-  expect_roles_natural({"bert.embeddings.word_embeddings.weight", "bert.encoder.layer.0.output.dense.weight",
-                        "bert.pooler.dense.weight", "cls.predictions.bias", "cls.predictions.transform.dense.weight"},
-                       {{"cls.predictions.bias", Role::kHead}, {"bert.pooler.dense.weight", Role::kHead}}, 1);
+  expect_roles_natural(
+      {"vit.embeddings.cls_token", "vit.embeddings.patch_embeddings.projection.weight",
+       "vit.encoder.layer.0.output.dense.weight", "vit.encoder.layer.1.output.dense.weight",
+       "vit.layernorm.weight", "classifier.weight"},
+      {{"vit.embeddings.cls_token", Role::kEmbeddings},
+       {"vit.layernorm.weight", Role::kHead},
+       {"classifier.weight", Role::kHead}},
+      2);
+  expect_roles_natural(
+      {"bert.embeddings.word_embeddings.weight", "bert.encoder.layer.0.output.dense.weight",
+       "bert.pooler.dense.weight", "cls.predictions.bias",
+       "cls.predictions.transform.dense.weight"},
+      {{"cls.predictions.bias", Role::kHead}, {"bert.pooler.dense.weight", Role::kHead}}, 1);
 }
 
 }  // namespace

@@ -21,7 +21,8 @@ std::string read(const std::filesystem::path& p) {
 
 TEST(FuzzRegressions, EveryCrashingInputIsHandled) {
   size_t n = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(std::string(LAYERFREEZE_TEST_DATA) + "/fuzz-regressions")) {
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(LAYERFREEZE_TEST_DATA) +
+                                                               "/fuzz-regressions")) {
     std::string name = entry.path().filename().string();
     std::string text = read(entry.path());
     ++n;
@@ -50,7 +51,8 @@ TEST(FuzzRegressions, EveryCrashingInputIsHandled) {
         auto j = parse_json_text(text, "config.json", "config", d);
         std::optional<Inventory> inv;
         if (j)
-          if (auto c = model_config_from_json(*j, "config.json", d)) inv = apply_config(std::nullopt, *c, d);
+          if (auto c = model_config_from_json(*j, "config.json", d))
+            inv = apply_config(std::nullopt, *c, d);
         if (inv) discover_layers(*inv, DiscoveryPatterns::shipped(), d);
         (void)format_diagnostics(d);
       }) << name;

@@ -1,5 +1,5 @@
-// Vision-language models: trunk, towers and connectors (docs/ARCHITECTURES.md). Real published indexes
-// and configs (tests/data/real-checkpoints); the expectations come from each model's own
+// Vision-language models: trunk, towers and connectors (docs/ARCHITECTURES.md). Real published
+// indexes and configs (tests/data/real-checkpoints); the expectations come from each model's own
 // structure — its config's language-model layer count, the modules its code defines — not from
 // what the tool printed.
 #include <gtest/gtest.h>
@@ -24,12 +24,12 @@ const std::string kVlmData = LAYERFREEZE_TEST_DATA;
 
 struct VlmCase {
   std::string folder;
-  std::string trunk;                       // the language model's layer container
-  int32_t text_layers;                     // its config's num_hidden_layers
+  std::string trunk;                                    // the language model's layer container
+  int32_t text_layers;                                  // its config's num_hidden_layers
   std::vector<std::pair<std::string, int32_t>> towers;  // root, layers — input first
-  std::vector<std::string> connectors;     // roots
-  std::vector<std::string> head;           // the language model's final norm and output layer
-  std::vector<std::string> embeddings;     // the language model's token embeddings
+  std::vector<std::string> connectors;                  // roots
+  std::vector<std::string> head;        // the language model's final norm and output layer
+  std::vector<std::string> embeddings;  // the language model's token embeddings
 };
 
 void PrintTo(const VlmCase& c, std::ostream* os) { *os << c.folder; }
@@ -37,22 +37,39 @@ void PrintTo(const VlmCase& c, std::ostream* os) { *os << c.folder; }
 const std::vector<VlmCase>& cases() {
   static const std::vector<VlmCase> c = {
       // Qwen2VLForConditionalGeneration: visual (patch_embed, blocks, merger) → model → lm_head.
-      {"olmocr-qwen2-vl-7b", "model.layers", 28, {{"visual", 32}}, {"visual.merger"},
-       {"model.norm.weight", "lm_head.weight"}, {"model.embed_tokens.weight"}},
+      {"olmocr-qwen2-vl-7b",
+       "model.layers",
+       28,
+       {{"visual", 32}},
+       {"visual.merger"},
+       {"model.norm.weight", "lm_head.weight"},
+       {"model.embed_tokens.weight"}},
       // DeepSeek-OCR2: SAM ViT-B → a Qwen2 encoder → linear projector → DeepSeek-V2 language model
       // (language_config.num_hidden_layers = 12). view_seperator is a learned token between views.
-      {"deepseek-ocr2", "model.layers", 12, {{"model.sam_model", 12}, {"model.qwen2_model", 24}},
-       {"model.projector", "model.view_seperator"}, {"model.norm.weight", "lm_head.weight"},
+      {"deepseek-ocr2",
+       "model.layers",
+       12,
+       {{"model.sam_model", 12}, {"model.qwen2_model", 24}},
+       {"model.projector", "model.view_seperator"},
+       {"model.norm.weight", "lm_head.weight"},
        {"model.embed_tokens.weight"}},
       // Molmo: vision_backbone (image_vit; image_pooling_2d, image_projector and pad_embed are
       // its connector parameters) → transformer (blocks, ln_f, ff_out).
-      {"molmo-7b-d-nf4", "model.transformer.blocks", 28, {{"model.vision_backbone", 23}},
+      {"molmo-7b-d-nf4",
+       "model.transformer.blocks",
+       28,
+       {{"model.vision_backbone", 23}},
        {"model.vision_backbone.image_pooling_2d", "model.vision_backbone.image_projector",
         "model.vision_backbone.pad_embed"},
        {"model.transformer.ln_f.weight", "model.transformer.ff_out.weight"},
        {"model.transformer.wte.embedding", "model.transformer.wte.new_embedding"}},
       // MiniCPM-V 2.6: vpm (SigLIP) → resampler → Qwen2 language model.
-      {"minicpm-v-2_6", "model.layers", 28, {{"vpm", 27}}, {"resampler"}, {"model.norm.weight", "lm_head.weight"},
+      {"minicpm-v-2_6",
+       "model.layers",
+       28,
+       {{"vpm", 27}},
+       {"resampler"},
+       {"model.norm.weight", "lm_head.weight"},
        {"model.embed_tokens.weight"}},
   };
   return c;
@@ -70,7 +87,8 @@ class Vlm : public ::testing::TestWithParam<VlmCase> {
     return std::move(*inv);
   }
   test::Compiled plan(const std::string& preset, std::vector<std::string> sets = {}) {
-    return test::compile_preset(preset, kVlmData + "/real-checkpoints/" + GetParam().folder, std::move(sets));
+    return test::compile_preset(preset, kVlmData + "/real-checkpoints/" + GetParam().folder,
+                                std::move(sets));
   }
   // Names of the trunk's layers [first, last].
   bool in_trunk_layers(const std::string& name, int32_t first, int32_t last) {
@@ -111,7 +129,8 @@ TEST_P(Vlm, TrunkTowersAndConnectorsAreTheModelsOwn) {
   EXPECT_EQ(std::set<std::string>(connectors.begin(), connectors.end()),
             std::set<std::string>(c.connectors.begin(), c.connectors.end()));
   for (const auto& h : c.head) EXPECT_EQ(inv.params[*inv.find(h)].role, Role::kHead) << h;
-  for (const auto& e : c.embeddings) EXPECT_EQ(inv.params[*inv.find(e)].role, Role::kEmbeddings) << e;
+  for (const auto& e : c.embeddings)
+    EXPECT_EQ(inv.params[*inv.find(e)].role, Role::kEmbeddings) << e;
   for (const auto& p : inv.params) {
     if (in_connector(p.name)) {
       EXPECT_EQ(p.role, Role::kConnector) << p.name;
@@ -140,7 +159,9 @@ TEST_P(Vlm, FreezeExceptLastTwoTrainsTheLastTwoLanguageLayersOnly) {
   ASSERT_TRUE(r.plan) << format_diagnostics(r.diags);
   auto frozen = frozen_names(*r.plan, {0, 0});
   for (const auto& p : r.plan->inventory->params)
-    EXPECT_EQ(frozen.count(p.name) == 0, in_trunk_layers(p.name, c.text_layers - 2, c.text_layers - 1)) << p.name;
+    EXPECT_EQ(frozen.count(p.name) == 0,
+              in_trunk_layers(p.name, c.text_layers - 2, c.text_layers - 1))
+        << p.name;
   auto j = nlohmann::json::parse(plan_json(summarize(*r.plan, OptimizerKind::AdamW, {0, -1})));
   EXPECT_EQ(j["model"]["num_layers"], c.text_layers);
 }
@@ -169,15 +190,15 @@ TEST_P(Vlm, GradualUnfreezingStartsWithTheLanguageModelsHeadOnly) {
   EXPECT_EQ(trainable, std::set<std::string>(c.head.begin(), c.head.end()));
 }
 
-INSTANTIATE_TEST_SUITE_P(RealCheckpoints, Vlm, ::testing::ValuesIn(cases()),
-                         [](const auto& info) {
-                           std::string n = info.param.folder;
-                           for (auto& ch : n)
-                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(RealCheckpoints, Vlm, ::testing::ValuesIn(cases()), [](const auto& info) {
+  std::string n = info.param.folder;
+  for (auto& ch : n)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return n;
+});
 
-Inventory discovered_names(Inventory inv, const DiscoveryPatterns& patterns = DiscoveryPatterns::shipped()) {
+Inventory discovered_names(Inventory inv,
+                           const DiscoveryPatterns& patterns = DiscoveryPatterns::shipped()) {
   Diagnostics d;
   discover_layers(inv, patterns, d);
   return inv;
@@ -200,18 +221,24 @@ TEST(Multimodal, AManifestKeepsWhatTheConfigSaidOfTheTowers) {
 TEST(Multimodal, Qwen3VlInAHeaderIsPutInDataFlowOrder) {
   // Qwen3-VL's names (transformers' Qwen3VLForConditionalGeneration): the vision blocks, a
   // merger and the DeepStack mergers that feed vision features into early language layers.
-  std::vector<std::string> names = {"lm_head.weight", "model.language_model.embed_tokens.weight",
-                                    "model.language_model.norm.weight", "model.visual.patch_embed.proj.weight",
-                                    "model.visual.pos_embed.weight", "model.visual.merger.norm.weight",
+  std::vector<std::string> names = {"lm_head.weight",
+                                    "model.language_model.embed_tokens.weight",
+                                    "model.language_model.norm.weight",
+                                    "model.visual.patch_embed.proj.weight",
+                                    "model.visual.pos_embed.weight",
+                                    "model.visual.merger.norm.weight",
                                     "model.visual.merger.linear_fc1.weight"};
-  for (int l = 0; l < 4; ++l) names.push_back("model.language_model.layers." + std::to_string(l) + ".mlp.up_proj.weight");
-  for (int l = 0; l < 3; ++l) names.push_back("model.visual.blocks." + std::to_string(l) + ".mlp.linear_fc1.weight");
+  for (int l = 0; l < 4; ++l)
+    names.push_back("model.language_model.layers." + std::to_string(l) + ".mlp.up_proj.weight");
+  for (int l = 0; l < 3; ++l)
+    names.push_back("model.visual.blocks." + std::to_string(l) + ".mlp.linear_fc1.weight");
   for (int l = 0; l < 2; ++l)
-    names.push_back("model.visual.deepstack_merger_list." + std::to_string(l) + ".linear_fc1.weight");
+    names.push_back("model.visual.deepstack_merger_list." + std::to_string(l) +
+                    ".linear_fc1.weight");
   Inventory header = test::names_inventory(names);
   header.sort_natural();  // what a safetensors header gives
-  auto c = test::compile_text("layerfreeze: 1\nname: t\nextends: preset:freeze_except_last_n\nwith: {n: 1}\n",
-                              header);
+  auto c = test::compile_text(
+      "layerfreeze: 1\nname: t\nextends: preset:freeze_except_last_n\nwith: {n: 1}\n", header);
   ASSERT_TRUE(c.plan) << format_diagnostics(c.diags);
   const Inventory& inv = *c.plan->inventory;
   ASSERT_EQ(inv.towers.size(), 1u);
@@ -222,14 +249,20 @@ TEST(Multimodal, Qwen3VlInAHeaderIsPutInDataFlowOrder) {
   // Data flow: the tower (patch and position embeddings, then its blocks), the connectors, the
   // language model's embeddings, its layers, its head.
   EXPECT_EQ(inv.params.front().name, "model.visual.patch_embed.proj.weight");
-  EXPECT_EQ(inv.params[*inv.find("model.language_model.embed_tokens.weight")].role, Role::kEmbeddings);
+  EXPECT_EQ(inv.params[*inv.find("model.language_model.embed_tokens.weight")].role,
+            Role::kEmbeddings);
   EXPECT_EQ(inv.params[*inv.find("model.language_model.norm.weight")].role, Role::kHead);
-  EXPECT_EQ(inv.params[*inv.find("model.visual.deepstack_merger_list.1.linear_fc1.weight")].role, Role::kConnector);
+  EXPECT_EQ(inv.params[*inv.find("model.visual.deepstack_merger_list.1.linear_fc1.weight")].role,
+            Role::kConnector);
   std::vector<std::string> order;
   for (const auto& p : inv.params) order.push_back(p.name);
-  auto pos = [&](const std::string& n) { return std::find(order.begin(), order.end(), n) - order.begin(); };
-  EXPECT_LT(pos("model.visual.blocks.2.mlp.linear_fc1.weight"), pos("model.visual.merger.linear_fc1.weight"));
-  EXPECT_LT(pos("model.visual.merger.linear_fc1.weight"), pos("model.language_model.embed_tokens.weight"));
+  auto pos = [&](const std::string& n) {
+    return std::find(order.begin(), order.end(), n) - order.begin();
+  };
+  EXPECT_LT(pos("model.visual.blocks.2.mlp.linear_fc1.weight"),
+            pos("model.visual.merger.linear_fc1.weight"));
+  EXPECT_LT(pos("model.visual.merger.linear_fc1.weight"),
+            pos("model.language_model.embed_tokens.weight"));
   EXPECT_LT(pos("model.language_model.layers.3.mlp.up_proj.weight"), pos("lm_head.weight"));
   std::set<std::string> trainable;
   Bitset f = c.plan->frozen_at({0, 0});
@@ -243,7 +276,8 @@ TEST(Multimodal, ADualEncoderWithoutAConnectorKeepsBothStacksInItsTrunk) {
   Inventory inv = discovered_names(test::names_inventory(
       {"text_model.embeddings.token_embedding.weight", "text_model.encoder.layers.0.mlp.fc1.weight",
        "text_model.encoder.layers.1.mlp.fc1.weight", "text_model.final_layer_norm.weight",
-       "vision_model.embeddings.patch_embedding.weight", "vision_model.encoder.layers.0.mlp.fc1.weight",
+       "vision_model.embeddings.patch_embedding.weight",
+       "vision_model.encoder.layers.0.mlp.fc1.weight",
        "vision_model.encoder.layers.1.mlp.fc1.weight", "vision_model.post_layernorm.weight",
        "visual_projection.weight", "text_projection.weight", "logit_scale"}));
   EXPECT_TRUE(inv.towers.empty());
@@ -255,7 +289,8 @@ TEST(Multimodal, ADualEncoderWithoutAConnectorKeepsBothStacksInItsTrunk) {
 
 TEST(Multimodal, AVisionOnlyModelKeepsItsStackAsTheTrunk) {
   Inventory inv = discovered_names(test::names_inventory(
-      {"vision_model.embeddings.patch_embedding.weight", "vision_model.encoder.layers.0.mlp.fc1.weight",
+      {"vision_model.embeddings.patch_embedding.weight",
+       "vision_model.encoder.layers.0.mlp.fc1.weight",
        "vision_model.encoder.layers.1.mlp.fc1.weight", "multi_modal_projector.linear_1.weight"}));
   EXPECT_TRUE(inv.towers.empty());
   EXPECT_EQ(inv.num_layers(), 2);
@@ -268,7 +303,8 @@ TEST(Multimodal, LlavaNamesInRegistrationOrderAndAStackInsideTheConnector) {
        "vision_tower.vision_model.encoder.layers.1.mlp.fc1.weight",
        "vision_tower.vision_model.post_layernorm.weight", "multi_modal_projector.layers.0.weight",
        "multi_modal_projector.layers.1.weight", "language_model.model.embed_tokens.weight",
-       "language_model.model.layers.0.mlp.up_proj.weight", "language_model.model.layers.1.mlp.up_proj.weight",
+       "language_model.model.layers.0.mlp.up_proj.weight",
+       "language_model.model.layers.1.mlp.up_proj.weight",
        "language_model.model.layers.2.mlp.up_proj.weight", "language_model.model.norm.weight",
        "language_model.lm_head.weight"});
   Inventory inv = discovered_names(names);
@@ -278,7 +314,8 @@ TEST(Multimodal, LlavaNamesInRegistrationOrderAndAStackInsideTheConnector) {
   // The projector's own `layers.N` are the connector's, not a stack.
   EXPECT_EQ(inv.params[*inv.find("multi_modal_projector.layers.1.weight")].role, Role::kConnector);
   EXPECT_EQ(inv.params[*inv.find("language_model.model.norm.weight")].role, Role::kHead);
-  EXPECT_EQ(inv.params[*inv.find("vision_tower.vision_model.post_layernorm.weight")].role, Role::kTower);
+  EXPECT_EQ(inv.params[*inv.find("vision_tower.vision_model.post_layernorm.weight")].role,
+            Role::kTower);
   // Registration order is kept (a live module's tensors are bound by position).
   EXPECT_EQ(inv.params[0].name, names.params[0].name);
   EXPECT_EQ(describe_layers(inv),
@@ -288,8 +325,9 @@ TEST(Multimodal, LlavaNamesInRegistrationOrderAndAStackInsideTheConnector) {
 
 TEST(Multimodal, AnAudioTowerIsNamedSo) {
   Inventory inv = discovered_names(test::names_inventory(
-      {"audio_tower.conv1.weight", "audio_tower.layers.0.fc1.weight", "audio_tower.layers.1.fc1.weight",
-       "multi_modal_projector.linear.weight", "language_model.model.embed_tokens.weight",
+      {"audio_tower.conv1.weight", "audio_tower.layers.0.fc1.weight",
+       "audio_tower.layers.1.fc1.weight", "multi_modal_projector.linear.weight",
+       "language_model.model.embed_tokens.weight",
        "language_model.model.layers.0.mlp.up_proj.weight", "language_model.model.norm.weight",
        "language_model.lm_head.weight"}));
   ASSERT_EQ(inv.towers.size(), 1u);
@@ -302,9 +340,9 @@ TEST(Multimodal, ARulesFilesTrunkMakesEveryOtherStackATower) {
   auto c = test::compile_text(
       "layerfreeze: 1\nname: t\ndiscovery:\n  trunk: ['lm\\.layers']\n  connectors: ['bridge']\n"
       "rules:\n  - freeze: tower\n  - freeze: {stack: vision, layers: '0:1'}\n",
-      test::names_inventory({"pixels.stem.weight", "pixels.layers.0.w", "pixels.layers.1.w", "bridge.w",
-                             "lm.embed_tokens.weight", "lm.layers.0.w", "lm.layers.1.w", "lm.layers.2.w",
-                             "lm.norm.weight", "lm_head.weight"}));
+      test::names_inventory({"pixels.stem.weight", "pixels.layers.0.w", "pixels.layers.1.w",
+                             "bridge.w", "lm.embed_tokens.weight", "lm.layers.0.w", "lm.layers.1.w",
+                             "lm.layers.2.w", "lm.norm.weight", "lm_head.weight"}));
   ASSERT_TRUE(c.plan) << format_diagnostics(c.diags);
   const Inventory& inv = *c.plan->inventory;
   ASSERT_EQ(inv.towers.size(), 1u);
@@ -314,19 +352,21 @@ TEST(Multimodal, ARulesFilesTrunkMakesEveryOtherStackATower) {
 }
 
 TEST(Multimodal, StackSelectorsReachATowersLayersByModality) {
-  auto c = test::compile_text("layerfreeze: 1\nname: t\nrules:\n  - freeze: {stack: vision, layers: '-1:'}\n"
-                              "  - freeze: {layers: [0]}\n",
-                              test::names_inventory({"visual.patch_embed.w", "visual.blocks.0.w", "visual.blocks.1.w",
-                                                     "visual.merger.w", "model.embed_tokens.weight",
-                                                     "model.layers.0.w", "model.layers.1.w", "model.norm.weight",
-                                                     "lm_head.weight"}));
+  auto c = test::compile_text(
+      "layerfreeze: 1\nname: t\nrules:\n  - freeze: {stack: vision, layers: '-1:'}\n"
+      "  - freeze: {layers: [0]}\n",
+      test::names_inventory({"visual.patch_embed.w", "visual.blocks.0.w", "visual.blocks.1.w",
+                             "visual.merger.w", "model.embed_tokens.weight", "model.layers.0.w",
+                             "model.layers.1.w", "model.norm.weight", "lm_head.weight"}));
   ASSERT_TRUE(c.plan) << format_diagnostics(c.diags);
   std::set<std::string> frozen;
-  c.plan->frozen_at({0, 0}).for_each([&](size_t i) { frozen.insert(c.plan->inventory->params[i].name); });
+  c.plan->frozen_at({0, 0}).for_each(
+      [&](size_t i) { frozen.insert(c.plan->inventory->params[i].name); });
   EXPECT_EQ(frozen, (std::set<std::string>{"visual.blocks.1.w", "model.layers.0.w"}));
   // A wrong stack name lists the towers too.
-  auto bad = test::compile_text("layerfreeze: 1\nname: t\nrules:\n  - freeze: {stack: audio}\n",
-                                test::names_inventory({"visual.blocks.0.w", "visual.merger.w", "model.layers.0.w"}));
+  auto bad = test::compile_text(
+      "layerfreeze: 1\nname: t\nrules:\n  - freeze: {stack: audio}\n",
+      test::names_inventory({"visual.blocks.0.w", "visual.merger.w", "model.layers.0.w"}));
   EXPECT_FALSE(bad.plan);
   EXPECT_NE(format_diagnostics(bad.diags).find("vision (the tower 'visual')"), std::string::npos)
       << format_diagnostics(bad.diags);
@@ -355,9 +395,12 @@ std::string trimmed(std::string s) {
 std::vector<std::string> multimodal_row(const Inventory& inv) {
   std::string trunk, towers, connectors;
   for (const auto& st : inv.stacks)
-    if (st.tower < 0) trunk += (trunk.empty() ? "" : ", ") + st.container + " (" + std::to_string(st.num_layers) + ")";
+    if (st.tower < 0)
+      trunk +=
+          (trunk.empty() ? "" : ", ") + st.container + " (" + std::to_string(st.num_layers) + ")";
   for (const auto& t : inv.towers)
-    towers += (towers.empty() ? "" : " → ") + t.root + " (" + t.modality + ", " + std::to_string(t.num_layers) + ")";
+    towers += (towers.empty() ? "" : " → ") + t.root + " (" + t.modality + ", " +
+              std::to_string(t.num_layers) + ")";
   for (const auto& c : inv.connectors) connectors += (connectors.empty() ? "" : ", ") + c.root;
   std::set<std::string> emb, head;
   for (const auto& p : inv.params) {
@@ -370,7 +413,8 @@ std::vector<std::string> multimodal_row(const Inventory& inv) {
     for (const auto& x : s) out += (out.empty() ? "" : ", ") + x;
     return out.empty() ? std::string("—") : out;
   };
-  return {trunk, towers.empty() ? "—" : towers, connectors.empty() ? "—" : connectors, join(emb), join(head)};
+  return {trunk, towers.empty() ? "—" : towers, connectors.empty() ? "—" : connectors, join(emb),
+          join(head)};
 }
 
 TEST(ArchitecturesDoc, EveryMultimodalRowMatchesDiscovery) {
@@ -392,7 +436,8 @@ TEST(ArchitecturesDoc, EveryMultimodalRowMatchesDiscovery) {
     ASSERT_TRUE(inv) << cells[0] << ": " << format_diagnostics(d);
     discover_layers(*inv, DiscoveryPatterns::shipped(), d);
     auto row = multimodal_row(*inv);
-    for (size_t k = 0; k < row.size(); ++k) EXPECT_EQ(cells[k + 1], row[k]) << cells[0] << " column " << k + 2;
+    for (size_t k = 0; k < row.size(); ++k)
+      EXPECT_EQ(cells[k + 1], row[k]) << cells[0] << " column " << k + 2;
     ++rows;
   }
   EXPECT_GE(rows, 5u);

@@ -20,7 +20,8 @@ TEST(PlanApi, TypedValuesCompileLikeTheirYamlSpelling) {
   ASSERT_TRUE(s) << format_diagnostics(d);
   EXPECT_EQ(s->name(), "lp_lora");
   EXPECT_EQ(s->origin(), "preset:lp_lora");
-  EXPECT_EQ(s->param_names(), (std::vector<std::string>{"freeze_ratio", "freeze_embed", "freeze_towers"}));
+  EXPECT_EQ(s->param_names(),
+            (std::vector<std::string>{"freeze_ratio", "freeze_embed", "freeze_towers"}));
   PlanOptions typed, text;
   typed.values = {{"freeze_ratio", 0.25}, {"freeze_embed", false}};
   text.sets = {"freeze_ratio=0.25", "freeze_embed=false"};
@@ -44,8 +45,9 @@ TEST(PlanApi, TypedValuesCompileLikeTheirYamlSpelling) {
 TEST(PlanApi, FromYamlWithASectionAndTheSourcesForCarets) {
   Diagnostics d;
   SourceTexts texts;
-  auto s = Strategy::from_yaml("training:\n  freeze:\n    layerfreeze: 1\n    name: x\n    rules:\n      - freze: all\n",
-                               "exp.yaml", d, "training.freeze", &texts);
+  auto s = Strategy::from_yaml(
+      "training:\n  freeze:\n    layerfreeze: 1\n    name: x\n    rules:\n      - freze: all\n",
+      "exp.yaml", d, "training.freeze", &texts);
   EXPECT_FALSE(s);
   std::string out = format_diagnostics(d, &texts);
   EXPECT_NE(out.find("exp.yaml:6:9: error: unknown key 'freze'"), std::string::npos) << out;
@@ -67,7 +69,8 @@ TEST(PlanApi, StatesChangePointsProvenanceAndPrinters) {
   EXPECT_EQ(*plan->provenance("transformer.h.0.attn.c_attn.weight", {0, 0}),
             "rules/gradual_unfreeze.yaml:28:5 freeze all");
   EXPECT_FALSE(plan->provenance("no.such.weight", {0, 0}));
-  EXPECT_NE(plan->text().find("plan: gradual_unfreeze (preset:gradual_unfreeze) on builtin:gpt2"), std::string::npos);
+  EXPECT_NE(plan->text().find("plan: gradual_unfreeze (preset:gradual_unfreeze) on builtin:gpt2"),
+            std::string::npos);
   EXPECT_NE(plan->markdown().find("### layerfreeze plan"), std::string::npos);
   EXPECT_NE(plan->json().find("\"format\": \"layerfreeze.plan/1\""), std::string::npos);
   EXPECT_NE(plan->explain("lm_head.weight", {1, 0})->find("lm_head.weight"), std::string::npos);

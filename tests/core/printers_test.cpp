@@ -40,8 +40,9 @@ TEST(LayerStatus, SeedFormat) {
 }
 
 TEST(LayerStatus, PartialLayersAndTensorCountsWithoutShapes) {
-  Inventory inv = test::names_inventory({"embed.weight", "model.layers.0.a.weight", "model.layers.0.b.weight",
-                                         "model.layers.1.a.weight", "lm_head.weight"});
+  Inventory inv =
+      test::names_inventory({"embed.weight", "model.layers.0.a.weight", "model.layers.0.b.weight",
+                             "model.layers.1.a.weight", "lm_head.weight"});
   for (auto& p : inv.params) {
     p.shape_known = false;
     p.numel = 0;
@@ -82,7 +83,8 @@ TEST(PlanJson, Contract) {
   EXPECT_EQ(frozen + trainable, 124439808);
   // Frozen names are canonical and their numel adds up.
   int64_t sum = 0;
-  for (const auto& n : j["stages"][4]["frozen"]) sum += c.plan->inventory->params[*c.plan->inventory->find(n)].numel;
+  for (const auto& n : j["stages"][4]["frozen"])
+    sum += c.plan->inventory->params[*c.plan->inventory->find(n)].numel;
   EXPECT_EQ(sum, frozen);
   EXPECT_EQ(j["warnings"].size(), 2u);
   EXPECT_EQ(j["fingerprint"], c.plan->fingerprint());
@@ -93,7 +95,13 @@ TEST(JsonWriter, EscapesAndInvalidUtf8) {
   EXPECT_EQ(json_quote("caf\xC3\xA9"), "\"caf\xC3\xA9\"");
   EXPECT_EQ(json_quote("bad\xFF"), "\"bad\xEF\xBF\xBD\"");
   JsonWriter w;
-  w.begin_object().field("x", 0.5).field("n", int64_t{3}).key("e").begin_array().end_array().end_object();
+  w.begin_object()
+      .field("x", 0.5)
+      .field("n", int64_t{3})
+      .key("e")
+      .begin_array()
+      .end_array()
+      .end_object();
   EXPECT_EQ(w.take(), "{\n  \"x\": 0.5,\n  \"n\": 3,\n  \"e\": []\n}\n");
 }
 

@@ -23,7 +23,8 @@ std::vector<ReplayCase> replay_cases() {
   std::vector<ReplayCase> out;
   for (const auto& name : preset_names()) {
     ReplayCase c{name, {}};
-    if (name == "freeze_first_n" || name == "freeze_last_n" || name == "freeze_except_last_n") c.sets = {"n=2"};
+    if (name == "freeze_first_n" || name == "freeze_last_n" || name == "freeze_except_last_n")
+      c.sets = {"n=2"};
     if (name == "gradual_unfreeze") c.sets = {"total_epochs=5", "unfreeze_embeddings_at=3"};
     if (name == "freeze_by_name") c.sets = {"patterns=['.*attn.*', '.*norm.*']"};
     if (name == "lisa") c.sets = {"interval_steps=3"};
@@ -33,12 +34,14 @@ std::vector<ReplayCase> replay_cases() {
 }
 
 const std::vector<std::string>& models() {
-  static const std::vector<std::string> m = {"builtin:gpt2", "builtin:t5-small", "builtin:resnet50",
-                                             std::string(LAYERFREEZE_TEST_DATA) + "/real-checkpoints/olmocr-qwen2-vl-7b"};
+  static const std::vector<std::string> m = {
+      "builtin:gpt2", "builtin:t5-small", "builtin:resnet50",
+      std::string(LAYERFREEZE_TEST_DATA) + "/real-checkpoints/olmocr-qwen2-vl-7b"};
   return m;
 }
 
-std::optional<CompiledPlan> compile_case(const ReplayCase& c, const std::string& model, Diagnostics& d) {
+std::optional<CompiledPlan> compile_case(const ReplayCase& c, const std::string& model,
+                                         Diagnostics& d) {
   auto s = Strategy::load("preset:" + c.preset, d);
   auto inv = load_model(model, d);
   if (!s || !inv) return std::nullopt;
@@ -78,12 +81,14 @@ TEST_P(ReplayPresets, EveryTimeHoldsThePlansStateAndEveryChangeIsOnTheTimeline) 
     ASSERT_EQ(r.frozen(), plan->frozen_at(t));
   }
   // The changes it reported are the timeline's, in order.
-  const Time end{(h.step + 2 * kStepsPerEpoch - 1) / kStepsPerEpoch + 1, h.step + 2 * kStepsPerEpoch};
+  const Time end{(h.step + 2 * kStepsPerEpoch - 1) / kStepsPerEpoch + 1,
+                 h.step + 2 * kStepsPerEpoch};
   auto timeline = plan->timeline(end);
   ASSERT_EQ(sink.changes().size(), timeline.size());
   for (size_t k = 1; k < timeline.size(); ++k) {
     EXPECT_EQ(sorted(sink.changes()[k].frozen), sorted(timeline[k].newly_frozen)) << "change " << k;
-    EXPECT_EQ(sorted(sink.changes()[k].unfrozen), sorted(timeline[k].newly_unfrozen)) << "change " << k;
+    EXPECT_EQ(sorted(sink.changes()[k].unfrozen), sorted(timeline[k].newly_unfrozen))
+        << "change " << k;
   }
 
   // Forward in one jump: the same change points, applied in order.
@@ -105,7 +110,8 @@ TEST_P(ReplayPresets, EveryTimeHoldsThePlansStateAndEveryChangeIsOnTheTimeline) 
 }
 
 INSTANTIATE_TEST_SUITE_P(AllPresets, ReplayPresets,
-                         ::testing::Combine(::testing::ValuesIn(replay_cases()), ::testing::ValuesIn(models())),
+                         ::testing::Combine(::testing::ValuesIn(replay_cases()),
+                                            ::testing::ValuesIn(models())),
                          [](const auto& info) {
                            std::string m = std::get<1>(info.param);
                            m = m.substr(m.find_last_of(":/") + 1);

@@ -1,5 +1,6 @@
 // Header-only model sources: safetensors files the test writes itself, hostile headers, sharded
-// indexes with and without shards, JSON manifests, and the real checkpoint indexes in tests/data/real-checkpoints.
+// indexes with and without shards, JSON manifests, and the real checkpoint indexes in
+// tests/data/real-checkpoints.
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -16,7 +17,8 @@ namespace fs = std::filesystem;
 class TempDir {
  public:
   TempDir() {
-    path_ = fs::temp_directory_path() / ("lf-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
+    path_ = fs::temp_directory_path() /
+            ("lf-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
     fs::create_directories(path_);
   }
   ~TempDir() { fs::remove_all(path_); }
@@ -27,7 +29,8 @@ class TempDir {
   static inline int counter_ = 0;
 };
 
-void write_raw(const std::string& path, const std::string& header, uint64_t claimed_len, size_t data_bytes) {
+void write_raw(const std::string& path, const std::string& header, uint64_t claimed_len,
+               size_t data_bytes) {
   std::ofstream out(path, std::ios::binary);
   for (int i = 0; i < 8; ++i) out.put(static_cast<char>((claimed_len >> (8 * i)) & 0xff));
   out << header << std::string(data_bytes, '\0');
@@ -48,7 +51,8 @@ TEST(Safetensors, HeaderOnlyInNaturalOrder) {
                                  {"model.layers.2.mlp.weight", "BF16", {4, 8}},
                                  {"model.embed_tokens.weight", "F32", {100, 8}},
                                  {"lm_head.weight", "F16", {100, 8}}},
-                                &err)) << err;
+                                &err))
+      << err;
   Diagnostics d;
   auto inv = load_model(t.file("m.safetensors"), d);
   ASSERT_TRUE(inv) << format_diagnostics(d);
@@ -76,18 +80,23 @@ struct BadHeader {
 
 TEST(Safetensors, HostileHeadersAreErrors) {
   const std::vector<BadHeader> cases = {
-      {"length past the end", "{}", 1000, 0, "header claims 1000 bytes, but the file has 2 after the length (limit 104857600)"},
-      {"terabyte header", "{}", int64_t{1} << 40, 0, "header claims 1099511627776 bytes, but the file has 2 after the length (limit 104857600)"},
+      {"length past the end", "{}", 1000, 0,
+       "header claims 1000 bytes, but the file has 2 after the length (limit 104857600)"},
+      {"terabyte header", "{}", int64_t{1} << 40, 0,
+       "header claims 1099511627776 bytes, but the file has 2 after the length (limit 104857600)"},
       {"not json", "{nope", -1, 0, "the header is not a JSON object"},
       {"offsets out of file", R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", -1, 4,
        "tensor 'w': data_offsets [0, 8] lie outside the 4 data bytes of the file"},
       {"size mismatch", R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", -1, 8,
        "tensor 'w': data_offsets span 8 bytes, but float32 [3] needs 12"},
-      {"unknown dtype", R"({"w":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}})", -1, 16, "tensor 'w': unknown dtype \"F128\""},
+      {"unknown dtype", R"({"w":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}})", -1, 16,
+       "tensor 'w': unknown dtype \"F128\""},
       {"negative shape", R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", -1, 4,
        "tensor 'w': shape [-1] is not a list of sizes of a plausible tensor"},
-      {"missing fields", R"({"w":{"dtype":"F32"}})", -1, 0, "tensor 'w': needs dtype, shape and data_offsets"},
-      {"overlap", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+      {"missing fields", R"({"w":{"dtype":"F32"}})", -1, 0,
+       "tensor 'w': needs dtype, shape and data_offsets"},
+      {"overlap",
+       R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
        -1, 12, "two tensors overlap at data bytes 4"},
       {"reversed offsets", R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", -1, 8,
        "tensor 'w': data_offsets [8, 0] lie outside the 8 data bytes of the file"},
@@ -95,12 +104,14 @@ TEST(Safetensors, HostileHeadersAreErrors) {
   TempDir t;
   for (const auto& c : cases) {
     std::string path = t.file("bad.safetensors");
-    write_raw(path, c.header, c.claimed < 0 ? c.header.size() : static_cast<uint64_t>(c.claimed), c.data);
+    write_raw(path, c.header, c.claimed < 0 ? c.header.size() : static_cast<uint64_t>(c.claimed),
+              c.data);
     EXPECT_EQ(load_error(path), c.message) << c.what;
   }
   write_raw(t.file("short.safetensors"), "", 0, 0);
   std::ofstream(t.file("tiny.safetensors")) << "abc";
-  EXPECT_EQ(load_error(t.file("tiny.safetensors")), "file too short for a safetensors header (3 bytes)");
+  EXPECT_EQ(load_error(t.file("tiny.safetensors")),
+            "file too short for a safetensors header (3 bytes)");
 }
 
 // natural_less skips the common prefix of two names; it must order exactly as comparing digit
@@ -143,14 +154,19 @@ TEST(Inventory, NaturalOrderMatchesTheReferenceOnRandomNames) {
     names.push_back(s);
   }
   for (const auto& a : names)
-    for (const auto& b : names) ASSERT_EQ(natural_less(a, b), reference_natural_less(a, b)) << a << " vs " << b;
+    for (const auto& b : names)
+      ASSERT_EQ(natural_less(a, b), reference_natural_less(a, b)) << a << " vs " << b;
 }
 
 TEST(Safetensors, ShardedIndexWithAndWithoutShards) {
   TempDir t;
   std::string err;
-  ASSERT_TRUE(write_safetensors(t.file("s1.safetensors"), {{"model.layers.0.w", "F32", {4}}, {"model.embed.weight", "F32", {10, 4}}}, &err));
-  ASSERT_TRUE(write_safetensors(t.file("s2.safetensors"), {{"model.layers.1.w", "F32", {4}}, {"lm_head.weight", "F32", {10, 4}}}, &err));
+  ASSERT_TRUE(write_safetensors(
+      t.file("s1.safetensors"),
+      {{"model.layers.0.w", "F32", {4}}, {"model.embed.weight", "F32", {10, 4}}}, &err));
+  ASSERT_TRUE(write_safetensors(
+      t.file("s2.safetensors"),
+      {{"model.layers.1.w", "F32", {4}}, {"lm_head.weight", "F32", {10, 4}}}, &err));
   std::ofstream(t.file("model.safetensors.index.json"))
       << R"({"metadata":{"total_size":0},"weight_map":{"model.layers.0.w":"s1.safetensors","model.embed.weight":"s1.safetensors",)"
       << R"("model.layers.1.w":"s2.safetensors","lm_head.weight":"s2.safetensors"}})";
@@ -164,19 +180,25 @@ TEST(Safetensors, ShardedIndexWithAndWithoutShards) {
   ASSERT_TRUE(partial);
   EXPECT_FALSE(partial->shapes_known());
   ASSERT_EQ(partial->source_notes.size(), 1u);
-  EXPECT_EQ(partial->source_notes[0], "1 of 2 shards are not beside the index: shapes unknown, counts are of tensors, not parameters");
+  EXPECT_EQ(partial->source_notes[0],
+            "1 of 2 shards are not beside the index: shapes unknown, counts are of tensors, not "
+            "parameters");
   std::ofstream(t.file("evil.index.json")) << R"({"weight_map":{"w":"../../etc/passwd"}})";
-  EXPECT_EQ(load_error(t.file("evil.index.json")), "shard name '../../etc/passwd' leaves the index's folder");
+  EXPECT_EQ(load_error(t.file("evil.index.json")),
+            "shard name '../../etc/passwd' leaves the index's folder");
 }
 
 TEST(RealCheckpoints, Mixtral8x22bIndex) {
   Diagnostics d;
-  auto inv = load_model(std::string(LAYERFREEZE_TEST_DATA) + "/real-checkpoints/mixtral-8x22b/model.safetensors.index.json", d);
+  auto inv = load_model(std::string(LAYERFREEZE_TEST_DATA) +
+                            "/real-checkpoints/mixtral-8x22b/model.safetensors.index.json",
+                        d);
   ASSERT_TRUE(inv) << format_diagnostics(d);
   EXPECT_EQ(inv->params.size(), 1739u);
   discover_layers(*inv, DiscoveryPatterns::shipped(), d);
   EXPECT_EQ(inv->num_layers(), 56);
-  EXPECT_EQ(inv->params[*inv->find("model.layers.55.block_sparse_moe.experts.7.w2.weight")].layer, 55);
+  EXPECT_EQ(inv->params[*inv->find("model.layers.55.block_sparse_moe.experts.7.w2.weight")].layer,
+            55);
   EXPECT_EQ(inv->params[*inv->find("lm_head.weight")].role, Role::kHead);
   EXPECT_EQ(inv->params[*inv->find("model.embed_tokens.weight")].role, Role::kEmbeddings);
   EXPECT_EQ(inv->params[*inv->find("model.norm.weight")].role, Role::kHead);
@@ -184,7 +206,9 @@ TEST(RealCheckpoints, Mixtral8x22bIndex) {
 
 TEST(RealCheckpoints, Falcon180bIndex) {
   Diagnostics d;
-  auto inv = load_model(std::string(LAYERFREEZE_TEST_DATA) + "/real-checkpoints/falcon-180b/model.safetensors.index.json", d);
+  auto inv = load_model(std::string(LAYERFREEZE_TEST_DATA) +
+                            "/real-checkpoints/falcon-180b/model.safetensors.index.json",
+                        d);
   ASSERT_TRUE(inv) << format_diagnostics(d);
   // 644 names, 643 tensors: FalconConfig ties the head by PretrainedConfig's default, and the
   // config.json beside the index has no tie_word_embeddings key.

@@ -36,7 +36,8 @@ struct Compiled {
 
 // Both compile through the public API (include/layerfreeze/plan.hpp), as every component does;
 // the tests then read the compiled plan's internals.
-inline Compiled compile_text(const std::string& yaml, Inventory inv, std::vector<std::string> sets = {},
+inline Compiled compile_text(const std::string& yaml, Inventory inv,
+                             std::vector<std::string> sets = {},
                              std::optional<int64_t> spe = std::nullopt, bool strict = false) {
   Compiled c;
   auto s = Strategy::from_yaml(yaml, "t.yaml", c.diags);
@@ -49,7 +50,8 @@ inline Compiled compile_text(const std::string& yaml, Inventory inv, std::vector
   return c;
 }
 
-inline Compiled compile_preset(const std::string& name, const std::string& model, std::vector<std::string> sets = {}) {
+inline Compiled compile_preset(const std::string& name, const std::string& model,
+                               std::vector<std::string> sets = {}) {
   Compiled c;
   auto s = Strategy::load("preset:" + name, c.diags);
   auto inv = load_model(model, c.diags);
@@ -63,7 +65,8 @@ inline Compiled compile_preset(const std::string& name, const std::string& model
 inline Inventory builtin(const std::string& name) { return *builtin_model(name); }
 
 /// A small inventory from names, each with `numel` 10 (float32, shape [10]).
-inline Inventory names_inventory(const std::vector<std::string>& names, const std::string& source = "test-model") {
+inline Inventory names_inventory(const std::vector<std::string>& names,
+                                 const std::string& source = "test-model") {
   Inventory inv;
   inv.source = source;
   for (const auto& n : names) {

@@ -3,8 +3,8 @@
 // preset, the plan from the TorchScript file, from its safetensors header and from its sharded
 // index equals what the executor does to the loaded module, at every stage.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <torch/csrc/jit/serialization/import.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdlib>
 #include <filesystem>
@@ -25,10 +25,25 @@ extern "C" int layerfreeze_torchscript_manifest(const char* path, char** manifes
 namespace layerfreeze {
 namespace {
 
-const std::vector<std::string> kFamilies = {"gpt2",     "llama", "mixtral", "gemma", "bert",   "t5",
-                                            "gpt_neox", "opt",   "falcon",  "bloom", "phi",    "mpt",
-                                            "resnet18", "resnet50", "mobilenet_v3_small", "efficientnet_b0",
-                                            "vit",      "swin",  "convnext"};
+const std::vector<std::string> kFamilies = {"gpt2",
+                                            "llama",
+                                            "mixtral",
+                                            "gemma",
+                                            "bert",
+                                            "t5",
+                                            "gpt_neox",
+                                            "opt",
+                                            "falcon",
+                                            "bloom",
+                                            "phi",
+                                            "mpt",
+                                            "resnet18",
+                                            "resnet50",
+                                            "mobilenet_v3_small",
+                                            "efficientnet_b0",
+                                            "vit",
+                                            "swin",
+                                            "convnext"};
 
 struct ArchPreset {
   std::string preset;
@@ -36,10 +51,17 @@ struct ArchPreset {
 };
 
 const std::vector<ArchPreset> kPresets = {
-    {"freeze_all", {}},          {"freeze_first_n", {"n=2"}},       {"freeze_last_n", {"n=1"}},
-    {"freeze_except_last_n", {"n=1"}}, {"freeze_embeddings", {}},  {"freeze_by_name", {"patterns=['.*attn.*', '.*conv.*']"}},
-    {"lp_lora", {}},             {"gradual_unfreeze", {"total_epochs=4", "unfreeze_embeddings_at=2"}},
-    {"ulmfit", {}},              {"bitfit", {}},                    {"norm_tuning", {}},
+    {"freeze_all", {}},
+    {"freeze_first_n", {"n=2"}},
+    {"freeze_last_n", {"n=1"}},
+    {"freeze_except_last_n", {"n=1"}},
+    {"freeze_embeddings", {}},
+    {"freeze_by_name", {"patterns=['.*attn.*', '.*conv.*']"}},
+    {"lp_lora", {}},
+    {"gradual_unfreeze", {"total_epochs=4", "unfreeze_embeddings_at=2"}},
+    {"ulmfit", {}},
+    {"bitfit", {}},
+    {"norm_tuning", {}},
     {"lisa", {"active_layers=1", "interval_steps=2"}},
 };
 
@@ -53,7 +75,8 @@ std::string path_of(const std::string& rel) {
 Inventory torchscript_inventory(const std::string& file) {
   char* manifest = nullptr;
   char* error = nullptr;
-  EXPECT_EQ(layerfreeze_torchscript_manifest(file.c_str(), &manifest, &error), 0) << (error ? error : "");
+  EXPECT_EQ(layerfreeze_torchscript_manifest(file.c_str(), &manifest, &error), 0)
+      << (error ? error : "");
   Diagnostics d;
   auto inv = parse_manifest(manifest ? manifest : "", file, d);
   std::free(manifest);
@@ -109,17 +132,21 @@ TEST_P(Architecture, PlansFromEverySourceEqualTheExecutor) {
       ex.seek(t.epoch, t.step);
       auto names = ex.frozen_names();
       std::set<std::string> live(names.begin(), names.end());
-      EXPECT_EQ(frozen_set(plan_pt, t), live) << family << " " << p.preset << " (.pt) at epoch " << e;
+      EXPECT_EQ(frozen_set(plan_pt, t), live)
+          << family << " " << p.preset << " (.pt) at epoch " << e;
       int64_t numel = 0;
       plan_pt.frozen_at(t).for_each([&](size_t i) { numel += plan_pt.inventory->params[i].numel; });
       EXPECT_EQ(numel, ex.frozen_numel()) << family << " " << p.preset;
       if (needs_module_types(p.preset)) {
         // Names alone find fewer norms than types do: what a header plan trains, the module trains.
-        for (const auto& n : frozen_set(plan_pt, t)) EXPECT_TRUE(frozen_set(plan_st, t).count(n)) << family << " " << n;
+        for (const auto& n : frozen_set(plan_pt, t))
+          EXPECT_TRUE(frozen_set(plan_st, t).count(n)) << family << " " << n;
         continue;
       }
-      EXPECT_EQ(frozen_set(plan_st, t), live) << family << " " << p.preset << " (.safetensors) at epoch " << e;
-      EXPECT_EQ(frozen_set(plan_ix, t), live) << family << " " << p.preset << " (sharded index) at epoch " << e;
+      EXPECT_EQ(frozen_set(plan_st, t), live)
+          << family << " " << p.preset << " (.safetensors) at epoch " << e;
+      EXPECT_EQ(frozen_set(plan_ix, t), live)
+          << family << " " << p.preset << " (sharded index) at epoch " << e;
     }
   }
 }
@@ -128,8 +155,9 @@ TEST_P(Architecture, JsonPlanListsRolesAndLayers) {
   const std::string family = GetParam();
   Diagnostics d;
   for (const std::string& source : {family + ".pt", family + ".safetensors"}) {
-    Inventory inv = source.size() > 3 && source.compare(source.size() - 3, 3, ".pt") == 0 ? torchscript_inventory(path_of(source))
-                                                                                          : *load_model(path_of(source), d);
+    Inventory inv = source.size() > 3 && source.compare(source.size() - 3, 3, ".pt") == 0
+                        ? torchscript_inventory(path_of(source))
+                        : *load_model(path_of(source), d);
     CompiledPlan plan = compile_arch_preset({"lp_lora", {}}, inv);
     auto j = nlohmann::json::parse(plan_json(summarize(plan, OptimizerKind::AdamW, {1, -1})));
     ASSERT_EQ(j["params"].size(), inv.params.size());
@@ -156,10 +184,12 @@ TEST_P(Architecture, InspectShowsThePatternAndEdgeCasesWarn) {
   std::string text = inventory_text(discovered_inv, false);
   EXPECT_NE(text.find("· pattern '"), std::string::npos) << text;
   CompiledPlan emb = compile_arch_preset({"freeze_embeddings", {}}, inv);
-  bool features_model = !discovered_inv.stacks.empty() && discovered_inv.stacks[0].container == "features";
+  bool features_model =
+      !discovered_inv.stacks.empty() && discovered_inv.stacks[0].container == "features";
   bool warned = false;
   for (const auto& w : emb.warnings)
-    if (w.code == "no-match" && !w.notes.empty() && w.notes[0].find("features.N models have no embeddings") != std::string::npos)
+    if (w.code == "no-match" && !w.notes.empty() &&
+        w.notes[0].find("features.N models have no embeddings") != std::string::npos)
       warned = true;
   EXPECT_EQ(warned, features_model) << family;
   bool tied = false;
@@ -195,14 +225,17 @@ TEST(ArchitecturesDoc, EveryRowMatchesDiscovery) {
     if (!inside || line.rfind("| `", 0) != 0) continue;
     std::vector<std::string> cells;
     size_t start = 1;
-    for (size_t bar; (bar = line.find('|', start)) != std::string::npos; start = bar + 1) cells.push_back(trim(line.substr(start, bar - start)));
+    for (size_t bar; (bar = line.find('|', start)) != std::string::npos; start = bar + 1)
+      cells.push_back(trim(line.substr(start, bar - start)));
     ASSERT_EQ(cells.size(), 6u) << line;
     const std::string& family = cells[0];
     Inventory inv = torchscript_inventory(path_of(family + ".pt"));
     Diagnostics d;
     discover_layers(inv, DiscoveryPatterns::shipped(), d);
     std::string stacks;
-    for (const auto& st : inv.stacks) stacks += (stacks.empty() ? "" : ", ") + st.container + " (" + std::to_string(st.num_layers) + ")";
+    for (const auto& st : inv.stacks)
+      stacks +=
+          (stacks.empty() ? "" : ", ") + st.container + " (" + std::to_string(st.num_layers) + ")";
     std::map<Role, std::set<std::string>> owners;
     std::vector<std::string> tied;
     for (const auto& p : inv.params) {

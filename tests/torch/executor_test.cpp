@@ -1,8 +1,8 @@
 // The executor in real LibTorch training loops: frozen means frozen under SGD (momentum, weight
 // decay), Adam and AdamW, also for parameters frozen after they had gradients; BatchNorm policy;
 // optimizer state and param groups; seek equals stepping; checkpoints.
-#include <gtest/gtest.h>
 #include <c10/util/string_utils.h>
+#include <gtest/gtest.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
@@ -21,7 +21,6 @@ using test::GPT2LMHeadModel;
 using test::train_step;
 using test::write_rules;
 
-
 std::map<std::string, torch::Tensor> snapshot_frozen(torch::nn::Module& m) {
   std::map<std::string, torch::Tensor> out;
   for (const auto& p : m.named_parameters())
@@ -29,10 +28,16 @@ std::map<std::string, torch::Tensor> snapshot_frozen(torch::nn::Module& m) {
   return out;
 }
 
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& kind, const std::vector<torch::Tensor>& params) {
-  if (kind == "sgd") return std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(0.1).momentum(0.9).weight_decay(0.1));
-  if (kind == "adam") return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(1e-2).weight_decay(0.1));
-  return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(1e-2).weight_decay(0.1));
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& kind,
+                                                        const std::vector<torch::Tensor>& params) {
+  if (kind == "sgd")
+    return std::make_unique<torch::optim::SGD>(
+        params, torch::optim::SGDOptions(0.1).momentum(0.9).weight_decay(0.1));
+  if (kind == "adam")
+    return std::make_unique<torch::optim::Adam>(params,
+                                                torch::optim::AdamOptions(1e-2).weight_decay(0.1));
+  return std::make_unique<torch::optim::AdamW>(params,
+                                               torch::optim::AdamWOptions(1e-2).weight_decay(0.1));
 }
 
 const char* kFreezeAtEpoch1 =
@@ -54,12 +59,16 @@ TEST(Executor, FrozenMeansFrozenForEveryOptimizer) {
     auto frozen = snapshot_frozen(*m);
     ASSERT_EQ(frozen.size(), 3u * 12u + 3u);  // wte (= lm_head, both names), wpe, layers 0-2
     FrozenGuard guard(*m);
-    auto trainable_before = m->transformer->h[5]->as<test::Block>()->mlp->c_fc->weight.detach().clone();
+    auto trainable_before =
+        m->transformer->h[5]->as<test::Block>()->mlp->c_fc->weight.detach().clone();
     for (int s = 0; s < 5; ++s) train_step(m, *opt);
     for (const auto& [name, before] : frozen)
-      EXPECT_TRUE(torch::equal(m->named_parameters()[name], before)) << kind << ": " << name << " moved";
+      EXPECT_TRUE(torch::equal(m->named_parameters()[name], before))
+          << kind << ": " << name << " moved";
     EXPECT_TRUE(guard.changed().empty()) << kind;
-    EXPECT_FALSE(torch::equal(m->transformer->h[5]->as<test::Block>()->mlp->c_fc->weight, trainable_before)) << kind;
+    EXPECT_FALSE(
+        torch::equal(m->transformer->h[5]->as<test::Block>()->mlp->c_fc->weight, trainable_before))
+        << kind;
   }
 }
 
@@ -68,7 +77,8 @@ TEST(Executor, WithoutDroppingTheGradientAFrozenWeightMoves) {
   // gradient defined (zeroed), and momentum and weight decay keep moving the weight.
   torch::manual_seed(3);
   GPT2LMHeadModel m;
-  torch::optim::SGD opt(trainable_parameters(*m), torch::optim::SGDOptions(0.1).momentum(0.9).weight_decay(0.1));
+  torch::optim::SGD opt(trainable_parameters(*m),
+                        torch::optim::SGDOptions(0.1).momentum(0.9).weight_decay(0.1));
   for (int s = 0; s < 3; ++s) train_step(m, opt);
   auto w = m->transformer->wpe->weight;
   w.requires_grad_(false);
@@ -82,12 +92,13 @@ TEST(Executor, WithoutDroppingTheGradientAFrozenWeightMoves) {
 TEST(Executor, OptimizerStateIsDroppedAndUnfrozenParametersJoinAsAGroup) {
   torch::manual_seed(4);
   GPT2LMHeadModel m;
-  std::string rules = write_rules("groups.yaml",
-                                  "options: {unfreeze_lr_scale: 0.1}\n"
-                                  "rules:\n  - freeze: {layers: \"0:2\"}\n"
-                                  "stages:\n"
-                                  "  - at: {epoch: 1}\n    rules: [{freeze: {layers: 5}}]\n"
-                                  "  - at: {epoch: 2}\n    rules: [{unfreeze: {layers: \"0:2\"}}]\n");
+  std::string rules =
+      write_rules("groups.yaml",
+                  "options: {unfreeze_lr_scale: 0.1}\n"
+                  "rules:\n  - freeze: {layers: \"0:2\"}\n"
+                  "stages:\n"
+                  "  - at: {epoch: 1}\n    rules: [{freeze: {layers: 5}}]\n"
+                  "  - at: {epoch: 2}\n    rules: [{unfreeze: {layers: \"0:2\"}}]\n");
   Executor ex(*m, rules);
   torch::optim::Adam opt(ex.trainable_parameters(), torch::optim::AdamOptions(1e-2));
   ex.attach_optimizer(opt);
@@ -129,7 +140,8 @@ TEST(Executor, SeekGivesTheSameStateAndGroupsAsSteppingThroughEveryEpoch) {
     return out;
   };
   for (size_t g = 0; g < oa.param_groups().size(); ++g)
-    EXPECT_EQ(names_of(*a, oa.param_groups()[g]), names_of(*b, ob.param_groups()[g])) << "group " << g;
+    EXPECT_EQ(names_of(*a, oa.param_groups()[g]), names_of(*b, ob.param_groups()[g]))
+        << "group " << g;
   for (const auto& p : a->named_parameters())
     EXPECT_EQ(p.value().requires_grad(), b->named_parameters()[p.key()].requires_grad()) << p.key();
 }
@@ -159,7 +171,8 @@ TEST(Executor, SeekingBackKeepsGroupsAndFrozenWeightsStayPut) {
   for (const auto& p : m->named_parameters())
     if (!p.value().requires_grad()) {
       EXPECT_FALSE(p.value().grad().defined()) << p.key();
-      EXPECT_EQ(opt.state().count(c10::guts::to_string(p.value().unsafeGetTensorImpl())), 0u) << p.key();
+      EXPECT_EQ(opt.state().count(c10::guts::to_string(p.value().unsafeGetTensorImpl())), 0u)
+          << p.key();
     }
   for (int e = 0; e <= 4; ++e) ex.on_epoch_begin(e);
   EXPECT_EQ(opt.param_groups().size(), groups);
@@ -189,12 +202,15 @@ TEST(Executor, CheckpointRestoreAndFingerprintMismatch) {
 TEST(Executor, RefusesAnOptimizerThatHoldsATiedTensorTwice) {
   GPT2LMHeadModel m;
   Executor ex(*m, write_rules("none.yaml", "rules: []\n"));
-  torch::optim::SGD twice(m->parameters(), torch::optim::SGDOptions(0.1));  // wte and lm_head: one tensor
+  torch::optim::SGD twice(m->parameters(),
+                          torch::optim::SGDOptions(0.1));  // wte and lm_head: one tensor
   try {
     ex.attach_optimizer(twice);
     ADD_FAILURE() << "no exception";
   } catch (const DiagnosticError& e) {
-    EXPECT_NE(std::string(e.what()).find("holds 'transformer.wte.weight' (also 'lm_head.weight') twice"), std::string::npos)
+    EXPECT_NE(
+        std::string(e.what()).find("holds 'transformer.wte.weight' (also 'lm_head.weight') twice"),
+        std::string::npos)
         << e.what();
   }
   torch::optim::SGD once(ex.trainable_parameters(), torch::optim::SGDOptions(0.1));
@@ -220,7 +236,9 @@ TEST(Executor, InvalidRulesLeaveTheModelAsItWas) {
     Executor ex(*m, write_rules("bad.yaml", "rules:\n  - freeze: {layers: {first: 9}}\n"));
     ADD_FAILURE() << "no exception";
   } catch (const DiagnosticError& e) {
-    EXPECT_NE(std::string(e.what()).find("first: 9 is out of range: the GPT2LMHeadModel module has 6 layers"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find(
+                  "first: 9 is out of range: the GPT2LMHeadModel module has 6 layers"),
+              std::string::npos)
         << e.what();
   }
   EXPECT_FALSE(m->transformer->wpe->weight.requires_grad());
@@ -265,7 +283,8 @@ namespace {
 struct WithCounterImpl : torch::nn::Module {
   WithCounterImpl() {
     a = register_module("a", torch::nn::Linear(4, 4));
-    counter = register_parameter("counter", torch::zeros({1}, torch::kLong), /*requires_grad=*/false);
+    counter =
+        register_parameter("counter", torch::zeros({1}, torch::kLong), /*requires_grad=*/false);
     b = register_module("b", torch::nn::Linear(4, 4));
   }
   torch::nn::Linear a{nullptr}, b{nullptr};
@@ -281,7 +300,8 @@ TEST(Executor, AFailedApplicationLeavesTheModuleAsItWas) {
     Executor ex(*m, write_rules("all_trainable.yaml", "rules: []\n"));
     ADD_FAILURE() << "no exception";
   } catch (const DiagnosticError& e) {
-    EXPECT_NE(std::string(e.what()).find("the module was left as it was"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("the module was left as it was"), std::string::npos)
+        << e.what();
   }
   EXPECT_FALSE(m->a->weight.requires_grad());  // restored, although it came before the failure
   EXPECT_TRUE(m->a->bias.requires_grad());

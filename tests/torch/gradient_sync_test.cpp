@@ -3,12 +3,12 @@
 // baseline, agreement and broadcast, and the configuration errors. (Whole processes on loopback
 // are tests/distributed.)
 #include <gtest/gtest.h>
-#include <torch/csrc/distributed/c10d/HashStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/nn/functional/loss.h>
 #include <torch/csrc/jit/serialization/import.h>
+#include <torch/nn/functional/loss.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/optim/sgd.h>
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 
 #include <cstdlib>
 #include <functional>
@@ -25,7 +25,8 @@ using test::GPT2LMHeadModel;
 using test::write_rules;
 
 // Runs `body(group, rank)` on `world` threads, each with its own Gloo group over one store.
-void on_ranks(int world, const std::function<void(c10::intrusive_ptr<c10d::ProcessGroup>, int)>& body) {
+void on_ranks(int world,
+              const std::function<void(c10::intrusive_ptr<c10d::ProcessGroup>, int)>& body) {
   auto store = c10::make_intrusive<c10d::HashStore>();
   std::vector<std::thread> threads;
   std::vector<std::exception_ptr> errors(static_cast<size_t>(world));
@@ -35,7 +36,8 @@ void on_ranks(int world, const std::function<void(c10::intrusive_ptr<c10d::Proce
         auto opts = c10d::ProcessGroupGloo::Options::create(std::chrono::seconds(30));
         opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
         opts->threads = 1;
-        c10::intrusive_ptr<c10d::ProcessGroup> g = c10::make_intrusive<c10d::ProcessGroupGloo>(store, r, world, opts);
+        c10::intrusive_ptr<c10d::ProcessGroup> g =
+            c10::make_intrusive<c10d::ProcessGroupGloo>(store, r, world, opts);
         body(g, r);
       } catch (...) {
         errors[static_cast<size_t>(r)] = std::current_exception();
@@ -45,7 +47,6 @@ void on_ranks(int world, const std::function<void(c10::intrusive_ptr<c10d::Proce
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);
 }
-
 
 const char* kStaged =
     "rules:\n"
@@ -78,7 +79,8 @@ void backward(GPT2LMHeadModel& m, const torch::Tensor& idx) {
 
 int64_t trainable_bytes(const Executor& ex) {
   int64_t n = 0;
-  for (const auto& t : ex.trainable_parameters()) n += t.numel() * static_cast<int64_t>(t.element_size());
+  for (const auto& t : ex.trainable_parameters())
+    n += t.numel() * static_cast<int64_t>(t.element_size());
   return n;
 }
 
@@ -100,7 +102,8 @@ TEST(GradientSync, BucketsHoldExactlyTheTrainableGradientsAndFollowStages) {
       largest = std::max<int64_t>(largest, t.numel() * static_cast<int64_t>(t.element_size()));
     for (int64_t b : sizes) {
       sum += b;
-      EXPECT_LE(b, std::max<int64_t>(4096, largest)) << "a bucket closes before it overflows (or holds one large tensor)";
+      EXPECT_LE(b, std::max<int64_t>(4096, largest))
+          << "a bucket closes before it overflows (or holds one large tensor)";
     }
     EXPECT_EQ(sum, trainable_bytes(ex));
     EXPECT_GT(sizes.size(), 2u) << "small buckets split the trainable set";
@@ -137,8 +140,10 @@ TEST(GradientSync, AveragesTrainableGradientsAcrossRanksAndLeavesFrozenOnesAlone
       if (p.value().grad().defined()) local[rank][p.key()] = p.value().grad().clone();
     sync.synchronize();
     for (const auto& p : m->named_parameters(true)) {
-      if (p.value().grad().defined()) synced[rank][p.key()] = p.value().grad().clone();
-      else gradless[rank].push_back(p.key());
+      if (p.value().grad().defined())
+        synced[rank][p.key()] = p.value().grad().clone();
+      else
+        gradless[rank].push_back(p.key());
     }
   });
   ASSERT_FALSE(synced[0].empty());
@@ -150,11 +155,14 @@ TEST(GradientSync, AveragesTrainableGradientsAcrossRanksAndLeavesFrozenOnesAlone
     torch::Tensor b = local[1].count(name) ? local[1][name] : torch::zeros_like(a);
     EXPECT_TRUE(torch::allclose(g, (a + b) / 2, 1e-6, 1e-7)) << name << " is not the average";
   }
-  EXPECT_TRUE(synced[1].count("transformer.ln_f.bias")) << "a missing gradient is a zero, and then defined";
+  EXPECT_TRUE(synced[1].count("transformer.ln_f.bias"))
+      << "a missing gradient is a zero, and then defined";
   // Frozen parameters (embeddings, layers 0-1) keep no gradient.
   EXPECT_EQ(gradless[0], gradless[1]);
-  EXPECT_NE(std::find(gradless[0].begin(), gradless[0].end(), "transformer.wte.weight"), gradless[0].end());
-  EXPECT_NE(std::find(gradless[0].begin(), gradless[0].end(), "transformer.h.0.attn.c_attn.weight"), gradless[0].end());
+  EXPECT_NE(std::find(gradless[0].begin(), gradless[0].end(), "transformer.wte.weight"),
+            gradless[0].end());
+  EXPECT_NE(std::find(gradless[0].begin(), gradless[0].end(), "transformer.h.0.attn.c_attn.weight"),
+            gradless[0].end());
 }
 
 // Overlap launches buckets from gradient hooks during backward; the result must equal the plain
@@ -169,8 +177,11 @@ TEST(GradientSync, OverlapEqualsThePlainRoundBitForBit) {
     finals[overlap].resize(2);
     on_ranks(2, [&](auto group, int rank) {
       GPT2LMHeadModel& m = ms[static_cast<size_t>(rank)];
-      Executor ex(*m, write_rules("overlap-" + std::to_string(overlap) + std::to_string(rank) + ".yaml", kStaged));
-      torch::optim::SGD opt(ex.trainable_parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
+      Executor ex(*m,
+                  write_rules("overlap-" + std::to_string(overlap) + std::to_string(rank) + ".yaml",
+                              kStaged));
+      torch::optim::SGD opt(ex.trainable_parameters(),
+                            torch::optim::SGDOptions(0.05).momentum(0.9));
       ex.attach_optimizer(opt);
       dist::GradientSyncOptions o;
       o.bucket_bytes = 2048;  // many buckets, launched one by one during backward
@@ -181,21 +192,26 @@ TEST(GradientSync, OverlapEqualsThePlainRoundBitForBit) {
         if (step == 2) ex.on_epoch_begin(1);  // a stage: layers 1 opens
         opt.zero_grad();
         backward(m, data[static_cast<size_t>(2 * step + rank)]);
-        if (step == 3) backward(m, data[static_cast<size_t>((2 * step + rank + 1) % 8)]);  // accumulation
+        if (step == 3)
+          backward(m, data[static_cast<size_t>((2 * step + rank + 1) % 8)]);  // accumulation
         auto st = sync.synchronize();
         if (rank == 0) bytes[overlap].push_back(st.bytes);
         EXPECT_EQ(st.rebuilt, step == 2) << "step " << step;
         // Steps 0 and 1: every bucket was launched during backward; the fallback steps none.
-        if (overlap && step < 2) EXPECT_EQ(st.overlapped, st.buckets) << "step " << step;
-        else EXPECT_EQ(st.overlapped, 0) << "step " << step;
+        if (overlap && step < 2)
+          EXPECT_EQ(st.overlapped, st.buckets) << "step " << step;
+        else
+          EXPECT_EQ(st.overlapped, 0) << "step " << step;
         opt.step();
       }
-      for (const auto& p : ex.parameters()) finals[overlap][static_cast<size_t>(rank)].push_back(p.detach().clone());
+      for (const auto& p : ex.parameters())
+        finals[overlap][static_cast<size_t>(rank)].push_back(p.detach().clone());
     });
   }
   for (int rank = 0; rank < 2; ++rank)
     for (size_t i = 0; i < finals[false][0].size(); ++i)
-      EXPECT_TRUE(torch::equal(finals[false][static_cast<size_t>(rank)][i], finals[true][static_cast<size_t>(rank)][i]))
+      EXPECT_TRUE(torch::equal(finals[false][static_cast<size_t>(rank)][i],
+                               finals[true][static_cast<size_t>(rank)][i]))
           << "rank " << rank << " parameter " << i;
   // Steps 0 and 1 overlap cleanly and send what the plain round sends; the stage change and the
   // accumulation step fall back (the latter after completing what backward launched).
@@ -245,7 +261,9 @@ TEST(Broadcast, BuffersOnlyLeavesParametersAlone) {
     bns.back()->running_mean.fill_(static_cast<double>(r + 1));
     bns.back()->weight.fill_(static_cast<double>(10 * (r + 1)));
   }
-  on_ranks(2, [&](auto group, int rank) { dist::broadcast_buffers(*group, *bns[static_cast<size_t>(rank)]); });
+  on_ranks(2, [&](auto group, int rank) {
+    dist::broadcast_buffers(*group, *bns[static_cast<size_t>(rank)]);
+  });
   EXPECT_TRUE(torch::equal(bns[1]->running_mean, torch::ones({4})));
   EXPECT_TRUE(torch::equal(bns[1]->weight, torch::full({4}, 20.0))) << "parameters are not buffers";
 }
@@ -283,14 +301,19 @@ TEST(GradientSync, TorchScriptModulesEndEqual) {
       sync.synchronize();
       opt.step();
     }
-    for (const auto& p : ex.parameters()) finals[static_cast<size_t>(rank)].push_back(p.detach().clone());
+    for (const auto& p : ex.parameters())
+      finals[static_cast<size_t>(rank)].push_back(p.detach().clone());
   });
   ASSERT_EQ(finals[0].size(), finals[1].size());
-  for (size_t i = 0; i < finals[0].size(); ++i) EXPECT_TRUE(torch::equal(finals[0][i], finals[1][i])) << i;
+  for (size_t i = 0; i < finals[0].size(); ++i)
+    EXPECT_TRUE(torch::equal(finals[0][i], finals[1][i])) << i;
 }
 
 struct SparseNetImpl : torch::nn::Module {
-  SparseNetImpl() { embed = register_module("embed", torch::nn::Embedding(torch::nn::EmbeddingOptions(10, 4).sparse(true))); }
+  SparseNetImpl() {
+    embed = register_module("embed",
+                            torch::nn::Embedding(torch::nn::EmbeddingOptions(10, 4).sparse(true)));
+  }
   torch::nn::Embedding embed{nullptr};
 };
 TORCH_MODULE(SparseNet);
@@ -303,7 +326,8 @@ TEST(GradientSync, SparseGradientsAreRefusedByName) {
     Executor ex(*net, write_rules("none.yaml", "layerfreeze: 1\n"));
     dist::GradientSync sync(group, ex);
     EXPECT_EQ(code_of([&] { sync.synchronize(); }),
-              "distributed-setup: 'embed.weight' has a sparse gradient; GradientSync averages dense gradients only");
+              "distributed-setup: 'embed.weight' has a sparse gradient; GradientSync averages "
+              "dense gradients only");
   });
 }
 
@@ -329,10 +353,13 @@ TEST(Agreement, SamePlanPassesAnotherFailsOnEveryRank) {
       EXPECT_EQ(e.diagnostics().items()[0].code, "plan-disagreement");
       messages[rank] = e.diagnostics().items()[0].message;
       const auto& notes = e.diagnostics().items()[0].notes;
-      EXPECT_NE(std::find(notes.begin(), notes.end(), "rules parameter `n`: 2 on rank 0, 1 on rank 1"), notes.end());
+      EXPECT_NE(
+          std::find(notes.begin(), notes.end(), "rules parameter `n`: 2 on rank 0, 1 on rank 1"),
+          notes.end());
     }
   });
-  EXPECT_EQ(messages[0], "the ranks disagree on the freezing plan: rank 1 of 2 differs from rank 0");
+  EXPECT_EQ(messages[0],
+            "the ranks disagree on the freezing plan: rank 1 of 2 differs from rank 0");
   EXPECT_EQ(messages[0], messages[1]);
 }
 
@@ -347,20 +374,23 @@ TEST(Broadcast, EveryRankEndsWithRankZerosWeightsAndBuffers) {
   EXPECT_TRUE(torch::equal(weights[0], weights[1]));
   torch::manual_seed(100);
   GPT2LMHeadModel reference;
-  EXPECT_TRUE(torch::equal(weights[0], reference->named_parameters()["transformer.h.1.mlp.c_fc.weight"]));
+  EXPECT_TRUE(
+      torch::equal(weights[0], reference->named_parameters()["transformer.h.1.mlp.c_fc.weight"]));
 }
 
 TEST(GroupSetup, EnvironmentAndOptionsAreChecked) {
   ::unsetenv("RANK");
   ::setenv("WORLD_SIZE", "2", 1);
-  EXPECT_EQ(code_of([] { dist::GroupOptions::from_env(); }), "distributed-env: environment variable RANK is not set");
+  EXPECT_EQ(code_of([] { dist::GroupOptions::from_env(); }),
+            "distributed-env: environment variable RANK is not set");
   ::setenv("RANK", "2", 1);
   EXPECT_EQ(code_of([] { dist::GroupOptions::from_env(); }),
             "distributed-env: environment variable RANK='2' is not an integer in [0, 1]");
   ::setenv("RANK", "1", 1);
   ::setenv("MASTER_PORT", "http", 1);
-  EXPECT_EQ(code_of([] { dist::GroupOptions::from_env(); }),
-            "distributed-env: environment variable MASTER_PORT='http' is not an integer in [1, 65535]");
+  EXPECT_EQ(
+      code_of([] { dist::GroupOptions::from_env(); }),
+      "distributed-env: environment variable MASTER_PORT='http' is not an integer in [1, 65535]");
   ::setenv("MASTER_PORT", "29511", 1);
   ::setenv("MASTER_ADDR", "10.0.0.7", 1);
   auto o = dist::GroupOptions::from_env();
@@ -372,15 +402,18 @@ TEST(GroupSetup, EnvironmentAndOptionsAreChecked) {
 
   dist::GroupOptions bad;
   bad.backend = "mpi";
-  EXPECT_EQ(code_of([&] { dist::make_process_group(bad); }), "distributed-setup: unknown backend 'mpi'");
+  EXPECT_EQ(code_of([&] { dist::make_process_group(bad); }),
+            "distributed-setup: unknown backend 'mpi'");
   bad.backend = "gloo";
   bad.rank = 3;
   bad.world_size = 2;
-  EXPECT_EQ(code_of([&] { dist::make_process_group(bad); }), "distributed-setup: rank 3 is not in a group of 2");
+  EXPECT_EQ(code_of([&] { dist::make_process_group(bad); }),
+            "distributed-setup: rank 3 is not in a group of 2");
 #ifndef USE_C10D_NCCL
   dist::GroupOptions nccl;
   nccl.backend = "nccl";
-  EXPECT_EQ(code_of([&] { dist::make_process_group(nccl); }), "distributed-setup: this LibTorch was built without NCCL");
+  EXPECT_EQ(code_of([&] { dist::make_process_group(nccl); }),
+            "distributed-setup: this LibTorch was built without NCCL");
 #endif
   auto ms = models(1, 0, true);
   on_ranks(1, [&](auto group, int) {

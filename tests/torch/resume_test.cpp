@@ -35,7 +35,8 @@ TrainingRun start(const std::string& preset, const std::vector<std::string>& set
   po.sets = sets;
   po.steps_per_epoch = kStepsPerEpoch;
   r.ex = std::make_unique<Executor>(*r.model, "preset:" + preset, po);
-  r.opt = std::make_unique<torch::optim::AdamW>(r.ex->trainable_parameters(), torch::optim::AdamWOptions(1e-2).weight_decay(0.1));
+  r.opt = std::make_unique<torch::optim::AdamW>(r.ex->trainable_parameters(),
+                                                torch::optim::AdamWOptions(1e-2).weight_decay(0.1));
   r.ex->attach_optimizer(*r.opt);
   return r;
 }
@@ -46,7 +47,8 @@ void train(TrainingRun& r, int64_t from, int64_t to) {
     r.ex->on_step(step);
     torch::manual_seed(1000 + step);  // the data of a step depends on the step only
     auto idx = torch::randint(0, 64, {2, 8});
-    auto loss = torch::nn::functional::cross_entropy(r.model->forward(idx).view({-1, 64}), idx.view({-1}));
+    auto loss =
+        torch::nn::functional::cross_entropy(r.model->forward(idx).view({-1, 64}), idx.view({-1}));
     if (!loss.requires_grad()) continue;  // nothing trains at this step (freeze_all)
     r.opt->zero_grad();
     loss.backward();
@@ -76,10 +78,17 @@ struct ResumePreset {
 TEST(Resume, KilledAndResumedEqualsUninterruptedForEveryPreset) {
   at::set_num_threads(1);
   const std::vector<ResumePreset> presets = {
-      {"freeze_all", {}},         {"freeze_first_n", {"n=2"}},   {"freeze_last_n", {"n=2"}},
-      {"freeze_except_last_n", {"n=2"}}, {"freeze_embeddings", {}}, {"freeze_by_name", {"patterns=['.*attn.*']"}},
-      {"lp_lora", {}},            {"gradual_unfreeze", {"total_epochs=4", "unfreeze_embeddings_at=2"}},
-      {"ulmfit", {}},             {"bitfit", {}},                 {"norm_tuning", {}},
+      {"freeze_all", {}},
+      {"freeze_first_n", {"n=2"}},
+      {"freeze_last_n", {"n=2"}},
+      {"freeze_except_last_n", {"n=2"}},
+      {"freeze_embeddings", {}},
+      {"freeze_by_name", {"patterns=['.*attn.*']"}},
+      {"lp_lora", {}},
+      {"gradual_unfreeze", {"total_epochs=4", "unfreeze_embeddings_at=2"}},
+      {"ulmfit", {}},
+      {"bitfit", {}},
+      {"norm_tuning", {}},
       {"lisa", {"active_layers=2", "interval_steps=2"}},
   };
   for (const auto& p : presets) {
@@ -107,8 +116,10 @@ TEST(Resume, KilledAndResumedEqualsUninterruptedForEveryPreset) {
       EXPECT_EQ(group_names(whole), group_names(second)) << where;
       auto a = whole.model->named_parameters(), b = second.model->named_parameters();
       for (const auto& item : a) {
-        EXPECT_EQ(item.value().requires_grad(), b[item.key()].requires_grad()) << where << ": " << item.key();
-        EXPECT_TRUE(torch::equal(item.value(), b[item.key()])) << where << ": " << item.key() << " differs";
+        EXPECT_EQ(item.value().requires_grad(), b[item.key()].requires_grad())
+            << where << ": " << item.key();
+        EXPECT_TRUE(torch::equal(item.value(), b[item.key()]))
+            << where << ": " << item.key() << " differs";
       }
     }
   }

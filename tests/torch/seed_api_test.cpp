@@ -64,7 +64,7 @@ TEST(SeedApi, LpLoraAndFreezeByName) {
   unfreeze_model(*m);
   EXPECT_EQ(freeze_by_name(*m, ".*ATTN.*", false), 6 * (816 + 272));
   unfreeze_model(*m);
-  EXPECT_EQ(freeze_by_name(*m, "attn"), 0);  // full match: nothing, no throw
+  EXPECT_EQ(freeze_by_name(*m, "attn"), 0);                 // full match: nothing, no throw
   EXPECT_EQ(freeze_by_name(*m, "lm_head\\.weight"), kWte);  // an alias selects the tied tensor
 }
 
@@ -147,11 +147,13 @@ TEST(SeedApi, GradualUnfreezerSchedule) {
   for (int e : {0, 1, 2, 3, 1, 3, 3, 0}) {  // idempotent, and it may jump back (resume)
     u.step(e);
     int k = (6 * e + 2) / 3;  // ceil(L * e / (T - 1))
-    for (int l = 0; l < 6; ++l) EXPECT_EQ(frozen_in_layer(m, l) == 0, l >= 6 - k) << "epoch " << e << " layer " << l;
+    for (int l = 0; l < 6; ++l)
+      EXPECT_EQ(frozen_in_layer(m, l) == 0, l >= 6 - k) << "epoch " << e << " layer " << l;
     EXPECT_FALSE(m->transformer->wpe->weight.requires_grad());
   }
   EXPECT_NE(log.str().find("Epoch 1: unfroze layers 4-5"), std::string::npos) << log.str();
-  EXPECT_NE(log.str().find("'lm_head.weight' is the same tensor as 'transformer.wte.weight'; it follows the embeddings"),
+  EXPECT_NE(log.str().find("'lm_head.weight' is the same tensor as 'transformer.wte.weight'; it "
+                           "follows the embeddings"),
             std::string::npos)
       << log.str();
   GPT2LMHeadModel m2;
@@ -185,8 +187,10 @@ TEST(SeedApi, MemorySavingsEqualWhatARealStepAllocates) {
     GPT2LMHeadModel full, part;
     auto make = [&](GPT2LMHeadModel& m) -> std::unique_ptr<torch::optim::Optimizer> {
       if (kind == OptimizerKind::AdamW)
-        return std::make_unique<torch::optim::AdamW>(trainable_parameters(*m), torch::optim::AdamWOptions(1e-3));
-      return std::make_unique<torch::optim::SGD>(trainable_parameters(*m), torch::optim::SGDOptions(1e-2).momentum(0.9));
+        return std::make_unique<torch::optim::AdamW>(trainable_parameters(*m),
+                                                     torch::optim::AdamWOptions(1e-3));
+      return std::make_unique<torch::optim::SGD>(trainable_parameters(*m),
+                                                 torch::optim::SGDOptions(1e-2).momentum(0.9));
     };
     auto opt_full = make(full);
     int64_t all = step_bytes(full, *opt_full);

@@ -27,7 +27,8 @@ struct AttentionImpl : torch::nn::Module {
   }
   torch::Tensor forward(const torch::Tensor& x) {
     auto qkv = c_attn->forward(x).chunk(3, -1);
-    auto w = torch::softmax(torch::matmul(qkv[0], qkv[1].transpose(-1, -2)) / std::sqrt(double(x.size(-1))), -1);
+    auto w = torch::softmax(
+        torch::matmul(qkv[0], qkv[1].transpose(-1, -2)) / std::sqrt(double(x.size(-1))), -1);
     return c_proj->forward(torch::matmul(w, qkv[2]));
   }
   torch::nn::Linear c_attn{nullptr}, c_proj{nullptr};
@@ -39,7 +40,9 @@ struct MlpImpl : torch::nn::Module {
     c_fc = register_module("c_fc", torch::nn::Linear(d, 4 * d));
     c_proj = register_module("c_proj", torch::nn::Linear(4 * d, d));
   }
-  torch::Tensor forward(const torch::Tensor& x) { return c_proj->forward(torch::relu(c_fc->forward(x))); }
+  torch::Tensor forward(const torch::Tensor& x) {
+    return c_proj->forward(torch::relu(c_fc->forward(x)));
+  }
   torch::nn::Linear c_fc{nullptr}, c_proj{nullptr};
 };
 TORCH_MODULE(Mlp);
@@ -89,11 +92,14 @@ struct LMHeadImpl : torch::nn::Module {
 TORCH_MODULE(LMHead);
 
 struct GPT2LMHeadModelImpl : torch::nn::Module {
-  explicit GPT2LMHeadModelImpl(int64_t vocab = 64, int64_t ctx = 16, int64_t d = 16, int64_t layers = 6) {
+  explicit GPT2LMHeadModelImpl(int64_t vocab = 64, int64_t ctx = 16, int64_t d = 16,
+                               int64_t layers = 6) {
     transformer = register_module("transformer", Transformer(vocab, ctx, d, layers));
     lm_head = register_module("lm_head", LMHead(transformer->wte->weight));
   }
-  torch::Tensor forward(const torch::Tensor& idx) { return lm_head->forward(transformer->forward(idx)); }
+  torch::Tensor forward(const torch::Tensor& idx) {
+    return lm_head->forward(transformer->forward(idx));
+  }
   Transformer transformer{nullptr};
   LMHead lm_head{nullptr};
 };
@@ -101,10 +107,14 @@ TORCH_MODULE(GPT2LMHeadModel);
 
 struct BasicBlockImpl : torch::nn::Module {
   BasicBlockImpl(int64_t cin, int64_t cout, int64_t stride) {
-    conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(cin, cout, 3).stride(stride).padding(1).bias(false)));
+    conv1 = register_module(
+        "conv1", torch::nn::Conv2d(
+                     torch::nn::Conv2dOptions(cin, cout, 3).stride(stride).padding(1).bias(false)));
     bn1 = register_module("bn1", torch::nn::BatchNorm2d(cout));
   }
-  torch::Tensor forward(const torch::Tensor& x) { return torch::relu(bn1->forward(conv1->forward(x))); }
+  torch::Tensor forward(const torch::Tensor& x) {
+    return torch::relu(bn1->forward(conv1->forward(x)));
+  }
   torch::nn::Conv2d conv1{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr};
 };
@@ -112,9 +122,11 @@ TORCH_MODULE(BasicBlock);
 
 struct ResNetImpl : torch::nn::Module {
   ResNetImpl() {
-    conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 8, 3).padding(1).bias(false)));
+    conv1 = register_module(
+        "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 8, 3).padding(1).bias(false)));
     bn1 = register_module("bn1", torch::nn::BatchNorm2d(8));
-    layer1 = register_module("layer1", torch::nn::Sequential(BasicBlock(8, 8, 1), BasicBlock(8, 8, 1)));
+    layer1 =
+        register_module("layer1", torch::nn::Sequential(BasicBlock(8, 8, 1), BasicBlock(8, 8, 1)));
     layer2 = register_module("layer2", torch::nn::Sequential(BasicBlock(8, 16, 2)));
     fc = register_module("fc", torch::nn::Linear(16, 10));
   }

@@ -24,7 +24,8 @@ namespace {
 std::string fixture(const std::string& name) {
   std::string path = std::string(LAYERFREEZE_TORCH_FIXTURES) + "/" + name;
   // Fail loudly: these files come from scripts/make_torch_fixtures.py (the torch_fixtures test).
-  EXPECT_TRUE(std::filesystem::exists(path)) << path << " is missing: run scripts/make_torch_fixtures.py";
+  EXPECT_TRUE(std::filesystem::exists(path))
+      << path << " is missing: run scripts/make_torch_fixtures.py";
   return path;
 }
 
@@ -36,23 +37,31 @@ TEST(TorchScript, LiveInventoryOfAnExportedGpt2) {
   auto tied = live.inventory.find("lm_head.weight");
   ASSERT_TRUE(tied);
   EXPECT_EQ(live.inventory.params[*tied].name, "transformer.wte.weight");
-  EXPECT_EQ(live.inventory.params[*live.inventory.find("transformer.h.0.attn.c_attn.weight")].module_type, "Linear");
-  EXPECT_EQ(live.inventory.params[*live.inventory.find("transformer.ln_f.weight")].module_type, "LayerNorm");
-  EXPECT_EQ(short_type_name("__torch__.torch.nn.modules.linear.___torch_mangle_3.Linear"), "Linear");
+  EXPECT_EQ(
+      live.inventory.params[*live.inventory.find("transformer.h.0.attn.c_attn.weight")].module_type,
+      "Linear");
+  EXPECT_EQ(live.inventory.params[*live.inventory.find("transformer.ln_f.weight")].module_type,
+            "LayerNorm");
+  EXPECT_EQ(short_type_name("__torch__.torch.nn.modules.linear.___torch_mangle_3.Linear"),
+            "Linear");
   EXPECT_EQ(get_num_layers(m), 6);
 }
 
 TEST(TorchScript, CliEntryPointWritesAManifest) {
   char* manifest = nullptr;
   char* error = nullptr;
-  ASSERT_EQ(layerfreeze_torchscript_manifest(fixture("resnet_tiny.pt").c_str(), &manifest, &error), 0) << (error ? error : "");
+  ASSERT_EQ(layerfreeze_torchscript_manifest(fixture("resnet_tiny.pt").c_str(), &manifest, &error),
+            0)
+      << (error ? error : "");
   Diagnostics d;
   auto inv = parse_manifest(manifest, "resnet_tiny.pt", d);
   std::free(manifest);
   ASSERT_TRUE(inv) << format_diagnostics(d);
   EXPECT_EQ(inv->params[*inv->find("layer1.0.bn1.weight")].module_type, "BatchNorm2d");
   EXPECT_EQ(layerfreeze_torchscript_manifest("/no/such/model.pt", &manifest, &error), 1);
-  EXPECT_NE(std::string(error).find("cannot load TorchScript model '/no/such/model.pt'"), std::string::npos) << error;
+  EXPECT_NE(std::string(error).find("cannot load TorchScript model '/no/such/model.pt'"),
+            std::string::npos)
+      << error;
   std::free(error);
 }
 
@@ -106,14 +115,18 @@ TEST(TorchScript, PlanFromTheFileEqualsTheExecutorOnTheModule) {
         for (int64_t s = 0; s < 10; s += 3) {
           ex.seek(e, e * 10 + s);
           std::vector<std::string> want;
-          plan->frozen_at({e, e * 10 + s}).for_each([&](size_t i) { want.push_back(plan->inventory->params[i].name); });
-          EXPECT_EQ(ex.frozen_names(), want) << p.preset << " on " << file << " at epoch " << e << " step " << s;
+          plan->frozen_at({e, e * 10 + s}).for_each([&](size_t i) {
+            want.push_back(plan->inventory->params[i].name);
+          });
+          EXPECT_EQ(ex.frozen_names(), want)
+              << p.preset << " on " << file << " at epoch " << e << " step " << s;
           bound.seek(e, e * 10 + s);
           EXPECT_EQ(bound.frozen_names(), want) << "bound plan: " << p.preset << " on " << file;
           // And the module itself agrees.
           for (const auto& np : m.named_parameters()) {
             // An alias is frozen when its tensor's canonical name is.
-            const std::string& canonical = plan->inventory->params[*plan->inventory->find(np.name)].name;
+            const std::string& canonical =
+                plan->inventory->params[*plan->inventory->find(np.name)].name;
             bool frozen = std::find(want.begin(), want.end(), canonical) != want.end();
             EXPECT_EQ(np.value.requires_grad(), !frozen) << np.name;
           }

@@ -11,8 +11,8 @@
 
 #include "layerfreeze/executor.hpp"
 #include "layerfreeze/layerfreeze.hpp"
-#include "print/plan_summary.hpp"
 #include "print/plan_printer.hpp"
+#include "print/plan_summary.hpp"
 #include "torch/torch_models.hpp"
 
 namespace layerfreeze {
@@ -24,9 +24,12 @@ constexpr int64_t kVocab = 32, kDim = 16, kVisionDim = 12, kPatch = 4;
 
 struct PatchEmbedImpl : torch::nn::Module {
   PatchEmbedImpl() {
-    proj = register_module("proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, kVisionDim, kPatch).stride(kPatch)));
+    proj = register_module(
+        "proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, kVisionDim, kPatch).stride(kPatch)));
   }
-  torch::Tensor forward(const torch::Tensor& image) { return proj->forward(image).flatten(2).transpose(1, 2); }
+  torch::Tensor forward(const torch::Tensor& image) {
+    return proj->forward(image).flatten(2).transpose(1, 2);
+  }
   torch::nn::Conv2d proj{nullptr};
 };
 TORCH_MODULE(PatchEmbed);
@@ -35,8 +38,9 @@ TORCH_MODULE(PatchEmbed);
 struct MergerImpl : torch::nn::Module {
   MergerImpl() {
     ln_q = register_module("ln_q", torch::nn::LayerNorm(torch::nn::LayerNormOptions({kVisionDim})));
-    mlp = register_module("mlp", torch::nn::Sequential(torch::nn::Linear(kVisionDim, kDim), torch::nn::GELU(),
-                                                       torch::nn::Linear(kDim, kDim)));
+    mlp = register_module(
+        "mlp", torch::nn::Sequential(torch::nn::Linear(kVisionDim, kDim), torch::nn::GELU(),
+                                     torch::nn::Linear(kDim, kDim)));
   }
   torch::Tensor forward(const torch::Tensor& x) { return mlp->forward(ln_q->forward(x)); }
   torch::nn::LayerNorm ln_q{nullptr};
@@ -103,12 +107,14 @@ void backward_once(TinyVLM& m) {
   auto ids = torch::randint(0, kVocab, {2, 5});
   auto logits = m->forward(image, ids);
   auto targets = torch::randint(0, kVocab, {2, logits.size(1)});
-  torch::nn::functional::cross_entropy(logits.reshape({-1, kVocab}), targets.reshape({-1})).backward();
+  torch::nn::functional::cross_entropy(logits.reshape({-1, kVocab}), targets.reshape({-1}))
+      .backward();
 }
 
 bool has_grad(TinyVLM& m, const std::string& name) {
   for (const auto& p : m->named_parameters())
-    if (p.key() == name) return p.value().grad().defined() && p.value().grad().abs().sum().item<double>() > 0;
+    if (p.key() == name)
+      return p.value().grad().defined() && p.value().grad().abs().sum().item<double>() > 0;
   ADD_FAILURE() << "no parameter " << name;
   return false;
 }
@@ -131,7 +137,8 @@ void expect_frozen_exactly(TinyVLM& m, const Executor& ex, const std::set<std::s
   // And the executor's frozen set is the plan's at the start.
   PlanState plan_state = ex.plan().state_at({0, 0});
   const Inventory& inv = ex.inventory();
-  for (size_t i = 0; i < inv.params.size(); ++i) EXPECT_EQ(ex.is_frozen(i), plan_state.frozen[i]) << inv.params[i].name;
+  for (size_t i = 0; i < inv.params.size(); ++i)
+    EXPECT_EQ(ex.is_frozen(i), plan_state.frozen[i]) << inv.params[i].name;
 }
 
 TEST(VisionLanguage, DiscoveryFindsTheTrunkTheTowerAndTheConnector) {
@@ -166,8 +173,9 @@ TEST(VisionLanguage, PresetsFreezeWhatTheModelsStructureSays) {
     // the connector trains.
     TinyVLM m;
     Executor ex(*m, "preset:lp_lora");
-    expect_frozen_exactly(m, ex, {"visual.patch_embed", "visual.blocks", "model.layers.0.", "model.layers.1.",
-                                  "model.embed_tokens", "lm_head"});
+    expect_frozen_exactly(m, ex,
+                          {"visual.patch_embed", "visual.blocks", "model.layers.0.",
+                           "model.layers.1.", "model.embed_tokens", "lm_head"});
   }
   {
     // Only the last trunk layer trains: the tower's last block and the connector do not.
@@ -175,8 +183,9 @@ TEST(VisionLanguage, PresetsFreezeWhatTheModelsStructureSays) {
     PlanOptions o;
     o.sets = {"n=1"};
     Executor ex(*m, "preset:freeze_except_last_n", o);
-    expect_frozen_exactly(m, ex, {"visual.", "model.embed_tokens", "lm_head", "model.norm", "model.layers.0.",
-                                  "model.layers.1.", "model.layers.2."});
+    expect_frozen_exactly(m, ex,
+                          {"visual.", "model.embed_tokens", "lm_head", "model.norm",
+                           "model.layers.0.", "model.layers.1.", "model.layers.2."});
   }
   {
     // Gradual unfreezing, epoch 0: only the head (the language model's final norm; lm_head is
@@ -192,7 +201,8 @@ TEST(VisionLanguage, PresetsFreezeWhatTheModelsStructureSays) {
     TinyVLM m;
     freeze_first_n_layers(*m, 2);
     for (const auto& p : m->named_parameters())
-      EXPECT_EQ(p.value().requires_grad(), !(p.key().rfind("model.layers.0.", 0) == 0 || p.key().rfind("model.layers.1.", 0) == 0))
+      EXPECT_EQ(p.value().requires_grad(), !(p.key().rfind("model.layers.0.", 0) == 0 ||
+                                             p.key().rfind("model.layers.1.", 0) == 0))
           << p.key();
   }
 }
@@ -202,24 +212,28 @@ TEST(VisionLanguage, ATrainableConnectorCarriesTheBackwardPassThroughFrozenLayer
   // gradient and the backward pass runs through both frozen layers.
   TinyVLM m;
   Executor ex(*m, "preset:lp_lora");
-  EXPECT_NE(backward_line(ex).find("runs through every layer (0–3) and stops at the connector"), std::string::npos)
+  EXPECT_NE(backward_line(ex).find("runs through every layer (0–3) and stops at the connector"),
+            std::string::npos)
       << backward_line(ex);
   backward_once(m);
   ASSERT_TRUE(m->trunk_input.requires_grad());
   ASSERT_TRUE(m->trunk_input.grad().defined());
   EXPECT_GT(m->trunk_input.grad().abs().sum().item<double>(), 0.0);
   EXPECT_TRUE(has_grad(m, "visual.merger.mlp.0.weight"));
-  EXPECT_FALSE(m->model->layers[0]->as<Block>()->attn->c_attn->weight.grad().defined());  // frozen: no grad
+  EXPECT_FALSE(
+      m->model->layers[0]->as<Block>()->attn->c_attn->weight.grad().defined());  // frozen: no grad
   EXPECT_FALSE(m->visual->blocks[2]->as<Block>()->attn->c_attn->weight.grad().defined());
 }
 
 TEST(VisionLanguage, AFrozenConnectorLetsTheBackwardPassStopAtTheFirstTrainableLayer) {
   TinyVLM m;
-  std::string rules = test::write_rules("vlm_frozen_connector.yaml",
-                                        "layerfreeze: 1\nname: t\nrules:\n  - freeze: [tower, connector, embeddings]\n"
-                                        "  - freeze: {layers: {first: 2}}\n");
+  std::string rules = test::write_rules(
+      "vlm_frozen_connector.yaml",
+      "layerfreeze: 1\nname: t\nrules:\n  - freeze: [tower, connector, embeddings]\n"
+      "  - freeze: {layers: {first: 2}}\n");
   Executor ex(*m, rules);
-  EXPECT_NE(backward_line(ex).find("stops at layer 2 (model.layers.2)"), std::string::npos) << backward_line(ex);
+  EXPECT_NE(backward_line(ex).find("stops at layer 2 (model.layers.2)"), std::string::npos)
+      << backward_line(ex);
   backward_once(m);
   // Nothing below layer 2 requires grad: layer 0's input gets no gradient.
   EXPECT_FALSE(m->trunk_input.requires_grad());
@@ -229,17 +243,20 @@ TEST(VisionLanguage, AFrozenConnectorLetsTheBackwardPassStopAtTheFirstTrainableL
 
 TEST(VisionLanguage, ATrainableTowerLayerTakesTheBackwardPassIntoTheTower) {
   TinyVLM m;
-  std::string rules = test::write_rules("vlm_last_vision_block.yaml",
-                                        "layerfreeze: 1\nname: t\nrules:\n  - freeze: all\n"
-                                        "  - unfreeze: {stack: vision, layers: \"-1:\"}\n  - unfreeze: {layers: {last: 1}}\n");
+  std::string rules = test::write_rules(
+      "vlm_last_vision_block.yaml",
+      "layerfreeze: 1\nname: t\nrules:\n  - freeze: all\n"
+      "  - unfreeze: {stack: vision, layers: \"-1:\"}\n  - unfreeze: {layers: {last: 1}}\n");
   Executor ex(*m, rules);
-  EXPECT_NE(backward_line(ex).find("into the vision tower 'visual', down to visual.blocks.2"), std::string::npos)
+  EXPECT_NE(backward_line(ex).find("into the vision tower 'visual', down to visual.blocks.2"),
+            std::string::npos)
       << backward_line(ex);
   backward_once(m);
   EXPECT_TRUE(m->trunk_input.requires_grad());
   EXPECT_TRUE(has_grad(m, "visual.blocks.2.attn.c_attn.weight"));
   EXPECT_FALSE(m->visual->blocks[1]->as<Block>()->attn->c_attn->weight.grad().defined());
-  EXPECT_FALSE(m->visual->merger->ln_q->weight.grad().defined());  // frozen, though the gradient passes through it
+  EXPECT_FALSE(m->visual->merger->ln_q->weight.grad()
+                   .defined());  // frozen, though the gradient passes through it
 }
 
 }  // namespace
