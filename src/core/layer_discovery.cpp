@@ -18,33 +18,6 @@ namespace layerfreeze {
 
 namespace {
 
-std::vector<Pattern> read_patterns(const YAML::Node& node, const std::string& key,
-                                   const std::string& file, Diagnostics& diags) {
-  std::vector<Pattern> out;
-  const YAML::Node list = node[key];
-  if (!list) return out;
-  if (!list.IsSequence()) {
-    diags.error("wrong-type", "'" + key + "' must be a list of patterns",
-                {file, list.Mark().line + 1, list.Mark().column + 1});
-    return out;
-  }
-  for (const auto& item : list) {
-    if (key == "towers" && item.IsMap() && item["pattern"] && item["pattern"].IsScalar()) {
-      Pattern p{item["pattern"].Scalar(), {file, item.Mark().line + 1, item.Mark().column + 1}, ""};
-      if (item["modality"] && item["modality"].IsScalar()) p.modality = item["modality"].Scalar();
-      out.push_back(std::move(p));
-      continue;
-    }
-    if (!item.IsScalar()) {
-      diags.error("wrong-type", "a discovery pattern must be a string",
-                  {file, item.Mark().line + 1, item.Mark().column + 1});
-      continue;
-    }
-    out.push_back({item.Scalar(), {file, item.Mark().line + 1, item.Mark().column + 1}, ""});
-  }
-  return out;
-}
-
 // One candidate container of a name: the key with the index marked '#', and the index.
 struct Candidate {
   std::string key;
@@ -246,128 +219,108 @@ std::string describe_parts(const Inventory& inv) {
 
 }  // namespace
 
-const DiscoveryPatterns& DiscoveryPatterns::shipped() {
-  static const DiscoveryPatterns patterns = [] {
-    Diagnostics diags;
-    const char* text = embedded_rule_file("discovery.yaml");
-    return parse_discovery_yaml(text ? text : "", "rules/discovery.yaml", diags);
-  }();
-  return patterns;
-}
+namespace {
 
-DiscoveryPatterns DiscoveryPatterns::merged(const DiscoveryPatterns& o, bool replace) const {
-  auto join = [replace](const std::vector<Pattern>& first, const std::vector<Pattern>& second) {
-    std::vector<Pattern> out = first;
-    if (!replace || first.empty()) out.insert(out.end(), second.begin(), second.end());
-    return out;
-  };
-  DiscoveryPatterns m;
-  m.layers = join(o.layers, layers);
-  m.embeddings = join(o.embeddings, embeddings);
-  m.head = join(o.head, head);
-  m.stack_order = o.stack_order.empty() ? stack_order : o.stack_order;
-  m.towers = join(o.towers, towers);
-  m.connectors = join(o.connectors, connectors);
-  m.trunk = join(o.trunk, trunk);
-  m.explicit_towers = explicit_towers || !o.towers.empty() || !o.trunk.empty();
-  return m;
-}
+// One discovery run, stage by stage: match keys → stacks → trunk/towers → layout → roles.
+// Each stage reads what the ones before left in the members.
+class Discovery {
+ public:
+  Discovery(Inventory& inv, const DiscoveryPatterns& patterns, Diagnostics& diags)
+      : inv_(inv), patterns_(patterns), diags_(diags), hits_(inv.params.size()) {}
 
-DiscoveryPatterns parse_discovery_yaml(const std::string& text, const std::string& file,
-                                       Diagnostics& diags) {
-  DiscoveryPatterns p;
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    diags.error("yaml-syntax", e.msg, {file, e.mark.line + 1, e.mark.column + 1});
-    return p;
+  void run() {
+    reset();
+    match_keys();
+    if (!any_hit_) fallback();
+    collect_stacks();
+    split();
+    lay_out_stacks();
+    assign_roles();
+    if (inv_.multimodal()) {
+      if (!inv_.registration_order)
+        order_by_data_flow(inv_, [&](const std::string& name) { return is_embedding(name); });
+      inv_.notes.push_back(describe_parts(inv_));
+    }
+    check_config_layers(inv_, diags_);
   }
-  p.layers = read_patterns(root, "layers", file, diags);
-  p.embeddings = read_patterns(root, "embeddings", file, diags);
-  p.head = read_patterns(root, "head", file, diags);
-  p.towers = read_patterns(root, "towers", file, diags);
-  p.connectors = read_patterns(root, "connectors", file, diags);
-  p.trunk = read_patterns(root, "trunk", file, diags);
-  if (root["stack_order"] && root["stack_order"].IsSequence())
-    for (const auto& s : root["stack_order"]) p.stack_order.push_back(s.as<std::string>(""));
-  return p;
-}
 
-void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnostics& diags) {
-  inv.stacks.clear();
-  inv.layers.clear();
-  inv.notes.clear();
-  inv.towers.clear();
-  inv.connectors.clear();
-  inv.trunk_layers = 0;
-  for (auto& p : inv.params) p.part = -1;
-
-  // 1. Layers: the outermost container key of each name that a pattern matches. Keys repeat
-  // across thousands of names, so each distinct key is matched once and then known by a small
-  // id; the per-name work is a scan and a hash lookup.
-  std::vector<std::unique_ptr<RE2>> layer_res;
-  for (const auto& p : patterns.layers) layer_res.push_back(compile_pattern(p, "layer", diags));
+ private:
   struct KeyInfo {
     std::string key;
     int pattern;  // -1: no pattern matches
   };
-  std::vector<KeyInfo> keys_seen;
-  std::unordered_map<std::string, int32_t> key_ids;
-  auto key_id = [&](const std::string& key) {
-    auto it = key_ids.find(key);
-    if (it != key_ids.end()) return it->second;
-    int found = -1;
-    for (size_t i = 0; i < layer_res.size() && found < 0; ++i)
-      if (layer_res[i] && RE2::FullMatch(key, *layer_res[i])) found = static_cast<int>(i);
-    int32_t id = static_cast<int32_t>(keys_seen.size());
-    keys_seen.push_back({key, found});
-    key_ids.emplace(key, id);
-    return id;
-  };
-  auto match_key = [&](const std::string& key) { return keys_seen[key_id(key)].pattern; };
-
   struct Hit {
-    int32_t key = -1;  // id in keys_seen
+    int32_t key = -1;  // id in keys_
     int64_t index = 0;
   };
-  std::vector<Hit> hits(inv.params.size());
-  std::vector<Candidate> cands;
-  bool any_hit = false;
-  std::string buf;  // reused: no allocation per name once it has grown
-  for (size_t i = 0; i < inv.params.size(); ++i) {
-    const std::string& name = inv.params[i].name;
-    // The candidates of candidates_of(), outermost first, stopping at the first match.
-    for (size_t start = 0, end; start < name.size(); start = end + 1) {
-      end = name.find('.', start);
-      if (end == std::string::npos) break;
-      size_t d = end;
-      while (d > start && std::isdigit(static_cast<unsigned char>(name[d - 1]))) --d;
-      bool whole = d == start && start > 0, glued = d > start && d < end;
-      if (!(whole || glued) || end - d > 9) continue;
-      buf.assign(name, 0, d);
-      buf.push_back('#');
-      int32_t id = key_id(buf);
-      if (keys_seen[id].pattern < 0) continue;
-      int64_t index = 0;
-      for (size_t k = d; k < end; ++k) index = index * 10 + (name[k] - '0');
-      hits[i] = Hit{id, index};
-      any_hit = true;
-      break;
+
+  void reset() {
+    inv_.stacks.clear();
+    inv_.layers.clear();
+    inv_.notes.clear();
+    inv_.towers.clear();
+    inv_.connectors.clear();
+    inv_.trunk_layers = 0;
+    for (auto& p : inv_.params) p.part = -1;
+    for (const auto& p : patterns_.layers)
+      layer_res_.push_back(compile_pattern(p, "layer", diags_));
+    for (const auto& p : patterns_.embeddings)
+      emb_res_.push_back(compile_pattern(p, "embeddings", diags_));
+    for (const auto& p : patterns_.head) head_res_.push_back(compile_pattern(p, "head", diags_));
+  }
+
+  // A container key's id; each distinct key is matched against the layer patterns once.
+  int32_t key_id(const std::string& key) {
+    auto it = key_ids_.find(key);
+    if (it != key_ids_.end()) return it->second;
+    int found = -1;
+    for (size_t i = 0; i < layer_res_.size() && found < 0; ++i)
+      if (layer_res_[i] && RE2::FullMatch(key, *layer_res_[i])) found = static_cast<int>(i);
+    int32_t id = static_cast<int32_t>(keys_.size());
+    keys_.push_back({key, found});
+    key_ids_.emplace(key, id);
+    return id;
+  }
+
+  // 1. The outermost container key of each name that a layer pattern matches. Keys repeat
+  // across thousands of names: the per-name work is a scan and a hash lookup.
+  void match_keys() {
+    std::string buf;  // reused: no allocation per name once it has grown
+    for (size_t i = 0; i < inv_.params.size(); ++i) {
+      const std::string& name = inv_.params[i].name;
+      // The candidates of candidates_of(), outermost first, stopping at the first match.
+      for (size_t start = 0, end; start < name.size(); start = end + 1) {
+        end = name.find('.', start);
+        if (end == std::string::npos) break;
+        size_t d = end;
+        while (d > start && std::isdigit(static_cast<unsigned char>(name[d - 1]))) --d;
+        bool whole = d == start && start > 0, glued = d > start && d < end;
+        if (!(whole || glued) || end - d > 9) continue;
+        buf.assign(name, 0, d);
+        buf.push_back('#');
+        int32_t id = key_id(buf);
+        if (keys_[id].pattern < 0) continue;
+        int64_t index = 0;
+        for (size_t k = d; k < end; ++k) index = index * 10 + (name[k] - '0');
+        hits_[i] = Hit{id, index};
+        any_hit_ = true;
+        break;
+      }
     }
   }
 
-  // Fallback for architectures no pattern knows: the dotted container with the most indices.
-  if (!any_hit) {
-    std::map<std::string, std::vector<int64_t>> fallback_indices;
-    for (size_t i = 0; i < inv.params.size(); ++i) {
-      candidates_of(inv.params[i].name, cands);
+  // For architectures no pattern knows: the dotted container with the most distinct indices.
+  void fallback() {
+    std::vector<Candidate> cands;
+    std::map<std::string, std::vector<int64_t>> indices;
+    for (const auto& p : inv_.params) {
+      candidates_of(p.name, cands);
       if (!cands.empty() && cands[0].key.find('.') != std::string::npos)
-        fallback_indices[cands[0].key].push_back(cands[0].index);
+        indices[cands[0].key].push_back(cands[0].index);
     }
     std::string best;
     size_t best_n = 0;
-    for (auto& [key, idx] : fallback_indices) {
+    for (auto& [key, idx] : indices) {
       std::sort(idx.begin(), idx.end());
       size_t distinct = static_cast<size_t>(std::unique(idx.begin(), idx.end()) - idx.begin());
       if (distinct > best_n) {
@@ -375,246 +328,269 @@ void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnost
         best = key;
       }
     }
-    if (best_n >= 2) {
-      int32_t id = key_id(best);
-      for (size_t i = 0; i < inv.params.size(); ++i) {
-        candidates_of(inv.params[i].name, cands);
-        if (!cands.empty() && cands[0].key == best) hits[i] = Hit{id, cands[0].index};
-      }
-      inv.notes.push_back("no discovery pattern matched; the repeated container '" +
-                          container_of(best) +
-                          "' was found by the generic fallback (add a "
-                          "`discovery: layers:` pattern to make it explicit)");
-    } else {
-      inv.notes.push_back(
-          "no repeated blocks found: this model has no layers, so layer "
-          "selectors cannot be used (add a `discovery: layers:` pattern if it "
-          "has some)");
+    if (best_n < 2) {
+      inv_.notes.push_back(
+          "no repeated blocks found: this model has no layers, so layer selectors cannot be used "
+          "(add a `discovery: layers:` pattern if it has some)");
+      return;
+    }
+    int32_t id = key_id(best);
+    for (size_t i = 0; i < inv_.params.size(); ++i) {
+      candidates_of(inv_.params[i].name, cands);
+      if (!cands.empty() && cands[0].key == best) hits_[i] = Hit{id, cands[0].index};
+    }
+    inv_.notes.push_back("no discovery pattern matched; the repeated container '" +
+                         container_of(best) +
+                         "' was found by the generic fallback (add a `discovery: layers:` pattern "
+                         "to make it explicit)");
+  }
+
+  // 2. One stack candidate per key that has hits, with its distinct indices.
+  void collect_stacks() {
+    first_seen_.assign(keys_.size(), SIZE_MAX);
+    indices_.assign(keys_.size(), {});
+    for (size_t i = 0; i < hits_.size(); ++i) {
+      if (hits_[i].key < 0) continue;
+      first_seen_[hits_[i].key] = std::min(first_seen_[hits_[i].key], i);
+      auto& v = indices_[hits_[i].key];
+      if (v.empty() || v.back() != hits_[i].index) v.push_back(hits_[i].index);
+    }
+    for (size_t k = 0; k < keys_.size(); ++k) {
+      if (first_seen_[k] == SIZE_MAX) continue;
+      auto& idx = indices_[k];
+      std::sort(idx.begin(), idx.end());
+      idx.erase(std::unique(idx.begin(), idx.end()), idx.end());
+      stack_keys_.push_back(static_cast<int32_t>(k));
+      candidates_.push_back({container_of(keys_[k].key), static_cast<int32_t>(idx.size())});
     }
   }
 
-  // 2. Stack candidates: one per key.
-  std::vector<size_t> first_seen(keys_seen.size(), SIZE_MAX);
-  std::vector<std::vector<int64_t>> stack_indices(keys_seen.size());
-  for (size_t i = 0; i < hits.size(); ++i) {
-    if (hits[i].key < 0) continue;
-    first_seen[hits[i].key] = std::min(first_seen[hits[i].key], i);
-    auto& v = stack_indices[hits[i].key];
-    if (v.empty() || v.back() != hits[i].index) v.push_back(hits[i].index);
-  }
-  std::vector<int32_t> stack_keys;
-  std::vector<StackCandidate> candidates;
-  for (size_t k = 0; k < keys_seen.size(); ++k) {
-    if (first_seen[k] == SIZE_MAX) continue;
-    auto& idx = stack_indices[k];
-    std::sort(idx.begin(), idx.end());
-    idx.erase(std::unique(idx.begin(), idx.end()), idx.end());
-    stack_keys.push_back(static_cast<int32_t>(k));
-    candidates.push_back({container_of(keys_seen[k].key), static_cast<int32_t>(idx.size())});
+  // 3. Trunk, towers and connectors (core/towers.hpp). A stack inside a connector is dissolved.
+  void split() {
+    split_ = split_modalities(inv_, candidates_, patterns_, diags_);
+    for (auto& n : split_.notes) inv_.notes.push_back(std::move(n));
+    tower_of_key_.assign(keys_.size(), -1);
+    for (size_t c = 0; c < stack_keys_.size(); ++c) {
+      tower_of_key_[stack_keys_[c]] = split_.stack_tower[c];
+      if (split_.stack_tower[c] == ModalitySplit::kDissolved)
+        for (auto& h : hits_)
+          if (h.key == stack_keys_[c]) h.key = -1;
+    }
+    stack_keys_.erase(
+        std::remove_if(stack_keys_.begin(), stack_keys_.end(),
+                       [&](int32_t k) { return tower_of_key_[k] == ModalitySplit::kDissolved; }),
+        stack_keys_.end());
+    inv_.towers = std::move(split_.towers);
+    inv_.connectors = std::move(split_.connectors);
+    if (inv_.multimodal() && !inv_.registration_order)
+      order_towers_by_input(inv_, split_, tower_of_key_, emb_res_,
+                            [&](size_t i) { return hits_[i].key >= 0; });
   }
 
-  // 3. Trunk, towers and connectors.
-  ModalitySplit split = split_modalities(inv, candidates, patterns, diags);
-  for (auto& n : split.notes) inv.notes.push_back(std::move(n));
-  std::vector<int32_t> tower_of_key(keys_seen.size(), -1);
-  for (size_t c = 0; c < stack_keys.size(); ++c) {
-    tower_of_key[stack_keys[c]] = split.stack_tower[c];
-    if (split.stack_tower[c] == ModalitySplit::kDissolved)
-      for (auto& h : hits)
-        if (h.key == stack_keys[c]) h.key = -1;
+  static uint64_t layer_key(int32_t key, int64_t index) {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(key)) << 32) ^ static_cast<uint64_t>(index);
   }
-  stack_keys.erase(
-      std::remove_if(stack_keys.begin(), stack_keys.end(),
-                     [&](int32_t k) { return tower_of_key[k] == ModalitySplit::kDissolved; }),
-      stack_keys.end());
-  inv.towers = std::move(split.towers);
-  inv.connectors = std::move(split.connectors);
-  std::vector<std::unique_ptr<RE2>> emb_res, head_res;
-  for (const auto& p : patterns.embeddings)
-    emb_res.push_back(compile_pattern(p, "embeddings", diags));
-  for (const auto& p : patterns.head) head_res.push_back(compile_pattern(p, "head", diags));
-  if (inv.multimodal() && !inv.registration_order)
-    order_towers_by_input(inv, split, tower_of_key, emb_res,
-                          [&](size_t i) { return hits[i].key >= 0; });
 
   // 4. Stacks in data-flow order: each tower's (input first), then the trunk's (encoder before
   // decoder). Trunk layers are numbered first, 0..L-1; a tower's layers after them.
-  std::stable_sort(stack_keys.begin(), stack_keys.end(), [&](int32_t a, int32_t b) {
-    auto part = [&](int32_t k) {
-      return tower_of_key[k] < 0 ? static_cast<int32_t>(inv.towers.size()) : tower_of_key[k];
-    };
-    if (part(a) != part(b)) return part(a) < part(b);
-    int ra = stack_rank(container_of(keys_seen[a].key), patterns.stack_order);
-    int rb = stack_rank(container_of(keys_seen[b].key), patterns.stack_order);
-    if (ra != rb) return ra < rb;
-    return first_seen[a] < first_seen[b];
-  });
-  std::unordered_map<uint64_t, int32_t> layer_of;  // (key id, source index) -> layer
-  auto layer_key = [](int32_t key, int64_t index) {
-    return (static_cast<uint64_t>(static_cast<uint32_t>(key)) << 32) ^ static_cast<uint64_t>(index);
-  };
-  size_t trunk_begin = 0;  // the first trunk stack in inv.stacks
-  for (int32_t k : stack_keys) trunk_begin += tower_of_key[k] >= 0;
-  for (int pass = 0; pass < 2; ++pass) {  // trunk layers first, then the towers'
-    for (size_t s = 0; s < stack_keys.size(); ++s) {
-      const int32_t k = stack_keys[s];
-      if ((tower_of_key[k] >= 0) != (pass == 1)) continue;
-      const auto& idx = stack_indices[k];
-      Stack st;
-      st.key = keys_seen[k].key;
-      st.container = container_of(st.key);
-      int pat = keys_seen[k].pattern;
-      st.pattern = pat >= 0 ? patterns.layers[pat].text : "(generic fallback)";
-      st.first_layer = static_cast<int32_t>(inv.layers.size());
-      st.num_layers = static_cast<int32_t>(idx.size());
-      st.tower = tower_of_key[k];
-      for (int64_t source_index : idx) {
-        layer_of[layer_key(k, source_index)] = static_cast<int32_t>(inv.layers.size());
-        Layer l;
-        l.name = layer_name(st.key, source_index);
-        l.stack = static_cast<int32_t>(s);
-        l.source_index = source_index;
-        inv.layers.push_back(std::move(l));
+  void lay_out_stacks() {
+    std::stable_sort(stack_keys_.begin(), stack_keys_.end(), [&](int32_t a, int32_t b) {
+      auto part = [&](int32_t k) {
+        return tower_of_key_[k] < 0 ? static_cast<int32_t>(inv_.towers.size()) : tower_of_key_[k];
+      };
+      if (part(a) != part(b)) return part(a) < part(b);
+      int ra = stack_rank(container_of(keys_[a].key), patterns_.stack_order);
+      int rb = stack_rank(container_of(keys_[b].key), patterns_.stack_order);
+      if (ra != rb) return ra < rb;
+      return first_seen_[a] < first_seen_[b];
+    });
+    for (int32_t k : stack_keys_) trunk_begin_ += tower_of_key_[k] >= 0;
+    inv_.stacks.resize(stack_keys_.size());
+    for (int pass = 0; pass < 2; ++pass) {  // trunk layers first, then the towers'
+      for (size_t s = 0; s < stack_keys_.size(); ++s) {
+        const int32_t k = stack_keys_[s];
+        if ((tower_of_key_[k] >= 0) != (pass == 1)) continue;
+        Stack& st = inv_.stacks[s];
+        st.key = keys_[k].key;
+        st.container = container_of(st.key);
+        int pat = keys_[k].pattern;
+        st.pattern = pat >= 0 ? patterns_.layers[pat].text : "(generic fallback)";
+        st.first_layer = static_cast<int32_t>(inv_.layers.size());
+        st.num_layers = static_cast<int32_t>(indices_[k].size());
+        st.tower = tower_of_key_[k];
+        for (int64_t source_index : indices_[k]) {
+          layer_of_[layer_key(k, source_index)] = static_cast<int32_t>(inv_.layers.size());
+          Layer l;
+          l.name = layer_name(st.key, source_index);
+          l.stack = static_cast<int32_t>(s);
+          l.source_index = source_index;
+          inv_.layers.push_back(std::move(l));
+        }
+        if (pass == 0) inv_.trunk_layers += st.num_layers;
       }
-      if (pass == 0) inv.trunk_layers += st.num_layers;
-      inv.stacks.resize(std::max(inv.stacks.size(), s + 1));
-      inv.stacks[s] = std::move(st);
     }
+    for (size_t s = 0; s < inv_.stacks.size(); ++s)
+      if (inv_.stacks[s].tower >= 0) {
+        Tower& t = inv_.towers[static_cast<size_t>(inv_.stacks[s].tower)];
+        t.stacks.push_back(static_cast<int32_t>(s));
+        t.num_layers += inv_.stacks[s].num_layers;
+      }
   }
-  for (size_t s = 0; s < inv.stacks.size(); ++s)
-    if (inv.stacks[s].tower >= 0) {
-      Tower& t = inv.towers[static_cast<size_t>(inv.stacks[s].tower)];
-      t.stacks.push_back(static_cast<int32_t>(s));
-      t.num_layers += inv.stacks[s].num_layers;
-    }
 
-  // 5. Roles. A connector or a tower owns what is under its root; in the trunk, layer membership
-  // beats everything, then names, then position among the trunk's own parameters.
-  auto trunk_param = [&](size_t i) {
-    return split.param_tower.empty() || (split.param_tower[i] < 0 && split.param_connector[i] < 0);
-  };
-  // Under the root of a trunk stack that is not the last one (T5's `encoder.`), a parameter
-  // outside the layers sits between two stacks, whatever the order of the source.
-  auto under_inner_stack = [&](const std::string& name) {
-    for (size_t s = trunk_begin; s + 1 < inv.stacks.size(); ++s)
-      if (under(name, stack_root(inv.stacks[s].container))) return true;
+  bool trunk_param(size_t i) const {
+    return split_.param_tower.empty() ||
+           (split_.param_tower[i] < 0 && split_.param_connector[i] < 0);
+  }
+  bool is_embedding(const std::string& name) const {
+    for (const auto& re : emb_res_)
+      if (re && RE2::FullMatch(name, *re)) return true;
     return false;
-  };
-  auto name_role = [&](const std::string& name) -> std::optional<Role> {
-    for (const auto& re : emb_res)
-      if (re && RE2::FullMatch(name, *re)) return Role::kEmbeddings;
-    for (const auto& re : head_res)
+  }
+  // Under the root of a trunk stack that is not the last one (T5's `encoder.`), a parameter
+  // outside the layers sits between two stacks, whatever the order of the source; the first
+  // stack's index, or -1.
+  int32_t inner_stack_of(const std::string& name) const {
+    for (size_t st = trunk_begin_; st + 1 < inv_.stacks.size(); ++st)
+      if (under(name, stack_root(inv_.stacks[st].container))) return static_cast<int32_t>(st);
+    return -1;
+  }
+  std::optional<Role> name_role(const std::string& name) const {
+    if (is_embedding(name)) return Role::kEmbeddings;
+    for (const auto& re : head_res_)
       if (re && RE2::FullMatch(name, *re)) {
         // A "final norm" under a stack that is not the last one sits between two stacks
         // (T5's encoder.final_layer_norm): position, not the name, decides it.
-        if (under_inner_stack(name)) return Role::kOther;
+        if (inner_stack_of(name) >= 0) return Role::kOther;
         return Role::kHead;
       }
     return std::nullopt;
-  };
-
-  size_t first_layer_pos = inv.params.size(), last_layer_pos = 0;
-  std::vector<size_t> stack_first_pos(inv.stacks.size(), inv.params.size());
-  for (size_t i = 0; i < hits.size(); ++i) {
-    if (hits[i].key < 0 || !trunk_param(i)) continue;
-    first_layer_pos = std::min(first_layer_pos, i);
-    last_layer_pos = i;
-    size_t st =
-        static_cast<size_t>(inv.layers[layer_of.at(layer_key(hits[i].key, hits[i].index))].stack);
-    stack_first_pos[st] = std::min(stack_first_pos[st], i);
   }
   // A norm directly under a trunk stack's root (`model.decoder.layer_norm`,
-  // `encoder.final_layer_norm`) closes that stack: the head after the last stack, `other` between
-  // two stacks — whatever the order of the source (header-only sources sort `layer_norm` before
-  // `layers`).
-  static const RE2 stack_norm_re(
-      "(final_)?(layer_?norm|norm|ln)(_f|_out|_post|_final)?\\.(weight|bias)");
-  auto stack_norm = [&](const std::string& name) -> std::optional<Role> {
-    for (size_t st = trunk_begin; st < inv.stacks.size(); ++st) {
-      std::string root = stack_root(inv.stacks[st].container);
+  // `encoder.final_layer_norm`) closes that stack: the head after the last stack, `other`
+  // between two stacks — whatever the order of the source (header-only sources sort
+  // `layer_norm` before `layers`).
+  std::optional<Role> stack_norm(const std::string& name) const {
+    static const RE2 norm_re(
+        "(final_)?(layer_?norm|norm|ln)(_f|_out|_post|_final)?\\.(weight|bias)");
+    for (size_t st = trunk_begin_; st < inv_.stacks.size(); ++st) {
+      std::string root = stack_root(inv_.stacks[st].container);
       if (!under(name, root)) continue;
-      if (RE2::FullMatch(re2::StringPiece(name).substr(root.size() + 1), stack_norm_re))
-        return st + 1 == inv.stacks.size() ? Role::kHead : Role::kOther;
+      if (RE2::FullMatch(re2::StringPiece(name).substr(root.size() + 1), norm_re))
+        return st + 1 == inv_.stacks.size() ? Role::kHead : Role::kOther;
     }
     return std::nullopt;
+  }
+
+  // Position rules need where the trunk's layers are in this source's order.
+  struct Positions {
+    size_t first_layer, last_layer = 0;
+    std::vector<size_t> stack_first;
   };
-  // Under the root of a trunk stack that is not the last: the first stack's input side
-  // (Whisper's `model.encoder.conv1`) is embeddings; anything else sits between stacks.
-  auto inner_stack_of = [&](const std::string& name) {
-    for (size_t st = trunk_begin; st + 1 < inv.stacks.size(); ++st)
-      if (under(name, stack_root(inv.stacks[st].container))) return static_cast<int32_t>(st);
-    return -1;
-  };
-  const bool trunk_has_layers = inv.trunk_layers > 0;
-  int32_t running_max_layer = -1;
-  for (size_t i = 0; i < inv.params.size(); ++i) {
-    Param& p = inv.params[i];
-    p.layer = -1;
-    p.anchor_layer = -1;
-    if (hits[i].key >= 0) {
-      p.layer = layer_of.at(layer_key(hits[i].key, hits[i].index));
-      inv.layers[p.layer].params.push_back(static_cast<uint32_t>(i));
-      inv.layers[p.layer].numel += p.numel;
+  Positions positions() const {
+    Positions pos{inv_.params.size(), 0,
+                  std::vector<size_t>(inv_.stacks.size(), inv_.params.size())};
+    for (size_t i = 0; i < hits_.size(); ++i) {
+      if (hits_[i].key < 0 || !trunk_param(i)) continue;
+      pos.first_layer = std::min(pos.first_layer, i);
+      pos.last_layer = i;
+      size_t st = static_cast<size_t>(
+          inv_.layers[layer_of_.at(layer_key(hits_[i].key, hits_[i].index))].stack);
+      pos.stack_first[st] = std::min(pos.stack_first[st], i);
     }
-    if (!trunk_param(i)) {
-      bool connector = split.param_connector[i] >= 0;
-      p.role = connector ? Role::kConnector : Role::kTower;
-      p.part = connector ? split.param_connector[i] : split.param_tower[i];
-    } else if (p.layer >= 0) {
-      p.role = Role::kLayer;
-      running_max_layer = std::max(running_max_layer, p.layer);
-    } else if (auto r = name_role(p.name)) {
-      p.role = *r;
-    } else if (auto n = stack_norm(p.name)) {
-      p.role = *n;
-    } else if (int32_t st = inner_stack_of(p.name); st >= 0) {
-      p.role = static_cast<size_t>(st) == trunk_begin && i < stack_first_pos[trunk_begin]
-                   ? Role::kEmbeddings
-                   : Role::kOther;
-    } else if (!trunk_has_layers) {
-      p.role = Role::kOther;
-    } else if (i < first_layer_pos) {
-      p.role = Role::kEmbeddings;
-    } else if (i > last_layer_pos) {
-      p.role = Role::kHead;
-    } else {
-      p.role = Role::kOther;
-    }
-    if (p.role == Role::kOther && trunk_has_layers) {
-      // It opens with the last layer of the stack it sits under, else the layer before it.
-      p.anchor_layer = running_max_layer;
-      for (size_t s = trunk_begin; s < inv.stacks.size(); ++s) {
-        const Stack& st = inv.stacks[s];
-        if (under(p.name, stack_root(st.container)))
-          p.anchor_layer = st.first_layer + st.num_layers - 1;
+    return pos;
+  }
+
+  // The role of trunk parameter `i` outside the layers: names, then position.
+  Role outside_role(size_t i, const Positions& pos) const {
+    const std::string& name = inv_.params[i].name;
+    if (auto r = name_role(name)) return *r;
+    if (auto n = stack_norm(name)) return *n;
+    if (int32_t st = inner_stack_of(name); st >= 0)
+      return static_cast<size_t>(st) == trunk_begin_ && i < pos.stack_first[trunk_begin_]
+                 ? Role::kEmbeddings
+                 : Role::kOther;
+    if (inv_.trunk_layers == 0) return Role::kOther;
+    if (i < pos.first_layer) return Role::kEmbeddings;
+    if (i > pos.last_layer) return Role::kHead;
+    return Role::kOther;
+  }
+
+  // 5. Roles. A connector or a tower owns what is under its root; in the trunk, layer
+  // membership beats everything, then names, then position among the trunk's own parameters.
+  void assign_roles() {
+    const Positions pos = positions();
+    int32_t running_max_layer = -1;
+    for (size_t i = 0; i < inv_.params.size(); ++i) {
+      Param& p = inv_.params[i];
+      p.layer = -1;
+      p.anchor_layer = -1;
+      if (hits_[i].key >= 0) {
+        p.layer = layer_of_.at(layer_key(hits_[i].key, hits_[i].index));
+        inv_.layers[p.layer].params.push_back(static_cast<uint32_t>(i));
+        inv_.layers[p.layer].numel += p.numel;
       }
+      if (!trunk_param(i)) {
+        bool connector = split_.param_connector[i] >= 0;
+        p.role = connector ? Role::kConnector : Role::kTower;
+        p.part = connector ? split_.param_connector[i] : split_.param_tower[i];
+      } else if (p.layer >= 0) {
+        p.role = Role::kLayer;
+        running_max_layer = std::max(running_max_layer, p.layer);
+      } else {
+        p.role = outside_role(i, pos);
+      }
+      if (p.role == Role::kOther && inv_.trunk_layers > 0) {
+        // It opens with the last layer of the stack it sits under, else the layer before it.
+        p.anchor_layer = running_max_layer;
+        for (size_t s = trunk_begin_; s < inv_.stacks.size(); ++s) {
+          const Stack& st = inv_.stacks[s];
+          if (under(p.name, stack_root(st.container)))
+            p.anchor_layer = st.first_layer + st.num_layers - 1;
+        }
+      }
+      alias_roles(p);
     }
+  }
+
+  void alias_roles(Param& p) {
     p.alias_roles.clear();
+    std::vector<Candidate> ac;
     for (const auto& a : p.aliases) {
-      std::vector<Candidate> ac;
       candidates_of(a, ac);
       bool in_layer = false;
       for (const auto& c : ac)
-        if (match_key(c.key) >= 0) in_layer = true;
-      if (p.role == Role::kTower || p.role == Role::kConnector) {
+        if (keys_[key_id(c.key)].pattern >= 0) in_layer = true;
+      if (p.role == Role::kTower || p.role == Role::kConnector)
         p.alias_roles.push_back(p.role);
-      } else if (in_layer) {
+      else if (in_layer)
         p.alias_roles.push_back(Role::kLayer);
-      } else {
+      else
         p.alias_roles.push_back(name_role(a).value_or(p.role));
-      }
     }
   }
-  if (inv.multimodal()) {
-    if (!inv.registration_order)
-      order_by_data_flow(inv, [&](const std::string& name) {
-        for (const auto& re : emb_res)
-          if (re && RE2::FullMatch(name, *re)) return true;
-        return false;
-      });
-    inv.notes.push_back(describe_parts(inv));
-  }
-  check_config_layers(inv, diags);
+
+  Inventory& inv_;
+  const DiscoveryPatterns& patterns_;
+  Diagnostics& diags_;
+  std::vector<std::unique_ptr<RE2>> layer_res_, emb_res_, head_res_;
+  std::vector<KeyInfo> keys_;
+  std::unordered_map<std::string, int32_t> key_ids_;
+  std::vector<Hit> hits_;
+  bool any_hit_ = false;
+  std::vector<size_t> first_seen_;             // per key: first parameter with a hit
+  std::vector<std::vector<int64_t>> indices_;  // per key: distinct indices, ascending
+  std::vector<int32_t> stack_keys_;            // keys that are stacks, in inv.stacks order
+  std::vector<StackCandidate> candidates_;
+  ModalitySplit split_;
+  std::vector<int32_t> tower_of_key_;
+  std::unordered_map<uint64_t, int32_t> layer_of_;  // (key id, source index) -> layer
+  size_t trunk_begin_ = 0;                          // the first trunk stack in inv.stacks
+};
+
+}  // namespace
+
+void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnostics& diags) {
+  Discovery(inv, patterns, diags).run();
 }
 
 }  // namespace layerfreeze

@@ -629,68 +629,7 @@ struct FileParser {
   }
 
   void discovery(const YAML::Node& n) {
-    for (const auto& e : r_.entries(n, "'discovery'",
-                                    {"layers", "embeddings", "head", "stack_order", "towers",
-                                     "connectors", "trunk", "replace"})) {
-      if (e.key == "replace") {
-        auto v = r_.value(e.value, "'replace'");
-        if (!v || v->kind != Value::Kind::kBool)
-          r_.error("wrong-type", "'replace' must be true or false", e.value);
-        else
-          s_.discovery_replace = v->b;
-        continue;
-      }
-      if (!e.value.IsSequence()) {
-        r_.error("wrong-type", "'" + e.key + "' must be a list", e.value);
-        continue;
-      }
-      for (const auto& c : e.value) {
-        std::string modality;
-        YAML::Node pattern_node = c;
-        if (e.key == "towers" && c.IsMap()) {
-          // {pattern: P, modality: vision|audio|…}
-          bool has_pattern = false;
-          for (const auto& t : r_.entries(c, "a tower pattern", {"pattern", "modality"})) {
-            if (t.key == "pattern") {
-              pattern_node = t.value;
-              has_pattern = true;
-            } else if (auto m = r_.string(t.value, "'modality'")) {
-              modality = *m;
-            }
-          }
-          if (!has_pattern) {
-            r_.error("missing-key", "a tower pattern map needs 'pattern'", c);
-            continue;
-          }
-        }
-        auto s = r_.string(pattern_node, "a pattern");
-        if (!s) continue;
-        if (e.key == "stack_order") {
-          s_.discovery.stack_order.push_back(*s);
-          continue;
-        }
-        RE2::Options o;
-        o.set_log_errors(false);
-        RE2 re(*s, o);
-        if (!re.ok())
-          r_.error("bad-regex", "invalid " + e.key + " pattern '" + *s + "': " + re.error(),
-                   pattern_node);
-        if (e.key == "layers" && s->find('#') == std::string::npos)
-          r_.error("bad-value",
-                   "a layers pattern matches a container key with '#' where the index is (e.g. "
-                   "'backbone\\.stages\\.#')",
-                   c);
-        Pattern p{*s, r_.loc(pattern_node), modality};
-        auto& d = s_.discovery;
-        (e.key == "layers"       ? d.layers
-         : e.key == "embeddings" ? d.embeddings
-         : e.key == "head"       ? d.head
-         : e.key == "towers"     ? d.towers
-         : e.key == "connectors" ? d.connectors
-                                 : d.trunk)
-            .push_back(p);
-      }
-    }
+    read_discovery_block(r_, n, s_.discovery, &s_.discovery_replace);
   }
 
   void check_stage_order() {

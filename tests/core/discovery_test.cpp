@@ -327,3 +327,19 @@ TEST(DiscoveryNatural, HfVitAndBertHeads) {
 
 }  // namespace
 }  // namespace layerfreeze
+
+namespace layerfreeze {
+namespace {
+
+// rules/discovery.yaml is read by the same reader as a rules file's `discovery:` block, and
+// nothing it says may be an error or a warning.
+TEST(Discovery, TheShippedPatternsReadCleanly) {
+  EXPECT_TRUE(DiscoveryPatterns::shipped_diagnostics().items().empty())
+      << format_diagnostics(DiscoveryPatterns::shipped_diagnostics());
+  EXPECT_FALSE(DiscoveryPatterns::shipped().layers.empty());
+  EXPECT_FALSE(DiscoveryPatterns::shipped().towers.empty());
+  EXPECT_EQ(DiscoveryPatterns::shipped().towers[0].modality, "audio");
+}
+
+}  // namespace
+}  // namespace layerfreeze

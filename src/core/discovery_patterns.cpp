@@ -1,0 +1,134 @@
+#include "core/discovery_patterns.hpp"
+
+#include <re2/re2.h>
+#include <yaml-cpp/yaml.h>
+
+#include "core/embedded_rules.hpp"
+#include "core/yaml_reader.hpp"
+
+namespace layerfreeze {
+
+namespace {
+
+// One pattern of a list: a string, or for towers `{pattern: P, modality: M}`.
+void read_pattern(YamlReader& r, const std::string& key, const YAML::Node& item,
+                  DiscoveryPatterns& out) {
+  std::string modality;
+  YAML::Node pattern_node = item;
+  if (key == "towers" && item.IsMap()) {
+    bool has_pattern = false;
+    for (const auto& t : r.entries(item, "a tower pattern", {"pattern", "modality"})) {
+      if (t.key == "pattern") {
+        pattern_node = t.value;
+        has_pattern = true;
+      } else if (auto m = r.string(t.value, "'modality'")) {
+        modality = *m;
+      }
+    }
+    if (!has_pattern) {
+      r.error("missing-key", "a tower pattern map needs 'pattern'", item);
+      return;
+    }
+  }
+  auto s = r.string(pattern_node, "a pattern");
+  if (!s) return;
+  if (key == "stack_order") {
+    out.stack_order.push_back(*s);
+    return;
+  }
+  RE2::Options o;
+  o.set_log_errors(false);
+  RE2 re(*s, o);
+  if (!re.ok())
+    r.error("bad-regex", "invalid " + key + " pattern '" + *s + "': " + re.error(), pattern_node);
+  if (key == "layers" && s->find('#') == std::string::npos)
+    r.error("bad-value",
+            "a layers pattern matches a container key with '#' where the index is (e.g. "
+            "'backbone\\.stages\\.#')",
+            item);
+  Pattern p{*s, r.loc(pattern_node), modality};
+  (key == "layers"       ? out.layers
+   : key == "embeddings" ? out.embeddings
+   : key == "head"       ? out.head
+   : key == "towers"     ? out.towers
+   : key == "connectors" ? out.connectors
+                         : out.trunk)
+      .push_back(std::move(p));
+}
+
+struct Shipped {
+  DiscoveryPatterns patterns;
+  Diagnostics diags;
+};
+
+const Shipped& shipped_file() {
+  static const Shipped s = [] {
+    Shipped out;
+    const char* text = embedded_rule_file("discovery.yaml");
+    out.patterns = parse_discovery_yaml(text ? text : "", "rules/discovery.yaml", out.diags);
+    return out;
+  }();
+  return s;
+}
+
+}  // namespace
+
+void read_discovery_block(YamlReader& r, const YAML::Node& block, DiscoveryPatterns& out,
+                          bool* replace) {
+  std::vector<std::string> keys = {"layers", "embeddings", "head", "stack_order",
+                                   "towers", "connectors", "trunk"};
+  if (replace) keys.push_back("replace");
+  for (const auto& e : r.entries(block, "'discovery'", keys)) {
+    if (e.key == "replace") {
+      auto v = r.value(e.value, "'replace'");
+      if (!v || v->kind != Value::Kind::kBool)
+        r.error("wrong-type", "'replace' must be true or false", e.value);
+      else
+        *replace = v->b;
+      continue;
+    }
+    if (!e.value.IsSequence()) {
+      r.error("wrong-type", "'" + e.key + "' must be a list", e.value);
+      continue;
+    }
+    for (const auto& item : e.value) read_pattern(r, e.key, item, out);
+  }
+}
+
+DiscoveryPatterns parse_discovery_yaml(const std::string& text, const std::string& file,
+                                       Diagnostics& diags) {
+  DiscoveryPatterns p;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    diags.error("yaml-syntax", e.msg, {file, e.mark.line + 1, e.mark.column + 1});
+    return p;
+  }
+  YamlReader r(file, diags);
+  read_discovery_block(r, root, p, nullptr);
+  return p;
+}
+
+const DiscoveryPatterns& DiscoveryPatterns::shipped() { return shipped_file().patterns; }
+const Diagnostics& DiscoveryPatterns::shipped_diagnostics() { return shipped_file().diags; }
+
+DiscoveryPatterns DiscoveryPatterns::merged(const DiscoveryPatterns& o, bool replace) const {
+  auto join = [replace](const std::vector<Pattern>& first, const std::vector<Pattern>& second) {
+    std::vector<Pattern> out = first;
+    if (!replace || first.empty()) out.insert(out.end(), second.begin(), second.end());
+    return out;
+  };
+  DiscoveryPatterns m;
+  m.layers = join(o.layers, layers);
+  m.embeddings = join(o.embeddings, embeddings);
+  m.head = join(o.head, head);
+  m.stack_order = o.stack_order.empty() ? stack_order : o.stack_order;
+  m.towers = join(o.towers, towers);
+  m.connectors = join(o.connectors, connectors);
+  m.trunk = join(o.trunk, trunk);
+  m.explicit_towers = explicit_towers || !o.towers.empty() || !o.trunk.empty();
+  return m;
+}
+
+}  // namespace layerfreeze
