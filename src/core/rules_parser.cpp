@@ -15,17 +15,11 @@ namespace layerfreeze {
 
 namespace {
 
-constexpr size_t kMaxRulesFileBytes = 1 << 20;
-constexpr int kMaxExtendsDepth = 16;
 constexpr size_t kMaxRules = 10000;
 constexpr size_t kMaxStages = 10000;
 constexpr int kMaxSelectorDepth = 32;
-constexpr int kMaxYamlNesting = 64;
 constexpr int64_t kMaxTime = int64_t{1} << 40;  // epochs or steps; larger is a mistake
 
-const std::vector<std::string> kTopKeys = {"layerfreeze", "name",   "description", "extends",
-                                           "with",        "params", "options",     "discovery",
-                                           "rules",       "stages"};
 const std::vector<std::string> kSelectorKeys = {
     "role",   "layers", "stack",         "regex",  "module_type",   "leaf",
     "any_of", "all_of", "random_layers", "except", "case_sensitive"};
@@ -699,30 +693,6 @@ std::string FileParser::check_param_value(const ParamDecl& d, Value& v) {
   return "";
 }
 
-// Reads `path`; messages name the file as the user wrote it (`shown`).
-std::string read_file(const std::string& path, const std::string& shown, Diagnostics& diags,
-                      bool* ok) {
-  *ok = false;
-  std::error_code ec;
-  auto size = std::filesystem::file_size(path, ec);
-  if (ec || !std::filesystem::is_regular_file(path)) {
-    diags.error("file-not-found", "cannot read rules file '" + shown + "'", {shown, 0, 0});
-    return "";
-  }
-  if (size > kMaxRulesFileBytes) {
-    diags.error("file-too-large",
-                "rules file '" + shown + "' is " + std::to_string(size) + " bytes; the limit is " +
-                    std::to_string(kMaxRulesFileBytes),
-                {shown, 0, 0});
-    return "";
-  }
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  *ok = true;
-  return ss.str();
-}
-
 }  // namespace
 
 const char* param_type_name(ParamDecl::Type t) {
@@ -795,200 +765,9 @@ std::optional<Slice> parse_slice(const std::string& text, std::string* error) {
   return s;
 }
 
-std::optional<StrategyDef> RulesLoader::load(const std::string& spec, const std::string& section) {
-  return load_nested(spec, section, std::filesystem::current_path().string());
-}
-
-std::optional<StrategyDef> RulesLoader::load_text(const std::string& text,
-                                                  const std::string& origin,
-                                                  const std::string& section) {
-  return parse(text, origin, origin, section, std::filesystem::current_path().string());
-}
-
-std::optional<StrategyDef> RulesLoader::load_nested(const std::string& spec,
-                                                    const std::string& section,
-                                                    const std::string& base_dir) {
-  if (spec.rfind("preset:", 0) == 0) {
-    std::string name = spec.substr(7);
-    const char* text = name == "discovery" ? nullptr : embedded_rule_file(name + ".yaml");
-    if (!text) {
-      diags_.error("unknown-preset",
-                   "no preset '" + name + "'" + did_you_mean(name, preset_names()), {},
-                   {"`layerfreeze presets` lists them"});
-      return std::nullopt;
-    }
-    return parse(text, "rules/" + name + ".yaml", spec, section, base_dir);
-  }
-  std::filesystem::path p(spec);
-  if (p.is_relative()) p = std::filesystem::path(base_dir) / p;
-  if (stack_.empty()) {
-    // The file the user names sets where `extends` may reach: the working directory, the file's
-    // folder, the repository it lies in (the nearest folder above with a .git), and the folders
-    // in $LAYERFREEZE_EXTENDS_PATH (colon-separated) — each with everything below. A rules file
-    // from a pull request cannot make layerfreeze read (and quote) /etc/shadow.
-    auto dir = std::filesystem::weakly_canonical(p).parent_path();
-    roots_ = {std::filesystem::weakly_canonical(std::filesystem::current_path()), dir};
-    for (auto d = dir; !d.empty() && d != d.root_path(); d = d.parent_path())
-      if (std::filesystem::exists(d / ".git")) {
-        roots_.push_back(d);
-        break;
-      }
-    if (const char* extra = std::getenv("LAYERFREEZE_EXTENDS_PATH")) {
-      std::string list = extra;
-      for (size_t b = 0, e; b <= list.size(); b = e + 1) {
-        e = list.find(':', b);
-        if (e == std::string::npos) e = list.size();
-        if (e > b) roots_.push_back(std::filesystem::weakly_canonical(list.substr(b, e - b)));
-      }
-    }
-  } else {
-    auto target = std::filesystem::weakly_canonical(p);
-    auto inside = [&](const std::filesystem::path& root) {
-      auto rel = target.lexically_relative(root);
-      return !rel.empty() && rel.native().rfind("..", 0) != 0;
-    };
-    if (std::none_of(roots_.begin(), roots_.end(), inside)) {
-      diags_.error("extends-outside",
-                   "'" + spec + "' is outside the folders a rules file may extend from", {},
-                   {"allowed: the working directory, the rules file's folder, its repository, and "
-                    "$LAYERFREEZE_EXTENDS_PATH — each with what is below"});
-      return std::nullopt;
-    }
-  }
-  // Files a user names keep their spelling in messages; files reached through `extends` are
-  // named relative to the working directory when they lie under it.
-  std::string label = spec;
-  if (!stack_.empty()) {
-    auto rel = std::filesystem::path(p.lexically_normal())
-                   .lexically_relative(std::filesystem::current_path());
-    label = !rel.empty() && rel.native().rfind("..", 0) != 0 ? rel.string()
-                                                             : p.lexically_normal().string();
-  }
-  bool ok = false;
-  std::string text = read_file(p.lexically_normal().string(), label, diags_, &ok);
-  if (!ok) return std::nullopt;
-  canonical_ = std::filesystem::weakly_canonical(p).string();
-  return parse(text, label, label, section, p.parent_path().string());
-}
-
-std::optional<StrategyDef> RulesLoader::parse(const std::string& text, const std::string& file,
-                                              const std::string& origin, const std::string& section,
-                                              const std::string& base_dir) {
-  sources_.add(file, text);
-  const std::string identity = canonical_.empty() ? origin : canonical_;
-  canonical_.clear();
-  if (std::find(stack_.begin(), stack_.end(), identity) != stack_.end()) {
-    diags_.error("extends-cycle", "'" + origin + "' extends itself (through " + file + ")",
-                 {file, 0, 0});
-    return std::nullopt;
-  }
-  if (static_cast<int>(stack_.size()) >= kMaxExtendsDepth) {
-    diags_.error("extends-depth",
-                 "more than " + std::to_string(kMaxExtendsDepth) + " levels of 'extends'",
-                 {file, 0, 0});
-    return std::nullopt;
-  }
-  if (!nesting_within_limit(text, kMaxYamlNesting)) {
-    diags_.error("too-deep",
-                 "the file nests more than " + std::to_string(kMaxYamlNesting) + " levels deep",
-                 {file, 0, 0});
-    return std::nullopt;
-  }
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    diags_.error("yaml-syntax", e.msg, {file, e.mark.line + 1, e.mark.column + 1});
-    return std::nullopt;
-  }
-  YamlReader r(file, diags_);
-  if (!section.empty()) {
-    size_t start = 0;
-    std::string walked;
-    while (start <= section.size()) {
-      size_t dot = section.find('.', start);
-      std::string key =
-          section.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-      if (!root.IsMap() || !root[key]) {
-        std::vector<std::string> keys;
-        if (root.IsMap())
-          for (auto it = root.begin(); it != root.end(); ++it) keys.push_back(it->first.Scalar());
-        diags_.error("section-not-found",
-                     "no key '" + key + "'" + (walked.empty() ? "" : " under '" + walked + "'") +
-                         " in " + file + did_you_mean(key, keys),
-                     r.loc(root));
-        return std::nullopt;
-      }
-      root = root[key];
-      walked += (walked.empty() ? "" : ".") + key;
-      if (dot == std::string::npos) break;
-      start = dot + 1;
-    }
-  }
-  if (!root.IsMap()) {
-    diags_.error("wrong-type",
-                 "a rules file is a map with 'rules' and/or 'stages', not " + describe(root),
-                 r.loc(root));
-    return std::nullopt;
-  }
-  size_t errors_before = diags_.count(Severity::kError);
-
-  StrategyDef s;
-  s.origin = origin;
-  auto entries = r.entries(root, "the rules file", kTopKeys);
-  // `extends` first: the parent's parameters are in scope for this file's expressions.
-  YAML::Node with;
-  bool has_with = false;
-  for (const auto& e : entries) {
-    if (e.key != "extends") continue;
-    auto spec = r.string(e.value, "'extends'");
-    if (!spec) continue;
-    stack_.push_back(identity);
-    auto parent = load_nested(*spec, "", base_dir);
-    stack_.pop_back();
-    if (!parent) {
-      diags_.error("extends-failed", "cannot extend '" + *spec + "'", r.loc(e.value));
-      continue;
-    }
-    s = std::move(*parent);
-    s.origin = origin;
-    s.name.clear();  // the extending file names itself (or takes its file name)
-    s.description.clear();
-  }
+void parse_strategy_body(YamlReader& r, const std::vector<YamlReader::Entry>& entries,
+                         StrategyDef& s, const std::string& file) {
   FileParser fp(r, s);
-  for (const auto& e : entries) {
-    if (e.key == "with") {
-      with = e.value;
-      has_with = true;
-      if (s.params.empty() && std::none_of(entries.begin(), entries.end(),
-                                           [](const auto& x) { return x.key == "extends"; }))
-        r.error("misplaced-key", "'with' sets parameters of the strategy named by 'extends'",
-                e.key_node);
-    }
-  }
-  bool extends =
-      std::any_of(entries.begin(), entries.end(), [](const auto& x) { return x.key == "extends"; });
-  if (has_with && extends) {
-    for (const auto& e : r.entries(with, "'with'", {})) {
-      const ParamDecl* d = s.find_param(e.key);
-      if (!d) {
-        std::vector<std::string> names;
-        for (const auto& p : s.params) names.push_back(p.name);
-        r.error("unknown-param",
-                "'" + e.key + "' is not a parameter of the extended strategy" +
-                    did_you_mean(e.key, names),
-                e.key_node);
-        continue;
-      }
-      auto v = r.value(e.value, "'" + e.key + "'");
-      if (!v) continue;
-      std::string err = check_param_value(*d, *v);
-      if (!err.empty())
-        r.error("param-type", "'" + e.key + "': " + err, e.value);
-      else
-        s.bound[e.key] = *v;
-    }
-  }
   // Parameters before everything that may refer to them.
   for (const auto& e : entries)
     if (e.key == "params") fp.params(e.value);
@@ -1023,20 +802,17 @@ std::optional<StrategyDef> RulesLoader::parse(const std::string& text, const std
   }
   s.rules.insert(s.rules.end(), own_rules.begin(), own_rules.end());
   if (s.rules.size() > kMaxRules)
-    diags_.error(
+    r.diags().error(
         "too-many-rules",
         std::to_string(s.rules.size()) + " rules; the limit is " + std::to_string(kMaxRules),
         {file, 0, 0});
   if (s.stages.size() + own_stages.size() > kMaxStages)
-    diags_.error("too-many-stages",
-                 std::to_string(s.stages.size() + own_stages.size()) + " stages; the limit is " +
-                     std::to_string(kMaxStages),
-                 {file, 0, 0});
+    r.diags().error("too-many-stages",
+                    std::to_string(s.stages.size() + own_stages.size()) + " stages; the limit is " +
+                        std::to_string(kMaxStages),
+                    {file, 0, 0});
   s.stages.insert(s.stages.end(), own_stages.begin(), own_stages.end());
   fp.check_stage_order();
-  if (s.name.empty()) s.name = std::filesystem::path(file).stem().string();
-  if (diags_.count(Severity::kError) > errors_before) return std::nullopt;
-  return s;
 }
 
 }  // namespace layerfreeze

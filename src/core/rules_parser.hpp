@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/rules.hpp"
+#include "core/yaml_reader.hpp"
 #include "layerfreeze/plan.hpp"
 
 namespace layerfreeze {
@@ -36,6 +37,12 @@ class RulesLoader {
   std::string canonical_;                     // identity of the file about to be parsed
   std::vector<std::filesystem::path> roots_;  // where `extends` may reach (set by the first file)
 };
+
+/// Parses the body of one rules file (`entries` of its top map, `extends` and `with` already
+/// applied to `s`): version, name, description, params, options, discovery, rules, stages; the
+/// file's rules and stages are appended to what `s` extends. Used by RulesLoader.
+void parse_strategy_body(YamlReader& r, const std::vector<YamlReader::Entry>& entries,
+                         StrategyDef& s, const std::string& file);
 
 /// Checks (and normalises: int to float, a string to a one-item list) a value for a declared
 /// parameter; returns "" or what is wrong.
