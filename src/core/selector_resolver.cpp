@@ -1,0 +1,545 @@
+#include "core/selector_resolver.hpp"
+
+#include <re2/re2.h>
+#include <re2/set.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <set>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+
+#include "core/layer_discovery.hpp"
+#include "core/rules_parser.hpp"
+
+namespace layerfreeze {
+
+Resolver::Resolver(const Inventory& inv, const Scope& scope, Diagnostics& diags)
+    : inv_(inv), scope_(scope), diags_(diags), n_(inv.params.size()) {
+  for (int r = 0; r < kNumRoles; ++r) roles_[r] = Bitset(n_);
+  for (size_t i = 0; i < n_; ++i) {
+    const Param& p = inv.params[i];
+    roles_[static_cast<int>(p.role)].set(i);
+    for (Role ar : p.alias_roles) roles_[static_cast<int>(ar)].set(i);
+  }
+}
+
+void Resolver::collect(const Selector& s) {
+  if (s.kind == Selector::Kind::kRegex) {
+    auto list = eval_strings(s.strings);
+    bool cs = eval_bool(s.case_sensitive, true);
+    std::vector<int> ids;
+    for (const auto& text : list) {
+      auto key = std::make_pair(text, cs);
+      auto it = pattern_ids_.find(key);
+      if (it == pattern_ids_.end()) {
+        RE2::Options o;
+        o.set_log_errors(false);
+        o.set_case_sensitive(cs);
+        RE2 probe(text, o);
+        if (!probe.ok()) {
+          diags_.error("bad-regex", "invalid regex '" + text + "': " + probe.error(),
+                       s.strings.loc());
+          continue;
+        }
+        it = pattern_ids_.emplace(key, static_cast<int>(patterns_.size())).first;
+        patterns_.push_back(key);
+      }
+      ids.push_back(it->second);
+    }
+    regex_of_[&s] = ids;
+  }
+  for (const auto& c : s.children) collect(c);
+  for (const auto& c : s.except) collect(c);
+}
+
+void Resolver::match_all() {
+  pattern_sets_.assign(patterns_.size(), Bitset(n_));
+  for (int mode = 0; mode < 2; ++mode) {
+    bool cs = mode == 0;
+    RE2::Options o;
+    o.set_log_errors(false);
+    o.set_case_sensitive(cs);
+    o.set_max_mem(64 << 20);
+    RE2::Set set(o, RE2::ANCHOR_BOTH);
+    std::vector<int> set_to_pattern;
+    for (size_t i = 0; i < patterns_.size(); ++i) {
+      if (patterns_[i].second != cs) continue;
+      std::string err;
+      if (set.Add(patterns_[i].first, &err) < 0) continue;  // reported in collect()
+      set_to_pattern.push_back(static_cast<int>(i));
+    }
+    if (set_to_pattern.empty()) continue;
+    if (!set.Compile()) {
+      diags_.error("regex-too-large", "the regexes of this strategy exceed RE2's memory budget",
+                   {});
+      return;
+    }
+    // RE2 costs ~0.3 µs a call here whatever the pattern, so large inventories are split in
+    // two halves on two threads; the halves meet at a multiple of 64, so no two threads write
+    // the same bitset word.
+    std::atomic<bool> out_of_memory{false};
+    auto run_range = [&](size_t begin, size_t end) {
+      std::vector<int> hits;
+      RE2::Set::ErrorInfo info;
+      for (size_t i = begin; i < end; ++i) {
+        const Param& p = inv_.params[i];
+        auto run = [&](const std::string& name) {
+          hits.clear();
+          if (set.Match(name, &hits, &info)) {
+            for (int h : hits) pattern_sets_[set_to_pattern[h]].set(i);
+          } else if (info.kind == RE2::Set::kOutOfMemory) {
+            out_of_memory = true;
+          }
+        };
+        run(p.name);
+        for (const auto& a : p.aliases) run(a);
+      }
+    };
+    size_t mid = n_ >= 20000 ? (n_ / 2) & ~size_t{63} : n_;
+    if (mid < n_) {
+      std::thread second(run_range, mid, n_);
+      run_range(0, mid);
+      second.join();
+    } else {
+      run_range(0, n_);
+    }
+    if (out_of_memory) {
+      diags_.error("regex-too-large",
+                   "the regexes of this strategy exceed RE2's memory budget while matching", {});
+      return;
+    }
+  }
+}
+
+DynamicSet Resolver::resolve(const Selector& s) {
+  DynamicSet d = resolve_uncached(s);
+  if (d.is_static()) cache_[&s] = d.leaf;
+  return d;
+}
+
+bool Resolver::matches_name(const Selector& s, size_t i, size_t k) {
+  const Param& p = inv_.params[i];
+  const std::string& name = k == 0 ? p.name : p.aliases[k - 1];
+  bool hit = false;
+  switch (s.kind) {
+    case Selector::Kind::kRole: {
+      Role r = k == 0 ? p.role : p.alias_roles[k - 1];
+      hit = r == s.role;
+      break;
+    }
+    case Selector::Kind::kRegex: {
+      bool cs = eval_bool(s.case_sensitive, true);
+      for (const auto& text : eval_strings(s.strings)) {
+        RE2::Options o;
+        o.set_log_errors(false);
+        o.set_case_sensitive(cs);
+        RE2 re(text, o);
+        hit = hit || (re.ok() && RE2::FullMatch(name, re));
+      }
+      break;
+    }
+    case Selector::Kind::kLeaf: {
+      auto d = name.rfind('.');
+      std::string leaf = d == std::string::npos ? name : name.substr(d + 1);
+      for (const auto& w : eval_strings(s.strings)) hit = hit || w == leaf;
+      break;
+    }
+    case Selector::Kind::kAnyOf:
+      for (const auto& c : s.children) hit = hit || matches_name(c, i, k);
+      break;
+    case Selector::Kind::kAllOf:
+      hit = true;
+      for (const auto& c : s.children) hit = hit && matches_name(c, i, k);
+      break;
+    default: {
+      auto it = cache_.find(&s);
+      hit = it != cache_.end() && it->second.test(i);
+      break;
+    }
+  }
+  if (hit && !s.except.empty()) hit = !matches_name(s.except[0], i, k);
+  return hit;
+}
+
+DynamicSet Resolver::resolve_uncached(const Selector& s) {
+  DynamicSet d = resolve_kind(s);
+  if (!s.except.empty()) {
+    DynamicSet ex = resolve(s.except[0]);
+    if (d.is_static() && ex.is_static()) {
+      d.leaf.subtract(ex.leaf);
+    } else {
+      DynamicSet m;
+      m.op = DynamicSet::Op::kMinus;
+      m.kids = {std::move(d), std::move(ex)};
+      d = std::move(m);
+    }
+  }
+  return d;
+}
+
+std::optional<int64_t> Resolver::eval_int(const Expr& e, const std::string& what) {
+  if (e.empty()) return std::nullopt;
+  auto v = e.eval(scope_, diags_);
+  if (!v) return std::nullopt;
+  if (v->kind != Value::Kind::kInt) {
+    diags_.error("wrong-type", what + " must be an int, got " + v->to_string(), e.loc());
+    return std::nullopt;
+  }
+  return v->i;
+}
+
+std::optional<double> Resolver::eval_number(const Expr& e, const std::string& what) {
+  if (e.empty()) return std::nullopt;
+  auto v = e.eval(scope_, diags_);
+  if (!v) return std::nullopt;
+  if (!v->is_number()) {
+    diags_.error("wrong-type", what + " must be a number, got " + v->to_string(), e.loc());
+    return std::nullopt;
+  }
+  return v->number();
+}
+
+bool Resolver::eval_bool(const Expr& e, bool fallback) {
+  if (e.empty()) return fallback;
+  auto v = e.eval(scope_, diags_);
+  if (!v) return fallback;
+  if (v->kind != Value::Kind::kBool) {
+    diags_.error("wrong-type", "expected true or false, got " + v->to_string(), e.loc());
+    return fallback;
+  }
+  return v->b;
+}
+
+std::vector<std::string> Resolver::eval_strings(const Expr& e) {
+  std::vector<std::string> out;
+  auto v = e.eval(scope_, diags_);
+  if (!v) return out;
+  if (v->kind == Value::Kind::kString) return {v->s};
+  if (v->kind == Value::Kind::kList) {
+    for (const auto& item : v->list)
+      out.push_back(item.kind == Value::Kind::kString ? item.s : item.to_string());
+    return out;
+  }
+  diags_.error("wrong-type", "expected a string or a list of strings, got " + v->to_string(),
+               e.loc());
+  return out;
+}
+
+DynamicSet Resolver::leaf(Bitset b) {
+  DynamicSet d;
+  d.leaf = std::move(b);
+  return d;
+}
+
+std::optional<Resolver::Range> Resolver::stack_range(const Expr& stack_expr) {
+  Range r{0, inv_.num_layers(), "the model"};
+  if (stack_expr.empty()) return r;
+  auto names = eval_strings(stack_expr);
+  if (names.size() != 1) return std::nullopt;
+  const std::string& want = names[0];
+  auto has_component = [&](const std::string& path) {
+    for (size_t start = 0; start <= path.size();) {
+      size_t dot = path.find('.', start);
+      if (dot == std::string::npos) dot = path.size();
+      if (path.compare(start, dot - start, want) == 0 && dot - start == want.size()) return true;
+      start = dot + 1;
+    }
+    return false;
+  };
+  std::vector<std::string> known;
+  auto add_known = [&](const std::string& path) {
+    known.push_back(path);
+    for (size_t b = 0, e; b < path.size(); b = e + 1) {
+      e = path.find('.', b);
+      if (e == std::string::npos) e = path.size();
+      known.push_back(path.substr(b, e - b));
+    }
+  };
+  auto stack_hit = [&](const Stack& st) {
+    return Range{st.first_layer, st.first_layer + st.num_layers, "stack '" + st.container + "'"};
+  };
+  for (const auto& st : inv_.stacks)
+    if (st.container == want) return stack_hit(st);
+  for (int tower_pass = 0; tower_pass < 2; ++tower_pass)  // the trunk's stacks first
+    for (const auto& st : inv_.stacks)
+      if ((st.tower >= 0) == (tower_pass == 1) && has_component(st.container)) return stack_hit(st);
+  int32_t begin = -1, end = -1, count = 0;
+  std::string roots;
+  for (const auto& t : inv_.towers) {
+    add_known(t.root);
+    known.push_back(t.modality);
+    if (t.modality != want && !has_component(t.root)) continue;
+    for (int32_t si : t.stacks) {
+      const Stack& st = inv_.stacks[static_cast<size_t>(si)];
+      begin = begin < 0 ? st.first_layer : std::min(begin, st.first_layer);
+      end = std::max(end, st.first_layer + st.num_layers);
+      count += st.num_layers;
+    }
+    roots += (roots.empty() ? "'" : ", '") + t.root + "'";
+  }
+  if (begin >= 0 && end - begin == count)
+    return Range{begin, end, t_or_towers(roots) + " " + roots};
+  for (const auto& st : inv_.stacks) add_known(st.container);
+  std::string list;
+  for (const auto& st : inv_.stacks) list += (list.empty() ? "" : ", ") + st.container;
+  for (const auto& t : inv_.towers) list += ", " + t.modality + " (the tower '" + t.root + "')";
+  diags_.error("unknown-stack",
+               "no stack '" + want + "' in " + inv_.source + did_you_mean(want, known),
+               stack_expr.loc(), {list.empty() ? "the model has no stacks" : "stacks: " + list});
+  return std::nullopt;
+}
+
+std::string Resolver::t_or_towers(const std::string& roots) {
+  return roots.find(',') == std::string::npos ? "tower" : "towers";
+}
+
+Bitset Resolver::layers_to_params(const std::vector<int32_t>& layers) {
+  Bitset b(n_);
+  for (int32_t l : layers)
+    for (uint32_t q : inv_.layers[l].params) b.set(q);
+  return b;
+}
+
+bool Resolver::require_layers(const Selector& s) {
+  if (!inv_.layers.empty()) return true;
+  diags_.error("no-layers",
+               "'" + s.text + "' selects layers, but " + inv_.source + " has no repeated blocks",
+               s.loc,
+               {"add a `discovery: layers:` pattern (e.g. 'backbone\\.blocks\\.#') if the model "
+                "has layers"});
+  return false;
+}
+
+std::optional<std::vector<int32_t>> Resolver::layer_list(const Selector& s) {
+  if (!require_layers(s)) return std::nullopt;
+  auto range = stack_range(s.stack);
+  if (!range) return std::nullopt;
+  const int64_t L = range->end - range->begin;
+  std::string count_text = range->what == "the model"
+                               ? layer_count_text()
+                               : range->what + " has " + std::to_string(L) + " layers";
+  std::vector<int32_t> out;
+  auto push = [&](int64_t local) { out.push_back(static_cast<int32_t>(range->begin + local)); };
+  switch (s.layer_form) {
+    case Selector::LayerForm::kFirst:
+    case Selector::LayerForm::kLast: {
+      auto n =
+          eval_int(s.amount, s.layer_form == Selector::LayerForm::kFirst ? "'first'" : "'last'");
+      if (!n) return std::nullopt;
+      if (*n < 0 || *n > L) {
+        diags_.error("out-of-range",
+                     std::string(s.layer_form == Selector::LayerForm::kFirst ? "first" : "last") +
+                         ": " + std::to_string(*n) + " is out of range: " + count_text,
+                     s.amount.loc());
+        return std::nullopt;
+      }
+      for (int64_t i = 0; i < *n; ++i)
+        push(s.layer_form == Selector::LayerForm::kFirst ? i : L - *n + i);
+      return out;
+    }
+    case Selector::LayerForm::kFirstRatio:
+    case Selector::LayerForm::kLastRatio: {
+      auto r = eval_number(s.amount, "a ratio");
+      if (!r) return std::nullopt;
+      if (!(*r >= 0.0 && *r <= 1.0)) {
+        diags_.error(
+            "out-of-range",
+            "ratio " + Value::real(*r).to_string() + " is outside [0, 1] (" + count_text + ")",
+            s.amount.loc());
+        return std::nullopt;
+      }
+      // floor(r * L), robust to 0.1 * 30 = 2.9999999999999996.
+      int64_t n = static_cast<int64_t>(std::floor(*r * static_cast<double>(L) + 1e-9));
+      n = std::min<int64_t>(n, L);
+      for (int64_t i = 0; i < n; ++i)
+        push(s.layer_form == Selector::LayerForm::kFirstRatio ? i : L - n + i);
+      return out;
+    }
+    case Selector::LayerForm::kIndices: {
+      std::set<int32_t> chosen;
+      for (const auto& e : s.indices) {
+        auto v = e.eval(scope_, diags_);
+        if (!v) return std::nullopt;
+        Slice sl;
+        std::string text = v->kind == Value::Kind::kString ? v->s : v->to_string();
+        if (v->kind == Value::Kind::kInt) {
+          sl.single = true;
+          sl.start = v->i;
+        } else if (v->kind == Value::Kind::kString) {
+          std::string err;
+          auto parsed = parse_slice(v->s, &err);
+          if (!parsed) {
+            diags_.error("bad-slice", err, e.loc());
+            return std::nullopt;
+          }
+          sl = *parsed;
+        } else {
+          diags_.error("wrong-type",
+                       "a layer index must be an int or a slice, got " + v->to_string(), e.loc());
+          return std::nullopt;
+        }
+        if (sl.single) {
+          int64_t i = *sl.start;
+          if (i < -L || i >= L) {
+            diags_.error("out-of-range",
+                         "layer index " + std::to_string(i) + " is out of range: " + count_text,
+                         e.loc());
+            return std::nullopt;
+          }
+          chosen.insert(static_cast<int32_t>(range->begin + (i < 0 ? i + L : i)));
+          continue;
+        }
+        auto bound = [&](std::optional<int64_t> b, int64_t dflt) -> std::optional<int64_t> {
+          if (!b) return dflt;
+          if (*b < -L || *b > L) {
+            diags_.error("out-of-range",
+                         "slice '" + text + "' reaches layer " + std::to_string(*b) +
+                             ", out of range: " + count_text,
+                         e.loc());
+            return std::nullopt;
+          }
+          return *b < 0 ? *b + L : *b;
+        };
+        auto a = bound(sl.start, 0), b = bound(sl.stop, L);
+        if (!a || !b) return std::nullopt;
+        for (int64_t i = *a; i < *b; i += sl.step)
+          chosen.insert(static_cast<int32_t>(range->begin + i));
+      }
+      out.assign(chosen.begin(), chosen.end());
+      return out;
+    }
+  }
+  return out;
+}
+
+DynamicSet Resolver::resolve_kind(const Selector& s) {
+  switch (s.kind) {
+    case Selector::Kind::kAll: return leaf(Bitset(n_, true));
+    case Selector::Kind::kRole: return leaf(role_set(s.role));
+    case Selector::Kind::kLayers: {
+      auto l = layer_list(s);
+      return leaf(l ? layers_to_params(*l) : Bitset(n_));
+    }
+    case Selector::Kind::kStack: {
+      if (!require_layers(s)) return leaf(Bitset(n_));
+      auto r = stack_range(s.stack);
+      std::vector<int32_t> l;
+      if (r)
+        for (int32_t i = r->begin; i < r->end; ++i) l.push_back(i);
+      return leaf(layers_to_params(l));
+    }
+    case Selector::Kind::kRegex: {
+      Bitset b(n_);
+      auto it = regex_of_.find(&s);
+      if (it != regex_of_.end() && !pattern_sets_.empty())
+        for (int id : it->second) b |= pattern_sets_[id];
+      return leaf(std::move(b));
+    }
+    case Selector::Kind::kModuleType: {
+      Bitset b(n_);
+      std::vector<std::unique_ptr<RE2>> res;
+      for (const auto& text : eval_strings(s.strings)) {
+        RE2::Options o;
+        o.set_log_errors(false);
+        auto re = std::make_unique<RE2>(text, o);
+        if (!re->ok()) {
+          diags_.error("bad-regex", "invalid module_type pattern '" + text + "': " + re->error(),
+                       s.strings.loc());
+          continue;
+        }
+        res.push_back(std::move(re));
+      }
+      std::unordered_map<std::string_view, bool> cache;
+      for (size_t i = 0; i < n_; ++i) {
+        const std::string& t = inv_.params[i].module_type;
+        if (t.empty()) continue;
+        auto c = cache.find(std::string_view(t));
+        if (c == cache.end()) {
+          bool hit = false;
+          for (const auto& re : res) hit = hit || RE2::FullMatch(t, *re);
+          c = cache.emplace(t, hit).first;
+        }
+        if (c->second) b.set(i);
+      }
+      return leaf(std::move(b));
+    }
+    case Selector::Kind::kLeaf: {
+      Bitset b(n_);
+      auto leaves = eval_strings(s.strings);
+      std::set<std::string, std::less<>> want(leaves.begin(), leaves.end());
+      auto leaf_of = [](const std::string& n) {
+        auto d = n.rfind('.');
+        return d == std::string::npos ? std::string_view(n) : std::string_view(n).substr(d + 1);
+      };
+      for (size_t i = 0; i < n_; ++i) {
+        const Param& p = inv_.params[i];
+        bool hit = want.count(leaf_of(p.name)) > 0;
+        for (const auto& a : p.aliases) hit = hit || want.count(leaf_of(a)) > 0;
+        if (hit) b.set(i);
+      }
+      return leaf(std::move(b));
+    }
+    case Selector::Kind::kAnyOf:
+    case Selector::Kind::kAllOf: {
+      std::vector<DynamicSet> kids;
+      bool all_static = true;
+      for (const auto& c : s.children) {
+        kids.push_back(resolve(c));
+        all_static = all_static && kids.back().is_static();
+      }
+      if (kids.empty()) return leaf(Bitset(n_));
+      if (all_static) {
+        Bitset b = kids[0].leaf;
+        for (size_t i = 1; i < kids.size(); ++i) {
+          if (s.kind == Selector::Kind::kAnyOf)
+            b |= kids[i].leaf;
+          else
+            b &= kids[i].leaf;
+        }
+        return leaf(std::move(b));
+      }
+      DynamicSet d;
+      d.op = s.kind == Selector::Kind::kAnyOf ? DynamicSet::Op::kUnion : DynamicSet::Op::kIntersect;
+      d.kids = std::move(kids);
+      return d;
+    }
+    case Selector::Kind::kRandomLayers: {
+      if (!require_layers(s)) return leaf(Bitset(n_));
+      DynamicSet d;
+      d.op = DynamicSet::Op::kRandom;
+      d.mask = s.children.empty() ? role_set(Role::kLayer) : resolve(s.children[0]).leaf;
+      if (!s.children.empty() && !resolve(s.children[0]).is_static()) {
+        diags_.error("nested-random", "'from' of random_layers cannot itself be random", s.loc);
+        return leaf(Bitset(n_));
+      }
+      std::set<int32_t> pool;
+      d.mask.for_each([&](size_t i) {
+        if (inv_.params[i].layer >= 0) pool.insert(inv_.params[i].layer);
+      });
+      d.pool.assign(pool.begin(), pool.end());
+      auto count = eval_int(s.amount, "'count'");
+      auto seed = eval_int(s.seed, "'seed'");
+      if (!count || !seed) return leaf(Bitset(n_));
+      if (*count < 0 || *count > static_cast<int64_t>(d.pool.size())) {
+        diags_.error("out-of-range",
+                     "random_layers count " + std::to_string(*count) +
+                         " is out of range: it draws from " + std::to_string(d.pool.size()) +
+                         " layers (" + layer_count_text() + ")",
+                     s.amount.loc());
+        return leaf(Bitset(n_));
+      }
+      d.count = *count;
+      d.seed = static_cast<uint64_t>(*seed);
+      return d;
+    }
+  }
+  return leaf(Bitset(n_));
+}
+
+}  // namespace layerfreeze

@@ -1,0 +1,81 @@
+// The selector resolver: binds every selector of a strategy to the set of parameters it picks
+// on one model, with one set of parameter values (docs/RULES.md, "Selectors"). All regexes of a
+// strategy are matched in one RE2::Set pass over the names; layer selectors count the trunk's
+// layers; random_layers stays dynamic (drawn per period).
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/layer_discovery.hpp"
+#include "core/plan.hpp"
+#include "core/rules.hpp"
+
+namespace layerfreeze {
+
+// Resolves selectors against one inventory with one set of parameter values.
+class Resolver {
+ public:
+  Resolver(const Inventory& inv, const Scope& scope, Diagnostics& diags);
+
+  // Pass 1: evaluate regex patterns of every selector and register them.
+  void collect(const Selector& s);
+
+  // One RE2::Set per case mode, one pass over every name.
+  void match_all();
+
+  DynamicSet resolve(const Selector& s);
+
+  // Whether `s` selects parameter `i` under its name number `k` (0: canonical, then aliases).
+  // Tied tensors are few; this runs for them only.
+  bool matches_name(const Selector& s, size_t i, size_t k);
+
+  DynamicSet resolve_uncached(const Selector& s);
+
+  std::optional<int64_t> eval_int(const Expr& e, const std::string& what);
+  std::optional<double> eval_number(const Expr& e, const std::string& what);
+  bool eval_bool(const Expr& e, bool fallback);
+  std::vector<std::string> eval_strings(const Expr& e);
+
+  const Bitset& role_set(Role r) const { return roles_[static_cast<int>(r)]; }
+
+ private:
+  std::string layer_count_text() const { return inv_.source + " has " + describe_layers(inv_); }
+  DynamicSet leaf(Bitset b);
+
+  // The layers [begin, end) of the whole model, or of one stack.
+  struct Range {
+    int32_t begin = 0, end = 0;
+    std::string what;
+  };
+
+  // Without a stack: the trunk's layers. A stack is named by its container, a component of it,
+  // or (a multimodal model's tower) the tower's modality or a component of its root: then every
+  // layer of the towers it names.
+  std::optional<Range> stack_range(const Expr& stack_expr);
+  static std::string t_or_towers(const std::string& roots);
+
+  Bitset layers_to_params(const std::vector<int32_t>& layers);
+
+  bool require_layers(const Selector& s);
+
+  std::optional<std::vector<int32_t>> layer_list(const Selector& s);
+
+  DynamicSet resolve_kind(const Selector& s);
+
+  const Inventory& inv_;
+  const Scope& scope_;
+  Diagnostics& diags_;
+  size_t n_;
+  Bitset roles_[kNumRoles];
+  std::vector<std::pair<std::string, bool>> patterns_;
+  std::map<std::pair<std::string, bool>, int> pattern_ids_;
+  std::map<const Selector*, std::vector<int>> regex_of_;
+  std::vector<Bitset> pattern_sets_;
+  std::map<const Selector*, Bitset> cache_;
+};
+
+}  // namespace layerfreeze
