@@ -1,4 +1,5 @@
 #include "core/discovery_patterns.hpp"
+#include "core/regex.hpp"
 
 #include <re2/re2.h>
 #include <yaml-cpp/yaml.h>
@@ -36,8 +37,7 @@ void read_pattern(YamlReader& r, const std::string& key, const YAML::Node& item,
     out.stack_order.push_back(*s);
     return;
   }
-  RE2::Options o;
-  o.set_log_errors(false);
+  RE2::Options o = re2_options();
   RE2 re(*s, o);
   if (!re.ok())
     r.error("bad-regex", "invalid " + key + " pattern '" + *s + "': " + re.error(), pattern_node);

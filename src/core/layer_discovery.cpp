@@ -1,4 +1,5 @@
 #include "core/layer_discovery.hpp"
+#include "core/regex.hpp"
 
 #include <re2/re2.h>
 #include <re2/set.h>
@@ -89,8 +90,7 @@ int stack_rank(const std::string& container, const std::vector<std::string>& ord
 }
 
 std::unique_ptr<RE2> compile_pattern(const Pattern& p, const char* what, Diagnostics& diags) {
-  RE2::Options o;
-  o.set_log_errors(false);
+  RE2::Options o = re2_options();
   auto re = std::make_unique<RE2>(p.text, o);
   if (!re->ok()) {
     diags.error("bad-regex",

@@ -1,4 +1,5 @@
 #include "core/rules_parser.hpp"
+#include "core/regex.hpp"
 
 #include <re2/re2.h>
 
@@ -88,8 +89,7 @@ struct FileParser {
     const Value* v = e.literal_value();
     if (!v) return;
     for (size_t i = 0; i < v->list.size(); ++i) {
-      RE2::Options o;
-      o.set_log_errors(false);
+      RE2::Options o = re2_options();
       RE2 re(v->list[i].s, o);
       if (!re.ok()) {
         YAML::Node at = n.IsSequence() ? n[i] : n;

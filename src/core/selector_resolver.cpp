@@ -1,4 +1,5 @@
 #include "core/selector_resolver.hpp"
+#include "core/regex.hpp"
 
 #include <re2/re2.h>
 #include <re2/set.h>
@@ -38,9 +39,7 @@ void Resolver::collect(const Selector& s) {
       auto key = std::make_pair(text, cs);
       auto it = pattern_ids_.find(key);
       if (it == pattern_ids_.end()) {
-        RE2::Options o;
-        o.set_log_errors(false);
-        o.set_case_sensitive(cs);
+        RE2::Options o = re2_options(cs);
         RE2 probe(text, o);
         if (!probe.ok()) {
           diags_.error("bad-regex", "invalid regex '" + text + "': " + probe.error(),
@@ -62,9 +61,7 @@ void Resolver::match_all() {
   pattern_sets_.assign(patterns_.size(), Bitset(n_));
   for (int mode = 0; mode < 2; ++mode) {
     bool cs = mode == 0;
-    RE2::Options o;
-    o.set_log_errors(false);
-    o.set_case_sensitive(cs);
+    RE2::Options o = re2_options(cs);
     o.set_max_mem(64 << 20);
     RE2::Set set(o, RE2::ANCHOR_BOTH);
     std::vector<int> set_to_pattern;
@@ -136,11 +133,10 @@ bool Resolver::matches_name(const Selector& s, size_t i, size_t k) {
     case Selector::Kind::kRegex: {
       bool cs = eval_bool(s.case_sensitive, true);
       for (const auto& text : eval_strings(s.strings)) {
-        RE2::Options o;
-        o.set_log_errors(false);
-        o.set_case_sensitive(cs);
-        RE2 re(text, o);
-        hit = hit || (re.ok() && RE2::FullMatch(name, re));
+        // Compiled once per (pattern, case mode): tied tensors ask for every name of each.
+        auto& re = name_res_[{text, cs}];
+        if (!re) re = std::make_unique<RE2>(text, re2_options(cs));
+        hit = hit || (re->ok() && RE2::FullMatch(name, *re));
       }
       break;
     }
@@ -445,8 +441,7 @@ DynamicSet Resolver::resolve_kind(const Selector& s) {
       Bitset b(n_);
       std::vector<std::unique_ptr<RE2>> res;
       for (const auto& text : eval_strings(s.strings)) {
-        RE2::Options o;
-        o.set_log_errors(false);
+        RE2::Options o = re2_options();
         auto re = std::make_unique<RE2>(text, o);
         if (!re->ok()) {
           diags_.error("bad-regex", "invalid module_type pattern '" + text + "': " + re->error(),

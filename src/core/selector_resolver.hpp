@@ -5,6 +5,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -12,6 +13,7 @@
 
 #include "core/layer_discovery.hpp"
 #include "core/plan.hpp"
+#include "core/regex.hpp"
 #include "core/rules.hpp"
 
 namespace layerfreeze {
@@ -76,6 +78,7 @@ class Resolver {
   std::map<const Selector*, std::vector<int>> regex_of_;
   std::vector<Bitset> pattern_sets_;
   std::map<const Selector*, Bitset> cache_;
+  std::map<std::pair<std::string, bool>, std::unique_ptr<RE2>> name_res_;  // matches_name's
 };
 
 }  // namespace layerfreeze

@@ -1,4 +1,5 @@
 #include "core/towers.hpp"
+#include "core/regex.hpp"
 
 #include <re2/re2.h>
 
@@ -24,8 +25,7 @@ struct Compiled {
   void compile(const std::vector<Pattern>& ps, const char* what, Diagnostics& diags) {
     patterns = &ps;
     for (const auto& p : ps) {
-      RE2::Options o;
-      o.set_log_errors(false);
+      RE2::Options o = re2_options();
       auto re = std::make_unique<RE2>(p.text, o);
       if (!re->ok()) {
         diags.error("bad-regex",
