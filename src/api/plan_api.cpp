@@ -6,7 +6,7 @@
 #include "core/rules_parser.hpp"
 #include "print/explain.hpp"
 #include "print/plan_printer.hpp"
-#include "print/plan_summary.hpp"
+#include "analysis/plan_summary.hpp"
 
 namespace layerfreeze {
 

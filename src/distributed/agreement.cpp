@@ -10,7 +10,7 @@
 #include "core/plan.hpp"
 #include "distributed/errors.hpp"
 #include "layerfreeze/distributed.hpp"
-#include "print/plan_record.hpp"
+#include "analysis/plan_record.hpp"
 
 namespace layerfreeze::distributed {
 

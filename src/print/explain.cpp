@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "print/format.hpp"
-#include "print/plan_summary.hpp"
+#include "analysis/plan_summary.hpp"
 
 namespace layerfreeze {
 

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "print/plan_summary.hpp"
+#include "analysis/plan_summary.hpp"
 
 namespace layerfreeze {
 

@@ -18,7 +18,7 @@
 #include "core/layer_discovery.hpp"
 #include "core/rules_parser.hpp"
 #include "print/format.hpp"
-#include "print/plan_summary.hpp"
+#include "analysis/plan_summary.hpp"
 #include "torch/live_model.hpp"
 
 namespace layerfreeze {

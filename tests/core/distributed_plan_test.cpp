@@ -1,12 +1,12 @@
 // The torch-free half of distributed support: the plan records ranks exchange and the
-// explanation of a disagreement (print/plan_record), and the data-parallel lint of
-// `layerfreeze plan --distributed` (print/distributed_lint).
+// explanation of a disagreement (analysis/plan_record), and the data-parallel lint of
+// `layerfreeze plan --distributed` (analysis/distributed_lint).
 #include <gtest/gtest.h>
 
 #include <set>
 
-#include "print/distributed_lint.hpp"
-#include "print/plan_record.hpp"
+#include "analysis/distributed_lint.hpp"
+#include "analysis/plan_record.hpp"
 #include "test_util.hpp"
 
 namespace layerfreeze {

@@ -14,7 +14,7 @@
 #include "layerfreeze/model_source.hpp"
 #include "print/inventory_printer.hpp"
 #include "print/plan_printer.hpp"
-#include "print/plan_summary.hpp"
+#include "analysis/plan_summary.hpp"
 #include "test_util.hpp"
 
 namespace layerfreeze {

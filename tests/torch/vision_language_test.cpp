@@ -12,7 +12,7 @@
 #include "layerfreeze/executor.hpp"
 #include "layerfreeze/layerfreeze.hpp"
 #include "print/plan_printer.hpp"
-#include "print/plan_summary.hpp"
+#include "analysis/plan_summary.hpp"
 #include "torch/torch_models.hpp"
 
 namespace layerfreeze {

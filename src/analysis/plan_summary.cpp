@@ -1,4 +1,4 @@
-#include "print/plan_summary.hpp"
+#include "analysis/plan_summary.hpp"
 
 #include <algorithm>
 #include <cctype>

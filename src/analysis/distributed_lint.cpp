@@ -1,8 +1,8 @@
-#include "print/distributed_lint.hpp"
+#include "analysis/distributed_lint.hpp"
 
 #include <algorithm>
 
-#include "print/plan_summary.hpp"
+#include "analysis/plan_summary.hpp"
 
 namespace layerfreeze {
 

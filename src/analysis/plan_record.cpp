@@ -1,4 +1,4 @@
-#include "print/plan_record.hpp"
+#include "analysis/plan_record.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -7,7 +7,7 @@
 #include <map>
 
 #include "print/plan_printer.hpp"
-#include "print/plan_summary.hpp"
+#include "analysis/plan_summary.hpp"
 
 namespace layerfreeze {
 
