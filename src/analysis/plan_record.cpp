@@ -6,8 +6,8 @@
 #include <cstring>
 #include <map>
 
-#include "print/plan_printer.hpp"
 #include "analysis/plan_summary.hpp"
+#include "print/plan_printer.hpp"
 
 namespace layerfreeze {
 

@@ -2,11 +2,11 @@
 // compiler, the plan and its printers. Every component that compiles a plan comes through here.
 #include "layerfreeze/plan.hpp"
 
+#include "analysis/plan_summary.hpp"
 #include "core/compiler.hpp"
 #include "core/rules_parser.hpp"
 #include "print/explain.hpp"
 #include "print/plan_printer.hpp"
-#include "analysis/plan_summary.hpp"
 
 namespace layerfreeze {
 

@@ -1,7 +1,7 @@
 // layerfreeze plan RULES --model MODEL : the compiled plan, as text, JSON or Markdown;
 // --distributed adds the data-parallel lint (analysis/distributed_lint.hpp).
-#include "cli/cli_common.hpp"
 #include "analysis/distributed_lint.hpp"
+#include "cli/cli_common.hpp"
 #include "print/plan_printer.hpp"
 
 namespace layerfreeze::cli {

@@ -7,10 +7,10 @@
 
 #include <cstring>
 
+#include "analysis/plan_record.hpp"
 #include "core/plan.hpp"
 #include "distributed/errors.hpp"
 #include "layerfreeze/distributed.hpp"
-#include "analysis/plan_record.hpp"
 
 namespace layerfreeze::distributed {
 

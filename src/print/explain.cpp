@@ -5,8 +5,8 @@
 #include <set>
 #include <sstream>
 
-#include "print/format.hpp"
 #include "analysis/plan_summary.hpp"
+#include "print/format.hpp"
 
 namespace layerfreeze {
 

@@ -14,11 +14,11 @@
 #include <stdexcept>
 #include <unordered_set>
 
+#include "analysis/plan_summary.hpp"
 #include "core/compiler.hpp"
 #include "core/layer_discovery.hpp"
 #include "core/rules_parser.hpp"
 #include "print/format.hpp"
-#include "analysis/plan_summary.hpp"
 #include "torch/live_model.hpp"
 
 namespace layerfreeze {

@@ -10,11 +10,11 @@
 #include <fstream>
 #include <set>
 
+#include "analysis/plan_summary.hpp"
 #include "core/layer_discovery.hpp"
 #include "layerfreeze/model_source.hpp"
 #include "print/inventory_printer.hpp"
 #include "print/plan_printer.hpp"
-#include "analysis/plan_summary.hpp"
 #include "test_util.hpp"
 
 namespace layerfreeze {

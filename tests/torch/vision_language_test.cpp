@@ -9,10 +9,10 @@
 
 #include <set>
 
+#include "analysis/plan_summary.hpp"
 #include "layerfreeze/executor.hpp"
 #include "layerfreeze/layerfreeze.hpp"
 #include "print/plan_printer.hpp"
-#include "analysis/plan_summary.hpp"
 #include "torch/torch_models.hpp"
 
 namespace layerfreeze {
