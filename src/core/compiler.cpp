@@ -55,6 +55,89 @@ std::string group_name(const Inventory& inv, int32_t key) {
   return std::to_string(key);
 }
 
+// Progressive groups in data-flow order, keyed: each tower (one group), the connectors (one
+// group), the embeddings (-1), the trunk's layers (an `other` parameter with the layer it opens
+// with), the head (L). So a progressive stage over `all`, top-down, opens the head first and the
+// embeddings last (ULMFiT), then the connectors and the towers. Parameters in no group go to
+// `loose`.
+std::map<int32_t, std::vector<uint32_t>> progressive_groups(const Inventory& I, const Bitset& sel,
+                                                            std::vector<uint32_t>* loose) {
+  std::map<int32_t, std::vector<uint32_t>> by_group;
+  sel.for_each([&](size_t i) {
+    const Param& p = I.params[i];
+    int32_t key = p.role == Role::kTower        ? tower_key(p.part)
+                  : p.role == Role::kConnector  ? kConnectorKey
+                  : p.layer >= 0                ? p.layer
+                  : p.role == Role::kEmbeddings ? -1
+                  : p.role == Role::kHead       ? I.num_layers()
+                  : p.anchor_layer >= 0         ? p.anchor_layer
+                                                : kLooseKey;
+    if (key != kLooseKey)
+      by_group[key].push_back(static_cast<uint32_t>(i));
+    else
+      loose->push_back(static_cast<uint32_t>(i));
+  });
+  return by_group;
+}
+
+// "layers 11, 10, embeddings": the groups a progressive rule opens, for its provenance.
+std::string group_list(const std::vector<std::string>& names) {
+  auto is_number = [](const std::string& t) {
+    return !t.empty() && std::isdigit(static_cast<unsigned char>(t[0]));
+  };
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i) {
+    bool numeric = is_number(names[i]), prev_numeric = i > 0 && is_number(names[i - 1]);
+    out += (i ? ", " : "") + std::string(numeric && !prev_numeric ? "layers " : "") + names[i];
+  }
+  return out;
+}
+
+// The plan stages of a progressive stage: groups of `group_size` in the stage's order, one group
+// every `span` units from `at` (`every`), or spread evenly over `span` (`over`).
+std::vector<PlanStage> expand_progressive(const Stage& st, const Inventory& I,
+                                          const std::map<int32_t, std::vector<uint32_t>>& by_group,
+                                          int64_t at, int64_t group_size, int64_t span,
+                                          const std::string& named) {
+  std::vector<int32_t> order;
+  for (const auto& [key, _] : by_group) order.push_back(key);
+  if (st.top_down) std::reverse(order.begin(), order.end());
+  const int64_t n = static_cast<int64_t>(order.size());
+  const int64_t G = (n + group_size - 1) / group_size;
+  std::map<int64_t, std::vector<int64_t>> groups_at;  // time -> group numbers
+  for (int64_t g = 0; g < G; ++g) {
+    int64_t d = st.has_every ? g * span : (span == 0 ? 0 : (g * span) / G + 1);
+    groups_at[at + d].push_back(g);
+  }
+  std::vector<PlanStage> out;
+  for (const auto& [t, here] : groups_at) {
+    PlanStage p;
+    p.unit = st.at.unit;
+    p.at = t;
+    p.loc = st.loc;
+    PlanRule pr;
+    pr.action = st.action;
+    pr.set.leaf = Bitset(I.params.size());
+    std::vector<std::string> names;
+    for (int64_t g : here)
+      for (int64_t k = g * group_size; k < std::min((g + 1) * group_size, n); ++k) {
+        for (uint32_t q : by_group.at(order[k])) pr.set.leaf.set(q);
+        names.push_back(group_name(I, order[k]));
+      }
+    std::string groups = here.size() == 1 ? "group " + std::to_string(here[0] + 1)
+                                          : "groups " + std::to_string(here.front() + 1) + "–" +
+                                                std::to_string(here.back() + 1);
+    p.label = "progressive" + named + " " + groups + "/" + std::to_string(G) + " at " +
+              unit_name(p.unit) + " " + std::to_string(t);
+    pr.prov = {std::string(action_name(st.action)) + " " + group_list(names) + " (progressive " +
+                   groups + " of " + std::to_string(G) + ")",
+               st.loc};
+    p.rules.push_back(std::move(pr));
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
 class Compiler {
  public:
   Compiler(const StrategyDef& s, const PlanOptions& o, Diagnostics& d) : s_(s), o_(o), diags_(d) {}
@@ -232,103 +315,41 @@ class Compiler {
       out.push_back(std::move(ps));
       return out;
     }
-    // Progressive: group the selected parameters by layer (an `other` parameter goes with the
-    // layer it follows), order the groups, and open one more group at a time.
+    return progressive(st, res, plan, *at, named);
+  }
+
+  // A progressive stage: the selected parameters in groups (core: progressive_groups), one more
+  // group opened (or closed) at a time, every `every` or spread evenly `over` a span.
+  std::vector<PlanStage> progressive(const Stage& st, Resolver& res, const CompiledPlan& plan,
+                                     int64_t at, const std::string& named) {
     DynamicSet sel = res.resolve(st.selector);
     if (!sel.is_static()) {
       diags_.error("progressive-random", "a progressive stage cannot group random_layers", st.loc);
-      return out;
+      return {};
     }
     const Inventory& I = *plan.inventory;
-    std::map<int32_t, std::vector<uint32_t>> by_layer;
     std::vector<uint32_t> loose;
-    sel.leaf.for_each([&](size_t i) {
-      const Param& p = I.params[i];
-      // Groups in data-flow order: each tower (one group), the connectors (one group), the
-      // embeddings, the trunk's layers, the head. So a progressive stage over `all` opens the
-      // head first and the embeddings last (ULMFiT), then the connectors and the towers.
-      int32_t key = p.role == Role::kTower        ? tower_key(p.part)
-                    : p.role == Role::kConnector  ? kConnectorKey
-                    : p.layer >= 0                ? p.layer
-                    : p.role == Role::kEmbeddings ? -1
-                    : p.role == Role::kHead       ? I.num_layers()
-                    : p.anchor_layer >= 0         ? p.anchor_layer
-                                                  : kLooseKey;
-      if (key != kLooseKey)
-        by_layer[key].push_back(static_cast<uint32_t>(i));
-      else
-        loose.push_back(static_cast<uint32_t>(i));
-    });
+    auto by_group = progressive_groups(I, sel.leaf, &loose);
     if (!loose.empty())
       diags_.warning("progressive-loose",
                      "progressive stage: " + std::to_string(loose.size()) +
                          " selected parameters are outside every layer and are not grouped: " +
                          names_list(I, loose),
                      st.loc);
-    if (by_layer.empty()) {
+    if (by_group.empty()) {
       no_match_.push_back({&st.selector, {"progressive " + st.selector.text, st.loc}});
-      return out;
+      return {};
     }
-    std::vector<int32_t> order;
-    for (auto& [l, _] : by_layer) order.push_back(l);
-    if (st.top_down) std::reverse(order.begin(), order.end());
     auto gs = res.eval_int(st.group_size, "'group_size'");
-    if (!gs) return out;
+    if (!gs) return {};
     if (*gs < 1) {
       diags_.error("out-of-range", "group_size must be at least 1", st.group_size.loc());
-      return out;
+      return {};
     }
-    const int64_t G = (static_cast<int64_t>(order.size()) + *gs - 1) / *gs;
-    std::optional<int64_t> span;
-    Trigger::Unit unit = st.at.unit;
-    if (st.has_every)
-      span = trigger_value(st.period, res, true);
-    else
-      span = trigger_value(*st.over, res, false);
-    if (!span) return out;
-    std::map<int64_t, std::vector<int64_t>> groups_at;  // time -> group numbers
-    for (int64_t g = 0; g < G; ++g) {
-      int64_t d = st.has_every ? g * *span : (*span == 0 ? 0 : (g * *span) / G + 1);
-      groups_at[*at + d].push_back(g);
-    }
-    for (auto& [t, gs_here] : groups_at) {
-      PlanStage p;
-      p.unit = unit;
-      p.at = t;
-      p.loc = st.loc;
-      PlanRule pr;
-      pr.action = st.action;
-      pr.set.leaf = Bitset(I.params.size());
-      std::vector<std::string> layer_names;
-      for (int64_t g : gs_here) {
-        for (int64_t k = g * *gs;
-             k < std::min<int64_t>((g + 1) * *gs, static_cast<int64_t>(order.size())); ++k) {
-          for (uint32_t q : by_layer[order[k]]) pr.set.leaf.set(q);
-          layer_names.push_back(group_name(I, order[k]));
-        }
-      }
-      std::string groups = gs_here.size() == 1 ? "group " + std::to_string(gs_here[0] + 1)
-                                               : "groups " + std::to_string(gs_here.front() + 1) +
-                                                     "–" + std::to_string(gs_here.back() + 1);
-      std::string layers;
-      auto is_number = [](const std::string& t) {
-        return !t.empty() && std::isdigit(static_cast<unsigned char>(t[0]));
-      };
-      for (size_t i = 0; i < layer_names.size(); ++i) {
-        bool numeric = is_number(layer_names[i]);
-        bool prev_numeric = i > 0 && is_number(layer_names[i - 1]);
-        layers += (i ? ", " : "") + std::string(numeric && !prev_numeric ? "layers " : "") +
-                  layer_names[i];
-      }
-      p.label = "progressive" + named + " " + groups + "/" + std::to_string(G) + " at " +
-                unit_name(unit) + " " + std::to_string(t);
-      pr.prov = {std::string(action_name(st.action)) + " " + layers + " (progressive " + groups +
-                     " of " + std::to_string(G) + ")",
-                 st.loc};
-      p.rules.push_back(std::move(pr));
-      out.push_back(std::move(p));
-    }
-    return out;
+    auto span =
+        st.has_every ? trigger_value(st.period, res, true) : trigger_value(*st.over, res, false);
+    if (!span) return {};
+    return expand_progressive(st, I, by_group, at, *gs, *span, named);
   }
 
   void warnings(CompiledPlan& plan) {
