@@ -191,16 +191,32 @@ std::string plan_text(const PlanSummary& sum) {
   return o.str();
 }
 
-std::string plan_json(const PlanSummary& sum) {
-  const CompiledPlan& plan = *sum.plan;
-  const Inventory& inv = *plan.inventory;
-  const bool shapes = inv.shapes_known();
-  JsonWriter j;
-  auto opt_int = [&](const std::string& k, std::optional<int64_t> v) {
+namespace {
+
+// The JSON contract of docs/CLI.md (`layerfreeze.plan/1`), one section a method.
+class PlanJson {
+ public:
+  explicit PlanJson(const PlanSummary& sum)
+      : sum(sum), plan(*sum.plan), inv(*plan.inventory), shapes(inv.shapes_known()) {}
+
+  std::string write() {
+    strategy();
+    model();
+    options();
+    params();
+    j.key("stages").begin_array();
+    for (const auto& st : sum.stages) stage(st);
+    j.end_array();
+    tail();
+    return j.take();
+  }
+
+ private:
+  void opt_int(const std::string& k, std::optional<int64_t> v) {
     j.key(k);
     v ? j.value(*v) : j.null();
-  };
-  auto value_of = [&](const Value& v) {
+  }
+  void value_of(const Value& v) {
     switch (v.kind) {
       case Value::Kind::kNull: j.null(); break;
       case Value::Kind::kBool: j.value(v.b); break;
@@ -213,97 +229,108 @@ std::string plan_json(const PlanSummary& sum) {
         j.end_array();
         break;
     }
-  };
-  auto names = [&](const std::vector<uint32_t>& idx) {
+  }
+  void names(const std::vector<uint32_t>& idx) {
     j.begin_array();
     for (uint32_t i : idx) j.value(inv.params[i].name);
     j.end_array();
-  };
-  j.begin_object();
-  j.field("format", "layerfreeze.plan/1");
-  j.key("strategy").begin_object().field("name", plan.name).field("origin", plan.origin);
-  j.key("params").begin_object();
-  for (const auto& [k, v] : plan.params) {
-    j.key(k);
-    value_of(v);
   }
-  j.end_object().end_object();
 
-  j.key("model").begin_object();
-  j.field("source", inv.source).field("type", inv.model_type).field("num_layers", inv.num_layers());
-  opt_int("numel", shapes ? std::optional<int64_t>(inv.total_numel()) : std::nullopt);
-  j.field("parameters", inv.params.size()).field("shapes_known", shapes);
-  if (!inv.quantization.empty()) j.field("quantization", inv.quantization);
-  if (!inv.config.empty()) j.field("config", inv.config);
-  if (!inv.family.empty()) j.field("family", inv.family);
-  j.field("non_parameters", inv.non_params.size());
-  j.key("stacks").begin_array();
-  for (const auto& st : inv.stacks) {
-    j.begin_object()
-        .field("container", st.container)
-        .field("first_layer", st.first_layer)
-        .field("num_layers", st.num_layers)
-        .field("pattern", st.pattern);
-    opt_int("tower", st.tower >= 0 ? std::optional<int64_t>(st.tower) : std::nullopt);
+  void strategy() {
+    j.begin_object();
+    j.field("format", "layerfreeze.plan/1");
+    j.key("strategy").begin_object().field("name", plan.name).field("origin", plan.origin);
+    j.key("params").begin_object();
+    for (const auto& [k, v] : plan.params) {
+      j.key(k);
+      value_of(v);
+    }
+    j.end_object().end_object();
+  }
+
+  void model() {
+    j.key("model").begin_object();
+    j.field("source", inv.source)
+        .field("type", inv.model_type)
+        .field("num_layers", inv.num_layers());
+    opt_int("numel", shapes ? std::optional<int64_t>(inv.total_numel()) : std::nullopt);
+    j.field("parameters", inv.params.size()).field("shapes_known", shapes);
+    if (!inv.quantization.empty()) j.field("quantization", inv.quantization);
+    if (!inv.config.empty()) j.field("config", inv.config);
+    if (!inv.family.empty()) j.field("family", inv.family);
+    j.field("non_parameters", inv.non_params.size());
+    j.key("stacks").begin_array();
+    for (const auto& st : inv.stacks) {
+      j.begin_object()
+          .field("container", st.container)
+          .field("first_layer", st.first_layer)
+          .field("num_layers", st.num_layers)
+          .field("pattern", st.pattern);
+      opt_int("tower", st.tower >= 0 ? std::optional<int64_t>(st.tower) : std::nullopt);
+      j.end_object();
+    }
+    j.end_array();
+    j.key("towers").begin_array();
+    for (const auto& t : inv.towers) {
+      j.begin_object()
+          .field("root", t.root)
+          .field("modality", t.modality)
+          .field("num_layers", t.num_layers)
+          .field("found_by", t.found_by)
+          .end_object();
+    }
+    j.end_array();
+    j.key("connectors").begin_array();
+    for (const auto& c : inv.connectors)
+      j.begin_object().field("root", c.root).field("pattern", c.pattern).end_object();
+    j.end_array();
+    j.key("layers").begin_array();
+    for (const auto& l : inv.layers) {
+      j.begin_object().field("name", l.name);
+      opt_int("numel", shapes ? std::optional<int64_t>(l.numel) : std::nullopt);
+      j.field("tensors", l.params.size());
+      const int32_t tower = inv.stacks[static_cast<size_t>(l.stack)].tower;
+      opt_int("tower", tower >= 0 ? std::optional<int64_t>(tower) : std::nullopt);
+      j.end_object();
+    }
+    j.end_array().end_object();
+  }
+
+  void options() {
+    const auto& opt = plan.options;
+    j.key("options").begin_object();
+    j.field("batchnorm",
+            opt.batchnorm == Options::BatchNorm::kUnchanged ? "unchanged" : "eval_when_frozen");
+    j.field("optimizer_state",
+            opt.optimizer_state == Options::OptimizerState::kDrop ? "drop" : "keep");
+    j.field("unfreeze_lr_scale", opt.unfreeze_lr_scale).field("lr_decay", opt.lr_decay);
+    opt_int("steps_per_epoch", opt.steps_per_epoch);
     j.end_object();
+    j.field("optimizer", optimizer_name(sum.optimizer));
   }
-  j.end_array();
-  j.key("towers").begin_array();
-  for (const auto& t : inv.towers) {
-    j.begin_object()
-        .field("root", t.root)
-        .field("modality", t.modality)
-        .field("num_layers", t.num_layers)
-        .field("found_by", t.found_by)
-        .end_object();
-  }
-  j.end_array();
-  j.key("connectors").begin_array();
-  for (const auto& c : inv.connectors)
-    j.begin_object().field("root", c.root).field("pattern", c.pattern).end_object();
-  j.end_array();
-  j.key("layers").begin_array();
-  for (const auto& l : inv.layers) {
-    j.begin_object().field("name", l.name);
-    opt_int("numel", shapes ? std::optional<int64_t>(l.numel) : std::nullopt);
-    j.field("tensors", l.params.size());
-    const int32_t tower = inv.stacks[static_cast<size_t>(l.stack)].tower;
-    opt_int("tower", tower >= 0 ? std::optional<int64_t>(tower) : std::nullopt);
-    j.end_object();
-  }
-  j.end_array().end_object();
 
-  const auto& opt = plan.options;
-  j.key("options").begin_object();
-  j.field("batchnorm",
-          opt.batchnorm == Options::BatchNorm::kUnchanged ? "unchanged" : "eval_when_frozen");
-  j.field("optimizer_state",
-          opt.optimizer_state == Options::OptimizerState::kDrop ? "drop" : "keep");
-  j.field("unfreeze_lr_scale", opt.unfreeze_lr_scale).field("lr_decay", opt.lr_decay);
-  opt_int("steps_per_epoch", opt.steps_per_epoch);
-  j.end_object();
-  j.field("optimizer", optimizer_name(sum.optimizer));
-
-  j.key("params").begin_array();
-  for (size_t i = 0; i < inv.params.size(); ++i) {
-    const Param& p = inv.params[i];
-    j.begin_object().field("name", p.name);
-    opt_int("numel", p.shape_known ? std::optional<int64_t>(p.numel) : std::nullopt);
-    j.field("role", role_name(p.role));
-    opt_int("layer", p.layer >= 0 ? std::optional<int64_t>(p.layer) : std::nullopt);
-    if (p.part >= 0) j.field(p.role == Role::kTower ? "tower" : "connector", p.part);
-    j.key("aliases").strings(p.aliases);
-    j.key("shape");
-    p.shape_known ? j.ints(p.shape) : j.null();
-    j.key("dtype");
-    p.dtype.empty() ? j.null() : j.value(p.dtype);
-    if (opt.lr_decay != 1.0) j.field("lr_scale", plan.lr_scale(i));
-    j.end_object();
+  void params() {
+    const auto& opt = plan.options;
+    j.key("params").begin_array();
+    for (size_t i = 0; i < inv.params.size(); ++i) {
+      const Param& p = inv.params[i];
+      j.begin_object().field("name", p.name);
+      opt_int("numel", p.shape_known ? std::optional<int64_t>(p.numel) : std::nullopt);
+      j.field("role", role_name(p.role));
+      opt_int("layer", p.layer >= 0 ? std::optional<int64_t>(p.layer) : std::nullopt);
+      if (p.part >= 0) j.field(p.role == Role::kTower ? "tower" : "connector", p.part);
+      j.key("aliases").strings(p.aliases);
+      j.key("shape");
+      p.shape_known ? j.ints(p.shape) : j.null();
+      j.key("dtype");
+      p.dtype.empty() ? j.null() : j.value(p.dtype);
+      if (opt.lr_decay != 1.0) j.field("lr_scale", plan.lr_scale(i));
+      j.end_object();
+    }
+    j.end_array();
   }
-  j.end_array();
 
-  j.key("stages").begin_array();
-  for (const auto& st : sum.stages) {
+  void stage(const StageSummary& st) {
     j.begin_object();
     j.key("at").begin_object();
     opt_int("epoch",
@@ -357,35 +384,45 @@ std::string plan_json(const PlanSummary& sum) {
     j.end_array();
     j.end_object();
   }
-  j.end_array();
 
-  j.key("warnings").begin_array();
-  for (const auto& w : plan.warnings) {
-    std::string t = format_diagnostic(w);
-    if (!t.empty() && t.back() == '\n') t.pop_back();
-    j.value(t);
-  }
-  j.end_array();
-  if (sum.distributed) {
-    // The same warnings as above, structured, for tools that act on them.
-    j.key("distributed").begin_array();
-    for (const auto& w : *sum.distributed) {
-      j.begin_object();
-      j.field("code", w.code);
-      j.field("message", w.message);
-      j.key("notes").strings(w.notes);
-      j.end_object();
+  void tail() {
+    j.key("warnings").begin_array();
+    for (const auto& w : plan.warnings) {
+      std::string t = format_diagnostic(w);
+      if (!t.empty() && t.back() == '\n') t.pop_back();
+      j.value(t);
     }
     j.end_array();
+    if (sum.distributed) {
+      // The same warnings as above, structured, for tools that act on them.
+      j.key("distributed").begin_array();
+      for (const auto& w : *sum.distributed) {
+        j.begin_object();
+        j.field("code", w.code);
+        j.field("message", w.message);
+        j.key("notes").strings(w.notes);
+        j.end_object();
+      }
+      j.end_array();
+    }
+    std::vector<std::string> notes = inv.source_notes;
+    notes.insert(notes.end(), inv.notes.begin(), inv.notes.end());
+    j.key("notes").strings(notes);
+    j.field("truncated", sum.truncated);
+    j.field("fingerprint", plan.fingerprint());
+    j.end_object();
   }
-  std::vector<std::string> notes = inv.source_notes;
-  notes.insert(notes.end(), inv.notes.begin(), inv.notes.end());
-  j.key("notes").strings(notes);
-  j.field("truncated", sum.truncated);
-  j.field("fingerprint", plan.fingerprint());
-  j.end_object();
-  return j.take();
-}
+
+  const PlanSummary& sum;
+  const CompiledPlan& plan;
+  const Inventory& inv;
+  const bool shapes;
+  JsonWriter j;
+};
+
+}  // namespace
+
+std::string plan_json(const PlanSummary& sum) { return PlanJson(sum).write(); }
 
 std::string plan_markdown(const PlanSummary& sum) {
   const CompiledPlan& plan = *sum.plan;
