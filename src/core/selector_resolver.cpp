@@ -437,104 +437,116 @@ DynamicSet Resolver::resolve_kind(const Selector& s) {
         for (int id : it->second) b |= pattern_sets_[id];
       return leaf(std::move(b));
     }
-    case Selector::Kind::kModuleType: {
-      Bitset b(n_);
-      std::vector<std::unique_ptr<RE2>> res;
-      for (const auto& text : eval_strings(s.strings)) {
-        RE2::Options o = re2_options();
-        auto re = std::make_unique<RE2>(text, o);
-        if (!re->ok()) {
-          diags_.error("bad-regex", "invalid module_type pattern '" + text + "': " + re->error(),
-                       s.strings.loc());
-          continue;
-        }
-        res.push_back(std::move(re));
-      }
-      std::unordered_map<std::string_view, bool> cache;
-      for (size_t i = 0; i < n_; ++i) {
-        const std::string& t = inv_.params[i].module_type;
-        if (t.empty()) continue;
-        auto c = cache.find(std::string_view(t));
-        if (c == cache.end()) {
-          bool hit = false;
-          for (const auto& re : res) hit = hit || RE2::FullMatch(t, *re);
-          c = cache.emplace(t, hit).first;
-        }
-        if (c->second) b.set(i);
-      }
-      return leaf(std::move(b));
-    }
-    case Selector::Kind::kLeaf: {
-      Bitset b(n_);
-      auto leaves = eval_strings(s.strings);
-      std::set<std::string, std::less<>> want(leaves.begin(), leaves.end());
-      auto leaf_of = [](const std::string& n) {
-        auto d = n.rfind('.');
-        return d == std::string::npos ? std::string_view(n) : std::string_view(n).substr(d + 1);
-      };
-      for (size_t i = 0; i < n_; ++i) {
-        const Param& p = inv_.params[i];
-        bool hit = want.count(leaf_of(p.name)) > 0;
-        for (const auto& a : p.aliases) hit = hit || want.count(leaf_of(a)) > 0;
-        if (hit) b.set(i);
-      }
-      return leaf(std::move(b));
-    }
+    case Selector::Kind::kModuleType: return resolve_module_type(s);
+    case Selector::Kind::kLeaf: return resolve_leaf(s);
     case Selector::Kind::kAnyOf:
-    case Selector::Kind::kAllOf: {
-      std::vector<DynamicSet> kids;
-      bool all_static = true;
-      for (const auto& c : s.children) {
-        kids.push_back(resolve(c));
-        all_static = all_static && kids.back().is_static();
-      }
-      if (kids.empty()) return leaf(Bitset(n_));
-      if (all_static) {
-        Bitset b = kids[0].leaf;
-        for (size_t i = 1; i < kids.size(); ++i) {
-          if (s.kind == Selector::Kind::kAnyOf)
-            b |= kids[i].leaf;
-          else
-            b &= kids[i].leaf;
-        }
-        return leaf(std::move(b));
-      }
-      DynamicSet d;
-      d.op = s.kind == Selector::Kind::kAnyOf ? DynamicSet::Op::kUnion : DynamicSet::Op::kIntersect;
-      d.kids = std::move(kids);
-      return d;
-    }
-    case Selector::Kind::kRandomLayers: {
-      if (!require_layers(s)) return leaf(Bitset(n_));
-      DynamicSet d;
-      d.op = DynamicSet::Op::kRandom;
-      d.mask = s.children.empty() ? role_set(Role::kLayer) : resolve(s.children[0]).leaf;
-      if (!s.children.empty() && !resolve(s.children[0]).is_static()) {
-        diags_.error("nested-random", "'from' of random_layers cannot itself be random", s.loc);
-        return leaf(Bitset(n_));
-      }
-      std::set<int32_t> pool;
-      d.mask.for_each([&](size_t i) {
-        if (inv_.params[i].layer >= 0) pool.insert(inv_.params[i].layer);
-      });
-      d.pool.assign(pool.begin(), pool.end());
-      auto count = eval_int(s.amount, "'count'");
-      auto seed = eval_int(s.seed, "'seed'");
-      if (!count || !seed) return leaf(Bitset(n_));
-      if (*count < 0 || *count > static_cast<int64_t>(d.pool.size())) {
-        diags_.error("out-of-range",
-                     "random_layers count " + std::to_string(*count) +
-                         " is out of range: it draws from " + std::to_string(d.pool.size()) +
-                         " layers (" + layer_count_text() + ")",
-                     s.amount.loc());
-        return leaf(Bitset(n_));
-      }
-      d.count = *count;
-      d.seed = static_cast<uint64_t>(*seed);
-      return d;
-    }
+    case Selector::Kind::kAllOf: return resolve_set_op(s);
+    case Selector::Kind::kRandomLayers: return resolve_random(s);
   }
   return leaf(Bitset(n_));
+}
+
+// RE2 full match on the owning module's type name, each distinct type matched once.
+DynamicSet Resolver::resolve_module_type(const Selector& s) {
+  Bitset b(n_);
+  std::vector<std::unique_ptr<RE2>> res;
+  for (const auto& text : eval_strings(s.strings)) {
+    RE2::Options o = re2_options();
+    auto re = std::make_unique<RE2>(text, o);
+    if (!re->ok()) {
+      diags_.error("bad-regex", "invalid module_type pattern '" + text + "': " + re->error(),
+                   s.strings.loc());
+      continue;
+    }
+    res.push_back(std::move(re));
+  }
+  std::unordered_map<std::string_view, bool> cache;
+  for (size_t i = 0; i < n_; ++i) {
+    const std::string& t = inv_.params[i].module_type;
+    if (t.empty()) continue;
+    auto c = cache.find(std::string_view(t));
+    if (c == cache.end()) {
+      bool hit = false;
+      for (const auto& re : res) hit = hit || RE2::FullMatch(t, *re);
+      c = cache.emplace(t, hit).first;
+    }
+    if (c->second) b.set(i);
+  }
+  return leaf(std::move(b));
+}
+
+// The last name component under any alias (BitFit's `bias`).
+DynamicSet Resolver::resolve_leaf(const Selector& s) {
+  Bitset b(n_);
+  auto leaves = eval_strings(s.strings);
+  std::set<std::string, std::less<>> want(leaves.begin(), leaves.end());
+  auto leaf_of = [](const std::string& n) {
+    auto d = n.rfind('.');
+    return d == std::string::npos ? std::string_view(n) : std::string_view(n).substr(d + 1);
+  };
+  for (size_t i = 0; i < n_; ++i) {
+    const Param& p = inv_.params[i];
+    bool hit = want.count(leaf_of(p.name)) > 0;
+    for (const auto& a : p.aliases) hit = hit || want.count(leaf_of(a)) > 0;
+    if (hit) b.set(i);
+  }
+  return leaf(std::move(b));
+}
+
+// any_of / all_of: static children fold into one set; a random child keeps it dynamic.
+DynamicSet Resolver::resolve_set_op(const Selector& s) {
+  std::vector<DynamicSet> kids;
+  bool all_static = true;
+  for (const auto& c : s.children) {
+    kids.push_back(resolve(c));
+    all_static = all_static && kids.back().is_static();
+  }
+  if (kids.empty()) return leaf(Bitset(n_));
+  if (all_static) {
+    Bitset b = kids[0].leaf;
+    for (size_t i = 1; i < kids.size(); ++i) {
+      if (s.kind == Selector::Kind::kAnyOf)
+        b |= kids[i].leaf;
+      else
+        b &= kids[i].leaf;
+    }
+    return leaf(std::move(b));
+  }
+  DynamicSet d;
+  d.op = s.kind == Selector::Kind::kAnyOf ? DynamicSet::Op::kUnion : DynamicSet::Op::kIntersect;
+  d.kids = std::move(kids);
+  return d;
+}
+
+// random_layers: the pool of layers to draw from; the draw happens per period (CompiledPlan).
+DynamicSet Resolver::resolve_random(const Selector& s) {
+  if (!require_layers(s)) return leaf(Bitset(n_));
+  DynamicSet d;
+  d.op = DynamicSet::Op::kRandom;
+  d.mask = s.children.empty() ? role_set(Role::kLayer) : resolve(s.children[0]).leaf;
+  if (!s.children.empty() && !resolve(s.children[0]).is_static()) {
+    diags_.error("nested-random", "'from' of random_layers cannot itself be random", s.loc);
+    return leaf(Bitset(n_));
+  }
+  std::set<int32_t> pool;
+  d.mask.for_each([&](size_t i) {
+    if (inv_.params[i].layer >= 0) pool.insert(inv_.params[i].layer);
+  });
+  d.pool.assign(pool.begin(), pool.end());
+  auto count = eval_int(s.amount, "'count'");
+  auto seed = eval_int(s.seed, "'seed'");
+  if (!count || !seed) return leaf(Bitset(n_));
+  if (*count < 0 || *count > static_cast<int64_t>(d.pool.size())) {
+    diags_.error("out-of-range",
+                 "random_layers count " + std::to_string(*count) +
+                     " is out of range: it draws from " + std::to_string(d.pool.size()) +
+                     " layers (" + layer_count_text() + ")",
+                 s.amount.loc());
+    return leaf(Bitset(n_));
+  }
+  d.count = *count;
+  d.seed = static_cast<uint64_t>(*seed);
+  return d;
 }
 
 }  // namespace layerfreeze

@@ -67,6 +67,10 @@ class Resolver {
   std::optional<std::vector<int32_t>> layer_list(const Selector& s);
 
   DynamicSet resolve_kind(const Selector& s);
+  DynamicSet resolve_module_type(const Selector& s);
+  DynamicSet resolve_leaf(const Selector& s);
+  DynamicSet resolve_set_op(const Selector& s);
+  DynamicSet resolve_random(const Selector& s);
 
   const Inventory& inv_;
   const Scope& scope_;
