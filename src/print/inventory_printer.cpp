@@ -9,8 +9,10 @@
 
 namespace layerfreeze {
 
-std::string inventory_text(const Inventory& inv, bool all_params) {
-  std::ostringstream o;
+namespace {
+
+// The sections of `inspect`'s text, in order.
+void header_text(std::ostream& o, const Inventory& inv) {
   const bool shapes = inv.shapes_known();
   o << "model: " << inv.source;
   if (!inv.model_type.empty()) o << " (" << inv.model_type << ")";
@@ -34,6 +36,9 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
             ? "data-flow order (header-only source: towers, connectors, then the trunk)"
             : "natural name order (header-only source)")
     << "\n";
+}
+
+void structure_text(std::ostream& o, const Inventory& inv) {
   o << "layers: " << describe_layers(inv) << "\n";
   // Stacks in data-flow order; a tower's layers are numbered inside the tower (what
   // `{stack: vision, layers: …}` counts), the trunk's from 0.
@@ -68,6 +73,10 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
     o << "  connector" << (n > 1 ? "s " : " ") << roots << " · pattern '"
       << inv.connectors[c].pattern << "'\n";
   }
+}
+
+void roles_text(std::ostream& o, const Inventory& inv) {
+  const bool shapes = inv.shapes_known();
   o << "roles:\n";
   std::vector<Role> roles = {Role::kEmbeddings, Role::kLayer, Role::kHead, Role::kOther};
   if (inv.multimodal()) roles.insert(roles.begin(), {Role::kTower, Role::kConnector});
@@ -94,6 +103,9 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
     if (!names.empty()) o << " · " << names;
     o << "\n";
   }
+}
+
+void ties_and_non_parameters_text(std::ostream& o, const Inventory& inv) {
   bool any_tied = false;
   for (const auto& p : inv.params) {
     if (p.aliases.empty()) continue;
@@ -123,6 +135,10 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
       o << "\n";
     }
   }
+}
+
+void per_layer_text(std::ostream& o, const Inventory& inv) {
+  const bool shapes = inv.shapes_known();
   if (!inv.layers.empty()) {
     o << "per layer:\n";
     for (const auto& st : inv.stacks) {
@@ -143,22 +159,35 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
       }
     }
   }
-  if (all_params) {
-    o << "parameters:\n";
-    for (const auto& p : inv.params) {
-      o << "  " << p.name << "  ";
-      if (p.shape_known) {
-        o << "[";
-        for (size_t k = 0; k < p.shape.size(); ++k) o << (k ? ", " : "") << p.shape[k];
-        o << "] ";
-      }
-      o << (p.dtype.empty() ? "" : p.dtype + " ") << role_name(p.role);
-      if (p.role == Role::kLayer) o << " " << p.layer;
-      if (p.role == Role::kTower) o << " '" << inv.towers[static_cast<size_t>(p.part)].root << "'";
-      if (!p.module_type.empty()) o << " " << p.module_type;
-      o << "\n";
+}
+
+void parameters_text(std::ostream& o, const Inventory& inv) {
+  o << "parameters:\n";
+  for (const auto& p : inv.params) {
+    o << "  " << p.name << "  ";
+    if (p.shape_known) {
+      o << "[";
+      for (size_t k = 0; k < p.shape.size(); ++k) o << (k ? ", " : "") << p.shape[k];
+      o << "] ";
     }
+    o << (p.dtype.empty() ? "" : p.dtype + " ") << role_name(p.role);
+    if (p.role == Role::kLayer) o << " " << p.layer;
+    if (p.role == Role::kTower) o << " '" << inv.towers[static_cast<size_t>(p.part)].root << "'";
+    if (!p.module_type.empty()) o << " " << p.module_type;
+    o << "\n";
   }
+}
+
+}  // namespace
+
+std::string inventory_text(const Inventory& inv, bool all_params) {
+  std::ostringstream o;
+  header_text(o, inv);
+  structure_text(o, inv);
+  roles_text(o, inv);
+  ties_and_non_parameters_text(o, inv);
+  per_layer_text(o, inv);
+  if (all_params) parameters_text(o, inv);
   for (const auto& n : inv.source_notes) o << "note: " << n << "\n";
   for (const auto& n : inv.notes) o << "note: " << n << "\n";
   return o.str();
