@@ -131,21 +131,7 @@ struct FileParser {
       return sel;
     }
     if (n.IsScalar()) {
-      std::string w = n.Scalar();
-      if (w == "all") {
-        sel.kind = Selector::Kind::kAll;
-      } else if (auto role = parse_role(w); role && w != "layer") {
-        sel.kind = Selector::Kind::kRole;
-        sel.role = *role;
-      } else {
-        r_.error("unknown-selector",
-                 "unknown selector '" + w + "'" + did_you_mean(w, kSelectorWords), n,
-                 {"a selector is all, embeddings, head, layers, other, tower, connector, a list "
-                  "(any of), or a map "
-                  "with one of: role, layers, stack, regex, module_type, leaf, any_of, all_of, "
-                  "random_layers"});
-      }
-      sel.text = w;
+      word_selector(n, sel);
       return sel;
     }
     if (n.IsSequence()) {
@@ -155,8 +141,34 @@ struct FileParser {
       sel.text = list_text(sel.children, "any_of");
       return sel;
     }
+    map_selector(n, what, sel);
+    return sel;
+  }
+
+  // `all` or a role word.
+  void word_selector(const YAML::Node& n, Selector& sel) {
+    std::string w = n.Scalar();
+    if (w == "all") {
+      sel.kind = Selector::Kind::kAll;
+    } else if (auto role = parse_role(w); role && w != "layer") {
+      sel.kind = Selector::Kind::kRole;
+      sel.role = *role;
+    } else {
+      r_.error("unknown-selector", "unknown selector '" + w + "'" + did_you_mean(w, kSelectorWords),
+               n,
+               {"a selector is all, embeddings, head, layers, other, tower, connector, a list "
+                "(any of), or a map "
+                "with one of: role, layers, stack, regex, module_type, leaf, any_of, all_of, "
+                "random_layers"});
+    }
+    sel.text = w;
+  }
+
+  // A map: one kind key (role, layers, stack, regex, …), and `except`, `case_sensitive`,
+  // `stack` beside it.
+  void map_selector(const YAML::Node& n, const std::string& what, Selector& sel) {
     auto es = r_.entries(n, what, kSelectorKeys);
-    if (!n.IsMap()) return sel;
+    if (!n.IsMap()) return;
     const YAML::Node* primary = nullptr;
     std::string primary_key;
     const YAML::Node *except = nullptr, *case_flag = nullptr, *stack = nullptr;
@@ -184,24 +196,11 @@ struct FileParser {
     }
     if (!primary) {
       r_.error("selector-empty", what + " says nothing to select", n);
-      return sel;
+      return;
     }
     const YAML::Node& v = *primary;
     if (primary_key == "role") {
-      if (v.IsSequence()) {
-        sel.kind = Selector::Kind::kAnyOf;
-        for (const auto& c : v) {
-          Selector r = selector(c, "a role");
-          if (r.kind != Selector::Kind::kRole)
-            r_.error("bad-value", "'role' takes embeddings, head, layers or other", c);
-          sel.children.push_back(r);
-        }
-        sel.text = list_text(sel.children, "any_of");
-      } else {
-        sel = selector(v, "a role");
-        if (sel.kind != Selector::Kind::kRole)
-          r_.error("bad-value", "'role' takes embeddings, head, layers or other", v);
-      }
+      role_selector(v, sel);
     } else if (primary_key == "layers") {
       sel.kind = Selector::Kind::kLayers;
       layers(v, sel);
@@ -226,21 +225,7 @@ struct FileParser {
       }
       sel.text = list_text(sel.children, primary_key);
     } else if (primary_key == "random_layers") {
-      sel.kind = Selector::Kind::kRandomLayers;
-      sel.seed = Expr::literal(Value::integer(0), r_.loc(v));
-      bool has_count = false;
-      for (const auto& e : r_.entries(v, "'random_layers'", {"count", "seed", "from"})) {
-        if (e.key == "count") {
-          sel.amount = typed(e.value, "'count'", {Value::Kind::kInt});
-          has_count = true;
-        } else if (e.key == "seed") {
-          sel.seed = typed(e.value, "'seed'", {Value::Kind::kInt});
-        } else {
-          sel.children.push_back(selector(e.value, "'from'"));
-        }
-      }
-      if (v.IsMap() && !has_count) r_.error("missing-key", "'random_layers' needs 'count'", v);
-      sel.text = "random_layers(" + flat(v) + ")";
+      random_layers_selector(v, sel);
     }
     if (case_flag) {
       if (sel.kind != Selector::Kind::kRegex)
@@ -257,7 +242,43 @@ struct FileParser {
       sel.except.push_back(selector(*except, "'except'"));
       sel.text += " except " + sel.except[0].text;
     }
-    return sel;
+  }
+
+  void role_selector(const YAML::Node& v, Selector& sel) {
+    if (v.IsSequence()) {
+      sel.kind = Selector::Kind::kAnyOf;
+      for (const auto& c : v) {
+        Selector r = selector(c, "a role");
+        if (r.kind != Selector::Kind::kRole)
+          r_.error("bad-value", "'role' takes embeddings, head, layers, other, tower or connector",
+                   c);
+        sel.children.push_back(r);
+      }
+      sel.text = list_text(sel.children, "any_of");
+    } else {
+      sel = selector(v, "a role");
+      if (sel.kind != Selector::Kind::kRole)
+        r_.error("bad-value", "'role' takes embeddings, head, layers, other, tower or connector",
+                 v);
+    }
+  }
+
+  void random_layers_selector(const YAML::Node& v, Selector& sel) {
+    sel.kind = Selector::Kind::kRandomLayers;
+    sel.seed = Expr::literal(Value::integer(0), r_.loc(v));
+    bool has_count = false;
+    for (const auto& e : r_.entries(v, "'random_layers'", {"count", "seed", "from"})) {
+      if (e.key == "count") {
+        sel.amount = typed(e.value, "'count'", {Value::Kind::kInt});
+        has_count = true;
+      } else if (e.key == "seed") {
+        sel.seed = typed(e.value, "'seed'", {Value::Kind::kInt});
+      } else {
+        sel.children.push_back(selector(e.value, "'from'"));
+      }
+    }
+    if (v.IsMap() && !has_count) r_.error("missing-key", "'random_layers' needs 'count'", v);
+    sel.text = "random_layers(" + flat(v) + ")";
   }
 
   void layers(const YAML::Node& v, Selector& sel) {
