@@ -2,7 +2,9 @@
 #include "core/regex.hpp"
 
 #include <re2/re2.h>
+
 #include <yaml-cpp/yaml.h>
+#include <memory>
 
 #include "core/embedded_rules.hpp"
 #include "core/yaml_reader.hpp"
@@ -72,6 +74,18 @@ const Shipped& shipped_file() {
 }
 
 }  // namespace
+
+std::unique_ptr<RE2> compile_pattern(const Pattern& p, const char* what, Diagnostics& diags) {
+  RE2::Options o = re2_options();
+  auto re = std::make_unique<RE2>(p.text, o);
+  if (!re->ok()) {
+    diags.error("bad-regex",
+                std::string("invalid ") + what + " pattern '" + p.text + "': " + re->error(),
+                p.loc);
+    return nullptr;
+  }
+  return re;
+}
 
 void read_discovery_block(YamlReader& r, const YAML::Node& block, DiscoveryPatterns& out,
                           bool* replace) {

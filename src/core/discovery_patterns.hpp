@@ -4,6 +4,7 @@
 // user's.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,10 @@
 namespace YAML {
 class Node;
 }
+namespace re2 {
+class RE2;
+}
+using re2::RE2;
 
 namespace layerfreeze {
 
@@ -49,6 +54,10 @@ struct DiscoveryPatterns {
 /// a layers pattern without '#' are errors at the node. `replace` may be null (the shipped file).
 void read_discovery_block(YamlReader& r, const YAML::Node& block, DiscoveryPatterns& out,
                           bool* replace);
+
+/// `p` compiled (core/regex.hpp options); a bad pattern is a `bad-regex` error at the pattern's
+/// location and gives nullptr.
+std::unique_ptr<RE2> compile_pattern(const Pattern& p, const char* what, Diagnostics& diags);
 
 /// A discovery block from YAML text (the shipped file, tests).
 DiscoveryPatterns parse_discovery_yaml(const std::string& text, const std::string& file,

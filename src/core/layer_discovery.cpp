@@ -89,18 +89,6 @@ int stack_rank(const std::string& container, const std::vector<std::string>& ord
   return best;
 }
 
-std::unique_ptr<RE2> compile_pattern(const Pattern& p, const char* what, Diagnostics& diags) {
-  RE2::Options o = re2_options();
-  auto re = std::make_unique<RE2>(p.text, o);
-  if (!re->ok()) {
-    diags.error("bad-regex",
-                std::string("invalid ") + what + " pattern '" + p.text + "': " + re->error(),
-                p.loc);
-    return nullptr;
-  }
-  return re;
-}
-
 // What the model's config.json states about its layer counts, checked against what discovery
 // found: each count must be some stack's (a config counts stacks, discovery finds them).
 void check_config_layers(const Inventory& inv, Diagnostics& diags) {

@@ -26,6 +26,17 @@ Value value_of(const ParamValue& v) {
   return std::visit(Visit{}, v);
 }
 
+void unknown_param(const StrategyDef& s, const std::string& key,
+                   const std::vector<std::string>& names, const SourceLoc& loc,
+                   Diagnostics& diags) {
+  std::string declared;
+  for (const auto& n : names) declared += (declared.empty() ? "" : ", ") + n;
+  diags.error(
+      "unknown-param",
+      "'" + s.origin + "' has no parameter '" + key + "'" + did_you_mean(key, names), loc,
+      {declared.empty() ? "it declares no parameters" : "declared parameters: " + declared});
+}
+
 }  // namespace
 
 std::optional<Scope> bind_params(const StrategyDef& s, const std::vector<std::string>& sets,
@@ -48,12 +59,7 @@ std::optional<Scope> bind_params(const StrategyDef& s, const std::vector<std::st
     std::string key = set.substr(0, eq), text = set.substr(eq + 1);
     const ParamDecl* d = s.find_param(key);
     if (!d) {
-      std::string declared;
-      for (const auto& n : names) declared += (declared.empty() ? "" : ", ") + n;
-      diags.error(
-          "unknown-param",
-          "'" + s.origin + "' has no parameter '" + key + "'" + did_you_mean(key, names), loc,
-          {declared.empty() ? "it declares no parameters" : "declared parameters: " + declared});
+      unknown_param(s, key, names, loc, diags);
       continue;
     }
     Value v;
@@ -83,12 +89,7 @@ std::optional<Scope> bind_params(const StrategyDef& s, const std::vector<std::st
     SourceLoc loc{"parameter " + key, 0, 0};
     const ParamDecl* d = s.find_param(key);
     if (!d) {
-      std::string declared;
-      for (const auto& n : names) declared += (declared.empty() ? "" : ", ") + n;
-      diags.error(
-          "unknown-param",
-          "'" + s.origin + "' has no parameter '" + key + "'" + did_you_mean(key, names), loc,
-          {declared.empty() ? "it declares no parameters" : "declared parameters: " + declared});
+      unknown_param(s, key, names, loc, diags);
       continue;
     }
     Value v = value_of(typed);

@@ -141,19 +141,9 @@ std::optional<StrategyDef> RulesLoader::parse(const std::string& text, const std
                  {file, 0, 0});
     return std::nullopt;
   }
-  if (!nesting_within_limit(text, kMaxYamlNesting)) {
-    diags_.error("too-deep",
-                 "the file nests more than " + std::to_string(kMaxYamlNesting) + " levels deep",
-                 {file, 0, 0});
-    return std::nullopt;
-  }
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    diags_.error("yaml-syntax", e.msg, {file, e.mark.line + 1, e.mark.column + 1});
-    return std::nullopt;
-  }
+  auto loaded = load_yaml(text, file, "the file", kMaxYamlNesting, diags_);
+  if (!loaded) return std::nullopt;
+  YAML::Node root = *loaded;
   YamlReader r(file, diags_);
   if (!section.empty()) {
     size_t start = 0;

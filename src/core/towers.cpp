@@ -24,17 +24,7 @@ struct Compiled {
 
   void compile(const std::vector<Pattern>& ps, const char* what, Diagnostics& diags) {
     patterns = &ps;
-    for (const auto& p : ps) {
-      RE2::Options o = re2_options();
-      auto re = std::make_unique<RE2>(p.text, o);
-      if (!re->ok()) {
-        diags.error("bad-regex",
-                    std::string("invalid ") + what + " pattern '" + p.text + "': " + re->error(),
-                    p.loc);
-        re.reset();
-      }
-      res.push_back(std::move(re));
-    }
+    for (const auto& p : ps) res.push_back(compile_pattern(p, what, diags));
   }
   int match(const std::string& path) const {
     for (size_t i = 0; i < res.size(); ++i)

@@ -168,4 +168,20 @@ bool nesting_within_limit(const std::string& text, int limit) {
   return true;
 }
 
+std::optional<YAML::Node> load_yaml(const std::string& text, const std::string& file,
+                                    const std::string& what, int nesting_limit, Diagnostics& diags) {
+  if (!nesting_within_limit(text, nesting_limit)) {
+    diags.error("too-deep",
+                what + " nests more than " + std::to_string(nesting_limit) + " levels deep",
+                {file, 0, 0});
+    return std::nullopt;
+  }
+  try {
+    return YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    diags.error("yaml-syntax", e.msg, {file, e.mark.line + 1, e.mark.column + 1});
+    return std::nullopt;
+  }
+}
+
 }  // namespace layerfreeze

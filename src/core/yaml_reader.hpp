@@ -55,6 +55,10 @@ Value typed_scalar(const std::string& text, bool quoted);
 /// yaml-cpp parses recursively: a deeply nested text would overflow the stack before any check
 /// of ours runs. This scan bounds flow nesting (`[`, `{`) and runs of block sequences (`- - -`).
 bool nesting_within_limit(const std::string& text, int limit);
+/// YAML text parsed, after the nesting check: `too-deep` ("`what` nests more than N levels
+/// deep") and `yaml-syntax` errors at their position; nullopt on either.
+std::optional<YAML::Node> load_yaml(const std::string& text, const std::string& file,
+                                    const std::string& what, int nesting_limit, Diagnostics& diags);
 /// Describes a node for messages: "a map", "a list", "the string 'x'", "the number 3".
 std::string describe(const YAML::Node& n);
 

@@ -193,27 +193,7 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
   return o.str();
 }
 
-std::string inventory_json(const Inventory& inv) {
-  JsonWriter j;
-  j.begin_object();
-  j.field("format", "layerfreeze.manifest/1");
-  j.key("model").begin_object();
-  j.field("source", inv.source)
-      .field("type", inv.model_type)
-      .field("registration_order", inv.registration_order);
-  j.field("num_layers", inv.num_layers()).key("numel");
-  inv.shapes_known() ? j.value(inv.total_numel()) : j.null();
-  j.field("parameters", inv.params.size());
-  if (!inv.config.empty()) j.field("config", inv.config);
-  if (!inv.family.empty()) j.field("family", inv.family);
-  if (!inv.quantization.empty()) j.field("quantization", inv.quantization);
-  if (!inv.config_modalities.empty()) j.key("config_modalities").strings(inv.config_modalities);
-  if (!inv.config_layers.empty()) {
-    j.key("config_layers").begin_object();
-    for (const auto& [k, v] : inv.config_layers) j.field(k, v);
-    j.end_object();
-  }
-  j.end_object();
+void structure_json(JsonWriter& j, const Inventory& inv) {
   j.key("stacks").begin_array();
   for (const auto& st : inv.stacks) {
     j.begin_object()
@@ -240,6 +220,30 @@ std::string inventory_json(const Inventory& inv) {
   for (const auto& c : inv.connectors)
     j.begin_object().field("root", c.root).field("pattern", c.pattern).end_object();
   j.end_array();
+}
+
+std::string inventory_json(const Inventory& inv) {
+  JsonWriter j;
+  j.begin_object();
+  j.field("format", "layerfreeze.manifest/1");
+  j.key("model").begin_object();
+  j.field("source", inv.source)
+      .field("type", inv.model_type)
+      .field("registration_order", inv.registration_order);
+  j.field("num_layers", inv.num_layers()).key("numel");
+  inv.shapes_known() ? j.value(inv.total_numel()) : j.null();
+  j.field("parameters", inv.params.size());
+  if (!inv.config.empty()) j.field("config", inv.config);
+  if (!inv.family.empty()) j.field("family", inv.family);
+  if (!inv.quantization.empty()) j.field("quantization", inv.quantization);
+  if (!inv.config_modalities.empty()) j.key("config_modalities").strings(inv.config_modalities);
+  if (!inv.config_layers.empty()) {
+    j.key("config_layers").begin_object();
+    for (const auto& [k, v] : inv.config_layers) j.field(k, v);
+    j.end_object();
+  }
+  j.end_object();
+  structure_json(j, inv);
   j.key("params").begin_array();
   for (const auto& p : inv.params) {
     j.begin_object().field("name", p.name).key("shape");

@@ -12,4 +12,8 @@ namespace layerfreeze {
 std::string inventory_text(const Inventory& inv, bool all_params);
 std::string inventory_json(const Inventory& inv);  // "layerfreeze.manifest/1"
 
+class JsonWriter;
+/// The "stacks", "towers" and "connectors" keys of both JSON formats (docs/CLI.md).
+void structure_json(JsonWriter& j, const Inventory& inv);
+
 }  // namespace layerfreeze

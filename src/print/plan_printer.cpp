@@ -5,6 +5,7 @@
 
 #include "core/layer_discovery.hpp"
 #include "print/format.hpp"
+#include "print/inventory_printer.hpp"
 #include "print/json_writer.hpp"
 
 namespace layerfreeze {
@@ -259,31 +260,7 @@ class PlanJson {
     if (!inv.config.empty()) j.field("config", inv.config);
     if (!inv.family.empty()) j.field("family", inv.family);
     j.field("non_parameters", inv.non_params.size());
-    j.key("stacks").begin_array();
-    for (const auto& st : inv.stacks) {
-      j.begin_object()
-          .field("container", st.container)
-          .field("first_layer", st.first_layer)
-          .field("num_layers", st.num_layers)
-          .field("pattern", st.pattern);
-      opt_int("tower", st.tower >= 0 ? std::optional<int64_t>(st.tower) : std::nullopt);
-      j.end_object();
-    }
-    j.end_array();
-    j.key("towers").begin_array();
-    for (const auto& t : inv.towers) {
-      j.begin_object()
-          .field("root", t.root)
-          .field("modality", t.modality)
-          .field("num_layers", t.num_layers)
-          .field("found_by", t.found_by)
-          .end_object();
-    }
-    j.end_array();
-    j.key("connectors").begin_array();
-    for (const auto& c : inv.connectors)
-      j.begin_object().field("root", c.root).field("pattern", c.pattern).end_object();
-    j.end_array();
+    structure_json(j, inv);
     j.key("layers").begin_array();
     for (const auto& l : inv.layers) {
       j.begin_object().field("name", l.name);

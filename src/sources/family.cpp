@@ -621,19 +621,9 @@ std::optional<FamilyModel> Family::expand(const ModelConfig& config, Diagnostics
 
 std::optional<Family> Family::parse(const std::string& text, const std::string& file,
                                     Diagnostics& diags) {
-  if (!nesting_within_limit(text, kMaxNesting)) {
-    diags.error("too-deep",
-                "the family file nests more than " + std::to_string(kMaxNesting) + " levels deep",
-                {file, 0, 0});
-    return std::nullopt;
-  }
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    diags.error("yaml-syntax", e.msg, {file, e.mark.line + 1, e.mark.column + 1});
-    return std::nullopt;
-  }
+  auto loaded = load_yaml(text, file, "the family file", kMaxNesting, diags);
+  if (!loaded) return std::nullopt;
+  YAML::Node root = *loaded;
   Diagnostics local;
   FamilyParser parser(file, local);
   auto impl = parser.parse(root);
