@@ -169,7 +169,8 @@ bool nesting_within_limit(const std::string& text, int limit) {
 }
 
 std::optional<YAML::Node> load_yaml(const std::string& text, const std::string& file,
-                                    const std::string& what, int nesting_limit, Diagnostics& diags) {
+                                    const std::string& what, int nesting_limit,
+                                    Diagnostics& diags) {
   if (!nesting_within_limit(text, nesting_limit)) {
     diags.error("too-deep",
                 what + " nests more than " + std::to_string(nesting_limit) + " levels deep",
