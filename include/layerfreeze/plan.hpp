@@ -134,9 +134,10 @@ class Plan {
 };
 
 /// Compiles `strategy` against `model` (its layers are discovered with the strategy's
-/// overrides). Errors and warnings go to `diags`; nullopt when there are errors.
-std::optional<Plan> compile(const Strategy& strategy, const Inventory& model,
-                            const PlanOptions& options, Diagnostics& diags);
+/// overrides; the plan keeps the model: pass it with std::move when it is not needed after).
+/// Errors and warnings go to `diags`; nullopt when there are errors.
+std::optional<Plan> compile(const Strategy& strategy, Inventory model, const PlanOptions& options,
+                            Diagnostics& diags);
 
 /// `layerfreeze diff`: how two plans of one model differ over time, up to `horizon`.
 std::string diff_text(const Plan& a, const Plan& b, std::optional<Time> horizon = std::nullopt);

@@ -124,9 +124,9 @@ std::optional<std::string> Plan::explain(const std::string& name, const Time& t)
   return explain_text(*impl_, *i, t, impl_->horizon());
 }
 
-std::optional<Plan> compile(const Strategy& strategy, const Inventory& model,
-                            const PlanOptions& options, Diagnostics& diags) {
-  auto compiled = compile(strategy.def(), model, options, diags);
+std::optional<Plan> compile(const Strategy& strategy, Inventory model, const PlanOptions& options,
+                            Diagnostics& diags) {
+  auto compiled = compile(strategy.def(), std::move(model), options, diags);
   if (!compiled) return std::nullopt;
   return Plan(std::make_shared<const CompiledPlan>(std::move(*compiled)));
 }

@@ -62,7 +62,7 @@ std::optional<Plan> compile_plan(Session& s, const PlanArgs& a, const std::strin
   o.sets = a.sets;
   o.steps_per_epoch = a.steps_per_epoch;
   o.strict = a.strict;
-  return compile(*strategy, *inv, o, s.diags);
+  return compile(*strategy, std::move(*inv), o, s.diags);
 }
 
 Time horizon_for(const Plan& plan, const PlanArgs& a) { return plan.horizon(a.epochs, a.steps); }

@@ -30,7 +30,7 @@ std::function<int()> setup_validate(CLI::App& cmd) {
             PlanOptions co;
             co.sets = a->sets;
             co.strict = a->strict;
-            bound = compile(*strategy, *inv, co, s.diags).has_value();
+            bound = compile(*strategy, std::move(*inv), co, s.diags).has_value();
           } else {
             bound = false;
           }
