@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ pkg-config ccache
-          libyaml-cpp-dev libre2-dev libfmt-dev libgtest-dev nlohmann-json3-dev
+          libyaml-cpp-dev libre2-dev libfmt-dev libgtest-dev nlohmann-json3-dev libsimdjson-dev
           libcli11-dev libbenchmark-dev)
 if [[ "${1:-}" == "--with-torch" ]]; then
   # python3-torch: the TorchScript fixtures of the tests are exported by Debian's /usr/bin/python3.

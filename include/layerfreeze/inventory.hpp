@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <unordered_map>
+#include <string_view>
 #include <vector>
 
 namespace layerfreeze {
@@ -128,6 +128,9 @@ class Inventory {
     params.reserve(n);
     index_.reserve(n);
   }
+  /// Adds parameters in order, as `add` one by one would, indexing their names in one pass
+  /// (several times faster for a model of 100k tensors).
+  void append(std::vector<Param> more);
   /// Records `alias` as another name of the tensor `canonical` (a tied weight).
   bool add_alias(const std::string& canonical, const std::string& alias);
   /// Makes `alias` a name of the tensor `canonical`: a parameter stored under `alias` is merged
@@ -152,16 +155,15 @@ class Inventory {
     reindex();
   }
   /// Index of a parameter by canonical name or alias.
-  std::optional<uint32_t> find(const std::string& name) const;
-  bool contains(const std::string& name) const { return find(name).has_value(); }
+  std::optional<uint32_t> find(std::string_view name) const;
+  bool contains(std::string_view name) const { return find(name).has_value(); }
 
   bool shapes_known() const;
   int64_t total_numel() const;
   int64_t total_bytes() const;
   size_t num_names() const;  // canonical names + aliases
-  size_t indexed_names() const {
-    return index_.size();
-  }  // less than num_names() after a repeated name
+  /// Distinct names found by `find`: less than num_names() after a repeated name.
+  size_t indexed_names() const { return index_.size(); }
   /// Trunk layers: what layer indices, ratios and presets count (a tower's layers are not).
   int32_t num_layers() const { return trunk_layers; }
   bool multimodal() const { return !towers.empty(); }
@@ -172,10 +174,43 @@ class Inventory {
 
  private:
   void reindex();
-  std::unordered_map<std::string, uint32_t> index_;
+
+  /// Names to parameter indices: an open-addressing table of (hash, parameter, name slot) that
+  /// refers to the names in `params` instead of copying them (a 100k-tensor model would
+  /// otherwise allocate every name twice). A lookup compares the stored name, so a stale entry
+  /// can never return a parameter of another name.
+  class NameIndex {
+   public:
+    void reserve(size_t names);
+    void clear();
+    size_t size() const { return size_; }
+    /// Adds the name `which` (0: the canonical name, k: aliases[k-1]) of parameter `param`
+    /// unless a name equal to it is indexed already; false then.
+    bool insert(const std::vector<Param>& params, uint32_t param, uint32_t which);
+    /// Inserts every name of params[first..], in order (memory fetched ahead: one pass).
+    void insert_from(const std::vector<Param>& params, uint32_t first);
+    std::optional<uint32_t> find(const std::vector<Param>& params, std::string_view name) const;
+
+   private:
+    struct Slot {
+      uint32_t hash = 0;
+      uint32_t param = kEmpty;  // kEmpty: a free slot
+      uint32_t which = 0;
+    };
+    static constexpr uint32_t kEmpty = 0xffffffffu;
+    void grow(size_t slots);
+    /// Inserts a name whose hash is known; false when an equal name is indexed already.
+    bool insert_hashed(const std::vector<Param>& params, Slot slot, std::string_view name);
+    std::vector<Slot> slots_;  // a power of two, at most half full
+    size_t size_ = 0;
+  };
+  NameIndex index_;
 };
 
 /// `a < b` in natural order: digit runs compare as numbers.
 bool natural_less(const std::string& a, const std::string& b);
+/// A key whose byte order is natural order: natural_less(a, b) == (natural_key(a) <
+/// natural_key(b)). Sorting many names by keys computed once is several times faster.
+std::string natural_key(const std::string& name);
 
 }  // namespace layerfreeze

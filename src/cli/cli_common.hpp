@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -50,6 +51,15 @@ std::optional<Inventory> load_inventory(Session& s, const std::string& spec,
                                         const std::string& config = "",
                                         const std::string& family = "");
 std::optional<Plan> compile_plan(Session& s, const PlanArgs& a, const std::string& rules_spec);
+
+/// Takes `value` for the rest of the process, never to be freed: a command's large plan or
+/// inventory once its output is written. The process ends right after, and freeing a
+/// 100k-tensor model piece by piece costs more than printing its plan (docs/PERFORMANCE.md).
+std::vector<std::shared_ptr<void>>& kept_until_exit();
+template <class T>
+void keep_until_exit(T& value) {
+  kept_until_exit().push_back(std::make_shared<T>(std::move(value)));
+}
 
 /// Makes `.pt` models load through the torch adapter (dlopen on first use).
 void install_torchscript_loader();

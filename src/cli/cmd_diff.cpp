@@ -51,6 +51,8 @@ std::function<int()> setup_diff(CLI::App& cmd) {
               << "B: " << a->rules_b << " (fingerprint " << pb->fingerprint() << ")\n"
               << "model: " << pa->inventory().source << "\n";
     std::cout << (differ ? text : "the two plans freeze the same parameters at every time shown\n");
+    keep_until_exit(pa);
+    keep_until_exit(pb);
     return kExitOk;
   };
 }

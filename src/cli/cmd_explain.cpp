@@ -42,6 +42,7 @@ std::function<int()> setup_explain(CLI::App& cmd) {
     if (!cp.uses_steps && cp.options.steps_per_epoch && a->step == 0)
       t.step = a->epoch * *cp.options.steps_per_epoch;
     std::cout << explain_text(cp, *idx, t, horizon_for(*plan, *a));
+    keep_until_exit(plan);
     return kExitOk;
   };
 }

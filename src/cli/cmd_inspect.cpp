@@ -40,6 +40,7 @@ std::function<int()> setup_inspect(CLI::App& cmd) {
     s.flush();
     if (bad) return kExitInvalid;
     std::cout << (a->format == "json" ? inventory_json(*inv) : inventory_text(*inv, a->all));
+    keep_until_exit(inv);
     return kExitOk;
   };
 }

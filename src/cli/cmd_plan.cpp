@@ -45,6 +45,8 @@ std::function<int()> setup_plan(CLI::App& cmd) {
       std::cout << plan_markdown(sum);
     else
       std::cout << plan_text(sum);
+    keep_until_exit(plan);
+    keep_until_exit(sum);
     return kExitOk;
   };
 }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <functional>
+#include <unordered_map>
 
 #include "core/hash.hpp"
 
@@ -30,13 +32,19 @@ std::optional<Role> parse_role(const std::string& s) {
 }
 
 int dtype_bytes(const std::string& dtype) {
-  static const std::unordered_map<std::string, int> sizes = {
-      {"float64", 8},       {"float32", 4},     {"float16", 2},   {"bfloat16", 2},    {"int64", 8},
-      {"int32", 4},         {"int16", 2},       {"int8", 1},      {"uint8", 1},       {"bool", 1},
-      {"float8_e4m3fn", 1}, {"float8_e5m2", 1}, {"complex64", 8}, {"complex128", 16}, {"uint16", 2},
-      {"uint32", 4},        {"uint64", 8}};
-  auto it = sizes.find(dtype);
-  return it == sizes.end() ? 0 : it->second;
+  // Called for every parameter of every printed stage: a table scan, no hashing.
+  struct Size {
+    const char* name;
+    int bytes;
+  };
+  static constexpr Size kSizes[] = {
+      {"float32", 4}, {"bfloat16", 2},    {"float16", 2},   {"float8_e4m3fn", 1}, {"float64", 8},
+      {"int64", 8},   {"int32", 4},       {"int16", 2},     {"int8", 1},          {"uint8", 1},
+      {"bool", 1},    {"float8_e5m2", 1}, {"complex64", 8}, {"complex128", 16},   {"uint16", 2},
+      {"uint32", 4},  {"uint64", 8}};
+  for (const Size& s : kSizes)
+    if (dtype == s.name) return s.bytes;
+  return 0;
 }
 
 std::string Param::module_path() const {
@@ -51,17 +59,28 @@ std::string Param::leaf() const {
 
 uint32_t Inventory::add(Param p) {
   uint32_t i = static_cast<uint32_t>(params.size());
-  index_.emplace(p.name, i);
-  for (const auto& a : p.aliases) index_.emplace(a, i);
   params.push_back(std::move(p));
+  const uint32_t n = static_cast<uint32_t>(params[i].aliases.size());
+  for (uint32_t k = 0; k <= n; ++k) index_.insert(params, i, k);
   return i;
+}
+
+void Inventory::append(std::vector<Param> more) {
+  const uint32_t first = static_cast<uint32_t>(params.size());
+  if (params.empty()) {
+    params = std::move(more);
+  } else {
+    params.reserve(params.size() + more.size());
+    for (auto& p : more) params.push_back(std::move(p));
+  }
+  index_.insert_from(params, first);
 }
 
 bool Inventory::add_alias(const std::string& canonical, const std::string& alias) {
   auto i = find(canonical);
   if (!i || find(alias)) return false;
   params[*i].aliases.push_back(alias);
-  index_.emplace(alias, *i);
+  index_.insert(params, *i, static_cast<uint32_t>(params[*i].aliases.size()));
   return true;
 }
 
@@ -83,10 +102,8 @@ bool Inventory::tie(const std::string& canonical, const std::string& alias) {
   return true;
 }
 
-std::optional<uint32_t> Inventory::find(const std::string& name) const {
-  auto it = index_.find(name);
-  if (it == index_.end()) return std::nullopt;
-  return it->second;
+std::optional<uint32_t> Inventory::find(std::string_view name) const {
+  return index_.find(params, name);
 }
 
 bool Inventory::shapes_known() const {
@@ -145,13 +162,63 @@ bool natural_less(const std::string& a, const std::string& b) {
   return a.size() - i < b.size() - j;
 }
 
+namespace {
+
+void append_natural_key(std::string& key, const std::string& name) {
+  // A digit run becomes: a length byte, the digits without leading zeros, the count of those
+  // zeros. The length byte stays within '1'..'9' (a longer run: '9' and four bytes of length),
+  // so against a non-digit it sorts as any digit does; two runs compare by length, then
+  // digits, then fewer zeros first — natural_less's order, read by one memcmp.
+  for (size_t i = 0; i < name.size();) {
+    size_t plain = i;
+    while (plain < name.size() && !std::isdigit(static_cast<unsigned char>(name[plain]))) ++plain;
+    key.append(name, i, plain - i);
+    i = plain;
+    if (i == name.size()) break;
+    size_t end = i;
+    while (end < name.size() && std::isdigit(static_cast<unsigned char>(name[end]))) ++end;
+    size_t start = i;
+    while (start + 1 < end && name[start] == '0') ++start;
+    const size_t digits = end - start, zeros = start - i;
+    if (digits < 9) {
+      key += static_cast<char>('0' + digits);
+    } else {
+      key += '9';
+      for (int shift = 24; shift >= 0; shift -= 8)
+        key += static_cast<char>((digits >> shift) & 0xff);
+    }
+    key.append(name, start, digits);
+    for (int shift = 24; shift >= 0; shift -= 8) key += static_cast<char>((zeros >> shift) & 0xff);
+    i = end;
+  }
+}
+
+}  // namespace
+
+std::string natural_key(const std::string& name) {
+  std::string key;
+  append_natural_key(key, name);
+  return key;
+}
+
 void Inventory::sort_natural() {
-  // Sort positions, then move each parameter once (a Param is large to move around).
+  // Each name's key once, then positions sorted by plain byte comparison of the keys; each
+  // parameter is moved once (a Param is large to move around).
+  // The keys live in one buffer.
+  std::string buffer;
+  std::vector<size_t> ends(params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    append_natural_key(buffer, params[i].name);
+    ends[i] = buffer.size();
+  }
+  auto key = [&](uint32_t i) {
+    const size_t begin = i == 0 ? 0 : ends[i - 1];
+    return std::string_view(buffer).substr(begin, ends[i] - begin);
+  };
   std::vector<uint32_t> order(params.size());
   for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(), [&](uint32_t x, uint32_t y) {
-    return natural_less(params[x].name, params[y].name);
-  });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](uint32_t x, uint32_t y) { return key(x) < key(y); });
   std::vector<Param> sorted;
   sorted.reserve(params.size());
   for (uint32_t i : order) sorted.push_back(std::move(params[i]));
@@ -162,10 +229,105 @@ void Inventory::sort_natural() {
 
 void Inventory::reindex() {
   index_.clear();
-  for (uint32_t i = 0; i < params.size(); ++i) {
-    index_.emplace(params[i].name, i);
-    for (const auto& a : params[i].aliases) index_.emplace(a, i);
+  index_.insert_from(params, 0);
+}
+
+namespace {
+
+uint32_t name_hash(std::string_view s) {
+  uint64_t h = std::hash<std::string_view>{}(s);
+  return static_cast<uint32_t>(h ^ (h >> 32));
+}
+
+const std::string* name_of(const std::vector<Param>& params, uint32_t param, uint32_t which) {
+  if (param >= params.size()) return nullptr;
+  const Param& p = params[param];
+  if (which == 0) return &p.name;
+  return which <= p.aliases.size() ? &p.aliases[which - 1] : nullptr;
+}
+
+}  // namespace
+
+void Inventory::NameIndex::reserve(size_t names) {
+  size_t want = 16;
+  while (want < 2 * names) want *= 2;
+  if (want > slots_.size()) grow(want);
+}
+
+void Inventory::NameIndex::clear() {
+  slots_.clear();
+  size_ = 0;
+}
+
+void Inventory::NameIndex::grow(size_t slots) {
+  std::vector<Slot> old = std::move(slots_);
+  slots_.assign(slots, Slot{});
+  const size_t mask = slots - 1;
+  for (const Slot& s : old) {
+    if (s.param == kEmpty) continue;
+    size_t at = s.hash & mask;
+    while (slots_[at].param != kEmpty) at = (at + 1) & mask;
+    slots_[at] = s;
   }
+}
+
+bool Inventory::NameIndex::insert(const std::vector<Param>& params, uint32_t param,
+                                  uint32_t which) {
+  const std::string& name = *name_of(params, param, which);
+  return insert_hashed(params, Slot{name_hash(name), param, which}, name);
+}
+
+bool Inventory::NameIndex::insert_hashed(const std::vector<Param>& params, Slot slot,
+                                         std::string_view name) {
+  if (2 * (size_ + 1) > slots_.size()) grow(slots_.empty() ? 16 : 2 * slots_.size());
+  const size_t mask = slots_.size() - 1;
+  size_t at = slot.hash & mask;
+  for (; slots_[at].param != kEmpty; at = (at + 1) & mask) {
+    const Slot& s = slots_[at];
+    if (s.hash != slot.hash) continue;
+    const std::string* other = name_of(params, s.param, s.which);
+    if (other && *other == name) return false;  // the first of a repeated name stays
+  }
+  slots_[at] = slot;
+  ++size_;
+  return true;
+}
+
+void Inventory::NameIndex::insert_from(const std::vector<Param>& params, uint32_t first) {
+  // Hash every name first (a sequential walk), then insert while the slot a few names ahead is
+  // being fetched: a table of 100k names does not fit in cache, and one miss after another
+  // cost ~100 ns a name here (docs/PERFORMANCE.md).
+  std::vector<Slot> pending;
+  for (uint32_t i = first; i < params.size(); ++i) {
+    const Param& p = params[i];
+    pending.push_back(Slot{name_hash(p.name), i, 0});
+    for (uint32_t k = 1; k <= p.aliases.size(); ++k)
+      pending.push_back(Slot{name_hash(p.aliases[k - 1]), i, k});
+  }
+  reserve(size_ + pending.size());
+  constexpr size_t kAhead = 8;
+  const size_t mask = slots_.size() - 1;
+  for (size_t j = 0; j < pending.size(); ++j) {
+#if defined(__GNUC__)
+    if (j + kAhead < pending.size()) __builtin_prefetch(&slots_[pending[j + kAhead].hash & mask]);
+#endif
+    const Slot& s = pending[j];
+    insert_hashed(params, s, *name_of(params, s.param, s.which));
+  }
+}
+
+std::optional<uint32_t> Inventory::NameIndex::find(const std::vector<Param>& params,
+                                                   std::string_view name) const {
+  if (slots_.empty()) return std::nullopt;
+  const uint32_t h = name_hash(name);
+  const size_t mask = slots_.size() - 1;
+  for (size_t at = h & mask; slots_[at].param != kEmpty; at = (at + 1) & mask) {
+    const Slot& s = slots_[at];
+    if (s.hash != h) continue;
+    const std::string* stored = name_of(params, s.param, s.which);
+    if (stored && *stored == name) return s.param;
+  }
+  return std::nullopt;
 }
 
 std::string Inventory::fingerprint() const {

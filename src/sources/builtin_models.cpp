@@ -31,7 +31,14 @@ class Builder {
     p.shape = std::move(shape);
     p.dtype = dtype.empty() ? dtype_ : dtype;
     p.module_type = type;
-    inv_.add(std::move(p));
+    params_.push_back(std::move(p));
+  }
+  /// `param` named `prefix` + `leaf`, built in a buffer reused from call to call.
+  void param(const std::string& prefix, const char* leaf, std::vector<int64_t> shape,
+             const std::string& type, const std::string& dtype = "") {
+    name_.assign(prefix);
+    name_ += leaf;
+    param(name_, std::move(shape), type, dtype);
   }
   void linear(const std::string& m, int64_t out, int64_t in, bool bias,
               const std::string& type = "Linear") {
@@ -43,13 +50,22 @@ class Builder {
     if (bias) param(m + ".bias", {d}, type);
   }
   void tie(const std::string& alias, const std::string& canonical) {
+    flush();
     inv_.add_alias(canonical, alias);
   }
-  Inventory take() { return std::move(inv_); }
+  void reserve(size_t n) { params_.reserve(n); }
+  Inventory take() {
+    flush();
+    return std::move(inv_);
+  }
 
  private:
+  void flush() { inv_.append(std::move(params_)), params_.clear(); }
+
   Inventory inv_;
+  std::vector<Param> params_;  // added to the inventory in one pass (Inventory::append)
   std::string dtype_;
+  std::string name_;
 };
 
 Inventory resnet50() {
@@ -87,42 +103,56 @@ Inventory resnet50() {
 // one shared expert per MoE layer): 3 dense + 65 MoE layers, 101,333 tensors. For benchmarks.
 Inventory moe_100k() {
   Builder b("builtin:moe-100k", "DeepseekV3ForCausalLM", "float8_e4m3fn");
+  b.reserve(101333);
   const int64_t d = 7168, vocab = 129280, dense_ffn = 18432, moe_ffn = 2048, experts = 256;
-  auto fp8 = [&](const std::string& m, int64_t out, int64_t in) {
-    b.param(m + ".weight", {out, in}, "Linear");
-    b.param(m + ".weight_scale_inv", {(out + 127) / 128, (in + 127) / 128}, "Linear", "float32");
+  const std::string linear = "Linear", norm = "DeepseekV3RMSNorm", gate = "MoEGate";
+  const std::string f32 = "float32", bf16 = "bfloat16";
+  std::string m;  // the module being added, grown and cut back in place
+  auto fp8 = [&](const char* leaf, int64_t out, int64_t in) {
+    const size_t at = m.size();
+    m += leaf;
+    b.param(m, ".weight", {out, in}, linear);
+    b.param(m, ".weight_scale_inv", {(out + 127) / 128, (in + 127) / 128}, linear, f32);
+    m.resize(at);
   };
-  auto rms = [&](const std::string& m, int64_t n) {
-    b.param(m + ".weight", {n}, "DeepseekV3RMSNorm", "bfloat16");
+  auto rms = [&](const char* leaf, int64_t n) { b.param(m, leaf, {n}, norm, bf16); };
+  auto mlp = [&](int64_t ffn) {
+    fp8(".gate_proj", ffn, d);
+    fp8(".up_proj", ffn, d);
+    fp8(".down_proj", d, ffn);
   };
-  auto mlp = [&](const std::string& m, int64_t ffn) {
-    fp8(m + ".gate_proj", ffn, d);
-    fp8(m + ".up_proj", ffn, d);
-    fp8(m + ".down_proj", d, ffn);
-  };
-  b.param("model.embed_tokens.weight", {vocab, d}, "Embedding", "bfloat16");
+  b.param("model.embed_tokens.weight", {vocab, d}, "Embedding", bf16);
   for (int i = 0; i < 68; ++i) {
-    std::string l = "model.layers." + std::to_string(i);
-    fp8(l + ".self_attn.q_a_proj", 1536, d);
-    rms(l + ".self_attn.q_a_layernorm", 1536);
-    fp8(l + ".self_attn.q_b_proj", 128 * 192, 1536);
-    fp8(l + ".self_attn.kv_a_proj_with_mqa", 512 + 64, d);
-    rms(l + ".self_attn.kv_a_layernorm", 512);
-    fp8(l + ".self_attn.kv_b_proj", 128 * 256, 512);
-    fp8(l + ".self_attn.o_proj", d, 128 * 128);
+    m = "model.layers." + std::to_string(i);
+    const size_t layer = m.size();
+    fp8(".self_attn.q_a_proj", 1536, d);
+    rms(".self_attn.q_a_layernorm.weight", 1536);
+    fp8(".self_attn.q_b_proj", 128 * 192, 1536);
+    fp8(".self_attn.kv_a_proj_with_mqa", 512 + 64, d);
+    rms(".self_attn.kv_a_layernorm.weight", 512);
+    fp8(".self_attn.kv_b_proj", 128 * 256, 512);
+    fp8(".self_attn.o_proj", d, 128 * 128);
     if (i < 3) {
-      mlp(l + ".mlp", dense_ffn);
+      m += ".mlp";
+      mlp(dense_ffn);
     } else {
-      b.param(l + ".mlp.gate.weight", {experts, d}, "MoEGate", "bfloat16");
-      b.param(l + ".mlp.gate.e_score_correction_bias", {experts}, "MoEGate", "float32");
-      mlp(l + ".mlp.shared_experts", moe_ffn);
-      for (int e = 0; e < experts; ++e) mlp(l + ".mlp.experts." + std::to_string(e), moe_ffn);
+      b.param(m, ".mlp.gate.weight", {experts, d}, gate, bf16);
+      b.param(m, ".mlp.gate.e_score_correction_bias", {experts}, gate, f32);
+      m += ".mlp.shared_experts";
+      mlp(moe_ffn);
+      for (int e = 0; e < experts; ++e) {
+        m.resize(layer);
+        m += ".mlp.experts.";
+        m += std::to_string(e);
+        mlp(moe_ffn);
+      }
     }
-    rms(l + ".input_layernorm", d);
-    rms(l + ".post_attention_layernorm", d);
+    m.resize(layer);
+    rms(".input_layernorm.weight", d);
+    rms(".post_attention_layernorm.weight", d);
   }
-  rms("model.norm", d);
-  b.param("lm_head.weight", {vocab, d}, "Linear", "bfloat16");
+  b.param("model.norm.weight", {d}, norm, bf16);
+  b.param("lm_head.weight", {vocab, d}, linear, bf16);
   return b.take();
 }
 

@@ -148,7 +148,7 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
           matches(inv, fam->inv, fam->base_prefix) > matches(inv, fam->inv, ""))
         map.prefix = fam->base_prefix;
       std::vector<std::string> only_ckpt, only_config, other_shape;
-      std::set<std::string> seen;
+      std::vector<char> seen(fam->inv.params.size(), 0);  // by family parameter
       for (auto& p : inv.params) {
         const std::string fname = map.to_family(p.name, fam->inv);
         auto k = fam->inv.find(fname);
@@ -157,7 +157,7 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
           continue;
         }
         const Param& f = fam->inv.params[*k];
-        seen.insert(f.name);
+        seen[*k] = 1;
         if (f.name != fname) continue;  // stored under a tied alias: merged below
         if (!p.shape_known) {
           p.shape = f.shape;
@@ -169,8 +169,8 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
         }
         if (p.module_type.empty()) p.module_type = f.module_type;
       }
-      for (const auto& f : fam->inv.params)
-        if (!seen.count(f.name)) only_config.push_back(map.to_checkpoint(f.name));
+      for (size_t k = 0; k < fam->inv.params.size(); ++k)
+        if (!seen[k]) only_config.push_back(map.to_checkpoint(fam->inv.params[k].name));
       if (!only_ckpt.empty() || !only_config.empty()) {
         diags.warning(
             "config-names-differ",

@@ -326,14 +326,14 @@ class Expander {
     m.inv.model_type = !c_.architecture.empty() ? c_.architecture : c_.model_type;
     dtype_ = c_.dtype.empty() ? "float32" : c_.dtype;
     if (dtype_bytes(dtype_) == 0) dtype_ = "float32";
-    inv_ = &m.inv;
     // A first pass counts the tensors (conditions and repeats only, no names): the inventory is
     // allocated once, and a config that implies millions of tensors stops before building them.
     counting_ = true;
     if (!expand(f_.items, "")) return std::nullopt;
     counting_ = false;
-    m.inv.reserve(count_);
+    params_.reserve(count_);
     if (!expand(f_.items, "")) return std::nullopt;
+    m.inv.append(std::move(params_));
     if (m.inv.indexed_names() !=
         m.inv.params.size()) {  // the index keeps the first of a repeated name
       std::set<std::string> seen;
@@ -569,11 +569,11 @@ class Expander {
       }
       p.dtype = t.dtype.empty() ? dtype_ : t.dtype;
       if (!t.type.empty() && !append_text(t.type, p.module_type)) return false;
-      if (inv_->params.size() >= kMaxTensors) {
+      if (params_.size() >= kMaxTensors) {
         fail(t.loc, "config implies more than " + std::to_string(kMaxTensors) + " tensors");
         return false;
       }
-      inv_->add(std::move(p));
+      params_.push_back(std::move(p));
     }
     return !failed_;
   }
@@ -587,7 +587,7 @@ class Expander {
   bool counting_ = false;
   size_t count_ = 0;
   std::string dtype_;
-  Inventory* inv_ = nullptr;
+  std::vector<Param> params_;  // the tensors, indexed in one pass at the end
   bool failed_ = false;
 };
 

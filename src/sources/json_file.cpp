@@ -88,8 +88,8 @@ std::optional<nlohmann::json> parse_json_text(const std::string& text, const std
   return value;
 }
 
-std::optional<nlohmann::json> read_json_file(const std::string& path, const std::string& what,
-                                             Diagnostics& diags, uint64_t max_bytes) {
+std::optional<std::string> read_text_file(const std::string& path, const std::string& what,
+                                          Diagnostics& diags, uint64_t max_bytes) {
   SourceLoc loc{path, 0, 0};
   std::error_code ec;
   uint64_t size = std::filesystem::file_size(path, ec);
@@ -112,7 +112,14 @@ std::optional<nlohmann::json> read_json_file(const std::string& path, const std:
     diags.error("model-unreadable", "cannot read '" + path + "'", loc);
     return std::nullopt;
   }
-  return parse_json_text(text, path, what, diags);
+  return text;
+}
+
+std::optional<nlohmann::json> read_json_file(const std::string& path, const std::string& what,
+                                             Diagnostics& diags, uint64_t max_bytes) {
+  auto text = read_text_file(path, what, diags, max_bytes);
+  if (!text) return std::nullopt;
+  return parse_json_text(*text, path, what, diags);
 }
 
 }  // namespace layerfreeze

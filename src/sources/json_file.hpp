@@ -19,6 +19,9 @@ SourceLoc text_position(const std::string& text, size_t pos, const std::string& 
 /// Errors go to `diags` with the code `json-syntax` or `json-trailing-text`.
 std::optional<nlohmann::json> parse_json_text(const std::string& text, const std::string& file,
                                               const std::string& what, Diagnostics& diags);
+/// Reads a file of at most `max_bytes` (`what` names it in errors).
+std::optional<std::string> read_text_file(const std::string& path, const std::string& what,
+                                          Diagnostics& diags, uint64_t max_bytes = 256ull << 20);
 /// Reads and parses a file of at most `max_bytes`.
 std::optional<nlohmann::json> read_json_file(const std::string& path, const std::string& what,
                                              Diagnostics& diags, uint64_t max_bytes = 256ull << 20);

@@ -12,6 +12,7 @@
 #include "layerfreeze/model_source.hpp"
 #include "sources/json_file.hpp"
 #include "sources/non_parameters.hpp"
+#include "sources/weight_map.hpp"
 
 namespace layerfreeze {
 
@@ -181,34 +182,29 @@ std::optional<Inventory> load_safetensors(const std::string& path, Diagnostics& 
 }
 
 std::optional<Inventory> load_safetensors_index(const std::string& path, Diagnostics& diags) {
+  auto text = read_text_file(path, "the safetensors index", diags);
+  if (!text) return std::nullopt;
+  auto map = read_weight_map(*text);
+  if (!map) map = read_weight_map_checked(*text, path, diags);
+  if (!map) return std::nullopt;
+  // Shards in name order, so that the first error found is the same from run to run.
+  std::vector<uint32_t> shard_order(map->shards.size());
+  for (uint32_t s = 0; s < shard_order.size(); ++s) shard_order[s] = s;
+  std::sort(shard_order.begin(), shard_order.end(),
+            [&](uint32_t a, uint32_t b) { return map->shards[a] < map->shards[b]; });
+  std::vector<std::vector<uint32_t>> by_shard(map->shards.size());  // entries of each shard
+  for (uint32_t e = 0; e < map->entries.size(); ++e) by_shard[map->entries[e].second].push_back(e);
   SourceLoc loc{path, 0, 0};
-  auto parsed = read_json_file(path, "the safetensors index", diags);
-  if (!parsed) return std::nullopt;
-  const nlohmann::json& j = *parsed;
-  if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
-    diags.error("index-format",
-                "not a safetensors index: expected a JSON object with a "
-                "'weight_map' object",
-                loc);
-    return std::nullopt;
-  }
-  std::map<std::string, std::vector<std::string>> by_shard;
-  for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-    if (!it.value().is_string()) {
-      diags.error("index-format", "weight_map['" + it.key() + "'] is not a file name", loc);
-      return std::nullopt;
-    }
-    by_shard[it.value().get<std::string>()].push_back(it.key());
-  }
   auto dir = std::filesystem::path(path).parent_path();
   Inventory inv;
   inv.source = path;
-  if (j.contains("metadata") && j["metadata"].is_object() && j["metadata"].contains("total_size") &&
-      j["metadata"]["total_size"].is_number_unsigned())
-    inv.stored_bytes = static_cast<int64_t>(
-        std::min<uint64_t>(j["metadata"]["total_size"].get<uint64_t>(), INT64_MAX));
+  if (map->total_size)
+    inv.stored_bytes = static_cast<int64_t>(std::min<uint64_t>(*map->total_size, INT64_MAX));
   size_t missing = 0;
-  for (auto& [shard, names] : by_shard) {
+  std::vector<Param> params;  // added in one pass (Inventory::append)
+  params.reserve(map->entries.size());
+  for (uint32_t s : shard_order) {
+    const std::string& shard = map->shards[s];
     if (shard.find("..") != std::string::npos || std::filesystem::path(shard).is_absolute()) {
       diags.error("index-format", "shard name '" + shard + "' leaves the index's folder", loc);
       return std::nullopt;
@@ -222,25 +218,30 @@ std::optional<Inventory> load_safetensors_index(const std::string& path, Diagnos
     } else {
       ++missing;
     }
-    for (const auto& n : names) {
+    const std::string* unlisted = nullptr;  // the first in name order, for the error
+    for (uint32_t e : by_shard[s]) {
+      std::string& n = map->entries[e].first;
       auto f = found.find(n);
       if (f != found.end()) {
-        inv.add(to_param(f->second));
+        params.push_back(to_param(f->second));
+      } else if (missing == 0) {
+        if (!unlisted || n < *unlisted) unlisted = &n;
       } else {
         Param p;
-        p.name = n;
+        p.name = std::move(n);
         p.shape_known = false;
         p.numel = 0;
-        inv.add(std::move(p));
-        if (missing == 0) {
-          diags.error("index-shard-mismatch",
-                      "'" + n + "' is mapped to '" + shard + "', whose header does not list it",
-                      loc);
-          return std::nullopt;
-        }
+        params.push_back(std::move(p));
       }
     }
+    if (unlisted) {
+      diags.error("index-shard-mismatch",
+                  "'" + *unlisted + "' is mapped to '" + shard + "', whose header does not list it",
+                  loc);
+      return std::nullopt;
+    }
   }
+  inv.append(std::move(params));
   if (missing > 0) {
     inv.source_notes.push_back(std::to_string(missing) + " of " + std::to_string(by_shard.size()) +
                                " shards are not beside the index: shapes unknown, counts are of "

@@ -84,7 +84,7 @@ TEST(PlanJson, Contract) {
   // Frozen names are canonical and their numel adds up.
   int64_t sum = 0;
   for (const auto& n : j["stages"][4]["frozen"])
-    sum += c.plan->inventory->params[*c.plan->inventory->find(n)].numel;
+    sum += c.plan->inventory->params[*c.plan->inventory->find(n.get<std::string>())].numel;
   EXPECT_EQ(sum, frozen);
   EXPECT_EQ(j["warnings"].size(), 2u);
   EXPECT_EQ(j["fingerprint"], c.plan->fingerprint());

@@ -153,9 +153,19 @@ TEST(Inventory, NaturalOrderMatchesTheReferenceOnRandomNames) {
     for (int k = 0; k < len; ++k) s += alphabet[rng() % alphabet.size()];
     names.push_back(s);
   }
-  for (const auto& a : names)
-    for (const auto& b : names)
-      ASSERT_EQ(natural_less(a, b), reference_natural_less(a, b)) << a << " vs " << b;
+  // Runs of nine digits and more take the long form of the key.
+  names.push_back("x.123456789");
+  names.push_back("x.0000000001234567890");
+  names.push_back("x.99999999");
+  names.push_back("x.100000000.a");
+  std::vector<std::string> keys;
+  for (const auto& n : names) keys.push_back(natural_key(n));
+  for (size_t a = 0; a < names.size(); ++a)
+    for (size_t b = 0; b < names.size(); ++b) {
+      const bool ref = reference_natural_less(names[a], names[b]);
+      ASSERT_EQ(natural_less(names[a], names[b]), ref) << names[a] << " vs " << names[b];
+      ASSERT_EQ(keys[a] < keys[b], ref) << "keys of " << names[a] << " vs " << names[b];
+    }
 }
 
 TEST(Safetensors, ShardedIndexWithAndWithoutShards) {
