@@ -3,10 +3,13 @@
 // layer discovery, and plan printing.
 #include <benchmark/benchmark.h>
 
+#include <nlohmann/json.hpp>
+
 #include "core/compiler.hpp"
 #include "core/layer_discovery.hpp"
 #include "core/rules_parser.hpp"
 #include "layerfreeze/model_source.hpp"
+#include "print/json_writer.hpp"
 #include "print/plan_printer.hpp"
 #include "sources/family.hpp"
 
@@ -131,6 +134,54 @@ void BM_PlanJsonMoeLpLora(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_PlanJsonMoeLpLora)->Unit(benchmark::kMillisecond);
+
+// The largest JSON the tool writes is a list of every parameter (inspect --format json, a
+// plan's frozen lists). The same document — name, shape, dtype, numel, role, layer of each of
+// the 101,333 tensors, two-space indent — through the streaming JsonWriter and through
+// nlohmann-json's ordered_json + dump(2), to decide which the printers use.
+const Inventory& moe_discovered() {
+  static const Inventory inv = [] {
+    Diagnostics d;
+    Inventory i = *load_model("builtin:moe-100k", d);
+    discover_layers(i, DiscoveryPatterns::shipped(), d);
+    return i;
+  }();
+  return inv;
+}
+
+void BM_ParamsJsonWriter(benchmark::State& state) {
+  const Inventory& inv = moe_discovered();
+  for (auto _ : state) {
+    JsonWriter j;
+    j.begin_object().key("params").begin_array();
+    for (const auto& p : inv.params) {
+      j.begin_object().field("name", p.name).key("shape").ints(p.shape).field("dtype", p.dtype);
+      j.field("numel", p.numel).field("role", role_name(p.role)).field("layer", p.layer);
+      j.end_object();
+    }
+    std::string t = j.end_array().end_object().take();
+    benchmark::DoNotOptimize(t);
+  }
+}
+BENCHMARK(BM_ParamsJsonWriter)->Unit(benchmark::kMillisecond);
+
+void BM_ParamsJsonNlohmann(benchmark::State& state) {
+  const Inventory& inv = moe_discovered();
+  for (auto _ : state) {
+    nlohmann::ordered_json params = nlohmann::ordered_json::array();
+    for (const auto& p : inv.params)
+      params.push_back({{"name", p.name},
+                        {"shape", p.shape},
+                        {"dtype", p.dtype},
+                        {"numel", p.numel},
+                        {"role", role_name(p.role)},
+                        {"layer", p.layer}});
+    nlohmann::ordered_json doc = {{"params", std::move(params)}};
+    std::string t = doc.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+    benchmark::DoNotOptimize(t);
+  }
+}
+BENCHMARK(BM_ParamsJsonNlohmann)->Unit(benchmark::kMillisecond);
 
 // DeepSeek-V3 from its config.json alone (rules/models/deepseek-v3.json: 61 layers, 3 dense,
 // 256 routed experts + 1 shared per MoE layer): parse the config and expand the family into an

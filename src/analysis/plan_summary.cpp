@@ -1,5 +1,7 @@
 #include "analysis/plan_summary.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cctype>
 #include <limits>
@@ -185,22 +187,19 @@ std::string layer_status_table(const Inventory& inv, const Bitset& frozen, bool 
   auto groups = group_lines(inv, frozen);
   for (const auto& g : groups) width = std::max(width, g.label.size() + 1);
   if (runs.empty()) out << "(no layers discovered)\n";
-  for (size_t i = 0; i < runs.size(); ++i) {
-    out << labels[i] << std::string(width - labels[i].size() + 1, ' ')
-        << group_state_name(runs[i].state)
-        << std::string(7 - std::string(group_state_name(runs[i].state)).size(), ' ') << " ("
-        << amount(inv, runs[i].numel, runs[i].tensors) << ")\n";
-  }
+  for (size_t i = 0; i < runs.size(); ++i)
+    out << fmt::format("{:<{}} {:<7} ({})\n", labels[i], width, group_state_name(runs[i].state),
+                       amount(inv, runs[i].numel, runs[i].tensors));
   out << std::string(40, '-') << "\n";
   for (const auto& g : groups) {
-    std::string l = g.label + ":";
-    out << l << std::string(width - l.size() + 1, ' ') << group_state_name(g.state);
-    if (g.tensors) {
-      out << std::string(7 - std::string(group_state_name(g.state)).size(), ' ') << " (";
-      if (g.layers) out << g.layers << (g.layers == 1 ? " layer, " : " layers, ");
-      out << amount(inv, g.numel, g.tensors) << ")";
+    if (!g.tensors) {
+      out << fmt::format("{:<{}} {}\n", g.label + ":", width, group_state_name(g.state));
+      continue;
     }
-    out << "\n";
+    std::string layers;
+    if (g.layers) layers = fmt::format("{} {}, ", g.layers, g.layers == 1 ? "layer" : "layers");
+    out << fmt::format("{:<{}} {:<7} ({}{})\n", g.label + ":", width, group_state_name(g.state),
+                       layers, amount(inv, g.numel, g.tensors));
   }
   out << rule << "\n";
   return out.str();

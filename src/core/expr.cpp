@@ -1,5 +1,7 @@
 #include "core/expr.hpp"
 
+#include <fmt/format.h>
+
 #include <cctype>
 #include <cmath>
 #include <limits>
@@ -13,9 +15,7 @@ std::string Value::to_string() const {
     case Kind::kBool: return b ? "true" : "false";
     case Kind::kInt: return std::to_string(i);
     case Kind::kFloat: {
-      std::ostringstream o;
-      o << f;
-      std::string t = o.str();
+      std::string t = fmt::format("{}", f);  // shortest form that reads back the same
       if (t.find_first_of(".eEn") == std::string::npos) t += ".0";
       return t;
     }

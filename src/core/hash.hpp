@@ -3,8 +3,9 @@
 // plans.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -39,11 +40,7 @@ class Hasher {
   }
   void add(int v) { add(static_cast<int64_t>(v)); }
   uint64_t value() const { return h_; }
-  std::string hex() const {
-    char buf[17];
-    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h_));
-    return buf;
-  }
+  std::string hex() const { return fmt::format("{:016x}", h_); }
 
  private:
   void mix(uint64_t w) {

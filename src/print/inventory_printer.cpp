@@ -1,5 +1,7 @@
 #include "print/inventory_printer.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <sstream>
 
@@ -96,9 +98,8 @@ void roles_text(std::ostream& o, const Inventory& inv) {
       }
     }
     if (r != Role::kLayer && r != Role::kTower && n > listed) names += ", …";
-    char label[16];
-    std::snprintf(label, sizeof label, "%-11s", role_name(r));
-    o << "  " << label << with_commas(static_cast<int64_t>(n)) << (n == 1 ? " tensor" : " tensors");
+    o << "  " << fmt::format("{:<11}", role_name(r)) << with_commas(static_cast<int64_t>(n))
+      << (n == 1 ? " tensor" : " tensors");
     if (shapes && n) o << " · " << short_count(numel);
     if (!names.empty()) o << " · " << names;
     o << "\n";
@@ -144,14 +145,13 @@ void per_layer_text(std::ostream& o, const Inventory& inv) {
     for (const auto& st : inv.stacks) {
       for (int32_t l = st.first_layer; l < st.first_layer + st.num_layers; ++l) {
         const Layer& L = inv.layers[static_cast<size_t>(l)];
-        char idx[48];
+        std::string idx;
         if (st.tower >= 0) {
           const Tower& t = inv.towers[static_cast<size_t>(st.tower)];
           int32_t local = l - inv.stacks[static_cast<size_t>(t.stacks.front())].first_layer;
-          std::snprintf(idx, sizeof idx, "%10s  ",
-                        (t.modality + " " + std::to_string(local)).c_str());
+          idx = fmt::format("{:>10}  ", t.modality + " " + std::to_string(local));
         } else {
-          std::snprintf(idx, sizeof idx, inv.multimodal() ? "%10d  " : "%4d  ", l);
+          idx = fmt::format("{:>{}}  ", l, inv.multimodal() ? 10 : 4);
         }
         o << idx << L.name << " · " << L.params.size() << " tensors";
         if (shapes) o << " · " << with_commas(L.numel);

@@ -1,17 +1,26 @@
 #include "print/json_writer.hpp"
 
+#include <fmt/format.h>
+
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
+#include <iterator>
 
 namespace layerfreeze {
 
-std::string json_quote(const std::string& s) {
-  std::string o;
-  o.reserve(s.size() + 2);
+void append_json_quoted(std::string& o, std::string_view s) {
   o.push_back('"');
   for (size_t i = 0; i < s.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
+    // A run of characters that need no escape goes in one append.
+    size_t plain = i;
+    while (plain < s.size()) {
+      const unsigned char c = static_cast<unsigned char>(s[plain]);
+      if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') break;
+      ++plain;
+    }
+    o.append(s.data() + i, plain - i);
+    i = plain;
+    if (i == s.size()) break;
+    const unsigned char c = static_cast<unsigned char>(s[i]);
     switch (c) {
       case '"': o += "\\\""; continue;
       case '\\': o += "\\\\"; continue;
@@ -21,25 +30,27 @@ std::string json_quote(const std::string& s) {
       default: break;
     }
     if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      o += buf;
-    } else if (c < 0x80) {
-      o.push_back(static_cast<char>(c));
+      fmt::format_to(std::back_inserter(o), "\\u{:04x}", c);
+      continue;
+    }
+    // Copy a valid UTF-8 sequence; replace anything else.
+    int len = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    bool ok = len > 0 && i + static_cast<size_t>(len) <= s.size();
+    for (int k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) >> 6) == 2;
+    if (ok) {
+      o.append(s.data() + i, static_cast<size_t>(len));
+      i += static_cast<size_t>(len) - 1;
     } else {
-      // Copy a valid UTF-8 sequence; replace anything else.
-      int len = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-      bool ok = len > 0 && i + static_cast<size_t>(len) <= s.size();
-      for (int k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) >> 6) == 2;
-      if (ok) {
-        o.append(s, i, static_cast<size_t>(len));
-        i += static_cast<size_t>(len) - 1;
-      } else {
-        o += "\xEF\xBF\xBD";
-      }
+      o += "\xEF\xBF\xBD";
     }
   }
   o.push_back('"');
+}
+
+std::string json_quote(std::string_view s) {
+  std::string o;
+  o.reserve(s.size() + 2);
+  append_json_quoted(o, s);
   return o;
 }
 
@@ -85,23 +96,23 @@ JsonWriter& JsonWriter::begin_array() {
 
 JsonWriter& JsonWriter::end_array() { return close(']'); }
 
-JsonWriter& JsonWriter::key(const std::string& k) {
+JsonWriter& JsonWriter::key(std::string_view k) {
   before_value();
-  out_ += json_quote(k);
+  append_json_quoted(out_, k);
   out_ += ": ";
   after_key_ = true;
   return *this;
 }
 
-JsonWriter& JsonWriter::value(const std::string& s) {
+JsonWriter& JsonWriter::value(std::string_view s) {
   before_value();
-  out_ += json_quote(s);
+  append_json_quoted(out_, s);
   return *this;
 }
 
 JsonWriter& JsonWriter::value(int64_t v) {
   before_value();
-  out_ += std::to_string(v);
+  fmt::format_to(std::back_inserter(out_), "{}", v);
   return *this;
 }
 
@@ -111,18 +122,7 @@ JsonWriter& JsonWriter::value(double v) {
     out_ += "null";
     return *this;
   }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  // Shortest form that reads back the same double.
-  for (int prec = 1; prec <= 17; ++prec) {
-    char tmp[32];
-    std::snprintf(tmp, sizeof tmp, "%.*g", prec, v);
-    if (std::strtod(tmp, nullptr) == v) {
-      std::snprintf(buf, sizeof buf, "%s", tmp);
-      break;
-    }
-  }
-  std::string t = buf;
+  std::string t = fmt::format("{}", v);  // the shortest form that reads back the same double
   if (t.find_first_of(".eE") == std::string::npos) t += ".0";
   out_ += t;
   return *this;

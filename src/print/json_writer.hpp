@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace layerfreeze {
@@ -14,9 +15,10 @@ class JsonWriter {
   JsonWriter& end_object();
   JsonWriter& begin_array();
   JsonWriter& end_array();
-  JsonWriter& key(const std::string& k);
-  JsonWriter& value(const std::string& s);
-  JsonWriter& value(const char* s) { return value(std::string(s)); }
+  JsonWriter& key(std::string_view k);
+  JsonWriter& value(std::string_view s);
+  JsonWriter& value(const std::string& s) { return value(std::string_view(s)); }
+  JsonWriter& value(const char* s) { return value(std::string_view(s)); }
   JsonWriter& value(int64_t v);
   JsonWriter& value(int v) { return value(static_cast<int64_t>(v)); }
   JsonWriter& value(size_t v) { return value(static_cast<int64_t>(v)); }
@@ -28,7 +30,7 @@ class JsonWriter {
   JsonWriter& ints(const std::vector<int64_t>& items);
   /// Convenience: key then value.
   template <class T>
-  JsonWriter& field(const std::string& k, const T& v) {
+  JsonWriter& field(std::string_view k, const T& v) {
     key(k);
     return value(v);
   }
@@ -47,6 +49,8 @@ class JsonWriter {
 };
 
 /// `s` as a JSON string literal, with quotes; invalid UTF-8 bytes become U+FFFD.
-std::string json_quote(const std::string& s);
+std::string json_quote(std::string_view s);
+/// The same, appended to `out`.
+void append_json_quoted(std::string& out, std::string_view s);
 
 }  // namespace layerfreeze

@@ -1,5 +1,7 @@
 #include "print/plan_printer.hpp"
 
+#include <fmt/format.h>
+
 #include <cctype>
 #include <sstream>
 
@@ -102,10 +104,8 @@ std::string options_text(const CompiledPlan& plan) {
     if (inv.num_layers() > 0) {
       size_t last = inv.layers.back().params.front();
       size_t first = inv.layers.front().params.front();
-      char buf[96];
-      std::snprintf(buf, sizeof buf, ", layer %d ×%.3g … layer 0 ×%.3g", inv.num_layers() - 1,
-                    plan.lr_scale(last), plan.lr_scale(first));
-      t << buf;
+      t << fmt::format(", layer {} ×{:.3g} … layer 0 ×{:.3g}", inv.num_layers() - 1,
+                       plan.lr_scale(last), plan.lr_scale(first));
     }
   }
   if (o.steps_per_epoch) t << " · " << *o.steps_per_epoch << " steps per epoch";
@@ -161,12 +161,11 @@ std::string plan_text(const PlanSummary& sum) {
     }
     o << "  backward: " << backward_text(inv, st) << "\n";
     if (st.forward_numel > 0 && !st.nothing_trains) {
-      char ratio[32];
-      std::snprintf(ratio, sizeof ratio, "%.2f", st.step_cost());
-      o << "  compute: ≈" << ratio << "× a full fine-tuning step (forward "
-        << short_count(st.forward_numel) << ", backward through "
-        << short_count(st.backward_through_numel) << ", weight gradients for "
-        << short_count(st.weight_grad_numel) << "; 6N per token, by parameter count)\n";
+      o << "  compute: ≈" << fmt::format("{:.2f}", st.step_cost())
+        << "× a full fine-tuning step (forward " << short_count(st.forward_numel)
+        << ", backward through " << short_count(st.backward_through_numel)
+        << ", weight gradients for " << short_count(st.weight_grad_numel)
+        << "; 6N per token, by parameter count)\n";
     }
     if (!st.decided_by.empty()) {
       o << "  decided by:\n";

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <set>
 
+#include "print/format.hpp"
 #include "sources/family.hpp"
 
 namespace layerfreeze {
@@ -15,15 +16,6 @@ std::string join_first(const std::vector<std::string>& names, size_t n) {
   for (size_t i = 0; i < names.size() && i < n; ++i) s += (i ? ", " : "") + names[i];
   if (names.size() > n) s += ", …";
   return s;
-}
-
-std::string thousands(int64_t v) {
-  std::string s = std::to_string(v), out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i && (s.size() - i) % 3 == 0) out += ',';
-    out += s[i];
-  }
-  return out;
 }
 
 // The family's name for a checkpoint's name: identity, or with the base model's prefix added
@@ -175,9 +167,9 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
         diags.warning(
             "config-names-differ",
             "config '" + cfg.path + "' (family " + fam->family + ") implies " +
-                thousands(static_cast<int64_t>(fam->inv.params.size())) +
+                with_commas(static_cast<int64_t>(fam->inv.params.size())) +
                 " tensors; the checkpoint has " +
-                thousands(static_cast<int64_t>(inv.params.size())) +
+                with_commas(static_cast<int64_t>(inv.params.size())) +
                 " parameters: " + std::to_string(only_ckpt.size()) + " only in the checkpoint, " +
                 std::to_string(only_config.size()) +
                 " only in the config; the checkpoint's names are used",
@@ -230,7 +222,7 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
         if (p.dtype == "float32") p.dtype = "bfloat16";
       inv.source_notes.push_back(
           "config '" + cfg.path + "' has no torch_dtype; the index's total_size (" +
-          thousands(inv.stored_bytes) + " bytes) is 2 bytes per parameter: bfloat16 assumed");
+          with_commas(inv.stored_bytes) + " bytes) is 2 bytes per parameter: bfloat16 assumed");
     }
   }
   if (!cfg.architecture.empty())

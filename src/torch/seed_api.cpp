@@ -8,9 +8,7 @@
 #include <torch/nn/module.h>
 
 #include <cmath>
-#include <cstdio>
 #include <map>
-#include <sstream>
 #include <stdexcept>
 #include <unordered_set>
 
@@ -19,6 +17,7 @@
 #include "core/layer_discovery.hpp"
 #include "core/rules_parser.hpp"
 #include "print/format.hpp"
+#include "print/module_table.hpp"
 #include "torch/live_model.hpp"
 
 namespace layerfreeze {
@@ -127,19 +126,6 @@ int64_t lp_lora(LiveModel m, double freeze_ratio, bool freeze_embed) {
     bad_argument(m, "freeze_ratio must be in [0, 1], got " + std::to_string(freeze_ratio));
   return freeze_selected(std::move(m), "lp_lora",
                          {{"freeze_ratio", freeze_ratio}, {"freeze_embed", freeze_embed}});
-}
-
-// Code points, for aligning box-drawing tables.
-size_t width(const std::string& s) {
-  size_t n = 0;
-  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
-  return n;
-}
-
-std::string pad(const std::string& s, size_t w, bool right = false) {
-  size_t have = width(s);
-  std::string fill(have < w ? w - have : 0, ' ');
-  return right ? fill + s : s + fill;
 }
 
 }  // namespace
@@ -347,61 +333,15 @@ std::string model_summary(const torch::nn::Module& model, int max_depth) {
   LiveModel m = live(model);
   if (max_depth < 1)
     bad_argument(m, "max_depth must be at least 1, got " + std::to_string(max_depth));
-  // One row per module path cut to max_depth parts, in registration order.
-  struct Row {
-    std::string name;
-    int64_t numel = 0, frozen = 0;
-  };
-  std::vector<Row> rows;
-  std::map<std::string, size_t> index;
-  int64_t total = 0, frozen = 0, bytes = 0;
+  std::vector<bool> frozen(m.tensors.size());
+  int64_t bytes = 0;
   for (size_t i = 0; i < m.tensors.size(); ++i) {
-    const Param& p = m.inventory.params[i];
-    std::string path = p.module_path().empty() ? p.name : p.module_path();
-    std::string key;
-    for (int d = 0, start = 0; d < max_depth; ++d) {
-      size_t dot = path.find('.', static_cast<size_t>(start));
-      key = path.substr(0, dot);
-      if (dot == std::string::npos) break;
-      start = static_cast<int>(dot) + 1;
-    }
-    auto it = index.find(key);
-    if (it == index.end()) {
-      it = index.emplace(key, rows.size()).first;
-      rows.push_back({key});
-    }
-    bool f = !m.tensors[i].requires_grad();
-    rows[it->second].numel += p.numel;
-    rows[it->second].frozen += f ? p.numel : 0;
-    total += p.numel;
-    frozen += f ? p.numel : 0;
-    bytes += p.numel * static_cast<int64_t>(m.tensors[i].element_size());
+    frozen[i] = !m.tensors[i].requires_grad();
+    bytes += m.inventory.params[i].numel * static_cast<int64_t>(m.tensors[i].element_size());
   }
-  const size_t inner = 69;
-  auto line = [&](const std::string& text) { return "║  " + pad(text, inner - 2) + "║\n"; };
-  std::string bar(inner * 3, '\0');
-  bar.clear();
-  for (size_t i = 0; i < inner; ++i) bar += "═";
-  std::ostringstream o;
-  char mem[64];
-  std::snprintf(mem, sizeof mem, "~%.1f MB", static_cast<double>(bytes) / (1024.0 * 1024.0));
-  o << "╔" << bar << "╗\n" << line("MODEL SUMMARY") << "╠" << bar << "╣\n";
-  o << line("Model: " + m.inventory.model_type);
-  o << line("Total Parameters: " + with_commas(total));
-  o << line("Trainable: " + with_commas(total - frozen) + " (" + percent(total - frozen, total) +
-            ")");
-  o << line("Frozen: " + with_commas(frozen) + " (" + percent(frozen, total) + ")");
-  o << line(std::string("Memory: ") + mem);
-  o << "╠" << bar << "╣\n";
-  o << line(pad("Layer", 37) + "│ " + pad("Parameters", 12, true) + " │ Status");
-  o << "╠" << bar << "╣\n";
-  for (const auto& r : rows) {
-    std::string status = r.frozen == 0 ? "✓" : r.frozen == r.numel ? "✗" : "partial";
-    std::string name = width(r.name) > 37 ? r.name.substr(0, 34) + "..." : r.name;
-    o << line(pad(name, 37) + "│ " + pad(with_commas(r.numel), 12, true) + " │ " + status);
-  }
-  o << "╚" << bar << "╝\n";
-  return o.str();
+  ModuleTable table = module_table(m.inventory, frozen, max_depth);
+  table.bytes = bytes;
+  return module_table_text(table);
 }
 
 void print_model_summary(const torch::nn::Module& model, int max_depth, std::ostream& out) {
