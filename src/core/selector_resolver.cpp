@@ -357,61 +357,63 @@ std::optional<std::vector<int32_t>> Resolver::layer_list(const Selector& s) {
         push(s.layer_form == Selector::LayerForm::kFirstRatio ? i : L - n + i);
       return out;
     }
-    case Selector::LayerForm::kIndices: {
-      std::set<int32_t> chosen;
-      for (const auto& e : s.indices) {
-        auto v = e.eval(scope_, diags_);
-        if (!v) return std::nullopt;
-        Slice sl;
-        std::string text = v->kind == Value::Kind::kString ? v->s : v->to_string();
-        if (v->kind == Value::Kind::kInt) {
-          sl.single = true;
-          sl.start = v->i;
-        } else if (v->kind == Value::Kind::kString) {
-          std::string err;
-          auto parsed = parse_slice(v->s, &err);
-          if (!parsed) {
-            diags_.error("bad-slice", err, e.loc());
-            return std::nullopt;
-          }
-          sl = *parsed;
-        } else {
-          diags_.error("wrong-type",
-                       "a layer index must be an int or a slice, got " + v->to_string(), e.loc());
-          return std::nullopt;
-        }
-        if (sl.single) {
-          int64_t i = *sl.start;
-          if (i < -L || i >= L) {
-            diags_.error("out-of-range",
-                         "layer index " + std::to_string(i) + " is out of range: " + count_text,
-                         e.loc());
-            return std::nullopt;
-          }
-          chosen.insert(static_cast<int32_t>(range->begin + (i < 0 ? i + L : i)));
-          continue;
-        }
-        auto bound = [&](std::optional<int64_t> b, int64_t dflt) -> std::optional<int64_t> {
-          if (!b) return dflt;
-          if (*b < -L || *b > L) {
-            diags_.error("out-of-range",
-                         "slice '" + text + "' reaches layer " + std::to_string(*b) +
-                             ", out of range: " + count_text,
-                         e.loc());
-            return std::nullopt;
-          }
-          return *b < 0 ? *b + L : *b;
-        };
-        auto a = bound(sl.start, 0), b = bound(sl.stop, L);
-        if (!a || !b) return std::nullopt;
-        for (int64_t i = *a; i < *b; i += sl.step)
-          chosen.insert(static_cast<int32_t>(range->begin + i));
-      }
-      out.assign(chosen.begin(), chosen.end());
-      return out;
-    }
+    case Selector::LayerForm::kIndices: return indexed_layers(s, *range, count_text);
   }
   return out;
+}
+
+std::optional<std::vector<int32_t>> Resolver::indexed_layers(const Selector& s, const Range& range,
+                                                             const std::string& count_text) {
+  const int64_t L = range.end - range.begin;
+  std::set<int32_t> chosen;
+  for (const auto& e : s.indices) {
+    auto v = e.eval(scope_, diags_);
+    if (!v) return std::nullopt;
+    Slice sl;
+    std::string text = v->kind == Value::Kind::kString ? v->s : v->to_string();
+    if (v->kind == Value::Kind::kInt) {
+      sl.single = true;
+      sl.start = v->i;
+    } else if (v->kind == Value::Kind::kString) {
+      std::string err;
+      auto parsed = parse_slice(v->s, &err);
+      if (!parsed) {
+        diags_.error("bad-slice", err, e.loc());
+        return std::nullopt;
+      }
+      sl = *parsed;
+    } else {
+      diags_.error("wrong-type", "a layer index must be an int or a slice, got " + v->to_string(),
+                   e.loc());
+      return std::nullopt;
+    }
+    if (sl.single) {
+      int64_t i = *sl.start;
+      if (i < -L || i >= L) {
+        diags_.error("out-of-range",
+                     "layer index " + std::to_string(i) + " is out of range: " + count_text,
+                     e.loc());
+        return std::nullopt;
+      }
+      chosen.insert(static_cast<int32_t>(range.begin + (i < 0 ? i + L : i)));
+      continue;
+    }
+    auto bound = [&](std::optional<int64_t> b, int64_t dflt) -> std::optional<int64_t> {
+      if (!b) return dflt;
+      if (*b < -L || *b > L) {
+        diags_.error("out-of-range",
+                     "slice '" + text + "' reaches layer " + std::to_string(*b) +
+                         ", out of range: " + count_text,
+                     e.loc());
+        return std::nullopt;
+      }
+      return *b < 0 ? *b + L : *b;
+    };
+    auto a = bound(sl.start, 0), b = bound(sl.stop, L);
+    if (!a || !b) return std::nullopt;
+    for (int64_t i = *a; i < *b; i += sl.step) chosen.insert(static_cast<int32_t>(range.begin + i));
+  }
+  return std::vector<int32_t>(chosen.begin(), chosen.end());
 }
 
 DynamicSet Resolver::resolve_kind(const Selector& s) {

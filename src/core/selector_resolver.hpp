@@ -65,6 +65,9 @@ class Resolver {
   bool require_layers(const Selector& s);
 
   std::optional<std::vector<int32_t>> layer_list(const Selector& s);
+  /// The `layers: [3, "-4:", ...]` form: indices and slices of `range`, sorted, each once.
+  std::optional<std::vector<int32_t>> indexed_layers(const Selector& s, const Range& range,
+                                                     const std::string& count_text);
 
   DynamicSet resolve_kind(const Selector& s);
   DynamicSet resolve_module_type(const Selector& s);

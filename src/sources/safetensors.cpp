@@ -46,8 +46,10 @@ struct HeaderEntry {
   int64_t numel = 1;
 };
 
-// Reads and checks one header; errors name the file and the tensor.
-std::optional<std::vector<HeaderEntry>> read_header(const std::string& path, Diagnostics& diags) {
+// The header's JSON text, after checking its length against the file; `data_size` is what
+// follows it.
+std::optional<std::string> header_text(const std::string& path, uint64_t& data_size,
+                                       Diagnostics& diags) {
   SourceLoc loc{path, 0, 0};
   std::error_code ec;
   uint64_t file_size = std::filesystem::file_size(path, ec);
@@ -78,72 +80,75 @@ std::optional<std::vector<HeaderEntry>> read_header(const std::string& path, Dia
     diags.error("safetensors-truncated", "cannot read the header", loc);
     return std::nullopt;
   }
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  data_size = file_size - 8 - n;
+  return text;
+}
+
+// One tensor's entry `t`, checked against the `data_size` bytes of data: "" when it is
+// plausible (then `e` and its byte range are filled), else why not.
+std::string check_entry(const nlohmann::json& t, uint64_t data_size, HeaderEntry& e,
+                        std::pair<uint64_t, uint64_t>& range) {
+  if (!t.is_object() || !t.contains("dtype") || !t.contains("shape") || !t.contains("data_offsets"))
+    return "needs dtype, shape and data_offsets";
+  if (!t["dtype"].is_string() || !dtype_names().count(t["dtype"].get<std::string>()))
+    return "unknown dtype " + t["dtype"].dump();
+  e.dtype = dtype_names().at(t["dtype"].get<std::string>());
+  if (!t["shape"].is_array()) return "shape is not a list";
+  bool shape_ok = true;
+  for (const auto& d : t["shape"]) {
+    if (!d.is_number_unsigned() || d.get<uint64_t>() > (1ull << 40)) {
+      shape_ok = false;
+      break;
+    }
+    int64_t v = static_cast<int64_t>(d.get<uint64_t>());
+    e.shape.push_back(v);
+    if (v != 0 && e.numel > (int64_t{1} << 52) / v) shape_ok = false;
+    e.numel *= v;
+  }
+  if (!shape_ok)
+    return "shape " + t["shape"].dump() + " is not a list of sizes of a plausible tensor";
+  const auto& off = t["data_offsets"];
+  if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
+      !off[1].is_number_unsigned())
+    return "data_offsets must be two non-negative integers";
+  uint64_t b = off[0].get<uint64_t>(), en = off[1].get<uint64_t>();
+  uint64_t want = static_cast<uint64_t>(e.numel) * static_cast<uint64_t>(dtype_bytes(e.dtype));
+  if (b > en || en > data_size)
+    return "data_offsets [" + std::to_string(b) + ", " + std::to_string(en) + "] lie outside the " +
+           std::to_string(data_size) + " data bytes of the file";
+  if (en - b != want)
+    return "data_offsets span " + std::to_string(en - b) + " bytes, but " + e.dtype + " " +
+           t["shape"].dump() + " needs " + std::to_string(want);
+  range = {b, en};
+  return "";
+}
+
+// Reads and checks one header; errors name the file and the tensor.
+std::optional<std::vector<HeaderEntry>> read_header(const std::string& path, Diagnostics& diags) {
+  SourceLoc loc{path, 0, 0};
+  uint64_t data_size = 0;
+  auto text = header_text(path, data_size, diags);
+  if (!text) return std::nullopt;
+  nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     diags.error("safetensors-header-json", "the header is not a JSON object", loc);
     return std::nullopt;
   }
-  const uint64_t data_size = file_size - 8 - n;
   std::vector<HeaderEntry> out;
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   bool ok = true;
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (it.key() == "__metadata__") continue;
-    const auto& t = it.value();
-    auto bad = [&](const std::string& why) {
-      diags.error("safetensors-tensor", "tensor '" + it.key() + "': " + why, loc);
-      ok = false;
-    };
-    if (!t.is_object() || !t.contains("dtype") || !t.contains("shape") ||
-        !t.contains("data_offsets")) {
-      bad("needs dtype, shape and data_offsets");
-      continue;
-    }
     HeaderEntry e;
     e.name = it.key();
-    if (!t["dtype"].is_string() || !dtype_names().count(t["dtype"].get<std::string>())) {
-      bad("unknown dtype " + t["dtype"].dump());
+    std::pair<uint64_t, uint64_t> range;
+    std::string why = check_entry(it.value(), data_size, e, range);
+    if (!why.empty()) {
+      diags.error("safetensors-tensor", "tensor '" + it.key() + "': " + why, loc);
+      ok = false;
       continue;
     }
-    e.dtype = dtype_names().at(t["dtype"].get<std::string>());
-    if (!t["shape"].is_array()) {
-      bad("shape is not a list");
-      continue;
-    }
-    bool shape_ok = true;
-    for (const auto& d : t["shape"]) {
-      if (!d.is_number_unsigned() || d.get<uint64_t>() > (1ull << 40)) {
-        shape_ok = false;
-        break;
-      }
-      int64_t v = static_cast<int64_t>(d.get<uint64_t>());
-      e.shape.push_back(v);
-      if (v != 0 && e.numel > (int64_t{1} << 52) / v) shape_ok = false;
-      e.numel *= v;
-    }
-    if (!shape_ok) {
-      bad("shape " + t["shape"].dump() + " is not a list of sizes of a plausible tensor");
-      continue;
-    }
-    const auto& off = t["data_offsets"];
-    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
-        !off[1].is_number_unsigned()) {
-      bad("data_offsets must be two non-negative integers");
-      continue;
-    }
-    uint64_t b = off[0].get<uint64_t>(), en = off[1].get<uint64_t>();
-    uint64_t want = static_cast<uint64_t>(e.numel) * static_cast<uint64_t>(dtype_bytes(e.dtype));
-    if (b > en || en > data_size) {
-      bad("data_offsets [" + std::to_string(b) + ", " + std::to_string(en) + "] lie outside the " +
-          std::to_string(data_size) + " data bytes of the file");
-      continue;
-    }
-    if (en - b != want) {
-      bad("data_offsets span " + std::to_string(en - b) + " bytes, but " + e.dtype + " " +
-          t["shape"].dump() + " needs " + std::to_string(want));
-      continue;
-    }
-    ranges.push_back({b, en});
+    ranges.push_back(range);
     out.push_back(std::move(e));
   }
   std::sort(ranges.begin(), ranges.end());

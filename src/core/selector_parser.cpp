@@ -1,0 +1,376 @@
+#include "core/selector_parser.hpp"
+
+#include <re2/re2.h>
+
+#include "core/regex.hpp"
+
+namespace layerfreeze {
+
+namespace {
+
+constexpr int kMaxSelectorDepth = 32;
+
+const std::vector<std::string> kSelectorKeys = {
+    "role",   "layers", "stack",         "regex",  "module_type",   "leaf",
+    "any_of", "all_of", "random_layers", "except", "case_sensitive"};
+const std::vector<std::string> kSelectorWords = {"all",   "embeddings", "head",     "layers",
+                                                 "other", "tower",      "connector"};
+
+}  // namespace
+
+std::vector<std::string> SelectorParser::known() const {
+  std::vector<std::string> names;
+  for (const auto& p : s_.params) names.push_back(p.name);
+  return names;
+}
+
+Expr SelectorParser::expr(const YAML::Node& n, const std::string& what) {
+  if (n.IsScalar() && n.Scalar().find("${") != std::string::npos)
+    return Expr::parse(n.Scalar(), r_.loc(n), known(), r_.diags());
+  auto v = r_.value(n, what);
+  return Expr::literal(v.value_or(Value::null()), r_.loc(n));
+}
+
+// A literal that must have a kind (checked now); expressions are checked when evaluated.
+Expr SelectorParser::typed(const YAML::Node& n, const std::string& what,
+                           std::initializer_list<Value::Kind> kinds) {
+  Expr e = expr(n, what);
+  if (const Value* v = e.literal_value()) {
+    bool ok = false;
+    for (auto k : kinds)
+      ok = ok || v->kind == k || (k == Value::Kind::kFloat && v->kind == Value::Kind::kInt);
+    if (!ok) {
+      std::string want;
+      for (auto k : kinds) want += std::string(want.empty() ? "" : " or ") + kind_name(k);
+      r_.error("wrong-type", what + " must be " + want + ", not " + describe(n), n);
+    }
+  }
+  return e;
+}
+
+Expr SelectorParser::strings(const YAML::Node& n, const std::string& what) {
+  if (n.IsSequence()) {
+    for (const auto& c : n)
+      if (!c.IsScalar()) r_.error("wrong-type", what + " must be a string or a list of strings", c);
+    if (n.size() == 0) r_.error("bad-value", what + " must not be empty", n);
+  } else if (!n.IsScalar() ||
+             (n.Tag() != "!" && typed_scalar(n.Scalar(), false).kind != Value::Kind::kString &&
+              n.Scalar().find("${") == std::string::npos)) {
+    r_.error("wrong-type", what + " must be a string or a list of strings, not " + describe(n), n);
+  }
+  Expr e = expr(n, what);
+  if (const Value* v = e.literal_value()) {
+    // Numbers written without quotes in a list of names are still names.
+    Value fixed = *v;
+    if (fixed.kind != Value::Kind::kList) fixed = Value::of_list({fixed});
+    for (auto& item : fixed.list)
+      item = Value::string(item.kind == Value::Kind::kString ? item.s : item.to_string());
+    e = Expr::literal(fixed, e.loc());
+  }
+  return e;
+}
+
+void SelectorParser::check_regexes(const Expr& e, const YAML::Node& n, const char* what) {
+  const Value* v = e.literal_value();
+  if (!v) return;
+  for (size_t i = 0; i < v->list.size(); ++i) {
+    RE2::Options o = re2_options();
+    RE2 re(v->list[i].s, o);
+    if (!re.ok()) {
+      YAML::Node at = n.IsSequence() ? n[i] : n;
+      r_.error("bad-regex",
+               std::string("invalid ") + what + " '" + v->list[i].s + "': " + re.error(), at);
+    }
+  }
+}
+
+void SelectorParser::check_slice(const Expr& e, const YAML::Node& n) {
+  const Value* v = e.literal_value();
+  if (!v) return;
+  if (v->kind == Value::Kind::kInt) return;
+  if (v->kind != Value::Kind::kString) {
+    r_.error("wrong-type",
+             "a layer index must be an integer or a slice like \"0:16\", not " + describe(n), n);
+    return;
+  }
+  std::string err;
+  if (!parse_slice(v->s, &err)) r_.error("bad-slice", err, n);
+}
+
+Selector SelectorParser::selector(const YAML::Node& n, const std::string& what) {
+  Selector sel;
+  sel.loc = r_.loc(n);
+  // YAML aliases can make a selector contain itself; deep nesting is never meant.
+  struct Depth {
+    int& d;
+    explicit Depth(int& x) : d(++x) {}
+    ~Depth() { --d; }
+  } guard(depth_);
+  if (depth_ > kMaxSelectorDepth) {
+    if (!depth_reported_)
+      r_.error("too-deep",
+               "selectors nest more than " + std::to_string(kMaxSelectorDepth) +
+                   " levels (or refer to themselves through a YAML alias)",
+               n);
+    depth_reported_ = true;
+    return sel;
+  }
+  if (n.IsScalar()) {
+    word_selector(n, sel);
+    return sel;
+  }
+  if (n.IsSequence()) {
+    sel.kind = Selector::Kind::kAnyOf;
+    for (const auto& c : n) sel.children.push_back(selector(c, what));
+    if (sel.children.empty()) r_.error("bad-value", what + " is an empty list", n);
+    sel.text = list_text(sel.children, "any_of");
+    return sel;
+  }
+  map_selector(n, what, sel);
+  return sel;
+}
+
+// `all` or a role word.
+void SelectorParser::word_selector(const YAML::Node& n, Selector& sel) {
+  std::string w = n.Scalar();
+  if (w == "all") {
+    sel.kind = Selector::Kind::kAll;
+  } else if (auto role = parse_role(w); role && w != "layer") {
+    sel.kind = Selector::Kind::kRole;
+    sel.role = *role;
+  } else {
+    r_.error("unknown-selector", "unknown selector '" + w + "'" + did_you_mean(w, kSelectorWords),
+             n,
+             {"a selector is all, embeddings, head, layers, other, tower, connector, a list "
+              "(any of), or a map "
+              "with one of: role, layers, stack, regex, module_type, leaf, any_of, all_of, "
+              "random_layers"});
+  }
+  sel.text = w;
+}
+
+// A map: one kind key (role, layers, stack, regex, …), and `except`, `case_sensitive`,
+// `stack` beside it.
+void SelectorParser::map_selector(const YAML::Node& n, const std::string& what, Selector& sel) {
+  auto es = r_.entries(n, what, kSelectorKeys);
+  if (!n.IsMap()) return;
+  const YAML::Node* primary = nullptr;
+  std::string primary_key;
+  const YAML::Node *except = nullptr, *case_flag = nullptr, *stack = nullptr;
+  for (const auto& e : es) {
+    if (e.key == "except")
+      except = &e.value;
+    else if (e.key == "case_sensitive")
+      case_flag = &e.value;
+    else if (e.key == "stack")
+      stack = &e.value;
+    else if (primary) {
+      r_.error("selector-conflict",
+               "a selector has one kind; '" + primary_key + "' and '" + e.key +
+                   "' are both given (use all_of or any_of to combine)",
+               e.key_node);
+    } else {
+      primary = &e.value;
+      primary_key = e.key;
+    }
+  }
+  if (!primary && stack) {
+    primary = stack;
+    primary_key = "stack";
+    stack = nullptr;
+  }
+  if (!primary) {
+    r_.error("selector-empty", what + " says nothing to select", n);
+    return;
+  }
+  const YAML::Node& v = *primary;
+  if (primary_key == "role") {
+    role_selector(v, sel);
+  } else if (primary_key == "layers") {
+    sel.kind = Selector::Kind::kLayers;
+    layers(v, sel);
+  } else if (primary_key == "stack") {
+    sel.kind = Selector::Kind::kStack;
+    sel.stack = typed(v, "'stack'", {Value::Kind::kString});
+    sel.text = "stack(" + v.Scalar() + ")";
+  } else if (primary_key == "regex" || primary_key == "module_type" || primary_key == "leaf") {
+    sel.kind = primary_key == "regex"  ? Selector::Kind::kRegex
+               : primary_key == "leaf" ? Selector::Kind::kLeaf
+                                       : Selector::Kind::kModuleType;
+    sel.strings = strings(v, "'" + primary_key + "'");
+    if (sel.kind != Selector::Kind::kLeaf)
+      check_regexes(sel.strings, v, primary_key == "regex" ? "regex" : "module_type pattern");
+    sel.text = primary_key + "(" + flat(v) + ")";
+  } else if (primary_key == "any_of" || primary_key == "all_of") {
+    sel.kind = primary_key == "any_of" ? Selector::Kind::kAnyOf : Selector::Kind::kAllOf;
+    if (!v.IsSequence() || v.size() == 0) {
+      r_.error("wrong-type", "'" + primary_key + "' takes a non-empty list of selectors", v);
+    } else {
+      for (const auto& c : v) sel.children.push_back(selector(c, "a selector in " + primary_key));
+    }
+    sel.text = list_text(sel.children, primary_key);
+  } else if (primary_key == "random_layers") {
+    random_layers_selector(v, sel);
+  }
+  if (case_flag) {
+    if (sel.kind != Selector::Kind::kRegex)
+      r_.error("misplaced-key", "'case_sensitive' applies to 'regex' only", *case_flag);
+    sel.case_sensitive = typed(*case_flag, "'case_sensitive'", {Value::Kind::kBool});
+  }
+  if (stack) {
+    if (sel.kind != Selector::Kind::kLayers)
+      r_.error("misplaced-key", "'stack' beside another key applies to 'layers' only", *stack);
+    sel.stack = typed(*stack, "'stack'", {Value::Kind::kString});
+    sel.text += "@" + flat(*stack);
+  }
+  if (except) {
+    sel.except.push_back(selector(*except, "'except'"));
+    sel.text += " except " + sel.except[0].text;
+  }
+}
+
+void SelectorParser::role_selector(const YAML::Node& v, Selector& sel) {
+  if (v.IsSequence()) {
+    sel.kind = Selector::Kind::kAnyOf;
+    for (const auto& c : v) {
+      Selector r = selector(c, "a role");
+      if (r.kind != Selector::Kind::kRole)
+        r_.error("bad-value", "'role' takes embeddings, head, layers, other, tower or connector",
+                 c);
+      sel.children.push_back(r);
+    }
+    sel.text = list_text(sel.children, "any_of");
+  } else {
+    sel = selector(v, "a role");
+    if (sel.kind != Selector::Kind::kRole)
+      r_.error("bad-value", "'role' takes embeddings, head, layers, other, tower or connector", v);
+  }
+}
+
+void SelectorParser::random_layers_selector(const YAML::Node& v, Selector& sel) {
+  sel.kind = Selector::Kind::kRandomLayers;
+  sel.seed = Expr::literal(Value::integer(0), r_.loc(v));
+  bool has_count = false;
+  for (const auto& e : r_.entries(v, "'random_layers'", {"count", "seed", "from"})) {
+    if (e.key == "count") {
+      sel.amount = typed(e.value, "'count'", {Value::Kind::kInt});
+      has_count = true;
+    } else if (e.key == "seed") {
+      sel.seed = typed(e.value, "'seed'", {Value::Kind::kInt});
+    } else {
+      sel.children.push_back(selector(e.value, "'from'"));
+    }
+  }
+  if (v.IsMap() && !has_count) r_.error("missing-key", "'random_layers' needs 'count'", v);
+  sel.text = "random_layers(" + flat(v) + ")";
+}
+
+void SelectorParser::layers(const YAML::Node& v, Selector& sel) {
+  if (v.IsMap()) {
+    auto es = r_.entries(v, "'layers'", {"first", "last", "first_ratio", "last_ratio"});
+    if (es.size() > 1)
+      r_.error("selector-conflict", "'layers' takes one of first, last, first_ratio, last_ratio",
+               es[1].key_node);
+    if (es.empty()) {
+      if (v.IsMap()) r_.error("selector-empty", "'layers' map is empty", v);
+      return;
+    }
+    const auto& e = es[0];
+    if (e.key == "first" || e.key == "last") {
+      sel.layer_form = e.key == "first" ? Selector::LayerForm::kFirst : Selector::LayerForm::kLast;
+      sel.amount = typed(e.value, "'" + e.key + "'", {Value::Kind::kInt});
+      if (auto* lit = sel.amount.literal_value();
+          lit && lit->kind == Value::Kind::kInt && lit->i < 0)
+        r_.error("out-of-range",
+                 "'" + e.key + "' must not be negative (got " + lit->to_string() + ")", e.value);
+    } else {
+      sel.layer_form = e.key == "first_ratio" ? Selector::LayerForm::kFirstRatio
+                                              : Selector::LayerForm::kLastRatio;
+      sel.amount = typed(e.value, "'" + e.key + "'", {Value::Kind::kFloat});
+      if (auto* lit = sel.amount.literal_value();
+          lit && lit->is_number() && (lit->number() < 0 || lit->number() > 1))
+        r_.error("out-of-range", "'" + e.key + "' must be in [0, 1] (got " + lit->to_string() + ")",
+                 e.value);
+    }
+    sel.text = "layers(" + e.key + "=" + flat(e.value) + ")";
+    return;
+  }
+  sel.layer_form = Selector::LayerForm::kIndices;
+  if (v.IsSequence()) {
+    if (v.size() == 0) r_.error("bad-value", "'layers' is an empty list", v);
+    for (const auto& c : v) {
+      Expr e = expr(c, "a layer index");
+      check_slice(e, c);
+      sel.indices.push_back(e);
+    }
+  } else if (v.IsScalar() && v.Scalar() == "all") {
+    sel.indices.push_back(Expr::literal(Value::string(":"), r_.loc(v)));
+  } else {
+    Expr e = expr(v, "'layers'");
+    check_slice(e, v);
+    sel.indices.push_back(e);
+  }
+  sel.text = "layers[" + flat(v) + "]";
+}
+
+// A node on one line, scalars as written: `{count: ${n}, seed: 0}`, `[0, -4:]`.
+std::string SelectorParser::flat(const YAML::Node& n, int depth) {
+  if (depth > kMaxSelectorDepth) return "…";
+  if (n.IsScalar()) return n.Scalar();
+  std::string out;
+  if (n.IsSequence()) {
+    for (const auto& c : n) out += (out.empty() ? "" : ", ") + flat(c, depth + 1);
+    return "[" + out + "]";
+  }
+  if (n.IsMap()) {
+    for (auto it = n.begin(); it != n.end(); ++it)
+      out += (out.empty() ? "" : ", ") + flat(it->first, depth + 1) + ": " +
+             flat(it->second, depth + 1);
+    return "{" + out + "}";
+  }
+  return "null";
+}
+std::string SelectorParser::list_text(const std::vector<Selector>& cs, const std::string& op) {
+  std::string t = op + "(";
+  for (size_t i = 0; i < cs.size(); ++i) t += (i ? ", " : "") + cs[i].text;
+  return t + ")";
+}
+
+std::optional<Slice> parse_slice(const std::string& text, std::string* error) {
+  static const RE2 single("\\s*(-?[0-9]+)\\s*");
+  static const RE2 slice("\\s*(-?[0-9]+)?\\s*:\\s*(-?[0-9]+)?\\s*(?::\\s*(-?[0-9]+)?\\s*)?");
+  Slice s;
+  std::string a, b, c;
+  auto num = [](const std::string& t) {
+    return t.size() > 12 ? std::nullopt : std::optional<int64_t>(std::stoll(t));
+  };
+  if (RE2::FullMatch(text, single, &a)) {
+    s.single = true;
+    s.start = num(a);
+    if (!s.start) {
+      if (error) *error = "layer index '" + text + "' is too large";
+      return std::nullopt;
+    }
+    return s;
+  }
+  if (!RE2::FullMatch(text, slice, &a, &b, &c)) {
+    if (error)
+      *error = "bad layer slice '" + text +
+               "': expected an index (3, -1) or a slice (\"0:16\", \"-4:\", \"::2\")";
+    return std::nullopt;
+  }
+  if (a.size() > 12 || b.size() > 12 || c.size() > 12) {
+    if (error) *error = "layer slice '" + text + "' has an index that is too large";
+    return std::nullopt;
+  }
+  if (!a.empty()) s.start = std::stoll(a);
+  if (!b.empty()) s.stop = std::stoll(b);
+  if (!c.empty()) s.step = std::stoll(c);
+  if (s.step <= 0) {
+    if (error) *error = "layer slice '" + text + "' needs a positive step";
+    return std::nullopt;
+  }
+  return s;
+}
+
+}  // namespace layerfreeze

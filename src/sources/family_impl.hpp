@@ -1,0 +1,89 @@
+// The parsed form of a model family file (docs/FAMILIES.md), shared by its parser
+// (family_parser.cpp) and its expander (family.cpp), and the limits both enforce.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/expr.hpp"
+#include "core/yaml_reader.hpp"
+#include "layerfreeze/diagnostics.hpp"
+
+namespace layerfreeze {
+
+namespace family_limits {
+constexpr int64_t kMaxRepeat = 100000;
+constexpr int64_t kMaxDim = int64_t{1} << 40;
+constexpr int64_t kMaxNumel = int64_t{1} << 52;
+constexpr size_t kMaxTensors = 1000000;  // ten times the largest inventories known (~100k)
+constexpr int kMaxNesting = 64;
+constexpr size_t kMaxDeclarations = 100000;  // tensors and groups a family file declares
+}  // namespace family_limits
+
+// The parsed form of a family file (named, so FamilyImpl may hold it).
+namespace family_detail {
+
+struct TensorDecl {
+  Expr name;
+  std::vector<Expr> shape;
+  Expr type;  // a module type, may be a template (`${norm}`)
+  std::string dtype;
+  Expr cond;
+  SourceLoc loc;
+};
+
+struct Block;
+struct Item {
+  std::shared_ptr<Block> block;  // a group or a repeat; else `tensor`
+  TensorDecl tensor;
+};
+
+struct Block {
+  std::string var;  // the repeat's index name; "" for a plain group
+  Expr repeat;      // empty for a plain group
+  Expr prefix;      // prepended to the names inside
+  Expr cond;
+  std::vector<Item> items;
+  SourceLoc loc;
+};
+
+struct TieDecl {
+  Expr alias, canonical, cond;
+};
+
+// Checkpoint tensors under a prefix that the model class does not load (DeepSeek-V3's
+// multi-token-prediction layer): not parameters of the model.
+struct IgnoreDecl {
+  Expr prefix, cond;
+  std::string kind;
+};
+
+struct ConfigKey {
+  std::string key;
+  Value fallback;  // null: required
+  Expr expr;       // a `${...}` default
+  SourceLoc loc;
+};
+
+}  // namespace family_detail
+
+struct FamilyImpl {
+  std::string name, file, base_prefix;
+  std::map<std::string, std::map<std::string, Value>> model_types;  // type -> overrides
+  std::vector<std::string> architectures;
+  std::vector<family_detail::ConfigKey> keys;
+  std::vector<family_detail::Item> items;
+  std::vector<family_detail::TieDecl> ties;
+  std::vector<family_detail::IgnoreDecl> ignores;
+  std::set<std::string> loop_vars;  // the names `as:` binds
+};
+
+/// Parses a family file's YAML (errors with the code `family-format`).
+std::optional<FamilyImpl> parse_family(const YAML::Node& root, const std::string& file,
+                                       Diagnostics& diags);
+
+}  // namespace layerfreeze
