@@ -5,7 +5,22 @@
 # strategies, each applied by the executor, with a comparison table (all numbers measured).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/build.sh >/dev/null
+# The build can take minutes on a fresh machine: show its progress on one line, keep its log.
+log=$(mktemp -t layerfreeze-build.XXXXXX.log)
+echo "building layerfreeze (a few minutes on 2 cores the first time; log: $log)" >&2
+if ! scripts/build.sh 2>&1 | tee "$log" | while IFS= read -r line; do
+       if [[ $line =~ ^\[([0-9]+)/([0-9]+)\]\ (.*)$ ]]; then
+         printf '\r\033[K  [%s/%s] %.70s' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" "${BASH_REMATCH[3]}" >&2
+       elif [[ $line == install-deps:* ]]; then
+         printf '\r\033[K  %s\n' "$line" >&2
+       fi
+     done; then
+  printf '\n' >&2
+  tail -30 "$log" >&2
+  echo "demo: the build failed (full log: $log)" >&2
+  exit 1
+fi
+printf '\r\033[K  built\n' >&2
 lf=build/layerfreeze
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 

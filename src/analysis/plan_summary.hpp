@@ -81,6 +81,15 @@ struct PlanSummary {
   std::vector<StageSummary> stages;
   /// The data-parallel lint (`plan --distributed`), printed as its own JSON key when set.
   std::optional<std::vector<Diagnostic>> distributed;
+
+  /// What the printers list as warnings: the plan's, then the distributed lint's.
+  std::vector<const Diagnostic*> warnings() const {
+    std::vector<const Diagnostic*> all;
+    for (const auto& w : plan->warnings) all.push_back(&w);
+    if (distributed)
+      for (const auto& w : *distributed) all.push_back(&w);
+    return all;
+  }
 };
 
 /// Printed timelines stop after this many change points (a periodic schedule over a long

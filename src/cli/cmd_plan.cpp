@@ -25,20 +25,14 @@ std::function<int()> setup_plan(CLI::App& cmd) {
     s.flush(std::cerr, !plan || a->format != "text");
     if (!plan) return kExitInvalid;
     const Time horizon = horizon_for(*plan, *a);
-    const CompiledPlan* shown = &plan->compiled();
-    std::optional<CompiledPlan> linted;  // the plan with the distributed lint's warnings added
-    std::vector<Diagnostic> lint;
-    if (a->distributed) {
-      distributed_lint(*shown, horizon, lint);
-      linted = *shown;
-      for (const auto& w : lint) {
-        if (a->format != "text") std::cerr << format_diagnostic(w);
-        linted->warnings.push_back(w);
-      }
-      shown = &*linted;
+    PlanSummary sum = summarize(plan->compiled(), *parse_optimizer(a->optimizer), horizon);
+    if (a->distributed) {  // printed among the warnings, and under their own JSON key
+      std::vector<Diagnostic> lint;
+      distributed_lint(plan->compiled(), horizon, lint);
+      if (a->format != "text")
+        for (const auto& w : lint) std::cerr << format_diagnostic(w);
+      sum.distributed = std::move(lint);
     }
-    PlanSummary sum = summarize(*shown, *parse_optimizer(a->optimizer), horizon);
-    if (a->distributed) sum.distributed = std::move(lint);
     if (a->format == "json")
       std::cout << plan_json(sum);
     else if (a->format == "markdown")

@@ -180,10 +180,10 @@ std::string plan_text(const PlanSummary& sum) {
   if (sum.truncated)
     o << "\n(the timeline is cut after " << kMaxPrintedPoints
       << " changes; pass a shorter --epochs or --steps)\n";
-  if (!plan.warnings.empty()) {
+  if (const auto warnings = sum.warnings(); !warnings.empty()) {
     o << "\nwarnings:\n";
-    for (const auto& w : plan.warnings) {
-      std::string t = format_diagnostic(w);
+    for (const Diagnostic* w : warnings) {
+      std::string t = format_diagnostic(*w);
       std::istringstream lines(t);
       for (std::string line; std::getline(lines, line);) o << "  " << line << "\n";
     }
@@ -363,8 +363,8 @@ class PlanJson {
 
   void tail() {
     j.key("warnings").begin_array();
-    for (const auto& w : plan.warnings) {
-      std::string t = format_diagnostic(w);
+    for (const Diagnostic* w : sum.warnings()) {
+      std::string t = format_diagnostic(*w);
       if (!t.empty() && t.back() == '\n') t.pop_back();
       j.value(t);
     }
@@ -456,13 +456,13 @@ std::string plan_markdown(const PlanSummary& sum) {
       o << st.trainable_tensors << " tensors | " << st.frozen_tensors << " tensors | —";
     o << " | " << backward << " | " << change << " |\n";
   }
-  if (!plan.warnings.empty()) {
+  if (const auto warnings = sum.warnings(); !warnings.empty()) {
     o << "\n**Warnings**\n\n";
-    for (const auto& w : plan.warnings) {
+    for (const Diagnostic* w : warnings) {
       o << "- ";
-      if (w.loc.known()) o << "`" << w.loc.file << ":" << w.loc.line << "` ";
-      o << w.message << " (" << w.code << ")";
-      for (const auto& n : w.notes) o << "; " << n;
+      if (w->loc.known()) o << "`" << w->loc.file << ":" << w->loc.line << "` ";
+      o << w->message << " (" << w->code << ")";
+      for (const auto& n : w->notes) o << "; " << n;
       o << "\n";
     }
   }
