@@ -29,8 +29,8 @@ bool Replay::apply(const Time& t, StateSink& sink) {
   const Time before = now_;
   if (!cursor_.seek(t)) return false;
   try {
-    for (uint32_t i : cursor_.newly_frozen()) sink.freeze(i);
-    for (uint32_t i : cursor_.newly_unfrozen()) sink.unfreeze(i);
+    sink.freeze_all(cursor_.newly_frozen());
+    sink.unfreeze_all(cursor_.newly_unfrozen());
   } catch (...) {
     sink.abort();
     cursor_.seek(before);

@@ -23,6 +23,13 @@ class StateSink {
   virtual ~StateSink() = default;
   virtual void freeze(uint32_t i) = 0;
   virtual void unfreeze(uint32_t i) = 0;
+  /// A change point's parameters in one call each (a sink may do them without a call apiece).
+  virtual void freeze_all(const std::vector<uint32_t>& indices) {
+    for (uint32_t i : indices) freeze(i);
+  }
+  virtual void unfreeze_all(const std::vector<uint32_t>& indices) {
+    for (uint32_t i : indices) unfreeze(i);
+  }
   virtual void changed(const Time& at, const Bitset& frozen) {
     (void)at;
     (void)frozen;

@@ -10,14 +10,15 @@ namespace layerfreeze {
 
 void TensorSink::set(uint32_t i, bool frozen) {
   at::Tensor& t = (*tensors_)[i];
-  undo_.push_back({i, t.requires_grad(), t.grad()});
-  (frozen ? frozen_now_ : unfrozen_now_).push_back(i);
+  Undo u{i, t.requires_grad(), frozen, {}};
   if (frozen) {
     t.requires_grad_(false);
-    t.mutable_grad().reset();
+    u.grad = std::move(t.mutable_grad());  // dropped, kept only to undo
   } else {
-    t.requires_grad_(true);
+    t.requires_grad_(true);  // the gradient is left as it is
   }
+  undo_.push_back(std::move(u));
+  (frozen ? frozen_now_ : unfrozen_now_).push_back(i);
 }
 
 void TensorSink::changed(const Time& at, const Bitset& frozen) {
@@ -32,7 +33,7 @@ void TensorSink::abort() {
   for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) {
     at::Tensor& t = (*tensors_)[it->index];
     t.requires_grad_(it->requires_grad);
-    t.mutable_grad() = it->grad;
+    if (it->took_grad) t.mutable_grad() = std::move(it->grad);
   }
   undo_.clear();
   frozen_now_.clear();

@@ -48,6 +48,12 @@ class TensorSink : public StateSink {
   explicit TensorSink(std::vector<at::Tensor>& tensors) : tensors_(&tensors) {}
   void freeze(uint32_t i) override { set(i, true); }
   void unfreeze(uint32_t i) override { set(i, false); }
+  void freeze_all(const std::vector<uint32_t>& indices) override {
+    for (uint32_t i : indices) set(i, true);
+  }
+  void unfreeze_all(const std::vector<uint32_t>& indices) override {
+    for (uint32_t i : indices) set(i, false);
+  }
   void changed(const Time& at, const Bitset& frozen) override;
   void abort() override;
 
@@ -61,6 +67,7 @@ class TensorSink : public StateSink {
   struct Undo {
     uint32_t index;
     bool requires_grad;
+    bool took_grad;  // frozen here: `grad` is the gradient it had
     at::Tensor grad;
   };
   void set(uint32_t i, bool frozen);
