@@ -122,8 +122,8 @@ std::vector<GroupLine> group_lines(const Inventory& inv, const Bitset& frozen) {
   return g;
 }
 
-std::string amount(const Inventory& inv, int64_t numel, size_t tensors) {
-  if (!inv.shapes_known()) return std::to_string(tensors) + (tensors == 1 ? " tensor" : " tensors");
+std::string amount(bool shapes, int64_t numel, size_t tensors) {
+  if (!shapes) return std::to_string(tensors) + (tensors == 1 ? " tensor" : " tensors");
   return short_count(numel) + " params";
 }
 
@@ -151,8 +151,8 @@ int64_t flow_key(const Inventory& inv, const Param& p) {
 }
 
 // The compute figures of a stage (StageSummary::step_cost).
-void step_compute(const Inventory& inv, const Bitset& frozen, StageSummary& s) {
-  if (!inv.shapes_known()) return;
+void step_compute(const Inventory& inv, bool shapes, const Bitset& frozen, StageSummary& s) {
+  if (!shapes) return;
   std::vector<int64_t> keys(inv.params.size());
   int64_t earliest = std::numeric_limits<int64_t>::max();
   for (size_t i = 0; i < inv.params.size(); ++i) {
@@ -172,6 +172,7 @@ void step_compute(const Inventory& inv, const Bitset& frozen, StageSummary& s) {
 
 std::string layer_status_table(const Inventory& inv, const Bitset& frozen, bool show_all) {
   std::ostringstream out;
+  const bool shapes = inv.shapes_known();  // one pass over the parameters, not one a line
   const std::string rule(40, '=');
   out << rule << "\nLAYER STATUS\n" << rule << "\n";
   auto runs = layer_runs(inv, frozen, show_all);
@@ -189,7 +190,7 @@ std::string layer_status_table(const Inventory& inv, const Bitset& frozen, bool 
   if (runs.empty()) out << "(no layers discovered)\n";
   for (size_t i = 0; i < runs.size(); ++i)
     out << fmt::format("{:<{}} {:<7} ({})\n", labels[i], width, group_state_name(runs[i].state),
-                       amount(inv, runs[i].numel, runs[i].tensors));
+                       amount(shapes, runs[i].numel, runs[i].tensors));
   out << std::string(40, '-') << "\n";
   for (const auto& g : groups) {
     if (!g.tensors) {
@@ -199,7 +200,7 @@ std::string layer_status_table(const Inventory& inv, const Bitset& frozen, bool 
     std::string layers;
     if (g.layers) layers = fmt::format("{} {}, ", g.layers, g.layers == 1 ? "layer" : "layers");
     out << fmt::format("{:<{}} {:<7} ({}{})\n", g.label + ":", width, group_state_name(g.state),
-                       layers, amount(inv, g.numel, g.tensors));
+                       layers, amount(shapes, g.numel, g.tensors));
   }
   out << rule << "\n";
   return out.str();
@@ -218,6 +219,7 @@ PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const T
   ps.optimizer = optimizer;
   ps.horizon = horizon;
   const Inventory& inv = *plan.inventory;
+  ps.shapes_known = inv.shapes_known();
   const int states = optimizer_states(optimizer);
   std::map<const PlanRule*, size_t> rank;  // rules in the order they apply
   for (const auto& r : plan.initial) rank.emplace(&r, rank.size());
@@ -257,7 +259,7 @@ PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const T
       }
     }
     s.nothing_trains = s.trainable_tensors == 0;
-    step_compute(inv, point.frozen, s);
+    step_compute(inv, ps.shapes_known, point.frozen, s);
     s.runs = layer_runs(inv, point.frozen, false);
     s.groups = group_lines(inv, point.frozen);
     // Which rules decided the state here: at the start every rule with an effect; later, the
@@ -265,16 +267,22 @@ PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const T
     auto by = plan.deciders_at(point.at);
     std::map<const PlanRule*, RuleTally> tally;
     std::vector<const PlanRule*> order;
+    const PlanRule* last_rule = nullptr;  // neighbours are mostly decided by the same rule
+    RuleTally* last = nullptr;
     auto count = [&](size_t i) {
       const PlanRule* r = by[i];
       if (!r) return;
-      auto it = tally.find(r);
-      if (it == tally.end()) {
-        it = tally.emplace(r, RuleTally{r, 0, 0}).first;
-        order.push_back(r);
+      if (r != last_rule) {
+        auto it = tally.find(r);
+        if (it == tally.end()) {
+          it = tally.emplace(r, RuleTally{r, 0, 0}).first;
+          order.push_back(r);
+        }
+        last_rule = r;
+        last = &it->second;
       }
-      ++it->second.tensors;
-      it->second.numel += inv.params[i].numel;
+      ++last->tensors;
+      last->numel += inv.params[i].numel;
     };
     if (ps.stages.empty()) {
       for (size_t i = 0; i < inv.params.size(); ++i) count(i);

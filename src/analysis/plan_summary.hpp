@@ -78,6 +78,7 @@ struct PlanSummary {
   OptimizerKind optimizer = OptimizerKind::AdamW;
   Time horizon;
   bool truncated = false;
+  bool shapes_known = true;  // the inventory's, computed once (a pass over every parameter)
   std::vector<StageSummary> stages;
   /// The data-parallel lint (`plan --distributed`), printed as its own JSON key when set.
   std::optional<std::vector<Diagnostic>> distributed;

@@ -14,11 +14,11 @@ namespace layerfreeze {
 
 namespace {
 
-std::string model_line(const Inventory& inv) {
+std::string model_line(const Inventory& inv, bool shapes) {
   std::ostringstream o;
   o << (inv.model_type.empty() ? "model" : inv.model_type) << " · " << describe_layers(inv) << " · "
     << with_commas(static_cast<int64_t>(inv.params.size())) << " tensors";
-  if (inv.shapes_known())
+  if (shapes)
     o << " · " << with_commas(inv.total_numel()) << " parameters ("
       << short_count(inv.total_numel()) << ")";
   else
@@ -34,8 +34,8 @@ std::string quantized_text(const Inventory& inv) {
          "copy or an adapter";
 }
 
-std::string count_text(const Inventory& inv, int64_t numel, size_t tensors) {
-  if (!inv.shapes_known()) return with_commas(static_cast<int64_t>(tensors)) + " tensors";
+std::string count_text(bool shapes, int64_t numel, size_t tensors) {
+  if (!shapes) return with_commas(static_cast<int64_t>(tensors)) + " tensors";
   return numel < 1000 ? with_commas(numel) : with_commas(numel) + " (" + short_count(numel) + ")";
 }
 
@@ -123,7 +123,7 @@ std::string plan_text(const PlanSummary& sum) {
   const Inventory& inv = *plan.inventory;
   std::ostringstream o;
   o << "plan: " << plan.name << " (" << plan.origin << ") on " << inv.source << "\n";
-  o << "model: " << model_line(inv) << "\n";
+  o << "model: " << model_line(inv, sum.shapes_known) << "\n";
   if (!inv.quantization.empty()) o << "quantized: " << quantized_text(inv) << "\n";
   o << "parameters: " << params_text(plan) << "\n";
   o << "optimizer: " << optimizer_desc(sum.optimizer) << " · fingerprint " << plan.fingerprint()
@@ -148,12 +148,12 @@ std::string plan_text(const PlanSummary& sum) {
           line.find("LAYER STATUS") == std::string::npos && line.find("----") == std::string::npos)
         o << "  " << line << "\n";
     int64_t total = st.trainable_numel + st.frozen_numel;
-    o << "  trainable " << count_text(inv, st.trainable_numel, st.trainable_tensors);
-    if (inv.shapes_known()) o << " = " << percent(st.trainable_numel, total);
-    o << " · frozen " << count_text(inv, st.frozen_numel, st.frozen_tensors);
-    if (inv.shapes_known()) o << " = " << percent(st.frozen_numel, total);
+    o << "  trainable " << count_text(sum.shapes_known, st.trainable_numel, st.trainable_tensors);
+    if (sum.shapes_known) o << " = " << percent(st.trainable_numel, total);
+    o << " · frozen " << count_text(sum.shapes_known, st.frozen_numel, st.frozen_tensors);
+    if (sum.shapes_known) o << " = " << percent(st.frozen_numel, total);
     o << "\n";
-    if (inv.shapes_known()) {
+    if (sum.shapes_known) {
       o << "  memory (" << optimizer_name(sum.optimizer) << "): gradients "
         << bytes_text(st.grad_bytes) << " + optimizer state " << bytes_text(st.optimizer_bytes)
         << " = " << bytes_text(st.grad_bytes + st.optimizer_bytes) << "; freezing saves "
@@ -197,7 +197,7 @@ namespace {
 class PlanJson {
  public:
   explicit PlanJson(const PlanSummary& sum)
-      : sum(sum), plan(*sum.plan), inv(*plan.inventory), shapes(inv.shapes_known()) {}
+      : sum(sum), plan(*sum.plan), inv(*plan.inventory), shapes(sum.shapes_known) {}
 
   std::string write() {
     strategy();
@@ -408,7 +408,7 @@ std::string plan_markdown(const PlanSummary& sum) {
   o << "| | |\n|---|---|\n";
   o << "| strategy | `" << plan.origin << "` |\n";
   o << "| parameters | " << params_text(plan) << " |\n";
-  o << "| model | " << model_line(inv) << " |\n";
+  o << "| model | " << model_line(inv, sum.shapes_known) << " |\n";
   if (!inv.quantization.empty()) o << "| quantized | " << quantized_text(inv) << " |\n";
   o << "| optimizer | " << optimizer_desc(sum.optimizer) << " |\n";
   o << "| fingerprint | `" << plan.fingerprint() << "` |\n\n";
@@ -449,7 +449,7 @@ std::string plan_markdown(const PlanSummary& sum) {
     for (size_t g = 0; g < extra; ++g) o << group_state_name(st.groups[g].state) << " | ";
     o << (layers.empty() ? "—" : layers) << " | " << group_state_name(st.groups[extra].state)
       << " | " << group_state_name(st.groups[extra + 1].state) << " | ";
-    if (inv.shapes_known())
+    if (sum.shapes_known)
       o << short_count(st.trainable_numel) << " (" << percent(st.trainable_numel, total) << ") | "
         << short_count(st.frozen_numel) << " | " << bytes_text(st.grad_bytes + st.optimizer_bytes);
     else
