@@ -3,6 +3,9 @@
 // layer discovery, and plan printing.
 #include <benchmark/benchmark.h>
 
+#include <re2/re2.h>
+#include <re2/set.h>
+
 #include <nlohmann/json.hpp>
 
 #include "core/compiler.hpp"
@@ -216,6 +219,38 @@ void BM_DeepSeekV3PlanLpLora(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_DeepSeekV3PlanLpLora)->Unit(benchmark::kMillisecond);
+
+// The floor under bench/vs_python.py's whole process with RE2 as the matcher: nothing but the
+// 20 patterns of that script, anchored at both ends in one RE2::Set, over the 101,333 names of
+// builtin:moe-100k (already built), one thread. No plan, no discovery, no output.
+void BM_Re2SetFloorMoe20Patterns(benchmark::State& state) {
+  const char* patterns[] = {
+      R"(.*self_attn\.q_a_proj.*)",  R"(.*self_attn\.q_b_proj.*)", R"(.*self_attn\.kv_a_proj.*)",
+      R"(.*self_attn\.kv_b_proj.*)", R"(.*self_attn\.o_proj.*)",   R"(.*_layernorm\.weight)",
+      R"(.*experts\.[0-9]\..*)",     R"(.*experts\.1[0-9]\..*)",   R"(.*experts\.2[0-9]\..*)",
+      R"(.*experts\.3[0-9]\..*)",    R"(.*experts\.4[0-9]\..*)",   R"(.*experts\.5[0-9]\..*)",
+      R"(.*shared_experts\..*)",     R"(.*mlp\.gate\..*)",         R"(model\.layers\.[0-2]\..*)",
+      R"(.*weight_scale_inv)",       R"(model\.embed_tokens\..*)", R"(lm_head\..*)",
+      R"(model\.norm\..*)",          R"(.*\.down_proj\.weight)"};
+  const Inventory& inv = moe();
+  size_t hits = 0;
+  for (auto _ : state) {
+    RE2::Options options;
+    options.set_log_errors(false);
+    RE2::Set set(options, RE2::ANCHOR_BOTH);
+    for (const char* p : patterns) set.Add(p, nullptr);
+    set.Compile();
+    std::vector<int> matched;
+    hits = 0;
+    for (const Param& p : inv.params) {
+      matched.clear();
+      hits += set.Match(p.name, &matched);
+    }
+    benchmark::DoNotOptimize(hits);
+  }
+  state.counters["selected"] = static_cast<double>(hits);
+}
+BENCHMARK(BM_Re2SetFloorMoe20Patterns)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace layerfreeze
