@@ -9,7 +9,9 @@ packages=(cmake ninja-build g++ pkg-config ccache
           libcli11-dev libbenchmark-dev)
 if [[ "${1:-}" == "--with-torch" ]]; then
   # python3-torch: the TorchScript fixtures of the tests are exported by Debian's /usr/bin/python3.
-  packages+=(libtorch-dev libgloo-dev libopenblas0-pthread python3-torch python3-torchvision)
+  # python3-venv: scripts/python-env.sh (LibTorch 2.13 from the PyTorch wheel, the Python peers).
+  packages+=(libtorch-dev libgloo-dev libopenblas0-pthread python3-torch python3-torchvision
+             python3-venv)
 fi
 
 missing=()

@@ -13,6 +13,7 @@
 
 #include "distributed/errors.hpp"
 #include "layerfreeze/distributed.hpp"
+#include "torch/compat_c10d.hpp"
 
 namespace layerfreeze::distributed {
 
@@ -130,8 +131,7 @@ c10::intrusive_ptr<c10d::ProcessGroup> make_process_group(const GroupOptions& o)
         else
           opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
         opts->threads = 2;
-        return c10::intrusive_ptr<c10d::ProcessGroup>(
-            c10::make_intrusive<c10d::ProcessGroupGloo>(store, o.rank, o.world_size, opts));
+        return compat::gloo_group(store, o.rank, o.world_size, opts);
       },
       "rank " + std::to_string(o.rank) + " waited up to " +
           std::to_string(o.timeout.count() / 1000) + " s for all " + std::to_string(o.world_size) +

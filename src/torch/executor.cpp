@@ -5,7 +5,6 @@
 #include "layerfreeze/executor.hpp"
 
 #include <c10/util/Exception.h>
-#include <c10/util/string_utils.h>
 #include <torch/csrc/jit/api/module.h>
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
@@ -17,6 +16,7 @@
 #include "core/hash.hpp"
 #include "core/replay.hpp"
 #include "print/plan_printer.hpp"
+#include "torch/compat.hpp"
 #include "torch/live_model.hpp"
 
 namespace layerfreeze {
@@ -141,8 +141,7 @@ struct Executor::Impl : TensorSink {
   // learning-rate scale — and the module modes.
   void changed(const Time& at, const Bitset& frozen) override {
     if (optimizer && plan->options.optimizer_state == Options::OptimizerState::kDrop)
-      for (uint32_t i : frozen_now())
-        optimizer->state().erase(c10::guts::to_string(live.tensors[i].unsafeGetTensorImpl()));
+      for (uint32_t i : frozen_now()) compat::erase_optimizer_state(*optimizer, live.tensors[i]);
     std::map<double, std::vector<at::Tensor>> groups;
     for (uint32_t i : unfrozen_now()) {
       if (optimizer && !in_optimizer.count(live.tensors[i].unsafeGetTensorImpl())) {
@@ -154,7 +153,7 @@ struct Executor::Impl : TensorSink {
       auto options = optimizer->defaults().clone();
       options->set_lr(options->get_lr() * scale);
       for (const auto& t : tensors) in_optimizer.insert(t.unsafeGetTensorImpl());
-      optimizer->add_param_group(torch::optim::OptimizerParamGroup(tensors, std::move(options)));
+      compat::add_param_group(*optimizer, tensors, std::move(options));
     }
     TensorSink::changed(at, frozen);
     update_modes(frozen);
@@ -250,8 +249,7 @@ void Executor::attach_optimizer(torch::optim::Optimizer& optimizer) {
   if (impl_->plan->options.optimizer_state == Options::OptimizerState::kDrop) {
     const Bitset& f = impl_->replay->frozen();
     for (size_t i = 0; i < impl_->live.tensors.size(); ++i)
-      if (f.test(i))
-        optimizer.state().erase(c10::guts::to_string(impl_->live.tensors[i].unsafeGetTensorImpl()));
+      if (f.test(i)) compat::erase_optimizer_state(optimizer, impl_->live.tensors[i]);
   }
 }
 

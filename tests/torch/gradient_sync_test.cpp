@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "layerfreeze/distributed.hpp"
+#include "torch/compat_c10d.hpp"
 #include "torch_models.hpp"
 
 namespace layerfreeze {
@@ -36,8 +37,7 @@ void on_ranks(int world,
         auto opts = c10d::ProcessGroupGloo::Options::create(std::chrono::seconds(30));
         opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
         opts->threads = 1;
-        c10::intrusive_ptr<c10d::ProcessGroup> g =
-            c10::make_intrusive<c10d::ProcessGroupGloo>(store, r, world, opts);
+        c10::intrusive_ptr<c10d::ProcessGroup> g = compat::gloo_group(store, r, world, opts);
         body(g, r);
       } catch (...) {
         errors[static_cast<size_t>(r)] = std::current_exception();

@@ -7,6 +7,11 @@ root="$(realpath "$2")"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
+# The LibTorch the build used (Debian's 1.13, or 2.x from the wheel in build-torch2/): the package
+# records it, and find_package(layerfreeze) must find it with nothing else given.
+torch_root=$(dirname "$(sed -n 's/^Torch_DIR:PATH=//p' "$build/CMakeCache.txt")")
+grep -q "$torch_root" "$tmp"/prefix/lib*/cmake/layerfreeze/layerfreezeConfig.cmake ||
+  { echo "the package does not record the LibTorch it was built against ($torch_root)"; exit 1; }
 cmake -S "$root/examples/trainer" -B "$tmp/trainer" -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/trainer" >/dev/null

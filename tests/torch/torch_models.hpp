@@ -15,6 +15,8 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/optim/optimizer.h>
 
+#include "torch/compat.hpp"
+
 #include <fstream>
 #include <string>
 
@@ -143,10 +145,16 @@ struct ResNetImpl : torch::nn::Module {
 TORCH_MODULE(ResNet);
 
 /// One training step on random tokens: zero_grad, forward, cross-entropy, backward, step.
-inline void train_step(GPT2LMHeadModel& m, torch::optim::Optimizer& opt) {
+/// By default it calls the version's `zero_grad()` (1.13: in place; 2.x: to undefined);
+/// `zero_in_place` zeroes gradients in place in every version.
+inline void train_step(GPT2LMHeadModel& m, torch::optim::Optimizer& opt,
+                       bool zero_in_place = false) {
   auto idx = torch::randint(0, 64, {2, 8});
   auto loss = torch::nn::functional::cross_entropy(m->forward(idx).view({-1, 64}), idx.view({-1}));
-  opt.zero_grad();
+  if (zero_in_place)
+    compat::zero_grad_in_place(opt);
+  else
+    opt.zero_grad();
   loss.backward();
   opt.step();
 }
