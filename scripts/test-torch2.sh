@@ -4,7 +4,8 @@
 # (build-torch2/, or $TORCH2_BUILD_DIR). The adapter, layerfreeze::distributed, the examples, the
 # torch and distributed tests and the installed-package trainer are built and run against it; the
 # torch-free core tests run once, in the first build (scripts/test.sh). The TorchScript fixtures
-# of this build are exported by PyTorch 2.13 itself.
+# of this build are exported by PyTorch 2.13 itself, and the Python peers run here as oracles
+# (tests/oracle: transformers for the model families; Lightning and the finetuning-scheduler).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --with-torch  # Gloo's headers, and Debian's python3-torch for the
@@ -14,7 +15,8 @@ prefix="$("$venv/bin/python" -c 'import torch; print(torch.utils.cmake_prefix_pa
 build_dir="${TORCH2_BUILD_DIR:-build-torch2}"
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" \
       -DCMAKE_PREFIX_PATH="$prefix" -DLAYERFREEZE_BUILD_CORE_TESTS=OFF \
-      -DLAYERFREEZE_BUILD_BENCH=OFF -DLAYERFREEZE_TORCHSCRIPT_PYTHON="$venv/bin/python" "$@" \
+      -DLAYERFREEZE_BUILD_BENCH=OFF -DLAYERFREEZE_TORCHSCRIPT_PYTHON="$venv/bin/python" \
+      -DLAYERFREEZE_PYTHON_VENV="$venv" "$@" \
       >/dev/null  # (the wheel's TorchConfig warns that it has no kineto, the profiler: harmless)
 # The build must use the wheel's LibTorch, not Debian's, which is installed too.
 grep -q "^Torch_DIR:PATH=$prefix" "$build_dir/CMakeCache.txt" ||

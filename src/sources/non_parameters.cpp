@@ -34,6 +34,10 @@ const std::vector<Rule>& rules() {
       {R"((.+\.)?(h\.[0-9]+\.attn)\.(bias|masked_bias))", "buffer (attention mask)", nullptr,
        nullptr},
       {R"((.+)\.attention\.(bias|masked_bias))", "buffer (attention mask)", nullptr, nullptr},
+      // DeepSeek-V3's router bias (and the models built like it): it only picks the top-k
+      // experts, is moved by the load-balancing rule, never by a gradient, and transformers
+      // holds it as a buffer.
+      {R"((.+)\.e_score_correction_bias)", "buffer (router score correction)", nullptr, nullptr},
   };
   return r;
 }

@@ -59,7 +59,8 @@ inline bool has_optimizer_state(const torch::optim::Optimizer& optimizer, const 
 /// in every version.
 inline void add_param_group(torch::optim::Optimizer& optimizer, std::vector<at::Tensor> tensors,
                             std::unique_ptr<torch::optim::OptimizerOptions> options) {
-  optimizer.add_param_group(torch::optim::OptimizerParamGroup(std::move(tensors), options->clone()));
+  optimizer.add_param_group(
+      torch::optim::OptimizerParamGroup(std::move(tensors), options->clone()));
   optimizer.param_groups().back().set_options(std::move(options));
 }
 

@@ -7,8 +7,8 @@
 //   type, so a CPU group is a ProcessGroup with the Gloo backend set for the CPU.
 #pragma once
 
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/version.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 
 namespace layerfreeze::compat {
 

@@ -332,7 +332,8 @@ INSTANTIATE_TEST_SUITE_P(
                       CountCase{"builtin:phi-2", 2779683840, "phi"},
                       CountCase{"builtin:falcon-7b", 6921720704, "falcon"},
                       CountCase{"builtin:bloom-560m", 559214592, "bloom"},
-                      CountCase{"builtin:deepseek-v3", 671026419200, "deepseek"},
+                      // transformers' count: the routers' e_score_correction_bias are buffers
+                      CountCase{"builtin:deepseek-v3", 671026404352, "deepseek"},
                       CountCase{"pythia-160m", 162322944, "gpt_neox"},
                       CountCase{"opt-125m", 125239296, "opt"},
                       CountCase{"phi-3-mini-4k", 3821079552, "phi3"},
@@ -374,8 +375,9 @@ TEST(Family, DeepSeekDenseFirstLayersSharedExpertsAndMla) {
   EXPECT_FALSE(inv->contains("model.layers.2.mlp.experts.0.gate_proj.weight"));
   EXPECT_TRUE(inv->contains("model.layers.3.mlp.experts.255.down_proj.weight"));
   EXPECT_TRUE(inv->contains("model.layers.60.mlp.shared_experts.up_proj.weight"));
-  EXPECT_EQ(inv->params[*inv->find("model.layers.3.mlp.gate.e_score_correction_bias")].dtype,
-            "float32");
+  EXPECT_TRUE(inv->contains("model.layers.3.mlp.gate.weight"));
+  // A buffer, not a parameter (see NonParameters.DeepSeekV3ScalesAndTheMtpLayerAreNotParameters).
+  EXPECT_FALSE(inv->contains("model.layers.3.mlp.gate.e_score_correction_bias"));
   EXPECT_EQ(inv->params[*inv->find("model.layers.0.self_attn.q_b_proj.weight")].shape,
             (std::vector<int64_t>{128 * 192, 1536}));
   EXPECT_EQ(inv->quantization, "fp8");
@@ -698,6 +700,17 @@ TEST(NonParameters, DeepSeekV3ScalesAndTheMtpLayerAreNotParameters) {
     if (p.name.rfind("model.layers.60.", 0) == 0)
       wm["model.layers.61." + p.name.substr(16)] = "a.safetensors";
   }
+  // Every MoE layer's router stores its score correction (the MTP layer's too).
+  for (const auto& p : model->params) {
+    const std::string gate = ".mlp.gate.weight";
+    if (p.name.size() > gate.size() &&
+        p.name.compare(p.name.size() - gate.size(), gate.size(), gate) == 0) {
+      const std::string stem = p.name.substr(0, p.name.size() - std::string("weight").size());
+      wm[stem + "e_score_correction_bias"] = "a.safetensors";
+      if (p.name.rfind("model.layers.60.", 0) == 0)
+        wm["model.layers.61." + stem.substr(16) + "e_score_correction_bias"] = "a.safetensors";
+    }
+  }
   for (const char* n : {"enorm.weight", "hnorm.weight", "eh_proj.weight", "shared_head.norm.weight",
                         "shared_head.head.weight", "embed_tokens.weight"})
     wm[std::string("model.layers.61.") + n] = "a.safetensors";
@@ -707,12 +720,13 @@ TEST(NonParameters, DeepSeekV3ScalesAndTheMtpLayerAreNotParameters) {
   for (const auto& w : d2.items()) EXPECT_NE(w.code, "config-names-differ") << w.message;
   for (const auto& w : d2.items()) EXPECT_NE(w.code, "config-layers-mismatch") << w.message;
   EXPECT_EQ(inv.num_layers(), 61);
-  EXPECT_EQ(inv.total_numel(), 671026419200);
+  EXPECT_EQ(inv.total_numel(), 671026404352);
   EXPECT_EQ(inv.quantization, "fp8");
-  size_t mtp = 0, fp8 = 0;
+  size_t mtp = 0, fp8 = 0, router_buffers = 0;
   for (const auto& np : inv.non_params) {
     if (np.kind == "multi-token prediction layer (not loaded by transformers)") ++mtp;
     if (np.kind == "quantization metadata (fp8 scales)") ++fp8;
+    if (np.kind == "buffer (router score correction)") ++router_buffers;
   }
   const size_t layer60 =
       std::count_if(model->params.begin(), model->params.end(),
@@ -722,9 +736,11 @@ TEST(NonParameters, DeepSeekV3ScalesAndTheMtpLayerAreNotParameters) {
         return p.name.rfind("model.layers.60.", 0) == 0 && p.shape.size() == 2 &&
                p.module_type == "Linear";
       });
-  EXPECT_EQ(mtp, layer60 + 6);  // the MTP layer's own tensors (its scales were not written)
-  EXPECT_EQ(fp8, scales);       // every scale of layers 0-60
-  EXPECT_EQ(fp8 + mtp, inv.non_params.size());
+  EXPECT_EQ(mtp, layer60 + 6 + 1);  // the MTP layer's own tensors and its router buffer (its
+                                    // scales were not written)
+  EXPECT_EQ(router_buffers, 58u);   // layers 3-60
+  EXPECT_EQ(fp8, scales);           // every scale of layers 0-60
+  EXPECT_EQ(fp8 + mtp + router_buffers, inv.non_params.size());
   EXPECT_GT(scales60, 0u);
   std::filesystem::remove_all(dir);
 }
