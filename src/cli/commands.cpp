@@ -11,6 +11,7 @@ std::function<int()> setup_inspect(CLI::App& cmd);
 std::function<int()> setup_presets(CLI::App& cmd);
 std::function<int()> setup_schema(CLI::App& cmd);
 std::function<int()> setup_launch(CLI::App& cmd);
+std::function<int()> setup_import(CLI::App& cmd);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
@@ -23,6 +24,8 @@ const std::vector<Command>& commands() {
       {"inspect", "a model's inventory: discovered layers, roles, ties", setup_inspect},
       {"presets", "the shipped presets and their parameters", setup_presets},
       {"schema", "the JSON Schema of the rules DSL, for editors", setup_schema},
+      {"import", "a peer's schedule as a rules file (fts: a finetuning-scheduler schedule)",
+       setup_import},
       {"launch",
        "start the ranks of a data-parallel job on this machine (RANK, WORLD_SIZE, MASTER_*)",
        setup_launch},

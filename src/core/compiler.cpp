@@ -313,9 +313,25 @@ class Compiler {
       for (const auto& r : st.rules)
         if (auto pr = rule(r, res)) ps.rules.push_back(std::move(*pr));
       out.push_back(std::move(ps));
-      return out;
+    } else {
+      out = progressive(st, res, plan, *at, named);
     }
-    return progressive(st, res, plan, *at, named);
+    // The group learning rate of what the stage unfreezes, on every stage it expands to.
+    std::optional<double> lr, scale;
+    if (!st.lr.empty()) lr = res.eval_number(st.lr, "'lr'");
+    if (!st.lr_scale.empty()) scale = res.eval_number(st.lr_scale, "'lr_scale'");
+    for (const auto* v : {&lr, &scale})
+      if (*v && !(**v > 0)) {
+        diags_.error("out-of-range", "a stage's learning rate must be positive", st.loc);
+        return {};
+      }
+    for (auto& p : out) {
+      p.group_lr = lr;
+      p.group_lr_scale = scale;
+      if (lr) p.label += " (new group at lr " + Value::real(*lr).to_string() + ")";
+      if (scale) p.label += " (new group at lr ×" + Value::real(*scale).to_string() + ")";
+    }
+    return out;
   }
 
   // A progressive stage: the selected parameters in groups (core: progressive_groups), one more

@@ -95,7 +95,9 @@ void CompiledPlan::finalize() {
   prefix_.clear();
   prefix_.push_back(initial_state_);
   has_periodic_ = false;
+  has_stage_lr_ = false;
   for (const auto& st : stages) {
+    if (st.group_lr || st.group_lr_scale) has_stage_lr_ = true;
     Bitset next = prefix_.back();
     if (st.period > 0)
       has_periodic_ = true;
@@ -192,6 +194,20 @@ double CompiledPlan::lr_scale(size_t i) const {
                   : p.role == Role::kEmbeddings || layer == -2 ? L + 1
                                                                : L - layer;
   return std::pow(options.lr_decay, -static_cast<double>(depth));
+}
+
+double CompiledPlan::group_lr(size_t i, const PlanRule* decider, double base_lr) const {
+  const PlanStage* stage = nullptr;
+  if (decider)
+    for (const auto& st : stages)
+      if (!st.rules.empty() && decider >= &st.rules.front() && decider <= &st.rules.back()) {
+        stage = &st;
+        break;
+      }
+  if (stage && stage->group_lr) return *stage->group_lr;
+  const double scale =
+      stage && stage->group_lr_scale ? *stage->group_lr_scale : options.unfreeze_lr_scale;
+  return base_lr * scale * lr_scale(i);
 }
 
 Time CompiledPlan::next_change(const Time& t) const {

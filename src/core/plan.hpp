@@ -54,6 +54,8 @@ struct PlanStage {
   std::string label;   // "stage at epoch 3", "progressive group 2/12", "every 20 steps"
   SourceLoc loc;
   std::vector<PlanRule> rules;
+  // The param group of what this stage unfreezes: an absolute lr, or a scale of the optimizer's.
+  std::optional<double> group_lr, group_lr_scale;
 
   bool fires(const Time& t) const {
     return (unit == Trigger::Unit::kEpoch ? t.epoch : t.step) >= at;
@@ -116,6 +118,12 @@ class CompiledPlan {
   /// Discriminative learning-rate scale of parameter `i`: 1 / lr_decay^depth, depth counted
   /// from the head (0) through the layers top-down to the embeddings (L + 1).
   double lr_scale(size_t i) const;
+  /// The learning rate of the param group parameter `i` joins when `decider` (a rule of the plan,
+  /// from deciders_at) unfreezes it, given the optimizer's `base_lr`: the deciding stage's `lr`,
+  /// else base_lr × (the stage's `lr_scale`, else options.unfreeze_lr_scale) × lr_scale(i).
+  double group_lr(size_t i, const PlanRule* decider, double base_lr) const;
+  /// Whether some stage sets `lr` or `lr_scale` (else group_lr needs no decider).
+  bool has_stage_lr() const { return has_stage_lr_; }
 
   // Built by the compiler.
   void finalize();
@@ -123,7 +131,7 @@ class CompiledPlan {
  private:
   Bitset initial_state_;
   std::vector<Bitset> prefix_;  // prefix_[j]: state after initial rules and static stages [0, j)
-  bool has_periodic_ = false;
+  bool has_periodic_ = false, has_stage_lr_ = false;
   std::string fingerprint_;
 };
 

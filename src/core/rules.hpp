@@ -88,6 +88,9 @@ struct Stage {
   Expr group_size;              // layers per group (default 1)
   std::optional<Trigger> over;  // spread all groups evenly over this span
   bool has_every = false;
+  // The param group of the tensors this stage unfreezes: an absolute learning rate, or a scale of
+  // the optimizer's (instead of options.unfreeze_lr_scale). Empty: not given.
+  Expr lr, lr_scale;
 };
 
 /// A declared, typed parameter a user can override with `--set`.

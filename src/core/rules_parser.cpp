@@ -94,8 +94,9 @@ struct FileParser {
   Stage stage(const YAML::Node& n) {
     Stage st;
     st.loc = r_.loc(n);
-    auto es =
-        r_.entries(n, "a stage", {"at", "every", "progressive", "start", "rules", "name", "when"});
+    auto es = r_.entries(
+        n, "a stage",
+        {"at", "every", "progressive", "start", "rules", "name", "when", "lr", "lr_scale"});
     std::vector<std::string> kinds;
     const YAML::Node *rules_node = nullptr, *start = nullptr;
     for (const auto& e : es) {
@@ -117,8 +118,12 @@ struct FileParser {
         st.name = r_.string(e.value, "'name'").value_or("");
       else if (e.key == "when")
         st.when = typed(e.value, "'when'", {Value::Kind::kBool});
+      else if (e.key == "lr" || e.key == "lr_scale")
+        (e.key == "lr" ? st.lr : st.lr_scale) = positive_number(e.value, "'" + e.key + "'");
     }
     if (!n.IsMap()) return st;
+    if (!st.lr.empty() && !st.lr_scale.empty())
+      r_.error("stage-conflict", "a stage sets 'lr' or 'lr_scale', not both", n);
     if (kinds.size() != 1) {
       if (kinds.empty() && es.size() != n.size()) return st;  // an unknown key said it already
       r_.error(kinds.empty() ? "missing-key" : "stage-conflict",
@@ -312,12 +317,17 @@ struct FileParser {
       } else if (e.key == "steps_per_epoch") {
         s_.options.steps_per_epoch = typed(e.value, "'steps_per_epoch'", {Value::Kind::kInt});
       } else {
-        Expr x = typed(e.value, "'" + e.key + "'", {Value::Kind::kFloat});
-        if (auto* v = x.literal_value(); v && v->is_number() && v->number() <= 0)
-          r_.error("out-of-range", "'" + e.key + "' must be positive", e.value);
-        (e.key == "lr_decay" ? s_.options.lr_decay : s_.options.unfreeze_lr_scale) = x;
+        (e.key == "lr_decay" ? s_.options.lr_decay : s_.options.unfreeze_lr_scale) =
+            positive_number(e.value, "'" + e.key + "'");
       }
     }
+  }
+
+  Expr positive_number(const YAML::Node& n, const std::string& what) {
+    Expr x = typed(n, what, {Value::Kind::kFloat});
+    if (auto* v = x.literal_value(); v && v->is_number() && v->number() <= 0)
+      r_.error("out-of-range", what + " must be positive", n);
+    return x;
   }
 
   void discovery(const YAML::Node& n) {

@@ -142,16 +142,19 @@ struct Executor::Impl : TensorSink {
   void changed(const Time& at, const Bitset& frozen) override {
     if (optimizer && plan->options.optimizer_state == Options::OptimizerState::kDrop)
       for (uint32_t i : frozen_now()) compat::erase_optimizer_state(*optimizer, live.tensors[i]);
-    std::map<double, std::vector<at::Tensor>> groups;
+    std::map<double, std::vector<at::Tensor>> groups;  // by learning rate
+    std::vector<const PlanRule*> deciders;  // which stage unfroze a tensor, when stages set an lr
+    if (optimizer && plan->has_stage_lr()) deciders = plan->deciders_at(at);
     for (uint32_t i : unfrozen_now()) {
       if (optimizer && !in_optimizer.count(live.tensors[i].unsafeGetTensorImpl())) {
-        double scale = plan->options.unfreeze_lr_scale * plan->lr_scale(i);
-        groups[scale].push_back(live.tensors[i]);
+        const double lr = plan->group_lr(i, deciders.empty() ? nullptr : deciders[i],
+                                         optimizer->defaults().get_lr());
+        groups[lr].push_back(live.tensors[i]);
       }
     }
-    for (auto& [scale, tensors] : groups) {
+    for (auto& [lr, tensors] : groups) {
       auto options = optimizer->defaults().clone();
-      options->set_lr(options->get_lr() * scale);
+      options->set_lr(lr);
       for (const auto& t : tensors) in_optimizer.insert(t.unsafeGetTensorImpl());
       compat::add_param_group(*optimizer, tensors, std::move(options));
     }

@@ -441,5 +441,36 @@ TEST(PlanCursor, PeriodicSchedules) {
   EXPECT_EQ(cur.frozen(), c.plan->frozen_at({0, 15}));
 }
 
+// A stage's `lr` (absolute) or `lr_scale` decides the learning rate of the param group the
+// tensors it unfreezes join; without one, options.unfreeze_lr_scale does.
+TEST(StageLr, TheUnfreezingStageDecidesTheGroupLearningRate) {
+  Diagnostics d;
+  auto inv = load_model("builtin:gpt2", d);
+  ASSERT_TRUE(inv) << format_diagnostics(d);
+  auto c = compile_text(
+      "options: {unfreeze_lr_scale: 0.3}\n"
+      "rules:\n  - freeze: all\n"
+      "stages:\n"
+      "  - at: {epoch: 1}\n    lr: 0.05\n    rules: [{unfreeze: {layers: \"-2:\"}}]\n"
+      "  - at: {epoch: 2}\n    lr_scale: \"${0.25 / 2}\"\n    rules: [{unfreeze: {layers: 0}}]\n"
+      "  - at: {epoch: 3}\n    rules: [{unfreeze: all}]\n",
+      *inv);
+  ASSERT_TRUE(c.plan) << c.errors();
+  const CompiledPlan& p = *c.plan;
+  ASSERT_TRUE(p.has_stage_lr());
+  const size_t l11 = *inv->find("transformer.h.11.mlp.c_fc.weight");
+  const size_t l0 = *inv->find("transformer.h.0.mlp.c_fc.weight");
+  const size_t wpe = *inv->find("transformer.wpe.weight");
+  // Each at the change point that unfreezes it (what the executor asks).
+  EXPECT_DOUBLE_EQ(p.group_lr(l11, p.deciders_at({1, 0})[l11], 0.1), 0.05);
+  EXPECT_DOUBLE_EQ(p.group_lr(l0, p.deciders_at({2, 0})[l0], 0.1), 0.1 * 0.125);
+  EXPECT_DOUBLE_EQ(p.group_lr(wpe, p.deciders_at({3, 0})[wpe], 0.1), 0.1 * 0.3);
+  EXPECT_DOUBLE_EQ(p.group_lr(wpe, nullptr, 0.1), 0.1 * 0.3);
+  // The labels say it (every printer shows them).
+  EXPECT_EQ(p.stages[0].label, "stage at epoch 1 (new group at lr 0.05)");
+  EXPECT_EQ(p.stages[1].label, "stage at epoch 2 (new group at lr ×0.125)");
+  EXPECT_EQ(p.stages[2].label, "stage at epoch 3");
+}
+
 }  // namespace
 }  // namespace layerfreeze

@@ -132,6 +132,13 @@ TEST(RulesParser, InvalidFiles) {
        "t.yaml:2:5: unknown key 'unfreze' in a rule — did you mean 'unfreeze'? [unknown-key]\n"},
       {"rules:\n  - when: true\n",
        "t.yaml:2:5: a rule needs 'freeze' or 'unfreeze' [missing-key]\n"},
+      {"stages:\n  - at: {epoch: 1}\n    lr: 0.1\n    lr_scale: 0.5\n    rules: [{unfreeze: "
+       "all}]\n",
+       "t.yaml:2:5: a stage sets 'lr' or 'lr_scale', not both [stage-conflict]\n"},
+      {"stages:\n  - at: {epoch: 1}\n    lr: -0.1\n    rules: [{unfreeze: all}]\n",
+       "t.yaml:3:9: 'lr' must be positive [out-of-range]\n"},
+      {"stages:\n  - at: {epoch: 1}\n    lr_scale: fast\n    rules: [{unfreeze: all}]\n",
+       "t.yaml:3:15: 'lr_scale' must be a number, got 'fast' [wrong-type]\n"},
       {"rule:\n  - freeze: all\n",
        "t.yaml:1:1: unknown key 'rule' in the rules file — did you mean 'rules'? [unknown-key]\n"},
       {"rules:\n  - freeze: embedings\n",

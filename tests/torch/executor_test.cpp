@@ -134,6 +134,37 @@ TEST(Executor, OptimizerStateIsDroppedAndUnfrozenParametersJoinAsAGroup) {
   EXPECT_TRUE(m->transformer->h[0]->as<test::Block>()->ln_1->weight.grad().defined());
 }
 
+// A stage's `lr` / `lr_scale` (what the finetuning-scheduler's per-phase `lr` imports to): the
+// tensors it unfreezes join a group at that learning rate; seeking lands in the same groups.
+TEST(Executor, AStageLearningRateSetsTheGroupOfWhatItUnfreezes) {
+  torch::manual_seed(4);
+  std::string rules = write_rules(
+      "stage_lr.yaml",
+      "rules:\n  - freeze: {layers: \"0:4\"}\n"
+      "stages:\n"
+      "  - at: {epoch: 1}\n    lr: 0.003\n    rules: [{unfreeze: {layers: \"2:4\"}}]\n"
+      "  - at: {epoch: 2}\n    lr_scale: 0.5\n    rules: [{unfreeze: {layers: \"0:2\"}}]\n");
+  GPT2LMHeadModel a, b;
+  Executor ea(*a, rules), eb(*b, rules);
+  torch::optim::Adam oa(ea.trainable_parameters(), torch::optim::AdamOptions(1e-2));
+  torch::optim::Adam ob(eb.trainable_parameters(), torch::optim::AdamOptions(1e-2));
+  ea.attach_optimizer(oa);
+  eb.attach_optimizer(ob);
+  ea.on_epoch_begin(0);
+  ea.on_epoch_begin(1);
+  ASSERT_EQ(oa.param_groups().size(), 2u);
+  EXPECT_DOUBLE_EQ(oa.param_groups()[1].options().get_lr(), 0.003);
+  EXPECT_EQ(oa.param_groups()[1].params().size(), 24u);
+  ea.on_epoch_begin(2);
+  ASSERT_EQ(oa.param_groups().size(), 3u);
+  EXPECT_DOUBLE_EQ(oa.param_groups()[2].options().get_lr(), 0.005);
+  EXPECT_EQ(oa.param_groups()[2].params().size(), 24u);
+  eb.seek(2);
+  ASSERT_EQ(ob.param_groups().size(), 3u);
+  EXPECT_DOUBLE_EQ(ob.param_groups()[1].options().get_lr(), 0.003);
+  EXPECT_DOUBLE_EQ(ob.param_groups()[2].options().get_lr(), 0.005);
+}
+
 TEST(Executor, SeekGivesTheSameStateAndGroupsAsSteppingThroughEveryEpoch) {
   PlanOptions po;
   po.sets = {"total_epochs=5"};
