@@ -23,8 +23,8 @@ std::optional<std::string> read_schedule(Session& s, const std::string& path) {
   }
   if (size > kMaxScheduleBytes) {
     s.diags.error("file-too-large",
-                  "schedule '" + path + "' is " + std::to_string(size) +
-                      " bytes; the limit is " + std::to_string(kMaxScheduleBytes),
+                  "schedule '" + path + "' is " + std::to_string(size) + " bytes; the limit is " +
+                      std::to_string(kMaxScheduleBytes),
                   {path, 0, 0});
     return std::nullopt;
   }

@@ -42,8 +42,7 @@ std::string single_quoted(const std::string& s) {
 
 std::string regex_list(const std::vector<std::string>& regexes) {
   std::string out = "[";
-  for (size_t i = 0; i < regexes.size(); ++i)
-    out += (i ? ", " : "") + single_quoted(regexes[i]);
+  for (size_t i = 0; i < regexes.size(); ++i) out += (i ? ", " : "") + single_quoted(regexes[i]);
   return out + "]";
 }
 
@@ -60,8 +59,8 @@ class Importer {
 
   std::optional<FtsImport> run(const YAML::Node& root) {
     if (!root.IsMap()) {
-      r_.error("fts-schedule", "an FTS schedule is a map of phase numbers to phases, not " +
-                                   describe(root), root);
+      r_.error("fts-schedule",
+               "an FTS schedule is a map of phase numbers to phases, not " + describe(root), root);
       return std::nullopt;
     }
     std::map<int64_t, Phase> phases;
@@ -115,10 +114,11 @@ class Importer {
         else if (v)
           r_.error("fts-schedule", "'lr' is a positive number", e.value);
       } else {
-        notes_.push_back(fmt::format(
-            "phase {}: '{}' is not imported: layerfreeze leaves the optimizer and the learning-rate "
-            "scheduler to the trainer",
-            ph.depth, e.key));
+        notes_.push_back(
+            fmt::format("phase {}: '{}' is not imported: layerfreeze leaves the optimizer and the "
+                        "learning-rate "
+                        "scheduler to the trainer",
+                        ph.depth, e.key));
       }
     }
   }
@@ -137,9 +137,8 @@ class Importer {
       std::string re = is_name ? RE2::QuoteMeta(*s) : "(?:" + *s + ").*";
       RE2 check(re, re2_options());
       if (!check.ok()) {
-        r_.error("fts-schedule",
-                 "'" + *s + "' is not a regex RE2 accepts (" + check.error() + ")", item,
-                 {"Python's lookarounds and backreferences have no RE2 equivalent"});
+        r_.error("fts-schedule", "'" + *s + "' is not a regex RE2 accepts (" + check.error() + ")",
+                 item, {"Python's lookarounds and backreferences have no RE2 equivalent"});
         continue;
       }
       ph.regexes.push_back(std::move(re));
@@ -176,15 +175,17 @@ class Importer {
                              "max_transition_epoch): when phase {} starts is known only at run "
                              "time, so no plan can say it",
                              prev.depth, ph.depth),
-                 prev.node, {"give phase " + std::to_string(prev.depth) +
-                             " a max_transition_epoch (FTS's epoch_transitions_only)"});
+                 prev.node,
+                 {"give phase " + std::to_string(prev.depth) +
+                  " a max_transition_epoch (FTS's epoch_transitions_only)"});
         continue;
       }
       const int64_t at = std::max(*prev.max_transition_epoch, last_at);
       if (*prev.max_transition_epoch <= last_at)
-        notes_.push_back(fmt::format("phase {}: its max_transition_epoch {} is not after the "
-                                     "previous one; FTS runs it for a single epoch",
-                                     prev.depth, *prev.max_transition_epoch));
+        notes_.push_back(
+            fmt::format("phase {}: its max_transition_epoch {} is not after the "
+                        "previous one; FTS runs it for a single epoch",
+                        prev.depth, *prev.max_transition_epoch));
       last_at = at;
       y += fmt::format("  - name: phase {}\n    at: {{epoch: {}}}\n", ph.depth, at);
       if (ph.lr) {
@@ -192,10 +193,10 @@ class Importer {
       } else {
         y += "    lr: " + Value::real(base_max_lr_).to_string() +
              "   # no lr in the schedule: FTS's base_max_lr\n";
-        notes_.push_back(fmt::format(
-            "phase {}: no 'lr', so FTS gives it base_max_lr, {} (--base-max-lr if your "
-            "FinetuningScheduler sets another)",
-            ph.depth, Value::real(base_max_lr_).to_string()));
+        notes_.push_back(
+            fmt::format("phase {}: no 'lr', so FTS gives it base_max_lr, {} (--base-max-lr if your "
+                        "FinetuningScheduler sets another)",
+                        ph.depth, Value::real(base_max_lr_).to_string()));
       }
       if (ph.regexes.empty())
         y += "    rules: []\n";

@@ -29,10 +29,12 @@ TEST(FtsImport, PhasesBecomeStagesAtTheTransitionEpochs) {
   ASSERT_TRUE(im) << format_diagnostics(d);
   EXPECT_EQ(im->phases, 3u);
   const std::string& y = im->rules_yaml;
-  EXPECT_NE(y.find("  - unfreeze: {regex: ['head\\.3\\.weight', '(?:head\\.3\\.b).*']}   # phase 0"),
-            std::string::npos)
+  EXPECT_NE(
+      y.find("  - unfreeze: {regex: ['head\\.3\\.weight', '(?:head\\.3\\.b).*']}   # phase 0"),
+      std::string::npos)
       << y;
-  EXPECT_NE(y.find("  - name: phase 1\n    at: {epoch: 1}\n    lr: 0.05\n"), std::string::npos) << y;
+  EXPECT_NE(y.find("  - name: phase 1\n    at: {epoch: 1}\n    lr: 0.05\n"), std::string::npos)
+      << y;
   EXPECT_NE(y.find("  - name: phase 2\n    at: {epoch: 3}\n    lr: 1e-05"), std::string::npos) << y;
   ASSERT_GE(im->notes.size(), 2u);
   EXPECT_EQ(im->notes[0],
@@ -65,8 +67,9 @@ TEST(FtsImport, WhatCannotBeImportedIsAnErrorAtItsLine) {
             "2:3 fts-not-importable: phase 0 ends when FTSEarlyStopping decides (it has no "
             "max_transition_epoch): when phase 1 starts is known only at run time, so no plan can "
             "say it\n");
-  EXPECT_EQ(errors_of("0:\n  params: ['(?=x)y']\n"),
-            "2:12 fts-schedule: '(?=x)y' is not a regex RE2 accepts (invalid perl operator: (?=)\n");
+  EXPECT_EQ(
+      errors_of("0:\n  params: ['(?=x)y']\n"),
+      "2:12 fts-schedule: '(?=x)y' is not a regex RE2 accepts (invalid perl operator: (?=)\n");
   EXPECT_EQ(errors_of("0:\n  params: [a]\n  max_transition_epoch: 1\n2:\n  params: [b]\n"),
             "5:3 fts-schedule: phase 2 follows phase 0: FTS phases are numbered without gaps\n");
   EXPECT_EQ(errors_of("first:\n  params: [a]\n"),

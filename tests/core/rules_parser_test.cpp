@@ -138,7 +138,7 @@ TEST(RulesParser, InvalidFiles) {
       {"stages:\n  - at: {epoch: 1}\n    lr: -0.1\n    rules: [{unfreeze: all}]\n",
        "t.yaml:3:9: 'lr' must be positive [out-of-range]\n"},
       {"stages:\n  - at: {epoch: 1}\n    lr_scale: fast\n    rules: [{unfreeze: all}]\n",
-       "t.yaml:3:15: 'lr_scale' must be a number, got 'fast' [wrong-type]\n"},
+       "t.yaml:3:15: 'lr_scale' must be float, not the string 'fast' [wrong-type]\n"},
       {"rule:\n  - freeze: all\n",
        "t.yaml:1:1: unknown key 'rule' in the rules file — did you mean 'rules'? [unknown-key]\n"},
       {"rules:\n  - freeze: embedings\n",
