@@ -344,7 +344,8 @@ INSTANTIATE_TEST_SUITE_P(
                       CountCase{"deepseek-v2-lite", 15706484224, "deepseek"},
                       CountCase{"gemma-3-1b", 999885952, "gemma"},
                       CountCase{"gpt-oss-20b", 20914757184, "gpt_oss"},
-                      CountCase{"qwen2.5-vl-7b", 8292166656, "qwen2_5_vl"}));
+                      CountCase{"qwen2.5-vl-7b", 8292166656, "qwen2_5_vl"},
+                      CountCase{"gemma-3-4b-it", 4300079472, "gemma3"}));
 
 // The real checkpoints' configs alone give the count their index gives (with the config beside
 // it), for every checkpoint whose model type a family covers.
