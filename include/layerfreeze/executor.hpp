@@ -71,8 +71,9 @@ class Executor {
 
   /// Lets the executor keep `optimizer` consistent: the state of parameters it freezes is
   /// dropped (per the plan's `optimizer_state` option), and parameters it unfreezes that the
-  /// optimizer does not hold yet are added as a new param group per stage, with the learning
-  /// rate scaled by `unfreeze_lr_scale` (and the discriminative `lr_decay`). The optimizer must
+  /// optimizer does not hold yet are added as new param groups, one per learning rate: the
+  /// unfreezing stage's `lr` or `lr_scale` when it sets one, else the optimizer's lr scaled by
+  /// `unfreeze_lr_scale` (and the discriminative `lr_decay`). The optimizer must
   /// outlive the executor or be detached. Throws DiagnosticError when the optimizer holds one
   /// tensor twice (a tied weight listed under both names is stepped twice per step).
   void attach_optimizer(torch::optim::Optimizer& optimizer);
