@@ -19,6 +19,12 @@ constexpr int kNumRoles = 6;
 const char* role_name(Role r);  // "embeddings", "layer", "head", "other", "tower", "connector"
 std::optional<Role> parse_role(const std::string& s);
 
+/// What a tensor is inside a mixture-of-experts block (docs/EXPERTS.md): one routed expert's
+/// (`experts.3.w1.weight`), every routed expert's at once along its first dimension (a fused
+/// `experts.gate_up_proj`), a shared expert's, or the router's.
+enum class ExpertPart : uint8_t { kNone, kRouted, kFused, kShared, kRouter };
+const char* expert_part_name(ExpertPart p);  // "", "routed", "fused", "shared", "router"
+
 /// Bytes per element of a dtype name ("float32", "bfloat16", ...); 0 when unknown.
 int dtype_bytes(const std::string& dtype);
 
@@ -40,6 +46,8 @@ struct Param {
                                   // role kConnector: index in Inventory::connectors
   int32_t anchor_layer = -1;      // for `other`: the layer it belongs with (the one before it)
   std::vector<Role> alias_roles;  // role of each alias name (a tied tensor may have two)
+  ExpertPart expert_part = ExpertPart::kNone;
+  int32_t expert = -1;  // kRouted: the expert's index in its layer
 
   int64_t bytes() const { return numel * dtype_bytes(dtype); }
   std::string module_path() const;  // name without its last component
@@ -120,6 +128,12 @@ class Inventory {
   std::vector<std::pair<std::string, int64_t>> config_layers;
   /// Modalities the config describes besides text ("vision" for a `vision_config`), in its order.
   std::vector<std::string> config_modalities;
+  /// Routed experts per MoE layer as the config states it (`num_local_experts`, `num_experts`,
+  /// `n_routed_experts`); 0 when it says nothing.
+  int64_t config_experts = 0;
+  /// Routed experts per MoE layer as discovery found them (the config's count, else the
+  /// routers' first dimension, else the highest expert index + 1); 0: no mixture of experts.
+  int64_t num_experts = 0;
 
   /// Adds a parameter; returns its index. Duplicate names are the caller's error.
   uint32_t add(Param p);

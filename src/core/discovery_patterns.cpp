@@ -43,18 +43,23 @@ void read_pattern(YamlReader& r, const std::string& key, const YAML::Node& item,
   RE2 re(*s, o);
   if (!re.ok())
     r.error("bad-regex", "invalid " + key + " pattern '" + *s + "': " + re.error(), pattern_node);
-  if (key == "layers" && s->find('#') == std::string::npos)
+  if ((key == "layers" || key == "experts") && s->find('#') == std::string::npos)
     r.error("bad-value",
-            "a layers pattern matches a container key with '#' where the index is (e.g. "
-            "'backbone\\.stages\\.#')",
+            "a" + std::string(key == "layers" ? " layers" : "n experts") +
+                " pattern matches a container key with '#' where the index is (e.g. " +
+                (key == "layers" ? "'backbone\\.stages\\.#'" : "'(.+\\.)?experts\\.#'") + ")",
             item);
   Pattern p{*s, r.loc(pattern_node), modality};
-  (key == "layers"       ? out.layers
-   : key == "embeddings" ? out.embeddings
-   : key == "head"       ? out.head
-   : key == "towers"     ? out.towers
-   : key == "connectors" ? out.connectors
-                         : out.trunk)
+  (key == "layers"           ? out.layers
+   : key == "embeddings"     ? out.embeddings
+   : key == "head"           ? out.head
+   : key == "towers"         ? out.towers
+   : key == "connectors"     ? out.connectors
+   : key == "experts"        ? out.experts
+   : key == "fused_experts"  ? out.fused_experts
+   : key == "shared_experts" ? out.shared_experts
+   : key == "routers"        ? out.routers
+                             : out.trunk)
       .push_back(std::move(p));
 }
 
@@ -89,8 +94,9 @@ std::unique_ptr<RE2> compile_pattern(const Pattern& p, const char* what, Diagnos
 
 void read_discovery_block(YamlReader& r, const YAML::Node& block, DiscoveryPatterns& out,
                           bool* replace) {
-  std::vector<std::string> keys = {"layers", "embeddings", "head", "stack_order",
-                                   "towers", "connectors", "trunk"};
+  std::vector<std::string> keys = {"layers",        "embeddings",     "head",   "stack_order",
+                                   "towers",        "connectors",     "trunk",  "experts",
+                                   "fused_experts", "shared_experts", "routers"};
   if (replace) keys.push_back("replace");
   for (const auto& e : r.entries(block, "'discovery'", keys)) {
     if (e.key == "replace") {
@@ -141,6 +147,10 @@ DiscoveryPatterns DiscoveryPatterns::merged(const DiscoveryPatterns& o, bool rep
   m.towers = join(o.towers, towers);
   m.connectors = join(o.connectors, connectors);
   m.trunk = join(o.trunk, trunk);
+  m.experts = join(o.experts, experts);
+  m.fused_experts = join(o.fused_experts, fused_experts);
+  m.shared_experts = join(o.shared_experts, shared_experts);
+  m.routers = join(o.routers, routers);
   m.explicit_towers = explicit_towers || !o.towers.empty() || !o.trunk.empty();
   return m;
 }

@@ -38,7 +38,12 @@ struct DiscoveryPatterns {
   std::vector<Pattern> towers;      // a tower's root ("visual", "vision_tower")
   std::vector<Pattern> connectors;  // a connector's root ("multi_modal_projector")
   std::vector<Pattern> trunk;       // the trunk's stacks: when set, every other stack is a tower
-  bool explicit_towers = false;     // towers/trunk came from a rules file: no connector needed
+  // Mixture-of-experts blocks inside the layers (docs/EXPERTS.md).
+  std::vector<Pattern> experts;         // on container keys, '#' the expert ("mlp.experts.#")
+  std::vector<Pattern> fused_experts;   // on names: every expert in one tensor, first dimension
+  std::vector<Pattern> shared_experts;  // on names
+  std::vector<Pattern> routers;         // on names
+  bool explicit_towers = false;         // towers/trunk came from a rules file: no connector needed
 
   /// The shipped patterns (rules/discovery.yaml).
   static const DiscoveryPatterns& shipped();
@@ -50,8 +55,9 @@ struct DiscoveryPatterns {
 };
 
 /// Reads a discovery block (`layers`, `embeddings`, `head`, `stack_order`, `towers`,
-/// `connectors`, `trunk`, `replace`) into `out`: unknown keys, wrong types, invalid regexes and
-/// a layers pattern without '#' are errors at the node. `replace` may be null (the shipped file).
+/// `connectors`, `trunk`, `experts`, `fused_experts`, `shared_experts`, `routers`, `replace`)
+/// into `out`: unknown keys, wrong types, invalid regexes and a layers or experts pattern
+/// without '#' are errors at the node. `replace` may be null (the shipped file).
 void read_discovery_block(YamlReader& r, const YAML::Node& block, DiscoveryPatterns& out,
                           bool* replace);
 

@@ -21,6 +21,17 @@ const char* role_name(Role r) {
   return "other";
 }
 
+const char* expert_part_name(ExpertPart p) {
+  switch (p) {
+    case ExpertPart::kNone: return "";
+    case ExpertPart::kRouted: return "routed";
+    case ExpertPart::kFused: return "fused";
+    case ExpertPart::kShared: return "shared";
+    case ExpertPart::kRouter: return "router";
+  }
+  return "";
+}
+
 std::optional<Role> parse_role(const std::string& s) {
   if (s == "embeddings") return Role::kEmbeddings;
   if (s == "layer" || s == "layers") return Role::kLayer;

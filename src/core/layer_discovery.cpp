@@ -1,4 +1,5 @@
 #include "core/layer_discovery.hpp"
+#include "core/experts.hpp"
 #include "core/regex.hpp"
 
 #include <re2/re2.h>
@@ -579,6 +580,7 @@ class Discovery {
 
 void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnostics& diags) {
   Discovery(inv, patterns, diags).run();
+  discover_experts(inv, patterns, diags);
 }
 
 }  // namespace layerfreeze

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "core/experts.hpp"
 #include "core/layer_discovery.hpp"
 #include "print/format.hpp"
 #include "print/json_writer.hpp"
@@ -75,6 +76,30 @@ void structure_text(std::ostream& o, const Inventory& inv) {
     o << "  connector" << (n > 1 ? "s " : " ") << roots << " · pattern '"
       << inv.connectors[c].pattern << "'\n";
   }
+}
+
+// "experts: 56 of 56 layers hold a mixture of 8 experts (one module each) · router"
+void experts_text(std::ostream& o, const Inventory& inv) {
+  if (inv.num_experts <= 0) return;
+  size_t moe = 0, routed = 0, fused = 0, shared = 0, routers = 0;
+  for (size_t l = 0; l < static_cast<size_t>(inv.num_layers()); ++l)
+    if (!describe_layer_experts(inv, l).empty()) ++moe;
+  for (const auto& p : inv.params) {
+    routed += p.expert_part == ExpertPart::kRouted;
+    fused += p.expert_part == ExpertPart::kFused;
+    shared += p.expert_part == ExpertPart::kShared;
+    routers += p.expert_part == ExpertPart::kRouter;
+  }
+  o << "experts: " << moe << " of " << inv.num_layers() << " layers hold a mixture of "
+    << inv.num_experts << " experts (";
+  auto n = [](size_t k) { return with_commas(static_cast<int64_t>(k)); };
+  if (routed) o << n(routed) << " per-expert tensors";
+  if (routed && fused) o << ", ";
+  if (fused) o << n(fused) << " fused tensors, experts along the first dimension";
+  o << ")";
+  if (shared) o << " · " << n(shared) << " shared-expert tensors";
+  if (routers) o << " · " << n(routers) << " router tensors";
+  o << (inv.config_experts > 0 ? " · count from the config" : " · count from the tensors") << "\n";
 }
 
 void roles_text(std::ostream& o, const Inventory& inv) {
@@ -155,6 +180,8 @@ void per_layer_text(std::ostream& o, const Inventory& inv) {
         }
         o << idx << L.name << " · " << L.params.size() << " tensors";
         if (shapes) o << " · " << with_commas(L.numel);
+        const std::string experts = describe_layer_experts(inv, static_cast<size_t>(l));
+        if (!experts.empty()) o << " · " << experts;
         o << "\n";
       }
     }
@@ -184,6 +211,7 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
   std::ostringstream o;
   header_text(o, inv);
   structure_text(o, inv);
+  experts_text(o, inv);
   roles_text(o, inv);
   ties_and_non_parameters_text(o, inv);
   per_layer_text(o, inv);
@@ -237,6 +265,7 @@ std::string inventory_json(const Inventory& inv) {
   if (!inv.family.empty()) j.field("family", inv.family);
   if (!inv.quantization.empty()) j.field("quantization", inv.quantization);
   if (!inv.config_modalities.empty()) j.key("config_modalities").strings(inv.config_modalities);
+  if (inv.num_experts > 0) j.field("num_experts", inv.num_experts);
   if (!inv.config_layers.empty()) {
     j.key("config_layers").begin_object();
     for (const auto& [k, v] : inv.config_layers) j.field(k, v);
@@ -256,6 +285,8 @@ std::string inventory_json(const Inventory& inv) {
     j.field("role", role_name(p.role)).key("layer");
     p.layer >= 0 ? j.value(p.layer) : j.null();
     if (p.part >= 0) j.field(p.role == Role::kTower ? "tower" : "connector", p.part);
+    if (p.expert_part != ExpertPart::kNone) j.field("expert_part", expert_part_name(p.expert_part));
+    if (p.expert >= 0) j.field("expert", p.expert);
     j.end_object();
   }
   j.end_array();

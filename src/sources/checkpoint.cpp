@@ -234,6 +234,7 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
   if (!cfg.quantization.empty()) inv.quantization = cfg.quantization;
   inv.config_layers = cfg.layer_counts();
   inv.config_modalities = cfg.modalities();
+  inv.config_experts = cfg.expert_count().value_or(0);
   // The notes of the header source about unknown shapes no longer hold once the family filled them.
   if (inv.shapes_known()) {
     auto& n = inv.source_notes;

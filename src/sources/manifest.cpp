@@ -42,6 +42,8 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
     if (m.contains("quantization") && m["quantization"].is_string())
       inv.quantization = m["quantization"];
     if (m.contains("family") && m["family"].is_string()) inv.family = m["family"];
+    if (m.contains("num_experts") && m["num_experts"].is_number_integer())
+      inv.config_experts = m["num_experts"].get<int64_t>();
     // What the config said, which discovery uses (towers found by the config, count checks).
     if (m.contains("config_modalities") && m["config_modalities"].is_array())
       for (const auto& x : m["config_modalities"])

@@ -101,6 +101,14 @@ std::vector<std::pair<std::string, int64_t>> ModelConfig::layer_counts() const {
   return out;
 }
 
+std::optional<int64_t> ModelConfig::expert_count() const {
+  for (const char* prefix : {"", "text_config.", "language_config.", "llm_config."})
+    for (const char* key :
+         {"num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"})
+      if (auto n = integer(std::string(prefix) + key); n && *n > 0) return n;
+  return std::nullopt;
+}
+
 std::vector<std::string> ModelConfig::modalities() const {
   auto has_section = [&](std::initializer_list<const char*> sections) {
     for (const char* s : sections) {

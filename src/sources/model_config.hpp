@@ -31,6 +31,9 @@ struct ModelConfig {
   /// stack, from `num_hidden_layers`, `n_layer`, `num_layers`, `text_config.*`,
   /// `vision_config.depth` / `num_hidden_layers`, encoder/decoder counts.
   std::vector<std::pair<std::string, int64_t>> layer_counts() const;
+  /// Routed experts per MoE layer: `num_local_experts` (Mixtral, GPT-OSS, Granite), `num_experts`
+  /// (Qwen-MoE), `n_routed_experts` (DeepSeek), also under `text_config.`; nullopt when absent.
+  std::optional<int64_t> expert_count() const;
   /// The modalities besides text that the config describes: "vision" for a `vision_config`
   /// (or `visual`, `vision_tower_config`), "audio" for an `audio_config` (or `speech_config`).
   std::vector<std::string> modalities() const;
