@@ -153,10 +153,10 @@ void discover_experts(Inventory& inv, const DiscoveryPatterns& patterns, Diagnos
     return;
   }
   if (highest >= inv.num_experts)
-    inv.notes.push_back(fmt::format("a routed expert's index ({}) is not below the expert count "
-                                    "({}) the {} states",
-                                    highest, inv.num_experts,
-                                    inv.config_experts > 0 ? "config" : "router"));
+    inv.notes.push_back(
+        fmt::format("a routed expert's index ({}) is not below the expert count "
+                    "({}) the {} states",
+                    highest, inv.num_experts, inv.config_experts > 0 ? "config" : "router"));
   // A fused tensor holds every expert along its first dimension; one that does not is not fused.
   std::vector<std::string> not_fused;
   for (auto& p : inv.params)
