@@ -7,7 +7,9 @@ command -v clang-format >/dev/null || {
   sudo=""; (( EUID )) && sudo=sudo
   $sudo apt-get install -y -qq clang-format >/dev/null
 }
-mapfile -t files < <(git ls-files 'src/*.cpp' 'src/*.hpp' 'include/*.hpp' 'tests/*.cpp' 'tests/*.hpp' \
+# Tracked files and new ones not yet added (a new file is formatted before its first commit).
+mapfile -t files < <(git ls-files --cached --others --exclude-standard \
+                      'src/*.cpp' 'src/*.hpp' 'include/*.hpp' 'tests/*.cpp' 'tests/*.hpp' \
                       'bench/*.cpp' 'fuzz/*.cpp' 'examples/*.cpp' 'examples/*.hpp')
 if [[ "${1:-}" == "--check" ]]; then
   if ! clang-format --dry-run --Werror "${files[@]}" 2>/tmp/clang-format.$$; then
