@@ -88,6 +88,11 @@ class Executor {
   /// refuses a change, the module is left at the last change point completed, and so is the
   /// executor's time.
   bool on_epoch_begin(int64_t epoch);
+  /// Call right before `optimizer.step()` when the plan freezes some experts of a fused expert
+  /// tensor (docs/EXPERTS.md): such a tensor's group has weight_decay 0 and the executor applies
+  /// the decay to its trainable experts only. on_step throws DiagnosticError when a masked
+  /// tensor's decay is due and the call was missed. Costs nothing without masks.
+  void before_optimizer_step();
   bool on_step(int64_t global_step);
   bool seek(int64_t epoch, int64_t global_step = 0);
 
@@ -119,8 +124,11 @@ class Executor {
   const std::vector<Diagnostic>& warnings() const;
   /// The module's inventory as discovery annotated it (layers, roles), in the plan's order.
   const Inventory& inventory() const;
-  /// Whether parameter `i` (an inventory index) is frozen now.
+  /// Whether parameter `i` (an inventory index) is frozen now (whole).
   bool is_frozen(size_t i) const;
+  /// The experts of fused expert tensor `i` that are frozen now while the rest of it trains;
+  /// empty when it is not frozen in part.
+  std::vector<int32_t> frozen_experts(size_t i) const;
   /// The plan it runs.
   const Plan& plan() const;
 

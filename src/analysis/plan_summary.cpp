@@ -51,33 +51,70 @@ const char* group_state_name(GroupState s) {
 namespace {
 
 struct Acc {
-  size_t frozen = 0, total = 0;
+  size_t frozen = 0, total = 0, partial = 0;
   int64_t numel = 0;
-  void add(bool f, int64_t n) {
+  void add(bool f, int64_t n, bool part = false) {
     frozen += f;
+    partial += part;
     ++total;
     numel += n;
   }
   GroupState state() const {
     if (total == 0) return GroupState::kEmpty;
+    if (partial > 0) return GroupState::kPartial;
     if (frozen == 0) return GroupState::kActive;
     if (frozen == total) return GroupState::kFrozen;
     return GroupState::kPartial;
   }
 };
 
-std::vector<LayerRun> layer_runs(const Inventory& inv, const Bitset& frozen, bool one_per_layer) {
+// How many of a mixture-of-experts layer's routed experts train: an expert trains when any of
+// its tensors (or slices of fused ones) does. -1 for a layer without experts.
+int64_t training_experts(const Inventory& inv, int32_t l, const Selection& frozen,
+                         const SliceTable& slices) {
+  const int64_t E = inv.num_experts;
+  if (E <= 0) return -1;
+  std::vector<bool> trains(static_cast<size_t>(E), false);
+  bool moe = false;
+  for (uint32_t q : inv.layers[static_cast<size_t>(l)].params) {
+    const Param& p = inv.params[q];
+    if (p.expert_part == ExpertPart::kRouted && p.expert >= 0 && p.expert < E) {
+      moe = true;
+      if (!frozen.params.test(q)) trains[static_cast<size_t>(p.expert)] = true;
+    } else if (p.expert_part == ExpertPart::kFused && slices.slot[q] >= 0) {
+      moe = true;
+      if (frozen.params.test(q)) continue;
+      const size_t k = static_cast<size_t>(slices.slot[q]);
+      for (int64_t e = 0; e < slices.experts(k) && e < E; ++e)
+        if (!frozen.slices.test(slices.first[k] + static_cast<size_t>(e)))
+          trains[static_cast<size_t>(e)] = true;
+    }
+  }
+  if (!moe) return -1;
+  return std::count(trains.begin(), trains.end(), true);
+}
+
+std::vector<LayerRun> layer_runs(const Inventory& inv, const Selection& frozen,
+                                 const SliceTable& slices, bool one_per_layer) {
   std::vector<LayerRun> runs;
   for (int32_t l = 0; l < inv.num_layers(); ++l) {
     Acc a;
-    for (uint32_t q : inv.layers[l].params) a.add(frozen.test(q), inv.params[q].numel);
+    for (uint32_t q : inv.layers[l].params)
+      a.add(frozen.params.test(q), inv.params[q].numel, frozen.partial(q, slices));
     GroupState st = a.state();
-    if (!one_per_layer && !runs.empty() && runs.back().state == st && runs.back().last == l - 1) {
+    std::string detail;
+    if (st == GroupState::kPartial) {
+      int64_t k = training_experts(inv, l, frozen, slices);
+      if (k >= 0 && k < inv.num_experts)
+        detail = fmt::format("experts {}/{} train", k, inv.num_experts);
+    }
+    if (!one_per_layer && !runs.empty() && runs.back().state == st &&
+        runs.back().detail == detail && runs.back().last == l - 1) {
       runs.back().last = l;
       runs.back().numel += a.numel;
       runs.back().tensors += a.total;
     } else {
-      runs.push_back({l, l, st, a.numel, a.total});
+      runs.push_back({l, l, st, a.numel, a.total, detail});
     }
   }
   return runs;
@@ -171,11 +208,16 @@ void step_compute(const Inventory& inv, bool shapes, const Bitset& frozen, Stage
 }  // namespace
 
 std::string layer_status_table(const Inventory& inv, const Bitset& frozen, bool show_all) {
+  return layer_status_table(inv, Selection{frozen, Bitset()}, SliceTable{}, show_all);
+}
+
+std::string layer_status_table(const Inventory& inv, const Selection& frozen,
+                               const SliceTable& slices, bool show_all) {
   std::ostringstream out;
   const bool shapes = inv.shapes_known();  // one pass over the parameters, not one a line
   const std::string rule(40, '=');
   out << rule << "\nLAYER STATUS\n" << rule << "\n";
-  auto runs = layer_runs(inv, frozen, show_all);
+  auto runs = layer_runs(inv, frozen, slices, show_all);
   std::vector<std::string> labels;
   size_t width = 0;
   for (const auto& r : runs) {
@@ -185,11 +227,12 @@ std::string layer_status_table(const Inventory& inv, const Bitset& frozen, bool 
     width = std::max(width, l.size());
     labels.push_back(l);
   }
-  auto groups = group_lines(inv, frozen);
+  auto groups = group_lines(inv, frozen.params);
   for (const auto& g : groups) width = std::max(width, g.label.size() + 1);
   if (runs.empty()) out << "(no layers discovered)\n";
   for (size_t i = 0; i < runs.size(); ++i)
-    out << fmt::format("{:<{}} {:<7} ({})\n", labels[i], width, group_state_name(runs[i].state),
+    out << fmt::format("{:<{}} {:<7} ({}{})\n", labels[i], width, group_state_name(runs[i].state),
+                       runs[i].detail.empty() ? "" : runs[i].detail + "; ",
                        amount(shapes, runs[i].numel, runs[i].tensors));
   out << std::string(40, '-') << "\n";
   for (const auto& g : groups) {
@@ -235,7 +278,17 @@ PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const T
         s.saved_grad_bytes += p.bytes();
         s.saved_optimizer_bytes += p.bytes() * states;
       } else {
-        s.trainable_numel += p.numel;
+        // A masked fused tensor: its frozen experts' elements are frozen, but the gradient and
+        // optimizer state are allocated for the whole tensor.
+        int64_t masked = 0;
+        if (int64_t c = plan.slices.count(static_cast<uint32_t>(i), point.frozen_slices); c > 0) {
+          const auto k = static_cast<size_t>(plan.slices.slot[i]);
+          masked = p.numel / plan.slices.experts(k) * c;
+          ++s.masked_tensors;
+          s.masked_frozen_numel += masked;
+          s.frozen_numel += masked;
+        }
+        s.trainable_numel += p.numel - masked;
         ++s.trainable_tensors;
         s.grad_bytes += p.bytes();
         s.optimizer_bytes += p.bytes() * states;
@@ -260,7 +313,7 @@ PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const T
     }
     s.nothing_trains = s.trainable_tensors == 0;
     step_compute(inv, ps.shapes_known, point.frozen, s);
-    s.runs = layer_runs(inv, point.frozen, false);
+    s.runs = layer_runs(inv, {point.frozen, point.frozen_slices}, plan.slices, false);
     s.groups = group_lines(inv, point.frozen);
     // Which rules decided the state here: at the start every rule with an effect; later, the
     // rules behind what changed.
@@ -289,6 +342,7 @@ PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const T
     } else {
       for (uint32_t i : point.newly_frozen) count(i);
       for (uint32_t i : point.newly_unfrozen) count(i);
+      for (uint32_t i : point.remasked) count(i);
     }
     std::sort(order.begin(), order.end(),
               [&](const PlanRule* x, const PlanRule* y) { return rank.at(x) < rank.at(y); });

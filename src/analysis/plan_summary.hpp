@@ -26,6 +26,7 @@ struct LayerRun {
   GroupState state = GroupState::kActive;
   int64_t numel = 0;
   size_t tensors = 0;
+  std::string detail;  // a mixture-of-experts layer in part frozen: "experts 8/64 train"
 };
 
 struct GroupLine {
@@ -48,8 +49,12 @@ struct StageSummary {
   size_t frozen_tensors = 0, trainable_tensors = 0;
   int64_t grad_bytes = 0, optimizer_bytes = 0;              // for what trains
   int64_t saved_grad_bytes = 0, saved_optimizer_bytes = 0;  // by what is frozen
-  std::optional<int32_t> first_trainable_layer;             // of the trunk
-  bool input_side_trainable = false;  // embeddings train: backward runs to the input
+  // Fused expert tensors frozen in part (masked): their frozen elements count as frozen above,
+  // but LibTorch still allocates their whole gradient and optimizer state, so they save nothing.
+  size_t masked_tensors = 0;
+  int64_t masked_frozen_numel = 0;
+  std::optional<int32_t> first_trainable_layer;  // of the trunk
+  bool input_side_trainable = false;             // embeddings train: backward runs to the input
   // A multimodal model (docs/ARCHITECTURES.md): what trains before the trunk, in data flow. Either
   // makes the backward pass run through every trunk layer.
   bool connector_trainable = false;
@@ -102,6 +107,9 @@ PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const T
 
 /// The layer status table of one state, in the seed's format (print_layer_status).
 std::string layer_status_table(const Inventory& inv, const Bitset& frozen, bool show_all);
+/// The same, with the expert slices of fused tensors (a layer can be PARTIAL by experts).
+std::string layer_status_table(const Inventory& inv, const Selection& frozen,
+                               const SliceTable& slices, bool show_all);
 
 /// "epoch 3", "step 40", "epoch 1 · step 100".
 std::string time_text(const Time& t, bool uses_steps);

@@ -159,7 +159,8 @@ class Compiler {
     plan.description = s_.description;
     plan.params = *scope;
     scope_ = &plan.params;
-    Resolver res(I, *scope, diags_);
+    plan.slices.build(I);
+    Resolver res(I, plan.slices, *scope, diags_);
     inv_ = &I;
     for (size_t i = 0; i < I.params.size(); ++i)
       if (!I.params[i].aliases.empty()) tied_.push_back(static_cast<uint32_t>(i));
@@ -244,7 +245,8 @@ class Compiler {
     // written for any model (every preset) names them: no warning for that.
     bool multimodal_only = r.selector.kind == Selector::Kind::kRole &&
                            (r.selector.role == Role::kTower || r.selector.role == Role::kConnector);
-    if (pr.set.is_static() && !pr.set.leaf.any() && !(multimodal_only && !inv_->multimodal())) {
+    if (pr.set.is_static() && !pr.set.leaf.any() && !pr.set.slices.any() &&
+        !(multimodal_only && !inv_->multimodal())) {
       no_match_.push_back({&r.selector, pr.prov});
     }
     if (pr.set.is_static()) {
@@ -344,6 +346,15 @@ class Compiler {
       return {};
     }
     const Inventory& I = *plan.inventory;
+    for (uint32_t i : plan.slices.params)
+      if (plan.slices.count(i, sel.slices) > 0 && !sel.leaf.test(i)) {
+        diags_.error("progressive-partial",
+                     "a progressive stage opens whole tensors, but its selector takes only some "
+                     "experts of the fused tensor '" +
+                         I.params[i].name + "'",
+                     st.loc, {"select whole layers here, and cut experts with a stage's rules"});
+        return {};
+      }
     std::vector<uint32_t> loose;
     auto by_group = progressive_groups(I, sel.leaf, &loose);
     if (!loose.empty())
@@ -365,7 +376,10 @@ class Compiler {
     auto span =
         st.has_every ? trigger_value(st.period, res, true) : trigger_value(*st.over, res, false);
     if (!span) return {};
-    return expand_progressive(st, I, by_group, at, *gs, *span, named);
+    auto out = expand_progressive(st, I, by_group, at, *gs, *span, named);
+    for (auto& ps : out)
+      for (auto& r : ps.rules) r.set.slices = plan.slices.expand(r.set.leaf);
+    return out;
   }
 
   void warnings(CompiledPlan& plan) {

@@ -198,4 +198,16 @@ std::string describe_layer_experts(const Inventory& inv, size_t layer) {
   return out;
 }
 
+std::string index_ranges(const std::vector<int32_t>& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size();) {
+    size_t j = i;
+    while (j + 1 < v.size() && v[j + 1] == v[j] + 1) ++j;
+    out += (out.empty() ? "" : ", ") + std::to_string(v[i]);
+    if (j > i) out += "-" + std::to_string(v[j]);
+    i = j + 1;
+  }
+  return out;
+}
+
 }  // namespace layerfreeze

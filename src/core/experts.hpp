@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "core/discovery_patterns.hpp"
 #include "layerfreeze/diagnostics.hpp"
@@ -19,5 +20,8 @@ void discover_experts(Inventory& inv, const DiscoveryPatterns& patterns, Diagnos
 /// What a layer's experts are, for printers: "8 experts · router", "64 experts fused in 3
 /// tensors · shared expert · router"; "" for a layer without experts.
 std::string describe_layer_experts(const Inventory& inv, size_t layer);
+
+/// Sorted indices as ranges: "0-3, 7, 9-10".
+std::string index_ranges(const std::vector<int32_t>& sorted);
 
 }  // namespace layerfreeze

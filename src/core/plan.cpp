@@ -17,19 +17,24 @@ uint64_t splitmix64(uint64_t& x) {
   return z ^ (z >> 31);
 }
 
-void apply(const PlanRule& r, Bitset& state, int64_t period, const Inventory& inv) {
+void apply(const PlanRule& r, Selection& state, int64_t period, const Inventory& inv,
+           const SliceTable& table) {
+  auto put = [&](const Bitset& params, const Bitset& slices) {
+    if (r.action == Action::kFreeze) {
+      state.params |= params;
+      state.slices |= slices;
+    } else {
+      state.params.subtract(params);
+      state.slices.subtract(slices);
+    }
+  };
   if (r.set.is_static()) {
-    if (r.action == Action::kFreeze)
-      state |= r.set.leaf;
-    else
-      state.subtract(r.set.leaf);
-    return;
+    put(r.set.leaf, r.set.slices);
+  } else {
+    Selection s = r.set.eval(period, inv, table);
+    put(s.params, s.slices);
   }
-  Bitset s = r.set.eval(period, inv);
-  if (r.action == Action::kFreeze)
-    state |= s;
-  else
-    state.subtract(s);
+  if (!table.empty()) table.normalize(state.params, state.slices);
 }
 
 void hash_set(Hasher& h, const DynamicSet& d) {
@@ -40,6 +45,28 @@ void hash_set(Hasher& h, const DynamicSet& d) {
   h.add(d.count);
   h.add(static_cast<int64_t>(d.seed));
   for (auto w : d.mask.words()) h.add(static_cast<int64_t>(w));
+  for (auto w : d.slices.words()) h.add(static_cast<int64_t>(w));
+}
+
+void hash_state(Hasher& h, const Selection& s) {
+  for (auto w : s.params.words()) h.add(static_cast<int64_t>(w));
+  for (auto w : s.slices.words()) h.add(static_cast<int64_t>(w));
+}
+
+// Fused tensors, not frozen whole in `now`, whose frozen slices differ from `before`.
+std::vector<uint32_t> remasked_between(const SliceTable& table, const Bitset& before,
+                                       const Selection& now) {
+  std::vector<uint32_t> out;
+  for (size_t k = 0; k < table.params.size(); ++k) {
+    const uint32_t i = table.params[k];
+    if (now.params.test(i)) continue;
+    for (size_t j = table.first[k]; j < table.first[k + 1]; ++j)
+      if (before.test(j) != now.slices.test(j)) {
+        out.push_back(i);
+        break;
+      }
+  }
+  return out;
 }
 
 }  // namespace
@@ -49,22 +76,34 @@ std::string Provenance::where() const {
   return loc.file + ":" + std::to_string(loc.line) + ":" + std::to_string(loc.column);
 }
 
-Bitset DynamicSet::eval(int64_t period, const Inventory& inv) const {
+Selection DynamicSet::eval(int64_t period, const Inventory& inv, const SliceTable& table) const {
   switch (op) {
-    case Op::kLeaf: return leaf;
+    case Op::kLeaf: return {leaf, slices};
     case Op::kUnion: {
-      Bitset b = kids[0].eval(period, inv);
-      for (size_t i = 1; i < kids.size(); ++i) b |= kids[i].eval(period, inv);
+      Selection b = kids[0].eval(period, inv, table);
+      for (size_t i = 1; i < kids.size(); ++i) {
+        Selection k = kids[i].eval(period, inv, table);
+        b.params |= k.params;
+        b.slices |= k.slices;
+      }
+      table.normalize(b.params, b.slices);
       return b;
     }
     case Op::kIntersect: {
-      Bitset b = kids[0].eval(period, inv);
-      for (size_t i = 1; i < kids.size(); ++i) b &= kids[i].eval(period, inv);
+      Selection b = kids[0].eval(period, inv, table);
+      for (size_t i = 1; i < kids.size(); ++i) {
+        Selection k = kids[i].eval(period, inv, table);
+        b.params &= k.params;
+        b.slices &= k.slices;
+      }
       return b;
     }
     case Op::kMinus: {
-      Bitset b = kids[0].eval(period, inv);
-      b.subtract(kids[1].eval(period, inv));
+      Selection b = kids[0].eval(period, inv, table);
+      Selection k = kids[1].eval(period, inv, table);
+      b.params.subtract(k.params);
+      b.slices.subtract(k.slices);
+      table.normalize(b.params, b.slices);
       return b;
     }
     case Op::kRandom: {
@@ -82,32 +121,97 @@ Bitset DynamicSet::eval(int64_t period, const Inventory& inv) const {
       for (int64_t i = 0; i < k; ++i)
         for (uint32_t q : inv.layers[p[static_cast<size_t>(i)]].params) b.set(q);
       b &= mask;
-      return b;
+      Bitset s = table.expand(b);
+      return {std::move(b), std::move(s)};
     }
   }
-  return leaf;
+  return {leaf, slices};
+}
+
+void SliceTable::build(const Inventory& inv) {
+  params.clear();
+  first.assign(1, 0);
+  slot.assign(inv.params.size(), -1);
+  for (size_t i = 0; i < inv.params.size(); ++i) {
+    const Param& p = inv.params[i];
+    if (p.expert_part != ExpertPart::kFused || !p.shape_known || p.shape.empty() || p.shape[0] <= 0)
+      continue;
+    slot[i] = static_cast<int32_t>(params.size());
+    params.push_back(static_cast<uint32_t>(i));
+    first.push_back(first.back() + static_cast<size_t>(p.shape[0]));
+  }
+}
+
+Bitset SliceTable::expand(const Bitset& sel) const {
+  Bitset out(size());
+  for (size_t k = 0; k < params.size(); ++k)
+    if (sel.test(params[k]))
+      for (size_t j = first[k]; j < first[k + 1]; ++j) out.set(j);
+  return out;
+}
+
+void SliceTable::normalize(Bitset& sel, const Bitset& slices) const {
+  for (size_t k = 0; k < params.size(); ++k) {
+    bool all = true;
+    for (size_t j = first[k]; j < first[k + 1] && all; ++j) all = slices.test(j);
+    if (all)
+      sel.set(params[k]);
+    else
+      sel.reset(params[k]);
+  }
+}
+
+int64_t SliceTable::count(uint32_t i, const Bitset& slices) const {
+  if (i >= slot.size() || slot[i] < 0) return -1;
+  const size_t k = static_cast<size_t>(slot[i]);
+  int64_t c = 0;
+  for (size_t j = first[k]; j < first[k + 1]; ++j) c += slices.test(j);
+  return c;
+}
+
+std::vector<int32_t> SliceTable::experts_in(uint32_t i, const Bitset& slices) const {
+  std::vector<int32_t> out;
+  if (i >= slot.size() || slot[i] < 0) return out;
+  const size_t k = static_cast<size_t>(slot[i]);
+  for (size_t j = first[k]; j < first[k + 1]; ++j)
+    if (slices.test(j)) out.push_back(static_cast<int32_t>(j - first[k]));
+  return out;
+}
+
+int64_t CompiledPlan::frozen_numel(const Selection& s) const {
+  int64_t n = 0;
+  const Inventory& inv = *inventory;
+  s.params.for_each([&](size_t i) { n += inv.params[i].numel; });
+  for (size_t k = 0; k < slices.params.size(); ++k) {
+    const uint32_t i = slices.params[k];
+    if (s.params.test(i)) continue;
+    int64_t c = slices.count(i, s.slices);
+    if (c > 0) n += inv.params[i].numel / slices.experts(k) * c;
+  }
+  return n;
 }
 
 void CompiledPlan::finalize() {
   const Inventory& inv = *inventory;
-  initial_state_ = Bitset(inv.params.size());
-  for (const auto& r : initial) apply(r, initial_state_, 0, inv);
+  if (slices.first.empty()) slices.build(inv);
+  initial_state_ = {Bitset(inv.params.size()), Bitset(slices.size())};
+  for (const auto& r : initial) apply(r, initial_state_, 0, inv, slices);
   prefix_.clear();
   prefix_.push_back(initial_state_);
   has_periodic_ = false;
   has_stage_lr_ = false;
   for (const auto& st : stages) {
     if (st.group_lr || st.group_lr_scale) has_stage_lr_ = true;
-    Bitset next = prefix_.back();
+    Selection next = prefix_.back();
     if (st.period > 0)
       has_periodic_ = true;
     else
-      for (const auto& r : st.rules) apply(r, next, 0, inv);
+      for (const auto& r : st.rules) apply(r, next, 0, inv, slices);
     prefix_.push_back(std::move(next));
   }
   Hasher h;
   h.add(inv.fingerprint());
-  for (auto w : initial_state_.words()) h.add(static_cast<int64_t>(w));
+  hash_state(h, initial_state_);
   for (size_t j = 0; j < stages.size(); ++j) {
     const auto& st = stages[j];
     h.add(static_cast<int>(st.unit));
@@ -119,7 +223,7 @@ void CompiledPlan::finalize() {
         hash_set(h, r.set);
       }
     } else {
-      for (auto w : prefix_[j + 1].words()) h.add(static_cast<int64_t>(w));
+      hash_state(h, prefix_[j + 1]);
     }
   }
   fingerprint_ = h.hex();
@@ -153,17 +257,18 @@ Time CompiledPlan::horizon(std::optional<int64_t> epochs, std::optional<int64_t>
   return h;
 }
 
-Bitset CompiledPlan::frozen_at(const Time& t) const {
+Selection CompiledPlan::state_at(const Time& t) const {
   size_t j = 0;
   while (j < stages.size() && stages[j].fires(t) && stages[j].period == 0) ++j;
   bool rest_quiet = true;
   for (size_t k = j; k < stages.size(); ++k) rest_quiet = rest_quiet && !stages[k].fires(t);
   if (rest_quiet) return prefix_[j];
   // A periodic stage is active, or triggers fired out of key order: apply in order.
-  Bitset state = prefix_[j];
+  Selection state = prefix_[j];
   for (size_t k = j; k < stages.size(); ++k) {
     if (!stages[k].fires(t)) continue;
-    for (const auto& r : stages[k].rules) apply(r, state, stages[k].period_at(t), *inventory);
+    for (const auto& r : stages[k].rules)
+      apply(r, state, stages[k].period_at(t), *inventory, slices);
   }
   return state;
 }
@@ -172,8 +277,11 @@ std::vector<const PlanRule*> CompiledPlan::deciders_at(const Time& t) const {
   const Inventory& inv = *inventory;
   std::vector<const PlanRule*> by(inv.params.size(), nullptr);
   auto mark = [&](const PlanRule& r, int64_t period) {
-    Bitset s = r.set.eval(period, inv);
-    s.for_each([&](size_t i) { by[i] = &r; });
+    Selection s = r.set.eval(period, inv, slices);
+    s.params.for_each([&](size_t i) { by[i] = &r; });
+    // A fused tensor the rule cuts through: it decides that tensor's state too.
+    for (uint32_t i : slices.params)
+      if (!s.params.test(i) && slices.count(i, s.slices) > 0) by[i] = &r;
   };
   for (const auto& r : initial) mark(r, 0);
   for (const auto& st : stages)
@@ -269,8 +377,15 @@ std::vector<StatePoint> CompiledPlan::timeline(const Time& horizon, size_t max_p
   std::vector<StatePoint> out;
   StatePoint first;
   first.at = Time{0, 0};
-  first.frozen = frozen_at(first.at);
+  {
+    Selection s0 = state_at(first.at);
+    first.frozen = std::move(s0.params);
+    first.frozen_slices = std::move(s0.slices);
+  }
   first.frozen.for_each([&](size_t i) { first.newly_frozen.push_back(static_cast<uint32_t>(i)); });
+  for (uint32_t i : slices.params)
+    if (!first.frozen.test(i) && slices.count(i, first.frozen_slices) > 0)
+      first.remasked.push_back(i);
   for (const auto& c : cands)
     if (c.key == 0) first.causes.push_back(c.cause);
   out.push_back(std::move(first));
@@ -280,9 +395,11 @@ std::vector<StatePoint> CompiledPlan::timeline(const Time& horizon, size_t max_p
     while (j < cands.size() && cands[j].key == cands[i].key) causes.push_back(cands[j++].cause);
     if (cands[i].key != 0) {
       Time t = cands[i].t;
-      Bitset s = frozen_at(t);
+      Selection now = state_at(t);
+      Bitset& s = now.params;
       const Bitset& prev = out.back().frozen;
-      if (s != prev) {
+      const Bitset& prev_slices = out.back().frozen_slices;
+      if (s != prev || now.slices != prev_slices) {
         StatePoint sp;
         sp.at = t;
         sp.causes = causes;
@@ -290,7 +407,9 @@ std::vector<StatePoint> CompiledPlan::timeline(const Time& horizon, size_t max_p
           if (s.test(k) && !prev.test(k)) sp.newly_frozen.push_back(static_cast<uint32_t>(k));
           if (!s.test(k) && prev.test(k)) sp.newly_unfrozen.push_back(static_cast<uint32_t>(k));
         }
+        sp.remasked = remasked_between(slices, prev_slices, now);
         sp.frozen = std::move(s);
+        sp.frozen_slices = std::move(now.slices);
         out.push_back(std::move(sp));
       }
     }
@@ -304,26 +423,28 @@ bool PlanCursor::seek(const Time& t) {
     last_ = t;
     return false;
   }
-  Bitset now = plan_->frozen_at(t);
+  Selection now = plan_->state_at(t);
   next_ = plan_->next_change(t);
   last_ = t;
   newly_frozen_.clear();
   newly_unfrozen_.clear();
-  if (!valid_) frozen_ = Bitset(now.size());
+  remasked_.clear();
+  if (!valid_) state_ = {Bitset(now.params.size()), Bitset(now.slices.size())};
   valid_ = true;
-  if (now == frozen_) return false;
+  if (now == state_) return false;
   // Word by word: only the words that differ are walked bit by bit.
-  const auto& a = frozen_.words();
-  const auto& b = now.words();
+  const auto& a = state_.params.words();
+  const auto& b = now.params.words();
   for (size_t w = 0; w < a.size(); ++w) {
     uint64_t diff = a[w] ^ b[w];
     while (diff) {
       size_t i = w * 64 + static_cast<size_t>(__builtin_ctzll(diff));
-      (now.test(i) ? newly_frozen_ : newly_unfrozen_).push_back(static_cast<uint32_t>(i));
+      (now.params.test(i) ? newly_frozen_ : newly_unfrozen_).push_back(static_cast<uint32_t>(i));
       diff &= diff - 1;
     }
   }
-  frozen_ = std::move(now);
+  if (now.slices != state_.slices) remasked_ = remasked_between(plan_->slices, state_.slices, now);
+  state_ = std::move(now);
   return true;
 }
 

@@ -15,6 +15,42 @@
 
 namespace layerfreeze {
 
+/// The expert slices of a model: one bit per routed expert of every fused expert tensor (a tensor
+/// that holds all of a layer's experts along its first dimension), so a selector can cut through
+/// one (docs/EXPERTS.md). A fused tensor's own bit in a parameter set means "all its slices"; a
+/// set keeps the two consistent (normalize).
+struct SliceTable {
+  std::vector<uint32_t> params;  // the fused tensors, inventory order
+  std::vector<size_t> first;     // first slice of params[k]; first[k + 1] - first[k] experts
+  std::vector<int32_t> slot;     // per inventory parameter: its k in `params`, or -1
+
+  void build(const Inventory& inv);
+  size_t size() const { return first.empty() ? 0 : first.back(); }
+  bool empty() const { return params.empty(); }
+  int64_t experts(size_t k) const { return static_cast<int64_t>(first[k + 1] - first[k]); }
+  /// The slices of every fused tensor `params` selects whole.
+  Bitset expand(const Bitset& params) const;
+  /// Sets a fused tensor's bit in `params` exactly when all its slices are in `slices`.
+  void normalize(Bitset& params, const Bitset& slices) const;
+  /// How many of parameter i's slices `slices` holds; -1 when i is not fused.
+  int64_t count(uint32_t i, const Bitset& slices) const;
+  /// The experts of parameter i in `slices`, ascending.
+  std::vector<int32_t> experts_in(uint32_t i, const Bitset& slices) const;
+};
+
+/// What a rule selects, or what is frozen: whole tensors and expert slices of fused tensors.
+struct Selection {
+  Bitset params;  // a fused tensor's bit: all its slices
+  Bitset slices;  // SliceTable order
+  bool operator==(const Selection& o) const { return params == o.params && slices == o.slices; }
+  bool operator!=(const Selection& o) const { return !(*this == o); }
+  /// Parameter i is partly in the selection: a fused tensor with some of its slices, not all.
+  bool partial(uint32_t i, const SliceTable& t) const {
+    int64_t c = t.count(i, slices);
+    return c > 0 && !params.test(i);
+  }
+};
+
 /// A selector that varies by period (random_layers); a static one is a single leaf.
 struct DynamicSet {
   enum class Op { kLeaf, kUnion, kIntersect, kMinus, kRandom };
@@ -27,8 +63,10 @@ struct DynamicSet {
   uint64_t seed = 0;
   Bitset mask;
 
+  Bitset slices;  // kLeaf: the expert slices it selects (SliceTable order)
+
   bool is_static() const { return op == Op::kLeaf; }
-  Bitset eval(int64_t period, const Inventory& inv) const;
+  Selection eval(int64_t period, const Inventory& inv, const SliceTable& table) const;
 };
 
 /// Where a decision comes from: the rule's text and location.
@@ -80,7 +118,9 @@ struct StatePoint {
   Time at;
   std::vector<std::string> causes;  // labels of the stages that fired here
   Bitset frozen;
+  Bitset frozen_slices;  // SliceTable order
   std::vector<uint32_t> newly_frozen, newly_unfrozen;
+  std::vector<uint32_t> remasked;  // fused tensors whose frozen slices changed, not frozen whole
 };
 
 class CompiledPlan {
@@ -93,9 +133,16 @@ class CompiledPlan {
   std::vector<PlanStage> stages;  // sorted by key, file order for ties
   std::vector<Diagnostic> warnings;
   bool uses_epochs = false, uses_steps = false;
+  SliceTable slices;  // the fused expert tensors' slices; empty for most models
 
-  /// Frozen parameters at `t`.
-  Bitset frozen_at(const Time& t) const;
+  /// Frozen parameters at `t` (whole tensors).
+  Bitset frozen_at(const Time& t) const { return state_at(t).params; }
+  /// Frozen tensors and expert slices at `t`.
+  Selection state_at(const Time& t) const;
+  /// Frozen elements of `s`: whole tensors and the frozen share of partly frozen fused ones.
+  int64_t frozen_numel(const Selection& s) const;
+  /// Whether parameter i is partly frozen in `s` (a masked fused tensor).
+  bool partial(const Selection& s, uint32_t i) const { return s.partial(i, slices); }
   /// For each parameter, the rule that decided its state at `t` (nullptr: trainable by
   /// default).
   std::vector<const PlanRule*> deciders_at(const Time& t) const;
@@ -129,8 +176,8 @@ class CompiledPlan {
   void finalize();
 
  private:
-  Bitset initial_state_;
-  std::vector<Bitset> prefix_;  // prefix_[j]: state after initial rules and static stages [0, j)
+  Selection initial_state_;
+  std::vector<Selection> prefix_;  // prefix_[j]: state after initial rules and static stages [0, j)
   bool has_periodic_ = false, has_stage_lr_ = false;
   std::string fingerprint_;
 };
@@ -152,16 +199,19 @@ class PlanCursor {
   /// `newly_unfrozen()` then describe it.
   bool seek(const Time& t);
 
-  const Bitset& frozen() const { return frozen_; }
+  const Bitset& frozen() const { return state_.params; }
+  const Selection& state() const { return state_; }
   const std::vector<uint32_t>& newly_frozen() const { return newly_frozen_; }
   const std::vector<uint32_t>& newly_unfrozen() const { return newly_unfrozen_; }
+  /// Fused tensors whose frozen slices changed and that are not frozen whole now (their masks).
+  const std::vector<uint32_t>& remasked() const { return remasked_; }
 
  private:
   const CompiledPlan* plan_;
   bool valid_ = false;
   Time last_{0, 0}, next_{-1, -1};
-  Bitset frozen_;
-  std::vector<uint32_t> newly_frozen_, newly_unfrozen_;
+  Selection state_;
+  std::vector<uint32_t> newly_frozen_, newly_unfrozen_, remasked_;
 };
 
 }  // namespace layerfreeze

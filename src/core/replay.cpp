@@ -17,6 +17,7 @@ void Replay::start(StateSink& sink) {
       else
         sink.unfreeze(static_cast<uint32_t>(i));
     }
+    remask(cursor_.state().params, plan_->slices.params, sink);
   } catch (...) {
     sink.abort();
     throw;
@@ -31,6 +32,7 @@ bool Replay::apply(const Time& t, StateSink& sink) {
   try {
     sink.freeze_all(cursor_.newly_frozen());
     sink.unfreeze_all(cursor_.newly_unfrozen());
+    remask(cursor_.state().params, cursor_.remasked(), sink);
   } catch (...) {
     sink.abort();
     cursor_.seek(before);
@@ -38,6 +40,12 @@ bool Replay::apply(const Time& t, StateSink& sink) {
   }
   sink.changed(t, cursor_.frozen());
   return true;
+}
+
+void Replay::remask(const Bitset& frozen, const std::vector<uint32_t>& which, StateSink& sink) {
+  const auto& slices = cursor_.state().slices;
+  for (uint32_t i : which)
+    if (!frozen.test(i)) sink.remask(i, plan_->slices.experts_in(i, slices));
 }
 
 bool Replay::move_to(const Time& t, StateSink& sink) {
@@ -76,12 +84,21 @@ std::optional<Time> Replay::next_point(const Time& cur, const Time& t) const {
 
 void RecordingSink::freeze(uint32_t i) {
   state_.set(i);
+  masks_.erase(i);
   pending_.frozen.push_back(i);
 }
 
 void RecordingSink::unfreeze(uint32_t i) {
   state_.reset(i);
   pending_.unfrozen.push_back(i);
+}
+
+void RecordingSink::remask(uint32_t i, const std::vector<int32_t>& frozen_experts) {
+  pending_.masks.push_back({i, frozen_experts});
+  if (frozen_experts.empty())
+    masks_.erase(i);
+  else
+    masks_[i] = frozen_experts;
 }
 
 void RecordingSink::abort() {

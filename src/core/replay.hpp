@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -30,6 +31,14 @@ class StateSink {
   virtual void unfreeze_all(const std::vector<uint32_t>& indices) {
     for (uint32_t i : indices) unfreeze(i);
   }
+  /// A fused expert tensor that is not frozen whole: `frozen_experts` are the experts (slices
+  /// along its first dimension) that must not move; empty: all of it trains. Called after
+  /// freeze/unfreeze, for every such tensor whose slices changed (at the start: every one frozen
+  /// in part).
+  virtual void remask(uint32_t i, const std::vector<int32_t>& frozen_experts) {
+    (void)i;
+    (void)frozen_experts;
+  }
   virtual void changed(const Time& at, const Bitset& frozen) {
     (void)at;
     (void)frozen;
@@ -52,6 +61,7 @@ class Replay {
 
   const Time& now() const { return now_; }
   const Bitset& frozen() const { return cursor_.frozen(); }
+  const Selection& state() const { return cursor_.state(); }
   const CompiledPlan& plan() const { return *plan_; }
 
   /// The first change point after `cur` and not after `t`, if any: the nearer of the next epoch
@@ -62,6 +72,8 @@ class Replay {
   // Seeks the cursor to `t` and hands what changed to the sink; on a sink's exception, aborts
   // and puts the cursor back where it was.
   bool apply(const Time& t, StateSink& sink);
+  // Hands the masks of the fused tensors `which` (those not frozen whole) to the sink.
+  void remask(const Bitset& frozen, const std::vector<uint32_t>& which, StateSink& sink);
 
   const CompiledPlan* plan_;
   PlanCursor cursor_;
@@ -77,19 +89,24 @@ class RecordingSink : public StateSink {
   struct Change {
     Time at;
     std::vector<uint32_t> frozen, unfrozen;
+    std::vector<std::pair<uint32_t, std::vector<int32_t>>> masks;
   };
   explicit RecordingSink(size_t n) : state_(n) {}
   void freeze(uint32_t i) override;
   void unfreeze(uint32_t i) override;
+  void remask(uint32_t i, const std::vector<int32_t>& frozen_experts) override;
   void changed(const Time& at, const Bitset& frozen) override;
   void abort() override;
 
   const std::vector<Change>& changes() const { return changes_; }
   /// The state the sink holds: what a module would, after the calls it received.
   const Bitset& state() const { return state_; }
+  /// The frozen experts of each fused tensor frozen in part now.
+  const std::map<uint32_t, std::vector<int32_t>>& masks() const { return masks_; }
 
  private:
   Bitset state_;
+  std::map<uint32_t, std::vector<int32_t>> masks_;
   Change pending_;
   std::vector<Change> changes_;
 };

@@ -29,6 +29,8 @@ struct Selector {
     kAnyOf,         // union
     kAllOf,         // intersection
     kRandomLayers,  // `count` layers drawn by (seed, period) from the layers of `from`
+    kExperts,       // routed experts by index (or an ESFT expert config), optionally in `layers`
+    kExpertPart,    // routers | shared_experts
   };
   enum class LayerForm { kIndices, kFirst, kLast, kFirstRatio, kLastRatio };
 
@@ -36,15 +38,19 @@ struct Selector {
   SourceLoc loc;
   Role role = Role::kOther;
   LayerForm layer_form = LayerForm::kIndices;
-  std::vector<Expr> indices;       // kIndices: ints or slice strings ("0:16", "-4:")
-  Expr amount;                     // first/last N, ratio; kRandomLayers: count
-  Expr seed;                       // kRandomLayers
-  Expr stack;                      // kLayers restricted to a stack; kStack: the name
-  Expr strings;                    // kRegex, kModuleType, kLeaf: a string or a list of strings
-  Expr case_sensitive;             // kRegex
-  std::vector<Selector> children;  // kAnyOf, kAllOf, kRandomLayers (`from`, 0 or 1)
-  std::vector<Selector> except;    // 0 or 1: subtracted from what this selects
-  std::string text;                // compact one-line form, for plans and tests
+  std::vector<Expr> indices;            // kIndices: ints or slice strings ("0:16", "-4:")
+  Expr amount;                          // first/last N, ratio; kRandomLayers: count
+  Expr seed;                            // kRandomLayers
+  Expr stack;                           // kLayers restricted to a stack; kStack: the name
+  Expr strings;                         // kRegex, kModuleType, kLeaf: a string or a list of strings
+  Expr case_sensitive;                  // kRegex
+  std::vector<Selector> children;       // kAnyOf, kAllOf, kRandomLayers (`from`, 0 or 1),
+                                        // kExperts (the `layers` beside it, 0 or 1)
+  std::vector<Expr> experts;            // kExperts: ints or slice strings; empty: every expert
+  Expr from;                            // kExperts: the path of an ESFT expert config
+  ExpertPart part = ExpertPart::kNone;  // kExpertPart
+  std::vector<Selector> except;         // 0 or 1: subtracted from what this selects
+  std::string text;                     // compact one-line form, for plans and tests
 };
 
 /// `freeze: SEL` or `unfreeze: SEL`, optionally conditional.

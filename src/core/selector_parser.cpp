@@ -2,6 +2,8 @@
 
 #include <re2/re2.h>
 
+#include <algorithm>
+
 #include "core/regex.hpp"
 
 namespace layerfreeze {
@@ -11,10 +13,11 @@ namespace {
 constexpr int kMaxSelectorDepth = 32;
 
 const std::vector<std::string> kSelectorKeys = {
-    "role",   "layers", "stack",         "regex",  "module_type",   "leaf",
-    "any_of", "all_of", "random_layers", "except", "case_sensitive"};
-const std::vector<std::string> kSelectorWords = {"all",   "embeddings", "head",     "layers",
-                                                 "other", "tower",      "connector"};
+    "role",   "layers", "stack",         "regex",  "module_type",    "leaf",
+    "any_of", "all_of", "random_layers", "except", "case_sensitive", "experts"};
+const std::vector<std::string> kSelectorWords = {"all",     "embeddings",    "head",      "layers",
+                                                 "other",   "tower",         "connector", "experts",
+                                                 "routers", "shared_experts"};
 
 }  // namespace
 
@@ -135,16 +138,20 @@ void SelectorParser::word_selector(const YAML::Node& n, Selector& sel) {
   std::string w = n.Scalar();
   if (w == "all") {
     sel.kind = Selector::Kind::kAll;
+  } else if (w == "experts") {
+    sel.kind = Selector::Kind::kExperts;
+  } else if (w == "routers" || w == "shared_experts") {
+    sel.kind = Selector::Kind::kExpertPart;
+    sel.part = w == "routers" ? ExpertPart::kRouter : ExpertPart::kShared;
   } else if (auto role = parse_role(w); role && w != "layer") {
     sel.kind = Selector::Kind::kRole;
     sel.role = *role;
   } else {
     r_.error("unknown-selector", "unknown selector '" + w + "'" + did_you_mean(w, kSelectorWords),
              n,
-             {"a selector is all, embeddings, head, layers, other, tower, connector, a list "
-              "(any of), or a map "
-              "with one of: role, layers, stack, regex, module_type, leaf, any_of, all_of, "
-              "random_layers"});
+             {"a selector is all, embeddings, head, layers, other, tower, connector, experts, "
+              "routers, shared_experts, a list (any of), or a map with one of: role, layers, "
+              "stack, regex, module_type, leaf, any_of, all_of, random_layers, experts"});
   }
   sel.text = w;
 }
@@ -157,8 +164,13 @@ void SelectorParser::map_selector(const YAML::Node& n, const std::string& what, 
   const YAML::Node* primary = nullptr;
   std::string primary_key;
   const YAML::Node *except = nullptr, *case_flag = nullptr, *stack = nullptr;
+  const YAML::Node* in_layers = nullptr;  // `layers` beside `experts`
+  const bool has_experts =
+      std::any_of(es.begin(), es.end(), [](const auto& e) { return e.key == "experts"; });
   for (const auto& e : es) {
-    if (e.key == "except")
+    if (e.key == "layers" && has_experts)
+      in_layers = &e.value;
+    else if (e.key == "except")
       except = &e.value;
     else if (e.key == "case_sensitive")
       case_flag = &e.value;
@@ -211,6 +223,21 @@ void SelectorParser::map_selector(const YAML::Node& n, const std::string& what, 
     sel.text = list_text(sel.children, primary_key);
   } else if (primary_key == "random_layers") {
     random_layers_selector(v, sel);
+  } else if (primary_key == "experts") {
+    experts_selector(v, sel);
+  }
+  if (in_layers) {
+    Selector l;
+    l.kind = Selector::Kind::kLayers;
+    l.loc = r_.loc(*in_layers);
+    layers(*in_layers, l);
+    if (stack) {
+      l.stack = typed(*stack, "'stack'", {Value::Kind::kString});
+      l.text += "@" + flat(*stack);
+      stack = nullptr;
+    }
+    sel.text += " in " + l.text;
+    sel.children.push_back(std::move(l));
   }
   if (case_flag) {
     if (sel.kind != Selector::Kind::kRegex)
@@ -263,6 +290,39 @@ void SelectorParser::random_layers_selector(const YAML::Node& v, Selector& sel) 
   }
   if (v.IsMap() && !has_count) r_.error("missing-key", "'random_layers' needs 'count'", v);
   sel.text = "random_layers(" + flat(v) + ")";
+}
+
+// `experts: [3, 7]`, `experts: "0:8"`, `experts: all`, `experts: {from: FILE}`.
+void SelectorParser::experts_selector(const YAML::Node& v, Selector& sel) {
+  sel.kind = Selector::Kind::kExperts;
+  sel.text = "experts[" + flat(v) + "]";
+  if (v.IsMap()) {
+    auto es = r_.entries(v, "'experts'", {"from"});
+    if (es.empty()) {
+      if (v.IsMap()) r_.error("missing-key", "'experts' as a map needs 'from: FILE'", v);
+      return;
+    }
+    sel.from = typed(es[0].value, "'from'", {Value::Kind::kString});
+    sel.text = "experts(from " + flat(es[0].value) + ")";
+    return;
+  }
+  if (v.IsScalar() && v.Scalar() == "all") return;
+  auto one = [&](const YAML::Node& c) {
+    Expr e = expr(c, "an expert index");
+    if (const Value* lit = e.literal_value();
+        lit && lit->kind != Value::Kind::kInt && lit->kind != Value::Kind::kString)
+      r_.error("wrong-type",
+               "an expert index must be an integer or a slice like \"0:8\", not " + describe(c), c);
+    else
+      check_slice(e, c);
+    sel.experts.push_back(e);
+  };
+  if (v.IsSequence()) {
+    if (v.size() == 0) r_.error("bad-value", "'experts' is an empty list", v);
+    for (const auto& c : v) one(c);
+  } else {
+    one(v);
+  }
 }
 
 void SelectorParser::layers(const YAML::Node& v, Selector& sel) {

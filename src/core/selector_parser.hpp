@@ -37,6 +37,7 @@ class SelectorParser {
   void map_selector(const YAML::Node& n, const std::string& what, Selector& sel);
   void role_selector(const YAML::Node& v, Selector& sel);
   void random_layers_selector(const YAML::Node& v, Selector& sel);
+  void experts_selector(const YAML::Node& v, Selector& sel);
   void layers(const YAML::Node& v, Selector& sel);
   static std::string list_text(const std::vector<Selector>& cs, const std::string& op);
 

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cctype>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <set>
@@ -15,13 +16,15 @@
 #include <thread>
 #include <unordered_map>
 
+#include "core/expert_config.hpp"
 #include "core/layer_discovery.hpp"
 #include "core/rules_parser.hpp"
 
 namespace layerfreeze {
 
-Resolver::Resolver(const Inventory& inv, const Scope& scope, Diagnostics& diags)
-    : inv_(inv), scope_(scope), diags_(diags), n_(inv.params.size()) {
+Resolver::Resolver(const Inventory& inv, const SliceTable& slices, const Scope& scope,
+                   Diagnostics& diags)
+    : inv_(inv), slices_(slices), scope_(scope), diags_(diags), n_(inv.params.size()) {
   for (int r = 0; r < kNumRoles; ++r) roles_[r] = Bitset(n_);
   for (size_t i = 0; i < n_; ++i) {
     const Param& p = inv.params[i];
@@ -169,6 +172,8 @@ DynamicSet Resolver::resolve_uncached(const Selector& s) {
     DynamicSet ex = resolve(s.except[0]);
     if (d.is_static() && ex.is_static()) {
       d.leaf.subtract(ex.leaf);
+      d.slices.subtract(ex.slices);
+      slices_.normalize(d.leaf, d.slices);
     } else {
       DynamicSet m;
       m.op = DynamicSet::Op::kMinus;
@@ -229,6 +234,7 @@ std::vector<std::string> Resolver::eval_strings(const Expr& e) {
 
 DynamicSet Resolver::leaf(Bitset b) {
   DynamicSet d;
+  d.slices = slices_.expand(b);
   d.leaf = std::move(b);
   return d;
 }
@@ -362,11 +368,14 @@ std::optional<std::vector<int32_t>> Resolver::layer_list(const Selector& s) {
   return out;
 }
 
-std::optional<std::vector<int32_t>> Resolver::indexed_layers(const Selector& s, const Range& range,
-                                                             const std::string& count_text) {
+std::optional<std::vector<int32_t>> Resolver::indexed(const std::vector<Expr>& items,
+                                                      const Range& range,
+                                                      const std::string& count_text,
+                                                      const char* noun) {
   const int64_t L = range.end - range.begin;
+  const std::string Noun = noun;
   std::set<int32_t> chosen;
-  for (const auto& e : s.indices) {
+  for (const auto& e : items) {
     auto v = e.eval(scope_, diags_);
     if (!v) return std::nullopt;
     Slice sl;
@@ -383,7 +392,8 @@ std::optional<std::vector<int32_t>> Resolver::indexed_layers(const Selector& s, 
       }
       sl = *parsed;
     } else {
-      diags_.error("wrong-type", "a layer index must be an int or a slice, got " + v->to_string(),
+      diags_.error("wrong-type",
+                   "a " + Noun + " index must be an int or a slice, got " + v->to_string(),
                    e.loc());
       return std::nullopt;
     }
@@ -391,7 +401,7 @@ std::optional<std::vector<int32_t>> Resolver::indexed_layers(const Selector& s, 
       int64_t i = *sl.start;
       if (i < -L || i >= L) {
         diags_.error("out-of-range",
-                     "layer index " + std::to_string(i) + " is out of range: " + count_text,
+                     Noun + " index " + std::to_string(i) + " is out of range: " + count_text,
                      e.loc());
         return std::nullopt;
       }
@@ -402,7 +412,7 @@ std::optional<std::vector<int32_t>> Resolver::indexed_layers(const Selector& s, 
       if (!b) return dflt;
       if (*b < -L || *b > L) {
         diags_.error("out-of-range",
-                     "slice '" + text + "' reaches layer " + std::to_string(*b) +
+                     "slice '" + text + "' reaches " + Noun + " " + std::to_string(*b) +
                          ", out of range: " + count_text,
                      e.loc());
         return std::nullopt;
@@ -444,6 +454,8 @@ DynamicSet Resolver::resolve_kind(const Selector& s) {
     case Selector::Kind::kAnyOf:
     case Selector::Kind::kAllOf: return resolve_set_op(s);
     case Selector::Kind::kRandomLayers: return resolve_random(s);
+    case Selector::Kind::kExperts: return resolve_experts(s);
+    case Selector::Kind::kExpertPart: return resolve_expert_part(s);
   }
   return leaf(Bitset(n_));
 }
@@ -505,14 +517,18 @@ DynamicSet Resolver::resolve_set_op(const Selector& s) {
   }
   if (kids.empty()) return leaf(Bitset(n_));
   if (all_static) {
-    Bitset b = kids[0].leaf;
+    DynamicSet d = std::move(kids[0]);
     for (size_t i = 1; i < kids.size(); ++i) {
-      if (s.kind == Selector::Kind::kAnyOf)
-        b |= kids[i].leaf;
-      else
-        b &= kids[i].leaf;
+      if (s.kind == Selector::Kind::kAnyOf) {
+        d.leaf |= kids[i].leaf;
+        d.slices |= kids[i].slices;
+      } else {
+        d.leaf &= kids[i].leaf;
+        d.slices &= kids[i].slices;
+      }
     }
-    return leaf(std::move(b));
+    slices_.normalize(d.leaf, d.slices);
+    return d;
   }
   DynamicSet d;
   d.op = s.kind == Selector::Kind::kAnyOf ? DynamicSet::Op::kUnion : DynamicSet::Op::kIntersect;
@@ -549,6 +565,90 @@ DynamicSet Resolver::resolve_random(const Selector& s) {
   d.count = *count;
   d.seed = static_cast<uint64_t>(*seed);
   return d;
+}
+
+// The experts each layer keeps: an ESFT config's lists, or the same indices for every layer
+// (key -1).
+std::optional<std::map<int32_t, std::vector<int32_t>>> Resolver::experts_by_layer(
+    const Selector& s) {
+  std::map<int32_t, std::vector<int32_t>> out;
+  const int64_t E = inv_.num_experts;
+  if (!s.from.empty()) {
+    auto path = eval_strings(s.from);
+    if (path.size() != 1) return std::nullopt;
+    // A path written in a rules file is relative to that file; one that comes from a parameter
+    // (`--set expert_config=...`) is relative to the working directory.
+    std::filesystem::path file(path[0]);
+    const std::string& rules_file = s.from.loc().file;
+    if (file.is_relative() && s.from.literal_value() && !rules_file.empty() &&
+        rules_file.rfind("preset:", 0) != 0 && std::filesystem::exists(rules_file))
+      file = std::filesystem::path(rules_file).parent_path() / file;
+    auto config = read_expert_config(file.string(), path[0], inv_, diags_, s.from.loc());
+    if (!config) return std::nullopt;
+    if (config->shared_experts || config->non_expert_modules)
+      diags_.warning(
+          "expert-config-flags",
+          "expert config '" + path[0] +
+              "' says shared_experts: " + (config->shared_experts ? "true" : "false") +
+              ", non_expert_modules: " + (config->non_expert_modules ? "true" : "false") +
+              "; an 'experts' selector picks the routed experts it lists only",
+          s.from.loc(),
+          {"preset:esft applies them: --set shared_experts=true / non_expert_modules=true"});
+    for (auto& [layer, list] : config->experts) out[layer] = std::move(list);
+    return out;
+  }
+  if (s.experts.empty()) {
+    std::vector<int32_t> all;
+    for (int64_t e = 0; e < E; ++e) all.push_back(static_cast<int32_t>(e));
+    out[-1] = std::move(all);
+    return out;
+  }
+  Range r{0, static_cast<int32_t>(E), "the experts"};
+  auto list = indexed(s.experts, r,
+                      inv_.source + " has " + std::to_string(E) + " experts per layer", "expert");
+  if (!list) return std::nullopt;
+  out[-1] = std::move(*list);
+  return out;
+}
+
+DynamicSet Resolver::resolve_experts(const Selector& s) {
+  DynamicSet d = leaf(Bitset(n_));
+  if (inv_.num_experts <= 0) {
+    if (!s.from.empty())  // reported by read_expert_config, with the file's name
+      experts_by_layer(s);
+    return d;
+  }
+  auto by_layer = experts_by_layer(s);
+  if (!by_layer) return d;
+  std::optional<Bitset> within;
+  if (!s.children.empty()) within = resolve(s.children[0]).leaf;
+  auto experts_of = [&](int32_t layer) -> const std::vector<int32_t>* {
+    auto it = by_layer->find(by_layer->count(-1) ? -1 : layer);
+    return it == by_layer->end() ? nullptr : &it->second;
+  };
+  for (size_t i = 0; i < n_; ++i) {
+    const Param& p = inv_.params[i];
+    if (p.role != Role::kLayer || (within && !within->test(i))) continue;
+    if (p.expert_part == ExpertPart::kRouted) {
+      const auto* list = experts_of(p.layer);
+      if (list && std::find(list->begin(), list->end(), p.expert) != list->end()) d.leaf.set(i);
+    } else if (p.expert_part == ExpertPart::kFused && slices_.slot[i] >= 0) {
+      const auto* list = experts_of(p.layer);
+      if (!list) continue;
+      const size_t k = static_cast<size_t>(slices_.slot[i]);
+      for (int32_t e : *list)
+        if (e < slices_.experts(k)) d.slices.set(slices_.first[k] + static_cast<size_t>(e));
+    }
+  }
+  slices_.normalize(d.leaf, d.slices);
+  return d;
+}
+
+DynamicSet Resolver::resolve_expert_part(const Selector& s) {
+  Bitset b(n_);
+  for (size_t i = 0; i < n_; ++i)
+    if (inv_.params[i].expert_part == s.part) b.set(i);
+  return leaf(std::move(b));
 }
 
 }  // namespace layerfreeze

@@ -21,7 +21,8 @@ namespace layerfreeze {
 // Resolves selectors against one inventory with one set of parameter values.
 class Resolver {
  public:
-  Resolver(const Inventory& inv, const Scope& scope, Diagnostics& diags);
+  /// `slices`: the model's fused expert tensors (a selector may cut through them).
+  Resolver(const Inventory& inv, const SliceTable& slices, const Scope& scope, Diagnostics& diags);
 
   // Pass 1: evaluate regex patterns of every selector and register them.
   void collect(const Selector& s);
@@ -67,15 +68,25 @@ class Resolver {
   std::optional<std::vector<int32_t>> layer_list(const Selector& s);
   /// The `layers: [3, "-4:", ...]` form: indices and slices of `range`, sorted, each once.
   std::optional<std::vector<int32_t>> indexed_layers(const Selector& s, const Range& range,
-                                                     const std::string& count_text);
+                                                     const std::string& count_text) {
+    return indexed(s.indices, range, count_text, "layer");
+  }
+  /// Indices and slices (`noun`: "layer", "expert") of `range`, sorted, each once.
+  std::optional<std::vector<int32_t>> indexed(const std::vector<Expr>& items, const Range& range,
+                                              const std::string& count_text, const char* noun);
 
   DynamicSet resolve_kind(const Selector& s);
   DynamicSet resolve_module_type(const Selector& s);
   DynamicSet resolve_leaf(const Selector& s);
   DynamicSet resolve_set_op(const Selector& s);
   DynamicSet resolve_random(const Selector& s);
+  DynamicSet resolve_experts(const Selector& s);
+  DynamicSet resolve_expert_part(const Selector& s);
+  /// The experts each layer's selection keeps: from an ESFT config, or one list for every layer.
+  std::optional<std::map<int32_t, std::vector<int32_t>>> experts_by_layer(const Selector& s);
 
   const Inventory& inv_;
+  const SliceTable& slices_;
   const Scope& scope_;
   Diagnostics& diags_;
   size_t n_;

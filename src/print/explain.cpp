@@ -6,9 +6,25 @@
 #include <sstream>
 
 #include "analysis/plan_summary.hpp"
+#include "core/experts.hpp"
 #include "print/format.hpp"
 
 namespace layerfreeze {
+
+std::string state_word(const CompiledPlan& plan, const Selection& s, uint32_t i) {
+  if (s.params.test(i)) return "FROZEN";
+  if (!s.partial(i, plan.slices)) return "TRAINABLE";
+  auto frozen = plan.slices.experts_in(i, s.slices);
+  const int64_t E = plan.slices.experts(static_cast<size_t>(plan.slices.slot[i]));
+  std::vector<int32_t> train;
+  for (int32_t e = 0, k = 0; e < E; ++e) {
+    if (k < static_cast<int32_t>(frozen.size()) && frozen[static_cast<size_t>(k)] == e)
+      ++k;
+    else
+      train.push_back(e);
+  }
+  return "PARTIAL (experts " + index_ranges(train) + " of " + std::to_string(E) + " train)";
+}
 
 std::string explain_text(const CompiledPlan& plan, uint32_t index, const Time& t,
                          const Time& horizon) {
@@ -52,13 +68,19 @@ std::string explain_text(const CompiledPlan& plan, uint32_t index, const Time& t
 
   o << "at " << time_text(t, plan.uses_steps) << ":\n";
   std::vector<std::pair<const PlanRule*, std::string>> hits;
+  // A rule selects a fused expert tensor when it takes any of its experts.
+  auto selects = [&](const PlanRule& r, int64_t period) {
+    Selection s = r.set.eval(period, inv, plan.slices);
+    return s.params.test(index) || plan.slices.count(index, s.slices) > 0;
+  };
   for (const auto& r : plan.initial)
-    if (r.set.eval(0, inv).test(index)) hits.push_back({&r, "initial rules"});
+    if (selects(r, 0)) hits.push_back({&r, "initial rules"});
   for (const auto& st : plan.stages) {
     if (!st.fires(t)) continue;
     for (const auto& r : st.rules)
-      if (r.set.eval(st.period_at(t), inv).test(index)) hits.push_back({&r, st.label});
+      if (selects(r, st.period_at(t))) hits.push_back({&r, st.label});
   }
+  const bool fused = plan.slices.slot[index] >= 0;
   if (hits.empty()) {
     o << "  no rule selects it: TRAINABLE (the default)\n";
   } else {
@@ -66,16 +88,22 @@ std::string explain_text(const CompiledPlan& plan, uint32_t index, const Time& t
     for (const auto& [r, where] : hits)
       o << "    " << r->prov.where() << "  " << r->prov.text << "  [" << where << "]\n";
     const PlanRule* last = hits.back().first;
-    o << "  state: " << (last->action == Action::kFreeze ? "FROZEN" : "TRAINABLE")
-      << " — decided by " << last->prov.where() << " (" << last->prov.text
-      << "), the last rule that selects it\n";
+    if (fused) {
+      o << "  state: " << state_word(plan, plan.state_at(t), index)
+        << " — each expert decided by the last of these rules that takes it\n";
+    } else {
+      o << "  state: " << (last->action == Action::kFreeze ? "FROZEN" : "TRAINABLE")
+        << " — decided by " << last->prov.where() << " (" << last->prov.text
+        << "), the last rule that selects it\n";
+    }
   }
   o << "over time:\n";
-  bool prev_set = false, prev = false;
+  bool prev_set = false;
+  std::string prev;
   for (const auto& point : plan.timeline(horizon)) {
-    bool f = point.frozen.test(index);
+    std::string f = state_word(plan, {point.frozen, point.frozen_slices}, index);
     if (prev_set && f == prev) continue;
-    o << "  " << time_text(point.at, plan.uses_steps) << ": " << (f ? "FROZEN" : "TRAINABLE");
+    o << "  " << time_text(point.at, plan.uses_steps) << ": " << f;
     if (!point.causes.empty())
       o << " (" << point.causes.front() << (point.causes.size() > 1 ? ", …" : "") << ")";
     o << "\n";

@@ -10,6 +10,10 @@ namespace layerfreeze {
 
 /// Every rule that selects `index` at `t`, in order, the one that decides, and the parameter's
 /// state over the plan's timeline up to `horizon`.
+/// FROZEN, TRAINABLE, or for a partly frozen fused expert tensor "PARTIAL (experts 3, 7 of 8
+/// train)".
+std::string state_word(const CompiledPlan& plan, const Selection& s, uint32_t i);
+
 std::string explain_text(const CompiledPlan& plan, uint32_t index, const Time& t,
                          const Time& horizon);
 

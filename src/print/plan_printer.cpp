@@ -139,8 +139,13 @@ std::string plan_text(const PlanSummary& sum) {
     o << "\n";
     if (&st != &sum.stages.front())
       o << "  changes: " << st.point.newly_frozen.size() << " frozen, "
-        << st.point.newly_unfrozen.size() << " unfrozen\n";
-    std::string table = layer_status_table(inv, st.point.frozen, false);
+        << st.point.newly_unfrozen.size() << " unfrozen"
+        << (st.point.remasked.empty()
+                ? ""
+                : ", " + std::to_string(st.point.remasked.size()) + " masks changed")
+        << "\n";
+    std::string table =
+        layer_status_table(inv, {st.point.frozen, st.point.frozen_slices}, plan.slices, false);
     // Indent the seed-style table under its stage.
     std::istringstream lines(table);
     for (std::string line; std::getline(lines, line);)
@@ -158,6 +163,12 @@ std::string plan_text(const PlanSummary& sum) {
         << bytes_text(st.grad_bytes) << " + optimizer state " << bytes_text(st.optimizer_bytes)
         << " = " << bytes_text(st.grad_bytes + st.optimizer_bytes) << "; freezing saves "
         << bytes_text(st.saved_grad_bytes + st.saved_optimizer_bytes) << "\n";
+      if (st.masked_tensors)
+        o << "  masked: " << st.masked_tensors << " fused expert tensor"
+          << (st.masked_tensors == 1 ? "" : "s") << " frozen in part ("
+          << short_count(st.masked_frozen_numel)
+          << " frozen elements) save nothing: their whole gradient and optimizer state are "
+             "allocated\n";
     }
     o << "  backward: " << backward_text(inv, st) << "\n";
     if (st.forward_numel > 0 && !st.nothing_trains) {
@@ -324,7 +335,24 @@ class PlanJson {
     names(st.point.newly_frozen);
     j.key("unfrozen");
     names(st.point.newly_unfrozen);
+    if (!plan.slices.empty()) {
+      j.key("masks");
+      names(st.point.remasked);
+    }
     j.end_object();
+    if (!plan.slices.empty()) {
+      // Fused expert tensors frozen in part: which experts are frozen (docs/EXPERTS.md).
+      j.key("masked").begin_array();
+      for (uint32_t i : plan.slices.params) {
+        if (st.point.frozen.test(i)) continue;
+        auto frozen_experts = plan.slices.experts_in(i, st.point.frozen_slices);
+        if (frozen_experts.empty()) continue;
+        std::vector<int64_t> e(frozen_experts.begin(), frozen_experts.end());
+        j.begin_object().field("name", inv.params[i].name).key("frozen_experts").ints(e);
+        j.end_object();
+      }
+      j.end_array();
+    }
     opt_int("trainable_numel", shapes ? std::optional<int64_t>(st.trainable_numel) : std::nullopt);
     opt_int("frozen_numel", shapes ? std::optional<int64_t>(st.frozen_numel) : std::nullopt);
     j.field("trainable_tensors", st.trainable_tensors).field("frozen_tensors", st.frozen_tensors);
@@ -335,8 +363,11 @@ class PlanJson {
           .field("gradient_bytes", st.grad_bytes)
           .field("optimizer_bytes", st.optimizer_bytes)
           .field("saved_gradient_bytes", st.saved_grad_bytes)
-          .field("saved_optimizer_bytes", st.saved_optimizer_bytes)
-          .end_object();
+          .field("saved_optimizer_bytes", st.saved_optimizer_bytes);
+      if (!plan.slices.empty())
+        j.field("masked_tensors", st.masked_tensors)
+            .field("masked_frozen_numel", st.masked_frozen_numel);
+      j.end_object();
     } else {
       j.null();
     }
@@ -425,7 +456,8 @@ std::string plan_markdown(const PlanSummary& sum) {
     for (const auto& r : st.runs) {
       std::string span = r.first == r.last ? std::to_string(r.first)
                                            : std::to_string(r.first) + "–" + std::to_string(r.last);
-      layers += (layers.empty() ? "" : ", ") + span + " " + group_state_name(r.state);
+      layers += (layers.empty() ? "" : ", ") + span + " " + group_state_name(r.state) +
+                (r.detail.empty() ? "" : " (" + r.detail + ")");
     }
     int64_t total = st.trainable_numel + st.frozen_numel;
     std::string backward =

@@ -17,6 +17,7 @@
 #include "core/replay.hpp"
 #include "print/plan_printer.hpp"
 #include "torch/compat.hpp"
+#include "torch/expert_masks.hpp"
 #include "torch/live_model.hpp"
 
 namespace layerfreeze {
@@ -32,9 +33,13 @@ namespace {
 }  // namespace
 
 struct Executor::Impl : TensorSink {
-  Impl() : TensorSink(live.tensors) {}
+  Impl() : TensorSink(live.tensors), masks(live.tensors) {}
 
   LiveModel live;
+  ExpertMasks masks;  // fused expert tensors frozen in part
+  // Whether before_optimizer_step ran since the last on_step (checked when masks own a decay).
+  bool step_prepared = true;
+  int64_t last_step = -1;
   std::optional<Plan> public_plan;
   const CompiledPlan* plan = nullptr;
   std::unique_ptr<Replay> replay;
@@ -139,7 +144,12 @@ struct Executor::Impl : TensorSink {
   // A change point is complete (the tensors changed, through TensorSink): then the optimizer —
   // state of frozen tensors dropped, new trainable tensors added as one param group per
   // learning-rate scale — and the module modes.
+  void remask(uint32_t i, const std::vector<int32_t>& frozen_experts) override {
+    masks.set(i, frozen_experts, optimizer);
+  }
+
   void changed(const Time& at, const Bitset& frozen) override {
+    for (uint32_t i : frozen_now()) masks.clear(i);
     if (optimizer && plan->options.optimizer_state == Options::OptimizerState::kDrop)
       for (uint32_t i : frozen_now()) compat::erase_optimizer_state(*optimizer, live.tensors[i]);
     std::map<double, std::vector<at::Tensor>> groups;  // by learning rate
@@ -158,6 +168,7 @@ struct Executor::Impl : TensorSink {
       for (const auto& t : tensors) in_optimizer.insert(t.unsafeGetTensorImpl());
       compat::add_param_group(*optimizer, tensors, std::move(options));
     }
+    if (optimizer && !plan->slices.empty()) masks.take_decay(*optimizer);
     TensorSink::changed(at, frozen);
     update_modes(frozen);
     if (started) ++generation;
@@ -248,6 +259,12 @@ void Executor::attach_optimizer(torch::optim::Optimizer& optimizer) {
     }
   impl_->optimizer = &optimizer;
   impl_->in_optimizer = std::move(held);
+  // Fused tensors frozen in part: their frozen slices hold no state, their decay is ours.
+  for (uint32_t i : impl_->plan->slices.params) {
+    auto frozen = impl_->masks.frozen_experts(i);
+    if (!frozen.empty()) impl_->masks.set(i, frozen, &optimizer);
+  }
+  if (!impl_->plan->slices.empty()) impl_->masks.take_decay(optimizer);
   // What is frozen now holds no optimizer state.
   if (impl_->plan->options.optimizer_state == Options::OptimizerState::kDrop) {
     const Bitset& f = impl_->replay->frozen();
@@ -258,6 +275,7 @@ void Executor::attach_optimizer(torch::optim::Optimizer& optimizer) {
 
 void Executor::detach_optimizer() {
   impl_->optimizer = nullptr;
+  impl_->masks.forget_optimizer();
   impl_->in_optimizer.clear();
 }
 
@@ -267,7 +285,31 @@ bool Executor::on_epoch_begin(int64_t epoch) {
   return impl_->move_to(t);
 }
 
+void Executor::before_optimizer_step() {
+  impl_->step_prepared = true;
+  if (impl_->optimizer) impl_->masks.before_step(*impl_->optimizer);
+}
+
+std::vector<int32_t> Executor::frozen_experts(size_t i) const {
+  return impl_->masks.frozen_experts(static_cast<uint32_t>(i));
+}
+
 bool Executor::on_step(int64_t global_step) {
+  if (impl_->masks.owns_decay() && global_step > impl_->last_step && impl_->last_step >= 0 &&
+      !impl_->step_prepared) {
+    Diagnostics d;
+    d.error("missing-before-step",
+            "fused expert tensors are frozen in part and their weight decay is the executor's to "
+            "apply, but before_optimizer_step() was not called before the last optimizer step",
+            {},
+            {"call executor.before_optimizer_step() right before optimizer.step(), or use "
+             "weight_decay 0"});
+    throw DiagnosticError(std::move(d));
+  }
+  if (global_step > impl_->last_step) {
+    impl_->last_step = global_step;
+    impl_->step_prepared = false;
+  }
   Time t = impl_->replay->now();
   t.step = global_step;
   return impl_->move_to(t);
@@ -328,11 +370,7 @@ std::vector<std::string> Executor::frozen_names() const {
   return out;
 }
 
-int64_t Executor::frozen_numel() const {
-  int64_t n = 0;
-  impl_->replay->frozen().for_each([&](size_t i) { n += impl_->plan->inventory->params[i].numel; });
-  return n;
-}
+int64_t Executor::frozen_numel() const { return impl_->plan->frozen_numel(impl_->replay->state()); }
 
 std::vector<torch::Tensor> Executor::parameters() const { return impl_->live.tensors; }
 uint64_t Executor::generation() const { return impl_->generation; }
