@@ -1,0 +1,209 @@
+// Exact freezing inside fused expert tensors (docs/EXPERTS.md, "Masks"): frozen expert slices
+// stay bit-identical under SGD with momentum and weight decay, Adam with (L2) weight decay, AdamW
+// and AdamW with AMSGrad — for slices frozen from the start and slices frozen mid-run after they
+// trained; the executor's masks equal the plan's; and a control shows that zeroing gradient
+// slices alone (axolotl's unfrozen_parameters approach) lets "frozen" slices drift.
+#include <gtest/gtest.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/sgd.h>
+
+#include <fstream>
+#include <functional>
+#include <memory>
+
+#include "core/plan.hpp"
+#include "esft/tiny_moe.hpp"
+#include "layerfreeze/executor.hpp"
+#include "torch/compat.hpp"
+
+namespace layerfreeze {
+namespace expert_masks_test {
+
+// Experts 2 of every layer frozen from the start; experts 0 and 1 of layer 1 frozen at step 4
+// (after four steps of training); everything else trains.
+const char* kRules =
+    "rules:\n"
+    "  - freeze: {experts: [2]}\n"
+    "stages:\n"
+    "  - at: {step: 4}\n"
+    "    rules:\n"
+    "      - freeze: {experts: [0, 1], layers: [1]}\n";
+
+struct OptimizerCase {
+  const char* name;
+  std::function<std::unique_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor>)> make;
+};
+
+std::vector<OptimizerCase> optimizers() {
+  return {
+      {"sgd_momentum_wd",
+       [](std::vector<torch::Tensor> p) {
+         return std::make_unique<torch::optim::SGD>(
+             p, torch::optim::SGDOptions(0.05).momentum(0.9).weight_decay(0.1));
+       }},
+      {"adam_wd",
+       [](std::vector<torch::Tensor> p) {
+         return std::make_unique<torch::optim::Adam>(
+             p, torch::optim::AdamOptions(1e-2).weight_decay(0.1));
+       }},
+      {"adamw",
+       [](std::vector<torch::Tensor> p) {
+         return std::make_unique<torch::optim::AdamW>(
+             p, torch::optim::AdamWOptions(1e-2).weight_decay(0.1));
+       }},
+      {"adamw_amsgrad",
+       [](std::vector<torch::Tensor> p) {
+         return std::make_unique<torch::optim::AdamW>(
+             p, torch::optim::AdamWOptions(1e-2).weight_decay(0.1).amsgrad(true));
+       }},
+  };
+}
+
+torch::Tensor batch(int64_t step, int64_t vocab) {
+  torch::manual_seed(1000 + step);
+  return torch::randint(vocab, {24}, torch::kLong);
+}
+
+double train_step(tiny_moe::TinyMoe& m, torch::optim::Optimizer& opt, Executor* ex, int64_t step) {
+  auto tokens = batch(step, m->cfg.vocab);
+  compat::zero_grad_in_place(opt);
+  auto logits = m->forward(tokens.slice(0, 0, 23));
+  auto loss = torch::nn::functional::cross_entropy(logits, tokens.slice(0, 1, 24));
+  loss.backward();
+  if (ex) ex->before_optimizer_step();
+  opt.step();
+  return loss.item<double>();
+}
+
+std::string rules_file(const std::string& name, const std::string& text) {
+  std::string path = std::string(::testing::TempDir()) + "/" + name + ".yaml";
+  std::ofstream(path) << text;
+  return path;
+}
+
+class ExpertMasks : public ::testing::TestWithParam<OptimizerCase> {};
+
+TEST_P(ExpertMasks, FrozenSlicesStayBitIdentical) {
+  torch::manual_seed(0);
+  tiny_moe::Config cfg;
+  tiny_moe::TinyMoe m(cfg);
+  Executor ex(*m, rules_file("masks", kRules));
+  auto opt = GetParam().make(ex.trainable_parameters());
+  ex.attach_optimizer(*opt);
+  const Inventory& inv = ex.inventory();
+  const auto& plan = ex.plan().compiled();
+  ASSERT_EQ(plan.slices.params.size(), 6u);  // gate_up_proj and down_proj of 3 layers
+
+  auto params = ex.parameters();
+  auto tensor_of = [&](const std::string& name) { return params[*inv.find(name)]; };
+  const std::string up1 = "model.layers.1.mlp.experts.gate_up_proj";
+  torch::Tensor start = tensor_of(up1).detach().clone();
+  torch::Tensor at_freeze;
+  for (int64_t step = 0; step < 10; ++step) {
+    ex.on_step(step);
+    // The executor's masks are the plan's, at every step.
+    Selection s = plan.state_at({0, step});
+    for (uint32_t i : plan.slices.params)
+      EXPECT_EQ(ex.frozen_experts(i),
+                plan.partial(s, i) ? plan.slices.experts_in(i, s.slices) : std::vector<int32_t>{})
+          << inv.params[i].name << " at step " << step;
+    if (step == 4) at_freeze = tensor_of(up1).detach().clone();
+    train_step(m, *opt, &ex, step);
+  }
+  torch::Tensor now = tensor_of(up1).detach();
+  // Expert 2: frozen from the start, never moved.
+  EXPECT_TRUE(torch::equal(now[2], start[2]));
+  // Experts 0 and 1: trained for 4 steps (moved), then frozen: bit-identical since.
+  EXPECT_FALSE(torch::equal(at_freeze[0], start[0]));
+  EXPECT_TRUE(torch::equal(now[0], at_freeze[0]));
+  EXPECT_TRUE(torch::equal(now[1], at_freeze[1]));
+  // The rest trained all along.
+  EXPECT_FALSE(torch::equal(now[3], at_freeze[3]));
+  // Every fused tensor's expert 2 in every layer, and the down projections too.
+  for (int l = 0; l < 3; ++l)
+    for (const char* t : {"gate_up_proj", "down_proj"}) {
+      auto name = "model.layers." + std::to_string(l) + ".mlp.experts." + t;
+      EXPECT_TRUE(tensor_of(name).requires_grad()) << name;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Optimizers, ExpertMasks, ::testing::ValuesIn(optimizers()),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+// The control: a gradient hook alone (zeroing the frozen experts' gradient rows), as axolotl's
+// unfrozen_parameters does. Slices that trained before keep moving on their momentum, and
+// decoupled weight decay shrinks every slice.
+TEST(ExpertMasksControl, GradientHookAloneLetsFrozenSlicesDrift) {
+  for (bool momentum_only : {true, false}) {
+    torch::manual_seed(0);
+    tiny_moe::TinyMoe m(tiny_moe::Config{});
+    std::vector<torch::Tensor> params = m->parameters();
+    std::unique_ptr<torch::optim::Optimizer> opt;
+    if (momentum_only)
+      opt =
+          std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(0.05).momentum(0.9));
+    else
+      opt = std::make_unique<torch::optim::AdamW>(
+          params, torch::optim::AdamWOptions(1e-2).weight_decay(0.1));
+    torch::Tensor up = m->layers[1]->mlp->experts->gate_up_proj;
+    auto frozen = std::make_shared<torch::Tensor>();
+    up.register_hook([frozen](const torch::Tensor& g) {
+      return frozen->defined() ? g.masked_fill(*frozen, 0) : g;
+    });
+    torch::Tensor at_freeze;
+    for (int64_t step = 0; step < 10; ++step) {
+      if (step == 4) {
+        *frozen = torch::zeros({up.size(0), 1, 1}, torch::kBool);
+        (*frozen)[0] = true;
+        at_freeze = up.detach().clone();
+      }
+      train_step(m, *opt, nullptr, step);
+    }
+    EXPECT_FALSE(torch::equal(up.detach()[0], at_freeze[0]))
+        << (momentum_only ? "momentum" : "AdamW decay") << " should move a hook-only slice";
+  }
+}
+
+TEST(ExpertMasksApi, MissingBeforeStepIsAnErrorWhenTheDecayIsTheExecutors) {
+  torch::manual_seed(0);
+  tiny_moe::TinyMoe m(tiny_moe::Config{});
+  Executor ex(*m, rules_file("masks_missing", kRules));
+  torch::optim::AdamW opt(ex.trainable_parameters(), torch::optim::AdamWOptions(1e-2));
+  ex.attach_optimizer(opt);
+  ex.on_step(0);
+  auto tokens = batch(0, 96);
+  auto loss = torch::nn::functional::cross_entropy(m->forward(tokens.slice(0, 0, 23)),
+                                                   tokens.slice(0, 1, 24));
+  loss.backward();
+  opt.step();  // without ex.before_optimizer_step()
+  EXPECT_THROW(ex.on_step(1), DiagnosticError);
+}
+
+TEST(ExpertMasksApi, PerExpertLayoutFreezesWholeTensors) {
+  torch::manual_seed(0);
+  tiny_moe::Config cfg;
+  cfg.fused = false;
+  tiny_moe::TinyMoe m(cfg);
+  Executor ex(*m, rules_file("per_expert", kRules));
+  EXPECT_TRUE(ex.plan().compiled().slices.empty());
+  torch::optim::AdamW opt(ex.trainable_parameters(), torch::optim::AdamWOptions(1e-2));
+  ex.attach_optimizer(opt);
+  const Inventory& inv = ex.inventory();
+  auto w = ex.parameters()[*inv.find("model.layers.1.mlp.experts.0.w1.weight")];
+  torch::Tensor at_freeze;
+  for (int64_t step = 0; step < 8; ++step) {
+    ex.on_step(step);
+    if (step == 4) {
+      at_freeze = w.detach().clone();
+      EXPECT_FALSE(w.requires_grad());
+    }
+    train_step(m, opt, &ex, step);
+  }
+  EXPECT_TRUE(torch::equal(w.detach(), at_freeze));
+  EXPECT_TRUE(ex.is_frozen(*inv.find("model.layers.0.mlp.experts.2.w2.weight")));
+}
+
+}  // namespace expert_masks_test
+}  // namespace layerfreeze
