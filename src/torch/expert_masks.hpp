@@ -27,6 +27,9 @@ namespace layerfreeze {
 class ExpertMasks {
  public:
   explicit ExpertMasks(std::vector<at::Tensor>& tensors) : tensors_(&tensors) {}
+  ~ExpertMasks();
+  ExpertMasks(const ExpertMasks&) = delete;
+  ExpertMasks& operator=(const ExpertMasks&) = delete;
 
   /// Tensor i (trainable) has `frozen_experts` frozen (empty: none). Installs the gradient hook
   /// the first time, zeroes the frozen slices of its gradient and of `optimizer`'s state.
@@ -47,6 +50,10 @@ class ExpertMasks {
 
   /// The frozen experts of tensor i now (empty when not masked).
   std::vector<int32_t> frozen_experts(uint32_t i) const;
+
+  /// The elements a live mask keeps frozen inside tensor `impl` (0: none), process-wide: the
+  /// seed API reads it, since a masked tensor's requires_grad says "trainable".
+  static int64_t frozen_numel_of(const void* impl);
 
  private:
   struct Mask {

@@ -18,6 +18,7 @@
 #include "core/rules_parser.hpp"
 #include "print/format.hpp"
 #include "print/module_table.hpp"
+#include "torch/expert_masks.hpp"
 #include "torch/live_model.hpp"
 
 namespace layerfreeze {
@@ -108,10 +109,15 @@ int64_t unfreeze_all(LiveModel m) {
   return n;
 }
 
+// Elements an executor's expert mask keeps frozen inside trainable tensor i (docs/EXPERTS.md).
+int64_t masked_of(const LiveModel& m, size_t i) {
+  return ExpertMasks::frozen_numel_of(m.tensors[i].unsafeGetTensorImpl());
+}
+
 int64_t trainable_of(const LiveModel& m) {
   int64_t n = 0;
   for (size_t i = 0; i < m.tensors.size(); ++i)
-    if (m.tensors[i].requires_grad()) n += m.inventory.params[i].numel;
+    if (m.tensors[i].requires_grad()) n += m.inventory.params[i].numel - masked_of(m, i);
   return n;
 }
 
@@ -280,7 +286,12 @@ MemorySavings get_memory_savings_estimate(const torch::nn::Module& model, Optimi
     const at::Tensor& t = m.tensors[i];
     int64_t bytes = t.numel() * static_cast<int64_t>(t.element_size());
     if (t.requires_grad()) {
-      s.trainable_params += t.numel();
+      // A fused expert tensor frozen in part saves nothing: LibTorch keeps its whole gradient
+      // and optimizer state.
+      const int64_t masked = masked_of(m, i);
+      s.trainable_params += t.numel() - masked;
+      s.frozen_params += masked;
+      s.masked_frozen_params += masked;
     } else {
       s.frozen_params += t.numel();
       s.gradient_saved_bytes += bytes;

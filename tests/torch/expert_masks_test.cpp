@@ -2,7 +2,9 @@
 // stay bit-identical under SGD with momentum and weight decay, Adam with (L2) weight decay, AdamW
 // and AdamW with AMSGrad — for slices frozen from the start and slices frozen mid-run after they
 // trained; the executor's masks equal the plan's; and a control shows that zeroing gradient
-// slices alone (axolotl's unfrozen_parameters approach) lets "frozen" slices drift.
+// slices alone (axolotl's unfrozen_parameters approach) lets "frozen" slices drift; the decay
+// the executor takes over equals torch's on the trainable slices, bit for bit; the seed API's
+// counts see the masks.
 #include <gtest/gtest.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/adam.h>
@@ -16,6 +18,7 @@
 #include "core/plan.hpp"
 #include "esft/tiny_moe.hpp"
 #include "layerfreeze/executor.hpp"
+#include "layerfreeze/layerfreeze.hpp"
 #include "torch/compat.hpp"
 
 namespace layerfreeze {
@@ -131,6 +134,105 @@ TEST_P(ExpertMasks, FrozenSlicesStayBitIdentical) {
 
 INSTANTIATE_TEST_SUITE_P(Optimizers, ExpertMasks, ::testing::ValuesIn(optimizers()),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// The decay the executor takes over is torch's own, to the bit, on the trainable slices. A loss
+// that is a sum of per-element terms makes every element's gradient depend on that element only,
+// so the masked run's trainable slices must equal a run of the plain optimizer with no masks at
+// all (its weight decay applied by torch) — and the frozen slices must equal their start.
+class ExpertMaskDecay : public ::testing::TestWithParam<OptimizerCase> {};
+
+double separable_step(const std::vector<torch::Tensor>& params,
+                      const std::vector<torch::Tensor>& targets, torch::optim::Optimizer& opt,
+                      Executor* ex) {
+  compat::zero_grad_in_place(opt);
+  auto loss = torch::zeros({});
+  for (size_t i = 0; i < params.size(); ++i)
+    loss = loss + (params[i] - targets[i]).pow(2).sum() + 0.1 * params[i].pow(4).sum();
+  loss.backward();
+  if (ex) ex->before_optimizer_step();
+  opt.step();
+  return loss.item<double>();
+}
+
+TEST_P(ExpertMaskDecay, TrainableSlicesReceiveExactlyTorchsDecay) {
+  torch::manual_seed(0);
+  tiny_moe::TinyMoe masked(tiny_moe::Config{});
+  tiny_moe::TinyMoe plain(tiny_moe::Config{});
+  {
+    torch::NoGradGuard g;
+    auto a = masked->parameters(), b = plain->parameters();
+    for (size_t i = 0; i < a.size(); ++i) b[i].copy_(a[i]);
+  }
+  Executor ex(*masked, rules_file("decay", "rules:\n  - freeze: {experts: [2, 5]}\n"));
+  auto mopt = GetParam().make(ex.trainable_parameters());
+  ex.attach_optimizer(*mopt);
+  auto popt = GetParam().make(plain->parameters());
+  // Both runs see the same tensors in the same (inventory) order.
+  std::vector<torch::Tensor> mp = ex.parameters(), pp;
+  const Inventory& inv = ex.inventory();
+  auto plain_named = plain->named_parameters(true);
+  for (const auto& p : inv.params) pp.push_back(plain_named[p.name]);
+  std::vector<torch::Tensor> targets, start;
+  for (const auto& t : mp) {
+    targets.push_back(torch::randn_like(t));
+    start.push_back(t.detach().clone());
+  }
+  for (int64_t step = 0; step < 6; ++step) {
+    ex.on_step(step);
+    separable_step(mp, targets, *mopt, &ex);
+    separable_step(pp, targets, *popt, nullptr);
+  }
+  int checked = 0;
+  for (size_t i = 0; i < mp.size(); ++i) {
+    auto frozen = ex.frozen_experts(i);
+    if (frozen.empty()) {
+      EXPECT_TRUE(torch::equal(mp[i], pp[i])) << inv.params[i].name;
+      continue;
+    }
+    EXPECT_EQ(frozen, (std::vector<int32_t>{2, 5})) << inv.params[i].name;
+    for (int64_t e = 0; e < mp[i].size(0); ++e) {
+      if (e == 2 || e == 5) {
+        EXPECT_TRUE(torch::equal(mp[i][e], start[i][e])) << inv.params[i].name << " expert " << e;
+      } else {
+        EXPECT_FALSE(torch::equal(mp[i][e], start[i][e])) << inv.params[i].name << " expert " << e;
+        EXPECT_TRUE(torch::equal(mp[i][e], pp[i][e])) << inv.params[i].name << " expert " << e;
+      }
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, 6);  // gate_up_proj and down_proj of 3 layers
+}
+
+INSTANTIATE_TEST_SUITE_P(Optimizers, ExpertMaskDecay, ::testing::ValuesIn(optimizers()),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+// The seed API's counts see the executor's masks: the frozen experts of a fused tensor count as
+// frozen parameters that save no memory; a per-expert layout saves its frozen tensors' bytes.
+TEST(ExpertMasksApi, SeedCountsMaskedElementsAsFrozenThatSaveNothing) {
+  for (bool fused : {true, false}) {
+    torch::manual_seed(0);
+    tiny_moe::Config cfg;
+    cfg.fused = fused;
+    tiny_moe::TinyMoe m(cfg);
+    const int64_t expert_numel = 3 * cfg.hidden * cfg.intermediate;  // per expert and layer
+    const int64_t frozen = cfg.layers * expert_numel;                // expert 2 of 3 layers
+    {
+      Executor ex(*m, rules_file("seed_counts", "rules:\n  - freeze: {experts: [2]}\n"));
+      EXPECT_EQ(ex.frozen_numel(), frozen);
+      auto s = get_memory_savings_estimate(*m, OptimizerKind::AdamW);
+      EXPECT_EQ(s.frozen_params, frozen) << "fused " << fused;
+      EXPECT_EQ(s.trainable_params, ex.trainable_numel()) << "fused " << fused;
+      EXPECT_EQ(s.masked_frozen_params, fused ? frozen : 0);
+      EXPECT_EQ(s.gradient_saved_bytes, fused ? 0 : frozen * 4);
+      EXPECT_EQ(s.optimizer_saved_bytes, fused ? 0 : 2 * frozen * 4);
+      EXPECT_EQ(get_trainable_params(*m), ex.trainable_numel());
+    }
+    // The executor gone, its masks go with it: the tensors train whole.
+    auto s = get_memory_savings_estimate(*m, OptimizerKind::AdamW);
+    EXPECT_EQ(s.masked_frozen_params, 0);
+    EXPECT_EQ(s.frozen_params, fused ? 0 : frozen);
+  }
+}
 
 // The control: a gradient hook alone (zeroing the frozen experts' gradient rows), as axolotl's
 // unfrozen_parameters does. Slices that trained before keep moving on their momentum, and

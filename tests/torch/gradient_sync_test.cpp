@@ -6,6 +6,7 @@
 #include <torch/csrc/jit/serialization/import.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/modules/batchnorm.h>
+#include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -14,7 +15,9 @@
 #include <functional>
 #include <thread>
 
+#include "esft/tiny_moe.hpp"
 #include "layerfreeze/distributed.hpp"
+#include "torch/compat.hpp"
 #include "torch/compat_c10d.hpp"
 #include "torch_models.hpp"
 
@@ -239,6 +242,86 @@ TEST(GradientSync, AllParametersBaselineSendsFrozenZerosButKeepsThemGradless) {
     for (const auto& p : m->named_parameters(true))
       EXPECT_EQ(p.value().grad().defined(), p.value().requires_grad()) << p.key();
   });
+}
+
+// Masked fused expert tensors (docs/EXPERTS.md): a tensor frozen in part trains, so it is sent
+// whole — its frozen slices as zeros (the executor's gradient hook ran before the sync saw the
+// gradient) and its bytes counted in full. Ranks see different data; the frozen slices stay
+// bit-identical on every rank, a mask that changes mid-run rebuilds the layout, and overlap
+// equals the plain round.
+TEST(GradientSync, MaskedExpertSlicesAreSentAsZerosAndStayFrozen) {
+  const char* rules =
+      "rules:\n"
+      "  - freeze: [embeddings, {experts: [2]}]\n"
+      "stages:\n"
+      "  - at: {step: 2}\n"
+      "    rules: [{freeze: {experts: [0], layers: [1]}}]\n";
+  std::map<bool, std::vector<std::vector<torch::Tensor>>> finals;
+  std::map<bool, std::vector<int64_t>> bytes;
+  std::vector<torch::Tensor> start;
+  for (bool overlap : {false, true}) {
+    std::vector<tiny_moe::TinyMoe> ms;
+    for (int r = 0; r < 2; ++r) {
+      torch::manual_seed(0);  // the same weights on both ranks
+      ms.emplace_back(tiny_moe::Config{});
+    }
+    torch::manual_seed(5);
+    std::vector<torch::Tensor> data;
+    for (int i = 0; i < 8; ++i) data.push_back(torch::randint(0, 96, {24}));
+    if (start.empty())
+      for (const auto& p : ms[0]->parameters()) start.push_back(p.detach().clone());
+    finals[overlap].resize(2);
+    on_ranks(2, [&](auto group, int rank) {
+      auto& m = ms[static_cast<size_t>(rank)];
+      Executor ex(
+          *m,
+          write_rules("masked-" + std::to_string(overlap) + std::to_string(rank) + ".yaml", rules));
+      torch::optim::AdamW opt(ex.trainable_parameters(),
+                              torch::optim::AdamWOptions(1e-2).weight_decay(0.1));
+      ex.attach_optimizer(opt);
+      dist::GradientSyncOptions o;
+      o.bucket_bytes = 8192;
+      o.overlap = overlap;
+      dist::GradientSync sync(group, ex, o);
+      const Inventory& inv = ex.inventory();
+      for (int64_t step = 0; step < 4; ++step) {
+        const bool changed = ex.on_step(step);
+        compat::zero_grad_in_place(opt);
+        auto tokens = data[static_cast<size_t>(2 * step + rank)];
+        torch::nn::functional::cross_entropy(m->forward(tokens.slice(0, 0, 23)),
+                                             tokens.slice(0, 1, 24))
+            .backward();
+        auto st = sync.synchronize();
+        EXPECT_EQ(st.rebuilt, step == 0 || (changed && step == 2)) << "step " << step;
+        if (rank == 0) bytes[overlap].push_back(st.bytes);
+        // Masked tensors are trainable, sent whole: the bytes are every trainable tensor's.
+        EXPECT_EQ(st.bytes, trainable_bytes(ex)) << "step " << step;
+        // The averaged gradient of a frozen slice is zero on every rank.
+        auto params = ex.parameters();
+        for (uint32_t i : ex.plan().compiled().slices.params)
+          for (int32_t e : ex.frozen_experts(i))
+            EXPECT_EQ(params[i].grad()[e].abs().max().item<float>(), 0.0f)
+                << inv.params[i].name << " expert " << e << " step " << step;
+        ex.before_optimizer_step();
+        opt.step();
+      }
+      for (const auto& p : m->parameters())
+        finals[overlap][static_cast<size_t>(rank)].push_back(p.detach().clone());
+    });
+    EXPECT_EQ(bytes[overlap][0], bytes[overlap][3]) << "masks change no tensor's byte count";
+  }
+  // Every rank ends with the same weights, overlap or not; frozen slices never moved.
+  auto names = tiny_moe::TinyMoe(tiny_moe::Config{})->named_parameters(true).keys();
+  for (size_t i = 0; i < names.size(); ++i) {
+    for (bool overlap : {false, true})
+      EXPECT_TRUE(torch::equal(finals[overlap][0][i], finals[overlap][1][i]))
+          << names[i] << " overlap " << overlap;
+    EXPECT_TRUE(torch::equal(finals[false][0][i], finals[true][0][i])) << names[i];
+    if (names[i].find("mlp.experts.") != std::string::npos) {
+      EXPECT_TRUE(torch::equal(finals[true][0][i][2], start[i][2])) << names[i];
+      EXPECT_FALSE(torch::equal(finals[true][0][i][3], start[i][3])) << names[i];
+    }
+  }
 }
 
 TEST(GradientSync, NothingTrainableMeansNoCollective) {
