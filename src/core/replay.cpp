@@ -94,6 +94,9 @@ void RecordingSink::unfreeze(uint32_t i) {
 }
 
 void RecordingSink::remask(uint32_t i, const std::vector<int32_t>& frozen_experts) {
+  auto was = masks_.find(i);
+  mask_undo_.emplace_back(
+      i, was == masks_.end() ? std::nullopt : std::optional<std::vector<int32_t>>(was->second));
   pending_.masks.push_back({i, frozen_experts});
   if (frozen_experts.empty())
     masks_.erase(i);
@@ -104,6 +107,13 @@ void RecordingSink::remask(uint32_t i, const std::vector<int32_t>& frozen_expert
 void RecordingSink::abort() {
   for (uint32_t i : pending_.frozen) state_.reset(i);
   for (uint32_t i : pending_.unfrozen) state_.set(i);
+  for (auto it = mask_undo_.rbegin(); it != mask_undo_.rend(); ++it) {
+    if (it->second)
+      masks_[it->first] = *it->second;
+    else
+      masks_.erase(it->first);
+  }
+  mask_undo_.clear();
   pending_ = Change{};
 }
 
@@ -112,6 +122,7 @@ void RecordingSink::changed(const Time& at, const Bitset& frozen) {
   pending_.at = at;
   changes_.push_back(std::move(pending_));
   pending_ = Change{};
+  mask_undo_.clear();
 }
 
 }  // namespace layerfreeze

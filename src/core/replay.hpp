@@ -107,6 +107,8 @@ class RecordingSink : public StateSink {
  private:
   Bitset state_;
   std::map<uint32_t, std::vector<int32_t>> masks_;
+  // The masks a pending change replaced (nullopt: none), for abort().
+  std::vector<std::pair<uint32_t, std::optional<std::vector<int32_t>>>> mask_undo_;
   Change pending_;
   std::vector<Change> changes_;
 };

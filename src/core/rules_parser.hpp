@@ -65,6 +65,7 @@ struct Slice {
   int64_t step = 1;
   bool single = false;
 };
-std::optional<Slice> parse_slice(const std::string& text, std::string* error);
+std::optional<Slice> parse_slice(const std::string& text, std::string* error,
+                                 const char* noun = "layer");
 
 }  // namespace layerfreeze

@@ -87,7 +87,7 @@ void SelectorParser::check_regexes(const Expr& e, const YAML::Node& n, const cha
   }
 }
 
-void SelectorParser::check_slice(const Expr& e, const YAML::Node& n) {
+void SelectorParser::check_slice(const Expr& e, const YAML::Node& n, const char* noun) {
   const Value* v = e.literal_value();
   if (!v) return;
   if (v->kind == Value::Kind::kInt) return;
@@ -97,7 +97,7 @@ void SelectorParser::check_slice(const Expr& e, const YAML::Node& n) {
     return;
   }
   std::string err;
-  if (!parse_slice(v->s, &err)) r_.error("bad-slice", err, n);
+  if (!parse_slice(v->s, &err, noun)) r_.error("bad-slice", err, n);
 }
 
 Selector SelectorParser::selector(const YAML::Node& n, const std::string& what) {
@@ -314,7 +314,7 @@ void SelectorParser::experts_selector(const YAML::Node& v, Selector& sel) {
       r_.error("wrong-type",
                "an expert index must be an integer or a slice like \"0:8\", not " + describe(c), c);
     else
-      check_slice(e, c);
+      check_slice(e, c, "expert");
     sel.experts.push_back(e);
   };
   if (v.IsSequence()) {
@@ -396,7 +396,8 @@ std::string SelectorParser::list_text(const std::vector<Selector>& cs, const std
   return t + ")";
 }
 
-std::optional<Slice> parse_slice(const std::string& text, std::string* error) {
+std::optional<Slice> parse_slice(const std::string& text, std::string* error, const char* noun) {
+  const std::string Noun = noun;
   static const RE2 single("\\s*(-?[0-9]+)\\s*");
   static const RE2 slice("\\s*(-?[0-9]+)?\\s*:\\s*(-?[0-9]+)?\\s*(?::\\s*(-?[0-9]+)?\\s*)?");
   Slice s;
@@ -408,26 +409,26 @@ std::optional<Slice> parse_slice(const std::string& text, std::string* error) {
     s.single = true;
     s.start = num(a);
     if (!s.start) {
-      if (error) *error = "layer index '" + text + "' is too large";
+      if (error) *error = Noun + " index '" + text + "' is too large";
       return std::nullopt;
     }
     return s;
   }
   if (!RE2::FullMatch(text, slice, &a, &b, &c)) {
     if (error)
-      *error = "bad layer slice '" + text +
+      *error = "bad " + Noun + " slice '" + text +
                "': expected an index (3, -1) or a slice (\"0:16\", \"-4:\", \"::2\")";
     return std::nullopt;
   }
   if (a.size() > 12 || b.size() > 12 || c.size() > 12) {
-    if (error) *error = "layer slice '" + text + "' has an index that is too large";
+    if (error) *error = Noun + " slice '" + text + "' has an index that is too large";
     return std::nullopt;
   }
   if (!a.empty()) s.start = std::stoll(a);
   if (!b.empty()) s.stop = std::stoll(b);
   if (!c.empty()) s.step = std::stoll(c);
   if (s.step <= 0) {
-    if (error) *error = "layer slice '" + text + "' needs a positive step";
+    if (error) *error = Noun + " slice '" + text + "' needs a positive step";
     return std::nullopt;
   }
   return s;

@@ -32,7 +32,7 @@ class SelectorParser {
   std::vector<std::string> known() const;
   Expr strings(const YAML::Node& n, const std::string& what);
   void check_regexes(const Expr& e, const YAML::Node& n, const char* what);
-  void check_slice(const Expr& e, const YAML::Node& n);
+  void check_slice(const Expr& e, const YAML::Node& n, const char* noun = "layer");
   void word_selector(const YAML::Node& n, Selector& sel);
   void map_selector(const YAML::Node& n, const std::string& what, Selector& sel);
   void role_selector(const YAML::Node& v, Selector& sel);

@@ -385,7 +385,7 @@ std::optional<std::vector<int32_t>> Resolver::indexed(const std::vector<Expr>& i
       sl.start = v->i;
     } else if (v->kind == Value::Kind::kString) {
       std::string err;
-      auto parsed = parse_slice(v->s, &err);
+      auto parsed = parse_slice(v->s, &err, noun);
       if (!parsed) {
         diags_.error("bad-slice", err, e.loc());
         return std::nullopt;

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <stdexcept>
 
 #include "core/discovery_patterns.hpp"
 #include "core/expert_config.hpp"
@@ -183,6 +184,40 @@ TEST(ExpertSelectors, ReplayHandsTheSinkThePlansMasks) {
   EXPECT_EQ(sink.masks().size(), 6u);  // 2 fused tensors × layers 0-2, expert 1 frozen
 }
 
+// A sink that refuses its third mask change: the replay aborts, and the masks it holds are the
+// ones before the failed change point.
+class RefusingMaskSink : public RecordingSink {
+ public:
+  using RecordingSink::RecordingSink;
+  void remask(uint32_t i, const std::vector<int32_t>& frozen_experts) override {
+    if (armed && ++calls == 3) throw std::runtime_error("refused");
+    RecordingSink::remask(i, frozen_experts);
+  }
+  bool armed = false;
+  int calls = 0;
+};
+
+TEST(ExpertSelectors, AFailedChangeLeavesTheSinksMasksAsTheyWere) {
+  auto c = test::compile_text(
+      "rules:\n  - freeze: {experts: [2]}\n"
+      "stages:\n  - at: {step: 3}\n    rules:\n      - freeze: {experts: [0, 1]}\n",
+      model(kGranite));
+  ASSERT_TRUE(c.plan) << c.errors();
+  const auto& p = *c.plan;
+  Replay replay(p);
+  RefusingMaskSink sink(p.inventory->params.size());
+  replay.start(sink);
+  const auto before = sink.masks();
+  ASSERT_FALSE(before.empty());
+  sink.armed = true;
+  EXPECT_THROW(replay.move_to({0, 3}, sink), std::runtime_error);
+  EXPECT_EQ(sink.masks(), before);
+  // The replay stayed where it was: the next attempt applies the whole change point.
+  sink.armed = false;
+  replay.move_to({0, 3}, sink);
+  for (const auto& [i, experts] : sink.masks()) EXPECT_EQ(experts, (std::vector<int32_t>{0, 1, 2}));
+}
+
 TEST(ExpertSelectors, BadIndicesNameTheExpertCount) {
   auto c = test::compile_text("rules:\n  - freeze: {experts: [3, 32]}\n", model(kGranite));
   EXPECT_FALSE(c.plan);
@@ -197,6 +232,15 @@ TEST(ExpertSelectors, BadIndicesNameTheExpertCount) {
   EXPECT_NE(bad->errors().find("an expert index must be an integer"), std::string::npos)
       << bad->errors();
   EXPECT_NE(bad->errors().find("unknown key 'form'"), std::string::npos);
+  // A bad slice says "expert", not "layer"; beside it, a layer slice still says "layer".
+  auto slices = test::parse(
+      "rules:\n  - freeze: {experts: \"0:x\", layers: \"::0\"}\n  - freeze: {experts: \"::0\"}\n");
+  EXPECT_FALSE(slices->strategy);
+  EXPECT_NE(slices->errors().find("bad expert slice '0:x'"), std::string::npos) << slices->errors();
+  EXPECT_NE(slices->errors().find("layer slice '::0' needs a positive step"), std::string::npos)
+      << slices->errors();
+  EXPECT_NE(slices->errors().find("expert slice '::0' needs a positive step"), std::string::npos)
+      << slices->errors();
 }
 
 TEST(ExpertSelectors, ProgressiveStagesRefuseToCutFusedTensors) {
