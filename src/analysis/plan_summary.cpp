@@ -94,6 +94,8 @@ int64_t training_experts(const Inventory& inv, int32_t l, const Selection& froze
   return std::count(trains.begin(), trains.end(), true);
 }
 
+}  // namespace
+
 std::vector<LayerRun> layer_runs(const Inventory& inv, const Selection& frozen,
                                  const SliceTable& slices, bool one_per_layer) {
   std::vector<LayerRun> runs;
@@ -120,13 +122,15 @@ std::vector<LayerRun> layer_runs(const Inventory& inv, const Selection& frozen,
   return runs;
 }
 
+namespace {
+
 std::string capitalized(std::string s) {
   if (!s.empty()) s[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(s[0])));
   return s;
 }
 
-// The groups outside the trunk's layers, in data-flow order: towers, connectors, embeddings,
-// head, other.
+}  // namespace
+
 std::vector<GroupLine> group_lines(const Inventory& inv, const Bitset& frozen) {
   Acc emb, head, other, connector;
   std::vector<Acc> towers(inv.towers.size());
@@ -158,6 +162,8 @@ std::vector<GroupLine> group_lines(const Inventory& inv, const Bitset& frozen) {
   if (other.total) g.push_back({"Other", 0, other.state(), other.numel, other.total});
   return g;
 }
+
+namespace {
 
 std::string amount(bool shapes, int64_t numel, size_t tensors) {
   if (!shapes) return std::to_string(tensors) + (tensors == 1 ? " tensor" : " tensors");

@@ -111,6 +111,14 @@ std::string layer_status_table(const Inventory& inv, const Bitset& frozen, bool 
 std::string layer_status_table(const Inventory& inv, const Selection& frozen,
                                const SliceTable& slices, bool show_all);
 
+/// The trunk's layers in `frozen`, one run per layer when `one_per_layer`, else runs of
+/// consecutive layers in the same state.
+std::vector<LayerRun> layer_runs(const Inventory& inv, const Selection& frozen,
+                                 const SliceTable& slices, bool one_per_layer);
+/// The groups outside the trunk's layers, in data-flow order: towers, connectors, embeddings,
+/// head, other (embeddings and head always; connectors and other when the model has them).
+std::vector<GroupLine> group_lines(const Inventory& inv, const Bitset& frozen);
+
 /// "epoch 3", "step 40", "epoch 1 · step 100".
 std::string time_text(const Time& t, bool uses_steps);
 

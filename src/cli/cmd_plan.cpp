@@ -1,8 +1,12 @@
-// layerfreeze plan RULES --model MODEL : the compiled plan, as text, JSON or Markdown;
-// --distributed adds the data-parallel lint (analysis/distributed_lint.hpp).
+// layerfreeze plan RULES --model MODEL : the compiled plan, as text, JSON, Markdown or SVG;
+// --svg FILE writes the picture beside any format; --distributed adds the data-parallel lint
+// (analysis/distributed_lint.hpp).
 #include "analysis/distributed_lint.hpp"
 #include "cli/cli_common.hpp"
 #include "print/plan_printer.hpp"
+#include "print/plan_svg.hpp"
+
+#include <fstream>
 
 namespace layerfreeze::cli {
 
@@ -10,11 +14,13 @@ std::function<int()> setup_plan(CLI::App& cmd) {
   struct Args : PlanArgs {
     std::string format = "text";
     bool distributed = false;
+    std::string svg;
   };
   auto a = std::make_shared<Args>();
   a->add_to(cmd);
-  cmd.add_option("--format,-f", a->format, "text, json or markdown")
-      ->check(CLI::IsMember({"text", "json", "markdown"}));
+  cmd.add_option("--format,-f", a->format, "text, json, markdown or svg")
+      ->check(CLI::IsMember({"text", "json", "markdown", "svg"}));
+  cmd.add_option("--svg", a->svg, "also write the plan as an SVG picture to FILE");
   cmd.add_flag(
       "--distributed", a->distributed,
       "also check the plan for data-parallel training (FSDP units, DDP, activation checkpointing)");
@@ -33,10 +39,20 @@ std::function<int()> setup_plan(CLI::App& cmd) {
         for (const auto& w : lint) std::cerr << format_diagnostic(w);
       sum.distributed = std::move(lint);
     }
+    if (!a->svg.empty()) {
+      std::ofstream out(a->svg, std::ios::binary);
+      out << plan_svg(sum);
+      if (!out) {
+        std::cerr << "error: cannot write '" << a->svg << "'\n";
+        return kExitInvalid;
+      }
+    }
     if (a->format == "json")
       std::cout << plan_json(sum);
     else if (a->format == "markdown")
-      std::cout << plan_markdown(sum);
+      std::cout << plan_markdown(sum, a->svg);
+    else if (a->format == "svg")
+      std::cout << plan_svg(sum);
     else
       std::cout << plan_text(sum);
     keep_until_exit(plan);

@@ -59,6 +59,24 @@ std::string multimodal_backward_text(const Inventory& inv, const StageSummary& s
   return through + "stops at the connector (" + names + " trains); the towers need no gradients";
 }
 
+}  // namespace
+
+std::string model_summary_line(const Inventory& inv, bool shapes) {
+  return model_line(inv, shapes);
+}
+
+std::string backward_short(const Inventory& inv, const StageSummary& st) {
+  return st.nothing_trains ? "—"
+         : st.first_trainable_tower
+             ? inv.towers[static_cast<size_t>(*st.first_trainable_tower)].modality + " tower"
+         : st.connector_trainable   ? "connector"
+         : st.input_side_trainable  ? "input"
+         : st.first_trainable_layer ? "layer " + std::to_string(*st.first_trainable_layer)
+                                    : "head";
+}
+
+namespace {
+
 std::string backward_text(const Inventory& inv, const StageSummary& s) {
   if (s.nothing_trains) return "nothing trains: no backward pass is needed";
   if (s.first_trainable_tower || s.connector_trainable) return multimodal_backward_text(inv, s);
@@ -431,11 +449,12 @@ class PlanJson {
 
 std::string plan_json(const PlanSummary& sum) { return PlanJson(sum).write(); }
 
-std::string plan_markdown(const PlanSummary& sum) {
+std::string plan_markdown(const PlanSummary& sum, const std::string& svg_path) {
   const CompiledPlan& plan = *sum.plan;
   const Inventory& inv = *plan.inventory;
   std::ostringstream o;
   o << "### layerfreeze plan: `" << plan.name << "` on `" << inv.source << "`\n\n";
+  if (!svg_path.empty()) o << "![the plan as a picture](" << svg_path << ")\n\n";
   o << "| | |\n|---|---|\n";
   o << "| strategy | `" << plan.origin << "` |\n";
   o << "| parameters | " << params_text(plan) << " |\n";
@@ -460,14 +479,7 @@ std::string plan_markdown(const PlanSummary& sum) {
                 (r.detail.empty() ? "" : " (" + r.detail + ")");
     }
     int64_t total = st.trainable_numel + st.frozen_numel;
-    std::string backward =
-        st.nothing_trains ? "—"
-        : st.first_trainable_tower
-            ? inv.towers[static_cast<size_t>(*st.first_trainable_tower)].modality + " tower"
-        : st.connector_trainable   ? "connector"
-        : st.input_side_trainable  ? "input"
-        : st.first_trainable_layer ? "layer " + std::to_string(*st.first_trainable_layer)
-                                   : "head";
+    std::string backward = backward_short(inv, st);
     std::string change = "start";
     if (&st != &sum.stages.front()) {
       change.clear();

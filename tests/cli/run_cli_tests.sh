@@ -83,6 +83,15 @@ expect_exit 0 "plan vlm" -- plan preset:gradual_unfreeze --set total_epochs=3 --
 expect_golden "plan vlm" plan_gradual_unfreeze_olmocr.txt
 expect_exit 0 "plan vlm markdown" -- plan preset:lp_lora --model "$vlm" --format markdown
 expect_golden "plan vlm markdown" plan_lp_lora_olmocr.md
+# The picture (docs/CLI.md): golden bytes; --svg beside markdown links it.
+expect_exit 0 "plan svg" -- plan preset:gradual_unfreeze --set total_epochs=6 --model builtin:llama2-7b --format svg
+expect_golden "plan svg" plan_gradual_unfreeze_llama2.svg
+expect_exit 0 "plan vlm svg" -- plan preset:gradual_unfreeze --set total_epochs=3 --model "$vlm" --format svg
+expect_golden "plan vlm svg" plan_gradual_unfreeze_olmocr.svg
+expect_exit 0 "plan --svg" -- plan preset:lp_lora --model builtin:gpt2 --format markdown --svg "$tmp/lp.svg"
+expect_contains "plan --svg" "![the plan as a picture]($tmp/lp.svg)"
+if grep -q '<svg xmlns' "$tmp/lp.svg"; then ok; else bad "plan --svg: no SVG in $tmp/lp.svg"; fi
+expect_exit 1 "plan --svg unwritable" -- plan preset:lp_lora --model builtin:gpt2 --svg /nonexistent/dir/x.svg
 expect_exit 0 "explain vlm" -- explain preset:lp_lora --model "$vlm" --param visual.blocks.3.attn.qkv.weight
 expect_contains "explain vlm" "role: tower (vision, \`visual\`, 32 layers; its layer 3 in stack visual.blocks"
 popd >/dev/null

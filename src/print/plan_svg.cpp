@@ -1,0 +1,264 @@
+#include "print/plan_svg.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <sstream>
+
+#include "print/format.hpp"
+#include "print/plan_printer.hpp"
+
+namespace layerfreeze {
+
+namespace {
+
+// Geometry (px). Monospace text is ~0.6 em wide a character.
+constexpr int kMargin = 16, kRowH = 18, kColW = 92, kFont = 12, kSmall = 10;
+constexpr double kCharW = 7.3;  // at kFont
+
+// Colours and patterns: blue and orange are told apart with every common colour-vision
+// deficiency; in greyscale frozen is dark and hatched, trainable mid and solid, partial light
+// and dotted. Tests sample them (tests/browser).
+constexpr const char* kFrozenFill = "#4e79a7";
+constexpr const char* kFrozenInk = "#2b4a6f";
+constexpr const char* kTrainFill = "#f28e2b";
+constexpr const char* kPartialFill = "#fbd7a8";
+constexpr const char* kPartialInk = "#5a5a5a";
+constexpr const char* kEmptyFill = "#eeeeee";
+
+std::string fill_of(GroupState s) {
+  switch (s) {
+    case GroupState::kFrozen: return "url(#lf-frozen)";
+    case GroupState::kActive: return kTrainFill;
+    case GroupState::kPartial: return "url(#lf-partial)";
+    case GroupState::kEmpty: return kEmptyFill;
+  }
+  return kEmptyFill;
+}
+
+const char* kind_word(GridRow::Kind k) {
+  switch (k) {
+    case GridRow::Kind::kTower: return "tower";
+    case GridRow::Kind::kConnector: return "connector";
+    case GridRow::Kind::kEmbeddings: return "embeddings";
+    case GridRow::Kind::kLayers: return "layers";
+    case GridRow::Kind::kHead: return "head";
+    case GridRow::Kind::kOther: return "other";
+  }
+  return "other";
+}
+
+int text_width(const std::string& s, double char_w = kCharW) {
+  size_t n = 0;  // UTF-8 code points
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return static_cast<int>(static_cast<double>(n) * char_w + 0.999);
+}
+
+std::string cell_title(const GridRow& row, const GridColumn& col, const GridCell& cell) {
+  std::string t = row.label + " \u00b7 " + col.label + ": " + grid_state_word(cell.state);
+  if (!cell.detail.empty()) t += " (" + cell.detail + ")";
+  if (cell.decider)
+    t += " \u2014 " + cell.decider->prov.where() + " " + cell.decider->prov.text;
+  else if (cell.state != GroupState::kEmpty)
+    t += " \u2014 no rule (the default: trainable)";
+  return t;
+}
+
+}  // namespace
+
+std::string xml_escape(const std::string& s) {
+  std::string o;
+  o.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&': o += "&amp;"; break;
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '"': o += "&quot;"; break;
+      default: o += c;
+    }
+  }
+  return o;
+}
+
+std::string svg_defs() {
+  return fmt::format(
+      "<defs>\n"
+      "<pattern id=\"lf-frozen\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" "
+      "patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"{0}\"/>"
+      "<rect width=\"1.5\" height=\"6\" fill=\"{1}\"/></pattern>\n"
+      "<pattern id=\"lf-partial\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\">"
+      "<rect width=\"6\" height=\"6\" fill=\"{2}\"/><circle cx=\"1.5\" cy=\"1.5\" r=\"1.2\" "
+      "fill=\"{3}\"/></pattern>\n"
+      "</defs>\n",
+      kFrozenFill, kFrozenInk, kPartialFill, kPartialInk);
+}
+
+SvgGrid draw_grid(const ScheduleGrid& g, int x0, int y0, const std::string& id,
+                  const ScheduleGrid* other) {
+  SvgGrid out;
+  int label_w = 0;
+  for (const auto& r : g.rows) label_w = std::max(label_w, text_width(r.label));
+  label_w += 12;
+  std::ostringstream o;
+  o << "<g id=\"" << id << "\" class=\"lf-grid\">\n";
+  // Column headers: the time, on two lines when it has an epoch and a step.
+  for (size_t c = 0; c < g.columns.size(); ++c) {
+    const int cx = x0 + label_w + static_cast<int>(c) * kColW + kColW / 2;
+    std::string label = g.columns[c].label + (g.columns[c].periodic ? " \u21bb" : "");
+    auto dot = label.find(" \u00b7 ");
+    if (dot == std::string::npos) {
+      o << fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", cx,
+                       y0 + 2 * kRowH - 6, xml_escape(label));
+    } else {
+      o << fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", cx,
+                       y0 + kRowH - 6, xml_escape(label.substr(0, dot)));
+      o << fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", cx,
+                       y0 + 2 * kRowH - 6, xml_escape(label.substr(dot + 4)));
+    }
+  }
+  const int top = y0 + 2 * kRowH;
+  for (size_t r = 0; r < g.rows.size(); ++r) {
+    const GridRow& row = g.rows[r];
+    const int y = top + static_cast<int>(r) * kRowH;
+    o << fmt::format("<text x=\"{}\" y=\"{}\">{}</text>\n", x0, y + kRowH - 5,
+                     xml_escape(row.label));
+    for (size_t c = 0; c < g.columns.size(); ++c) {
+      const GridCell& cell = g.cells[r][c];
+      const int x = x0 + label_w + static_cast<int>(c) * kColW;
+      bool differs = other && r < other->rows.size() && c < other->columns.size() &&
+                     other->cells[r][c].state != cell.state;
+      o << fmt::format(
+          "<rect class=\"lf-cell\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\" "
+          "stroke=\"#ffffff\" data-row=\"{}\" data-kind=\"{}\" data-first=\"{}\" data-last=\"{}\" "
+          "data-col=\"{}\" data-state=\"{}\"{}><title>{}</title></rect>\n",
+          x, y, kColW, kRowH, fill_of(cell.state), r, kind_word(row.kind), row.first, row.last, c,
+          grid_state_word(cell.state), differs ? " data-differs=\"1\"" : "",
+          xml_escape(cell_title(row, g.columns[c], cell)));
+      if (differs) ++out.differing;
+      if (differs)
+        o << fmt::format(
+            "<rect class=\"lf-differs\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" "
+            "fill=\"none\" stroke=\"#d62728\" stroke-width=\"2.5\"/>\n",
+            x + 1.5, y + 1.5, kColW - 3, kRowH - 3);
+    }
+  }
+  // Where backward stops: a bar on top of the first row (in data-flow order) that trains.
+  for (size_t c = 0; c < g.columns.size(); ++c)
+    for (size_t r = 0; r < g.rows.size(); ++r) {
+      GroupState s = g.cells[r][c].state;
+      if (s != GroupState::kActive && s != GroupState::kPartial) continue;
+      const int x = x0 + label_w + static_cast<int>(c) * kColW;
+      o << fmt::format(
+          "<rect class=\"lf-backstop\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"3\" "
+          "fill=\"#111111\"><title>backward stops here ({})</title></rect>\n",
+          x, top + static_cast<int>(r) * kRowH - 1, kColW, xml_escape(g.rows[r].label));
+      break;
+    }
+  o << "</g>\n";
+  out.body = o.str();
+  out.width = label_w + static_cast<int>(g.columns.size()) * kColW;
+  out.height = 2 * kRowH + static_cast<int>(g.rows.size()) * kRowH;
+  out.label_w = label_w;
+  return out;
+}
+
+std::string svg_legend(int x, int y, bool with_differs) {
+  std::ostringstream o;
+  const char* names[] = {"frozen", "trainable", "partial (mixed group or masked experts)"};
+  const GroupState states[] = {GroupState::kFrozen, GroupState::kActive, GroupState::kPartial};
+  int cx = x;
+  for (int k = 0; k < 3; ++k) {
+    o << fmt::format(
+        "<rect x=\"{}\" y=\"{}\" width=\"24\" height=\"12\" fill=\"{}\" stroke=\"#888888\"/>"
+        "<text x=\"{}\" y=\"{}\">{}</text>\n",
+        cx, y, fill_of(states[k]), cx + 30, y + 10, names[k]);
+    cx += 30 + text_width(names[k]) + 20;
+  }
+  o << fmt::format(
+      "<rect x=\"{}\" y=\"{}\" width=\"24\" height=\"3\" fill=\"#111111\"/>"
+      "<text x=\"{}\" y=\"{}\">backward stops</text>\n",
+      cx, y + 5, cx + 30, y + 10);
+  cx += 30 + text_width("backward stops") + 20;
+  if (with_differs)
+    o << fmt::format(
+        "<rect x=\"{}\" y=\"{}\" width=\"24\" height=\"12\" fill=\"none\" stroke=\"#d62728\" "
+        "stroke-width=\"2.5\"/><text x=\"{}\" y=\"{}\">differs</text>\n",
+        cx, y, cx + 30, y + 10);
+  return o.str();
+}
+
+std::string svg_open(int width, int height, const std::string& title) {
+  return fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" "
+      "viewBox=\"0 0 {0} {1}\" font-family=\"monospace\" font-size=\"{2}\" fill=\"#222222\">\n"
+      "<title>{3}</title>\n<rect width=\"{0}\" height=\"{1}\" fill=\"#ffffff\"/>\n",
+      width, height, kFont, xml_escape(title));
+}
+
+std::string plan_svg(const PlanSummary& s) {
+  const CompiledPlan& plan = *s.plan;
+  const Inventory& inv = *plan.inventory;
+  ScheduleGrid g = schedule_grid(s);
+  std::vector<std::string> head = {
+      "layerfreeze plan: " + plan.name + " (" + plan.origin + ")",
+      "parameters: " + (params_text(plan).empty() ? std::string("none") : params_text(plan)),
+      "model: " + inv.source + " \u00b7 " + model_summary_line(inv, s.shapes_known),
+      std::string("optimizer: ") + optimizer_name(s.optimizer) + " \u00b7 fingerprint " +
+          plan.fingerprint()};
+  int y = kMargin;
+  std::ostringstream body;
+  for (size_t i = 0; i < head.size(); ++i) {
+    y += i == 0 ? 14 : kRowH;
+    body << fmt::format("<text x=\"{}\" y=\"{}\"{}>{}</text>\n", kMargin, y,
+                        i == 0 ? " font-size=\"14\" font-weight=\"bold\"" : "",
+                        xml_escape(head[i]));
+  }
+  y += 10;
+  SvgGrid grid = draw_grid(g, kMargin, y, "lf-plan", nullptr);
+  body << grid.body;
+  y += grid.height + 6;
+  // Per column: trainable share, gradient + optimizer memory, where backward stops.
+  const char* rows[] = {"trainable", "grads+optim", "backward to"};
+  for (int k = 0; k < 3; ++k) {
+    y += kRowH;
+    body << fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"{}\">{}</text>\n", kMargin, y - 5,
+                        kSmall, rows[k]);
+    for (size_t c = 0; c < g.columns.size(); ++c) {
+      const StageSummary& st = s.stages[g.columns[c].stage];
+      const int64_t total = st.trainable_numel + st.frozen_numel;
+      std::string v =
+          k == 0   ? (s.shapes_known ? percent(st.trainable_numel, total)
+                                     : std::to_string(st.trainable_tensors) + " t")
+          : k == 1 ? (s.shapes_known ? bytes_text(st.grad_bytes + st.optimizer_bytes) : "\u2014")
+                   : backward_short(inv, st);
+      body << fmt::format(
+          "<text x=\"{}\" y=\"{}\" font-size=\"{}\" text-anchor=\"middle\">{}</text>\n",
+          kMargin + grid.label_w + static_cast<int>(c) * kColW + kColW / 2, y - 5, kSmall,
+          xml_escape(v));
+    }
+  }
+  if (g.omitted_columns || g.period) {
+    y += kRowH;
+    std::string note;
+    if (g.period)
+      note = "\u21bb periodic: every " + std::to_string(g.period) + " " + g.period_unit + "; ";
+    if (g.omitted_columns)
+      note += "the first " + std::to_string(g.columns.size()) + " of " +
+              std::to_string(g.columns.size() + g.omitted_columns) + " change points shown";
+    else
+      note += "every change point up to the horizon shown";
+    body << fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"{}\">{}</text>\n", kMargin, y - 5,
+                        kSmall, xml_escape(note));
+  }
+  y += 12;
+  body << svg_legend(kMargin, y, false);
+  y += 12 + kMargin;
+  int width = kMargin * 2 + grid.width;
+  for (const auto& h : head) width = std::max(width, kMargin * 2 + text_width(h));
+  width = std::max(width, kMargin * 2 + 720);  // the legend
+  return svg_open(width, y, "layerfreeze plan: " + plan.name + " on " + inv.source) + svg_defs() +
+         body.str() + "</svg>\n";
+}
+
+}  // namespace layerfreeze

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""The SVG plan against the JSON plan, cell by cell (docs/CLI.md, "plan --format svg").
+
+For each case: `plan --format svg` must be well-formed XML with one cell per (row, column); every
+cell's state must be what `plan --format json` (the frozen names and masked tensors of that
+stage) and `inspect --format json` (which parameters a row holds) say; the bytes must be the same
+on a second run; an 80-layer model over 10 stages stays under 100 KB.
+
+    svg_matches_json.py BUILD/layerfreeze SOURCE_DIR
+"""
+import json
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+SVG = "{http://www.w3.org/2000/svg}"
+failures = []
+
+
+def run(binary, *args):
+    r = subprocess.run([binary, *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"layerfreeze {' '.join(args)} exited {r.returncode}:\n{r.stderr}")
+    return r.stdout
+
+
+def fail(case, msg):
+    failures.append(f"{case}: {msg}")
+
+
+def row_members(inspect, kind, first, last):
+    """Names of the parameters a row holds (a tied head counts where its alias is the head)."""
+    out = set()
+    for p in inspect["params"]:
+        role = p["role"]
+        if kind == "layers" and role == "layer" and first <= p["layer"] <= last:
+            out.add(p["name"])
+        elif kind == "embeddings" and role == "embeddings":
+            out.add(p["name"])
+        elif kind == "head" and (role == "head" or any(a.startswith("lm_head") for a in p["aliases"])):
+            out.add(p["name"])
+        elif kind == "tower" and role == "tower" and p.get("tower") == first:
+            out.add(p["name"])
+        elif kind == "connector" and role == "connector":
+            out.add(p["name"])
+        elif kind == "other" and role == "other":
+            out.add(p["name"])
+    return out
+
+
+def expected(members, frozen, masked):
+    if not members:
+        return "empty"
+    f = len(members & frozen)
+    m = len((members & masked) - frozen)
+    if f == len(members):
+        return "frozen"
+    if f == 0 and m == 0:
+        return "trainable"
+    return "partial"
+
+
+def check(binary, case, rules, model, extra):
+    svg_text = run(binary, "plan", rules, "--model", model, *extra, "--format", "svg")
+    again = run(binary, "plan", rules, "--model", model, *extra, "--format", "svg")
+    if svg_text != again:
+        fail(case, "two runs wrote different bytes")
+    plan = json.loads(run(binary, "plan", rules, "--model", model, *extra, "--format", "json"))
+    inspect = json.loads(run(binary, "inspect", model, "--format", "json"))
+    try:
+        root = ET.fromstring(svg_text)
+    except ET.ParseError as e:
+        fail(case, f"not well-formed XML: {e}")
+        return None
+    if root.tag != SVG + "svg":
+        fail(case, f"root element is {root.tag}")
+    for el in root.iter():
+        for attr, value in el.attrib.items():
+            if "href" in attr or "url(" in value and not value.startswith("url(#"):
+                fail(case, f"an external reference: {attr}={value}")
+    cells = [el for el in root.iter(SVG + "rect") if el.get("class") == "lf-cell"]
+    stages = plan["stages"]
+    columns = sorted({int(c.get("data-col")) for c in cells})
+    if columns != list(range(min(len(stages), 24))):
+        fail(case, f"columns {columns} for {len(stages)} stages")
+    rows = sorted({int(c.get("data-row")) for c in cells})
+    if len(cells) != len(rows) * len(columns):
+        fail(case, f"{len(cells)} cells for {len(rows)} rows x {len(columns)} columns")
+    checked = 0
+    for c in cells:
+        col = int(c.get("data-col"))
+        stage = stages[col]
+        frozen = set(stage["frozen"])
+        masked = {m["name"] for m in stage.get("masked", [])}
+        members = row_members(inspect, c.get("data-kind"), int(c.get("data-first")), int(c.get("data-last")))
+        want = expected(members, frozen, masked)
+        if c.get("data-state") != want:
+            title = c.find(SVG + "title").text
+            fail(case, f"cell row {c.get('data-row')} col {col} ({title}): {c.get('data-state')}, JSON says {want}")
+        checked += 1
+    # Layer rows cover every layer once, in order.
+    layer_rows = sorted({(int(c.get("data-first")), int(c.get("data-last"))) for c in cells if c.get("data-kind") == "layers"})
+    covered = [l for a, b in layer_rows for l in range(a, b + 1)]
+    if covered != list(range(plan["model"]["num_layers"])):
+        fail(case, f"layer rows {layer_rows} do not cover the {plan['model']['num_layers']} layers once")
+    return svg_text, checked
+
+
+def main():
+    binary, root = sys.argv[1], Path(sys.argv[2])
+    data = root / "tests" / "data"
+    tmp = Path(tempfile.mkdtemp())
+    esft = tmp / "granite-esft.json"
+    esft.write_text('{"experts": {"0": [1, 2], "5": [7], "23": [31]}}\n')
+    cases = [
+        ("gradual_unfreeze on llama2-7b", "preset:gradual_unfreeze", "builtin:llama2-7b", ["--set", "total_epochs=6"]),
+        ("lp_lora on gpt2 (tied head)", "preset:lp_lora", "builtin:gpt2", []),
+        ("lisa on llama2-7b (periodic)", "preset:lisa", "builtin:llama2-7b",
+         ["--set", "active_layers=4", "--set", "interval_steps=20", "--steps-per-epoch", "100", "--epochs", "3"]),
+        ("esft on granite (masked experts)", "preset:esft", str(data / "real-checkpoints" / "granite-3.1-1b-a400m"),
+         ["--set", f"expert_config={esft}"]),
+        ("lp_lora on qwen2.5-vl (towers)", "preset:lp_lora", str(data / "configs" / "qwen2.5-vl-7b.json"), []),
+    ]
+    total = 0
+    for case, rules, model, extra in cases:
+        r = check(binary, case, rules, model, extra)
+        if r:
+            total += r[1]
+    # Size: an 80-layer model over 10 stages (gradual unfreezing opens a layer a stage).
+    big = tmp / "llama80.json"
+    cfg = json.loads((data / "configs" / "qwen3-0.6b.json").read_text())
+    cfg["num_hidden_layers"] = 80
+    big.write_text(json.dumps(cfg))
+    svg = run(binary, "plan", "preset:gradual_unfreeze", "--set", "total_epochs=10", "--model", str(big), "--format", "svg")
+    if len(svg.encode()) >= 100_000:
+        fail("80 layers x 10 stages", f"{len(svg.encode())} bytes, not under 100 KB")
+    for f in failures:
+        print("FAIL:", f)
+    print(f"{total} cells checked against the JSON plan; 80 layers x 10 stages: {len(svg.encode())} bytes")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
