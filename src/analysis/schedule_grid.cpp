@@ -1,6 +1,7 @@
 #include "analysis/schedule_grid.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <map>
 
 namespace layerfreeze {
@@ -46,37 +47,54 @@ std::vector<GridRow> base_rows(const Inventory& inv) {
   return rows;
 }
 
-// The rows parameter i is counted in (a tied tensor can be embeddings and head).
-void rows_of(const Inventory& inv, const std::vector<GridRow>& rows, size_t i,
-             std::vector<size_t>& out) {
-  out.clear();
-  const Param& p = inv.params[i];
-  bool head = p.role == Role::kHead;
-  for (Role r : p.alias_roles) head = head || r == Role::kHead;
-  for (size_t k = 0; k < rows.size(); ++k) {
-    const GridRow& r = rows[k];
-    switch (r.kind) {
-      case GridRow::Kind::kTower:
-        if (p.role == Role::kTower && p.part == r.first) out.push_back(k);
-        break;
-      case GridRow::Kind::kConnector:
-        if (p.role == Role::kConnector) out.push_back(k);
-        break;
-      case GridRow::Kind::kEmbeddings:
-        if (p.role == Role::kEmbeddings) out.push_back(k);
-        break;
-      case GridRow::Kind::kLayers:
-        if (p.role == Role::kLayer && p.layer == r.first) out.push_back(k);
-        break;
-      case GridRow::Kind::kHead:
-        if (head) out.push_back(k);
-        break;
-      case GridRow::Kind::kOther:
-        if (p.role == Role::kOther) out.push_back(k);
-        break;
+// Which row each kind of parameter is drawn in, found in O(1) a parameter.
+struct RowIndex {
+  std::vector<size_t> tower, layer;  // by tower index, by trunk layer
+  size_t connector = SIZE_MAX, embeddings = SIZE_MAX, head = SIZE_MAX, other = SIZE_MAX;
+
+  RowIndex(const Inventory& inv, const std::vector<GridRow>& rows)
+      : tower(inv.towers.size(), SIZE_MAX), layer(static_cast<size_t>(inv.num_layers()), SIZE_MAX) {
+    for (size_t k = 0; k < rows.size(); ++k) {
+      const GridRow& r = rows[k];
+      switch (r.kind) {
+        case GridRow::Kind::kTower:
+          if (r.first >= 0 && static_cast<size_t>(r.first) < tower.size()) tower[r.first] = k;
+          break;
+        case GridRow::Kind::kConnector: connector = k; break;
+        case GridRow::Kind::kEmbeddings: embeddings = k; break;
+        case GridRow::Kind::kLayers:
+          for (int32_t l = r.first; l <= r.last; ++l)
+            if (l >= 0 && static_cast<size_t>(l) < layer.size()) layer[l] = k;
+          break;
+        case GridRow::Kind::kHead: head = k; break;
+        case GridRow::Kind::kOther: other = k; break;
+      }
     }
   }
-}
+
+  // The rows parameter p is counted in (a tied tensor can be embeddings and head), in order.
+  void of(const Param& p, std::vector<size_t>& out) const {
+    out.clear();
+    auto add = [&](size_t k) {
+      if (k != SIZE_MAX) out.push_back(k);
+    };
+    switch (p.role) {
+      case Role::kTower:
+        if (p.part >= 0 && static_cast<size_t>(p.part) < tower.size()) add(tower[p.part]);
+        break;
+      case Role::kConnector: add(connector); break;
+      case Role::kEmbeddings: add(embeddings); break;
+      case Role::kLayer:
+        if (p.layer >= 0 && static_cast<size_t>(p.layer) < layer.size()) add(layer[p.layer]);
+        break;
+      case Role::kOther: add(other); break;
+      case Role::kHead: break;
+    }
+    bool is_head = p.role == Role::kHead;
+    for (Role r : p.alias_roles) is_head = is_head || r == Role::kHead;
+    if (is_head) add(head);
+  }
+};
 
 bool same_cells(const std::vector<GridCell>& a, const std::vector<GridCell>& b) {
   if (a.size() != b.size()) return false;
@@ -93,6 +111,16 @@ std::string layers_label(int32_t first, int32_t last) {
 
 }  // namespace
 
+std::vector<size_t> row_of_params(const Inventory& inv, const ScheduleGrid& g) {
+  std::vector<size_t> out(inv.params.size(), SIZE_MAX), rows;
+  RowIndex index(inv, g.rows);
+  for (size_t i = 0; i < inv.params.size(); ++i) {
+    index.of(inv.params[i], rows);
+    if (!rows.empty()) out[i] = rows.front();
+  }
+  return out;
+}
+
 const char* grid_state_word(GroupState s) {
   switch (s) {
     case GroupState::kFrozen: return "frozen";
@@ -103,8 +131,13 @@ const char* grid_state_word(GroupState s) {
   return "empty";
 }
 
-ScheduleGrid schedule_grid(const CompiledPlan& plan, const std::vector<Time>& times,
-                           const std::vector<std::string>& labels, bool group) {
+namespace {
+
+// The grid at `times`; `stages` (optional, one per time) supplies the states and the layer and
+// group lines a summary already computed.
+ScheduleGrid build(const CompiledPlan& plan, const std::vector<Time>& times,
+                   const std::vector<std::string>& labels, bool group,
+                   const std::vector<const StageSummary*>& stages) {
   const Inventory& inv = *plan.inventory;
   ScheduleGrid g;
   g.rows = base_rows(inv);
@@ -115,17 +148,40 @@ ScheduleGrid schedule_grid(const CompiledPlan& plan, const std::vector<Time>& ti
     col.label = c < labels.size() ? labels[c] : "";
     g.columns.push_back(col);
   }
-  std::vector<size_t> rows;
+  // Each parameter's rows, once: a tied tensor can be in two.
+  RowIndex index(inv, g.rows);
+  std::vector<size_t> rows, row1(inv.params.size(), SIZE_MAX), row2(inv.params.size(), SIZE_MAX);
+  for (size_t i = 0; i < inv.params.size(); ++i) {
+    index.of(inv.params[i], rows);
+    if (!rows.empty()) row1[i] = rows[0];
+    if (rows.size() > 1) row2[i] = rows[1];
+  }
   for (size_t c = 0; c < times.size(); ++c) {
-    Selection sel = plan.state_at(times[c]);
-    auto by = plan.deciders_at(times[c]);
-    auto layers = layer_runs(inv, sel, plan.slices, true);
-    auto groups = group_lines(inv, sel.params);
-    // The deciding rule of each row: the one behind most of its parameters.
-    std::vector<std::map<const PlanRule*, int64_t>> votes(g.rows.size());
+    const StageSummary* st = c < stages.size() ? stages[c] : nullptr;
+    g.states.push_back(st ? Selection{st->point.frozen, st->point.frozen_slices}
+                          : plan.state_at(times[c]));
+    g.deciders.push_back(plan.deciders_at(times[c]));
+    const Selection& sel = g.states.back();
+    const auto& by = g.deciders.back();
+    std::vector<LayerRun> layers;
+    if (st) {
+      for (const auto& run : st->runs)
+        for (int32_t l = run.first; l <= run.last; ++l) layers.push_back(run);
+    } else {
+      layers = layer_runs(inv, sel, plan.slices, true);
+    }
+    auto groups = st ? st->groups : group_lines(inv, sel.params);
+    // The deciding rule of each row: the one behind most of its parameters (a row has few).
+    std::vector<std::vector<std::pair<const PlanRule*, int64_t>>> votes(g.rows.size());
+    auto vote = [&](size_t r, size_t i) {
+      auto& v = votes[r];
+      auto it = std::find_if(v.begin(), v.end(), [&](const auto& x) { return x.first == by[i]; });
+      if (it == v.end()) it = v.insert(v.end(), {by[i], 0});
+      it->second += std::max<int64_t>(1, inv.params[i].numel);
+    };
     for (size_t i = 0; i < inv.params.size(); ++i) {
-      rows_of(inv, g.rows, i, rows);
-      for (size_t r : rows) votes[r][by[i]] += std::max<int64_t>(1, inv.params[i].numel);
+      if (row1[i] != SIZE_MAX) vote(row1[i], i);
+      if (row2[i] != SIZE_MAX) vote(row2[i], i);
     }
     size_t gi = 0;
     for (size_t r = 0; r < g.rows.size(); ++r) {
@@ -149,6 +205,13 @@ ScheduleGrid schedule_grid(const CompiledPlan& plan, const std::vector<Time>& ti
   return g;
 }
 
+}  // namespace
+
+ScheduleGrid schedule_grid(const CompiledPlan& plan, const std::vector<Time>& times,
+                           const std::vector<std::string>& labels, bool group) {
+  return build(plan, times, labels, group, {});
+}
+
 ScheduleGrid schedule_grid(const PlanSummary& s, size_t max_columns) {
   std::vector<Time> times;
   std::vector<std::string> labels;
@@ -157,7 +220,9 @@ ScheduleGrid schedule_grid(const PlanSummary& s, size_t max_columns) {
     times.push_back(s.stages[k].point.at);
     labels.push_back(time_text(s.stages[k].point.at, steps));
   }
-  ScheduleGrid g = schedule_grid(*s.plan, times, labels, true);
+  std::vector<const StageSummary*> stages;
+  for (size_t k = 0; k < times.size(); ++k) stages.push_back(&s.stages[k]);
+  ScheduleGrid g = build(*s.plan, times, labels, true, stages);
   g.omitted_columns = s.stages.size() > max_columns ? s.stages.size() - max_columns : 0;
   for (const auto& st : s.plan->stages)
     if (st.period > 0) {

@@ -39,7 +39,10 @@ struct ScheduleGrid {
   std::vector<std::vector<GridCell>> cells;  // [row][column]
   size_t omitted_columns = 0;                // change points past the cap, not drawn
   int64_t period = 0;                        // a periodic stage's period (its unit: period_unit)
-  std::string period_unit;                   // "epochs" or "steps"
+  // Per column, of every parameter: the state and the deciding rule (the HTML report's data).
+  std::vector<Selection> states;
+  std::vector<std::vector<const PlanRule*>> deciders;
+  std::string period_unit;  // "epochs" or "steps"
 };
 
 /// The grid of a summary: its change points as columns, at most `max_columns` (a periodic
@@ -52,6 +55,10 @@ ScheduleGrid schedule_grid(const CompiledPlan& plan, const std::vector<Time>& ti
 /// Merges runs of consecutive layer rows whose cells are equal in every grid (grids of one
 /// model, built ungrouped): the rows of a side-by-side diff.
 void group_layer_rows(const std::vector<ScheduleGrid*>& grids);
+
+/// The grid row each parameter is drawn in (its first, for a tied tensor in two); SIZE_MAX for
+/// none.
+std::vector<size_t> row_of_params(const Inventory& inv, const ScheduleGrid& g);
 
 const char* grid_state_word(GroupState s);  // "frozen", "trainable", "partial", "empty"
 

@@ -1,8 +1,10 @@
-// layerfreeze plan RULES --model MODEL : the compiled plan, as text, JSON, Markdown or SVG;
+// layerfreeze plan RULES --model MODEL : the compiled plan, as text, JSON, Markdown, SVG or a
+// self-contained HTML report;
 // --svg FILE writes the picture beside any format; --distributed adds the data-parallel lint
 // (analysis/distributed_lint.hpp).
 #include "analysis/distributed_lint.hpp"
 #include "cli/cli_common.hpp"
+#include "print/plan_html.hpp"
 #include "print/plan_printer.hpp"
 #include "print/plan_svg.hpp"
 
@@ -18,8 +20,8 @@ std::function<int()> setup_plan(CLI::App& cmd) {
   };
   auto a = std::make_shared<Args>();
   a->add_to(cmd);
-  cmd.add_option("--format,-f", a->format, "text, json, markdown or svg")
-      ->check(CLI::IsMember({"text", "json", "markdown", "svg"}));
+  cmd.add_option("--format,-f", a->format, "text, json, markdown, svg or html")
+      ->check(CLI::IsMember({"text", "json", "markdown", "svg", "html"}));
   cmd.add_option("--svg", a->svg, "also write the plan as an SVG picture to FILE");
   cmd.add_flag(
       "--distributed", a->distributed,
@@ -53,6 +55,8 @@ std::function<int()> setup_plan(CLI::App& cmd) {
       std::cout << plan_markdown(sum, a->svg);
     else if (a->format == "svg")
       std::cout << plan_svg(sum);
+    else if (a->format == "html")
+      std::cout << plan_html(sum);
     else
       std::cout << plan_text(sum);
     keep_until_exit(plan);
