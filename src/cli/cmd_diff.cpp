@@ -1,17 +1,22 @@
-// layerfreeze diff RULES_A RULES_B --model MODEL [--epochs N]
+// layerfreeze diff RULES_A RULES_B --model MODEL [--epochs N] [--format text|svg|html]
 #include "cli/cli_common.hpp"
+#include "print/diff_picture.hpp"
 #include "print/explain.hpp"
+
+#include <sstream>
 
 namespace layerfreeze::cli {
 
 std::function<int()> setup_diff(CLI::App& cmd) {
   struct Args : PlanArgs {
-    std::string rules_b;
+    std::string rules_b, format = "text";
   };
   auto a = std::make_shared<Args>();
   cmd.add_option("RULES_A", a->rules, "first rules file, or preset:NAME")->required();
   cmd.add_option("RULES_B", a->rules_b, "second rules file, or preset:NAME")->required();
   a->add_to(cmd, /*with_rules=*/false);
+  cmd.add_option("--format,-f", a->format, "text, svg (side by side) or html (a report)")
+      ->check(CLI::IsMember({"text", "svg", "html"}));
   cmd.get_option("--set")->description(
       "override a parameter of whichever strategy declares it: KEY=VALUE");
   return [a] {
@@ -47,10 +52,21 @@ std::function<int()> setup_diff(CLI::App& cmd) {
     Time h{std::max(ha.epoch, hb.epoch), std::max(ha.step, hb.step)};
     bool differ = false;
     std::string text = diff_text(pa->compiled(), pb->compiled(), h, &differ);
-    std::cout << "A: " << a->rules << " (fingerprint " << pa->fingerprint() << ")\n"
-              << "B: " << a->rules_b << " (fingerprint " << pb->fingerprint() << ")\n"
-              << "model: " << pa->inventory().source << "\n";
-    std::cout << (differ ? text : "the two plans freeze the same parameters at every time shown\n");
+    std::ostringstream report;
+    report << "A: " << a->rules << " (fingerprint " << pa->fingerprint() << ")\n"
+           << "B: " << a->rules_b << " (fingerprint " << pb->fingerprint() << ")\n"
+           << "model: " << pa->inventory().source << "\n"
+           << (differ ? text : "the two plans freeze the same parameters at every time shown\n");
+    if (a->format == "text") {
+      std::cout << report.str();
+    } else {
+      DiffGrids grids = diff_grids(pa->compiled(), pb->compiled(), h);
+      if (a->format == "svg")
+        std::cout << diff_svg(grids, pa->compiled(), pb->compiled(), a->rules, a->rules_b, nullptr);
+      else
+        std::cout << diff_html(grids, pa->compiled(), pb->compiled(), a->rules, a->rules_b,
+                               report.str());
+    }
     keep_until_exit(pa);
     keep_until_exit(pb);
     return kExitOk;

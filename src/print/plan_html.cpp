@@ -123,10 +123,9 @@ json stage_json(const PlanSummary& s, const StageSummary& st) {
 
 }  // namespace
 
-std::string report_data_json(const PlanSummary& s, const ScheduleGrid& g) {
-  const CompiledPlan& plan = *s.plan;
-  const Inventory& inv = *plan.inventory;
-  json rules = json::array();
+void report_entries(const std::vector<ReportSide>& sides, json& rules, json& entries) {
+  const ScheduleGrid& g = *sides.front().grid;
+  const Inventory& inv = *sides.front().plan->inventory;
   std::map<const PlanRule*, int> rule_index;
   auto rule_of = [&](const PlanRule* r) -> int {
     if (!r) return -1;
@@ -137,18 +136,22 @@ std::string report_data_json(const PlanSummary& s, const ScheduleGrid& g) {
                      {"action", r->action == Action::kFreeze ? "freeze" : "unfreeze"}});
     return rule_index[r] = static_cast<int>(rules.size()) - 1;
   };
-  // Per column: the state and deciding rule of every parameter.
-  const size_t n = inv.params.size(), cols = g.columns.size();
-  std::vector<std::string> state(n, std::string(cols, '-'));
-  std::vector<std::vector<int>> decided(n, std::vector<int>(cols, -1));
-  for (size_t c = 0; c < cols; ++c) {
-    const Selection& sel = g.states[c];
-    const auto& by = g.deciders[c];
-    for (size_t i = 0; i < n; ++i) {
-      state[i][c] = sel.params.test(i)                                   ? 'F'
-                    : sel.partial(static_cast<uint32_t>(i), plan.slices) ? 'P'
-                                                                         : 'T';
-      decided[i][c] = rule_of(by[i]);
+  // Per side and column: the state and deciding rule of every parameter.
+  const size_t n = inv.params.size(), cols = g.columns.size(), width = cols * sides.size();
+  std::vector<std::string> state(n, std::string(width, '-'));
+  std::vector<std::vector<int>> decided(n, std::vector<int>(width, -1));
+  for (size_t k = 0; k < sides.size(); ++k) {
+    const CompiledPlan& plan = *sides[k].plan;
+    for (size_t c = 0; c < cols; ++c) {
+      const Selection& sel = sides[k].grid->states[c];
+      const auto& by = sides[k].grid->deciders[c];
+      const size_t at = k * cols + c;
+      for (size_t i = 0; i < n; ++i) {
+        state[i][at] = sel.params.test(i)                                   ? 'F'
+                       : sel.partial(static_cast<uint32_t>(i), plan.slices) ? 'P'
+                                                                            : 'T';
+        decided[i][at] = rule_of(by[i]);
+      }
     }
   }
   auto rows = row_of_params(inv, g);
@@ -169,33 +172,10 @@ std::string report_data_json(const PlanSummary& s, const ScheduleGrid& g) {
     grp.tuples.push_back(numbers);
     grp.numel += inv.params[i].numel;
   }
-  json entries = json::array();
   for (Group& grp : groups) emit(grp, 0, std::move(grp.tuples), entries);
-  json stages = json::array();
-  for (const auto& col : g.columns) stages.push_back(stage_json(s, s.stages[col.stage]));
-  json warnings = json::array();
-  for (const Diagnostic* w : s.warnings())
-    warnings.push_back({{"code", w->code},
-                        {"message", w->message},
-                        {"where", w->loc.known() ? w->loc.file + ":" + std::to_string(w->loc.line)
-                                                 : std::string()},
-                        {"notes", w->notes}});
-  json columns = json::array(), row_labels = json::array();
-  for (const auto& c : g.columns) columns.push_back(c.label);
-  for (const auto& r : g.rows) row_labels.push_back(r.label);
-  json d = {
-      {"format", "layerfreeze.report/1"},
-      {"strategy", {{"name", plan.name}, {"origin", plan.origin}, {"params", params_text(plan)}}},
-      {"model", {{"source", inv.source}, {"summary", model_summary_line(inv, s.shapes_known)}}},
-      {"optimizer", optimizer_name(s.optimizer)},
-      {"fingerprint", plan.fingerprint()},
-      {"columns", columns},
-      {"rows", row_labels},
-      {"stages", stages},
-      {"rules", rules},
-      {"entries", entries},
-      {"warnings", warnings},
-      {"omitted_columns", g.omitted_columns}};
+}
+
+std::string script_safe(const json& d) {
   std::string text = d.dump();
   // Inside <script>: "</" would end the element.
   std::string safe;
@@ -209,6 +189,46 @@ std::string report_data_json(const PlanSummary& s, const ScheduleGrid& g) {
     }
   }
   return safe;
+}
+
+json grid_labels(const ScheduleGrid& g, bool rows) {
+  json out = json::array();
+  if (rows)
+    for (const auto& r : g.rows) out.push_back(r.label);
+  else
+    for (const auto& c : g.columns) out.push_back(c.label);
+  return out;
+}
+
+std::string report_data_json(const PlanSummary& s, const ScheduleGrid& g) {
+  const CompiledPlan& plan = *s.plan;
+  const Inventory& inv = *plan.inventory;
+  json rules = json::array(), entries = json::array();
+  report_entries({{plan.name, &plan, &g}}, rules, entries);
+  json stages = json::array();
+  for (const auto& col : g.columns) stages.push_back(stage_json(s, s.stages[col.stage]));
+  json warnings = json::array();
+  for (const Diagnostic* w : s.warnings())
+    warnings.push_back({{"code", w->code},
+                        {"message", w->message},
+                        {"where", w->loc.known() ? w->loc.file + ":" + std::to_string(w->loc.line)
+                                                 : std::string()},
+                        {"notes", w->notes}});
+  json d = {
+      {"format", "layerfreeze.report/1"},
+      {"strategy", {{"name", plan.name}, {"origin", plan.origin}, {"params", params_text(plan)}}},
+      {"model", {{"source", inv.source}, {"summary", model_summary_line(inv, s.shapes_known)}}},
+      {"optimizer", optimizer_name(s.optimizer)},
+      {"fingerprint", plan.fingerprint()},
+      {"sides", json::array({plan.name})},
+      {"columns", grid_labels(g, false)},
+      {"rows", grid_labels(g, true)},
+      {"stages", stages},
+      {"rules", rules},
+      {"entries", entries},
+      {"warnings", warnings},
+      {"omitted_columns", g.omitted_columns}};
+  return script_safe(d);
 }
 
 std::string plan_html(const PlanSummary& s) {

@@ -105,10 +105,17 @@ std::string report_script() {
     var low = t.toLowerCase();
     return function (n) { return n.toLowerCase().indexOf(low) >= 0; };
   }
+  var cols = data.columns.length;
   function strip(states) {
-    return '<span class="strip">' + states.split("").map(function (s, c) {
-      return '<i class="' + (s === "-" ? "none" : s) + '" title="' + esc(data.columns[c]) + ": " + words[s] + '"></i>';
-    }).join("") + "</span>";
+    var out = "";
+    for (var k = 0; k < data.sides.length; k++) {
+      out += '<span class="strip" title="' + esc(data.sides[k]) + '">' +
+        states.substr(k * cols, cols).split("").map(function (s, c) {
+          return '<i class="' + (s === "-" ? "none" : s) + '" title="' + esc(data.sides[k] + " \u00b7 " +
+            data.columns[c]) + ": " + words[s] + '"></i>';
+        }).join("") + "</span>";
+    }
+    return out;
   }
   function render() {
     var m = matcher();
@@ -135,15 +142,25 @@ std::string report_script() {
   }
   function showEntry(i) {
     var e = data.entries[i];
-    var rows = e.states.split("").map(function (s, c) {
-      var r = e.rules[c] >= 0 ? data.rules[e.rules[c]] : null;
-      return "<tr><td>" + esc(data.columns[c]) + "</td><td>" + words[s] + "</td><td>" +
-        (r ? "<code>" + esc(r.where) + "</code> " + esc(r.action) + " \u2014 " + esc(r.text)
-           : "no rule: the default (trainable)") + "</td></tr>";
+    var head = "<tr><th>at</th>";
+    data.sides.forEach(function (side) {
+      var who = data.sides.length > 1 ? esc(side) + ": " : "";
+      head += "<th>" + who + "state</th><th>" + who + "decided by</th>";
+    });
+    var rows = data.columns.map(function (label, c) {
+      var tr = "<tr><td>" + esc(label) + "</td>";
+      for (var k = 0; k < data.sides.length; k++) {
+        var at = k * cols + c;
+        var r = e.rules[at] >= 0 ? data.rules[e.rules[at]] : null;
+        tr += "<td>" + words[e.states[at]] + "</td><td>" +
+          (r ? "<code>" + esc(r.where) + "</code> " + esc(r.action) + " \u2014 " + esc(r.text)
+             : "no rule: the default (trainable)") + "</td>";
+      }
+      return tr + "</tr>";
     });
     prov.className = "";
     prov.innerHTML = "<h3>" + esc(e.name) + "</h3><p>" + e.count + " tensor" + (e.count > 1 ? "s" : "") +
-      " \u00b7 row " + esc(data.rows[e.row]) + "</p><table><thead><tr><th>at</th><th>state</th><th>decided by</th></tr></thead><tbody>" +
+      " \u00b7 row " + esc(data.rows[e.row]) + "</p><table><thead>" + head + "</tr></thead><tbody>" +
       rows.join("") + "</tbody></table>";
   }
   list.addEventListener("click", function (ev) {

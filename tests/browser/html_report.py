@@ -69,6 +69,8 @@ def main():
         ("plan gradual llama2-7b", ["plan", "preset:gradual_unfreeze", "--set", "total_epochs=6",
                                     "--model", "builtin:llama2-7b"], "rules/gradual_unfreeze.yaml",
          "layers.3.", "/mlp\\.(up|down)_proj/"),
+        ("diff lp_lora freeze_first_n", ["diff", "preset:lp_lora", "preset:freeze_first_n", "--set", "n=8",
+                                         "--model", "builtin:gpt2"], "rules/lp_lora.yaml", "h.1", "/\\.attn\\./"),
         ("plan lp_lora olmocr (towers)", ["plan", "preset:lp_lora", "--model",
                                           str(root / "tests/data/real-checkpoints/olmocr-qwen2-vl-7b")],
          "rules/lp_lora.yaml", "visual.", "/^visual\\.blocks\\.1[0-9]\\./"),
@@ -86,7 +88,7 @@ def main():
         for what in ("network request", "console.error", "exception"):
             expect(what in seen, f"control page: '{what}' not detected (saw: {seen})")
         for name, args, prov, text, regex in pages:
-            out = tmp / (name.split()[1] + ".html")
+            out = tmp / (name.replace(" ", "_").replace("(", "").replace(")", "") + ".html")
             r = subprocess.run([binary, *args, "--format", "html"], capture_output=True, text=True)
             if r.returncode != 0:
                 failures.append(f"{name}: exit {r.returncode}: {r.stderr}")

@@ -108,6 +108,39 @@ def check(binary, case, rules, model, extra):
     return svg_text, checked
 
 
+def check_diff(binary):
+    """diff --format svg: both grids on the same rows and columns; a cell is outlined exactly when
+    the two plans put its group in different states; the columns are every change point of
+    either plan."""
+    case = "diff gradual_unfreeze vs lp_lora"
+    args = ["diff", "preset:gradual_unfreeze", "preset:lp_lora", "--set", "total_epochs=4",
+            "--model", "builtin:llama2-7b"]
+    root = ET.fromstring(run(binary, *args, "--format", "svg"))
+    grids = {g.get("id"): g for g in root.iter(SVG + "g") if g.get("class") == "lf-grid"}
+    if set(grids) != {"lf-diff-a", "lf-diff-b"}:
+        fail(case, f"grids {sorted(grids)}")
+        return
+    cells = {k: {(c.get("data-row"), c.get("data-col")): c for c in g.iter(SVG + "rect") if c.get("class") == "lf-cell"}
+             for k, g in grids.items()}
+    a, b = cells["lf-diff-a"], cells["lf-diff-b"]
+    if set(a) != set(b):
+        fail(case, "the two grids have different cells")
+        return
+    differ = 0
+    for key in a:
+        d = a[key].get("data-state") != b[key].get("data-state")
+        differ += d
+        for side in (a, b):
+            if (side[key].get("data-differs") == "1") != d:
+                fail(case, f"cell {key}: outlined {side[key].get('data-differs')}, states differ {d}")
+    if differ == 0:
+        fail(case, "no differing cell between gradual unfreezing and lp_lora")
+    cols = len({k[1] for k in a})
+    plan_a = json.loads(run(binary, "plan", "preset:gradual_unfreeze", "--set", "total_epochs=4", "--model", "builtin:llama2-7b", "--format", "json"))
+    if cols != len(plan_a["stages"]):
+        fail(case, f"{cols} columns; gradual unfreezing alone changes at {len(plan_a['stages'])} times")
+
+
 def main():
     binary, root = sys.argv[1], Path(sys.argv[2])
     data = root / "tests" / "data"
@@ -136,6 +169,7 @@ def main():
     svg = run(binary, "plan", "preset:gradual_unfreeze", "--set", "total_epochs=10", "--model", str(big), "--format", "svg")
     if len(svg.encode()) >= 100_000:
         fail("80 layers x 10 stages", f"{len(svg.encode())} bytes, not under 100 KB")
+    check_diff(binary)
     for f in failures:
         print("FAIL:", f)
     print(f"{total} cells checked against the JSON plan; 80 layers x 10 stages: {len(svg.encode())} bytes")

@@ -91,6 +91,9 @@ expect_golden "plan vlm svg" plan_gradual_unfreeze_olmocr.svg
 expect_exit 0 "plan --svg" -- plan preset:lp_lora --model builtin:gpt2 --format markdown --svg "$tmp/lp.svg"
 expect_contains "plan --svg" "![the plan as a picture]($tmp/lp.svg)"
 if grep -q '<svg xmlns' "$tmp/lp.svg"; then ok; else bad "plan --svg: no SVG in $tmp/lp.svg"; fi
+expect_exit 0 "diff svg" -- diff preset:lp_lora preset:freeze_first_n --set n=8 --model builtin:gpt2 --format svg
+expect_golden "diff svg" diff_lp_lora_freeze_first_n_gpt2.svg
+expect_exit 2 "diff bad --format" -- diff preset:lp_lora preset:freeze_first_n --model builtin:gpt2 --format pdf
 expect_exit 1 "plan --svg unwritable" -- plan preset:lp_lora --model builtin:gpt2 --svg /nonexistent/dir/x.svg
 expect_exit 0 "explain vlm" -- explain preset:lp_lora --model "$vlm" --param visual.blocks.3.attn.qkv.weight
 expect_contains "explain vlm" "role: tower (vision, \`visual\`, 32 layers; its layer 3 in stack visual.blocks"
