@@ -36,6 +36,8 @@ class SourceTexts {
   void add(const std::string& file, std::string text);
   /// The 1-based line of `file`, or nullptr when unknown.
   const std::string* line(const std::string& file, int line) const;
+  /// A stable hash (hex) of every file's name and text: a lock file records it.
+  std::string digest() const;
   /// Adds every text of `other` (a file already here is replaced).
   void merge(const SourceTexts& other) {
     for (const auto& [file, lines] : other.lines_) lines_[file] = lines;

@@ -1,5 +1,7 @@
 #include "cli/cli_common.hpp"
 
+#include "cli/git_source.hpp"
+
 #include <algorithm>
 #include <fstream>
 
@@ -41,6 +43,11 @@ void PlanArgs::add_to(CLI::App& cmd, bool with_rules) {
 
 std::optional<Strategy> load_rules(Session& s, const std::string& spec,
                                    const std::string& section) {
+  if (is_git_spec(spec)) {
+    auto text = read_git_spec(spec, s.diags);
+    if (!text) return std::nullopt;
+    return Strategy::from_yaml(*text, spec, s.diags, section, &s.sources);
+  }
   return Strategy::load(spec, s.diags, section, &s.sources);
 }
 

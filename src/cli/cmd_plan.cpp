@@ -4,6 +4,7 @@
 // (analysis/distributed_lint.hpp).
 #include "analysis/distributed_lint.hpp"
 #include "cli/cli_common.hpp"
+#include "cli/plan_lock.hpp"
 #include "print/plan_html.hpp"
 #include "print/plan_printer.hpp"
 #include "print/plan_svg.hpp"
@@ -16,13 +17,15 @@ std::function<int()> setup_plan(CLI::App& cmd) {
   struct Args : PlanArgs {
     std::string format = "text";
     bool distributed = false;
-    std::string svg;
+    std::string svg, lock;
   };
   auto a = std::make_shared<Args>();
   a->add_to(cmd);
   cmd.add_option("--format,-f", a->format, "text, json, markdown, svg or html")
       ->check(CLI::IsMember({"text", "json", "markdown", "svg", "html"}));
   cmd.add_option("--svg", a->svg, "also write the plan as an SVG picture to FILE");
+  cmd.add_option("--lock", a->lock,
+                 "also write a lock to FILE: what the plan resolves to, for `layerfreeze check`");
   cmd.add_flag(
       "--distributed", a->distributed,
       "also check the plan for data-parallel training (FSDP units, DDP, activation checkpointing)");
@@ -46,6 +49,18 @@ std::function<int()> setup_plan(CLI::App& cmd) {
       out << plan_svg(sum);
       if (!out) {
         std::cerr << "error: cannot write '" << a->svg << "'\n";
+        return kExitInvalid;
+      }
+    }
+    if (!a->lock.empty()) {
+      Session again;  // the strategy's own texts, for the lock's digest
+      auto strategy = load_rules(again, a->rules, a->section);
+      std::ofstream out(a->lock, std::ios::binary);
+      out << lock_json(*a, a->rules, *plan, sum, strategy ? strategy->sources().digest() : "")
+                 .dump(2)
+          << "\n";
+      if (!out) {
+        std::cerr << "error: cannot write '" << a->lock << "'\n";
         return kExitInvalid;
       }
     }

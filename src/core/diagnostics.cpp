@@ -1,5 +1,7 @@
 #include "layerfreeze/diagnostics.hpp"
 
+#include "core/hash.hpp"
+
 #include <algorithm>
 #include <sstream>
 
@@ -18,6 +20,15 @@ void SourceTexts::add(const std::string& file, std::string text) {
   }
   lines.push_back(cur);
   lines_[file] = std::move(lines);
+}
+
+std::string SourceTexts::digest() const {
+  Hasher h;
+  for (const auto& [file, lines] : lines_) {
+    h.add(file);
+    for (const auto& l : lines) h.add(l);
+  }
+  return h.hex();
 }
 
 const std::string* SourceTexts::line(const std::string& file, int line) const {

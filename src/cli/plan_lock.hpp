@@ -1,0 +1,34 @@
+// Plan locks (docs/CLI.md, "Versioned strategies"): `plan --lock FILE` records what a versioned
+// experiment's strategy resolves to — its source and parameters, a digest of its text, the
+// model's and the plan's fingerprints, per-stage counts — and `layerfreeze check FILE` compiles
+// it again and fails, with the differences, when the plan no longer matches: a new layerfreeze,
+// a changed preset or another checkpoint cannot change an experiment silently.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "analysis/plan_summary.hpp"
+#include "cli/cli_common.hpp"
+
+#ifndef LAYERFREEZE_VERSION_TEXT
+#define LAYERFREEZE_VERSION_TEXT "unknown"
+#endif
+
+namespace layerfreeze::cli {
+
+nlohmann::json lock_json(const PlanArgs& a, const std::string& rules_spec, const Plan& plan,
+                         const PlanSummary& sum, const std::string& text_digest);
+/// The arguments that compile a lock's plan again; nullopt (and `error`) for a malformed lock.
+std::optional<PlanArgs> args_of_lock(const nlohmann::json& lock, std::string& rules_spec,
+                                     std::string& error);
+
+struct LockCheck {
+  bool matches = true;
+  std::string differences;  // what no longer matches, a line each
+  std::string notes;        // what changed without changing the plan
+};
+LockCheck compare_locks(const nlohmann::json& locked, const nlohmann::json& now);
+
+}  // namespace layerfreeze::cli

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Strategies versioned in git (docs/CLI.md, "Versioned strategies"): two versions of a strategy
+# committed to a temporary repository and diffed by revision (text, SVG, HTML); `plan --lock`
+# and `check`: passes on an unchanged lock, fails with the difference after the strategy
+# changes, after the model changes, and for a preset's parameter changed in the lock's place.
+set -u
+bin="$(realpath "$1")"
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp"
+
+# expect CODE NAME -- ARGS: runs the binary; stdout in out, stderr in err.
+expect() {
+  local code=$1 name=$2
+  shift 3
+  "$bin" "$@" >out 2>err
+  local got=$?
+  if [[ $got -eq $code ]]; then ok; else bad "$name: exit $got, expected $code"; head -5 err out; fi
+}
+contains() {
+  if grep -qF -- "$2" "${3:-out}"; then ok; else bad "$1: no '$2' in ${3:-out}"; head -20 "${3:-out}"; fi
+}
+
+# Outside a repository: a clear error.
+expect 1 "outside a repository" -- diff HEAD:train/freeze.yaml preset:lp_lora --model builtin:gpt2
+contains "outside a repository" "not inside a git repository" err
+
+git init -q repo && cd repo
+git config user.email ci@example.com && git config user.name ci
+mkdir -p train
+printf 'rules:\n  - freeze: {layers: "0:4"}\n' > train/freeze.yaml
+git add train && git commit -qm "v1: freeze the first four layers"
+printf 'rules:\n  - freeze: [embeddings, {layers: "0:6"}]\n' > train/freeze.yaml
+git commit -qam "v2: and the embeddings, and two more layers"
+
+expect 0 "diff by revision" -- diff HEAD~1:train/freeze.yaml train/freeze.yaml --model builtin:gpt2
+contains "diff by revision" "A: HEAD~1:train/freeze.yaml"
+contains "diff by revision" "layers 4–5 (transformer.h.4 – transformer.h.5): trainable in A, frozen in B"
+contains "diff by revision" "transformer.wte.weight: trainable in A, frozen in B"
+expect 0 "two revisions" -- diff HEAD~1:train/freeze.yaml HEAD:train/freeze.yaml --model builtin:gpt2
+contains "two revisions" "26 parameters differ"
+expect 0 "same revision" -- diff HEAD:train/freeze.yaml train/freeze.yaml --model builtin:gpt2
+contains "same revision" "the two plans freeze the same parameters"
+# From a subdirectory, a relative path is relative to it.
+(cd train && "$bin" diff HEAD~1:freeze.yaml freeze.yaml --model builtin:gpt2 >../out 2>../err) && ok || bad "from a subdirectory"
+contains "from a subdirectory" "26 parameters differ"
+expect 0 "diff svg by revision" -- diff HEAD~1:train/freeze.yaml train/freeze.yaml --model builtin:gpt2 --format svg
+if grep -c 'data-differs="1"' out | grep -qv '^0$'; then ok; else bad "diff svg by revision: no outlined cell"; fi
+expect 1 "unknown revision" -- diff HEAD~5:train/freeze.yaml train/freeze.yaml --model builtin:gpt2
+contains "unknown revision" "'HEAD~5' is not a revision of this repository" err
+expect 1 "missing path" -- diff HEAD~1:train/other.yaml train/freeze.yaml --model builtin:gpt2
+contains "missing path" "'train/other.yaml' does not exist at revision HEAD~1" err
+# An error inside a file at a revision is located there.
+printf 'rules:\n  - freez: all\n' > train/broken.yaml && git add train/broken.yaml && git commit -qm broken
+expect 1 "error at a revision" -- plan HEAD:train/broken.yaml --model builtin:gpt2
+contains "error at a revision" "HEAD:train/broken.yaml:2:5: error:" err
+
+# Locks.
+expect 0 "lock" -- plan train/freeze.yaml --model builtin:gpt2 --lock freeze.lock
+contains "lock" '"plan_fingerprint"' freeze.lock
+expect 0 "check unchanged" -- check freeze.lock
+contains "check unchanged" "ok: train/freeze.yaml on builtin:gpt2"
+printf '# a comment only\nrules:\n  - freeze: [embeddings, {layers: "0:6"}]\n' > train/freeze.yaml
+expect 0 "check after a comment" -- check freeze.lock
+contains "check after a comment" "the strategy's text changed since the lock (its plan did not)"
+printf 'rules:\n  - freeze: [embeddings, {layers: "0:8"}]\n' > train/freeze.yaml
+expect 1 "check after a change" -- check freeze.lock
+contains "check after a change" "CHANGED: train/freeze.yaml"
+contains "check after a change" "epoch 0: frozen 74 tensors, trainable 42,528,768 -> frozen 98 tensors, trainable 28,353,024"
+git checkout -q train/freeze.yaml
+expect 1 "check on another model" -- check freeze.lock --model builtin:gpt2-medium
+contains "check on another model" "model: its parameters differ from the locked model's"
+# A preset with parameters and a horizon: the lock keeps them.
+expect 0 "lock preset" -- plan preset:gradual_unfreeze --set total_epochs=4 --model builtin:gpt2 --epochs 4 --lock g.lock
+expect 0 "check preset" -- check g.lock
+# (The lock's --set edited: what a different preset version would do to the same stages.)
+sed -i 's/"total_epochs=4"/"total_epochs=3"/' g.lock
+expect 1 "check preset changed" -- check g.lock
+contains "check preset changed" "parameters: freeze_embeddings=true, freeze_towers=true, total_epochs=4"
+contains "check preset changed" "epoch 3: frozen 2 tensors, trainable 85,056,000 -> (no change point)"
+printf '{"format": "something/else"}' > bad.lock
+expect 1 "not a lock" -- check bad.lock
+contains "not a lock" "not a layerfreeze lock" err
+
+echo "$pass passed, $fail failed"
+[[ $fail -eq 0 ]]
