@@ -75,6 +75,13 @@ int run_child(const Args& a, const Strategy& st) {
   po.sets = st.sets;
   po.steps_per_epoch = a.steps_per_epoch;
   layerfreeze::Executor ex(*model, st.rules, po);
+  {
+    // The plan as a report a reviewer opens in a browser (docs/CLI.md, "plan --format html").
+    const std::string report = a.workdir + "/report-" + a.child + ".html";
+    std::ofstream(report) << ex.plan().html(layerfreeze::OptimizerKind::AdamW,
+                                            ex.plan().horizon(a.epochs));
+    std::printf("[%s] the plan as a report: %s\n", st.name.c_str(), report.c_str());
+  }
   torch::optim::AdamW opt(ex.trainable_parameters(), torch::optim::AdamWOptions(1e-3));
   ex.attach_optimizer(opt);
   std::vector<double> step_ms;

@@ -123,6 +123,11 @@ class Plan {
                        std::optional<Time> horizon = std::nullopt) const;
   std::string json(OptimizerKind optimizer = OptimizerKind::AdamW,
                    std::optional<Time> horizon = std::nullopt) const;
+  /// The picture (`plan --format svg`) and the self-contained report (`--format html`).
+  std::string svg(OptimizerKind optimizer = OptimizerKind::AdamW,
+                  std::optional<Time> horizon = std::nullopt) const;
+  std::string html(OptimizerKind optimizer = OptimizerKind::AdamW,
+                   std::optional<Time> horizon = std::nullopt) const;
   std::optional<std::string> explain(const std::string& name, const Time& t) const;
 
   /// For layerfreeze's own components (executor, distributed agreement, printers).

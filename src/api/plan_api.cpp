@@ -6,7 +6,9 @@
 #include "core/compiler.hpp"
 #include "core/rules_parser.hpp"
 #include "print/explain.hpp"
+#include "print/plan_html.hpp"
 #include "print/plan_printer.hpp"
+#include "print/plan_svg.hpp"
 
 namespace layerfreeze {
 
@@ -116,6 +118,14 @@ std::string Plan::markdown(OptimizerKind optimizer, std::optional<Time> horizon)
 
 std::string Plan::json(OptimizerKind optimizer, std::optional<Time> horizon) const {
   return plan_json(summarize(*impl_, optimizer, horizon ? *horizon : impl_->horizon()));
+}
+
+std::string Plan::svg(OptimizerKind optimizer, std::optional<Time> horizon) const {
+  return plan_svg(summarize(*impl_, optimizer, horizon ? *horizon : impl_->horizon()));
+}
+
+std::string Plan::html(OptimizerKind optimizer, std::optional<Time> horizon) const {
+  return plan_html(summarize(*impl_, optimizer, horizon ? *horizon : impl_->horizon()));
 }
 
 std::optional<std::string> Plan::explain(const std::string& name, const Time& t) const {

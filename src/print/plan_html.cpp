@@ -25,21 +25,25 @@ using nlohmann::json;
 std::string name_template(const std::string& name, std::vector<int64_t>& numbers) {
   numbers.clear();
   std::string t;
+  t.reserve(name.size());
   size_t i = 0;
-  while (i < name.size()) {
+  while (i <= name.size()) {
     size_t j = name.find('.', i);
     if (j == std::string::npos) j = name.size();
-    std::string part = name.substr(i, j - i);
-    const bool numeric =
-        !part.empty() && part.size() < 12 &&
-        std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
-    if (numeric) {
-      numbers.push_back(std::stoll(part));
-      t += "#";
-    } else {
-      t += part;
+    const size_t len = j - i;
+    bool numeric = len > 0 && len < 12;
+    int64_t v = 0;
+    for (size_t k = i; numeric && k < j; ++k) {
+      numeric = name[k] >= '0' && name[k] <= '9';
+      v = v * 10 + (name[k] - '0');
     }
-    if (j < name.size()) t += ".";
+    if (numeric) {
+      numbers.push_back(v);
+      t += '#';
+    } else {
+      t.append(name, i, len);
+    }
+    if (j < name.size()) t += '.';
     i = j + 1;
   }
   return t;
@@ -136,38 +140,48 @@ void report_entries(const std::vector<ReportSide>& sides, json& rules, json& ent
                      {"action", r->action == Action::kFreeze ? "freeze" : "unfreeze"}});
     return rule_index[r] = static_cast<int>(rules.size()) - 1;
   };
-  // Per side and column: the state and deciding rule of every parameter.
   const size_t n = inv.params.size(), cols = g.columns.size(), width = cols * sides.size();
-  std::vector<std::string> state(n, std::string(width, '-'));
-  std::vector<std::vector<int>> decided(n, std::vector<int>(width, -1));
-  for (size_t k = 0; k < sides.size(); ++k) {
-    const CompiledPlan& plan = *sides[k].plan;
-    for (size_t c = 0; c < cols; ++c) {
-      const Selection& sel = sides[k].grid->states[c];
-      const auto& by = sides[k].grid->deciders[c];
-      const size_t at = k * cols + c;
-      for (size_t i = 0; i < n; ++i) {
-        state[i][at] = sel.params.test(i)                                   ? 'F'
-                       : sel.partial(static_cast<uint32_t>(i), plan.slices) ? 'P'
-                                                                            : 'T';
-        decided[i][at] = rule_of(by[i]);
-      }
-    }
-  }
   auto rows = row_of_params(inv, g);
-  // Parameters with the same name template, row and history form a group (in first-seen order).
+  // Parameters with the same name template, row and history (each side's state and deciding
+  // rule at each column) form a group, in first-seen order.
   std::unordered_map<std::string, size_t> group_of;
   std::vector<Group> groups;
   std::vector<int64_t> numbers;
-  std::string key;
+  std::string key, states(width, '-');
+  std::vector<int> decided(width, -1);
+  const PlanRule* last_rule = nullptr;
+  int last_index = -1;
   for (size_t i = 0; i < n; ++i) {
-    std::string t = name_template(inv.params[i].name, numbers);
-    key = t;
-    key += '\n' + std::to_string(rows[i]) + '\n' + state[i];
-    for (int r : decided[i]) key += ',' + std::to_string(r);
+    for (size_t k = 0; k < sides.size(); ++k) {
+      const CompiledPlan& plan = *sides[k].plan;
+      for (size_t c = 0; c < cols; ++c) {
+        const Selection& sel = sides[k].grid->states[c];
+        const PlanRule* r = sides[k].grid->deciders[c][i];
+        const size_t at = k * cols + c;
+        states[at] = sel.params.test(i)                                   ? 'F'
+                     : sel.partial(static_cast<uint32_t>(i), plan.slices) ? 'P'
+                                                                          : 'T';
+        if (r != last_rule || last_index < 0) {
+          last_rule = r;
+          last_index = rule_of(r);
+        }
+        decided[at] = last_index;
+      }
+    }
+    key = name_template(inv.params[i].name, numbers);
+    const size_t tlen = key.size();
+    key += '\n';
+    key += std::to_string(rows[i]);
+    key += '\n';
+    key += states;
+    for (int r : decided) {
+      key += ',';
+      key += std::to_string(r);
+    }
     auto [it, fresh] = group_of.try_emplace(key, groups.size());
     if (fresh)
-      groups.push_back(Group{t, {}, 0, rows[i] == SIZE_MAX ? 0 : rows[i], state[i], decided[i]});
+      groups.push_back(
+          Group{key.substr(0, tlen), {}, 0, rows[i] == SIZE_MAX ? 0 : rows[i], states, decided});
     Group& grp = groups[it->second];
     grp.tuples.push_back(numbers);
     grp.numel += inv.params[i].numel;
@@ -244,7 +258,7 @@ std::string plan_html(const PlanSummary& s) {
     << xml_escape(model_summary_line(inv, s.shapes_known))
     << "<br>optimizer: " << optimizer_name(s.optimizer) << " \u00b7 fingerprint "
     << plan.fingerprint() << "</p>\n";
-  o << "<div id=\"picture\">\n" << plan_svg(s) << "</div>\n";
+  o << "<div id=\"picture\">\n" << plan_svg(s, g) << "</div>\n";
   o << "<h2>Stages</h2>\n<table "
        "id=\"stages\"><thead><tr><th>at</th><th>cause</th><th>trainable</th>"
        "<th>grads + optimizer</th><th>backward to</th></tr></thead><tbody>\n";

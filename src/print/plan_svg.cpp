@@ -196,10 +196,11 @@ std::string svg_open(int width, int height, const std::string& title) {
       width, height, kFont, xml_escape(title));
 }
 
-std::string plan_svg(const PlanSummary& s) {
+std::string plan_svg(const PlanSummary& s) { return plan_svg(s, schedule_grid(s)); }
+
+std::string plan_svg(const PlanSummary& s, const ScheduleGrid& g) {
   const CompiledPlan& plan = *s.plan;
   const Inventory& inv = *plan.inventory;
-  ScheduleGrid g = schedule_grid(s);
   std::vector<std::string> head = {
       "layerfreeze plan: " + plan.name + " (" + plan.origin + ")",
       "parameters: " + (params_text(plan).empty() ? std::string("none") : params_text(plan)),

@@ -12,6 +12,8 @@
 namespace layerfreeze {
 
 std::string plan_svg(const PlanSummary& s);
+/// The same, of a grid already built from `s` (the HTML report draws the one it describes).
+std::string plan_svg(const PlanSummary& s, const ScheduleGrid& g);
 
 // The pieces, for the diff picture and the HTML report.
 struct SvgGrid {

@@ -91,6 +91,10 @@ expect_golden "plan vlm svg" plan_gradual_unfreeze_olmocr.svg
 expect_exit 0 "plan --svg" -- plan preset:lp_lora --model builtin:gpt2 --format markdown --svg "$tmp/lp.svg"
 expect_contains "plan --svg" "![the plan as a picture]($tmp/lp.svg)"
 if grep -q '<svg xmlns' "$tmp/lp.svg"; then ok; else bad "plan --svg: no SVG in $tmp/lp.svg"; fi
+# The README's picture (docs/gradual_unfreeze_gpt2.svg) cannot go stale: it is this output.
+expect_exit 0 "readme picture" -- plan preset:gradual_unfreeze --set total_epochs=6 --model builtin:gpt2 --format svg
+if [[ -n "${UPDATE_GOLDEN:-}" ]]; then cp "$tmp/out" "$root/docs/gradual_unfreeze_gpt2.svg"; fi
+if cmp -s "$tmp/out" "$root/docs/gradual_unfreeze_gpt2.svg"; then ok; else bad "docs/gradual_unfreeze_gpt2.svg is stale (UPDATE_GOLDEN=1 rewrites it)"; fi
 expect_exit 0 "diff svg" -- diff preset:lp_lora preset:freeze_first_n --set n=8 --model builtin:gpt2 --format svg
 expect_golden "diff svg" diff_lp_lora_freeze_first_n_gpt2.svg
 expect_exit 2 "diff bad --format" -- diff preset:lp_lora preset:freeze_first_n --model builtin:gpt2 --format pdf

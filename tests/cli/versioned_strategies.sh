@@ -5,6 +5,7 @@
 # changes, after the model changes, and for a preset's parameter changed in the lock's place.
 set -u
 bin="$(realpath "$1")"
+here="$(cd "$(dirname "$0")" && pwd)"
 pass=0
 fail=0
 ok() { pass=$((pass + 1)); }
@@ -58,6 +59,11 @@ contains "missing path" "'train/other.yaml' does not exist at revision HEAD~1" e
 printf 'rules:\n  - freez: all\n' > train/broken.yaml && git add train/broken.yaml && git commit -qm broken
 expect 1 "error at a revision" -- plan HEAD:train/broken.yaml --model builtin:gpt2
 contains "error at a revision" "HEAD:train/broken.yaml:2:5: error:" err
+
+# The CI script of examples/plan_in_ci: the picture, the report and the comment of a change.
+LAYERFREEZE="$bin" "$here/../../examples/plan_in_ci/strategy_diff.sh" HEAD~2 train/freeze.yaml builtin:gpt2 ci-out >out 2>err && ok || bad "strategy_diff.sh: $(cat err)"
+for f in strategy-diff.svg strategy-diff.html comment.md; do [[ -s ci-out/$f ]] && ok || bad "strategy_diff.sh wrote no $f"; done
+contains "strategy_diff.sh comment" "The change moves 3 cell(s)" ci-out/comment.md
 
 # Locks.
 expect 0 "lock" -- plan train/freeze.yaml --model builtin:gpt2 --lock freeze.lock
