@@ -4,7 +4,8 @@
 For each case: `plan --format svg` must be well-formed XML with one cell per (row, column); every
 cell's state must be what `plan --format json` (the frozen names and masked tensors of that
 stage) and `inspect --format json` (which parameters a row holds) say; the bytes must be the same
-on a second run; an 80-layer model over 10 stages stays under 100 KB.
+on a second run; an 80-layer model over 10 stages stays under 100 KB, and the HTML report of the
+101k-tensor MoE under 5 MB.
 
     svg_matches_json.py BUILD/layerfreeze SOURCE_DIR
 """
@@ -169,10 +170,16 @@ def main():
     svg = run(binary, "plan", "preset:gradual_unfreeze", "--set", "total_epochs=10", "--model", str(big), "--format", "svg")
     if len(svg.encode()) >= 100_000:
         fail("80 layers x 10 stages", f"{len(svg.encode())} bytes, not under 100 KB")
+    # The 101k-tensor MoE: the report groups parameters, it does not list 101k rows.
+    page = run(binary, "plan", "preset:gradual_unfreeze", "--set", "total_epochs=6", "--model", "builtin:moe-100k",
+               "--format", "html")
+    if len(page.encode()) >= 5_000_000:
+        fail("moe-100k html", f"{len(page.encode())} bytes, not under 5 MB")
     check_diff(binary)
     for f in failures:
         print("FAIL:", f)
-    print(f"{total} cells checked against the JSON plan; 80 layers x 10 stages: {len(svg.encode())} bytes")
+    print(f"{total} cells checked against the JSON plan; 80 layers x 10 stages: {len(svg.encode())} bytes; "
+          f"moe-100k report: {len(page.encode())} bytes")
     return 1 if failures else 0
 
 
