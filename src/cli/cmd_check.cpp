@@ -43,7 +43,15 @@ std::function<int()> setup_check(CLI::App& cmd) {
     nlohmann::json now =
         lock_json(*args, spec, *plan, sum, strategy ? strategy->sources().digest() : "");
     now["model"]["source"] = locked["model"]["source"];
-    LockCheck c = compare_locks(locked, now);
+    LockCheck c;
+    try {
+      c = compare_locks(locked, now);
+    } catch (const nlohmann::json::exception& e) {
+      std::cerr << a->lock
+                << ": error: a lock file needs every field `plan --lock` writes: " << e.what()
+                << "\n";
+      return kExitInvalid;
+    }
     std::cout << (c.matches ? "ok: " : "CHANGED: ") << spec << " on " << args->model << " (lock "
               << a->lock << ")\n"
               << c.differences;

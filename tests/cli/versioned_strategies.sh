@@ -88,6 +88,16 @@ sed -i 's/"total_epochs=4"/"total_epochs=3"/' g.lock
 expect 1 "check preset changed" -- check g.lock
 contains "check preset changed" "parameters: freeze_embeddings=true, freeze_towers=true, total_epochs=4"
 contains "check preset changed" "epoch 3: frozen 2 tensors, trainable 85,056,000 -> (no change point)"
+# A lock edited by hand into nonsense: an error, not a crash.
+python3 - <<'PY'
+import json
+lock = json.load(open("freeze.lock"))
+del lock["plan_fingerprint"]
+lock["stages"] = [{"at": 3}]
+json.dump(lock, open("mangled.lock", "w"))
+PY
+expect 1 "mangled lock" -- check mangled.lock
+contains "mangled lock" "a lock file needs every field" err
 printf '{"format": "something/else"}' > bad.lock
 expect 1 "not a lock" -- check bad.lock
 contains "not a lock" "not a layerfreeze lock" err
