@@ -84,32 +84,45 @@ void set_decay(torch::optim::OptimizerOptions& o, double wd) {
   if (auto* x = dynamic_cast<torch::optim::AdagradOptions*>(&o)) x->weight_decay(wd);
 }
 
-// Every live mask's frozen elements, by tensor (TensorImpl*); the seed API's counts read it.
+// Every live mask, by tensor (TensorImpl*): its frozen experts and the elements of one expert.
+// The seed API's counts and layer table read it.
+struct Published {
+  std::vector<int32_t> experts;
+  int64_t per_expert = 0;
+};
 std::mutex registry_mu;
-std::unordered_map<const void*, int64_t>& registry() {
-  static std::unordered_map<const void*, int64_t> r;
+std::unordered_map<const void*, Published>& registry() {
+  static std::unordered_map<const void*, Published> r;
   return r;
 }
 
-void publish(const at::Tensor& t, int64_t frozen_experts) {
+void publish(const at::Tensor& t, const std::vector<int32_t>& frozen_experts) {
   std::lock_guard<std::mutex> lock(registry_mu);
-  if (frozen_experts == 0 || !t.defined() || t.dim() == 0 || t.size(0) == 0)
+  if (frozen_experts.empty() || !t.defined() || t.dim() == 0 || t.size(0) == 0)
     registry().erase(t.unsafeGetTensorImpl());
   else
-    registry()[t.unsafeGetTensorImpl()] = frozen_experts * (t.numel() / t.size(0));
+    registry()[t.unsafeGetTensorImpl()] = {frozen_experts, t.numel() / t.size(0)};
 }
 
 }  // namespace
 
 ExpertMasks::~ExpertMasks() {
   for (const auto& [i, m] : masks_)
-    if (!m.experts.empty()) publish((*tensors_)[i], 0);
+    if (!m.experts.empty()) publish((*tensors_)[i], {});
 }
 
 int64_t ExpertMasks::frozen_numel_of(const void* impl) {
   std::lock_guard<std::mutex> lock(registry_mu);
   auto it = registry().find(impl);
-  return it == registry().end() ? 0 : it->second;
+  return it == registry().end()
+             ? 0
+             : static_cast<int64_t>(it->second.experts.size()) * it->second.per_expert;
+}
+
+std::vector<int32_t> ExpertMasks::frozen_experts_of(const void* impl) {
+  std::lock_guard<std::mutex> lock(registry_mu);
+  auto it = registry().find(impl);
+  return it == registry().end() ? std::vector<int32_t>{} : it->second.experts;
 }
 
 void ExpertMasks::set(uint32_t i, const std::vector<int32_t>& frozen_experts,
@@ -118,7 +131,7 @@ void ExpertMasks::set(uint32_t i, const std::vector<int32_t>& frozen_experts,
   Mask& m = masks_[i];
   if (!m.frozen) m.frozen = std::make_shared<at::Tensor>();
   m.experts = frozen_experts;
-  publish(t, static_cast<int64_t>(frozen_experts.size()));
+  publish(t, frozen_experts);
   if (frozen_experts.empty()) {
     *m.frozen = at::Tensor();
     return;
@@ -140,7 +153,7 @@ void ExpertMasks::set(uint32_t i, const std::vector<int32_t>& frozen_experts,
 void ExpertMasks::clear(uint32_t i) {
   auto it = masks_.find(i);
   if (it == masks_.end()) return;
-  publish((*tensors_)[i], 0);
+  publish((*tensors_)[i], {});
   it->second.experts.clear();
   if (it->second.frozen) *it->second.frozen = at::Tensor();
 }

@@ -54,6 +54,8 @@ class ExpertMasks {
   /// The elements a live mask keeps frozen inside tensor `impl` (0: none), process-wide: the
   /// seed API reads it, since a masked tensor's requires_grad says "trainable".
   static int64_t frozen_numel_of(const void* impl);
+  /// The experts a live mask keeps frozen inside tensor `impl` (empty: none).
+  static std::vector<int32_t> frozen_experts_of(const void* impl);
 
  private:
   struct Mask {

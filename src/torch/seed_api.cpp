@@ -182,7 +182,18 @@ int64_t get_num_layers(const torch::nn::Module& model) {
 
 std::string layer_status(const torch::nn::Module& model, bool show_all) {
   LiveModel m = live(model);
-  return layer_status_table(discovered(m.inventory), frozen_mask(m), show_all);
+  Inventory inv = discovered(m.inventory);
+  // An executor's expert masks: a fused expert tensor frozen in part makes its layer PARTIAL
+  // ("experts 2/8 train").
+  SliceTable table;
+  table.build(inv);
+  Selection frozen{frozen_mask(m), Bitset(table.size())};
+  for (size_t k = 0; k < table.params.size(); ++k)
+    for (int32_t e :
+         ExpertMasks::frozen_experts_of(m.tensors[table.params[k]].unsafeGetTensorImpl()))
+      if (e >= 0 && e < table.experts(k))
+        frozen.slices.set(table.first[k] + static_cast<size_t>(e));
+  return layer_status_table(inv, frozen, table, show_all);
 }
 
 void print_layer_status(const torch::nn::Module& model, bool show_all, std::ostream& out) {

@@ -226,7 +226,15 @@ TEST(ExpertMasksApi, SeedCountsMaskedElementsAsFrozenThatSaveNothing) {
       EXPECT_EQ(s.gradient_saved_bytes, fused ? 0 : frozen * 4);
       EXPECT_EQ(s.optimizer_saved_bytes, fused ? 0 : 2 * frozen * 4);
       EXPECT_EQ(get_trainable_params(*m), ex.trainable_numel());
+      // The seed's layer table sees the masks too: every layer trains 7 of its 8 experts.
+      const std::string table = layer_status(*m);
+      if (fused)
+        EXPECT_NE(table.find("PARTIAL (experts 7/8 train"), std::string::npos) << table;
+      else
+        EXPECT_NE(table.find("PARTIAL"), std::string::npos) << table;
     }
+    // The masks gone with the executor: the fused layers train whole again.
+    if (fused) EXPECT_EQ(layer_status(*m).find("PARTIAL"), std::string::npos) << layer_status(*m);
     // The executor gone, its masks go with it: the tensors train whole.
     auto s = get_memory_savings_estimate(*m, OptimizerKind::AdamW);
     EXPECT_EQ(s.masked_frozen_params, 0);
