@@ -13,20 +13,11 @@ namespace layerfreeze {
 
 std::optional<Inventory> parse_manifest(const std::string& text, const std::string& origin,
                                         Diagnostics& diags) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    // "[json.exception.parse_error.101] parse error at line 1, column 13: syntax error ..."
-    // -> "syntax error ..."; the location goes in front as file:line:col.
-    std::string msg = e.what();
-    auto colon = msg.find(": ");
-    if (msg.rfind("[json.exception", 0) == 0 && colon != std::string::npos)
-      msg = msg.substr(colon + 2);
-    while (!msg.empty() && msg.back() == ' ') msg.pop_back();
-    diags.error("json-syntax", msg, text_position(text, e.byte > 0 ? e.byte - 1 : 0, origin));
-    return std::nullopt;
-  }
+  // The one JSON reader: located syntax errors, trailing text, and numbers no JSON type holds
+  // ("1e400", which nlohmann reports as out_of_range rather than as a parse error).
+  auto parsed = parse_json_text(text, origin, "manifest", diags);
+  if (!parsed) return std::nullopt;
+  const nlohmann::json& j = *parsed;
   SourceLoc loc{origin, 0, 0};
   if (!j.is_object() || !j.contains("params") || !j["params"].is_array()) {
     diags.error("manifest-format", "a manifest is a JSON object with a 'params' list", loc);
