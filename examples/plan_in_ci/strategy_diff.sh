@@ -6,7 +6,9 @@
 #   OUT_DIR/strategy-diff.html  the same as a report (text diff, parameter browser)
 #   OUT_DIR/comment.md          a pull-request comment: the text diff and where the picture is
 # With POST_WITH_GH=1 and PR_NUMBER set, it posts comment.md with GitHub's `gh` CLI.
-# LAYERFREEZE names the binary (default: layerfreeze on PATH). Exit 1 if layerfreeze fails.
+# LAYERFREEZE names the binary (default: layerfreeze on PATH). `layerfreeze diff` exits 0 when
+# the plans are the same, 1 when they differ (or on invalid input, with an error on stderr);
+# this script exits 1 only when layerfreeze fails.
 #
 #   examples/plan_in_ci/strategy_diff.sh origin/main train/freeze.yaml builtin:llama2-7b out/
 set -euo pipefail
@@ -17,15 +19,28 @@ fi
 base=$1 rules=$2 model=$3 out=${4:-strategy-diff}
 lf=${LAYERFREEZE:-layerfreeze}
 mkdir -p "$out"
-"$lf" diff "$base:$rules" "$rules" --model "$model" --format svg > "$out/strategy-diff.svg"
-"$lf" diff "$base:$rules" "$rules" --model "$model" --format html > "$out/strategy-diff.html"
-text=$("$lf" diff "$base:$rules" "$rules" --model "$model")
+# diff: 0 the same plan, 1 different plans or invalid input (then stderr says why).
+lf_diff() {
+  local rc=0
+  "$lf" diff "$base:$rules" "$rules" --model "$model" "$@" 2>"$out/stderr" || rc=$?
+  if [[ $rc -ne 0 && -s "$out/stderr" ]] && grep -q ': error: \|^error: ' "$out/stderr"; then
+    cat "$out/stderr" >&2
+    exit 1
+  fi
+  return 0
+}
+lf_diff --format svg > "$out/strategy-diff.svg"
+lf_diff --format html > "$out/strategy-diff.html"
+text=$(lf_diff)
+rm -f "$out/stderr"
 changed=$(grep -c 'data-differs="1"' "$out/strategy-diff.svg" || true)
 {
   echo "### layerfreeze: \`$rules\` against \`$base\` on \`$model\`"
   echo
-  if [[ "$text" == *"freeze the same parameters"* ]]; then
+  if [[ "$text" == *"the two plans are the same"* ]]; then
     echo "The change leaves the plan as it was."
+  elif [[ $changed -eq 0 ]]; then
+    echo "The change keeps every frozen state but changes what a trainer runs (below)."
   else
     echo "The change moves $((changed / 2)) cell(s) of the schedule (outlined in \`strategy-diff.svg\`)."
   fi

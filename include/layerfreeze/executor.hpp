@@ -44,13 +44,14 @@ namespace layerfreeze {
 
 /// What a checkpoint must keep so a resumed run lands in the same state.
 struct ExecutorState {
-  std::string fingerprint;  // of the plan; a mismatch is refused on restore
+  std::string fingerprint;  // of the canonical plan; a mismatch is refused on restore
   int64_t epoch = 0;
   int64_t step = 0;
 
-  /// "layerfreeze-state/1 FINGERPRINT EPOCH STEP", for a checkpoint's metadata.
+  /// "layerfreeze-state/2 FINGERPRINT EPOCH STEP", for a checkpoint's metadata.
   std::string to_string() const;
-  /// The inverse; throws DiagnosticError on anything else.
+  /// The inverse; throws DiagnosticError on anything else ("old-state" for a
+  /// layerfreeze-state/1, whose fingerprint did not cover learning rates and policies).
   static ExecutorState parse(const std::string& text);
 };
 

@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "layerfreeze/diagnostics.hpp"
+
 namespace layerfreeze {
 
 /// Every parameter has exactly one role (docs/RULES.md, docs/ARCHITECTURES.md). `embeddings`,
@@ -117,6 +119,7 @@ class Inventory {
   int32_t trunk_layers = 0;               // set by discovery
   std::vector<std::string> notes;         // what discovery wants a reader to know
   std::vector<std::string> source_notes;  // what the model source wants a reader to know
+  std::vector<Diagnostic> warnings;       // what reading the model warned about (load_model)
 
   // What a checkpoint's config.json and the tensors beside the parameters say.
   std::vector<NonParameter> non_params;  // stored tensors that are not parameters

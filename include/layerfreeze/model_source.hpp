@@ -12,9 +12,10 @@
 
 namespace layerfreeze {
 
-/// How TorchScript files are read: the CLI installs a loader that dlopens the torch adapter, a
-/// program linked with the adapter installs one that calls it directly. Without a loader a `.pt`
-/// model is an error that says so.
+/// How TorchScript files are read: a program linked with the torch adapter (layerfreeze::torch)
+/// has one from the start (the adapter registers it when loaded); the CLI, which does not link
+/// libtorch, installs one that dlopens the adapter. Without a loader a `.pt` model is an error
+/// that says so. set_torchscript_loader replaces the current one.
 using TorchScriptLoader = std::optional<Inventory> (*)(const std::string& path, Diagnostics& diags);
 void set_torchscript_loader(TorchScriptLoader loader);
 

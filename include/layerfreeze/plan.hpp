@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,7 +44,13 @@ struct PlanOptions {
   std::vector<std::pair<std::string, ParamValue>> values;  // typed values, applied after `sets`
   std::string section;                     // dotted key of the strategy inside a larger YAML
   std::optional<int64_t> steps_per_epoch;  // orders epoch and step triggers
-  bool strict = false;                     // selectors that match nothing are errors
+  bool strict = false;  // every warning is an error (dead selectors, model contradictions)
+  /// Where an Executor reports the warnings of the plan it compiles (a selector that selects
+  /// nothing, a model that contradicts its config), each as it compiles. Empty (the default):
+  /// printed to stderr, each distinct warning once per process, as LibTorch's TORCH_WARN does;
+  /// a handler that does nothing silences them. compile() itself never prints: its warnings are in
+  /// Diagnostics and in Plan::warnings().
+  std::function<void(const Diagnostic&)> on_warning;
 };
 
 struct StrategyDef;  // the parsed rules (internal)
@@ -83,8 +90,12 @@ class Strategy {
 struct PlanState {
   Time at;
   std::vector<bool> frozen;  // per inventory parameter
+  /// Elements: a fused expert tensor frozen in part counts its frozen experts' share as frozen.
   int64_t frozen_numel = 0, trainable_numel = 0;
+  /// Tensors: a tensor is frozen only when all of it is (masked ones count as trainable).
   size_t frozen_tensors = 0, trainable_tensors = 0;
+  /// Fused expert tensors frozen in part: (inventory index, its frozen experts, ascending).
+  std::vector<std::pair<uint32_t, std::vector<int32_t>>> masked;
 };
 
 /// One change of state on a plan's timeline.
@@ -92,6 +103,27 @@ struct ChangePoint {
   Time at;
   std::vector<std::string> causes;                     // the stages that fire here
   std::vector<uint32_t> newly_frozen, newly_unfrozen;  // inventory indices
+  /// Fused expert tensors whose frozen experts change here without freezing them whole (a
+  /// change of experts only); state_at(at).masked has their masks.
+  std::vector<uint32_t> remasked;
+};
+
+/// How two plans differ: everything a trainer would run differently — the model, the bound
+/// parameters, the executor policies and, per change point, the frozen tensors, expert slices and
+/// the learning rates of the param groups it opens. Empty exactly when the fingerprints match.
+struct PlanDiff {
+  struct Item {
+    /// kState: frozen tensors or expert slices at a time; kLearningRate: the param groups a
+    /// change point opens; kSchedule: when or how states change (periodic stages, triggers).
+    enum class Kind { kModel, kParameter, kPolicy, kState, kLearningRate, kSchedule };
+    Kind kind = Kind::kState;
+    std::string where;  // "model", "parameter lr_decay", "policy lr_decay", "epoch 3", ...
+    std::string what;   // "2.6 in A, 5 in B"
+  };
+  std::vector<Item> items;
+  bool differs() const { return !items.empty(); }
+  /// One line an item: "policy lr_decay: 2.6 in A, 5 in B".
+  std::string text() const;
 };
 
 /// A strategy compiled against one model: every rule resolved, the stages laid out in time. The
@@ -101,8 +133,13 @@ class Plan {
   const Inventory& inventory() const;  // with what discovery found (layers, roles, towers)
   const std::string& name() const;
   const std::string& origin() const;
-  /// A stable hash of the resolved states: two processes (or ranks) agree when theirs match.
+  /// The hash of canonical(): two plans (processes, ranks, a lock and today's compile) have one
+  /// fingerprint exactly when a trainer would run the same thing under them.
   const std::string& fingerprint() const;
+  /// The canonical plan: versioned JSON, keys sorted, numbers exact (docs/CLI.md, "The canonical
+  /// plan") — the model's inventory, bound parameters, policies, and every change point's frozen
+  /// tensors, expert slices and param-group learning rates.
+  const std::string& canonical() const;
   const std::vector<Diagnostic>& warnings() const;
 
   PlanState state_at(const Time& t) const;
@@ -144,7 +181,13 @@ class Plan {
 std::optional<Plan> compile(const Strategy& strategy, Inventory model, const PlanOptions& options,
                             Diagnostics& diags);
 
-/// `layerfreeze diff`: how two plans of one model differ over time, up to `horizon`.
-std::string diff_text(const Plan& a, const Plan& b, std::optional<Time> horizon = std::nullopt);
+/// How two plans differ (differs() is false exactly when their fingerprints match).
+PlanDiff diff(const Plan& a, const Plan& b);
+
+/// `layerfreeze diff`: how two plans of one model differ over time, up to `horizon`, then what
+/// else differs (learning rates, policies, parameters). `differs`, when given, is set to
+/// diff(a, b).differs().
+std::string diff_text(const Plan& a, const Plan& b, std::optional<Time> horizon = std::nullopt,
+                      bool* differs = nullptr);
 
 }  // namespace layerfreeze

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <map>
 
+#include "analysis/plan_diff.hpp"
 #include "analysis/plan_summary.hpp"
 #include "print/plan_printer.hpp"
 
@@ -152,9 +153,27 @@ void params_notes(const Record& a, const Record& b, int rb, std::vector<std::str
                     "`: " + (v.first.empty() ? "(not declared)" : v.first) + " on rank 0, " +
                     (v.second.empty() ? "(not declared)" : v.second) + " on " + r);
   }
-  if (a.j["executor"] != b.j["executor"])
-    notes.push_back("executor options: " + a.j["executor"].get<std::string>() + " on rank 0; " +
-                    b.j["executor"].get<std::string>() + " on " + r);
+}
+
+// What the canonical plans say differs beyond the states: policies and learning rates (the
+// states are the timeline's). False when the plans differ in states or schedule too.
+bool canonical_notes(const Record& a, const Record& b, int rb, std::vector<std::string>& notes) {
+  if (!a.j.contains("canonical") || !b.j.contains("canonical")) {
+    if (a.j["executor"] != b.j["executor"])
+      notes.push_back("executor options: " + a.j["executor"].get<std::string>() + " on rank 0; " +
+                      b.j["executor"].get<std::string>() + " on rank " + std::to_string(rb));
+    return false;
+  }
+  using Kind = PlanDiff::Item::Kind;
+  const PlanDiff d = diff_canonical(a.j["canonical"], b.j["canonical"], nullptr, "rank 0",
+                                    "rank " + std::to_string(rb));
+  bool states = false;
+  for (const auto& i : d.items) {
+    if (i.kind == Kind::kPolicy || i.kind == Kind::kLearningRate)
+      notes.push_back(i.where + ": " + i.what);
+    states = states || i.kind == Kind::kState || i.kind == Kind::kSchedule;
+  }
+  return !states;
 }
 
 // "`x` is frozen on rank 0 and trainable on rank 1 (and 5 more parameters)".
@@ -261,6 +280,7 @@ std::string plan_record(const CompiledPlan& plan, const Time& horizon) {
                       {"frozen", ranges_of(pt.frozen)}});
   }
   j["points"] = std::move(points);
+  j["canonical"] = json::parse(plan.canonical());
   return j.dump();
 }
 
@@ -290,7 +310,7 @@ Disagreement explain_disagreement(const std::vector<PlanDigest>& digests,
       notes.push_back("rank " + std::to_string(r) + " sent no readable plan record");
     } else if (!inventory_note(base, other, r, notes)) {
       params_notes(base, other, r, notes);
-      timeline_note(base, other, r, notes);
+      if (!canonical_notes(base, other, r, notes)) timeline_note(base, other, r, notes);
     }
     d.notes.insert(d.notes.end(), notes.begin(), notes.end());
   }

@@ -2,7 +2,9 @@
 // compiler, the plan and its printers. Every component that compiles a plan comes through here.
 #include "layerfreeze/plan.hpp"
 
+#include "analysis/plan_diff.hpp"
 #include "analysis/plan_summary.hpp"
+#include "core/canonical_plan.hpp"
 #include "core/compiler.hpp"
 #include "core/rules_parser.hpp"
 #include "print/explain.hpp"
@@ -71,6 +73,7 @@ const Inventory& Plan::inventory() const { return *impl_->inventory; }
 const std::string& Plan::name() const { return impl_->name; }
 const std::string& Plan::origin() const { return impl_->origin; }
 const std::string& Plan::fingerprint() const { return impl_->fingerprint(); }
+const std::string& Plan::canonical() const { return impl_->canonical(); }
 const std::vector<Diagnostic>& Plan::warnings() const { return impl_->warnings; }
 const CompiledPlan& Plan::compiled() const { return *impl_; }
 
@@ -82,22 +85,27 @@ PlanState Plan::state_at(const Time& t) const {
   PlanState s;
   s.at = t;
   const Inventory& inv = *impl_->inventory;
-  Bitset f = impl_->frozen_at(t);
+  const Selection now = impl_->state_at(t);
   s.frozen.resize(inv.params.size());
   for (size_t i = 0; i < inv.params.size(); ++i) {
-    bool frozen = f.test(i);
+    bool frozen = now.params.test(i);
     s.frozen[i] = frozen;
-    (frozen ? s.frozen_numel : s.trainable_numel) += inv.params[i].numel;
     ++(frozen ? s.frozen_tensors : s.trainable_tensors);
+    if (impl_->partial(now, static_cast<uint32_t>(i)))
+      s.masked.push_back({static_cast<uint32_t>(i),
+                          impl_->slices.experts_in(static_cast<uint32_t>(i), now.slices)});
   }
+  // The one count: whole frozen tensors and the frozen experts of masked ones.
+  s.frozen_numel = impl_->frozen_numel(now);
+  s.trainable_numel = inv.total_numel() - s.frozen_numel;
   return s;
 }
 
 std::vector<ChangePoint> Plan::change_points(std::optional<Time> horizon) const {
   std::vector<ChangePoint> out;
   for (auto& p : impl_->timeline(horizon ? *horizon : impl_->horizon()))
-    out.push_back(
-        {p.at, std::move(p.causes), std::move(p.newly_frozen), std::move(p.newly_unfrozen)});
+    out.push_back({p.at, std::move(p.causes), std::move(p.newly_frozen),
+                   std::move(p.newly_unfrozen), std::move(p.remasked)});
   return out;
 }
 
@@ -141,10 +149,35 @@ std::optional<Plan> compile(const Strategy& strategy, Inventory model, const Pla
   return Plan(std::make_shared<const CompiledPlan>(std::move(*compiled)));
 }
 
-std::string diff_text(const Plan& a, const Plan& b, std::optional<Time> horizon) {
-  bool differ = false;
-  return diff_text(a.compiled(), b.compiled(), horizon ? *horizon : a.compiled().horizon(),
-                   &differ);
+std::string PlanDiff::text() const {
+  std::string s;
+  for (const auto& i : items) s += i.where + ": " + i.what + "\n";
+  return s;
+}
+
+PlanDiff diff(const Plan& a, const Plan& b) {
+  if (a.fingerprint() == b.fingerprint() && a.canonical() == b.canonical()) return {};
+  return diff_canonical(nlohmann::json::parse(a.canonical()), nlohmann::json::parse(b.canonical()),
+                        &a.inventory());
+}
+
+std::string diff_text(const Plan& a, const Plan& b, std::optional<Time> horizon, bool* differs) {
+  bool states_differ = false;
+  std::string text = diff_text(a.compiled(), b.compiled(),
+                               horizon ? *horizon : a.compiled().horizon(), &states_differ);
+  const PlanDiff d = diff(a, b);
+  if (differs) *differs = d.differs();
+  if (!states_differ)
+    text = d.differs() ? "the two plans freeze the same parameters at every time shown\n"
+                       : "the two plans are the same (fingerprint " + a.fingerprint() + ")\n";
+  // What the states do not show: learning rates, policies, bound parameters, the model.
+  std::string rest;
+  using Kind = PlanDiff::Item::Kind;
+  for (const auto& i : d.items)
+    if (!states_differ || (i.kind != Kind::kState && i.kind != Kind::kSchedule))
+      rest += "  " + i.where + ": " + i.what + "\n";
+  if (!rest.empty()) text += "they also differ in what a trainer runs:\n" + rest;
+  return text;
 }
 
 }  // namespace layerfreeze

@@ -38,16 +38,14 @@ void PlanArgs::add_to(CLI::App& cmd, bool with_rules) {
   cmd.add_option("--optimizer", optimizer,
                  "optimizer for memory figures: adamw, adam, sgd, sgd-momentum")
       ->check(CLI::IsMember({"adamw", "adam", "sgd", "sgd-momentum"}));
-  cmd.add_flag("--strict", strict, "selectors that match nothing are errors");
+  cmd.add_flag("--strict", strict,
+               "every warning is an error (a dead selector, a model whose config disagrees with "
+               "its checkpoint, ...)");
 }
 
 std::optional<Strategy> load_rules(Session& s, const std::string& spec,
                                    const std::string& section) {
-  if (is_git_spec(spec)) {
-    auto text = read_git_spec(spec, s.diags);
-    if (!text) return std::nullopt;
-    return Strategy::from_yaml(*text, spec, s.diags, section, &s.sources);
-  }
+  if (is_git_spec(spec)) return load_git_strategy(spec, section, s.diags, s.sources);
   return Strategy::load(spec, s.diags, section, &s.sources);
 }
 

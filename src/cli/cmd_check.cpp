@@ -45,7 +45,7 @@ std::function<int()> setup_check(CLI::App& cmd) {
     now["model"]["source"] = locked["model"]["source"];
     LockCheck c;
     try {
-      c = compare_locks(locked, now);
+      c = compare_locks(locked, now, &plan->inventory());
     } catch (const nlohmann::json::exception& e) {
       std::cerr << a->lock
                 << ": error: a lock file needs every field `plan --lock` writes: " << e.what()

@@ -1,4 +1,5 @@
 // layerfreeze diff RULES_A RULES_B --model MODEL [--epochs N] [--format text|svg|html]
+// Exit 0: the plans are the same (one fingerprint); 1: they differ, or an input is invalid.
 #include "cli/cli_common.hpp"
 #include "print/diff_picture.hpp"
 #include "print/explain.hpp"
@@ -50,13 +51,15 @@ std::function<int()> setup_diff(CLI::App& cmd) {
     if (!pa || !pb) return kExitInvalid;
     Time ha = horizon_for(*pa, *a), hb = horizon_for(*pb, *a);
     Time h{std::max(ha.epoch, hb.epoch), std::max(ha.step, hb.step)};
+    // Exit 1 when the plans differ in anything a trainer runs (as diff(1) and
+    // `git diff --exit-code` do): states, learning rates, policies, parameters or the model.
     bool differ = false;
-    std::string text = diff_text(pa->compiled(), pb->compiled(), h, &differ);
+    std::string text = diff_text(*pa, *pb, h, &differ);
     std::ostringstream report;
     report << "A: " << a->rules << " (fingerprint " << pa->fingerprint() << ")\n"
            << "B: " << a->rules_b << " (fingerprint " << pb->fingerprint() << ")\n"
            << "model: " << pa->inventory().source << "\n"
-           << (differ ? text : "the two plans freeze the same parameters at every time shown\n");
+           << text;
     if (a->format == "text") {
       std::cout << report.str();
     } else {
@@ -69,7 +72,7 @@ std::function<int()> setup_diff(CLI::App& cmd) {
     }
     keep_until_exit(pa);
     keep_until_exit(pb);
-    return kExitOk;
+    return differ ? kExitInvalid : kExitOk;
   };
 }
 

@@ -15,7 +15,7 @@ std::function<int()> setup_validate(CLI::App& cmd) {
   cmd.add_option("--section", a->section, "dotted key of the strategy inside a larger YAML");
   cmd.add_option("--set", a->sets, "check parameter overrides too: KEY=VALUE");
   cmd.add_option("--model,-m", a->model, "also compile against this model");
-  cmd.add_flag("--strict", a->strict, "selectors that match nothing are errors (with --model)");
+  cmd.add_flag("--strict", a->strict, "warnings are errors (with --model)");
   return [a] {
     bool failed = false;
     for (const auto& f : a->files) {
@@ -36,10 +36,23 @@ std::function<int()> setup_validate(CLI::App& cmd) {
           }
         }
         if (bound) {
+          // "ok" says what was checked; a selector that selects nothing of the model is named
+          // here too, not only among the warnings on stderr.
+          size_t dead = 0, warnings = 0;
+          for (const auto& d : s.diags.items()) {
+            warnings += d.severity == Severity::kWarning;
+            dead += d.severity == Severity::kWarning && d.code == "no-match";
+          }
           std::cout << "ok: " << f << " (" << strategy->name()
                     << "): " << strategy->def().rules.size() << " rules, "
                     << strategy->def().stages.size() << " stages, " << strategy->def().params.size()
-                    << " parameters\n";
+                    << " parameters";
+          if (dead)
+            std::cout << "; " << dead << (dead == 1 ? " selector selects" : " selectors select")
+                      << " nothing of " << a->model;
+          if (warnings)
+            std::cout << " (" << warnings << " warning" << (warnings == 1 ? "" : "s") << ")";
+          std::cout << "\n";
         }
       }
       if (s.diags.has_errors()) failed = true;

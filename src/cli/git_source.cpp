@@ -7,6 +7,9 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <string>
+
+#include "core/rules_parser.hpp"
 
 extern char** environ;
 
@@ -82,11 +85,12 @@ bool is_git_spec(const std::string& spec) {
   return !std::filesystem::exists(spec, ec);  // a file whose name has a colon is a file
 }
 
-std::optional<std::string> read_git_spec(const std::string& spec, Diagnostics& d) {
+std::optional<Strategy> load_git_strategy(const std::string& spec, const std::string& section,
+                                          Diagnostics& d, SourceTexts& texts) {
   const size_t colon = spec.find(':');
   const std::string rev = spec.substr(0, colon), path = spec.substr(colon + 1);
   const SourceLoc at{spec, 0, 0};
-  Output inside = run({"git", "rev-parse", "--is-inside-work-tree"});
+  Output inside = run({"git", "rev-parse", "--show-toplevel"});
   if (inside.status != 0) {
     d.error("git-source",
             "'" + spec + "' names a file at a git revision, but " +
@@ -101,16 +105,54 @@ std::optional<std::string> read_git_spec(const std::string& spec, Diagnostics& d
             {"a commit, branch or tag: HEAD~1, main, v1.2, a1b2c3d"});
     return std::nullopt;
   }
-  // A relative path is relative to the current directory, as the other side's path is.
-  const std::string object =
-      rev + ":" + (std::filesystem::path(path).is_absolute() ? path : "./" + path);
-  Output show = run({"git", "show", object});
-  if (show.status != 0) {
-    d.error("git-source", "'" + path + "' does not exist at revision " + rev, at,
-            {"git says: " + first_line(show.err)});
-    return std::nullopt;
-  }
-  return show.out;
+  // Every file — the one named and what it extends — is read from the revision's tree, inside
+  // the repository only; paths relative to the current directory, as the other side's are.
+  const std::string commit_id = first_line(commit.out);
+  const std::filesystem::path top =
+      std::filesystem::weakly_canonical(first_line(inside.out)).lexically_normal();
+  const std::filesystem::path cwd = std::filesystem::weakly_canonical(".").lexically_normal();
+  RulesFiles files;
+  files.roots = {top};
+  files.label_prefix = rev + ":";
+  files.read = [=](const std::filesystem::path& p, const std::string& shown,
+                   Diagnostics& diags) -> std::optional<std::string> {
+    const std::string rel = p.lexically_relative(top).generic_string();
+    if (rel.empty() || rel.rfind("..", 0) == 0) {
+      diags.error("git-source", "'" + shown + "' is outside the repository", at);
+      return std::nullopt;
+    }
+    const std::string object = commit_id + ":" + rel;
+    const std::string here = p.lexically_relative(cwd).generic_string();  // as a user types it
+    Output size = run({"git", "cat-file", "-s", object});
+    if (size.status != 0) {
+      diags.error("git-source", "'" + here + "' does not exist at revision " + rev, at,
+                  {"git says: " + first_line(size.err)});
+      return std::nullopt;
+    }
+    if (std::stoull("0" + first_line(size.out)) > kMaxRulesFileBytes) {
+      diags.error("file-too-large",
+                  "rules file '" + shown + "' at revision " + rev + " is " + first_line(size.out) +
+                      " bytes; the limit is " + std::to_string(kMaxRulesFileBytes),
+                  at);
+      return std::nullopt;
+    }
+    Output show = run({"git", "cat-file", "blob", object});
+    if (show.status != 0) {
+      diags.error("git-source", "'" + here + "' is not a file at revision " + rev, at,
+                  {"git says: " + first_line(show.err)});
+      return std::nullopt;
+    }
+    return show.out;
+  };
+  std::filesystem::path file(path);
+  if (file.is_relative()) file = cwd / file;
+  SourceTexts sources;
+  RulesLoader loader(d, sources, std::move(files));
+  // The spec names the file in messages: "HEAD~1:freeze.yaml:3:5: error: ...".
+  auto def = loader.load_as(file.lexically_normal().string(), spec, section);
+  texts.merge(sources);
+  if (!def) return std::nullopt;
+  return Strategy::from_def(std::move(*def), std::move(sources));
 }
 
 }  // namespace layerfreeze::cli

@@ -11,7 +11,7 @@ int main(int argc, char** argv) {
   CLI::App app{
       "layerfreeze: declarative freezing strategies for LibTorch models, compiled to a plan"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "layerfreeze 0.1.0");
+  app.set_version_flag("--version", std::string("layerfreeze ") + LAYERFREEZE_VERSION_TEXT);
   std::function<int()> run;
   for (const auto& c : commands()) {
     CLI::App* sub = app.add_subcommand(c.name, c.help);

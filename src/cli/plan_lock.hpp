@@ -1,8 +1,8 @@
 // Plan locks (docs/CLI.md, "Versioned strategies"): `plan --lock FILE` records what a versioned
 // experiment's strategy resolves to — its source and parameters, a digest of its text, the
-// model's and the plan's fingerprints, per-stage counts — and `layerfreeze check FILE` compiles
-// it again and fails, with the differences, when the plan no longer matches: a new layerfreeze,
-// a changed preset or another checkpoint cannot change an experiment silently.
+// model's and the plan's fingerprints, the canonical plan, per-stage counts — and `layerfreeze
+// check FILE` compiles it again and fails, with the differences, when the plan no longer matches: a
+// new layerfreeze, a changed preset or another checkpoint cannot change an experiment silently.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -29,6 +29,8 @@ struct LockCheck {
   std::string differences;  // what no longer matches, a line each
   std::string notes;        // what changed without changing the plan
 };
-LockCheck compare_locks(const nlohmann::json& locked, const nlohmann::json& now);
+/// Compares the canonical plans (and per-stage counts) of two locks; `names` names tensors.
+LockCheck compare_locks(const nlohmann::json& locked, const nlohmann::json& now,
+                        const Inventory* names = nullptr);
 
 }  // namespace layerfreeze::cli

@@ -148,7 +148,25 @@ class Compiler {
     if (!scope) return std::nullopt;
     DiscoveryPatterns patterns =
         DiscoveryPatterns::shipped().merged(s_.discovery, s_.discovery_replace);
-    discover_layers(inv, patterns, diags_);
+    // What reading the model said, then what discovery says with this strategy's patterns:
+    // both belong to the plan (every view shows them), and --strict refuses them.
+    std::vector<Diagnostic> model_warnings = inv.warnings;
+    {
+      Diagnostics found;
+      discover_layers(inv, patterns, found);
+      for (auto d : found.items()) {
+        if (d.severity == Severity::kWarning) model_warnings.push_back(d);
+        if (d.severity == Severity::kWarning && o_.strict) d.severity = Severity::kError;
+        diags_.add(std::move(d));
+      }
+    }
+    if (o_.strict)
+      for (size_t k = 0; k < inv.warnings.size(); ++k) {
+        Diagnostic d = inv.warnings[k];
+        d.severity = Severity::kError;
+        d.notes.push_back("--strict: what reading the model warns about is an error");
+        diags_.add(std::move(d));
+      }
     if (diags_.count(Severity::kError) > errors_before) return std::nullopt;
 
     CompiledPlan plan;
@@ -207,6 +225,7 @@ class Compiler {
     for (auto& [_, ps] : staged) plan.stages.push_back(std::move(ps));
     if (diags_.count(Severity::kError) > errors_before) return std::nullopt;
 
+    plan.warnings = std::move(model_warnings);
     plan.finalize();
     warnings(plan);
     if (diags_.count(Severity::kError) > errors_before) return std::nullopt;
@@ -437,7 +456,7 @@ class Compiler {
       ws.push_back(std::move(d));
     }
     for (auto& w : ws) {
-      if (o_.strict && w.code == "no-match") w.severity = Severity::kError;
+      if (o_.strict) w.severity = Severity::kError;
       diags_.add(w);
       if (w.severity == Severity::kWarning) plan.warnings.push_back(w);
     }

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <map>
 
-#include "core/hash.hpp"
+#include "core/canonical_plan.hpp"
 
 namespace layerfreeze {
 
@@ -35,22 +35,6 @@ void apply(const PlanRule& r, Selection& state, int64_t period, const Inventory&
     put(s.params, s.slices);
   }
   if (!table.empty()) table.normalize(state.params, state.slices);
-}
-
-void hash_set(Hasher& h, const DynamicSet& d) {
-  h.add(static_cast<int>(d.op));
-  for (auto w : d.leaf.words()) h.add(static_cast<int64_t>(w));
-  for (const auto& k : d.kids) hash_set(h, k);
-  for (auto l : d.pool) h.add(l);
-  h.add(d.count);
-  h.add(static_cast<int64_t>(d.seed));
-  for (auto w : d.mask.words()) h.add(static_cast<int64_t>(w));
-  for (auto w : d.slices.words()) h.add(static_cast<int64_t>(w));
-}
-
-void hash_state(Hasher& h, const Selection& s) {
-  for (auto w : s.params.words()) h.add(static_cast<int64_t>(w));
-  for (auto w : s.slices.words()) h.add(static_cast<int64_t>(w));
 }
 
 // Fused tensors, not frozen whole in `now`, whose frozen slices differ from `before`.
@@ -209,24 +193,10 @@ void CompiledPlan::finalize() {
       for (const auto& r : st.rules) apply(r, next, 0, inv, slices);
     prefix_.push_back(std::move(next));
   }
-  Hasher h;
-  h.add(inv.fingerprint());
-  hash_state(h, initial_state_);
-  for (size_t j = 0; j < stages.size(); ++j) {
-    const auto& st = stages[j];
-    h.add(static_cast<int>(st.unit));
-    h.add(st.at);
-    h.add(st.period);
-    if (st.period > 0) {
-      for (const auto& r : st.rules) {
-        h.add(static_cast<int>(r.action));
-        hash_set(h, r.set);
-      }
-    } else {
-      hash_state(h, prefix_[j + 1]);
-    }
-  }
-  fingerprint_ = h.hex();
+  // The fingerprint is the hash of the canonical plan: any difference a trainer would run
+  // differently changes it, and nothing else does.
+  canonical_ = canonical_text(canonical_plan(*this));
+  fingerprint_ = fingerprint_of(canonical_);
 }
 
 Time CompiledPlan::last_trigger() const {

@@ -161,7 +161,10 @@ class CompiledPlan {
   Time horizon(std::optional<int64_t> epochs = std::nullopt,
                std::optional<int64_t> steps = std::nullopt) const;
   Time default_horizon() const { return horizon(); }
+  /// The hash of canonical(): equal exactly when two plans run the same.
   const std::string& fingerprint() const { return fingerprint_; }
+  /// The canonical plan's text (core/canonical_plan.hpp): what a lock stores and a diff reads.
+  const std::string& canonical() const { return canonical_; }
   /// Discriminative learning-rate scale of parameter `i`: 1 / lr_decay^depth, depth counted
   /// from the head (0) through the layers top-down to the embeddings (L + 1).
   double lr_scale(size_t i) const;
@@ -179,7 +182,7 @@ class CompiledPlan {
   Selection initial_state_;
   std::vector<Selection> prefix_;  // prefix_[j]: state after initial rules and static stages [0, j)
   bool has_periodic_ = false, has_stage_lr_ = false;
-  std::string fingerprint_;
+  std::string canonical_, fingerprint_;
 };
 
 /// PlanCursor follows training time through a plan, for executors: between state changes a

@@ -15,7 +15,6 @@ namespace layerfreeze {
 
 namespace {
 
-constexpr size_t kMaxRulesFileBytes = 1 << 20;
 constexpr int kMaxExtendsDepth = 16;
 constexpr int kMaxYamlNesting = 64;
 const std::vector<std::string> kTopKeys = {"layerfreeze", "name",   "description", "extends",
@@ -58,6 +57,12 @@ std::optional<StrategyDef> RulesLoader::load_text(const std::string& text,
   return parse(text, origin, origin, section, std::filesystem::current_path().string());
 }
 
+std::optional<StrategyDef> RulesLoader::load_as(const std::string& path, const std::string& label,
+                                                const std::string& section) {
+  first_label_ = label;
+  return load_nested(path, section, std::filesystem::current_path().string());
+}
+
 std::optional<StrategyDef> RulesLoader::load_nested(const std::string& spec,
                                                     const std::string& section,
                                                     const std::string& base_dir) {
@@ -74,7 +79,12 @@ std::optional<StrategyDef> RulesLoader::load_nested(const std::string& spec,
   }
   std::filesystem::path p(spec);
   if (p.is_relative()) p = std::filesystem::path(base_dir) / p;
-  if (stack_.empty()) {
+  auto normal = [&](const std::filesystem::path& x) {
+    return files_ ? x.lexically_normal() : std::filesystem::weakly_canonical(x);
+  };
+  if (stack_.empty() && files_) {
+    roots_ = files_->roots;
+  } else if (stack_.empty()) {
     // The file the user names sets where `extends` may reach: the working directory, the file's
     // folder, the repository it lies in (the nearest folder above with a .git), and the folders
     // in $LAYERFREEZE_EXTENDS_PATH (colon-separated) — each with everything below. A rules file
@@ -95,32 +105,44 @@ std::optional<StrategyDef> RulesLoader::load_nested(const std::string& spec,
       }
     }
   } else {
-    auto target = std::filesystem::weakly_canonical(p);
+    auto target = normal(p);
     auto inside = [&](const std::filesystem::path& root) {
       auto rel = target.lexically_relative(root);
       return !rel.empty() && rel.native().rfind("..", 0) != 0;
     };
     if (std::none_of(roots_.begin(), roots_.end(), inside)) {
+      std::string allowed;
+      for (const auto& r : roots_) allowed += (allowed.empty() ? "" : ", ") + r.string();
       diags_.error("extends-outside",
                    "'" + spec + "' is outside the folders a rules file may extend from", {},
-                   {"allowed: the working directory, the rules file's folder, its repository, and "
-                    "$LAYERFREEZE_EXTENDS_PATH — each with what is below"});
+                   {"allowed here: " + allowed + " — each with what is below" +
+                    (files_ ? " (the repository, at the revision read)"
+                            : " (the working directory, the rules file's folder, its repository "
+                              "and $LAYERFREEZE_EXTENDS_PATH)")});
       return std::nullopt;
     }
   }
   // Files a user names keep their spelling in messages; files reached through `extends` are
   // named relative to the working directory when they lie under it.
-  std::string label = spec;
+  std::string label = stack_.empty() && !first_label_.empty() ? first_label_ : spec;
   if (!stack_.empty()) {
     auto rel = std::filesystem::path(p.lexically_normal())
                    .lexically_relative(std::filesystem::current_path());
     label = !rel.empty() && rel.native().rfind("..", 0) != 0 ? rel.string()
                                                              : p.lexically_normal().string();
+    if (files_) label = files_->label_prefix + label;
   }
-  bool ok = false;
-  std::string text = read_file(p.lexically_normal().string(), label, diags_, &ok);
-  if (!ok) return std::nullopt;
-  canonical_ = std::filesystem::weakly_canonical(p).string();
+  std::string text;
+  if (files_) {
+    auto t = files_->read(p.lexically_normal(), label, diags_);
+    if (!t) return std::nullopt;
+    text = std::move(*t);
+  } else {
+    bool ok = false;
+    text = read_file(p.lexically_normal().string(), label, diags_, &ok);
+    if (!ok) return std::nullopt;
+  }
+  canonical_ = normal(p).string();
   return parse(text, label, label, section, p.parent_path().string());
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,15 +15,37 @@
 
 namespace layerfreeze {
 
+/// The largest rules file read (1 MiB), from any source.
+inline constexpr size_t kMaxRulesFileBytes = 1 << 20;
+
+/// Where rules files come from when not from the working tree: `REV:PATH` reads a git
+/// revision's tree, and `extends:` inside it must resolve in that same tree.
+struct RulesFiles {
+  /// The text of the file at absolute, normalised `path` (`shown` names it in messages), or
+  /// nullopt after adding an error. Must enforce the size limit (kMaxRulesFileBytes).
+  std::function<std::optional<std::string>(const std::filesystem::path& path,
+                                           const std::string& shown, Diagnostics& diags)>
+      read;
+  std::vector<std::filesystem::path> roots;  // the only folders `extends` may reach
+  std::string label_prefix;  // before the names of files reached by `extends` ("HEAD~1:")
+};
+
 /// Loads strategies. `spec` is a path or `preset:NAME`.
 class RulesLoader {
  public:
   RulesLoader(Diagnostics& diags, SourceTexts& sources) : diags_(diags), sources_(sources) {}
+  /// Reads every file, the one named and what it extends, through `files` (paths compared as
+  /// written: a revision's tree has no symlinks to resolve).
+  RulesLoader(Diagnostics& diags, SourceTexts& sources, RulesFiles files)
+      : diags_(diags), sources_(sources), files_(std::move(files)) {}
 
   /// `section` is a dotted key path ("training.freeze") to the strategy inside a larger YAML.
   std::optional<StrategyDef> load(const std::string& spec, const std::string& section = "");
   std::optional<StrategyDef> load_text(const std::string& text, const std::string& origin,
                                        const std::string& section = "");
+  /// Loads the file at `path`, named `label` in messages and as its origin ("HEAD~1:x.yaml").
+  std::optional<StrategyDef> load_as(const std::string& path, const std::string& label,
+                                     const std::string& section = "");
 
  private:
   std::optional<StrategyDef> load_nested(const std::string& spec, const std::string& section,
@@ -36,6 +59,8 @@ class RulesLoader {
   std::vector<std::string> stack_;            // files being loaded, for cycle detection
   std::string canonical_;                     // identity of the file about to be parsed
   std::vector<std::filesystem::path> roots_;  // where `extends` may reach (set by the first file)
+  std::optional<RulesFiles> files_;
+  std::string first_label_;  // load_as: the name of the file the user named
 };
 
 /// Parses the body of one rules file (`entries` of its top map, `extends` and `with` already

@@ -254,7 +254,23 @@ std::string plan_svg(const PlanSummary& s, const ScheduleGrid& g) {
   }
   y += 12;
   body << svg_legend(kMargin, y, false);
-  y += 12 + kMargin;
+  y += 12;
+  // The plan's warnings, as in every other view (a picture in a pull request is often the only
+  // view a reviewer opens): the first 20, then how many more.
+  const auto warnings = s.warnings();
+  constexpr size_t kShownWarnings = 20;
+  for (size_t i = 0; i < warnings.size() && i <= kShownWarnings; ++i) {
+    const Diagnostic& w = *warnings[i];
+    head.push_back(i == kShownWarnings
+                       ? "⚠ and " + std::to_string(warnings.size() - i) + " more warnings"
+                       : "⚠ warning: " + w.message + " [" + w.code + "]");
+    y += kRowH;
+    body << fmt::format(
+        "<text class=\"lf-warning\" x=\"{}\" y=\"{}\" font-size=\"{}\" "
+        "fill=\"#8a4b00\">{}</text>\n",
+        kMargin, y - 5, kSmall, xml_escape(head.back()));
+  }
+  y += kMargin;
   int width = kMargin * 2 + grid.width;
   for (const auto& h : head) width = std::max(width, kMargin * 2 + text_width(h));
   width = std::max(width, kMargin * 2 + 720);  // the legend

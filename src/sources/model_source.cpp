@@ -86,7 +86,9 @@ std::optional<Family> read_family(const std::string& path, Diagnostics& diags) {
 
 void set_torchscript_loader(TorchScriptLoader loader) { torchscript_loader = loader; }
 
-std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags,
+namespace {
+
+std::optional<Inventory> read_model(const std::string& spec, Diagnostics& diags,
                                     const std::string& config_path,
                                     const std::string& family_path) {
   SourceLoc loc{spec, 0, 0};
@@ -169,6 +171,22 @@ std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags,
       "unknown-model-format", "cannot tell the format of '" + spec + "' from its name", loc,
       {"expected .pt, .safetensors, .safetensors.index.json, .json, or a checkpoint folder"});
   return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags,
+                                    const std::string& config_path,
+                                    const std::string& family_path) {
+  const size_t before = diags.items().size();
+  auto inv = read_model(spec, diags, config_path, family_path);
+  // What reading said stays with the model, so every plan of it carries it (and --strict
+  // refuses it), not only the command that read it.
+  if (inv)
+    for (size_t k = before; k < diags.items().size(); ++k)
+      if (diags.items()[k].severity == Severity::kWarning)
+        inv->warnings.push_back(diags.items()[k]);
+  return inv;
 }
 
 }  // namespace layerfreeze

@@ -9,7 +9,10 @@
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 
+#include <iostream>
 #include <map>
+#include <mutex>
+#include <set>
 #include <sstream>
 #include <unordered_set>
 
@@ -95,6 +98,21 @@ struct Executor::Impl : TensorSink {
     if (!strategy) throw DiagnosticError(std::move(diags), &sources);
     public_plan = layerfreeze::compile(*strategy, live.inventory, o, diags);
     if (!public_plan) throw DiagnosticError(std::move(diags), &sources);
+    for (const auto& w : public_plan->warnings()) report_warning(w, o, sources);
+  }
+
+  // Nothing silent: a trainer that never reads warnings() still hears of a dead selector.
+  static void report_warning(const Diagnostic& w, const PlanOptions& o,
+                             const SourceTexts& sources) {
+    if (o.on_warning) return o.on_warning(w);
+    static std::mutex mutex;
+    static std::set<std::string> seen;  // each distinct warning once per process
+    const std::string text = format_diagnostic(w, &sources);
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!seen.insert(text).second) return;
+    }
+    std::cerr << "layerfreeze: " << text << std::flush;
   }
 
   // A plan compiled elsewhere (from this module, its checkpoint's header, a manifest): the
@@ -322,7 +340,7 @@ bool Executor::seek(int64_t epoch, int64_t global_step) {
 void Executor::enforce_modes() { impl_->enforce_modes(); }
 
 std::string ExecutorState::to_string() const {
-  return "layerfreeze-state/1 " + fingerprint + " " + std::to_string(epoch) + " " +
+  return "layerfreeze-state/2 " + fingerprint + " " + std::to_string(epoch) + " " +
          std::to_string(step);
 }
 
@@ -330,11 +348,26 @@ ExecutorState ExecutorState::parse(const std::string& text) {
   std::istringstream in(text);
   std::string tag, extra;
   ExecutorState s;
-  if (!(in >> tag >> s.fingerprint >> s.epoch >> s.step) || tag != "layerfreeze-state/1" ||
-      (in >> extra)) {
+  const bool read = static_cast<bool>(in >> tag >> s.fingerprint >> s.epoch >> s.step);
+  if (read && tag == "layerfreeze-state/1" && !(in >> extra)) {
+    // Its fingerprint covered frozen states only: it cannot vouch for learning rates or
+    // policies, so no plan of today can match it — say so rather than a mismatch.
+    Diagnostics d;
+    d.error("old-state",
+            "the checkpoint's executor state was written by an older layerfreeze "
+            "(layerfreeze-state/1), whose plan fingerprint did not cover learning rates and "
+            "policies; it cannot be checked against this plan",
+            {},
+            {"if the strategy, its parameters and the model are unchanged, resume with "
+             "executor.seek(" +
+             std::to_string(s.epoch) + ", " + std::to_string(s.step) +
+             ") and save a new state (layerfreeze-state/2)"});
+    throw DiagnosticError(std::move(d));
+  }
+  if (!read || tag != "layerfreeze-state/2" || (in >> extra)) {
     Diagnostics d;
     d.error("bad-state", "not a layerfreeze executor state: '" + text + "'", {},
-            {"expected \"layerfreeze-state/1 FINGERPRINT EPOCH STEP\""});
+            {"expected \"layerfreeze-state/2 FINGERPRINT EPOCH STEP\""});
     throw DiagnosticError(std::move(d));
   }
   return s;
@@ -350,7 +383,10 @@ void Executor::restore(const ExecutorState& s) {
     d.error("fingerprint-mismatch",
             "the checkpoint was written under plan " + s.fingerprint + ", but this plan is " +
                 impl_->plan->fingerprint(),
-            {}, {"the rules, their parameters or the model changed since the checkpoint"});
+            {},
+            {"the rules, their parameters, a learning rate, a policy or the model changed since "
+             "the checkpoint (layerfreeze plan shows the fingerprint; layerfreeze diff shows "
+             "what differs)"});
     throw DiagnosticError(std::move(d));
   }
   seek(s.epoch, s.step);

@@ -215,6 +215,11 @@ GradualUnfreezer::GradualUnfreezer(torch::nn::Module& model, int64_t total_epoch
               {"unfreeze_embeddings_at",
                unfreeze_embeddings_at ? ParamValue(*unfreeze_embeddings_at) : ParamValue(nullptr)},
               {"freeze_embeddings", freeze_embeddings}};
+  // The seed API prints only when verbose, and only to its stream.
+  std::ostream* stream = &out;
+  o.on_warning = [verbose, stream](const Diagnostic& w) {
+    if (verbose) *stream << format_diagnostic(w);
+  };
   try {
     executor_ = std::make_unique<Executor>(model, "preset:gradual_unfreeze", o);
   } catch (const DiagnosticError& e) {

@@ -1,11 +1,14 @@
-// The C entry point the CLI finds with dlopen, so that only a TorchScript model pulls libtorch
-// into the process: it loads the file and returns its inventory as a JSON manifest.
+// TorchScript files as a model source. A program linked with the adapter reads them directly:
+// the loader registers itself when the adapter is loaded (load_model("model.pt") just works, as
+// model_source.hpp promises). The CLI, which never links libtorch, finds the C entry point below
+// with dlopen instead, so only a TorchScript model pulls libtorch into its process.
 #include <c10/util/Exception.h>
 #include <torch/csrc/jit/serialization/import.h>
 
 #include <cstdlib>
 #include <cstring>
 
+#include "layerfreeze/model_source.hpp"
 #include "print/inventory_printer.hpp"
 #include "torch/live_model.hpp"
 
@@ -15,6 +18,33 @@ char* copy(const std::string& s) {
   if (out) std::memcpy(out, s.c_str(), s.size() + 1);
   return out;
 }
+
+std::optional<layerfreeze::Inventory> load_directly(const std::string& path,
+                                                    layerfreeze::Diagnostics& diags) {
+  try {
+    torch::jit::Module m = torch::jit::load(path);
+    layerfreeze::LiveModel live = layerfreeze::live_model(m);
+    live.inventory.source = path;
+    return std::move(live.inventory);
+  } catch (const c10::Error& e) {
+    diags.error(
+        "model-unreadable",
+        std::string("cannot load TorchScript model '") + path + "': " + e.what_without_backtrace(),
+        {path, 0, 0});
+  } catch (const std::exception& e) {
+    diags.error("model-unreadable",
+                std::string("cannot load TorchScript model '") + path + "': " + e.what(),
+                {path, 0, 0});
+  }
+  return std::nullopt;
+}
+
+// Registered when the adapter is loaded: the loader pointer is constant-initialised (nullptr)
+// before any dynamic initialiser runs, so the order of static initialisation does not matter.
+const bool registered = [] {
+  layerfreeze::set_torchscript_loader(&load_directly);
+  return true;
+}();
 }  // namespace
 
 extern "C" {

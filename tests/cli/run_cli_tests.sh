@@ -95,7 +95,7 @@ if grep -q '<svg xmlns' "$tmp/lp.svg"; then ok; else bad "plan --svg: no SVG in 
 expect_exit 0 "readme picture" -- plan preset:gradual_unfreeze --set total_epochs=6 --model builtin:gpt2 --format svg
 if [[ -n "${UPDATE_GOLDEN:-}" ]]; then cp "$tmp/out" "$root/docs/gradual_unfreeze_gpt2.svg"; fi
 if cmp -s "$tmp/out" "$root/docs/gradual_unfreeze_gpt2.svg"; then ok; else bad "docs/gradual_unfreeze_gpt2.svg is stale (UPDATE_GOLDEN=1 rewrites it)"; fi
-expect_exit 0 "diff svg" -- diff preset:lp_lora preset:freeze_first_n --set n=8 --model builtin:gpt2 --format svg
+expect_exit 1 "diff svg" -- diff preset:lp_lora preset:freeze_first_n --set n=8 --model builtin:gpt2 --format svg
 expect_golden "diff svg" diff_lp_lora_freeze_first_n_gpt2.svg
 expect_exit 2 "diff bad --format" -- diff preset:lp_lora preset:freeze_first_n --model builtin:gpt2 --format pdf
 expect_exit 1 "plan --svg unwritable" -- plan preset:lp_lora --model builtin:gpt2 --svg /nonexistent/dir/x.svg
@@ -110,10 +110,44 @@ expect_exit 0 "explain" -- explain preset:gradual_unfreeze --set total_epochs=10
 expect_golden "explain" explain_lm_head.txt
 expect_exit 1 "explain unknown param" -- explain preset:lp_lora --model builtin:gpt2 --param transformer.h.0.attn.c_atn.weight
 expect_contains "explain unknown param" "did you mean 'transformer.h.0.attn.c_attn.weight'?" err
-expect_exit 0 "diff" -- diff preset:lp_lora preset:gradual_unfreeze --set total_epochs=4 --model builtin:gpt2 --epochs 4
+expect_exit 1 "diff" -- diff preset:lp_lora preset:gradual_unfreeze --set total_epochs=4 --model builtin:gpt2 --epochs 4
 expect_golden "diff" diff_lp_lora_gradual.txt
-expect_exit 0 "diff with a set only one declares" -- diff preset:lp_lora preset:freeze_all --set freeze_ratio=0.2 --model builtin:gpt2
+expect_exit 1 "diff with a set only one declares" -- diff preset:lp_lora preset:freeze_all --set freeze_ratio=0.2 --model builtin:gpt2
 expect_exit 1 "diff with a set neither declares" -- diff preset:lp_lora preset:freeze_all --set nope=1 --model builtin:gpt2
+# diff's exit code: 0 for one plan, 1 when a trainer would run them differently.
+expect_exit 0 "diff same" -- diff preset:lp_lora preset:lp_lora --model builtin:gpt2
+expect_contains "diff same" "the two plans are the same (fingerprint"
+printf 'extends: preset:ulmfit\nwith: {lr_decay: 2.6}\n' > "$tmp/u26.yaml"
+printf 'extends: preset:ulmfit\nwith: {lr_decay: 5.0}\n' > "$tmp/u50.yaml"
+expect_exit 1 "diff lr only" -- diff "$tmp/u26.yaml" "$tmp/u50.yaml" --model builtin:gpt2
+expect_contains "diff lr only" "policy lr_decay: 2.6 in A, 5.0 in B"
+printf 'extends: preset:lp_lora\nwith: {freeze_ratio: 0.51}\n' > "$tmp/lp51.yaml"
+expect_exit 1 "diff bound parameter" -- diff preset:lp_lora "$tmp/lp51.yaml" --model builtin:gpt2
+expect_contains "diff bound parameter" "the two plans freeze the same parameters at every time shown"
+
+# What reading the model warns about (its config says 30 layers, the index has 28) reaches every
+# format of plan, and --strict refuses it.
+mismatch="$tmp/mismatch"
+mkdir -p "$mismatch"
+cp "$data/real-checkpoints/molmo-7b-d-nf4/model.safetensors.index.json" "$mismatch/"
+python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); c["num_hidden_layers"] = 30; json.dump(c, open(sys.argv[2], "w"))' \
+  "$data/real-checkpoints/molmo-7b-d-nf4/config.json" "$mismatch/config.json"
+for f in text json markdown svg html; do
+  expect_exit 0 "config mismatch ($f)" -- plan preset:lp_lora --model "$mismatch" --format "$f"
+  expect_contains "config mismatch ($f)" "says num_hidden_layers = 30, but discovery found"
+done
+expect_exit 0 "config mismatch (json warnings)" -- plan preset:lp_lora --model "$mismatch" --format json
+if python3 -c 'import json, sys; w = json.load(open(sys.argv[1]))["warnings"]; sys.exit(0 if any("config-layers-mismatch" in x or "num_hidden_layers = 30" in x for x in map(str, w)) else 1)' "$tmp/out"; then ok; else bad "config mismatch: not in the JSON warnings"; fi
+expect_exit 1 "config mismatch --strict" -- plan preset:lp_lora --model "$mismatch" --strict
+expect_contains "config mismatch --strict" "error: config '" err
+expect_exit 1 "config mismatch validate --strict" -- validate preset:lp_lora --model "$mismatch" --strict
+# validate --model names a dead selector on stdout, not only among the warnings.
+expect_exit 0 "validate dead selector" -- validate preset:bitfit --model builtin:llama2-7b
+expect_contains "validate dead selector" "1 selector selects nothing of builtin:llama2-7b"
+expect_exit 1 "validate dead selector --strict" -- validate preset:bitfit --model builtin:llama2-7b --strict
+expect_exit 0 "version" -- --version
+expect_contains "version" "layerfreeze $(sed -n 's/^project(layerfreeze VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)"
+
 expect_exit 0 "presets" -- presets
 expect_contains "presets" "preset:lisa"
 expect_exit 0 "schema" -- schema

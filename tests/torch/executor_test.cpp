@@ -246,6 +246,60 @@ TEST(Executor, CheckpointRestoreAndFingerprintMismatch) {
   EXPECT_EQ(parsed.fingerprint, saved.fingerprint);
   EXPECT_EQ(parsed.epoch, 3);
   EXPECT_THROW(ExecutorState::parse("layerfreeze-state/1 abc x 0"), DiagnosticError);
+  // A state of the old format: its fingerprint did not cover learning rates, so it is refused
+  // with what to do, not compared.
+  try {
+    ExecutorState::parse("layerfreeze-state/1 9720aa9ba2096f1d 3 0");
+    ADD_FAILURE() << "an old state was accepted";
+  } catch (const DiagnosticError& e) {
+    const std::string what = format_diagnostics(e.diagnostics());
+    EXPECT_NE(what.find("[old-state]"), std::string::npos) << what;
+    EXPECT_NE(what.find("executor.seek(3, 0)"), std::string::npos) << what;
+  }
+}
+
+// The same frozen states under another learning rate are another plan: restore refuses.
+TEST(Executor, RestoreRefusesACheckpointWrittenUnderOtherLearningRates) {
+  PlanOptions a_opts, b_opts;
+  a_opts.sets = {"lr_decay=2.6"};
+  b_opts.sets = {"lr_decay=5.0"};
+  GPT2LMHeadModel a, b, c;
+  Executor ea(*a, "preset:ulmfit", a_opts);
+  ea.seek(2);
+  Executor eb(*b, "preset:ulmfit", b_opts);
+  eb.seek(2);
+  EXPECT_EQ(ea.frozen_names(), eb.frozen_names());  // only the learning rates differ
+  EXPECT_NE(ea.fingerprint(), eb.fingerprint());
+  EXPECT_THROW(eb.restore(ea.state()), DiagnosticError);
+  Executor same(*c, "preset:ulmfit", a_opts);
+  EXPECT_NO_THROW(same.restore(ea.state()));
+  EXPECT_EQ(same.frozen_names(), ea.frozen_names());
+}
+
+// Nothing silent: a dead selector reaches a trainer that never reads warnings() — on stderr,
+// once per process by default, or through PlanOptions::on_warning.
+TEST(Executor, ADeadSelectorIsReportedOnceOrToTheHandler) {
+  const std::string rules =
+      write_rules("dead.yaml", "rules:\n  - freeze: {regex: 'encoder\\.nothing\\..*'}\n");
+  GPT2LMHeadModel a, b, c;
+  testing::internal::CaptureStderr();
+  Executor ea(*a, rules);
+  Executor eb(*b, rules);
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(ea.warnings().size(), 1u);
+  size_t n = 0;
+  for (size_t at = err.find("[no-match]"); at != std::string::npos;
+       at = err.find("[no-match]", at + 1))
+    ++n;
+  EXPECT_EQ(n, 1u) << err;
+  EXPECT_NE(err.find("selects no parameter"), std::string::npos) << err;
+  PlanOptions o;
+  std::vector<std::string> seen;
+  o.on_warning = [&seen](const Diagnostic& w) { seen.push_back(w.code); };
+  testing::internal::CaptureStderr();
+  Executor ec(*c, rules, o);
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+  EXPECT_EQ(seen, std::vector<std::string>{"no-match"});
 }
 
 TEST(Executor, RefusesAnOptimizerThatHoldsATiedTensorTwice) {

@@ -1,0 +1,216 @@
+#include "analysis/plan_diff.hpp"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace layerfreeze {
+
+namespace {
+
+using nlohmann::json;
+
+// "0-3,7" -> {0, 1, 2, 3, 7}. A malformed text (a hand-edited lock) reads as far as it parses.
+std::set<size_t> parse_ranges(const std::string& text) {
+  std::set<size_t> out;
+  size_t i = 0;
+  auto number = [&](size_t& v) {
+    if (i >= text.size() || text[i] < '0' || text[i] > '9') return false;
+    v = 0;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9' && v < (size_t{1} << 40))
+      v = v * 10 + static_cast<size_t>(text[i++] - '0');
+    return true;
+  };
+  while (i < text.size()) {
+    size_t a = 0, b = 0;
+    if (!number(a)) break;
+    b = a;
+    if (i < text.size() && text[i] == '-') {
+      ++i;
+      if (!number(b)) break;
+    }
+    for (size_t k = a; k <= b && out.size() < (size_t{1} << 24); ++k) out.insert(k);
+    if (i < text.size() && text[i] == ',') ++i;
+  }
+  return out;
+}
+
+std::string value_text(const json& v) {
+  if (v.is_null()) return "null";
+  if (v.is_string()) return v.get<std::string>();
+  return v.dump();
+}
+
+struct Differ {
+  const Inventory* names;
+  std::string la, lb;
+  PlanDiff out;
+
+  using Kind = PlanDiff::Item::Kind;
+  void add(Kind kind, std::string where, std::string what) {
+    out.items.push_back({kind, std::move(where), std::move(what)});
+  }
+  std::string sides(const json& a, const json& b) const {
+    return value_text(a) + " in " + la + ", " + value_text(b) + " in " + lb;
+  }
+
+  // Keys of two objects, each key's values compared.
+  void object(Kind kind, const std::string& prefix, const json& a, const json& b,
+              const char* missing) {
+    std::set<std::string> keys;
+    for (auto& [k, v] : a.items()) keys.insert(k);
+    for (auto& [k, v] : b.items()) keys.insert(k);
+    for (const auto& k : keys) {
+      json x = a.contains(k) ? a.at(k) : json(missing);
+      json y = b.contains(k) ? b.at(k) : json(missing);
+      if (x != y) add(kind, prefix + k, sides(x, y));
+    }
+  }
+
+  // "`model.layers.3.mlp.weight` and 5 more", or "tensors #12, #13" without names.
+  std::string tensors(const std::vector<size_t>& idx) const {
+    std::string s;
+    const size_t shown = std::min<size_t>(idx.size(), 3);
+    for (size_t k = 0; k < shown; ++k) {
+      s += k ? ", " : "";
+      if (names && idx[k] < names->params.size())
+        s += "`" + names->params[idx[k]].name + "`";
+      else
+        s += "#" + std::to_string(idx[k]);
+    }
+    if (idx.size() > shown) s += " and " + std::to_string(idx.size() - shown) + " more";
+    return s;
+  }
+
+  void state(const std::string& when, const std::string& key, const char* noun, const json& a,
+             const json& b) {
+    auto sa = parse_ranges(a.value(key, std::string())), sb = parse_ranges(b.value(key, ""));
+    if (sa == sb) return;
+    std::vector<size_t> only_a, only_b;
+    std::set_difference(sa.begin(), sa.end(), sb.begin(), sb.end(), std::back_inserter(only_a));
+    std::set_difference(sb.begin(), sb.end(), sa.begin(), sa.end(), std::back_inserter(only_b));
+    std::string s;
+    if (!only_a.empty())
+      s += std::to_string(only_a.size()) + " " + noun + (only_a.size() == 1 ? "" : "s") +
+           " frozen in " + la + " only" + (key == "frozen" ? " (" + tensors(only_a) + ")" : "");
+    if (!only_b.empty())
+      s += std::string(s.empty() ? "" : "; ") + std::to_string(only_b.size()) + " " + noun +
+           (only_b.size() == 1 ? "" : "s") + " frozen in " + lb + " only" +
+           (key == "frozen" ? " (" + tensors(only_b) + ")" : "");
+    add(Kind::kState, when, s);
+  }
+
+  static std::string when_of(const json& at) {
+    const json& e = at.at("epoch");
+    const json& s = at.at("step");
+    if (!e.is_null() && !s.is_null()) return "epoch " + e.dump() + " (step " + s.dump() + ")";
+    return e.is_null() ? "step " + s.dump() : "epoch " + e.dump();
+  }
+
+  // Orders change points by step where both know it, else by epoch.
+  static bool earlier(const json& x, const json& y) {
+    const json &xs = x.at("step"), &ys = y.at("step");
+    if (!xs.is_null() && !ys.is_null() && xs != ys) return xs.get<int64_t>() < ys.get<int64_t>();
+    const json &xe = x.at("epoch"), &ye = y.at("epoch");
+    if (xe.is_null() || ye.is_null()) return false;
+    return xe.get<int64_t>() < ye.get<int64_t>();
+  }
+
+  std::string groups_text(const json& g) const {
+    if (g.is_null() || g.empty()) return "the plan's unfreeze_lr_scale";
+    std::string s;
+    for (const auto& x : g) {
+      s += s.empty() ? "" : "; ";
+      size_t n = parse_ranges(x.value("tensors", "")).size();
+      s += (x.contains("lr") ? "lr " + value_text(x["lr"]) : "lr ×" + value_text(x["lr_scale"])) +
+           " for " + std::to_string(n) + " tensor" + (n == 1 ? "" : "s");
+    }
+    return s;
+  }
+
+  void changes(const json& a, const json& b) {
+    const json &ca = a.at("changes"), &cb = b.at("changes");
+    size_t i = 0, k = 0;
+    const json empty = json::object();
+    while (i < ca.size() || k < cb.size()) {
+      const json* x = i < ca.size() ? &ca[i] : nullptr;
+      const json* y = k < cb.size() ? &cb[k] : nullptr;
+      if (x && y && x->at("at") == y->at("at")) {
+        const std::string when = when_of(x->at("at"));
+        if (*x != *y) {
+          state(when, "frozen", "tensor", *x, *y);
+          state(when, "frozen_slices", "expert slice", *x, *y);
+          const json ga = x->value("groups", json()), gb = y->value("groups", json());
+          if (ga != gb)
+            add(Kind::kLearningRate, when,
+                "the param groups it opens: " + groups_text(ga) + " in " + la + ", " +
+                    groups_text(gb) + " in " + lb);
+          for (const char* key : {"every", "rules", "lr", "lr_scale"}) {
+            json vx = x->value(key, json()), vy = y->value(key, json());
+            if (vx == vy) continue;
+            const bool lr = std::string(key).rfind("lr", 0) == 0;
+            add(lr ? Kind::kLearningRate : Kind::kSchedule, when,
+                std::string(key) == "rules" ? "its resolved rules differ"
+                                            : std::string(key) + ": " + sides(vx, vy));
+          }
+        }
+        ++i, ++k;
+        continue;
+      }
+      const bool a_first = x && (!y || earlier(x->at("at"), y->at("at")));
+      const json& p = a_first ? *x : *y;
+      add(Kind::kSchedule, when_of(p.at("at")),
+          (a_first ? la : lb) + " changes state here, " + (a_first ? lb : la) + " does not");
+      (a_first ? i : k)++;
+    }
+  }
+};
+
+}  // namespace
+
+PlanDiff diff_canonical(const json& a, const json& b, const Inventory* names,
+                        const std::string& label_a, const std::string& label_b) {
+  Differ d{nullptr, label_a, label_b, {}};
+  if (a.value("format", "") != b.value("format", "")) {
+    d.add(PlanDiff::Item::Kind::kSchedule, "format",
+          d.sides(a.value("format", json()), b.value("format", json())));
+    return d.out;
+  }
+  try {
+    const json &ma = a.at("model"), &mb = b.at("model");
+    const bool same_model = ma == mb;
+    if (ma.at("inventory") != mb.at("inventory"))
+      d.add(PlanDiff::Item::Kind::kModel, "model",
+            "another inventory (fingerprint " + d.sides(ma["inventory"], mb["inventory"]) + ")");
+    else if (ma.at("structure") != mb.at("structure"))
+      d.add(PlanDiff::Item::Kind::kModel, "model",
+            "the same tensors with another discovered structure (layers, roles: " +
+                d.sides(ma["structure"], mb["structure"]) + ")");
+    d.names = same_model ? names : nullptr;
+    d.object(PlanDiff::Item::Kind::kParameter, "parameter ", a.at("params"), b.at("params"),
+             "(not declared)");
+    d.object(PlanDiff::Item::Kind::kPolicy, "policy ", a.at("policies"), b.at("policies"),
+             "(none)");
+    if (a.at("form") != b.at("form")) {
+      d.add(PlanDiff::Item::Kind::kSchedule, "schedule",
+            a["form"] == "rules" ? d.la + " has periodic stages, " + d.lb + " has none"
+                                 : d.lb + " has periodic stages, " + d.la + " has none");
+      return d.out;
+    }
+    if (a.at("start") != b.at("start")) {
+      d.state("start", "frozen", "tensor", a["start"], b["start"]);
+      d.state("start", "frozen_slices", "expert slice", a["start"], b["start"]);
+    }
+    if (a.value("initial", json()) != b.value("initial", json()))
+      d.add(PlanDiff::Item::Kind::kSchedule, "start", "the resolved initial rules differ");
+    d.changes(a, b);
+  } catch (const json::exception& e) {
+    d.add(PlanDiff::Item::Kind::kSchedule, "plan",
+          std::string("a canonical plan is incomplete: ") + e.what());
+  }
+  if (!d.out.differs() && a != b)
+    d.add(PlanDiff::Item::Kind::kSchedule, "plan", "the canonical plans differ");
+  return d.out;
+}
+
+}  // namespace layerfreeze

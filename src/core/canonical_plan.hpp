@@ -1,0 +1,32 @@
+// The canonical plan: one serialization of everything a trainer would run differently under a
+// compiled plan — the model's inventory and discovered structure, the bound strategy parameters,
+// every executor policy, and the frozen state (tensors and expert slices) at each change point
+// with the learning rate of each param group it opens. JSON, keys sorted, numbers exact; the
+// plan's fingerprint is the hash of this text (docs/CLI.md, "The canonical plan").
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace layerfreeze {
+
+class CompiledPlan;
+class Bitset;
+
+/// The version tag every canonical plan carries; changes when its content does.
+inline constexpr const char* kCanonicalPlanFormat = "layerfreeze.canonical/1";
+
+/// The canonical value of `plan` (finalize() must have run).
+nlohmann::json canonical_plan(const CompiledPlan& plan);
+
+/// Its text: compact, keys sorted; what the fingerprint hashes.
+std::string canonical_text(const nlohmann::json& canonical);
+
+/// The 16-hex-digit hash of a canonical text.
+std::string fingerprint_of(const std::string& canonical_text);
+
+/// Indices of `b` as inclusive ranges: "0-143,145,200-210" ("" when empty).
+std::string ranges_text(const Bitset& b);
+
+}  // namespace layerfreeze
