@@ -84,10 +84,7 @@ json unfrozen_groups(const CompiledPlan& plan, const Time& at, const Bitset& ope
   const auto deciders = plan.deciders_at(at);
   std::map<std::pair<bool, double>, Bitset> groups;  // (absolute?, value) -> tensors
   opened.for_each([&](size_t i) {
-    const PlanRule* r = deciders[i];
-    const PlanStage* stage = nullptr;
-    for (const auto& st : plan.stages)
-      if (r && !st.rules.empty() && r >= &st.rules.front() && r <= &st.rules.back()) stage = &st;
+    const PlanStage* stage = plan.stage_of(deciders[i]);
     std::pair<bool, double> key{false, plan.options.unfreeze_lr_scale};
     if (stage && stage->group_lr)
       key = {true, *stage->group_lr};

@@ -274,14 +274,15 @@ double CompiledPlan::lr_scale(size_t i) const {
   return std::pow(options.lr_decay, -static_cast<double>(depth));
 }
 
-double CompiledPlan::group_lr(size_t i, const PlanRule* decider, double base_lr) const {
-  const PlanStage* stage = nullptr;
-  if (decider)
+const PlanStage* CompiledPlan::stage_of(const PlanRule* rule) const {
+  if (rule)
     for (const auto& st : stages)
-      if (!st.rules.empty() && decider >= &st.rules.front() && decider <= &st.rules.back()) {
-        stage = &st;
-        break;
-      }
+      if (!st.rules.empty() && rule >= &st.rules.front() && rule <= &st.rules.back()) return &st;
+  return nullptr;
+}
+
+double CompiledPlan::group_lr(size_t i, const PlanRule* decider, double base_lr) const {
+  const PlanStage* stage = stage_of(decider);
   if (stage && stage->group_lr) return *stage->group_lr;
   const double scale =
       stage && stage->group_lr_scale ? *stage->group_lr_scale : options.unfreeze_lr_scale;

@@ -172,6 +172,8 @@ class CompiledPlan {
   /// from deciders_at) unfreezes it, given the optimizer's `base_lr`: the deciding stage's `lr`,
   /// else base_lr × (the stage's `lr_scale`, else options.unfreeze_lr_scale) × lr_scale(i).
   double group_lr(size_t i, const PlanRule* decider, double base_lr) const;
+  /// The stage a rule of this plan belongs to; nullptr for an initial rule (or none).
+  const PlanStage* stage_of(const PlanRule* rule) const;
   /// Whether some stage sets `lr` or `lr_scale` (else group_lr needs no decider).
   bool has_stage_lr() const { return has_stage_lr_; }
 
