@@ -10,9 +10,21 @@ namespace {
 
 using nlohmann::json;
 
-// "0-3,7" -> {0, 1, 2, 3, 7}. A malformed text (a hand-edited lock) reads as far as it parses.
+// "0-3,7" -> {0, 1, 2, 3, 7}, or the "hex:" form of set_text. A malformed text (a hand-edited
+// lock) reads as far as it parses.
 std::set<size_t> parse_ranges(const std::string& text) {
   std::set<size_t> out;
+  if (text.rfind("hex:", 0) == 0) {
+    for (size_t d = 4; d < text.size() && d - 4 < (size_t{1} << 24); ++d) {
+      const char c = text[d];
+      const int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      if (v < 0) break;
+      const size_t digit = d - 4, word = digit / 16, nibble = 15 - digit % 16;
+      for (int bit = 0; bit < 4; ++bit)
+        if (v >> bit & 1) out.insert(word * 64 + nibble * 4 + static_cast<size_t>(bit));
+    }
+    return out;
+  }
   size_t i = 0;
   auto number = [&](size_t& v) {
     if (i >= text.size() || text[i] < '0' || text[i] > '9') return false;

@@ -40,8 +40,8 @@ std::string structure_digest(const Inventory& inv) {
 }
 
 json state_json(const Selection& s) {
-  json j = {{"frozen", ranges_text(s.params)}};
-  if (s.slices.size() > 0) j["frozen_slices"] = ranges_text(s.slices);
+  json j = {{"frozen", set_text(s.params)}};
+  if (s.slices.size() > 0) j["frozen_slices"] = set_text(s.slices);
   return j;
 }
 
@@ -59,14 +59,14 @@ json set_json(const DynamicSet& d) {
   json j = {{"op", kOps[static_cast<int>(d.op)]}};
   switch (d.op) {
     case DynamicSet::Op::kLeaf:
-      j["params"] = ranges_text(d.leaf);
-      if (d.slices.size() > 0) j["slices"] = ranges_text(d.slices);
+      j["params"] = set_text(d.leaf);
+      if (d.slices.size() > 0) j["slices"] = set_text(d.slices);
       break;
     case DynamicSet::Op::kRandom:
       j["pool"] = d.pool;
       j["count"] = d.count;
       j["seed"] = std::to_string(d.seed);  // a uint64 as text: every JSON reader keeps it exact
-      j["mask"] = ranges_text(d.mask);
+      j["mask"] = set_text(d.mask);
       break;
     default: {
       json kids = json::array();
@@ -96,7 +96,7 @@ json unfrozen_groups(const CompiledPlan& plan, const Time& at, const Bitset& ope
   json out = json::array();
   for (const auto& [key, tensors] : groups)
     out.push_back(
-        {{key.first ? "lr" : "lr_scale", number(key.second)}, {"tensors", ranges_text(tensors)}});
+        {{key.first ? "lr" : "lr_scale", number(key.second)}, {"tensors", set_text(tensors)}});
   return out;
 }
 
@@ -130,6 +130,28 @@ std::string ranges_text(const Bitset& b) {
     if (end - 1 > i) out += '-' + std::to_string(end - 1);
     i = end;
   }
+  return out;
+}
+
+std::string set_text(const Bitset& b) {
+  // Runs of set bits (a run starts where a bit is set and the one below it is not).
+  const auto& w = b.words();
+  size_t runs = 0;
+  uint64_t below = 0;  // the previous word's top bit
+  for (uint64_t x : w) {
+    runs += static_cast<size_t>(__builtin_popcountll(x & ~((x << 1) | below)));
+    below = x >> 63;
+  }
+  // A run costs about 12 characters as a range, a word 16 as hex: the shorter form, decided by
+  // the set alone, so the text stays canonical.
+  if (runs * 12 <= w.size() * 16) return ranges_text(b);
+  static const char* const kHex = "0123456789abcdef";
+  size_t n = w.size();
+  while (n > 0 && w[n - 1] == 0) --n;
+  std::string out = "hex:";
+  out.reserve(4 + n * 16);
+  for (size_t k = 0; k < n; ++k)
+    for (int shift = 60; shift >= 0; shift -= 4) out += kHex[(w[k] >> shift) & 15];
   return out;
 }
 

@@ -28,5 +28,10 @@ std::string fingerprint_of(const std::string& canonical_text);
 
 /// Indices of `b` as inclusive ranges: "0-143,145,200-210" ("" when empty).
 std::string ranges_text(const Bitset& b);
+/// A set in the canonical plan: ranges_text, or — when the set is scattered into more runs
+/// than that is worth (a regex over 100,000 expert tensors) — "hex:" and its 64-bit words in
+/// order, each as 16 hex digits, bit i of word k being index 64k + i, trailing zero words left
+/// out. The form depends on the set only.
+std::string set_text(const Bitset& b);
 
 }  // namespace layerfreeze

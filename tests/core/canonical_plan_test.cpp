@@ -164,6 +164,26 @@ TEST(CanonicalPlan, RangesText) {
   EXPECT_EQ(ranges_text(Bitset(130, true)), "0-129");
 }
 
+// A scattered set (every bias of a model) is written as words, and read back by the diff.
+TEST(CanonicalPlan, AScatteredSetIsWrittenAsWordsAndReadBack) {
+  Bitset b(300);
+  for (size_t i = 0; i < 300; i += 2) b.set(i);
+  const std::string t = set_text(b);
+  ASSERT_EQ(t.rfind("hex:", 0), 0u) << t;
+  EXPECT_EQ(t.substr(4, 16), "5555555555555555");
+  EXPECT_EQ(t.size(), 4u + 5 * 16);
+  Bitset c(300);
+  c.set(3);
+  c.set(4);
+  EXPECT_EQ(set_text(c), "3-4");
+  const Plan biases = compiled("rules:\n  - freeze: {leaf: bias}\n");
+  const Plan weights = compiled("rules:\n  - freeze: {leaf: weight}\n");
+  EXPECT_NE(biases.canonical().find("\"frozen\":\"hex:"), std::string::npos);
+  const std::string d = diff(biases, weights).text();
+  EXPECT_NE(d.find("tensors frozen in A only (`transformer.h.0.ln_1.bias`"), std::string::npos)
+      << d;
+}
+
 TEST(CanonicalPlan, AnExpertSliceChangesTheFingerprint) {
   const std::string granite = kData + "/real-checkpoints/granite-3.1-1b-a400m";
   const std::string yaml =
