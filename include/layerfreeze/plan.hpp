@@ -55,6 +55,8 @@ struct PlanOptions {
 
 struct StrategyDef;  // the parsed rules (internal)
 class CompiledPlan;  // the compiled plan (internal)
+struct PlanSummary;  // a plan's printed views, computed (internal)
+struct PlanAccess;   // what layerfreeze's own components reach inside (src/api/plan_access.hpp)
 
 /// A freezing strategy: a rules file, a shipped preset, or YAML text, with what it extends
 /// resolved. Cheap to copy.
@@ -70,18 +72,54 @@ class Strategy {
   static std::optional<Strategy> from_yaml(const std::string& text, const std::string& name,
                                            Diagnostics& diags, const std::string& section = "",
                                            SourceTexts* texts = nullptr);
+  /// Where rules files come from when not from the file system (a git revision's tree for
+  /// `REV:PATH`): `read` returns the text of an absolute, normalised path (`shown` names it in
+  /// messages) or nullopt after adding an error, and must keep to 1 MiB a file; `extends:` may
+  /// reach only below `roots`; files reached by `extends:` are named with `label_prefix` first.
+  struct Files {
+    static constexpr size_t kMaxFileBytes = size_t{1} << 20;  // the limit for any rules file
+    std::function<std::optional<std::string>(const std::string& path, const std::string& shown,
+                                             Diagnostics& diags)>
+        read;
+    std::vector<std::string> roots;
+    std::string label_prefix;
+  };
+  /// The strategy in the file at absolute `path`, named `label` in messages and as its origin,
+  /// with everything read through `files`.
+  static std::optional<Strategy> load(const std::string& path, const std::string& label,
+                                      const Files& files, Diagnostics& diags,
+                                      const std::string& section = "",
+                                      SourceTexts* texts = nullptr);
 
   const std::string& name() const;
   const std::string& origin() const;  // "preset:lp_lora", a path, or the name given
   const std::string& description() const;
   /// The parameters it declares, in order.
   std::vector<std::string> param_names() const;
+  /// A declared parameter as `layerfreeze presets` lists it.
+  struct Param {
+    std::string name;
+    std::string type;           // "int", "float", "bool", "string", "strings"
+    bool required = false;      // no default (and not nullable)
+    std::string default_value;  // YAML text: "0.5", "null", "['a']"
+    std::string doc;
+  };
+  std::vector<Param> params() const;
+  size_t rule_count() const;   // initial rules, what it extends included
+  size_t stage_count() const;  // stages as written, what it extends included
+  /// Checks `sets` ("KEY=VALUE", as --set) against the declared parameters: undeclared keys,
+  /// wrong types and values out of range are errors in `diags`; with `allow_missing`, required
+  /// parameters may stay unset (`validate` without a model). True when none.
+  bool check_parameters(const std::vector<std::string>& sets, Diagnostics& diags,
+                        bool allow_missing = false) const;
+  /// Runs layer discovery on `model` with this strategy's `discovery:` overrides, as compile()
+  /// does (what `inspect --rules` shows).
+  void discover(Inventory& model, Diagnostics& diags) const;
   /// The texts it was read from: pass them to format_diagnostics for source lines and carets.
   const SourceTexts& sources() const;
-  const StrategyDef& def() const;  // for layerfreeze's own components
-  static Strategy from_def(StrategyDef def, SourceTexts sources);
 
  private:
+  friend struct PlanAccess;  // layerfreeze's own components (src/api/plan_access.hpp)
   struct Impl;
   std::shared_ptr<const Impl> impl_;
 };
@@ -126,6 +164,34 @@ struct PlanDiff {
   std::string text() const;
 };
 
+/// The printed views of one plan (`layerfreeze plan`) for one optimizer up to one horizon,
+/// computed once — counts, memory, where backward stops, layer groups, the deciding rules — and
+/// read by every format. Cheap to copy; keeps its plan alive.
+class PlanReport {
+ public:
+  std::string text() const;
+  std::string json() const;  // "layerfreeze.plan/1" (docs/CLI.md)
+  /// `svg_link`: a picture file written beside it, linked from the Markdown.
+  std::string markdown(const std::string& svg_link = "") const;
+  std::string svg() const;
+  std::string html() const;
+  /// The counts of each change point shown.
+  struct Stage {
+    Time at;
+    std::string when;  // "epoch 3", "step 40", as the views print it
+    int64_t frozen_numel = 0, trainable_numel = 0;
+    size_t frozen_tensors = 0, trainable_tensors = 0;
+  };
+  std::vector<Stage> stages() const;
+  /// The data-parallel lint's warnings (report(…, distributed = true)); empty otherwise.
+  std::vector<Diagnostic> distributed_warnings() const;
+
+ private:
+  friend class Plan;
+  std::shared_ptr<const CompiledPlan> plan_;
+  std::shared_ptr<const PlanSummary> summary_;
+};
+
 /// A strategy compiled against one model: every rule resolved, the stages laid out in time. The
 /// state at any time is a pure function of the plan and (epoch, step). Cheap to copy.
 class Plan {
@@ -165,13 +231,25 @@ class Plan {
                   std::optional<Time> horizon = std::nullopt) const;
   std::string html(OptimizerKind optimizer = OptimizerKind::AdamW,
                    std::optional<Time> horizon = std::nullopt) const;
-  std::optional<std::string> explain(const std::string& name, const Time& t) const;
+  /// `layerfreeze explain`: parameter `name`'s role, state at `t` and history up to `horizon`
+  /// (default: horizon()); nullopt when the model has no parameter of that name.
+  std::optional<std::string> explain(const std::string& name, const Time& t,
+                                     std::optional<Time> horizon = std::nullopt) const;
+  /// The views of `layerfreeze plan` computed once for `optimizer` up to `horizon` (default:
+  /// horizon()); `distributed` adds the data-parallel lint (`plan --distributed`).
+  PlanReport report(OptimizerKind optimizer = OptimizerKind::AdamW,
+                    std::optional<Time> horizon = std::nullopt, bool distributed = false) const;
 
-  /// For layerfreeze's own components (executor, distributed agreement, printers).
-  const CompiledPlan& compiled() const;
-  explicit Plan(std::shared_ptr<const CompiledPlan> p);
+  /// The bound strategy parameters, "freeze_ratio=0.5, freeze_embed=true" ("" when none).
+  std::string parameters_text() const;
+  /// Steps in one epoch, when the strategy or the options say.
+  std::optional<int64_t> steps_per_epoch() const;
+  /// Whether some stage triggers on steps (times are then shown as steps).
+  bool uses_steps() const;
 
  private:
+  friend struct PlanAccess;
+  explicit Plan(std::shared_ptr<const CompiledPlan> p);
   std::shared_ptr<const CompiledPlan> impl_;
 };
 
@@ -189,5 +267,13 @@ PlanDiff diff(const Plan& a, const Plan& b);
 /// diff(a, b).differs().
 std::string diff_text(const Plan& a, const Plan& b, std::optional<Time> horizon = std::nullopt,
                       bool* differs = nullptr);
+/// `layerfreeze diff --format svg`: the two plans side by side on shared rows and the union of
+/// their change points, differing cells outlined; `name_a`/`name_b` label them.
+std::string diff_svg(const Plan& a, const Plan& b, const std::string& name_a,
+                     const std::string& name_b, std::optional<Time> horizon = std::nullopt);
+/// `layerfreeze diff --format html`: the same as a report, with `text` (the text diff) shown.
+std::string diff_html(const Plan& a, const Plan& b, const std::string& name_a,
+                      const std::string& name_b, const std::string& text,
+                      std::optional<Time> horizon = std::nullopt);
 
 }  // namespace layerfreeze

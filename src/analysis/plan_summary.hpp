@@ -12,7 +12,6 @@
 
 namespace layerfreeze {
 
-std::optional<OptimizerKind> parse_optimizer(const std::string& s);  // adamw|adam|sgd|sgd-momentum
 const char* optimizer_name(OptimizerKind k);
 int optimizer_states(OptimizerKind k);  // state tensors per parameter: 0, 1, 2, 2
 

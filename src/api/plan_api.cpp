@@ -2,11 +2,15 @@
 // compiler, the plan and its printers. Every component that compiles a plan comes through here.
 #include "layerfreeze/plan.hpp"
 
+#include "analysis/distributed_lint.hpp"
 #include "analysis/plan_diff.hpp"
 #include "analysis/plan_summary.hpp"
+#include "api/plan_access.hpp"
 #include "core/canonical_plan.hpp"
 #include "core/compiler.hpp"
+#include "core/layer_discovery.hpp"
 #include "core/rules_parser.hpp"
+#include "print/diff_picture.hpp"
 #include "print/explain.hpp"
 #include "print/plan_html.hpp"
 #include "print/plan_printer.hpp"
@@ -27,7 +31,7 @@ std::optional<Strategy> make_strategy(Load&& load, SourceTexts* texts) {
   std::optional<StrategyDef> def = load(sources);
   if (texts) texts->merge(sources);
   if (!def) return std::nullopt;
-  return Strategy::from_def(std::move(*def), std::move(sources));
+  return PlanAccess::strategy(std::move(*def), std::move(sources));
 }
 
 }  // namespace
@@ -46,9 +50,9 @@ std::optional<Strategy> Strategy::from_yaml(const std::string& text, const std::
       texts);
 }
 
-Strategy Strategy::from_def(StrategyDef def, SourceTexts sources) {
+Strategy PlanAccess::strategy(StrategyDef def, SourceTexts sources) {
   Strategy s;
-  auto impl = std::make_shared<Impl>();
+  auto impl = std::make_shared<Strategy::Impl>();
   impl->def = std::move(def);
   impl->sources = std::move(sources);
   s.impl_ = std::move(impl);
@@ -59,7 +63,40 @@ const std::string& Strategy::name() const { return impl_->def.name; }
 const std::string& Strategy::origin() const { return impl_->def.origin; }
 const std::string& Strategy::description() const { return impl_->def.description; }
 const SourceTexts& Strategy::sources() const { return impl_->sources; }
-const StrategyDef& Strategy::def() const { return impl_->def; }
+const StrategyDef& PlanAccess::def(const Strategy& s) { return s.impl_->def; }
+
+std::optional<Strategy> Strategy::load(const std::string& path, const std::string& label,
+                                       const Files& files, Diagnostics& diags,
+                                       const std::string& section, SourceTexts* texts) {
+  return make_strategy(
+      [&](SourceTexts& src) {
+        return RulesLoader(diags, src, files).load_as(path, label, section);
+      },
+      texts);
+}
+
+std::vector<Strategy::Param> Strategy::params() const {
+  std::vector<Param> out;
+  for (const auto& p : impl_->def.params)
+    out.push_back({p.name, param_type_name(p.type), p.required && !p.nullable,
+                   p.default_value.to_string(), p.doc});
+  return out;
+}
+
+size_t Strategy::rule_count() const { return impl_->def.rules.size(); }
+size_t Strategy::stage_count() const { return impl_->def.stages.size(); }
+
+bool Strategy::check_parameters(const std::vector<std::string>& sets, Diagnostics& diags,
+                                bool allow_missing) const {
+  return bind_params(impl_->def, sets, {}, diags, allow_missing).has_value();
+}
+
+void Strategy::discover(Inventory& model, Diagnostics& diags) const {
+  discover_layers(
+      model,
+      DiscoveryPatterns::shipped().merged(impl_->def.discovery, impl_->def.discovery_replace),
+      diags);
+}
 
 std::vector<std::string> Strategy::param_names() const {
   std::vector<std::string> out;
@@ -75,7 +112,9 @@ const std::string& Plan::origin() const { return impl_->origin; }
 const std::string& Plan::fingerprint() const { return impl_->fingerprint(); }
 const std::string& Plan::canonical() const { return impl_->canonical(); }
 const std::vector<Diagnostic>& Plan::warnings() const { return impl_->warnings; }
-const CompiledPlan& Plan::compiled() const { return *impl_; }
+std::string Plan::parameters_text() const { return params_text(*impl_); }
+std::optional<int64_t> Plan::steps_per_epoch() const { return impl_->options.steps_per_epoch; }
+bool Plan::uses_steps() const { return impl_->uses_steps; }
 
 Time Plan::horizon(std::optional<int64_t> epochs, std::optional<int64_t> steps) const {
   return impl_->horizon(epochs, steps);
@@ -116,37 +155,73 @@ std::optional<std::string> Plan::provenance(const std::string& name, const Time&
   return r ? r->prov.where() + " " + r->prov.text : std::string();
 }
 
+PlanReport Plan::report(OptimizerKind optimizer, std::optional<Time> horizon,
+                        bool distributed) const {
+  const Time h = horizon ? *horizon : impl_->horizon();
+  auto sum = std::make_shared<PlanSummary>(summarize(*impl_, optimizer, h));
+  if (distributed) {
+    std::vector<Diagnostic> lint;
+    distributed_lint(*impl_, h, lint);
+    sum->distributed = std::move(lint);
+  }
+  PlanReport r;
+  r.plan_ = impl_;
+  r.summary_ = std::move(sum);
+  return r;
+}
+
+std::string PlanReport::text() const { return plan_text(*summary_); }
+std::string PlanReport::json() const { return plan_json(*summary_); }
+std::string PlanReport::markdown(const std::string& svg_link) const {
+  return plan_markdown(*summary_, svg_link);
+}
+std::string PlanReport::svg() const { return plan_svg(*summary_); }
+std::string PlanReport::html() const { return plan_html(*summary_); }
+
+std::vector<PlanReport::Stage> PlanReport::stages() const {
+  std::vector<Stage> out;
+  for (const auto& st : summary_->stages)
+    out.push_back({st.point.at, time_text(st.point.at, plan_->uses_steps), st.frozen_numel,
+                   st.trainable_numel, st.frozen_tensors, st.trainable_tensors});
+  return out;
+}
+
+std::vector<Diagnostic> PlanReport::distributed_warnings() const {
+  return summary_->distributed ? *summary_->distributed : std::vector<Diagnostic>{};
+}
+
 std::string Plan::text(OptimizerKind optimizer, std::optional<Time> horizon) const {
-  return plan_text(summarize(*impl_, optimizer, horizon ? *horizon : impl_->horizon()));
+  return report(optimizer, horizon).text();
 }
 
 std::string Plan::markdown(OptimizerKind optimizer, std::optional<Time> horizon) const {
-  return plan_markdown(summarize(*impl_, optimizer, horizon ? *horizon : impl_->horizon()));
+  return report(optimizer, horizon).markdown();
 }
 
 std::string Plan::json(OptimizerKind optimizer, std::optional<Time> horizon) const {
-  return plan_json(summarize(*impl_, optimizer, horizon ? *horizon : impl_->horizon()));
+  return report(optimizer, horizon).json();
 }
 
 std::string Plan::svg(OptimizerKind optimizer, std::optional<Time> horizon) const {
-  return plan_svg(summarize(*impl_, optimizer, horizon ? *horizon : impl_->horizon()));
+  return report(optimizer, horizon).svg();
 }
 
 std::string Plan::html(OptimizerKind optimizer, std::optional<Time> horizon) const {
-  return plan_html(summarize(*impl_, optimizer, horizon ? *horizon : impl_->horizon()));
+  return report(optimizer, horizon).html();
 }
 
-std::optional<std::string> Plan::explain(const std::string& name, const Time& t) const {
+std::optional<std::string> Plan::explain(const std::string& name, const Time& t,
+                                         std::optional<Time> horizon) const {
   auto i = impl_->inventory->find(name);
   if (!i) return std::nullopt;
-  return explain_text(*impl_, *i, t, impl_->horizon());
+  return explain_text(*impl_, *i, t, horizon ? *horizon : impl_->horizon());
 }
 
 std::optional<Plan> compile(const Strategy& strategy, Inventory model, const PlanOptions& options,
                             Diagnostics& diags) {
-  auto compiled = compile(strategy.def(), std::move(model), options, diags);
+  auto compiled = compile(PlanAccess::def(strategy), std::move(model), options, diags);
   if (!compiled) return std::nullopt;
-  return Plan(std::make_shared<const CompiledPlan>(std::move(*compiled)));
+  return PlanAccess::plan(std::make_shared<const CompiledPlan>(std::move(*compiled)));
 }
 
 std::string PlanDiff::text() const {
@@ -163,8 +238,8 @@ PlanDiff diff(const Plan& a, const Plan& b) {
 
 std::string diff_text(const Plan& a, const Plan& b, std::optional<Time> horizon, bool* differs) {
   bool states_differ = false;
-  std::string text = diff_text(a.compiled(), b.compiled(),
-                               horizon ? *horizon : a.compiled().horizon(), &states_differ);
+  const CompiledPlan &ca = PlanAccess::compiled(a), &cb = PlanAccess::compiled(b);
+  std::string text = diff_text(ca, cb, horizon ? *horizon : ca.horizon(), &states_differ);
   const PlanDiff d = diff(a, b);
   if (differs) *differs = d.differs();
   if (!states_differ)
@@ -178,6 +253,21 @@ std::string diff_text(const Plan& a, const Plan& b, std::optional<Time> horizon,
       rest += "  " + i.where + ": " + i.what + "\n";
   if (!rest.empty()) text += "they also differ in what a trainer runs:\n" + rest;
   return text;
+}
+
+std::string diff_svg(const Plan& a, const Plan& b, const std::string& name_a,
+                     const std::string& name_b, std::optional<Time> horizon) {
+  const CompiledPlan &ca = PlanAccess::compiled(a), &cb = PlanAccess::compiled(b);
+  const DiffGrids grids = diff_grids(ca, cb, horizon ? *horizon : ca.horizon());
+  return layerfreeze::diff_svg(grids, ca, cb, name_a, name_b, nullptr);
+}
+
+std::string diff_html(const Plan& a, const Plan& b, const std::string& name_a,
+                      const std::string& name_b, const std::string& text,
+                      std::optional<Time> horizon) {
+  const CompiledPlan &ca = PlanAccess::compiled(a), &cb = PlanAccess::compiled(b);
+  const DiffGrids grids = diff_grids(ca, cb, horizon ? *horizon : ca.horizon());
+  return layerfreeze::diff_html(grids, ca, cb, name_a, name_b, text);
 }
 
 }  // namespace layerfreeze

@@ -34,10 +34,9 @@ std::function<int()> setup_check(CLI::App& cmd) {
     if (!a->model.empty()) args->model = a->model;
     Session s;
     auto plan = compile_plan(s, *args, spec);
-    s.flush(std::cerr, false);
+    s.flush();  // the plan's warnings too: a lock that still matches may now be warned about
     if (!plan) return kExitInvalid;
-    PlanSummary sum =
-        summarize(plan->compiled(), *parse_optimizer(args->optimizer), horizon_for(*plan, *args));
+    PlanReport sum = plan->report(*parse_optimizer(args->optimizer), horizon_for(*plan, *args));
     Session again;
     auto strategy = load_rules(again, spec, args->section);
     nlohmann::json now =

@@ -1,9 +1,8 @@
 // layerfreeze diff RULES_A RULES_B --model MODEL [--epochs N] [--format text|svg|html]
 // Exit 0: the plans are the same (one fingerprint); 1: they differ, or an input is invalid.
 #include "cli/cli_common.hpp"
-#include "print/diff_picture.hpp"
-#include "print/explain.hpp"
 
+#include <algorithm>
 #include <sstream>
 
 namespace layerfreeze::cli {
@@ -32,9 +31,13 @@ std::function<int()> setup_diff(CLI::App& cmd) {
     PlanArgs args_a = *a, args_b = *a;
     args_a.sets.clear();
     args_b.sets.clear();
+    const auto declares = [](const Strategy& st, const std::string& key) {
+      const auto names = st.param_names();
+      return std::find(names.begin(), names.end(), key) != names.end();
+    };
     for (const auto& set : a->sets) {
       std::string key = set.substr(0, set.find('='));
-      bool in_a = sa->def().find_param(key) != nullptr, in_b = sb->def().find_param(key) != nullptr;
+      bool in_a = declares(*sa, key), in_b = declares(*sb, key);
       if (in_a) args_a.sets.push_back(set);
       if (in_b) args_b.sets.push_back(set);
       if (!in_a && !in_b)
@@ -63,12 +66,10 @@ std::function<int()> setup_diff(CLI::App& cmd) {
     if (a->format == "text") {
       std::cout << report.str();
     } else {
-      DiffGrids grids = diff_grids(pa->compiled(), pb->compiled(), h);
       if (a->format == "svg")
-        std::cout << diff_svg(grids, pa->compiled(), pb->compiled(), a->rules, a->rules_b, nullptr);
+        std::cout << diff_svg(*pa, *pb, a->rules, a->rules_b, h);
       else
-        std::cout << diff_html(grids, pa->compiled(), pb->compiled(), a->rules, a->rules_b,
-                               report.str());
+        std::cout << diff_html(*pa, *pb, a->rules, a->rules_b, report.str(), h);
     }
     keep_until_exit(pa);
     keep_until_exit(pb);

@@ -1,6 +1,5 @@
 // layerfreeze explain RULES --model MODEL --param NAME [--epoch E] [--step S]
 #include "cli/cli_common.hpp"
-#include "print/explain.hpp"
 
 namespace layerfreeze::cli {
 
@@ -19,8 +18,7 @@ std::function<int()> setup_explain(CLI::App& cmd) {
     auto plan = compile_plan(s, *a, a->rules);
     s.flush(std::cerr, !plan);
     if (!plan) return kExitInvalid;
-    const CompiledPlan& cp = plan->compiled();
-    const Inventory& inv = *cp.inventory;
+    const Inventory& inv = plan->inventory();
     auto idx = inv.find(a->param);
     if (!idx) {
       for (const auto& np : inv.non_params)
@@ -39,9 +37,9 @@ std::function<int()> setup_explain(CLI::App& cmd) {
       return kExitInvalid;
     }
     Time t{a->epoch, a->step};
-    if (!cp.uses_steps && cp.options.steps_per_epoch && a->step == 0)
-      t.step = a->epoch * *cp.options.steps_per_epoch;
-    std::cout << explain_text(cp, *idx, t, horizon_for(*plan, *a));
+    if (!plan->uses_steps() && plan->steps_per_epoch() && a->step == 0)
+      t.step = a->epoch * *plan->steps_per_epoch();
+    std::cout << *plan->explain(a->param, t, horizon_for(*plan, *a));
     keep_until_exit(plan);
     return kExitOk;
   };

@@ -29,13 +29,12 @@ std::function<int()> setup_inspect(CLI::App& cmd) {
   return [a] {
     Session s;
     auto inv = load_inventory(s, a->model, a->config, a->family);
-    DiscoveryPatterns patterns = DiscoveryPatterns::shipped();
-    if (!a->rules.empty()) {
-      auto strategy = load_rules(s, a->rules, a->section);
-      if (strategy)
-        patterns = patterns.merged(strategy->def().discovery, strategy->def().discovery_replace);
-    }
-    if (inv) discover_layers(*inv, patterns, s.diags);
+    std::optional<Strategy> strategy;
+    if (!a->rules.empty()) strategy = load_rules(s, a->rules, a->section);
+    if (inv && strategy)
+      strategy->discover(*inv, s.diags);
+    else if (inv && a->rules.empty())
+      discover_layers(*inv, DiscoveryPatterns::shipped(), s.diags);
     bool bad = s.diags.has_errors() || !inv;
     s.flush();
     if (bad) return kExitInvalid;

@@ -2,12 +2,8 @@
 // self-contained HTML report;
 // --svg FILE writes the picture beside any format; --distributed adds the data-parallel lint
 // (analysis/distributed_lint.hpp).
-#include "analysis/distributed_lint.hpp"
 #include "cli/cli_common.hpp"
 #include "cli/plan_lock.hpp"
-#include "print/plan_html.hpp"
-#include "print/plan_printer.hpp"
-#include "print/plan_svg.hpp"
 
 #include <fstream>
 
@@ -35,18 +31,14 @@ std::function<int()> setup_plan(CLI::App& cmd) {
     // Text output carries its warnings; JSON and Markdown readers get them on stderr as well.
     s.flush(std::cerr, !plan || a->format != "text");
     if (!plan) return kExitInvalid;
-    const Time horizon = horizon_for(*plan, *a);
-    PlanSummary sum = summarize(plan->compiled(), *parse_optimizer(a->optimizer), horizon);
-    if (a->distributed) {  // printed among the warnings, and under their own JSON key
-      std::vector<Diagnostic> lint;
-      distributed_lint(plan->compiled(), horizon, lint);
-      if (a->format != "text")
-        for (const auto& w : lint) std::cerr << format_diagnostic(w);
-      sum.distributed = std::move(lint);
-    }
+    // One report, every view: the lint is printed among the warnings and under its JSON key.
+    PlanReport sum =
+        plan->report(*parse_optimizer(a->optimizer), horizon_for(*plan, *a), a->distributed);
+    if (a->format != "text")
+      for (const auto& w : sum.distributed_warnings()) std::cerr << format_diagnostic(w);
     if (!a->svg.empty()) {
       std::ofstream out(a->svg, std::ios::binary);
-      out << plan_svg(sum);
+      out << sum.svg();
       if (!out) {
         std::cerr << "error: cannot write '" << a->svg << "'\n";
         return kExitInvalid;
@@ -65,15 +57,15 @@ std::function<int()> setup_plan(CLI::App& cmd) {
       }
     }
     if (a->format == "json")
-      std::cout << plan_json(sum);
+      std::cout << sum.json();
     else if (a->format == "markdown")
-      std::cout << plan_markdown(sum, a->svg);
+      std::cout << sum.markdown(a->svg);
     else if (a->format == "svg")
-      std::cout << plan_svg(sum);
+      std::cout << sum.svg();
     else if (a->format == "html")
-      std::cout << plan_html(sum);
+      std::cout << sum.html();
     else
-      std::cout << plan_text(sum);
+      std::cout << sum.text();
     keep_until_exit(plan);
     keep_until_exit(sum);
     return kExitOk;

@@ -27,12 +27,12 @@ std::function<int()> setup_presets(CLI::App& cmd) {
         return kExitInvalid;
       }
       std::cout << "preset:" << n << "\n  " << st->description() << "\n";
-      for (const auto& p : st->def().params) {
-        std::cout << "  " << p.name << " (" << param_type_name(p.type) << ", ";
-        if (p.required && !p.nullable)
+      for (const auto& p : st->params()) {
+        std::cout << "  " << p.name << " (" << p.type << ", ";
+        if (p.required)
           std::cout << "required";
         else
-          std::cout << "default " << p.default_value.to_string();
+          std::cout << "default " << p.default_value;
         std::cout << ")";
         if (!p.doc.empty()) std::cout << " — " << p.doc;
         std::cout << "\n";

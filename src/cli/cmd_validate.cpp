@@ -22,9 +22,8 @@ std::function<int()> setup_validate(CLI::App& cmd) {
       Session s;
       auto strategy = load_rules(s, f, a->section);
       if (strategy) {
-        bool bound =
-            bind_params(strategy->def(), a->sets, {}, s.diags, /*allow_missing=*/a->model.empty())
-                .has_value();
+        bool bound = strategy->check_parameters(a->sets, s.diags,
+                                                /*allow_missing=*/a->model.empty());
         if (bound && !a->model.empty()) {
           if (auto inv = load_inventory(s, a->model)) {
             PlanOptions co;
@@ -43,10 +42,9 @@ std::function<int()> setup_validate(CLI::App& cmd) {
             warnings += d.severity == Severity::kWarning;
             dead += d.severity == Severity::kWarning && d.code == "no-match";
           }
-          std::cout << "ok: " << f << " (" << strategy->name()
-                    << "): " << strategy->def().rules.size() << " rules, "
-                    << strategy->def().stages.size() << " stages, " << strategy->def().params.size()
-                    << " parameters";
+          std::cout << "ok: " << f << " (" << strategy->name() << "): " << strategy->rule_count()
+                    << " rules, " << strategy->stage_count() << " stages, "
+                    << strategy->param_names().size() << " parameters";
           if (dead)
             std::cout << "; " << dead << (dead == 1 ? " selector selects" : " selectors select")
                       << " nothing of " << a->model;

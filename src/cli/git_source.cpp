@@ -9,8 +9,6 @@
 #include <filesystem>
 #include <string>
 
-#include "core/rules_parser.hpp"
-
 extern char** environ;
 
 namespace layerfreeze::cli {
@@ -111,11 +109,12 @@ std::optional<Strategy> load_git_strategy(const std::string& spec, const std::st
   const std::filesystem::path top =
       std::filesystem::weakly_canonical(first_line(inside.out)).lexically_normal();
   const std::filesystem::path cwd = std::filesystem::weakly_canonical(".").lexically_normal();
-  RulesFiles files;
-  files.roots = {top};
+  Strategy::Files files;
+  files.roots = {top.string()};
   files.label_prefix = rev + ":";
-  files.read = [=](const std::filesystem::path& p, const std::string& shown,
+  files.read = [=](const std::string& path, const std::string& shown,
                    Diagnostics& diags) -> std::optional<std::string> {
+    const std::filesystem::path p(path);
     const std::string rel = p.lexically_relative(top).generic_string();
     if (rel.empty() || rel.rfind("..", 0) == 0) {
       diags.error("git-source", "'" + shown + "' is outside the repository", at);
@@ -129,10 +128,10 @@ std::optional<Strategy> load_git_strategy(const std::string& spec, const std::st
                   {"git says: " + first_line(size.err)});
       return std::nullopt;
     }
-    if (std::stoull("0" + first_line(size.out)) > kMaxRulesFileBytes) {
+    if (std::stoull("0" + first_line(size.out)) > Strategy::Files::kMaxFileBytes) {
       diags.error("file-too-large",
                   "rules file '" + shown + "' at revision " + rev + " is " + first_line(size.out) +
-                      " bytes; the limit is " + std::to_string(kMaxRulesFileBytes),
+                      " bytes; the limit is " + std::to_string(Strategy::Files::kMaxFileBytes),
                   at);
       return std::nullopt;
     }
@@ -146,13 +145,8 @@ std::optional<Strategy> load_git_strategy(const std::string& spec, const std::st
   };
   std::filesystem::path file(path);
   if (file.is_relative()) file = cwd / file;
-  SourceTexts sources;
-  RulesLoader loader(d, sources, std::move(files));
   // The spec names the file in messages: "HEAD~1:freeze.yaml:3:5: error: ...".
-  auto def = loader.load_as(file.lexically_normal().string(), spec, section);
-  texts.merge(sources);
-  if (!def) return std::nullopt;
-  return Strategy::from_def(std::move(*def), std::move(sources));
+  return Strategy::load(file.lexically_normal().string(), spec, files, d, section, &texts);
 }
 
 }  // namespace layerfreeze::cli

@@ -21,11 +21,10 @@ json opt(const std::optional<T>& v) {
 }  // namespace
 
 json lock_json(const PlanArgs& a, const std::string& rules_spec, const Plan& plan,
-               const PlanSummary& sum, const std::string& text_digest) {
-  const CompiledPlan& cp = plan.compiled();
+               const PlanReport& report, const std::string& text_digest) {
   json stages = json::array();
-  for (const auto& st : sum.stages)
-    stages.push_back({{"at", time_text(st.point.at, cp.uses_steps)},
+  for (const auto& st : report.stages())
+    stages.push_back({{"at", st.when},
                       {"frozen_tensors", st.frozen_tensors},
                       {"trainable_tensors", st.trainable_tensors},
                       {"frozen_numel", st.frozen_numel},
@@ -38,9 +37,9 @@ json lock_json(const PlanArgs& a, const std::string& rules_spec, const Plan& pla
             {"sets", a.sets},
             {"steps_per_epoch", opt(a.steps_per_epoch)},
             {"text_digest", text_digest},
-            {"name", cp.name}}},
-          {"params", params_text(cp)},
-          {"model", {{"source", a.model}, {"fingerprint", cp.inventory->fingerprint()}}},
+            {"name", plan.name()}}},
+          {"params", plan.parameters_text()},
+          {"model", {{"source", a.model}, {"fingerprint", plan.inventory().fingerprint()}}},
           {"optimizer", a.optimizer},
           {"horizon", {{"epochs", opt(a.epochs)}, {"steps", opt(a.steps)}}},
           {"plan_fingerprint", plan.fingerprint()},

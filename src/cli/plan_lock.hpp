@@ -9,7 +9,6 @@
 #include <optional>
 #include <string>
 
-#include "analysis/plan_summary.hpp"
 #include "cli/cli_common.hpp"
 
 #ifndef LAYERFREEZE_VERSION_TEXT
@@ -19,7 +18,7 @@
 namespace layerfreeze::cli {
 
 nlohmann::json lock_json(const PlanArgs& a, const std::string& rules_spec, const Plan& plan,
-                         const PlanSummary& sum, const std::string& text_digest);
+                         const PlanReport& report, const std::string& text_digest);
 /// The arguments that compile a lock's plan again; nullopt (and `error`) for a malformed lock.
 std::optional<PlanArgs> args_of_lock(const nlohmann::json& lock, std::string& rules_spec,
                                      std::string& error);

@@ -83,7 +83,7 @@ std::optional<StrategyDef> RulesLoader::load_nested(const std::string& spec,
     return files_ ? x.lexically_normal() : std::filesystem::weakly_canonical(x);
   };
   if (stack_.empty() && files_) {
-    roots_ = files_->roots;
+    roots_.assign(files_->roots.begin(), files_->roots.end());
   } else if (stack_.empty()) {
     // The file the user names sets where `extends` may reach: the working directory, the file's
     // folder, the repository it lies in (the nearest folder above with a .git), and the folders
@@ -134,7 +134,7 @@ std::optional<StrategyDef> RulesLoader::load_nested(const std::string& spec,
   }
   std::string text;
   if (files_) {
-    auto t = files_->read(p.lexically_normal(), label, diags_);
+    auto t = files_->read(p.lexically_normal().string(), label, diags_);
     if (!t) return std::nullopt;
     text = std::move(*t);
   } else {

@@ -16,19 +16,10 @@
 namespace layerfreeze {
 
 /// The largest rules file read (1 MiB), from any source.
-inline constexpr size_t kMaxRulesFileBytes = 1 << 20;
+inline constexpr size_t kMaxRulesFileBytes = Strategy::Files::kMaxFileBytes;
 
-/// Where rules files come from when not from the working tree: `REV:PATH` reads a git
-/// revision's tree, and `extends:` inside it must resolve in that same tree.
-struct RulesFiles {
-  /// The text of the file at absolute, normalised `path` (`shown` names it in messages), or
-  /// nullopt after adding an error. Must enforce the size limit (kMaxRulesFileBytes).
-  std::function<std::optional<std::string>(const std::filesystem::path& path,
-                                           const std::string& shown, Diagnostics& diags)>
-      read;
-  std::vector<std::filesystem::path> roots;  // the only folders `extends` may reach
-  std::string label_prefix;  // before the names of files reached by `extends` ("HEAD~1:")
-};
+/// Where rules files come from when not from the working tree (Strategy::Files).
+using RulesFiles = Strategy::Files;
 
 /// Loads strategies. `spec` is a path or `preset:NAME`.
 class RulesLoader {

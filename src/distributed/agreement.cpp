@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "analysis/plan_record.hpp"
+#include "api/plan_access.hpp"
 #include "core/plan.hpp"
 #include "distributed/errors.hpp"
 #include "layerfreeze/distributed.hpp"
@@ -40,7 +41,7 @@ constexpr size_t kHeaderBytes = kPlanDigestBytes + 2 * sizeof(int64_t);
 
 void agree_on_plan(c10d::ProcessGroup& group, const Executor& executor,
                    const AgreementOptions& options) {
-  const CompiledPlan& plan = executor.plan().compiled();
+  const CompiledPlan& plan = PlanAccess::compiled(executor.plan());
   Time horizon = plan.default_horizon();
   if (options.epochs >= 0) horizon.epoch = options.epochs;
   if (options.steps >= 0) horizon.step = options.steps;

@@ -3,6 +3,7 @@
 // parameters that change (dropping the gradient of what it freezes), keeps an attached optimizer
 // consistent, and holds frozen BatchNorm modules in eval mode when the plan asks for it.
 #include "layerfreeze/executor.hpp"
+#include "api/plan_access.hpp"
 
 #include <c10/util/Exception.h>
 #include <torch/csrc/jit/api/module.h>
@@ -81,7 +82,7 @@ struct Executor::Impl : TensorSink {
   }
 
   void begin() {
-    plan = &public_plan->compiled();
+    plan = &PlanAccess::compiled(*public_plan);
     replay = std::make_unique<Replay>(*plan);
     try {
       replay->start(*this);  // every tensor once; undone as a whole if LibTorch refuses one

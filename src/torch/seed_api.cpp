@@ -1,6 +1,7 @@
 // The seed API (docs/API.md) on top of the presets, the compiler and the executor: each
 // function compiles a shipped preset against the module's live inventory and applies what it
 // selects, so `layerfreeze plan preset:NAME` shows exactly what the function does.
+#include "api/plan_access.hpp"
 #include "layerfreeze/layerfreeze.hpp"
 
 #include <c10/util/Exception.h>
@@ -67,7 +68,7 @@ Bitset selected_by(const LiveModel& m, const std::string& preset, const Values& 
       if (d.severity == Severity::kError) msg += (msg.empty() ? "" : "; ") + d.message;
     throw std::invalid_argument(preset + ": " + msg);
   }
-  return plan->compiled().frozen_at({0, 0});
+  return PlanAccess::compiled(*plan).frozen_at({0, 0});
 }
 
 // The seed functions are imperative: they touch what they name and nothing else, so a

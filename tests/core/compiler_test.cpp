@@ -4,6 +4,7 @@
 #include <fstream>
 #include <set>
 
+#include "api/plan_access.hpp"
 #include "test_util.hpp"
 
 namespace layerfreeze {
@@ -342,17 +343,17 @@ TEST(Extends, FilesPresetsCyclesAndOverrides) {
   SourceTexts src;
   auto s = Strategy::load((dir / "sub" / "child.yaml").string(), d);
   ASSERT_TRUE(s) << format_diagnostics(d);
-  EXPECT_EQ(s->def().rules.size(), 5u);  // lp_lora (3, with freeze_towers), base, child
+  EXPECT_EQ(PlanAccess::def(*s).rules.size(), 5u);  // lp_lora (3, with freeze_towers), base, child
   PlanOptions o;
   auto plan = compile(*s, test::builtin("gpt2"), o, d);
   ASSERT_TRUE(plan) << format_diagnostics(d);
-  EXPECT_EQ(frozen_layers(plan->compiled()),
+  EXPECT_EQ(frozen_layers(PlanAccess::compiled(*plan)),
             (std::set<int32_t>{1, 2}));  // floor(0.25*12)=3, minus layer 0
-  EXPECT_TRUE(is_frozen(plan->compiled(), "transformer.ln_f.weight"));
+  EXPECT_TRUE(is_frozen(PlanAccess::compiled(*plan), "transformer.ln_f.weight"));
   o.sets = {"extra=false", "freeze_ratio=0.5"};
   auto plan2 = compile(*s, test::builtin("gpt2"), o, d);
   ASSERT_TRUE(plan2);
-  EXPECT_EQ(frozen_layers(plan2->compiled()).size(), 6u);
+  EXPECT_EQ(frozen_layers(PlanAccess::compiled(*plan2)).size(), 6u);
   Diagnostics cyc;
   RulesLoader l2(cyc, src);
   EXPECT_FALSE(l2.load((dir / "a.yaml").string()));

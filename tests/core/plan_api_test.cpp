@@ -1,6 +1,7 @@
 // The public plan API (include/layerfreeze/plan.hpp): what a trainer or its CI calls.
 #include <gtest/gtest.h>
 
+#include "api/plan_access.hpp"
 #include "layerfreeze/model_source.hpp"
 #include "layerfreeze/plan.hpp"
 
@@ -80,7 +81,7 @@ TEST(PlanApi, StatesChangePointsProvenanceAndPrinters) {
   ASSERT_TRUE(lp);
   EXPECT_NE(diff_text(*plan, *lp).find("epoch 0"), std::string::npos);
   Plan copy = *plan;  // cheap, shared
-  EXPECT_EQ(&copy.compiled(), &plan->compiled());
+  EXPECT_EQ(&PlanAccess::compiled(copy), &PlanAccess::compiled(*plan));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <stdexcept>
 
+#include "api/plan_access.hpp"
 #include "core/replay.hpp"
 #include "test_util.hpp"
 
@@ -51,7 +52,7 @@ std::optional<CompiledPlan> compile_case(const ReplayCase& c, const std::string&
   o.steps_per_epoch = kStepsPerEpoch;
   auto p = compile(*s, *inv, o, d);
   if (!p) return std::nullopt;
-  return p->compiled();
+  return PlanAccess::compiled(*p);
 }
 
 std::vector<uint32_t> sorted(std::vector<uint32_t> v) {

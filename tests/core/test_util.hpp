@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "api/plan_access.hpp"
 #include "core/compiler.hpp"
 #include "core/rules_parser.hpp"
 #include "layerfreeze/model_source.hpp"
@@ -46,7 +47,7 @@ inline Compiled compile_text(const std::string& yaml, Inventory inv,
   o.sets = std::move(sets);
   o.steps_per_epoch = spe;
   o.strict = strict;
-  if (auto p = compile(*s, inv, o, c.diags)) c.plan = p->compiled();
+  if (auto p = compile(*s, inv, o, c.diags)) c.plan = PlanAccess::compiled(*p);
   return c;
 }
 
@@ -58,7 +59,7 @@ inline Compiled compile_preset(const std::string& name, const std::string& model
   if (!s || !inv) return c;
   PlanOptions o;
   o.sets = std::move(sets);
-  if (auto p = compile(*s, *inv, o, c.diags)) c.plan = p->compiled();
+  if (auto p = compile(*s, *inv, o, c.diags)) c.plan = PlanAccess::compiled(*p);
   return c;
 }
 

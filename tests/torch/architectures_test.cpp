@@ -12,6 +12,7 @@
 #include <map>
 #include <set>
 
+#include "api/plan_access.hpp"
 #include "core/compiler.hpp"
 #include "core/layer_discovery.hpp"
 #include "core/rules_parser.hpp"
@@ -92,7 +93,7 @@ CompiledPlan compile_arch_preset(const ArchPreset& p, const Inventory& inv) {
   o.sets = p.sets;
   auto plan = compile(*s, inv, o, d);
   EXPECT_TRUE(plan) << p.preset << " on " << inv.source << "\n" << format_diagnostics(d);
-  return plan ? plan->compiled() : CompiledPlan();
+  return plan ? PlanAccess::compiled(*plan) : CompiledPlan();
 }
 
 std::set<std::string> frozen_set(const CompiledPlan& plan, const Time& t) {

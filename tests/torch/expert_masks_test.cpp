@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 
+#include "api/plan_access.hpp"
 #include "core/plan.hpp"
 #include "esft/tiny_moe.hpp"
 #include "layerfreeze/executor.hpp"
@@ -96,7 +97,7 @@ TEST_P(ExpertMasks, FrozenSlicesStayBitIdentical) {
   auto opt = GetParam().make(ex.trainable_parameters());
   ex.attach_optimizer(*opt);
   const Inventory& inv = ex.inventory();
-  const auto& plan = ex.plan().compiled();
+  const auto& plan = PlanAccess::compiled(ex.plan());
   ASSERT_EQ(plan.slices.params.size(), 6u);  // gate_up_proj and down_proj of 3 layers
 
   auto params = ex.parameters();
@@ -297,7 +298,7 @@ TEST(ExpertMasksApi, PerExpertLayoutFreezesWholeTensors) {
   cfg.fused = false;
   tiny_moe::TinyMoe m(cfg);
   Executor ex(*m, rules_file("per_expert", kRules));
-  EXPECT_TRUE(ex.plan().compiled().slices.empty());
+  EXPECT_TRUE(PlanAccess::compiled(ex.plan()).slices.empty());
   torch::optim::AdamW opt(ex.trainable_parameters(), torch::optim::AdamWOptions(1e-2));
   ex.attach_optimizer(opt);
   const Inventory& inv = ex.inventory();

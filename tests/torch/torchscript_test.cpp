@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "api/plan_access.hpp"
 #include "core/compiler.hpp"
 #include "core/rules_parser.hpp"
 #include "layerfreeze/executor.hpp"
@@ -101,7 +102,7 @@ TEST(TorchScript, PlanFromTheFileEqualsTheExecutorOnTheModule) {
       o.sets = p.sets;
       auto public_plan = compile(*s, *inv, o, d);
       ASSERT_TRUE(public_plan) << p.preset << " on " << file << "\n" << format_diagnostics(d);
-      const CompiledPlan* plan = &public_plan->compiled();
+      const CompiledPlan* plan = &PlanAccess::compiled(*public_plan);
       torch::jit::Module m = torch::jit::load(fixture(file));
       PlanOptions po;
       po.sets = p.sets;
