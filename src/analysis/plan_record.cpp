@@ -8,7 +8,6 @@
 
 #include "analysis/plan_diff.hpp"
 #include "analysis/plan_summary.hpp"
-#include "print/plan_printer.hpp"
 
 namespace layerfreeze {
 
@@ -158,12 +157,9 @@ void params_notes(const Record& a, const Record& b, int rb, std::vector<std::str
 // What the canonical plans say differs beyond the states: policies and learning rates (the
 // states are the timeline's). False when the plans differ in states or schedule too.
 bool canonical_notes(const Record& a, const Record& b, int rb, std::vector<std::string>& notes) {
-  if (!a.j.contains("canonical") || !b.j.contains("canonical")) {
-    if (a.j["executor"] != b.j["executor"])
-      notes.push_back("executor options: " + a.j["executor"].get<std::string>() + " on rank 0; " +
-                      b.j["executor"].get<std::string>() + " on rank " + std::to_string(rb));
-    return false;
-  }
+  // Every record carries its canonical plan (the ranks run one layerfreeze: their digests
+  // would differ otherwise, and the records are read only then).
+  if (!a.j.contains("canonical") || !b.j.contains("canonical")) return false;
   using Kind = PlanDiff::Item::Kind;
   const PlanDiff d = diff_canonical(a.j["canonical"], b.j["canonical"], nullptr, "rank 0",
                                     "rank " + std::to_string(rb));
@@ -265,10 +261,6 @@ std::string plan_record(const CompiledPlan& plan, const Time& horizon) {
   json params = json::object();
   for (const auto& [k, v] : plan.params) params[k] = v.to_string();
   j["params"] = params;
-  j["executor"] = options_text(plan) +
-                  (plan.options.steps_per_epoch
-                       ? " · steps_per_epoch " + std::to_string(*plan.options.steps_per_epoch)
-                       : "");
   json tensors = json::array();
   for (const auto& p : inv.params) tensors.push_back({p.name, p.dtype, p.shape});
   j["tensors"] = std::move(tensors);

@@ -8,7 +8,7 @@
 #include <map>
 #include <sstream>
 
-#include "print/format.hpp"
+#include "core/format.hpp"
 
 namespace layerfreeze {
 

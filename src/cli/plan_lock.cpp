@@ -4,7 +4,7 @@
 #include <sstream>
 
 #include "analysis/plan_diff.hpp"
-#include "print/format.hpp"
+#include "core/format.hpp"
 #include "print/plan_printer.hpp"
 
 namespace layerfreeze::cli {

@@ -7,7 +7,7 @@
 
 #include "analysis/plan_summary.hpp"
 #include "core/experts.hpp"
-#include "print/format.hpp"
+#include "core/format.hpp"
 
 namespace layerfreeze {
 

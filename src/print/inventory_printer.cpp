@@ -6,8 +6,8 @@
 #include <sstream>
 
 #include "core/experts.hpp"
+#include "core/format.hpp"
 #include "core/layer_discovery.hpp"
-#include "print/format.hpp"
 #include "print/json_writer.hpp"
 
 namespace layerfreeze {

@@ -4,7 +4,7 @@
 
 #include <map>
 
-#include "print/format.hpp"
+#include "core/format.hpp"
 
 namespace layerfreeze {
 

@@ -9,7 +9,7 @@
 #include <sstream>
 #include <unordered_map>
 
-#include "print/format.hpp"
+#include "core/format.hpp"
 #include "print/plan_printer.hpp"
 #include "print/plan_svg.hpp"
 #include "print/report_assets.hpp"

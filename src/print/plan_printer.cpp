@@ -5,8 +5,8 @@
 #include <cctype>
 #include <sstream>
 
+#include "core/format.hpp"
 #include "core/layer_discovery.hpp"
-#include "print/format.hpp"
 #include "print/inventory_printer.hpp"
 #include "print/json_writer.hpp"
 

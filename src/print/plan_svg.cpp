@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <sstream>
 
-#include "print/format.hpp"
+#include "core/format.hpp"
 #include "print/plan_printer.hpp"
 
 namespace layerfreeze {

@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <set>
 
-#include "print/format.hpp"
+#include "core/format.hpp"
 #include "sources/family.hpp"
 
 namespace layerfreeze {

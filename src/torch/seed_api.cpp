@@ -15,9 +15,9 @@
 
 #include "analysis/plan_summary.hpp"
 #include "core/compiler.hpp"
+#include "core/format.hpp"
 #include "core/layer_discovery.hpp"
 #include "core/rules_parser.hpp"
-#include "print/format.hpp"
 #include "print/module_table.hpp"
 #include "torch/expert_masks.hpp"
 #include "torch/live_model.hpp"

@@ -4,6 +4,7 @@
 // public counts (Plan::state_at) agree with the printers on fused mixture-of-experts models.
 #include <nlohmann/json.hpp>
 
+#include "api/plan_access.hpp"
 #include "core/canonical_plan.hpp"
 #include "core/plan.hpp"
 #include "test_util.hpp"
@@ -209,6 +210,63 @@ TEST(CanonicalPlan, PublicStateCountsMaskedExpertsLikeThePrinters) {
   auto json = nlohmann::json::parse(p.json());
   EXPECT_EQ(json["stages"][0]["trainable_numel"].get<int64_t>(), s.trainable_numel);
   EXPECT_NE(p.text().find("6,291,456"), std::string::npos);
+}
+
+}  // namespace canonical_plan_test
+}  // namespace layerfreeze
+
+namespace layerfreeze {
+namespace canonical_plan_test {
+
+// One count (issue 24): at every change point of every shipped preset, on GPT-2, a
+// vision-language model and a fused mixture-of-experts model, the public state, the JSON plan
+// and the compiled plan's element count agree, and frozen + trainable is the model.
+TEST(CanonicalPlan, EveryViewCountsTheSameAtEveryChangePoint) {
+  const std::vector<std::pair<std::string, std::vector<std::string>>> presets = {
+      {"bitfit", {}},
+      {"freeze_all", {}},
+      {"freeze_by_name", {"patterns=['.*attn.*', '.*attention.*']"}},
+      {"freeze_embeddings", {}},
+      {"freeze_except_last_n", {"n=2"}},
+      {"freeze_first_n", {"n=2"}},
+      {"freeze_last_n", {"n=2"}},
+      {"gradual_unfreeze", {"total_epochs=4"}},
+      {"lisa", {}},
+      {"lp_lora", {}},
+      {"norm_tuning", {}},
+      {"ulmfit", {}},
+  };
+  const std::vector<std::string> models = {"builtin:gpt2",
+                                           kData + "/real-checkpoints/olmocr-qwen2-vl-7b",
+                                           kData + "/real-checkpoints/granite-3.1-1b-a400m"};
+  for (const auto& model : models) {
+    Diagnostics d;
+    auto inv = load_model(model, d);
+    ASSERT_TRUE(inv) << format_diagnostics(d);
+    std::vector<std::pair<std::string, std::string>> cases;
+    for (const auto& [preset, sets] : presets) {
+      auto s = Strategy::load("preset:" + preset, d);
+      ASSERT_TRUE(s) << format_diagnostics(d);
+      PlanOptions o;
+      o.sets = sets;
+      o.steps_per_epoch = 100;
+      auto p = compile(*s, *inv, o, d);
+      ASSERT_TRUE(p) << preset << " on " << model << ": " << format_diagnostics(d);
+      const auto json = nlohmann::json::parse(p->json());
+      const auto& stages = json["stages"];
+      const auto points = p->change_points();
+      ASSERT_EQ(stages.size(), points.size()) << preset << " on " << model;
+      for (size_t k = 0; k < points.size(); ++k) {
+        const PlanState st = p->state_at(points[k].at);
+        const CompiledPlan& cp = PlanAccess::compiled(*p);
+        EXPECT_EQ(st.frozen_numel, cp.frozen_numel(cp.state_at(points[k].at)));
+        EXPECT_EQ(st.trainable_numel, stages[k]["trainable_numel"].get<int64_t>())
+            << preset << " on " << model << " at change point " << k;
+        EXPECT_EQ(st.frozen_numel, stages[k]["frozen_numel"].get<int64_t>());
+        EXPECT_EQ(st.frozen_numel + st.trainable_numel, p->inventory().total_numel());
+      }
+    }
+  }
 }
 
 }  // namespace canonical_plan_test

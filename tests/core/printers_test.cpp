@@ -2,7 +2,7 @@
 // of docs/CLI.md read back with a real JSON parser.
 #include <nlohmann/json.hpp>
 
-#include "print/format.hpp"
+#include "core/format.hpp"
 #include "print/json_writer.hpp"
 #include "print/plan_printer.hpp"
 #include "test_util.hpp"

@@ -16,11 +16,24 @@ cmake -S "$root/examples/trainer" -B "$tmp/trainer" -G Ninja -DCMAKE_BUILD_TYPE=
       -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/trainer" >/dev/null
 "$tmp/trainer/trainer"
-# A plan check in CI with the public plan API only (examples/plan_in_ci): it passes inside the
-# range and fails (exit 1) outside it.
+# A plan check in CI with the public plan API only (examples/plan_in_ci, layerfreeze::plan): it
+# builds where CMake cannot find LibTorch at all, never loads libtorch, passes inside the range
+# and fails (exit 1) outside it.
 cmake -S "$root/examples/plan_in_ci" -B "$tmp/plan_in_ci" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-      -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+      -DCMAKE_PREFIX_PATH="$tmp/prefix" -DCMAKE_DISABLE_FIND_PACKAGE_Torch=ON >/dev/null
 cmake --build "$tmp/plan_in_ci" >/dev/null
+ldd "$tmp/plan_in_ci/plan_in_ci" > "$tmp/plan_in_ci.ldd"
+if grep -E 'libtorch|libc10' "$tmp/plan_in_ci.ldd"; then
+  echo "plan_in_ci loads libtorch"; exit 1
+fi
+grep -q liblayerfreeze_plan "$tmp/plan_in_ci.ldd" || { echo "plan_in_ci does not link layerfreeze::plan"; exit 1; }
+# Asking for the torch component where LibTorch cannot be found is an error, not a silent plan.
+mkdir -p "$tmp/wants_torch"
+printf 'cmake_minimum_required(VERSION 3.20)\nproject(x CXX)\nfind_package(layerfreeze REQUIRED COMPONENTS torch)\n' > "$tmp/wants_torch/CMakeLists.txt"
+if cmake -S "$tmp/wants_torch" -B "$tmp/wants_torch/b" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+      -DCMAKE_DISABLE_FIND_PACKAGE_Torch=ON >/dev/null 2>&1; then
+  echo "find_package(layerfreeze COMPONENTS torch) passed without LibTorch"; exit 1
+fi
 "$tmp/plan_in_ci/plan_in_ci" preset:lp_lora builtin:llama2-7b 0.3 0.7 | grep -q "plan check passed"
 if "$tmp/plan_in_ci/plan_in_ci" preset:lp_lora builtin:llama2-7b 0.9 1.0 >"$tmp/fail.txt"; then
   echo "plan_in_ci should fail outside its range"; exit 1

@@ -1,5 +1,5 @@
-// Number formatting shared by the printers: thousands separators, short forms (1.2B, 354.3M),
-// bytes (GB = 10^9), percentages.
+// Number formatting shared by the printers, the sources and the analyses: thousands separators,
+// short forms (1.2B, 354.3M), bytes (GB = 10^9), percentages.
 #pragma once
 
 #include <cstdint>

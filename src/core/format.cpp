@@ -1,4 +1,4 @@
-#include "print/format.hpp"
+#include "core/format.hpp"
 
 #include <fmt/format.h>
 
