@@ -259,7 +259,12 @@ std::string diff_svg(const Plan& a, const Plan& b, const std::string& name_a,
                      const std::string& name_b, std::optional<Time> horizon) {
   const CompiledPlan &ca = PlanAccess::compiled(a), &cb = PlanAccess::compiled(b);
   const DiffGrids grids = diff_grids(ca, cb, horizon ? *horizon : ca.horizon());
-  return layerfreeze::diff_svg(grids, ca, cb, name_a, name_b, nullptr);
+  using Kind = PlanDiff::Item::Kind;
+  std::vector<std::string> also;
+  for (const auto& i : diff(a, b).items)
+    if (i.kind != Kind::kState && i.kind != Kind::kSchedule)
+      also.push_back(i.where + ": " + i.what);
+  return layerfreeze::diff_svg(grids, ca, cb, name_a, name_b, nullptr, also);
 }
 
 std::string diff_html(const Plan& a, const Plan& b, const std::string& name_a,

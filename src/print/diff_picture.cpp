@@ -57,7 +57,8 @@ DiffGrids diff_grids(const CompiledPlan& a, const CompiledPlan& b, const Time& h
 }
 
 std::string diff_svg(const DiffGrids& d, const CompiledPlan& a, const CompiledPlan& b,
-                     const std::string& name_a, const std::string& name_b, size_t* differing) {
+                     const std::string& name_a, const std::string& name_b, size_t* differing,
+                     const std::vector<std::string>& also) {
   const Inventory& inv = *a.inventory;
   std::ostringstream body;
   int y = 16;
@@ -87,6 +88,18 @@ std::string diff_svg(const DiffGrids& d, const CompiledPlan& a, const CompiledPl
                          : std::to_string(n) + " cell" + (n == 1 ? "" : "s") + " differ (outlined)";
   if (d.omitted) note += "; the first " + std::to_string(kMaxColumns) + " change points shown";
   body << fmt::format("<text x=\"16\" y=\"{}\">{}</text>\n", y, xml_escape(note));
+  // What the cells cannot show: learning rates, policies, parameters, the model.
+  if (!also.empty()) {
+    y += 18;
+    body << fmt::format("<text x=\"16\" y=\"{}\">they also differ in what a trainer runs:</text>\n",
+                        y);
+    for (const auto& line : also) {
+      y += 16;
+      body << fmt::format("<text class=\"lf-also\" x=\"28\" y=\"{}\">{}</text>\n", y,
+                          xml_escape(line));
+      width = std::max(width, 44 + static_cast<int>(line.size() * 7.3));
+    }
+  }
   y += 14;
   body << svg_legend(16, y, true);
   y += 28;

@@ -16,9 +16,11 @@ struct DiffGrids {
 };
 DiffGrids diff_grids(const CompiledPlan& a, const CompiledPlan& b, const Time& horizon);
 
-/// `differing` (optional): how many cells differ.
+/// `differing` (optional): how many cells differ. `also`: what differs beyond the states
+/// (learning rates, policies, parameters, the model), a line each, listed under the grids.
 std::string diff_svg(const DiffGrids& d, const CompiledPlan& a, const CompiledPlan& b,
-                     const std::string& name_a, const std::string& name_b, size_t* differing);
+                     const std::string& name_a, const std::string& name_b, size_t* differing,
+                     const std::vector<std::string>& also = {});
 /// `text`: the text diff, shown under the picture.
 std::string diff_html(const DiffGrids& d, const CompiledPlan& a, const CompiledPlan& b,
                       const std::string& name_a, const std::string& name_b,

@@ -121,6 +121,11 @@ printf 'extends: preset:ulmfit\nwith: {lr_decay: 2.6}\n' > "$tmp/u26.yaml"
 printf 'extends: preset:ulmfit\nwith: {lr_decay: 5.0}\n' > "$tmp/u50.yaml"
 expect_exit 1 "diff lr only" -- diff "$tmp/u26.yaml" "$tmp/u50.yaml" --model builtin:gpt2
 expect_contains "diff lr only" "policy lr_decay: 2.6 in A, 5.0 in B"
+expect_exit 1 "diff lr only (svg)" -- diff "$tmp/u26.yaml" "$tmp/u50.yaml" --model builtin:gpt2 --format svg
+expect_contains "diff lr only (svg)" '<text class="lf-also" x="28" y="'
+expect_contains "diff lr only (svg)" "policy lr_decay: 2.6 in A, 5.0 in B"
+expect_exit 1 "diff lr only (html)" -- diff "$tmp/u26.yaml" "$tmp/u50.yaml" --model builtin:gpt2 --format html
+expect_contains "diff lr only (html)" "policy lr_decay: 2.6 in A, 5.0 in B"
 printf 'extends: preset:lp_lora\nwith: {freeze_ratio: 0.51}\n' > "$tmp/lp51.yaml"
 expect_exit 1 "diff bound parameter" -- diff preset:lp_lora "$tmp/lp51.yaml" --model builtin:gpt2
 expect_contains "diff bound parameter" "the two plans freeze the same parameters at every time shown"
