@@ -67,7 +67,7 @@ void BM_ParseAndCompileMoe20Rules(benchmark::State& state) {
     plan.reset();
     state.ResumeTiming();
   }
-  state.counters["tensors"] = static_cast<double>(moe().params.size());
+  state.counters["tensors"] = static_cast<double>(moe().params().size());
 }
 BENCHMARK(BM_ParseAndCompileMoe20Rules)->Unit(benchmark::kMillisecond);
 
@@ -157,7 +157,7 @@ void BM_ParamsJsonWriter(benchmark::State& state) {
   for (auto _ : state) {
     JsonWriter j;
     j.begin_object().key("params").begin_array();
-    for (const auto& p : inv.params) {
+    for (const auto& p : inv.params()) {
       j.begin_object().field("name", p.name).key("shape").ints(p.shape).field("dtype", p.dtype);
       j.field("numel", p.numel).field("role", role_name(p.role)).field("layer", p.layer);
       j.end_object();
@@ -172,7 +172,7 @@ void BM_ParamsJsonNlohmann(benchmark::State& state) {
   const Inventory& inv = moe_discovered();
   for (auto _ : state) {
     nlohmann::ordered_json params = nlohmann::ordered_json::array();
-    for (const auto& p : inv.params)
+    for (const auto& p : inv.params())
       params.push_back({{"name", p.name},
                         {"shape", p.shape},
                         {"dtype", p.dtype},
@@ -242,7 +242,7 @@ void BM_Re2SetFloorMoe20Patterns(benchmark::State& state) {
     set.Compile();
     std::vector<int> matched;
     hits = 0;
-    for (const Param& p : inv.params) {
+    for (const Param& p : inv.params()) {
       matched.clear();
       hits += set.Match(p.name, &matched);
     }

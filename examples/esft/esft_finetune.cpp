@@ -180,7 +180,7 @@ Row finetune(const Args& a, bool fused, const std::vector<torch::Tensor>& pretra
   std::map<std::string, size_t> order;
   for (size_t i = 0; i < names.size(); ++i) order[names.keys()[i]] = i;
   for (size_t i = 0; i < now.size(); ++i) {
-    const auto& before = pretrained[order.at(ex.inventory().params[i].name)];
+    const auto& before = pretrained[order.at(ex.inventory().params()[i].name)];
     if (ex.is_frozen(i)) r.frozen_intact = r.frozen_intact && torch::equal(now[i], before);
     for (int32_t e : ex.frozen_experts(i))
       r.frozen_intact = r.frozen_intact && torch::equal(now[i][e], before[e]);

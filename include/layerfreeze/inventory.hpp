@@ -105,16 +105,19 @@ struct Layer {
   int64_t numel = 0;
 };
 
-/// The parameters of a model in order, with what discovery found.
+/// The parameters of a model in order, with what discovery found. Read-only once built: model
+/// sources and layer discovery make it through an internal builder (src/core/inventory_builder.hpp)
+/// that keeps the parameters and their name index together, so a name is always found. The
+/// descriptive fields below are what the source and discovery reported; compile() runs discovery
+/// again, so changing them in a copy cannot change a plan.
 class Inventory {
  public:
   std::string source;              // "builtin:gpt2", a path, ...
   std::string model_type;          // "GPT2LMHeadModel" when the source says
   bool registration_order = true;  // false for header-only sources (natural name order)
-  std::vector<Param> params;
-  std::vector<Stack> stacks;  // in data-flow order: towers' stacks first, then the trunk's
-  std::vector<Layer> layers;  // trunk layers first (0..num_layers()-1), then towers' layers
-  std::vector<Tower> towers;  // in data-flow order
+  std::vector<Stack> stacks;       // in data-flow order: towers' stacks first, then the trunk's
+  std::vector<Layer> layers;       // trunk layers first (0..num_layers()-1), then towers' layers
+  std::vector<Tower> towers;       // in data-flow order
   std::vector<Connector> connectors;
   int32_t trunk_layers = 0;               // set by discovery
   std::vector<std::string> notes;         // what discovery wants a reader to know
@@ -138,39 +141,9 @@ class Inventory {
   /// routers' first dimension, else the highest expert index + 1); 0: no mixture of experts.
   int64_t num_experts = 0;
 
-  /// Adds a parameter; returns its index. Duplicate names are the caller's error.
-  uint32_t add(Param p);
-  /// Room for `n` parameters (and as many names) without reallocation.
-  void reserve(size_t n) {
-    params.reserve(n);
-    index_.reserve(n);
-  }
-  /// Adds parameters in order, as `add` one by one would, indexing their names in one pass
-  /// (several times faster for a model of 100k tensors).
-  void append(std::vector<Param> more);
-  /// Records `alias` as another name of the tensor `canonical` (a tied weight).
-  bool add_alias(const std::string& canonical, const std::string& alias);
-  /// Makes `alias` a name of the tensor `canonical`: a parameter stored under `alias` is merged
-  /// into it (removed, its names become aliases). False when `canonical` is unknown.
-  bool tie(const std::string& canonical, const std::string& alias);
-  /// Removes the parameters for which `drop` is true (keeps order).
-  template <class F>
-  void remove_if(F drop) {
-    std::vector<Param> kept;
-    kept.reserve(params.size());
-    for (auto& p : params)
-      if (!drop(p)) kept.push_back(std::move(p));
-    params = std::move(kept);
-    reindex();
-  }
-  /// Reorders the parameters: the new i-th is the old `order[i]` (a permutation).
-  void permute(const std::vector<uint32_t>& order) {
-    std::vector<Param> moved;
-    moved.reserve(params.size());
-    for (uint32_t i : order) moved.push_back(std::move(params[i]));
-    params = std::move(moved);
-    reindex();
-  }
+  /// The parameters, in order (registration order, or natural name order for header-only
+  /// sources).
+  const std::vector<Param>& params() const { return params_; }
   /// Index of a parameter by canonical name or alias.
   std::optional<uint32_t> find(std::string_view name) const;
   bool contains(std::string_view name) const { return find(name).has_value(); }
@@ -184,13 +157,19 @@ class Inventory {
   /// Trunk layers: what layer indices, ratios and presets count (a tower's layers are not).
   int32_t num_layers() const { return trunk_layers; }
   bool multimodal() const { return !towers.empty(); }
-  /// Sorts parameters by natural name order (`layers.2` before `layers.10`).
-  void sort_natural();
   /// A stable hash of names, shapes and dtypes, hex.
   std::string fingerprint() const;
 
  private:
+  friend class InventoryBuilder;  // the only way to change the parameters
+  uint32_t add(Param p);
+  void append(std::vector<Param> more);
+  bool add_alias(const std::string& canonical, const std::string& alias);
+  bool tie(const std::string& canonical, const std::string& alias);
+  void sort_natural();
   void reindex();
+
+  std::vector<Param> params_;
 
   /// Names to parameter indices: an open-addressing table of (hash, parameter, name slot) that
   /// refers to the names in `params` instead of copying them (a 100k-tensor model would

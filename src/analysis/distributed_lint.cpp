@@ -23,8 +23,8 @@ std::vector<Mixed> mixed_units(const Inventory& inv, const Bitset& f) {
       out.push_back({layer.name, frozen, layer.params.size()});
   }
   size_t frozen = 0, total = 0;
-  for (size_t i = 0; i < inv.params.size(); ++i) {
-    if (inv.params[i].layer >= 0) continue;
+  for (size_t i = 0; i < inv.params().size(); ++i) {
+    if (inv.params()[i].layer >= 0) continue;
     ++total;
     frozen += f.test(i);
   }
@@ -42,8 +42,8 @@ int32_t first_trainable_layer_with_frozen_input(const Inventory& inv, const Bits
   }
   if (first < 0) return -1;
   bool has_prefix = first > 0;
-  for (size_t i = 0; i < inv.params.size(); ++i) {
-    const Param& p = inv.params[i];
+  for (size_t i = 0; i < inv.params().size(); ++i) {
+    const Param& p = inv.params()[i];
     // Towers and connectors feed the trunk's input: they are before every trunk layer.
     bool before = p.role == Role::kEmbeddings || p.role == Role::kTower ||
                   p.role == Role::kConnector || (p.role == Role::kLayer && p.layer < first) ||

@@ -1,4 +1,5 @@
 #include "analysis/plan_diff.hpp"
+#include "core/json_text.hpp"
 
 #include <algorithm>
 #include <map>
@@ -50,7 +51,7 @@ std::set<size_t> parse_ranges(const std::string& text) {
 std::string value_text(const json& v) {
   if (v.is_null()) return "null";
   if (v.is_string()) return v.get<std::string>();
-  return v.dump();
+  return json_text(v);
 }
 
 struct Differ {
@@ -85,8 +86,8 @@ struct Differ {
     const size_t shown = std::min<size_t>(idx.size(), 3);
     for (size_t k = 0; k < shown; ++k) {
       s += k ? ", " : "";
-      if (names && idx[k] < names->params.size())
-        s += "`" + names->params[idx[k]].name + "`";
+      if (names && idx[k] < names->params().size())
+        s += "`" + names->params()[idx[k]].name + "`";
       else
         s += "#" + std::to_string(idx[k]);
     }
@@ -115,8 +116,8 @@ struct Differ {
   static std::string when_of(const json& at) {
     const json& e = at.at("epoch");
     const json& s = at.at("step");
-    if (!e.is_null() && !s.is_null()) return "epoch " + e.dump() + " (step " + s.dump() + ")";
-    return e.is_null() ? "step " + s.dump() : "epoch " + e.dump();
+    if (!e.is_null() && !s.is_null()) return "epoch " + json_text(e) + " (step " + json_text(s) + ")";
+    return e.is_null() ? "step " + json_text(s) : "epoch " + json_text(e);
   }
 
   // Orders change points by step where both know it, else by epoch.

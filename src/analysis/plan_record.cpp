@@ -8,6 +8,7 @@
 
 #include "analysis/plan_diff.hpp"
 #include "analysis/plan_summary.hpp"
+#include "core/json_text.hpp"
 
 namespace layerfreeze {
 
@@ -262,7 +263,7 @@ std::string plan_record(const CompiledPlan& plan, const Time& horizon) {
   for (const auto& [k, v] : plan.params) params[k] = v.to_string();
   j["params"] = params;
   json tensors = json::array();
-  for (const auto& p : inv.params) tensors.push_back({p.name, p.dtype, p.shape});
+  for (const auto& p : inv.params()) tensors.push_back({p.name, p.dtype, p.shape});
   j["tensors"] = std::move(tensors);
   json points = json::array();
   for (const auto& pt : plan.timeline(horizon)) {
@@ -273,7 +274,7 @@ std::string plan_record(const CompiledPlan& plan, const Time& horizon) {
   }
   j["points"] = std::move(points);
   j["canonical"] = json::parse(plan.canonical());
-  return j.dump();
+  return json_text(j);
 }
 
 std::vector<int> disagreeing_ranks(const std::vector<PlanDigest>& digests) {

@@ -77,7 +77,7 @@ int64_t training_experts(const Inventory& inv, int32_t l, const Selection& froze
   std::vector<bool> trains(static_cast<size_t>(E), false);
   bool moe = false;
   for (uint32_t q : inv.layers[static_cast<size_t>(l)].params) {
-    const Param& p = inv.params[q];
+    const Param& p = inv.params()[q];
     if (p.expert_part == ExpertPart::kRouted && p.expert >= 0 && p.expert < E) {
       moe = true;
       if (!frozen.params.test(q)) trains[static_cast<size_t>(p.expert)] = true;
@@ -102,7 +102,7 @@ std::vector<LayerRun> layer_runs(const Inventory& inv, const Selection& frozen,
   for (int32_t l = 0; l < inv.num_layers(); ++l) {
     Acc a;
     for (uint32_t q : inv.layers[l].params)
-      a.add(frozen.params.test(q), inv.params[q].numel, frozen.partial(q, slices));
+      a.add(frozen.params.test(q), inv.params()[q].numel, frozen.partial(q, slices));
     GroupState st = a.state();
     std::string detail;
     if (st == GroupState::kPartial) {
@@ -134,8 +134,8 @@ std::string capitalized(std::string s) {
 std::vector<GroupLine> group_lines(const Inventory& inv, const Bitset& frozen) {
   Acc emb, head, other, connector;
   std::vector<Acc> towers(inv.towers.size());
-  for (size_t i = 0; i < inv.params.size(); ++i) {
-    const Param& p = inv.params[i];
+  for (size_t i = 0; i < inv.params().size(); ++i) {
+    const Param& p = inv.params()[i];
     bool f = frozen.test(i);
     bool is_head = p.role == Role::kHead;
     for (Role r : p.alias_roles) is_head = is_head || r == Role::kHead;
@@ -196,14 +196,14 @@ int64_t flow_key(const Inventory& inv, const Param& p) {
 // The compute figures of a stage (StageSummary::step_cost).
 void step_compute(const Inventory& inv, bool shapes, const Bitset& frozen, StageSummary& s) {
   if (!shapes) return;
-  std::vector<int64_t> keys(inv.params.size());
+  std::vector<int64_t> keys(inv.params().size());
   int64_t earliest = std::numeric_limits<int64_t>::max();
-  for (size_t i = 0; i < inv.params.size(); ++i) {
-    keys[i] = flow_key(inv, inv.params[i]);
+  for (size_t i = 0; i < inv.params().size(); ++i) {
+    keys[i] = flow_key(inv, inv.params()[i]);
     if (!frozen.test(i)) earliest = std::min(earliest, keys[i]);
   }
-  for (size_t i = 0; i < inv.params.size(); ++i) {
-    const Param& p = inv.params[i];
+  for (size_t i = 0; i < inv.params().size(); ++i) {
+    const Param& p = inv.params()[i];
     if (p.role == Role::kEmbeddings) continue;  // a lookup, not a matrix product
     s.forward_numel += p.numel;
     if (keys[i] > earliest) s.backward_through_numel += p.numel;
@@ -276,8 +276,8 @@ PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const T
     for (const auto& r : st.rules) rank.emplace(&r, rank.size());
   for (auto& point : plan.timeline(horizon, kMaxPrintedPoints, &ps.truncated)) {
     StageSummary s;
-    for (size_t i = 0; i < inv.params.size(); ++i) {
-      const Param& p = inv.params[i];
+    for (size_t i = 0; i < inv.params().size(); ++i) {
+      const Param& p = inv.params()[i];
       if (point.frozen.test(i)) {
         s.frozen_numel += p.numel;
         ++s.frozen_tensors;
@@ -341,10 +341,10 @@ PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const T
         last = &it->second;
       }
       ++last->tensors;
-      last->numel += inv.params[i].numel;
+      last->numel += inv.params()[i].numel;
     };
     if (ps.stages.empty()) {
-      for (size_t i = 0; i < inv.params.size(); ++i) count(i);
+      for (size_t i = 0; i < inv.params().size(); ++i) count(i);
     } else {
       for (uint32_t i : point.newly_frozen) count(i);
       for (uint32_t i : point.newly_unfrozen) count(i);

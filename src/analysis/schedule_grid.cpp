@@ -12,7 +12,7 @@ namespace {
 // layer, grouped later) before the head.
 std::vector<GridRow> base_rows(const Inventory& inv) {
   std::vector<GridRow> rows;
-  auto groups = group_lines(inv, Bitset(inv.params.size()));
+  auto groups = group_lines(inv, Bitset(inv.params().size()));
   size_t tower = 0;
   for (const auto& g : groups) {
     GridRow r;
@@ -26,7 +26,7 @@ std::vector<GridRow> base_rows(const Inventory& inv) {
         lr.first = lr.last = l;
         lr.label = "Layer " + std::to_string(l);
         for (uint32_t q : inv.layers[static_cast<size_t>(l)].params) {
-          lr.numel += inv.params[q].numel;
+          lr.numel += inv.params()[q].numel;
           ++lr.tensors;
         }
         rows.push_back(lr);
@@ -112,10 +112,10 @@ std::string layers_label(int32_t first, int32_t last) {
 }  // namespace
 
 std::vector<size_t> row_of_params(const Inventory& inv, const ScheduleGrid& g) {
-  std::vector<size_t> out(inv.params.size(), SIZE_MAX), rows;
+  std::vector<size_t> out(inv.params().size(), SIZE_MAX), rows;
   RowIndex index(inv, g.rows);
-  for (size_t i = 0; i < inv.params.size(); ++i) {
-    index.of(inv.params[i], rows);
+  for (size_t i = 0; i < inv.params().size(); ++i) {
+    index.of(inv.params()[i], rows);
     if (!rows.empty()) out[i] = rows.front();
   }
   return out;
@@ -150,9 +150,9 @@ ScheduleGrid build(const CompiledPlan& plan, const std::vector<Time>& times,
   }
   // Each parameter's rows, once: a tied tensor can be in two.
   RowIndex index(inv, g.rows);
-  std::vector<size_t> rows, row1(inv.params.size(), SIZE_MAX), row2(inv.params.size(), SIZE_MAX);
-  for (size_t i = 0; i < inv.params.size(); ++i) {
-    index.of(inv.params[i], rows);
+  std::vector<size_t> rows, row1(inv.params().size(), SIZE_MAX), row2(inv.params().size(), SIZE_MAX);
+  for (size_t i = 0; i < inv.params().size(); ++i) {
+    index.of(inv.params()[i], rows);
     if (!rows.empty()) row1[i] = rows[0];
     if (rows.size() > 1) row2[i] = rows[1];
   }
@@ -177,9 +177,9 @@ ScheduleGrid build(const CompiledPlan& plan, const std::vector<Time>& times,
       auto& v = votes[r];
       auto it = std::find_if(v.begin(), v.end(), [&](const auto& x) { return x.first == by[i]; });
       if (it == v.end()) it = v.insert(v.end(), {by[i], 0});
-      it->second += std::max<int64_t>(1, inv.params[i].numel);
+      it->second += std::max<int64_t>(1, inv.params()[i].numel);
     };
-    for (size_t i = 0; i < inv.params.size(); ++i) {
+    for (size_t i = 0; i < inv.params().size(); ++i) {
       if (row1[i] != SIZE_MAX) vote(row1[i], i);
       if (row2[i] != SIZE_MAX) vote(row2[i], i);
     }

@@ -125,8 +125,8 @@ PlanState Plan::state_at(const Time& t) const {
   s.at = t;
   const Inventory& inv = *impl_->inventory;
   const Selection now = impl_->state_at(t);
-  s.frozen.resize(inv.params.size());
-  for (size_t i = 0; i < inv.params.size(); ++i) {
+  s.frozen.resize(inv.params().size());
+  for (size_t i = 0; i < inv.params().size(); ++i) {
     bool frozen = now.params.test(i);
     s.frozen[i] = frozen;
     ++(frozen ? s.frozen_tensors : s.trainable_tensors);

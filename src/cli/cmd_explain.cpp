@@ -28,7 +28,7 @@ std::function<int()> setup_explain(CLI::App& cmd) {
           return kExitInvalid;
         }
       std::vector<std::string> names;
-      for (const auto& p : inv.params) {
+      for (const auto& p : inv.params()) {
         names.push_back(p.name);
         for (const auto& al : p.aliases) names.push_back(al);
       }

@@ -6,6 +6,7 @@
 #include "analysis/plan_diff.hpp"
 #include "core/format.hpp"
 #include "print/plan_printer.hpp"
+#include "core/json_text.hpp"
 
 namespace layerfreeze::cli {
 
@@ -96,7 +97,7 @@ std::optional<PlanArgs> args_of_lock(const json& lock, std::string& rules_spec,
       return std::nullopt;
     }
     if (format != "layerfreeze.lock/2") {
-      error = "not a layerfreeze lock (format " + format.dump() + ")";
+      error = "not a layerfreeze lock (format " + json_text(format) + ")";
       return std::nullopt;
     }
     if (!lock.at("plan").is_object()) {

@@ -6,6 +6,7 @@
 
 #include "core/hash.hpp"
 #include "core/plan.hpp"
+#include "core/json_text.hpp"
 
 namespace layerfreeze {
 
@@ -26,7 +27,7 @@ json number(double v) {
 std::string structure_digest(const Inventory& inv) {
   Hasher h;
   h.add(static_cast<int64_t>(inv.trunk_layers));
-  for (const auto& p : inv.params) {
+  for (const auto& p : inv.params()) {
     h.add(static_cast<int>(p.role));
     h.add(static_cast<int64_t>(p.layer));
     h.add(static_cast<int64_t>(p.part));
@@ -90,7 +91,7 @@ json unfrozen_groups(const CompiledPlan& plan, const Time& at, const Bitset& ope
       key = {true, *stage->group_lr};
     else if (stage && stage->group_lr_scale)
       key = {false, *stage->group_lr_scale};
-    auto [it, added] = groups.try_emplace(key, plan.inventory->params.size());
+    auto [it, added] = groups.try_emplace(key, plan.inventory->params().size());
     it->second.set(i);
   });
   json out = json::array();
@@ -162,7 +163,7 @@ json canonical_plan(const CompiledPlan& plan) {
   j["format"] = kCanonicalPlanFormat;
   j["model"] = {{"inventory", inv.fingerprint()},
                 {"structure", structure_digest(inv)},
-                {"tensors", inv.params.size()},
+                {"tensors", inv.params().size()},
                 {"expert_slices", plan.slices.size()}};
   json params = json::object();
   for (const auto& [k, v] : plan.params) params[k] = v.to_string();
@@ -232,7 +233,7 @@ json canonical_plan(const CompiledPlan& plan) {
   return j;
 }
 
-std::string canonical_text(const json& canonical) { return canonical.dump(); }
+std::string canonical_text(const json& canonical) { return json_text(canonical); }
 
 std::string fingerprint_of(const std::string& text) {
   Hasher h;

@@ -15,7 +15,7 @@ namespace {
 
 std::string names_list(const Inventory& inv, const std::vector<uint32_t>& idx, size_t max = 5) {
   std::string s;
-  for (size_t i = 0; i < idx.size() && i < max; ++i) s += (i ? ", " : "") + inv.params[idx[i]].name;
+  for (size_t i = 0; i < idx.size() && i < max; ++i) s += (i ? ", " : "") + inv.params()[idx[i]].name;
   if (idx.size() > max) s += ", … (" + std::to_string(idx.size()) + " in all)";
   return s;
 }
@@ -30,7 +30,7 @@ std::vector<std::string> empty_match_notes(const Selector& s, const Inventory& i
   else if (s.kind == Selector::Kind::kRole)
     notes.push_back(inv.source + " has no parameter with role '" + role_name(s.role) + "'");
   if (s.kind == Selector::Kind::kModuleType &&
-      std::all_of(inv.params.begin(), inv.params.end(),
+      std::all_of(inv.params().begin(), inv.params().end(),
                   [](const Param& p) { return p.module_type.empty(); }))
     notes.push_back(
         inv.source +
@@ -64,7 +64,7 @@ std::map<int32_t, std::vector<uint32_t>> progressive_groups(const Inventory& I, 
                                                             std::vector<uint32_t>* loose) {
   std::map<int32_t, std::vector<uint32_t>> by_group;
   sel.for_each([&](size_t i) {
-    const Param& p = I.params[i];
+    const Param& p = I.params()[i];
     int32_t key = p.role == Role::kTower        ? tower_key(p.part)
                   : p.role == Role::kConnector  ? kConnectorKey
                   : p.layer >= 0                ? p.layer
@@ -117,7 +117,7 @@ std::vector<PlanStage> expand_progressive(const Stage& st, const Inventory& I,
     p.loc = st.loc;
     PlanRule pr;
     pr.action = st.action;
-    pr.set.leaf = Bitset(I.params.size());
+    pr.set.leaf = Bitset(I.params().size());
     std::vector<std::string> names;
     for (int64_t g : here)
       for (int64_t k = g * group_size; k < std::min((g + 1) * group_size, n); ++k) {
@@ -180,8 +180,8 @@ class Compiler {
     plan.slices.build(I);
     Resolver res(I, plan.slices, *scope, diags_);
     inv_ = &I;
-    for (size_t i = 0; i < I.params.size(); ++i)
-      if (!I.params[i].aliases.empty()) tied_.push_back(static_cast<uint32_t>(i));
+    for (size_t i = 0; i < I.params().size(); ++i)
+      if (!I.params()[i].aliases.empty()) tied_.push_back(static_cast<uint32_t>(i));
     options(plan, res);
 
     // Pass 1 collects every regex so one RE2::Set per case mode matches all names once.
@@ -271,7 +271,7 @@ class Compiler {
     if (pr.set.is_static()) {
       for (uint32_t i : tied_) {
         if (!pr.set.leaf.test(i)) continue;
-        size_t names = 1 + inv_->params[i].aliases.size();
+        size_t names = 1 + inv_->params()[i].aliases.size();
         for (size_t k = 0; k < names; ++k)
           if (!res.matches_name(r.selector, i, k)) {
             pr.partial_ties.push_back(i);
@@ -370,7 +370,7 @@ class Compiler {
         diags_.error("progressive-partial",
                      "a progressive stage opens whole tensors, but its selector takes only some "
                      "experts of the fused tensor '" +
-                         I.params[i].name + "'",
+                         I.params()[i].name + "'",
                      st.loc, {"select whole layers here, and cut experts with a stage's rules"});
         return {};
       }
@@ -417,8 +417,8 @@ class Compiler {
     for (const auto& st : plan.stages)
       if (st.period == 0)
         for (const auto& r : st.rules) order.push_back(&r);
-    for (size_t i = 0; i < I.params.size(); ++i) {
-      const Param& p = I.params[i];
+    for (size_t i = 0; i < I.params().size(); ++i) {
+      const Param& p = I.params()[i];
       if (p.aliases.empty()) continue;
       bool frozen = false;
       for (const PlanRule* r : order) {
@@ -442,8 +442,8 @@ class Compiler {
       }
     }
     std::vector<uint32_t> other_idx;
-    for (size_t i = 0; i < I.params.size(); ++i)
-      if (I.params[i].role == Role::kOther) other_idx.push_back(static_cast<uint32_t>(i));
+    for (size_t i = 0; i < I.params().size(); ++i)
+      if (I.params()[i].role == Role::kOther) other_idx.push_back(static_cast<uint32_t>(i));
     if (!other_idx.empty() && !I.layers.empty()) {
       Diagnostic d;
       d.severity = Severity::kWarning;

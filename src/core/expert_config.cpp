@@ -153,7 +153,7 @@ std::optional<ExpertConfig> read_expert_config(const std::string& path, const st
   // Against the model: layers that exist and hold experts, indices below the expert count.
   const int32_t L = inv.num_layers();
   std::vector<bool> moe(static_cast<size_t>(std::max(L, 0)), false);
-  for (const auto& q : inv.params)
+  for (const auto& q : inv.params())
     if (q.layer >= 0 && q.layer < L && q.role == Role::kLayer &&
         (q.expert_part == ExpertPart::kRouted || q.expert_part == ExpertPart::kFused))
       moe[static_cast<size_t>(q.layer)] = true;

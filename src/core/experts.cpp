@@ -1,5 +1,7 @@
 #include "core/experts.hpp"
 
+#include "core/inventory_builder.hpp"
+
 #include <fmt/format.h>
 #include <re2/re2.h>
 
@@ -93,8 +95,10 @@ class ExpertKeys {
 }  // namespace
 
 void discover_experts(Inventory& inv, const DiscoveryPatterns& patterns, Diagnostics& diags) {
+  InventoryBuilder build(inv);
+  std::vector<Param>& params = build.annotations();
   if (inv.num_experts > 0)  // discovery ran before (overrides): start from nothing
-    for (auto& p : inv.params) {
+    for (auto& p : params) {
       p.expert_part = ExpertPart::kNone;
       p.expert = -1;
     }
@@ -116,7 +120,7 @@ void discover_experts(Inventory& inv, const DiscoveryPatterns& patterns, Diagnos
     const auto& members = inv.layers[static_cast<size_t>(l)].params;
     bool moe = false;
     for (uint32_t i : members) {
-      Param& p = inv.params[i];
+      Param& p = params[i];
       if (p.role != Role::kLayer) continue;
       if (auto e = keys.routed_index(p.name)) {
         p.expert_part = ExpertPart::kRouted;
@@ -131,7 +135,7 @@ void discover_experts(Inventory& inv, const DiscoveryPatterns& patterns, Diagnos
     if (!moe) continue;
     any = true;
     for (uint32_t i : members) {
-      Param& p = inv.params[i];
+      Param& p = params[i];
       if (p.role != Role::kLayer || p.expert_part != ExpertPart::kNone) continue;
       if (matches(shared, p.name)) {
         p.expert_part = ExpertPart::kShared;
@@ -159,7 +163,7 @@ void discover_experts(Inventory& inv, const DiscoveryPatterns& patterns, Diagnos
                     highest, inv.num_experts, inv.config_experts > 0 ? "config" : "router"));
   // A fused tensor holds every expert along its first dimension; one that does not is not fused.
   std::vector<std::string> not_fused;
-  for (auto& p : inv.params)
+  for (auto& p : params)
     if (p.expert_part == ExpertPart::kFused && p.shape_known && !p.shape.empty() &&
         p.shape[0] != inv.num_experts) {
       p.expert_part = ExpertPart::kNone;
@@ -178,7 +182,7 @@ std::string describe_layer_experts(const Inventory& inv, size_t layer) {
   size_t fused = 0;
   bool shared = false, router = false;
   for (uint32_t i : inv.layers[layer].params) {
-    const Param& p = inv.params[i];
+    const Param& p = inv.params()[i];
     switch (p.expert_part) {
       case ExpertPart::kRouted: routed.insert(p.expert); break;
       case ExpertPart::kFused: ++fused; break;

@@ -69,29 +69,29 @@ std::string Param::leaf() const {
 }
 
 uint32_t Inventory::add(Param p) {
-  uint32_t i = static_cast<uint32_t>(params.size());
-  params.push_back(std::move(p));
-  const uint32_t n = static_cast<uint32_t>(params[i].aliases.size());
-  for (uint32_t k = 0; k <= n; ++k) index_.insert(params, i, k);
+  uint32_t i = static_cast<uint32_t>(params_.size());
+  params_.push_back(std::move(p));
+  const uint32_t n = static_cast<uint32_t>(params_[i].aliases.size());
+  for (uint32_t k = 0; k <= n; ++k) index_.insert(params_, i, k);
   return i;
 }
 
 void Inventory::append(std::vector<Param> more) {
-  const uint32_t first = static_cast<uint32_t>(params.size());
-  if (params.empty()) {
-    params = std::move(more);
+  const uint32_t first = static_cast<uint32_t>(params_.size());
+  if (params_.empty()) {
+    params_ = std::move(more);
   } else {
-    params.reserve(params.size() + more.size());
-    for (auto& p : more) params.push_back(std::move(p));
+    params_.reserve(params_.size() + more.size());
+    for (auto& p : more) params_.push_back(std::move(p));
   }
-  index_.insert_from(params, first);
+  index_.insert_from(params_, first);
 }
 
 bool Inventory::add_alias(const std::string& canonical, const std::string& alias) {
   auto i = find(canonical);
   if (!i || find(alias)) return false;
-  params[*i].aliases.push_back(alias);
-  index_.insert(params, *i, static_cast<uint32_t>(params[*i].aliases.size()));
+  params_[*i].aliases.push_back(alias);
+  index_.insert(params_, *i, static_cast<uint32_t>(params_[*i].aliases.size()));
   return true;
 }
 
@@ -102,11 +102,11 @@ bool Inventory::tie(const std::string& canonical, const std::string& alias) {
   if (a && *a == *c) return true;
   if (!a) return add_alias(canonical, alias);
   // A tensor stored under the alias too (a checkpoint that saved both names): one tensor.
-  Param merged = std::move(params[*a]);
-  std::string keep = params[*c].name;
-  params.erase(params.begin() + *a);
+  Param merged = std::move(params_[*a]);
+  std::string keep = params_[*c].name;
+  params_.erase(params_.begin() + *a);
   reindex();
-  Param& p = params[*find(keep)];
+  Param& p = params_[*find(keep)];
   p.aliases.push_back(merged.name);
   for (auto& x : merged.aliases) p.aliases.push_back(std::move(x));
   reindex();
@@ -114,28 +114,28 @@ bool Inventory::tie(const std::string& canonical, const std::string& alias) {
 }
 
 std::optional<uint32_t> Inventory::find(std::string_view name) const {
-  return index_.find(params, name);
+  return index_.find(params_, name);
 }
 
 bool Inventory::shapes_known() const {
-  return std::all_of(params.begin(), params.end(), [](const Param& p) { return p.shape_known; });
+  return std::all_of(params_.begin(), params_.end(), [](const Param& p) { return p.shape_known; });
 }
 
 int64_t Inventory::total_numel() const {
   int64_t n = 0;
-  for (const auto& p : params) n += p.numel;
+  for (const auto& p : params_) n += p.numel;
   return n;
 }
 
 int64_t Inventory::total_bytes() const {
   int64_t n = 0;
-  for (const auto& p : params) n += p.bytes();
+  for (const auto& p : params_) n += p.bytes();
   return n;
 }
 
 size_t Inventory::num_names() const {
   size_t n = 0;
-  for (const auto& p : params) n += 1 + p.aliases.size();
+  for (const auto& p : params_) n += 1 + p.aliases.size();
   return n;
 }
 
@@ -217,30 +217,30 @@ void Inventory::sort_natural() {
   // parameter is moved once (a Param is large to move around).
   // The keys live in one buffer.
   std::string buffer;
-  std::vector<size_t> ends(params.size());
-  for (size_t i = 0; i < params.size(); ++i) {
-    append_natural_key(buffer, params[i].name);
+  std::vector<size_t> ends(params_.size());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    append_natural_key(buffer, params_[i].name);
     ends[i] = buffer.size();
   }
   auto key = [&](uint32_t i) {
     const size_t begin = i == 0 ? 0 : ends[i - 1];
     return std::string_view(buffer).substr(begin, ends[i] - begin);
   };
-  std::vector<uint32_t> order(params.size());
+  std::vector<uint32_t> order(params_.size());
   for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(),
                    [&](uint32_t x, uint32_t y) { return key(x) < key(y); });
   std::vector<Param> sorted;
-  sorted.reserve(params.size());
-  for (uint32_t i : order) sorted.push_back(std::move(params[i]));
-  params = std::move(sorted);
+  sorted.reserve(params_.size());
+  for (uint32_t i : order) sorted.push_back(std::move(params_[i]));
+  params_ = std::move(sorted);
   registration_order = false;
   reindex();
 }
 
 void Inventory::reindex() {
   index_.clear();
-  index_.insert_from(params, 0);
+  index_.insert_from(params_, 0);
 }
 
 namespace {
@@ -343,7 +343,7 @@ std::optional<uint32_t> Inventory::NameIndex::find(const std::vector<Param>& par
 
 std::string Inventory::fingerprint() const {
   Hasher h;
-  for (const auto& p : params) {
+  for (const auto& p : params_) {
     h.add(p.name);
     for (const auto& a : p.aliases) h.add(a);
     h.add(p.shape_known ? 1 : 0);

@@ -1,5 +1,6 @@
 #include "core/layer_discovery.hpp"
 #include "core/experts.hpp"
+#include "core/inventory_builder.hpp"
 #include "core/regex.hpp"
 
 #include <re2/re2.h>
@@ -119,11 +120,11 @@ void order_towers_by_input(Inventory& inv, ModalitySplit& split, std::vector<int
   const size_t T = inv.towers.size();
   if (T < 2) return;
   std::vector<bool> reads_input(T, false);
-  for (size_t i = 0; i < inv.params.size(); ++i) {
+  for (size_t i = 0; i < inv.params().size(); ++i) {
     int32_t t = split.param_tower[i];
     if (t < 0 || in_layer(i) || reads_input[static_cast<size_t>(t)]) continue;
     for (const auto& re : emb_res)
-      if (re && RE2::FullMatch(inv.params[i].name, *re)) reads_input[static_cast<size_t>(t)] = true;
+      if (re && RE2::FullMatch(inv.params()[i].name, *re)) reads_input[static_cast<size_t>(t)] = true;
   }
   std::vector<int32_t> order(T);
   for (size_t t = 0; t < T; ++t) order[t] = static_cast<int32_t>(t);
@@ -158,9 +159,9 @@ void order_by_data_flow(Inventory& inv, IsEmbedding is_embedding) {
     int64_t part, rank, layer;
   };
   const int64_t T = static_cast<int64_t>(inv.towers.size());
-  std::vector<Key> keys(inv.params.size());
-  for (size_t i = 0; i < inv.params.size(); ++i) {
-    const Param& p = inv.params[i];
+  std::vector<Key> keys(inv.params().size());
+  for (size_t i = 0; i < inv.params().size(); ++i) {
+    const Param& p = inv.params()[i];
     switch (p.role) {
       case Role::kTower:
         keys[i] = {p.part, p.layer >= 0 ? 1 : is_embedding(p.name) ? 0 : 2, p.layer};
@@ -172,7 +173,7 @@ void order_by_data_flow(Inventory& inv, IsEmbedding is_embedding) {
       case Role::kHead: keys[i] = {T + 1, 2, 0}; break;
     }
   }
-  std::vector<uint32_t> order(inv.params.size());
+  std::vector<uint32_t> order(inv.params().size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<uint32_t>(i);
   std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
     const Key &x = keys[a], &y = keys[b];
@@ -180,7 +181,7 @@ void order_by_data_flow(Inventory& inv, IsEmbedding is_embedding) {
   });
   std::vector<uint32_t> new_index(order.size());
   for (size_t k = 0; k < order.size(); ++k) new_index[order[k]] = static_cast<uint32_t>(k);
-  inv.permute(order);
+  InventoryBuilder(inv).permute(order);
   for (auto& l : inv.layers) {
     for (auto& q : l.params) q = new_index[q];
     std::sort(l.params.begin(), l.params.end());
@@ -215,7 +216,7 @@ namespace {
 class Discovery {
  public:
   Discovery(Inventory& inv, const DiscoveryPatterns& patterns, Diagnostics& diags)
-      : inv_(inv), patterns_(patterns), diags_(diags), hits_(inv.params.size()) {}
+      : inv_(inv), edit_(inv), patterns_(patterns), diags_(diags), hits_(inv.params().size()) {}
 
   void run() {
     reset();
@@ -250,7 +251,7 @@ class Discovery {
     inv_.towers.clear();
     inv_.connectors.clear();
     inv_.trunk_layers = 0;
-    for (auto& p : inv_.params) p.part = -1;
+    for (auto& p : edit_.annotations()) p.part = -1;
     for (const auto& p : patterns_.layers)
       layer_res_.push_back(compile_pattern(p, "layer", diags_));
     for (const auto& p : patterns_.embeddings)
@@ -275,8 +276,8 @@ class Discovery {
   // across thousands of names: the per-name work is a scan and a hash lookup.
   void match_keys() {
     std::string buf;  // reused: no allocation per name once it has grown
-    for (size_t i = 0; i < inv_.params.size(); ++i) {
-      const std::string& name = inv_.params[i].name;
+    for (size_t i = 0; i < inv_.params().size(); ++i) {
+      const std::string& name = inv_.params()[i].name;
       // The candidates of candidates_of(), outermost first, stopping at the first match.
       for (size_t start = 0, end; start < name.size(); start = end + 1) {
         end = name.find('.', start);
@@ -302,7 +303,7 @@ class Discovery {
   void fallback() {
     std::vector<Candidate> cands;
     std::map<std::string, std::vector<int64_t>> indices;
-    for (const auto& p : inv_.params) {
+    for (const auto& p : inv_.params()) {
       candidates_of(p.name, cands);
       if (!cands.empty() && cands[0].key.find('.') != std::string::npos)
         indices[cands[0].key].push_back(cands[0].index);
@@ -324,8 +325,8 @@ class Discovery {
       return;
     }
     int32_t id = key_id(best);
-    for (size_t i = 0; i < inv_.params.size(); ++i) {
-      candidates_of(inv_.params[i].name, cands);
+    for (size_t i = 0; i < inv_.params().size(); ++i) {
+      candidates_of(inv_.params()[i].name, cands);
       if (!cands.empty() && cands[0].key == best) hits_[i] = Hit{id, cands[0].index};
     }
     inv_.notes.push_back("no discovery pattern matched; the repeated container '" +
@@ -476,8 +477,8 @@ class Discovery {
     std::vector<size_t> stack_first;
   };
   Positions positions() const {
-    Positions pos{inv_.params.size(), 0,
-                  std::vector<size_t>(inv_.stacks.size(), inv_.params.size())};
+    Positions pos{inv_.params().size(), 0,
+                  std::vector<size_t>(inv_.stacks.size(), inv_.params().size())};
     for (size_t i = 0; i < hits_.size(); ++i) {
       if (hits_[i].key < 0 || !trunk_param(i)) continue;
       pos.first_layer = std::min(pos.first_layer, i);
@@ -491,7 +492,7 @@ class Discovery {
 
   // The role of trunk parameter `i` outside the layers: names, then position.
   Role outside_role(size_t i, const Positions& pos) const {
-    const std::string& name = inv_.params[i].name;
+    const std::string& name = inv_.params()[i].name;
     if (auto r = name_role(name)) return *r;
     if (auto n = stack_norm(name)) return *n;
     if (int32_t st = inner_stack_of(name); st >= 0)
@@ -509,8 +510,8 @@ class Discovery {
   void assign_roles() {
     const Positions pos = positions();
     int32_t running_max_layer = -1;
-    for (size_t i = 0; i < inv_.params.size(); ++i) {
-      Param& p = inv_.params[i];
+    for (size_t i = 0; i < inv_.params().size(); ++i) {
+      Param& p = edit_.annotate(static_cast<uint32_t>(i));
       p.layer = -1;
       p.anchor_layer = -1;
       if (hits_[i].key >= 0) {
@@ -559,6 +560,7 @@ class Discovery {
   }
 
   Inventory& inv_;
+  InventoryBuilder edit_;  // annotates inv_ (roles, layers, parts)
   const DiscoveryPatterns& patterns_;
   Diagnostics& diags_;
   std::vector<std::unique_ptr<RE2>> layer_res_, emb_res_, head_res_;

@@ -101,7 +101,7 @@ Selection DynamicSet::eval(int64_t period, const Inventory& inv, const SliceTabl
         size_t j = static_cast<size_t>(i) + static_cast<size_t>(splitmix64(x) % span);
         std::swap(p[static_cast<size_t>(i)], p[j]);
       }
-      Bitset b(inv.params.size());
+      Bitset b(inv.params().size());
       for (int64_t i = 0; i < k; ++i)
         for (uint32_t q : inv.layers[p[static_cast<size_t>(i)]].params) b.set(q);
       b &= mask;
@@ -115,9 +115,9 @@ Selection DynamicSet::eval(int64_t period, const Inventory& inv, const SliceTabl
 void SliceTable::build(const Inventory& inv) {
   params.clear();
   first.assign(1, 0);
-  slot.assign(inv.params.size(), -1);
-  for (size_t i = 0; i < inv.params.size(); ++i) {
-    const Param& p = inv.params[i];
+  slot.assign(inv.params().size(), -1);
+  for (size_t i = 0; i < inv.params().size(); ++i) {
+    const Param& p = inv.params()[i];
     if (p.expert_part != ExpertPart::kFused || !p.shape_known || p.shape.empty() || p.shape[0] <= 0)
       continue;
     slot[i] = static_cast<int32_t>(params.size());
@@ -165,12 +165,12 @@ std::vector<int32_t> SliceTable::experts_in(uint32_t i, const Bitset& slices) co
 int64_t CompiledPlan::frozen_numel(const Selection& s) const {
   int64_t n = 0;
   const Inventory& inv = *inventory;
-  s.params.for_each([&](size_t i) { n += inv.params[i].numel; });
+  s.params.for_each([&](size_t i) { n += inv.params()[i].numel; });
   for (size_t k = 0; k < slices.params.size(); ++k) {
     const uint32_t i = slices.params[k];
     if (s.params.test(i)) continue;
     int64_t c = slices.count(i, s.slices);
-    if (c > 0) n += inv.params[i].numel / slices.experts(k) * c;
+    if (c > 0) n += inv.params()[i].numel / slices.experts(k) * c;
   }
   return n;
 }
@@ -178,7 +178,7 @@ int64_t CompiledPlan::frozen_numel(const Selection& s) const {
 void CompiledPlan::finalize() {
   const Inventory& inv = *inventory;
   if (slices.first.empty()) slices.build(inv);
-  initial_state_ = {Bitset(inv.params.size()), Bitset(slices.size())};
+  initial_state_ = {Bitset(inv.params().size()), Bitset(slices.size())};
   for (const auto& r : initial) apply(r, initial_state_, 0, inv, slices);
   prefix_.clear();
   prefix_.push_back(initial_state_);
@@ -245,7 +245,7 @@ Selection CompiledPlan::state_at(const Time& t) const {
 
 std::vector<const PlanRule*> CompiledPlan::deciders_at(const Time& t) const {
   const Inventory& inv = *inventory;
-  std::vector<const PlanRule*> by(inv.params.size(), nullptr);
+  std::vector<const PlanRule*> by(inv.params().size(), nullptr);
   auto mark = [&](const PlanRule& r, int64_t period) {
     Selection s = r.set.eval(period, inv, slices);
     s.params.for_each([&](size_t i) { by[i] = &r; });
@@ -262,7 +262,7 @@ std::vector<const PlanRule*> CompiledPlan::deciders_at(const Time& t) const {
 
 double CompiledPlan::lr_scale(size_t i) const {
   if (options.lr_decay == 1.0) return 1.0;
-  const Param& p = inventory->params[i];
+  const Param& p = inventory->params()[i];
   const int32_t L = inventory->num_layers();
   int32_t layer = p.role == Role::kLayer ? p.layer : p.role == Role::kOther ? p.anchor_layer : -2;
   // Depth below the head along the data flow: layers, embeddings, connectors, towers.

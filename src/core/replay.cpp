@@ -9,7 +9,7 @@ bool at_or_before(const Time& a, const Time& b) {
 void Replay::start(StateSink& sink) {
   cursor_.seek({0, 0});
   const Bitset& f = cursor_.frozen();
-  const size_t n = plan_->inventory->params.size();
+  const size_t n = plan_->inventory->params().size();
   try {
     for (size_t i = 0; i < n; ++i) {
       if (f.test(i))

@@ -24,10 +24,10 @@ namespace layerfreeze {
 
 Resolver::Resolver(const Inventory& inv, const SliceTable& slices, const Scope& scope,
                    Diagnostics& diags)
-    : inv_(inv), slices_(slices), scope_(scope), diags_(diags), n_(inv.params.size()) {
+    : inv_(inv), slices_(slices), scope_(scope), diags_(diags), n_(inv.params().size()) {
   for (int r = 0; r < kNumRoles; ++r) roles_[r] = Bitset(n_);
   for (size_t i = 0; i < n_; ++i) {
-    const Param& p = inv.params[i];
+    const Param& p = inv.params()[i];
     roles_[static_cast<int>(p.role)].set(i);
     for (Role ar : p.alias_roles) roles_[static_cast<int>(ar)].set(i);
   }
@@ -88,7 +88,7 @@ void Resolver::match_all() {
       std::vector<int> hits;
       RE2::Set::ErrorInfo info;
       for (size_t i = begin; i < end; ++i) {
-        const Param& p = inv_.params[i];
+        const Param& p = inv_.params()[i];
         auto run = [&](const std::string& name) {
           hits.clear();
           if (set.Match(name, &hits, &info)) {
@@ -124,7 +124,7 @@ DynamicSet Resolver::resolve(const Selector& s) {
 }
 
 bool Resolver::matches_name(const Selector& s, size_t i, size_t k) {
-  const Param& p = inv_.params[i];
+  const Param& p = inv_.params()[i];
   const std::string& name = k == 0 ? p.name : p.aliases[k - 1];
   bool hit = false;
   switch (s.kind) {
@@ -476,7 +476,7 @@ DynamicSet Resolver::resolve_module_type(const Selector& s) {
   }
   std::unordered_map<std::string_view, bool> cache;
   for (size_t i = 0; i < n_; ++i) {
-    const std::string& t = inv_.params[i].module_type;
+    const std::string& t = inv_.params()[i].module_type;
     if (t.empty()) continue;
     auto c = cache.find(std::string_view(t));
     if (c == cache.end()) {
@@ -499,7 +499,7 @@ DynamicSet Resolver::resolve_leaf(const Selector& s) {
     return d == std::string::npos ? std::string_view(n) : std::string_view(n).substr(d + 1);
   };
   for (size_t i = 0; i < n_; ++i) {
-    const Param& p = inv_.params[i];
+    const Param& p = inv_.params()[i];
     bool hit = want.count(leaf_of(p.name)) > 0;
     for (const auto& a : p.aliases) hit = hit || want.count(leaf_of(a)) > 0;
     if (hit) b.set(i);
@@ -548,7 +548,7 @@ DynamicSet Resolver::resolve_random(const Selector& s) {
   }
   std::set<int32_t> pool;
   d.mask.for_each([&](size_t i) {
-    if (inv_.params[i].layer >= 0) pool.insert(inv_.params[i].layer);
+    if (inv_.params()[i].layer >= 0) pool.insert(inv_.params()[i].layer);
   });
   d.pool.assign(pool.begin(), pool.end());
   auto count = eval_int(s.amount, "'count'");
@@ -627,7 +627,7 @@ DynamicSet Resolver::resolve_experts(const Selector& s) {
     return it == by_layer->end() ? nullptr : &it->second;
   };
   for (size_t i = 0; i < n_; ++i) {
-    const Param& p = inv_.params[i];
+    const Param& p = inv_.params()[i];
     if (p.role != Role::kLayer || (within && !within->test(i))) continue;
     if (p.expert_part == ExpertPart::kRouted) {
       const auto* list = experts_of(p.layer);
@@ -647,7 +647,7 @@ DynamicSet Resolver::resolve_experts(const Selector& s) {
 DynamicSet Resolver::resolve_expert_part(const Selector& s) {
   Bitset b(n_);
   for (size_t i = 0; i < n_; ++i)
-    if (inv_.params[i].expert_part == s.part) b.set(i);
+    if (inv_.params()[i].expert_part == s.part) b.set(i);
   return leaf(std::move(b));
 }
 

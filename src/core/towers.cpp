@@ -150,19 +150,19 @@ ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCand
 
   // 1. What every name's module paths match.
   PrefixMatcher matcher(towers, connectors);
-  const size_t n = inv.params.size();
+  const size_t n = inv.params().size();
   std::vector<PathMatch> matches(n);
   std::vector<std::string> tower_roots, connector_roots;  // distinct, in parameter order
   std::map<std::string, int> tower_pattern_of, connector_pattern_of;
   for (size_t i = 0; i < n; ++i) {
-    matches[i] = matcher.match(inv.params[i].name);
+    matches[i] = matcher.match(inv.params()[i].name);
     const PathMatch& m = matches[i];
     if (m.connector_pattern >= 0) {
-      std::string root = inv.params[i].name.substr(0, m.connector_len);
+      std::string root = inv.params()[i].name.substr(0, m.connector_len);
       if (connector_pattern_of.emplace(root, m.connector_pattern).second)
         connector_roots.push_back(root);
     } else if (m.tower_pattern >= 0) {
-      std::string root = inv.params[i].name.substr(0, m.tower_len);
+      std::string root = inv.params()[i].name.substr(0, m.tower_len);
       if (tower_pattern_of.emplace(root, m.tower_pattern).second) tower_roots.push_back(root);
     }
   }
@@ -270,7 +270,7 @@ ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCand
   out.param_tower.assign(n, -1);
   out.param_connector.assign(n, -1);
   for (size_t i = 0; i < n; ++i) {
-    const std::string& name = inv.params[i].name;
+    const std::string& name = inv.params()[i].name;
     if (matches[i].connector_pattern >= 0) {
       out.param_connector[i] = connector_index.at(name.substr(0, matches[i].connector_len));
       continue;

@@ -166,7 +166,7 @@ struct GradientSync::Impl {
     const at::Tensor& g = p.grad();
     if (g.defined() && g.layout() != at::kStrided)
       fail("distributed-setup",
-           "'" + executor->inventory().params[b.members[k]].name +
+           "'" + executor->inventory().params()[b.members[k]].name +
                "' has a sparse gradient; GradientSync averages dense gradients only",
            {"construct the embedding without sparse gradients (EmbeddingOptions::sparse(false))"});
     if (g.defined())

@@ -51,7 +51,7 @@ class Importer {
   Importer(const std::string& file, const Inventory* model, Diagnostics& d, double base_max_lr)
       : r_(file, d), model_(model), base_max_lr_(base_max_lr) {
     if (model_)
-      for (const auto& p : model_->params) {
+      for (const auto& p : model_->params()) {
         names_.insert(p.name);
         for (const auto& a : p.aliases) names_.insert(a);
       }

@@ -29,7 +29,7 @@ std::string state_word(const CompiledPlan& plan, const Selection& s, uint32_t i)
 std::string explain_text(const CompiledPlan& plan, uint32_t index, const Time& t,
                          const Time& horizon) {
   const Inventory& inv = *plan.inventory;
-  const Param& p = inv.params[index];
+  const Param& p = inv.params()[index];
   std::ostringstream o;
   o << p.name;
   for (const auto& a : p.aliases) o << " = " << a;
@@ -148,11 +148,11 @@ std::string diff_text(const CompiledPlan& a, const CompiledPlan& b, const Time& 
         by_layer;  // layer -> (frozen only in A, only in B)
     std::vector<std::string> loose;
     size_t count = 0;
-    for (size_t i = 0; i < inv.params.size(); ++i) {
+    for (size_t i = 0; i < inv.params().size(); ++i) {
       bool x = fa.test(i), y = fb.test(i);
       if (x == y) continue;
       ++count;
-      const Param& p = inv.params[i];
+      const Param& p = inv.params()[i];
       if (p.layer >= 0)
         (x ? by_layer[p.layer].first : by_layer[p.layer].second)++;
       else

@@ -20,7 +20,7 @@ void header_text(std::ostream& o, const Inventory& inv) {
   o << "model: " << inv.source;
   if (!inv.model_type.empty()) o << " (" << inv.model_type << ")";
   o << "\n";
-  o << "tensors: " << with_commas(static_cast<int64_t>(inv.params.size())) << " ("
+  o << "tensors: " << with_commas(static_cast<int64_t>(inv.params().size())) << " ("
     << inv.num_names() << " names)";
   if (shapes)
     o << " · parameters: " << with_commas(inv.total_numel()) << " ("
@@ -84,7 +84,7 @@ void experts_text(std::ostream& o, const Inventory& inv) {
   size_t moe = 0, routed = 0, fused = 0, shared = 0, routers = 0;
   for (size_t l = 0; l < static_cast<size_t>(inv.num_layers()); ++l)
     if (!describe_layer_experts(inv, l).empty()) ++moe;
-  for (const auto& p : inv.params) {
+  for (const auto& p : inv.params()) {
     routed += p.expert_part == ExpertPart::kRouted;
     fused += p.expert_part == ExpertPart::kFused;
     shared += p.expert_part == ExpertPart::kShared;
@@ -112,7 +112,7 @@ void roles_text(std::ostream& o, const Inventory& inv) {
     int64_t numel = 0;
     std::string names;
     size_t listed = 0;
-    for (const auto& p : inv.params) {
+    for (const auto& p : inv.params()) {
       bool hit = p.role == r;
       if (!hit) continue;
       ++n;
@@ -133,7 +133,7 @@ void roles_text(std::ostream& o, const Inventory& inv) {
 
 void ties_and_non_parameters_text(std::ostream& o, const Inventory& inv) {
   bool any_tied = false;
-  for (const auto& p : inv.params) {
+  for (const auto& p : inv.params()) {
     if (p.aliases.empty()) continue;
     if (!any_tied) o << "tied:\n";
     any_tied = true;
@@ -190,7 +190,7 @@ void per_layer_text(std::ostream& o, const Inventory& inv) {
 
 void parameters_text(std::ostream& o, const Inventory& inv) {
   o << "parameters:\n";
-  for (const auto& p : inv.params) {
+  for (const auto& p : inv.params()) {
     o << "  " << p.name << "  ";
     if (p.shape_known) {
       o << "[";
@@ -260,7 +260,7 @@ std::string inventory_json(const Inventory& inv) {
       .field("registration_order", inv.registration_order);
   j.field("num_layers", inv.num_layers()).key("numel");
   inv.shapes_known() ? j.value(inv.total_numel()) : j.null();
-  j.field("parameters", inv.params.size());
+  j.field("parameters", inv.params().size());
   if (!inv.config.empty()) j.field("config", inv.config);
   if (!inv.family.empty()) j.field("family", inv.family);
   if (!inv.quantization.empty()) j.field("quantization", inv.quantization);
@@ -274,7 +274,7 @@ std::string inventory_json(const Inventory& inv) {
   j.end_object();
   structure_json(j, inv);
   j.key("params").begin_array();
-  for (const auto& p : inv.params) {
+  for (const auto& p : inv.params()) {
     j.begin_object().field("name", p.name).key("shape");
     p.shape_known ? j.ints(p.shape) : j.null();
     j.key("dtype");

@@ -7,6 +7,34 @@
 
 namespace layerfreeze {
 
+Utf8Scan utf8_scan(std::string_view s, size_t i) {
+  auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = byte(i);
+  if (c < 0x80) return {1, true};
+  // The second byte's range depends on the first (RFC 3629, section 4).
+  size_t len = 0;
+  unsigned char lo = 0x80, hi = 0xBF;
+  if (c >= 0xC2 && c <= 0xDF) {
+    len = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    if (c == 0xE0) lo = 0xA0;  // no overlong forms
+    if (c == 0xED) hi = 0x9F;  // no surrogates
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    if (c == 0xF0) lo = 0x90;  // no overlong forms
+    if (c == 0xF4) hi = 0x8F;  // nothing above U+10FFFF
+  } else {
+    return {1, false};
+  }
+  size_t k = 1;
+  for (; k < len && i + k < s.size(); ++k) {
+    const unsigned char b = byte(i + k);
+    if (k == 1 ? (b < lo || b > hi) : (b & 0xC0) != 0x80) break;
+  }
+  return {k, k == len};
+}
+
 void append_json_quoted(std::string& o, std::string_view s) {
   o.push_back('"');
   for (size_t i = 0; i < s.size(); ++i) {
@@ -27,22 +55,23 @@ void append_json_quoted(std::string& o, std::string_view s) {
       case '\n': o += "\\n"; continue;
       case '\r': o += "\\r"; continue;
       case '\t': o += "\\t"; continue;
+      case '\b': o += "\\b"; continue;
+      case '\f': o += "\\f"; continue;
       default: break;
     }
     if (c < 0x20) {
       fmt::format_to(std::back_inserter(o), "\\u{:04x}", c);
       continue;
     }
-    // Copy a valid UTF-8 sequence; replace anything else.
-    int len = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    bool ok = len > 0 && i + static_cast<size_t>(len) <= s.size();
-    for (int k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) >> 6) == 2;
-    if (ok) {
-      o.append(s.data() + i, static_cast<size_t>(len));
-      i += static_cast<size_t>(len) - 1;
-    } else {
+    // Copy a well-formed UTF-8 sequence (RFC 3629: no overlong forms, no surrogates, nothing
+    // above U+10FFFF); replace anything else with U+FFFD, one for each maximal ill-formed part
+    // (Unicode's practice, and nlohmann-json's `replace`), so both writers write the same.
+    const Utf8Scan u = utf8_scan(s, i);
+    if (u.well_formed)
+      o.append(s.data() + i, u.bytes);
+    else
       o += "\xEF\xBF\xBD";
-    }
+    i += u.bytes - 1;
   }
   o.push_back('"');
 }

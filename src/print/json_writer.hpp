@@ -48,7 +48,16 @@ class JsonWriter {
   bool after_key_ = false;
 };
 
-/// `s` as a JSON string literal, with quotes; invalid UTF-8 bytes become U+FFFD.
+/// What starts at s[i]: a well-formed UTF-8 sequence of `bytes` (1 to 4), or an ill-formed part
+/// of `bytes` (the longest start of a sequence that could still have been well-formed, at least
+/// one byte) that a writer replaces with one U+FFFD.
+struct Utf8Scan {
+  size_t bytes = 1;
+  bool well_formed = true;
+};
+Utf8Scan utf8_scan(std::string_view s, size_t i);
+/// `s` as a JSON string literal, with quotes; a byte that is not part of well-formed UTF-8
+/// becomes U+FFFD, as in every JSON layerfreeze writes (core/json_text.hpp for the other writer).
 std::string json_quote(std::string_view s);
 /// The same, appended to `out`.
 void append_json_quoted(std::string& out, std::string_view s);

@@ -38,8 +38,8 @@ ModuleTable module_table(const Inventory& inv, const std::vector<bool>& frozen, 
   ModuleTable t;
   t.model_type = inv.model_type;
   std::map<std::string, size_t> index;
-  for (size_t i = 0; i < inv.params.size(); ++i) {
-    const Param& p = inv.params[i];
+  for (size_t i = 0; i < inv.params().size(); ++i) {
+    const Param& p = inv.params()[i];
     std::string path = p.module_path().empty() ? p.name : p.module_path();
     std::string key;
     for (int d = 0, start = 0; d < max_depth; ++d) {

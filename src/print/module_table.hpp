@@ -21,7 +21,7 @@ struct ModuleTable {
   int64_t bytes = 0;  // of all parameters, as stored
 };
 
-/// One row per module path cut to `max_depth` parts; `frozen[i]` tells about inv.params[i].
+/// One row per module path cut to `max_depth` parts; `frozen[i]` tells about inv.params()[i].
 ModuleTable module_table(const Inventory& inv, const std::vector<bool>& frozen, int max_depth);
 
 /// The table as text, 73 columns wide.

@@ -13,6 +13,7 @@
 #include "print/plan_printer.hpp"
 #include "print/plan_svg.hpp"
 #include "print/report_assets.hpp"
+#include "core/json_text.hpp"
 
 namespace layerfreeze {
 
@@ -140,7 +141,7 @@ void report_entries(const std::vector<ReportSide>& sides, json& rules, json& ent
                      {"action", r->action == Action::kFreeze ? "freeze" : "unfreeze"}});
     return rule_index[r] = static_cast<int>(rules.size()) - 1;
   };
-  const size_t n = inv.params.size(), cols = g.columns.size(), width = cols * sides.size();
+  const size_t n = inv.params().size(), cols = g.columns.size(), width = cols * sides.size();
   auto rows = row_of_params(inv, g);
   // Parameters with the same name template, row and history (each side's state and deciding
   // rule at each column) form a group, in first-seen order.
@@ -168,7 +169,7 @@ void report_entries(const std::vector<ReportSide>& sides, json& rules, json& ent
         decided[at] = last_index;
       }
     }
-    key = name_template(inv.params[i].name, numbers);
+    key = name_template(inv.params()[i].name, numbers);
     const size_t tlen = key.size();
     key += '\n';
     key += std::to_string(rows[i]);
@@ -184,13 +185,13 @@ void report_entries(const std::vector<ReportSide>& sides, json& rules, json& ent
           Group{key.substr(0, tlen), {}, 0, rows[i] == SIZE_MAX ? 0 : rows[i], states, decided});
     Group& grp = groups[it->second];
     grp.tuples.push_back(numbers);
-    grp.numel += inv.params[i].numel;
+    grp.numel += inv.params()[i].numel;
   }
   for (Group& grp : groups) emit(grp, 0, std::move(grp.tuples), entries);
 }
 
 std::string script_safe(const json& d) {
-  std::string text = d.dump();
+  std::string text = json_text(d);
   // Inside <script>: "</" would end the element.
   std::string safe;
   safe.reserve(text.size());

@@ -17,7 +17,7 @@ namespace {
 std::string model_line(const Inventory& inv, bool shapes) {
   std::ostringstream o;
   o << (inv.model_type.empty() ? "model" : inv.model_type) << " · " << describe_layers(inv) << " · "
-    << with_commas(static_cast<int64_t>(inv.params.size())) << " tensors";
+    << with_commas(static_cast<int64_t>(inv.params().size())) << " tensors";
   if (shapes)
     o << " · " << with_commas(inv.total_numel()) << " parameters ("
       << short_count(inv.total_numel()) << ")";
@@ -261,7 +261,7 @@ class PlanJson {
   }
   void names(const std::vector<uint32_t>& idx) {
     j.begin_array();
-    for (uint32_t i : idx) j.value(inv.params[i].name);
+    for (uint32_t i : idx) j.value(inv.params()[i].name);
     j.end_array();
   }
 
@@ -283,7 +283,7 @@ class PlanJson {
         .field("type", inv.model_type)
         .field("num_layers", inv.num_layers());
     opt_int("numel", shapes ? std::optional<int64_t>(inv.total_numel()) : std::nullopt);
-    j.field("parameters", inv.params.size()).field("shapes_known", shapes);
+    j.field("parameters", inv.params().size()).field("shapes_known", shapes);
     if (!inv.quantization.empty()) j.field("quantization", inv.quantization);
     if (!inv.config.empty()) j.field("config", inv.config);
     if (!inv.family.empty()) j.field("family", inv.family);
@@ -317,8 +317,8 @@ class PlanJson {
   void params() {
     const auto& opt = plan.options;
     j.key("params").begin_array();
-    for (size_t i = 0; i < inv.params.size(); ++i) {
-      const Param& p = inv.params[i];
+    for (size_t i = 0; i < inv.params().size(); ++i) {
+      const Param& p = inv.params()[i];
       j.begin_object().field("name", p.name);
       opt_int("numel", p.shape_known ? std::optional<int64_t>(p.numel) : std::nullopt);
       j.field("role", role_name(p.role));
@@ -366,7 +366,7 @@ class PlanJson {
         auto frozen_experts = plan.slices.experts_in(i, st.point.frozen_slices);
         if (frozen_experts.empty()) continue;
         std::vector<int64_t> e(frozen_experts.begin(), frozen_experts.end());
-        j.begin_object().field("name", inv.params[i].name).key("frozen_experts").ints(e);
+        j.begin_object().field("name", inv.params()[i].name).key("frozen_experts").ints(e);
         j.end_object();
       }
       j.end_array();

@@ -4,6 +4,8 @@
 // inventory of DeepSeek-V3's shape with fp8 scales as parameters). Totals equal the published
 // parameter counts (tests pin them).
 #include <functional>
+
+#include "core/inventory_builder.hpp"
 #include <map>
 
 #include "core/embedded_rules.hpp"
@@ -51,7 +53,7 @@ class Builder {
   }
   void tie(const std::string& alias, const std::string& canonical) {
     flush();
-    inv_.add_alias(canonical, alias);
+    InventoryBuilder(inv_).add_alias(canonical, alias);
   }
   void reserve(size_t n) { params_.reserve(n); }
   Inventory take() {
@@ -60,10 +62,10 @@ class Builder {
   }
 
  private:
-  void flush() { inv_.append(std::move(params_)), params_.clear(); }
+  void flush() { InventoryBuilder(inv_).append(std::move(params_)), params_.clear(); }
 
   Inventory inv_;
-  std::vector<Param> params_;  // added to the inventory in one pass (Inventory::append)
+  std::vector<Param> params_;  // added to the inventory in one pass (InventoryBuilder::append)
   std::string dtype_;
   std::string name_;
 };

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "core/format.hpp"
+#include "core/inventory_builder.hpp"
 #include "sources/family.hpp"
 
 namespace layerfreeze {
@@ -34,7 +35,7 @@ struct NameMap {
 
 size_t matches(const Inventory& header, const Inventory& fam, const std::string& prefix) {
   size_t n = 0;
-  for (const auto& p : header.params)
+  for (const auto& p : header.params())
     if (fam.contains(p.name) || (!prefix.empty() && fam.contains(prefix + p.name))) ++n;
   return n;
 }
@@ -44,7 +45,7 @@ std::optional<Tie> generic_tie(const Inventory& inv) {
   static const char* inputs[] = {"embed_tokens.weight", "wte.weight", "word_embeddings.weight",
                                  "tok_embeddings.weight", "embed_in.weight"};
   const Param* in = nullptr;
-  for (const auto& p : inv.params) {
+  for (const auto& p : inv.params()) {
     for (const char* s : inputs) {
       const std::string suffix = s;
       if (p.name == suffix ||
@@ -107,6 +108,7 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
   }
 
   Inventory inv;
+  InventoryBuilder build(inv);
   std::vector<Tie> ties;
   if (!header) {
     inv = std::move(fam->inv);
@@ -124,7 +126,7 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
             return &kind;
         return nullptr;
       };
-      inv.remove_if([&](const Param& p) {
+      build.remove_if([&](const Param& p) {
         const std::string* kind = ignored(p.name);
         if (kind) inv.non_params.push_back({p.name, *kind, p.dtype, p.shape, p.shape_known});
         return kind != nullptr;
@@ -140,15 +142,15 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
           matches(inv, fam->inv, fam->base_prefix) > matches(inv, fam->inv, ""))
         map.prefix = fam->base_prefix;
       std::vector<std::string> only_ckpt, only_config, other_shape;
-      std::vector<char> seen(fam->inv.params.size(), 0);  // by family parameter
-      for (auto& p : inv.params) {
+      std::vector<char> seen(fam->inv.params().size(), 0);  // by family parameter
+      for (auto& p : build.annotations()) {
         const std::string fname = map.to_family(p.name, fam->inv);
         auto k = fam->inv.find(fname);
         if (!k) {
           only_ckpt.push_back(p.name);
           continue;
         }
-        const Param& f = fam->inv.params[*k];
+        const Param& f = fam->inv.params()[*k];
         seen[*k] = 1;
         if (f.name != fname) continue;  // stored under a tied alias: merged below
         if (!p.shape_known) {
@@ -161,15 +163,15 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
         }
         if (p.module_type.empty()) p.module_type = f.module_type;
       }
-      for (size_t k = 0; k < fam->inv.params.size(); ++k)
-        if (!seen[k]) only_config.push_back(map.to_checkpoint(fam->inv.params[k].name));
+      for (size_t k = 0; k < fam->inv.params().size(); ++k)
+        if (!seen[k]) only_config.push_back(map.to_checkpoint(fam->inv.params()[k].name));
       if (!only_ckpt.empty() || !only_config.empty()) {
         diags.warning(
             "config-names-differ",
             "config '" + cfg.path + "' (family " + fam->family + ") implies " +
-                with_commas(static_cast<int64_t>(fam->inv.params.size())) +
+                with_commas(static_cast<int64_t>(fam->inv.params().size())) +
                 " tensors; the checkpoint has " +
-                with_commas(static_cast<int64_t>(inv.params.size())) +
+                with_commas(static_cast<int64_t>(inv.params().size())) +
                 " parameters: " + std::to_string(only_ckpt.size()) + " only in the checkpoint, " +
                 std::to_string(only_config.size()) +
                 " only in the config; the checkpoint's names are used",
@@ -195,7 +197,7 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
   // Ties: one tensor under several names, stored once or twice.
   for (const auto& t : ties) {
     const bool stored = inv.contains(t.alias);
-    if (!inv.tie(t.canonical, t.alias)) continue;
+    if (!build.tie(t.canonical, t.alias)) continue;
     if (header && t.by_config) {
       std::string why = cfg.tie_word_embeddings()
                             ? "tie_word_embeddings: true"
@@ -218,7 +220,7 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
       inv.total_numel() > 0) {
     const int64_t per = inv.stored_bytes / inv.total_numel();
     if (per == 2) {
-      for (auto& p : inv.params)
+      for (auto& p : build.annotations())
         if (p.dtype == "float32") p.dtype = "bfloat16";
       inv.source_notes.push_back(
           "config '" + cfg.path + "' has no torch_dtype; the index's total_size (" +

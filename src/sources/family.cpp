@@ -1,5 +1,7 @@
 #include "sources/family.hpp"
 
+#include "core/inventory_builder.hpp"
+
 #include <algorithm>
 #include <map>
 #include <set>
@@ -39,11 +41,12 @@ class Expander {
     counting_ = false;
     params_.reserve(count_);
     if (!expand(f_.items, "")) return std::nullopt;
-    m.inv.append(std::move(params_));
+    InventoryBuilder build(m.inv);
+    build.append(std::move(params_));
     if (m.inv.indexed_names() !=
-        m.inv.params.size()) {  // the index keeps the first of a repeated name
+        m.inv.params().size()) {  // the index keeps the first of a repeated name
       std::set<std::string> seen;
-      for (const auto& p : m.inv.params)
+      for (const auto& p : m.inv.params())
         if (!seen.insert(p.name).second) {
           diags_.error(
               "family-format",
@@ -73,7 +76,7 @@ class Expander {
         return std::nullopt;
       }
       if (!m.inv.contains(*k)) continue;
-      m.inv.add_alias(*k, *a);
+      build.add_alias(*k, *a);
       m.ties.push_back({*a, *k, !t.cond.empty()});
     }
     return m;

@@ -2,12 +2,15 @@
 // model can be planned on a machine that never loads it.
 #include <nlohmann/json.hpp>
 
+#include "core/inventory_builder.hpp"
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "layerfreeze/model_source.hpp"
 #include "sources/json_file.hpp"
+#include "core/json_text.hpp"
 
 namespace layerfreeze {
 
@@ -71,7 +74,7 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
       }
       if (!ok) {
         diags.error("manifest-format",
-                    where + " ('" + q.name + "'): bad shape " + p["shape"].dump(), loc);
+                    where + " ('" + q.name + "'): bad shape " + json_text(p["shape"]), loc);
         continue;
       }
     } else if (p.contains("shape") && !p["shape"].is_null()) {
@@ -88,9 +91,10 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
     if (p.contains("aliases") && p["aliases"].is_array())
       for (const auto& a : p["aliases"])
         if (a.is_string()) aliases.push_back(a);
-    uint32_t idx = inv.add(std::move(q));
+    InventoryBuilder build(inv);
+    uint32_t idx = build.add(std::move(q));
     for (const auto& a : aliases)
-      if (!inv.add_alias(inv.params[idx].name, a))
+      if (!build.add_alias(inv.params()[idx].name, a))
         diags.error("duplicate-name", where + ": alias '" + a + "' is already a name", loc);
   }
   // Stored tensors that are not parameters: kept apart, as the source that wrote them did.
@@ -108,7 +112,7 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
     }
   }
   if (diags.has_errors()) return std::nullopt;
-  if (!inv.registration_order) inv.sort_natural();
+  if (!inv.registration_order) InventoryBuilder(inv).sort_natural();
   return inv;
 }
 

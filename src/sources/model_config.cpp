@@ -1,6 +1,7 @@
 #include "sources/model_config.hpp"
 
 #include "sources/json_file.hpp"
+#include "core/json_text.hpp"
 
 namespace layerfreeze {
 
@@ -145,7 +146,7 @@ std::optional<ModelConfig> model_config_from_json(const nlohmann::json& j, const
     if (!j.contains(key) || j[key].is_null()) return;
     if (!j[key].is_string()) {
       diags.error("config-value",
-                  "config '" + path + "': '" + key + "' must be a string, not " + j[key].dump(),
+                  "config '" + path + "': '" + key + "' must be a string, not " + json_text(j[key]),
                   loc);
       ok = false;
       return;

@@ -1,5 +1,7 @@
 #include "sources/non_parameters.hpp"
 
+#include "core/inventory_builder.hpp"
+
 #include <re2/re2.h>
 
 #include <map>
@@ -57,9 +59,9 @@ void separate_non_parameters(Inventory& inv) {
   };
   std::set<std::string> bnb_weights;
   std::string found_method;
-  std::vector<bool> drop(inv.params.size(), false);
-  for (size_t i = 0; i < inv.params.size(); ++i) {
-    const Param& p = inv.params[i];
+  std::vector<bool> drop(inv.params().size(), false);
+  for (size_t i = 0; i < inv.params().size(); ++i) {
+    const Param& p = inv.params()[i];
     if (!candidate(p.name)) continue;
     for (size_t k = 0; k < rules().size(); ++k) {
       const Rule& r = rules()[k];
@@ -79,11 +81,12 @@ void separate_non_parameters(Inventory& inv) {
     }
   }
   if (inv.non_params.empty()) return;
+  InventoryBuilder build(inv);
   size_t i = 0;
-  inv.remove_if([&](const Param&) { return drop[i++]; });
+  build.remove_if([&](const Param&) { return drop[i++]; });
   // Quantized weights stored under another name, or in a packed shape: the logical parameter.
   std::vector<std::pair<std::string, std::string>> renames;
-  for (auto& p : inv.params) {
+  for (auto& p : build.annotations()) {
     auto ends = [&](const std::string& s) {
       return p.name.size() > s.size() && p.name.compare(p.name.size() - s.size(), s.size(), s) == 0;
     };
@@ -102,11 +105,12 @@ void separate_non_parameters(Inventory& inv) {
   }
   if (!renames.empty()) {
     std::map<std::string, std::string> to(renames.begin(), renames.end());
-    for (auto& p : inv.params) {
+    std::vector<Param>& params = build.params();  // names change: indexed again by done()
+    for (auto& p : params) {
       auto it = to.find(p.name);
       if (it != to.end() && !inv.contains(it->second)) p.name = it->second;
     }
-    inv.remove_if([](const Param&) { return false; });  // re-index under the new names
+    build.done();
   }
   if (inv.quantization.empty()) inv.quantization = found_method;
 }

@@ -3,6 +3,8 @@
 // the file size so a truncated or hostile file is an error, not a wrong plan.
 #include <nlohmann/json.hpp>
 
+#include "core/inventory_builder.hpp"
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +15,7 @@
 #include "sources/json_file.hpp"
 #include "sources/non_parameters.hpp"
 #include "sources/weight_map.hpp"
+#include "core/json_text.hpp"
 
 namespace layerfreeze {
 
@@ -91,7 +94,7 @@ std::string check_entry(const nlohmann::json& t, uint64_t data_size, HeaderEntry
   if (!t.is_object() || !t.contains("dtype") || !t.contains("shape") || !t.contains("data_offsets"))
     return "needs dtype, shape and data_offsets";
   if (!t["dtype"].is_string() || !dtype_names().count(t["dtype"].get<std::string>()))
-    return "unknown dtype " + t["dtype"].dump();
+    return "unknown dtype " + json_text(t["dtype"]);
   e.dtype = dtype_names().at(t["dtype"].get<std::string>());
   if (!t["shape"].is_array()) return "shape is not a list";
   bool shape_ok = true;
@@ -106,7 +109,7 @@ std::string check_entry(const nlohmann::json& t, uint64_t data_size, HeaderEntry
     e.numel *= v;
   }
   if (!shape_ok)
-    return "shape " + t["shape"].dump() + " is not a list of sizes of a plausible tensor";
+    return "shape " + json_text(t["shape"]) + " is not a list of sizes of a plausible tensor";
   const auto& off = t["data_offsets"];
   if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
       !off[1].is_number_unsigned())
@@ -118,7 +121,7 @@ std::string check_entry(const nlohmann::json& t, uint64_t data_size, HeaderEntry
            std::to_string(data_size) + " data bytes of the file";
   if (en - b != want)
     return "data_offsets span " + std::to_string(en - b) + " bytes, but " + e.dtype + " " +
-           t["shape"].dump() + " needs " + std::to_string(want);
+           json_text(t["shape"]) + " needs " + std::to_string(want);
   range = {b, en};
   return "";
 }
@@ -180,9 +183,12 @@ std::optional<Inventory> load_safetensors(const std::string& path, Diagnostics& 
   if (!entries) return std::nullopt;
   Inventory inv;
   inv.source = path;
-  for (auto& e : *entries) inv.add(to_param(std::move(e)));
+  {
+    InventoryBuilder build(inv);
+    for (auto& e : *entries) build.add(to_param(std::move(e)));
+  }
   separate_non_parameters(inv);
-  inv.sort_natural();
+  InventoryBuilder(inv).sort_natural();
   return inv;
 }
 
@@ -246,14 +252,14 @@ std::optional<Inventory> load_safetensors_index(const std::string& path, Diagnos
       return std::nullopt;
     }
   }
-  inv.append(std::move(params));
+  InventoryBuilder(inv).append(std::move(params));
   if (missing > 0) {
     inv.source_notes.push_back(std::to_string(missing) + " of " + std::to_string(by_shard.size()) +
                                " shards are not beside the index: shapes unknown, counts are of "
                                "tensors, not parameters");
   }
   separate_non_parameters(inv);
-  inv.sort_natural();
+  InventoryBuilder(inv).sort_natural();
   return inv;
 }
 
@@ -273,7 +279,7 @@ bool write_safetensors(const std::string& path, const std::vector<TensorSpec>& t
         {"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + n}}};
     offset += n;
   }
-  std::string text = header.dump();
+  std::string text = json_text(header);
   while (text.size() % 8) text.push_back(' ');
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) {

@@ -125,15 +125,15 @@ struct Executor::Impl : TensorSink {
     std::vector<at::Tensor> ordered;
     std::vector<uint32_t> new_index(live.tensors.size(), UINT32_MAX);
     std::string missing, mismatched;
-    for (size_t i = 0; i < want.params.size(); ++i) {
-      const Param& wp = want.params[i];
+    for (size_t i = 0; i < want.params().size(); ++i) {
+      const Param& wp = want.params()[i];
       auto at = live.inventory.find(wp.name);
       for (size_t k = 0; !at && k < wp.aliases.size(); ++k) at = live.inventory.find(wp.aliases[k]);
       if (!at) {
         missing += (missing.empty() ? "" : ", ") + wp.name;
         continue;
       }
-      const Param& lp = live.inventory.params[*at];
+      const Param& lp = live.inventory.params()[*at];
       if (wp.shape_known && lp.shape_known && wp.shape != lp.shape)
         mismatched += (mismatched.empty() ? "" : ", ") + wp.name;
       new_index[*at] = static_cast<uint32_t>(ordered.size());
@@ -142,7 +142,7 @@ struct Executor::Impl : TensorSink {
     std::string extra;
     for (size_t k = 0; k < new_index.size(); ++k)
       if (new_index[k] == UINT32_MAX)
-        extra += (extra.empty() ? "" : ", ") + live.inventory.params[k].name;
+        extra += (extra.empty() ? "" : ", ") + live.inventory.params()[k].name;
     if (!missing.empty() || !mismatched.empty() || !extra.empty()) {
       std::vector<std::string> notes;
       if (!missing.empty()) notes.push_back("in the plan, not in the module: " + missing);
@@ -265,7 +265,7 @@ void Executor::attach_optimizer(torch::optim::Optimizer& optimizer) {
       std::string name = "a tensor";
       for (size_t i = 0; i < impl_->live.tensors.size(); ++i)
         if (impl_->live.tensors[i].unsafeGetTensorImpl() == t.unsafeGetTensorImpl()) {
-          const Param& p = impl_->plan->inventory->params[i];
+          const Param& p = impl_->plan->inventory->params()[i];
           name = "'" + p.name + "'" + (p.aliases.empty() ? "" : " (also '" + p.aliases[0] + "')");
         }
       Diagnostics d;
@@ -403,7 +403,7 @@ std::vector<torch::Tensor> Executor::trainable_parameters() const {
 std::vector<std::string> Executor::frozen_names() const {
   std::vector<std::string> out;
   impl_->replay->frozen().for_each(
-      [&](size_t i) { out.push_back(impl_->plan->inventory->params[i].name); });
+      [&](size_t i) { out.push_back(impl_->plan->inventory->params()[i].name); });
   return out;
 }
 

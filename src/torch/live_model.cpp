@@ -1,4 +1,5 @@
 #include "torch/live_model.hpp"
+#include "core/inventory_builder.hpp"
 
 #include <torch/csrc/jit/api/module.h>
 #include <torch/nn/module.h>
@@ -81,7 +82,7 @@ class Collector {
     const void* id = t.unsafeGetTensorImpl();
     auto it = by_impl_.find(id);
     if (it != by_impl_.end()) {
-      m_.inventory.add_alias(m_.inventory.params[it->second].name, name);
+      InventoryBuilder(m_.inventory).add_alias(m_.inventory.params()[it->second].name, name);
       return;
     }
     Param p;
@@ -90,7 +91,7 @@ class Collector {
     p.numel = t.numel();
     p.dtype = dtype_name(t);
     p.module_type = module_type;
-    uint32_t idx = m_.inventory.add(std::move(p));
+    uint32_t idx = InventoryBuilder(m_.inventory).add(std::move(p));
     by_impl_.emplace(id, idx);
     m_.tensors.push_back(t);
   }

@@ -83,7 +83,7 @@ int64_t freeze_selected(LiveModel m, const std::string& preset, Values values) {
   try {
     sel.for_each([&](size_t i) {
       sink.freeze(static_cast<uint32_t>(i));
-      n += m.inventory.params[i].numel;
+      n += m.inventory.params()[i].numel;
     });
   } catch (const c10::Error& e) {
     sink.abort();
@@ -105,7 +105,7 @@ int64_t unfreeze_all(LiveModel m) {
   int64_t n = 0;
   for (size_t i = 0; i < m.tensors.size(); ++i) {
     m.tensors[i].requires_grad_(true);
-    n += m.inventory.params[i].numel;
+    n += m.inventory.params()[i].numel;
   }
   return n;
 }
@@ -118,7 +118,7 @@ int64_t masked_of(const LiveModel& m, size_t i) {
 int64_t trainable_of(const LiveModel& m) {
   int64_t n = 0;
   for (size_t i = 0; i < m.tensors.size(); ++i)
-    if (m.tensors[i].requires_grad()) n += m.inventory.params[i].numel - masked_of(m, i);
+    if (m.tensors[i].requires_grad()) n += m.inventory.params()[i].numel - masked_of(m, i);
   return n;
 }
 
@@ -228,7 +228,7 @@ GradualUnfreezer::GradualUnfreezer(torch::nn::Module& model, int64_t total_epoch
   }
   if (verbose_) {
     // A tensor shared by the embeddings and the head follows the embeddings: say so once.
-    for (const auto& p : executor_->inventory().params)
+    for (const auto& p : executor_->inventory().params())
       for (size_t k = 0; k < p.aliases.size() && k < p.alias_roles.size(); ++k)
         if (p.role == Role::kEmbeddings && p.alias_roles[k] == Role::kHead)
           *out_ << "GradualUnfreezer: '" << p.aliases[k] << "' is the same tensor as '" << p.name
@@ -247,7 +247,7 @@ void GradualUnfreezer::step(int64_t epoch) {
                                 inv.source + " has " + describe_layers(inv) + ")");
   }
   const Inventory& inv = executor_->inventory();
-  std::vector<bool> before(inv.params.size());
+  std::vector<bool> before(inv.params().size());
   for (size_t i = 0; i < before.size(); ++i) before[i] = executor_->is_frozen(i);
   if (!executor_->seek(epoch, 0) || !verbose_) return;
   // One line per change: which layers opened (or closed), and what trains now.
@@ -256,7 +256,7 @@ void GradualUnfreezer::step(int64_t epoch) {
   for (size_t i = 0; i < before.size(); ++i) {
     bool now = executor_->is_frozen(i);
     if (now == before[i]) continue;
-    int32_t l = inv.params[i].layer;
+    int32_t l = inv.params()[i].layer;
     auto& list = now ? closed : opened;
     if (l >= 0) {
       if (list.empty() || list.back() != l) list.push_back(l);
@@ -325,7 +325,7 @@ std::vector<std::string> get_layer_names(const torch::nn::Module& model, bool in
   LiveModel m = live(model);
   if (!include_params) return m.owner_modules;
   std::vector<std::string> names;
-  for (const auto& p : m.inventory.params) names.push_back(p.name);
+  for (const auto& p : m.inventory.params()) names.push_back(p.name);
   return names;
 }
 
@@ -365,7 +365,7 @@ std::string model_summary(const torch::nn::Module& model, int max_depth) {
   int64_t bytes = 0;
   for (size_t i = 0; i < m.tensors.size(); ++i) {
     frozen[i] = !m.tensors[i].requires_grad();
-    bytes += m.inventory.params[i].numel * static_cast<int64_t>(m.tensors[i].element_size());
+    bytes += m.inventory.params()[i].numel * static_cast<int64_t>(m.tensors[i].element_size());
   }
   ModuleTable table = module_table(m.inventory, frozen, max_depth);
   table.bytes = bytes;

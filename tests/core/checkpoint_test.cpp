@@ -70,13 +70,13 @@ TEST_P(RealCheckpoint, ArchitectureStacksTiesNonParametersAndCount) {
     EXPECT_TRUE(found) << container;
   }
   if (c.tie_alias.empty()) {
-    for (const auto& p : inv.params)
+    for (const auto& p : inv.params())
       if (p.role == Role::kEmbeddings || p.role == Role::kHead) {
         EXPECT_TRUE(p.aliases.empty()) << p.name;
       }
   } else {
     ASSERT_TRUE(inv.contains(c.tie_alias));
-    EXPECT_EQ(inv.params[*inv.find(c.tie_alias)].name, c.tie_canonical);
+    EXPECT_EQ(inv.params()[*inv.find(c.tie_alias)].name, c.tie_canonical);
   }
   EXPECT_EQ(inv.non_params.size(), c.non_params);
   for (const auto& np : inv.non_params) {
@@ -96,7 +96,7 @@ TEST_P(RealCheckpoint, ArchitectureStacksTiesNonParametersAndCount) {
   std::ifstream in(kData + "/real-checkpoints/" + c.folder + "/model.safetensors.index.json");
   auto j = nlohmann::json::parse(in);
   const int64_t total_size = j["metadata"]["total_size"].get<int64_t>();
-  const int bytes = dtype_bytes(inv.params[0].dtype);
+  const int bytes = dtype_bytes(inv.params()[0].dtype);
   EXPECT_EQ((total_size - c.buffer_bytes) / bytes - c.stored_twice, c.numel);
   if (j["metadata"].contains("total_parameters")) {
     EXPECT_EQ(j["metadata"]["total_parameters"].get<int64_t>(), c.numel);
@@ -214,7 +214,7 @@ TEST(RealCheckpoint, MolmoIsQuantizedAndItsMetadataIsApart) {
   Diagnostics d;
   Inventory inv = load_ok(kData + "/real-checkpoints/molmo-7b-d-nf4", d);
   EXPECT_EQ(inv.quantization, "bitsandbytes nf4");
-  EXPECT_EQ(inv.params.size(), 921u - 336u);
+  EXPECT_EQ(inv.params().size(), 921u - 336u);
   EXPECT_TRUE(inv.contains("model.transformer.blocks.0.att_proj.weight"));
   EXPECT_FALSE(inv.contains("model.transformer.blocks.0.att_proj.weight.absmax"));
 }
@@ -267,8 +267,8 @@ TEST(RealCheckpoint, MiniCpmConfigCoversOnlyTheLanguageModel) {
             std::string::npos)
       << w->message;
   // The language model's shapes are filled in; the vision tower's stay unknown.
-  EXPECT_TRUE(inv.params[*inv.find("model.layers.0.self_attn.q_proj.weight")].shape_known);
-  EXPECT_FALSE(inv.params[*inv.find("vpm.encoder.layers.0.mlp.fc1.weight")].shape_known);
+  EXPECT_TRUE(inv.params()[*inv.find("model.layers.0.self_attn.q_proj.weight")].shape_known);
+  EXPECT_FALSE(inv.params()[*inv.find("vpm.encoder.layers.0.mlp.fc1.weight")].shape_known);
 }
 
 TEST(RealCheckpoint, MergeConflictIndexNamesTrailingTextAndPosition) {
@@ -379,7 +379,7 @@ TEST(Family, DeepSeekDenseFirstLayersSharedExpertsAndMla) {
   EXPECT_TRUE(inv->contains("model.layers.3.mlp.gate.weight"));
   // A buffer, not a parameter (see NonParameters.DeepSeekV3ScalesAndTheMtpLayerAreNotParameters).
   EXPECT_FALSE(inv->contains("model.layers.3.mlp.gate.e_score_correction_bias"));
-  EXPECT_EQ(inv->params[*inv->find("model.layers.0.self_attn.q_b_proj.weight")].shape,
+  EXPECT_EQ(inv->params()[*inv->find("model.layers.0.self_attn.q_b_proj.weight")].shape,
             (std::vector<int64_t>{128 * 192, 1536}));
   EXPECT_EQ(inv->quantization, "fp8");
   auto lite = load_model(kData + "/configs/deepseek-v2-lite.json", d);
@@ -407,13 +407,13 @@ TEST(Family, TiesFollowTheConfigOrTheClassDefault) {
   Diagnostics d;
   auto qwen = load_model(kData + "/configs/qwen3-0.6b.json", d);  // tie_word_embeddings: true
   ASSERT_TRUE(qwen);
-  EXPECT_EQ(qwen->params[*qwen->find("lm_head.weight")].name, "model.embed_tokens.weight");
+  EXPECT_EQ(qwen->params()[*qwen->find("lm_head.weight")].name, "model.embed_tokens.weight");
   auto gemma = load_model(kData + "/configs/gemma-2-2b.json", d);  // no key: Gemma2Config ties
   ASSERT_TRUE(gemma);
-  EXPECT_EQ(gemma->params[*gemma->find("lm_head.weight")].name, "model.embed_tokens.weight");
+  EXPECT_EQ(gemma->params()[*gemma->find("lm_head.weight")].name, "model.embed_tokens.weight");
   auto pythia = load_model(kData + "/configs/pythia-160m.json", d);
   ASSERT_TRUE(pythia);
-  EXPECT_EQ(pythia->params[*pythia->find("embed_out.weight")].name, "embed_out.weight");
+  EXPECT_EQ(pythia->params()[*pythia->find("embed_out.weight")].name, "embed_out.weight");
 }
 
 // Bad configs: each a clear error naming the key or the cause.
@@ -563,7 +563,7 @@ TEST(NonParameters, GptqWeightsCountAsTheirLogicalParameters) {
   EXPECT_EQ(inv.non_params.size(), 2u * 4 * 3);
   ASSERT_TRUE(inv.contains("model.layers.1.self_attn.o_proj.weight"));
   EXPECT_FALSE(inv.contains("model.layers.1.self_attn.o_proj.qweight"));
-  const Param& o = inv.params[*inv.find("model.layers.1.self_attn.o_proj.weight")];
+  const Param& o = inv.params()[*inv.find("model.layers.1.self_attn.o_proj.weight")];
   EXPECT_EQ(o.shape, (std::vector<int64_t>{64, 64}));
   EXPECT_EQ(o.dtype, "float16");
   EXPECT_TRUE(inv.shapes_known());
@@ -603,7 +603,7 @@ TEST(Family, ShapesThatDisagreeWithTheConfigAreWarnedAbout) {
   ASSERT_EQ(d.items().size(), 1u) << format_diagnostics(d);
   EXPECT_EQ(d.items()[0].code, "config-shapes-differ");
   EXPECT_EQ(d.items()[0].notes[0], "first: model.layers.0.self_attn.q_proj.weight");
-  EXPECT_EQ(inv.params[*inv.find("model.layers.0.self_attn.q_proj.weight")].shape,
+  EXPECT_EQ(inv.params()[*inv.find("model.layers.0.self_attn.q_proj.weight")].shape,
             (std::vector<int64_t>{4, 8}));
   std::filesystem::remove_all(dir);
 }
@@ -673,7 +673,7 @@ TEST(NonParameters, Mxfp4BlocksAreTheWeightsAndScalesAreMetadata) {
   EXPECT_EQ(inv.non_params.size(), 4u);
   EXPECT_EQ(inv.non_params[0].kind, "quantization metadata (MXFP4)");
   ASSERT_TRUE(inv.contains("model.layers.1.mlp.experts.gate_up_proj"));
-  EXPECT_EQ(inv.params[*inv.find("model.layers.1.mlp.experts.gate_up_proj")].shape,
+  EXPECT_EQ(inv.params()[*inv.find("model.layers.1.mlp.experts.gate_up_proj")].shape,
             (std::vector<int64_t>{32, 2880, 2 * 2880}));
   Diagnostics d2;
   auto alone = load_model((dir / "config.json").string(), d2);
@@ -692,7 +692,7 @@ TEST(NonParameters, DeepSeekV3ScalesAndTheMtpLayerAreNotParameters) {
   ASSERT_TRUE(model);
   nlohmann::json wm = nlohmann::json::object();
   size_t scales = 0;
-  for (const auto& p : model->params) {
+  for (const auto& p : model->params()) {
     wm[p.name] = "a.safetensors";
     if (p.shape.size() == 2 && p.module_type == "Linear" && p.name.rfind("model.layers.", 0) == 0) {
       wm[p.name + "_scale_inv"] = "a.safetensors";
@@ -702,7 +702,7 @@ TEST(NonParameters, DeepSeekV3ScalesAndTheMtpLayerAreNotParameters) {
       wm["model.layers.61." + p.name.substr(16)] = "a.safetensors";
   }
   // Every MoE layer's router stores its score correction (the MTP layer's too).
-  for (const auto& p : model->params) {
+  for (const auto& p : model->params()) {
     const std::string gate = ".mlp.gate.weight";
     if (p.name.size() > gate.size() &&
         p.name.compare(p.name.size() - gate.size(), gate.size(), gate) == 0) {
@@ -730,10 +730,10 @@ TEST(NonParameters, DeepSeekV3ScalesAndTheMtpLayerAreNotParameters) {
     if (np.kind == "buffer (router score correction)") ++router_buffers;
   }
   const size_t layer60 =
-      std::count_if(model->params.begin(), model->params.end(),
+      std::count_if(model->params().begin(), model->params().end(),
                     [](const Param& p) { return p.name.rfind("model.layers.60.", 0) == 0; });
   const size_t scales60 =
-      std::count_if(model->params.begin(), model->params.end(), [](const Param& p) {
+      std::count_if(model->params().begin(), model->params().end(), [](const Param& p) {
         return p.name.rfind("model.layers.60.", 0) == 0 && p.shape.size() == 2 &&
                p.module_type == "Linear";
       });

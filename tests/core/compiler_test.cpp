@@ -6,6 +6,7 @@
 
 #include "api/plan_access.hpp"
 #include "test_util.hpp"
+#include "core/inventory_builder.hpp"
 
 namespace layerfreeze {
 namespace {
@@ -179,19 +180,19 @@ TEST(Presets, BitfitAndNormTuning) {
   ASSERT_TRUE(bit.plan);
   Bitset f = bit.plan->frozen_at({0, 0});
   for (size_t i = 0; i < f.size(); ++i)
-    EXPECT_EQ(f.test(i), bit.plan->inventory->params[i].leaf() != "bias");
+    EXPECT_EQ(f.test(i), bit.plan->inventory->params()[i].leaf() != "bias");
   auto none = compile_preset("bitfit", "builtin:llama2-7b");
   ASSERT_TRUE(none.plan);
   EXPECT_EQ(none.plan->warnings.size(), 1u);  // Llama has no biases
   auto norm = compile_preset("norm_tuning", "builtin:llama2-7b");
   ASSERT_TRUE(norm.plan);
-  EXPECT_EQ(norm.plan->inventory->params.size() - frozen_names(*norm.plan).size(), 32u * 2u + 1u);
+  EXPECT_EQ(norm.plan->inventory->params().size() - frozen_names(*norm.plan).size(), 32u * 2u + 1u);
   // Without module types (a safetensors header), names still find the norms.
   Inventory bare = test::builtin("gpt2");
-  for (auto& p : bare.params) p.module_type.clear();
+  for (auto& p : InventoryBuilder(bare).annotations()) p.module_type.clear();
   auto by_name = compile_text("extends: preset:norm_tuning\n", bare);
   ASSERT_TRUE(by_name.plan) << by_name.errors();
-  EXPECT_EQ(by_name.plan->inventory->params.size() - frozen_names(*by_name.plan).size(),
+  EXPECT_EQ(by_name.plan->inventory->params().size() - frozen_names(*by_name.plan).size(),
             12u * 4u + 2u);
 }
 

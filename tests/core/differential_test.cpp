@@ -54,7 +54,7 @@ class Generator {
         int r = pick(0, 3);
         Role want = rs[r];
         return {roles[r],
-                [want](const Inventory& I, size_t i) { return I.params[i].role == want; }};
+                [want](const Inventory& I, size_t i) { return I.params()[i].role == want; }};
       }
       case 2: {  // a slice, Python semantics, written out the slow way
         int a = pick(-L - 1, L + 1), b = pick(-L - 1, L + 1), step = pick(1, 3);
@@ -64,7 +64,7 @@ class Generator {
                            (step > 1 ? ":" + std::to_string(step) : "");
         bool bad = (has_a && (a < -L || a > L)) || (has_b && (b < -L || b > L));
         auto pred = [=](const Inventory& I, size_t i) {
-          int layer = I.params[i].layer;
+          int layer = I.params()[i].layer;
           if (layer < 0) return false;
           int start = has_a ? (a < 0 ? a + L : a) : 0;
           int stop = has_b ? (b < 0 ? b + L : b) : L;
@@ -78,7 +78,7 @@ class Generator {
         int n = pick(0, L + 1);
         bool first = pick(0, 1);
         auto pred = [=](const Inventory& I, size_t i) {
-          int layer = I.params[i].layer;
+          int layer = I.params()[i].layer;
           return layer >= 0 && (first ? layer < n : layer >= L - n);
         };
         return {std::string("{layers: {") + (first ? "first" : "last") + ": " + std::to_string(n) +
@@ -95,7 +95,7 @@ class Generator {
           RE2::Options o;
           o.set_case_sensitive(cs);
           RE2 re(pat, o);
-          return RE2::FullMatch(I.params[i].name, re);
+          return RE2::FullMatch(I.params()[i].name, re);
         };
         return {"{regex: '" + pat + "', case_sensitive: " + (cs ? "true" : "false") + "}", pred};
       }
@@ -103,14 +103,14 @@ class Generator {
         const char* leaves[] = {"bias", "weight"};
         std::string leaf = leaves[pick(0, 1)];
         return {"{leaf: " + leaf + "}",
-                [leaf](const Inventory& I, size_t i) { return I.params[i].leaf() == leaf; }};
+                [leaf](const Inventory& I, size_t i) { return I.params()[i].leaf() == leaf; }};
       }
       case 6: {
         double r = pick(0, 4) / 4.0;
         int n = static_cast<int>(r * L);
         return {"{layers: {first_ratio: " + std::to_string(r) + "}}",
                 [n](const Inventory& I, size_t i) {
-                  return I.params[i].layer >= 0 && I.params[i].layer < n;
+                  return I.params()[i].layer >= 0 && I.params()[i].layer < n;
                 }};
       }
       default: {
@@ -192,12 +192,12 @@ TEST(Differential, CompilerAgreesWithNaiveEvaluator) {
     ++compared;
     for (int e = 0; e <= 6; ++e) {
       Bitset got = c.plan->frozen_at({e, 0});
-      for (size_t i = 0; i < inv.params.size(); ++i) {
+      for (size_t i = 0; i < inv.params().size(); ++i) {
         bool frozen = false;
         for (const auto& r : naive)
           if ((r.epoch < 0 || r.epoch <= e) && r.pred(inv, i)) frozen = r.freeze;
         ASSERT_EQ(got.test(i), frozen)
-            << "seed " << seed << " epoch " << e << " param " << inv.params[i].name << "\n"
+            << "seed " << seed << " epoch " << e << " param " << inv.params()[i].name << "\n"
             << yaml;
       }
     }

@@ -1,6 +1,7 @@
 // Built-in architectures: published parameter counts, and what layer discovery finds on each.
 #include "core/layer_discovery.hpp"
 #include "test_util.hpp"
+#include "core/inventory_builder.hpp"
 
 namespace layerfreeze {
 namespace {
@@ -15,7 +16,7 @@ Inventory discovered(const std::string& name) {
 
 size_t count_role(const Inventory& inv, Role r) {
   size_t n = 0;
-  for (const auto& p : inv.params) n += p.role == r;
+  for (const auto& p : inv.params()) n += p.role == r;
   return n;
 }
 
@@ -39,10 +40,10 @@ TEST_P(BuiltinTest, CountsLayersAndRoles) {
   EXPECT_EQ(inv.layers[0].name, c.first_layer);
   auto e = inv.find(c.embeddings);
   ASSERT_TRUE(e) << c.embeddings;
-  EXPECT_EQ(inv.params[*e].role, Role::kEmbeddings);
+  EXPECT_EQ(inv.params()[*e].role, Role::kEmbeddings);
   auto h = inv.find(c.head);
   ASSERT_TRUE(h) << c.head;
-  const Param& hp = inv.params[*h];
+  const Param& hp = inv.params()[*h];
   bool head = hp.role == Role::kHead;
   for (Role r : hp.alias_roles) head = head || r == Role::kHead;
   EXPECT_TRUE(head) << c.head;
@@ -76,11 +77,11 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(Discovery, Gpt2TiedHeadIsOneEntryWithTwoRoles) {
   Inventory inv = discovered("gpt2");
-  EXPECT_EQ(inv.params.size(), 148u);
+  EXPECT_EQ(inv.params().size(), 148u);
   EXPECT_EQ(inv.num_names(), 149u);
   auto i = inv.find("lm_head.weight");
   ASSERT_TRUE(i);
-  const Param& p = inv.params[*i];
+  const Param& p = inv.params()[*i];
   EXPECT_EQ(p.name, "transformer.wte.weight");
   EXPECT_EQ(p.role, Role::kEmbeddings);
   ASSERT_EQ(p.alias_roles.size(), 1u);
@@ -91,7 +92,7 @@ TEST(Discovery, MixtralExpertsBelongToTheirLayer) {
   Inventory inv = discovered("mixtral-8x7b");
   auto i = inv.find("model.layers.7.block_sparse_moe.experts.3.w1.weight");
   ASSERT_TRUE(i);
-  EXPECT_EQ(inv.params[*i].layer, 7);
+  EXPECT_EQ(inv.params()[*i].layer, 7);
   EXPECT_EQ(inv.stacks.size(), 1u);
   EXPECT_EQ(inv.layers[7].params.size(), 4u + 1u + 24u + 2u);
 }
@@ -104,52 +105,52 @@ TEST(Discovery, T5StacksAreNumberedEncoderThenDecoder) {
   EXPECT_EQ(inv.layers[6].name, "decoder.block.0");
   // The relative attention bias inside block 0 is layer 0, not embeddings.
   EXPECT_EQ(
-      inv.params[*inv.find("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")]
+      inv.params()[*inv.find("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")]
           .layer,
       0);
   // Between the stacks: other, opening with the encoder's last block.
-  const Param& enc_norm = inv.params[*inv.find("encoder.final_layer_norm.weight")];
+  const Param& enc_norm = inv.params()[*inv.find("encoder.final_layer_norm.weight")];
   EXPECT_EQ(enc_norm.role, Role::kOther);
   EXPECT_EQ(enc_norm.anchor_layer, 5);
-  EXPECT_EQ(inv.params[*inv.find("decoder.final_layer_norm.weight")].role, Role::kHead);
+  EXPECT_EQ(inv.params()[*inv.find("decoder.final_layer_norm.weight")].role, Role::kHead);
   // shared is tied three ways.
-  const Param& shared = inv.params[*inv.find("lm_head.weight")];
+  const Param& shared = inv.params()[*inv.find("lm_head.weight")];
   EXPECT_EQ(shared.name, "shared.weight");
   EXPECT_EQ(shared.aliases.size(), 3u);
 }
 
 TEST(Discovery, T5StacksKeepOrderInNaturalNameOrder) {
   Inventory inv = test::builtin("t5-small");
-  inv.sort_natural();  // as a safetensors header would list it: decoder.* before encoder.*
+  InventoryBuilder(inv).sort_natural();  // as a safetensors header would list it: decoder.* before encoder.*
   Diagnostics d;
   discover_layers(inv, DiscoveryPatterns::shipped(), d);
   ASSERT_EQ(inv.stacks.size(), 2u);
   EXPECT_EQ(inv.stacks[0].container, "encoder.block");
-  EXPECT_EQ(inv.params[*inv.find("encoder.final_layer_norm.weight")].role, Role::kOther);
-  EXPECT_EQ(inv.params[*inv.find("encoder.final_layer_norm.weight")].anchor_layer, 5);
+  EXPECT_EQ(inv.params()[*inv.find("encoder.final_layer_norm.weight")].role, Role::kOther);
+  EXPECT_EQ(inv.params()[*inv.find("encoder.final_layer_norm.weight")].anchor_layer, 5);
 }
 
 TEST(Discovery, ResNetStemIsEmbeddingsAndFcIsHead) {
   Inventory inv = discovered("resnet50");
   EXPECT_EQ(inv.layers[3].name, "layer4");
-  EXPECT_EQ(inv.params[*inv.find("bn1.bias")].role, Role::kEmbeddings);
-  EXPECT_EQ(inv.params[*inv.find("layer1.0.downsample.1.weight")].layer, 0);
-  EXPECT_EQ(inv.params[*inv.find("fc.bias")].role, Role::kHead);
+  EXPECT_EQ(inv.params()[*inv.find("bn1.bias")].role, Role::kEmbeddings);
+  EXPECT_EQ(inv.params()[*inv.find("layer1.0.downsample.1.weight")].layer, 0);
+  EXPECT_EQ(inv.params()[*inv.find("fc.bias")].role, Role::kHead);
   // Natural order puts fc before layer1; names still decide.
   Inventory sorted = test::builtin("resnet50");
-  sorted.sort_natural();
+  InventoryBuilder(sorted).sort_natural();
   Diagnostics d;
   discover_layers(sorted, DiscoveryPatterns::shipped(), d);
-  EXPECT_EQ(sorted.params[*sorted.find("fc.weight")].role, Role::kHead);
-  EXPECT_EQ(sorted.params[*sorted.find("conv1.weight")].role, Role::kEmbeddings);
+  EXPECT_EQ(sorted.params()[*sorted.find("fc.weight")].role, Role::kHead);
+  EXPECT_EQ(sorted.params()[*sorted.find("conv1.weight")].role, Role::kEmbeddings);
 }
 
 TEST(Discovery, Moe100kHasAboutAHundredThousandTensors) {
   Inventory inv = discovered("moe-100k");
-  EXPECT_GE(inv.params.size(), 100000u);
+  EXPECT_GE(inv.params().size(), 100000u);
   EXPECT_EQ(inv.num_layers(), 68);
   EXPECT_EQ(
-      inv.params[*inv.find("model.layers.40.mlp.experts.255.down_proj.weight_scale_inv")].layer,
+      inv.params()[*inv.find("model.layers.40.mlp.experts.255.down_proj.weight_scale_inv")].layer,
       40);
   EXPECT_EQ(count_role(inv, Role::kOther), 0u);
 }
@@ -162,7 +163,7 @@ TEST(Discovery, FeaturesModelsHaveNoEmbeddings) {
   discover_layers(inv, DiscoveryPatterns::shipped(), d);
   EXPECT_EQ(inv.num_layers(), 3);
   EXPECT_EQ(count_role(inv, Role::kEmbeddings), 0u);
-  EXPECT_EQ(inv.params[*inv.find("classifier.3.weight")].role, Role::kHead);
+  EXPECT_EQ(inv.params()[*inv.find("classifier.3.weight")].role, Role::kHead);
 }
 
 TEST(Discovery, OptFinalNormRegisteredBeforeLayersIsHead) {
@@ -172,8 +173,8 @@ TEST(Discovery, OptFinalNormRegisteredBeforeLayersIsHead) {
        "model.decoder.layers.1.fc1.weight", "lm_head.weight"});
   Diagnostics d;
   discover_layers(inv, DiscoveryPatterns::shipped(), d);
-  EXPECT_EQ(inv.params[*inv.find("model.decoder.final_layer_norm.weight")].role, Role::kHead);
-  EXPECT_EQ(inv.params[*inv.find("model.decoder.embed_positions.weight")].role, Role::kEmbeddings);
+  EXPECT_EQ(inv.params()[*inv.find("model.decoder.final_layer_norm.weight")].role, Role::kHead);
+  EXPECT_EQ(inv.params()[*inv.find("model.decoder.embed_positions.weight")].role, Role::kEmbeddings);
 }
 
 TEST(Discovery, VisionTransformerGluedIndices) {
@@ -185,10 +186,10 @@ TEST(Discovery, VisionTransformerGluedIndices) {
   discover_layers(inv, DiscoveryPatterns::shipped(), d);
   ASSERT_EQ(inv.num_layers(), 2);
   EXPECT_EQ(inv.layers[1].name, "encoder.layers.encoder_layer_1");
-  EXPECT_EQ(inv.params[*inv.find("class_token")].role, Role::kEmbeddings);
-  EXPECT_EQ(inv.params[*inv.find("encoder.pos_embedding")].role, Role::kEmbeddings);
-  EXPECT_EQ(inv.params[*inv.find("encoder.ln.weight")].role, Role::kHead);
-  EXPECT_EQ(inv.params[*inv.find("heads.head.weight")].role, Role::kHead);
+  EXPECT_EQ(inv.params()[*inv.find("class_token")].role, Role::kEmbeddings);
+  EXPECT_EQ(inv.params()[*inv.find("encoder.pos_embedding")].role, Role::kEmbeddings);
+  EXPECT_EQ(inv.params()[*inv.find("encoder.ln.weight")].role, Role::kHead);
+  EXPECT_EQ(inv.params()[*inv.find("heads.head.weight")].role, Role::kHead);
 }
 
 TEST(Discovery, UnknownArchitectureUsesGenericFallbackWithANote) {
@@ -257,14 +258,14 @@ struct RoleCase {
 void expect_roles_natural(std::vector<std::string> names, const std::vector<RoleCase>& want,
                           int layers) {
   Inventory inv = test::names_inventory(names);
-  inv.sort_natural();
+  InventoryBuilder(inv).sort_natural();
   Diagnostics d;
   discover_layers(inv, DiscoveryPatterns::shipped(), d);
   EXPECT_EQ(inv.num_layers(), layers);
   for (const auto& w : want) {
     auto i = inv.find(w.name);
     ASSERT_TRUE(i) << w.name;
-    EXPECT_EQ(role_name(inv.params[*i].role), std::string(role_name(w.role))) << w.name;
+    EXPECT_EQ(role_name(inv.params()[*i].role), std::string(role_name(w.role))) << w.name;
   }
 }
 

@@ -8,6 +8,7 @@
 #include "analysis/distributed_lint.hpp"
 #include "analysis/plan_record.hpp"
 #include "test_util.hpp"
+#include "core/inventory_builder.hpp"
 
 namespace layerfreeze {
 namespace {
@@ -107,8 +108,8 @@ TEST(PlanAgreement, AnotherModelIsNamedByItsParameters) {
 TEST(PlanAgreement, AShapeDifferenceIsNamed) {
   Inventory x = test::names_inventory({"layers.0.w", "layers.1.w", "head.w"});
   Inventory y = x;
-  y.params[1].shape = {20};
-  y.params[1].numel = 20;
+  InventoryBuilder(y).annotate(1).shape = {20};
+  InventoryBuilder(y).annotate(1).numel = 20;
   const char* rules = "layerfreeze: 1\nrules: [{freeze: {layers: \"0:1\"}}]\n";
   auto a = test::compile_text(rules, x), b = test::compile_text(rules, y);
   ASSERT_TRUE(a.plan && b.plan) << a.errors();

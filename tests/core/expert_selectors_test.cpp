@@ -90,7 +90,7 @@ TEST(ExpertSelectors, FusedTensorsAreCutByExpertAndLayer) {
   int64_t fused = 0;
   for (const char* t : {"input_linear.weight", "output_linear.weight"})
     for (const char* l : {"22", "23"})
-      fused += inv.params[index_of(p, "model.layers." + std::string(l) + ".block_sparse_moe." + t)]
+      fused += inv.params()[index_of(p, "model.layers." + std::string(l) + ".block_sparse_moe." + t)]
                    .numel;
   EXPECT_EQ(inv.total_numel() - p.frozen_numel(s), fused / 32 * 2);
 }
@@ -106,7 +106,7 @@ TEST(ExpertSelectors, PerExpertModulesAreWholeTensors) {
   const auto& p = *c.plan;
   EXPECT_TRUE(p.slices.empty());
   Selection s = p.state_at({0, 0});
-  for (const auto& q : p.inventory->params) {
+  for (const auto& q : p.inventory->params()) {
     const bool trains = (q.expert_part == ExpertPart::kRouted && q.expert < 2) ||
                         q.expert_part == ExpertPart::kRouter;
     EXPECT_EQ(s.params.test(index_of(p, q.name)), !trains) << q.name;
@@ -168,7 +168,7 @@ TEST(ExpertSelectors, ReplayHandsTheSinkThePlansMasks) {
   ASSERT_TRUE(c.plan) << c.errors();
   const auto& p = *c.plan;
   Replay replay(p);
-  RecordingSink sink(p.inventory->params.size());
+  RecordingSink sink(p.inventory->params().size());
   replay.start(sink);
   for (int64_t step = 0; step < 9; ++step) {
     replay.move_to({0, step}, sink);
@@ -205,7 +205,7 @@ TEST(ExpertSelectors, AFailedChangeLeavesTheSinksMasksAsTheyWere) {
   ASSERT_TRUE(c.plan) << c.errors();
   const auto& p = *c.plan;
   Replay replay(p);
-  RefusingMaskSink sink(p.inventory->params.size());
+  RefusingMaskSink sink(p.inventory->params().size());
   replay.start(sink);
   const auto before = sink.masks();
   ASSERT_FALSE(before.empty());
@@ -318,8 +318,8 @@ TEST(EsftPreset, PlansFromEsftsReleasedConfigOnItsOwnModel) {
   auto config = read_expert_config(kIntent, "intent.json", *p.inventory, d);
   ASSERT_TRUE(config);
   Selection s = p.state_at({0, 0});
-  for (size_t i = 0; i < p.inventory->params.size(); ++i) {
-    const Param& q = p.inventory->params[i];
+  for (size_t i = 0; i < p.inventory->params().size(); ++i) {
+    const Param& q = p.inventory->params()[i];
     bool trains = false;
     if (q.expert_part == ExpertPart::kRouted) {
       auto it = config->experts.find(q.layer);

@@ -10,6 +10,7 @@
 #include "core/layer_discovery.hpp"
 #include "layerfreeze/model_source.hpp"
 #include "test_util.hpp"
+#include "core/inventory_builder.hpp"
 
 namespace layerfreeze {
 namespace experts_test {
@@ -34,7 +35,7 @@ struct LayerExperts {
 LayerExperts in_layer(const Inventory& inv, int32_t layer) {
   LayerExperts out;
   for (uint32_t i : inv.layers[static_cast<size_t>(layer)].params) {
-    const Param& p = inv.params[i];
+    const Param& p = inv.params()[i];
     if (p.expert_part == ExpertPart::kRouted) out.routed.insert(p.expert);
     if (p.expert_part != ExpertPart::kNone) ++out.parts[p.expert_part];
   }
@@ -42,7 +43,7 @@ LayerExperts in_layer(const Inventory& inv, int32_t layer) {
 }
 
 const Param& param(const Inventory& inv, const std::string& name) {
-  return inv.params[*inv.find(name)];
+  return inv.params()[*inv.find(name)];
 }
 
 TEST(Experts, MixtralPerExpertModulesAndTheirGate) {
@@ -110,7 +111,7 @@ TEST(Experts, DeepSeekDenseFirstLayersHaveNone) {
 TEST(Experts, DenseModelsHaveNoExperts) {
   Inventory inv = discovered("builtin:llama2-7b");
   EXPECT_EQ(inv.num_experts, 0);
-  for (const auto& p : inv.params) EXPECT_EQ(p.expert_part, ExpertPart::kNone) << p.name;
+  for (const auto& p : inv.params()) EXPECT_EQ(p.expert_part, ExpertPart::kNone) << p.name;
 }
 
 TEST(Experts, CountFromTheRouterAndAFusedNameWithTheWrongShape) {
@@ -125,7 +126,7 @@ TEST(Experts, CountFromTheRouterAndAFusedNameWithTheWrongShape) {
     p.numel = 1;
     for (int64_t d : shape) p.numel *= d;
     p.dtype = "float32";
-    inv.add(p);
+    InventoryBuilder(inv).add(p);
   };
   for (int l = 0; l < 2; ++l) {
     const std::string L = "model.layers." + std::to_string(l) + ".";

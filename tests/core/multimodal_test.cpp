@@ -16,6 +16,7 @@
 #include "print/inventory_printer.hpp"
 #include "print/plan_printer.hpp"
 #include "test_util.hpp"
+#include "core/inventory_builder.hpp"
 
 namespace layerfreeze {
 namespace {
@@ -109,7 +110,7 @@ class Vlm : public ::testing::TestWithParam<VlmCase> {
   }
   std::set<std::string> frozen_names(const CompiledPlan& p, const Time& t) {
     std::set<std::string> out;
-    p.frozen_at(t).for_each([&](size_t i) { out.insert(p.inventory->params[i].name); });
+    p.frozen_at(t).for_each([&](size_t i) { out.insert(p.inventory->params()[i].name); });
     return out;
   }
 };
@@ -128,10 +129,10 @@ TEST_P(Vlm, TrunkTowersAndConnectorsAreTheModelsOwn) {
   for (const auto& k : inv.connectors) connectors.push_back(k.root);
   EXPECT_EQ(std::set<std::string>(connectors.begin(), connectors.end()),
             std::set<std::string>(c.connectors.begin(), c.connectors.end()));
-  for (const auto& h : c.head) EXPECT_EQ(inv.params[*inv.find(h)].role, Role::kHead) << h;
+  for (const auto& h : c.head) EXPECT_EQ(inv.params()[*inv.find(h)].role, Role::kHead) << h;
   for (const auto& e : c.embeddings)
-    EXPECT_EQ(inv.params[*inv.find(e)].role, Role::kEmbeddings) << e;
-  for (const auto& p : inv.params) {
+    EXPECT_EQ(inv.params()[*inv.find(e)].role, Role::kEmbeddings) << e;
+  for (const auto& p : inv.params()) {
     if (in_connector(p.name)) {
       EXPECT_EQ(p.role, Role::kConnector) << p.name;
     } else if (in_tower(p.name)) {
@@ -146,7 +147,7 @@ TEST_P(Vlm, TrunkTowersAndConnectorsAreTheModelsOwn) {
   }
   // Data-flow order: every tower parameter, then the connectors, then the trunk.
   int stage = 0;
-  for (const auto& p : inv.params) {
+  for (const auto& p : inv.params()) {
     int s = p.role == Role::kTower ? 0 : p.role == Role::kConnector ? 1 : 2;
     EXPECT_GE(s, stage) << p.name << " is out of data-flow order";
     stage = std::max(stage, s);
@@ -158,7 +159,7 @@ TEST_P(Vlm, FreezeExceptLastTwoTrainsTheLastTwoLanguageLayersOnly) {
   auto r = plan("freeze_except_last_n", {"n=2"});
   ASSERT_TRUE(r.plan) << format_diagnostics(r.diags);
   auto frozen = frozen_names(*r.plan, {0, 0});
-  for (const auto& p : r.plan->inventory->params)
+  for (const auto& p : r.plan->inventory->params())
     EXPECT_EQ(frozen.count(p.name) == 0,
               in_trunk_layers(p.name, c.text_layers - 2, c.text_layers - 1))
         << p.name;
@@ -173,7 +174,7 @@ TEST_P(Vlm, LpLoraFreezesTheTowersAndTheFirstHalfOfTheLanguageModel) {
   auto frozen = frozen_names(*r.plan, {0, 0});
   const int32_t half = static_cast<int32_t>(std::floor(0.5 * c.text_layers));
   std::set<std::string> emb(c.embeddings.begin(), c.embeddings.end());
-  for (const auto& p : r.plan->inventory->params) {
+  for (const auto& p : r.plan->inventory->params()) {
     bool want = in_tower(p.name) || in_trunk_layers(p.name, 0, half - 1) || emb.count(p.name) > 0;
     EXPECT_EQ(frozen.count(p.name) > 0, want) << p.name;
   }
@@ -185,7 +186,7 @@ TEST_P(Vlm, GradualUnfreezingStartsWithTheLanguageModelsHeadOnly) {
   ASSERT_TRUE(r.plan) << format_diagnostics(r.diags);
   auto frozen = frozen_names(*r.plan, {0, 0});
   std::set<std::string> trainable;
-  for (const auto& p : r.plan->inventory->params)
+  for (const auto& p : r.plan->inventory->params())
     if (!frozen.count(p.name)) trainable.insert(p.name);
   EXPECT_EQ(trainable, std::set<std::string>(c.head.begin(), c.head.end()));
 }
@@ -236,7 +237,7 @@ TEST(Multimodal, Qwen3VlInAHeaderIsPutInDataFlowOrder) {
     names.push_back("model.visual.deepstack_merger_list." + std::to_string(l) +
                     ".linear_fc1.weight");
   Inventory header = test::names_inventory(names);
-  header.sort_natural();  // what a safetensors header gives
+  InventoryBuilder(header).sort_natural();  // what a safetensors header gives
   auto c = test::compile_text(
       "layerfreeze: 1\nname: t\nextends: preset:freeze_except_last_n\nwith: {n: 1}\n", header);
   ASSERT_TRUE(c.plan) << format_diagnostics(c.diags);
@@ -248,14 +249,14 @@ TEST(Multimodal, Qwen3VlInAHeaderIsPutInDataFlowOrder) {
   EXPECT_EQ(inv.connectors.size(), 2u);
   // Data flow: the tower (patch and position embeddings, then its blocks), the connectors, the
   // language model's embeddings, its layers, its head.
-  EXPECT_EQ(inv.params.front().name, "model.visual.patch_embed.proj.weight");
-  EXPECT_EQ(inv.params[*inv.find("model.language_model.embed_tokens.weight")].role,
+  EXPECT_EQ(inv.params().front().name, "model.visual.patch_embed.proj.weight");
+  EXPECT_EQ(inv.params()[*inv.find("model.language_model.embed_tokens.weight")].role,
             Role::kEmbeddings);
-  EXPECT_EQ(inv.params[*inv.find("model.language_model.norm.weight")].role, Role::kHead);
-  EXPECT_EQ(inv.params[*inv.find("model.visual.deepstack_merger_list.1.linear_fc1.weight")].role,
+  EXPECT_EQ(inv.params()[*inv.find("model.language_model.norm.weight")].role, Role::kHead);
+  EXPECT_EQ(inv.params()[*inv.find("model.visual.deepstack_merger_list.1.linear_fc1.weight")].role,
             Role::kConnector);
   std::vector<std::string> order;
-  for (const auto& p : inv.params) order.push_back(p.name);
+  for (const auto& p : inv.params()) order.push_back(p.name);
   auto pos = [&](const std::string& n) {
     return std::find(order.begin(), order.end(), n) - order.begin();
   };
@@ -266,8 +267,8 @@ TEST(Multimodal, Qwen3VlInAHeaderIsPutInDataFlowOrder) {
   EXPECT_LT(pos("model.language_model.layers.3.mlp.up_proj.weight"), pos("lm_head.weight"));
   std::set<std::string> trainable;
   Bitset f = c.plan->frozen_at({0, 0});
-  for (size_t i = 0; i < inv.params.size(); ++i)
-    if (!f.test(i)) trainable.insert(inv.params[i].name);
+  for (size_t i = 0; i < inv.params().size(); ++i)
+    if (!f.test(i)) trainable.insert(inv.params()[i].name);
   EXPECT_EQ(trainable, (std::set<std::string>{"model.language_model.layers.3.mlp.up_proj.weight"}));
 }
 
@@ -312,12 +313,12 @@ TEST(Multimodal, LlavaNamesInRegistrationOrderAndAStackInsideTheConnector) {
   EXPECT_EQ(inv.towers[0].root, "vision_tower");
   EXPECT_EQ(inv.num_layers(), 3);
   // The projector's own `layers.N` are the connector's, not a stack.
-  EXPECT_EQ(inv.params[*inv.find("multi_modal_projector.layers.1.weight")].role, Role::kConnector);
-  EXPECT_EQ(inv.params[*inv.find("language_model.model.norm.weight")].role, Role::kHead);
-  EXPECT_EQ(inv.params[*inv.find("vision_tower.vision_model.post_layernorm.weight")].role,
+  EXPECT_EQ(inv.params()[*inv.find("multi_modal_projector.layers.1.weight")].role, Role::kConnector);
+  EXPECT_EQ(inv.params()[*inv.find("language_model.model.norm.weight")].role, Role::kHead);
+  EXPECT_EQ(inv.params()[*inv.find("vision_tower.vision_model.post_layernorm.weight")].role,
             Role::kTower);
   // Registration order is kept (a live module's tensors are bound by position).
-  EXPECT_EQ(inv.params[0].name, names.params[0].name);
+  EXPECT_EQ(inv.params()[0].name, names.params()[0].name);
   EXPECT_EQ(describe_layers(inv),
             "3 layers (language_model.model.layers.0–2) + vision tower 'vision_tower' (2 layers, "
             "vision_tower.vision_model.encoder.layers.0–1)");
@@ -348,7 +349,7 @@ TEST(Multimodal, ARulesFilesTrunkMakesEveryOtherStackATower) {
   ASSERT_EQ(inv.towers.size(), 1u);
   EXPECT_EQ(inv.towers[0].root, "pixels");
   EXPECT_EQ(inv.num_layers(), 3);
-  EXPECT_EQ(inv.params[*inv.find("bridge.w")].role, Role::kConnector);
+  EXPECT_EQ(inv.params()[*inv.find("bridge.w")].role, Role::kConnector);
 }
 
 TEST(Multimodal, StackSelectorsReachATowersLayersByModality) {
@@ -361,7 +362,7 @@ TEST(Multimodal, StackSelectorsReachATowersLayersByModality) {
   ASSERT_TRUE(c.plan) << format_diagnostics(c.diags);
   std::set<std::string> frozen;
   c.plan->frozen_at({0, 0}).for_each(
-      [&](size_t i) { frozen.insert(c.plan->inventory->params[i].name); });
+      [&](size_t i) { frozen.insert(c.plan->inventory->params()[i].name); });
   EXPECT_EQ(frozen, (std::set<std::string>{"visual.blocks.1.w", "model.layers.0.w"}));
   // A wrong stack name lists the towers too.
   auto bad = test::compile_text(
@@ -403,7 +404,7 @@ std::vector<std::string> multimodal_row(const Inventory& inv) {
               std::to_string(t.num_layers) + ")";
   for (const auto& c : inv.connectors) connectors += (connectors.empty() ? "" : ", ") + c.root;
   std::set<std::string> emb, head;
-  for (const auto& p : inv.params) {
+  for (const auto& p : inv.params()) {
     std::string owner = p.module_path().empty() ? p.name : p.module_path();
     if (p.role == Role::kEmbeddings) emb.insert(owner);
     if (p.role == Role::kHead) head.insert(owner);

@@ -3,9 +3,11 @@
 #include <nlohmann/json.hpp>
 
 #include "core/format.hpp"
+#include "core/json_text.hpp"
 #include "print/json_writer.hpp"
 #include "print/plan_printer.hpp"
 #include "test_util.hpp"
+#include "core/inventory_builder.hpp"
 
 namespace layerfreeze {
 namespace {
@@ -43,7 +45,7 @@ TEST(LayerStatus, PartialLayersAndTensorCountsWithoutShapes) {
   Inventory inv =
       test::names_inventory({"embed.weight", "model.layers.0.a.weight", "model.layers.0.b.weight",
                              "model.layers.1.a.weight", "lm_head.weight"});
-  for (auto& p : inv.params) {
+  for (auto& p : InventoryBuilder(inv).annotations()) {
     p.shape_known = false;
     p.numel = 0;
   }
@@ -84,7 +86,7 @@ TEST(PlanJson, Contract) {
   // Frozen names are canonical and their numel adds up.
   int64_t sum = 0;
   for (const auto& n : j["stages"][4]["frozen"])
-    sum += c.plan->inventory->params[*c.plan->inventory->find(n.get<std::string>())].numel;
+    sum += c.plan->inventory->params()[*c.plan->inventory->find(n.get<std::string>())].numel;
   EXPECT_EQ(sum, frozen);
   EXPECT_EQ(j["warnings"].size(), 2u);
   EXPECT_EQ(j["fingerprint"], c.plan->fingerprint());
@@ -103,6 +105,42 @@ TEST(JsonWriter, EscapesAndInvalidUtf8) {
       .end_array()
       .end_object();
   EXPECT_EQ(w.take(), "{\n  \"x\": 0.5,\n  \"n\": 3,\n  \"e\": []\n}\n");
+}
+
+// Every JSON layerfreeze writes is valid UTF-8, whichever of its two writers wrote it: the
+// streaming JsonWriter and json_text (nlohmann-json) quote a string alike, valid or not.
+TEST(JsonWriter, BothWritersQuoteAlike) {
+  struct Case {
+    std::string text;
+    bool well_formed;  // UTF-8 by RFC 3629
+  };
+  const std::vector<Case> table = {
+      {"plain", true},
+      {"tab\tnl\ncr\rbs\bff\f", true},
+      {std::string("nul\0x", 5), true},
+      {"\x7f del", true},
+      {"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80", true},  // 2, 3 and 4 bytes
+      {"lone \xFF", false},
+      {"cut \xE2\x82", false},
+      {"cut \xE2\x82x \xF0\x9F\x98", false},
+      {"overlong \xC0\x80", false},
+      {"overlong \xE0\x80\xAF", false},
+      {"surrogate \xED\xA0\x80", false},
+      {"beyond \xF4\x90\x80\x80", false},
+      {"continuations \x80\x80", false},
+      {"\xF5\xC1", false},
+  };
+  for (const auto& c : table) {
+    const std::string ours = json_quote(c.text);
+    EXPECT_EQ(ours, json_text(nlohmann::json(c.text))) << ours;
+    bool ok = true;
+    for (size_t i = 0; ok && i < c.text.size(); i += utf8_scan(c.text, i).bytes)
+      ok = utf8_scan(c.text, i).well_formed;
+    EXPECT_EQ(ok, c.well_formed) << ours;
+    // Strict parsing: valid JSON, valid UTF-8; a well-formed string comes back as it was.
+    auto back = nlohmann::json::parse(ours);
+    if (c.well_formed) EXPECT_EQ(back.get<std::string>(), c.text);
+  }
 }
 
 }  // namespace

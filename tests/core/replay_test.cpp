@@ -68,7 +68,7 @@ TEST_P(ReplayPresets, EveryTimeHoldsThePlansStateAndEveryChangeIsOnTheTimeline) 
   auto plan = compile_case(c, model, d);
   ASSERT_TRUE(plan) << format_diagnostics(d);
   const Time h = plan->horizon();
-  const size_t n = plan->inventory->params.size();
+  const size_t n = plan->inventory->params().size();
 
   // Forward, one step at a time (epochs follow from steps_per_epoch).
   Replay r(*plan);
@@ -147,7 +147,7 @@ TEST(Replay, ASinkThatThrowsLeavesTheLastCompleteChangePoint) {
   Diagnostics d;
   auto plan = compile_case({"gradual_unfreeze", {"total_epochs=5"}}, "builtin:gpt2", d);
   ASSERT_TRUE(plan) << format_diagnostics(d);
-  const size_t n = plan->inventory->params.size();
+  const size_t n = plan->inventory->params().size();
   Replay r(*plan);
   FailingSink sink(n, 1000000);
   r.start(sink);
@@ -177,7 +177,7 @@ TEST(Replay, NoChangeIsNoCall) {
   auto plan = compile_case({"lp_lora", {}}, "builtin:gpt2", d);
   ASSERT_TRUE(plan) << format_diagnostics(d);
   Replay r(*plan);
-  RecordingSink sink(plan->inventory->params.size());
+  RecordingSink sink(plan->inventory->params().size());
   r.start(sink);
   for (int64_t s = 0; s < 100; ++s) EXPECT_FALSE(r.move_to({s / 10, s}, sink));
   EXPECT_EQ(sink.changes().size(), 1u);

@@ -56,18 +56,18 @@ TEST(Safetensors, HeaderOnlyInNaturalOrder) {
   Diagnostics d;
   auto inv = load_model(t.file("m.safetensors"), d);
   ASSERT_TRUE(inv) << format_diagnostics(d);
-  ASSERT_EQ(inv->params.size(), 4u);
-  EXPECT_EQ(inv->params[0].name, "lm_head.weight");
-  EXPECT_EQ(inv->params[1].name, "model.embed_tokens.weight");
-  EXPECT_EQ(inv->params[2].name, "model.layers.2.mlp.weight");
-  EXPECT_EQ(inv->params[3].name, "model.layers.10.mlp.weight");
-  EXPECT_EQ(inv->params[3].dtype, "bfloat16");
-  EXPECT_EQ(inv->params[1].numel, 800);
+  ASSERT_EQ(inv->params().size(), 4u);
+  EXPECT_EQ(inv->params()[0].name, "lm_head.weight");
+  EXPECT_EQ(inv->params()[1].name, "model.embed_tokens.weight");
+  EXPECT_EQ(inv->params()[2].name, "model.layers.2.mlp.weight");
+  EXPECT_EQ(inv->params()[3].name, "model.layers.10.mlp.weight");
+  EXPECT_EQ(inv->params()[3].dtype, "bfloat16");
+  EXPECT_EQ(inv->params()[1].numel, 800);
   EXPECT_FALSE(inv->registration_order);
   discover_layers(*inv, DiscoveryPatterns::shipped(), d);
   EXPECT_EQ(inv->num_layers(), 2);
   EXPECT_EQ(inv->layers[1].name, "model.layers.10");
-  EXPECT_EQ(inv->params[0].role, Role::kHead);  // names decide, not the sorted position
+  EXPECT_EQ(inv->params()[0].role, Role::kHead);  // names decide, not the sorted position
 }
 
 struct BadHeader {
@@ -204,14 +204,14 @@ TEST(RealCheckpoints, Mixtral8x22bIndex) {
                             "/real-checkpoints/mixtral-8x22b/model.safetensors.index.json",
                         d);
   ASSERT_TRUE(inv) << format_diagnostics(d);
-  EXPECT_EQ(inv->params.size(), 1739u);
+  EXPECT_EQ(inv->params().size(), 1739u);
   discover_layers(*inv, DiscoveryPatterns::shipped(), d);
   EXPECT_EQ(inv->num_layers(), 56);
-  EXPECT_EQ(inv->params[*inv->find("model.layers.55.block_sparse_moe.experts.7.w2.weight")].layer,
+  EXPECT_EQ(inv->params()[*inv->find("model.layers.55.block_sparse_moe.experts.7.w2.weight")].layer,
             55);
-  EXPECT_EQ(inv->params[*inv->find("lm_head.weight")].role, Role::kHead);
-  EXPECT_EQ(inv->params[*inv->find("model.embed_tokens.weight")].role, Role::kEmbeddings);
-  EXPECT_EQ(inv->params[*inv->find("model.norm.weight")].role, Role::kHead);
+  EXPECT_EQ(inv->params()[*inv->find("lm_head.weight")].role, Role::kHead);
+  EXPECT_EQ(inv->params()[*inv->find("model.embed_tokens.weight")].role, Role::kEmbeddings);
+  EXPECT_EQ(inv->params()[*inv->find("model.norm.weight")].role, Role::kHead);
 }
 
 TEST(RealCheckpoints, Falcon180bIndex) {
@@ -222,13 +222,13 @@ TEST(RealCheckpoints, Falcon180bIndex) {
   ASSERT_TRUE(inv) << format_diagnostics(d);
   // 644 names, 643 tensors: FalconConfig ties the head by PretrainedConfig's default, and the
   // config.json beside the index has no tie_word_embeddings key.
-  EXPECT_EQ(inv->params.size(), 643u);
+  EXPECT_EQ(inv->params().size(), 643u);
   EXPECT_EQ(inv->num_names(), 644u);
-  EXPECT_EQ(inv->params[*inv->find("lm_head.weight")].name, "transformer.word_embeddings.weight");
+  EXPECT_EQ(inv->params()[*inv->find("lm_head.weight")].name, "transformer.word_embeddings.weight");
   discover_layers(*inv, DiscoveryPatterns::shipped(), d);
   EXPECT_EQ(inv->num_layers(), 80);
-  EXPECT_EQ(inv->params[*inv->find("transformer.word_embeddings.weight")].role, Role::kEmbeddings);
-  EXPECT_EQ(inv->params[*inv->find("transformer.ln_f.weight")].role, Role::kHead);
+  EXPECT_EQ(inv->params()[*inv->find("transformer.word_embeddings.weight")].role, Role::kEmbeddings);
+  EXPECT_EQ(inv->params()[*inv->find("transformer.ln_f.weight")].role, Role::kHead);
 }
 
 TEST(Manifest, RoundTripThroughInspectJson) {
@@ -237,11 +237,11 @@ TEST(Manifest, RoundTripThroughInspectJson) {
   discover_layers(inv, DiscoveryPatterns::shipped(), d);
   auto back = parse_manifest(inventory_json(inv), "gpt2.json", d);
   ASSERT_TRUE(back) << format_diagnostics(d);
-  EXPECT_EQ(back->params.size(), inv.params.size());
+  EXPECT_EQ(back->params().size(), inv.params().size());
   EXPECT_EQ(back->total_numel(), 124439808);
   EXPECT_EQ(back->fingerprint(), inv.fingerprint());
-  EXPECT_EQ(back->params[*back->find("lm_head.weight")].name, "transformer.wte.weight");
-  EXPECT_EQ(back->params[0].module_type, "Embedding");
+  EXPECT_EQ(back->params()[*back->find("lm_head.weight")].name, "transformer.wte.weight");
+  EXPECT_EQ(back->params()[0].module_type, "Embedding");
 }
 
 TEST(Manifest, Errors) {

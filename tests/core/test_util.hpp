@@ -12,6 +12,7 @@
 #include "core/rules_parser.hpp"
 #include "layerfreeze/model_source.hpp"
 #include "layerfreeze/plan.hpp"
+#include "core/inventory_builder.hpp"
 
 namespace layerfreeze::test {
 
@@ -76,7 +77,7 @@ inline Inventory names_inventory(const std::vector<std::string>& names,
     p.shape = {10};
     p.numel = 10;
     p.dtype = "float32";
-    inv.add(p);
+    InventoryBuilder(inv).add(p);
   }
   return inv;
 }
@@ -84,13 +85,13 @@ inline Inventory names_inventory(const std::vector<std::string>& names,
 /// The names frozen at `t`.
 inline std::vector<std::string> frozen_names(const CompiledPlan& plan, Time t = {0, 0}) {
   std::vector<std::string> out;
-  plan.frozen_at(t).for_each([&](size_t i) { out.push_back(plan.inventory->params[i].name); });
+  plan.frozen_at(t).for_each([&](size_t i) { out.push_back(plan.inventory->params()[i].name); });
   return out;
 }
 
 inline int64_t frozen_numel(const CompiledPlan& plan, Time t = {0, 0}) {
   int64_t n = 0;
-  plan.frozen_at(t).for_each([&](size_t i) { n += plan.inventory->params[i].numel; });
+  plan.frozen_at(t).for_each([&](size_t i) { n += plan.inventory->params()[i].numel; });
   return n;
 }
 

@@ -98,7 +98,7 @@ CompiledPlan compile_arch_preset(const ArchPreset& p, const Inventory& inv) {
 
 std::set<std::string> frozen_set(const CompiledPlan& plan, const Time& t) {
   std::set<std::string> out;
-  plan.frozen_at(t).for_each([&](size_t i) { out.insert(plan.inventory->params[i].name); });
+  plan.frozen_at(t).for_each([&](size_t i) { out.insert(plan.inventory->params()[i].name); });
   return out;
 }
 
@@ -136,7 +136,7 @@ TEST_P(Architecture, PlansFromEverySourceEqualTheExecutor) {
       EXPECT_EQ(frozen_set(plan_pt, t), live)
           << family << " " << p.preset << " (.pt) at epoch " << e;
       int64_t numel = 0;
-      plan_pt.frozen_at(t).for_each([&](size_t i) { numel += plan_pt.inventory->params[i].numel; });
+      plan_pt.frozen_at(t).for_each([&](size_t i) { numel += plan_pt.inventory->params()[i].numel; });
       EXPECT_EQ(numel, ex.frozen_numel()) << family << " " << p.preset;
       if (needs_module_types(p.preset)) {
         // Names alone find fewer norms than types do: what a header plan trains, the module trains.
@@ -161,7 +161,7 @@ TEST_P(Architecture, JsonPlanListsRolesAndLayers) {
                         : *load_model(path_of(source), d);
     CompiledPlan plan = compile_arch_preset({"lp_lora", {}}, inv);
     auto j = nlohmann::json::parse(plan_json(summarize(plan, OptimizerKind::AdamW, {1, -1})));
-    ASSERT_EQ(j["params"].size(), inv.params.size());
+    ASSERT_EQ(j["params"].size(), inv.params().size());
     int64_t frozen_numel = 0;
     std::set<std::string> frozen_names;
     for (const auto& n : j["stages"][0]["frozen"]) frozen_names.insert(n.get<std::string>());
@@ -194,7 +194,7 @@ TEST_P(Architecture, InspectShowsThePatternAndEdgeCasesWarn) {
       warned = true;
   EXPECT_EQ(warned, features_model) << family;
   bool tied = false;
-  for (const auto& p : discovered_inv.params) tied = tied || !p.aliases.empty();
+  for (const auto& p : discovered_inv.params()) tied = tied || !p.aliases.empty();
   CompiledPlan gradual = compile_arch_preset({"gradual_unfreeze", {"total_epochs=3"}}, inv);
   bool tied_warning = false;
   for (const auto& w : gradual.warnings) tied_warning = tied_warning || w.code == "tied-conflict";
@@ -239,7 +239,7 @@ TEST(ArchitecturesDoc, EveryRowMatchesDiscovery) {
           (stacks.empty() ? "" : ", ") + st.container + " (" + std::to_string(st.num_layers) + ")";
     std::map<Role, std::set<std::string>> owners;
     std::vector<std::string> tied;
-    for (const auto& p : inv.params) {
+    for (const auto& p : inv.params()) {
       owners[p.role].insert(p.module_path().empty() ? p.name : p.module_path());
       if (!p.aliases.empty()) {
         std::string t = p.name;

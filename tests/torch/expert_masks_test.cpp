@@ -112,7 +112,7 @@ TEST_P(ExpertMasks, FrozenSlicesStayBitIdentical) {
     for (uint32_t i : plan.slices.params)
       EXPECT_EQ(ex.frozen_experts(i),
                 plan.partial(s, i) ? plan.slices.experts_in(i, s.slices) : std::vector<int32_t>{})
-          << inv.params[i].name << " at step " << step;
+          << inv.params()[i].name << " at step " << step;
     if (step == 4) at_freeze = tensor_of(up1).detach().clone();
     train_step(m, *opt, &ex, step);
   }
@@ -172,7 +172,7 @@ TEST_P(ExpertMaskDecay, TrainableSlicesReceiveExactlyTorchsDecay) {
   std::vector<torch::Tensor> mp = ex.parameters(), pp;
   const Inventory& inv = ex.inventory();
   auto plain_named = plain->named_parameters(true);
-  for (const auto& p : inv.params) pp.push_back(plain_named[p.name]);
+  for (const auto& p : inv.params()) pp.push_back(plain_named[p.name]);
   std::vector<torch::Tensor> targets, start;
   for (const auto& t : mp) {
     targets.push_back(torch::randn_like(t));
@@ -187,16 +187,16 @@ TEST_P(ExpertMaskDecay, TrainableSlicesReceiveExactlyTorchsDecay) {
   for (size_t i = 0; i < mp.size(); ++i) {
     auto frozen = ex.frozen_experts(i);
     if (frozen.empty()) {
-      EXPECT_TRUE(torch::equal(mp[i], pp[i])) << inv.params[i].name;
+      EXPECT_TRUE(torch::equal(mp[i], pp[i])) << inv.params()[i].name;
       continue;
     }
-    EXPECT_EQ(frozen, (std::vector<int32_t>{2, 5})) << inv.params[i].name;
+    EXPECT_EQ(frozen, (std::vector<int32_t>{2, 5})) << inv.params()[i].name;
     for (int64_t e = 0; e < mp[i].size(0); ++e) {
       if (e == 2 || e == 5) {
-        EXPECT_TRUE(torch::equal(mp[i][e], start[i][e])) << inv.params[i].name << " expert " << e;
+        EXPECT_TRUE(torch::equal(mp[i][e], start[i][e])) << inv.params()[i].name << " expert " << e;
       } else {
-        EXPECT_FALSE(torch::equal(mp[i][e], start[i][e])) << inv.params[i].name << " expert " << e;
-        EXPECT_TRUE(torch::equal(mp[i][e], pp[i][e])) << inv.params[i].name << " expert " << e;
+        EXPECT_FALSE(torch::equal(mp[i][e], start[i][e])) << inv.params()[i].name << " expert " << e;
+        EXPECT_TRUE(torch::equal(mp[i][e], pp[i][e])) << inv.params()[i].name << " expert " << e;
       }
     }
     ++checked;

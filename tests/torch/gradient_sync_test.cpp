@@ -302,7 +302,7 @@ TEST(GradientSync, MaskedExpertSlicesAreSentAsZerosAndStayFrozen) {
         for (uint32_t i : PlanAccess::compiled(ex.plan()).slices.params)
           for (int32_t e : ex.frozen_experts(i))
             EXPECT_EQ(params[i].grad()[e].abs().max().item<float>(), 0.0f)
-                << inv.params[i].name << " expert " << e << " step " << step;
+                << inv.params()[i].name << " expert " << e << " step " << step;
         ex.before_optimizer_step();
         opt.step();
       }

@@ -71,7 +71,7 @@ TEST(OneCount, AFusedMoeCutByExpertsCountsTheTrainingSlicesOnly) {
   EXPECT_GT(ms.masked_frozen_params, 0);
   // The live tensors that require gradients are the masked ones, whole.
   int64_t masked_whole = 0;
-  for (const auto& [i, frozen] : st.masked) masked_whole += ex.inventory().params[i].numel;
+  for (const auto& [i, frozen] : st.masked) masked_whole += ex.inventory().params()[i].numel;
   EXPECT_EQ(live_trainable(ex), masked_whole);
   EXPECT_EQ(live_trainable(ex) - ms.masked_frozen_params, st.trainable_numel);
 }

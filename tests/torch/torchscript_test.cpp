@@ -34,14 +34,14 @@ TEST(TorchScript, LiveInventoryOfAnExportedGpt2) {
   torch::jit::Module m = torch::jit::load(fixture("gpt2_tiny.pt"));
   LiveModel live = live_model(m);
   EXPECT_EQ(live.inventory.model_type, "GPT2LMHeadModel");
-  EXPECT_EQ(live.inventory.params.size(), 2u + 6u * 12u + 2u);
+  EXPECT_EQ(live.inventory.params().size(), 2u + 6u * 12u + 2u);
   auto tied = live.inventory.find("lm_head.weight");
   ASSERT_TRUE(tied);
-  EXPECT_EQ(live.inventory.params[*tied].name, "transformer.wte.weight");
+  EXPECT_EQ(live.inventory.params()[*tied].name, "transformer.wte.weight");
   EXPECT_EQ(
-      live.inventory.params[*live.inventory.find("transformer.h.0.attn.c_attn.weight")].module_type,
+      live.inventory.params()[*live.inventory.find("transformer.h.0.attn.c_attn.weight")].module_type,
       "Linear");
-  EXPECT_EQ(live.inventory.params[*live.inventory.find("transformer.ln_f.weight")].module_type,
+  EXPECT_EQ(live.inventory.params()[*live.inventory.find("transformer.ln_f.weight")].module_type,
             "LayerNorm");
   EXPECT_EQ(short_type_name("__torch__.torch.nn.modules.linear.___torch_mangle_3.Linear"),
             "Linear");
@@ -58,7 +58,7 @@ TEST(TorchScript, CliEntryPointWritesAManifest) {
   auto inv = parse_manifest(manifest, "resnet_tiny.pt", d);
   std::free(manifest);
   ASSERT_TRUE(inv) << format_diagnostics(d);
-  EXPECT_EQ(inv->params[*inv->find("layer1.0.bn1.weight")].module_type, "BatchNorm2d");
+  EXPECT_EQ(inv->params()[*inv->find("layer1.0.bn1.weight")].module_type, "BatchNorm2d");
   EXPECT_EQ(layerfreeze_torchscript_manifest("/no/such/model.pt", &manifest, &error), 1);
   EXPECT_NE(std::string(error).find("cannot load TorchScript model '/no/such/model.pt'"),
             std::string::npos)
@@ -117,7 +117,7 @@ TEST(TorchScript, PlanFromTheFileEqualsTheExecutorOnTheModule) {
           ex.seek(e, e * 10 + s);
           std::vector<std::string> want;
           plan->frozen_at({e, e * 10 + s}).for_each([&](size_t i) {
-            want.push_back(plan->inventory->params[i].name);
+            want.push_back(plan->inventory->params()[i].name);
           });
           EXPECT_EQ(ex.frozen_names(), want)
               << p.preset << " on " << file << " at epoch " << e << " step " << s;
@@ -127,7 +127,7 @@ TEST(TorchScript, PlanFromTheFileEqualsTheExecutorOnTheModule) {
           for (const auto& np : m.named_parameters()) {
             // An alias is frozen when its tensor's canonical name is.
             const std::string& canonical =
-                plan->inventory->params[*plan->inventory->find(np.name)].name;
+                plan->inventory->params()[*plan->inventory->find(np.name)].name;
             bool frozen = std::find(want.begin(), want.end(), canonical) != want.end();
             EXPECT_EQ(np.value.requires_grad(), !frozen) << np.name;
           }

@@ -137,8 +137,8 @@ void expect_frozen_exactly(TinyVLM& m, const Executor& ex, const std::set<std::s
   // And the executor's frozen set is the plan's at the start.
   PlanState plan_state = ex.plan().state_at({0, 0});
   const Inventory& inv = ex.inventory();
-  for (size_t i = 0; i < inv.params.size(); ++i)
-    EXPECT_EQ(ex.is_frozen(i), plan_state.frozen[i]) << inv.params[i].name;
+  for (size_t i = 0; i < inv.params().size(); ++i)
+    EXPECT_EQ(ex.is_frozen(i), plan_state.frozen[i]) << inv.params()[i].name;
 }
 
 TEST(VisionLanguage, DiscoveryFindsTheTrunkTheTowerAndTheConnector) {
@@ -153,7 +153,7 @@ TEST(VisionLanguage, DiscoveryFindsTheTrunkTheTowerAndTheConnector) {
   EXPECT_EQ(inv.towers[0].num_layers, 3);
   ASSERT_EQ(inv.connectors.size(), 1u);
   EXPECT_EQ(inv.connectors[0].root, "visual.merger");
-  auto role = [&](const std::string& n) { return inv.params[*inv.find(n)].role; };
+  auto role = [&](const std::string& n) { return inv.params()[*inv.find(n)].role; };
   EXPECT_EQ(role("visual.patch_embed.proj.weight"), Role::kTower);
   EXPECT_EQ(role("visual.blocks.2.mlp.c_fc.weight"), Role::kTower);
   EXPECT_EQ(role("visual.merger.mlp.0.weight"), Role::kConnector);
@@ -161,7 +161,7 @@ TEST(VisionLanguage, DiscoveryFindsTheTrunkTheTowerAndTheConnector) {
   EXPECT_EQ(role("model.layers.0.attn.c_attn.weight"), Role::kLayer);
   EXPECT_EQ(role("model.norm.weight"), Role::kHead);
   // The trunk's layers are 0–3, whatever the tower registers before them.
-  EXPECT_EQ(inv.params[*inv.find("model.layers.0.attn.c_attn.weight")].layer, 0);
+  EXPECT_EQ(inv.params()[*inv.find("model.layers.0.attn.c_attn.weight")].layer, 0);
   std::string status = layer_status(*m, false);
   EXPECT_NE(status.find("Vision tower: FROZEN"), std::string::npos) << status;
   EXPECT_NE(status.find("Connector:    FROZEN"), std::string::npos) << status;
