@@ -116,7 +116,8 @@ struct Differ {
   static std::string when_of(const json& at) {
     const json& e = at.at("epoch");
     const json& s = at.at("step");
-    if (!e.is_null() && !s.is_null()) return "epoch " + json_text(e) + " (step " + json_text(s) + ")";
+    if (!e.is_null() && !s.is_null())
+      return "epoch " + json_text(e) + " (step " + json_text(s) + ")";
     return e.is_null() ? "step " + json_text(s) : "epoch " + json_text(e);
   }
 

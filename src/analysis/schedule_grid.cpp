@@ -150,7 +150,8 @@ ScheduleGrid build(const CompiledPlan& plan, const std::vector<Time>& times,
   }
   // Each parameter's rows, once: a tied tensor can be in two.
   RowIndex index(inv, g.rows);
-  std::vector<size_t> rows, row1(inv.params().size(), SIZE_MAX), row2(inv.params().size(), SIZE_MAX);
+  std::vector<size_t> rows, row1(inv.params().size(), SIZE_MAX),
+      row2(inv.params().size(), SIZE_MAX);
   for (size_t i = 0; i < inv.params().size(); ++i) {
     index.of(inv.params()[i], rows);
     if (!rows.empty()) row1[i] = rows[0];

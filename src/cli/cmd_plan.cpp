@@ -49,9 +49,9 @@ std::function<int()> setup_plan(CLI::App& cmd) {
       Session again;  // the strategy's own texts, for the lock's digest
       auto strategy = load_rules(again, a->rules, a->section);
       std::ofstream out(a->lock, std::ios::binary);
-      out << json_text(lock_json(*a, a->rules, *plan, sum,
-                                 strategy ? strategy->sources().digest() : ""),
-                       2)
+      out << json_text(
+                 lock_json(*a, a->rules, *plan, sum, strategy ? strategy->sources().digest() : ""),
+                 2)
           << "\n";
       if (!out) {
         std::cerr << "error: cannot write '" << a->lock << "'\n";

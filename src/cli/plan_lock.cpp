@@ -5,8 +5,8 @@
 
 #include "analysis/plan_diff.hpp"
 #include "core/format.hpp"
-#include "print/plan_printer.hpp"
 #include "core/json_text.hpp"
+#include "print/plan_printer.hpp"
 
 namespace layerfreeze::cli {
 

@@ -5,8 +5,8 @@
 #include <map>
 
 #include "core/hash.hpp"
-#include "core/plan.hpp"
 #include "core/json_text.hpp"
+#include "core/plan.hpp"
 
 namespace layerfreeze {
 

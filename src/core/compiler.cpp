@@ -15,7 +15,8 @@ namespace {
 
 std::string names_list(const Inventory& inv, const std::vector<uint32_t>& idx, size_t max = 5) {
   std::string s;
-  for (size_t i = 0; i < idx.size() && i < max; ++i) s += (i ? ", " : "") + inv.params()[idx[i]].name;
+  for (size_t i = 0; i < idx.size() && i < max; ++i)
+    s += (i ? ", " : "") + inv.params()[idx[i]].name;
   if (idx.size() > max) s += ", … (" + std::to_string(idx.size()) + " in all)";
   return s;
 }

@@ -1,5 +1,4 @@
 #include "core/experts.hpp"
-
 #include "core/inventory_builder.hpp"
 
 #include <fmt/format.h>

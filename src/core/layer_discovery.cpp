@@ -124,7 +124,8 @@ void order_towers_by_input(Inventory& inv, ModalitySplit& split, std::vector<int
     int32_t t = split.param_tower[i];
     if (t < 0 || in_layer(i) || reads_input[static_cast<size_t>(t)]) continue;
     for (const auto& re : emb_res)
-      if (re && RE2::FullMatch(inv.params()[i].name, *re)) reads_input[static_cast<size_t>(t)] = true;
+      if (re && RE2::FullMatch(inv.params()[i].name, *re))
+        reads_input[static_cast<size_t>(t)] = true;
   }
   std::vector<int32_t> order(T);
   for (size_t t = 0; t < T; ++t) order[t] = static_cast<int32_t>(t);

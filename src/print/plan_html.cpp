@@ -10,10 +10,10 @@
 #include <unordered_map>
 
 #include "core/format.hpp"
+#include "core/json_text.hpp"
 #include "print/plan_printer.hpp"
 #include "print/plan_svg.hpp"
 #include "print/report_assets.hpp"
-#include "core/json_text.hpp"
 
 namespace layerfreeze {
 

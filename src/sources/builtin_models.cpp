@@ -5,8 +5,8 @@
 // parameter counts (tests pin them).
 #include <functional>
 
-#include "core/inventory_builder.hpp"
 #include <map>
+#include "core/inventory_builder.hpp"
 
 #include "core/embedded_rules.hpp"
 #include "layerfreeze/model_source.hpp"

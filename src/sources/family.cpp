@@ -1,13 +1,12 @@
 #include "sources/family.hpp"
 
-#include "core/inventory_builder.hpp"
-
 #include <algorithm>
 #include <map>
 #include <set>
 #include <unordered_map>
 
 #include "core/embedded_rules.hpp"
+#include "core/inventory_builder.hpp"
 #include "core/yaml_reader.hpp"
 #include "sources/family_impl.hpp"
 

@@ -2,15 +2,14 @@
 // model can be planned on a machine that never loads it.
 #include <nlohmann/json.hpp>
 
-#include "core/inventory_builder.hpp"
-
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "core/inventory_builder.hpp"
+#include "core/json_text.hpp"
 #include "layerfreeze/model_source.hpp"
 #include "sources/json_file.hpp"
-#include "core/json_text.hpp"
 
 namespace layerfreeze {
 

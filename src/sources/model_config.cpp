@@ -1,7 +1,7 @@
 #include "sources/model_config.hpp"
 
-#include "sources/json_file.hpp"
 #include "core/json_text.hpp"
+#include "sources/json_file.hpp"
 
 namespace layerfreeze {
 

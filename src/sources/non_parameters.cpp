@@ -1,5 +1,4 @@
 #include "sources/non_parameters.hpp"
-
 #include "core/inventory_builder.hpp"
 
 #include <re2/re2.h>

@@ -3,19 +3,18 @@
 // the file size so a truncated or hostile file is an error, not a wrong plan.
 #include <nlohmann/json.hpp>
 
-#include "core/inventory_builder.hpp"
-
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 
+#include "core/inventory_builder.hpp"
+#include "core/json_text.hpp"
 #include "layerfreeze/model_source.hpp"
 #include "sources/json_file.hpp"
 #include "sources/non_parameters.hpp"
 #include "sources/weight_map.hpp"
-#include "core/json_text.hpp"
 
 namespace layerfreeze {
 

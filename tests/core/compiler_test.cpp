@@ -5,8 +5,8 @@
 #include <set>
 
 #include "api/plan_access.hpp"
-#include "test_util.hpp"
 #include "core/inventory_builder.hpp"
+#include "test_util.hpp"
 
 namespace layerfreeze {
 namespace {

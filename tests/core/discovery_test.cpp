@@ -1,7 +1,7 @@
 // Built-in architectures: published parameter counts, and what layer discovery finds on each.
+#include "core/inventory_builder.hpp"
 #include "core/layer_discovery.hpp"
 #include "test_util.hpp"
-#include "core/inventory_builder.hpp"
 
 namespace layerfreeze {
 namespace {
@@ -105,7 +105,8 @@ TEST(Discovery, T5StacksAreNumberedEncoderThenDecoder) {
   EXPECT_EQ(inv.layers[6].name, "decoder.block.0");
   // The relative attention bias inside block 0 is layer 0, not embeddings.
   EXPECT_EQ(
-      inv.params()[*inv.find("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")]
+      inv.params()[*inv.find(
+                       "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")]
           .layer,
       0);
   // Between the stacks: other, opening with the encoder's last block.
@@ -121,7 +122,8 @@ TEST(Discovery, T5StacksAreNumberedEncoderThenDecoder) {
 
 TEST(Discovery, T5StacksKeepOrderInNaturalNameOrder) {
   Inventory inv = test::builtin("t5-small");
-  InventoryBuilder(inv).sort_natural();  // as a safetensors header would list it: decoder.* before encoder.*
+  InventoryBuilder(inv)
+      .sort_natural();  // as a safetensors header would list it: decoder.* before encoder.*
   Diagnostics d;
   discover_layers(inv, DiscoveryPatterns::shipped(), d);
   ASSERT_EQ(inv.stacks.size(), 2u);
@@ -174,7 +176,8 @@ TEST(Discovery, OptFinalNormRegisteredBeforeLayersIsHead) {
   Diagnostics d;
   discover_layers(inv, DiscoveryPatterns::shipped(), d);
   EXPECT_EQ(inv.params()[*inv.find("model.decoder.final_layer_norm.weight")].role, Role::kHead);
-  EXPECT_EQ(inv.params()[*inv.find("model.decoder.embed_positions.weight")].role, Role::kEmbeddings);
+  EXPECT_EQ(inv.params()[*inv.find("model.decoder.embed_positions.weight")].role,
+            Role::kEmbeddings);
 }
 
 TEST(Discovery, VisionTransformerGluedIndices) {

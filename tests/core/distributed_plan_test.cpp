@@ -7,8 +7,8 @@
 
 #include "analysis/distributed_lint.hpp"
 #include "analysis/plan_record.hpp"
-#include "test_util.hpp"
 #include "core/inventory_builder.hpp"
+#include "test_util.hpp"
 
 namespace layerfreeze {
 namespace {

@@ -90,8 +90,9 @@ TEST(ExpertSelectors, FusedTensorsAreCutByExpertAndLayer) {
   int64_t fused = 0;
   for (const char* t : {"input_linear.weight", "output_linear.weight"})
     for (const char* l : {"22", "23"})
-      fused += inv.params()[index_of(p, "model.layers." + std::string(l) + ".block_sparse_moe." + t)]
-                   .numel;
+      fused +=
+          inv.params()[index_of(p, "model.layers." + std::string(l) + ".block_sparse_moe." + t)]
+              .numel;
   EXPECT_EQ(inv.total_numel() - p.frozen_numel(s), fused / 32 * 2);
 }
 

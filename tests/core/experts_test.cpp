@@ -7,10 +7,10 @@
 
 #include "core/discovery_patterns.hpp"
 #include "core/experts.hpp"
+#include "core/inventory_builder.hpp"
 #include "core/layer_discovery.hpp"
 #include "layerfreeze/model_source.hpp"
 #include "test_util.hpp"
-#include "core/inventory_builder.hpp"
 
 namespace layerfreeze {
 namespace experts_test {

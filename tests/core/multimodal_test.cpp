@@ -11,12 +11,12 @@
 #include <set>
 
 #include "analysis/plan_summary.hpp"
+#include "core/inventory_builder.hpp"
 #include "core/layer_discovery.hpp"
 #include "layerfreeze/model_source.hpp"
 #include "print/inventory_printer.hpp"
 #include "print/plan_printer.hpp"
 #include "test_util.hpp"
-#include "core/inventory_builder.hpp"
 
 namespace layerfreeze {
 namespace {
@@ -313,7 +313,8 @@ TEST(Multimodal, LlavaNamesInRegistrationOrderAndAStackInsideTheConnector) {
   EXPECT_EQ(inv.towers[0].root, "vision_tower");
   EXPECT_EQ(inv.num_layers(), 3);
   // The projector's own `layers.N` are the connector's, not a stack.
-  EXPECT_EQ(inv.params()[*inv.find("multi_modal_projector.layers.1.weight")].role, Role::kConnector);
+  EXPECT_EQ(inv.params()[*inv.find("multi_modal_projector.layers.1.weight")].role,
+            Role::kConnector);
   EXPECT_EQ(inv.params()[*inv.find("language_model.model.norm.weight")].role, Role::kHead);
   EXPECT_EQ(inv.params()[*inv.find("vision_tower.vision_model.post_layernorm.weight")].role,
             Role::kTower);

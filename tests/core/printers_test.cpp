@@ -3,11 +3,11 @@
 #include <nlohmann/json.hpp>
 
 #include "core/format.hpp"
+#include "core/inventory_builder.hpp"
 #include "core/json_text.hpp"
 #include "print/json_writer.hpp"
 #include "print/plan_printer.hpp"
 #include "test_util.hpp"
-#include "core/inventory_builder.hpp"
 
 namespace layerfreeze {
 namespace {
@@ -139,7 +139,9 @@ TEST(JsonWriter, BothWritersQuoteAlike) {
     EXPECT_EQ(ok, c.well_formed) << ours;
     // Strict parsing: valid JSON, valid UTF-8; a well-formed string comes back as it was.
     auto back = nlohmann::json::parse(ours);
-    if (c.well_formed) EXPECT_EQ(back.get<std::string>(), c.text);
+    if (c.well_formed) {
+      EXPECT_EQ(back.get<std::string>(), c.text);
+    }
   }
 }
 

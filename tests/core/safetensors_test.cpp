@@ -227,7 +227,8 @@ TEST(RealCheckpoints, Falcon180bIndex) {
   EXPECT_EQ(inv->params()[*inv->find("lm_head.weight")].name, "transformer.word_embeddings.weight");
   discover_layers(*inv, DiscoveryPatterns::shipped(), d);
   EXPECT_EQ(inv->num_layers(), 80);
-  EXPECT_EQ(inv->params()[*inv->find("transformer.word_embeddings.weight")].role, Role::kEmbeddings);
+  EXPECT_EQ(inv->params()[*inv->find("transformer.word_embeddings.weight")].role,
+            Role::kEmbeddings);
   EXPECT_EQ(inv->params()[*inv->find("transformer.ln_f.weight")].role, Role::kHead);
 }
 

@@ -9,10 +9,10 @@
 
 #include "api/plan_access.hpp"
 #include "core/compiler.hpp"
+#include "core/inventory_builder.hpp"
 #include "core/rules_parser.hpp"
 #include "layerfreeze/model_source.hpp"
 #include "layerfreeze/plan.hpp"
-#include "core/inventory_builder.hpp"
 
 namespace layerfreeze::test {
 

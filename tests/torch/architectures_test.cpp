@@ -136,7 +136,8 @@ TEST_P(Architecture, PlansFromEverySourceEqualTheExecutor) {
       EXPECT_EQ(frozen_set(plan_pt, t), live)
           << family << " " << p.preset << " (.pt) at epoch " << e;
       int64_t numel = 0;
-      plan_pt.frozen_at(t).for_each([&](size_t i) { numel += plan_pt.inventory->params()[i].numel; });
+      plan_pt.frozen_at(t).for_each(
+          [&](size_t i) { numel += plan_pt.inventory->params()[i].numel; });
       EXPECT_EQ(numel, ex.frozen_numel()) << family << " " << p.preset;
       if (needs_module_types(p.preset)) {
         // Names alone find fewer norms than types do: what a header plan trains, the module trains.

@@ -195,7 +195,8 @@ TEST_P(ExpertMaskDecay, TrainableSlicesReceiveExactlyTorchsDecay) {
       if (e == 2 || e == 5) {
         EXPECT_TRUE(torch::equal(mp[i][e], start[i][e])) << inv.params()[i].name << " expert " << e;
       } else {
-        EXPECT_FALSE(torch::equal(mp[i][e], start[i][e])) << inv.params()[i].name << " expert " << e;
+        EXPECT_FALSE(torch::equal(mp[i][e], start[i][e]))
+            << inv.params()[i].name << " expert " << e;
         EXPECT_TRUE(torch::equal(mp[i][e], pp[i][e])) << inv.params()[i].name << " expert " << e;
       }
     }

@@ -38,9 +38,9 @@ TEST(TorchScript, LiveInventoryOfAnExportedGpt2) {
   auto tied = live.inventory.find("lm_head.weight");
   ASSERT_TRUE(tied);
   EXPECT_EQ(live.inventory.params()[*tied].name, "transformer.wte.weight");
-  EXPECT_EQ(
-      live.inventory.params()[*live.inventory.find("transformer.h.0.attn.c_attn.weight")].module_type,
-      "Linear");
+  EXPECT_EQ(live.inventory.params()[*live.inventory.find("transformer.h.0.attn.c_attn.weight")]
+                .module_type,
+            "Linear");
   EXPECT_EQ(live.inventory.params()[*live.inventory.find("transformer.ln_f.weight")].module_type,
             "LayerNorm");
   EXPECT_EQ(short_type_name("__torch__.torch.nn.modules.linear.___torch_mangle_3.Linear"),
