@@ -47,31 +47,42 @@ class SourceTexts {
   std::map<std::string, std::vector<std::string>> lines_;
 };
 
-/// Collects diagnostics in the order they are found.
+/// Collects diagnostics in the order they are found: the first kMaxKept of them; past that
+/// (a hostile manifest of a million bad entries) only how many more of each severity there were,
+/// which count() includes and format_diagnostics() reports.
 class Diagnostics {
  public:
+  static constexpr size_t kMaxKept = 1000;
   void error(std::string code, std::string message, SourceLoc loc = {},
              std::vector<std::string> notes = {});
   void warning(std::string code, std::string message, SourceLoc loc = {},
                std::vector<std::string> notes = {});
-  void add(Diagnostic d) { items_.push_back(std::move(d)); }
+  void add(Diagnostic d);
   void append(const Diagnostics& other);
 
   bool has_errors() const { return count(Severity::kError) > 0; }
   size_t count(Severity s) const;
   const std::vector<Diagnostic>& items() const { return items_; }
   bool empty() const { return items_.empty(); }
+  /// How many were not kept (past kMaxKept).
+  size_t dropped() const { return dropped_[0] + dropped_[1] + dropped_[2]; }
+  size_t dropped(Severity s) const { return dropped_[static_cast<size_t>(s)]; }
   /// Warnings become errors (`--strict`).
   void promote_warnings();
 
  private:
   std::vector<Diagnostic> items_;
+  size_t dropped_[3] = {0, 0, 0};  // by Severity
 };
 
 /// "file:line:col: error: message [code]", then the source line and a caret under the column,
-/// then each note.
+/// then each note. Control characters are shown escaped and a message or note is cut after 2,000
+/// characters (core/safe_text.hpp): text from a hostile file cannot drive a terminal or flood it.
 std::string format_diagnostic(const Diagnostic& d, const SourceTexts* sources = nullptr);
 std::string format_diagnostics(const Diagnostics& ds, const SourceTexts* sources = nullptr);
+/// "note: N more (E of them errors) not shown: …" when `ds` kept only its first kMaxKept; ""
+/// otherwise. format_diagnostics ends with it; a printer of its own prints it last.
+std::string format_dropped(const Diagnostics& ds);
 
 /// The candidate closest to `word` by edit distance, if close enough to be a likely typo.
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);

@@ -1,6 +1,8 @@
 #include "cli/cli_common.hpp"
 
 #include "cli/git_source.hpp"
+#include "core/file_access.hpp"
+#include "sources/family.hpp"
 
 #include <algorithm>
 #include <fstream>
@@ -12,6 +14,7 @@ void Session::flush(std::ostream& err, bool warnings) {
     if (d.severity == Severity::kWarning && !warnings) continue;
     err << format_diagnostic(d, &sources);
   }
+  err << format_dropped(diags);
   diags = Diagnostics();
 }
 
@@ -52,9 +55,12 @@ std::optional<Strategy> load_rules(Session& s, const std::string& spec,
 std::optional<Inventory> load_inventory(Session& s, const std::string& spec,
                                         const std::string& config, const std::string& family) {
   if (!family.empty()) {
-    std::ifstream in(family, std::ios::binary);
-    s.sources.add(family, std::string((std::istreambuf_iterator<char>(in)),
-                                      std::istreambuf_iterator<char>()));
+    // Its text, for source lines in messages; load_model reports a file it cannot read.
+    FileRead how;
+    how.what = "family file";
+    how.max_bytes = kMaxFamilyFileBytes;
+    Diagnostics quiet;
+    if (auto text = read_file(family, family, how, quiet)) s.sources.add(family, *text);
   }
   return load_model(spec, s.diags, config, family);
 }

@@ -1,11 +1,16 @@
 // layerfreeze check LOCK [--model MODEL] : compiles a locked strategy again (plan --lock) and
 // exits 1, printing what differs, when the plan no longer matches the lock.
-#include <fstream>
-
 #include "cli/cli_common.hpp"
+#include "cli/git_source.hpp"
 #include "cli/plan_lock.hpp"
+#include "core/file_access.hpp"
+#include "sources/json_file.hpp"
 
 namespace layerfreeze::cli {
+
+namespace {
+constexpr uint64_t kMaxLockBytes = uint64_t{64} << 20;  // a lock of a 100k-tensor plan is ~2 MB
+}  // namespace
 
 std::function<int()> setup_check(CLI::App& cmd) {
   struct Args {
@@ -15,20 +20,35 @@ std::function<int()> setup_check(CLI::App& cmd) {
   cmd.add_option("LOCK", a->lock, "a lock written by `plan --lock`")->required();
   cmd.add_option("--model,-m", a->model, "the model to check against (default: the lock's)");
   return [a] {
-    std::ifstream in(a->lock, std::ios::binary);
-    if (!in) {
-      std::cerr << "error: cannot read '" << a->lock << "'\n";
-      return kExitInvalid;
-    }
-    nlohmann::json locked = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-    std::string spec, error;
+    // A lock comes from a pull request: read as any untrusted file, checked against its
+    // schema, and what it names must lie below the folders around it (docs/SECURITY.md).
+    Session ls;
+    FileRead how;
+    how.what = "lock";
+    how.max_bytes = kMaxLockBytes;
+    auto text = read_file(a->lock, a->lock, how, ls.diags);
+    std::optional<nlohmann::json> locked;
+    if (text) locked = parse_json_text(*text, a->lock, "the lock", ls.diags);
+    std::string spec;
     std::optional<PlanArgs> args;
-    if (locked.is_discarded())
-      error = "not JSON";
-    else
-      args = args_of_lock(locked, spec, error);
+    if (locked) args = args_of_lock(*locked, a->lock, spec, ls.diags);
+    if (args) {
+      const auto folders = allowed_folders(a->lock);
+      FileRead named;
+      named.folders = &folders;
+      named.outside_code = "lock-outside";
+      named.outside_notes = {"a lock may name only files below the folders around it"};
+      named.at = {a->lock, 0, 0};
+      const bool path_spec = spec.rfind("preset:", 0) != 0 && !is_git_spec(spec);
+      named.what = "strategy";
+      bool ok = !path_spec || check_inside(spec, spec, named, ls.diags);
+      named.what = "model";
+      if (a->model.empty() && args->model.rfind("builtin:", 0) != 0)
+        ok = check_inside(args->model, args->model, named, ls.diags) && ok;
+      if (!ok) args.reset();
+    }
     if (!args) {
-      std::cerr << a->lock << ": error: " << error << "\n";
+      ls.flush();
       return kExitInvalid;
     }
     if (!a->model.empty()) args->model = a->model;
@@ -41,10 +61,10 @@ std::function<int()> setup_check(CLI::App& cmd) {
     auto strategy = load_rules(again, spec, args->section);
     nlohmann::json now =
         lock_json(*args, spec, *plan, sum, strategy ? strategy->sources().digest() : "");
-    now["model"]["source"] = locked["model"]["source"];
+    now["model"]["source"] = (*locked)["model"]["source"];
     LockCheck c;
     try {
-      c = compare_locks(locked, now, &plan->inventory());
+      c = compare_locks(*locked, now, &plan->inventory());
     } catch (const nlohmann::json::exception& e) {
       std::cerr << a->lock
                 << ": error: a lock file needs every field `plan --lock` writes: " << e.what()

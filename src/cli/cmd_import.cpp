@@ -1,11 +1,8 @@
 // layerfreeze import fts SCHEDULE.yaml [--model M] [-o OUT]: a peer's schedule as a rules file
 // (docs/PEERS.md). The rules go to stdout (or OUT), what is not imported to stderr as notes; the
 // output is parsed back (and compiled against --model) before it is written.
-#include <filesystem>
-#include <fstream>
-#include <sstream>
-
 #include "cli/cli_common.hpp"
+#include "core/file_access.hpp"
 #include "import/fts_schedule.hpp"
 
 namespace layerfreeze::cli {
@@ -15,24 +12,12 @@ namespace {
 constexpr std::uintmax_t kMaxScheduleBytes = 4u << 20;
 
 std::optional<std::string> read_schedule(Session& s, const std::string& path) {
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(path, ec);
-  if (ec || !std::filesystem::is_regular_file(path)) {
-    s.diags.error("file-not-found", "cannot read schedule '" + path + "'", {path, 0, 0});
-    return std::nullopt;
-  }
-  if (size > kMaxScheduleBytes) {
-    s.diags.error("file-too-large",
-                  "schedule '" + path + "' is " + std::to_string(size) + " bytes; the limit is " +
-                      std::to_string(kMaxScheduleBytes),
-                  {path, 0, 0});
-    return std::nullopt;
-  }
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  s.sources.add(path, ss.str());
-  return ss.str();
+  FileRead how;
+  how.what = "schedule";
+  how.max_bytes = kMaxScheduleBytes;
+  auto text = read_file(path, path, how, s.diags);
+  if (text) s.sources.add(path, *text);
+  return text;
 }
 
 }  // namespace
@@ -76,17 +61,36 @@ std::function<int()> setup_import(CLI::App& cmd) {
     if (strategy && model) {
       PlanOptions o;
       o.strict = true;  // a phase that thaws nothing is a broken import
-      compile(*strategy, *model, o, check);
+      Diagnostics on_model;
+      if (!compile(*strategy, *model, o, on_model)) {
+        // Not a bug of the importer: the schedule does not fit this model (an entry that selects
+        // nothing, a tied tensor thawed through one of its names).
+        std::cerr << a->schedule << ": error: the imported schedule does not hold on " << a->model
+                  << " [fts-schedule]\n"
+                  << format_diagnostics(on_model);
+        return kExitInvalid;
+      }
     }
     if (!strategy || check.has_errors()) {
+      // The rules' first lines are enough to see what went wrong; a schedule of thousands of
+      // phases is not printed whole.
+      std::string head;
+      size_t lines = 0;
+      for (size_t i = 0; i < imported->rules_yaml.size() && lines < 40; ++i)
+        if ((head += imported->rules_yaml[i]).back() == '\n') ++lines;
       std::cerr << "layerfreeze: internal error: the imported rules do not compile:\n"
-                << format_diagnostics(check) << imported->rules_yaml;
+                << format_diagnostics(check) << head
+                << (head.size() < imported->rules_yaml.size() ? "…\n" : "");
       return kExitInvalid;
     }
     if (a->out.empty()) {
       std::cout << imported->rules_yaml;
     } else {
-      std::ofstream(a->out) << imported->rules_yaml;
+      std::string error;
+      if (!write_file_atomic(a->out, imported->rules_yaml, &error)) {
+        std::cerr << "error: " << error << "\n";
+        return kExitInvalid;
+      }
       std::cerr << "wrote " << a->out << " (" << imported->phases << " phases)\n";
     }
     for (const auto& n : imported->notes) std::cerr << "note: " << n << "\n";

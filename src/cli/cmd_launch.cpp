@@ -5,6 +5,10 @@
 
 namespace layerfreeze::cli {
 
+namespace {
+constexpr int64_t kMaxSeconds = 100000000;  // ~3 years
+}  // namespace
+
 std::function<int()> setup_launch(CLI::App& cmd) {
   struct Args {
     LaunchOptions o;
@@ -22,11 +26,12 @@ std::function<int()> setup_launch(CLI::App& cmd) {
   cmd.add_option("--master-port", a->o.master_port,
                  "port of the TCPStore; default: a free port (single machine)")
       ->check(CLI::Range(1, 65535));
+  // Bounded: seconds as a duration overflow past ~292 years of nanoseconds.
   cmd.add_option("--timeout", a->timeout, "stop every rank after this many seconds (0: no limit)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(int64_t{0}, kMaxSeconds));
   cmd.add_option("--grace", a->grace,
                  "after a rank fails, seconds the others get to finish before SIGTERM")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(int64_t{0}, kMaxSeconds));
   cmd.add_flag("--no-prefix", a->no_prefix, "do not prefix output lines with [rank N]");
   cmd.add_option("command", a->o.command, "the program and its arguments, after --")->required();
   return [a]() -> int {

@@ -4,6 +4,7 @@
 // (analysis/distributed_lint.hpp).
 #include "cli/cli_common.hpp"
 #include "cli/plan_lock.hpp"
+#include "core/file_access.hpp"
 #include "core/json_text.hpp"
 
 #include <fstream>
@@ -37,24 +38,22 @@ std::function<int()> setup_plan(CLI::App& cmd) {
         plan->report(*parse_optimizer(a->optimizer), horizon_for(*plan, *a), a->distributed);
     if (a->format != "text")
       for (const auto& w : sum.distributed_warnings()) std::cerr << format_diagnostic(w);
-    if (!a->svg.empty()) {
-      std::ofstream out(a->svg, std::ios::binary);
-      out << sum.svg();
-      if (!out) {
-        std::cerr << "error: cannot write '" << a->svg << "'\n";
-        return kExitInvalid;
-      }
-    }
+    // Every file is complete before any is written, and each is written atomically: a failure
+    // leaves an earlier lock or picture as it was (core/file_access.hpp).
+    std::vector<std::pair<std::string, std::string>> files;
+    if (!a->svg.empty()) files.emplace_back(a->svg, sum.svg());
     if (!a->lock.empty()) {
       Session again;  // the strategy's own texts, for the lock's digest
       auto strategy = load_rules(again, a->rules, a->section);
-      std::ofstream out(a->lock, std::ios::binary);
-      out << json_text(
-                 lock_json(*a, a->rules, *plan, sum, strategy ? strategy->sources().digest() : ""),
-                 2)
-          << "\n";
-      if (!out) {
-        std::cerr << "error: cannot write '" << a->lock << "'\n";
+      files.emplace_back(a->lock, json_text(lock_json(*a, a->rules, *plan, sum,
+                                                      strategy ? strategy->sources().digest() : ""),
+                                            2) +
+                                      "\n");
+    }
+    for (const auto& [path, text] : files) {
+      std::string error;
+      if (!write_file_atomic(path, text, &error)) {
+        std::cerr << "error: " << error << "\n";
         return kExitInvalid;
       }
     }

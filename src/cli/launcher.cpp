@@ -45,13 +45,20 @@ void write_all(int fd, const std::string& s) {
   }
 }
 
-// Forwards whole lines from `buf` to `fd`, each with the rank's prefix.
+// A rank's partial line is kept up to this size, then forwarded as a line of its own: a rank
+// that prints progress without newlines cannot grow the launcher's memory.
+constexpr size_t kMaxPartialLine = 64 * 1024;
+
+// Forwards whole lines from `buf` to `fd`, each with the rank's prefix. A `\r` (a progress bar
+// redrawing itself) ends a line too, shown as one.
 void flush_lines(std::string& buf, int fd, const std::string& prefix, bool all) {
   size_t start = 0;
-  for (size_t nl; (nl = buf.find('\n', start)) != std::string::npos; start = nl + 1)
-    write_all(fd, prefix + buf.substr(start, nl + 1 - start));
+  for (size_t end; (end = buf.find_first_of("\n\r", start)) != std::string::npos; start = end + 1) {
+    if (end > start || buf[end] == '\n')
+      write_all(fd, prefix + buf.substr(start, end - start) + "\n");
+  }
   buf.erase(0, start);
-  if (all && !buf.empty()) {
+  if ((all && !buf.empty()) || buf.size() >= kMaxPartialLine) {
     write_all(fd, prefix + buf + "\n");
     buf.clear();
   }

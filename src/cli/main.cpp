@@ -1,12 +1,17 @@
 // layerfreeze: the command line. Thin: each subcommand lives in its own file and registers in
 // the table of cli_common; this file parses the arguments and maps errors to exit codes.
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <iostream>
 
 #include "cli/cli_common.hpp"
+#include "cli/safe_output.hpp"
 
 int main(int argc, char** argv) {
   using namespace layerfreeze::cli;
+  // No control character reaches the terminal raw, from any command (cli/safe_output.hpp).
+  SafeOutput safe_out(std::cout), safe_err(std::cerr);
   install_torchscript_loader();
   CLI::App app{
       "layerfreeze: declarative freezing strategies for LibTorch models, compiled to a plan"};
@@ -37,10 +42,19 @@ int main(int argc, char** argv) {
     app.exit(e);
     return kExitUsage;
   }
+  int code = kExitUsage;
   try {
-    return run ? run() : kExitUsage;
+    code = run ? run() : kExitUsage;
   } catch (const std::exception& e) {
     std::cerr << "layerfreeze: internal error: " << e.what() << "\n";
     return kExitInvalid;
   }
+  // What was printed must have been written: a full disk or a closed pipe is an error, not 0.
+  std::cout.flush();
+  if (!std::cout) {
+    std::cerr << "error: cannot write the output (standard output): "
+              << (errno ? std::strerror(errno) : "write failed") << "\n";
+    return kExitInvalid;
+  }
+  return code;
 }

@@ -6,6 +6,7 @@
 #include "analysis/plan_diff.hpp"
 #include "core/format.hpp"
 #include "core/json_text.hpp"
+#include "core/safe_text.hpp"
 #include "print/plan_printer.hpp"
 
 namespace layerfreeze::cli {
@@ -79,36 +80,151 @@ std::string relock_command(const PlanArgs& a, const std::string& spec) {
 
 }  // namespace
 
-std::optional<PlanArgs> args_of_lock(const json& lock, std::string& rules_spec,
-                                     std::string& error) {
-  try {
-    const json& format = lock.at("format");
-    if (format == "layerfreeze.lock/1") {
-      // Its plan fingerprint covered frozen states only (not learning rates, policies or
-      // parameters): checking against it could say "ok" wrongly, so it is refused.
-      error = "this lock was written by layerfreeze " + lock.value("layerfreeze", "(unknown)") +
-              " in format layerfreeze.lock/1, whose plan fingerprint did not cover learning "
-              "rates, policies or strategy parameters; write it again with today's layerfreeze";
-      try {
-        std::string spec;
-        PlanArgs a = read_args(lock, spec);
-        error += ": " + relock_command(a, spec);
-      } catch (const json::exception&) {}
-      return std::nullopt;
+namespace {
+
+// The schema of a layerfreeze.lock/2 (what lock_json writes): every problem is one error.
+class LockSchema {
+ public:
+  LockSchema(const std::string& file, Diagnostics& diags) : file_(file), diags_(diags) {}
+
+  void check(const json& lock) {
+    const json* s = object(lock, "strategy", "");
+    if (s) {
+      text(*s, "source", "strategy.", /*nonempty=*/true);
+      text(*s, "section", "strategy.");
+      text(*s, "text_digest", "strategy.");
+      text(*s, "name", "strategy.");
+      if (const json* sets = field(*s, "sets", "strategy.")) {
+        if (!sets->is_array())
+          wrong("strategy.sets", "a list of KEY=VALUE strings", *sets);
+        else
+          for (size_t i = 0; i < sets->size(); ++i)
+            if (!(*sets)[i].is_string())
+              wrong("strategy.sets[" + std::to_string(i) + "]", "a string", (*sets)[i]);
+      }
+      count(*s, "steps_per_epoch", "strategy.", 1, /*nullable=*/true);
     }
-    if (format != "layerfreeze.lock/2") {
-      error = "not a layerfreeze lock (format " + json_text(format) + ")";
-      return std::nullopt;
+    text(lock, "layerfreeze", "");
+    text(lock, "params", "");
+    text(lock, "plan_fingerprint", "");
+    if (const json* m = object(lock, "model", "")) {
+      text(*m, "source", "model.", true);
+      text(*m, "fingerprint", "model.");
     }
-    if (!lock.at("plan").is_object()) {
-      error = "a lock's \"plan\" is the canonical plan, a JSON object";
-      return std::nullopt;
+    if (const json* o = field(lock, "optimizer", "")) {
+      if (!o->is_string() || !parse_optimizer(o->get<std::string>()))
+        wrong("optimizer", "one of adamw, adam, sgd, sgd-momentum", *o);
     }
-    return read_args(lock, rules_spec);
-  } catch (const json::exception& e) {
-    error = std::string("a lock file needs every field `plan --lock` writes: ") + e.what();
+    if (const json* h = object(lock, "horizon", "")) {
+      count(*h, "epochs", "horizon.", 0, true);
+      count(*h, "steps", "horizon.", 0, true);
+    }
+    object(lock, "plan", "");
+    if (const json* st = field(lock, "stages", "")) {
+      if (!st->is_array()) {
+        wrong("stages", "a list", *st);
+      } else {
+        for (size_t i = 0; i < st->size(); ++i) {
+          const std::string at = "stages[" + std::to_string(i) + "].";
+          const json& e = (*st)[i];
+          if (!e.is_object()) {
+            wrong(at.substr(0, at.size() - 1), "an object", e);
+            continue;
+          }
+          text(e, "at", at, true);
+          for (const char* k :
+               {"frozen_tensors", "trainable_tensors", "frozen_numel", "trainable_numel"})
+            count(e, k, at, 0, false);
+        }
+      }
+    }
+  }
+
+ private:
+  const json* field(const json& parent, const char* key, const std::string& path) {
+    auto it = parent.find(key);
+    if (it == parent.end()) {
+      diags_.error("lock-format", "the lock has no \"" + path + key + "\"", {file_, 0, 0},
+                   {"`layerfreeze plan ... --lock FILE` writes every field; write it again"});
+      return nullptr;
+    }
+    return &*it;
+  }
+  const json* object(const json& parent, const char* key, const std::string& path) {
+    const json* v = field(parent, key, path);
+    if (v && !v->is_object()) {
+      wrong(path + key, "an object", *v);
+      return nullptr;
+    }
+    return v;
+  }
+  void text(const json& parent, const char* key, const std::string& path, bool nonempty = false) {
+    const json* v = field(parent, key, path);
+    if (v && (!v->is_string() || (nonempty && v->get<std::string>().empty())))
+      wrong(path + key, nonempty ? "a non-empty string" : "a string", *v);
+  }
+  void count(const json& parent, const char* key, const std::string& path, int64_t least,
+             bool nullable) {
+    const json* v = field(parent, key, path);
+    if (!v || (nullable && v->is_null())) return;
+    constexpr int64_t kMost = int64_t{1} << 53;  // exact in every JSON reader
+    if (!v->is_number_integer() || v->get<int64_t>() < least || v->get<int64_t>() > kMost)
+      wrong(path + key,
+            (nullable ? "null or an integer from " : "an integer from ") + std::to_string(least) +
+                " to 2^53",
+            *v);
+  }
+  void wrong(const std::string& where, const std::string& want, const json& got) {
+    diags_.error("lock-format",
+                 "the lock's \"" + where + "\" must be " + want + ", not " +
+                     (got.is_string() ? quoted_value(got.get<std::string>())
+                                      : quoted_value(json_text(got), 60, false)),
+                 {file_, 0, 0});
+  }
+
+  std::string file_;
+  Diagnostics& diags_;
+};
+
+}  // namespace
+
+std::optional<PlanArgs> args_of_lock(const json& lock, const std::string& file,
+                                     std::string& rules_spec, Diagnostics& diags) {
+  if (!lock.is_object()) {
+    diags.error("lock-format", "not a layerfreeze lock (a JSON object is expected)", {file, 0, 0});
     return std::nullopt;
   }
+  auto format = lock.find("format");
+  if (format != lock.end() && *format == "layerfreeze.lock/1") {
+    // Its plan fingerprint covered frozen states only (not learning rates, policies or
+    // parameters): checking against it could say "ok" wrongly, so it is refused.
+    std::string version = "(unknown)";
+    if (auto v = lock.find("layerfreeze"); v != lock.end() && v->is_string())
+      version = quoted_value(v->get<std::string>(), 32, /*quotes=*/false);
+    std::string error = "this lock was written by layerfreeze " + version +
+                        " in format layerfreeze.lock/1, whose plan fingerprint did not cover "
+                        "learning rates, policies or strategy parameters; write it again with "
+                        "today's layerfreeze";
+    try {  // the command that writes it again, when the old lock says enough for it
+      std::string spec;
+      error += ": " + relock_command(read_args(lock, spec), spec);
+    } catch (const json::exception&) {}
+    diags.error("lock-old", error, {file, 0, 0});
+    return std::nullopt;
+  }
+  if (format == lock.end() || *format != "layerfreeze.lock/2") {
+    diags.error(
+        "lock-format",
+        "not a layerfreeze lock (format " +
+            (format == lock.end() ? std::string("missing") : quoted_value(json_text(*format))) +
+            ")",
+        {file, 0, 0}, {"`layerfreeze plan ... --lock FILE` writes layerfreeze.lock/2"});
+    return std::nullopt;
+  }
+  const size_t before = diags.count(Severity::kError);
+  LockSchema(file, diags).check(lock);
+  if (diags.count(Severity::kError) > before) return std::nullopt;
+  return read_args(lock, rules_spec);
 }
 
 LockCheck compare_locks(const json& locked, const json& now, const Inventory* names) {

@@ -19,9 +19,11 @@ namespace layerfreeze::cli {
 
 nlohmann::json lock_json(const PlanArgs& a, const std::string& rules_spec, const Plan& plan,
                          const PlanReport& report, const std::string& text_digest);
-/// The arguments that compile a lock's plan again; nullopt (and `error`) for a malformed lock.
-std::optional<PlanArgs> args_of_lock(const nlohmann::json& lock, std::string& rules_spec,
-                                     std::string& error);
+/// The arguments that compile a lock's plan again. A lock is checked against its schema first:
+/// every missing field, wrong type, unknown optimizer or insane number is one `lock-format`
+/// error in `diags` (`lock-old` for a layerfreeze.lock/1), and the result is nullopt.
+std::optional<PlanArgs> args_of_lock(const nlohmann::json& lock, const std::string& file,
+                                     std::string& rules_spec, Diagnostics& diags);
 
 struct LockCheck {
   bool matches = true;

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <limits>
 #include <map>
+#include <set>
 
 #include "core/layer_discovery.hpp"
 #include "core/rules_parser.hpp"
@@ -180,6 +181,10 @@ class Compiler {
     scope_ = &plan.params;
     plan.slices.build(I);
     Resolver res(I, plan.slices, *scope, diags_);
+    std::set<std::string> callers;  // what the caller bound: `--set`, PlanOptions::values
+    for (const auto& kv : o_.sets) callers.insert(kv.substr(0, kv.find('=')));
+    for (const auto& kv : o_.values) callers.insert(kv.first);
+    res.trust_parameters(std::move(callers));
     inv_ = &I;
     for (size_t i = 0; i < I.params().size(); ++i)
       if (!I.params()[i].aliases.empty()) tied_.push_back(static_cast<uint32_t>(i));

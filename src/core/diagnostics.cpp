@@ -1,6 +1,7 @@
 #include "layerfreeze/diagnostics.hpp"
 
 #include "core/hash.hpp"
+#include "core/safe_text.hpp"
 
 #include <algorithm>
 #include <sstream>
@@ -37,34 +38,47 @@ const std::string* SourceTexts::line(const std::string& file, int line) const {
   return &it->second[line - 1];
 }
 
+void Diagnostics::add(Diagnostic d) {
+  if (items_.size() >= kMaxKept) {
+    ++dropped_[static_cast<size_t>(d.severity)];
+    return;
+  }
+  items_.push_back(std::move(d));
+}
+
 void Diagnostics::error(std::string code, std::string message, SourceLoc loc,
                         std::vector<std::string> notes) {
-  items_.push_back(
-      {Severity::kError, std::move(code), std::move(message), std::move(loc), std::move(notes)});
+  add({Severity::kError, std::move(code), std::move(message), std::move(loc), std::move(notes)});
 }
 
 void Diagnostics::warning(std::string code, std::string message, SourceLoc loc,
                           std::vector<std::string> notes) {
-  items_.push_back(
-      {Severity::kWarning, std::move(code), std::move(message), std::move(loc), std::move(notes)});
+  add({Severity::kWarning, std::move(code), std::move(message), std::move(loc), std::move(notes)});
 }
 
 void Diagnostics::append(const Diagnostics& other) {
-  for (const auto& d : other.items_) items_.push_back(d);
+  for (const auto& d : other.items_) add(d);
+  for (size_t k = 0; k < 3; ++k) dropped_[k] += other.dropped_[k];
 }
 
 size_t Diagnostics::count(Severity s) const {
-  return static_cast<size_t>(std::count_if(items_.begin(), items_.end(),
+  return dropped_[static_cast<size_t>(s)] +
+         static_cast<size_t>(std::count_if(items_.begin(), items_.end(),
                                            [s](const Diagnostic& d) { return d.severity == s; }));
 }
 
 void Diagnostics::promote_warnings() {
+  dropped_[static_cast<size_t>(Severity::kError)] +=
+      dropped_[static_cast<size_t>(Severity::kWarning)];
+  dropped_[static_cast<size_t>(Severity::kWarning)] = 0;
   for (auto& d : items_) {
     if (d.severity == Severity::kWarning) {
       d.severity = Severity::kError;
     }
   }
 }
+
+constexpr size_t kMaxMessageChars = 2000;
 
 static const char* severity_word(Severity s) {
   switch (s) {
@@ -78,11 +92,11 @@ static const char* severity_word(Severity s) {
 std::string format_diagnostic(const Diagnostic& d, const SourceTexts* sources) {
   std::ostringstream out;
   if (!d.loc.file.empty()) {
-    out << d.loc.file;
+    out << display_text(d.loc.file);
     if (d.loc.known()) out << ':' << d.loc.line << ':' << d.loc.column;
     out << ": ";
   }
-  out << severity_word(d.severity) << ": " << d.message;
+  out << severity_word(d.severity) << ": " << quoted_value(d.message, kMaxMessageChars, false);
   if (!d.code.empty()) out << " [" << d.code << ']';
   out << '\n';
   if (sources && d.loc.known()) {
@@ -97,7 +111,7 @@ std::string format_diagnostic(const Diagnostic& d, const SourceTexts* sources) {
         line = (begin > 0 ? "…" : "") + full->substr(begin, kWidth) +
                (begin + kWidth < full->size() ? "…" : "");
       }
-      out << "  " << line << '\n';
+      out << "  " << display_text(line, /*keep_tabs=*/true) << '\n';
       std::string pad = begin > 0 ? " " : "";
       // Keep tabs so the caret lines up under the same column in a terminal.
       for (size_t i = begin; i < col && i < full->size(); ++i)
@@ -105,14 +119,23 @@ std::string format_diagnostic(const Diagnostic& d, const SourceTexts* sources) {
       out << "  " << pad << "^\n";
     }
   }
-  for (const auto& n : d.notes) out << "  note: " << n << '\n';
+  for (const auto& n : d.notes)
+    out << "  note: " << quoted_value(n, kMaxMessageChars, false) << '\n';
   return out.str();
 }
 
 std::string format_diagnostics(const Diagnostics& ds, const SourceTexts* sources) {
   std::string out;
   for (const auto& d : ds.items()) out += format_diagnostic(d, sources);
-  return out;
+  return out + format_dropped(ds);
+}
+
+std::string format_dropped(const Diagnostics& ds) {
+  if (ds.dropped() == 0) return "";
+  return "note: " + std::to_string(ds.dropped()) + " more (" +
+         std::to_string(ds.dropped(Severity::kError)) +
+         " of them errors) not shown: only the first " + std::to_string(Diagnostics::kMaxKept) +
+         " are kept\n";
 }
 
 static size_t edit_distance(const std::string& a, const std::string& b) {

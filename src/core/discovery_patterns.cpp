@@ -118,15 +118,10 @@ void read_discovery_block(YamlReader& r, const YAML::Node& block, DiscoveryPatte
 DiscoveryPatterns parse_discovery_yaml(const std::string& text, const std::string& file,
                                        Diagnostics& diags) {
   DiscoveryPatterns p;
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    diags.error("yaml-syntax", e.msg, {file, e.mark.line + 1, e.mark.column + 1});
-    return p;
-  }
+  auto root = load_yaml(text, file, "discovery patterns", 64, diags);
+  if (!root) return p;
   YamlReader r(file, diags);
-  read_discovery_block(r, root, p, nullptr);
+  read_discovery_block(r, *root, p, nullptr);
   return p;
 }
 

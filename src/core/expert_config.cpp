@@ -1,5 +1,7 @@
 #include "core/expert_config.hpp"
 
+#include "core/file_access.hpp"
+
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -130,24 +132,20 @@ std::optional<ExpertConfig> parse_expert_config(const std::string& text, const s
 
 std::optional<ExpertConfig> read_expert_config(const std::string& path, const std::string& shown,
                                                const Inventory& inv, Diagnostics& diags,
-                                               const SourceLoc& named_at) {
+                                               const SourceLoc& named_at, bool confined) {
+  // Named by a rules file or a parameter, both of which may come from a pull request: only
+  // below the folders a rules file may reach (core/file_access.hpp).
   std::error_code ec;
-  auto size = std::filesystem::file_size(path, ec);
-  if (ec || !std::filesystem::is_regular_file(path)) {
-    diags.error("file-not-found", "cannot read expert config '" + shown + "'", named_at);
-    return std::nullopt;
-  }
-  if (size > kMaxExpertConfigBytes) {
-    diags.error("file-too-large",
-                fmt::format("expert config '{}' is {} bytes; the limit is {}", shown, size,
-                            kMaxExpertConfigBytes),
-                named_at);
-    return std::nullopt;
-  }
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto p = parse(ss.str(), shown, diags, named_at);
+  const auto folders =
+      allowed_folders(std::filesystem::exists(named_at.file, ec) ? named_at.file : std::string());
+  FileRead how;
+  how.what = "expert config";
+  how.max_bytes = kMaxExpertConfigBytes;
+  how.folders = confined ? &folders : nullptr;
+  how.at = named_at;
+  auto text = read_file(path, shown, how, diags);
+  if (!text) return std::nullopt;
+  auto p = parse(*text, shown, diags, named_at);
   if (!p) return std::nullopt;
 
   // Against the model: layers that exist and hold experts, indices below the expert count.

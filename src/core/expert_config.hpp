@@ -30,9 +30,12 @@ struct ExpertConfig {
 /// every layer it names exists and has routed experts, every expert index is below the model's
 /// expert count. Errors name the file, the layer and the count; `named_at` (the rule that names
 /// the file) is added as a note. Warns about MoE layers the file leaves out.
+/// `confined`: the path came from a rules file, so the file must lie below the folders a rules
+/// file may reach (core/file_access.hpp); a path the caller gave (`--set`) is read where it is.
 std::optional<ExpertConfig> read_expert_config(const std::string& path, const std::string& shown,
                                                const Inventory& inv, Diagnostics& diags,
-                                               const SourceLoc& named_at = {});
+                                               const SourceLoc& named_at = {},
+                                               bool confined = true);
 
 /// Parses ESFT JSON text without a model (format errors only; `file` names it in messages).
 std::optional<ExpertConfig> parse_expert_config(const std::string& text, const std::string& file,

@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "core/expert_config.hpp"
+#include "core/file_access.hpp"
 #include "layerfreeze/diagnostics.hpp"
 
 namespace layerfreeze {
@@ -125,9 +126,9 @@ std::string ExpertStats::esft_json(Rule rule, double p, bool shared_experts,
 
 void ExpertStats::write(const std::string& path, Rule rule, double p, bool shared_experts,
                         bool non_expert_modules) const {
-  std::ofstream out(path, std::ios::binary);
-  out << esft_json(rule, p, shared_experts, non_expert_modules);
-  if (!out) fail("write-failed", "ExpertStats: cannot write '" + path + "'");
+  std::string error;
+  if (!write_file_atomic(path, esft_json(rule, p, shared_experts, non_expert_modules), &error))
+    fail("write-failed", "ExpertStats: " + error);
 }
 
 }  // namespace layerfreeze

@@ -1,7 +1,10 @@
 #include "core/expr.hpp"
 
+#include "core/safe_text.hpp"
+
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <limits>
@@ -80,6 +83,7 @@ struct ExprNode {
   Value value;
   std::string name;  // kName, kCall
   std::vector<std::shared_ptr<const ExprNode>> args;
+  int height = 1;  // of the tree below it: evaluation and destruction recurse this deep
 };
 
 namespace {
@@ -120,10 +124,21 @@ class ExprParser {
     pos_ += tok.size();
     return true;
   }
+  // Every node is made here or checked like here: a tree higher than kMaxHeight (a chain of
+  // 30,000 `+` or `not`) is refused, so evaluating and freeing it never recurses deeper.
+  static constexpr int kMaxHeight = 200;
   NodeP make(ExprNode::Op op, std::vector<NodeP> args) {
     auto n = std::make_shared<ExprNode>();
     n->op = op;
+    for (const auto& a : args)
+      if (a) n->height = std::max(n->height, a->height + 1);
     n->args = std::move(args);
+    if (n->height > kMaxHeight) {
+      fail("expression too long or nested too deeply (more than " + std::to_string(kMaxHeight) +
+           " operators in a chain)");
+      n->args.clear();
+      n->height = 1;
+    }
     return n;
   }
   void fail(const std::string& msg) {
@@ -139,8 +154,17 @@ class ExprParser {
     while (error_.empty() && eat("and")) l = make(ExprNode::Op::kAnd, {l, parse_not()});
     return l;
   }
+  // Unary chains recurse while parsing: bounded like parentheses.
   NodeP parse_not() {
-    if (eat("not")) return make(ExprNode::Op::kNot, {parse_not()});
+    if (eat("not")) {
+      if (++depth_ > kMaxUnary) {
+        fail("expression nested too deeply");
+        return make(ExprNode::Op::kLit, {});
+      }
+      NodeP n = make(ExprNode::Op::kNot, {parse_not()});
+      --depth_;
+      return n;
+    }
     return parse_cmp();
   }
   NodeP parse_cmp() {
@@ -182,9 +206,18 @@ class ExprParser {
     return l;
   }
   NodeP parse_unary() {
-    if (eat("-")) return make(ExprNode::Op::kNeg, {parse_unary()});
+    if (eat("-")) {
+      if (++depth_ > kMaxUnary) {
+        fail("expression nested too deeply");
+        return make(ExprNode::Op::kLit, {});
+      }
+      NodeP n = make(ExprNode::Op::kNeg, {parse_unary()});
+      --depth_;
+      return n;
+    }
     return parse_primary();
   }
+  static constexpr int kMaxUnary = 64;
   NodeP parse_primary() {
     skip();
     if (++depth_ > 64) {
@@ -262,6 +295,8 @@ class ExprParser {
           while (error_.empty() && eat(","));
           if (!eat(")")) fail("missing ')' after the arguments of " + id);
         }
+        for (const auto& a : call->args)
+          if (a) call->height = std::max(call->height, a->height + 1);
         --depth_;
         return call;
       } else {
@@ -476,7 +511,7 @@ Expr Expr::parse(const std::string& text, SourceLoc loc, const std::vector<std::
     if (!err.empty()) {
       SourceLoc at = loc;
       at.column += static_cast<int>(open);
-      diags.error("bad-expression", "in '${" + inner + "}': " + err, at);
+      diags.error("bad-expression", "in " + quoted_value("${" + inner + "}", 80) + ": " + err, at);
       return e;
     }
     e.parts_.push_back({lit, node});
@@ -507,7 +542,7 @@ std::optional<Value> Expr::eval(const Scope& scope, Diagnostics& diags) const {
   Evaluator ev{scope, {}};
   if (whole_) {
     auto v = ev.eval(*parts_[0].expr);
-    if (!v) diags.error("bad-expression", "in '" + text_ + "': " + ev.error, loc_);
+    if (!v) diags.error("bad-expression", "in " + quoted_value(text_, 80) + ": " + ev.error, loc_);
     return v;
   }
   std::string out;
@@ -516,7 +551,7 @@ std::optional<Value> Expr::eval(const Scope& scope, Diagnostics& diags) const {
     if (!p.expr) continue;
     auto v = ev.eval(*p.expr);
     if (!v) {
-      diags.error("bad-expression", "in '" + text_ + "': " + ev.error, loc_);
+      diags.error("bad-expression", "in " + quoted_value(text_, 80) + ": " + ev.error, loc_);
       return std::nullopt;
     }
     out += v->kind == Value::Kind::kString ? v->s : v->to_string();

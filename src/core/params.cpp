@@ -64,7 +64,13 @@ std::optional<Scope> bind_params(const StrategyDef& s, const std::vector<std::st
     }
     Value v;
     try {
-      YAML::Node n = YAML::Load(text);
+      const bool nested_ok = nesting_within_limit(text, 64);
+      YAML::Node n = nested_ok ? YAML::Load(text) : YAML::Node();
+      if (!nested_ok || !expansion_within_limit(n)) {
+        diags.error("bad-set", "--set " + key + ": the value nests too deeply or is too large",
+                    loc);
+        continue;
+      }
       Diagnostics local;
       YamlReader r("--set", local);
       auto parsed = r.value(n, key);

@@ -4,10 +4,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "core/embedded_rules.hpp"
+#include "core/file_access.hpp"
 #include "core/rules_parser.hpp"
 #include "core/yaml_reader.hpp"
 
@@ -20,30 +19,6 @@ constexpr int kMaxYamlNesting = 64;
 const std::vector<std::string> kTopKeys = {"layerfreeze", "name",   "description", "extends",
                                            "with",        "params", "options",     "discovery",
                                            "rules",       "stages"};
-
-// Reads `path`; messages name the file as the user wrote it (`shown`).
-std::string read_file(const std::string& path, const std::string& shown, Diagnostics& diags,
-                      bool* ok) {
-  *ok = false;
-  std::error_code ec;
-  auto size = std::filesystem::file_size(path, ec);
-  if (ec || !std::filesystem::is_regular_file(path)) {
-    diags.error("file-not-found", "cannot read rules file '" + shown + "'", {shown, 0, 0});
-    return "";
-  }
-  if (size > kMaxRulesFileBytes) {
-    diags.error("file-too-large",
-                "rules file '" + shown + "' is " + std::to_string(size) + " bytes; the limit is " +
-                    std::to_string(kMaxRulesFileBytes),
-                {shown, 0, 0});
-    return "";
-  }
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  *ok = true;
-  return ss.str();
-}
 
 }  // namespace
 
@@ -79,46 +54,28 @@ std::optional<StrategyDef> RulesLoader::load_nested(const std::string& spec,
   }
   std::filesystem::path p(spec);
   if (p.is_relative()) p = std::filesystem::path(base_dir) / p;
-  auto normal = [&](const std::filesystem::path& x) {
-    return files_ ? x.lexically_normal() : std::filesystem::weakly_canonical(x);
-  };
+  const std::string extends_notes =
+      files_ ? " (the repository, at the revision read)"
+             : " (the working directory, the rules file's folder, its repository and "
+               "$LAYERFREEZE_EXTENDS_PATH)";
   if (stack_.empty() && files_) {
     roots_.assign(files_->roots.begin(), files_->roots.end());
   } else if (stack_.empty()) {
-    // The file the user names sets where `extends` may reach: the working directory, the file's
-    // folder, the repository it lies in (the nearest folder above with a .git), and the folders
-    // in $LAYERFREEZE_EXTENDS_PATH (colon-separated) — each with everything below. A rules file
-    // from a pull request cannot make layerfreeze read (and quote) /etc/shadow.
-    auto dir = std::filesystem::weakly_canonical(p).parent_path();
-    roots_ = {std::filesystem::weakly_canonical(std::filesystem::current_path()), dir};
-    for (auto d = dir; !d.empty() && d != d.root_path(); d = d.parent_path())
-      if (std::filesystem::exists(d / ".git")) {
-        roots_.push_back(d);
-        break;
-      }
-    if (const char* extra = std::getenv("LAYERFREEZE_EXTENDS_PATH")) {
-      std::string list = extra;
-      for (size_t b = 0, e; b <= list.size(); b = e + 1) {
-        e = list.find(':', b);
-        if (e == std::string::npos) e = list.size();
-        if (e > b) roots_.push_back(std::filesystem::weakly_canonical(list.substr(b, e - b)));
-      }
-    }
-  } else {
-    auto target = normal(p);
+    // The file the user names sets where `extends` may reach (core/file_access.hpp): a rules
+    // file from a pull request cannot make layerfreeze read (and quote) /etc/shadow.
+    roots_ = allowed_folders(p.string());
+  } else if (files_) {
+    // A revision's tree has no symlinks to follow: the normal path is the file.
+    auto target = p.lexically_normal();
     auto inside = [&](const std::filesystem::path& root) {
       auto rel = target.lexically_relative(root);
       return !rel.empty() && rel.native().rfind("..", 0) != 0;
     };
     if (std::none_of(roots_.begin(), roots_.end(), inside)) {
-      std::string allowed;
-      for (const auto& r : roots_) allowed += (allowed.empty() ? "" : ", ") + r.string();
-      diags_.error("extends-outside",
-                   "'" + spec + "' is outside the folders a rules file may extend from", {},
-                   {"allowed here: " + allowed + " — each with what is below" +
-                    (files_ ? " (the repository, at the revision read)"
-                            : " (the working directory, the rules file's folder, its repository "
-                              "and $LAYERFREEZE_EXTENDS_PATH)")});
+      diags_.error(
+          "extends-outside", "'" + spec + "' is outside the folders a rules file may extend from",
+          {},
+          {"allowed here: " + folders_text(roots_) + " — each with what is below" + extends_notes});
       return std::nullopt;
     }
   }
@@ -137,12 +94,23 @@ std::optional<StrategyDef> RulesLoader::load_nested(const std::string& spec,
     auto t = files_->read(p.lexically_normal().string(), label, diags_);
     if (!t) return std::nullopt;
     text = std::move(*t);
+    canonical_ = p.lexically_normal().string();
   } else {
-    bool ok = false;
-    text = read_file(p.lexically_normal().string(), label, diags_, &ok);
-    if (!ok) return std::nullopt;
+    // Resolved once (symlinks followed), checked, and read by that resolved path.
+    FileRead how;
+    how.what = "rules file";
+    how.max_bytes = kMaxRulesFileBytes;
+    if (!stack_.empty()) {
+      how.folders = &roots_;
+      how.outside_code = "extends-outside";
+      how.outside_notes = {"a rules file may extend only files below these" + extends_notes};
+    }
+    std::string resolved;
+    auto t = read_file(p.string(), label, how, diags_, &resolved);
+    if (!t) return std::nullopt;
+    text = std::move(*t);
+    canonical_ = resolved;
   }
-  canonical_ = normal(p).string();
   return parse(text, label, label, section, p.parent_path().string());
 }
 

@@ -583,7 +583,12 @@ std::optional<std::map<int32_t, std::vector<int32_t>>> Resolver::experts_by_laye
     if (file.is_relative() && s.from.literal_value() && !rules_file.empty() &&
         rules_file.rfind("preset:", 0) != 0 && std::filesystem::exists(rules_file))
       file = std::filesystem::path(rules_file).parent_path() / file;
-    auto config = read_expert_config(file.string(), path[0], inv_, diags_, s.from.loc());
+    // `${expert_config}` bound by the caller (`--set`) names the caller's file; a literal or a
+    // value a rules file bound (`with:`, a default) comes from the file, and is confined.
+    const auto names = s.from.names();
+    const bool callers = !s.from.literal_value() && names.size() == 1 &&
+                         s.from.text() == "${" + names[0] + "}" && trusted_.count(names[0]) > 0;
+    auto config = read_expert_config(file.string(), path[0], inv_, diags_, s.from.loc(), !callers);
     if (!config) return std::nullopt;
     if (config->shared_experts || config->non_expert_modules)
       diags_.warning(

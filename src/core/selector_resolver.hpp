@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,6 +24,10 @@ class Resolver {
  public:
   /// `slices`: the model's fused expert tensors (a selector may cut through them).
   Resolver(const Inventory& inv, const SliceTable& slices, const Scope& scope, Diagnostics& diags);
+  /// Parameters the caller bound (`--set`, PlanOptions): a file path taken from one of them alone
+  /// is the caller's to choose; any other path a rules file gives is confined
+  /// (core/file_access.hpp).
+  void trust_parameters(std::set<std::string> names) { trusted_ = std::move(names); }
 
   // Pass 1: evaluate regex patterns of every selector and register them.
   void collect(const Selector& s);
@@ -46,6 +51,7 @@ class Resolver {
   const Bitset& role_set(Role r) const { return roles_[static_cast<int>(r)]; }
 
  private:
+  std::set<std::string> trusted_;
   std::string layer_count_text() const { return inv_.source + " has " + describe_layers(inv_); }
   DynamicSet leaf(Bitset b);
 

@@ -1,5 +1,7 @@
 #include "core/yaml_reader.hpp"
 
+#include "core/safe_text.hpp"
+
 #include <re2/re2.h>
 
 #include <cerrno>
@@ -75,10 +77,11 @@ std::string describe(const YAML::Node& n) {
   if (n.IsSequence()) return "a list";
   Value v = typed_scalar(n.Scalar(), n.Tag() == "!");
   switch (v.kind) {
-    case Value::Kind::kBool: return "the boolean " + n.Scalar();
+    case Value::Kind::kBool: return "the boolean " + quoted_value(n.Scalar(), 60, false);
     case Value::Kind::kInt:
-    case Value::Kind::kFloat: return "the number " + n.Scalar();
-    default: return "the string '" + n.Scalar() + "'";
+    case Value::Kind::kFloat: return "the number " + quoted_value(n.Scalar(), 60, false);
+    // A short, escaped prefix: a file that is not YAML at all is never quoted whole.
+    default: return "the string " + quoted_value(n.Scalar(), 40);
   }
 }
 
@@ -177,12 +180,48 @@ std::optional<YAML::Node> load_yaml(const std::string& text, const std::string& 
                 {file, 0, 0});
     return std::nullopt;
   }
+  YAML::Node root;
   try {
-    return YAML::Load(text);
+    root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    diags.error("yaml-syntax", e.msg, {file, e.mark.line + 1, e.mark.column + 1});
+    diags.error("yaml-syntax", quoted_value(e.msg, 200, false),
+                {file, e.mark.line + 1, e.mark.column + 1});
     return std::nullopt;
   }
+  if (!expansion_within_limit(root)) {
+    diags.error("yaml-too-large",
+                what + " expands to more than " + std::to_string(kMaxYamlNodes) +
+                    " YAML nodes once its aliases are expanded",
+                {file, 0, 0},
+                {"an alias (*name) repeats what it names; aliases of aliases multiply (a "
+                 "\"billion laughs\" document)"});
+    return std::nullopt;
+  }
+  return root;
+}
+
+bool expansion_within_limit(const YAML::Node& root, size_t limit) {
+  // Depth-first without recursion; every use of an alias is visited again, as readers will.
+  // Below the text's own nesting limit only: deeper is an alias that names itself, which each
+  // reader's depth guard reports where it is (`too-deep`).
+  constexpr int kDeepest = 64;
+  std::vector<std::pair<YAML::Node, int>> todo{{root, 0}};
+  size_t seen = 0;
+  while (!todo.empty()) {
+    auto [n, depth] = todo.back();
+    todo.pop_back();
+    if (++seen > limit) return false;
+    if (depth >= kDeepest) continue;
+    if (n.IsSequence()) {
+      for (const auto& c : n) todo.emplace_back(c, depth + 1);
+    } else if (n.IsMap()) {
+      for (const auto& kv : n) {
+        todo.emplace_back(kv.first, depth + 1);
+        todo.emplace_back(kv.second, depth + 1);
+      }
+    }
+  }
+  return true;
 }
 
 }  // namespace layerfreeze

@@ -55,8 +55,14 @@ Value typed_scalar(const std::string& text, bool quoted);
 /// yaml-cpp parses recursively: a deeply nested text would overflow the stack before any check
 /// of ours runs. This scan bounds flow nesting (`[`, `{`) and runs of block sequences (`- - -`).
 bool nesting_within_limit(const std::string& text, int limit);
+/// The most nodes a YAML document may expand to, aliases counted each time they are used: a
+/// 500-byte "billion laughs" of nested aliases expands to billions (docs/SECURITY.md).
+inline constexpr size_t kMaxYamlNodes = 200000;
+/// Whether `root` expands to at most `limit` nodes (aliases repeated); stops counting there.
+bool expansion_within_limit(const YAML::Node& root, size_t limit = kMaxYamlNodes);
 /// YAML text parsed, after the nesting check: `too-deep` ("`what` nests more than N levels
-/// deep") and `yaml-syntax` errors at their position; nullopt on either.
+/// deep"), `yaml-syntax` errors at their position and `yaml-too-large` (more than kMaxYamlNodes
+/// nodes once aliases are expanded); nullopt on any.
 std::optional<YAML::Node> load_yaml(const std::string& text, const std::string& file,
                                     const std::string& what, int nesting_limit, Diagnostics& diags);
 /// Describes a node for messages: "a map", "a list", "the string 'x'", "the number 3".

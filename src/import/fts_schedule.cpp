@@ -3,10 +3,13 @@
 #include <fmt/format.h>
 #include <re2/re2.h>
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 
 #include "core/regex.hpp"
+#include "core/safe_text.hpp"
 #include "core/yaml_reader.hpp"
 
 namespace layerfreeze {
@@ -34,15 +37,35 @@ bool name_like(const std::string& s) {
   return !s.empty();
 }
 
-std::string single_quoted(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
-  return out + "'";
+// A YAML scalar that reads back as `s`: single-quoted, or double-quoted with escapes when `s`
+// has control characters (a file name with a newline), which single quotes cannot carry.
+std::string yaml_quoted(const std::string& s) {
+  const bool plain = std::none_of(s.begin(), s.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) == 0x7f;
+  });
+  if (plain) {
+    std::string out = "'";
+    for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
+    return out + "'";
+  }
+  std::string out = "\"";
+  for (char c : s) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20 || u == 0x7f) {
+      out += fmt::format("\\x{:02x}", u);
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
 }
 
 std::string regex_list(const std::vector<std::string>& regexes) {
   std::string out = "[";
-  for (size_t i = 0; i < regexes.size(); ++i) out += (i ? ", " : "") + single_quoted(regexes[i]);
+  for (size_t i = 0; i < regexes.size(); ++i) out += (i ? ", " : "") + yaml_quoted(regexes[i]);
   return out + "]";
 }
 
@@ -103,16 +126,22 @@ class Importer {
         params(e.value, ph);
       } else if (e.key == "max_transition_epoch") {
         auto v = r_.value(e.value, "'max_transition_epoch'");
-        if (v && v->kind == Value::Kind::kInt)
+        // FTS's -1 means "no limit"; a trigger past 2^40 epochs is out of range in rules too.
+        constexpr int64_t kMaxEpoch = int64_t{1} << 40;
+        if (v && v->kind == Value::Kind::kInt && v->i >= -1 && v->i <= kMaxEpoch)
           ph.max_transition_epoch = v->i;
         else if (v)
-          r_.error("fts-schedule", "'max_transition_epoch' is an epoch number", e.value);
+          r_.error(
+              "fts-schedule",
+              "'max_transition_epoch' is an epoch number from -1 to " + std::to_string(kMaxEpoch),
+              e.value);
       } else if (e.key == "lr") {
         auto v = r_.value(e.value, "'lr'");
-        if (v && v->is_number() && v->number() > 0)
+        if (v && v->is_number() && v->number() > 0 && std::isfinite(v->number()) &&
+            v->number() < 1e6)
           ph.lr = v->number();
         else if (v)
-          r_.error("fts-schedule", "'lr' is a positive number", e.value);
+          r_.error("fts-schedule", "'lr' is a positive number below 10^6", e.value);
       } else {
         notes_.push_back(
             fmt::format("phase {}: '{}' is not imported: layerfreeze leaves the optimizer and the "
@@ -135,7 +164,10 @@ class Importer {
       // start of names (re.match), i.e. RE2's full match of `(?:p).*`.
       const bool is_name = model_ ? names_.count(*s) > 0 : name_like(*s);
       std::string re = is_name ? RE2::QuoteMeta(*s) : "(?:" + *s + ").*";
-      RE2 check(re, re2_options());
+      // The entry alone must be a regex too: `a)|(.*` compiles only once wrapped, and would
+      // then match every name.
+      RE2 alone(is_name ? re : *s, re2_options());
+      RE2 check(alone.ok() ? re : *s, re2_options());
       if (!check.ok()) {
         r_.error("fts-schedule", "'" + *s + "' is not a regex RE2 accepts (" + check.error() + ")",
                  item, {"Python's lookarounds and backreferences have no RE2 equivalent"});
@@ -149,13 +181,13 @@ class Importer {
     FtsImport out;
     out.phases = phases.size();
     std::string y;
-    y += "# Imported by `layerfreeze import fts` from " + r_.file() +
+    y += "# Imported by `layerfreeze import fts` from " + display_text(r_.file()) +
          " (a finetuning-scheduler explicit schedule).\n"
          "# FTS thaws phase 0 at the start and phase k+1 once phase k's max_transition_epoch is\n"
          "# reached; what no phase names stays frozen. A name is matched as itself; any other\n"
          "# entry as a regex at the start of names (Python's re.match), written `(?:regex).*`.\n";
     y += "layerfreeze: 1\n";
-    y += "description: " + single_quoted("finetuning-scheduler schedule " + r_.file()) + "\n";
+    y += "description: " + yaml_quoted("finetuning-scheduler schedule " + r_.file()) + "\n";
     y += "rules:\n  - freeze: all\n";
     const Phase& first = phases.begin()->second;
     if (!first.regexes.empty())

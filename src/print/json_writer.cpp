@@ -7,34 +7,6 @@
 
 namespace layerfreeze {
 
-Utf8Scan utf8_scan(std::string_view s, size_t i) {
-  auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = byte(i);
-  if (c < 0x80) return {1, true};
-  // The second byte's range depends on the first (RFC 3629, section 4).
-  size_t len = 0;
-  unsigned char lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0) lo = 0xA0;  // no overlong forms
-    if (c == 0xED) hi = 0x9F;  // no surrogates
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0) lo = 0x90;  // no overlong forms
-    if (c == 0xF4) hi = 0x8F;  // nothing above U+10FFFF
-  } else {
-    return {1, false};
-  }
-  size_t k = 1;
-  for (; k < len && i + k < s.size(); ++k) {
-    const unsigned char b = byte(i + k);
-    if (k == 1 ? (b < lo || b > hi) : (b & 0xC0) != 0x80) break;
-  }
-  return {k, k == len};
-}
-
 void append_json_quoted(std::string& o, std::string_view s) {
   o.push_back('"');
   for (size_t i = 0; i < s.size(); ++i) {

@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/safe_text.hpp"  // utf8_scan
+
 namespace layerfreeze {
 
 class JsonWriter {
@@ -48,14 +50,6 @@ class JsonWriter {
   bool after_key_ = false;
 };
 
-/// What starts at s[i]: a well-formed UTF-8 sequence of `bytes` (1 to 4), or an ill-formed part
-/// of `bytes` (the longest start of a sequence that could still have been well-formed, at least
-/// one byte) that a writer replaces with one U+FFFD.
-struct Utf8Scan {
-  size_t bytes = 1;
-  bool well_formed = true;
-};
-Utf8Scan utf8_scan(std::string_view s, size_t i);
 /// `s` as a JSON string literal, with quotes; a byte that is not part of well-formed UTF-8
 /// becomes U+FFFD, as in every JSON layerfreeze writes (core/json_text.hpp for the other writer).
 std::string json_quote(std::string_view s);

@@ -22,9 +22,12 @@ namespace {
 using nlohmann::json;
 
 // A parameter name with its numeric components cut out: "model.layers.#.mlp.experts.#.w1.weight"
-// and the numbers, in order.
+// and the numbers, in order; a name with a '#' of its own is its own template, without numbers.
 std::string name_template(const std::string& name, std::vector<int64_t>& numbers) {
   numbers.clear();
+  // '#' marks a number's place: a name that has one of its own stays whole, alone (the report
+  // reads a template without numbers as the name itself).
+  if (name.find('#') != std::string::npos) return name;
   std::string t;
   t.reserve(name.size());
   size_t i = 0;
@@ -191,16 +194,26 @@ void report_entries(const std::vector<ReportSide>& sides, json& rules, json& ent
 }
 
 std::string script_safe(const json& d) {
-  std::string text = json_text(d);
-  // Inside <script>: "</" would end the element.
+  const std::string text = json_text(d);
+  // Inside <script>, "</script" ends the element and "<!--" changes how the parser reads the
+  // rest: no '<', '>' or '&' is left (they occur only inside JSON strings, where \u escapes
+  // mean the same), nor U+2028/U+2029, which end a line in older JavaScript.
   std::string safe;
   safe.reserve(text.size());
   for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '<' && i + 1 < text.size() && text[i + 1] == '/') {
-      safe += "<\\/";
-      ++i;
+    const char c = text[i];
+    if (c == '<')
+      safe += "\\u003c";
+    else if (c == '>')
+      safe += "\\u003e";
+    else if (c == '&')
+      safe += "\\u0026";
+    else if (c == '\xE2' && i + 2 < text.size() && text[i + 1] == '\x80' &&
+             (text[i + 2] == '\xA8' || text[i + 2] == '\xA9')) {
+      safe += text[i + 2] == '\xA8' ? "\\u2028" : "\\u2029";
+      i += 2;
     } else {
-      safe += text[i];
+      safe += c;
     }
   }
   return safe;

@@ -1,5 +1,7 @@
 #include "print/plan_svg.hpp"
 
+#include "core/safe_text.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -69,14 +71,44 @@ std::string cell_title(const GridRow& row, const GridColumn& col, const GridCell
 std::string xml_escape(const std::string& s) {
   std::string o;
   o.reserve(s.size());
-  for (char c : s) {
+  for (size_t i = 0; i < s.size();) {
+    const char c = s[i];
     switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      default: o += c;
+      case '&':
+        o += "&amp;";
+        ++i;
+        continue;
+      case '<':
+        o += "&lt;";
+        ++i;
+        continue;
+      case '>':
+        o += "&gt;";
+        ++i;
+        continue;
+      case '"':
+        o += "&quot;";
+        ++i;
+        continue;
+      case '\t':
+      case '\n':
+      case '\r':
+        o += c;
+        ++i;
+        continue;
+      default: break;
     }
+    // XML 1.0 has no other control characters, no U+FFFE/U+FFFF and only well-formed UTF-8:
+    // anything else becomes U+FFFD, so the picture always parses.
+    const Utf8Scan u = utf8_scan(s, i);
+    const bool control = static_cast<unsigned char>(c) < 0x20;
+    const bool nonchar = u.well_formed && u.bytes == 3 && c == '\xEF' && s[i + 1] == '\xBF' &&
+                         (s[i + 2] == '\xBE' || s[i + 2] == '\xBF');
+    if (!u.well_formed || control || nonchar)
+      o += "\xEF\xBF\xBD";
+    else
+      o.append(s, i, u.bytes);
+    i += u.bytes;
   }
   return o;
 }

@@ -74,7 +74,8 @@ std::string report_script() {
   }
   // Every name of an entry (its index ranges multiplied out), one by one until f says stop.
   function eachName(e, f) {
-    var parts = e.template.split("#");
+    // A template without numbers is the name itself ('#' may be part of it).
+    var parts = e.indices.length ? e.template.split("#") : [e.template];
     var lists = e.indices.map(function (runs) {
       var v = [];
       runs.forEach(function (r) { for (var k = r[0]; k <= r[1]; k++) v.push(k); });

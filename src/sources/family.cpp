@@ -226,6 +226,14 @@ class Expander {
   bool expand(const std::vector<Item>& items, const std::string& prefix) {
     for (const auto& it : items) {
       if (failed_) return false;
+      // Every step counts, not only tensors made: nested repeats whose tensors are all
+      // conditioned out would otherwise loop 10^15 times.
+      if (++steps_ > kMaxExpansionSteps) {
+        fail(it.block ? it.block->loc : it.tensor.loc,
+             "the family expands in more than " + std::to_string(kMaxExpansionSteps) +
+                 " steps (repeats times what they hold, tensors conditioned out included)");
+        return false;
+      }
       if (it.block) {
         const Block& b = *it.block;
         if (!b.cond.empty() && !truth(b.cond)) {
@@ -294,6 +302,7 @@ class Expander {
   Value scratch_;
   bool counting_ = false;
   size_t count_ = 0;
+  size_t steps_ = 0;  // both passes together
   std::string dtype_;
   std::vector<Param> params_;  // the tensors, indexed in one pass at the end
   bool failed_ = false;

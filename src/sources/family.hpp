@@ -6,6 +6,7 @@
 // byte of weights. docs/FAMILIES.md describes the format.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,6 +17,9 @@
 #include "sources/model_config.hpp"
 
 namespace layerfreeze {
+
+/// The largest family file read (a shipped one is a few KB).
+inline constexpr uint64_t kMaxFamilyFileBytes = uint64_t{1} << 20;
 
 /// One name that is another name's tensor (`lm_head.weight` = `model.embed_tokens.weight`).
 struct Tie {

@@ -12,6 +12,7 @@
 #include "core/expr.hpp"
 #include "core/yaml_reader.hpp"
 #include "layerfreeze/diagnostics.hpp"
+#include "sources/weight_map.hpp"
 
 namespace layerfreeze {
 
@@ -19,7 +20,9 @@ namespace family_limits {
 constexpr int64_t kMaxRepeat = 100000;
 constexpr int64_t kMaxDim = int64_t{1} << 40;
 constexpr int64_t kMaxNumel = int64_t{1} << 52;
-constexpr size_t kMaxTensors = 1000000;  // ten times the largest inventories known (~100k)
+constexpr size_t kMaxTensors = kMaxModelTensors;  // sources/weight_map.hpp
+/// Items visited while expanding (both passes): ten per tensor allowed, conditions included.
+constexpr size_t kMaxExpansionSteps = 10 * kMaxTensors;
 constexpr int kMaxNesting = 64;
 constexpr size_t kMaxDeclarations = 100000;  // tensors and groups a family file declares
 }  // namespace family_limits

@@ -88,36 +88,46 @@ std::optional<nlohmann::json> parse_json_text(const std::string& text, const std
   return value;
 }
 
+namespace {
+thread_local const ModelFolders* innermost = nullptr;
+}  // namespace
+
+ModelFolders::ModelFolders(std::vector<std::filesystem::path> folders)
+    : folders_(std::move(folders)), outer_(innermost) {
+  innermost = this;
+}
+
+ModelFolders::~ModelFolders() { innermost = outer_; }
+
+const std::vector<std::filesystem::path>* ModelFolders::current() {
+  return innermost ? &innermost->folders_ : nullptr;
+}
+
+FileRead model_file_read(const std::string& what, uint64_t max_bytes) {
+  FileRead how;
+  how.what = what;
+  how.max_bytes = max_bytes;
+  how.folders = ModelFolders::current();
+  how.outside_code = "model-outside";
+  how.outside_notes = {
+      "a checkpoint's files may lie only below the folders of what was named "
+      "(set LAYERFREEZE_EXTENDS_PATH to allow another)"};
+  how.not_found_code = "model-unreadable";
+  how.unreadable_code = "model-unreadable";
+  how.too_large_code = "model-too-large";
+  return how;
+}
+
 std::optional<std::string> read_text_file(const std::string& path, const std::string& what,
                                           Diagnostics& diags, uint64_t max_bytes) {
-  SourceLoc loc{path, 0, 0};
-  std::error_code ec;
-  uint64_t size = std::filesystem::file_size(path, ec);
-  if (ec) {
-    diags.error("model-unreadable", "cannot read '" + path + "': " + ec.message(), loc);
-    return std::nullopt;
-  }
-  if (size > max_bytes) {
-    diags.error("model-too-large",
-                what + " '" + path + "' has " + std::to_string(size) + " bytes (limit " +
-                    std::to_string(max_bytes) + ")",
-                loc);
-    return std::nullopt;
-  }
-  std::ifstream in(path, std::ios::binary);
-  std::string text(size, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(size));
-  text.resize(static_cast<size_t>(std::max<std::streamsize>(in.gcount(), 0)));
-  if (in.bad()) {
-    diags.error("model-unreadable", "cannot read '" + path + "'", loc);
-    return std::nullopt;
-  }
-  return text;
+  return read_file(path, path, model_file_read(what, max_bytes), diags);
 }
 
 std::optional<nlohmann::json> read_json_file(const std::string& path, const std::string& what,
                                              Diagnostics& diags, uint64_t max_bytes) {
-  auto text = read_text_file(path, what, diags, max_bytes);
+  // `what` may be the file's own name in quotes ("'m.json'"): reading errors name it once.
+  auto text =
+      read_text_file(path, what.rfind('\'', 0) == 0 ? "model file" : what, diags, max_bytes);
   if (!text) return std::nullopt;
   return parse_json_text(*text, path, what, diags);
 }

@@ -10,6 +10,7 @@
 #include "core/json_text.hpp"
 #include "layerfreeze/model_source.hpp"
 #include "sources/json_file.hpp"
+#include "sources/weight_map.hpp"
 
 namespace layerfreeze {
 
@@ -23,6 +24,13 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
   SourceLoc loc{origin, 0, 0};
   if (!j.is_object() || !j.contains("params") || !j["params"].is_array()) {
     diags.error("manifest-format", "a manifest is a JSON object with a 'params' list", loc);
+    return std::nullopt;
+  }
+  if (j["params"].size() > kMaxModelTensors) {
+    diags.error("manifest-too-large",
+                "the manifest lists " + std::to_string(j["params"].size()) +
+                    " parameters; the limit is " + std::to_string(kMaxModelTensors),
+                loc);
     return std::nullopt;
   }
   Inventory inv;
@@ -117,23 +125,11 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
 
 std::optional<Inventory> load_manifest(const std::string& path, Diagnostics& diags) {
   constexpr uintmax_t kMaxManifestBytes = uintmax_t{256} << 20;
-  std::error_code ec;
-  auto size = std::filesystem::file_size(path, ec);
-  if (!ec && size > kMaxManifestBytes) {
-    diags.error("manifest-too-large",
-                "manifest is " + std::to_string(size) + " bytes; the limit is " +
-                    std::to_string(kMaxManifestBytes),
-                {path, 0, 0});
-    return std::nullopt;
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    diags.error("model-unreadable", "cannot open '" + path + "'", {path, 0, 0});
-    return std::nullopt;
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_manifest(ss.str(), path, diags);
+  FileRead how = model_file_read("manifest", kMaxManifestBytes);
+  how.too_large_code = "manifest-too-large";
+  auto text = read_file(path, path, how, diags);
+  if (!text) return std::nullopt;
+  return parse_manifest(*text, path, diags);
 }
 
 }  // namespace layerfreeze

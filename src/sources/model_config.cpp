@@ -187,7 +187,7 @@ std::optional<ModelConfig> model_config_from_json(const nlohmann::json& j, const
 }
 
 std::optional<ModelConfig> read_model_config(const std::string& path, Diagnostics& diags) {
-  auto j = read_json_file(path, "config '" + path + "'", diags, 16ull << 20);
+  auto j = read_json_file(path, "config", diags, 16ull << 20);
   if (!j) return std::nullopt;
   return model_config_from_json(*j, path, diags);
 }

@@ -73,13 +73,13 @@ std::optional<Inventory> with_config(std::optional<Inventory> header, const std:
 
 // A user's family file, parsed with locations for its errors.
 std::optional<Family> read_family(const std::string& path, Diagnostics& diags) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    diags.error("model-not-found", "no such family file '" + path + "'", {});
-    return std::nullopt;
-  }
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return Family::parse(text, path, diags);
+  FileRead how;
+  how.what = "family file";
+  how.max_bytes = kMaxFamilyFileBytes;
+  how.not_found_code = "model-not-found";
+  auto text = read_file(path, path, how, diags);
+  if (!text) return std::nullopt;
+  return Family::parse(*text, path, diags);
 }
 
 }  // namespace
@@ -99,6 +99,11 @@ std::optional<Inventory> read_model(const std::string& spec, Diagnostics& diags,
   }
   const Family* family = user_family ? &*user_family : nullptr;
   if (spec.rfind("builtin:", 0) == 0) {
+    if (!config_path.empty())
+      diags.warning("config-ignored",
+                    "--config '" + config_path + "' is not read for built-in model '" + spec +
+                        "': a built-in architecture has its shapes already",
+                    {});
     std::string name = spec.substr(8);
     if (auto inv = builtin_model(name)) return inv;
     diags.error("unknown-model",
@@ -120,6 +125,11 @@ std::optional<Inventory> read_model(const std::string& spec, Diagnostics& diags,
     diags.error("model-not-found", "no such config file '" + config_path + "'", {});
     return std::nullopt;
   }
+  // What the model named leads to (a config beside it, an index or safetensors file inside a
+  // folder, shards) must lie below the folders of what was named (core/file_access.hpp).
+  ModelFolders folders(allowed_folders(std::filesystem::is_directory(spec)
+                                           ? (std::filesystem::path(spec) / "config.json").string()
+                                           : spec));
   if (std::filesystem::is_directory(spec)) {
     const std::string weights = weights_in(spec, diags);
     if (diags.has_errors()) return std::nullopt;
@@ -162,6 +172,11 @@ std::optional<Inventory> read_model(const std::string& spec, Diagnostics& diags,
   }
   if (ends_with(spec, ".pt") || ends_with(spec, ".pth") || ends_with(spec, ".torchscript") ||
       ends_with(spec, ".ptl")) {
+    FileRead how;
+    how.what = "TorchScript file";
+    how.not_found_code = "model-not-found";
+    how.unreadable_code = "model-unreadable";
+    if (!check_file(spec, spec, how, diags)) return std::nullopt;
     if (torchscript_loader) return torchscript_loader(spec, diags);
     diags.error("torchscript-unavailable",
                 "TorchScript models need the torch adapter, which this program does not have", loc);

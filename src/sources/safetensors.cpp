@@ -51,15 +51,21 @@ struct HeaderEntry {
 // The header's JSON text, after checking its length against the file; `data_size` is what
 // follows it.
 std::optional<std::string> header_text(const std::string& path, uint64_t& data_size,
-                                       Diagnostics& diags) {
+                                       Diagnostics& diags,
+                                       const std::vector<std::filesystem::path>* folders) {
   SourceLoc loc{path, 0, 0};
+  // Resolved, confined and checked to be a regular file (core/file_access.hpp); read from there.
+  FileRead how = model_file_read("safetensors file", 0);
+  if (folders) how.folders = folders;
+  auto resolved = check_file(path, path, how, diags);
+  if (!resolved) return std::nullopt;
   std::error_code ec;
-  uint64_t file_size = std::filesystem::file_size(path, ec);
+  uint64_t file_size = std::filesystem::file_size(*resolved, ec);
   if (ec) {
     diags.error("model-unreadable", "cannot read '" + path + "': " + ec.message(), loc);
     return std::nullopt;
   }
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(*resolved, std::ios::binary);
   unsigned char len_bytes[8];
   if (file_size < 8 || !in.read(reinterpret_cast<char*>(len_bytes), 8)) {
     diags.error("safetensors-truncated",
@@ -126,10 +132,12 @@ std::string check_entry(const nlohmann::json& t, uint64_t data_size, HeaderEntry
 }
 
 // Reads and checks one header; errors name the file and the tensor.
-std::optional<std::vector<HeaderEntry>> read_header(const std::string& path, Diagnostics& diags) {
+std::optional<std::vector<HeaderEntry>> read_header(
+    const std::string& path, Diagnostics& diags,
+    const std::vector<std::filesystem::path>* folders = nullptr) {
   SourceLoc loc{path, 0, 0};
   uint64_t data_size = 0;
-  auto text = header_text(path, data_size, diags);
+  auto text = header_text(path, data_size, diags, folders);
   if (!text) return std::nullopt;
   nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
@@ -191,12 +199,22 @@ std::optional<Inventory> load_safetensors(const std::string& path, Diagnostics& 
   return inv;
 }
 
+// An index of a million names is ~80 MB; the largest published (22k names) is 2 MB.
+constexpr uint64_t kMaxIndexBytes = uint64_t{128} << 20;
+
 std::optional<Inventory> load_safetensors_index(const std::string& path, Diagnostics& diags) {
-  auto text = read_text_file(path, "the safetensors index", diags);
+  auto text = read_text_file(path, "the safetensors index", diags, kMaxIndexBytes);
   if (!text) return std::nullopt;
   auto map = read_weight_map(*text);
   if (!map) map = read_weight_map_checked(*text, path, diags);
   if (!map) return std::nullopt;
+  if (map->too_many > 0) {
+    diags.error("model-too-large",
+                "the safetensors index '" + path + "' names " + std::to_string(map->too_many) +
+                    " tensors; the limit is " + std::to_string(kMaxModelTensors),
+                {path, 0, 0});
+    return std::nullopt;
+  }
   // Shards in name order, so that the first error found is the same from run to run.
   std::vector<uint32_t> shard_order(map->shards.size());
   for (uint32_t s = 0; s < shard_order.size(); ++s) shard_order[s] = s;
@@ -206,6 +224,8 @@ std::optional<Inventory> load_safetensors_index(const std::string& path, Diagnos
   for (uint32_t e = 0; e < map->entries.size(); ++e) by_shard[map->entries[e].second].push_back(e);
   SourceLoc loc{path, 0, 0};
   auto dir = std::filesystem::path(path).parent_path();
+  // Shards lie beside the index: a symlink among them that leads elsewhere is refused.
+  const auto shard_folders = allowed_folders(path);
   Inventory inv;
   inv.source = path;
   if (map->total_size)
@@ -222,7 +242,7 @@ std::optional<Inventory> load_safetensors_index(const std::string& path, Diagnos
     auto shard_path = dir / shard;
     std::map<std::string, HeaderEntry> found;
     if (std::filesystem::exists(shard_path)) {
-      auto entries = read_header(shard_path.string(), diags);
+      auto entries = read_header(shard_path.string(), diags, &shard_folders);
       if (!entries) return std::nullopt;
       for (auto& e : *entries) found.emplace(e.name, e);
     } else {

@@ -42,6 +42,10 @@ std::optional<WeightMap> read_weight_map(const std::string& text) {
       if (field.value.get_object().get(map)) return std::nullopt;
       found = true;
       out.entries.clear();
+      if (map.size() > kMaxModelTensors) {
+        out.too_many = map.size();
+        continue;
+      }
       out.entries.reserve(map.size());
       std::unordered_map<std::string_view, size_t> seen(2 * map.size());
       std::unordered_map<std::string_view, uint32_t> shard_index;
@@ -74,6 +78,10 @@ std::optional<WeightMap> read_weight_map_checked(const std::string& text, const 
     return std::nullopt;
   }
   WeightMap map;
+  if (j["weight_map"].size() > kMaxModelTensors) {
+    map.too_many = j["weight_map"].size();
+    return map;
+  }
   std::map<std::string, uint32_t> shard_index;
   for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
     if (!it.value().is_string()) {

@@ -22,7 +22,14 @@ struct WeightMap {
   std::vector<std::pair<std::string, uint32_t>> entries;
   /// metadata.total_size when it is an unsigned integer.
   std::optional<uint64_t> total_size;
+  /// How many names the weight map has when that is more than kMaxModelTensors (then `entries`
+  /// is empty: the index is refused, not read); 0 otherwise.
+  size_t too_many = 0;
 };
+
+/// The most tensors a model source may list (an index, a manifest, a family's expansion): ten
+/// times the largest model known (~100k tensors). A small file cannot become gigabytes of names.
+inline constexpr size_t kMaxModelTensors = 1000000;
 
 /// The weight map of an index whose text is valid JSON of the expected shape: an object with a
 /// `weight_map` object of strings. Nothing otherwise.

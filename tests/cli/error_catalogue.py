@@ -29,10 +29,12 @@ def run(binary, body):
     with tempfile.TemporaryDirectory() as d:
         for lang, name, content in FENCE.findall(body):
             if lang == "sh" and name == "setup":
-                # $LAYERFREEZE_SOURCE: the checkout the catalogue belongs to (for its test data).
+                # $LAYERFREEZE_SOURCE: the checkout the catalogue belongs to (for its test data);
+                # $LAYERFREEZE_BIN: the binary under test (a setup that writes a lock with it).
                 source = os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[2])))
                 subprocess.run(["bash", "-c", content], cwd=d, check=True,
-                               env=dict(os.environ, LAYERFREEZE_SOURCE=source))
+                               env=dict(os.environ, LAYERFREEZE_SOURCE=source,
+                                        LAYERFREEZE_BIN=binary))
             elif name and lang != "text":
                 with open(os.path.join(d, name), "w") as f:
                     f.write(content)

@@ -25,6 +25,9 @@ expect() {
 contains() {
   if grep -qF -- "$2" "${3:-out}"; then ok; else bad "$1: no '$2' in ${3:-out}"; head -20 "${3:-out}"; fi
 }
+not_contains() {
+  if grep -qF -- "$2" "${3:-out}"; then bad "$1: '$2' in ${3:-out}"; head -20 "${3:-out}"; else ok; fi
+}
 
 # Outside a repository: a clear error.
 expect 1 "outside a repository" -- diff HEAD:train/freeze.yaml preset:lp_lora --model builtin:gpt2
@@ -97,7 +100,22 @@ lock["stages"] = [{"at": 3}]
 json.dump(lock, open("mangled.lock", "w"))
 PY
 expect 1 "mangled lock" -- check mangled.lock
-contains "mangled lock" "a lock file needs every field" err
+# Every problem named, each once (docs/SECURITY.md: locks are validated before use).
+contains "mangled lock" 'the lock has no "plan_fingerprint" [lock-format]' err
+contains "mangled lock" 'the lock'"'"'s "stages[0].at" must be a non-empty string, not 3' err
+contains "mangled lock" 'the lock has no "stages[0].frozen_tensors"' err
+# A lock that names files outside the folders around it is refused before anything is read.
+python3 - <<'PY'
+import json
+lock = json.load(open("freeze.lock"))
+lock["strategy"]["source"] = "/proc/self/environ"
+lock["optimizer"] = "lion"
+json.dump(lock, open("leaky.lock", "w"))
+PY
+export LEAK_CANARY=canary-7d1f
+expect 1 "leaky lock" -- check leaky.lock
+contains "leaky lock" "must be one of adamw, adam, sgd, sgd-momentum, not 'lion'" err
+not_contains "leaky lock" "canary-7d1f" err
 printf '{"format": "something/else"}' > bad.lock
 expect 1 "not a lock" -- check bad.lock
 contains "not a lock" "not a layerfreeze lock" err
