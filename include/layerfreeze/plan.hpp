@@ -112,6 +112,10 @@ class Strategy {
   /// parameters may stay unset (`validate` without a model). True when none.
   bool check_parameters(const std::vector<std::string>& sets, Diagnostics& diags,
                         bool allow_missing = false) const;
+  /// Checks every file the strategy names by itself (an expert config written in `from:`) as
+  /// compile() would read it — inside the folders a rules file may reach, a regular file, within
+  /// the size limit — without a model (`validate`); errors in `diags`, true when none.
+  bool check_files(Diagnostics& diags) const;
   /// Runs layer discovery on `model` with this strategy's `discovery:` overrides, as compile()
   /// does (what `inspect --rules` shows).
   void discover(Inventory& model, Diagnostics& diags) const;

@@ -8,6 +8,7 @@
 #include "api/plan_access.hpp"
 #include "core/canonical_plan.hpp"
 #include "core/compiler.hpp"
+#include "core/expert_config.hpp"
 #include "core/layer_discovery.hpp"
 #include "core/rules_parser.hpp"
 #include "print/diff_picture.hpp"
@@ -89,6 +90,24 @@ size_t Strategy::stage_count() const { return impl_->def.stages.size(); }
 bool Strategy::check_parameters(const std::vector<std::string>& sets, Diagnostics& diags,
                                 bool allow_missing) const {
   return bind_params(impl_->def, sets, {}, diags, allow_missing).has_value();
+}
+
+bool Strategy::check_files(Diagnostics& diags) const {
+  const size_t before = diags.count(Severity::kError);
+  std::function<void(const Selector&)> visit = [&](const Selector& s) {
+    if (s.kind == Selector::Kind::kExperts && !s.from.empty())
+      if (const Value* v = s.from.literal_value(); v && v->kind == Value::Kind::kString)
+        check_expert_config_file(expert_config_path(v->s, s.from.loc(), true), v->s, s.from.loc(),
+                                 diags);
+    for (const auto& c : s.children) visit(c);
+    for (const auto& e : s.except) visit(e);
+  };
+  for (const auto& r : impl_->def.rules) visit(r.selector);
+  for (const auto& st : impl_->def.stages) {
+    for (const auto& r : st.rules) visit(r.selector);
+    visit(st.selector);
+  }
+  return diags.count(Severity::kError) == before;
 }
 
 void Strategy::discover(Inventory& model, Diagnostics& diags) const {

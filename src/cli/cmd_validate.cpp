@@ -24,6 +24,7 @@ std::function<int()> setup_validate(CLI::App& cmd) {
       if (strategy) {
         bool bound = strategy->check_parameters(a->sets, s.diags,
                                                 /*allow_missing=*/a->model.empty());
+        bound = strategy->check_files(s.diags) && bound;
         if (bound && !a->model.empty()) {
           if (auto inv = load_inventory(s, a->model)) {
             PlanOptions co;

@@ -130,19 +130,48 @@ std::optional<ExpertConfig> parse_expert_config(const std::string& text, const s
   return std::move(p->config);
 }
 
-std::optional<ExpertConfig> read_expert_config(const std::string& path, const std::string& shown,
-                                               const Inventory& inv, Diagnostics& diags,
-                                               const SourceLoc& named_at, bool confined) {
-  // Named by a rules file or a parameter, both of which may come from a pull request: only
-  // below the folders a rules file may reach (core/file_access.hpp).
+namespace {
+
+// Named by a rules file or a parameter it binds, both of which may come from a pull request:
+// only below the folders a rules file may reach (core/file_access.hpp).
+std::vector<std::filesystem::path> folders_of(const SourceLoc& named_at) {
   std::error_code ec;
-  const auto folders =
-      allowed_folders(std::filesystem::exists(named_at.file, ec) ? named_at.file : std::string());
+  return allowed_folders(std::filesystem::exists(named_at.file, ec) ? named_at.file
+                                                                    : std::string());
+}
+
+FileRead policy(const SourceLoc& named_at, const std::vector<std::filesystem::path>* folders) {
   FileRead how;
   how.what = "expert config";
   how.max_bytes = kMaxExpertConfigBytes;
-  how.folders = confined ? &folders : nullptr;
+  how.folders = folders;
   how.at = named_at;
+  return how;
+}
+
+}  // namespace
+
+std::string expert_config_path(const std::string& written, const SourceLoc& named_at,
+                               bool literal) {
+  std::filesystem::path file(written);
+  std::error_code ec;
+  if (file.is_relative() && literal && !named_at.file.empty() &&
+      named_at.file.rfind("preset:", 0) != 0 && std::filesystem::exists(named_at.file, ec))
+    file = std::filesystem::path(named_at.file).parent_path() / file;
+  return file.string();
+}
+
+bool check_expert_config_file(const std::string& path, const std::string& shown,
+                              const SourceLoc& named_at, Diagnostics& diags) {
+  const auto folders = folders_of(named_at);
+  return check_file(path, shown, policy(named_at, &folders), diags).has_value();
+}
+
+std::optional<ExpertConfig> read_expert_config(const std::string& path, const std::string& shown,
+                                               const Inventory& inv, Diagnostics& diags,
+                                               const SourceLoc& named_at, bool confined) {
+  const auto folders = folders_of(named_at);
+  FileRead how = policy(named_at, confined ? &folders : nullptr);
   auto text = read_file(path, shown, how, diags);
   if (!text) return std::nullopt;
   auto p = parse(*text, shown, diags, named_at);

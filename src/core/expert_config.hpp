@@ -30,6 +30,14 @@ struct ExpertConfig {
 /// every layer it names exists and has routed experts, every expert index is below the model's
 /// expert count. Errors name the file, the layer and the count; `named_at` (the rule that names
 /// the file) is added as a note. Warns about MoE layers the file leaves out.
+/// Where an expert config written as `written` lies: a path written in a rules file (`literal`) is
+/// relative to that file (`named_at.file`); one from a parameter to the working directory.
+std::string expert_config_path(const std::string& written, const SourceLoc& named_at, bool literal);
+/// Whether the expert config a rules file names (at `named_at`) may be read — inside the folders
+/// a rules file may reach, a regular file, within the size limit — without reading it (`validate`
+/// without a model); false after one error.
+bool check_expert_config_file(const std::string& path, const std::string& shown,
+                              const SourceLoc& named_at, Diagnostics& diags);
 /// `confined`: the path came from a rules file, so the file must lie below the folders a rules
 /// file may reach (core/file_access.hpp); a path the caller gave (`--set`) is read where it is.
 std::optional<ExpertConfig> read_expert_config(const std::string& path, const std::string& shown,

@@ -578,17 +578,14 @@ std::optional<std::map<int32_t, std::vector<int32_t>>> Resolver::experts_by_laye
     if (path.size() != 1) return std::nullopt;
     // A path written in a rules file is relative to that file; one that comes from a parameter
     // (`--set expert_config=...`) is relative to the working directory.
-    std::filesystem::path file(path[0]);
-    const std::string& rules_file = s.from.loc().file;
-    if (file.is_relative() && s.from.literal_value() && !rules_file.empty() &&
-        rules_file.rfind("preset:", 0) != 0 && std::filesystem::exists(rules_file))
-      file = std::filesystem::path(rules_file).parent_path() / file;
+    const std::string file =
+        expert_config_path(path[0], s.from.loc(), s.from.literal_value() != nullptr);
     // `${expert_config}` bound by the caller (`--set`) names the caller's file; a literal or a
     // value a rules file bound (`with:`, a default) comes from the file, and is confined.
     const auto names = s.from.names();
     const bool callers = !s.from.literal_value() && names.size() == 1 &&
                          s.from.text() == "${" + names[0] + "}" && trusted_.count(names[0]) > 0;
-    auto config = read_expert_config(file.string(), path[0], inv_, diags_, s.from.loc(), !callers);
+    auto config = read_expert_config(file, path[0], inv_, diags_, s.from.loc(), !callers);
     if (!config) return std::nullopt;
     if (config->shared_experts || config->non_expert_modules)
       diags_.warning(

@@ -153,6 +153,8 @@ def main():
         case("experts: {from: /etc/passwd}",
              ["plan", "experts.yaml", "--model", "builtin:moe-100k"], d,
              stderr_has=["[file-outside]"])
+        case("validate: experts: {from: /etc/passwd} without a model", ["validate", "experts.yaml"],
+             d, stderr_has=["[file-outside]"])
         write(d, "experts_param.yaml",
               "extends: preset:esft\nwith: {expert_config: /proc/self/environ}\n")
         case("experts: a parameter the rules file binds",
