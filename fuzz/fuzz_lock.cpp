@@ -3,6 +3,7 @@
 // real plan's lock, as `check` does. Any input must end in diagnostics or a comparison, never in
 // a crash, a hang or an exception (docs/SECURITY.md).
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "cli/plan_lock.hpp"
@@ -15,9 +16,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const nlohmann::json now = [] {
     Diagnostics d;
     auto strategy = Strategy::load("preset:gradual_unfreeze", d);
-    auto plan = compile(*strategy, *builtin_model("gpt2"), PlanOptions{}, d);
+    PlanOptions o;
+    o.sets = {"total_epochs=4"};
+    auto plan = compile(*strategy, *builtin_model("gpt2"), o, d);
+    if (!plan) std::abort();
     cli::PlanArgs a;
     a.model = "builtin:gpt2";
+    a.sets = o.sets;
     return cli::lock_json(a, "preset:gradual_unfreeze", *plan, plan->report(), "digest");
   }();
   static const Inventory names = *builtin_model("gpt2");

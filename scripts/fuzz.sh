@@ -28,7 +28,7 @@ cp fuzz/corpus/config/* tests/data/real-checkpoints/*/config.json rules/models/*
 for m in gpt2 t5-small resnet50; do $b/layerfreeze inspect builtin:$m --format json > $seeds/manifest/$m.json; done
 cp fuzz/corpus/lock/* $seeds/lock/ 2>/dev/null || true
 cp fuzz/corpus/fts/* $seeds/fts/ 2>/dev/null || true
-$b/layerfreeze plan preset:gradual_unfreeze --model builtin:gpt2 --lock $seeds/lock/gradual.lock >/dev/null
+$b/layerfreeze plan preset:gradual_unfreeze --set total_epochs=4 --model builtin:gpt2 --lock $seeds/lock/gradual.lock >/dev/null
 $b/layerfreeze plan preset:lp_lora --model builtin:t5-small --lock $seeds/lock/lp_lora.lock >/dev/null
 status=0
 for t in "${targets[@]}"; do
