@@ -74,6 +74,11 @@ def main():
         ("plan lp_lora olmocr (towers)", ["plan", "preset:lp_lora", "--model",
                                           str(root / "tests/data/real-checkpoints/olmocr-qwen2-vl-7b")],
          "rules/lp_lora.yaml", "visual.", "/^visual\\.blocks\\.1[0-9]\\./"),
+        # Names that once broke the page (docs/SECURITY.md): "<!--<script>" put the parser in its
+        # escaped-script state and emptied the list; a '#' was read as a number's place.
+        ("plan lp_lora hostile names", ["plan", "preset:lp_lora", "--model",
+                                        str(root / "tests/data/hostile/names_manifest.json")],
+         "rules/lp_lora.yaml", "<!--<script>", "/a#b/"),
     ]
     b = cdp.Browser(tmp)
     try:
