@@ -26,6 +26,7 @@ MAX_SECONDS = 5.0
 MAX_RSS_MB = 400
 failures = []
 passed = 0
+slowest = (0.0, "")
 
 
 def run(args, cwd, stdin=None):
@@ -51,7 +52,9 @@ def case(name, args, cwd, code=1, stderr_has=(), stdout_has=(), max_output=1 << 
          well_formed=None, files_unchanged=()):
     global passed
     before = {f: open(os.path.join(cwd, f), "rb").read() for f in files_unchanged}
+    global slowest
     got, out, err, secs, rss = run(args, cwd)
+    slowest = max(slowest, (secs, name))
     problems = []
     if got is None:
         problems.append("did not end within 30 s")
@@ -286,12 +289,23 @@ def main():
              ["import", "fts", os.path.basename(nl)], d, code=0,
              stdout_has=['description: "finetuning-scheduler schedule new\\x0aline.yaml"'])
 
-        # 8. launch: a bounded duration.
+        # 8. launch: a rank's output without newlines is forwarded in bounded pieces; `\r` (a
+        # progress bar) ends a line; a duration is bounded.
+        case("launch: 20 MB without a newline",
+             ["launch", "--nproc", "1", "--", sys.executable, "-c",
+              "import sys; sys.stdout.write('x' * (20 << 20))"], d, code=0,
+             max_output=22 << 20, stdout_has=["[rank 0] xxxx"])
+        case("launch: 200,000 progress redraws",
+             ["launch", "--nproc", "1", "--", sys.executable, "-c",
+              "import sys; sys.stdout.write('\\r'.join(['progress 50%'] * 200000))"], d, code=0,
+             max_output=8 << 20, stdout_has=["[rank 0] progress 50%\n[rank 0] progress 50%"])
         case("launch --timeout past what a duration holds",
              ["launch", "--nproc", "1", "--timeout", "9223372037", "--", "true"], d, code=2)
     finally:
         shutil.rmtree(d, ignore_errors=True)
-    print(f"{passed} passed, {len(failures)} failed")
+    print(f"{passed} passed, {len(failures)} failed; slowest: {slowest[1]} ({slowest[0]:.2f} s); "
+          f"peak memory of any run: "
+          f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MB")
     return 1 if failures else 0
 
 
