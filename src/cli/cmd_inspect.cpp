@@ -11,7 +11,8 @@ std::function<int()> setup_inspect(CLI::App& cmd) {
     bool all = false;
   };
   auto a = std::make_shared<Args>();
-  cmd.add_option("MODEL", a->model,
+  // Positional, or --model as `plan` takes it.
+  cmd.add_option("MODEL,--model,-m", a->model,
                  "model: .pt, .safetensors, .safetensors.index.json, .json manifest, config.json, "
                  "a checkpoint "
                  "folder, builtin:NAME")

@@ -75,6 +75,9 @@ expect_exit 0 "plan lisa" -- plan preset:lisa --model builtin:llama2-7b --epochs
 expect_golden "plan lisa" plan_lisa_llama.txt
 expect_exit 0 "inspect gpt2" -- inspect builtin:gpt2
 expect_golden "inspect gpt2" inspect_gpt2.txt
+# `--model` as `plan` takes it: the same output.
+expect_exit 0 "inspect --model gpt2" -- inspect --model builtin:gpt2
+expect_golden "inspect --model gpt2" inspect_gpt2.txt
 # A vision-language model: trunk, tower and connector in data-flow order (docs/ARCHITECTURES.md).
 # (From the project's root, so the golden names the model by a relative path.)
 pushd "$root" >/dev/null
