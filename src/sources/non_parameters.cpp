@@ -25,6 +25,12 @@ const std::vector<Rule>& rules() {
       {R"((.+)\.(SCB|weight_format))", "quantization metadata (bitsandbytes)", "bitsandbytes 8-bit",
        ".weight"},
       {R"((.+)\.(qzeros|scales|g_idx))", "quantization metadata (GPTQ/AWQ)", "gptq", ".qweight"},
+      // GPTQ's and AWQ's quantized linear layers register their bias as a buffer (even where
+      // the unquantized layer has none: the quantizer writes zeros), so it never trains.
+      {R"((.+)\.bias)", "buffer (bias of a GPTQ/AWQ quantized linear)", "gptq", ".qweight"},
+      // MLX: every quantized module stores its packed `.weight` with `.scales` and `.biases`
+      // (per group of the config's `quantization.group_size`).
+      {R"((.+)\.(scales|biases))", "quantization metadata (MLX)", "mlx", ".weight"},
       {R"((.+)\.(weight_scale_inv|weight_scale|input_scale|activation_scale))",
        "quantization metadata (fp8 scales)", "fp8", ".weight"},
       {R"((.+)_scales)", "quantization metadata (MXFP4)", "mxfp4", "_blocks"},
@@ -56,7 +62,7 @@ void separate_non_parameters(Inventory& inv) {
     static const std::string w = ".weight";
     return !(n.size() >= w.size() && n.compare(n.size() - w.size(), w.size(), w) == 0);
   };
-  std::set<std::string> bnb_weights;
+  std::set<std::string> packed_weights;
   std::string found_method;
   std::vector<bool> drop(inv.params().size(), false);
   for (size_t i = 0; i < inv.params().size(); ++i) {
@@ -74,8 +80,10 @@ void separate_non_parameters(Inventory& inv) {
       inv.non_params.push_back(std::move(np));
       drop[i] = true;
       if (r.quantization && found_method.empty()) found_method = r.quantization;
-      if (std::string(r.quantization ? r.quantization : "").rfind("bitsandbytes", 0) == 0)
-        bnb_weights.insert(owner + ".weight");
+      // A weight stored packed beside its metadata: its logical shape comes from the family.
+      const std::string method = r.quantization ? r.quantization : "";
+      if (method.rfind("bitsandbytes", 0) == 0 || method == "mlx")
+        packed_weights.insert(owner + ".weight");
       break;
     }
   }
@@ -93,7 +101,7 @@ void separate_non_parameters(Inventory& inv) {
       renames.emplace_back(p.name, p.name.substr(0, p.name.size() - 8) + ".weight");
     } else if (ends("_blocks")) {
       renames.emplace_back(p.name, p.name.substr(0, p.name.size() - 7));
-    } else if (bnb_weights.count(p.name) == 0) {
+    } else if (packed_weights.count(p.name) == 0) {
       continue;
     }
     // Packed: the logical shape and dtype come from the config's family.

@@ -763,5 +763,45 @@ TEST(JsonFile, SyntaxErrorsHaveLineAndColumn) {
   EXPECT_EQ(d.items()[0].loc.line, 3);
 }
 
+// MLX quantization (tests/data/real-checkpoints/qwen3-14b-mlx-4bit): every quantized module
+// stores a packed `.weight` (uint32) with `.scales` and `.biases`. Those are metadata, and the
+// logical shapes come from the config's family: Qwen3-14B has 443 parameters and
+// 14,768,307,200 elements, as the config alone says.
+TEST(QuantizedCheckpoint, MlxScalesAndBiasesAreMetadataAndShapesAreLogical) {
+  Diagnostics d;
+  Inventory inv = load_ok(kData + "/real-checkpoints/qwen3-14b-mlx-4bit", d);
+  EXPECT_EQ(inv.params().size(), 443u);
+  EXPECT_EQ(inv.total_numel(), 14768307200);
+  EXPECT_EQ(inv.non_params.size(), 564u);
+  for (const auto& np : inv.non_params)
+    EXPECT_EQ(np.kind, "quantization metadata (MLX)") << np.name;
+  for (const auto& p : inv.params()) {
+    EXPECT_EQ(p.name.find(".scales"), std::string::npos) << p.name;
+    EXPECT_EQ(p.name.find(".biases"), std::string::npos) << p.name;
+  }
+  const Param& head = inv.params()[*inv.find("lm_head.weight")];
+  EXPECT_EQ(head.shape, (std::vector<int64_t>{151936, 5120}));
+  EXPECT_EQ(head.role, Role::kHead);
+  EXPECT_FALSE(inv.quantization.empty());
+  // The config and the checkpoint now agree on the names: no warning about either.
+  for (const auto& w : d.items()) EXPECT_NE(w.code, "config-names-differ") << w.message;
+}
+
+// GPTQ (tests/data/real-checkpoints/qwen-7b-chat-int4-gptq): a quantized linear registers its
+// bias as a buffer — on all 160 quantized linears of QWen-7B, though the unquantized model has a
+// bias on `c_attn` only. None of them is a parameter, so `bitfit` trains none of them.
+TEST(QuantizedCheckpoint, GptqLinearBiasesAreBuffers) {
+  Diagnostics d;
+  Inventory inv = load_ok(kData + "/real-checkpoints/qwen-7b-chat-int4-gptq", d);
+  EXPECT_EQ(inv.params().size(), 227u);
+  size_t bias_buffers = 0;
+  for (const auto& np : inv.non_params)
+    bias_buffers += np.kind == "buffer (bias of a GPTQ/AWQ quantized linear)";
+  EXPECT_EQ(bias_buffers, 160u);
+  EXPECT_FALSE(inv.contains("transformer.h.0.attn.c_attn.bias"));
+  for (const auto& p : inv.params()) EXPECT_NE(p.leaf(), "bias") << p.name;
+  EXPECT_TRUE(inv.contains("transformer.h.0.attn.c_attn.weight"));  // the renamed qweight
+}
+
 }  // namespace
 }  // namespace layerfreeze
