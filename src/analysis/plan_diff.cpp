@@ -11,20 +11,40 @@ namespace {
 
 using nlohmann::json;
 
-// "0-3,7" -> {0, 1, 2, 3, 7}, or the "hex:" form of set_text. A malformed text (a hand-edited
+// A set of tensor indices as sorted, disjoint, non-adjacent closed intervals: a hand-edited or
+// hostile lock ("0-99999999999" at every change point) costs the length of its text, never the
+// size of what it names.
+using Intervals = std::vector<std::pair<size_t, size_t>>;
+
+Intervals normalized(Intervals v) {
+  std::sort(v.begin(), v.end());
+  Intervals out;
+  for (const auto& [a, b] : v) {
+    if (!out.empty() && a <= out.back().second + 1)
+      out.back().second = std::max(out.back().second, b);
+    else
+      out.emplace_back(a, b);
+  }
+  return out;
+}
+
+// "0-3,7" -> [0,3] [7,7], or the "hex:" form of set_text. A malformed text (a hand-edited
 // lock) reads as far as it parses.
-std::set<size_t> parse_ranges(const std::string& text) {
-  std::set<size_t> out;
+Intervals parse_ranges(const std::string& text) {
+  Intervals out;
   if (text.rfind("hex:", 0) == 0) {
-    for (size_t d = 4; d < text.size() && d - 4 < (size_t{1} << 24); ++d) {
+    for (size_t d = 4; d < text.size(); ++d) {
       const char c = text[d];
       const int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
       if (v < 0) break;
       const size_t digit = d - 4, word = digit / 16, nibble = 15 - digit % 16;
       for (int bit = 0; bit < 4; ++bit)
-        if (v >> bit & 1) out.insert(word * 64 + nibble * 4 + static_cast<size_t>(bit));
+        if (v >> bit & 1) {
+          const size_t k = word * 64 + nibble * 4 + static_cast<size_t>(bit);
+          out.emplace_back(k, k);
+        }
     }
-    return out;
+    return normalized(std::move(out));
   }
   size_t i = 0;
   auto number = [&](size_t& v) {
@@ -42,8 +62,35 @@ std::set<size_t> parse_ranges(const std::string& text) {
       ++i;
       if (!number(b)) break;
     }
-    for (size_t k = a; k <= b && out.size() < (size_t{1} << 24); ++k) out.insert(k);
+    if (a <= b) out.emplace_back(a, b);
     if (i < text.size() && text[i] == ',') ++i;
+  }
+  return normalized(std::move(out));
+}
+
+size_t count(const Intervals& v) {
+  size_t n = 0;
+  for (const auto& [a, b] : v) n += b - a + 1;
+  return n;
+}
+
+// What `x` holds and `y` does not, as intervals (both normalized).
+Intervals minus(const Intervals& x, const Intervals& y) {
+  Intervals out;
+  size_t j = 0;
+  for (auto [a, b] : x) {
+    while (j < y.size() && y[j].second < a) ++j;
+    size_t k = j;
+    while (a <= b && k < y.size() && y[k].first <= b) {
+      if (y[k].first > a) out.emplace_back(a, y[k].first - 1);
+      if (y[k].second >= b) {
+        a = b + 1;
+        break;
+      }
+      a = std::max(a, y[k].second + 1);
+      ++k;
+    }
+    if (a <= b) out.emplace_back(a, b);
   }
   return out;
 }
@@ -81,17 +128,19 @@ struct Differ {
   }
 
   // "`model.layers.3.mlp.weight` and 5 more", or "tensors #12, #13" without names.
-  std::string tensors(const std::vector<size_t>& idx) const {
+  std::string tensors(const Intervals& v) const {
     std::string s;
-    const size_t shown = std::min<size_t>(idx.size(), 3);
-    for (size_t k = 0; k < shown; ++k) {
-      s += k ? ", " : "";
-      if (names && idx[k] < names->params().size())
-        s += "`" + names->params()[idx[k]].name + "`";
-      else
-        s += "#" + std::to_string(idx[k]);
-    }
-    if (idx.size() > shown) s += " and " + std::to_string(idx.size() - shown) + " more";
+    size_t shown = 0;
+    for (const auto& [a, b] : v)
+      for (size_t k = a; k <= b && shown < 3; ++k, ++shown) {
+        s += shown ? ", " : "";
+        if (names && k < names->params().size())
+          s += "`" + names->params()[k].name + "`";
+        else
+          s += "#" + std::to_string(k);
+      }
+    const size_t total = count(v);
+    if (total > shown) s += " and " + std::to_string(total - shown) + " more";
     return s;
   }
 
@@ -99,16 +148,15 @@ struct Differ {
              const json& b) {
     auto sa = parse_ranges(a.value(key, std::string())), sb = parse_ranges(b.value(key, ""));
     if (sa == sb) return;
-    std::vector<size_t> only_a, only_b;
-    std::set_difference(sa.begin(), sa.end(), sb.begin(), sb.end(), std::back_inserter(only_a));
-    std::set_difference(sb.begin(), sb.end(), sa.begin(), sa.end(), std::back_inserter(only_b));
+    const Intervals only_a = minus(sa, sb), only_b = minus(sb, sa);
+    const size_t na = count(only_a), nb = count(only_b);
     std::string s;
-    if (!only_a.empty())
-      s += std::to_string(only_a.size()) + " " + noun + (only_a.size() == 1 ? "" : "s") +
-           " frozen in " + la + " only" + (key == "frozen" ? " (" + tensors(only_a) + ")" : "");
-    if (!only_b.empty())
-      s += std::string(s.empty() ? "" : "; ") + std::to_string(only_b.size()) + " " + noun +
-           (only_b.size() == 1 ? "" : "s") + " frozen in " + lb + " only" +
+    if (na > 0)
+      s += std::to_string(na) + " " + noun + (na == 1 ? "" : "s") + " frozen in " + la + " only" +
+           (key == "frozen" ? " (" + tensors(only_a) + ")" : "");
+    if (nb > 0)
+      s += std::string(s.empty() ? "" : "; ") + std::to_string(nb) + " " + noun +
+           (nb == 1 ? "" : "s") + " frozen in " + lb + " only" +
            (key == "frozen" ? " (" + tensors(only_b) + ")" : "");
     add(Kind::kState, when, s);
   }
@@ -135,7 +183,7 @@ struct Differ {
     std::string s;
     for (const auto& x : g) {
       s += s.empty() ? "" : "; ";
-      size_t n = parse_ranges(x.value("tensors", "")).size();
+      size_t n = count(parse_ranges(x.value("tensors", "")));
       s += (x.contains("lr") ? "lr " + value_text(x["lr"]) : "lr ×" + value_text(x["lr_scale"])) +
            " for " + std::to_string(n) + " tensor" + (n == 1 ? "" : "s");
     }
@@ -185,12 +233,14 @@ struct Differ {
 PlanDiff diff_canonical(const json& a, const json& b, const Inventory* names,
                         const std::string& label_a, const std::string& label_b) {
   Differ d{nullptr, label_a, label_b, {}};
-  if (a.value("format", "") != b.value("format", "")) {
-    d.add(PlanDiff::Item::Kind::kSchedule, "format",
-          d.sides(a.value("format", json()), b.value("format", json())));
-    return d.out;
-  }
+  // A lock's canonical plan is untrusted (docs/SECURITY.md): any field of another type ends the
+  // comparison with an item that says so, never with an exception.
   try {
+    if (a.value("format", json()) != b.value("format", json())) {
+      d.add(PlanDiff::Item::Kind::kSchedule, "format",
+            d.sides(a.value("format", json()), b.value("format", json())));
+      return d.out;
+    }
     const json &ma = a.at("model"), &mb = b.at("model");
     const bool same_model = ma == mb;
     if (ma.at("inventory") != mb.at("inventory"))

@@ -278,6 +278,13 @@ def main():
              ["check", "mangled.lock"], d,
              stderr_has=['no "stages[0].frozen_tensors"', "not 'lion'"])
 
+        # Locks a fuzzer found (tests/data/fuzz-regressions/lock-*): `check` ends, in bounded time.
+        regressions = os.path.join(SOURCE, "tests", "data", "fuzz-regressions")
+        for f in sorted(os.listdir(regressions)):
+            if f.startswith("lock-"):
+                shutil.copy(os.path.join(regressions, f), d)
+                case(f"check the fuzz regression {f}", ["check", f], d)
+
         # 7. Imports that used to escape their wrapper or break the generated YAML.
         write(d, "paren.yaml", "0:\n  params: ['a)|(.*']\n  max_transition_epoch: 1\n"
                                "1:\n  params: [b]\n")
