@@ -169,13 +169,22 @@ struct Differ {
     return e.is_null() ? "step " + json_text(s) : "epoch " + json_text(e);
   }
 
+  // A time of an untrusted plan: anything but an integer ends the comparison (as a json
+  // exception, which diff_canonical reports), never a float converted out of range.
+  static int64_t integer(const json& v) {
+    if (!v.is_number_integer())
+      throw json::type_error::create(
+          302, std::string("a time must be an integer, not ") + v.type_name(), &v);
+    return v.get<int64_t>();
+  }
+
   // Orders change points by step where both know it, else by epoch.
   static bool earlier(const json& x, const json& y) {
     const json &xs = x.at("step"), &ys = y.at("step");
-    if (!xs.is_null() && !ys.is_null() && xs != ys) return xs.get<int64_t>() < ys.get<int64_t>();
+    if (!xs.is_null() && !ys.is_null() && xs != ys) return integer(xs) < integer(ys);
     const json &xe = x.at("epoch"), &ye = y.at("epoch");
     if (xe.is_null() || ye.is_null()) return false;
-    return xe.get<int64_t>() < ye.get<int64_t>();
+    return integer(xe) < integer(ye);
   }
 
   std::string groups_text(const json& g) const {
