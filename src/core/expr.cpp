@@ -154,18 +154,18 @@ class ExprParser {
     while (error_.empty() && eat("and")) l = make(ExprNode::Op::kAnd, {l, parse_not()});
     return l;
   }
-  // Unary chains recurse while parsing: bounded like parentheses.
-  NodeP parse_not() {
-    if (eat("not")) {
-      if (++depth_ > kMaxUnary) {
-        fail("expression nested too deeply");
-        return make(ExprNode::Op::kLit, {});
-      }
-      NodeP n = make(ExprNode::Op::kNot, {parse_not()});
-      --depth_;
-      return n;
+  // A prefix operator (`not`, unary `-`) recurses while parsing: bounded like parentheses.
+  NodeP prefix(ExprNode::Op op, NodeP (ExprParser::*operand)()) {
+    if (++depth_ > kMaxUnary) {
+      fail("expression nested too deeply");
+      return make(ExprNode::Op::kLit, {});
     }
-    return parse_cmp();
+    NodeP n = make(op, {(this->*operand)()});
+    --depth_;
+    return n;
+  }
+  NodeP parse_not() {
+    return eat("not") ? prefix(ExprNode::Op::kNot, &ExprParser::parse_not) : parse_cmp();
   }
   NodeP parse_cmp() {
     NodeP l = parse_add();
@@ -206,16 +206,7 @@ class ExprParser {
     return l;
   }
   NodeP parse_unary() {
-    if (eat("-")) {
-      if (++depth_ > kMaxUnary) {
-        fail("expression nested too deeply");
-        return make(ExprNode::Op::kLit, {});
-      }
-      NodeP n = make(ExprNode::Op::kNeg, {parse_unary()});
-      --depth_;
-      return n;
-    }
-    return parse_primary();
+    return eat("-") ? prefix(ExprNode::Op::kNeg, &ExprParser::parse_unary) : parse_primary();
   }
   static constexpr int kMaxUnary = 64;
   NodeP parse_primary() {
