@@ -16,9 +16,13 @@ namespace layerfreeze {
 /// Every parameter has exactly one role (docs/RULES.md, docs/ARCHITECTURES.md). `embeddings`,
 /// `layer`, `head` and `other` are the trunk's; a multimodal model's towers (vision or audio
 /// encoders) and the connectors that feed them into the trunk have roles of their own.
-enum class Role : uint8_t { kEmbeddings, kLayer, kHead, kOther, kTower, kConnector };
-constexpr int kNumRoles = 6;
-const char* role_name(Role r);  // "embeddings", "layer", "head", "other", "tower", "connector"
+/// kMtp: a multi-token-prediction block (MiMo's `model.mtp_layers`, DeepSeek-V3's and GLM-4.5's
+/// extra layer): stored beside the model, not run by its forward. It starts frozen and only the
+/// `mtp` role or a regex selects it (docs/ARCHITECTURES.md, "Multi-token prediction").
+enum class Role : uint8_t { kEmbeddings, kLayer, kHead, kOther, kTower, kConnector, kMtp };
+constexpr int kNumRoles = 7;
+const char* role_name(Role r);  // "embeddings", "layer", "head", "other", "tower", "connector",
+                                // "mtp"
 std::optional<Role> parse_role(const std::string& s);
 
 /// What a tensor is inside a mixture-of-experts block (docs/EXPERTS.md): one routed expert's
@@ -137,6 +141,8 @@ class Inventory {
   /// Routed experts per MoE layer as the config states it (`num_local_experts`, `num_experts`,
   /// `n_routed_experts`); 0 when it says nothing.
   int64_t config_experts = 0;
+  /// Multi-token-prediction blocks the config states (`num_nextn_predict_layers`); 0: none said.
+  int64_t config_mtp_layers = 0;
   /// Routed experts per MoE layer as discovery found them (the config's count, else the
   /// routers' first dimension, else the highest expert index + 1); 0: no mixture of experts.
   int64_t num_experts = 0;

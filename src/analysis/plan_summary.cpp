@@ -132,7 +132,7 @@ std::string capitalized(std::string s) {
 }  // namespace
 
 std::vector<GroupLine> group_lines(const Inventory& inv, const Bitset& frozen) {
-  Acc emb, head, other, connector;
+  Acc emb, head, other, connector, mtp;
   std::vector<Acc> towers(inv.towers.size());
   for (size_t i = 0; i < inv.params().size(); ++i) {
     const Param& p = inv.params()[i];
@@ -143,6 +143,7 @@ std::vector<GroupLine> group_lines(const Inventory& inv, const Bitset& frozen) {
     if (is_head) head.add(f, p.numel);
     if (p.role == Role::kOther) other.add(f, p.numel);
     if (p.role == Role::kConnector) connector.add(f, p.numel);
+    if (p.role == Role::kMtp) mtp.add(f, p.numel);
     if (p.role == Role::kTower && p.part >= 0) towers[static_cast<size_t>(p.part)].add(f, p.numel);
   }
   std::vector<GroupLine> g;
@@ -160,6 +161,7 @@ std::vector<GroupLine> group_lines(const Inventory& inv, const Bitset& frozen) {
   g.push_back({"Embeddings", 0, emb.state(), emb.numel, emb.total});
   g.push_back({"Head", 0, head.state(), head.numel, head.total});
   if (other.total) g.push_back({"Other", 0, other.state(), other.numel, other.total});
+  if (mtp.total) g.push_back({"MTP", 0, mtp.state(), mtp.numel, mtp.total});
   return g;
 }
 
@@ -188,7 +190,8 @@ int64_t flow_key(const Inventory& inv, const Param& p) {
     case Role::kEmbeddings: return 2 * kPart;
     case Role::kLayer: return 3 * kPart + 2 * static_cast<int64_t>(p.layer) + 1;
     case Role::kOther: return 3 * kPart + 2 * static_cast<int64_t>(p.anchor_layer) + 2;
-    case Role::kHead: return 4 * kPart;
+    case Role::kHead:
+    case Role::kMtp: return 4 * kPart;
   }
   return 4 * kPart;
 }

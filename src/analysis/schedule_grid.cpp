@@ -36,6 +36,8 @@ std::vector<GridRow> base_rows(const Inventory& inv) {
       r.kind = GridRow::Kind::kEmbeddings;
     } else if (g.label == "Other") {
       r.kind = GridRow::Kind::kOther;
+    } else if (g.label == "MTP") {
+      r.kind = GridRow::Kind::kMtp;
     } else if (g.label.rfind("Connector", 0) == 0) {
       r.kind = GridRow::Kind::kConnector;
     } else {
@@ -50,7 +52,8 @@ std::vector<GridRow> base_rows(const Inventory& inv) {
 // Which row each kind of parameter is drawn in, found in O(1) a parameter.
 struct RowIndex {
   std::vector<size_t> tower, layer;  // by tower index, by trunk layer
-  size_t connector = SIZE_MAX, embeddings = SIZE_MAX, head = SIZE_MAX, other = SIZE_MAX;
+  size_t connector = SIZE_MAX, embeddings = SIZE_MAX, head = SIZE_MAX, other = SIZE_MAX,
+         mtp = SIZE_MAX;
 
   RowIndex(const Inventory& inv, const std::vector<GridRow>& rows)
       : tower(inv.towers.size(), SIZE_MAX), layer(static_cast<size_t>(inv.num_layers()), SIZE_MAX) {
@@ -68,6 +71,7 @@ struct RowIndex {
           break;
         case GridRow::Kind::kHead: head = k; break;
         case GridRow::Kind::kOther: other = k; break;
+        case GridRow::Kind::kMtp: mtp = k; break;
       }
     }
   }
@@ -88,6 +92,7 @@ struct RowIndex {
         if (p.layer >= 0 && static_cast<size_t>(p.layer) < layer.size()) add(layer[p.layer]);
         break;
       case Role::kOther: add(other); break;
+      case Role::kMtp: add(mtp); break;
       case Role::kHead: break;
     }
     bool is_head = p.role == Role::kHead;

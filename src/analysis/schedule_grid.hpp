@@ -13,7 +13,7 @@
 namespace layerfreeze {
 
 struct GridRow {
-  enum class Kind { kTower, kConnector, kEmbeddings, kLayers, kHead, kOther };
+  enum class Kind { kTower, kConnector, kEmbeddings, kLayers, kHead, kOther, kMtp };
   Kind kind = Kind::kLayers;
   std::string label;              // "Vision tower", "Layers 0–15", "Layer 31", "Head"
   int32_t first = -1, last = -1;  // kLayers: the trunk layers it groups; kTower: its index

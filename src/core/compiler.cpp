@@ -199,6 +199,16 @@ class Compiler {
     if (diags_.count(Severity::kError) > errors_before) return std::nullopt;
     res.match_all();
 
+    // A multi-token-prediction block starts frozen: the model's forward does not run it, so
+    // training it is a choice a rule makes by naming `mtp` (docs/RULES.md).
+    if (res.role_set(Role::kMtp).any()) {
+      PlanRule start;
+      start.action = Action::kFreeze;
+      start.set.leaf = res.role_set(Role::kMtp);
+      start.prov = {"freeze mtp (multi-token prediction: the forward does not run it)",
+                    {"discovery", 0, 0}};
+      plan.initial.push_back(std::move(start));
+    }
     for (const auto& r : s_.rules)
       if (auto pr = rule(r, res)) plan.initial.push_back(std::move(*pr));
     size_t file_order = 0;

@@ -59,6 +59,7 @@ void read_pattern(YamlReader& r, const std::string& key, const YAML::Node& item,
    : key == "fused_experts"  ? out.fused_experts
    : key == "shared_experts" ? out.shared_experts
    : key == "routers"        ? out.routers
+   : key == "mtp"            ? out.mtp
                              : out.trunk)
       .push_back(std::move(p));
 }
@@ -94,9 +95,9 @@ std::unique_ptr<RE2> compile_pattern(const Pattern& p, const char* what, Diagnos
 
 void read_discovery_block(YamlReader& r, const YAML::Node& block, DiscoveryPatterns& out,
                           bool* replace) {
-  std::vector<std::string> keys = {"layers",        "embeddings",     "head",   "stack_order",
-                                   "towers",        "connectors",     "trunk",  "experts",
-                                   "fused_experts", "shared_experts", "routers"};
+  std::vector<std::string> keys = {"layers",        "embeddings",     "head",    "stack_order",
+                                   "towers",        "connectors",     "trunk",   "experts",
+                                   "fused_experts", "shared_experts", "routers", "mtp"};
   if (replace) keys.push_back("replace");
   for (const auto& e : r.entries(block, "'discovery'", keys)) {
     if (e.key == "replace") {
@@ -142,6 +143,7 @@ DiscoveryPatterns DiscoveryPatterns::merged(const DiscoveryPatterns& o, bool rep
   m.towers = join(o.towers, towers);
   m.connectors = join(o.connectors, connectors);
   m.trunk = join(o.trunk, trunk);
+  m.mtp = join(o.mtp, mtp);
   m.experts = join(o.experts, experts);
   m.fused_experts = join(o.fused_experts, fused_experts);
   m.shared_experts = join(o.shared_experts, shared_experts);

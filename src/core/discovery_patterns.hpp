@@ -38,6 +38,7 @@ struct DiscoveryPatterns {
   std::vector<Pattern> towers;      // a tower's root ("visual", "vision_tower")
   std::vector<Pattern> connectors;  // a connector's root ("multi_modal_projector")
   std::vector<Pattern> trunk;       // the trunk's stacks: when set, every other stack is a tower
+  std::vector<Pattern> mtp;         // a multi-token-prediction block's root ("model.mtp_layers")
   // Mixture-of-experts blocks inside the layers (docs/EXPERTS.md).
   std::vector<Pattern> experts;         // on container keys, '#' the expert ("mlp.experts.#")
   std::vector<Pattern> fused_experts;   // on names: every expert in one tensor, first dimension
@@ -55,9 +56,9 @@ struct DiscoveryPatterns {
 };
 
 /// Reads a discovery block (`layers`, `embeddings`, `head`, `stack_order`, `towers`,
-/// `connectors`, `trunk`, `experts`, `fused_experts`, `shared_experts`, `routers`, `replace`)
-/// into `out`: unknown keys, wrong types, invalid regexes and a layers or experts pattern
-/// without '#' are errors at the node. `replace` may be null (the shipped file).
+/// `connectors`, `trunk`, `mtp`, `experts`, `fused_experts`, `shared_experts`, `routers`,
+/// `replace`) into `out`: unknown keys, wrong types, invalid regexes and a layers or experts
+/// pattern without '#' are errors at the node. `replace` may be null (the shipped file).
 void read_discovery_block(YamlReader& r, const YAML::Node& block, DiscoveryPatterns& out,
                           bool* replace);
 

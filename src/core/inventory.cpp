@@ -17,6 +17,7 @@ const char* role_name(Role r) {
     case Role::kOther: return "other";
     case Role::kTower: return "tower";
     case Role::kConnector: return "connector";
+    case Role::kMtp: return "mtp";
   }
   return "other";
 }
@@ -39,6 +40,7 @@ std::optional<Role> parse_role(const std::string& s) {
   if (s == "other") return Role::kOther;
   if (s == "tower" || s == "towers") return Role::kTower;
   if (s == "connector" || s == "connectors") return Role::kConnector;
+  if (s == "mtp") return Role::kMtp;
   return std::nullopt;
 }
 

@@ -91,23 +91,86 @@ int stack_rank(const std::string& container, const std::vector<std::string>& ord
   return best;
 }
 
-// What the model's config.json states about its layer counts, checked against what discovery
-// found: each count must be some stack's (a config counts stacks, discovery finds them).
+// The config as an oracle (docs/ARCHITECTURES.md, "The config as an oracle"): the trunk must
+// have the language model's layer count the config states — or, for a dual encoder, be made of
+// stacks whose counts the config states one by one; an encoder–decoder's counts are each a trunk
+// stack's; a vision or audio count is some stack's. Anything else is a contradiction the plan
+// shows in every format (an error under --strict).
 void check_config_layers(const Inventory& inv, Diagnostics& diags) {
-  for (const auto& [key, count] : inv.config_layers) {
-    bool found = false;
-    for (const auto& st : inv.stacks) found = found || st.num_layers == count;
-    if (found) continue;
-    std::string seen;
-    for (const auto& st : inv.stacks)
-      seen +=
-          (seen.empty() ? "" : ", ") + st.container + " (" + std::to_string(st.num_layers) + ")";
-    diags.warning("config-layers-mismatch",
-                  "config '" + inv.config + "' says " + key + " = " + std::to_string(count) +
-                      ", but discovery found " + (seen.empty() ? "no layers" : "stacks of " + seen),
-                  {inv.config, 0, 0},
-                  {"a checkpoint that does not match its config, or names discovery does not know: "
-                   "`layerfreeze inspect` shows what was found"});
+  std::string seen;
+  for (const auto& st : inv.stacks)
+    seen += (seen.empty() ? "" : ", ") + st.container + " (" + std::to_string(st.num_layers) +
+            (st.tower >= 0 ? ", " + inv.towers[static_cast<size_t>(st.tower)].modality + " tower"
+                           : std::string()) +
+            ")";
+  const std::string found = seen.empty() ? "discovery found no layers" : "stacks found: " + seen;
+  auto warn = [&](const std::string& what) {
+    diags.warning(
+        "config-layers-mismatch",
+        (inv.config.empty() ? std::string("the model's config") : "config '" + inv.config + "'") +
+            " says " + what,
+        {inv.config, 0, 0},
+        {"a checkpoint that does not match its config, or names discovery does not "
+         "know: `layerfreeze inspect` shows what was found; a rules file's `discovery: "
+         "trunk:` says which stack is the language model"});
+  };
+  // Each count the config states is one stack's, a different stack for each: the stack with
+  // that count whose path names the count's part (`encoder_layers` → `model.encoder.layers`),
+  // else any with that count. A vision or audio count may be a tower's; the others are the
+  // trunk's.
+  auto modality_key = [](const std::string& key) {
+    return key.rfind("vision", 0) == 0 || key.rfind("audio", 0) == 0;
+  };
+  auto take = [&](const std::string& key, int64_t count, bool trunk_only, std::vector<char>& used) {
+    int best = -1, best_score = -1;
+    for (size_t s = 0; s < inv.stacks.size(); ++s) {
+      const Stack& st = inv.stacks[s];
+      if (used[s] || st.num_layers != count || (trunk_only && st.tower >= 0)) continue;
+      int score = 0;
+      for (const char* w : {"encoder", "decoder", "vision", "audio"})
+        score += key.find(w) != std::string::npos && st.container.find(w) != std::string::npos;
+      if (score > best_score) {
+        best = static_cast<int>(s);
+        best_score = score;
+      }
+    }
+    if (best >= 0) used[static_cast<size_t>(best)] = 1;
+    return best >= 0;
+  };
+  // An encoder–decoder: the config counts a decoder, or the trunk is an encoder beside its
+  // decoder (T5's config may state `num_layers` alone).
+  bool encoder_decoder = false;
+  for (const auto& kv : inv.config_layers)
+    encoder_decoder = encoder_decoder || kv.first.find("decoder") != std::string::npos;
+  bool has_encoder = false, has_decoder = false;
+  for (const auto& st : inv.stacks)
+    if (st.tower < 0) {
+      has_encoder = has_encoder || st.container.find("encoder") != std::string::npos;
+      has_decoder = has_decoder || st.container.find("decoder") != std::string::npos;
+    }
+  encoder_decoder = encoder_decoder || (has_encoder && has_decoder);
+  const auto* text = text_layer_count(inv);
+  std::vector<char> used(inv.stacks.size(), 0);
+  if (text && !encoder_decoder && inv.trunk_layers != text->second) {
+    // A dual encoder (CLIP): every trunk stack is a count the config states, the language
+    // model's among them.
+    std::vector<char> dual_used(inv.stacks.size(), 0);
+    bool dual = take(text->first, text->second, true, dual_used);
+    for (const auto& kv : inv.config_layers)
+      if (&kv != text) take(kv.first, kv.second, true, dual_used);
+    for (size_t s = 0; s < inv.stacks.size(); ++s)
+      dual = dual && (inv.stacks[s].tower >= 0 || dual_used[s]);
+    if (!dual)
+      warn(text->first + " = " + std::to_string(text->second) + ", but the trunk has " +
+           std::to_string(inv.trunk_layers) + (inv.trunk_layers == 1 ? " layer" : " layers") +
+           " and no split of the stacks agrees (" + found + ")");
+  }
+  for (const auto& kv : inv.config_layers) {
+    if (&kv == text && !encoder_decoder) continue;  // checked above, against the trunk
+    const bool modality = modality_key(kv.first);
+    if (!take(kv.first, kv.second, !modality, used))
+      warn(kv.first + " = " + std::to_string(kv.second) + ", but no " +
+           (modality ? "stack" : "trunk stack") + " left has that count (" + found + ")");
   }
 }
 
@@ -172,6 +235,7 @@ void order_by_data_flow(Inventory& inv, IsEmbedding is_embedding) {
       case Role::kLayer: keys[i] = {T + 1, 1, 2 * static_cast<int64_t>(p.layer)}; break;
       case Role::kOther: keys[i] = {T + 1, 1, 2 * static_cast<int64_t>(p.anchor_layer) + 1}; break;
       case Role::kHead: keys[i] = {T + 1, 2, 0}; break;
+      case Role::kMtp: keys[i] = {T + 1, 3, 0}; break;
     }
   }
   std::vector<uint32_t> order(inv.params().size());
@@ -221,12 +285,21 @@ class Discovery {
 
   void run() {
     reset();
+    mark_mtp_by_name();
     match_keys();
     if (!any_hit_) fallback();
     collect_stacks();
+    mark_mtp_by_config();
     split();
     lay_out_stacks();
     assign_roles();
+    if (!mtp_notes_.empty()) {
+      std::string note = "multi-token prediction: ";
+      for (size_t k = 0; k < mtp_notes_.size(); ++k) note += (k ? ", " : "") + mtp_notes_[k];
+      inv_.notes.push_back(note +
+                           ": not layers; role mtp, frozen unless a rule names `mtp` (the "
+                           "model's forward does not run it)");
+    }
     if (inv_.multimodal()) {
       if (!inv_.registration_order)
         order_by_data_flow(inv_, [&](const std::string& name) { return is_embedding(name); });
@@ -258,6 +331,81 @@ class Discovery {
     for (const auto& p : patterns_.embeddings)
       emb_res_.push_back(compile_pattern(p, "embeddings", diags_));
     for (const auto& p : patterns_.head) head_res_.push_back(compile_pattern(p, "head", diags_));
+    for (const auto& p : patterns_.mtp) mtp_res_.push_back(compile_pattern(p, "mtp", diags_));
+    mtp_.assign(inv_.params().size(), 0);
+  }
+
+  // 0. Multi-token-prediction blocks by name: a prefix of the part above the first index
+  // (`model.mtp_layers` of `model.mtp_layers.0.x`) that an `mtp` pattern matches. Such names
+  // are never layers; each distinct part is matched once.
+  void mark_mtp_by_name() {
+    if (mtp_res_.empty()) return;
+    std::unordered_map<std::string, std::string> root_of;  // part above the index -> root
+    std::map<std::string, size_t> roots;                   // root -> tensors
+    for (size_t i = 0; i < inv_.params().size(); ++i) {
+      const std::string& name = inv_.params()[i].name;
+      size_t cut = name.size();
+      for (size_t start = 0, end; start < name.size(); start = end + 1) {
+        end = name.find('.', start);
+        if (end == std::string::npos) end = name.size();
+        bool digits = end > start;
+        for (size_t k = start; k < end && digits; ++k)
+          digits = std::isdigit(static_cast<unsigned char>(name[k])) != 0;
+        if (digits) {
+          cut = start == 0 ? 0 : start - 1;
+          break;
+        }
+      }
+      std::string part = name.substr(0, cut);
+      auto it = root_of.find(part);
+      if (it == root_of.end()) {
+        std::string root;
+        for (size_t end = part.find('.');; end = part.find('.', end + 1)) {
+          std::string prefix = part.substr(0, end);
+          for (const auto& re : mtp_res_)
+            if (!prefix.empty() && re && RE2::FullMatch(prefix, *re)) root = prefix;
+          if (!root.empty() || end == std::string::npos) break;
+        }
+        it = root_of.emplace(part, root).first;
+      }
+      if (it->second.empty()) continue;
+      mtp_[i] = 1;
+      ++roots[it->second];
+    }
+    for (const auto& [root, count] : roots)
+      mtp_notes_.push_back("'" + root + "' (" + std::to_string(count) +
+                           (count == 1 ? " tensor" : " tensors") + "; found by its name)");
+  }
+
+  // 2b. The config's multi-token-prediction layers stored as extra layers of a trunk stack
+  // (DeepSeek-V3's `model.layers.61`, GLM-4.5's `model.layers.46`): a stack of C + k layers,
+  // indices 0..C+k-1, where the config says C layers and k such blocks. Its last k are mtp.
+  void mark_mtp_by_config() {
+    const int64_t k = inv_.config_mtp_layers;
+    const auto* count = text_layer_count(inv_);
+    if (k <= 0 || !count) return;
+    const int64_t C = count->second;
+    for (size_t c = 0; c < stack_keys_.size(); ++c) {
+      const int32_t key = stack_keys_[c];
+      auto& idx = indices_[static_cast<size_t>(key)];
+      if (static_cast<int64_t>(idx.size()) != C + k || idx.front() != 0 || idx.back() != C + k - 1)
+        continue;
+      size_t tensors = 0;
+      for (size_t i = 0; i < hits_.size(); ++i)
+        if (hits_[i].key == key && hits_[i].index >= C) {
+          hits_[i].key = -1;
+          mtp_[i] = 1;
+          ++tensors;
+        }
+      idx.resize(static_cast<size_t>(C));
+      candidates_[c].num_layers = static_cast<int32_t>(C);
+      std::string first = layer_name(keys_[static_cast<size_t>(key)].key, C);
+      mtp_notes_.push_back(
+          "'" + first + (k > 1 ? "' and after" : "'") + " (" + std::to_string(tensors) +
+          " tensors; found by the config: " + count->first + " = " + std::to_string(C) +
+          ", num_nextn_predict_layers = " + std::to_string(k) + ")");
+      return;
+    }
   }
 
   // A container key's id; each distinct key is matched against the layer patterns once.
@@ -278,6 +426,7 @@ class Discovery {
   void match_keys() {
     std::string buf;  // reused: no allocation per name once it has grown
     for (size_t i = 0; i < inv_.params().size(); ++i) {
+      if (mtp_[i]) continue;
       const std::string& name = inv_.params()[i].name;
       // The candidates of candidates_of(), outermost first, stopping at the first match.
       for (size_t start = 0, end; start < name.size(); start = end + 1) {
@@ -304,7 +453,9 @@ class Discovery {
   void fallback() {
     std::vector<Candidate> cands;
     std::map<std::string, std::vector<int64_t>> indices;
-    for (const auto& p : inv_.params()) {
+    for (size_t i = 0; i < inv_.params().size(); ++i) {
+      if (mtp_[i]) continue;
+      const Param& p = inv_.params()[i];
       candidates_of(p.name, cands);
       if (!cands.empty() && cands[0].key.find('.') != std::string::npos)
         indices[cands[0].key].push_back(cands[0].index);
@@ -520,7 +671,9 @@ class Discovery {
         inv_.layers[p.layer].params.push_back(static_cast<uint32_t>(i));
         inv_.layers[p.layer].numel += p.numel;
       }
-      if (!trunk_param(i)) {
+      if (mtp_[i]) {
+        p.role = Role::kMtp;
+      } else if (!trunk_param(i)) {
         bool connector = split_.param_connector[i] >= 0;
         p.role = connector ? Role::kConnector : Role::kTower;
         p.part = connector ? split_.param_connector[i] : split_.param_tower[i];
@@ -551,7 +704,7 @@ class Discovery {
       bool in_layer = false;
       for (const auto& c : ac)
         if (keys_[key_id(c.key)].pattern >= 0) in_layer = true;
-      if (p.role == Role::kTower || p.role == Role::kConnector)
+      if (p.role == Role::kTower || p.role == Role::kConnector || p.role == Role::kMtp)
         p.alias_roles.push_back(p.role);
       else if (in_layer)
         p.alias_roles.push_back(Role::kLayer);
@@ -564,7 +717,9 @@ class Discovery {
   InventoryBuilder edit_;  // annotates inv_ (roles, layers, parts)
   const DiscoveryPatterns& patterns_;
   Diagnostics& diags_;
-  std::vector<std::unique_ptr<RE2>> layer_res_, emb_res_, head_res_;
+  std::vector<std::unique_ptr<RE2>> layer_res_, emb_res_, head_res_, mtp_res_;
+  std::vector<char> mtp_;               // per parameter: in a multi-token-prediction block
+  std::vector<std::string> mtp_notes_;  // what was set aside as mtp, and why
   std::vector<KeyInfo> keys_;
   std::unordered_map<std::string, int32_t> key_ids_;
   std::vector<Hit> hits_;

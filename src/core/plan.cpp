@@ -266,11 +266,11 @@ double CompiledPlan::lr_scale(size_t i) const {
   const int32_t L = inventory->num_layers();
   int32_t layer = p.role == Role::kLayer ? p.layer : p.role == Role::kOther ? p.anchor_layer : -2;
   // Depth below the head along the data flow: layers, embeddings, connectors, towers.
-  int64_t depth = p.role == Role::kHead                        ? 0
-                  : p.role == Role::kTower                     ? L + 3
-                  : p.role == Role::kConnector                 ? L + 2
-                  : p.role == Role::kEmbeddings || layer == -2 ? L + 1
-                                                               : L - layer;
+  int64_t depth = p.role == Role::kHead || p.role == Role::kMtp ? 0
+                  : p.role == Role::kTower                      ? L + 3
+                  : p.role == Role::kConnector                  ? L + 2
+                  : p.role == Role::kEmbeddings || layer == -2  ? L + 1
+                                                                : L - layer;
   return std::pow(options.lr_decay, -static_cast<double>(depth));
 }
 

@@ -15,9 +15,9 @@ constexpr int kMaxSelectorDepth = 32;
 const std::vector<std::string> kSelectorKeys = {
     "role",   "layers", "stack",         "regex",  "module_type",    "leaf",
     "any_of", "all_of", "random_layers", "except", "case_sensitive", "experts"};
-const std::vector<std::string> kSelectorWords = {"all",     "embeddings",    "head",      "layers",
-                                                 "other",   "tower",         "connector", "experts",
-                                                 "routers", "shared_experts"};
+const std::vector<std::string> kSelectorWords = {
+    "all",       "embeddings", "head",    "layers",         "other", "tower",
+    "connector", "experts",    "routers", "shared_experts", "mtp"};
 
 }  // namespace
 
@@ -149,7 +149,7 @@ void SelectorParser::word_selector(const YAML::Node& n, Selector& sel) {
   } else {
     r_.error("unknown-selector", "unknown selector '" + w + "'" + did_you_mean(w, kSelectorWords),
              n,
-             {"a selector is all, embeddings, head, layers, other, tower, connector, experts, "
+             {"a selector is all, embeddings, head, layers, other, tower, connector, mtp, experts, "
               "routers, shared_experts, a list (any of), or a map with one of: role, layers, "
               "stack, regex, module_type, leaf, any_of, all_of, random_layers, experts"});
   }
@@ -262,15 +262,16 @@ void SelectorParser::role_selector(const YAML::Node& v, Selector& sel) {
     for (const auto& c : v) {
       Selector r = selector(c, "a role");
       if (r.kind != Selector::Kind::kRole)
-        r_.error("bad-value", "'role' takes embeddings, head, layers, other, tower or connector",
-                 c);
+        r_.error("bad-value",
+                 "'role' takes embeddings, head, layers, other, tower, connector or mtp", c);
       sel.children.push_back(r);
     }
     sel.text = list_text(sel.children, "any_of");
   } else {
     sel = selector(v, "a role");
     if (sel.kind != Selector::Kind::kRole)
-      r_.error("bad-value", "'role' takes embeddings, head, layers, other, tower or connector", v);
+      r_.error("bad-value", "'role' takes embeddings, head, layers, other, tower, connector or mtp",
+               v);
   }
 }
 

@@ -428,7 +428,9 @@ std::optional<std::vector<int32_t>> Resolver::indexed(const std::vector<Expr>& i
 
 DynamicSet Resolver::resolve_kind(const Selector& s) {
   switch (s.kind) {
-    case Selector::Kind::kAll: return leaf(Bitset(n_, true));
+    // `all`, a leaf and a module type never reach a multi-token-prediction block: only `mtp`
+    // (a role) and a regex name it (docs/RULES.md).
+    case Selector::Kind::kAll: return leaf(Bitset(n_, true).subtract(role_set(Role::kMtp)));
     case Selector::Kind::kRole: return leaf(role_set(s.role));
     case Selector::Kind::kLayers: {
       auto l = layer_list(s);
@@ -486,7 +488,7 @@ DynamicSet Resolver::resolve_module_type(const Selector& s) {
     }
     if (c->second) b.set(i);
   }
-  return leaf(std::move(b));
+  return leaf(std::move(b.subtract(role_set(Role::kMtp))));
 }
 
 // The last name component under any alias (BitFit's `bias`).
@@ -504,7 +506,7 @@ DynamicSet Resolver::resolve_leaf(const Selector& s) {
     for (const auto& a : p.aliases) hit = hit || want.count(leaf_of(a)) > 0;
     if (hit) b.set(i);
   }
-  return leaf(std::move(b));
+  return leaf(std::move(b.subtract(role_set(Role::kMtp))));
 }
 
 // any_of / all_of: static children fold into one set; a random child keeps it dynamic.

@@ -107,14 +107,57 @@ std::string root_apart_from(const std::string& container, const std::vector<std:
   }
 }
 
-bool has_component(const std::string& path, const char* word) {
+// The child of `root` that `container` is under when that child is an index
+// ("model.vision_tower.vision_towers.1" for root "model.vision_tower"): `root`, the components
+// after it up to and including the first all-digit one. Empty when none is.
+std::string indexed_child(const std::string& container, const std::string& root) {
+  if (!at_or_under(container, root) || container.size() == root.size()) return "";
+  for (size_t start = root.size() + 1; start < container.size();) {
+    size_t end = container.find('.', start);
+    if (end == std::string::npos) end = container.size();
+    if (all_digits(container, start, end)) return container.substr(0, end);
+    start = end + 1;
+  }
+  return "";
+}
+
+// A connector found by its position, not by a pattern.
+constexpr int kByPosition = 1 << 30;
+
+// The components of a dotted path.
+std::vector<std::string> components(const std::string& path) {
+  std::vector<std::string> out;
   for (size_t start = 0; start <= path.size();) {
     size_t end = path.find('.', start);
     if (end == std::string::npos) end = path.size();
-    if (path.compare(start, end - start, word) == 0 &&
-        end - start == std::char_traits<char>::length(word))
-      return true;
+    out.push_back(path.substr(start, end - start));
     start = end + 1;
+  }
+  return out;
+}
+
+// True when `container` is one half of an encoder–decoder pair among `stacks[trunk]`: another
+// stack's path is the same with `encoder` and `decoder` swapped (`model.encoder.layers` beside
+// `model.decoder.layers`, T5's `encoder.block` beside `decoder.block`).
+bool paired_with(const std::string& container, const std::vector<StackCandidate>& stacks,
+                 const std::vector<size_t>& trunk) {
+  const auto mine = components(container);
+  for (size_t s : trunk) {
+    const auto other = components(stacks[s].container);
+    if (other.size() != mine.size()) continue;
+    size_t swapped = 0, differ = 0;
+    for (size_t k = 0; k < mine.size(); ++k) {
+      if (mine[k] == other[k]) continue;
+      ++differ;
+      auto swap = [](std::string c) {
+        for (auto [a, b] : {std::pair<const char*, const char*>{"encoder", "decoder"},
+                            std::pair<const char*, const char*>{"decoder", "encoder"}})
+          if (auto at = c.find(a); at != std::string::npos) return c.replace(at, 7, b);
+        return c;
+      };
+      swapped += swap(mine[k]) == other[k];
+    }
+    if (differ == 1 && swapped == 1) return true;
   }
   return false;
 }
@@ -128,15 +171,14 @@ std::string modality_of(const std::string& root, const std::string& declared,
   return "vision";
 }
 
-// The trunk's layer count the config states (the language model's), when it states one.
+}  // namespace
+
 const std::pair<std::string, int64_t>* text_layer_count(const Inventory& inv) {
   for (const auto& kv : inv.config_layers)
     if (kv.first.rfind("vision_config.", 0) != 0 && kv.first.rfind("audio_config.", 0) != 0)
       return &kv;
   return nullptr;
 }
-
-}  // namespace
 
 ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCandidate>& stacks,
                                const DiscoveryPatterns& patterns, Diagnostics& diags) {
@@ -218,25 +260,117 @@ ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCand
         promote(keep, s,
                 "the rules file's trunk patterns (" + stacks[s].container + " is not the trunk)");
   }
-  const bool fed = !connector_roots.empty() || patterns.explicit_towers;
-  if (fed && !inv.config_modalities.empty()) {
-    auto t = trunk_stacks();
-    const auto* count = text_layer_count(inv);
-    if (t.size() > 1 && count) {
-      std::vector<size_t> keep, others;
-      for (size_t s : t) (stacks[s].num_layers == count->second ? keep : others).push_back(s);
-      if (keep.size() == 1)
-        for (size_t s : others)
-          if (!has_component(stacks[s].container, "encoder") &&
-              !has_component(stacks[s].container, "decoder"))
-            promote(keep, s,
-                    "the config: " + count->first + " = " + std::to_string(count->second) + " is " +
-                        stacks[keep[0]].container + "'s count; the config has a " +
-                        inv.config_modalities[0] + " part");
+  // The config as an oracle: when it states the language model's layer count and the trunk's
+  // stacks add up to another, the one stack with that count is the trunk and the others feed it
+  // (llama3v's `vison.encoder.layers` beside `llm.model.layers`). An encoder–decoder config
+  // counts its two stacks apart, and an encoder beside its decoder is never a tower.
+  bool by_config = false;
+  const auto* count = text_layer_count(inv);
+  bool encoder_decoder = false;
+  for (const auto& kv : inv.config_layers)
+    encoder_decoder = encoder_decoder || kv.first.find("decoder") != std::string::npos;
+  if (auto t = trunk_stacks(); count && t.size() > 1 && !encoder_decoder) {
+    int64_t total = 0;
+    for (size_t s : t) total += stacks[s].num_layers;
+    std::vector<size_t> keep, others;
+    for (size_t s : t) (stacks[s].num_layers == count->second ? keep : others).push_back(s);
+    // A dual encoder (CLIP) states every stack's count in its own config section and needs no
+    // connector: each stack is part of its trunk.
+    bool stated = true;
+    for (size_t s : others) {
+      bool found_count = false;
+      for (const auto& kv : inv.config_layers)
+        found_count = found_count || (&kv != count && kv.second == stacks[s].num_layers);
+      stated = stated && found_count;
+    }
+    const bool named = !connector_roots.empty() || patterns.explicit_towers;
+    if (total != count->second && keep.size() == 1 && (!stated || named)) {
+      for (size_t s : others) {
+        if (paired_with(stacks[s].container, stacks, t)) continue;
+        promote(keep, s,
+                "the config: " + count->first + " = " + std::to_string(count->second) + " is " +
+                    stacks[keep[0]].container + "'s count" +
+                    (inv.config_modalities.empty()
+                         ? std::string()
+                         : "; the config has a " + inv.config_modalities[0] + " part"));
+        by_config = true;
+      }
     }
   }
 
-  // 3. Towers only where a connector feeds them into a trunk that remains.
+  // 2b. Towers side by side: one root whose stacks sit under different indexed children
+  // (Logics' `vision_towers.0` ConvNeXt and `vision_towers.1` SigLIP) is that many towers, one
+  // per child, when every parameter under the root is under one of them.
+  for (size_t t = 0; t < found.size(); ++t) {
+    std::vector<std::string> branches;
+    bool parallel = true;
+    for (size_t s = 0; s < stacks.size() && parallel; ++s) {
+      if (stack_root[s] != static_cast<int32_t>(t)) continue;
+      std::string b = indexed_child(stacks[s].container, found[t].root);
+      if (b.empty()) parallel = false;
+      if (std::find(branches.begin(), branches.end(), b) == branches.end()) branches.push_back(b);
+    }
+    if (!parallel || branches.size() < 2) continue;
+    for (size_t i = 0; i < n && parallel; ++i) {
+      const std::string& name = inv.params()[i].name;
+      if (!at_or_under(name, found[t].root) || matches[i].connector_pattern >= 0) continue;
+      bool in_one = false;
+      for (const auto& b : branches) in_one = in_one || at_or_under(name, b);
+      parallel = in_one;
+    }
+    if (!parallel) continue;
+    std::sort(branches.begin(), branches.end(), [](const std::string& a, const std::string& b) {
+      return std::make_pair(a.size(), a) < std::make_pair(b.size(), b);
+    });
+    const Found outer = found[t];
+    std::vector<int32_t> branch_tower;
+    for (size_t k = 0; k < branches.size(); ++k) {
+      Found f{branches[k], outer.modality,
+              outer.found_by + "; one of " + std::to_string(branches.size()) +
+                  " towers side by side under '" + outer.root + "'"};
+      if (k == 0) {
+        found[t] = f;
+        branch_tower.push_back(static_cast<int32_t>(t));
+      } else {
+        branch_tower.push_back(static_cast<int32_t>(found.size()));
+        found.push_back(f);
+      }
+    }
+    for (size_t s = 0; s < stacks.size(); ++s) {
+      if (stack_root[s] != static_cast<int32_t>(t)) continue;
+      for (size_t k = 0; k < branches.size(); ++k)
+        if (at_or_under(stacks[s].container, branches[k])) stack_root[s] = branch_tower[k];
+    }
+  }
+
+  // 2c. A connector no name tells: when the config found the towers and the language model has
+  // a module of its own (llama3v's `llm`), what lies outside it and outside every tower, and is
+  // neither embeddings nor head by name, is between them in the data flow (`projection`).
+  if (by_config && connector_roots.empty()) {
+    Compiled emb, head;
+    emb.compile(patterns.embeddings, "embeddings", diags);
+    head.compile(patterns.head, "head", diags);
+    std::vector<std::string> keep;
+    for (const auto& f : found) keep.push_back(f.root);
+    auto t = trunk_stacks();
+    const std::string lm = t.empty() ? "" : root_apart_from(stacks[t[0]].container, keep);
+    keep.push_back(lm);
+    if (!lm.empty() && lm != stacks[t[0]].container)
+      for (size_t i = 0; i < n; ++i) {
+        const std::string& name = inv.params()[i].name;
+        bool placed = false;
+        for (const auto& k : keep) placed = placed || at_or_under(name, k);
+        if (placed || emb.match(name) >= 0 || head.match(name) >= 0) continue;
+        std::string root = root_apart_from(name, keep);
+        if (connector_pattern_of.emplace(root, kByPosition).second) connector_roots.push_back(root);
+        matches[i].connector_pattern = kByPosition;
+        matches[i].connector_len = static_cast<uint32_t>(root.size());
+      }
+  }
+
+  // 3. Towers only where a connector feeds them into a trunk that remains (or the config says
+  // which stack the trunk is).
+  const bool fed = !connector_roots.empty() || patterns.explicit_towers || by_config;
   if (found.empty()) return out;
   if (!fed || trunk_stacks().empty()) {
     std::string roots;
@@ -261,8 +395,11 @@ ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCand
   std::map<std::string, int32_t> connector_index;
   for (const auto& root : connector_roots) {
     connector_index[root] = static_cast<int32_t>(out.connectors.size());
+    const int pattern = connector_pattern_of[root];
     out.connectors.push_back(
-        {root, patterns.connectors[static_cast<size_t>(connector_pattern_of[root])].text});
+        {root, pattern == kByPosition
+                   ? std::string("(its position: between the towers and the language model)")
+                   : patterns.connectors[static_cast<size_t>(pattern)].text});
   }
 
   // 4. Every parameter's part: a connector first (Qwen2-VL's `visual.merger` is inside the

@@ -43,6 +43,10 @@ struct ModalitySplit {
 ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCandidate>& stacks,
                                const DiscoveryPatterns& patterns, Diagnostics& diags);
 
+/// The language model's layer count the config states (its key and value), or null: the first
+/// of Inventory::config_layers that is not a vision or audio section's.
+const std::pair<std::string, int64_t>* text_layer_count(const Inventory& inv);
+
 /// True when `name` is `root` itself or a name under it (`root.…`).
 bool at_or_under(const std::string& name, const std::string& root);
 

@@ -54,6 +54,9 @@ std::string explain_text(const CompiledPlan& plan, uint32_t index, const Time& t
   } else if (p.role == Role::kConnector && p.part >= 0) {
     const Connector& c = inv.connectors[static_cast<size_t>(p.part)];
     o << " (`" << c.root << "`: it carries a tower's output into the trunk)";
+  } else if (p.role == Role::kMtp) {
+    o << " (a multi-token-prediction block: the model's forward does not run it; frozen unless a "
+         "rule names `mtp`)";
   } else if (p.layer >= 0) {
     const Stack& st = inv.stacks[inv.layers[p.layer].stack];
     o << " " << p.layer << " (" << inv.layers[p.layer].name << ", stack " << st.container

@@ -107,6 +107,9 @@ void roles_text(std::ostream& o, const Inventory& inv) {
   o << "roles:\n";
   std::vector<Role> roles = {Role::kEmbeddings, Role::kLayer, Role::kHead, Role::kOther};
   if (inv.multimodal()) roles.insert(roles.begin(), {Role::kTower, Role::kConnector});
+  bool mtp = false;
+  for (const auto& p : inv.params()) mtp = mtp || p.role == Role::kMtp;
+  if (mtp) roles.push_back(Role::kMtp);
   for (Role r : roles) {
     size_t n = 0;
     int64_t numel = 0;
@@ -266,6 +269,7 @@ std::string inventory_json(const Inventory& inv) {
   if (!inv.quantization.empty()) j.field("quantization", inv.quantization);
   if (!inv.config_modalities.empty()) j.key("config_modalities").strings(inv.config_modalities);
   if (inv.num_experts > 0) j.field("num_experts", inv.num_experts);
+  if (inv.config_mtp_layers > 0) j.field("config_mtp_layers", inv.config_mtp_layers);
   if (!inv.config_layers.empty()) {
     j.key("config_layers").begin_object();
     for (const auto& [k, v] : inv.config_layers) j.field(k, v);

@@ -46,6 +46,7 @@ const char* kind_word(GridRow::Kind k) {
     case GridRow::Kind::kLayers: return "layers";
     case GridRow::Kind::kHead: return "head";
     case GridRow::Kind::kOther: return "other";
+    case GridRow::Kind::kMtp: return "mtp";
   }
   return "other";
 }

@@ -237,6 +237,7 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
   inv.config_layers = cfg.layer_counts();
   inv.config_modalities = cfg.modalities();
   inv.config_experts = cfg.expert_count().value_or(0);
+  inv.config_mtp_layers = cfg.mtp_layers();
   // The notes of the header source about unknown shapes no longer hold once the family filled them.
   if (inv.shapes_known()) {
     auto& n = inv.source_notes;

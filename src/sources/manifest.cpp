@@ -2,6 +2,7 @@
 // model can be planned on a machine that never loads it.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -49,6 +50,8 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
     if (m.contains("config_modalities") && m["config_modalities"].is_array())
       for (const auto& x : m["config_modalities"])
         if (x.is_string()) inv.config_modalities.push_back(x);
+    if (m.contains("config_mtp_layers") && m["config_mtp_layers"].is_number_integer())
+      inv.config_mtp_layers = std::max<int64_t>(0, m["config_mtp_layers"].get<int64_t>());
     if (m.contains("config_layers") && m["config_layers"].is_object())
       for (const auto& [k, v] : m["config_layers"].items())
         if (v.is_number_integer()) inv.config_layers.emplace_back(k, v.get<int64_t>());

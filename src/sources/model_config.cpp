@@ -110,6 +110,14 @@ std::optional<int64_t> ModelConfig::expert_count() const {
   return std::nullopt;
 }
 
+int64_t ModelConfig::mtp_layers() const {
+  for (const char* prefix : {"", "text_config.", "language_config.", "llm_config."})
+    for (const char* key : {"num_nextn_predict_layers", "mtp_num_hidden_layers", "num_mtp_layers",
+                            "mtp_num_layers", "num_nextn_layers"})
+      if (auto n = integer(std::string(prefix) + key); n && *n > 0) return *n;
+  return 0;
+}
+
 std::vector<std::string> ModelConfig::modalities() const {
   auto has_section = [&](std::initializer_list<const char*> sections) {
     for (const char* s : sections) {
@@ -119,7 +127,16 @@ std::vector<std::string> ModelConfig::modalities() const {
     return false;
   };
   std::vector<std::string> out;
-  if (has_section({"vision_config", "visual", "vision_tower_config"})) out.push_back("vision");
+  // A vision part: its own section, or the keys a LLaVA-style config (`mm_vision_tower`) or a
+  // language model with an image encoder (`image_size` and `patch_size` beside a text layer
+  // count) states instead.
+  bool vision = has_section({"vision_config", "visual", "vision_tower_config", "siglip_config",
+                             "clip_config", "vit_config", "image_config"}) ||
+                values.count("mm_vision_tower") || values.count("vision_tower") ||
+                (values.count("image_size") && values.count("patch_size") &&
+                 (values.count("num_hidden_layers") || values.count("n_layer")) &&
+                 values.count("vocab_size"));
+  if (vision) out.push_back("vision");
   if (has_section({"audio_config", "speech_config", "audio_tower_config"})) out.push_back("audio");
   return out;
 }

@@ -34,6 +34,9 @@ struct ModelConfig {
   /// Routed experts per MoE layer: `num_local_experts` (Mixtral, GPT-OSS, Granite), `num_experts`
   /// (Qwen-MoE), `n_routed_experts` (DeepSeek), also under `text_config.`; nullopt when absent.
   std::optional<int64_t> expert_count() const;
+  /// Multi-token-prediction blocks the config states (`num_nextn_predict_layers`,
+  /// `mtp_num_hidden_layers`, …, also under `text_config`); 0 when it says nothing.
+  int64_t mtp_layers() const;
   /// The modalities besides text that the config describes: "vision" for a `vision_config`
   /// (or `visual`, `vision_tower_config`), "audio" for an `audio_config` (or `speech_config`).
   std::vector<std::string> modalities() const;

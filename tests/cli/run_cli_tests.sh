@@ -142,7 +142,7 @@ python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); c["num_hidden_la
   "$data/real-checkpoints/molmo-7b-d-nf4/config.json" "$mismatch/config.json"
 for f in text json markdown svg html; do
   expect_exit 0 "config mismatch ($f)" -- plan preset:lp_lora --model "$mismatch" --format "$f"
-  expect_contains "config mismatch ($f)" "says num_hidden_layers = 30, but discovery found"
+  expect_contains "config mismatch ($f)" "says num_hidden_layers = 30, but the trunk has 28 layers and no split"
 done
 expect_exit 0 "config mismatch (json warnings)" -- plan preset:lp_lora --model "$mismatch" --format json
 if python3 -c 'import json, sys; w = json.load(open(sys.argv[1]))["warnings"]; sys.exit(0 if any("config-layers-mismatch" in x or "num_hidden_layers = 30" in x for x in map(str, w)) else 1)' "$tmp/out"; then ok; else bad "config mismatch: not in the JSON warnings"; fi
@@ -175,7 +175,7 @@ expect_exit 0 "config alone" -- plan preset:lp_lora --model tests/data/real-chec
 expect_contains "config alone" "140,620,634,112 parameters (140.6B)"
 expect_exit 1 "config of an unknown family alone" -- plan preset:lp_lora --model tests/data/real-checkpoints/molmo-7b-d-nf4/config.json
 expect_contains "config of an unknown family alone" "no model family for model_type 'molmo'" err
-expect_contains "config of an unknown family alone" "known model types: bert, bloom," err
+expect_contains "config of an unknown family alone" "known model types: bart, bert, bloom," err
 expect_exit 0 "a user's family file" -- plan preset:freeze_first_n --set n=2 --model tests/data/families/tiny_mlp_config.json --family tests/data/families/tiny_mlp.yaml
 expect_contains "a user's family file" "TinyMlp · 3 layers (blocks.0–2)"
 expect_exit 1 "merge-conflict index" -- inspect tests/data/bad-inputs/bloom-index-with-merge-conflict.json

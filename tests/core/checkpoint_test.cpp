@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "core/embedded_rules.hpp"
 #include "core/layer_discovery.hpp"
@@ -17,6 +18,7 @@
 #include "sources/family.hpp"
 #include "sources/json_file.hpp"
 #include "sources/model_config.hpp"
+#include "test_util.hpp"
 
 namespace layerfreeze {
 namespace {
@@ -247,9 +249,10 @@ TEST(RealCheckpoint, ALayerCountTheConfigStatesAndDiscoveryDoesNotFindIsWarned) 
   for (const auto& x : d.items())
     if (x.code == "config-layers-mismatch") w = &x;
   ASSERT_TRUE(w) << format_diagnostics(d);
-  EXPECT_NE(w->message.find("says num_hidden_layers = 30, but discovery found stacks of "
-                            "model.vision_backbone.image_vit.transformer.resblocks (23), "
-                            "model.transformer.blocks (28)"),
+  EXPECT_NE(w->message.find("says num_hidden_layers = 30, but the trunk has 28 layers and no "
+                            "split of the stacks agrees (stacks found: "
+                            "model.vision_backbone.image_vit.transformer.resblocks (23, vision "
+                            "tower), model.transformer.blocks (28))"),
             std::string::npos)
       << w->message;
   std::filesystem::remove_all(dir);
@@ -802,6 +805,94 @@ TEST(QuantizedCheckpoint, GptqLinearBiasesAreBuffers) {
   for (const auto& p : inv.params()) EXPECT_NE(p.leaf(), "bias") << p.name;
   EXPECT_TRUE(inv.contains("transformer.h.0.attn.c_attn.weight"));  // the renamed qweight
 }
+
+// MiMo-7B (modeling_mimo.py): MiMoForCausalLM = a Qwen2 model, plus `model.mtp_layers` — one
+// multi-token-prediction block (config num_nextn_predict_layers = 1) that its forward does not
+// run. It is neither layer nor head: the head is the final norm and lm_head.
+TEST(SecondSet, MimoMtpBlockIsItsOwnRoleNotTheHead) {
+  Diagnostics d;
+  Inventory inv = load_ok(kData + "/real-checkpoints/mimo-7b", d);
+  discover_layers(inv, DiscoveryPatterns::shipped(), d);
+  EXPECT_EQ(inv.num_layers(), 36);
+  size_t mtp = 0;
+  for (const auto& p : inv.params()) {
+    const bool in_mtp = p.name.rfind("model.mtp_layers.0.", 0) == 0;
+    EXPECT_EQ(p.role == Role::kMtp, in_mtp) << p.name;
+    mtp += in_mtp;
+  }
+  EXPECT_EQ(mtp, 16u);
+  std::set<std::string> head;
+  for (const auto& p : inv.params())
+    if (p.role == Role::kHead) head.insert(p.name);
+  EXPECT_EQ(head, (std::set<std::string>{"model.norm.weight", "lm_head.weight"}));
+  for (const auto& w : d.items()) EXPECT_NE(w.code, "config-layers-mismatch") << w.message;
+  // gradual_unfreeze opens the head first: 2 tensors, not 18.
+  auto r = test::compile_preset("gradual_unfreeze", kData + "/real-checkpoints/mimo-7b",
+                                {"total_epochs=4"});
+  ASSERT_TRUE(r.plan) << r.errors();
+  EXPECT_EQ(r.plan->inventory->params().size() - r.plan->frozen_at({0, 0}).count(), 2u);
+}
+
+// M2M100 (modeling_m2m_100.py): encoder and decoder of 24 layers each; `model.shared` is the
+// table both stacks embed with and, by M2M100Config's default (tie_word_embeddings true), the
+// output layer: transformers ties encoder.embed_tokens, decoder.embed_tokens and lm_head to it.
+TEST(SecondSet, M2m100TiesBothEmbeddingsAndTheHeadToShared) {
+  Diagnostics d;
+  Inventory inv = load_ok(kData + "/real-checkpoints/m2m100-slt", d);
+  discover_layers(inv, DiscoveryPatterns::shipped(), d);
+  EXPECT_EQ(inv.family, "bart");
+  EXPECT_EQ(inv.num_layers(), 48);
+  EXPECT_EQ(inv.layers[0].name, "model.encoder.layers.0");
+  EXPECT_EQ(inv.layers[24].name, "model.decoder.layers.0");
+  const Param& shared = inv.params()[*inv.find("model.shared.weight")];
+  EXPECT_EQ(std::set<std::string>(shared.aliases.begin(), shared.aliases.end()),
+            (std::set<std::string>{"model.encoder.embed_tokens.weight",
+                                   "model.decoder.embed_tokens.weight", "lm_head.weight"}));
+  EXPECT_EQ(shared.role, Role::kEmbeddings);
+  EXPECT_EQ(shared.shape, (std::vector<int64_t>{256206, 1024}));
+  bool head_alias = false;
+  for (Role r : shared.alias_roles) head_alias = head_alias || r == Role::kHead;
+  EXPECT_TRUE(head_alias);
+  EXPECT_EQ(inv.params()[*inv.find("model.decoder.layer_norm.weight")].role, Role::kHead);
+  for (const auto& w : d.items()) EXPECT_NE(w.code, "config-layers-mismatch") << w.message;
+}
+
+// The six checkpoints of the second set: freeze_except_last_n n=2 trains exactly the last two
+// layers of the language model (an encoder–decoder's: the decoder's), nothing else.
+struct LastTwo {
+  std::string folder, first, second;
+};
+class SecondSetLastTwo : public ::testing::TestWithParam<LastTwo> {};
+TEST_P(SecondSetLastTwo, FreezeExceptLastTwoTrainsTheLanguageModelsLastTwoLayers) {
+  const LastTwo& c = GetParam();
+  auto r = test::compile_preset("freeze_except_last_n", kData + "/real-checkpoints/" + c.folder,
+                                {"n=2"});
+  ASSERT_TRUE(r.plan) << r.errors();
+  const Bitset frozen = r.plan->frozen_at({0, 0});
+  size_t trainable = 0;
+  for (size_t i = 0; i < r.plan->inventory->params().size(); ++i) {
+    const std::string& n = r.plan->inventory->params()[i].name;
+    const bool want = n.rfind(c.first + ".", 0) == 0 || n.rfind(c.second + ".", 0) == 0;
+    EXPECT_EQ(!frozen.test(i), want) << n;
+    trainable += want;
+  }
+  EXPECT_GT(trainable, 0u);
+  for (const auto& w : r.diags.items()) EXPECT_NE(w.code, "config-layers-mismatch") << w.message;
+}
+INSTANTIATE_TEST_SUITE_P(
+    RealCheckpoints, SecondSetLastTwo,
+    ::testing::Values(LastTwo{"qwen3-14b-mlx-4bit", "model.layers.38", "model.layers.39"},
+                      LastTwo{"qwen-7b-chat-int4-gptq", "transformer.h.30", "transformer.h.31"},
+                      LastTwo{"mimo-7b", "model.layers.34", "model.layers.35"},
+                      LastTwo{"m2m100-slt", "model.decoder.layers.22", "model.decoder.layers.23"},
+                      LastTwo{"llama3v", "llm.model.layers.30", "llm.model.layers.31"},
+                      LastTwo{"logics-thinking-8b", "model.layers.34", "model.layers.35"}),
+    [](const auto& info) {
+      std::string n = info.param.folder;
+      for (auto& ch : n)
+        if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+      return n;
+    });
 
 }  // namespace
 }  // namespace layerfreeze

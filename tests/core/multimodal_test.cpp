@@ -72,6 +72,27 @@ const std::vector<VlmCase>& cases() {
        {"resampler"},
        {"model.norm.weight", "lm_head.weight"},
        {"model.embed_tokens.weight"}},
+      // llama3v (modeling_llama3v.py): `vison` (a SigLIP vision model: embeddings, encoder.layers,
+      // post_layernorm) → `projection` (a resampler: query, attn, kv_proj, ln_*, proj) → `llm`
+      // (LlamaForCausalLM). No name says tower or connector; the config's num_hidden_layers = 32
+      // says which stack is the language model.
+      {"llama3v",
+       "llm.model.layers",
+       32,
+       {{"vison", 27}},
+       {"projection"},
+       {"llm.model.norm.weight", "llm.lm_head.weight"},
+       {"llm.model.embed_tokens.weight"}},
+      // Logics-Thinking: two vision towers side by side (vision_towers.0 a ConvNeXt of 4 stages,
+      // vision_towers.1 SigLIP2 with 26 layers; their features concatenated: mm_hidden_size
+      // 4224) → mm_projector (and the learned image_newline) → Qwen3 language model (36 layers).
+      {"logics-thinking-8b",
+       "model.layers",
+       36,
+       {{"model.vision_tower.vision_towers.0", 4}, {"model.vision_tower.vision_towers.1", 26}},
+       {"model.mm_projector", "model.image_newline"},
+       {"model.norm.weight", "lm_head.weight"},
+       {"model.embed_tokens.weight"}},
   };
   return c;
 }

@@ -281,7 +281,7 @@ TEST(RulesParser, ThreeMistakesThreeErrors) {
       "t.yaml:4:15: error: unknown selector 'heads' — did you mean 'head'? [unknown-selector]\n"
       "    - unfreeze: heads\n"
       "                ^\n"
-      "  note: a selector is all, embeddings, head, layers, other, tower, connector, experts, "
+      "  note: a selector is all, embeddings, head, layers, other, tower, connector, mtp, experts, "
       "routers, shared_experts, a list (any of), or a map with one of: role, layers, stack, "
       "regex, module_type, leaf, any_of, all_of, random_layers, experts\n");
 }
