@@ -93,6 +93,10 @@ class Expander {
       auto it = f_.model_types.find(c_.model_type);
       return it == f_.model_types.end() ? nullptr : &it->second;
     }();
+    const auto* arch = [&]() -> const std::map<std::string, Value>* {
+      auto it = f_.architecture_overrides.find(c_.architecture);
+      return it == f_.architecture_overrides.end() ? nullptr : &it->second;
+    }();
     bool ok = true;
     for (const auto& k : f_.keys) {
       // A null in the config means "the class's default" where the default is computed
@@ -100,6 +104,13 @@ class Expander {
       if (const Value* v = c_.get(k.key)) {
         if (!v->is_null() || (k.expr.empty() && !k.fallback.is_null())) {
           scope_[k.key] = *v;
+          continue;
+        }
+      }
+      if (arch) {  // the architecture's, over the model type's
+        auto o = arch->find(k.key);
+        if (o != arch->end()) {
+          scope_[k.key] = o->second;
           continue;
         }
       }

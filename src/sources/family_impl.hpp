@@ -78,6 +78,9 @@ struct FamilyImpl {
   std::string name, file, base_prefix;
   std::map<std::string, std::map<std::string, Value>> model_types;  // type -> overrides
   std::vector<std::string> architectures;
+  // architecture -> overrides: what a task model adds to the base model (`BertForMaskedLM`'s
+  // prefix and prediction head), over the model type's
+  std::map<std::string, std::map<std::string, Value>> architecture_overrides;
   std::vector<family_detail::ConfigKey> keys;
   std::vector<family_detail::Item> items;
   std::vector<family_detail::TieDecl> ties;

@@ -24,6 +24,15 @@ class FamilyParser {
         if (auto s = r_.string(e.value, "family")) f.name = *s;
       } else if (e.key == "base_prefix") {
         if (auto s = r_.string(e.value, "base_prefix")) f.base_prefix = *s;
+      } else if (e.key == "architectures" && e.value.IsMap()) {
+        // `Arch: {key: value}`: each architecture with what it sets (a task head, a prefix).
+        for (auto& t : r_.entries(e.value, "architectures", {})) {
+          f.architectures.push_back(t.key);
+          auto& overrides = f.architecture_overrides[t.key];
+          if (t.value.IsNull()) continue;
+          for (auto& o : r_.entries(t.value, "architecture '" + t.key + "'", {}))
+            if (auto v = r_.value(o.value, o.key)) overrides[o.key] = *v;
+        }
       } else if (e.key == "architectures") {
         if (auto v = r_.value(e.value, "architectures"))
           for (const auto& x : v->list) f.architectures.push_back(x.s);
@@ -51,14 +60,15 @@ class FamilyParser {
     }
     // A model type sets family variables; each must be declared (with its default) in `config`.
     for (auto& e : entries) {
-      if (e.key != "model_types" || !e.value.IsMap()) continue;
+      if ((e.key != "model_types" && e.key != "architectures") || !e.value.IsMap()) continue;
       for (auto it = e.value.begin(); it != e.value.end(); ++it) {
         if (!it->second.IsMap()) continue;
         for (auto o = it->second.begin(); o != it->second.end(); ++o) {
           const std::string k = o->first.Scalar();
           if (std::find(known_.begin(), known_.end(), k) == known_.end())
             r_.error("family-format",
-                     "model type '" + it->first.Scalar() + "' sets '" + k +
+                     (e.key == "model_types" ? "model type '" : "architecture '") +
+                         it->first.Scalar() + "' sets '" + k +
                          "', which `config` does not declare" + did_you_mean(k, known_),
                      o->first);
         }

@@ -323,32 +323,56 @@ TEST_P(PublishedCount, ConfigAloneGivesThePublishedCount) {
 
 INSTANTIATE_TEST_SUITE_P(
     Families, PublishedCount,
-    ::testing::Values(CountCase{"builtin:gpt2", 124439808, "gpt2"},
-                      CountCase{"builtin:llama2-7b", 6738415616, "llama"},
-                      CountCase{"builtin:llama2-70b", 68976648192, "llama"},
-                      CountCase{"builtin:mixtral-8x7b", 46702792704, "mixtral"},
-                      CountCase{"builtin:bert-base", 109482240, "bert"},
-                      CountCase{"builtin:t5-small", 60506624, "t5"},
-                      CountCase{"builtin:mistral-7b", 7241732096, "llama"},
-                      CountCase{"builtin:llama3-8b", 8030261248, "llama"},
-                      CountCase{"builtin:gemma-7b", 8537680896, "gemma"},
-                      CountCase{"builtin:phi-2", 2779683840, "phi"},
-                      CountCase{"builtin:falcon-7b", 6921720704, "falcon"},
-                      CountCase{"builtin:bloom-560m", 559214592, "bloom"},
-                      // transformers' count: the routers' e_score_correction_bias are buffers
-                      CountCase{"builtin:deepseek-v3", 671026404352, "deepseek"},
-                      CountCase{"pythia-160m", 162322944, "gpt_neox"},
-                      CountCase{"opt-125m", 125239296, "opt"},
-                      CountCase{"phi-3-mini-4k", 3821079552, "phi3"},
-                      CountCase{"gemma-2-2b", 2614341888, "gemma"},
-                      CountCase{"qwen3-0.6b", 596049920, "llama"},
-                      CountCase{"qwen3-30b-a3b", 30532122624, "qwen_moe"},
-                      CountCase{"qwen1.5-moe-a2.7b", 14315784192, "qwen_moe"},
-                      CountCase{"deepseek-v2-lite", 15706484224, "deepseek"},
-                      CountCase{"gemma-3-1b", 999885952, "gemma"},
-                      CountCase{"gpt-oss-20b", 20914757184, "gpt_oss"},
-                      CountCase{"qwen2.5-vl-7b", 8292166656, "qwen2_5_vl"},
-                      CountCase{"gemma-3-4b-it", 4300079472, "gemma3"}));
+    ::testing::Values(
+        CountCase{"builtin:gpt2", 124439808, "gpt2"},
+        CountCase{"builtin:llama2-7b", 6738415616, "llama"},
+        CountCase{"builtin:llama2-70b", 68976648192, "llama"},
+        CountCase{"builtin:mixtral-8x7b", 46702792704, "mixtral"},
+        CountCase{"builtin:bert-base", 109482240, "bert"},
+        CountCase{"builtin:t5-small", 60506624, "t5"},
+        CountCase{"builtin:mistral-7b", 7241732096, "llama"},
+        CountCase{"builtin:llama3-8b", 8030261248, "llama"},
+        CountCase{"builtin:gemma-7b", 8537680896, "gemma"},
+        CountCase{"builtin:phi-2", 2779683840, "phi"},
+        CountCase{"builtin:falcon-7b", 6921720704, "falcon"},
+        CountCase{"builtin:bloom-560m", 559214592, "bloom"},
+        // transformers' count: the routers' e_score_correction_bias are buffers
+        CountCase{"builtin:deepseek-v3", 671026404352, "deepseek"},
+        CountCase{"pythia-160m", 162322944, "gpt_neox"}, CountCase{"opt-125m", 125239296, "opt"},
+        CountCase{"phi-3-mini-4k", 3821079552, "phi3"},
+        CountCase{"gemma-2-2b", 2614341888, "gemma"}, CountCase{"qwen3-0.6b", 596049920, "llama"},
+        CountCase{"qwen3-30b-a3b", 30532122624, "qwen_moe"},
+        CountCase{"qwen1.5-moe-a2.7b", 14315784192, "qwen_moe"},
+        CountCase{"deepseek-v2-lite", 15706484224, "deepseek"},
+        CountCase{"gemma-3-1b", 999885952, "gemma"},
+        CountCase{"gpt-oss-20b", 20914757184, "gpt_oss"},
+        CountCase{"qwen2.5-vl-7b", 8292166656, "qwen2_5_vl"},
+        CountCase{"gemma-3-4b-it", 4300079472, "gemma3"},
+        // the task model bert-base-uncased's hub config names (transformers' count)
+        CountCase{"bert-base-uncased-mlm", 109514298, "bert"},
+        CountCase{"bart-large", 406291456, "bart"}, CountCase{"mbart-large", 610851840, "bart"}));
+
+// BertForMaskedLM is not BertModel: the base model under `bert.`, no pooler, and the prediction
+// head whose decoder is the word embeddings (and its bias the head's bias), as transformers ties.
+TEST(Family, ATaskArchitectureGetsItsOwnPrefixHeadAndTies) {
+  Diagnostics d;
+  auto inv = load_model(kData + "/configs/bert-base-uncased-mlm.json", d);
+  ASSERT_TRUE(inv) << format_diagnostics(d);
+  EXPECT_TRUE(inv->contains("bert.embeddings.word_embeddings.weight"));
+  EXPECT_FALSE(inv->contains("embeddings.word_embeddings.weight"));
+  EXPECT_FALSE(inv->contains("bert.pooler.dense.weight"));
+  const Param& emb = inv->params()[*inv->find("bert.embeddings.word_embeddings.weight")];
+  EXPECT_EQ(emb.aliases, (std::vector<std::string>{"cls.predictions.decoder.weight"}));
+  const Param& bias = inv->params()[*inv->find("cls.predictions.bias")];
+  EXPECT_EQ(bias.aliases, (std::vector<std::string>{"cls.predictions.decoder.bias"}));
+  discover_layers(*inv, DiscoveryPatterns::shipped(), d);
+  EXPECT_EQ(inv->params()[*inv->find("cls.predictions.transform.dense.weight")].role, Role::kHead);
+  auto pre = load_model(kData + "/configs/bert-pretraining-2l.json", d);
+  ASSERT_TRUE(pre) << format_diagnostics(d);
+  EXPECT_TRUE(pre->contains("bert.pooler.dense.weight"));
+  EXPECT_TRUE(pre->contains("cls.seq_relationship.weight"));
+  EXPECT_EQ(pre->params().size(), 46u);  // transformers builds 46 for 2 layers
+}
 
 // The real checkpoints' configs alone give the count their index gives (with the config beside
 // it), for every checkpoint whose model type a family covers.
