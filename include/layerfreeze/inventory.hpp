@@ -71,6 +71,15 @@ struct NonParameter {
   bool shape_known = false;
 };
 
+/// One thing a model family says of its structure (a family file's `structure:`,
+/// docs/FAMILIES.md): a discovery pattern and its kind (`trunk`, `towers`, `connectors`,
+/// `embeddings`, `head`, `mtp`, … as in rules/discovery.yaml), used before the shipped patterns.
+struct StructureHint {
+  std::string kind;
+  std::string pattern;
+  std::string modality;  // towers: "vision", "audio"; "" elsewhere
+};
+
 /// A tower: a stack (or several) that encodes another modality and feeds the trunk through a
 /// connector (docs/ARCHITECTURES.md, "Multimodal models"). Every parameter under `root` is its.
 struct Tower {
@@ -143,6 +152,8 @@ class Inventory {
   int64_t config_experts = 0;
   /// Multi-token-prediction blocks the config states (`num_nextn_predict_layers`); 0: none said.
   int64_t config_mtp_layers = 0;
+  /// What the model's family says of its structure; empty when no family shaped it.
+  std::vector<StructureHint> family_structure;
   /// Routed experts per MoE layer as discovery found them (the config's count, else the
   /// routers' first dimension, else the highest expert index + 1); 0: no mixture of experts.
   int64_t num_experts = 0;

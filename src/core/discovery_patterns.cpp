@@ -126,6 +126,51 @@ DiscoveryPatterns parse_discovery_yaml(const std::string& text, const std::strin
   return p;
 }
 
+namespace {
+
+// Every pattern list of a DiscoveryPatterns with its key, in the order of rules/discovery.yaml.
+template <class P, class F>
+void each_list(P& p, F f) {
+  f("layers", p.layers);
+  f("embeddings", p.embeddings);
+  f("head", p.head);
+  f("towers", p.towers);
+  f("connectors", p.connectors);
+  f("trunk", p.trunk);
+  f("mtp", p.mtp);
+  f("experts", p.experts);
+  f("fused_experts", p.fused_experts);
+  f("shared_experts", p.shared_experts);
+  f("routers", p.routers);
+}
+
+}  // namespace
+
+std::vector<StructureHint> structure_hints(const DiscoveryPatterns& p) {
+  std::vector<StructureHint> out;
+  each_list(p, [&](const char* kind, const std::vector<Pattern>& list) {
+    for (const auto& x : list) out.push_back({kind, x.text, x.modality});
+  });
+  for (const auto& w : p.stack_order) out.push_back({"stack_order", w, ""});
+  return out;
+}
+
+DiscoveryPatterns patterns_from_hints(const std::vector<StructureHint>& hints,
+                                      const std::string& file) {
+  DiscoveryPatterns out;
+  for (const auto& h : hints) {
+    if (h.kind == "stack_order") {
+      out.stack_order.push_back(h.pattern);
+      continue;
+    }
+    each_list(out, [&](const char* kind, std::vector<Pattern>& list) {
+      if (h.kind == kind) list.push_back({h.pattern, {file, 0, 0}, h.modality});
+    });
+  }
+  out.explicit_towers = !out.towers.empty() || !out.trunk.empty();
+  return out;
+}
+
 const DiscoveryPatterns& DiscoveryPatterns::shipped() { return shipped_file().patterns; }
 const Diagnostics& DiscoveryPatterns::shipped_diagnostics() { return shipped_file().diags; }
 

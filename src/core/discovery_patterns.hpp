@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "layerfreeze/diagnostics.hpp"
+#include "layerfreeze/inventory.hpp"
 
 namespace YAML {
 class Node;
@@ -65,6 +66,12 @@ void read_discovery_block(YamlReader& r, const YAML::Node& block, DiscoveryPatte
 /// `p` compiled (core/regex.hpp options); a bad pattern is a `bad-regex` error at the pattern's
 /// location and gives nullptr.
 std::unique_ptr<RE2> compile_pattern(const Pattern& p, const char* what, Diagnostics& diags);
+
+/// A family's structure as data an Inventory carries (and a manifest keeps), and back. Patterns
+/// from hints are located at `file` (no line): a bad one is an error when discovery compiles it.
+std::vector<StructureHint> structure_hints(const DiscoveryPatterns& p);
+DiscoveryPatterns patterns_from_hints(const std::vector<StructureHint>& hints,
+                                      const std::string& file);
 
 /// A discovery block from YAML text (the shipped file, tests).
 DiscoveryPatterns parse_discovery_yaml(const std::string& text, const std::string& file,

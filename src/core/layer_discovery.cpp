@@ -737,6 +737,15 @@ class Discovery {
 }  // namespace
 
 void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnostics& diags) {
+  // A family's structure (a family file's `structure:`) comes first: a model whose family is
+  // known gets its trunk, towers and connectors from it; the patterns are the fallback.
+  if (!inv.family_structure.empty()) {
+    const DiscoveryPatterns all = patterns.merged(
+        patterns_from_hints(inv.family_structure, "rules/families/" + inv.family + ".yaml"), false);
+    Discovery(inv, all, diags).run();
+    discover_experts(inv, all, diags);
+    return;
+  }
   Discovery(inv, patterns, diags).run();
   discover_experts(inv, patterns, diags);
 }

@@ -258,7 +258,10 @@ ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCand
     if (!keep.empty())
       for (size_t s : others)
         promote(keep, s,
-                "the rules file's trunk patterns (" + stacks[s].container + " is not the trunk)");
+                (patterns.trunk.front().loc.file.rfind("rules/families/", 0) == 0
+                     ? "the family's structure, " + patterns.trunk.front().loc.file
+                     : std::string("the rules file's trunk patterns")) +
+                    " (" + stacks[s].container + " is not the trunk)");
   }
   // The config as an oracle: when it states the language model's layer count and the trunk's
   // stacks add up to another, the one stack with that count is the trunk and the others feed it

@@ -270,6 +270,15 @@ std::string inventory_json(const Inventory& inv) {
   if (!inv.config_modalities.empty()) j.key("config_modalities").strings(inv.config_modalities);
   if (inv.num_experts > 0) j.field("num_experts", inv.num_experts);
   if (inv.config_mtp_layers > 0) j.field("config_mtp_layers", inv.config_mtp_layers);
+  if (!inv.family_structure.empty()) {
+    j.key("family_structure").begin_array();
+    for (const auto& h : inv.family_structure) {
+      j.begin_object().field("kind", h.kind).field("pattern", h.pattern);
+      if (!h.modality.empty()) j.field("modality", h.modality);
+      j.end_object();
+    }
+    j.end_array();
+  }
   if (!inv.config_layers.empty()) {
     j.key("config_layers").begin_object();
     for (const auto& [k, v] : inv.config_layers) j.field(k, v);

@@ -41,7 +41,7 @@ size_t matches(const Inventory& header, const Inventory& fam, const std::string&
 }
 
 // The tied names for a model type no family covers, when the config says they are tied.
-std::optional<Tie> generic_tie(const Inventory& inv) {
+std::optional<Tie> generic_tie(const Inventory& inv, const ModelConfig& cfg) {
   static const char* inputs[] = {"embed_tokens.weight", "wte.weight", "word_embeddings.weight",
                                  "tok_embeddings.weight", "embed_in.weight"};
   const Param* in = nullptr;
@@ -56,9 +56,12 @@ std::optional<Tie> generic_tie(const Inventory& inv) {
     }
   }
   if (!in) return std::nullopt;
-  for (const char* out : {"lm_head.weight", "embed_out.weight", "output.weight"})
+  for (const char* out : {"lm_head.weight", "embed_out.weight", "output.weight", "proj_out.weight"})
     if (inv.contains(out)) return Tie{out, in->name, true};
-  return Tie{"lm_head.weight", in->name, true};
+  // Not stored: the name the class gives its output layer (Whisper's is `proj_out`).
+  const bool whisper = cfg.model_type.find("whisper") != std::string::npos ||
+                       cfg.architecture.rfind("Whisper", 0) == 0;
+  return Tie{whisper ? "proj_out.weight" : "lm_head.weight", in->name, true};
 }
 
 }  // namespace
@@ -190,7 +193,7 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
       for (const auto& t : fam->ties)
         ties.push_back({map.to_checkpoint(t.alias), map.to_checkpoint(t.canonical), t.by_config});
     } else if (cfg.tie_word_embeddings().value_or(false)) {
-      if (auto t = generic_tie(inv)) ties.push_back(*t);
+      if (auto t = generic_tie(inv, cfg)) ties.push_back(*t);
     }
   }
 
@@ -233,6 +236,7 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
     inv.model_type = cfg.model_type;
   inv.config = cfg.path;
   if (family) inv.family = family->name();
+  if (fam) inv.family_structure = fam->structure;
   if (!cfg.quantization.empty()) inv.quantization = cfg.quantization;
   inv.config_layers = cfg.layer_counts();
   inv.config_modalities = cfg.modalities();

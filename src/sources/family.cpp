@@ -29,6 +29,7 @@ class Expander {
     FamilyModel m;
     m.family = f_.name;
     m.base_prefix = f_.base_prefix;
+    m.structure = structure_hints(f_.structure);
     m.inv.source = c_.path;
     m.inv.model_type = !c_.architecture.empty() ? c_.architecture : c_.model_type;
     dtype_ = c_.dtype.empty() ? "float32" : c_.dtype;

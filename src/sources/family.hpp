@@ -36,6 +36,8 @@ struct FamilyModel {
   /// Checkpoint tensors under these prefixes are not the model's (prefix, kind): DeepSeek-V3's
   /// multi-token-prediction layer, which transformers does not load.
   std::vector<std::pair<std::string, std::string>> ignored;
+  /// What the family says of the model's structure (its `structure:` block).
+  std::vector<StructureHint> structure;
 };
 
 struct FamilyImpl;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/discovery_patterns.hpp"
 #include "core/expr.hpp"
 #include "core/yaml_reader.hpp"
 #include "layerfreeze/diagnostics.hpp"
@@ -78,6 +79,7 @@ struct FamilyImpl {
   std::string name, file, base_prefix;
   std::map<std::string, std::map<std::string, Value>> model_types;  // type -> overrides
   std::vector<std::string> architectures;
+  DiscoveryPatterns structure;  // `structure:`: a discovery block (trunk, towers, connectors, …)
   // architecture -> overrides: what a task model adds to the base model (`BertForMaskedLM`'s
   // prefix and prediction head), over the model type's
   std::map<std::string, std::map<std::string, Value>> architecture_overrides;

@@ -18,7 +18,7 @@ class FamilyParser {
     f.file = r_.file();
     auto entries = r_.entries(root, "a family file",
                               {"family", "model_types", "architectures", "base_prefix", "config",
-                               "tensors", "ties", "ignore"});
+                               "tensors", "ties", "ignore", "structure"});
     for (auto& e : entries) {
       if (e.key == "family") {
         if (auto s = r_.string(e.value, "family")) f.name = *s;
@@ -78,6 +78,7 @@ class FamilyParser {
       if (e.key == "tensors") f.items = items(e.value);
       if (e.key == "ties") ties(e.value, f);
       if (e.key == "ignore") ignores(e.value, f);
+      if (e.key == "structure") read_discovery_block(r_, e.value, f.structure, nullptr);
     }
     if (f.name.empty()) r_.error("family-format", "a family file needs `family: NAME`", root);
     if (f.model_types.empty() && f.architectures.empty())

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "core/inventory_builder.hpp"
@@ -50,6 +51,32 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
     if (m.contains("config_modalities") && m["config_modalities"].is_array())
       for (const auto& x : m["config_modalities"])
         if (x.is_string()) inv.config_modalities.push_back(x);
+    // What the family said of the structure (discovery compiles the patterns: a bad one is an
+    // error there). Bounded like every list a manifest carries.
+    if (m.contains("family_structure")) {
+      static const std::set<std::string> kinds = {
+          "layers", "embeddings", "head",          "towers",         "connectors", "trunk",
+          "mtp",    "experts",    "fused_experts", "shared_experts", "routers",    "stack_order"};
+      const auto& list = m["family_structure"];
+      if (!list.is_array() || list.size() > 1000)
+        diags.error("manifest-format",
+                    "model.family_structure must be a list of at most 1,000 {kind, pattern}", loc);
+      else
+        for (const auto& h : list) {
+          if (!h.is_object() || !h.contains("kind") || !h["kind"].is_string() ||
+              !kinds.count(h["kind"].get<std::string>()) || !h.contains("pattern") ||
+              !h["pattern"].is_string() || (h.contains("modality") && !h["modality"].is_string())) {
+            diags.error("manifest-format",
+                        "model.family_structure: each entry is {kind, pattern, modality?} with a "
+                        "kind of rules/discovery.yaml (trunk, towers, connectors, …)",
+                        loc);
+            break;
+          }
+          StructureHint x{h["kind"], h["pattern"], ""};
+          if (h.contains("modality")) x.modality = h["modality"];
+          inv.family_structure.push_back(std::move(x));
+        }
+    }
     if (m.contains("config_mtp_layers") && m["config_mtp_layers"].is_number_integer())
       inv.config_mtp_layers = std::max<int64_t>(0, m["config_mtp_layers"].get<int64_t>());
     if (m.contains("config_layers") && m["config_layers"].is_object())

@@ -918,5 +918,46 @@ INSTANTIATE_TEST_SUITE_P(
       return n;
     });
 
+// A family carries the structure (its `structure:` block): a llama-family checkpoint with a
+// second stack of the same count and no connector — names and counts cannot tell which is the
+// language model; the family's trunk does, and the other stack becomes a tower. A manifest keeps
+// what the family said.
+TEST(Family, ItsStructureDecidesWhatNamesAndCountsCannot) {
+  const auto dir = fresh_dir("lfz-structure");
+  std::ofstream(dir / "config.json")
+      << R"({"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 100,
+      "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2})";
+  nlohmann::json wm = nlohmann::json::object();
+  Diagnostics fd;
+  auto fam = load_model((dir / "config.json").string(), fd);
+  ASSERT_TRUE(fam) << format_diagnostics(fd);
+  for (const auto& p : fam->params()) wm[p.name] = "model.safetensors";
+  for (int i = 0; i < 2; ++i)
+    wm["adapter.blocks." + std::to_string(i) + ".w"] = "model.safetensors";
+  std::ofstream(dir / "model.safetensors.index.json")
+      << nlohmann::json{{"metadata", nlohmann::json::object()}, {"weight_map", wm}}.dump();
+  Diagnostics d;
+  Inventory inv = load_ok((dir / "model.safetensors.index.json").string(), d);
+  ASSERT_FALSE(inv.family_structure.empty());
+  Inventory back = *parse_manifest(inventory_json(inv), "m.json", d);
+  EXPECT_EQ(back.family_structure.size(), inv.family_structure.size());
+  for (Inventory* x : {&inv, &back}) {
+    discover_layers(*x, DiscoveryPatterns::shipped(), d);
+    EXPECT_EQ(x->num_layers(), 2);
+    ASSERT_EQ(x->towers.size(), 1u);
+    EXPECT_EQ(x->towers[0].root, "adapter");
+    EXPECT_NE(x->towers[0].found_by.find("the family's structure"), std::string::npos)
+        << x->towers[0].found_by;
+  }
+  EXPECT_FALSE(d.has_errors()) << format_diagnostics(d);
+  // A hostile manifest's structure entry is an error, not ignored.
+  Diagnostics bad;
+  auto j = nlohmann::json::parse(inventory_json(inv));
+  j["model"]["family_structure"].push_back({{"kind", "everything"}, {"pattern", ".*"}});
+  EXPECT_FALSE(parse_manifest(j.dump(), "bad.json", bad).has_value() && !bad.has_errors());
+  EXPECT_TRUE(bad.has_errors());
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace layerfreeze

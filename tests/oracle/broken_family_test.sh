@@ -26,6 +26,15 @@ sed 's/of: model.embed_tokens.weight, if: tie_word_embeddings}/of: model.embed_t
   "$llama" >"$tmp/untied.yaml"
 expect_failure "$tmp/untied.yaml" "$root/tests/data/configs/qwen3-0.6b.json" \
   "transformers has lm_head.weight [151936, 1024], which no name of layerfreeze's loads into"
+# A wrong structure annotation: the output layer called embeddings; the whole ViT a connector.
+printf '  embeddings: [%s]\n' "'lm_head\.weight'" | cat "$llama" - >"$tmp/wrong_ends.yaml"
+expect_failure "$tmp/wrong_ends.yaml" "$root/rules/models/llama2-7b.json" \
+  "lm_head.weight: transformers' output layer, layerfreeze's role embeddings"
+sed "s/connectors: \['visual\\\\.merger'\]/connectors: ['visual']/" \
+  "$root/rules/families/qwen2_5_vl.yaml" >"$tmp/wrong_connector.yaml"
+grep -q "connectors: \['visual'\]" "$tmp/wrong_connector.yaml"
+expect_failure "$tmp/wrong_connector.yaml" "$root/tests/data/configs/qwen2.5-vl-7b.json" \
+  "transformers' module tree tower"
 # And the shipped families pass on the same configs (the breakage, not the configs, fails).
 oracle --only "$root/tests/data/configs/qwen3-0.6b.json" "$root/rules/models/llama2-7b.json" >/dev/null
 echo "the oracle caught every broken family"

@@ -14,6 +14,8 @@ CONFIG --format json` says:
   parameter must hold as many numbers as it does; every parameter of the model must be loaded;
 - ties: the names layerfreeze calls aliases of one tensor are one tensor in the model, and no
   other tensors are;
+- the ends: transformers' input embeddings are role embeddings, its output layer (when a tensor of
+  its own) role head;
 - for vision-language models, the module tree: what discovery calls a tower lives in the model's
   vision (or audio) sub-model, a connector in its merger/projector, trunk layer i in the language
   model's layer i.
@@ -240,16 +242,69 @@ def runtime_part(model, runtime_name):
     return ("layer", int(layer.group(1))) if layer else ("other", None)
 
 
-def compare_structure(ours, model):
-    """Towers, connectors and trunk layers against the module tree (vision-language models)."""
-    if not ours["towers"] and not ours["connectors"]:
-        return [], False
+def compare_ends(ours, model, convert):
+    """The two ends every model has: what transformers calls the input embeddings
+    (get_input_embeddings) must be role embeddings in layerfreeze, and an output layer
+    (get_output_embeddings) that is a tensor of its own must be role head."""
     problems = []
+    names_of = {}
+    for n, p in model.named_parameters(remove_duplicate=False):
+        names_of.setdefault(id(p), set()).add(n)
+    ours_by_runtime = {}
+    for p in ours["params"]:
+        for n in [p["name"]] + p.get("aliases", []):
+            ours_by_runtime[convert(n)[0]] = p
+
+    def ours_for(module):
+        weight = getattr(module, "weight", None) if module is not None else None
+        if not isinstance(weight, torch.nn.Parameter):
+            return None, None
+        for n in names_of.get(id(weight), ()):
+            if n in ours_by_runtime:
+                return ours_by_runtime[n], weight
+        return None, weight
+
+    try:
+        inp = model.get_input_embeddings()
+    except (NotImplementedError, AttributeError):
+        inp = None
+    try:
+        out = model.get_output_embeddings()
+    except (NotImplementedError, AttributeError):
+        out = None
+    p, w_in = ours_for(inp)
+    if w_in is not None and p is None:
+        problems.append("transformers' input embeddings are no tensor of layerfreeze's")
+    elif p is not None and p["role"] != "embeddings":
+        problems.append(f"{p['name']}: transformers' input embeddings, layerfreeze's role "
+                        f"{p['role']}")
+    q, w_out = ours_for(out)
+    if w_out is not None and w_out is not w_in:
+        if q is None:
+            problems.append("transformers' output layer is no tensor of layerfreeze's")
+        elif q["role"] != "head":
+            problems.append(f"{q['name']}: transformers' output layer, layerfreeze's role "
+                            f"{q['role']}")
+    return problems
+
+
+def compare_structure(ours, model):
+    """The model's ends for every model; towers, connectors and trunk layers against the module
+    tree for vision-language models."""
     convert = runtime_name_of(model)
+    problems = compare_ends(ours, model, convert)
+    vl = bool(ours["towers"] or ours["connectors"])
     trunk_first = {s["container"]: s["first_layer"] for s in ours["stacks"] if s["tower"] is None}
+    def first_of(name):  # the first trunk layer of the stack `name` is in (an encoder–decoder's
+        for container, first in trunk_first.items():  # decoder counts on from the encoder)
+            if name.startswith(container + "."):
+                return first
+        return 0
+
     for p in ours["params"]:
         runtime, _ = convert(p["name"])
         part, index = runtime_part(model, runtime)
+        vl = vl or part in ("tower", "connector")
         role = p["role"]
         if role in ("tower", "connector") and part != role:
             problems.append(f"{p['name']}: layerfreeze calls it {role}, transformers' module tree "
@@ -257,13 +312,14 @@ def compare_structure(ours, model):
         elif role == "layer" and part in ("tower", "connector"):
             problems.append(f"{p['name']}: layerfreeze calls it a trunk layer, transformers' module "
                             f"tree {part} ({runtime})")
-        elif role == "layer" and part == "layer" and trunk_first and index != p["layer"]:
+        elif role == "layer" and part == "layer" and trunk_first and \
+                index + first_of(p["name"]) != p["layer"]:
             problems.append(f"{p['name']}: layerfreeze's trunk layer {p['layer']}, transformers' "
                             f"layer {index} ({runtime})")
         elif role not in ("tower", "connector", "layer") and part in ("tower", "connector"):
             problems.append(f"{p['name']}: layerfreeze calls it {role}, transformers' module tree "
                             f"{part} ({runtime})")
-    return problems, True
+    return problems, vl
 
 
 def check(cli, root, path, family):
