@@ -255,6 +255,20 @@ ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCand
       }
       (is_trunk ? keep : others).push_back(s);
     }
+    if (keep.empty() && !others.empty()) {
+      // A trunk pattern that names no stack is a mistake of the family or rules file that wrote
+      // it (a typo, another checkpoint layout): said, not ignored.
+      std::string texts, found_stacks;
+      for (const auto& p : patterns.trunk) texts += (texts.empty() ? "'" : ", '") + p.text + "'";
+      for (size_t s : others)
+        found_stacks += (found_stacks.empty() ? "" : ", ") + stacks[s].container;
+      diags.warning("trunk-unmatched",
+                    "the trunk patterns " + texts + " match none of the stacks found (" +
+                        found_stacks + "): discovery decides the trunk without them",
+                    patterns.trunk.front().loc,
+                    {"a trunk pattern is an RE2 full match on a stack's container or a prefix "
+                     "of it, at a dot (`model\\.layers`)"});
+    }
     if (!keep.empty())
       for (size_t s : others)
         promote(keep, s,

@@ -350,7 +350,11 @@ INSTANTIATE_TEST_SUITE_P(
         CountCase{"gemma-3-4b-it", 4300079472, "gemma3"},
         // the task model bert-base-uncased's hub config names (transformers' count)
         CountCase{"bert-base-uncased-mlm", 109514298, "bert"},
-        CountCase{"bart-large", 406291456, "bart"}, CountCase{"mbart-large", 610851840, "bart"}));
+        CountCase{"bart-large", 406291456, "bart"}, CountCase{"mbart-large", 610851840, "bart"},
+        CountCase{"whisper-small", 241734912, "whisper"},
+        CountCase{"olmoe-1b-7b", 6919161856, "olmoe"},
+        CountCase{"phi-3.5-moe", 41873153344, "mixtral"},
+        CountCase{"glm-4.5-air", 106852245504, "glm4_moe"}));
 
 // BertForMaskedLM is not BertModel: the base model under `bert.`, no pooler, and the prediction
 // head whose decoder is the word embeddings (and its bias the head's bias), as transformers ties.

@@ -165,6 +165,20 @@ TEST(ConfigOracle, TheContradictionReachesEveryFormatAndFailsStrict) {
       << strict.errors();
 }
 
+TEST(ConfigOracle, ATrunkPatternThatNamesNoStackIsSaid) {
+  Diagnostics d;
+  Inventory inv = with_config(lm_names("", 3), {{"num_hidden_layers", 3}});
+  Diagnostics pd;
+  auto patterns = DiscoveryPatterns::shipped().merged(
+      parse_discovery_yaml("trunk: ['model\\.decoder\\.layers']\n", "fam.yaml", pd), false);
+  ASSERT_FALSE(pd.has_errors()) << format_diagnostics(pd);
+  discover_layers(inv, patterns, d);
+  ASSERT_EQ(d.items().size(), 1u) << format_diagnostics(d);
+  EXPECT_EQ(d.items()[0].code, "trunk-unmatched");
+  EXPECT_NE(d.items()[0].message.find("(model.layers)"), std::string::npos) << d.items()[0].message;
+  EXPECT_EQ(inv.num_layers(), 3);
+}
+
 TEST(Mtp, ABlockNamedSoIsItsOwnRoleAndStartsFrozen) {
   // MiMo: model.mtp_layers.0 after the last layer would be "head" by position.
   std::vector<std::string> names = lm_names("", 4);

@@ -347,6 +347,62 @@ def check(cli, root, path, family):
     return ("fail" if problems else "ok"), rel, summary, problems, ours["model"].get("family")
 
 
+def architecture_model_types():
+    """Every model class transformers' auto mappings name, with its model type."""
+    from transformers.models.auto import modeling_auto
+    out = {}
+    for name in dir(modeling_auto):
+        mapping = getattr(modeling_auto, name)
+        if not (name.startswith("MODEL_") and name.endswith("_MAPPING_NAMES")) or \
+                not isinstance(mapping, dict):
+            continue
+        for model_type, classes in mapping.items():
+            for cls in classes if isinstance(classes, (list, tuple)) else [classes]:
+                out.setdefault(cls, model_type)
+    return out
+
+
+def family_architectures(path):
+    """The architectures a family file lists (a list or a map of class -> variables)."""
+    import yaml
+    listed = yaml.safe_load(open(path)).get("architectures") or []
+    return list(listed.keys()) if isinstance(listed, dict) else list(listed)
+
+
+def every_architecture(cli, root, checked, tmp):
+    """Each architecture every shipped family lists, built by transformers from a config of its
+    model type (a shipped one, else transformers' defaults) with `architectures` set to it."""
+    types = architecture_model_types()
+    by_type, by_arch = {}, {}
+    for path in checked:
+        cfg = json.load(open(path))
+        by_type.setdefault(cfg.get("model_type"), cfg)
+        by_arch.setdefault((cfg.get("architectures") or [None])[0], cfg)
+    results = []
+    for family, file in shipped_families(root).items():
+        for arch in family_architectures(file):
+            cls = getattr(transformers, arch, None)
+            config_class = getattr(cls, "config_class", None)
+            model_type = getattr(config_class, "model_type", None) or types.get(arch)
+            if cls is None or model_type is None:
+                results.append(("skip", f"{family}: {arch}", "not a transformers class", [], None))
+                continue
+            cfg = dict(by_arch.get(arch) or by_type.get(model_type) or
+                       AutoConfig.for_model(model_type).to_dict())
+            model_type = cfg.get("model_type", model_type)
+            cfg["architectures"] = [arch]
+            cfg["model_type"] = model_type
+            path = os.path.join(tmp, f"{family}-{arch}.json")
+            json.dump(cfg, open(path, "w"), default=str)
+            try:
+                status, _, summary, problems, _ = check(cli, root, path, None)
+            except RuntimeError as e:  # layerfreeze cannot read the config: a difference too
+                status, summary, problems = "fail", "layerfreeze refuses it", \
+                    str(e).splitlines()[1:4]
+            results.append((status, f"{family}: {arch}", summary, problems, family))
+    return results
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("cli")
@@ -369,6 +425,17 @@ def main():
         elif status == "ok" and family:
             covered.add(family)
     if not args.only:
+        import tempfile
+        print("every architecture each family lists:")
+        with tempfile.TemporaryDirectory() as tmp:
+            for status, what, summary, problems, _ in every_architecture(
+                    args.cli, args.root, paths, tmp):
+                print(f"{status:4}  {what}  {summary}")
+                for p in problems[:SHOWN]:
+                    print(f"      {p}")
+                if len(problems) > SHOWN:
+                    print(f"      ... and {len(problems) - SHOWN} more")
+                failed += status == "fail"
         for family, file in shipped_families(args.root).items():
             if family not in covered:
                 print(f"fail  {os.path.relpath(file, args.root)}: no shipped config of family "
