@@ -19,6 +19,10 @@ namespace {
 
 // ---- Expanding -------------------------------------------------------------------------------
 
+// How deep parts may nest (a composite of composites); a family that includes itself stops here.
+constexpr int kMaxPartDepth = 4;
+thread_local int part_depth = 0;
+
 class Expander {
  public:
   Expander(const FamilyImpl& f, const ModelConfig& c, Diagnostics& diags)
@@ -54,6 +58,12 @@ class Expander {
               {f_.file, 0, 0});
           return std::nullopt;
         }
+    }
+    for (auto& g : part_ignored_) m.ignored.push_back(std::move(g));
+    for (const auto& t : part_ties_) {
+      if (!m.inv.contains(t.canonical) || m.inv.contains(t.alias)) continue;
+      build.add_alias(t.canonical, t.alias);
+      m.ties.push_back(t);
     }
     for (const auto& g : f_.ignores) {
       if (!g.cond.empty() && !truth(g.cond)) {
@@ -246,6 +256,10 @@ class Expander {
                  " steps (repeats times what they hold, tensors conditioned out included)");
         return false;
       }
+      if (it.part) {
+        if (!expand_part(*it.part, prefix)) return false;
+        continue;
+      }
       if (it.block) {
         const Block& b = *it.block;
         if (!b.cond.empty() && !truth(b.cond)) {
@@ -306,9 +320,83 @@ class Expander {
     return !failed_;
   }
 
+  // A part: the named family's tensors for one section of the config, under a prefix.
+  bool expand_part(const PartDecl& part, const std::string& prefix) {
+    if (!part.cond.empty() && !truth(part.cond)) return !failed_;
+    auto cached = parts_.find(&part);
+    if (cached == parts_.end()) {
+      const Family* fam = nullptr;
+      for (const auto& f : shipped_families())
+        if (f.name() == part.family) fam = &f;
+      if (!fam) {
+        fail(part.loc, "family " + f_.name + " includes family '" + part.family +
+                           "', which is not a shipped family");
+        failed_ = true;
+        return false;
+      }
+      if (part_depth >= kMaxPartDepth) {
+        fail(part.loc, "families include each other more than " + std::to_string(kMaxPartDepth) +
+                           " deep (a family including itself?)");
+        failed_ = true;
+        return false;
+      }
+      ModelConfig sub;
+      sub.path = c_.path;
+      sub.dtype = c_.dtype;
+      sub.quantization = c_.quantization;
+      const std::string head = part.section.empty() ? "" : part.section + ".";
+      for (auto kv = c_.values.lower_bound(head); kv != c_.values.end(); ++kv) {
+        if (kv->first.compare(0, head.size(), head) != 0) break;
+        sub.values[kv->first.substr(head.size())] = kv->second;
+      }
+      if (const Value* t = sub.get("model_type"); t && t->kind == Value::Kind::kString)
+        sub.model_type = t->s;
+      ++part_depth;
+      auto model = fam->expand(sub, diags_);
+      --part_depth;
+      if (!model) {
+        failed_ = true;
+        return false;
+      }
+      cached = parts_.emplace(&part, std::move(*model)).first;
+    }
+    const FamilyModel& m = cached->second;
+    steps_ += m.inv.params().size();
+    if (counting_) {
+      count_ += m.inv.params().size();
+      if (count_ > kMaxTensors) {
+        fail(part.loc, "config implies more than " + std::to_string(kMaxTensors) + " tensors");
+        return false;
+      }
+      return true;
+    }
+    auto p = part.prefix.empty() ? std::optional<std::string>("") : text(part.prefix);
+    if (!p) return false;
+    const std::string at = prefix + *p;
+    auto named = [&](const std::string& n) {
+      if (part.renames && n.compare(0, part.rename_from.size(), part.rename_from) == 0)
+        return at + part.rename_to + n.substr(part.rename_from.size());
+      return at + n;
+    };
+    for (const auto& q : m.inv.params()) {
+      Param copy = q;
+      copy.name = named(q.name);
+      copy.aliases.clear();
+      copy.alias_roles.clear();
+      params_.push_back(std::move(copy));
+    }
+    for (const auto& t : m.ties)
+      part_ties_.push_back({named(t.alias), named(t.canonical), t.by_config});
+    for (const auto& [pre, kind] : m.ignored) part_ignored_.emplace_back(named(pre), kind);
+    return !failed_;
+  }
+
   const FamilyImpl& f_;
   const ModelConfig& c_;
   Diagnostics& diags_;
+  std::map<const PartDecl*, FamilyModel> parts_;  // each part expanded once (both passes)
+  std::vector<Tie> part_ties_;                    // the parts' ties, under their prefixes
+  std::vector<std::pair<std::string, std::string>> part_ignored_;
   Scope scope_;
   std::unordered_map<const Expr*, std::optional<Value>> cache_;
   Value scratch_;

@@ -40,9 +40,24 @@ struct TensorDecl {
   SourceLoc loc;
 };
 
+// Another family's tensors for one section of the config (`{family: clip_vision, config:
+// vision_config, prefix: vision_tower.}`): a composite model (LLaVA = a CLIP vision tower, a
+// projector, a Llama) written as its parts.
+struct PartDecl {
+  std::string family;   // a shipped family's name
+  std::string section;  // the config section it reads ("vision_config"); "" for the whole config
+  Expr prefix, cond;
+  // `rename: [FROM, TO]`: a name of the part that starts with FROM starts with TO instead
+  // (Idefics3 keeps Llama's `model.layers` as `model.text_model.layers`); before the prefix.
+  std::string rename_from, rename_to;
+  bool renames = false;
+  SourceLoc loc;
+};
+
 struct Block;
 struct Item {
-  std::shared_ptr<Block> block;  // a group or a repeat; else `tensor`
+  std::shared_ptr<Block> block;  // a group or a repeat; else `part`, else `tensor`
+  std::shared_ptr<PartDecl> part;
   TensorDecl tensor;
 };
 

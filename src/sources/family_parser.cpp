@@ -125,6 +125,8 @@ class FamilyParser {
         it.tensor = tensor_list(n);
       } else if (n.IsMap() && n["tensors"]) {
         it.block = block(n);
+      } else if (n.IsMap() && n["family"]) {
+        it.part = part(n);
       } else if (n.IsMap()) {
         it.tensor = tensor_map(n);
       } else {
@@ -135,6 +137,30 @@ class FamilyParser {
       out.push_back(std::move(it));
     }
     return out;
+  }
+
+  std::shared_ptr<PartDecl> part(const YAML::Node& n) {
+    auto p = std::make_shared<PartDecl>();
+    p->loc = r_.loc(n);
+    for (auto& e : r_.entries(n, "a part", {"family", "config", "prefix", "if", "rename"})) {
+      if (e.key == "rename") {
+        auto v = r_.value(e.value, "rename");
+        if (!v || v->kind != Value::Kind::kList || v->list.size() != 2 ||
+            v->list[0].kind != Value::Kind::kString || v->list[1].kind != Value::Kind::kString) {
+          r_.error("family-format", "`rename` is [FROM, TO]: two strings", e.value);
+        } else {
+          p->renames = true;
+          p->rename_from = v->list[0].s;
+          p->rename_to = v->list[1].s;
+        }
+      }
+      if (e.key == "family") p->family = r_.string(e.value, "family").value_or("");
+      if (e.key == "config") p->section = r_.string(e.value, "config").value_or("");
+      if (e.key == "prefix") p->prefix = expr(e.value, "a prefix", false);
+      if (e.key == "if") p->cond = expr(e.value, "a condition", true);
+    }
+    if (p->family.empty()) r_.error("family-format", "a part needs `family: NAME`", n);
+    return p;
   }
 
   std::vector<Expr> shape(const YAML::Node& n) {

@@ -354,7 +354,46 @@ INSTANTIATE_TEST_SUITE_P(
         CountCase{"whisper-small", 241734912, "whisper"},
         CountCase{"olmoe-1b-7b", 6919161856, "olmoe"},
         CountCase{"phi-3.5-moe", 41873153344, "mixtral"},
-        CountCase{"glm-4.5-air", 106852245504, "glm4_moe"}));
+        CountCase{"glm-4.5-air", 106852245504, "glm4_moe"},
+        // composites of families (a vision encoder, a projector, a language model): transformers'
+        // default configs; LLaVA-1.5-7B's published count
+        CountCase{"llava-1.5-7b", 7062902784, "llava"},
+        CountCase{"llava-onevision-qwen2-7b", 12469102112, "llava"},
+        CountCase{"paligemma-3b", 2910390528, "paligemma"},
+        CountCase{"qwen2-audio-7b", 12692062208, "qwen2_audio"},
+        CountCase{"idefics3-8b", 6909685760, "idefics3"},
+        // a hybrid trunk: Mamba and attention layers in one stack (the published count)
+        CountCase{"jamba-v0.1", 51570323328, "jamba"}));
+
+// A family made of parts: each part is another family's tensors for one config section, under a
+// prefix, with its ties; a part naming no shipped family is an error at its line.
+TEST(FamilyFile, PartsAreOtherFamiliesOnASectionOfTheConfig) {
+  Diagnostics d;
+  auto inv = load_model(kData + "/configs/paligemma-3b.json", d);
+  ASSERT_TRUE(inv) << format_diagnostics(d);
+  EXPECT_TRUE(inv->contains("vision_tower.vision_model.encoder.layers.26.mlp.fc2.weight"));
+  EXPECT_FALSE(inv->contains("vision_tower.vision_model.head.probe"));  // vision_use_head false
+  const Param& emb = inv->params()[*inv->find("language_model.model.embed_tokens.weight")];
+  EXPECT_EQ(emb.aliases, (std::vector<std::string>{"language_model.lm_head.weight"}));
+  discover_layers(*inv, DiscoveryPatterns::shipped(), d);
+  EXPECT_EQ(inv->num_layers(), 18);
+  ASSERT_EQ(inv->towers.size(), 1u);
+  EXPECT_EQ(inv->towers[0].root, "vision_tower");
+  EXPECT_EQ(inv->towers[0].num_layers, 27);
+  Diagnostics bad;
+  auto f = Family::parse(
+      "family: x\nmodel_types: {x: {}}\ntensors:\n  - {family: clip_visoin, config: v}\n", "f.yaml",
+      bad);
+  ASSERT_TRUE(f) << format_diagnostics(bad);
+  ModelConfig cfg;
+  cfg.path = "c.json";
+  cfg.model_type = "x";
+  EXPECT_FALSE(f->expand(cfg, bad));
+  EXPECT_NE(format_diagnostics(bad).find("includes family 'clip_visoin', which is not a shipped"),
+            std::string::npos)
+      << format_diagnostics(bad);
+  EXPECT_EQ(bad.items().back().loc.line, 4);
+}
 
 // BertForMaskedLM is not BertModel: the base model under `bert.`, no pooler, and the prediction
 // head whose decoder is the word embeddings (and its bias the head's bias), as transformers ties.
