@@ -438,6 +438,14 @@ struct Evaluator {
         for (const auto& a : n.args) {
           auto v = eval(*a);
           if (!v) return v;
+          if (v->kind == Value::Kind::kList && n.name != "floor" && n.name != "ceil" &&
+              n.name != "round") {  // max(image_size): a config's [height, width]
+            for (const auto& x : v->list) {
+              if (!x.is_number()) return fail(n.name + "() takes numbers");
+              args.push_back(x);
+            }
+            continue;
+          }
           if (!v->is_number()) return fail(n.name + "() takes numbers");
           args.push_back(*v);
         }

@@ -349,6 +349,11 @@ class Expander {
         if (kv->first.compare(0, head.size(), head) != 0) break;
         sub.values[kv->first.substr(head.size())] = kv->second;
       }
+      for (const auto& [key, e] : part.sets) {
+        const Value* v = value(e);
+        if (!v) return false;
+        sub.values[key] = *v;
+      }
       if (const Value* t = sub.get("model_type"); t && t->kind == Value::Kind::kString)
         sub.model_type = t->s;
       ++part_depth;

@@ -51,6 +51,9 @@ struct PartDecl {
   // (Idefics3 keeps Llama's `model.layers` as `model.text_model.layers`); before the prefix.
   std::string rename_from, rename_to;
   bool renames = false;
+  // `set: {key: EXPR}`: values of the part's config section the composite decides (InternVL's
+  // tie is the top-level config's, not its text_config's)
+  std::vector<std::pair<std::string, Expr>> sets;
   SourceLoc loc;
 };
 

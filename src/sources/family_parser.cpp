@@ -142,7 +142,10 @@ class FamilyParser {
   std::shared_ptr<PartDecl> part(const YAML::Node& n) {
     auto p = std::make_shared<PartDecl>();
     p->loc = r_.loc(n);
-    for (auto& e : r_.entries(n, "a part", {"family", "config", "prefix", "if", "rename"})) {
+    for (auto& e : r_.entries(n, "a part", {"family", "config", "prefix", "if", "rename", "set"})) {
+      if (e.key == "set")
+        for (auto& kv : r_.entries(e.value, "`set`", {}))
+          p->sets.emplace_back(kv.key, expr(kv.value, "a value", true));
       if (e.key == "rename") {
         auto v = r_.value(e.value, "rename");
         if (!v || v->kind != Value::Kind::kList || v->list.size() != 2 ||

@@ -362,6 +362,7 @@ INSTANTIATE_TEST_SUITE_P(
         CountCase{"paligemma-3b", 2910390528, "paligemma"},
         CountCase{"qwen2-audio-7b", 12692062208, "qwen2_audio"},
         CountCase{"idefics3-8b", 6909685760, "idefics3"},
+        CountCase{"internvl3-8b", 11765025792, "internvl"},
         // a hybrid trunk: Mamba and attention layers in one stack (the published count)
         CountCase{"jamba-v0.1", 51570323328, "jamba"}));
 
