@@ -363,6 +363,8 @@ INSTANTIATE_TEST_SUITE_P(
         CountCase{"qwen2-audio-7b", 12692062208, "qwen2_audio"},
         CountCase{"idefics3-8b", 6909685760, "idefics3"},
         CountCase{"internvl3-8b", 11765025792, "internvl"},
+        CountCase{"llama4-scout", 108225039360, "llama4"}, CountCase{"marian", 414307328, "bart"},
+        CountCase{"pegasus", 406287360, "bart"},
         // a hybrid trunk: Mamba and attention layers in one stack (the published count)
         CountCase{"jamba-v0.1", 51570323328, "jamba"}));
 
