@@ -360,10 +360,11 @@ ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCand
     }
   }
 
-  // 2c. A connector no name tells: when the config found the towers and the language model has
-  // a module of its own (llama3v's `llm`), what lies outside it and outside every tower, and is
-  // neither embeddings nor head by name, is between them in the data flow (`projection`).
-  if (by_config && connector_roots.empty()) {
+  // 2c. A connector no name tells: when there are towers and the language model has a module of
+  // its own (llama3v's `llm`), what lies outside it, outside every tower and every named
+  // connector, and is neither embeddings nor head by name, is between them in the data flow
+  // (llama3v's `projection`; a second encoder's own projector beside a named one).
+  if (!found.empty()) {
     Compiled emb, head;
     emb.compile(patterns.embeddings, "embeddings", diags);
     head.compile(patterns.head, "head", diags);
@@ -375,7 +376,7 @@ ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCand
     if (!lm.empty() && lm != stacks[t[0]].container)
       for (size_t i = 0; i < n; ++i) {
         const std::string& name = inv.params()[i].name;
-        bool placed = false;
+        bool placed = matches[i].connector_pattern >= 0;
         for (const auto& k : keep) placed = placed || at_or_under(name, k);
         if (placed || emb.match(name) >= 0 || head.match(name) >= 0) continue;
         std::string root = root_apart_from(name, keep);

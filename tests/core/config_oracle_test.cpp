@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <set>
 
 #include "analysis/plan_summary.hpp"
 #include "core/layer_discovery.hpp"
@@ -77,6 +78,26 @@ TEST(ConfigOracle, TheStackWithTheConfigsCountIsTheTrunkAndTheOtherAFedTower) {
   EXPECT_EQ(d.inv.connectors[0].root, "glue");
   EXPECT_EQ(d.inv.params()[*d.inv.find("llm.lm_head.weight")].role, Role::kHead);
   EXPECT_EQ(d.inv.params()[*d.inv.find("llm.model.embed_tokens.weight")].role, Role::kEmbeddings);
+}
+
+TEST(ConfigOracle, ASecondEncoderAndItsUnnamedProjectorAreATowerAndAConnector) {
+  // A vision tower and a projector whose names say so, and beside them another encoder feeding
+  // the language model through a projector no name says is one.
+  std::vector<std::string> names = {"vision_tower.embeddings.patch.weight"};
+  add_stack(names, "vision_tower.encoder.layers", 3);
+  names.push_back("multi_modal_projector.linear.weight");
+  add_stack(names, "second.blocks", 5);
+  names.push_back("second_proj.weight");
+  for (auto& n : lm_names("language_model.", 4)) names.push_back(n);
+  auto d = discover(with_config(names, {{"text_config.num_hidden_layers", 4}}, {"vision"}));
+  EXPECT_EQ(d.mismatches(), 0u) << format_diagnostics(d.diags);
+  EXPECT_EQ(d.inv.num_layers(), 4);
+  std::set<std::string> towers, connectors;
+  for (const auto& t : d.inv.towers) towers.insert(t.root);
+  for (const auto& c : d.inv.connectors) connectors.insert(c.root);
+  EXPECT_EQ(towers, (std::set<std::string>{"vision_tower", "second"}));
+  EXPECT_EQ(connectors, (std::set<std::string>{"multi_modal_projector", "second_proj"}));
+  EXPECT_EQ(d.inv.params()[*d.inv.find("second_proj.weight")].role, Role::kConnector);
 }
 
 TEST(ConfigOracle, NoStackWithTheConfigsCountIsAContradiction) {
