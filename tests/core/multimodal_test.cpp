@@ -226,6 +226,29 @@ Inventory discovered_names(Inventory inv,
   return inv;
 }
 
+// A LLaVA index as transformers v5 saves it (`model.language_model.layers`, `model.vision_tower`)
+// where the family describes the published layout (`language_model.model.layers`,
+// `vision_tower`): the family's structure knows both, so the parts are right and nothing says
+// the trunk pattern matched nothing; that the names differ from the family's is said.
+TEST(Multimodal, AFamilysStructureKnowsBothLayoutsOfItsCheckpoints) {
+  Diagnostics d;
+  auto inv = load_model(kVlmData + "/layouts/llava-transformers-v5", d);
+  ASSERT_TRUE(inv) << format_diagnostics(d);
+  EXPECT_EQ(inv->family, "llava");
+  discover_layers(*inv, DiscoveryPatterns::shipped(), d);
+  EXPECT_EQ(inv->num_layers(), 2);
+  ASSERT_EQ(inv->towers.size(), 1u);
+  EXPECT_EQ(inv->towers[0].root, "model.vision_tower");
+  ASSERT_EQ(inv->connectors.size(), 1u);
+  EXPECT_EQ(inv->connectors[0].root, "model.multi_modal_projector");
+  bool names_differ = false;
+  for (const auto& w : d.items()) {
+    EXPECT_NE(w.code, "trunk-unmatched") << w.message;
+    names_differ = names_differ || w.code == "config-names-differ";
+  }
+  EXPECT_TRUE(names_differ);
+}
+
 TEST(Multimodal, AManifestKeepsWhatTheConfigSaidOfTheTowers) {
   // DeepSeek-OCR2's Qwen2 encoder is a tower only by its config; `inspect --format json` written
   // and read back must still say so.
