@@ -30,9 +30,10 @@ expect_failure "$tmp/untied.yaml" "$root/tests/data/configs/qwen3-0.6b.json" \
 printf '  embeddings: [%s]\n' "'lm_head\.weight'" | cat "$llama" - >"$tmp/wrong_ends.yaml"
 expect_failure "$tmp/wrong_ends.yaml" "$root/rules/models/llama2-7b.json" \
   "lm_head.weight: transformers' output layer, layerfreeze's role embeddings"
-sed "s/connectors: \['visual\\\\.merger'\]/connectors: ['visual']/" \
-  "$root/rules/families/qwen2_5_vl.yaml" >"$tmp/wrong_connector.yaml"
-grep -q "connectors: \['visual'\]" "$tmp/wrong_connector.yaml"
+# (the connector pattern ends `visual\.merger']`; it becomes `visual']`, the whole ViT)
+sed "s/visual\\\\.merger'\]/visual']/" "$root/rules/families/qwen2_5_vl.yaml" >"$tmp/wrong_connector.yaml"
+grep -q "connectors: .*visual'\]" "$tmp/wrong_connector.yaml" ||
+  { echo "broken_family_test: the connector edit no longer applies to qwen2_5_vl.yaml"; exit 1; }
 expect_failure "$tmp/wrong_connector.yaml" "$root/tests/data/configs/qwen2.5-vl-7b.json" \
   "transformers' module tree tower"
 # And the shipped families pass on the same configs (the breakage, not the configs, fails).
