@@ -155,6 +155,13 @@ std::vector<StructureHint> structure_hints(const DiscoveryPatterns& p) {
   return out;
 }
 
+bool is_discovery_kind(const std::string& kind) {
+  bool found = kind == "stack_order";
+  DiscoveryPatterns none;
+  each_list(none, [&](const char* k, const std::vector<Pattern>&) { found = found || kind == k; });
+  return found;
+}
+
 DiscoveryPatterns patterns_from_hints(const std::vector<StructureHint>& hints,
                                       const std::string& file) {
   DiscoveryPatterns out;

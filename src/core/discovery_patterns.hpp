@@ -70,6 +70,8 @@ std::unique_ptr<RE2> compile_pattern(const Pattern& p, const char* what, Diagnos
 /// A family's structure as data an Inventory carries (and a manifest keeps), and back. Patterns
 /// from hints are located at `file` (no line): a bad one is an error when discovery compiles it.
 std::vector<StructureHint> structure_hints(const DiscoveryPatterns& p);
+/// True for a kind a hint may have: a key of rules/discovery.yaml (`trunk`, `stack_order`, …).
+bool is_discovery_kind(const std::string& kind);
 DiscoveryPatterns patterns_from_hints(const std::vector<StructureHint>& hints,
                                       const std::string& file);
 

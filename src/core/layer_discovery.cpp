@@ -118,9 +118,6 @@ void check_config_layers(const Inventory& inv, Diagnostics& diags) {
   // that count whose path names the count's part (`encoder_layers` → `model.encoder.layers`),
   // else any with that count. A vision or audio count may be a tower's; the others are the
   // trunk's.
-  auto modality_key = [](const std::string& key) {
-    return key.rfind("vision", 0) == 0 || key.rfind("audio", 0) == 0;
-  };
   auto take = [&](const std::string& key, int64_t count, bool trunk_only, std::vector<char>& used) {
     int best = -1, best_score = -1;
     for (size_t s = 0; s < inv.stacks.size(); ++s) {
@@ -139,9 +136,7 @@ void check_config_layers(const Inventory& inv, Diagnostics& diags) {
   };
   // An encoder–decoder: the config counts a decoder, or the trunk is an encoder beside its
   // decoder (T5's config may state `num_layers` alone).
-  bool encoder_decoder = false;
-  for (const auto& kv : inv.config_layers)
-    encoder_decoder = encoder_decoder || kv.first.find("decoder") != std::string::npos;
+  bool encoder_decoder = config_counts_decoder(inv);
   bool has_encoder = false, has_decoder = false;
   for (const auto& st : inv.stacks)
     if (st.tower < 0) {
@@ -167,7 +162,7 @@ void check_config_layers(const Inventory& inv, Diagnostics& diags) {
   }
   for (const auto& kv : inv.config_layers) {
     if (&kv == text && !encoder_decoder) continue;  // checked above, against the trunk
-    const bool modality = modality_key(kv.first);
+    const bool modality = is_modality_count(kv.first);
     if (!take(kv.first, kv.second, !modality, used))
       warn(kv.first + " = " + std::to_string(kv.second) + ", but no " +
            (modality ? "stack" : "trunk stack") + " left has that count (" + found + ")");
@@ -344,19 +339,7 @@ class Discovery {
     std::map<std::string, size_t> roots;                   // root -> tensors
     for (size_t i = 0; i < inv_.params().size(); ++i) {
       const std::string& name = inv_.params()[i].name;
-      size_t cut = name.size();
-      for (size_t start = 0, end; start < name.size(); start = end + 1) {
-        end = name.find('.', start);
-        if (end == std::string::npos) end = name.size();
-        bool digits = end > start;
-        for (size_t k = start; k < end && digits; ++k)
-          digits = std::isdigit(static_cast<unsigned char>(name[k])) != 0;
-        if (digits) {
-          cut = start == 0 ? 0 : start - 1;
-          break;
-        }
-      }
-      std::string part = name.substr(0, cut);
+      std::string part = name.substr(0, above_first_index(name));
       auto it = root_of.find(part);
       if (it == root_of.end()) {
         std::string root;

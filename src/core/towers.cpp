@@ -57,17 +57,7 @@ class PrefixMatcher {
   // One hash lookup a name: the part above its first index component ("model.layers" of
   // "model.layers.7.mlp.w") is shared by thousands of names and matched once.
   PathMatch match(const std::string& name) {
-    size_t cut = name.size();
-    for (size_t start = 0; start <= name.size();) {
-      size_t end = name.find('.', start);
-      if (end == std::string::npos) end = name.size();
-      if (all_digits(name, start, end)) {
-        cut = start == 0 ? 0 : start - 1;
-        break;
-      }
-      start = end + 1;
-    }
-    buf_.assign(name, 0, cut);
+    buf_.assign(name, 0, above_first_index(name));
     auto it = cache_.find(buf_);
     if (it == cache_.end()) it = cache_.emplace(buf_, match_path(buf_)).first;
     return it->second;
@@ -173,10 +163,29 @@ std::string modality_of(const std::string& root, const std::string& declared,
 
 }  // namespace
 
+size_t above_first_index(const std::string& name) {
+  for (size_t start = 0; start <= name.size();) {
+    size_t end = name.find('.', start);
+    if (end == std::string::npos) end = name.size();
+    if (all_digits(name, start, end)) return start == 0 ? 0 : start - 1;
+    start = end + 1;
+  }
+  return name.size();
+}
+
+bool is_modality_count(const std::string& key) {
+  return key.rfind("vision_config.", 0) == 0 || key.rfind("audio_config.", 0) == 0;
+}
+
+bool config_counts_decoder(const Inventory& inv) {
+  for (const auto& kv : inv.config_layers)
+    if (kv.first.find("decoder") != std::string::npos) return true;
+  return false;
+}
+
 const std::pair<std::string, int64_t>* text_layer_count(const Inventory& inv) {
   for (const auto& kv : inv.config_layers)
-    if (kv.first.rfind("vision_config.", 0) != 0 && kv.first.rfind("audio_config.", 0) != 0)
-      return &kv;
+    if (!is_modality_count(kv.first)) return &kv;
   return nullptr;
 }
 
@@ -283,10 +292,7 @@ ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCand
   // counts its two stacks apart, and an encoder beside its decoder is never a tower.
   bool by_config = false;
   const auto* count = text_layer_count(inv);
-  bool encoder_decoder = false;
-  for (const auto& kv : inv.config_layers)
-    encoder_decoder = encoder_decoder || kv.first.find("decoder") != std::string::npos;
-  if (auto t = trunk_stacks(); count && t.size() > 1 && !encoder_decoder) {
+  if (auto t = trunk_stacks(); count && t.size() > 1 && !config_counts_decoder(inv)) {
     int64_t total = 0;
     for (size_t s : t) total += stacks[s].num_layers;
     std::vector<size_t> keep, others;

@@ -47,6 +47,15 @@ ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCand
 /// of Inventory::config_layers that is not a vision or audio section's.
 const std::pair<std::string, int64_t>* text_layer_count(const Inventory& inv);
 
+/// True when the config counts an encoder and a decoder apart (`decoder_layers`,
+/// `num_decoder_layers`).
+bool config_counts_decoder(const Inventory& inv);
+/// True for a config count of a vision or audio part (`vision_config.depth`, `audio_config.…`).
+bool is_modality_count(const std::string& key);
+/// The length of `name`'s part above its first all-digit component ("model.layers" of
+/// "model.layers.7.mlp.w"; the whole name when it has none).
+size_t above_first_index(const std::string& name);
+
 /// True when `name` is `root` itself or a name under it (`root.…`).
 bool at_or_under(const std::string& name, const std::string& root);
 

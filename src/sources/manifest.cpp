@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <set>
 #include <sstream>
 
+#include "core/discovery_patterns.hpp"
 #include "core/inventory_builder.hpp"
 #include "core/json_text.hpp"
 #include "layerfreeze/model_source.hpp"
@@ -54,9 +54,6 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
     // What the family said of the structure (discovery compiles the patterns: a bad one is an
     // error there). Bounded like every list a manifest carries.
     if (m.contains("family_structure")) {
-      static const std::set<std::string> kinds = {
-          "layers", "embeddings", "head",          "towers",         "connectors", "trunk",
-          "mtp",    "experts",    "fused_experts", "shared_experts", "routers",    "stack_order"};
       const auto& list = m["family_structure"];
       if (!list.is_array() || list.size() > 1000)
         diags.error("manifest-format",
@@ -64,7 +61,7 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
       else
         for (const auto& h : list) {
           if (!h.is_object() || !h.contains("kind") || !h["kind"].is_string() ||
-              !kinds.count(h["kind"].get<std::string>()) || !h.contains("pattern") ||
+              !is_discovery_kind(h["kind"].get<std::string>()) || !h.contains("pattern") ||
               !h["pattern"].is_string() || (h.contains("modality") && !h["modality"].is_string())) {
             diags.error("manifest-format",
                         "model.family_structure: each entry is {kind, pattern, modality?} with a "
