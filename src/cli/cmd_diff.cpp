@@ -61,7 +61,7 @@ std::function<int()> setup_diff(CLI::App& cmd) {
     std::ostringstream report;
     report << "A: " << a->rules << " (fingerprint " << pa->fingerprint() << ")\n"
            << "B: " << a->rules_b << " (fingerprint " << pb->fingerprint() << ")\n"
-           << "model: " << pa->inventory().source << "\n"
+           << "model: " << pa->inventory().facts().source << "\n"
            << text;
     if (a->format == "text") {
       std::cout << report.str();

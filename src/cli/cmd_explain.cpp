@@ -21,10 +21,11 @@ std::function<int()> setup_explain(CLI::App& cmd) {
     const Inventory& inv = plan->inventory();
     auto idx = inv.find(a->param);
     if (!idx) {
-      for (const auto& np : inv.non_params)
+      for (const auto& np : inv.facts().non_params)
         if (np.name == a->param) {
-          std::cerr << "error: '" << a->param << "' in " << inv.source << " is not a parameter but "
-                    << np.kind << ": it is never counted, frozen or trained [not-a-parameter]\n";
+          std::cerr << "error: '" << a->param << "' in " << inv.facts().source
+                    << " is not a parameter but " << np.kind
+                    << ": it is never counted, frozen or trained [not-a-parameter]\n";
           return kExitInvalid;
         }
       std::vector<std::string> names;
@@ -32,7 +33,7 @@ std::function<int()> setup_explain(CLI::App& cmd) {
         names.push_back(p.name);
         for (const auto& al : p.aliases) names.push_back(al);
       }
-      std::cerr << "error: no parameter '" << a->param << "' in " << inv.source
+      std::cerr << "error: no parameter '" << a->param << "' in " << inv.facts().source
                 << did_you_mean(a->param, names) << " [unknown-param]\n";
       return kExitInvalid;
     }

@@ -70,7 +70,11 @@ std::optional<Inventory> load_torchscript(const std::string& path, Diagnostics& 
   std::optional<Inventory> inv;
   if (rc == 0 && manifest) {
     inv = parse_manifest(manifest, path, diags);
-    if (inv) inv->source = path;
+    if (inv && inv->facts().source != path) {
+      ModelFacts named = inv->facts();
+      named.source = path;
+      inv = Inventory(std::move(named));
+    }
   } else {
     diags.error("torchscript-load", error ? error : "cannot load the TorchScript model",
                 {path, 0, 0});

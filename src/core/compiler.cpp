@@ -30,12 +30,12 @@ std::vector<std::string> empty_match_notes(const Selector& s, const Inventory& i
     notes.push_back(
         "torchvision's features.N models have no embeddings: every features.N is a layer");
   else if (s.kind == Selector::Kind::kRole)
-    notes.push_back(inv.source + " has no parameter with role '" + role_name(s.role) + "'");
+    notes.push_back(inv.facts().source + " has no parameter with role '" + role_name(s.role) + "'");
   if (s.kind == Selector::Kind::kModuleType &&
       std::all_of(inv.params().begin(), inv.params().end(),
                   [](const Param& p) { return p.module_type.empty(); }))
     notes.push_back(
-        inv.source +
+        inv.facts().source +
         " records no module types (a safetensors header has none); select by name instead");
   return notes;
 }
@@ -152,7 +152,7 @@ class Compiler {
         DiscoveryPatterns::shipped().merged(s_.discovery, s_.discovery_replace);
     // What reading the model said, then what discovery says with this strategy's patterns:
     // both belong to the plan (every view shows them), and --strict refuses them.
-    std::vector<Diagnostic> model_warnings = inv.warnings;
+    std::vector<Diagnostic> model_warnings = inv.facts().warnings;
     {
       Diagnostics found;
       discover_layers(inv, patterns, found);
@@ -163,8 +163,8 @@ class Compiler {
       }
     }
     if (o_.strict)
-      for (size_t k = 0; k < inv.warnings.size(); ++k) {
-        Diagnostic d = inv.warnings[k];
+      for (size_t k = 0; k < inv.facts().warnings.size(); ++k) {
+        Diagnostic d = inv.facts().warnings[k];
         d.severity = Severity::kError;
         d.notes.push_back("--strict: what reading the model warns about is an error");
         diags_.add(std::move(d));
@@ -422,7 +422,7 @@ class Compiler {
     std::vector<Diagnostic> ws;
     for (const auto& [sel, prov] : no_match_) {
       Diagnostic d{Severity::kWarning, "no-match",
-                   "'" + prov.text + "' selects no parameter of " + I.source, prov.loc,
+                   "'" + prov.text + "' selects no parameter of " + I.facts().source, prov.loc,
                    empty_match_notes(*sel, I)};
       ws.push_back(d);
     }

@@ -197,22 +197,22 @@ std::optional<ExpertConfig> read_expert_config(const std::string& path, const st
     diags.error("bad-expert-config",
                 fmt::format("expert config '{}' selects experts, but {} has no mixture-of-experts "
                             "layers",
-                            shown, inv.source),
+                            shown, inv.facts().source),
                 named_at);
     return std::nullopt;
   }
   for (const auto& [layer, list] : p->config.experts) {
     const YAML::Node& at = p->layer_nodes[layer];
     if (layer >= L) {
-      error(fmt::format("layer {} does not exist: {} has {} layers (0-{})", layer, inv.source, L,
-                        L - 1),
+      error(fmt::format("layer {} does not exist: {} has {} layers (0-{})", layer,
+                        inv.facts().source, L, L - 1),
             at, {});
       continue;
     }
     if (!moe[static_cast<size_t>(layer)]) {
       error(fmt::format("layer {} has no routed experts (a dense layer); {} has {} experts in "
                         "its mixture-of-experts layers",
-                        layer, inv.source, inv.num_experts),
+                        layer, inv.facts().source, inv.num_experts),
             at, {"ESFT configs list mixture-of-experts layers only"});
       continue;
     }
@@ -220,14 +220,14 @@ std::optional<ExpertConfig> read_expert_config(const std::string& path, const st
       if (list[k] >= inv.num_experts)
         error(fmt::format("layer {}: expert {} is out of range: {} has {} experts per layer "
                           "(0-{})",
-                          layer, list[k], inv.source, inv.num_experts, inv.num_experts - 1),
+                          layer, list[k], inv.facts().source, inv.num_experts, inv.num_experts - 1),
               p->expert_nodes[layer][k], {});
   }
   if (failed > kMaxErrors)
     diags.error("bad-expert-config",
                 fmt::format("expert config '{}' has {} more errors against {} (was it written "
                             "for another model?)",
-                            shown, failed - kMaxErrors, inv.source),
+                            shown, failed - kMaxErrors, inv.facts().source),
                 named_at);
   if (failed) return std::nullopt;
   std::vector<int32_t> left_out;

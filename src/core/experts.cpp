@@ -1,5 +1,5 @@
 #include "core/experts.hpp"
-#include "core/inventory_builder.hpp"
+#include "core/structure_draft.hpp"
 
 #include <fmt/format.h>
 #include <re2/re2.h>
@@ -94,13 +94,12 @@ class ExpertKeys {
 }  // namespace
 
 void discover_experts(Inventory& inv, const DiscoveryPatterns& patterns, Diagnostics& diags) {
-  InventoryBuilder build(inv);
-  std::vector<Param>& params = build.annotations();
+  StructureDraft draft(inv);
   if (inv.num_experts > 0)  // discovery ran before (overrides): start from nothing
-    for (auto& p : params) {
+    draft.place_all([](Placement& p) {
       p.expert_part = ExpertPart::kNone;
       p.expert = -1;
-    }
+    });
   inv.num_experts = 0;
   Regexes experts, fused, shared, routers;
   bool ok = compile_all(patterns.experts, "experts", diags, experts);
@@ -119,14 +118,15 @@ void discover_experts(Inventory& inv, const DiscoveryPatterns& patterns, Diagnos
     const auto& members = inv.layers[static_cast<size_t>(l)].params;
     bool moe = false;
     for (uint32_t i : members) {
-      Param& p = params[i];
+      const Param& t = inv.params()[i];
+      Placement& p = draft.place(i);
       if (p.role != Role::kLayer) continue;
-      if (auto e = keys.routed_index(p.name)) {
+      if (auto e = keys.routed_index(t.name)) {
         p.expert_part = ExpertPart::kRouted;
         p.expert = *e;
         highest = std::max(highest, *e);
         moe = true;
-      } else if (matches(fused, p.name)) {
+      } else if (matches(fused, t.name)) {
         p.expert_part = ExpertPart::kFused;
         moe = true;
       }
@@ -134,21 +134,23 @@ void discover_experts(Inventory& inv, const DiscoveryPatterns& patterns, Diagnos
     if (!moe) continue;
     any = true;
     for (uint32_t i : members) {
-      Param& p = params[i];
+      const Param& t = inv.params()[i];
+      Placement& p = draft.place(i);
       if (p.role != Role::kLayer || p.expert_part != ExpertPart::kNone) continue;
-      if (matches(shared, p.name)) {
+      if (matches(shared, t.name)) {
         p.expert_part = ExpertPart::kShared;
-      } else if (matches(routers, p.name)) {
+      } else if (matches(routers, t.name)) {
         p.expert_part = ExpertPart::kRouter;
-        if (router_rows == 0 && p.shape_known && p.shape.size() == 2) router_rows = p.shape[0];
+        if (router_rows == 0 && t.shape_known && t.shape.size() == 2) router_rows = t.shape[0];
       }
     }
   }
   if (!any) return;
   // How many experts: the config says; else a router has one row per expert; else the indices.
-  inv.num_experts = inv.config_experts > 0 ? inv.config_experts
-                    : router_rows > 0      ? router_rows
-                                           : highest + 1;
+  const int64_t config_experts = inv.facts().config_experts;
+  inv.num_experts = config_experts > 0 ? config_experts
+                    : router_rows > 0  ? router_rows
+                                       : highest + 1;
   if (inv.num_experts <= 0) {
     inv.notes.push_back(
         "fused expert tensors found, but neither the config nor a router says how many experts "
@@ -159,15 +161,17 @@ void discover_experts(Inventory& inv, const DiscoveryPatterns& patterns, Diagnos
     inv.notes.push_back(
         fmt::format("a routed expert's index ({}) is not below the expert count "
                     "({}) the {} states",
-                    highest, inv.num_experts, inv.config_experts > 0 ? "config" : "router"));
+                    highest, inv.num_experts, config_experts > 0 ? "config" : "router"));
   // A fused tensor holds every expert along its first dimension; one that does not is not fused.
   std::vector<std::string> not_fused;
-  for (auto& p : params)
+  for (uint32_t i = 0; i < inv.params().size(); ++i) {
+    const Param& p = inv.params()[i];
     if (p.expert_part == ExpertPart::kFused && p.shape_known && !p.shape.empty() &&
         p.shape[0] != inv.num_experts) {
-      p.expert_part = ExpertPart::kNone;
+      draft.place(i).expert_part = ExpertPart::kNone;
       not_fused.push_back(p.name);
     }
+  }
   if (!not_fused.empty())
     inv.notes.push_back(fmt::format(
         "{} tensor(s) named like fused experts do not have {} experts along their first "

@@ -1,6 +1,5 @@
 #include "core/layer_discovery.hpp"
 #include "core/experts.hpp"
-#include "core/inventory_builder.hpp"
 #include "core/regex.hpp"
 
 #include <re2/re2.h>
@@ -15,6 +14,7 @@
 #include <unordered_map>
 
 #include "core/embedded_rules.hpp"
+#include "core/structure_draft.hpp"
 #include "core/towers.hpp"
 
 namespace layerfreeze {
@@ -105,14 +105,14 @@ void check_config_layers(const Inventory& inv, Diagnostics& diags) {
             ")";
   const std::string found = seen.empty() ? "discovery found no layers" : "stacks found: " + seen;
   auto warn = [&](const std::string& what) {
-    diags.warning(
-        "config-layers-mismatch",
-        (inv.config.empty() ? std::string("the model's config") : "config '" + inv.config + "'") +
-            " says " + what,
-        {inv.config, 0, 0},
-        {"a checkpoint that does not match its config, or names discovery does not "
-         "know: `layerfreeze inspect` shows what was found; a rules file's `discovery: "
-         "trunk:` says which stack is the language model"});
+    diags.warning("config-layers-mismatch",
+                  (inv.facts().config.empty() ? std::string("the model's config")
+                                              : "config '" + inv.facts().config + "'") +
+                      " says " + what,
+                  {inv.facts().config, 0, 0},
+                  {"a checkpoint that does not match its config, or names discovery does not "
+                   "know: `layerfreeze inspect` shows what was found; a rules file's `discovery: "
+                   "trunk:` says which stack is the language model"});
   };
   // Each count the config states is one stack's, a different stack for each: the stack with
   // that count whose path names the count's part (`encoder_layers` → `model.encoder.layers`),
@@ -151,7 +151,7 @@ void check_config_layers(const Inventory& inv, Diagnostics& diags) {
     // model's among them.
     std::vector<char> dual_used(inv.stacks.size(), 0);
     bool dual = take(text->first, text->second, true, dual_used);
-    for (const auto& kv : inv.config_layers)
+    for (const auto& kv : inv.facts().config_layers)
       if (&kv != text) take(kv.first, kv.second, true, dual_used);
     for (size_t s = 0; s < inv.stacks.size(); ++s)
       dual = dual && (inv.stacks[s].tower >= 0 || dual_used[s]);
@@ -160,7 +160,7 @@ void check_config_layers(const Inventory& inv, Diagnostics& diags) {
            std::to_string(inv.trunk_layers) + (inv.trunk_layers == 1 ? " layer" : " layers") +
            " and no split of the stacks agrees (" + found + ")");
   }
-  for (const auto& kv : inv.config_layers) {
+  for (const auto& kv : inv.facts().config_layers) {
     if (&kv == text && !encoder_decoder) continue;  // checked above, against the trunk
     const bool modality = is_modality_count(kv.first);
     if (!take(kv.first, kv.second, !modality, used))
@@ -241,7 +241,7 @@ void order_by_data_flow(Inventory& inv, IsEmbedding is_embedding) {
   });
   std::vector<uint32_t> new_index(order.size());
   for (size_t k = 0; k < order.size(); ++k) new_index[order[k]] = static_cast<uint32_t>(k);
-  InventoryBuilder(inv).permute(order);
+  StructureDraft(inv).reorder(order);
   for (auto& l : inv.layers) {
     for (auto& q : l.params) q = new_index[q];
     std::sort(l.params.begin(), l.params.end());
@@ -296,7 +296,7 @@ class Discovery {
                            "model's forward does not run it)");
     }
     if (inv_.multimodal()) {
-      if (!inv_.registration_order)
+      if (!inv_.facts().registration_order)
         order_by_data_flow(inv_, [&](const std::string& name) { return is_embedding(name); });
       inv_.notes.push_back(describe_parts(inv_));
     }
@@ -320,7 +320,7 @@ class Discovery {
     inv_.towers.clear();
     inv_.connectors.clear();
     inv_.trunk_layers = 0;
-    for (auto& p : edit_.annotations()) p.part = -1;
+    edit_.place_all([](Placement& p) { p.part = -1; });
     for (const auto& p : patterns_.layers)
       layer_res_.push_back(compile_pattern(p, "layer", diags_));
     for (const auto& p : patterns_.embeddings)
@@ -364,7 +364,7 @@ class Discovery {
   // (DeepSeek-V3's `model.layers.61`, GLM-4.5's `model.layers.46`): a stack of C + k layers,
   // indices 0..C+k-1, where the config says C layers and k such blocks. Its last k are mtp.
   void mark_mtp_by_config() {
-    const int64_t k = inv_.config_mtp_layers;
+    const int64_t k = inv_.facts().config_mtp_layers;
     const auto* count = text_layer_count(inv_);
     if (k <= 0 || !count) return;
     const int64_t C = count->second;
@@ -507,7 +507,7 @@ class Discovery {
         stack_keys_.end());
     inv_.towers = std::move(split_.towers);
     inv_.connectors = std::move(split_.connectors);
-    if (inv_.multimodal() && !inv_.registration_order)
+    if (inv_.multimodal() && !inv_.facts().registration_order)
       order_towers_by_input(inv_, split_, tower_of_key_, emb_res_,
                             [&](size_t i) { return hits_[i].key >= 0; });
   }
@@ -646,13 +646,14 @@ class Discovery {
     const Positions pos = positions();
     int32_t running_max_layer = -1;
     for (size_t i = 0; i < inv_.params().size(); ++i) {
-      Param& p = edit_.annotate(static_cast<uint32_t>(i));
+      const Param& t = inv_.params()[i];
+      Placement& p = edit_.place(static_cast<uint32_t>(i));
       p.layer = -1;
       p.anchor_layer = -1;
       if (hits_[i].key >= 0) {
         p.layer = layer_of_.at(layer_key(hits_[i].key, hits_[i].index));
         inv_.layers[p.layer].params.push_back(static_cast<uint32_t>(i));
-        inv_.layers[p.layer].numel += p.numel;
+        inv_.layers[p.layer].numel += t.numel;
       }
       if (mtp_[i]) {
         p.role = Role::kMtp;
@@ -671,18 +672,18 @@ class Discovery {
         p.anchor_layer = running_max_layer;
         for (size_t s = trunk_begin_; s < inv_.stacks.size(); ++s) {
           const Stack& st = inv_.stacks[s];
-          if (under(p.name, stack_root(st.container)))
+          if (under(t.name, stack_root(st.container)))
             p.anchor_layer = st.first_layer + st.num_layers - 1;
         }
       }
-      alias_roles(p);
+      alias_roles(t, p);
     }
   }
 
-  void alias_roles(Param& p) {
+  void alias_roles(const Param& t, Placement& p) {
     p.alias_roles.clear();
     std::vector<Candidate> ac;
-    for (const auto& a : p.aliases) {
+    for (const auto& a : t.aliases) {
       candidates_of(a, ac);
       bool in_layer = false;
       for (const auto& c : ac)
@@ -697,7 +698,7 @@ class Discovery {
   }
 
   Inventory& inv_;
-  InventoryBuilder edit_;  // annotates inv_ (roles, layers, parts)
+  StructureDraft edit_;  // places inv_'s parameters (roles, layers, parts)
   const DiscoveryPatterns& patterns_;
   Diagnostics& diags_;
   std::vector<std::unique_ptr<RE2>> layer_res_, emb_res_, head_res_, mtp_res_;
@@ -720,17 +721,29 @@ class Discovery {
 }  // namespace
 
 void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnostics& diags) {
+  // From the facts alone: a structure found before (other patterns, another strategy) is
+  // dropped, never built on.
+  StructureDraft(inv).reset();
+  const ModelFacts& facts = inv.facts();
   // A family's structure (a family file's `structure:`) comes first: a model whose family is
   // known gets its trunk, towers and connectors from it; the patterns are the fallback.
-  if (!inv.family_structure.empty()) {
+  if (!facts.family_structure.empty()) {
     const DiscoveryPatterns all = patterns.merged(
-        patterns_from_hints(inv.family_structure, "rules/families/" + inv.family + ".yaml"), false);
+        patterns_from_hints(facts.family_structure, "rules/families/" + facts.family + ".yaml"),
+        false);
     Discovery(inv, all, diags).run();
     discover_experts(inv, all, diags);
     return;
   }
   Discovery(inv, patterns, diags).run();
   discover_experts(inv, patterns, diags);
+}
+
+Structure discover_structure(std::shared_ptr<const ModelFacts> facts,
+                             const DiscoveryPatterns& patterns, Diagnostics& diags) {
+  Inventory inv(std::move(facts));
+  discover_layers(inv, patterns, diags);
+  return inv.structure();
 }
 
 }  // namespace layerfreeze

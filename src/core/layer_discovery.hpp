@@ -3,6 +3,7 @@
 // extended or replaced by a rules file's `discovery:` key.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -12,8 +13,14 @@
 
 namespace layerfreeze {
 
-/// Fills stacks, layers, roles and anchors of `inv`. Bad patterns are errors in `diags`; a
-/// model without repeated blocks gets a note, not an error (layer selectors report it later).
+/// The structure of a model from its facts alone: stacks, layers, roles, anchors, towers,
+/// connectors, experts and the data-flow order. Bad patterns are errors in `diags`; a model
+/// without repeated blocks gets a note, not an error (layer selectors report it later).
+Structure discover_structure(std::shared_ptr<const ModelFacts> facts,
+                             const DiscoveryPatterns& patterns, Diagnostics& diags);
+
+/// `inv` joined with the structure discovered from its facts (whatever structure it had is
+/// dropped first): discover_structure, in place.
 void discover_layers(Inventory& inv, const DiscoveryPatterns& patterns, Diagnostics& diags);
 
 }  // namespace layerfreeze

@@ -292,7 +292,7 @@ std::optional<Resolver::Range> Resolver::stack_range(const Expr& stack_expr) {
   for (const auto& st : inv_.stacks) list += (list.empty() ? "" : ", ") + st.container;
   for (const auto& t : inv_.towers) list += ", " + t.modality + " (the tower '" + t.root + "')";
   diags_.error("unknown-stack",
-               "no stack '" + want + "' in " + inv_.source + did_you_mean(want, known),
+               "no stack '" + want + "' in " + inv_.facts().source + did_you_mean(want, known),
                stack_expr.loc(), {list.empty() ? "the model has no stacks" : "stacks: " + list});
   return std::nullopt;
 }
@@ -310,11 +310,12 @@ Bitset Resolver::layers_to_params(const std::vector<int32_t>& layers) {
 
 bool Resolver::require_layers(const Selector& s) {
   if (!inv_.layers.empty()) return true;
-  diags_.error("no-layers",
-               "'" + s.text + "' selects layers, but " + inv_.source + " has no repeated blocks",
-               s.loc,
-               {"add a `discovery: layers:` pattern (e.g. 'backbone\\.blocks\\.#') if the model "
-                "has layers"});
+  diags_.error(
+      "no-layers",
+      "'" + s.text + "' selects layers, but " + inv_.facts().source + " has no repeated blocks",
+      s.loc,
+      {"add a `discovery: layers:` pattern (e.g. 'backbone\\.blocks\\.#') if the model "
+       "has layers"});
   return false;
 }
 
@@ -608,8 +609,9 @@ std::optional<std::map<int32_t, std::vector<int32_t>>> Resolver::experts_by_laye
     return out;
   }
   Range r{0, static_cast<int32_t>(E), "the experts"};
-  auto list = indexed(s.experts, r,
-                      inv_.source + " has " + std::to_string(E) + " experts per layer", "expert");
+  auto list =
+      indexed(s.experts, r,
+              inv_.facts().source + " has " + std::to_string(E) + " experts per layer", "expert");
   if (!list) return std::nullopt;
   out[-1] = std::move(*list);
   return out;

@@ -52,7 +52,9 @@ class Resolver {
 
  private:
   std::set<std::string> trusted_;
-  std::string layer_count_text() const { return inv_.source + " has " + describe_layers(inv_); }
+  std::string layer_count_text() const {
+    return inv_.facts().source + " has " + describe_layers(inv_);
+  }
   DynamicSet leaf(Bitset b);
 
   // The layers [begin, end) of the whole model, or of one stack.

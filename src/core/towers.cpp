@@ -157,7 +157,7 @@ std::string modality_of(const std::string& root, const std::string& declared,
   if (!declared.empty()) return declared;
   for (const char* w : {"audio", "speech", "whisper", "apm"})
     if (root.find(w) != std::string::npos) return "audio";
-  if (inv.config_modalities.size() == 1) return inv.config_modalities[0];
+  if (inv.facts().config_modalities.size() == 1) return inv.facts().config_modalities[0];
   return "vision";
 }
 
@@ -178,13 +178,13 @@ bool is_modality_count(const std::string& key) {
 }
 
 bool config_counts_decoder(const Inventory& inv) {
-  for (const auto& kv : inv.config_layers)
+  for (const auto& kv : inv.facts().config_layers)
     if (kv.first.find("decoder") != std::string::npos) return true;
   return false;
 }
 
 const std::pair<std::string, int64_t>* text_layer_count(const Inventory& inv) {
-  for (const auto& kv : inv.config_layers)
+  for (const auto& kv : inv.facts().config_layers)
     if (!is_modality_count(kv.first)) return &kv;
   return nullptr;
 }
@@ -302,7 +302,7 @@ ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCand
     bool stated = true;
     for (size_t s : others) {
       bool found_count = false;
-      for (const auto& kv : inv.config_layers)
+      for (const auto& kv : inv.facts().config_layers)
         found_count = found_count || (&kv != count && kv.second == stacks[s].num_layers);
       stated = stated && found_count;
     }
@@ -313,9 +313,9 @@ ModalitySplit split_modalities(const Inventory& inv, const std::vector<StackCand
         promote(keep, s,
                 "the config: " + count->first + " = " + std::to_string(count->second) + " is " +
                     stacks[keep[0]].container + "'s count" +
-                    (inv.config_modalities.empty()
+                    (inv.facts().config_modalities.empty()
                          ? std::string()
-                         : "; the config has a " + inv.config_modalities[0] + " part"));
+                         : "; the config has a " + inv.facts().config_modalities[0] + " part"));
         by_config = true;
       }
     }

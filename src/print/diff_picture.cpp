@@ -63,7 +63,7 @@ std::string diff_svg(const DiffGrids& d, const CompiledPlan& a, const CompiledPl
   std::ostringstream body;
   int y = 16;
   std::vector<std::string> head = {
-      "layerfreeze diff on " + inv.source,
+      "layerfreeze diff on " + inv.facts().source,
       "A: " + name_a + " \u00b7 " + a.name + " \u00b7 fingerprint " + a.fingerprint(),
       "B: " + name_b + " \u00b7 " + b.name + " \u00b7 fingerprint " + b.fingerprint()};
   int width = 0;
@@ -118,7 +118,7 @@ std::string diff_html(const DiffGrids& d, const CompiledPlan& a, const CompiledP
   o << "<h1>layerfreeze diff</h1>\n<p class=\"meta\">A: " << xml_escape(name_a) << " ("
     << xml_escape(params_text(a)) << ") \u00b7 fingerprint " << a.fingerprint()
     << "<br>B: " << xml_escape(name_b) << " (" << xml_escape(params_text(b))
-    << ") \u00b7 fingerprint " << b.fingerprint() << "<br>model: " << xml_escape(inv.source)
+    << ") \u00b7 fingerprint " << b.fingerprint() << "<br>model: " << xml_escape(inv.facts().source)
     << "</p>\n";
   o << "<div id=\"picture\">\n" << diff_svg(d, a, b, name_a, name_b, nullptr) << "</div>\n";
   o << "<h2>What differs</h2>\n<pre id=\"difftext\">" << xml_escape(text) << "</pre>\n";
@@ -129,7 +129,7 @@ std::string diff_html(const DiffGrids& d, const CompiledPlan& a, const CompiledP
                          {"sides", {"A", "B"}},
                          {"strategies", {name_a, name_b}},
                          {"fingerprints", {a.fingerprint(), b.fingerprint()}},
-                         {"model", inv.source},
+                         {"model", inv.facts().source},
                          {"columns", grid_labels(d.a, false)},
                          {"rows", grid_labels(d.a, true)},
                          {"rules", rules},

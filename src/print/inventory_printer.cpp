@@ -17,8 +17,8 @@ namespace {
 // The sections of `inspect`'s text, in order.
 void header_text(std::ostream& o, const Inventory& inv) {
   const bool shapes = inv.shapes_known();
-  o << "model: " << inv.source;
-  if (!inv.model_type.empty()) o << " (" << inv.model_type << ")";
+  o << "model: " << inv.facts().source;
+  if (!inv.facts().model_type.empty()) o << " (" << inv.facts().model_type << ")";
   o << "\n";
   o << "tensors: " << with_commas(static_cast<int64_t>(inv.params().size())) << " ("
     << inv.num_names() << " names)";
@@ -27,14 +27,14 @@ void header_text(std::ostream& o, const Inventory& inv) {
       << short_count(inv.total_numel()) << ") · " << bytes_text(inv.total_bytes());
   else
     o << " · shapes unknown";
-  if (!inv.config.empty())
-    o << "\nconfig: " << inv.config
-      << (inv.family.empty() ? " (no model family)" : " · family " + inv.family);
-  if (!inv.quantization.empty())
-    o << "\nquantized: " << inv.quantization
+  if (!inv.facts().config.empty())
+    o << "\nconfig: " << inv.facts().config
+      << (inv.facts().family.empty() ? " (no model family)" : " · family " + inv.facts().family);
+  if (!inv.facts().quantization.empty())
+    o << "\nquantized: " << inv.facts().quantization
       << " (frozen base weights cannot train as stored; counts are of the logical parameters)";
   o << "\norder: "
-    << (inv.registration_order ? "registration order"
+    << (inv.facts().registration_order ? "registration order"
         : inv.multimodal()
             ? "data-flow order (header-only source: towers, connectors, then the trunk)"
             : "natural name order (header-only source)")
@@ -99,7 +99,8 @@ void experts_text(std::ostream& o, const Inventory& inv) {
   o << ")";
   if (shared) o << " · " << n(shared) << " shared-expert tensors";
   if (routers) o << " · " << n(routers) << " router tensors";
-  o << (inv.config_experts > 0 ? " · count from the config" : " · count from the tensors") << "\n";
+  o << (inv.facts().config_experts > 0 ? " · count from the config" : " · count from the tensors")
+    << "\n";
 }
 
 void roles_text(std::ostream& o, const Inventory& inv) {
@@ -146,16 +147,16 @@ void ties_and_non_parameters_text(std::ostream& o, const Inventory& inv) {
         << role_name(k < p.alias_roles.size() ? p.alias_roles[k] : p.role) << ")";
     o << "\n";
   }
-  if (!inv.non_params.empty()) {
+  if (!inv.facts().non_params.empty()) {
     // Grouped by kind, in order of first appearance: count, then the first names.
     std::vector<std::pair<std::string, std::vector<std::string>>> kinds;
-    for (const auto& np : inv.non_params) {
+    for (const auto& np : inv.facts().non_params) {
       auto it = std::find_if(kinds.begin(), kinds.end(),
                              [&](const auto& k) { return k.first == np.kind; });
       if (it == kinds.end()) it = kinds.insert(kinds.end(), {np.kind, {}});
       it->second.push_back(np.name);
     }
-    o << "not parameters: " << with_commas(static_cast<int64_t>(inv.non_params.size()))
+    o << "not parameters: " << with_commas(static_cast<int64_t>(inv.facts().non_params.size()))
       << " stored tensors (not counted, not selectable)\n";
     for (const auto& [kind, names] : kinds) {
       o << "  " << kind << ": " << with_commas(static_cast<int64_t>(names.size())) << " · ";
@@ -219,7 +220,7 @@ std::string inventory_text(const Inventory& inv, bool all_params) {
   ties_and_non_parameters_text(o, inv);
   per_layer_text(o, inv);
   if (all_params) parameters_text(o, inv);
-  for (const auto& n : inv.source_notes) o << "note: " << n << "\n";
+  for (const auto& n : inv.facts().source_notes) o << "note: " << n << "\n";
   for (const auto& n : inv.notes) o << "note: " << n << "\n";
   return o.str();
 }
@@ -258,30 +259,32 @@ std::string inventory_json(const Inventory& inv) {
   j.begin_object();
   j.field("format", "layerfreeze.manifest/1");
   j.key("model").begin_object();
-  j.field("source", inv.source)
-      .field("type", inv.model_type)
-      .field("registration_order", inv.registration_order);
+  j.field("source", inv.facts().source)
+      .field("type", inv.facts().model_type)
+      .field("registration_order", inv.facts().registration_order);
   j.field("num_layers", inv.num_layers()).key("numel");
   inv.shapes_known() ? j.value(inv.total_numel()) : j.null();
   j.field("parameters", inv.params().size());
-  if (!inv.config.empty()) j.field("config", inv.config);
-  if (!inv.family.empty()) j.field("family", inv.family);
-  if (!inv.quantization.empty()) j.field("quantization", inv.quantization);
-  if (!inv.config_modalities.empty()) j.key("config_modalities").strings(inv.config_modalities);
+  if (!inv.facts().config.empty()) j.field("config", inv.facts().config);
+  if (!inv.facts().family.empty()) j.field("family", inv.facts().family);
+  if (!inv.facts().quantization.empty()) j.field("quantization", inv.facts().quantization);
+  if (!inv.facts().config_modalities.empty())
+    j.key("config_modalities").strings(inv.facts().config_modalities);
   if (inv.num_experts > 0) j.field("num_experts", inv.num_experts);
-  if (inv.config_mtp_layers > 0) j.field("config_mtp_layers", inv.config_mtp_layers);
-  if (!inv.family_structure.empty()) {
+  if (inv.facts().config_mtp_layers > 0)
+    j.field("config_mtp_layers", inv.facts().config_mtp_layers);
+  if (!inv.facts().family_structure.empty()) {
     j.key("family_structure").begin_array();
-    for (const auto& h : inv.family_structure) {
+    for (const auto& h : inv.facts().family_structure) {
       j.begin_object().field("kind", h.kind).field("pattern", h.pattern);
       if (!h.modality.empty()) j.field("modality", h.modality);
       j.end_object();
     }
     j.end_array();
   }
-  if (!inv.config_layers.empty()) {
+  if (!inv.facts().config_layers.empty()) {
     j.key("config_layers").begin_object();
-    for (const auto& [k, v] : inv.config_layers) j.field(k, v);
+    for (const auto& [k, v] : inv.facts().config_layers) j.field(k, v);
     j.end_object();
   }
   j.end_object();
@@ -304,13 +307,13 @@ std::string inventory_json(const Inventory& inv) {
   }
   j.end_array();
   j.key("non_parameters").begin_array();
-  for (const auto& np : inv.non_params) {
+  for (const auto& np : inv.facts().non_params) {
     j.begin_object().field("name", np.name).field("kind", np.kind).key("shape");
     np.shape_known ? j.ints(np.shape) : j.null();
     j.end_object();
   }
   j.end_array();
-  std::vector<std::string> notes = inv.source_notes;
+  std::vector<std::string> notes = inv.facts().source_notes;
   notes.insert(notes.end(), inv.notes.begin(), inv.notes.end());
   j.key("notes").strings(notes);
   j.end_object();

@@ -36,7 +36,7 @@ std::string pad(const std::string& s, size_t w, bool right = false) {
 
 ModuleTable module_table(const Inventory& inv, const std::vector<bool>& frozen, int max_depth) {
   ModuleTable t;
-  t.model_type = inv.model_type;
+  t.model_type = inv.facts().model_type;
   std::map<std::string, size_t> index;
   for (size_t i = 0; i < inv.params().size(); ++i) {
     const Param& p = inv.params()[i];

@@ -245,7 +245,8 @@ std::string report_data_json(const PlanSummary& s, const ScheduleGrid& g) {
   json d = {
       {"format", "layerfreeze.report/1"},
       {"strategy", {{"name", plan.name}, {"origin", plan.origin}, {"params", params_text(plan)}}},
-      {"model", {{"source", inv.source}, {"summary", model_summary_line(inv, s.shapes_known)}}},
+      {"model",
+       {{"source", inv.facts().source}, {"summary", model_summary_line(inv, s.shapes_known)}}},
       {"optimizer", optimizer_name(s.optimizer)},
       {"fingerprint", plan.fingerprint()},
       {"sides", json::array({plan.name})},
@@ -264,11 +265,11 @@ std::string plan_html(const PlanSummary& s) {
   const Inventory& inv = *plan.inventory;
   ScheduleGrid g = schedule_grid(s);
   std::ostringstream o;
-  o << report_head("layerfreeze plan: " + plan.name + " on " + inv.source);
+  o << report_head("layerfreeze plan: " + plan.name + " on " + inv.facts().source);
   o << "<h1>layerfreeze plan: " << xml_escape(plan.name) << " <small>(" << xml_escape(plan.origin)
     << ")</small></h1>\n";
   o << "<p class=\"meta\">parameters: " << xml_escape(params_text(plan))
-    << "<br>model: " << xml_escape(inv.source) << " \u00b7 "
+    << "<br>model: " << xml_escape(inv.facts().source) << " \u00b7 "
     << xml_escape(model_summary_line(inv, s.shapes_known))
     << "<br>optimizer: " << optimizer_name(s.optimizer) << " \u00b7 fingerprint "
     << plan.fingerprint() << "</p>\n";

@@ -16,8 +16,9 @@ namespace {
 
 std::string model_line(const Inventory& inv, bool shapes) {
   std::ostringstream o;
-  o << (inv.model_type.empty() ? "model" : inv.model_type) << " · " << describe_layers(inv) << " · "
-    << with_commas(static_cast<int64_t>(inv.params().size())) << " tensors";
+  o << (inv.facts().model_type.empty() ? "model" : inv.facts().model_type) << " · "
+    << describe_layers(inv) << " · " << with_commas(static_cast<int64_t>(inv.params().size()))
+    << " tensors";
   if (shapes)
     o << " · " << with_commas(inv.total_numel()) << " parameters ("
       << short_count(inv.total_numel()) << ")";
@@ -28,8 +29,8 @@ std::string model_line(const Inventory& inv, bool shapes) {
 
 // A quantized checkpoint's caveat, or "".
 std::string quantized_text(const Inventory& inv) {
-  if (inv.quantization.empty()) return "";
-  return inv.quantization +
+  if (inv.facts().quantization.empty()) return "";
+  return inv.facts().quantization +
          " — its frozen base weights cannot train as stored; trainable ones need a dequantized "
          "copy or an adapter";
 }
@@ -140,14 +141,14 @@ std::string plan_text(const PlanSummary& sum) {
   const CompiledPlan& plan = *sum.plan;
   const Inventory& inv = *plan.inventory;
   std::ostringstream o;
-  o << "plan: " << plan.name << " (" << plan.origin << ") on " << inv.source << "\n";
+  o << "plan: " << plan.name << " (" << plan.origin << ") on " << inv.facts().source << "\n";
   o << "model: " << model_line(inv, sum.shapes_known) << "\n";
-  if (!inv.quantization.empty()) o << "quantized: " << quantized_text(inv) << "\n";
+  if (!inv.facts().quantization.empty()) o << "quantized: " << quantized_text(inv) << "\n";
   o << "parameters: " << params_text(plan) << "\n";
   o << "optimizer: " << optimizer_desc(sum.optimizer) << " · fingerprint " << plan.fingerprint()
     << "\n";
   o << "executor: " << options_text(plan) << "\n";
-  for (const auto& n : inv.source_notes) o << "note: " << n << "\n";
+  for (const auto& n : inv.facts().source_notes) o << "note: " << n << "\n";
   for (const auto& n : inv.notes) o << "note: " << n << "\n";
   for (const auto& st : sum.stages) {
     o << "\n" << time_text(st.point.at, plan.uses_steps);
@@ -279,15 +280,15 @@ class PlanJson {
 
   void model() {
     j.key("model").begin_object();
-    j.field("source", inv.source)
-        .field("type", inv.model_type)
+    j.field("source", inv.facts().source)
+        .field("type", inv.facts().model_type)
         .field("num_layers", inv.num_layers());
     opt_int("numel", shapes ? std::optional<int64_t>(inv.total_numel()) : std::nullopt);
     j.field("parameters", inv.params().size()).field("shapes_known", shapes);
-    if (!inv.quantization.empty()) j.field("quantization", inv.quantization);
-    if (!inv.config.empty()) j.field("config", inv.config);
-    if (!inv.family.empty()) j.field("family", inv.family);
-    j.field("non_parameters", inv.non_params.size());
+    if (!inv.facts().quantization.empty()) j.field("quantization", inv.facts().quantization);
+    if (!inv.facts().config.empty()) j.field("config", inv.facts().config);
+    if (!inv.facts().family.empty()) j.field("family", inv.facts().family);
+    j.field("non_parameters", inv.facts().non_params.size());
     structure_json(j, inv);
     j.key("layers").begin_array();
     for (const auto& l : inv.layers) {
@@ -430,7 +431,7 @@ class PlanJson {
       }
       j.end_array();
     }
-    std::vector<std::string> notes = inv.source_notes;
+    std::vector<std::string> notes = inv.facts().source_notes;
     notes.insert(notes.end(), inv.notes.begin(), inv.notes.end());
     j.key("notes").strings(notes);
     j.field("truncated", sum.truncated);
@@ -453,13 +454,13 @@ std::string plan_markdown(const PlanSummary& sum, const std::string& svg_path) {
   const CompiledPlan& plan = *sum.plan;
   const Inventory& inv = *plan.inventory;
   std::ostringstream o;
-  o << "### layerfreeze plan: `" << plan.name << "` on `" << inv.source << "`\n\n";
+  o << "### layerfreeze plan: `" << plan.name << "` on `" << inv.facts().source << "`\n\n";
   if (!svg_path.empty()) o << "![the plan as a picture](" << svg_path << ")\n\n";
   o << "| | |\n|---|---|\n";
   o << "| strategy | `" << plan.origin << "` |\n";
   o << "| parameters | " << params_text(plan) << " |\n";
   o << "| model | " << model_line(inv, sum.shapes_known) << " |\n";
-  if (!inv.quantization.empty()) o << "| quantized | " << quantized_text(inv) << " |\n";
+  if (!inv.facts().quantization.empty()) o << "| quantized | " << quantized_text(inv) << " |\n";
   o << "| optimizer | " << optimizer_desc(sum.optimizer) << " |\n";
   o << "| fingerprint | `" << plan.fingerprint() << "` |\n\n";
   // A multimodal model gets a column per tower and one for the connectors, in data-flow order.

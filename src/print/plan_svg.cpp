@@ -237,7 +237,7 @@ std::string plan_svg(const PlanSummary& s, const ScheduleGrid& g) {
   std::vector<std::string> head = {
       "layerfreeze plan: " + plan.name + " (" + plan.origin + ")",
       "parameters: " + (params_text(plan).empty() ? std::string("none") : params_text(plan)),
-      "model: " + inv.source + " \u00b7 " + model_summary_line(inv, s.shapes_known),
+      "model: " + inv.facts().source + " \u00b7 " + model_summary_line(inv, s.shapes_known),
       std::string("optimizer: ") + optimizer_name(s.optimizer) + " \u00b7 fingerprint " +
           plan.fingerprint()};
   int y = kMargin;
@@ -307,8 +307,8 @@ std::string plan_svg(const PlanSummary& s, const ScheduleGrid& g) {
   int width = kMargin * 2 + grid.width;
   for (const auto& h : head) width = std::max(width, kMargin * 2 + text_width(h));
   width = std::max(width, kMargin * 2 + 720);  // the legend
-  return svg_open(width, y, "layerfreeze plan: " + plan.name + " on " + inv.source) + svg_defs() +
-         body.str() + "</svg>\n";
+  return svg_open(width, y, "layerfreeze plan: " + plan.name + " on " + inv.facts().source) +
+         svg_defs() + body.str() + "</svg>\n";
 }
 
 }  // namespace layerfreeze

@@ -6,12 +6,13 @@
 #include <functional>
 
 #include <map>
-#include "core/inventory_builder.hpp"
+#include "core/facts_builder.hpp"
 
 #include "core/embedded_rules.hpp"
 #include "layerfreeze/model_source.hpp"
 #include "sources/checkpoint.hpp"
 #include "sources/json_file.hpp"
+#include "sources/readers.hpp"
 
 namespace layerfreeze {
 
@@ -26,7 +27,7 @@ class Builder {
   }
   void param(const std::string& name, std::vector<int64_t> shape, const std::string& type,
              const std::string& dtype = "") {
-    Param p;
+    Tensor p;
     p.name = name;
     p.numel = 1;
     for (auto d : shape) p.numel *= d;
@@ -53,24 +54,24 @@ class Builder {
   }
   void tie(const std::string& alias, const std::string& canonical) {
     flush();
-    InventoryBuilder(inv_).add_alias(canonical, alias);
+    FactsBuilder(inv_).add_alias(canonical, alias);
   }
   void reserve(size_t n) { params_.reserve(n); }
-  Inventory take() {
+  ModelFacts take() {
     flush();
     return std::move(inv_);
   }
 
  private:
-  void flush() { InventoryBuilder(inv_).append(std::move(params_)), params_.clear(); }
+  void flush() { FactsBuilder(inv_).append(std::move(params_)), params_.clear(); }
 
-  Inventory inv_;
-  std::vector<Param> params_;  // added to the inventory in one pass (InventoryBuilder::append)
+  ModelFacts inv_;
+  std::vector<Tensor> params_;  // added to the inventory in one pass (FactsBuilder::append)
   std::string dtype_;
   std::string name_;
 };
 
-Inventory resnet50() {
+ModelFacts resnet50() {
   Builder b("builtin:resnet50", "ResNet", "float32");
   auto conv = [&](const std::string& m, int64_t out, int64_t in, int64_t k) {
     b.param(m + ".weight", {out, in, k, k}, "Conv2d");
@@ -103,7 +104,7 @@ Inventory resnet50() {
 
 // DeepSeek-V3-shaped mixture of experts (fp8 weights with block scales, 256 routed experts and
 // one shared expert per MoE layer): 3 dense + 65 MoE layers, 101,333 tensors. For benchmarks.
-Inventory moe_100k() {
+ModelFacts moe_100k() {
   Builder b("builtin:moe-100k", "DeepseekV3ForCausalLM", "float8_e4m3fn");
   b.reserve(101333);
   const int64_t d = 7168, vocab = 129280, dense_ffn = 18432, moe_ffn = 2048, experts = 256;
@@ -159,11 +160,11 @@ Inventory moe_100k() {
 }
 
 // A shipped config through its family. The shipped files are tested; a failure is a defect.
-Inventory from_config(const std::string& name, const char* text) {
+ModelFacts from_config(const std::string& name, const char* text) {
   Diagnostics d;
   const std::string origin = "rules/models/" + name + ".json";
   auto j = parse_json_text(text, origin, "config", d);
-  std::optional<Inventory> inv;
+  std::optional<ModelFacts> inv;
   if (j)
     if (auto cfg = model_config_from_json(*j, origin, d)) inv = apply_config(std::nullopt, *cfg, d);
   if (!inv) throw DiagnosticError(d);
@@ -172,10 +173,10 @@ Inventory from_config(const std::string& name, const char* text) {
   return std::move(*inv);
 }
 
-const std::map<std::string, std::function<Inventory()>>& registry() {
-  static const std::map<std::string, std::function<Inventory()>> r = [] {
-    std::map<std::string, std::function<Inventory()>> m = {{"resnet50", resnet50},
-                                                           {"moe-100k", moe_100k}};
+const std::map<std::string, std::function<ModelFacts()>>& registry() {
+  static const std::map<std::string, std::function<ModelFacts()>> r = [] {
+    std::map<std::string, std::function<ModelFacts()>> m = {{"resnet50", resnet50},
+                                                            {"moe-100k", moe_100k}};
     for (const auto& f : embedded_rule_files()) {
       std::string n = f.name;
       if (n.rfind("models/", 0) != 0 || n.size() < 13) continue;
@@ -196,7 +197,7 @@ std::vector<std::string> builtin_model_names() {
   return names;
 }
 
-std::optional<Inventory> builtin_model(const std::string& name) {
+std::optional<ModelFacts> builtin_facts(const std::string& name) {
   auto it = registry().find(name);
   if (it == registry().end()) return std::nullopt;
   return it->second();

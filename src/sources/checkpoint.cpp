@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <set>
 
+#include "core/facts_builder.hpp"
 #include "core/format.hpp"
-#include "core/inventory_builder.hpp"
 #include "sources/family.hpp"
 
 namespace layerfreeze {
@@ -23,7 +23,7 @@ std::string join_first(const std::vector<std::string>& names, size_t n) {
 // (checkpoints saved from BloomModel store `h.0...`, the family says `transformer.h.0...`).
 struct NameMap {
   std::string prefix;  // "" or the base prefix the checkpoint lacks
-  std::string to_family(const std::string& n, const Inventory& fam) const {
+  std::string to_family(const std::string& n, const ModelFacts& fam) const {
     if (prefix.empty() || fam.contains(n)) return n;
     return prefix + n;
   }
@@ -33,19 +33,19 @@ struct NameMap {
   }
 };
 
-size_t matches(const Inventory& header, const Inventory& fam, const std::string& prefix) {
+size_t matches(const ModelFacts& header, const ModelFacts& fam, const std::string& prefix) {
   size_t n = 0;
-  for (const auto& p : header.params())
+  for (const auto& p : header.tensors())
     if (fam.contains(p.name) || (!prefix.empty() && fam.contains(prefix + p.name))) ++n;
   return n;
 }
 
 // The tied names for a model type no family covers, when the config says they are tied.
-std::optional<Tie> generic_tie(const Inventory& inv, const ModelConfig& cfg) {
+std::optional<Tie> generic_tie(const ModelFacts& inv, const ModelConfig& cfg) {
   static const char* inputs[] = {"embed_tokens.weight", "wte.weight", "word_embeddings.weight",
                                  "tok_embeddings.weight", "embed_in.weight"};
-  const Param* in = nullptr;
-  for (const auto& p : inv.params()) {
+  const Tensor* in = nullptr;
+  for (const auto& p : inv.tensors()) {
     for (const char* s : inputs) {
       const std::string suffix = s;
       if (p.name == suffix ||
@@ -74,8 +74,8 @@ std::string config_beside(const std::string& model_path) {
   return fs::is_regular_file(c, ec) ? c.string() : "";
 }
 
-std::optional<Inventory> apply_config(std::optional<Inventory> header, const ModelConfig& cfg,
-                                      Diagnostics& diags, const Family* given) {
+std::optional<ModelFacts> apply_config(std::optional<ModelFacts> header, const ModelConfig& cfg,
+                                       Diagnostics& diags, const Family* given) {
   const Family* family = given ? given : find_family(cfg);
   const std::string type_text =
       cfg.model_type.empty() ? "(no model_type)" : "model_type '" + cfg.model_type + "'";
@@ -110,8 +110,8 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
     if (!fam) return std::nullopt;
   }
 
-  Inventory inv;
-  InventoryBuilder build(inv);
+  ModelFacts inv;
+  FactsBuilder build(inv);
   std::vector<Tie> ties;
   if (!header) {
     inv = std::move(fam->inv);
@@ -129,7 +129,7 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
             return &kind;
         return nullptr;
       };
-      build.remove_if([&](const Param& p) {
+      build.remove_if([&](const Tensor& p) {
         const std::string* kind = ignored(p.name);
         if (kind) inv.non_params.push_back({p.name, *kind, p.dtype, p.shape, p.shape_known});
         return kind != nullptr;
@@ -145,7 +145,7 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
           matches(inv, fam->inv, fam->base_prefix) > matches(inv, fam->inv, ""))
         map.prefix = fam->base_prefix;
       std::vector<std::string> only_ckpt, only_config, other_shape;
-      std::vector<char> seen(fam->inv.params().size(), 0);  // by family parameter
+      std::vector<char> seen(fam->inv.tensors().size(), 0);  // by family parameter
       for (auto& p : build.annotations()) {
         const std::string fname = map.to_family(p.name, fam->inv);
         auto k = fam->inv.find(fname);
@@ -153,7 +153,7 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
           only_ckpt.push_back(p.name);
           continue;
         }
-        const Param& f = fam->inv.params()[*k];
+        const Tensor& f = fam->inv.tensors()[*k];
         seen[*k] = 1;
         if (f.name != fname) continue;  // stored under a tied alias: merged below
         if (!p.shape_known) {
@@ -166,15 +166,15 @@ std::optional<Inventory> apply_config(std::optional<Inventory> header, const Mod
         }
         if (p.module_type.empty()) p.module_type = f.module_type;
       }
-      for (size_t k = 0; k < fam->inv.params().size(); ++k)
-        if (!seen[k]) only_config.push_back(map.to_checkpoint(fam->inv.params()[k].name));
+      for (size_t k = 0; k < fam->inv.tensors().size(); ++k)
+        if (!seen[k]) only_config.push_back(map.to_checkpoint(fam->inv.tensors()[k].name));
       if (!only_ckpt.empty() || !only_config.empty()) {
         diags.warning(
             "config-names-differ",
             "config '" + cfg.path + "' (family " + fam->family + ") implies " +
-                with_commas(static_cast<int64_t>(fam->inv.params().size())) +
+                with_commas(static_cast<int64_t>(fam->inv.tensors().size())) +
                 " tensors; the checkpoint has " +
-                with_commas(static_cast<int64_t>(inv.params().size())) +
+                with_commas(static_cast<int64_t>(inv.tensors().size())) +
                 " parameters: " + std::to_string(only_ckpt.size()) + " only in the checkpoint, " +
                 std::to_string(only_config.size()) +
                 " only in the config; the checkpoint's names are used",

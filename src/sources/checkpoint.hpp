@@ -19,8 +19,8 @@ class Family;
 /// Combines `header` (may be nullopt: a config alone) with `config`. With a config alone, a
 /// model type no family covers is an error listing the known ones. `family`, when given, is used
 /// whatever the config's model type (a user's own family file).
-std::optional<Inventory> apply_config(std::optional<Inventory> header, const ModelConfig& config,
-                                      Diagnostics& diags, const Family* family = nullptr);
+std::optional<ModelFacts> apply_config(std::optional<ModelFacts> header, const ModelConfig& config,
+                                       Diagnostics& diags, const Family* family = nullptr);
 
 /// The config.json that goes with a model file: `explicit_path` when given, else the one beside
 /// `model_path`, else "".

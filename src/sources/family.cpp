@@ -6,7 +6,7 @@
 #include <unordered_map>
 
 #include "core/embedded_rules.hpp"
-#include "core/inventory_builder.hpp"
+#include "core/facts_builder.hpp"
 #include "core/yaml_reader.hpp"
 #include "sources/family_impl.hpp"
 
@@ -45,12 +45,12 @@ class Expander {
     counting_ = false;
     params_.reserve(count_);
     if (!expand(f_.items, "")) return std::nullopt;
-    InventoryBuilder build(m.inv);
+    FactsBuilder build(m.inv);
     build.append(std::move(params_));
     if (m.inv.indexed_names() !=
-        m.inv.params().size()) {  // the index keeps the first of a repeated name
+        m.inv.tensors().size()) {  // the index keeps the first of a repeated name
       std::set<std::string> seen;
-      for (const auto& p : m.inv.params())
+      for (const auto& p : m.inv.tensors())
         if (!seen.insert(p.name).second) {
           diags_.error(
               "family-format",
@@ -293,7 +293,7 @@ class Expander {
         }
         continue;
       }
-      Param p;
+      Tensor p;
       p.name.reserve(prefix.size() + 32);
       p.name = prefix;
       if (!append_text(t.name, p.name)) return false;
@@ -366,9 +366,9 @@ class Expander {
       cached = parts_.emplace(&part, std::move(*model)).first;
     }
     const FamilyModel& m = cached->second;
-    steps_ += m.inv.params().size();
+    steps_ += m.inv.tensors().size();
     if (counting_) {
-      count_ += m.inv.params().size();
+      count_ += m.inv.tensors().size();
       if (count_ > kMaxTensors) {
         fail(part.loc, "config implies more than " + std::to_string(kMaxTensors) + " tensors");
         return false;
@@ -383,11 +383,10 @@ class Expander {
         return at + part.rename_to + n.substr(part.rename_from.size());
       return at + n;
     };
-    for (const auto& q : m.inv.params()) {
-      Param copy = q;
+    for (const auto& q : m.inv.tensors()) {
+      Tensor copy = q;
       copy.name = named(q.name);
       copy.aliases.clear();
-      copy.alias_roles.clear();
       params_.push_back(std::move(copy));
     }
     for (const auto& t : m.ties)
@@ -409,7 +408,7 @@ class Expander {
   size_t count_ = 0;
   size_t steps_ = 0;  // both passes together
   std::string dtype_;
-  std::vector<Param> params_;  // the tensors, indexed in one pass at the end
+  std::vector<Tensor> params_;  // the tensors, indexed in one pass at the end
   bool failed_ = false;
 };
 

@@ -29,7 +29,7 @@ struct Tie {
 
 /// What a family implies for one config.
 struct FamilyModel {
-  Inventory inv;            // registration order; ties applied as aliases
+  ModelFacts inv;           // registration order; ties applied as aliases
   std::vector<Tie> ties;    // the ties that hold for this config
   std::string family;       // "llama"
   std::string base_prefix;  // "transformer." when checkpoints may store the base model bare

@@ -8,16 +8,17 @@
 #include <sstream>
 
 #include "core/discovery_patterns.hpp"
-#include "core/inventory_builder.hpp"
+#include "core/facts_builder.hpp"
 #include "core/json_text.hpp"
 #include "layerfreeze/model_source.hpp"
 #include "sources/json_file.hpp"
+#include "sources/readers.hpp"
 #include "sources/weight_map.hpp"
 
 namespace layerfreeze {
 
-std::optional<Inventory> parse_manifest(const std::string& text, const std::string& origin,
-                                        Diagnostics& diags) {
+std::optional<ModelFacts> parse_manifest_facts(const std::string& text, const std::string& origin,
+                                               Diagnostics& diags) {
   // The one JSON reader: located syntax errors, trailing text, and numbers no JSON type holds
   // ("1e400", which nlohmann reports as out_of_range rather than as a parse error).
   auto parsed = parse_json_text(text, origin, "manifest", diags);
@@ -35,7 +36,7 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
                 loc);
     return std::nullopt;
   }
-  Inventory inv;
+  ModelFacts inv;
   inv.source = origin;
   if (j.contains("model") && j["model"].is_object()) {
     const auto& m = j["model"];
@@ -87,7 +88,7 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
       diags.error("manifest-format", where + " needs a string 'name'", loc);
       continue;
     }
-    Param q;
+    Tensor q;
     q.name = p["name"];
     if (inv.contains(q.name)) {
       diags.error("duplicate-name", where + ": '" + q.name + "' is listed twice", loc);
@@ -125,10 +126,10 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
     if (p.contains("aliases") && p["aliases"].is_array())
       for (const auto& a : p["aliases"])
         if (a.is_string()) aliases.push_back(a);
-    InventoryBuilder build(inv);
+    FactsBuilder build(inv);
     uint32_t idx = build.add(std::move(q));
     for (const auto& a : aliases)
-      if (!build.add_alias(inv.params()[idx].name, a))
+      if (!build.add_alias(inv.tensors()[idx].name, a))
         diags.error("duplicate-name", where + ": alias '" + a + "' is already a name", loc);
   }
   // Stored tensors that are not parameters: kept apart, as the source that wrote them did.
@@ -146,17 +147,17 @@ std::optional<Inventory> parse_manifest(const std::string& text, const std::stri
     }
   }
   if (diags.has_errors()) return std::nullopt;
-  if (!inv.registration_order) InventoryBuilder(inv).sort_natural();
+  if (!inv.registration_order) FactsBuilder(inv).sort_natural();
   return inv;
 }
 
-std::optional<Inventory> load_manifest(const std::string& path, Diagnostics& diags) {
+std::optional<ModelFacts> read_manifest(const std::string& path, Diagnostics& diags) {
   constexpr uintmax_t kMaxManifestBytes = uintmax_t{256} << 20;
   FileRead how = model_file_read("manifest", kMaxManifestBytes);
   how.too_large_code = "manifest-too-large";
   auto text = read_file(path, path, how, diags);
   if (!text) return std::nullopt;
-  return parse_manifest(*text, path, diags);
+  return parse_manifest_facts(*text, path, diags);
 }
 
 }  // namespace layerfreeze

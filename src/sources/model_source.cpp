@@ -5,6 +5,7 @@
 #include "sources/checkpoint.hpp"
 #include "sources/family.hpp"
 #include "sources/json_file.hpp"
+#include "sources/readers.hpp"
 
 namespace layerfreeze {
 
@@ -47,15 +48,15 @@ std::string weights_in(const std::string& dir, Diagnostics& diags) {
   return "";
 }
 
-std::optional<Inventory> load_header(const std::string& spec, Diagnostics& diags) {
-  if (is_index(spec)) return load_safetensors_index(spec, diags);
-  return load_safetensors(spec, diags);
+std::optional<ModelFacts> load_header(const std::string& spec, Diagnostics& diags) {
+  if (is_index(spec)) return read_safetensors_index(spec, diags);
+  return read_safetensors(spec, diags);
 }
 
 // A header source plus its config (explicit, or beside it).
-std::optional<Inventory> with_config(std::optional<Inventory> header, const std::string& weights,
-                                     const std::string& config_path, const Family* family,
-                                     Diagnostics& diags) {
+std::optional<ModelFacts> with_config(std::optional<ModelFacts> header, const std::string& weights,
+                                      const std::string& config_path, const Family* family,
+                                      Diagnostics& diags) {
   if (!header) return std::nullopt;
   std::string cfg_path = config_path.empty() ? config_beside(weights) : config_path;
   if (cfg_path.empty()) {
@@ -88,9 +89,9 @@ void set_torchscript_loader(TorchScriptLoader loader) { torchscript_loader = loa
 
 namespace {
 
-std::optional<Inventory> read_model(const std::string& spec, Diagnostics& diags,
-                                    const std::string& config_path,
-                                    const std::string& family_path) {
+std::optional<ModelFacts> read_model(const std::string& spec, Diagnostics& diags,
+                                     const std::string& config_path,
+                                     const std::string& family_path) {
   SourceLoc loc{spec, 0, 0};
   std::optional<Family> user_family;
   if (!family_path.empty()) {
@@ -105,7 +106,7 @@ std::optional<Inventory> read_model(const std::string& spec, Diagnostics& diags,
                         "': a built-in architecture has its shapes already",
                     {});
     std::string name = spec.substr(8);
-    if (auto inv = builtin_model(name)) return inv;
+    if (auto inv = builtin_facts(name)) return inv;
     diags.error("unknown-model",
                 "no built-in model '" + name + "'" + did_you_mean(name, builtin_model_names()), {},
                 {"built-in models: " + [] {
@@ -159,7 +160,7 @@ std::optional<Inventory> read_model(const std::string& spec, Diagnostics& diags,
     if (!j) {
       const bool config_name = std::filesystem::path(spec).filename() == "config.json";
       if (!config_name && !local.items().empty() && local.items()[0].code == "json-syntax")
-        return load_manifest(spec, diags);
+        return read_manifest(spec, diags);
       diags.append(local);
       return std::nullopt;
     }
@@ -168,7 +169,7 @@ std::optional<Inventory> read_model(const std::string& spec, Diagnostics& diags,
       if (!cfg) return std::nullopt;
       return apply_config(std::nullopt, *cfg, diags, family);
     }
-    return load_manifest(spec, diags);
+    return read_manifest(spec, diags);
   }
   if (ends_with(spec, ".pt") || ends_with(spec, ".pth") || ends_with(spec, ".torchscript") ||
       ends_with(spec, ".ptl")) {
@@ -177,7 +178,11 @@ std::optional<Inventory> read_model(const std::string& spec, Diagnostics& diags,
     how.not_found_code = "model-not-found";
     how.unreadable_code = "model-unreadable";
     if (!check_file(spec, spec, how, diags)) return std::nullopt;
-    if (torchscript_loader) return torchscript_loader(spec, diags);
+    if (torchscript_loader) {
+      auto module = torchscript_loader(spec, diags);
+      if (!module) return std::nullopt;
+      return module->facts();
+    }
     diags.error("torchscript-unavailable",
                 "TorchScript models need the torch adapter, which this program does not have", loc);
     return std::nullopt;
@@ -194,14 +199,42 @@ std::optional<Inventory> load_model(const std::string& spec, Diagnostics& diags,
                                     const std::string& config_path,
                                     const std::string& family_path) {
   const size_t before = diags.items().size();
-  auto inv = read_model(spec, diags, config_path, family_path);
+  auto facts = read_model(spec, diags, config_path, family_path);
+  if (!facts) return std::nullopt;
   // What reading said stays with the model, so every plan of it carries it (and --strict
   // refuses it), not only the command that read it.
-  if (inv)
-    for (size_t k = before; k < diags.items().size(); ++k)
-      if (diags.items()[k].severity == Severity::kWarning)
-        inv->warnings.push_back(diags.items()[k]);
-  return inv;
+  for (size_t k = before; k < diags.items().size(); ++k)
+    if (diags.items()[k].severity == Severity::kWarning)
+      facts->warnings.push_back(diags.items()[k]);
+  return Inventory(std::move(*facts));
+}
+
+namespace {
+std::optional<Inventory> as_inventory(std::optional<ModelFacts> facts) {
+  if (!facts) return std::nullopt;
+  return Inventory(std::move(*facts));
+}
+}  // namespace
+
+std::optional<Inventory> builtin_model(const std::string& name) {
+  return as_inventory(builtin_facts(name));
+}
+
+std::optional<Inventory> load_safetensors(const std::string& path, Diagnostics& diags) {
+  return as_inventory(read_safetensors(path, diags));
+}
+
+std::optional<Inventory> load_safetensors_index(const std::string& path, Diagnostics& diags) {
+  return as_inventory(read_safetensors_index(path, diags));
+}
+
+std::optional<Inventory> load_manifest(const std::string& path, Diagnostics& diags) {
+  return as_inventory(read_manifest(path, diags));
+}
+
+std::optional<Inventory> parse_manifest(const std::string& text, const std::string& origin,
+                                        Diagnostics& diags) {
+  return as_inventory(parse_manifest_facts(text, origin, diags));
 }
 
 }  // namespace layerfreeze

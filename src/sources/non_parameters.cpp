@@ -1,5 +1,5 @@
 #include "sources/non_parameters.hpp"
-#include "core/inventory_builder.hpp"
+#include "core/facts_builder.hpp"
 
 #include <re2/re2.h>
 
@@ -51,7 +51,7 @@ const std::vector<Rule>& rules() {
 
 }  // namespace
 
-void separate_non_parameters(Inventory& inv) {
+void separate_non_parameters(ModelFacts& inv) {
   static const std::vector<std::unique_ptr<RE2>> compiled = [] {
     std::vector<std::unique_ptr<RE2>> out;
     for (const auto& r : rules()) out.push_back(std::make_unique<RE2>(r.pattern));
@@ -64,9 +64,9 @@ void separate_non_parameters(Inventory& inv) {
   };
   std::set<std::string> packed_weights;
   std::string found_method;
-  std::vector<bool> drop(inv.params().size(), false);
-  for (size_t i = 0; i < inv.params().size(); ++i) {
-    const Param& p = inv.params()[i];
+  std::vector<bool> drop(inv.tensors().size(), false);
+  for (size_t i = 0; i < inv.tensors().size(); ++i) {
+    const Tensor& p = inv.tensors()[i];
     if (!candidate(p.name)) continue;
     for (size_t k = 0; k < rules().size(); ++k) {
       const Rule& r = rules()[k];
@@ -88,9 +88,9 @@ void separate_non_parameters(Inventory& inv) {
     }
   }
   if (inv.non_params.empty()) return;
-  InventoryBuilder build(inv);
+  FactsBuilder build(inv);
   size_t i = 0;
-  build.remove_if([&](const Param&) { return drop[i++]; });
+  build.remove_if([&](const Tensor&) { return drop[i++]; });
   // Quantized weights stored under another name, or in a packed shape: the logical parameter.
   std::vector<std::pair<std::string, std::string>> renames;
   for (auto& p : build.annotations()) {
@@ -112,7 +112,7 @@ void separate_non_parameters(Inventory& inv) {
   }
   if (!renames.empty()) {
     std::map<std::string, std::string> to(renames.begin(), renames.end());
-    std::vector<Param>& params = build.params();  // names change: indexed again by done()
+    std::vector<Tensor>& params = build.tensors();  // names change: indexed again by done()
     for (auto& p : params) {
       auto it = to.find(p.name);
       if (it != to.end() && !inv.contains(it->second)) p.name = it->second;

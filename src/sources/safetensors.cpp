@@ -9,11 +9,12 @@
 #include <map>
 #include <set>
 
-#include "core/inventory_builder.hpp"
+#include "core/facts_builder.hpp"
 #include "core/json_text.hpp"
 #include "layerfreeze/model_source.hpp"
 #include "sources/json_file.hpp"
 #include "sources/non_parameters.hpp"
+#include "sources/readers.hpp"
 #include "sources/weight_map.hpp"
 
 namespace layerfreeze {
@@ -174,8 +175,8 @@ std::optional<std::vector<HeaderEntry>> read_header(
   return out;
 }
 
-Param to_param(HeaderEntry e) {
-  Param p;
+Tensor to_param(HeaderEntry e) {
+  Tensor p;
   p.name = std::move(e.name);
   p.dtype = std::move(e.dtype);
   p.shape = std::move(e.shape);
@@ -185,24 +186,24 @@ Param to_param(HeaderEntry e) {
 
 }  // namespace
 
-std::optional<Inventory> load_safetensors(const std::string& path, Diagnostics& diags) {
+std::optional<ModelFacts> read_safetensors(const std::string& path, Diagnostics& diags) {
   auto entries = read_header(path, diags);
   if (!entries) return std::nullopt;
-  Inventory inv;
+  ModelFacts inv;
   inv.source = path;
   {
-    InventoryBuilder build(inv);
+    FactsBuilder build(inv);
     for (auto& e : *entries) build.add(to_param(std::move(e)));
   }
   separate_non_parameters(inv);
-  InventoryBuilder(inv).sort_natural();
+  FactsBuilder(inv).sort_natural();
   return inv;
 }
 
 // An index of a million names is ~80 MB; the largest published (22k names) is 2 MB.
 constexpr uint64_t kMaxIndexBytes = uint64_t{128} << 20;
 
-std::optional<Inventory> load_safetensors_index(const std::string& path, Diagnostics& diags) {
+std::optional<ModelFacts> read_safetensors_index(const std::string& path, Diagnostics& diags) {
   auto text = read_text_file(path, "the safetensors index", diags, kMaxIndexBytes);
   if (!text) return std::nullopt;
   auto map = read_weight_map(*text);
@@ -226,12 +227,12 @@ std::optional<Inventory> load_safetensors_index(const std::string& path, Diagnos
   auto dir = std::filesystem::path(path).parent_path();
   // Shards lie beside the index: a symlink among them that leads elsewhere is refused.
   const auto shard_folders = allowed_folders(path);
-  Inventory inv;
+  ModelFacts inv;
   inv.source = path;
   if (map->total_size)
     inv.stored_bytes = static_cast<int64_t>(std::min<uint64_t>(*map->total_size, INT64_MAX));
   size_t missing = 0;
-  std::vector<Param> params;  // added in one pass (Inventory::append)
+  std::vector<Tensor> params;  // added in one pass (ModelFacts::append)
   params.reserve(map->entries.size());
   for (uint32_t s : shard_order) {
     const std::string& shard = map->shards[s];
@@ -257,7 +258,7 @@ std::optional<Inventory> load_safetensors_index(const std::string& path, Diagnos
       } else if (missing == 0) {
         if (!unlisted || n < *unlisted) unlisted = &n;
       } else {
-        Param p;
+        Tensor p;
         p.name = std::move(n);
         p.shape_known = false;
         p.numel = 0;
@@ -271,14 +272,14 @@ std::optional<Inventory> load_safetensors_index(const std::string& path, Diagnos
       return std::nullopt;
     }
   }
-  InventoryBuilder(inv).append(std::move(params));
+  FactsBuilder(inv).append(std::move(params));
   if (missing > 0) {
     inv.source_notes.push_back(std::to_string(missing) + " of " + std::to_string(by_shard.size()) +
                                " shards are not beside the index: shapes unknown, counts are of "
                                "tensors, not parameters");
   }
   separate_non_parameters(inv);
-  InventoryBuilder(inv).sort_natural();
+  FactsBuilder(inv).sort_natural();
   return inv;
 }
 

@@ -77,7 +77,7 @@ struct Executor::Impl : TensorSink {
     } catch (const c10::Error& e) {
       throw_torch_error(e, "reading the module's parameters");
     }
-    live.inventory.source = kind + live.inventory.model_type + " module";
+    live.facts.source = kind + live.facts.model_type + " module";
     root_training = std::move(training);
   }
 
@@ -97,9 +97,30 @@ struct Executor::Impl : TensorSink {
     SourceTexts sources;
     auto strategy = Strategy::load(rules, diags, o.section, &sources);
     if (!strategy) throw DiagnosticError(std::move(diags), &sources);
-    public_plan = layerfreeze::compile(*strategy, live.inventory, o, diags);
+    public_plan = layerfreeze::compile(*strategy, Inventory(live.facts), o, diags);
     if (!public_plan) throw DiagnosticError(std::move(diags), &sources);
+    follow_plan_order();
     for (const auto& w : public_plan->warnings()) report_warning(w, o, sources);
+  }
+
+  // The plan counts parameters in its data-flow order (Inventory::order(): the facts' order for
+  // a live module, which discovery never reorders); the tensors follow it, so index i is the
+  // same tensor on both sides.
+  void follow_plan_order() {
+    const auto& order = public_plan->inventory().order();
+    std::vector<uint32_t> new_index(order.size());
+    bool moved = false;
+    for (size_t k = 0; k < order.size(); ++k) {
+      new_index[order[k]] = static_cast<uint32_t>(k);
+      moved = moved || order[k] != k;
+    }
+    if (!moved) return;
+    std::vector<at::Tensor> ordered;
+    ordered.reserve(order.size());
+    for (uint32_t f : order) ordered.push_back(live.tensors[f]);
+    live.tensors = std::move(ordered);
+    for (auto& bn : live.batchnorms)
+      for (auto& q : bn.params) q = new_index[q];
   }
 
   // Nothing silent: a trainer that never reads warnings() still hears of a dead selector.
@@ -127,13 +148,13 @@ struct Executor::Impl : TensorSink {
     std::string missing, mismatched;
     for (size_t i = 0; i < want.params().size(); ++i) {
       const Param& wp = want.params()[i];
-      auto at = live.inventory.find(wp.name);
-      for (size_t k = 0; !at && k < wp.aliases.size(); ++k) at = live.inventory.find(wp.aliases[k]);
+      auto at = live.facts.find(wp.name);
+      for (size_t k = 0; !at && k < wp.aliases.size(); ++k) at = live.facts.find(wp.aliases[k]);
       if (!at) {
         missing += (missing.empty() ? "" : ", ") + wp.name;
         continue;
       }
-      const Param& lp = live.inventory.params()[*at];
+      const Tensor& lp = live.facts.tensors()[*at];
       if (wp.shape_known && lp.shape_known && wp.shape != lp.shape)
         mismatched += (mismatched.empty() ? "" : ", ") + wp.name;
       new_index[*at] = static_cast<uint32_t>(ordered.size());
@@ -142,16 +163,16 @@ struct Executor::Impl : TensorSink {
     std::string extra;
     for (size_t k = 0; k < new_index.size(); ++k)
       if (new_index[k] == UINT32_MAX)
-        extra += (extra.empty() ? "" : ", ") + live.inventory.params()[k].name;
+        extra += (extra.empty() ? "" : ", ") + live.facts.tensors()[k].name;
     if (!missing.empty() || !mismatched.empty() || !extra.empty()) {
       std::vector<std::string> notes;
       if (!missing.empty()) notes.push_back("in the plan, not in the module: " + missing);
       if (!extra.empty()) notes.push_back("in the module, not in the plan: " + extra);
       if (!mismatched.empty()) notes.push_back("shapes differ: " + mismatched);
-      d.error(
-          "plan-model-mismatch",
-          "the plan was compiled for " + want.source + ", which is not " + live.inventory.source,
-          {}, notes);
+      d.error("plan-model-mismatch",
+              "the plan was compiled for " + want.facts().source + ", which is not " +
+                  live.facts.source,
+              {}, notes);
       throw DiagnosticError(std::move(d));
     }
     live.tensors = std::move(ordered);

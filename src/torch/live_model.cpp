@@ -1,5 +1,5 @@
 #include "torch/live_model.hpp"
-#include "core/inventory_builder.hpp"
+#include "core/facts_builder.hpp"
 
 #include <torch/csrc/jit/api/module.h>
 #include <torch/nn/module.h>
@@ -78,20 +78,20 @@ class Collector {
   explicit Collector(LiveModel& m) : m_(m) {}
 
   void add(const std::string& name, const at::Tensor& t, const std::string& module_type) {
-    if (m_.inventory.contains(name)) return;
+    if (m_.facts.contains(name)) return;
     const void* id = t.unsafeGetTensorImpl();
     auto it = by_impl_.find(id);
     if (it != by_impl_.end()) {
-      InventoryBuilder(m_.inventory).add_alias(m_.inventory.params()[it->second].name, name);
+      FactsBuilder(m_.facts).add_alias(m_.facts.tensors()[it->second].name, name);
       return;
     }
-    Param p;
+    Tensor p;
     p.name = name;
     p.shape = t.sizes().vec();
     p.numel = t.numel();
     p.dtype = dtype_name(t);
     p.module_type = module_type;
-    uint32_t idx = InventoryBuilder(m_.inventory).add(std::move(p));
+    uint32_t idx = FactsBuilder(m_.facts).add(std::move(p));
     by_impl_.emplace(id, idx);
     m_.tensors.push_back(t);
   }
@@ -114,7 +114,7 @@ std::string join(const std::string& prefix, const std::string& name) {
 
 LiveModel live_model(torch::nn::Module& model) {
   LiveModel m;
-  m.inventory.model_type = short_type_name(model.name());
+  m.facts.model_type = short_type_name(model.name());
   Collector c(m);
   // named_parameters() is registration order, parent first; module types come from the module
   // that registers each parameter.
@@ -155,7 +155,7 @@ LiveModel live_model(torch::jit::Module& model) {
     // "__torch__.torch.nn.modules.linear.___torch_mangle_3.Linear": the class is the last part.
     return short_type_name(q);
   };
-  m.inventory.model_type = type_of_module(model);
+  m.facts.model_type = type_of_module(model);
   Collector c(m);
   std::map<std::string, std::string> type_of;
   for (const auto& item : model.named_modules()) {

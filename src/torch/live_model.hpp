@@ -23,12 +23,12 @@ struct Module;
 namespace layerfreeze {
 
 struct LiveModel {
-  Inventory inventory;              // registration order
-  std::vector<at::Tensor> tensors;  // one per inventory entry
+  ModelFacts facts;                 // registration order; no structure (discovery's to find)
+  std::vector<at::Tensor> tensors;  // one per tensor of the facts, in their order
   /// A module whose mode can be set: the BatchNorm modules (for `batchnorm: eval_when_frozen`).
   struct ModeModule {
     std::string name;
-    std::vector<uint32_t> params;  // its own parameters (inventory indices)
+    std::vector<uint32_t> params;  // its own parameters (indices into tensors)
     std::function<void(bool)> set_training;
     std::function<bool()> is_training;
   };

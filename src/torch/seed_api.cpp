@@ -31,7 +31,7 @@ template <class Module>
 LiveModel live_of(const Module& m, const char* kind) {
   try {
     LiveModel l = live_model(const_cast<Module&>(m));
-    l.inventory.source = std::string("the ") + kind + l.inventory.model_type + " module";
+    l.facts.source = std::string("the ") + kind + l.facts.model_type + " module";
     return l;
   } catch (const c10::Error& e) {
     throw std::invalid_argument(std::string("cannot read the module's parameters: ") +
@@ -60,7 +60,7 @@ Bitset selected_by(const LiveModel& m, const std::string& preset, const Values& 
   if (s) {
     PlanOptions o;
     o.values = values;
-    plan = compile(*s, m.inventory, o, diags);
+    plan = compile(*s, Inventory(m.facts), o, diags);
   }
   if (!plan) {
     std::string msg;
@@ -68,7 +68,13 @@ Bitset selected_by(const LiveModel& m, const std::string& preset, const Values& 
       if (d.severity == Severity::kError) msg += (msg.empty() ? "" : "; ") + d.message;
     throw std::invalid_argument(preset + ": " + msg);
   }
-  return PlanAccess::compiled(*plan).frozen_at({0, 0});
+  // The plan counts its parameters in data-flow order, the module's tensors are in the facts'
+  // order: Inventory::order() maps one to the other.
+  const auto& order = plan->inventory().order();
+  Bitset by_tensor(order.size());
+  PlanAccess::compiled(*plan).frozen_at({0, 0}).for_each(
+      [&](size_t k) { by_tensor.set(order[k]); });
+  return by_tensor;
 }
 
 // The seed functions are imperative: they touch what they name and nothing else, so a
@@ -83,7 +89,7 @@ int64_t freeze_selected(LiveModel m, const std::string& preset, Values values) {
   try {
     sel.for_each([&](size_t i) {
       sink.freeze(static_cast<uint32_t>(i));
-      n += m.inventory.params()[i].numel;
+      n += m.facts.tensors()[i].numel;
     });
   } catch (const c10::Error& e) {
     sink.abort();
@@ -94,10 +100,11 @@ int64_t freeze_selected(LiveModel m, const std::string& preset, Values values) {
   return n;
 }
 
-Bitset frozen_mask(const LiveModel& m) {
+// What is frozen now, by position in `inv` (the module's facts with a structure).
+Bitset frozen_mask(const LiveModel& m, const Inventory& inv) {
   Bitset f(m.tensors.size());
-  for (size_t i = 0; i < m.tensors.size(); ++i)
-    if (!m.tensors[i].requires_grad()) f.set(i);
+  for (size_t k = 0; k < m.tensors.size(); ++k)
+    if (!m.tensors[inv.order()[k]].requires_grad()) f.set(k);
   return f;
 }
 
@@ -105,7 +112,7 @@ int64_t unfreeze_all(LiveModel m) {
   int64_t n = 0;
   for (size_t i = 0; i < m.tensors.size(); ++i) {
     m.tensors[i].requires_grad_(true);
-    n += m.inventory.params()[i].numel;
+    n += m.facts.tensors()[i].numel;
   }
   return n;
 }
@@ -118,13 +125,14 @@ int64_t masked_of(const LiveModel& m, size_t i) {
 int64_t trainable_of(const LiveModel& m) {
   int64_t n = 0;
   for (size_t i = 0; i < m.tensors.size(); ++i)
-    if (m.tensors[i].requires_grad()) n += m.inventory.params()[i].numel - masked_of(m, i);
+    if (m.tensors[i].requires_grad()) n += m.facts.tensors()[i].numel - masked_of(m, i);
   return n;
 }
 
 [[noreturn]] void bad_argument(const LiveModel& m, const std::string& what) {
-  Inventory inv = discovered(m.inventory);
-  throw std::invalid_argument(what + " (" + inv.source + " has " + describe_layers(inv) + ")");
+  Inventory inv = discovered(Inventory(m.facts));
+  throw std::invalid_argument(what + " (" + inv.facts().source + " has " + describe_layers(inv) +
+                              ")");
 }
 
 // setup_lp_lora_style for either kind of module.
@@ -171,27 +179,27 @@ int64_t get_trainable_params(const torch::nn::Module& model) { return trainable_
 
 double get_frozen_percentage(const torch::nn::Module& model) {
   LiveModel m = live(model);
-  int64_t total = m.inventory.total_numel();
+  int64_t total = m.facts.total_numel();
   return total > 0
              ? 100.0 * static_cast<double>(total - trainable_of(m)) / static_cast<double>(total)
              : 0.0;
 }
 
 int64_t get_num_layers(const torch::nn::Module& model) {
-  return discovered(live(model).inventory).num_layers();
+  return discovered(Inventory(live(model).facts)).num_layers();
 }
 
 std::string layer_status(const torch::nn::Module& model, bool show_all) {
   LiveModel m = live(model);
-  Inventory inv = discovered(m.inventory);
+  Inventory inv = discovered(Inventory(m.facts));
   // An executor's expert masks: a fused expert tensor frozen in part makes its layer PARTIAL
   // ("experts 2/8 train").
   SliceTable table;
   table.build(inv);
-  Selection frozen{frozen_mask(m), Bitset(table.size())};
+  Selection frozen{frozen_mask(m, inv), Bitset(table.size())};
   for (size_t k = 0; k < table.params.size(); ++k)
-    for (int32_t e :
-         ExpertMasks::frozen_experts_of(m.tensors[table.params[k]].unsafeGetTensorImpl()))
+    for (int32_t e : ExpertMasks::frozen_experts_of(
+             m.tensors[inv.order()[table.params[k]]].unsafeGetTensorImpl()))
       if (e >= 0 && e < table.experts(k))
         frozen.slices.set(table.first[k] + static_cast<size_t>(e));
   return layer_status_table(inv, frozen, table, show_all);
@@ -244,7 +252,7 @@ void GradualUnfreezer::step(int64_t epoch) {
   if (epoch < 0) {
     Inventory inv = executor_->inventory();
     throw std::invalid_argument("epoch must not be negative, got " + std::to_string(epoch) + " (" +
-                                inv.source + " has " + describe_layers(inv) + ")");
+                                inv.facts().source + " has " + describe_layers(inv) + ")");
   }
   const Inventory& inv = executor_->inventory();
   std::vector<bool> before(inv.params().size());
@@ -325,7 +333,7 @@ std::vector<std::string> get_layer_names(const torch::nn::Module& model, bool in
   LiveModel m = live(model);
   if (!include_params) return m.owner_modules;
   std::vector<std::string> names;
-  for (const auto& p : m.inventory.params()) names.push_back(p.name);
+  for (const auto& p : m.facts.tensors()) names.push_back(p.name);
   return names;
 }
 
@@ -365,9 +373,9 @@ std::string model_summary(const torch::nn::Module& model, int max_depth) {
   int64_t bytes = 0;
   for (size_t i = 0; i < m.tensors.size(); ++i) {
     frozen[i] = !m.tensors[i].requires_grad();
-    bytes += m.inventory.params()[i].numel * static_cast<int64_t>(m.tensors[i].element_size());
+    bytes += m.facts.tensors()[i].numel * static_cast<int64_t>(m.tensors[i].element_size());
   }
-  ModuleTable table = module_table(m.inventory, frozen, max_depth);
+  ModuleTable table = module_table(Inventory(m.facts), frozen, max_depth);
   table.bytes = bytes;
   return module_table_text(table);
 }
@@ -389,11 +397,12 @@ int64_t setup_lp_lora_style(torch::jit::Module& model, double freeze_ratio, bool
 int64_t unfreeze_model(torch::jit::Module& model) { return unfreeze_all(live(model)); }
 int64_t get_trainable_params(const torch::jit::Module& model) { return trainable_of(live(model)); }
 int64_t get_num_layers(const torch::jit::Module& model) {
-  return discovered(live(model).inventory).num_layers();
+  return discovered(Inventory(live(model).facts)).num_layers();
 }
 std::string layer_status(const torch::jit::Module& model, bool show_all) {
   LiveModel m = live(model);
-  return layer_status_table(discovered(m.inventory), frozen_mask(m), show_all);
+  const Inventory inv = discovered(Inventory(m.facts));
+  return layer_status_table(inv, frozen_mask(m, inv), show_all);
 }
 
 }  // namespace layerfreeze

@@ -24,8 +24,8 @@ std::optional<layerfreeze::Inventory> load_directly(const std::string& path,
   try {
     torch::jit::Module m = torch::jit::load(path);
     layerfreeze::LiveModel live = layerfreeze::live_model(m);
-    live.inventory.source = path;
-    return std::move(live.inventory);
+    live.facts.source = path;
+    return layerfreeze::Inventory(std::move(live.facts));
   } catch (const c10::Error& e) {
     diags.error(
         "model-unreadable",
@@ -59,8 +59,8 @@ __attribute__((visibility("default"))) int layerfreeze_torchscript_manifest(cons
   try {
     torch::jit::Module m = torch::jit::load(path);
     layerfreeze::LiveModel live = layerfreeze::live_model(m);
-    live.inventory.source = path;
-    *manifest = copy(layerfreeze::inventory_json(live.inventory));
+    live.facts.source = path;
+    *manifest = copy(layerfreeze::inventory_json(layerfreeze::Inventory(std::move(live.facts))));
     return 0;
   } catch (const c10::Error& e) {
     *error = copy(std::string("cannot load TorchScript model '") + path +

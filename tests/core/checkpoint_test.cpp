@@ -60,7 +60,7 @@ TEST_P(RealCheckpoint, ArchitectureStacksTiesNonParametersAndCount) {
   const auto& c = GetParam();
   Diagnostics d;
   Inventory inv = load_ok(kData + "/real-checkpoints/" + c.folder, d);
-  EXPECT_EQ(inv.model_type, c.architecture);
+  EXPECT_EQ(inv.facts().model_type, c.architecture);
   ASSERT_EQ(inv.stacks.size(), c.stacks.size());
   for (const auto& [container, layers] : c.stacks) {
     bool found = false;
@@ -80,8 +80,8 @@ TEST_P(RealCheckpoint, ArchitectureStacksTiesNonParametersAndCount) {
     ASSERT_TRUE(inv.contains(c.tie_alias));
     EXPECT_EQ(inv.params()[*inv.find(c.tie_alias)].name, c.tie_canonical);
   }
-  EXPECT_EQ(inv.non_params.size(), c.non_params);
-  for (const auto& np : inv.non_params) {
+  EXPECT_EQ(inv.facts().non_params.size(), c.non_params);
+  for (const auto& np : inv.facts().non_params) {
     EXPECT_EQ(np.kind, c.non_param_kind);
     EXPECT_FALSE(inv.contains(np.name)) << np.name << " must not be selectable";
   }
@@ -215,7 +215,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(RealCheckpoint, MolmoIsQuantizedAndItsMetadataIsApart) {
   Diagnostics d;
   Inventory inv = load_ok(kData + "/real-checkpoints/molmo-7b-d-nf4", d);
-  EXPECT_EQ(inv.quantization, "bitsandbytes nf4");
+  EXPECT_EQ(inv.facts().quantization, "bitsandbytes nf4");
   EXPECT_EQ(inv.params().size(), 921u - 336u);
   EXPECT_TRUE(inv.contains("model.transformer.blocks.0.att_proj.weight"));
   EXPECT_FALSE(inv.contains("model.transformer.blocks.0.att_proj.weight.absmax"));
@@ -226,9 +226,9 @@ TEST(RealCheckpoint, ManifestKeepsNonParametersAndQuantization) {
   Inventory inv = load_ok(kData + "/real-checkpoints/molmo-7b-d-nf4", d);
   auto back = parse_manifest(inventory_json(inv), "molmo.json", d);
   ASSERT_TRUE(back) << format_diagnostics(d);
-  EXPECT_EQ(back->non_params.size(), 336u);
-  EXPECT_EQ(back->non_params[0].kind, "quantization metadata (bitsandbytes)");
-  EXPECT_EQ(back->quantization, "bitsandbytes nf4");
+  EXPECT_EQ(back->facts().non_params.size(), 336u);
+  EXPECT_EQ(back->facts().non_params[0].kind, "quantization metadata (bitsandbytes)");
+  EXPECT_EQ(back->facts().quantization, "bitsandbytes nf4");
   // Read back, it is the same model once discovery has put it in data-flow order again.
   discover_layers(*back, DiscoveryPatterns::shipped(), d);
   EXPECT_EQ(back->fingerprint(), inv.fingerprint());
@@ -311,10 +311,10 @@ TEST_P(PublishedCount, ConfigAloneGivesThePublishedCount) {
       c.model.rfind("builtin:", 0) == 0 ? c.model : kData + "/configs/" + c.model + ".json";
   auto inv = load_model(spec, d);
   ASSERT_TRUE(inv) << format_diagnostics(d);
-  EXPECT_TRUE(inv->registration_order);
+  EXPECT_TRUE(inv->facts().registration_order);
   EXPECT_EQ(inv->total_numel(), c.numel);
   if (c.model.rfind("builtin:", 0) != 0) {
-    EXPECT_EQ(inv->family, c.family);
+    EXPECT_EQ(inv->facts().family, c.family);
   }
   discover_layers(*inv, DiscoveryPatterns::shipped(), d);
   EXPECT_GT(inv->num_layers(), 0);
@@ -431,7 +431,7 @@ TEST(RealCheckpoint, ConfigAloneEqualsConfigWithIndex) {
     auto both = load_model(dir, d);
     ASSERT_TRUE(alone && both) << folder << format_diagnostics(d);
     EXPECT_EQ(alone->total_numel(), both->total_numel()) << folder;
-    EXPECT_EQ(alone->model_type, both->model_type) << folder;
+    EXPECT_EQ(alone->facts().model_type, both->facts().model_type) << folder;
   }
   // MiniCPM-V's config is its language model's: Qwen2-7B (7,615,616,512 parameters published)
   // with a vocabulary of 151,666 tokens instead of 152,064 (input and output embeddings of 3,584).
@@ -454,7 +454,7 @@ TEST(Family, DeepSeekDenseFirstLayersSharedExpertsAndMla) {
   EXPECT_FALSE(inv->contains("model.layers.3.mlp.gate.e_score_correction_bias"));
   EXPECT_EQ(inv->params()[*inv->find("model.layers.0.self_attn.q_b_proj.weight")].shape,
             (std::vector<int64_t>{128 * 192, 1536}));
-  EXPECT_EQ(inv->quantization, "fp8");
+  EXPECT_EQ(inv->facts().quantization, "fp8");
   auto lite = load_model(kData + "/configs/deepseek-v2-lite.json", d);
   ASSERT_TRUE(lite);
   EXPECT_TRUE(lite->contains("model.layers.0.self_attn.q_proj.weight"));  // q_lora_rank: null
@@ -632,8 +632,8 @@ TEST(NonParameters, GptqWeightsCountAsTheirLogicalParameters) {
             "quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 64}})";
   Diagnostics d;
   Inventory inv = load_ok(dir.string(), d);
-  EXPECT_EQ(inv.quantization, "gptq 4-bit");
-  EXPECT_EQ(inv.non_params.size(), 2u * 4 * 3);
+  EXPECT_EQ(inv.facts().quantization, "gptq 4-bit");
+  EXPECT_EQ(inv.facts().non_params.size(), 2u * 4 * 3);
   ASSERT_TRUE(inv.contains("model.layers.1.self_attn.o_proj.weight"));
   EXPECT_FALSE(inv.contains("model.layers.1.self_attn.o_proj.qweight"));
   const Param& o = inv.params()[*inv.find("model.layers.1.self_attn.o_proj.weight")];
@@ -686,8 +686,8 @@ TEST(FamilyFile, AUsersOwnFamilyPlansTheirModel) {
   auto inv = load_model(kData + "/families/tiny_mlp_config.json", d, "",
                         kData + "/families/tiny_mlp.yaml");
   ASSERT_TRUE(inv) << format_diagnostics(d);
-  EXPECT_EQ(inv->model_type, "TinyMlp");
-  EXPECT_EQ(inv->family, "tiny_mlp");
+  EXPECT_EQ(inv->facts().model_type, "TinyMlp");
+  EXPECT_EQ(inv->facts().family, "tiny_mlp");
   EXPECT_EQ(inv->total_numel(), 100 * 16 * 2 + 3 * (16 * 16 + 16 + 16));
   discover_layers(*inv, DiscoveryPatterns::shipped(), d);
   EXPECT_EQ(inv->num_layers(), 3);
@@ -741,9 +741,9 @@ TEST(NonParameters, Mxfp4BlocksAreTheWeightsAndScalesAreMetadata) {
   Diagnostics d;
   Inventory inv = load_ok(dir.string(), d);
   for (const auto& w : d.items()) EXPECT_NE(w.code, "config-names-differ") << w.message;
-  EXPECT_EQ(inv.quantization, "mxfp4");
-  EXPECT_EQ(inv.non_params.size(), 4u);
-  EXPECT_EQ(inv.non_params[0].kind, "quantization metadata (MXFP4)");
+  EXPECT_EQ(inv.facts().quantization, "mxfp4");
+  EXPECT_EQ(inv.facts().non_params.size(), 4u);
+  EXPECT_EQ(inv.facts().non_params[0].kind, "quantization metadata (MXFP4)");
   ASSERT_TRUE(inv.contains("model.layers.1.mlp.experts.gate_up_proj"));
   EXPECT_EQ(inv.params()[*inv.find("model.layers.1.mlp.experts.gate_up_proj")].shape,
             (std::vector<int64_t>{32, 2880, 2 * 2880}));
@@ -794,9 +794,9 @@ TEST(NonParameters, DeepSeekV3ScalesAndTheMtpLayerAreNotParameters) {
   for (const auto& w : d2.items()) EXPECT_NE(w.code, "config-layers-mismatch") << w.message;
   EXPECT_EQ(inv.num_layers(), 61);
   EXPECT_EQ(inv.total_numel(), 671026404352);
-  EXPECT_EQ(inv.quantization, "fp8");
+  EXPECT_EQ(inv.facts().quantization, "fp8");
   size_t mtp = 0, fp8 = 0, router_buffers = 0;
-  for (const auto& np : inv.non_params) {
+  for (const auto& np : inv.facts().non_params) {
     if (np.kind == "multi-token prediction layer (not loaded by transformers)") ++mtp;
     if (np.kind == "quantization metadata (fp8 scales)") ++fp8;
     if (np.kind == "buffer (router score correction)") ++router_buffers;
@@ -813,7 +813,7 @@ TEST(NonParameters, DeepSeekV3ScalesAndTheMtpLayerAreNotParameters) {
                                     // scales were not written)
   EXPECT_EQ(router_buffers, 58u);   // layers 3-60
   EXPECT_EQ(fp8, scales);           // every scale of layers 0-60
-  EXPECT_EQ(fp8 + mtp + router_buffers, inv.non_params.size());
+  EXPECT_EQ(fp8 + mtp + router_buffers, inv.facts().non_params.size());
   EXPECT_GT(scales60, 0u);
   std::filesystem::remove_all(dir);
 }
@@ -845,8 +845,8 @@ TEST(QuantizedCheckpoint, MlxScalesAndBiasesAreMetadataAndShapesAreLogical) {
   Inventory inv = load_ok(kData + "/real-checkpoints/qwen3-14b-mlx-4bit", d);
   EXPECT_EQ(inv.params().size(), 443u);
   EXPECT_EQ(inv.total_numel(), 14768307200);
-  EXPECT_EQ(inv.non_params.size(), 564u);
-  for (const auto& np : inv.non_params)
+  EXPECT_EQ(inv.facts().non_params.size(), 564u);
+  for (const auto& np : inv.facts().non_params)
     EXPECT_EQ(np.kind, "quantization metadata (MLX)") << np.name;
   for (const auto& p : inv.params()) {
     EXPECT_EQ(p.name.find(".scales"), std::string::npos) << p.name;
@@ -855,7 +855,7 @@ TEST(QuantizedCheckpoint, MlxScalesAndBiasesAreMetadataAndShapesAreLogical) {
   const Param& head = inv.params()[*inv.find("lm_head.weight")];
   EXPECT_EQ(head.shape, (std::vector<int64_t>{151936, 5120}));
   EXPECT_EQ(head.role, Role::kHead);
-  EXPECT_FALSE(inv.quantization.empty());
+  EXPECT_FALSE(inv.facts().quantization.empty());
   // The config and the checkpoint now agree on the names: no warning about either.
   for (const auto& w : d.items()) EXPECT_NE(w.code, "config-names-differ") << w.message;
 }
@@ -868,7 +868,7 @@ TEST(QuantizedCheckpoint, GptqLinearBiasesAreBuffers) {
   Inventory inv = load_ok(kData + "/real-checkpoints/qwen-7b-chat-int4-gptq", d);
   EXPECT_EQ(inv.params().size(), 227u);
   size_t bias_buffers = 0;
-  for (const auto& np : inv.non_params)
+  for (const auto& np : inv.facts().non_params)
     bias_buffers += np.kind == "buffer (bias of a GPTQ/AWQ quantized linear)";
   EXPECT_EQ(bias_buffers, 160u);
   EXPECT_FALSE(inv.contains("transformer.h.0.attn.c_attn.bias"));
@@ -910,7 +910,7 @@ TEST(SecondSet, M2m100TiesBothEmbeddingsAndTheHeadToShared) {
   Diagnostics d;
   Inventory inv = load_ok(kData + "/real-checkpoints/m2m100-slt", d);
   discover_layers(inv, DiscoveryPatterns::shipped(), d);
-  EXPECT_EQ(inv.family, "bart");
+  EXPECT_EQ(inv.facts().family, "bart");
   EXPECT_EQ(inv.num_layers(), 48);
   EXPECT_EQ(inv.layers[0].name, "model.encoder.layers.0");
   EXPECT_EQ(inv.layers[24].name, "model.decoder.layers.0");
@@ -984,9 +984,9 @@ TEST(Family, ItsStructureDecidesWhatNamesAndCountsCannot) {
       << nlohmann::json{{"metadata", nlohmann::json::object()}, {"weight_map", wm}}.dump();
   Diagnostics d;
   Inventory inv = load_ok((dir / "model.safetensors.index.json").string(), d);
-  ASSERT_FALSE(inv.family_structure.empty());
+  ASSERT_FALSE(inv.facts().family_structure.empty());
   Inventory back = *parse_manifest(inventory_json(inv), "m.json", d);
-  EXPECT_EQ(back.family_structure.size(), inv.family_structure.size());
+  EXPECT_EQ(back.facts().family_structure.size(), inv.facts().family_structure.size());
   for (Inventory* x : {&inv, &back}) {
     discover_layers(*x, DiscoveryPatterns::shipped(), d);
     EXPECT_EQ(x->num_layers(), 2);

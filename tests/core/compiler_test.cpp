@@ -5,7 +5,6 @@
 #include <set>
 
 #include "api/plan_access.hpp"
-#include "core/inventory_builder.hpp"
 #include "test_util.hpp"
 
 namespace layerfreeze {
@@ -188,8 +187,9 @@ TEST(Presets, BitfitAndNormTuning) {
   ASSERT_TRUE(norm.plan);
   EXPECT_EQ(norm.plan->inventory->params().size() - frozen_names(*norm.plan).size(), 32u * 2u + 1u);
   // Without module types (a safetensors header), names still find the norms.
-  Inventory bare = test::builtin("gpt2");
-  for (auto& p : InventoryBuilder(bare).annotations()) p.module_type.clear();
+  Inventory bare = test::with_facts(test::builtin("gpt2"), [](FactsBuilder& b) {
+    for (auto& p : b.annotations()) p.module_type.clear();
+  });
   auto by_name = compile_text("extends: preset:norm_tuning\n", bare);
   ASSERT_TRUE(by_name.plan) << by_name.errors();
   EXPECT_EQ(by_name.plan->inventory->params().size() - frozen_names(*by_name.plan).size(),

@@ -27,12 +27,12 @@ void add_stack(std::vector<std::string>& names, const std::string& container, in
 Inventory with_config(std::vector<std::string> names,
                       std::vector<std::pair<std::string, int64_t>> counts,
                       std::vector<std::string> modalities = {}, int64_t mtp = 0) {
-  Inventory inv = test::names_inventory(names, "oracle-model");
-  inv.config = "config.json";
-  inv.config_layers = std::move(counts);
-  inv.config_modalities = std::move(modalities);
-  inv.config_mtp_layers = mtp;
-  return inv;
+  return test::with_facts(test::names_inventory(names, "oracle-model"), [&](FactsBuilder& b) {
+    b.facts().config = "config.json";
+    b.facts().config_layers = std::move(counts);
+    b.facts().config_modalities = std::move(modalities);
+    b.facts().config_mtp_layers = mtp;
+  });
 }
 
 struct Discovered {

@@ -1,5 +1,4 @@
 // Built-in architectures: published parameter counts, and what layer discovery finds on each.
-#include "core/inventory_builder.hpp"
 #include "core/layer_discovery.hpp"
 #include "test_util.hpp"
 
@@ -121,9 +120,9 @@ TEST(Discovery, T5StacksAreNumberedEncoderThenDecoder) {
 }
 
 TEST(Discovery, T5StacksKeepOrderInNaturalNameOrder) {
-  Inventory inv = test::builtin("t5-small");
-  InventoryBuilder(inv)
-      .sort_natural();  // as a safetensors header would list it: decoder.* before encoder.*
+  // As a safetensors header would list it: decoder.* before encoder.*.
+  Inventory inv =
+      test::with_facts(test::builtin("t5-small"), [](FactsBuilder& b) { b.sort_natural(); });
   Diagnostics d;
   discover_layers(inv, DiscoveryPatterns::shipped(), d);
   ASSERT_EQ(inv.stacks.size(), 2u);
@@ -139,8 +138,8 @@ TEST(Discovery, ResNetStemIsEmbeddingsAndFcIsHead) {
   EXPECT_EQ(inv.params()[*inv.find("layer1.0.downsample.1.weight")].layer, 0);
   EXPECT_EQ(inv.params()[*inv.find("fc.bias")].role, Role::kHead);
   // Natural order puts fc before layer1; names still decide.
-  Inventory sorted = test::builtin("resnet50");
-  InventoryBuilder(sorted).sort_natural();
+  Inventory sorted =
+      test::with_facts(test::builtin("resnet50"), [](FactsBuilder& b) { b.sort_natural(); });
   Diagnostics d;
   discover_layers(sorted, DiscoveryPatterns::shipped(), d);
   EXPECT_EQ(sorted.params()[*sorted.find("fc.weight")].role, Role::kHead);
@@ -260,8 +259,8 @@ struct RoleCase {
 // Header-only sources list names in natural order; names must still decide.
 void expect_roles_natural(std::vector<std::string> names, const std::vector<RoleCase>& want,
                           int layers) {
-  Inventory inv = test::names_inventory(names);
-  InventoryBuilder(inv).sort_natural();
+  Inventory inv =
+      test::with_facts(test::names_inventory(names), [](FactsBuilder& b) { b.sort_natural(); });
   Diagnostics d;
   discover_layers(inv, DiscoveryPatterns::shipped(), d);
   EXPECT_EQ(inv.num_layers(), layers);

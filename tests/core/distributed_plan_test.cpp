@@ -7,7 +7,6 @@
 
 #include "analysis/distributed_lint.hpp"
 #include "analysis/plan_record.hpp"
-#include "core/inventory_builder.hpp"
 #include "test_util.hpp"
 
 namespace layerfreeze {
@@ -107,9 +106,10 @@ TEST(PlanAgreement, AnotherModelIsNamedByItsParameters) {
 
 TEST(PlanAgreement, AShapeDifferenceIsNamed) {
   Inventory x = test::names_inventory({"layers.0.w", "layers.1.w", "head.w"});
-  Inventory y = x;
-  InventoryBuilder(y).annotate(1).shape = {20};
-  InventoryBuilder(y).annotate(1).numel = 20;
+  Inventory y = test::with_facts(x, [](FactsBuilder& b) {
+    b.annotate(1).shape = {20};
+    b.annotate(1).numel = 20;
+  });
   const char* rules = "layerfreeze: 1\nrules: [{freeze: {layers: \"0:1\"}}]\n";
   auto a = test::compile_text(rules, x), b = test::compile_text(rules, y);
   ASSERT_TRUE(a.plan && b.plan) << a.errors();

@@ -7,7 +7,7 @@
 
 #include "core/discovery_patterns.hpp"
 #include "core/experts.hpp"
-#include "core/inventory_builder.hpp"
+#include "core/facts_builder.hpp"
 #include "core/layer_discovery.hpp"
 #include "layerfreeze/model_source.hpp"
 #include "test_util.hpp"
@@ -65,7 +65,7 @@ TEST(Experts, MixtralPerExpertModulesAndTheirGate) {
 
 TEST(Experts, GraniteFusedTensorsHoldEveryExpertAlongTheFirstDimension) {
   Inventory inv = discovered(kData + "/real-checkpoints/granite-3.1-1b-a400m");
-  EXPECT_EQ(inv.config_experts, 32);
+  EXPECT_EQ(inv.facts().config_experts, 32);
   EXPECT_EQ(inv.num_experts, 32);
   const Param& in = param(inv, "model.layers.3.block_sparse_moe.input_linear.weight");
   EXPECT_EQ(in.expert_part, ExpertPart::kFused);
@@ -117,16 +117,16 @@ TEST(Experts, DenseModelsHaveNoExperts) {
 TEST(Experts, CountFromTheRouterAndAFusedNameWithTheWrongShape) {
   // No config: the router's rows are the count; a tensor named like fused experts whose first
   // dimension is not that count is not fused, and a note says so.
-  Inventory inv;
-  inv.source = "hand-made";
+  ModelFacts facts;
+  facts.source = "hand-made";
   auto add = [&](const std::string& name, std::vector<int64_t> shape) {
-    Param p;
+    Tensor p;
     p.name = name;
     p.shape = shape;
     p.numel = 1;
     for (int64_t d : shape) p.numel *= d;
     p.dtype = "float32";
-    InventoryBuilder(inv).add(p);
+    FactsBuilder(facts).add(p);
   };
   for (int l = 0; l < 2; ++l) {
     const std::string L = "model.layers." + std::to_string(l) + ".";
@@ -134,6 +134,7 @@ TEST(Experts, CountFromTheRouterAndAFusedNameWithTheWrongShape) {
     add(L + "mlp.experts.gate_up_proj", {4, 8, 32});
     add(L + "mlp.experts.down_proj", {l == 0 ? 4 : 5, 16, 8});
   }
+  Inventory inv(std::move(facts));
   Diagnostics d;
   discover_layers(inv, DiscoveryPatterns::shipped(), d);
   EXPECT_EQ(inv.num_experts, 4);

@@ -52,7 +52,7 @@ TEST(FuzzRegressions, EveryCrashingInputIsHandled) {
         std::optional<Inventory> inv;
         if (j)
           if (auto c = model_config_from_json(*j, "config.json", d))
-            inv = apply_config(std::nullopt, *c, d);
+            if (auto facts = apply_config(std::nullopt, *c, d)) inv = Inventory(std::move(*facts));
         if (inv) discover_layers(*inv, DiscoveryPatterns::shipped(), d);
         (void)format_diagnostics(d);
       }) << name;

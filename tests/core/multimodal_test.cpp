@@ -11,7 +11,6 @@
 #include <set>
 
 #include "analysis/plan_summary.hpp"
-#include "core/inventory_builder.hpp"
 #include "core/layer_discovery.hpp"
 #include "layerfreeze/model_source.hpp"
 #include "print/inventory_printer.hpp"
@@ -234,7 +233,7 @@ TEST(Multimodal, AFamilysStructureKnowsBothLayoutsOfItsCheckpoints) {
   Diagnostics d;
   auto inv = load_model(kVlmData + "/layouts/llava-transformers-v5", d);
   ASSERT_TRUE(inv) << format_diagnostics(d);
-  EXPECT_EQ(inv->family, "llava");
+  EXPECT_EQ(inv->facts().family, "llava");
   discover_layers(*inv, DiscoveryPatterns::shipped(), d);
   EXPECT_EQ(inv->num_layers(), 2);
   ASSERT_EQ(inv->towers.size(), 1u);
@@ -280,8 +279,9 @@ TEST(Multimodal, Qwen3VlInAHeaderIsPutInDataFlowOrder) {
   for (int l = 0; l < 2; ++l)
     names.push_back("model.visual.deepstack_merger_list." + std::to_string(l) +
                     ".linear_fc1.weight");
-  Inventory header = test::names_inventory(names);
-  InventoryBuilder(header).sort_natural();  // what a safetensors header gives
+  // In natural name order, as a safetensors header gives it.
+  Inventory header =
+      test::with_facts(test::names_inventory(names), [](FactsBuilder& b) { b.sort_natural(); });
   auto c = test::compile_text(
       "layerfreeze: 1\nname: t\nextends: preset:freeze_except_last_n\nwith: {n: 1}\n", header);
   ASSERT_TRUE(c.plan) << format_diagnostics(c.diags);

@@ -3,7 +3,6 @@
 #include <nlohmann/json.hpp>
 
 #include "core/format.hpp"
-#include "core/inventory_builder.hpp"
 #include "core/json_text.hpp"
 #include "print/json_writer.hpp"
 #include "print/plan_printer.hpp"
@@ -45,10 +44,12 @@ TEST(LayerStatus, PartialLayersAndTensorCountsWithoutShapes) {
   Inventory inv =
       test::names_inventory({"embed.weight", "model.layers.0.a.weight", "model.layers.0.b.weight",
                              "model.layers.1.a.weight", "lm_head.weight"});
-  for (auto& p : InventoryBuilder(inv).annotations()) {
-    p.shape_known = false;
-    p.numel = 0;
-  }
+  inv = test::with_facts(inv, [](FactsBuilder& b) {
+    for (auto& p : b.annotations()) {
+      p.shape_known = false;
+      p.numel = 0;
+    }
+  });
   auto c = test::compile_text("rules:\n  - freeze: {regex: '.*\\.a\\.weight'}\n", inv);
   ASSERT_TRUE(c.plan);
   EXPECT_EQ(layer_status_table(*c.plan->inventory, c.plan->frozen_at({0, 0}), false),

@@ -63,7 +63,7 @@ TEST(Safetensors, HeaderOnlyInNaturalOrder) {
   EXPECT_EQ(inv->params()[3].name, "model.layers.10.mlp.weight");
   EXPECT_EQ(inv->params()[3].dtype, "bfloat16");
   EXPECT_EQ(inv->params()[1].numel, 800);
-  EXPECT_FALSE(inv->registration_order);
+  EXPECT_FALSE(inv->facts().registration_order);
   discover_layers(*inv, DiscoveryPatterns::shipped(), d);
   EXPECT_EQ(inv->num_layers(), 2);
   EXPECT_EQ(inv->layers[1].name, "model.layers.10");
@@ -189,8 +189,8 @@ TEST(Safetensors, ShardedIndexWithAndWithoutShards) {
   auto partial = load_model(t.file("model.safetensors.index.json"), d);
   ASSERT_TRUE(partial);
   EXPECT_FALSE(partial->shapes_known());
-  ASSERT_EQ(partial->source_notes.size(), 1u);
-  EXPECT_EQ(partial->source_notes[0],
+  ASSERT_EQ(partial->facts().source_notes.size(), 1u);
+  EXPECT_EQ(partial->facts().source_notes[0],
             "1 of 2 shards are not beside the index: shapes unknown, counts are of tensors, not "
             "parameters");
   std::ofstream(t.file("evil.index.json")) << R"({"weight_map":{"w":"../../etc/passwd"}})";

@@ -9,7 +9,7 @@
 
 #include "api/plan_access.hpp"
 #include "core/compiler.hpp"
-#include "core/inventory_builder.hpp"
+#include "core/facts_builder.hpp"
 #include "core/rules_parser.hpp"
 #include "layerfreeze/model_source.hpp"
 #include "layerfreeze/plan.hpp"
@@ -69,17 +69,29 @@ inline Inventory builtin(const std::string& name) { return *builtin_model(name);
 /// A small inventory from names, each with `numel` 10 (float32, shape [10]).
 inline Inventory names_inventory(const std::vector<std::string>& names,
                                  const std::string& source = "test-model") {
-  Inventory inv;
-  inv.source = source;
+  ModelFacts facts;
+  facts.source = source;
+  FactsBuilder build(facts);
   for (const auto& n : names) {
-    Param p;
+    Tensor p;
     p.name = n;
     p.shape = {10};
     p.numel = 10;
     p.dtype = "float32";
-    InventoryBuilder(inv).add(p);
+    build.add(p);
   }
-  return inv;
+  return Inventory(std::move(facts));
+}
+
+/// `inv` with other facts: a copy of its facts changed by `edit(FactsBuilder&)`, no structure.
+template <class Edit>
+Inventory with_facts(const Inventory& inv, Edit edit) {
+  ModelFacts facts = inv.facts();
+  {
+    FactsBuilder build(facts);
+    edit(build);
+  }
+  return Inventory(std::move(facts));
 }
 
 /// The names frozen at `t`.

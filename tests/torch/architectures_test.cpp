@@ -92,7 +92,7 @@ CompiledPlan compile_arch_preset(const ArchPreset& p, const Inventory& inv) {
   PlanOptions o;
   o.sets = p.sets;
   auto plan = compile(*s, inv, o, d);
-  EXPECT_TRUE(plan) << p.preset << " on " << inv.source << "\n" << format_diagnostics(d);
+  EXPECT_TRUE(plan) << p.preset << " on " << inv.facts().source << "\n" << format_diagnostics(d);
   return plan ? PlanAccess::compiled(*plan) : CompiledPlan();
 }
 

@@ -33,15 +33,15 @@ std::string fixture(const std::string& name) {
 TEST(TorchScript, LiveInventoryOfAnExportedGpt2) {
   torch::jit::Module m = torch::jit::load(fixture("gpt2_tiny.pt"));
   LiveModel live = live_model(m);
-  EXPECT_EQ(live.inventory.model_type, "GPT2LMHeadModel");
-  EXPECT_EQ(live.inventory.params().size(), 2u + 6u * 12u + 2u);
-  auto tied = live.inventory.find("lm_head.weight");
+  EXPECT_EQ(live.facts.model_type, "GPT2LMHeadModel");
+  EXPECT_EQ(live.facts.tensors().size(), 2u + 6u * 12u + 2u);
+  auto tied = live.facts.find("lm_head.weight");
   ASSERT_TRUE(tied);
-  EXPECT_EQ(live.inventory.params()[*tied].name, "transformer.wte.weight");
-  EXPECT_EQ(live.inventory.params()[*live.inventory.find("transformer.h.0.attn.c_attn.weight")]
-                .module_type,
-            "Linear");
-  EXPECT_EQ(live.inventory.params()[*live.inventory.find("transformer.ln_f.weight")].module_type,
+  EXPECT_EQ(live.facts.tensors()[*tied].name, "transformer.wte.weight");
+  EXPECT_EQ(
+      live.facts.tensors()[*live.facts.find("transformer.h.0.attn.c_attn.weight")].module_type,
+      "Linear");
+  EXPECT_EQ(live.facts.tensors()[*live.facts.find("transformer.ln_f.weight")].module_type,
             "LayerNorm");
   EXPECT_EQ(short_type_name("__torch__.torch.nn.modules.linear.___torch_mangle_3.Linear"),
             "Linear");
