@@ -361,6 +361,7 @@ INSTANTIATE_TEST_SUITE_P(
         CountCase{"llava-onevision-qwen2-7b", 12469102112, "llava"},
         CountCase{"paligemma-3b", 2910390528, "paligemma"},
         CountCase{"qwen2-audio-7b", 12692062208, "qwen2_audio"},
+        CountCase{"voxtral-mini-3b", 4676271104, "voxtral"},
         CountCase{"idefics3-8b", 6909685760, "idefics3"},
         CountCase{"internvl3-8b", 11765025792, "internvl"},
         CountCase{"llama4-scout", 108225039360, "llama4"}, CountCase{"marian", 414307328, "bart"},
@@ -1003,6 +1004,35 @@ TEST(Family, ItsStructureDecidesWhatNamesAndCountsCannot) {
   EXPECT_FALSE(parse_manifest(j.dump(), "bad.json", bad).has_value() && !bad.has_errors());
   EXPECT_TRUE(bad.has_errors());
   std::filesystem::remove_all(dir);
+}
+
+// Audio-language composites from a config alone (transformers' Qwen2AudioForConditionalGeneration
+// and VoxtralForConditionalGeneration): the language model's layers are the trunk, the
+// Whisper-style encoder one audio tower, the projector its connector; the text model's ends are the
+// ends.
+TEST(Family, AudioLanguageModelsHaveAnAudioTowerAndATrunk) {
+  struct Case {
+    const char* config;
+    int32_t trunk, tower;
+  };
+  for (const Case& c : {Case{"qwen2-audio-7b", 32, 32}, Case{"voxtral-mini-3b", 30, 32}}) {
+    Diagnostics d;
+    Inventory inv = load_ok(kData + "/configs/" + c.config + ".json", d);
+    discover_layers(inv, DiscoveryPatterns::shipped(), d);
+    EXPECT_EQ(d.count(Severity::kWarning), 0u) << c.config << format_diagnostics(d);
+    EXPECT_EQ(inv.num_layers(), c.trunk) << c.config;
+    ASSERT_EQ(inv.towers.size(), 1u) << c.config;
+    EXPECT_EQ(inv.towers[0].root, "audio_tower");
+    EXPECT_EQ(inv.towers[0].modality, "audio");
+    EXPECT_EQ(inv.towers[0].num_layers, c.tower);
+    ASSERT_EQ(inv.connectors.size(), 1u) << c.config;
+    EXPECT_EQ(inv.connectors[0].root, "multi_modal_projector");
+    auto role = [&](const char* name) { return inv.params()[*inv.find(name)].role; };
+    EXPECT_EQ(role("language_model.model.embed_tokens.weight"), Role::kEmbeddings);
+    EXPECT_EQ(role("language_model.lm_head.weight"), Role::kHead);
+    EXPECT_EQ(role("audio_tower.conv1.weight"), Role::kTower);
+    EXPECT_EQ(role("audio_tower.embed_positions.weight"), Role::kTower);
+  }
 }
 
 }  // namespace

@@ -56,7 +56,10 @@ transformers.logging.set_verbosity_error()
 
 SHOWN = 5  # differences printed per kind
 CONNECTOR_CLASS = re.compile(r"Merger|Projector|Projection|Connector|Resampler|Adapter", re.I)
-TOWER_CONFIG = re.compile(r"Vision|Audio|Visual", re.I)
+# A tower is a sub-model with a config of its own for another modality: its config class says
+# so (SiglipVisionConfig, Qwen2AudioEncoderConfig), or it is a composite's encoder config
+# (VoxtralEncoderConfig: the audio encoder of Voxtral).
+TOWER_CONFIG = re.compile(r"Vision|Audio|Visual|EncoderConfig$", re.I)
 
 
 def natural(s):
