@@ -101,7 +101,7 @@ int main() {
   try {
     freeze_first_n_layers(*model, 9);
     CHECK(false);
-  } catch (const std::invalid_argument& e) {
+  } catch (const layerfreeze::DiagnosticError& e) {  // every error of layerfreeze's C++ API
     CHECK(std::string(e.what()).find("8 layers") != std::string::npos);
   }
   unfreeze_model(*model);

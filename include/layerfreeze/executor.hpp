@@ -70,13 +70,17 @@ class Executor {
   Executor(Executor&&) noexcept;
   Executor& operator=(Executor&&) noexcept;
 
-  /// Lets the executor keep `optimizer` consistent: the state of parameters it freezes is
-  /// dropped (per the plan's `optimizer_state` option), and parameters it unfreezes that the
-  /// optimizer does not hold yet are added as new param groups, one per learning rate: the
-  /// unfreezing stage's `lr` or `lr_scale` when it sets one, else the optimizer's lr scaled by
-  /// `unfreeze_lr_scale` (and the discriminative `lr_decay`). The optimizer must
-  /// outlive the executor or be detached. Throws DiagnosticError when the optimizer holds one
-  /// tensor twice (a tied weight listed under both names is stepped twice per step).
+  /// Lets the executor keep `optimizer` consistent with the plan, now and at every change: the
+  /// state of parameters it freezes is dropped (per the plan's `optimizer_state` option); every
+  /// trainable parameter the optimizer does not hold joins a new param group, one per learning
+  /// rate; and a held parameter that a stage gave its own rate (`lr`, `lr_scale`, or the plan's
+  /// `unfreeze_lr_scale` and `lr_decay`) moves to a group at that rate, keeping its optimizer
+  /// state. So an optimizer attached after stages fired, one built from `model->parameters()`
+  /// (frozen tensors included) and a stage that fires at epoch 0 all end with the groups
+  /// `plan` prints. Parameters no stage decided stay in the groups you made. Optimizers that
+  /// create state eagerly (Adagrad) get it for what joins. The optimizer must outlive the
+  /// executor or be detached. Throws DiagnosticError when the optimizer holds one tensor twice
+  /// (a tied weight listed under both names is stepped twice per step).
   void attach_optimizer(torch::optim::Optimizer& optimizer);
   void detach_optimizer();
 
@@ -96,6 +100,13 @@ class Executor {
   void before_optimizer_step();
   bool on_step(int64_t global_step);
   bool seek(int64_t epoch, int64_t global_step = 0);
+  /// Whether misuse of time throws DiagnosticError (on by default): an epoch or step before the
+  /// current one outside seek/restore ("time-backwards"), a negative one ("time-negative"), an
+  /// epoch at or past the strategy's `total_epochs` ("past-total-epochs"), a global step in
+  /// another epoch than the one begun when the plan has steps_per_epoch ("epoch-not-begun",
+  /// "step-behind-epoch"), on_step before any on_epoch_begin while a stage waits for a later
+  /// epoch ("epoch-not-begun"). Off: times are taken as given, as before.
+  void set_strict(bool on);
 
   /// Re-puts frozen BatchNorm modules in eval mode (policy `batchnorm: eval_when_frozen`);
   /// on_epoch_begin and on_step call it, so a trainer's `model->train()` is undone at once.
@@ -136,11 +147,24 @@ class Executor {
   struct Impl;
 
  private:
+  void attach(torch::optim::Optimizer& optimizer);
   std::unique_ptr<Impl> impl_;
 };
 
 /// Every parameter of `model` that requires a gradient, each tensor once.
 std::vector<torch::Tensor> trainable_parameters(torch::nn::Module& model);
+
+/// The module as layerfreeze reads it — names in registration order, shapes, dtypes, module
+/// types, ties — with the structure discovery finds: what an Executor compiles against.
+/// Throws DiagnosticError when LibTorch cannot list the parameters.
+Inventory inventory_of(torch::nn::Module& model);
+Inventory inventory_of(torch::jit::Module& model);
+/// Writes inventory_of(model) to `path` (atomically) as the manifest `layerfreeze inspect
+/// --format json` writes: `layerfreeze plan --model PATH` in CI then compiles exactly the plan
+/// the trainer's Executor runs — same fingerprint, module-type rules included. Throws
+/// DiagnosticError ("manifest-write") when the file cannot be written.
+void write_manifest(torch::nn::Module& model, const std::string& path);
+void write_manifest(torch::jit::Module& model, const std::string& path);
 
 /// FrozenGuard remembers a checksum of every frozen parameter and reports any that changed —
 /// catching an optimizer step, a weight-decay term or a stray in-place write to a "frozen" weight.
@@ -154,6 +178,7 @@ class FrozenGuard {
   std::vector<std::string> changed() const;
 
  private:
+  void take();
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

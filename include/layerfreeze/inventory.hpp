@@ -123,9 +123,9 @@ class Inventory : public StructureParts {
   /// Facts without a structure yet: the source's order, every parameter `other`, no layers.
   explicit Inventory(ModelFacts facts);
   explicit Inventory(std::shared_ptr<const ModelFacts> facts);
-  /// Facts joined with a structure discovered from them. Throws std::invalid_argument when the
-  /// structure does not describe these facts (order not a permutation of their tensors, a
-  /// placement or layer member out of range).
+  /// Facts joined with a structure discovered from them. Throws DiagnosticError
+  /// ("structure-mismatch") when the structure does not describe these facts (order not a
+  /// permutation of their tensors, a placement or layer member out of range).
   Inventory(std::shared_ptr<const ModelFacts> facts, Structure structure);
 
   /// What reading the model said: names, shapes, dtypes, ties, non-parameters, config facts.

@@ -1,6 +1,5 @@
 #include "layerfreeze/inventory.hpp"
 
-#include <stdexcept>
 #include <utility>
 
 namespace layerfreeze {
@@ -55,7 +54,11 @@ Inventory::Inventory(std::shared_ptr<const ModelFacts> facts, Structure structur
   if (!facts_) facts_ = std::make_shared<const ModelFacts>();
   const size_t n = facts_->size();
   auto refuse = [](const std::string& why) {
-    throw std::invalid_argument("Inventory: the structure does not describe these facts: " + why);
+    Diagnostics d;
+    d.error("structure-mismatch", "the structure does not describe these facts: " + why, {},
+            {"join a structure discovered from the same facts (discover_structure, "
+             "Inventory::structure())"});
+    throw DiagnosticError(std::move(d));
   };
   if (structure.order.size() != n || structure.placements.size() != n)
     refuse(std::to_string(n) + " tensors, a structure of " +

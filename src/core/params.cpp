@@ -92,7 +92,7 @@ std::optional<Scope> bind_params(const StrategyDef& s, const std::vector<std::st
   }
   // Typed values (the C++ API): the same checks, without a YAML round trip.
   for (const auto& [key, typed] : values) {
-    SourceLoc loc{"parameter " + key, 0, 0};
+    const SourceLoc loc{};  // the message names the parameter (a location would repeat it)
     const ParamDecl* d = s.find_param(key);
     if (!d) {
       unknown_param(s, key, names, loc, diags);
@@ -111,7 +111,8 @@ std::optional<Scope> bind_params(const StrategyDef& s, const std::vector<std::st
       if (scope.count(p.name)) continue;
       diags.error("missing-param",
                   "parameter '" + p.name + "' (" + param_type_name(p.type) +
-                      ") is required: pass --set " + p.name + "=VALUE",
+                      ") is required: pass --set " + p.name + "=VALUE (the command line) or " +
+                      "PlanOptions::values {\"" + p.name + "\", …} (C++)",
                   p.loc,
                   p.doc.empty() ? std::vector<std::string>{}
                                 : std::vector<std::string>{p.name + ": " + p.doc});

@@ -73,7 +73,7 @@ struct DynamicSet {
 struct Provenance {
   std::string text;  // "freeze layers(first_ratio=0.5)"
   SourceLoc loc;
-  std::string where() const;  // "rules/lp_lora.yaml:20:5"
+  std::string where() const;  // "preset:lp_lora:20:5"
 };
 
 struct PlanRule {

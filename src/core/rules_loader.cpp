@@ -50,7 +50,8 @@ std::optional<StrategyDef> RulesLoader::load_nested(const std::string& spec,
                    {"`layerfreeze presets` lists them"});
       return std::nullopt;
     }
-    return parse(text, "rules/" + name + ".yaml", spec, section, base_dir);
+    // Located as `preset:NAME:LINE:COL`: a path an installed user has no copy of would mislead.
+    return parse(text, spec, spec, section, base_dir);
   }
   std::filesystem::path p(spec);
   if (p.is_relative()) p = std::filesystem::path(base_dir) / p;

@@ -72,7 +72,8 @@ std::optional<Scope> bind_params(const StrategyDef& s, const std::vector<std::st
                                  const std::vector<std::pair<std::string, ParamValue>>& values,
                                  Diagnostics& diags, bool allow_missing = false);
 
-/// The shipped presets: name ("lp_lora") and file label ("rules/lp_lora.yaml").
+/// The shipped presets' names ("lp_lora"); their diagnostics are located as
+/// "preset:lp_lora:LINE:COL".
 std::vector<std::string> preset_names();
 
 /// Parses a literal slice "a:b", "a:b:c", "-4:", ":8" or a single index "3".

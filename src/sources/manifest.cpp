@@ -17,6 +17,52 @@
 
 namespace layerfreeze {
 
+namespace {
+
+// The keys a manifest may hold at each level: what `inspect --format json` writes (what the
+// reader does not use — roles, layers, the structure — is discovery's to find again). Anything
+// else is a typo or another format, and an error: a misspelt `dtpye` would silently make every
+// memory figure 0 B.
+const std::vector<std::string> kTopKeys = {"format", "model",  "params", "non_parameters",
+                                           "notes",  "stacks", "towers", "connectors"};
+const std::vector<std::string> kModelKeys = {
+    "source",     "type",          "registration_order", "quantization",      "family",
+    "config",     "config_layers", "config_modalities",  "config_mtp_layers", "num_experts",
+    "num_layers", "numel",         "parameters",         "family_structure"};
+const std::vector<std::string> kParamKeys = {"name",      "shape",       "dtype", "module_type",
+                                             "aliases",   "role",        "layer", "tower",
+                                             "connector", "expert_part", "expert"};
+const std::vector<std::string> kDtypes = {
+    "float32", "bfloat16", "float16", "float64",   "float8_e4m3fn", "float8_e5m2",
+    "int64",   "int32",    "int16",   "int8",      "uint8",         "uint16",
+    "uint32",  "uint64",   "bool",    "complex64", "complex128"};
+
+// Unknown keys of `object` (at `where`) are errors, each with a "did you mean".
+void check_keys(const nlohmann::json& object, const std::vector<std::string>& known,
+                const std::string& where, const SourceLoc& loc, Diagnostics& diags) {
+  for (const auto& item : object.items()) {
+    if (std::find(known.begin(), known.end(), item.key()) != known.end()) continue;
+    diags.error("manifest-unknown-field",
+                where + ": unknown field '" + item.key() + "'" + did_you_mean(item.key(), known),
+                loc, {"a manifest is what `layerfreeze inspect --format json` writes"});
+  }
+}
+
+// A dtype is a name dtype_bytes knows ("float32"); a safetensors code ("F32") says which.
+bool check_dtype(const std::string& dtype, const std::string& where, const SourceLoc& loc,
+                 Diagnostics& diags) {
+  if (dtype_bytes(dtype) > 0) return true;
+  const std::string named = dtype_of_safetensors_code(dtype);
+  diags.error("manifest-dtype",
+              where + ": unknown dtype '" + dtype + "'" +
+                  (named.empty() ? did_you_mean(dtype, kDtypes)
+                                 : " (the safetensors code of '" + named + "')"),
+              loc, {"dtypes are LibTorch's names: float32, bfloat16, float16, int64, …"});
+  return false;
+}
+
+}  // namespace
+
 std::optional<ModelFacts> parse_manifest_facts(const std::string& text, const std::string& origin,
                                                Diagnostics& diags) {
   // The one JSON reader: located syntax errors, trailing text, and numbers no JSON type holds
@@ -36,10 +82,14 @@ std::optional<ModelFacts> parse_manifest_facts(const std::string& text, const st
                 loc);
     return std::nullopt;
   }
+  check_keys(j, kTopKeys, "the manifest", loc, diags);
   ModelFacts inv;
   inv.source = origin;
+  if (j.contains("model") && !j["model"].is_object())
+    diags.error("manifest-format", "'model' must be an object", loc);
   if (j.contains("model") && j["model"].is_object()) {
     const auto& m = j["model"];
+    check_keys(m, kModelKeys, "model", loc, diags);
     if (m.contains("type") && m["type"].is_string()) inv.model_type = m["type"];
     if (m.contains("registration_order") && m["registration_order"].is_boolean())
       inv.registration_order = m["registration_order"];
@@ -90,6 +140,7 @@ std::optional<ModelFacts> parse_manifest_facts(const std::string& text, const st
     }
     Tensor q;
     q.name = p["name"];
+    check_keys(p, kParamKeys, where + " ('" + q.name + "')", loc, diags);
     if (inv.contains(q.name)) {
       diags.error("duplicate-name", where + ": '" + q.name + "' is listed twice", loc);
       continue;
@@ -120,7 +171,15 @@ std::optional<ModelFacts> parse_manifest_facts(const std::string& text, const st
       q.shape_known = false;
       q.numel = 0;
     }
-    if (p.contains("dtype") && p["dtype"].is_string()) q.dtype = p["dtype"];
+    if (p.contains("dtype") && !p["dtype"].is_null()) {
+      if (!p["dtype"].is_string()) {
+        diags.error("manifest-format",
+                    where + " ('" + q.name + "'): dtype must be a string or null", loc);
+        continue;
+      }
+      q.dtype = p["dtype"];
+      if (!check_dtype(q.dtype, where + " ('" + q.name + "')", loc, diags)) continue;
+    }
     if (p.contains("module_type") && p["module_type"].is_string()) q.module_type = p["module_type"];
     std::vector<std::string> aliases;
     if (p.contains("aliases") && p["aliases"].is_array())

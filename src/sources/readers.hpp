@@ -18,4 +18,7 @@ std::optional<ModelFacts> parse_manifest_facts(const std::string& text, const st
                                                Diagnostics& diags);
 std::optional<ModelFacts> builtin_facts(const std::string& name);
 
+/// The dtype name ("float32") of a safetensors dtype code ("F32"); "" for none.
+std::string dtype_of_safetensors_code(const std::string& code);
+
 }  // namespace layerfreeze

@@ -21,8 +21,6 @@ namespace layerfreeze {
 
 namespace {
 
-constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // the format's own limit is 100 MB
-
 const std::map<std::string, std::string>& dtype_names() {
   static const std::map<std::string, std::string> m = {{"F64", "float64"},
                                                        {"F32", "float32"},
@@ -42,6 +40,17 @@ const std::map<std::string, std::string>& dtype_names() {
                                                        {"C64", "complex64"}};
   return m;
 }
+
+}  // namespace
+
+std::string dtype_of_safetensors_code(const std::string& code) {
+  auto it = dtype_names().find(code);
+  return it == dtype_names().end() ? "" : it->second;
+}
+
+namespace {
+
+constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // the format's own limit is 100 MB
 
 struct HeaderEntry {
   std::string name, dtype;

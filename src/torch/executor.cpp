@@ -21,20 +21,12 @@
 #include "core/replay.hpp"
 #include "print/plan_printer.hpp"
 #include "torch/compat.hpp"
+#include "torch/errors.hpp"
 #include "torch/expert_masks.hpp"
 #include "torch/live_model.hpp"
+#include "torch/optimizer_groups.hpp"
 
 namespace layerfreeze {
-
-namespace {
-
-[[noreturn]] void throw_torch_error(const c10::Error& e, const std::string& what) {
-  Diagnostics d;
-  d.error("torch-error", what + ": " + e.what_without_backtrace());
-  throw DiagnosticError(std::move(d));
-}
-
-}  // namespace
 
 struct Executor::Impl : TensorSink {
   Impl() : TensorSink(live.tensors), masks(live.tensors) {}
@@ -53,6 +45,8 @@ struct Executor::Impl : TensorSink {
   std::vector<size_t> frozen_bn;  // indices into live.batchnorms that are frozen now
   uint64_t generation = 0;        // changes applied so far
   bool started = false;
+  bool strict = true;        // misuse of time is an error (set_strict)
+  bool epoch_begun = false;  // on_epoch_begin, seek or restore was called
 
   // What the constructors do: read the module, name it, compile (or bind a plan), apply the
   // state at the start.
@@ -192,26 +186,116 @@ struct Executor::Impl : TensorSink {
     for (uint32_t i : frozen_now()) masks.clear(i);
     if (optimizer && plan->options.optimizer_state == Options::OptimizerState::kDrop)
       for (uint32_t i : frozen_now()) compat::erase_optimizer_state(*optimizer, live.tensors[i]);
-    std::map<double, std::vector<at::Tensor>> groups;  // by learning rate
-    std::vector<const PlanRule*> deciders;  // which stage unfroze a tensor, when stages set an lr
-    if (optimizer && plan->has_stage_lr()) deciders = plan->deciders_at(at);
-    for (uint32_t i : unfrozen_now()) {
-      if (optimizer && !in_optimizer.count(live.tensors[i].unsafeGetTensorImpl())) {
-        const double lr = plan->group_lr(i, deciders.empty() ? nullptr : deciders[i],
-                                         optimizer->defaults().get_lr());
-        groups[lr].push_back(live.tensors[i]);
-      }
-    }
-    for (auto& [lr, tensors] : groups) {
-      auto options = optimizer->defaults().clone();
-      options->set_lr(lr);
-      for (const auto& t : tensors) in_optimizer.insert(t.unsafeGetTensorImpl());
-      compat::add_param_group(*optimizer, tensors, std::move(options));
+    if (optimizer) {
+      reconcile_groups(*optimizer, live.tensors, wants(unfrozen_now(), at), masks);
+      // A tensor held all along whose state was dropped while it was frozen (Adagrad steps
+      // only tensors with state).
+      std::vector<at::Tensor> thawed;
+      for (uint32_t i : unfrozen_now()) thawed.push_back(live.tensors[i]);
+      ensure_eager_state(*optimizer, thawed);
     }
     if (optimizer && !plan->slices.empty()) masks.take_decay(*optimizer);
     TensorSink::changed(at, frozen);
     update_modes(frozen);
     if (started) ++generation;
+  }
+
+  // The rate each of `indices` (trainable at `at`) should train at: a stage that unfroze it
+  // promises one (its `lr`, its `lr_scale` or the plan's `unfreeze_lr_scale`, times `lr_decay`'s
+  // factor); a tensor no stage decided trains in whatever group holds it, or joins at the rate
+  // plan_text prints for a new group.
+  std::vector<GroupWant> wants(const std::vector<uint32_t>& indices, const Time& at) const {
+    std::vector<GroupWant> out;
+    if (indices.empty()) return out;
+    const double base = optimizer->defaults().get_lr();
+    const bool rates = plan->has_stage_lr() || plan->options.unfreeze_lr_scale != 1.0 ||
+                       plan->options.lr_decay != 1.0;
+    std::vector<const PlanRule*> deciders;
+    if (rates) deciders = plan->deciders_at(at);
+    out.reserve(indices.size());
+    for (uint32_t i : indices) {
+      const PlanRule* decider = deciders.empty() ? nullptr : deciders[i];
+      GroupWant w;
+      w.index = i;
+      w.when_added = plan->group_lr(i, plan->has_stage_lr() ? decider : nullptr, base);
+      if (decider && plan->stage_of(decider)) w.promised = plan->group_lr(i, decider, base);
+      out.push_back(w);
+    }
+    return out;
+  }
+
+  // Misuse of time (docs/API.md, "The executor"), each a DiagnosticError with the fix: moving
+  // backwards outside seek, a negative time, an epoch past the strategy's `total_epochs`, a global
+  // step in another epoch than the one begun (with steps_per_epoch), steps while epoch triggers
+  // wait for an epoch never begun.
+  void check_epoch(int64_t epoch) const {
+    if (!strict) return;
+    const Time now = replay->now();
+    if (epoch < 0)
+      fail_with_fix("time-negative",
+                    "on_epoch_begin(" + std::to_string(epoch) + "): epochs count from 0",
+                    "pass the 0-based epoch index");
+    if (epoch < now.epoch)
+      fail_with_fix("time-backwards",
+                    "on_epoch_begin(" + std::to_string(epoch) + ") after epoch " +
+                        std::to_string(now.epoch) + ": training time only moves forward",
+                    "to go back on purpose (a resumed or restarted run), call seek(" +
+                        std::to_string(epoch) + ", step) or restore(state)");
+    auto total = plan->params.find("total_epochs");
+    if (total != plan->params.end() && total->second.kind == Value::Kind::kInt &&
+        epoch >= total->second.i)
+      fail_with_fix(
+          "past-total-epochs",
+          "on_epoch_begin(" + std::to_string(epoch) + "): the strategy was compiled for " +
+              std::to_string(total->second.i) +
+              " epochs (total_epochs = " + std::to_string(total->second.i) + "), so epoch " +
+              std::to_string(epoch) + " is past its plan",
+          "compile with the number of epochs the trainer runs (PlanOptions::values "
+          "{\"total_epochs\", N}), or call set_strict(false) to train on in the last state");
+  }
+
+  void check_step(int64_t step) const {
+    if (!strict) return;
+    const Time now = replay->now();
+    if (step < 0)
+      fail_with_fix("time-negative", "on_step(" + std::to_string(step) + "): steps count from 0",
+                    "pass the 0-based global step");
+    if (step < now.step)
+      fail_with_fix(
+          "time-backwards",
+          "on_step(" + std::to_string(step) + ") after step " + std::to_string(now.step) +
+              ": on_step takes the global step, which only moves forward",
+          "count steps across epochs (not from 0 in each epoch); to go back on purpose, call "
+          "seek(epoch, " +
+              std::to_string(step) + ")");
+    if (const auto spe = plan->options.steps_per_epoch) {
+      const int64_t implied = step / *spe;
+      if (implied > now.epoch)
+        fail_with_fix(
+            "epoch-not-begun",
+            "on_step(" + std::to_string(step) + ") is in epoch " + std::to_string(implied) +
+                " by steps_per_epoch = " + std::to_string(*spe) + ", but the last epoch begun is " +
+                std::to_string(now.epoch) + ": stages triggered by epochs would not fire",
+            "call on_epoch_begin(" + std::to_string(implied) + ") before the epoch's first step");
+      if (implied < now.epoch)
+        fail_with_fix("step-behind-epoch",
+                      "on_step(" + std::to_string(step) + ") is in epoch " +
+                          std::to_string(implied) +
+                          " by steps_per_epoch = " + std::to_string(*spe) + ", but epoch " +
+                          std::to_string(now.epoch) + " has begun",
+                      "pass the global step (epoch × steps_per_epoch + step in epoch)");
+    } else if (!epoch_begun) {
+      for (const auto& st : plan->stages)
+        if (st.unit == Trigger::Unit::kEpoch && st.at > 0)
+          fail_with_fix(
+              "epoch-not-begun",
+              "on_step(" + std::to_string(step) +
+                  ") before any on_epoch_begin, but the plan "
+                  "has a stage at epoch " +
+                  std::to_string(st.at) + ", which would never fire",
+              "call on_epoch_begin(epoch) at the start of every epoch, on_step(global_step) "
+              "at every step");
+    }
   }
 
   bool move_to(const Time& t) {
@@ -279,6 +363,10 @@ Executor::Executor(Executor&&) noexcept = default;
 Executor& Executor::operator=(Executor&&) noexcept = default;
 
 void Executor::attach_optimizer(torch::optim::Optimizer& optimizer) {
+  torch_guarded("attaching the optimizer", [&] { attach(optimizer); });
+}
+
+void Executor::attach(torch::optim::Optimizer& optimizer) {
   std::unordered_set<const void*> held;
   for (const auto& group : optimizer.param_groups())
     for (const auto& t : group.params()) {
@@ -299,6 +387,17 @@ void Executor::attach_optimizer(torch::optim::Optimizer& optimizer) {
     }
   impl_->optimizer = &optimizer;
   impl_->in_optimizer = std::move(held);
+  // What trains now is held at the rate the plan promises: a tensor the optimizer lacks (it was
+  // attached after a stage fired) joins a group; one a stage gave its own rate — a stage at
+  // epoch 0, an optimizer built from model->parameters() — moves to a group at that rate.
+  {
+    std::vector<uint32_t> trainable;
+    const Bitset& f = impl_->replay->frozen();
+    for (uint32_t i = 0; i < impl_->live.tensors.size(); ++i)
+      if (!f.test(i)) trainable.push_back(i);
+    reconcile_groups(optimizer, impl_->live.tensors, impl_->wants(trainable, impl_->replay->now()),
+                     impl_->masks);
+  }
   // Fused tensors frozen in part: their frozen slices hold no state, their decay is ours.
   for (uint32_t i : impl_->plan->slices.params) {
     auto frozen = impl_->masks.frozen_experts(i);
@@ -320,14 +419,20 @@ void Executor::detach_optimizer() {
 }
 
 bool Executor::on_epoch_begin(int64_t epoch) {
+  impl_->check_epoch(epoch);
+  impl_->epoch_begun = true;
   Time t = impl_->replay->now();
   t.epoch = epoch;
   return impl_->move_to(t);
 }
 
+void Executor::set_strict(bool on) { impl_->strict = on; }
+
 void Executor::before_optimizer_step() {
   impl_->step_prepared = true;
-  if (impl_->optimizer) impl_->masks.before_step(*impl_->optimizer);
+  if (impl_->optimizer)
+    torch_guarded("applying the weight decay of masked expert tensors",
+                  [&] { impl_->masks.before_step(*impl_->optimizer); });
 }
 
 std::vector<int32_t> Executor::frozen_experts(size_t i) const {
@@ -335,6 +440,7 @@ std::vector<int32_t> Executor::frozen_experts(size_t i) const {
 }
 
 bool Executor::on_step(int64_t global_step) {
+  impl_->check_step(global_step);
   if (impl_->masks.owns_decay() && global_step > impl_->last_step && impl_->last_step >= 0 &&
       !impl_->step_prepared) {
     Diagnostics d;
@@ -356,6 +462,14 @@ bool Executor::on_step(int64_t global_step) {
 }
 
 bool Executor::seek(int64_t epoch, int64_t global_step) {
+  if (epoch < 0 || global_step < 0)
+    fail_with_fix("time-negative",
+                  "seek(" + std::to_string(epoch) + ", " + std::to_string(global_step) +
+                      "): epochs and steps count from 0",
+                  "pass a 0-based epoch and global step");
+  impl_->epoch_begun = true;
+  impl_->last_step = global_step;
+  impl_->step_prepared = true;
   return impl_->move_to({epoch, global_step});
 }
 
@@ -480,6 +594,10 @@ FrozenGuard::FrozenGuard(torch::nn::Module& model) : impl_(std::make_unique<Impl
 FrozenGuard::~FrozenGuard() = default;
 
 void FrozenGuard::snapshot() {
+  torch_guarded("FrozenGuard: taking checksums of the frozen parameters", [&] { take(); });
+}
+
+void FrozenGuard::take() {
   impl_->frozen.clear();
   impl_->sums.clear();
   std::unordered_set<const void*> seen;
@@ -492,8 +610,11 @@ void FrozenGuard::snapshot() {
 
 std::vector<std::string> FrozenGuard::changed() const {
   std::vector<std::string> out;
-  for (size_t i = 0; i < impl_->frozen.size(); ++i)
-    if (checksum(impl_->frozen[i].second) != impl_->sums[i]) out.push_back(impl_->frozen[i].first);
+  torch_guarded("FrozenGuard: comparing checksums", [&] {
+    for (size_t i = 0; i < impl_->frozen.size(); ++i)
+      if (checksum(impl_->frozen[i].second) != impl_->sums[i])
+        out.push_back(impl_->frozen[i].first);
+  });
   return out;
 }
 

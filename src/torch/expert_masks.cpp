@@ -13,6 +13,7 @@
 
 #include "layerfreeze/diagnostics.hpp"
 #include "torch/compat.hpp"
+#include "torch/optimizer_groups.hpp"
 
 namespace layerfreeze {
 
@@ -199,7 +200,7 @@ void ExpertMasks::take_decay(torch::optim::Optimizer& optimizer) {
       if (it == twin.end()) {
         auto options = groups[g].options().clone();
         set_decay(*options, 0);
-        compat::add_param_group(optimizer, {t}, std::move(options));
+        add_group_keeping_state(optimizer, {t}, *options);
         it = twin.emplace(g, groups.size() - 1).first;
       } else {
         groups[it->second].params().push_back(t);

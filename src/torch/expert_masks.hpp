@@ -47,6 +47,11 @@ class ExpertMasks {
   /// Whether a masked tensor's decay is the executor's to apply (before_step is then required).
   bool owns_decay() const;
   void forget_optimizer() { decay_.clear(); }
+  /// Tensor i now sits in param group `group` (the executor moved it to its promised rate).
+  void moved(uint32_t i, size_t group) {
+    auto it = decay_.find(i);
+    if (it != decay_.end()) it->second.group = group;
+  }
 
   /// The frozen experts of tensor i now (empty when not masked).
   std::vector<int32_t> frozen_experts(uint32_t i) const;

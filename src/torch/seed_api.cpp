@@ -19,6 +19,7 @@
 #include "core/layer_discovery.hpp"
 #include "core/rules_parser.hpp"
 #include "print/module_table.hpp"
+#include "torch/errors.hpp"
 #include "torch/expert_masks.hpp"
 #include "torch/live_model.hpp"
 
@@ -26,7 +27,7 @@ namespace layerfreeze {
 
 namespace {
 
-// The live inventory of either kind of module; LibTorch errors become std::invalid_argument.
+// The live inventory of either kind of module; LibTorch's errors become DiagnosticError.
 template <class Module>
 LiveModel live_of(const Module& m, const char* kind) {
   try {
@@ -34,8 +35,8 @@ LiveModel live_of(const Module& m, const char* kind) {
     l.facts.source = std::string("the ") + kind + l.facts.model_type + " module";
     return l;
   } catch (const c10::Error& e) {
-    throw std::invalid_argument(std::string("cannot read the module's parameters: ") +
-                                e.what_without_backtrace());
+    fail("torch-error",
+         std::string("cannot read the module's parameters: ") + e.what_without_backtrace());
   }
 }
 
@@ -50,7 +51,7 @@ Inventory discovered(Inventory inv) {
 }
 
 // Compiles a shipped preset against the live model; the frozen set at the start is what the
-// seed function selects. Errors become std::invalid_argument (their text names the layer count).
+// seed function selects. Errors become DiagnosticError (their text names the layer count).
 using Values = std::vector<std::pair<std::string, ParamValue>>;
 
 Bitset selected_by(const LiveModel& m, const std::string& preset, const Values& values) {
@@ -63,10 +64,14 @@ Bitset selected_by(const LiveModel& m, const std::string& preset, const Values& 
     plan = compile(*s, Inventory(m.facts), o, diags);
   }
   if (!plan) {
-    std::string msg;
-    for (const auto& d : diags.items())
-      if (d.severity == Severity::kError) msg += (msg.empty() ? "" : "; ") + d.message;
-    throw std::invalid_argument(preset + ": " + msg);
+    // The compiler's own diagnostics, each with its code and notes; the message names the call.
+    Diagnostics errors;
+    for (auto d : diags.items())
+      if (d.severity == Severity::kError) {
+        d.message = preset + ": " + d.message;
+        errors.add(std::move(d));
+      }
+    throw DiagnosticError(std::move(errors));
   }
   // The plan counts its parameters in data-flow order, the module's tensors are in the facts'
   // order: Inventory::order() maps one to the other.
@@ -93,8 +98,8 @@ int64_t freeze_selected(LiveModel m, const std::string& preset, Values values) {
     });
   } catch (const c10::Error& e) {
     sink.abort();
-    throw std::invalid_argument(std::string("freezing failed (the module was left as it was): ") +
-                                e.what_without_backtrace());
+    fail("torch-error", std::string("freezing failed (the module was left as it was): ") +
+                            e.what_without_backtrace());
   }
   sink.changed({0, 0}, sel);
   return n;
@@ -131,8 +136,7 @@ int64_t trainable_of(const LiveModel& m) {
 
 [[noreturn]] void bad_argument(const LiveModel& m, const std::string& what) {
   Inventory inv = discovered(Inventory(m.facts));
-  throw std::invalid_argument(what + " (" + inv.facts().source + " has " + describe_layers(inv) +
-                              ")");
+  fail("bad-argument", what + " (" + inv.facts().source + " has " + describe_layers(inv) + ")");
 }
 
 // setup_lp_lora_style for either kind of module.
@@ -231,8 +235,9 @@ GradualUnfreezer::GradualUnfreezer(torch::nn::Module& model, int64_t total_epoch
   };
   try {
     executor_ = std::make_unique<Executor>(model, "preset:gradual_unfreeze", o);
-  } catch (const DiagnosticError& e) {
-    throw std::invalid_argument(e.what());
+  } catch (const c10::Error& e) {
+    fail("torch-error",
+         std::string("GradualUnfreezer: LibTorch refused: ") + e.what_without_backtrace());
   }
   if (verbose_) {
     // A tensor shared by the embeddings and the head follows the embeddings: say so once.
@@ -251,8 +256,8 @@ Executor& GradualUnfreezer::executor() { return *executor_; }
 void GradualUnfreezer::step(int64_t epoch) {
   if (epoch < 0) {
     Inventory inv = executor_->inventory();
-    throw std::invalid_argument("epoch must not be negative, got " + std::to_string(epoch) + " (" +
-                                inv.facts().source + " has " + describe_layers(inv) + ")");
+    fail("time-negative", "epoch must not be negative, got " + std::to_string(epoch) + " (" +
+                              inv.facts().source + " has " + describe_layers(inv) + ")");
   }
   const Inventory& inv = executor_->inventory();
   std::vector<bool> before(inv.params().size());

@@ -67,18 +67,18 @@ def main():
     tmp = Path(tempfile.mkdtemp())
     pages = [
         ("plan gradual llama2-7b", ["plan", "preset:gradual_unfreeze", "--set", "total_epochs=6",
-                                    "--model", "builtin:llama2-7b"], "rules/gradual_unfreeze.yaml",
+                                    "--model", "builtin:llama2-7b"], "preset:gradual_unfreeze:",
          "layers.3.", "/mlp\\.(up|down)_proj/"),
         ("diff lp_lora freeze_first_n", ["diff", "preset:lp_lora", "preset:freeze_first_n", "--set", "n=8",
-                                         "--model", "builtin:gpt2"], "rules/lp_lora.yaml", "h.1", "/\\.attn\\./"),
+                                         "--model", "builtin:gpt2"], "preset:lp_lora:", "h.1", "/\\.attn\\./"),
         ("plan lp_lora olmocr (towers)", ["plan", "preset:lp_lora", "--model",
                                           str(root / "tests/data/real-checkpoints/olmocr-qwen2-vl-7b")],
-         "rules/lp_lora.yaml", "visual.", "/^visual\\.blocks\\.1[0-9]\\./"),
+         "preset:lp_lora:", "visual.", "/^visual\\.blocks\\.1[0-9]\\./"),
         # Names that once broke the page (docs/SECURITY.md): "<!--<script>" put the parser in its
         # escaped-script state and emptied the list; a '#' was read as a number's place.
         ("plan lp_lora hostile names", ["plan", "preset:lp_lora", "--model",
                                         str(root / "tests/data/hostile/names_manifest.json")],
-         "rules/lp_lora.yaml", "<!--<script>", "/a#b/"),
+         "preset:lp_lora:", "<!--<script>", "/a#b/"),
     ]
     b = cdp.Browser(tmp)
     try:

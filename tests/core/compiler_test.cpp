@@ -65,7 +65,8 @@ TEST(Presets, FreezeFirstNOutOfRangeNamesTheLayerCount) {
   auto missing = compile_preset("freeze_first_n", "builtin:gpt2");
   EXPECT_FALSE(missing.plan);
   EXPECT_EQ(missing.diags.items()[0].message,
-            "parameter 'n' (int) is required: pass --set n=VALUE");
+            "parameter 'n' (int) is required: pass --set n=VALUE (the command line) or "
+            "PlanOptions::values {\"n\", …} (C++)");
 }
 
 TEST(Presets, FreezeLastAndExceptLast) {

@@ -68,7 +68,7 @@ TEST(PlanApi, StatesChangePointsProvenanceAndPrinters) {
   EXPECT_GT(points[2].newly_unfrozen.size(), 0u);
   EXPECT_GT(plan->state_at({3, 0}).trainable_numel, plan->state_at({1, 0}).trainable_numel);
   EXPECT_EQ(*plan->provenance("transformer.h.0.attn.c_attn.weight", {0, 0}),
-            "rules/gradual_unfreeze.yaml:28:5 freeze all");
+            "preset:gradual_unfreeze:28:5 freeze all");
   EXPECT_FALSE(plan->provenance("no.such.weight", {0, 0}));
   EXPECT_NE(plan->text().find("plan: gradual_unfreeze (preset:gradual_unfreeze) on builtin:gpt2"),
             std::string::npos);

@@ -257,6 +257,47 @@ TEST(Manifest, Errors) {
   EXPECT_EQ(d3.items()[0].message, "a manifest is a JSON object with a 'params' list");
 }
 
+// A hand-written manifest is checked as strictly as a rules file: an unknown dtype (the
+// safetensors spelling "F32" included) or field is an error that says what was meant, instead of
+// memory figures of 0 B or a shape silently unknown.
+TEST(Manifest, UnknownDtypesAndFieldsAreRefused) {
+  struct Case {
+    const char* text;
+    const char* code;
+    const char* message;
+  };
+  const Case cases[] = {
+      {R"({"params":[{"name":"w","shape":[2],"dtype":"F32"}]})", "manifest-dtype",
+       "params[0] ('w'): unknown dtype 'F32' (the safetensors code of 'float32')"},
+      {R"({"params":[{"name":"w","shape":[2],"dtype":"flaot32"}]})", "manifest-dtype",
+       "params[0] ('w'): unknown dtype 'flaot32' \u2014 did you mean 'float32'?"},
+      {R"({"params":[{"name":"w","shape":[2],"dtype":4}]})", "manifest-format",
+       "params[0] ('w'): dtype must be a string or null"},
+      {R"({"params":[{"name":"w","shap":[2],"dtype":"float32"}]})", "manifest-unknown-field",
+       "params[0] ('w'): unknown field 'shap' \u2014 did you mean 'shape'?"},
+      {R"({"params":[{"name":"w","dtpye":"float32"}]})", "manifest-unknown-field",
+       "params[0] ('w'): unknown field 'dtpye' \u2014 did you mean 'dtype'?"},
+      {R"({"model":{"typ":"GPT2"},"params":[]})", "manifest-unknown-field",
+       "model: unknown field 'typ' \u2014 did you mean 'type'?"},
+      {R"({"parms":[],"params":[]})", "manifest-unknown-field",
+       "the manifest: unknown field 'parms' \u2014 did you mean 'params'?"},
+  };
+  for (const Case& c : cases) {
+    Diagnostics d;
+    EXPECT_FALSE(parse_manifest(c.text, "m.json", d)) << c.text;
+    ASSERT_FALSE(d.items().empty()) << c.text;
+    EXPECT_EQ(d.items()[0].code, c.code) << c.text;
+    EXPECT_EQ(d.items()[0].message, c.message) << c.text;
+  }
+  // Every dtype the writers use reads back; null and absent are "unknown".
+  Diagnostics ok;
+  EXPECT_TRUE(parse_manifest(
+      R"({"params":[{"name":"a","shape":[1],"dtype":"bfloat16"},{"name":"b","shape":[1],"dtype":null},)"
+      R"({"name":"c","shape":[1],"dtype":"float8_e4m3fn","role":"layer","layer":0,"expert":2}]})",
+      "m.json", ok))
+      << format_diagnostics(ok);
+}
+
 TEST(ModelSource, UnknownBuiltinSuggests) {
   Diagnostics d;
   EXPECT_FALSE(load_model("builtin:lama2-7b", d));

@@ -6,7 +6,6 @@
 // and a structure that does not describe the facts is refused.
 #include <gtest/gtest.h>
 
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -152,21 +151,21 @@ TEST(Structure, AStructureThatDoesNotDescribeTheFactsIsRefused) {
   const Structure good = inv.structure();
   // Another model's structure (fewer tensors).
   Inventory small = test::names_inventory({"a.weight", "b.weight"});
-  EXPECT_THROW(Inventory(small.shared_facts(), good), std::invalid_argument);
+  EXPECT_THROW(Inventory(small.shared_facts(), good), DiagnosticError);
   // An order that names one tensor twice.
   Structure twice = good;
   twice.order[1] = twice.order[0];
-  EXPECT_THROW(Inventory(inv.shared_facts(), twice), std::invalid_argument);
+  EXPECT_THROW(Inventory(inv.shared_facts(), twice), DiagnosticError);
   // A layer member past the end.
   Structure far = good;
   ASSERT_FALSE(far.layers.empty());
   far.layers[0].params.push_back(static_cast<uint32_t>(good.order.size()));
-  EXPECT_THROW(Inventory(inv.shared_facts(), far), std::invalid_argument);
+  EXPECT_THROW(Inventory(inv.shared_facts(), far), DiagnosticError);
   // A stack spanning layers that do not exist.
   Structure wide = good;
   ASSERT_FALSE(wide.stacks.empty());
   wide.stacks[0].num_layers = 1000;
-  EXPECT_THROW(Inventory(inv.shared_facts(), wide), std::invalid_argument);
+  EXPECT_THROW(Inventory(inv.shared_facts(), wide), DiagnosticError);
   EXPECT_NO_THROW(Inventory(inv.shared_facts(), good));
 }
 

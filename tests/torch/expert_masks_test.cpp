@@ -7,8 +7,10 @@
 // counts see the masks.
 #include <gtest/gtest.h>
 #include <torch/nn/functional/loss.h>
+#include <torch/optim/adagrad.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
+#include <torch/optim/rmsprop.h>
 #include <torch/optim/sgd.h>
 
 #include <fstream>
@@ -38,6 +40,9 @@ const char* kRules =
 struct OptimizerCase {
   const char* name;
   std::function<std::unique_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor>)> make;
+  // Built from model->parameters() (every tensor, frozen ones too: the LibTorch habit) instead
+  // of Executor::trainable_parameters().
+  bool from_model = false;
 };
 
 std::vector<OptimizerCase> optimizers() {
@@ -62,7 +67,29 @@ std::vector<OptimizerCase> optimizers() {
          return std::make_unique<torch::optim::AdamW>(
              p, torch::optim::AdamWOptions(1e-2).weight_decay(0.1).amsgrad(true));
        }},
+      {"rmsprop_wd",
+       [](std::vector<torch::Tensor> p) {
+         return std::make_unique<torch::optim::RMSprop>(
+             p, torch::optim::RMSpropOptions(1e-2).weight_decay(0.1).momentum(0.5));
+       }},
+      // Adagrad creates its state when it is constructed (LibTorch refuses to regroup a tensor
+      // with state unless the executor sets the state aside).
+      {"adagrad_wd",
+       [](std::vector<torch::Tensor> p) {
+         return std::make_unique<torch::optim::Adagrad>(
+             p, torch::optim::AdagradOptions(1e-2).weight_decay(0.1));
+       }},
   };
+}
+
+// Every optimizer again, built from model->parameters().
+std::vector<OptimizerCase> optimizers_from_model() {
+  std::vector<OptimizerCase> out;
+  for (auto c : optimizers()) {
+    c.from_model = true;
+    out.push_back(c);
+  }
+  return out;
 }
 
 torch::Tensor batch(int64_t step, int64_t vocab) {
@@ -94,7 +121,7 @@ TEST_P(ExpertMasks, FrozenSlicesStayBitIdentical) {
   tiny_moe::Config cfg;
   tiny_moe::TinyMoe m(cfg);
   Executor ex(*m, rules_file("masks", kRules));
-  auto opt = GetParam().make(ex.trainable_parameters());
+  auto opt = GetParam().make(GetParam().from_model ? m->parameters() : ex.trainable_parameters());
   ex.attach_optimizer(*opt);
   const Inventory& inv = ex.inventory();
   const auto& plan = PlanAccess::compiled(ex.plan());
@@ -134,6 +161,9 @@ TEST_P(ExpertMasks, FrozenSlicesStayBitIdentical) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Optimizers, ExpertMasks, ::testing::ValuesIn(optimizers()),
+                         [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(FromModelParameters, ExpertMasks,
+                         ::testing::ValuesIn(optimizers_from_model()),
                          [](const auto& info) { return std::string(info.param.name); });
 
 // The decay the executor takes over is torch's own, to the bit, on the trainable slices. A loss

@@ -16,6 +16,27 @@ cmake -S "$root/examples/trainer" -B "$tmp/trainer" -G Ninja -DCMAKE_BUILD_TYPE=
       -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/trainer" >/dev/null
 "$tmp/trainer/trainer"
+# The trainer links the libtorch the package was built against, not another copy a search found.
+built_with=$(sed -n 's/^TORCH_LIBRARY:FILEPATH=//p' "$build/CMakeCache.txt")
+linked=$(sed -n 's/^TORCH_LIBRARY:FILEPATH=//p' "$tmp/trainer/CMakeCache.txt")
+[[ "$(realpath "$linked")" == "$(realpath "$built_with")" ]] ||
+  { echo "the trainer found $linked, the package was built against $built_with"; exit 1; }
+# A libtorch.so from elsewhere (Debian's beside a wheel's headers, say) fails configuration with
+# the fix, instead of linking and dying in c10 at run time.
+mkdir -p "$tmp/elsewhere"
+: > "$tmp/elsewhere/libtorch.so"
+if cmake -S "$root/examples/trainer" -B "$tmp/mixed" -G Ninja -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+      -DTORCH_LIBRARY="$tmp/elsewhere/libtorch.so" >"$tmp/mixed.txt" 2>&1; then
+  echo "a trainer with another libtorch.so configured"; exit 1
+fi
+grep -q "Fix: configure with" "$tmp/mixed.txt" ||
+  { cat "$tmp/mixed.txt"; echo "no fix named for a mixed LibTorch"; exit 1; }
+# Every C++ snippet of README.md and docs/ compiles against the installed package, each alone
+# (tests/docs/snippets.py: a missing include is found).
+python3 "$root/tests/docs/snippets.py" "$root" "$tmp/snippets" >/dev/null
+cmake -S "$tmp/snippets" -B "$tmp/snippets/b" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+cmake --build "$tmp/snippets/b" >/dev/null || { echo "a documented snippet does not compile"; exit 1; }
 # A plan check in CI with the public plan API only (examples/plan_in_ci, layerfreeze::plan): it
 # builds where CMake cannot find LibTorch at all, never loads libtorch, passes inside the range
 # and fails (exit 1) outside it.

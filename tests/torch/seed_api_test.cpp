@@ -68,14 +68,18 @@ TEST(SeedApi, LpLoraAndFreezeByName) {
   EXPECT_EQ(freeze_by_name(*m, "lm_head\\.weight"), kWte);  // an alias selects the tied tensor
 }
 
+// The seed API throws layerfreeze's one error type (a DiagnosticError with a code), its text
+// written for a C++ caller: the layer count, and no command-line flag.
 TEST(SeedApi, InvalidArgumentsNameTheLayerCount) {
   GPT2LMHeadModel m;
   auto expect_throw = [&](auto f) {
     try {
       f();
       ADD_FAILURE() << "no exception";
-    } catch (const std::invalid_argument& e) {
+    } catch (const DiagnosticError& e) {
       EXPECT_NE(std::string(e.what()).find("6 layers"), std::string::npos) << e.what();
+      EXPECT_EQ(std::string(e.what()).find("--set"), std::string::npos) << e.what();
+      EXPECT_FALSE(e.diagnostics().items().empty());
     }
   };
   expect_throw([&] { freeze_first_n_layers(*m, 7); });

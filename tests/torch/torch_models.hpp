@@ -94,10 +94,12 @@ struct LMHeadImpl : torch::nn::Module {
 TORCH_MODULE(LMHead);
 
 struct GPT2LMHeadModelImpl : torch::nn::Module {
+  /// `tied` false: the head has a weight of its own (model->parameters() lists each tensor once).
   explicit GPT2LMHeadModelImpl(int64_t vocab = 64, int64_t ctx = 16, int64_t d = 16,
-                               int64_t layers = 6) {
+                               int64_t layers = 6, bool tied = true) {
     transformer = register_module("transformer", Transformer(vocab, ctx, d, layers));
-    lm_head = register_module("lm_head", LMHead(transformer->wte->weight));
+    lm_head = register_module("lm_head", LMHead(tied ? transformer->wte->weight
+                                                     : transformer->wte->weight.detach().clone()));
   }
   torch::Tensor forward(const torch::Tensor& idx) {
     return lm_head->forward(transformer->forward(idx));
