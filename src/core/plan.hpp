@@ -135,6 +135,8 @@ class CompiledPlan {
   bool uses_epochs = false, uses_steps = false;
   SliceTable slices;  // the fused expert tensors' slices; empty for most models
 
+  /// Frozen tensors and slices by the initial rules alone (no stage applied).
+  const Selection& initial_state() const { return initial_state_; }
   /// Frozen parameters at `t` (whole tensors).
   Bitset frozen_at(const Time& t) const { return state_at(t).params; }
   /// Frozen tensors and expert slices at `t`.

@@ -204,7 +204,11 @@ struct Executor::Impl : TensorSink {
   // promises one (its `lr`, its `lr_scale` or the plan's `unfreeze_lr_scale`, times `lr_decay`'s
   // factor); a tensor no stage decided trains in whatever group holds it, or joins at the rate
   // plan_text prints for a new group.
-  std::vector<GroupWant> wants(const std::vector<uint32_t>& indices, const Time& at) const {
+  // `thawed_by_stage_only`: promise a rate only to tensors the initial rules froze (a stage
+  // thawed them) — at attach, a tensor trainable from the start stays where the user put it
+  // even when a stage's rule also names it, as at a change point.
+  std::vector<GroupWant> wants(const std::vector<uint32_t>& indices, const Time& at,
+                               bool thawed_by_stage_only = false) const {
     std::vector<GroupWant> out;
     if (indices.empty()) return out;
     const double base = optimizer->defaults().get_lr();
@@ -218,7 +222,9 @@ struct Executor::Impl : TensorSink {
       GroupWant w;
       w.index = i;
       w.when_added = plan->group_lr(i, plan->has_stage_lr() ? decider : nullptr, base);
-      if (decider && plan->stage_of(decider)) w.promised = plan->group_lr(i, decider, base);
+      const bool thawed = !thawed_by_stage_only || plan->initial_state().params.test(i);
+      if (decider && plan->stage_of(decider) && thawed)
+        w.promised = plan->group_lr(i, decider, base);
       out.push_back(w);
     }
     return out;
@@ -395,8 +401,8 @@ void Executor::attach(torch::optim::Optimizer& optimizer) {
     const Bitset& f = impl_->replay->frozen();
     for (uint32_t i = 0; i < impl_->live.tensors.size(); ++i)
       if (!f.test(i)) trainable.push_back(i);
-    reconcile_groups(optimizer, impl_->live.tensors, impl_->wants(trainable, impl_->replay->now()),
-                     impl_->masks);
+    reconcile_groups(optimizer, impl_->live.tensors,
+                     impl_->wants(trainable, impl_->replay->now(), true), impl_->masks);
   }
   // Fused tensors frozen in part: their frozen slices hold no state, their decay is ours.
   for (uint32_t i : impl_->plan->slices.params) {

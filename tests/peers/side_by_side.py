@@ -214,6 +214,18 @@ def main():
         ok &= compare("Lightning BackboneFinetuning(1, train_bn=False, ratio 0.5)", peer, ours,
                       lr_from=2)
 
+        # A stage at epoch 0 with its own rate: Lightning's backbone joins at epoch 0 as a second
+        # group at 0.1 × 0.2 (the head, and the backbone's BatchNorm trainable from the start, at
+        # 0.1). The strategy's stage fires when the executor is built, before the optimizer
+        # exists; attach_optimizer moves what it thawed to a group at its rate.
+        peer = run_peer(BackboneFinetuning(unfreeze_backbone_at_epoch=0,
+                                           backbone_initial_ratio_lr=0.2), 2, tmp)
+        ours = run_layerfreeze(replay, model,
+                               os.path.join(root, "examples/peers/backbone_finetuning.yaml"), 2,
+                               ["unfreeze_backbone_at_epoch=0", "backbone_initial_ratio_lr=0.2"])
+        ok &= compare("Lightning BackboneFinetuning(0, ratio 0.2): two groups at epoch 0", peer,
+                      ours, lr_from=1)
+
         # What we noticed: Lightning's unfreeze_and_add_param_group leaves out of the new group
         # every parameter equal *in value* to one the optimizer holds (filter_on_optimizer
         # compares with torch.equal), so a backbone LayerNorm still at its initial ones/zeros —
