@@ -39,7 +39,7 @@ int main() {
     torch::manual_seed(7 + group->getRank());
     Net net;
     layerfreeze::PlanOptions po;
-    po.sets = {"total_epochs=3"};
+    po.values = {{"total_epochs", int64_t{3}}};
     layerfreeze::Executor ex(*net, "preset:gradual_unfreeze", po);
     dist::agree_on_plan(*group, ex);
     dist::broadcast_parameters(*group, *net);

@@ -4,7 +4,7 @@
 // A call with no change costs a few integer comparisons.
 //
 //   layerfreeze::PlanOptions po;
-//   po.sets = {"total_epochs=10"};
+//   po.values = {{"total_epochs", int64_t{10}}};  // typed strategy parameters
 //   layerfreeze::Executor ex(*model, "preset:gradual_unfreeze", po);
 //   torch::optim::AdamW opt(ex.trainable_parameters(), torch::optim::AdamWOptions(1e-4));
 //   ex.attach_optimizer(opt);

@@ -27,14 +27,48 @@ struct Phase {
   int64_t depth = 0;
   YAML::Node node;
   std::vector<std::string> regexes;  // RE2, full match
+  std::vector<std::string> names;    // with the model: the canonical names the phase thaws
   std::optional<int64_t> max_transition_epoch;
   std::optional<double> lr;
 };
 
-bool name_like(const std::string& s) {
-  for (char c : s)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.')) return false;
-  return !s.empty();
+// A construct RE2 accepts but reads otherwise than Python's `re` (which FTS uses), or that
+// Python refuses: named, so the import never changes a pattern's meaning in silence. "" when
+// none. Found by reading both engines' syntax on the same patterns (docs/PEERS.md).
+std::string python_re2_difference(const std::string& p) {
+  bool in_class = false;
+  for (size_t i = 0; i < p.size(); ++i) {
+    const char c = p[i];
+    if (c == '\\' && i + 1 < p.size()) {
+      const char e = p[i + 1];
+      if (std::string("pPQEzC").find(e) != std::string::npos)
+        return std::string("'\\") + e +
+               "' is an escape of RE2's that Python's re refuses (FTS could not run it)";
+      ++i;
+      continue;
+    }
+    if (in_class) {
+      if (c == '[' && i + 1 < p.size() && p[i + 1] == ':')
+        return "'[:' inside a character class is a POSIX class to RE2 ([[:alpha:]]) and plain "
+               "characters to Python's re";
+      if (c == ']') in_class = false;
+      continue;
+    }
+    if (c == '[') {
+      in_class = true;
+      if (i + 1 < p.size() && p[i + 1] == '^') ++i;
+      if (i + 1 < p.size() && p[i + 1] == ']') ++i;  // a leading ']' is a member
+      continue;
+    }
+    if (c == '{' && i + 1 < p.size() && p[i + 1] == ',') {
+      size_t j = i + 2;
+      while (j < p.size() && std::isdigit(static_cast<unsigned char>(p[j]))) ++j;
+      if (j > i + 2 && j < p.size() && p[j] == '}')
+        return "'" + p.substr(i, j + 1 - i) + "' is a repetition of 0 to " +
+               p.substr(i + 2, j - i - 2) + " to Python's re and literal text to RE2";
+    }
+  }
+  return "";
 }
 
 // A YAML scalar that reads back as `s`: single-quoted, or double-quoted with escapes when `s`
@@ -74,9 +108,10 @@ class Importer {
   Importer(const std::string& file, const Inventory* model, Diagnostics& d, double base_max_lr)
       : r_(file, d), model_(model), base_max_lr_(base_max_lr) {
     if (model_)
-      for (const auto& p : model_->params()) {
-        names_.insert(p.name);
-        for (const auto& a : p.aliases) names_.insert(a);
+      for (const auto& p : model_->facts().tensors()) {
+        canonical_.insert(p.name);
+        canonical_order_.push_back(p.name);
+        for (const auto& a : p.aliases) aliases_.push_back(a);
       }
   }
 
@@ -90,6 +125,12 @@ class Importer {
     const auto entries = r_.entries(root, "the schedule", {});
     for (const auto& e : entries) {
       auto depth = r_.value(e.key_node, "a phase number");
+      // FTS reads its schedule with PyYAML and int() of each key: '0' (quoted) is phase 0 too.
+      if (depth && depth->kind == Value::Kind::kString && !depth->s.empty() &&
+          depth->s.size() < 10 && std::all_of(depth->s.begin(), depth->s.end(), [](char c) {
+            return std::isdigit(static_cast<unsigned char>(c));
+          }))
+        depth = Value::integer(std::stoll(depth->s));
       if (!depth || depth->kind != Value::Kind::kInt || depth->i < 0) {
         r_.error("fts-schedule", "a phase is numbered 0, 1, 2, …, not '" + e.key + "'", e.key_node);
         continue;
@@ -160,9 +201,19 @@ class Importer {
     for (const auto& item : n) {
       auto s = r_.string(item, "a parameter name or regex");
       if (!s) continue;
-      // FTS: a parameter's name is that parameter; anything else is a regex matched at the
-      // start of names (re.match), i.e. RE2's full match of `(?:p).*`.
-      const bool is_name = model_ ? names_.count(*s) > 0 : name_like(*s);
+      // FTS: an entry that names a parameter (of named_parameters(): a tied tensor's first name
+      // only) is that parameter; anything else is a regex matched at the start of names
+      // (re.match), i.e. RE2's full match of `(?:p).*`. Without the model every entry is read
+      // as the latter: it matches an exact name too.
+      const bool is_name = model_ && canonical_.count(*s) > 0;
+      if (!is_name) {
+        const std::string why = python_re2_difference(*s);
+        if (!why.empty()) {
+          r_.error("fts-regex", "'" + *s + "': " + why, item,
+                   {"write the pattern so both engines read it alike (`{0,1}` for `{,1}`)"});
+          continue;
+        }
+      }
       std::string re = is_name ? RE2::QuoteMeta(*s) : "(?:" + *s + ").*";
       // The entry alone must be a regex too: `a)|(.*` compiles only once wrapped, and would
       // then match every name.
@@ -173,25 +224,83 @@ class Importer {
                  item, {"Python's lookarounds and backreferences have no RE2 equivalent"});
         continue;
       }
+      if (model_ && !is_name && !resolve(check, *s, item, ph)) continue;
+      if (is_name) ph.names.push_back(*s);
       ph.regexes.push_back(std::move(re));
     }
+  }
+
+  // With the model: the canonical names a regex entry selects, as FTS expands it over
+  // named_parameters(). An entry that selects none but an alias of a tied tensor is dropped with
+  // a note (FTS warns and drops it); one that selects nothing at all is an error (FTS refuses).
+  bool resolve(const RE2& re, const std::string& entry, const YAML::Node& item, Phase& ph) {
+    std::vector<std::string> hit;
+    for (const auto& n : canonical_order_)
+      if (RE2::FullMatch(n, re)) hit.push_back(n);
+    if (hit.empty()) {
+      bool alias = false;
+      for (const auto& a : aliases_) alias = alias || RE2::FullMatch(a, re);
+      if (alias) {
+        notes_.push_back(fmt::format(
+            "phase {}: '{}' selects only another name of a tied tensor; FTS matches the first "
+            "name of each tensor (named_parameters()) and drops the entry, and so does the import",
+            ph.depth, entry));
+        return false;
+      }
+      r_.error("fts-unmatched",
+               fmt::format("phase {}: '{}' selects no parameter of the model", ph.depth, entry),
+               item, {"FTS refuses a schedule entry that matches nothing"});
+      return false;
+    }
+    ph.names.insert(ph.names.end(), hit.begin(), hit.end());
+    return true;
+  }
+
+  // The selector of a phase: with the model, the exact names FTS resolved the entries to (so a
+  // regex cannot reach a tied tensor through an alias FTS never sees); without it, the entries.
+  std::vector<std::string> selector_of(const Phase& ph) const {
+    if (!model_) return ph.regexes;
+    std::vector<std::string> out;
+    std::set<std::string> seen;
+    for (const auto& n : ph.names)
+      if (seen.insert(n).second) out.push_back(RE2::QuoteMeta(n));
+    return out;
+  }
+
+  // FTS refuses phases that share a parameter ("Phases are not disjoint").
+  void check_disjoint(const std::map<int64_t, Phase>& phases) {
+    std::map<std::string, int64_t> owner;
+    for (const auto& [depth, ph] : phases)
+      for (const auto& n : ph.names) {
+        auto [it, fresh] = owner.emplace(n, depth);
+        if (!fresh && it->second != depth) {
+          r_.error("fts-overlap",
+                   fmt::format("phase {} thaws '{}', which phase {} thaws already: FTS refuses "
+                               "phases that are not disjoint",
+                               depth, n, it->second),
+                   ph.node);
+          return;
+        }
+      }
   }
 
   FtsImport write(const std::map<int64_t, Phase>& phases) {
     FtsImport out;
     out.phases = phases.size();
+    if (model_) check_disjoint(phases);
     std::string y;
     y += "# Imported by `layerfreeze import fts` from " + display_text(r_.file()) +
          " (a finetuning-scheduler explicit schedule).\n"
          "# FTS thaws phase 0 at the start and phase k+1 once phase k's max_transition_epoch is\n"
-         "# reached; what no phase names stays frozen. A name is matched as itself; any other\n"
-         "# entry as a regex at the start of names (Python's re.match), written `(?:regex).*`.\n";
+         "# reached, one phase an epoch at most; what no phase names stays frozen. A name is\n"
+         "# matched as itself; any other entry as a regex at the start of names (Python's\n"
+         "# re.match), written `(?:regex).*` — with --model, resolved to the names FTS thaws.\n";
     y += "layerfreeze: 1\n";
     y += "description: " + yaml_quoted("finetuning-scheduler schedule " + r_.file()) + "\n";
     y += "rules:\n  - freeze: all\n";
     const Phase& first = phases.begin()->second;
-    if (!first.regexes.empty())
-      y += "  - unfreeze: {regex: " + regex_list(first.regexes) + "}   # phase 0\n";
+    if (!selector_of(first).empty())
+      y += "  - unfreeze: {regex: " + regex_list(selector_of(first)) + "}   # phase 0\n";
     if (first.lr)
       notes_.push_back(fmt::format(
           "phase 0: 'lr' {} is the optimizer's own learning rate: give it to the optimizer",
@@ -212,7 +321,9 @@ class Importer {
                   " a max_transition_epoch (FTS's epoch_transitions_only)"});
         continue;
       }
-      const int64_t at = std::max(*prev.max_transition_epoch, last_at);
+      // FTS moves one phase per epoch at most: a max_transition_epoch not after the previous
+      // transition still gives its phase one epoch.
+      const int64_t at = std::max(*prev.max_transition_epoch, last_at + 1);
       if (*prev.max_transition_epoch <= last_at)
         notes_.push_back(
             fmt::format("phase {}: its max_transition_epoch {} is not after the "
@@ -230,11 +341,17 @@ class Importer {
                         "FinetuningScheduler sets another)",
                         ph.depth, Value::real(base_max_lr_).to_string()));
       }
-      if (ph.regexes.empty())
+      if (selector_of(ph).empty())
         y += "    rules: []\n";
       else
-        y += "    rules:\n      - unfreeze: {regex: " + regex_list(ph.regexes) + "}\n";
+        y += "    rules:\n      - unfreeze: {regex: " + regex_list(selector_of(ph)) + "}\n";
     }
+    if (!model_)
+      notes_.push_back(
+          "without --model every entry is read as FTS reads one that names no parameter (a regex "
+          "at the start of names); with it, entries are resolved to the names FTS would thaw, "
+          "and an entry that selects nothing, phases that overlap and entries that name only an "
+          "alias of a tied tensor are found");
     notes_.push_back(
         "FTS also moves to the next phase early when FTSEarlyStopping triggers (unless "
         "epoch_transitions_only is set); the imported strategy follows max_transition_epoch "
@@ -250,7 +367,9 @@ class Importer {
   YamlReader r_;
   const Inventory* model_;
   double base_max_lr_;
-  std::set<std::string> names_;
+  std::set<std::string> canonical_;           // the model's named_parameters()
+  std::vector<std::string> canonical_order_;  // the same, in the model's order
+  std::vector<std::string> aliases_;          // other names of tied tensors
   std::vector<std::string> notes_;
 };
 

@@ -23,11 +23,14 @@ struct FtsImport {
 constexpr double kFtsBaseMaxLr = 1e-5;
 
 /// Translates `text` (the schedule, read from `file`). A phase after the first without an `lr`
-/// gets `base_max_lr`, as FTS gives it. `model`, when given, decides which
-/// entries are parameter names: FTS takes an entry that names a parameter as that name, and any
-/// other as a regex matched at the start of names (Python's re.match). Without a model, an entry
-/// made only of name characters ([A-Za-z0-9_.]) is taken as a name. Errors go to `diags` with
-/// the schedule's line and column.
+/// gets `base_max_lr`, as FTS gives it; phases start one epoch apart at least. FTS takes an entry
+/// that names a parameter (of named_parameters(): a tied tensor's first name) as that name, and
+/// any other as a regex matched at the start of names (Python's re.match). `model`, when given,
+/// decides which entries are names, and each phase is written as the exact names FTS would thaw;
+/// an entry that selects nothing and phases that overlap are errors, an entry that names only an
+/// alias is dropped with a note. Without a model every entry is read as a regex at the start of
+/// names. Patterns Python's re and RE2 read differently are errors (fts-regex). Errors go to
+/// `diags` with the schedule's line and column.
 std::optional<FtsImport> import_fts_schedule(const std::string& text, const std::string& file,
                                              const Inventory* model, Diagnostics& diags,
                                              double base_max_lr = kFtsBaseMaxLr);

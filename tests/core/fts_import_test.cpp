@@ -29,9 +29,10 @@ TEST(FtsImport, PhasesBecomeStagesAtTheTransitionEpochs) {
   ASSERT_TRUE(im) << format_diagnostics(d);
   EXPECT_EQ(im->phases, 3u);
   const std::string& y = im->rules_yaml;
-  EXPECT_NE(
-      y.find("  - unfreeze: {regex: ['head\\.3\\.weight', '(?:head\\.3\\.b).*']}   # phase 0"),
-      std::string::npos)
+  // Without the model every entry is read as FTS reads one that names no parameter.
+  EXPECT_NE(y.find("  - unfreeze: {regex: ['(?:head.3.weight).*', '(?:head\\.3\\.b).*']}   # "
+                   "phase 0"),
+            std::string::npos)
       << y;
   EXPECT_NE(y.find("  - name: phase 1\n    at: {epoch: 1}\n    lr: 0.05\n"), std::string::npos)
       << y;
@@ -52,14 +53,102 @@ TEST(FtsImport, PhasesBecomeStagesAtTheTransitionEpochs) {
 }
 
 TEST(FtsImport, WithAModelOnlyItsNamesAreNames) {
-  // `head.0` names no parameter of this model, so FTS reads it as a regex (a prefix).
+  // `head.0` names no parameter of this model, so FTS reads it as a regex (a prefix) and thaws
+  // what it selects: with the model, those names exactly.
   Inventory inv = test::names_inventory({"head.0.weight", "head.0.bias"}, "net");
   Diagnostics d;
   auto im = import_fts_schedule("0:\n  params: [head.0]\n", "s.yaml", &inv, d);
   ASSERT_TRUE(im) << format_diagnostics(d);
-  EXPECT_NE(im->rules_yaml.find("'(?:head.0).*'"), std::string::npos) << im->rules_yaml;
-  auto bare = import_fts_schedule("0:\n  params: [head.0]\n", "s.yaml", nullptr, d);
-  EXPECT_NE(bare->rules_yaml.find("'head\\.0'"), std::string::npos) << bare->rules_yaml;
+  EXPECT_NE(im->rules_yaml.find("{regex: ['head\\.0\\.weight', 'head\\.0\\.bias']}"),
+            std::string::npos)
+      << im->rules_yaml;
+  // Without it, a name-like prefix is a prefix too (it used to be taken as an exact name that
+  // no parameter has, and never thawed).
+  auto bare = import_fts_schedule("0:\n  params: [ln_f]\n", "s.yaml", nullptr, d);
+  ASSERT_TRUE(bare);
+  EXPECT_NE(bare->rules_yaml.find("'(?:ln_f).*'"), std::string::npos) << bare->rules_yaml;
+  Inventory gpt = test::names_inventory({"h.0.w", "ln_f.weight", "ln_f.bias"}, "net");
+  auto c = test::compile_text(bare->rules_yaml, gpt);
+  ASSERT_TRUE(c.plan) << c.errors();
+  EXPECT_EQ(test::frozen_names(*c.plan), std::vector<std::string>{"h.0.w"});
+}
+
+// What FTS does differently from what the import did (issue 28), each pinned.
+TEST(FtsImport, TiedAliasesAreNotNamesToFts) {
+  // FTS matches named_parameters(): a tied tensor's first name. `lm_head.weight` (the alias) in
+  // phase 0 is dropped with a note; the tensor thaws with phase 1, which names `embed.weight`.
+  Inventory inv = test::names_inventory({"embed.weight", "h.0.w", "head.b"}, "net");
+  inv =
+      test::with_facts(inv, [](FactsBuilder& b) { b.add_alias("embed.weight", "lm_head.weight"); });
+  Diagnostics d;
+  auto im = import_fts_schedule(
+      "0:\n  params: [lm_head.weight, head.b]\n  max_transition_epoch: 1\n"
+      "1:\n  params: [embed.weight, 'h\\.0']\n  lr: 0.01\n",
+      "s.yaml", &inv, d);
+  ASSERT_TRUE(im) << format_diagnostics(d);
+  bool noted = false;
+  for (const auto& n : im->notes)
+    noted = noted || n.find("'lm_head.weight' selects only") == 0 ||
+            n.find("'lm_head.weight' selects only") != std::string::npos;
+  EXPECT_TRUE(noted);
+  auto c = test::compile_text(im->rules_yaml, inv);
+  ASSERT_TRUE(c.plan) << c.errors() << im->rules_yaml;
+  EXPECT_EQ(test::frozen_names(*c.plan, {0, 0}),
+            (std::vector<std::string>{"embed.weight", "h.0.w"}));
+  EXPECT_TRUE(test::frozen_names(*c.plan, {1, 0}).empty());
+}
+
+TEST(FtsImport, NonIncreasingTransitionsMoveOnePhaseAnEpoch) {
+  // max_transition_epoch 2, 1, 2, 6: FTS moves one phase per epoch — phases 1..4 start at
+  // epochs 2, 3, 4 and 6 (not three of them at epoch 2).
+  Diagnostics d;
+  auto im = import_fts_schedule(
+      "0:\n  params: [a]\n  max_transition_epoch: 2\n1:\n  params: [b]\n  max_transition_epoch: "
+      "1\n2:\n  params: [c]\n  max_transition_epoch: 2\n3:\n  params: [d]\n  "
+      "max_transition_epoch: 6\n4:\n  params: [e]\n",
+      "s.yaml", nullptr, d);
+  ASSERT_TRUE(im) << format_diagnostics(d);
+  for (const char* want : {"phase 1\n    at: {epoch: 2}", "phase 2\n    at: {epoch: 3}",
+                           "phase 3\n    at: {epoch: 4}", "phase 4\n    at: {epoch: 6}"})
+    EXPECT_NE(im->rules_yaml.find(want), std::string::npos) << want << "\n" << im->rules_yaml;
+}
+
+TEST(FtsImport, WhatFtsRefusesIsRefused) {
+  Inventory inv = test::names_inventory({"a.w", "b.w", "c.w"}, "net");
+  // Overlapping phases.
+  EXPECT_EQ(errors_of("0:\n  params: ['a\\..*']\n  max_transition_epoch: 1\n1:\n  params: "
+                      "['.*w']\n",
+                      &inv),
+            "5:3 fts-overlap: phase 1 thaws 'a.w', which phase 0 thaws already: FTS refuses "
+            "phases that are not disjoint\n");
+  // An entry that matches nothing.
+  EXPECT_EQ(errors_of("0:\n  params: ['z\\.']\n", &inv),
+            "2:12 fts-unmatched: phase 0: 'z\\.' selects no parameter of the model\n");
+  // Patterns Python's re and RE2 read differently, or that only RE2 accepts.
+  EXPECT_EQ(errors_of("0:\n  params: ['fc[0-9]{,1}']\n"),
+            "2:12 fts-regex: 'fc[0-9]{,1}': '{,1}' is a repetition of 0 to 1 to Python's re and "
+            "literal text to RE2\n");
+  EXPECT_EQ(errors_of("0:\n  params: ['[[:alpha:]]+']\n"),
+            "2:12 fts-regex: '[[:alpha:]]+': '[:' inside a character class is a POSIX class to "
+            "RE2 ([[:alpha:]]) and plain characters to Python's re\n");
+  EXPECT_EQ(errors_of("0:\n  params: ['\\pL+']\n"),
+            "2:12 fts-regex: '\\pL+': '\\p' is an escape of RE2's that Python's re refuses (FTS "
+            "could not run it)\n");
+  // `{0,1}`, `{2,}` and `[a-z]` mean the same to both.
+  Diagnostics d;
+  EXPECT_TRUE(import_fts_schedule("0:\n  params: ['fc[0-9]{0,1}', 'x{2,}', '[a-z]']\n", "s.yaml",
+                                  nullptr, d))
+      << format_diagnostics(d);
+}
+
+TEST(FtsImport, QuotedPhaseKeysAreNumbersAsToFts) {
+  Diagnostics d;
+  auto im =
+      import_fts_schedule("'0':\n  params: [a]\n  max_transition_epoch: 1\n'1':\n  params: [b]\n",
+                          "s.yaml", nullptr, d);
+  ASSERT_TRUE(im) << format_diagnostics(d);
+  EXPECT_EQ(im->phases, 2u);
+  EXPECT_NE(im->rules_yaml.find("phase 1\n    at: {epoch: 1}"), std::string::npos);
 }
 
 TEST(FtsImport, WhatCannotBeImportedIsAnErrorAtItsLine) {
