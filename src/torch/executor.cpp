@@ -41,11 +41,14 @@ struct Executor::Impl : TensorSink {
   std::unique_ptr<Replay> replay;
   std::function<bool()> root_training;
   torch::optim::Optimizer* optimizer = nullptr;
+  // Tensors the attached optimizer holds: a change point that thaws only held tensors with no
+  // rate to keep (LISA's switches) costs a lookup each, not a walk of every param group.
   std::unordered_set<const void*> in_optimizer;
   std::vector<size_t> frozen_bn;  // indices into live.batchnorms that are frozen now
   uint64_t generation = 0;        // changes applied so far
   bool started = false;
   bool strict = true;        // misuse of time is an error (set_strict)
+  bool eager_state = false;  // the attached optimizer keeps state for every tensor (Adagrad)
   bool epoch_begun = false;  // on_epoch_begin, seek or restore was called
 
   // What the constructors do: read the module, name it, compile (or bind a plan), apply the
@@ -187,17 +190,39 @@ struct Executor::Impl : TensorSink {
     if (optimizer && plan->options.optimizer_state == Options::OptimizerState::kDrop)
       for (uint32_t i : frozen_now()) compat::erase_optimizer_state(*optimizer, live.tensors[i]);
     if (optimizer) {
-      reconcile_groups(*optimizer, live.tensors, wants(unfrozen_now(), at), masks);
+      // Only what the optimizer lacks, or what a stage gave a rate, needs the groups walked.
+      const bool rates = sets_rates();
+      std::vector<uint32_t> need;
+      for (uint32_t i : unfrozen_now())
+        if (rates || !in_optimizer.count(live.tensors[i].unsafeGetTensorImpl())) need.push_back(i);
+      if (!need.empty()) {
+        std::vector<GroupWant> todo;
+        for (const GroupWant& w : wants(need, at))
+          if (w.promised || !in_optimizer.count(live.tensors[w.index].unsafeGetTensorImpl()))
+            todo.push_back(w);
+        reconcile_groups(*optimizer, live.tensors, todo, masks);
+        for (const GroupWant& w : todo)
+          in_optimizer.insert(live.tensors[w.index].unsafeGetTensorImpl());
+      }
       // A tensor held all along whose state was dropped while it was frozen (Adagrad steps
       // only tensors with state).
-      std::vector<at::Tensor> thawed;
-      for (uint32_t i : unfrozen_now()) thawed.push_back(live.tensors[i]);
-      ensure_eager_state(*optimizer, thawed);
+      if (eager_state) {
+        std::vector<at::Tensor> thawed;
+        for (uint32_t i : unfrozen_now()) thawed.push_back(live.tensors[i]);
+        ensure_eager_state(*optimizer, thawed);
+      }
     }
     if (optimizer && !plan->slices.empty()) masks.take_decay(*optimizer);
     TensorSink::changed(at, frozen);
     update_modes(frozen);
     if (started) ++generation;
+  }
+
+  // Whether the plan gives thawed tensors a rate of their own (stage lr / lr_scale,
+  // unfreeze_lr_scale, lr_decay): else every thawed tensor trains in whatever group holds it.
+  bool sets_rates() const {
+    return plan->has_stage_lr() || plan->options.unfreeze_lr_scale != 1.0 ||
+           plan->options.lr_decay != 1.0;
   }
 
   // The rate each of `indices` (trainable at `at`) should train at: a stage that unfroze it
@@ -212,10 +237,8 @@ struct Executor::Impl : TensorSink {
     std::vector<GroupWant> out;
     if (indices.empty()) return out;
     const double base = optimizer->defaults().get_lr();
-    const bool rates = plan->has_stage_lr() || plan->options.unfreeze_lr_scale != 1.0 ||
-                       plan->options.lr_decay != 1.0;
     std::vector<const PlanRule*> deciders;
-    if (rates) deciders = plan->deciders_at(at);
+    if (sets_rates()) deciders = plan->deciders_at(at);
     out.reserve(indices.size());
     for (uint32_t i : indices) {
       const PlanRule* decider = deciders.empty() ? nullptr : deciders[i];
@@ -393,6 +416,7 @@ void Executor::attach(torch::optim::Optimizer& optimizer) {
     }
   impl_->optimizer = &optimizer;
   impl_->in_optimizer = std::move(held);
+  impl_->eager_state = needs_eager_state(optimizer);
   // What trains now is held at the rate the plan promises: a tensor the optimizer lacks (it was
   // attached after a stage fired) joins a group; one a stage gave its own rate — a stage at
   // epoch 0, an optimizer built from model->parameters() — moves to a group at that rate.
@@ -403,6 +427,8 @@ void Executor::attach(torch::optim::Optimizer& optimizer) {
       if (!f.test(i)) trainable.push_back(i);
     reconcile_groups(optimizer, impl_->live.tensors,
                      impl_->wants(trainable, impl_->replay->now(), true), impl_->masks);
+    for (uint32_t i : trainable)
+      impl_->in_optimizer.insert(impl_->live.tensors[i].unsafeGetTensorImpl());
   }
   // Fused tensors frozen in part: their frozen slices hold no state, their decay is ours.
   for (uint32_t i : impl_->plan->slices.params) {
@@ -422,6 +448,7 @@ void Executor::detach_optimizer() {
   impl_->optimizer = nullptr;
   impl_->masks.forget_optimizer();
   impl_->in_optimizer.clear();
+  impl_->eager_state = false;
 }
 
 bool Executor::on_epoch_begin(int64_t epoch) {

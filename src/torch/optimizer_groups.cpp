@@ -31,6 +31,10 @@ void add_group_keeping_state(torch::optim::Optimizer& optimizer, std::vector<at:
   for (auto& [key, value] : kept) state[key] = std::move(value);
 }
 
+bool needs_eager_state(const torch::optim::Optimizer& optimizer) {
+  return dynamic_cast<const torch::optim::Adagrad*>(&optimizer) != nullptr;
+}
+
 void ensure_eager_state(torch::optim::Optimizer& optimizer,
                         const std::vector<at::Tensor>& tensors) {
   auto* adagrad = dynamic_cast<torch::optim::Adagrad*>(&optimizer);

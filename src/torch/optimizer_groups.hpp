@@ -49,6 +49,9 @@ GroupChanges reconcile_groups(torch::optim::Optimizer& optimizer,
 void add_group_keeping_state(torch::optim::Optimizer& optimizer, std::vector<at::Tensor> tensors,
                              const torch::optim::OptimizerOptions& options);
 
+/// Whether `optimizer` creates state for every tensor it holds up front (Adagrad).
+bool needs_eager_state(const torch::optim::Optimizer& optimizer);
+
 /// Gives every tensor of `tensors` the state an optimizer that creates it eagerly (Adagrad's
 /// accumulator) expects, when it has none: a tensor that joined later, or whose state was
 /// dropped while it was frozen. Nothing for other optimizers.
