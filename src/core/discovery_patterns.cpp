@@ -171,7 +171,12 @@ DiscoveryPatterns patterns_from_hints(const std::vector<StructureHint>& hints,
       continue;
     }
     each_list(out, [&](const char* kind, std::vector<Pattern>& list) {
-      if (h.kind == kind) list.push_back({h.pattern, {file, 0, 0}, h.modality});
+      if (h.kind != kind) return;
+      Pattern p;  // member by member: GCC 12 takes the braced form for maybe-uninitialized
+      p.text = h.pattern;
+      p.loc.file = file;
+      p.modality = h.modality;
+      list.push_back(std::move(p));
     });
   }
   out.explicit_towers = !out.towers.empty() || !out.trunk.empty();
