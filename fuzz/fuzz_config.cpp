@@ -28,13 +28,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto family = Family::parse(text, "family.yaml", diags);
     if (family) {
       auto m = family->expand(config, diags);
-      if (m) inv = std::move(m->inv);
+      if (m) inv = Inventory(std::move(m->inv));
     }
   } else {
     auto j = parse_json_text(text, "config.json", "config", diags);
     if (j)
       if (auto cfg = model_config_from_json(*j, "config.json", diags))
-        inv = apply_config(std::nullopt, *cfg, diags);
+        if (auto facts = apply_config(std::nullopt, *cfg, diags))
+          inv = Inventory(std::move(*facts));
   }
   if (inv) discover_layers(*inv, DiscoveryPatterns::shipped(), diags);
   return 0;
