@@ -64,6 +64,18 @@ struct AgreementOptions {
 void agree_on_plan(c10d::ProcessGroup& group, const Executor& executor,
                    const AgreementOptions& options = {});
 
+/// Metric-triggered stages under data parallelism (docs/RULES.md, "Metric triggers"): every
+/// rank's `local_value` of `metric` is all-gathered and averaged in rank order, in double
+/// precision, on every rank, and the mean is reported to `executor`. Every rank's monitor then
+/// sees the same value, bit for bit, so every rank decides the same plateau at the same
+/// boundary and changes its frozen set at the same step — and any rank's ExecutorState restores
+/// every rank. (Averaging first, rather than broadcasting rank 0's decision, lets each rank's
+/// shard of the validation set count and keeps the ranks' saved states identical.) Returns the
+/// mean. Collective: every rank must call it, with the same metric name. Weight unequal shards
+/// yourself (pass the local sum × world / total count).
+double report_metric(c10d::ProcessGroup& group, Executor& executor, const std::string& metric,
+                     double local_value);
+
 /// Copies rank `root`'s parameters and buffers into every rank's module, so all start equal.
 void broadcast_parameters(c10d::ProcessGroup& group, torch::nn::Module& module, int root = 0);
 void broadcast_parameters(c10d::ProcessGroup& group, torch::jit::Module& module, int root = 0);

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,12 +48,27 @@ struct ExecutorState {
   std::string fingerprint;  // of the canonical plan; a mismatch is refused on restore
   int64_t epoch = 0;
   int64_t step = 0;
+  /// Metric stages (docs/RULES.md, "Metric triggers"): what fired and when, and each watched
+  /// metric's best value (exact), reports without improvement and a plateau not yet acted on —
+  /// so a restored run decides as the uninterrupted one would, without re-reporting.
+  std::string triggers;
+  int version = 3;  // of the text it was parsed from; 2 says nothing of metric stages
 
-  /// "layerfreeze-state/2 FINGERPRINT EPOCH STEP", for a checkpoint's metadata.
+  /// "layerfreeze-state/3 FINGERPRINT EPOCH STEP [TRIGGERS]", for a checkpoint's metadata.
   std::string to_string() const;
   /// The inverse; throws DiagnosticError on anything else ("old-state" for a
-  /// layerfreeze-state/1, whose fingerprint did not cover learning rates and policies).
+  /// layerfreeze-state/1, whose fingerprint did not cover learning rates and policies). A
+  /// layerfreeze-state/2 parses; restore accepts it for plans without metric stages.
   static ExecutorState parse(const std::string& text);
+};
+
+/// A change of the frozen set that training reached (on_epoch_begin / on_step), as
+/// Executor::on_transition reports it.
+struct Transition {
+  Time at;
+  std::vector<std::string> causes;  // the stages that fired ("stage 'thaw' on val_loss plateau")
+  bool metric = false;              // a metric stage fired (a plateau, or its not_after)
+  size_t newly_frozen = 0, newly_unfrozen = 0;  // tensors
 };
 
 class Executor {
@@ -108,13 +124,32 @@ class Executor {
   /// epoch ("epoch-not-begun"). Off: times are taken as given, as before.
   void set_strict(bool on);
 
+  /// One evaluation of a metric a stage watches (a validation's result: `plan` lists the
+  /// metric stages). A plateau — `patience` reports without improving on the best by more than
+  /// `min_delta` — fires the waiting stage at the next on_epoch_begin, in order with the time
+  /// stages; a stage whose `not_after` comes first fires there. Under strict time
+  /// (set_strict), throws DiagnosticError for a metric no stage watches ("unknown-metric",
+  /// with the closest watched name) and for a NaN or infinite value ("metric-not-finite");
+  /// otherwise those are ignored, or counted as no improvement. Under data parallelism every
+  /// rank must report the same value (distributed::mean_across_ranks).
+  void report(const std::string& metric, double value);
+  /// The metrics the plan's stages watch, sorted (empty: report is never needed).
+  std::vector<std::string> watched_metrics() const;
+  /// Called after every change of the frozen set that on_epoch_begin or on_step applies (not
+  /// seek or restore, which put back a state the trainer's own checkpoint already matches): the
+  /// place to rebuild an LR scheduler, reload the best checkpoint or reset optimizer state at a
+  /// transition (docs/API.md, "Metric triggers"). Replaces the previous callback; empty: none.
+  void on_transition(std::function<void(const Transition&)> callback);
+
   /// Re-puts frozen BatchNorm modules in eval mode (policy `batchnorm: eval_when_frozen`);
   /// on_epoch_begin and on_step call it, so a trainer's `model->train()` is undone at once.
   void enforce_modes();
 
   ExecutorState state() const;
-  /// Seeks to a checkpointed time. Throws DiagnosticError when the checkpoint was written with
-  /// another plan (fingerprint mismatch).
+  /// Seeks to a checkpointed time with the metric stages as they were (what fired, each
+  /// metric's best and count). Throws DiagnosticError when the checkpoint was written with
+  /// another plan (fingerprint mismatch), or is a layerfreeze-state/2 of a plan with metric
+  /// stages ("old-state").
   void restore(const ExecutorState& state);
 
   /// Trainable parameters now, each tensor once (a tied weight handed twice to a LibTorch

@@ -251,6 +251,20 @@ class Plan {
   /// Whether some stage triggers on steps (times are then shown as steps).
   bool uses_steps() const;
 
+  /// Metric-triggered stages (docs/RULES.md, "Metric triggers"). The metrics they watch, sorted.
+  std::vector<std::string> watched_metrics() const;
+  /// The plan a run follows when its metrics plateau as `assumptions` say ("val_loss: plateau at
+  /// epoch 3", "val_loss: plateaus at epochs 3, 7"; `plan --assume`). Stages not fired by an
+  /// assumption sit at the latest their windows allow. Same fingerprint: the definition's.
+  /// Errors (a malformed assumption, a metric no stage watches) go to `diags`.
+  std::optional<Plan> assuming(const std::vector<std::string>& assumptions,
+                               Diagnostics& diags) const;
+  /// The plan a run that reported `history` follows (`plan --metrics FILE`): "EPOCH METRIC
+  /// VALUE" lines in the order reported, `name` standing for the file in messages — a recorded
+  /// history gives the plan of the run that recorded it.
+  std::optional<Plan> replaying(const std::string& history, const std::string& name,
+                                Diagnostics& diags) const;
+
  private:
   friend struct PlanAccess;
   explicit Plan(std::shared_ptr<const CompiledPlan> p);

@@ -199,6 +199,31 @@ struct Differ {
     return s;
   }
 
+  // Metric-triggered stages by id: the trigger (metric, mode, patience, min_delta, window),
+  // the resolved rules and the learning rate of what they open.
+  void metric_stages(const json& a, const json& b) {
+    for (size_t k = 0; k < std::max(a.size(), b.size()); ++k) {
+      const std::string where = "metric stage " + std::to_string(k + 1);
+      if (k >= a.size() || k >= b.size()) {
+        add(Kind::kSchedule, where, "only in " + (k < a.size() ? la : lb));
+        continue;
+      }
+      const json &x = a[k], &y = b[k];
+      if (x == y) continue;
+      const json px = x.value("plateau", json::object()), py = y.value("plateau", json::object());
+      for (const auto& [key, vx] : px.items()) {
+        json vy = py.value(key, json());
+        if (vx != vy) add(Kind::kSchedule, where, key + ": " + sides(vx, vy));
+      }
+      if (x.value("rules", json()) != y.value("rules", json()))
+        add(Kind::kSchedule, where, "its resolved rules differ");
+      for (const char* key : {"lr", "lr_scale"}) {
+        json vx = x.value(key, json()), vy = y.value(key, json());
+        if (vx != vy) add(Kind::kLearningRate, where, std::string(key) + ": " + sides(vx, vy));
+      }
+    }
+  }
+
   void changes(const json& a, const json& b) {
     const json &ca = a.at("changes"), &cb = b.at("changes");
     size_t i = 0, k = 0;
@@ -266,8 +291,9 @@ PlanDiff diff_canonical(const json& a, const json& b, const Inventory* names,
              "(none)");
     if (a.at("form") != b.at("form")) {
       d.add(PlanDiff::Item::Kind::kSchedule, "schedule",
-            a["form"] == "rules" ? d.la + " has periodic stages, " + d.lb + " has none"
-                                 : d.lb + " has periodic stages, " + d.la + " has none");
+            a["form"] == "rules"
+                ? d.la + " has periodic or metric-triggered stages, " + d.lb + " has none"
+                : d.lb + " has periodic or metric-triggered stages, " + d.la + " has none");
       return d.out;
     }
     if (a.at("start") != b.at("start")) {
@@ -277,6 +303,8 @@ PlanDiff diff_canonical(const json& a, const json& b, const Inventory* names,
     if (a.value("initial", json()) != b.value("initial", json()))
       d.add(PlanDiff::Item::Kind::kSchedule, "start", "the resolved initial rules differ");
     d.changes(a, b);
+    d.metric_stages(a.value("metric_stages", json::array()),
+                    b.value("metric_stages", json::array()));
   } catch (const json::exception& e) {
     d.add(PlanDiff::Item::Kind::kSchedule, "plan",
           std::string("a canonical plan is incomplete: ") + e.what());

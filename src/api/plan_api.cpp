@@ -10,6 +10,7 @@
 #include "core/compiler.hpp"
 #include "core/expert_config.hpp"
 #include "core/layer_discovery.hpp"
+#include "core/metric_triggers.hpp"
 #include "core/rules_parser.hpp"
 #include "print/diff_picture.hpp"
 #include "print/explain.hpp"
@@ -134,6 +135,30 @@ const std::vector<Diagnostic>& Plan::warnings() const { return impl_->warnings; 
 std::string Plan::parameters_text() const { return params_text(*impl_); }
 std::optional<int64_t> Plan::steps_per_epoch() const { return impl_->options.steps_per_epoch; }
 bool Plan::uses_steps() const { return impl_->uses_steps; }
+
+std::vector<std::string> Plan::watched_metrics() const {
+  return TriggerMonitor(impl_->watches).metrics();
+}
+
+std::optional<Plan> Plan::assuming(const std::vector<std::string>& assumptions,
+                                   Diagnostics& diags) const {
+  const size_t errors = diags.count(Severity::kError);
+  std::vector<PlateauAssumption> parsed;
+  for (const auto& a : assumptions)
+    if (auto p = parse_assumption(a, diags)) parsed.push_back(std::move(*p));
+  if (diags.count(Severity::kError) > errors) return std::nullopt;
+  auto fired = assume_plateaus(impl_->watches, parsed, diags);
+  if (diags.count(Severity::kError) > errors) return std::nullopt;
+  return Plan(std::make_shared<const CompiledPlan>(impl_->placed(fired)));
+}
+
+std::optional<Plan> Plan::replaying(const std::string& history, const std::string& name,
+                                    Diagnostics& diags) const {
+  auto records = parse_metric_history(history, name, diags);
+  if (!records) return std::nullopt;
+  return Plan(std::make_shared<const CompiledPlan>(
+      impl_->placed(replay_history(impl_->watches, *records))));
+}
 
 Time Plan::horizon(std::optional<int64_t> epochs, std::optional<int64_t> steps) const {
   return impl_->horizon(epochs, steps);

@@ -41,6 +41,11 @@ void PlanArgs::add_to(CLI::App& cmd, bool with_rules) {
   cmd.add_option("--optimizer", optimizer,
                  "optimizer for memory figures: adamw, adam, sgd, sgd-momentum")
       ->check(CLI::IsMember({"adamw", "adam", "sgd", "sgd-momentum"}));
+  cmd.add_option("--assume", assume,
+                 "a metric stage's plateau to assume: 'METRIC: plateau at epoch N' (repeatable)");
+  cmd.add_option("--metrics", metrics,
+                 "a recorded metric history (EPOCH METRIC VALUE lines): the plan that run "
+                 "followed");
   cmd.add_flag("--strict", strict,
                "every warning is an error (a dead selector, a model whose config disagrees with "
                "its checkpoint, ...)");
@@ -73,7 +78,28 @@ std::optional<Plan> compile_plan(Session& s, const PlanArgs& a, const std::strin
   o.sets = a.sets;
   o.steps_per_epoch = a.steps_per_epoch;
   o.strict = a.strict;
-  return compile(*strategy, std::move(*inv), o, s.diags);
+  auto plan = compile(*strategy, std::move(*inv), o, s.diags);
+  if (!plan || (a.assume.empty() && a.metrics.empty())) return plan;
+  // Where the metric stages fire: as assumed, or as a recorded run's metrics decided.
+  if (!a.metrics.empty()) {
+    FileRead how;
+    how.what = "metric history";
+    how.max_bytes = size_t{64} << 20;
+    auto text = read_file(a.metrics, a.metrics, how, s.diags);
+    if (!text) return std::nullopt;
+    s.sources.add(a.metrics, *text);
+    plan = plan->replaying(*text, a.metrics, s.diags);
+    if (!plan) return std::nullopt;
+  }
+  if (!a.assume.empty()) {
+    if (!a.metrics.empty()) {
+      s.diags.error("usage", "--assume and --metrics both say where metric stages fire: pass one",
+                    {});
+      return std::nullopt;
+    }
+    plan = plan->assuming(a.assume, s.diags);
+  }
+  return plan;
 }
 
 std::vector<std::shared_ptr<void>>& kept_until_exit() {

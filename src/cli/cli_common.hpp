@@ -41,6 +41,8 @@ struct Session {
 struct PlanArgs {
   std::string rules, model, config, family, section, optimizer = "adamw";
   std::vector<std::string> sets;
+  std::vector<std::string> assume;  // "val_loss: plateau at epoch 3"
+  std::string metrics;              // a recorded metric history
   std::optional<int64_t> epochs, steps, steps_per_epoch;
   bool strict = false;
   void add_to(CLI::App& cmd, bool with_rules = true);

@@ -182,7 +182,7 @@ json canonical_plan(const CompiledPlan& plan) {
   // are kept as resolved rules, since their state depends on the period.
   const Selection start = plan.state_at(Time{0, 0});
   json changes = json::array();
-  if (!has_periodic(plan)) {
+  if (!has_periodic(plan) && plan.watches.empty()) {
     j["form"] = "changes";
     j["start"] = state_json(start);
     Selection prev = start;
@@ -217,17 +217,40 @@ json canonical_plan(const CompiledPlan& plan) {
     for (const auto& r : plan.initial)
       initial.push_back({{"action", action_name(r.action)}, {"set", set_json(r.set)}});
     j["initial"] = std::move(initial);
-    for (const auto& st : plan.stages) {
+    // Stages on the timeline, then the metric-triggered ones by id: their definitions, never
+    // where one run placed them.
+    auto stage_json = [&](const PlanStage& st) {
       json rules = json::array();
       for (const auto& r : st.rules)
         rules.push_back({{"action", action_name(r.action)}, {"set", set_json(r.set)}});
-      json c = {{"at", time_json(plan, st.unit, st.at)},
-                {"every", st.period > 0 ? json(st.period) : json(nullptr)},
-                {"rules", std::move(rules)}};
+      json c = {{"rules", std::move(rules)}};
       if (st.group_lr) c["lr"] = number(*st.group_lr);
       if (st.group_lr_scale) c["lr_scale"] = number(*st.group_lr_scale);
+      return c;
+    };
+    for (const auto& st : plan.stages) {
+      if (st.watch >= 0) continue;
+      json c = stage_json(st);
+      c["at"] = time_json(plan, st.unit, st.at);
+      c["every"] = st.period > 0 ? json(st.period) : json(nullptr);
       changes.push_back(std::move(c));
     }
+    json watched = json::array();
+    for (size_t id = 0; id < plan.watched.size(); ++id) {
+      const MetricWatch& w = plan.watches[id];
+      json c = stage_json(plan.watched[id]);
+      c["plateau"] = {{"metric", w.metric},
+                      {"mode", w.maximize ? "max" : "min"},
+                      {"patience", w.patience},
+                      {"min_delta", number(w.min_delta)},
+                      {"not_before", w.not_before >= 0 ? json(w.not_before) : json(nullptr)},
+                      {"not_after", w.not_after >= 0 ? json(w.not_after) : json(nullptr)},
+                      {"relative", w.relative},
+                      {"anchor", w.anchor},
+                      {"sequence", w.sequence}};
+      watched.push_back(std::move(c));
+    }
+    if (!watched.empty()) j["metric_stages"] = std::move(watched);
   }
   j["changes"] = std::move(changes);
   return j;

@@ -3,9 +3,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <limits>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "core/layer_discovery.hpp"
 #include "core/rules_parser.hpp"
@@ -217,8 +219,9 @@ class Compiler {
       if (!res.eval_bool(st.when, true)) continue;
       for (auto& ps : stage(st, res, plan)) staged.push_back({file_order++, std::move(ps)});
     }
-    for (auto& [_, ps] : staged) {
+    for (auto& [order, ps] : staged) {
       (ps.unit == Trigger::Unit::kEpoch ? plan.uses_epochs : plan.uses_steps) = true;
+      ps.file_order = static_cast<uint32_t>(order);
     }
     if (plan.uses_epochs && plan.uses_steps && !plan.options.steps_per_epoch) {
       SourceLoc at;
@@ -238,7 +241,15 @@ class Compiler {
     std::stable_sort(staged.begin(), staged.end(), [](const auto& a, const auto& b) {
       return a.second.key != b.second.key ? a.second.key < b.second.key : a.first < b.first;
     });
-    for (auto& [_, ps] : staged) plan.stages.push_back(std::move(ps));
+    for (auto& [_, ps] : staged) {
+      if (ps.watch >= 0)
+        plan.watched.push_back(std::move(ps));  // in file order: the sort kept it
+      else
+        plan.stages.push_back(std::move(ps));
+    }
+    std::sort(plan.watched.begin(), plan.watched.end(),
+              [](const PlanStage& a, const PlanStage& b) { return a.file_order < b.file_order; });
+    sequence_watches(plan);
     if (diags_.count(Severity::kError) > errors_before) return std::nullopt;
 
     plan.warnings = std::move(model_warnings);
@@ -328,15 +339,96 @@ class Compiler {
     return v;
   }
 
+  // A metric trigger, evaluated (its id and sequence are given when every stage is known).
+  std::optional<MetricWatch> watch(const MetricTrigger& m, Resolver& res, bool relative,
+                                   int64_t anchor, const std::string& label) {
+    if (m.metric.empty()) return std::nullopt;  // the parser said why
+    MetricWatch w;
+    w.metric = m.metric;
+    w.loc = m.loc;
+    w.relative = relative;
+    w.anchor = anchor;
+    w.label = label;
+    bool ok = true;
+    if (!m.mode.empty()) {
+      auto v = res.eval_strings(m.mode);
+      if (v.size() != 1 || (v[0] != "min" && v[0] != "max")) {
+        diags_.error("bad-value", "'mode' is 'min' (lower is better) or 'max'", m.mode.loc());
+        ok = false;
+      } else {
+        w.maximize = v[0] == "max";
+      }
+    }
+    if (!m.patience.empty()) {
+      auto v = res.eval_int(m.patience, "'patience'");
+      if (v && (*v < 1 || *v > (int64_t{1} << 40))) {
+        diags_.error("out-of-range",
+                     "'patience' must be at least 1 (and at most 2^40), got " + std::to_string(*v),
+                     m.patience.loc());
+        v.reset();
+      }
+      ok = ok && v;
+      if (v) w.patience = *v;
+    }
+    if (!m.min_delta.empty()) {
+      auto v = res.eval_number(m.min_delta, "'min_delta'");
+      if (v && !(*v >= 0 && std::isfinite(*v))) {
+        diags_.error("out-of-range", "'min_delta' must be a finite number, not negative",
+                     m.min_delta.loc());
+        v.reset();
+      }
+      ok = ok && v;
+      if (v) w.min_delta = *v;
+    }
+    for (auto [x, slot, what] : {std::tuple{&m.not_before, &w.not_before, "'not_before'"},
+                                 std::tuple{&m.not_after, &w.not_after, "'not_after'"}}) {
+      if (x->empty()) continue;
+      auto v = res.eval_int(*x, what);
+      if (v && (*v < 0 || *v > (int64_t{1} << 40))) {
+        diags_.error(
+            "out-of-range",
+            std::string(what) + " must be an epoch from 0 to 2^40, got " + std::to_string(*v),
+            x->loc());
+        v.reset();
+      }
+      ok = ok && v;
+      if (v) *slot = *v;
+    }
+    if (ok && w.not_before >= 0 && w.not_after >= 0 && w.not_before > w.not_after) {
+      diags_.error("window-empty",
+                   "'not_before' (" + std::to_string(w.not_before) + ") is after 'not_after' (" +
+                       std::to_string(w.not_after) +
+                       "): the stage could never wait for its plateau",
+                   m.not_before.loc());
+      ok = false;
+    }
+    if (!ok) return std::nullopt;
+    return w;
+  }
+
   std::vector<PlanStage> stage(const Stage& st, Resolver& res, const CompiledPlan& plan) {
     std::vector<PlanStage> out;
+    std::string named = st.name.empty() ? "" : " '" + st.name + "'";
+    if (st.kind == Stage::Kind::kAt && st.at.metric) {
+      PlanStage ps;
+      ps.unit = Trigger::Unit::kEpoch;
+      ps.loc = st.loc;
+      ps.label = "stage" + named + " on " + st.at.metric->metric + " plateau";
+      auto w = watch(*st.at.metric, res, false, 0, ps.label);
+      if (!w) return out;
+      for (const auto& r : st.rules)
+        if (auto pr = rule(r, res)) ps.rules.push_back(std::move(*pr));
+      ps.watch = static_cast<int32_t>(watch_defs_.size());
+      watch_defs_.push_back(std::move(*w));
+      out.push_back(std::move(ps));
+      return with_stage_lr(st, res, std::move(out));
+    }
     auto at = trigger_value(st.at, res, false);
     if (!at) return out;
     PlanStage ps;
     ps.unit = st.at.unit;
     ps.at = *at;
     ps.loc = st.loc;
-    std::string named = st.name.empty() ? "" : " '" + st.name + "'";
     if (st.kind == Stage::Kind::kAt || st.kind == Stage::Kind::kEvery) {
       if (st.kind == Stage::Kind::kEvery) {
         auto k = trigger_value(st.period, res, true);
@@ -353,7 +445,11 @@ class Compiler {
     } else {
       out = progressive(st, res, plan, *at, named);
     }
-    // The group learning rate of what the stage unfreezes, on every stage it expands to.
+    return with_stage_lr(st, res, std::move(out));
+  }
+
+  // The group learning rate of what the stage unfreezes, on every stage it expands to.
+  std::vector<PlanStage> with_stage_lr(const Stage& st, Resolver& res, std::vector<PlanStage> out) {
     std::optional<double> lr, scale;
     if (!st.lr.empty()) lr = res.eval_number(st.lr, "'lr'");
     if (!st.lr_scale.empty()) scale = res.eval_number(st.lr_scale, "'lr_scale'");
@@ -408,13 +504,51 @@ class Compiler {
       diags_.error("out-of-range", "group_size must be at least 1", st.group_size.loc());
       return {};
     }
-    auto span =
-        st.has_every ? trigger_value(st.period, res, true) : trigger_value(*st.over, res, false);
+    const MetricTrigger* plateau = st.has_every && st.period.metric ? &*st.period.metric : nullptr;
+    auto span = plateau        ? std::optional<int64_t>(1)
+                : st.has_every ? trigger_value(st.period, res, true)
+                               : trigger_value(*st.over, res, false);
     if (!span) return {};
     auto out = expand_progressive(st, I, by_group, at, *gs, *span, named);
+    // On plateaus: the first group opens at the start, each next one at the metric's next
+    // plateau (bounds counted from the previous group's opening).
+    for (size_t k = 1; plateau && k < out.size(); ++k) {
+      std::string& label = out[k].label;
+      label = label.substr(0, label.rfind(" at ")) + " on " + plateau->metric + " plateau";
+      auto w = watch(*plateau, res, true, at, label);
+      if (!w) return {};
+      out[k].watch = static_cast<int32_t>(watch_defs_.size());
+      watch_defs_.push_back(std::move(*w));
+    }
     for (auto& ps : out)
       for (auto& r : ps.rules) r.set.slices = plan.slices.expand(r.set.leaf);
     return out;
+  }
+
+  // Metric stages get their ids (file order) and sequences: the stages that watch one metric,
+  // in order, all minimising or all maximising it.
+  void sequence_watches(CompiledPlan& plan) {
+    std::map<std::string, uint32_t> seq;
+    std::vector<const MetricWatch*> first;
+    for (size_t id = 0; id < plan.watched.size(); ++id) {
+      PlanStage& st = plan.watched[id];
+      MetricWatch w = watch_defs_[static_cast<size_t>(st.watch)];
+      w.id = static_cast<uint32_t>(id);
+      auto [it, fresh] = seq.emplace(w.metric, static_cast<uint32_t>(seq.size()));
+      w.sequence = it->second;
+      if (fresh) first.push_back(&watch_defs_[static_cast<size_t>(st.watch)]);
+      const MetricWatch& head = *first[w.sequence];
+      if (!fresh && head.maximize != w.maximize)
+        diags_.error(
+            "metric-mode",
+            "this stage " + std::string(w.maximize ? "maximises" : "minimises") + " '" + w.metric +
+                "', an earlier stage on it " + (head.maximize ? "maximises" : "minimises") + " it",
+            w.loc,
+            {"stages on one metric share its best value: give them one 'mode'",
+             "the earlier stage is at " + head.loc.file + ":" + std::to_string(head.loc.line)});
+      st.watch = static_cast<int32_t>(id);
+      plan.watches.push_back(std::move(w));
+    }
   }
 
   void warnings(CompiledPlan& plan) {
@@ -485,6 +619,7 @@ class Compiler {
   const Inventory* inv_ = nullptr;
   const Scope* scope_ = nullptr;
   std::vector<uint32_t> tied_;
+  std::vector<MetricWatch> watch_defs_;  // by PlanStage::watch until sequence_watches
 };
 
 }  // namespace

@@ -175,7 +175,77 @@ int64_t CompiledPlan::frozen_numel(const Selection& s) const {
   return n;
 }
 
+void CompiledPlan::place(const std::vector<Firing>& f) {
+  fired = f;
+  stages.erase(std::remove_if(stages.begin(), stages.end(),
+                              [](const PlanStage& st) { return st.watch >= 0; }),
+               stages.end());
+  const auto at = watch_positions(watches, fired);
+  const int64_t spe = options.steps_per_epoch.value_or(1);
+  for (size_t id = 0; id < watched.size(); ++id) {
+    if (at[id] < 0) continue;
+    PlanStage st = watched[id];
+    st.at = at[id];
+    st.key = uses_steps ? st.at * spe : st.at;
+    stages.push_back(std::move(st));
+  }
+  std::stable_sort(stages.begin(), stages.end(), [](const PlanStage& a, const PlanStage& b) {
+    return a.key != b.key ? a.key < b.key : a.file_order < b.file_order;
+  });
+}
+
+std::string MetricStageView::placement() const {
+  const std::string e = "at epoch " + std::to_string(at);
+  switch (placed) {
+    case Placed::kFired: return e + " (plateau)";
+    case Placed::kBound: return e + " (not_after)";
+    case Placed::kLatest: return e + " at the latest (no plateau given)";
+    case Placed::kWaiting: break;
+  }
+  return "waits for a plateau (no not_after)";
+}
+
+std::string MetricStageView::window_text() const {
+  if (window.latest < 0) return "from epoch " + std::to_string(window.earliest) + ", no bound";
+  if (window.latest == window.earliest) return "epoch " + std::to_string(window.latest);
+  return "epochs " + std::to_string(window.earliest) + "–" + std::to_string(window.latest);
+}
+
+std::vector<MetricStageView> CompiledPlan::metric_stages() const {
+  std::vector<MetricStageView> out(watches.size());
+  const auto windows = watch_windows(watches);
+  const auto at = watch_positions(watches, fired);
+  for (size_t id = 0; id < watches.size(); ++id) {
+    MetricStageView& v = out[id];
+    v.watch = &watches[id];
+    v.window = windows[id];
+    v.at = at[id];
+    v.placed = at[id] < 0 ? MetricStageView::Placed::kWaiting : MetricStageView::Placed::kLatest;
+  }
+  for (const auto& f : fired)
+    if (f.id < out.size())
+      out[f.id].placed =
+          f.plateau ? MetricStageView::Placed::kFired : MetricStageView::Placed::kBound;
+  return out;
+}
+
+CompiledPlan CompiledPlan::placed(const std::vector<Firing>& f) const {
+  CompiledPlan out = *this;
+  out.place(f);
+  out.build_prefix();
+  return out;
+}
+
 void CompiledPlan::finalize() {
+  place({});
+  build_prefix();
+  // The fingerprint is the hash of the canonical plan: any difference a trainer would run
+  // differently changes it, and nothing else does.
+  canonical_ = canonical_text(canonical_plan(*this));
+  fingerprint_ = fingerprint_of(canonical_);
+}
+
+void CompiledPlan::build_prefix() {
   const Inventory& inv = *inventory;
   if (slices.first.empty()) slices.build(inv);
   initial_state_ = {Bitset(inv.params().size()), Bitset(slices.size())};
@@ -193,10 +263,8 @@ void CompiledPlan::finalize() {
       for (const auto& r : st.rules) apply(r, next, 0, inv, slices);
     prefix_.push_back(std::move(next));
   }
-  // The fingerprint is the hash of the canonical plan: any difference a trainer would run
-  // differently changes it, and nothing else does.
-  canonical_ = canonical_text(canonical_plan(*this));
-  fingerprint_ = fingerprint_of(canonical_);
+  for (const auto& st : watched)
+    if (st.group_lr || st.group_lr_scale) has_stage_lr_ = true;
 }
 
 Time CompiledPlan::last_trigger() const {

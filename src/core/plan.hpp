@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/bitset.hpp"
+#include "core/metric_triggers.hpp"
 #include "core/rules.hpp"
 #include "layerfreeze/inventory.hpp"
 #include "layerfreeze/plan.hpp"
@@ -94,6 +95,8 @@ struct PlanStage {
   std::vector<PlanRule> rules;
   // The param group of what this stage unfreezes: an absolute lr, or a scale of the optimizer's.
   std::optional<double> group_lr, group_lr_scale;
+  int32_t watch = -1;       // a metric stage: its MetricWatch id (`at` is where it is placed)
+  uint32_t file_order = 0;  // ties of `key` keep it
 
   bool fires(const Time& t) const {
     return (unit == Trigger::Unit::kEpoch ? t.epoch : t.step) >= at;
@@ -123,6 +126,19 @@ struct StatePoint {
   std::vector<uint32_t> remasked;  // fused tensors whose frozen slices changed, not frozen whole
 };
 
+/// A metric-triggered stage as a dry run shows it.
+struct MetricStageView {
+  const MetricWatch* watch = nullptr;
+  FireWindow window;  // with nothing fired: earliest and latest (-1: no bound)
+  int64_t at = -1;    // where this plan places it (-1: it waits for a plateau)
+  enum class Placed { kFired, kBound, kLatest, kWaiting } placed = Placed::kWaiting;
+  /// "at epoch 3 (plateau)", "at epoch 6 (not_after)", "at epoch 6 at the latest (no plateau
+  /// given)", "waits for a plateau (no not_after)".
+  std::string placement() const;
+  /// "epochs 1–6", "from epoch 2, no bound".
+  std::string window_text() const;
+};
+
 class CompiledPlan {
  public:
   std::shared_ptr<const Inventory> inventory;
@@ -134,6 +150,20 @@ class CompiledPlan {
   std::vector<Diagnostic> warnings;
   bool uses_epochs = false, uses_steps = false;
   SliceTable slices;  // the fused expert tensors' slices; empty for most models
+  // Metric-triggered stages (core/metric_triggers.hpp): their definitions by id, and the stages
+  // themselves by id. `stages` holds those placed on the timeline — where they fired (`fired`),
+  // else at the latest their window allows; one still waiting for a plateau with no bound is
+  // not in `stages`.
+  std::vector<MetricWatch> watches;
+  std::vector<PlanStage> watched;
+  std::vector<Firing> fired;
+
+  /// This plan with the metric stages placed where `fired` says (and the others at the latest
+  /// their windows then allow). Its identity — canonical text, fingerprint — is this plan's:
+  /// the definition, not one run's history.
+  CompiledPlan placed(const std::vector<Firing>& fired) const;
+  /// Each metric stage, by id: its window and where this plan places it.
+  std::vector<MetricStageView> metric_stages() const;
 
   /// Frozen tensors and slices by the initial rules alone (no stage applied).
   const Selection& initial_state() const { return initial_state_; }
@@ -183,6 +213,10 @@ class CompiledPlan {
   void finalize();
 
  private:
+  // Puts the metric stages on the timeline for `fired` and sorts `stages`.
+  void place(const std::vector<Firing>& fired);
+  // The states after each stage (prefix_) and what they need.
+  void build_prefix();
   Selection initial_state_;
   std::vector<Selection> prefix_;  // prefix_[j]: state after initial rules and static stages [0, j)
   bool has_periodic_ = false, has_stage_lr_ = false;
@@ -205,6 +239,12 @@ class PlanCursor {
   /// Moves to `t`; returns true when the frozen set changed. `frozen()`, `newly_frozen()` and
   /// `newly_unfrozen()` then describe it.
   bool seek(const Time& t);
+  /// Follows `plan` from now on (the same plan with its metric stages placed anew): the state
+  /// held stays, and the next seek compares the new plan's state with it.
+  void rebind(const CompiledPlan& plan) {
+    plan_ = &plan;
+    next_ = {0, 0};
+  }
 
   const Bitset& frozen() const { return state_.params; }
   const Selection& state() const { return state_; }

@@ -59,6 +59,13 @@ class Replay {
   /// change costs a few integer comparisons.
   bool move_to(const Time& t, StateSink& sink);
 
+  /// Follows `plan` from now on: the same plan with its metric stages placed where they fired
+  /// (CompiledPlan::placed). The state held stays; the next move applies what differs.
+  void rebind(const CompiledPlan& plan) {
+    plan_ = &plan;
+    cursor_.rebind(plan);
+  }
+
   const Time& now() const { return now_; }
   const Bitset& frozen() const { return cursor_.frozen(); }
   const Selection& state() const { return cursor_.state(); }

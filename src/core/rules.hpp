@@ -62,12 +62,25 @@ struct Rule {
   std::string text;  // "freeze layers[0:16]"
 };
 
-/// A point in training time: an epoch or a global step (both 0-based).
+/// "Fire when a reported metric stops improving" (docs/RULES.md, "Metric triggers"): evaluated
+/// at epoch boundaries on the values a trainer reports, bounded by `not_before` / `not_after`
+/// (epochs; in a progressive stage, epochs since the previous group opened).
+struct MetricTrigger {
+  std::string metric;  // the name the trainer reports ("val_loss")
+  SourceLoc loc;       // of `plateau:`'s value
+  Expr mode;           // "min" (default) or "max"
+  Expr patience;       // reports without improvement (default 3, Lightning's EarlyStopping)
+  Expr min_delta;      // an improvement is larger than this (default 0)
+  Expr not_before, not_after;
+};
+
+/// A point in training time: an epoch or a global step (both 0-based), or a metric's plateau.
 struct Trigger {
   enum class Unit { kEpoch, kStep };
   Unit unit = Unit::kEpoch;
   Expr value;
   SourceLoc loc;
+  std::optional<MetricTrigger> metric;  // set: `value` is unused, the unit is epochs
 };
 inline const char* unit_name(Trigger::Unit u) {
   return u == Trigger::Unit::kEpoch ? "epoch" : "step";

@@ -67,14 +67,32 @@ struct FileParser {
     return out;
   }
 
-  Trigger trigger(const YAML::Node& n, const std::string& what, bool plural) {
+  // `metric_ok`: the trigger may be a metric's plateau (an `at` or a progressive `every`).
+  Trigger trigger(const YAML::Node& n, const std::string& what, bool plural,
+                  bool metric_ok = false) {
     Trigger t;
     t.loc = r_.loc(n);
     std::string e_key = plural ? "epochs" : "epoch", s_key = plural ? "steps" : "step";
-    auto es = r_.entries(n, what, {e_key, s_key});
+    if (n.IsMap() && n["plateau"]) {
+      if (!metric_ok) {
+        r_.error("bad-trigger",
+                 what +
+                     " counts epochs or steps; only 'at' and a progressive stage's 'every' "
+                     "may wait for a metric's plateau",
+                 n["plateau"]);
+        return t;
+      }
+      t.metric = metric_trigger(n, what);
+      return t;
+    }
+    std::vector<std::string> allowed{e_key, s_key};
+    if (metric_ok) allowed.push_back("plateau");
+    auto es = r_.entries(n, what, allowed);
     if (es.size() != 1) {
       if (n.IsMap())
-        r_.error("bad-trigger", what + " takes exactly one of '" + e_key + "' or '" + s_key + "'",
+        r_.error("bad-trigger",
+                 what + " takes exactly one of '" + e_key + "' or '" + s_key + "'" +
+                     (metric_ok && es.empty() ? " (a time), or 'plateau' (a metric)" : ""),
                  n);
       return t;
     }
@@ -91,6 +109,45 @@ struct FileParser {
     return t;
   }
 
+  // `plateau: METRIC` with its options (docs/RULES.md, "Metric triggers").
+  MetricTrigger metric_trigger(const YAML::Node& n, const std::string& what) {
+    MetricTrigger m;
+    for (const auto& e : r_.entries(
+             n, what, {"plateau", "mode", "patience", "min_delta", "not_before", "not_after"})) {
+      if (e.key == "plateau") {
+        m.loc = r_.loc(e.value);
+        m.metric = r_.string(e.value, "'plateau'").value_or("");
+        if (e.value.IsScalar() && !RE2::FullMatch(m.metric, "[A-Za-z_][A-Za-z0-9_./:-]{0,127}"))
+          r_.error("bad-metric",
+                   "'plateau' names the metric a trainer reports: a letter or '_', then up to "
+                   "127 letters, digits, '_', '.', '/', ':' or '-'",
+                   e.value);
+      } else if (e.key == "mode") {
+        m.mode = typed(e.value, "'mode'", {Value::Kind::kString});
+        if (auto* v = m.mode.literal_value();
+            v && v->kind == Value::Kind::kString && v->s != "min" && v->s != "max")
+          r_.error("bad-value", "'mode' is 'min' (lower is better) or 'max'", e.value);
+      } else if (e.key == "patience") {
+        m.patience = typed(e.value, "'patience'", {Value::Kind::kInt});
+        if (auto* v = m.patience.literal_value(); v && v->kind == Value::Kind::kInt && v->i < 1)
+          r_.error("out-of-range", "'patience' must be at least 1", e.value);
+      } else if (e.key == "min_delta") {
+        m.min_delta = typed(e.value, "'min_delta'", {Value::Kind::kFloat});
+        if (auto* v = m.min_delta.literal_value(); v && !(v->number() >= 0))
+          r_.error("out-of-range", "'min_delta' must not be negative", e.value);
+      } else {
+        Expr& x = e.key == "not_before" ? m.not_before : m.not_after;
+        x = typed(e.value, "'" + e.key + "'", {Value::Kind::kInt});
+        if (auto* v = x.literal_value(); v && v->kind == Value::Kind::kInt && v->i < 0)
+          r_.error("out-of-range", "'" + e.key + "' must not be negative", e.value);
+        if (auto* v = x.literal_value(); v && v->kind == Value::Kind::kInt && v->i > kMaxTime)
+          r_.error("out-of-range", "'" + e.key + "' is larger than " + std::to_string(kMaxTime),
+                   e.value);
+      }
+    }
+    return m;
+  }
+
   Stage stage(const YAML::Node& n) {
     Stage st;
     st.loc = r_.loc(n);
@@ -103,7 +160,7 @@ struct FileParser {
       if (e.key == "at" || e.key == "every" || e.key == "progressive") kinds.push_back(e.key);
       if (e.key == "at") {
         st.kind = Stage::Kind::kAt;
-        st.at = trigger(e.value, "'at'", false);
+        st.at = trigger(e.value, "'at'", false, true);
       } else if (e.key == "every") {
         st.kind = Stage::Kind::kEvery;
         st.period = trigger(e.value, "'every'", true);
@@ -183,7 +240,7 @@ struct FileParser {
         st.at = trigger(e.value, "'start'", false);
         have_start = true;
       } else if (e.key == "every") {
-        st.period = trigger(e.value, "'every'", true);
+        st.period = trigger(e.value, "'every'", true, true);
         st.has_every = true;
       } else if (e.key == "over") {
         st.over = trigger(e.value, "'over'", true);

@@ -5,6 +5,7 @@
 
 #include <ATen/Functions.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "analysis/plan_record.hpp"
@@ -36,8 +37,35 @@ at::Tensor bytes_tensor(const void* data, size_t n) {
 }
 
 constexpr size_t kHeaderBytes = kPlanDigestBytes + 2 * sizeof(int64_t);
+constexpr size_t kMetricBytes = 8 + 136;  // a double, then the metric's name (128 at most)
 
 }  // namespace
+
+double report_metric(c10d::ProcessGroup& group, Executor& executor, const std::string& metric,
+                     double local_value) {
+  // The name travels too: ranks that report different metrics at one call are a bug to name,
+  // not a mean to take.
+  unsigned char mine[kMetricBytes] = {};
+  std::memcpy(mine, &local_value, sizeof local_value);
+  std::memcpy(mine + sizeof(double), metric.data(),
+              std::min(metric.size(), kMetricBytes - sizeof(double) - 1));
+  auto all = all_gather(group, bytes_tensor(mine, kMetricBytes), "averaging a metric");
+  double sum = 0;
+  for (size_t r = 0; r < all.size(); ++r) {
+    const auto* bytes = static_cast<const unsigned char*>(all[r].data_ptr());
+    if (std::memcmp(bytes + sizeof(double), mine + sizeof(double), kMetricBytes - sizeof(double)))
+      fail("metric-disagreement",
+           "report_metric('" + metric + "'): rank " + std::to_string(r) +
+               " reported another metric at the same call",
+           {"every rank calls report_metric with the same metrics in the same order"});
+    double v = 0;
+    std::memcpy(&v, bytes, sizeof v);
+    sum += v;  // rank order, on every rank: the same mean everywhere
+  }
+  const double mean = sum / static_cast<double>(all.size());
+  executor.report(metric, mean);
+  return mean;
+}
 
 void agree_on_plan(c10d::ProcessGroup& group, const Executor& executor,
                    const AgreementOptions& options) {

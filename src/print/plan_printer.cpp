@@ -150,6 +150,12 @@ std::string plan_text(const PlanSummary& sum) {
   o << "executor: " << options_text(plan) << "\n";
   for (const auto& n : inv.facts().source_notes) o << "note: " << n << "\n";
   for (const auto& n : inv.notes) o << "note: " << n << "\n";
+  if (!plan.watches.empty()) {
+    o << "metric stages (each fires at the epoch boundary after its metric stops improving):\n";
+    for (const auto& v : plan.metric_stages())
+      o << "  " << v.watch->label << ": " << v.watch->condition() << " · window " << v.window_text()
+        << " · " << v.placement() << "\n";
+  }
   for (const auto& st : sum.stages) {
     o << "\n" << time_text(st.point.at, plan.uses_steps);
     if (&st == &sum.stages.front()) o << " (start)";
@@ -234,6 +240,7 @@ class PlanJson {
     model();
     options();
     params();
+    if (!plan.watches.empty()) metric_stages();
     j.key("stages").begin_array();
     for (const auto& st : sum.stages) stage(st);
     j.end_array();
@@ -242,6 +249,36 @@ class PlanJson {
   }
 
  private:
+  // Present only when the plan has metric-triggered stages (docs/CLI.md).
+  void metric_stages() {
+    j.key("metric_stages").begin_array();
+    for (const auto& v : plan.metric_stages()) {
+      const MetricWatch& w = *v.watch;
+      j.begin_object()
+          .field("label", w.label)
+          .field("metric", w.metric)
+          .field("mode", w.maximize ? "max" : "min")
+          .field("patience", w.patience)
+          .field("min_delta", w.min_delta);
+      opt_int("not_before",
+              w.not_before >= 0 ? std::optional<int64_t>(w.not_before) : std::nullopt);
+      opt_int("not_after", w.not_after >= 0 ? std::optional<int64_t>(w.not_after) : std::nullopt);
+      j.field("relative", w.relative);
+      j.key("window").begin_object().field("earliest", v.window.earliest);
+      opt_int("latest",
+              v.window.latest >= 0 ? std::optional<int64_t>(v.window.latest) : std::nullopt);
+      j.end_object();
+      opt_int("at", v.at >= 0 ? std::optional<int64_t>(v.at) : std::nullopt);
+      const char* placed = v.placed == MetricStageView::Placed::kFired    ? "plateau"
+                           : v.placed == MetricStageView::Placed::kBound  ? "not_after"
+                           : v.placed == MetricStageView::Placed::kLatest ? "latest"
+                                                                          : "waiting";
+      j.field("placed", placed);
+      j.end_object();
+    }
+    j.end_array();
+  }
+
   void opt_int(const std::string& k, std::optional<int64_t> v) {
     j.key(k);
     v ? j.value(*v) : j.null();
@@ -500,6 +537,13 @@ std::string plan_markdown(const PlanSummary& sum, const std::string& svg_path) {
     else
       o << st.trainable_tensors << " tensors | " << st.frozen_tensors << " tensors | —";
     o << " | " << backward << " | " << change << " |\n";
+  }
+  if (!plan.watches.empty()) {
+    o << "\n**Metric stages** (each fires at the epoch boundary after its metric stops "
+         "improving)\n\n| stage | condition | window | here |\n|---|---|---|---|\n";
+    for (const auto& v : plan.metric_stages())
+      o << "| " << v.watch->label << " | " << v.watch->condition() << " | " << v.window_text()
+        << " | " << v.placement() << " |\n";
   }
   if (const auto warnings = sum.warnings(); !warnings.empty()) {
     o << "\n**Warnings**\n\n";

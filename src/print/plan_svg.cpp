@@ -229,6 +229,60 @@ std::string svg_open(int width, int height, const std::string& title) {
       width, height, kFont, xml_escape(title));
 }
 
+// Metric-triggered stages as windows on an epoch axis (issue 28): a bar from the earliest to the
+// latest epoch a stage may fire (open to the right when it has no not_after), a diamond where this
+// plan places it. Returns the new bottom.
+int draw_windows(const CompiledPlan& plan, int x0, int y, int grid_width, std::ostringstream& o,
+                 std::vector<std::string>& lines) {
+  const auto views = plan.metric_stages();
+  int64_t end = 1;
+  for (const auto& v : views)
+    end = std::max({end, v.window.earliest + 2, v.window.latest + 2, v.at + 2});
+  int label_w = 0;
+  for (const auto& v : views) label_w = std::max(label_w, text_width(v.watch->label, 6.1));
+  label_w = std::min(label_w, 360) + 12;
+  const int axis_w = std::max(grid_width - label_w, 320);
+  auto x_of = [&](int64_t e) {
+    return x0 + label_w +
+           static_cast<int>(static_cast<double>(e) * axis_w / static_cast<double>(end));
+  };
+  y += kRowH;
+  lines.push_back(
+      "metric stages: window from the earliest to the latest epoch each may fire; "
+      "\u25c6 where this plan places it");
+  o << fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"{}\">{}</text>\n", x0, y - 5, kSmall,
+                   xml_escape(lines.back()));
+  for (const auto& v : views) {
+    y += kRowH;
+    const int top = y - kRowH + 4, h = kRowH - 8;
+    const int a = x_of(v.window.earliest);
+    const bool open = v.window.latest < 0;
+    const int b = open ? x0 + label_w + axis_w : x_of(v.window.latest + 1);
+    o << fmt::format(
+        "<g class=\"lf-window\"><title>{}: {} \u00b7 window {} \u00b7 {}</title>\n"
+        "<text x=\"{}\" y=\"{}\" font-size=\"{}\">{}</text>\n"
+        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\" stroke=\"{}\"{}/>\n",
+        xml_escape(v.watch->label), xml_escape(v.watch->condition()), xml_escape(v.window_text()),
+        xml_escape(v.placement()), x0, y - 5, kSmall, xml_escape(v.watch->label), a, top,
+        std::max(b - a, 2), h, kPartialFill, kPartialInk, open ? " stroke-dasharray=\"4 3\"" : "");
+    if (v.at >= 0) {
+      const int cx = x_of(v.at) + std::max(axis_w / static_cast<int>(end) / 2, 3), cy = top + h / 2;
+      o << fmt::format(
+          "<path class=\"lf-window-at\" d=\"M{} {} l5 5 l-5 5 l-5 -5 z\" fill=\"{}\"/>\n", cx,
+          cy - 5, kFrozenInk);
+    }
+    o << "</g>\n";
+  }
+  // The axis: every epoch's tick, labelled where there is room.
+  y += kRowH;
+  const int step = std::max<int64_t>(1, end / 12);
+  for (int64_t e = 0; e <= end; e += step)
+    o << fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"{}\" text-anchor=\"middle\">{}</text>\n",
+                     x_of(e), y - 5, kSmall, e);
+  o << fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"{}\">epoch</text>\n", x0, y - 5, kSmall);
+  return y;
+}
+
 std::string plan_svg(const PlanSummary& s) { return plan_svg(s, schedule_grid(s)); }
 
 std::string plan_svg(const PlanSummary& s, const ScheduleGrid& g) {
@@ -285,6 +339,7 @@ std::string plan_svg(const PlanSummary& s, const ScheduleGrid& g) {
     body << fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"{}\">{}</text>\n", kMargin, y - 5,
                         kSmall, xml_escape(note));
   }
+  if (!plan.watches.empty()) y = draw_windows(plan, kMargin, y, grid.width, body, head);
   y += 12;
   body << svg_legend(kMargin, y, false);
   y += 12;

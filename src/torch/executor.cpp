@@ -10,6 +10,8 @@
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 
+#include <algorithm>
+#include <cmath>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -18,6 +20,7 @@
 #include <unordered_set>
 
 #include "core/hash.hpp"
+#include "core/metric_triggers.hpp"
 #include "core/replay.hpp"
 #include "print/plan_printer.hpp"
 #include "torch/compat.hpp"
@@ -37,7 +40,12 @@ struct Executor::Impl : TensorSink {
   bool step_prepared = true;
   int64_t last_step = -1;
   std::optional<Plan> public_plan;
-  const CompiledPlan* plan = nullptr;
+  const CompiledPlan* plan = nullptr;  // the public plan's, or `placed` once a metric stage fired
+  std::shared_ptr<const CompiledPlan> placed;
+  TriggerMonitor monitor;  // metric stages: reports, plateaus, what fired
+  std::function<void(const Transition&)> on_transition;
+  bool notify = false;                  // a training move: changes are reported
+  std::vector<Transition> transitions;  // of the move being applied
   std::unique_ptr<Replay> replay;
   std::function<bool()> root_training;
   torch::optim::Optimizer* optimizer = nullptr;
@@ -80,6 +88,7 @@ struct Executor::Impl : TensorSink {
 
   void begin() {
     plan = &PlanAccess::compiled(*public_plan);
+    monitor = TriggerMonitor(plan->watches);
     replay = std::make_unique<Replay>(*plan);
     try {
       replay->start(*this);  // every tensor once; undone as a whole if LibTorch refuses one
@@ -213,9 +222,54 @@ struct Executor::Impl : TensorSink {
       }
     }
     if (optimizer && !plan->slices.empty()) masks.take_decay(*optimizer);
+    if (notify) {
+      Transition tr;
+      tr.at = at;
+      tr.newly_frozen = frozen_now().size();
+      tr.newly_unfrozen = unfrozen_now().size();
+      for (const auto& st : plan->stages)
+        if (st.fires(at) && st.period_at(at) * st.period + st.at ==
+                                (st.unit == Trigger::Unit::kEpoch ? at.epoch : at.step)) {
+          tr.causes.push_back(st.label);
+          tr.metric = tr.metric || st.watch >= 0;
+        }
+      transitions.push_back(std::move(tr));
+    }
     TensorSink::changed(at, frozen);
     update_modes(frozen);
     if (started) ++generation;
+  }
+
+  // The boundary of `epoch` for the metric stages: what fires there is placed on the plan, and
+  // the replay follows the placed plan from now on.
+  void boundary(int64_t epoch) {
+    if (monitor.empty() || monitor.boundary(epoch).empty()) return;
+    follow_fired();
+  }
+
+  void follow_fired() {
+    placed = std::make_shared<const CompiledPlan>(
+        PlanAccess::compiled(*public_plan).placed(monitor.fired()));
+    plan = placed.get();
+    replay->rebind(*plan);
+  }
+
+  // A move of training time: the changes it applies are handed to on_transition once complete.
+  bool training_move(const Time& t) {
+    transitions.clear();
+    notify = static_cast<bool>(on_transition);
+    bool changed = false;
+    try {
+      changed = move_to(t);
+    } catch (...) {
+      notify = false;
+      throw;
+    }
+    notify = false;
+    auto done = std::move(transitions);
+    transitions.clear();
+    for (const auto& tr : done) on_transition(tr);
+    return changed;
   }
 
   // Whether the plan gives thawed tensors a rate of their own (stage lr / lr_scale,
@@ -454,9 +508,43 @@ void Executor::detach_optimizer() {
 bool Executor::on_epoch_begin(int64_t epoch) {
   impl_->check_epoch(epoch);
   impl_->epoch_begun = true;
+  impl_->boundary(epoch);
   Time t = impl_->replay->now();
   t.epoch = epoch;
-  return impl_->move_to(t);
+  return impl_->training_move(t);
+}
+
+void Executor::report(const std::string& metric, double value) {
+  Impl& m = *impl_;
+  if (m.strict) {
+    const auto watched = m.monitor.metrics();
+    if (!std::binary_search(watched.begin(), watched.end(), metric)) {
+      std::string near = closest_match(metric, watched);
+      fail_with_fix(
+          "unknown-metric",
+          "report('" + metric + "'): no stage of the plan watches this metric" +
+              (near.empty() ? "" : " (did you mean '" + near + "'?)"),
+          watched.empty() ? std::string("the plan has no metric stage: report is not needed")
+                          : "the plan's stages watch: " + [&] {
+                              std::string l;
+                              for (const auto& x : watched) l += (l.empty() ? "" : ", ") + x;
+                              return l;
+                            }());
+    }
+    if (!std::isfinite(value))
+      fail_with_fix("metric-not-finite",
+                    "report('" + metric + "', " + std::to_string(value) +
+                        "): a metric's value must be finite",
+                    "the run diverged, or the metric was not computed; call set_strict(false) to "
+                    "count such a value as no improvement");
+  }
+  m.monitor.report(metric, value);
+}
+
+std::vector<std::string> Executor::watched_metrics() const { return impl_->monitor.metrics(); }
+
+void Executor::on_transition(std::function<void(const Transition&)> callback) {
+  impl_->on_transition = std::move(callback);
 }
 
 void Executor::set_strict(bool on) { impl_->strict = on; }
@@ -491,7 +579,7 @@ bool Executor::on_step(int64_t global_step) {
   }
   Time t = impl_->replay->now();
   t.step = global_step;
-  return impl_->move_to(t);
+  return impl_->training_move(t);
 }
 
 bool Executor::seek(int64_t epoch, int64_t global_step) {
@@ -503,21 +591,31 @@ bool Executor::seek(int64_t epoch, int64_t global_step) {
   impl_->epoch_begun = true;
   impl_->last_step = global_step;
   impl_->step_prepared = true;
+  // Forward, the boundary of the epoch landed on is evaluated (a plateau reported before, a
+  // not_after passed); what fired stays fired when moving back.
+  impl_->boundary(epoch);
   return impl_->move_to({epoch, global_step});
 }
 
 void Executor::enforce_modes() { impl_->enforce_modes(); }
 
 std::string ExecutorState::to_string() const {
-  return "layerfreeze-state/2 " + fingerprint + " " + std::to_string(epoch) + " " +
-         std::to_string(step);
+  return "layerfreeze-state/3 " + fingerprint + " " + std::to_string(epoch) + " " +
+         std::to_string(step) + (triggers.empty() ? "" : " " + triggers);
 }
 
 ExecutorState ExecutorState::parse(const std::string& text) {
-  std::istringstream in(text);
+  std::istringstream in(text.size() > (size_t{1} << 20) ? std::string() : text);
   std::string tag, extra;
   ExecutorState s;
-  const bool read = static_cast<bool>(in >> tag >> s.fingerprint >> s.epoch >> s.step);
+  const bool read = static_cast<bool>(in >> tag >> s.fingerprint >> s.epoch >> s.step) &&
+                    s.epoch >= 0 && s.step >= 0;
+  if (read && tag == "layerfreeze-state/3") {
+    // The rest is the metric stages' state; restore checks it against the plan.
+    std::string tok;
+    while (in >> tok) s.triggers += (s.triggers.empty() ? "" : " ") + tok;
+    return s;
+  }
   if (read && tag == "layerfreeze-state/1" && !(in >> extra)) {
     // Its fingerprint covered frozen states only: it cannot vouch for learning rates or
     // policies, so no plan of today can match it — say so rather than a mismatch.
@@ -535,15 +633,21 @@ ExecutorState ExecutorState::parse(const std::string& text) {
   }
   if (!read || tag != "layerfreeze-state/2" || (in >> extra)) {
     Diagnostics d;
-    d.error("bad-state", "not a layerfreeze executor state: '" + text + "'", {},
-            {"expected \"layerfreeze-state/2 FINGERPRINT EPOCH STEP\""});
+    d.error("bad-state", "not a layerfreeze executor state: '" + text.substr(0, 200) + "'", {},
+            {"expected \"layerfreeze-state/3 FINGERPRINT EPOCH STEP [TRIGGERS]\""});
     throw DiagnosticError(std::move(d));
   }
+  s.version = 2;
   return s;
 }
 
 ExecutorState Executor::state() const {
-  return {impl_->plan->fingerprint(), impl_->replay->now().epoch, impl_->replay->now().step};
+  ExecutorState s;
+  s.fingerprint = impl_->plan->fingerprint();
+  s.epoch = impl_->replay->now().epoch;
+  s.step = impl_->replay->now().step;
+  if (!impl_->monitor.empty()) s.triggers = impl_->monitor.to_string();
+  return s;
 }
 
 void Executor::restore(const ExecutorState& s) {
@@ -558,7 +662,29 @@ void Executor::restore(const ExecutorState& s) {
              "what differs)"});
     throw DiagnosticError(std::move(d));
   }
-  seek(s.epoch, s.step);
+  Impl& m = *impl_;
+  if (!m.monitor.empty()) {
+    if (s.version < 3)
+      fail_with_fix("old-state",
+                    "the checkpoint's executor state is a layerfreeze-state/" +
+                        std::to_string(s.version) +
+                        ", which does not record what the plan's metric stages saw and fired",
+                    "resume from a checkpoint written with Executor::state() of this version, or "
+                    "replay the run's reports (report) from its start");
+    std::string why = m.monitor.restore(s.triggers);
+    if (!why.empty())
+      fail_with_fix("bad-state",
+                    "the checkpoint's metric-stage state does not fit this plan: " + why,
+                    "save the state with Executor::state().to_string() and restore it unchanged");
+    m.follow_fired();
+  }
+  if (s.epoch < 0 || s.step < 0)
+    fail_with_fix("time-negative", "restore: epochs and steps count from 0",
+                  "restore a state written by Executor::state()");
+  m.epoch_begun = true;
+  m.last_step = s.step;
+  m.step_prepared = true;
+  m.move_to({s.epoch, s.step});
 }
 
 std::vector<torch::Tensor> Executor::trainable_parameters() const {

@@ -73,6 +73,26 @@ expect_exit 0 "plan section" -- plan tests/data/experiment.yaml --section traini
 expect_golden "plan section" plan_experiment_section.txt
 expect_exit 0 "plan lisa" -- plan preset:lisa --model builtin:llama2-7b --epochs 2 --steps-per-epoch 40 --optimizer sgd-momentum
 expect_golden "plan lisa" plan_lisa_llama.txt
+# Metric-triggered stages (docs/RULES.md, "Metric triggers"): windows in every view; a dry run
+# under assumed plateaus or a recorded history; the trigger is part of the lock's identity.
+plateau=examples/strategies/unfreeze_on_plateau.yaml
+expect_exit 0 "plan plateau" -- plan $plateau --model builtin:llama2-7b --epochs 10
+expect_golden "plan plateau" plan_plateau_llama2.txt
+expect_exit 0 "plan plateau assumed" -- plan $plateau --model builtin:llama2-7b --assume 'val_loss: plateaus at epochs 3, 7'
+expect_golden "plan plateau assumed" plan_plateau_llama2_assumed.txt
+expect_exit 0 "plan plateau history" -- plan $plateau --model builtin:llama2-7b --metrics tests/data/metrics/plateau_history.txt --format markdown
+expect_golden "plan plateau history" plan_plateau_llama2_history.md
+expect_exit 0 "plan plateau json" -- plan $plateau --model builtin:llama2-7b --format json
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); m=j["metric_stages"]; assert [s["placed"] for s in m]==["latest","waiting"] and m[0]["window"]=={"earliest":1,"latest":6}, m' "$tmp/out" && ok || bad "plan plateau json: metric_stages"
+expect_exit 0 "plan plateau svg" -- plan $plateau --model builtin:llama2-7b --format svg
+expect_contains "plan plateau svg" 'class="lf-window"'
+mkdir -p "$tmp/pl" && cp $plateau "$tmp/pl/plateau.yaml"
+expect_exit 0 "plateau lock" -- plan "$tmp/pl/plateau.yaml" --model builtin:llama2-7b --lock "$tmp/pl/plateau.lock"
+expect_exit 0 "plateau check" -- check "$tmp/pl/plateau.lock"
+sed -i 's/patience: {type: int, default: 2/patience: {type: int, default: 3/' "$tmp/pl/plateau.yaml"
+expect_exit 1 "plateau check after patience changed" -- check "$tmp/pl/plateau.lock"
+expect_contains "plateau check after patience changed" "patience: 2 in" 
+
 expect_exit 0 "inspect gpt2" -- inspect builtin:gpt2
 expect_golden "inspect gpt2" inspect_gpt2.txt
 # `--model` as `plan` takes it: the same output.

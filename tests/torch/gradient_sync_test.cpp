@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "api/plan_access.hpp"
+#include "core/metric_triggers.hpp"
 #include "esft/tiny_moe.hpp"
 #include "layerfreeze/distributed.hpp"
 #include "torch/compat.hpp"
@@ -445,6 +446,56 @@ TEST(Agreement, SamePlanPassesAnotherFailsOnEveryRank) {
   EXPECT_EQ(messages[0],
             "the ranks disagree on the freezing plan: rank 1 of 2 differs from rank 0");
   EXPECT_EQ(messages[0], messages[1]);
+}
+
+// Metric stages under data parallelism: each rank measures its own shard, so their values
+// differ; report_metric averages them, and every rank changes its frozen set at the same step
+// with the same saved state — where deciding on the local value would have split the ranks.
+TEST(MetricAgreement, RanksWithDifferentValuesChangeTheirFrozenSetsTogether) {
+  const std::string rules = write_rules(
+      "plateau_ranks.yaml",
+      "rules:\n  - freeze: all\n  - unfreeze: {regex: 'transformer\\.ln_f\\..*'}\n"
+      "stages:\n  - at: {plateau: val_loss, patience: 2}\n    rules: [{unfreeze: {layers: "
+      "\"-2:\"}}]\n  - at: {plateau: val_loss, patience: 1, min_delta: 0.05}\n"
+      "    rules: [{unfreeze: all}]\n");
+  const std::vector<double> common = {1.0, 0.9, 0.95, 0.93, 0.8, 0.85, 0.79, 0.78};
+  auto local = [&](int rank, int64_t e) {  // ±0.25, cancelling over the ranks
+    const double sign = ((rank % 2) ^ (e % 2)) ? 1.0 : -1.0;
+    return common[static_cast<size_t>(e)] + sign * 0.25;
+  };
+  for (int world : {2, 4}) {
+    std::vector<std::vector<int64_t>> changed_at(static_cast<size_t>(world));
+    std::vector<std::string> states(static_cast<size_t>(world));
+    auto ms = models(world, 0, true);
+    on_ranks(world, [&](auto group, int rank) {
+      GPT2LMHeadModel& m = ms[static_cast<size_t>(rank)];
+      Executor ex(*m, rules);
+      dist::agree_on_plan(*group, ex);
+      auto& changes = changed_at[static_cast<size_t>(rank)];
+      int64_t step = 0;
+      for (int64_t e = 0; e < static_cast<int64_t>(common.size()); ++e) {
+        if (ex.on_epoch_begin(e)) changes.push_back(step);
+        for (int s = 0; s < 2; ++s, ++step)
+          if (ex.on_step(step)) changes.push_back(step);
+        dist::report_metric(*group, ex, "val_loss", local(rank, e));
+      }
+      states[static_cast<size_t>(rank)] = ex.state().to_string();
+    });
+    EXPECT_EQ(changed_at[0], (std::vector<int64_t>{8, 12})) << world << " ranks";
+    for (int r = 1; r < world; ++r) {
+      EXPECT_EQ(states[0], states[r]) << world << " ranks";
+      EXPECT_EQ(changed_at[0], changed_at[r]) << world << " ranks";
+    }
+    // The mean plateaus like `common`: the stages fired at 4 and 6.
+    EXPECT_NE(states[0].find("f=0@4p f=1@6p"), std::string::npos) << states[0];
+    // Alone, a rank's own values would have fired elsewhere.
+    TriggerMonitor alone(PlanAccess::compiled(Executor(*ms[0], rules).plan()).watches);
+    for (int64_t e = 0; e < static_cast<int64_t>(common.size()); ++e) {
+      alone.boundary(e);
+      alone.report("val_loss", local(0, e));
+    }
+    EXPECT_NE(alone.to_string(), states[0].substr(states[0].find("b=")));
+  }
 }
 
 TEST(Broadcast, EveryRankEndsWithRankZerosWeightsAndBuffers) {

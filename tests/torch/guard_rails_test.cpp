@@ -17,6 +17,7 @@
 namespace layerfreeze {
 namespace guard_rails_test {
 
+using test::code_of;
 using test::GPT2LMHeadModel;
 using test::train_step;
 using test::write_rules;
@@ -40,15 +41,6 @@ std::map<std::string, double> rates(torch::nn::Module& m, const torch::optim::Op
     if (g != groups.end()) out[p.key()] = opt.param_groups()[g->second].options().get_lr();
   }
   return out;
-}
-
-std::string code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const DiagnosticError& e) {
-    return e.diagnostics().items().empty() ? "?" : e.diagnostics().items()[0].code;
-  }
-  return "";
 }
 
 const char* kThawAt1 =

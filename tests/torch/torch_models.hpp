@@ -15,9 +15,11 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/optim/optimizer.h>
 
+#include "layerfreeze/diagnostics.hpp"
 #include "torch/compat.hpp"
 
 #include <fstream>
+#include <functional>
 #include <string>
 
 namespace layerfreeze::test {
@@ -159,6 +161,16 @@ inline void train_step(GPT2LMHeadModel& m, torch::optim::Optimizer& opt,
     opt.zero_grad();
   loss.backward();
   opt.step();
+}
+
+/// The code of the first diagnostic `f` throws as a DiagnosticError ("" when it does not throw).
+inline std::string code_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const DiagnosticError& e) {
+    return e.diagnostics().items().empty() ? "?" : e.diagnostics().items()[0].code;
+  }
+  return "";
 }
 
 /// Writes a rules file into the test's temporary folder; returns its path.
