@@ -17,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
   for (const Inventory* model : {static_cast<const Inventory*>(nullptr), &gpt2}) {
     Diagnostics diags;
-    auto imported = import_fts_schedule(text, "schedule.yaml", model, diags, kFtsBaseMaxLr);
+    auto imported = import_fts_schedule(text, "schedule.yaml", model, diags);
     if (!imported) continue;
     Diagnostics check;
     if (!Strategy::from_yaml(imported->rules_yaml, "imported.yaml", check)) {

@@ -24,8 +24,11 @@ std::optional<std::string> read_schedule(Session& s, const std::string& path) {
 
 std::function<int()> setup_import(CLI::App& cmd) {
   struct Args {
-    std::string from, schedule, model, out;
-    double base_max_lr = kFtsBaseMaxLr;
+    std::string from, schedule, model, out, lightning_config;
+    std::optional<double> base_max_lr, min_delta;
+    std::optional<std::string> monitor, mode;
+    std::optional<int64_t> patience;
+    bool epoch_transitions_only = false;
   };
   auto a = std::make_shared<Args>();
   cmd.add_option("FROM", a->from, "the peer whose schedule it is: fts (finetuning-scheduler)")
@@ -39,8 +42,54 @@ std::function<int()> setup_import(CLI::App& cmd) {
   cmd.add_option("--base-max-lr", a->base_max_lr,
                  "the lr FTS gives a phase without one (FinetuningScheduler's base_max_lr)")
       ->check(CLI::PositiveNumber);
+  cmd.add_option("--lightning-config", a->lightning_config,
+                 "a Lightning CLI config: FinetuningScheduler's and FTSEarlyStopping's settings "
+                 "(trainer.callbacks)");
+  cmd.add_option("--monitor", a->monitor,
+                 "FTSEarlyStopping's monitor (default val_loss, as FTS adds it)");
+  cmd.add_option("--mode", a->mode, "FTSEarlyStopping's mode: min or max")
+      ->check(CLI::IsMember({"min", "max"}));
+  cmd.add_option("--patience", a->patience, "FTSEarlyStopping's patience (default 3)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  cmd.add_option("--min-delta", a->min_delta, "FTSEarlyStopping's min_delta (default 0)")
+      ->check(CLI::NonNegativeNumber);
+  cmd.add_flag("--epoch-transitions-only", a->epoch_transitions_only,
+               "FTS's epoch_transitions_only: phases end at max_transition_epoch alone");
   return [a] {
     Session s;
+    FtsImportOptions options;
+    if (!a->lightning_config.empty()) {
+      FileRead how;
+      how.what = "Lightning config";
+      how.max_bytes = kMaxScheduleBytes;
+      auto cfg = read_file(a->lightning_config, a->lightning_config, how, s.diags);
+      std::optional<FtsImportOptions> read;
+      if (cfg) {
+        s.sources.add(a->lightning_config, *cfg);
+        read = read_lightning_config(*cfg, a->lightning_config, options, s.diags);
+      }
+      if (!read) {
+        s.flush();
+        return kExitInvalid;
+      }
+      options = *read;
+    }
+    // The command line over the config.
+    if (a->base_max_lr) options.base_max_lr = *a->base_max_lr;
+    if (a->epoch_transitions_only) options.early_stopping.reset();
+    const bool es_flags = a->monitor || a->mode || a->patience || a->min_delta;
+    if (es_flags && !options.early_stopping) {
+      std::cerr << "error: --monitor, --mode, --patience and --min-delta configure "
+                   "FTSEarlyStopping, which epoch_transitions_only leaves out [usage]\n";
+      return kExitUsage;
+    }
+    if (options.early_stopping) {
+      FtsEarlyStopping& es = *options.early_stopping;
+      if (a->monitor) es.monitor = *a->monitor;
+      if (a->mode) es.maximize = *a->mode == "max";
+      if (a->patience) es.patience = *a->patience;
+      if (a->min_delta) es.min_delta = *a->min_delta;
+    }
     std::optional<Inventory> model;
     if (!a->model.empty() && !(model = load_inventory(s, a->model))) {
       s.flush();
@@ -49,8 +98,8 @@ std::function<int()> setup_import(CLI::App& cmd) {
     auto text = read_schedule(s, a->schedule);
     std::optional<FtsImport> imported;
     if (text)
-      imported = import_fts_schedule(*text, a->schedule, model ? &*model : nullptr, s.diags,
-                                     a->base_max_lr);
+      imported =
+          import_fts_schedule(*text, a->schedule, model ? &*model : nullptr, s.diags, options);
     if (!imported) {
       s.flush();
       return kExitInvalid;

@@ -105,8 +105,9 @@ std::string regex_list(const std::vector<std::string>& regexes) {
 
 class Importer {
  public:
-  Importer(const std::string& file, const Inventory* model, Diagnostics& d, double base_max_lr)
-      : r_(file, d), model_(model), base_max_lr_(base_max_lr) {
+  Importer(const std::string& file, const Inventory* model, Diagnostics& d,
+           const FtsImportOptions& o)
+      : r_(file, d), model_(model), base_max_lr_(o.base_max_lr), es_(o.early_stopping) {
     if (model_)
       for (const auto& p : model_->facts().tensors()) {
         canonical_.insert(p.name);
@@ -290,9 +291,16 @@ class Importer {
     if (model_) check_disjoint(phases);
     std::string y;
     y += "# Imported by `layerfreeze import fts` from " + display_text(r_.file()) +
-         " (a finetuning-scheduler explicit schedule).\n"
-         "# FTS thaws phase 0 at the start and phase k+1 once phase k's max_transition_epoch is\n"
-         "# reached, one phase an epoch at most; what no phase names stays frozen. A name is\n"
+         " (a finetuning-scheduler explicit schedule).\n";
+    if (es_)
+      y += "# FTS thaws phase 0 at the start and phase k+1 at the epoch after FTSEarlyStopping\n"
+           "# sees its monitor plateau, or once phase k's max_transition_epoch is reached, one\n"
+           "# phase an epoch at most: metric stages on " +
+           es_->monitor + ".\n";
+    else
+      y += "# FTS (epoch_transitions_only) thaws phase 0 at the start and phase k+1 once phase\n"
+           "# k's max_transition_epoch is reached, one phase an epoch at most.\n";
+    y += "# What no phase names stays frozen. A name is\n"
          "# matched as itself; any other entry as a regex at the start of names (Python's\n"
          "# re.match), written `(?:regex).*` — with --model, resolved to the names FTS thaws.\n";
     y += "layerfreeze: 1\n";
@@ -310,15 +318,27 @@ class Importer {
     for (auto it = std::next(phases.begin()); it != phases.end(); ++it) {
       const Phase& prev = std::prev(it)->second;
       const Phase& ph = it->second;
+      if (es_) {
+        // FTSEarlyStopping ends the phase; its max_transition_epoch (if any) bounds it. One
+        // phase an epoch: the stages are one sequence on the monitor (docs/RULES.md).
+        const bool bounded = prev.max_transition_epoch && *prev.max_transition_epoch >= 0;
+        if (bounded && *prev.max_transition_epoch <= last_at)
+          notes_.push_back(fmt::format(
+              "phase {}: its max_transition_epoch {} is not after the previous one; FTS runs it "
+              "for a single epoch at most, and so does the strategy",
+              prev.depth, *prev.max_transition_epoch));
+        if (bounded) last_at = std::max(*prev.max_transition_epoch, last_at + 1);
+        y += fmt::format("  - name: phase {}\n    at: {{plateau: {}, mode: {}, patience: {}",
+                         ph.depth, yaml_quoted(es_->monitor), es_->maximize ? "max" : "min",
+                         es_->patience);
+        if (es_->min_delta != 0) y += ", min_delta: " + Value::real(es_->min_delta).to_string();
+        if (bounded) y += fmt::format(", not_after: {}", *prev.max_transition_epoch);
+        y += "}\n";
+        phase_body(ph, y);
+        continue;
+      }
       if (!prev.max_transition_epoch || *prev.max_transition_epoch < 0) {
-        r_.error("fts-not-importable",
-                 fmt::format("phase {} ends when FTSEarlyStopping decides (it has no "
-                             "max_transition_epoch): when phase {} starts is known only at run "
-                             "time, so no plan can say it",
-                             prev.depth, ph.depth),
-                 prev.node,
-                 {"give phase " + std::to_string(prev.depth) +
-                  " a max_transition_epoch (FTS's epoch_transitions_only)"});
+        not_importable(prev);
         continue;
       }
       // FTS moves one phase per epoch at most: a max_transition_epoch not after the previous
@@ -331,6 +351,54 @@ class Importer {
                         prev.depth, *prev.max_transition_epoch));
       last_at = at;
       y += fmt::format("  - name: phase {}\n    at: {{epoch: {}}}\n", ph.depth, at);
+      phase_body(ph, y);
+    }
+    if (const Phase& last = phases.rbegin()->second;
+        !es_ && (!last.max_transition_epoch || *last.max_transition_epoch < 0))
+      not_importable(last);
+    if (!model_)
+      notes_.push_back(
+          "without --model every entry is read as FTS reads one that names no parameter (a regex "
+          "at the start of names); with it, entries are resolved to the names FTS would thaw, "
+          "and an entry that selects nothing, phases that overlap and entries that name only an "
+          "alias of a tied tensor are found");
+    if (es_) {
+      notes_.push_back(
+          "the trainer reports " + es_->monitor +
+          " after each validation (Executor::report); a stage fires at the epoch after the "
+          "plateau, as FTS transitions at the next epoch's start");
+      notes_.push_back(
+          "in the last phase FTSEarlyStopping stops training at a plateau; stopping is the "
+          "trainer's, not the strategy's");
+    } else {
+      notes_.push_back(
+          "imported as epoch_transitions_only: each phase ends at its max_transition_epoch; "
+          "without --epoch-transitions-only, FTSEarlyStopping's plateaus end phases too");
+    }
+    notes_.push_back(
+        "FTS restores the best checkpoint at each transition by default (restore_best) and may "
+        "reinitialise the optimizer (new_optimizer): do it in Executor::on_transition");
+    out.rules_yaml = std::move(y);
+    out.notes = std::move(notes_);
+    return out;
+  }
+
+  // Under epoch_transitions_only FTS refuses a phase without max_transition_epoch (the last one
+  // too: it bounds the run).
+  void not_importable(const Phase& ph) {
+    r_.error("fts-not-importable",
+             fmt::format("phase {} has no max_transition_epoch, which FTS requires of every phase "
+                         "under epoch_transitions_only",
+                         ph.depth),
+             ph.node,
+             {"give phase " + std::to_string(ph.depth) +
+              " a max_transition_epoch, or import without --epoch-transitions-only (phases then "
+              "end at their monitor's plateau, FTS's default)"});
+  }
+
+  // A phase's learning rate (its own, else FTS's base_max_lr) and what it thaws.
+  void phase_body(const Phase& ph, std::string& y) {
+    {
       if (ph.lr) {
         y += "    lr: " + Value::real(*ph.lr).to_string() + "\n";
       } else {
@@ -346,27 +414,12 @@ class Importer {
       else
         y += "    rules:\n      - unfreeze: {regex: " + regex_list(selector_of(ph)) + "}\n";
     }
-    if (!model_)
-      notes_.push_back(
-          "without --model every entry is read as FTS reads one that names no parameter (a regex "
-          "at the start of names); with it, entries are resolved to the names FTS would thaw, "
-          "and an entry that selects nothing, phases that overlap and entries that name only an "
-          "alias of a tied tensor are found");
-    notes_.push_back(
-        "FTS also moves to the next phase early when FTSEarlyStopping triggers (unless "
-        "epoch_transitions_only is set); the imported strategy follows max_transition_epoch "
-        "alone");
-    notes_.push_back(
-        "FTS restores the best checkpoint at each transition by default (restore_best); that is "
-        "the trainer's checkpointing, not freezing, and is not part of the strategy");
-    out.rules_yaml = std::move(y);
-    out.notes = std::move(notes_);
-    return out;
   }
 
   YamlReader r_;
   const Inventory* model_;
   double base_max_lr_;
+  std::optional<FtsEarlyStopping> es_;
   std::set<std::string> canonical_;           // the model's named_parameters()
   std::vector<std::string> canonical_order_;  // the same, in the model's order
   std::vector<std::string> aliases_;          // other names of tied tensors
@@ -375,13 +428,88 @@ class Importer {
 
 }  // namespace
 
+std::optional<FtsImportOptions> read_lightning_config(const std::string& text,
+                                                      const std::string& file,
+                                                      FtsImportOptions base, Diagnostics& diags) {
+  auto root = load_yaml(text, file, "the Lightning config", 64, diags);
+  if (!root) return std::nullopt;
+  const size_t errors_before = diags.count(Severity::kError);
+  YamlReader r(file, diags);
+  YAML::Node callbacks;
+  if (root->IsMap() && (*root)["trainer"] && (*root)["trainer"].IsMap())
+    callbacks = (*root)["trainer"]["callbacks"];
+  if (!callbacks || !callbacks.IsSequence()) {
+    r.error("lightning-config",
+            "no trainer.callbacks list: the FinetuningScheduler and FTSEarlyStopping settings "
+            "are read from it",
+            *root);
+    return std::nullopt;
+  }
+  bool have_es = false, eto = !base.early_stopping;
+  FtsEarlyStopping es = base.early_stopping.value_or(FtsEarlyStopping{});
+  auto number = [&](const YAML::Node& n, const std::string& what) -> std::optional<double> {
+    auto v = r.value(n, what);
+    if (v && v->is_number() && std::isfinite(v->number())) return v->number();
+    if (v) r.error("lightning-config", what + " must be a number", n);
+    return std::nullopt;
+  };
+  for (const auto& cb : callbacks) {
+    if (!cb.IsMap() || !cb["class_path"] || !cb["class_path"].IsScalar()) continue;
+    const std::string cls = cb["class_path"].Scalar();
+    const std::string leaf =
+        cls.substr(cls.rfind('.') == std::string::npos ? 0 : cls.rfind('.') + 1);
+    const YAML::Node args = cb["init_args"];
+    const bool is_es = leaf == "FTSEarlyStopping" || leaf == "EarlyStopping";
+    if (!is_es && leaf != "FinetuningScheduler") continue;
+    if (is_es) have_es = true;
+    if (!args || !args.IsMap()) continue;
+    for (const auto& kv : args) {
+      const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
+      const YAML::Node& v = kv.second;
+      if (is_es && key == "monitor") {
+        if (auto m = r.string(v, "'monitor'")) es.monitor = *m;
+      } else if (is_es && key == "mode") {
+        if (auto m = r.choice(v, "'mode'", {"min", "max"})) es.maximize = *m == "max";
+      } else if (is_es && key == "patience") {
+        auto x = number(v, "'patience'");
+        if (x && (*x < 1 || *x != std::floor(*x) || *x > 1e9))
+          r.error("lightning-config", "'patience' must be a whole number of at least 1", v);
+        else if (x)
+          es.patience = static_cast<int64_t>(*x);
+      } else if (is_es && key == "min_delta") {
+        // Lightning takes its magnitude (the sign follows the mode).
+        if (auto x = number(v, "'min_delta'")) es.min_delta = std::fabs(*x);
+      } else if (!is_es && key == "epoch_transitions_only") {
+        auto x = r.value(v, "'epoch_transitions_only'");
+        if (x && x->kind == Value::Kind::kBool)
+          eto = x->b;
+        else if (x)
+          r.error("lightning-config", "'epoch_transitions_only' is true or false", v);
+      } else if (!is_es && key == "base_max_lr") {
+        auto x = number(v, "'base_max_lr'");
+        if (x && *x > 0)
+          base.base_max_lr = *x;
+        else if (x)
+          r.error("lightning-config", "'base_max_lr' must be positive", v);
+      }
+    }
+  }
+  if (diags.count(Severity::kError) > errors_before) return std::nullopt;
+  (void)have_es;  // without one FTS adds FTSEarlyStopping with its defaults: the same
+  if (eto)
+    base.early_stopping.reset();
+  else
+    base.early_stopping = es;
+  return base;
+}
+
 std::optional<FtsImport> import_fts_schedule(const std::string& text, const std::string& file,
                                              const Inventory* model, Diagnostics& diags,
-                                             double base_max_lr) {
+                                             const FtsImportOptions& options) {
   auto root = load_yaml(text, file, "the schedule", 64, diags);
   if (!root) return std::nullopt;
   const size_t errors_before = diags.count(Severity::kError);
-  Importer im(file, model, diags, base_max_lr);
+  Importer im(file, model, diags, options);
   auto out = im.run(*root);
   if (diags.count(Severity::kError) > errors_before) return std::nullopt;
   return out;

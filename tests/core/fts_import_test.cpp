@@ -9,9 +9,17 @@
 namespace layerfreeze {
 namespace {
 
-std::string errors_of(const std::string& text, const Inventory* model = nullptr) {
+// FTS's epoch_transitions_only: phases end at their max_transition_epoch alone.
+FtsImportOptions epoch_only() {
+  FtsImportOptions o;
+  o.early_stopping.reset();
+  return o;
+}
+
+std::string errors_of(const std::string& text, const Inventory* model = nullptr,
+                      const FtsImportOptions& options = {}) {
   Diagnostics d;
-  EXPECT_FALSE(import_fts_schedule(text, "s.yaml", model, d));
+  EXPECT_FALSE(import_fts_schedule(text, "s.yaml", model, d, options));
   std::string out;
   for (const auto& x : d.items())
     out += std::to_string(x.loc.line) + ":" + std::to_string(x.loc.column) + " " + x.code + ": " +
@@ -23,9 +31,9 @@ TEST(FtsImport, PhasesBecomeStagesAtTheTransitionEpochs) {
   const char* schedule =
       "0:\n  params: [head.3.weight, 'head\\.3\\.b']\n  max_transition_epoch: 1\n"
       "1:\n  params: ['head\\.[01]\\.']\n  lr: 0.05\n  max_transition_epoch: 3\n"
-      "2:\n  params: ['backbone.*']\n  new_lr_scheduler: {x: 1}\n";
+      "2:\n  params: ['backbone.*']\n  new_lr_scheduler: {x: 1}\n  max_transition_epoch: 5\n";
   Diagnostics d;
-  auto im = import_fts_schedule(schedule, "s.yaml", nullptr, d);
+  auto im = import_fts_schedule(schedule, "s.yaml", nullptr, d, epoch_only());
   ASSERT_TRUE(im) << format_diagnostics(d);
   EXPECT_EQ(im->phases, 3u);
   const std::string& y = im->rules_yaml;
@@ -50,6 +58,75 @@ TEST(FtsImport, PhasesBecomeStagesAtTheTransitionEpochs) {
   EXPECT_EQ(test::frozen_names(*c.plan, {0, 0}).size(), 4u);
   EXPECT_EQ(test::frozen_names(*c.plan, {1, 0}).size(), 2u);
   EXPECT_EQ(test::frozen_names(*c.plan, {3, 0}).size(), 0u);
+}
+
+TEST(FtsImport, EarlyStoppingPhasesBecomeMetricStagesBoundedByTheirTransitionEpochs) {
+  // FTS's default: FTSEarlyStopping (val_loss, min, patience 3) ends each phase, its
+  // max_transition_epoch at the latest.
+  const char* schedule =
+      "0:\n  params: [head]\n  max_transition_epoch: 4\n1:\n  params: [mid]\n  lr: 0.05\n"
+      "2:\n  params: [low]\n";
+  Diagnostics d;
+  auto im = import_fts_schedule(schedule, "s.yaml", nullptr, d);
+  ASSERT_TRUE(im) << format_diagnostics(d);
+  const std::string& y = im->rules_yaml;
+  EXPECT_NE(y.find("  - name: phase 1\n    at: {plateau: 'val_loss', mode: min, patience: 3, "
+                   "not_after: 4}\n    lr: 0.05\n"),
+            std::string::npos)
+      << y;
+  EXPECT_NE(y.find("  - name: phase 2\n    at: {plateau: 'val_loss', mode: min, patience: 3}\n"),
+            std::string::npos)
+      << y;
+  // Another monitor, mode, patience and min_delta (FTSEarlyStopping's configuration).
+  FtsImportOptions o;
+  o.early_stopping = FtsEarlyStopping{"val_acc", true, 2, 0.01};
+  auto acc = import_fts_schedule(schedule, "s.yaml", nullptr, d, o);
+  ASSERT_TRUE(acc);
+  EXPECT_NE(acc->rules_yaml.find("at: {plateau: 'val_acc', mode: max, patience: 2, min_delta: "
+                                 "0.01, not_after: 4}"),
+            std::string::npos)
+      << acc->rules_yaml;
+  // Compiled on a model: one sequence on the monitor, phase 1 by epoch 4, phase 2 open.
+  Inventory inv = test::names_inventory({"low.w", "mid.w", "head.w"}, "net");
+  auto c = test::compile_text(y, inv);
+  ASSERT_TRUE(c.plan) << c.errors() << y;
+  auto views = c.plan->metric_stages();
+  ASSERT_EQ(views.size(), 2u);
+  EXPECT_EQ(views[0].window_text(), "epochs 1–4");
+  EXPECT_EQ(views[1].placement(), "waits for a plateau (no not_after)");
+}
+
+TEST(FtsImport, ALightningConfigGivesTheEarlyStoppingSettings) {
+  const char* cfg =
+      "trainer:\n  callbacks:\n"
+      "    - class_path: finetuning_scheduler.FinetuningScheduler\n"
+      "      init_args: {ft_schedule: s.yaml, base_max_lr: 0.002}\n"
+      "    - class_path: finetuning_scheduler.FTSEarlyStopping\n"
+      "      init_args: {monitor: val_acc, mode: max, patience: 2, min_delta: -0.01}\n";
+  Diagnostics d;
+  auto o = read_lightning_config(cfg, "c.yaml", {}, d);
+  ASSERT_TRUE(o) << format_diagnostics(d);
+  ASSERT_TRUE(o->early_stopping);
+  EXPECT_EQ(o->early_stopping->monitor, "val_acc");
+  EXPECT_TRUE(o->early_stopping->maximize);
+  EXPECT_EQ(o->early_stopping->patience, 2);
+  EXPECT_DOUBLE_EQ(o->early_stopping->min_delta, 0.01);
+  EXPECT_DOUBLE_EQ(o->base_max_lr, 0.002);
+  auto eto = read_lightning_config(
+      "trainer:\n  callbacks:\n    - class_path: finetuning_scheduler.FinetuningScheduler\n"
+      "      init_args: {epoch_transitions_only: true}\n",
+      "c.yaml", {}, d);
+  ASSERT_TRUE(eto);
+  EXPECT_FALSE(eto->early_stopping);
+  Diagnostics e;
+  EXPECT_FALSE(read_lightning_config(
+      "trainer:\n  callbacks:\n    - class_path: lightning.pytorch.callbacks.EarlyStopping\n"
+      "      init_args: {patience: 0.5}\n",
+      "c.yaml", {}, e));
+  ASSERT_TRUE(e.has_errors());
+  EXPECT_EQ(e.items()[0].loc.line, 4);
+  Diagnostics f;
+  EXPECT_FALSE(read_lightning_config("model: {}\n", "c.yaml", {}, f));
 }
 
 TEST(FtsImport, WithAModelOnlyItsNamesAreNames) {
@@ -105,12 +182,25 @@ TEST(FtsImport, NonIncreasingTransitionsMoveOnePhaseAnEpoch) {
   auto im = import_fts_schedule(
       "0:\n  params: [a]\n  max_transition_epoch: 2\n1:\n  params: [b]\n  max_transition_epoch: "
       "1\n2:\n  params: [c]\n  max_transition_epoch: 2\n3:\n  params: [d]\n  "
-      "max_transition_epoch: 6\n4:\n  params: [e]\n",
-      "s.yaml", nullptr, d);
+      "max_transition_epoch: 6\n4:\n  params: [e]\n  max_transition_epoch: 8\n",
+      "s.yaml", nullptr, d, epoch_only());
   ASSERT_TRUE(im) << format_diagnostics(d);
   for (const char* want : {"phase 1\n    at: {epoch: 2}", "phase 2\n    at: {epoch: 3}",
                            "phase 3\n    at: {epoch: 4}", "phase 4\n    at: {epoch: 6}"})
     EXPECT_NE(im->rules_yaml.find(want), std::string::npos) << want << "\n" << im->rules_yaml;
+  // With early stopping and no plateau, the metric stages land on the same epochs.
+  auto es = import_fts_schedule(
+      "0:\n  params: [a]\n  max_transition_epoch: 2\n1:\n  params: [b]\n  max_transition_epoch: "
+      "1\n2:\n  params: [c]\n  max_transition_epoch: 2\n3:\n  params: [d]\n  "
+      "max_transition_epoch: 6\n4:\n  params: [e]\n",
+      "s.yaml", nullptr, d);
+  ASSERT_TRUE(es) << format_diagnostics(d);
+  auto c = test::compile_text(es->rules_yaml,
+                              test::names_inventory({"a.w", "b.w", "c.w", "d.w", "e.w"}, "net"));
+  ASSERT_TRUE(c.plan) << c.errors() << es->rules_yaml;
+  std::vector<int64_t> at;
+  for (const auto& v : c.plan->metric_stages()) at.push_back(v.at);
+  EXPECT_EQ(at, (std::vector<int64_t>{2, 3, 4, 6}));
 }
 
 TEST(FtsImport, WhatFtsRefusesIsRefused) {
@@ -143,19 +233,21 @@ TEST(FtsImport, WhatFtsRefusesIsRefused) {
 
 TEST(FtsImport, QuotedPhaseKeysAreNumbersAsToFts) {
   Diagnostics d;
-  auto im =
-      import_fts_schedule("'0':\n  params: [a]\n  max_transition_epoch: 1\n'1':\n  params: [b]\n",
-                          "s.yaml", nullptr, d);
+  auto im = import_fts_schedule(
+      "'0':\n  params: [a]\n  max_transition_epoch: 1\n'1':\n  params: [b]\n"
+      "  max_transition_epoch: 3\n",
+      "s.yaml", nullptr, d, epoch_only());
   ASSERT_TRUE(im) << format_diagnostics(d);
   EXPECT_EQ(im->phases, 2u);
   EXPECT_NE(im->rules_yaml.find("phase 1\n    at: {epoch: 1}"), std::string::npos);
 }
 
 TEST(FtsImport, WhatCannotBeImportedIsAnErrorAtItsLine) {
-  EXPECT_EQ(errors_of("0:\n  params: [a]\n1:\n  params: [b]\n"),
-            "2:3 fts-not-importable: phase 0 ends when FTSEarlyStopping decides (it has no "
-            "max_transition_epoch): when phase 1 starts is known only at run time, so no plan can "
-            "say it\n");
+  EXPECT_EQ(errors_of("0:\n  params: [a]\n1:\n  params: [b]\n", nullptr, epoch_only()),
+            "2:3 fts-not-importable: phase 0 has no max_transition_epoch, which FTS requires of "
+            "every phase under epoch_transitions_only\n"
+            "4:3 fts-not-importable: phase 1 has no max_transition_epoch, which FTS requires of "
+            "every phase under epoch_transitions_only\n");
   EXPECT_EQ(
       errors_of("0:\n  params: ['(?=x)y']\n"),
       "2:12 fts-schedule: '(?=x)y' is not a regex RE2 accepts (invalid perl operator: (?=)\n");

@@ -3,7 +3,10 @@
 // attached, and prints what a Lightning callback records at the first batch of each epoch — the
 // trainable parameters and the optimizer's param groups — as one JSON object per line.
 //
-//   layerfreeze_peer_replay MODEL.pt RULES EPOCHS LR [KEY=VALUE ...]   (the rules' --set)
+//   layerfreeze_peer_replay MODEL.pt RULES EPOCHS LR [--report=METRIC:V0,V1,...] [KEY=VALUE ...]
+//
+// KEY=VALUE are the rules' --set; --report gives the value of METRIC validation measured at the
+// end of each epoch, reported to the executor (metric-triggered stages, FTSEarlyStopping).
 #include <torch/csrc/jit/serialization/import.h>
 #include <torch/optim/sgd.h>
 
@@ -11,6 +14,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "layerfreeze/executor.hpp"
 
@@ -22,7 +26,19 @@ int main(int argc, char** argv) {
   try {
     torch::jit::Module model = torch::jit::load(argv[1]);
     layerfreeze::PlanOptions options;
-    options.sets.assign(argv + 5, argv + argc);
+    std::string metric;
+    std::vector<double> values;
+    for (int i = 5; i < argc; ++i) {
+      const std::string arg = argv[i];
+      if (arg.rfind("--report=", 0) != 0) {
+        options.sets.push_back(arg);
+        continue;
+      }
+      const size_t colon = arg.find(':');
+      metric = arg.substr(9, colon - 9);
+      std::stringstream list(arg.substr(colon + 1));
+      for (std::string v; std::getline(list, v, ',');) values.push_back(std::stod(v));
+    }
     layerfreeze::Executor ex(model, argv[2], options);
     torch::optim::SGD opt(ex.trainable_parameters(),
                           torch::optim::SGDOptions(std::stod(argv[4])).momentum(0.9));
@@ -45,6 +61,7 @@ int main(int argc, char** argv) {
       }
       std::cout << nlohmann::json{{"epoch", e}, {"trainable", trainable}, {"groups", groups}}.dump()
                 << "\n";
+      if (static_cast<size_t>(e) < values.size()) ex.report(metric, values[e]);
     }
   } catch (const layerfreeze::DiagnosticError& e) {
     std::cerr << e.what() << "\n";

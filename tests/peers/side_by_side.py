@@ -26,6 +26,7 @@ from torch import nn  # noqa: E402
 import lightning.pytorch as pl  # noqa: E402
 from lightning.pytorch.callbacks import BackboneFinetuning, Callback  # noqa: E402
 from finetuning_scheduler import FinetuningScheduler  # noqa: E402
+from finetuning_scheduler import FTSCheckpoint, FTSEarlyStopping  # noqa: E402
 
 for name in ("lightning", "lightning.pytorch", "lightning.fabric", "finetuning_scheduler"):
     logging.getLogger(name).setLevel(logging.ERROR)
@@ -82,6 +83,18 @@ class Lit(pl.LightningModule):
                                momentum=0.9)
 
 
+class ScriptedLit(Lit):
+    """Logs a given validation loss each epoch: FTSEarlyStopping decides on a scripted sequence,
+    which layerfreeze's executor is given too (the values are dyadic, exact in float32)."""
+
+    def __init__(self, net, values):
+        super().__init__(net)
+        self.values = values
+
+    def validation_step(self, batch, _):
+        self.log("val_loss", torch.tensor(self.values[self.current_epoch]))
+
+
 class Recorder(Callback):
     """Trainable names and param groups at the first batch of each epoch (after the peer's
     own epoch-start hook has run)."""
@@ -106,18 +119,22 @@ def loader():
     return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
 
 
-def run_peer(callback, epochs, workdir, net=Net):
+def run_peer(callback, epochs, workdir, net=Net, values=None, extra=()):
     torch.manual_seed(0)
     recorder = Recorder()
-    trainer = pl.Trainer(max_epochs=epochs, callbacks=[callback, recorder], accelerator="cpu",
-                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    trainer = pl.Trainer(max_epochs=epochs, callbacks=[callback, *extra, recorder],
+                         accelerator="cpu", logger=False,
+                         enable_checkpointing=bool(extra), enable_progress_bar=False,
                          enable_model_summary=False, limit_val_batches=1,
                          num_sanity_val_steps=0, default_root_dir=workdir)
-    trainer.fit(Lit(net()), loader(), loader())
+    module = ScriptedLit(net(), values) if values else Lit(net())
+    trainer.fit(module, loader(), loader())
     return [recorder.epochs[e] for e in range(epochs)]
 
 
-def run_layerfreeze(replay, model, rules, epochs, sets=()):
+def run_layerfreeze(replay, model, rules, epochs, sets=(), values=None):
+    if values:
+        sets = [f"--report=val_loss:{','.join(repr(v) for v in values)}", *sets]
     out = subprocess.run([replay, model, rules, str(epochs), str(LR), *sets],
                          capture_output=True, text=True)
     if out.returncode != 0:
@@ -183,6 +200,38 @@ SCHEDULES = {"3 phases, per-phase lr": """\
   params: ['backbone\\.[01]\\.']
   max_transition_epoch: 5
 """}
+
+
+# (title, schedule, val_loss after each epoch, patience)
+ES_CASES = [
+    # Phase 1 at its max_transition_epoch (2) before any plateau; phase 2 at the plateau seen
+    # after epoch 4 (0.375, 0.3125: two epochs no better than 0.25), before its bound (6).
+    ("a bound, then a plateau", """\
+0:
+  params: ['head\\.3\\..*']
+  max_transition_epoch: 2
+1:
+  params: ['head\\.[01]\\.']
+  lr: 0.05
+  max_transition_epoch: 6
+2:
+  params: ['backbone.*']
+  lr: 0.01
+""", [1.0, 0.5, 0.25, 0.375, 0.3125, 0.125, 0.0625, 0.03125], 2),
+    # Plateaus only, patience 1; a phase without lr (base_max_lr); the last phase's plateau ends
+    # nothing (FTS would stop training there: max_epochs ends it first).
+    ("plateaus only", """\
+0:
+  params: ['head\\.3\\..*']
+1:
+  params: ['head\\.[01]\\.']
+2:
+  params: ['backbone\\.[34]\\.']
+  lr: 0.02
+3:
+  params: ['backbone\\.[01]\\.']
+""", [1.0, 0.5, 0.75, 0.25, 0.25, 0.125, 0.5, 0.0625], 1),
+]
 
 
 def main():
@@ -255,7 +304,8 @@ def main():
             with open(schedule, "w") as f:
                 f.write(text)
             imported = os.path.join(tmp, "imported.yaml")
-            subprocess.run([cli, "import", "fts", schedule, "--model", model, "-o", imported],
+            subprocess.run([cli, "import", "fts", schedule, "--model", model, "-o", imported,
+                            "--epoch-transitions-only"],
                            check=True, capture_output=True, text=True)
             fts = FinetuningScheduler(ft_schedule=schedule, epoch_transitions_only=True,
                                       restore_best=False)
@@ -263,6 +313,24 @@ def main():
             ours = run_layerfreeze(replay, model, imported, 6)
             ok &= compare(f"finetuning-scheduler schedule ({title}) through import fts", peer,
                           ours)
+        # FTS's default: FTSEarlyStopping ends each phase when val_loss stops improving, its
+        # max_transition_epoch at the latest — run by FTS on a scripted val_loss, next to the
+        # imported strategy whose metric stages the executor is told the same values.
+        for title, text, values, patience in ES_CASES:
+            schedule = os.path.join(tmp, "schedule.yaml")
+            with open(schedule, "w") as f:
+                f.write(text)
+            imported = os.path.join(tmp, "imported.yaml")
+            subprocess.run([cli, "import", "fts", schedule, "--model", model, "-o", imported,
+                            "--patience", str(patience)],
+                           check=True, capture_output=True, text=True)
+            fts = FinetuningScheduler(ft_schedule=schedule, restore_best=False)
+            es = FTSEarlyStopping(monitor="val_loss", patience=patience, min_delta=0.0)
+            ckpt = FTSCheckpoint(monitor="val_loss", dirpath=os.path.join(tmp, "ckpt"))
+            peer = run_peer(fts, len(values), tmp, values=values, extra=(es, ckpt))
+            ours = run_layerfreeze(replay, model, imported, len(values), values=values)
+            ok &= compare(f"finetuning-scheduler + FTSEarlyStopping ({title}) through import fts",
+                          peer, ours)
     print("the peers and layerfreeze agree at every epoch" if ok else "differences found")
     return 0 if ok else 1
 
