@@ -41,20 +41,40 @@ void print_layer_status(const torch::nn::Module& model, bool show_all = false,
                         std::ostream& out = std::cout);
 std::string layer_status(const torch::nn::Module& model, bool show_all = false);
 
-/// Head first, then the layers top-down over `total_epochs` (docs/API.md). Owns the state of
-/// every parameter from its construction on; `step(e)` is idempotent and may jump (resume).
+/// The pace of a GradualUnfreezer set by a validation metric instead of the calendar
+/// (preset:unfreeze_on_plateau; docs/RULES.md, "Metric triggers"): one more layer each time
+/// `metric` stops improving — `patience` reports that do not beat the best by more than
+/// `min_delta` — and at the latest `max_epochs_per_layer` epochs after the previous one.
+struct PlateauSchedule {
+  std::string metric = "val_loss";
+  bool maximize = false;  // true: higher is better (an accuracy)
+  int64_t patience = 3;
+  double min_delta = 0;
+  std::optional<int64_t> max_epochs_per_layer;
+};
+
+/// Head first, then the layers top-down over `total_epochs` (docs/API.md) — or one more at each
+/// plateau of a metric (PlateauSchedule). Owns the state of every parameter from its
+/// construction on; `step(e)` is idempotent and may jump (resume).
 class GradualUnfreezer {
  public:
   GradualUnfreezer(torch::nn::Module& model, int64_t total_epochs,
                    std::optional<int64_t> unfreeze_embeddings_at = std::nullopt,
                    bool freeze_embeddings = true, bool verbose = true,
                    std::ostream& out = std::cout);
+  GradualUnfreezer(torch::nn::Module& model, const PlateauSchedule& schedule,
+                   bool freeze_embeddings = true, bool verbose = true,
+                   std::ostream& out = std::cout);
   ~GradualUnfreezer();
   void step(int64_t epoch);
+  /// A validation result of the PlateauSchedule's metric (Executor::report): a plateau opens the
+  /// next layer at the next step(epoch). Call it after each validation.
+  void report(const std::string& metric, double value);
   /// The executor behind it (attach an optimizer, checkpoint its state).
   Executor& executor();
 
  private:
+  void start(torch::nn::Module& model, const std::string& preset, PlanOptions o);
   std::unique_ptr<Executor> executor_;
   torch::nn::Module* model_;
   bool verbose_;

@@ -342,9 +342,21 @@ class Compiler {
   // A metric trigger, evaluated (its id and sequence are given when every stage is known).
   std::optional<MetricWatch> watch(const MetricTrigger& m, Resolver& res, bool relative,
                                    int64_t anchor, const std::string& label) {
-    if (m.metric.empty()) return std::nullopt;  // the parser said why
     MetricWatch w;
     w.metric = m.metric;
+    if (!m.metric_expr.empty()) {
+      auto v = res.eval_strings(m.metric_expr);
+      if (v.size() != 1 || !is_metric_name(v[0])) {
+        diags_.error("bad-metric",
+                     "'plateau' names the metric a trainer reports: a letter or '_', then up to "
+                     "127 letters, digits, '_', '.', '/', ':' or '-'" +
+                         std::string(v.size() == 1 ? ", not '" + v[0].substr(0, 60) + "'" : ""),
+                     m.metric_expr.loc());
+        return std::nullopt;
+      }
+      w.metric = v[0];
+    }
+    if (w.metric.empty()) return std::nullopt;  // the parser said why
     w.loc = m.loc;
     w.relative = relative;
     w.anchor = anchor;
@@ -382,7 +394,7 @@ class Compiler {
     }
     for (auto [x, slot, what] : {std::tuple{&m.not_before, &w.not_before, "'not_before'"},
                                  std::tuple{&m.not_after, &w.not_after, "'not_after'"}}) {
-      if (x->empty()) continue;
+      if (x->empty() || res.is_null(*x)) continue;  // null: no bound
       auto v = res.eval_int(*x, what);
       if (v && (*v < 0 || *v > (int64_t{1} << 40))) {
         diags_.error(
@@ -513,10 +525,11 @@ class Compiler {
     // On plateaus: the first group opens at the start, each next one at the metric's next
     // plateau (bounds counted from the previous group's opening).
     for (size_t k = 1; plateau && k < out.size(); ++k) {
-      std::string& label = out[k].label;
-      label = label.substr(0, label.rfind(" at ")) + " on " + plateau->metric + " plateau";
-      auto w = watch(*plateau, res, true, at, label);
+      auto w = watch(*plateau, res, true, at, "");
       if (!w) return {};
+      std::string& label = out[k].label;
+      label = label.substr(0, label.rfind(" at ")) + " on " + w->metric + " plateau";
+      w->label = label;
       out[k].watch = static_cast<int32_t>(watch_defs_.size());
       watch_defs_.push_back(std::move(*w));
     }

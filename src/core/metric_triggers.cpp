@@ -14,6 +14,11 @@
 
 namespace layerfreeze {
 
+bool is_metric_name(const std::string& name) {
+  static const RE2 form("[A-Za-z_][A-Za-z0-9_./:-]{0,127}");
+  return RE2::FullMatch(name, form);
+}
+
 std::string MetricWatch::condition() const {
   std::string s =
       metric + " plateau (" + (maximize ? "max" : "min") + ", patience " + std::to_string(patience);

@@ -19,6 +19,10 @@
 
 namespace layerfreeze {
 
+/// A name a trainer reports: a letter or '_', then up to 127 letters, digits, '_', '.', '/', ':'
+/// or '-' ("val_loss", "val/acc").
+bool is_metric_name(const std::string& name);
+
 /// A metric-triggered stage, evaluated.
 struct MetricWatch {
   uint32_t id = 0;  // its place among the plan's metric stages, in file order

@@ -67,11 +67,12 @@ struct Rule {
 /// (epochs; in a progressive stage, epochs since the previous group opened).
 struct MetricTrigger {
   std::string metric;  // the name the trainer reports ("val_loss")
+  Expr metric_expr;    // instead, when the name is a `${...}` expression (a preset's parameter)
   SourceLoc loc;       // of `plateau:`'s value
   Expr mode;           // "min" (default) or "max"
   Expr patience;       // reports without improvement (default 3, Lightning's EarlyStopping)
   Expr min_delta;      // an improvement is larger than this (default 0)
-  Expr not_before, not_after;
+  Expr not_before, not_after;  // null: no bound
 };
 
 /// A point in training time: an epoch or a global step (both 0-based), or a metric's plateau.

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/embedded_rules.hpp"
+#include "core/metric_triggers.hpp"
 #include "core/selector_parser.hpp"
 #include "core/yaml_reader.hpp"
 
@@ -117,7 +118,10 @@ struct FileParser {
       if (e.key == "plateau") {
         m.loc = r_.loc(e.value);
         m.metric = r_.string(e.value, "'plateau'").value_or("");
-        if (e.value.IsScalar() && !RE2::FullMatch(m.metric, "[A-Za-z_][A-Za-z0-9_./:-]{0,127}"))
+        if (m.metric.find("${") != std::string::npos) {
+          m.metric_expr = typed(e.value, "'plateau'", {Value::Kind::kString});
+          m.metric.clear();
+        } else if (e.value.IsScalar() && !is_metric_name(m.metric))
           r_.error("bad-metric",
                    "'plateau' names the metric a trainer reports: a letter or '_', then up to "
                    "127 letters, digits, '_', '.', '/', ':' or '-'",

@@ -184,6 +184,13 @@ DynamicSet Resolver::resolve_uncached(const Selector& s) {
   return d;
 }
 
+bool Resolver::is_null(const Expr& e) {
+  if (e.empty()) return false;
+  Diagnostics quiet;
+  auto v = e.eval(scope_, quiet);
+  return v && v->kind == Value::Kind::kNull;
+}
+
 std::optional<int64_t> Resolver::eval_int(const Expr& e, const std::string& what) {
   if (e.empty()) return std::nullopt;
   auto v = e.eval(scope_, diags_);

@@ -47,6 +47,9 @@ class Resolver {
   std::optional<double> eval_number(const Expr& e, const std::string& what);
   bool eval_bool(const Expr& e, bool fallback);
   std::vector<std::string> eval_strings(const Expr& e);
+  /// Whether `e` evaluates to null (a nullable parameter left unset); errors are left to the
+  /// typed evaluations.
+  bool is_null(const Expr& e);
 
   const Bitset& role_set(Role r) const { return roles_[static_cast<int>(r)]; }
 

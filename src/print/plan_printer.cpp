@@ -152,9 +152,15 @@ std::string plan_text(const PlanSummary& sum) {
   for (const auto& n : inv.notes) o << "note: " << n << "\n";
   if (!plan.watches.empty()) {
     o << "metric stages (each fires at the epoch boundary after its metric stops improving):\n";
-    for (const auto& v : plan.metric_stages())
-      o << "  " << v.watch->label << ": " << v.watch->condition() << " · window " << v.window_text()
-        << " · " << v.placement() << "\n";
+    // A progressive stage on plateaus has a stage per group: the first few, then a count.
+    constexpr size_t kShown = 8;
+    const auto views = plan.metric_stages();
+    for (size_t k = 0; k < views.size() && k < kShown; ++k)
+      o << "  " << views[k].watch->label << ": " << views[k].watch->condition() << " · window "
+        << views[k].window_text() << " · " << views[k].placement() << "\n";
+    if (views.size() > kShown)
+      o << "  … and " << views.size() - kShown
+        << " more (plan --format json lists every one with its window)\n";
   }
   for (const auto& st : sum.stages) {
     o << "\n" << time_text(st.point.at, plan.uses_steps);

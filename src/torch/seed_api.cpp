@@ -17,6 +17,7 @@
 #include "core/compiler.hpp"
 #include "core/format.hpp"
 #include "core/layer_discovery.hpp"
+#include "core/metric_triggers.hpp"
 #include "core/rules_parser.hpp"
 #include "print/module_table.hpp"
 #include "torch/errors.hpp"
@@ -228,13 +229,51 @@ GradualUnfreezer::GradualUnfreezer(torch::nn::Module& model, int64_t total_epoch
               {"unfreeze_embeddings_at",
                unfreeze_embeddings_at ? ParamValue(*unfreeze_embeddings_at) : ParamValue(nullptr)},
               {"freeze_embeddings", freeze_embeddings}};
+  start(model, "preset:gradual_unfreeze", std::move(o));
+}
+
+GradualUnfreezer::GradualUnfreezer(torch::nn::Module& model, const PlateauSchedule& schedule,
+                                   bool freeze_embeddings, bool verbose, std::ostream& out)
+    : model_(&model), verbose_(verbose), out_(&out) {
+  LiveModel m = live(model);
+  if (!is_metric_name(schedule.metric))
+    bad_argument(m, "PlateauSchedule::metric '" + schedule.metric +
+                        "' is not a metric name (a letter or '_', then letters, digits, '_', '.', "
+                        "'/', ':' or '-')");
+  if (schedule.patience < 1)
+    bad_argument(m, "PlateauSchedule::patience must be at least 1, got " +
+                        std::to_string(schedule.patience));
+  if (!(schedule.min_delta >= 0) || !std::isfinite(schedule.min_delta))
+    bad_argument(m, "PlateauSchedule::min_delta must be finite and not negative");
+  if (schedule.max_epochs_per_layer && *schedule.max_epochs_per_layer < 1)
+    bad_argument(m, "PlateauSchedule::max_epochs_per_layer must be at least 1, got " +
+                        std::to_string(*schedule.max_epochs_per_layer));
+  PlanOptions o;
+  o.values = {{"metric", schedule.metric},
+              {"mode", std::string(schedule.maximize ? "max" : "min")},
+              {"patience", schedule.patience},
+              {"min_delta", schedule.min_delta},
+              {"max_epochs_per_layer", schedule.max_epochs_per_layer
+                                           ? ParamValue(*schedule.max_epochs_per_layer)
+                                           : ParamValue(nullptr)},
+              {"freeze_embeddings", freeze_embeddings}};
+  start(model, "preset:unfreeze_on_plateau", std::move(o));
+}
+
+void GradualUnfreezer::report(const std::string& metric, double value) {
+  executor_->report(metric, value);
+}
+
+void GradualUnfreezer::start(torch::nn::Module& model, const std::string& preset, PlanOptions o) {
+  std::ostream& out = *out_;
+  const bool verbose = verbose_;
   // The seed API prints only when verbose, and only to its stream.
   std::ostream* stream = &out;
   o.on_warning = [verbose, stream](const Diagnostic& w) {
     if (verbose) *stream << format_diagnostic(w);
   };
   try {
-    executor_ = std::make_unique<Executor>(model, "preset:gradual_unfreeze", o);
+    executor_ = std::make_unique<Executor>(model, preset, o);
   } catch (const c10::Error& e) {
     fail("torch-error",
          std::string("GradualUnfreezer: LibTorch refused: ") + e.what_without_backtrace());

@@ -168,6 +168,45 @@ TEST(SeedApi, GradualUnfreezerSchedule) {
   EXPECT_TRUE(m2->transformer->wpe->weight.requires_grad());
 }
 
+TEST(SeedApi, GradualUnfreezerOnPlateaus) {
+  // One more layer at each plateau of val_loss (patience 1), four epochs apart at the latest.
+  GPT2LMHeadModel m;
+  std::ostringstream log;
+  PlateauSchedule s;
+  s.patience = 1;
+  s.max_epochs_per_layer = 4;
+  GradualUnfreezer u(*m, s, true, true, log);
+  for (int l = 0; l < 6; ++l) EXPECT_EQ(frozen_in_layer(m, l), kLayer);
+  EXPECT_TRUE(m->transformer->ln_f->weight.requires_grad());
+  const std::vector<double> val_loss = {1.0, 0.9, 0.95, 0.5, 0.6, 0.4, 0.3, 0.2};
+  std::vector<int> open;
+  for (int e = 0; e < 8; ++e) {
+    u.step(e);
+    int n = 0;
+    for (int l = 0; l < 6; ++l) n += frozen_in_layer(m, l) == 0;
+    open.push_back(n);
+    u.report("val_loss", val_loss[static_cast<size_t>(e)]);
+  }
+  // Plateaus after epochs 2 and 4 open layers 5 and 4 at epochs 3 and 5; then it improves.
+  EXPECT_EQ(open, (std::vector<int>{0, 0, 0, 1, 1, 2, 2, 2}));
+  EXPECT_NE(log.str().find("Epoch 3: unfroze layer 5"), std::string::npos) << log.str();
+  // And without a plateau, the slowest pace: a layer at epoch 4 after the start.
+  GPT2LMHeadModel m2;
+  GradualUnfreezer slow(*m2, s, true, false);
+  for (int e = 0; e < 5; ++e) slow.step(e);
+  EXPECT_EQ(frozen_in_layer(m2, 5), 0);
+  EXPECT_EQ(frozen_in_layer(m2, 4), kLayer);
+  // Misuse.
+  EXPECT_THROW(u.report("val_acc", 1.0), DiagnosticError);
+  PlateauSchedule bad;
+  bad.patience = 0;
+  GPT2LMHeadModel m3;
+  EXPECT_THROW(GradualUnfreezer(*m3, bad), DiagnosticError);
+  bad = PlateauSchedule{};
+  bad.metric = "val loss";
+  EXPECT_THROW(GradualUnfreezer(*m3, bad), DiagnosticError);
+}
+
 // What one real training step allocates for gradients and AdamW / SGD-momentum state.
 int64_t step_bytes(GPT2LMHeadModel& m, torch::optim::Optimizer& opt) {
   test::train_step(m, opt);
