@@ -81,6 +81,11 @@ def read_png(path):
     return width, height, rows
 
 
+def distance(a, b):
+    """Euclidean distance between two RGB colours."""
+    return sum((x - y) ** 2 for x, y in zip(a[:3], b[:3])) ** 0.5
+
+
 def hex_rgb(h):
     h = h.lstrip("#")
     return tuple(int(h[i:i + 2], 16) for i in (0, 2, 4))

@@ -80,6 +80,25 @@ def check(binary, name, args, tmp, failures):
                 continue
             break
         n += 1
+    # Metric stages' windows (docs/RULES.md, "Metric triggers"): each bar in the partial fill, the
+    # diamond where the plan places the stage in the frozen ink.
+    for g in root.iter(SVG + "g"):
+        if g.get("class") != "lf-window":
+            continue
+        bar = g.find(SVG + "rect")
+        x, y = float(bar.get("x")), float(bar.get("y"))
+        bw, bh = float(bar.get("width")), float(bar.get("height"))
+        px, py = int(x + max(3, bw / 6)), int(y + bh / 2)
+        if bu.distance(rows[py][px], bu.hex_rgb(PALETTE["partial"][0])) > 30:
+            failures.append(f"{name}: window bar pixel ({px}, {py}) is {rows[py][px]}, not the "
+                            f"window fill ({g.find(SVG + 'title').text})")
+        mark = g.find(SVG + "path")
+        if mark is not None:
+            mx, my = (float(v) for v in re.match(r"M(\S+) (\S+)", mark.get("d")).groups())
+            cx, cy = int(mx), int(my + 5)
+            if bu.distance(rows[cy][cx], bu.hex_rgb(PALETTE["frozen"][1])) > 40:
+                failures.append(f"{name}: the placement mark at ({cx}, {cy}) is {rows[cy][cx]}")
+        n += 1
     return n
 
 
@@ -94,6 +113,8 @@ def main():
         ("esft", ["preset:esft", "--set", f"expert_config={esft}", "--model",
                   str(root / "tests/data/real-checkpoints/granite-3.1-1b-a400m")]),
         ("vlm", ["preset:lp_lora", "--model", str(root / "tests/data/configs/qwen2.5-vl-7b.json")]),
+        ("plateau", [str(root / "examples/strategies/unfreeze_on_plateau.yaml"), "--model",
+                     "builtin:llama2-7b", "--assume", "val_loss: plateau at epoch 3"]),
     ]
     total = 0
     for name, args in cases:

@@ -185,6 +185,35 @@ SCHEDULES = {"3 phases, per-phase lr": """\
   - backbone.*
   lr: 0.01
   max_transition_epoch: 5
+""", "max_transition_epoch 2, 1, 2, 6, 7: one phase an epoch": """\
+0:
+  params: ['head\\.3\\..*']
+  max_transition_epoch: 2
+1:
+  params: ['head\\.1\\..*']
+  max_transition_epoch: 1
+2:
+  params: ['head\\.0\\..*']
+  lr: 0.05
+  max_transition_epoch: 2
+3:
+  params: ['backbone\\.4\\..*']
+  max_transition_epoch: 6
+4:
+  params: ['backbone\\.3\\..*']
+  max_transition_epoch: 7
+""", "quoted phase keys, a phase at epoch 0 with its lr": """\
+'0':
+  params: ['head\\.3\\..*']
+  max_transition_epoch: 0
+'1':
+  params: ['head\\.[01]\\.']
+  lr: 0.05
+  max_transition_epoch: 2
+'2':
+  params: ['backbone.*']
+  lr: 0.01
+  max_transition_epoch: 4
 """, "4 phases: names, prefix regexes, a phase without lr": """\
 0:
   params: ['head\\.3\\..*']
@@ -201,6 +230,22 @@ SCHEDULES = {"3 phases, per-phase lr": """\
   max_transition_epoch: 5
 """}
 
+
+REFUSED = {"overlapping phases": """\
+0:
+  params: ['head\\.3\\..*']
+  max_transition_epoch: 1
+1:
+  params: ['head.*']
+  max_transition_epoch: 2
+""", "an entry that selects nothing": """\
+0:
+  params: ['head\\.3\\..*', 'tail\\..*']
+  max_transition_epoch: 1
+1:
+  params: ['backbone.*']
+  max_transition_epoch: 2
+"""}
 
 # (title, schedule, val_loss after each epoch, patience)
 ES_CASES = [
@@ -309,8 +354,8 @@ def main():
                            check=True, capture_output=True, text=True)
             fts = FinetuningScheduler(ft_schedule=schedule, epoch_transitions_only=True,
                                       restore_best=False)
-            peer = run_peer(fts, 6, tmp)
-            ours = run_layerfreeze(replay, model, imported, 6)
+            peer = run_peer(fts, 8, tmp)
+            ours = run_layerfreeze(replay, model, imported, 8)
             ok &= compare(f"finetuning-scheduler schedule ({title}) through import fts", peer,
                           ours)
         # FTS's default: FTSEarlyStopping ends each phase when val_loss stops improving, its
@@ -331,6 +376,24 @@ def main():
             ours = run_layerfreeze(replay, model, imported, len(values), values=values)
             ok &= compare(f"finetuning-scheduler + FTSEarlyStopping ({title}) through import fts",
                           peer, ours)
+        # What FTS refuses, the import refuses: phases that share a parameter, an entry that
+        # selects nothing.
+        for title, text in REFUSED.items():
+            schedule = os.path.join(tmp, "refused.yaml")
+            with open(schedule, "w") as f:
+                f.write(text)
+            ours = subprocess.run([cli, "import", "fts", schedule, "--model", model],
+                                  capture_output=True, text=True)
+            try:
+                run_peer(FinetuningScheduler(ft_schedule=schedule, epoch_transitions_only=True,
+                                             restore_best=False), 2, tmp)
+                theirs = "accepted"
+            except Exception as e:  # noqa: BLE001 - FTS raises its own exception types
+                theirs = f"refused ({type(e).__name__})"
+            agree = ours.returncode == 1 and theirs.startswith("refused")
+            print(f"{'ok' if agree else 'FAIL':4}  {title}: FTS {theirs}; import fts exit "
+                  f"{ours.returncode}: {ours.stderr.strip().splitlines()[0] if ours.stderr else ''}")
+            ok &= agree
     print("the peers and layerfreeze agree at every epoch" if ok else "differences found")
     return 0 if ok else 1
 
