@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-60}"
 shift || true
 targets=("$@")
-(( ${#targets[@]} )) || targets=(rules safetensors index manifest config lock fts)
+(( ${#targets[@]} )) || targets=(rules safetensors index manifest config lock fts metrics)
 scripts/install-deps.sh >/dev/null
 command -v clang++ >/dev/null || { sudo=""; (( EUID )) && sudo=sudo; $sudo apt-get install -y -qq clang libclang-rt-dev >/dev/null; }
 b=build-fuzz
@@ -20,7 +20,7 @@ cmake -S . -B $b -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWit
 cmake --build $b --target layerfreeze "${targets[@]/#/fuzz_}" >/dev/null
 # Seed corpora: the shipped presets, examples and test files; model headers written by the CLI.
 seeds=$b/seeds
-mkdir -p $seeds/rules $seeds/safetensors $seeds/index $seeds/manifest $seeds/config $seeds/lock $seeds/fts $b/crashes
+mkdir -p $seeds/rules $seeds/safetensors $seeds/index $seeds/manifest $seeds/config $seeds/lock $seeds/fts $seeds/metrics $b/crashes
 cp rules/*.yaml examples/strategies/*.yaml tests/data/*.yaml fuzz/corpus/rules/* $seeds/rules/ 2>/dev/null || true
 cp fuzz/corpus/safetensors/* $seeds/safetensors/ 2>/dev/null || true
 cp fuzz/corpus/index/* tests/data/real-checkpoints/*/model.safetensors.index.json $seeds/index/ 2>/dev/null || true
@@ -28,6 +28,7 @@ cp fuzz/corpus/config/* tests/data/real-checkpoints/*/config.json rules/models/*
 for m in gpt2 t5-small resnet50; do $b/layerfreeze inspect builtin:$m --format json > $seeds/manifest/$m.json; done
 cp fuzz/corpus/lock/* $seeds/lock/ 2>/dev/null || true
 cp fuzz/corpus/fts/* $seeds/fts/ 2>/dev/null || true
+cp fuzz/corpus/metrics/* $seeds/metrics/ 2>/dev/null || true
 $b/layerfreeze plan preset:gradual_unfreeze --set total_epochs=4 --model builtin:gpt2 --lock $seeds/lock/gradual.lock >/dev/null
 $b/layerfreeze plan preset:lp_lora --model builtin:t5-small --lock $seeds/lock/lp_lora.lock >/dev/null
 status=0

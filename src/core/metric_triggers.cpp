@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <map>
 #include <sstream>
 
@@ -166,21 +167,21 @@ bool TriggerMonitor::plateau(const std::string& metric) {
 std::vector<Firing> TriggerMonitor::boundary(int64_t epoch) {
   std::vector<Firing> out;
   if (epoch <= last_boundary_) return out;
+  // Every boundary from `first` to `epoch` is evaluated at once, as one at a time would: a
+  // plateau reported before fires at the first of them its window allows, a bound at its own
+  // epoch — so a jump of time (seek, a history with gaps) costs no loop over the epochs between.
+  const int64_t first = last_boundary_ + 1;
   last_boundary_ = epoch;
+  constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
   for (auto& s : sequences_) {
     while (s.next < s.watches.size()) {
       const MetricWatch& w = watches_[s.watches[s.next]];
       const FireWindow win = fire_window(w, s.last_fire);
-      Firing f{w.id, epoch, true};
-      if (win.latest >= 0 && win.latest < epoch) {
-        f = {w.id, win.latest, false};  // a jump of time passed its bound: it fired there
-      } else if (s.pending && epoch >= win.earliest) {
-        f.plateau = true;
-      } else if (win.latest >= 0 && epoch >= win.latest) {
-        f.plateau = false;
-      } else {
-        break;
-      }
+      const int64_t by_plateau = s.pending ? std::max(win.earliest, first) : kNever;
+      const int64_t by_bound = win.latest >= 0 ? std::max(win.latest, first) : kNever;
+      const int64_t at = std::min(by_plateau, by_bound);
+      if (at > epoch) break;
+      const Firing f{w.id, at, by_plateau <= by_bound};
       out.push_back(f);
       fired_.push_back(f);
       s.last_fire = f.epoch;
@@ -191,6 +192,17 @@ std::vector<Firing> TriggerMonitor::boundary(int64_t epoch) {
     }
   }
   return out;
+}
+
+int64_t TriggerMonitor::next_pending() const {
+  int64_t next = -1;
+  for (const auto& s : sequences_) {
+    if (!s.pending || s.next >= s.watches.size()) continue;
+    const int64_t at = std::max(fire_window(watches_[s.watches[s.next]], s.last_fire).earliest,
+                                last_boundary_ + 1);
+    if (next < 0 || at < next) next = at;
+  }
+  return next;
 }
 
 std::string TriggerMonitor::to_string() const {
@@ -406,9 +418,8 @@ std::vector<Firing> assume_plateaus(const std::vector<MetricWatch>& watches,
     }
     for (int64_t e : a.epochs) at[e].push_back(a.metric);
   }
-  int64_t epoch = 0;
   for (const auto& [e, names] : at) {
-    for (; epoch < e; ++epoch) m.boundary(epoch);
+    if (e > 0) m.boundary(e - 1);  // a plateau at epoch e was seen before its boundary
     for (const auto& name : names)
       if (!m.plateau(name))
         diags.warning("assumption-unused",
@@ -416,9 +427,9 @@ std::vector<Firing> assume_plateaus(const std::vector<MetricWatch>& watches,
                           " finds no stage waiting for it (every stage on it fired before)",
                       {});
   }
-  // Enough boundaries for every assumed plateau to fire, its window opening late included.
-  const int64_t until = at.empty() ? 0 : at.rbegin()->first;
-  for (; epoch <= until || m.pending_any(); ++epoch) m.boundary(epoch);
+  // Every assumed plateau fires: at its epoch, or when its window opens.
+  if (!at.empty()) m.boundary(at.rbegin()->first);
+  while (m.pending_any()) m.boundary(m.next_pending());
   return m.fired();
 }
 
@@ -427,7 +438,7 @@ std::vector<Firing> replay_history(const std::vector<MetricWatch>& watches,
   TriggerMonitor m(watches);
   int64_t epoch = -1;
   for (const auto& r : history) {
-    while (epoch < r.epoch) m.boundary(++epoch);
+    if (r.epoch > epoch) m.boundary(epoch = r.epoch);  // the boundaries up to it, at once
     m.report(r.metric, r.value);
   }
   m.boundary(epoch + 1);  // what the last epoch's reports decide

@@ -81,10 +81,11 @@ class TriggerMonitor {
   /// One evaluation of `metric` (a validation's result). A non-finite value counts as no
   /// improvement and is reported as kNotFinite; a metric no stage watches changes nothing.
   Report report(const std::string& metric, double value);
-  /// The start of `epoch`: what fires now — at most one stage per sequence, plus the stages a
-  /// jump of time passed the `not_after` of (fired at that bound). Each boundary is evaluated
-  /// once: an epoch at or before the last one evaluated fires nothing (an epoch begun again
-  /// after a restore).
+  /// The start of `epoch`: what fires now — at most one stage per sequence at `epoch` itself;
+  /// after a jump of time, what the boundaries skipped would have fired, at their epochs (a
+  /// plateau reported before at the first boundary its window allowed, a `not_after` at its
+  /// bound). Each boundary is evaluated once: an epoch at or before the last one evaluated fires
+  /// nothing (an epoch begun again after a restore).
   std::vector<Firing> boundary(int64_t epoch);
   int64_t last_boundary() const { return last_boundary_; }
 
@@ -93,6 +94,8 @@ class TriggerMonitor {
   bool plateau(const std::string& metric);
   /// Whether a plateau was seen that has not fired its stage yet.
   bool pending_any() const;
+  /// The first boundary at which such a plateau fires its stage (-1: none).
+  int64_t next_pending() const;
 
   const std::vector<Firing>& fired() const { return fired_; }
   const std::vector<MetricWatch>& watches() const { return watches_; }

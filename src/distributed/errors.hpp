@@ -8,15 +8,11 @@
 #include <vector>
 
 #include "layerfreeze/diagnostics.hpp"
+#include "torch/errors.hpp"
 
 namespace layerfreeze::distributed {
 
-[[noreturn]] inline void fail(const std::string& code, const std::string& message,
-                              std::vector<std::string> notes = {}) {
-  Diagnostics d;
-  d.error(code, message, {}, std::move(notes));
-  throw DiagnosticError(std::move(d));
-}
+using layerfreeze::fail;  // the torch adapter's: a DiagnosticError with a stable code
 
 /// Runs `f`; a LibTorch or Gloo exception becomes a `distributed-error` naming `what`, with
 /// `hint` as a note (the default hint fits a collective).

@@ -190,6 +190,35 @@ TEST(MetricTriggers, AJumpOfTimeFiresPassedBoundsAtTheirEpochs) {
   EXPECT_TRUE(m.boundary(9).empty());  // each boundary once
 }
 
+TEST(MetricTriggers, AJumpIsEveryBoundaryBetweenAtOnce) {
+  // Reports in epochs 0, 1, 4, 5, 9 with a boundary every epoch, or only at the reported
+  // epochs: the same firings, at the same epochs.
+  MetricWatch nb = watch(1, 1, 8);
+  nb.not_before = 3;
+  const std::vector<MetricWatch> ws = {watch(0, 1, 20), nb, watch(2, 2)};
+  const std::vector<std::pair<int64_t, double>> reports = {{0, 1.0}, {1, 1.5}, {4, 0.5},
+                                                           {5, 0.7}, {9, 0.9}, {9, 0.95}};
+  TriggerMonitor every(ws), jumps(ws);
+  int64_t at = -1;
+  for (const auto& [e, v] : reports) {
+    while (at < e) every.boundary(++at);
+    jumps.boundary(e);
+    every.report("val_loss", v);
+    jumps.report("val_loss", v);
+  }
+  for (int64_t e = at + 1; e <= 30; ++e) every.boundary(e);
+  jumps.boundary(30);
+  EXPECT_EQ(every.to_string(), jumps.to_string());
+  // Hostile times end at once: a history and an assumption 2^40 epochs out.
+  Diagnostics d;
+  auto far = parse_metric_history("0 val_loss 1\n1099511627776 val_loss 2\n", "h.txt", d);
+  ASSERT_TRUE(far);
+  EXPECT_FALSE(replay_history(ws, *far).empty());
+  auto late = parse_assumption("val_loss: plateau at epoch 1099511627776", d);
+  ASSERT_TRUE(late);
+  EXPECT_FALSE(assume_plateaus(ws, {*late}, d).empty());
+}
+
 TEST(MetricTriggers, TheSavedStateRestoresExactly) {
   TriggerMonitor m({watch(0, 2), watch(1, 3)});
   m.boundary(0);
