@@ -113,6 +113,19 @@ std::string explain_text(const CompiledPlan& plan, uint32_t index, const Time& t
     prev_set = true;
     prev = f;
   }
+  // Metric stages: the times above are where this plan places them, not certain.
+  bool header = false;
+  for (const auto& v : plan.metric_stages()) {
+    bool takes = false;
+    for (const auto& r : plan.watched[v.watch->id].rules) takes = takes || selects(r, 0);
+    if (!takes) continue;
+    if (!header)
+      o << "metric stages that select it (docs/RULES.md, \"Metric triggers\"; --assume places "
+           "them):\n";
+    header = true;
+    o << "  " << v.watch->label << ": " << v.watch->condition() << " · window "
+      << v.window_text() << " · " << v.placement() << "\n";
+  }
   return o.str();
 }
 

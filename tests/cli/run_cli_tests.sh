@@ -84,6 +84,8 @@ expect_exit 0 "plan plateau history" -- plan $plateau --model builtin:llama2-7b 
 expect_golden "plan plateau history" plan_plateau_llama2_history.md
 expect_exit 0 "plan plateau json" -- plan $plateau --model builtin:llama2-7b --format json
 python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); m=j["metric_stages"]; assert [s["placed"] for s in m]==["latest","waiting"] and m[0]["window"]=={"earliest":1,"latest":6}, m' "$tmp/out" && ok || bad "plan plateau json: metric_stages"
+expect_exit 0 "explain plateau" -- explain $plateau --model builtin:llama2-7b --param model.layers.30.mlp.up_proj.weight --epoch 7
+expect_contains "explain plateau" "stage 'everything' on val_loss plateau: val_loss plateau (min, patience 2, min_delta 0.01) · window from epoch 2, no bound · waits for a plateau"
 expect_exit 0 "plan plateau svg" -- plan $plateau --model builtin:llama2-7b --format svg
 expect_contains "plan plateau svg" 'class="lf-window"'
 mkdir -p "$tmp/pl" && cp $plateau "$tmp/pl/plateau.yaml"
