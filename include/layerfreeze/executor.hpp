@@ -48,7 +48,8 @@ struct ExecutorState {
   std::string fingerprint;  // of the canonical plan; a mismatch is refused on restore
   int64_t epoch = 0;
   int64_t step = 0;
-  /// Metric stages (docs/RULES.md, "Metric triggers"): what fired and when, and each watched
+  /// Metric stages (docs/RULES.md, "Metric triggers"): what fired, when and on which best
+  /// value, and each watched
   /// metric's best value (exact), reports without improvement and a plateau not yet acted on —
   /// so a restored run decides as the uninterrupted one would, without re-reporting.
   std::string triggers;

@@ -181,7 +181,8 @@ std::vector<Firing> TriggerMonitor::boundary(int64_t epoch) {
       const int64_t by_bound = win.latest >= 0 ? std::max(win.latest, first) : kNever;
       const int64_t at = std::min(by_plateau, by_bound);
       if (at > epoch) break;
-      const Firing f{w.id, at, by_plateau <= by_bound};
+      Firing f{w.id, at, by_plateau <= by_bound, std::nullopt};
+      if (s.has_best) f.best = s.best;
       out.push_back(f);
       fired_.push_back(f);
       s.last_fire = f.epoch;
@@ -205,6 +206,25 @@ int64_t TriggerMonitor::next_pending() const {
   return next;
 }
 
+namespace {
+
+// A double as hexadecimal floating point: exact, and read back by strtod.
+std::string hex_double(double v) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%a", v);
+  return text;
+}
+
+// The inverse; false unless all of `s` is one number.
+bool parse_double(const std::string& s, double& v) {
+  if (s.empty() || s.size() > 40) return false;
+  char* end = nullptr;
+  v = std::strtod(s.c_str(), &end);
+  return end == s.c_str() + s.size();
+}
+
+}  // namespace
+
 std::string TriggerMonitor::to_string() const {
   std::string out;
   auto sep = [&] {
@@ -214,17 +234,13 @@ std::string TriggerMonitor::to_string() const {
   for (const auto& f : fired_) {
     sep();
     out += "f=" + std::to_string(f.id) + "@" + std::to_string(f.epoch) + (f.plateau ? "p" : "b");
+    if (f.best) out += ":" + hex_double(*f.best);
   }
   for (size_t k = 0; k < sequences_.size(); ++k) {
     const Sequence& s = sequences_[k];
-    char best[64];
-    if (s.has_best)
-      std::snprintf(best, sizeof best, "%a", s.best);
-    else
-      std::snprintf(best, sizeof best, "none");
     sep();
-    out += "s=" + std::to_string(k) + ":" + best + ":" + std::to_string(s.wait) + ":" +
-           (s.pending ? "1" : "0");
+    out += "s=" + std::to_string(k) + ":" + (s.has_best ? hex_double(s.best) : "none") + ":" +
+           std::to_string(s.wait) + ":" + (s.pending ? "1" : "0");
   }
   return out;
 }
@@ -269,18 +285,27 @@ std::string TriggerMonitor::restore(const std::string& text) {
       fresh.last_boundary_ = b;
       seen_boundary = true;
     } else if (tok.rfind("f=", 0) == 0) {
-      auto at = tok.find('@');
+      // f=ID@EPOCH[p|b][:BEST]
+      std::string head = tok;
+      std::optional<double> best;
+      if (auto colon = tok.find(':'); colon != std::string::npos) {
+        double v = 0;
+        if (!parse_double(tok.substr(colon + 1), v)) return "bad firing '" + tok + "'";
+        best = v;
+        head = tok.substr(0, colon);
+      }
+      auto at = head.find('@');
       int64_t id = 0, epoch = 0;
-      if (at == std::string::npos || tok.size() < at + 3) return "bad firing '" + tok + "'";
-      const char kind = tok.back();
-      if (!parse_int(tok.substr(2, at - 2), id) ||
-          !parse_int(tok.substr(at + 1, tok.size() - at - 2), epoch) ||
+      if (at == std::string::npos || head.size() < at + 3) return "bad firing '" + tok + "'";
+      const char kind = head.back();
+      if (!parse_int(head.substr(2, at - 2), id) ||
+          !parse_int(head.substr(at + 1, head.size() - at - 2), epoch) ||
           (kind != 'p' && kind != 'b') || id >= static_cast<int64_t>(watches_.size()))
         return "bad firing '" + tok + "'";
       Sequence& s = fresh.sequences_[watches_[id].sequence];
       if (s.next >= s.watches.size() || s.watches[s.next] != id || epoch <= s.last_fire)
         return "firing '" + tok + "' is out of its sequence's order";
-      Firing f{static_cast<uint32_t>(id), epoch, kind == 'p'};
+      Firing f{static_cast<uint32_t>(id), epoch, kind == 'p', best};
       fresh.fired_.push_back(f);
       s.last_fire = epoch;
       ++s.next;
@@ -294,9 +319,7 @@ std::string TriggerMonitor::restore(const std::string& text) {
       seen_seq[k] = true;
       Sequence& s = fresh.sequences_[k];
       if (parts[1] != "none") {
-        char* end = nullptr;
-        s.best = std::strtod(parts[1].c_str(), &end);
-        if (end != parts[1].c_str() + parts[1].size()) return "bad best value in '" + tok + "'";
+        if (!parse_double(parts[1], s.best)) return "bad best value in '" + tok + "'";
         s.has_best = true;
       }
       s.wait = wait;

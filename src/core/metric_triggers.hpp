@@ -49,6 +49,7 @@ struct Firing {
   uint32_t id = 0;
   int64_t epoch = 0;
   bool plateau = true;
+  std::optional<double> best;  // the metric's best value when it fired (none: nothing reported)
 };
 
 /// When a watch may fire given the previous firing of its sequence (-1: none): from `earliest`
@@ -104,8 +105,8 @@ class TriggerMonitor {
   std::vector<std::string> metrics() const;
 
   /// The state as text without spaces inside a token: "b=EPOCH" (the last boundary), then
-  /// "f=ID@EPOCH[p|b]" per firing, then "s=SEQ:BEST:WAIT:PENDING" per sequence (BEST in
-  /// hexadecimal floating point, exact).
+  /// "f=ID@EPOCH[p|b][:BEST]" per firing (plateau or bound, and the best value it fired on),
+  /// then "s=SEQ:BEST:WAIT:PENDING" per sequence (BEST in hexadecimal floating point, exact).
   std::string to_string() const;
   /// Restores a state written by to_string for the same watches; returns an error message
   /// (empty when it restored).

@@ -197,7 +197,8 @@ void CompiledPlan::place(const std::vector<Firing>& f) {
 std::string MetricStageView::placement() const {
   const std::string e = "at epoch " + std::to_string(at);
   switch (placed) {
-    case Placed::kFired: return e + " (plateau)";
+    case Placed::kFired:
+      return e + " (plateau" + (best ? ", best " + Value::real(*best).to_string() : "") + ")";
     case Placed::kBound: return e + " (not_after)";
     case Placed::kLatest: return e + " at the latest (no plateau given)";
     case Placed::kWaiting: break;
@@ -223,9 +224,11 @@ std::vector<MetricStageView> CompiledPlan::metric_stages() const {
     v.placed = at[id] < 0 ? MetricStageView::Placed::kWaiting : MetricStageView::Placed::kLatest;
   }
   for (const auto& f : fired)
-    if (f.id < out.size())
+    if (f.id < out.size()) {
       out[f.id].placed =
           f.plateau ? MetricStageView::Placed::kFired : MetricStageView::Placed::kBound;
+      out[f.id].best = f.best;
+    }
   return out;
 }
 

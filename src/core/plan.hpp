@@ -132,8 +132,9 @@ struct MetricStageView {
   FireWindow window;  // with nothing fired: earliest and latest (-1: no bound)
   int64_t at = -1;    // where this plan places it (-1: it waits for a plateau)
   enum class Placed { kFired, kBound, kLatest, kWaiting } placed = Placed::kWaiting;
-  /// "at epoch 3 (plateau)", "at epoch 6 (not_after)", "at epoch 6 at the latest (no plateau
-  /// given)", "waits for a plateau (no not_after)".
+  std::optional<double> best;  // fired: the metric's best value then
+  /// "at epoch 3 (plateau, best 0.9)", "at epoch 6 (not_after)", "at epoch 6 at the latest (no
+  /// plateau given)", "waits for a plateau (no not_after)".
   std::string placement() const;
   /// "epochs 1–6", "from epoch 2, no bound".
   std::string window_text() const;

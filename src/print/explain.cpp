@@ -123,8 +123,8 @@ std::string explain_text(const CompiledPlan& plan, uint32_t index, const Time& t
       o << "metric stages that select it (docs/RULES.md, \"Metric triggers\"; --assume places "
            "them):\n";
     header = true;
-    o << "  " << v.watch->label << ": " << v.watch->condition() << " · window "
-      << v.window_text() << " · " << v.placement() << "\n";
+    o << "  " << v.watch->label << ": " << v.watch->condition() << " · window " << v.window_text()
+      << " · " << v.placement() << "\n";
   }
   return o.str();
 }

@@ -280,6 +280,8 @@ class PlanJson {
                            : v.placed == MetricStageView::Placed::kLatest ? "latest"
                                                                           : "waiting";
       j.field("placed", placed);
+      j.key("best");
+      v.best ? j.value(*v.best) : j.null();
       j.end_object();
     }
     j.end_array();

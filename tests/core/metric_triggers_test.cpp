@@ -153,6 +153,9 @@ TEST(MetricTriggers, TheMonitorIsLightningsEarlyStopping) {
   ASSERT_EQ(f.size(), 1u);
   EXPECT_EQ(f[0].epoch, 4);
   EXPECT_TRUE(f[0].plateau);
+  ASSERT_TRUE(f[0].best);  // on which values: the best it could not beat
+  EXPECT_EQ(*f[0].best, 0.85);
+  EXPECT_NE(m.to_string().find("f=0@4p:0x1.b333333333333p-1"), std::string::npos) << m.to_string();
   // Unwatched and non-finite values.
   EXPECT_EQ(m.report("val_acc", 1.0), TriggerMonitor::Report::kUnwatched);
   EXPECT_EQ(m.report("val_loss", std::nan("")), TriggerMonitor::Report::kNotFinite);
