@@ -89,6 +89,9 @@ struct Executor::Impl : TensorSink {
   void begin() {
     plan = &PlanAccess::compiled(*public_plan);
     monitor = TriggerMonitor(plan->watches);
+    // A plan placed by a dry run (Plan::assuming, Plan::replaying) runs as its strategy: its
+    // metric stages fire on what this run reports, not on the assumed history.
+    if (!plan->fired.empty()) follow_placed({});
     replay = std::make_unique<Replay>(*plan);
     try {
       replay->start(*this);  // every tensor once; undone as a whole if LibTorch refuses one
@@ -248,10 +251,13 @@ struct Executor::Impl : TensorSink {
   }
 
   void follow_fired() {
-    placed = std::make_shared<const CompiledPlan>(
-        PlanAccess::compiled(*public_plan).placed(monitor.fired()));
-    plan = placed.get();
+    follow_placed(monitor.fired());
     replay->rebind(*plan);
+  }
+
+  void follow_placed(const std::vector<Firing>& fired) {
+    placed = std::make_shared<const CompiledPlan>(PlanAccess::compiled(*public_plan).placed(fired));
+    plan = placed.get();
   }
 
   // A move of training time: the changes it applies are handed to on_transition once complete.

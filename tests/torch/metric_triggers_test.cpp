@@ -195,6 +195,11 @@ TEST(MetricTriggers, TheRecordedHistoryGivesThePlanTheRunFollowed) {
       if (s.frozen[i]) names.push_back(replayed->inventory().params()[i].name);
     EXPECT_EQ(names, frozen[static_cast<size_t>(e)]) << "epoch " << e;
   }
+  // An executor bound to a replayed plan runs the strategy: nothing fires without reports.
+  TrainingRun bound = start(write_rules("plateau_bound_plan.yaml", kRules));
+  Executor from_replayed(*bound.model, *replayed);
+  from_replayed.on_epoch_begin(5);
+  EXPECT_EQ(from_replayed.frozen_names(), frozen[0]);
   // And an assumption of the same plateaus gives the same change points.
   auto assumed = r.ex->plan().assuming({"val_loss: plateaus at epochs 4, 6"}, d);
   ASSERT_TRUE(assumed) << format_diagnostics(d);
