@@ -367,6 +367,10 @@ std::optional<std::vector<MetricRecord>> parse_metric_history(const std::string&
                   {file, line_no, static_cast<int>(at) + 1});
       continue;
     }
+    if (r.epoch > (int64_t{1} << 40)) {
+      diags.error("bad-metrics", "epoch " + std::to_string(r.epoch) + " is larger than 2^40", loc);
+      continue;
+    }
     if (r.epoch < last_epoch) {
       diags.error("bad-metrics",
                   "epoch " + std::to_string(r.epoch) + " after epoch " +

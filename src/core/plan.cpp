@@ -1,5 +1,7 @@
 #include "core/plan.hpp"
 
+#include <limits>
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -186,7 +188,11 @@ void CompiledPlan::place(const std::vector<Firing>& f) {
     if (at[id] < 0) continue;
     PlanStage st = watched[id];
     st.at = at[id];
-    st.key = uses_steps ? st.at * spe : st.at;
+    // Saturating: a run's epoch (or a restored state's) is not bounded like a written trigger.
+    st.key = !uses_steps ? st.at
+             : st.at > std::numeric_limits<int64_t>::max() / spe
+                 ? std::numeric_limits<int64_t>::max()
+                 : st.at * spe;
     stages.push_back(std::move(st));
   }
   std::stable_sort(stages.begin(), stages.end(), [](const PlanStage& a, const PlanStage& b) {
