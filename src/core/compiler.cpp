@@ -243,7 +243,7 @@ class Compiler {
     });
     for (auto& [_, ps] : staged) {
       if (ps.watch >= 0)
-        plan.watched.push_back(std::move(ps));  // in file order: the sort kept it
+        plan.watched.push_back(std::move(ps));  // by time first: put back in file order below
       else
         plan.stages.push_back(std::move(ps));
     }
