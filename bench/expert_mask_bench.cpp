@@ -1,8 +1,9 @@
 // What exact sub-tensor freezing costs a training step (docs/PERFORMANCE.md, docs/EXPERTS.md):
 // one AdamW step (weight decay 0.01) of a fused mixture-of-experts model under the executor,
 // with no mask against two experts of eight frozen inside every fused expert tensor — the
-// gradient hook (masked_fill of the frozen slices) and the decay the executor applies to the
-// trainable slices (before_optimizer_step). And that extra work apart, to the op.
+// gradient hook (masked_fill of the frozen slices) and the compact tensors the optimizer steps
+// instead (docs/ROWS.md): before_optimizer_step gathers the trainable slices' weights and
+// gradient, after_optimizer_step writes them back. And that extra work apart, to the op.
 //
 // The model is examples/esft/tiny_moe.hpp at hidden 256, intermediate 256, 8 experts, top-2, 2
 // layers (2.1M parameters, 2.1M of them in fused expert tensors). It computes every expert for
@@ -60,8 +61,7 @@ struct Run {
     torch::nn::functional::cross_entropy(model->forward(tokens.slice(0, 0, kTokens)),
                                          tokens.slice(0, 1, kTokens + 1))
         .backward();
-    ex->before_optimizer_step();
-    opt->step();
+    ex->step_optimizer();
   }
   tiny_moe::TinyMoe model;
   std::unique_ptr<layerfreeze::Executor> ex;
@@ -70,7 +70,7 @@ struct Run {
 };
 
 // A whole training step: on_step, forward, backward (the hook runs here when masked),
-// before_optimizer_step (the decay of the trainable slices when masked), AdamW's step.
+// step_optimizer (masked: gather, AdamW's step of the compact tensors, scatter).
 void BM_MoeTrainStep(benchmark::State& state) {
   at::set_num_threads(1);
   torch::manual_seed(0);
@@ -87,8 +87,8 @@ BENCHMARK(BM_MoeTrainStep)
     ->Unit(benchmark::kMillisecond);
 
 // The masks' own work, apart. What a masked step adds to an unmasked one is the hook's
-// masked_fill of each fused tensor's gradient plus the executor's masked decay, minus the decay
-// AdamW applies itself when nothing is masked (the same multiply, by a scalar, inside step()).
+// masked_fill of each fused tensor's gradient plus the gather and scatter around the step, minus
+// the AdamW work on the frozen slices it no longer does.
 struct Parts {
   Parts() : run(true) {
     at::set_num_threads(1);
@@ -97,12 +97,13 @@ struct Parts {
     for (const auto& t : run.ex->parameters())
       if (t.dim() == 3) {
         fused.push_back(t);
+        grads.push_back(torch::randn_like(t));
         masks.push_back(torch::zeros({t.size(0), 1, 1}, torch::kBool)
                             .index_fill_(0, torch::tensor({2, 5}, torch::kLong), true));
       }
   }
   Run run;
-  std::vector<torch::Tensor> fused, masks;
+  std::vector<torch::Tensor> fused, grads, masks;
 };
 
 void BM_MaskHook(benchmark::State& state) {
@@ -110,26 +111,22 @@ void BM_MaskHook(benchmark::State& state) {
   Parts p;
   for (auto _ : state)
     for (size_t i = 0; i < p.fused.size(); ++i)
-      benchmark::DoNotOptimize(p.fused[i].grad().masked_fill(p.masks[i], 0));
+      benchmark::DoNotOptimize(p.grads[i].masked_fill(p.masks[i], 0));
   state.counters["fused_tensors"] = static_cast<double>(p.fused.size());
 }
 BENCHMARK(BM_MaskHook)->Unit(benchmark::kMillisecond);
 
-void BM_MaskedDecay(benchmark::State& state) {
+// Gather (weights and gradient of the trainable slices) and scatter around one step.
+void BM_GatherScatter(benchmark::State& state) {
   torch::manual_seed(0);
   Parts p;
-  for (auto _ : state) p.run.ex->before_optimizer_step();
+  for (auto _ : state) {
+    for (size_t i = 0; i < p.fused.size(); ++i) p.fused[i].mutable_grad() = p.grads[i];
+    p.run.ex->before_optimizer_step();
+    p.run.ex->after_optimizer_step();
+  }
 }
-BENCHMARK(BM_MaskedDecay)->Unit(benchmark::kMillisecond);
-
-void BM_TorchDecay(benchmark::State& state) {
-  torch::manual_seed(0);
-  Parts p;
-  torch::NoGradGuard no_grad;
-  for (auto _ : state)
-    for (auto& t : p.fused) t.mul_(1 - 1e-3 * 0.01);
-}
-BENCHMARK(BM_TorchDecay)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GatherScatter)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

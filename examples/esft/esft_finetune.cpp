@@ -26,6 +26,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -81,10 +82,18 @@ void restore(tiny_moe::TinyMoe& m, const std::vector<torch::Tensor>& weights) {
 }
 
 // Gradient and AdamW-state bytes held now.
+// Gradients kept across steps — the model's tensors' and the compact tensors' the optimizer holds
+// for tensors frozen in part (docs/ROWS.md) — and AdamW's state.
 int64_t grad_and_state_bytes(tiny_moe::TinyMoe& m, torch::optim::AdamW& opt) {
   int64_t bytes = 0;
-  for (const auto& p : m->parameters())
-    if (p.grad().defined()) bytes += p.grad().nbytes();
+  std::set<const void*> seen;
+  auto count = [&](const torch::Tensor& p) {
+    if (seen.insert(p.unsafeGetTensorImpl()).second && p.grad().defined())
+      bytes += p.grad().nbytes();
+  };
+  for (const auto& p : m->parameters()) count(p);
+  for (const auto& g : opt.param_groups())
+    for (const auto& p : g.params()) count(p);
   for (const auto& [key, state] : opt.state()) {
     auto& s = static_cast<torch::optim::AdamWParamState&>(*state);
     bytes += s.exp_avg().nbytes() + s.exp_avg_sq().nbytes();
@@ -162,8 +171,9 @@ Row finetune(const Args& a, bool fused, const std::vector<torch::Tensor>& pretra
     auto loss = torch::nn::functional::cross_entropy(m->forward(in), target);
     opt.zero_grad();
     loss.backward();
-    ex.before_optimizer_step();  // the decay of tensors frozen in part (docs/EXPERTS.md)
-    opt.step();
+    // Tensors frozen in part train through compact tensors the optimizer holds (docs/ROWS.md):
+    // before_optimizer_step, opt.step(), after_optimizer_step in one call.
+    ex.step_optimizer();
   }
   r.task_after = eval_loss(m, task);
   r.pre_after = eval_loss(m, pre);
@@ -264,9 +274,8 @@ int main(int argc, char** argv) {
   std::printf(
       "\ntrainable: parameters that train (the frozen experts of a fused tensor count as frozen);\n"
       "grad+Adam B: gradient and AdamW-state bytes after the last step, measured; estimate B: the\n"
-      "same from get_memory_savings_estimate. A fused expert tensor frozen in part still holds "
-      "its\n"
-      "whole gradient and state, so ESFT saves memory only where experts are separate tensors.\n"
+      "same from get_memory_savings_estimate. A fused expert tensor frozen in part keeps gradient\n"
+      "and state for its trainable experts only (docs/ROWS.md): both layouts pay the same.\n"
       "task loss: on the task text before -> after; pretrain: loss on the pretraining text after\n"
       "(lower = less forgotten); frozen: every frozen tensor and expert slice bit-identical.\n");
   if (!ok) std::fprintf(stderr, "a frozen slice moved, or the estimate differs from the bytes\n");

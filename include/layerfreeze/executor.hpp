@@ -110,11 +110,19 @@ class Executor {
   /// refuses a change, the module is left at the last change point completed, and so is the
   /// executor's time.
   bool on_epoch_begin(int64_t epoch);
-  /// Call right before `optimizer.step()` when the plan freezes some experts of a fused expert
-  /// tensor (docs/EXPERTS.md): such a tensor's group has weight_decay 0 and the executor applies
-  /// the decay to its trainable experts only. on_step throws DiagnosticError when a masked
-  /// tensor's decay is due and the call was missed. Costs nothing without masks.
+  /// Tensors frozen in part (some experts of a fused expert tensor, some rows: docs/ROWS.md)
+  /// train through a compact tensor of their trainable slices, which the attached optimizer
+  /// holds in their place — with optimizer state for those slices only. Around every
+  /// `optimizer.step()`: before_optimizer_step() gathers the trainable slices' weights and
+  /// gradients into the compact tensors (after backward and any gradient sync) and drops the
+  /// whole gradients; after_optimizer_step() writes the compact tensors back into the model.
+  /// step_optimizer() does the three in one call. on_step / on_epoch_begin throw
+  /// DiagnosticError ("missing-before-step", "missing-after-step") when a step skipped either.
+  /// Both cost nothing without such tensors.
   void before_optimizer_step();
+  void after_optimizer_step();
+  /// before_optimizer_step(), the attached optimizer's step(), after_optimizer_step().
+  void step_optimizer();
   bool on_step(int64_t global_step);
   bool seek(int64_t epoch, int64_t global_step = 0);
   /// Whether misuse of time throws DiagnosticError (on by default): an epoch or step before the
@@ -174,9 +182,14 @@ class Executor {
   const Inventory& inventory() const;
   /// Whether parameter `i` (an inventory index) is frozen now (whole).
   bool is_frozen(size_t i) const;
-  /// The experts of fused expert tensor `i` that are frozen now while the rest of it trains;
-  /// empty when it is not frozen in part.
+  /// The slices of tensor `i` that are frozen now while the rest of it trains — the experts of a
+  /// fused expert tensor, the rows a row selector cut (empty when it is not frozen in part).
+  std::vector<int32_t> frozen_slices(size_t i) const;
+  /// The same, by its older name.
   std::vector<int32_t> frozen_experts(size_t i) const;
+  /// The compact tensor of tensor `i`'s trainable slices that the attached optimizer holds in
+  /// its place (docs/ROWS.md); nullptr when it has none.
+  const torch::Tensor* compact_tensor(size_t i) const;
   /// The plan it runs.
   const Plan& plan() const;
 

@@ -86,8 +86,9 @@ int64_t setup_lp_lora_style(torch::nn::Module& model, double freeze_ratio = 0.5,
 
 struct MemorySavings {
   int64_t frozen_params = 0, trainable_params = 0;  // scalar parameters
-  // Of frozen_params, those frozen by an executor's expert mask inside a fused expert tensor
-  // that trains in part: they save no memory (docs/EXPERTS.md).
+  // Of frozen_params, those frozen by an executor's mask inside a tensor that trains in part
+  // (experts of a fused tensor, rows): their gradient and optimizer state are not kept either,
+  // once the executor has an optimizer attached (docs/ROWS.md); counted in the bytes saved.
   int64_t masked_frozen_params = 0;
   int64_t gradient_saved_bytes = 0, optimizer_saved_bytes = 0;
   double gradient_saved_gb = 0, optimizer_saved_gb = 0, total_saved_gb = 0;  // GB = 1e9 bytes

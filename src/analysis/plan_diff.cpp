@@ -105,6 +105,7 @@ struct Differ {
   const Inventory* names;
   std::string la, lb;
   PlanDiff out;
+  std::string slice_noun = "expert slice";  // "row or expert slice" when rows are cut
 
   using Kind = PlanDiff::Item::Kind;
   void add(Kind kind, std::string where, std::string what) {
@@ -235,7 +236,7 @@ struct Differ {
         const std::string when = when_of(x->at("at"));
         if (*x != *y) {
           state(when, "frozen", "tensor", *x, *y);
-          state(when, "frozen_slices", "expert slice", *x, *y);
+          state(when, "frozen_slices", slice_noun.c_str(), *x, *y);
           const json ga = x->value("groups", json()), gb = y->value("groups", json());
           if (ga != gb)
             add(Kind::kLearningRate, when,
@@ -284,6 +285,12 @@ PlanDiff diff_canonical(const json& a, const json& b, const Inventory* names,
       d.add(PlanDiff::Item::Kind::kModel, "model",
             "the same tensors with another discovered structure (layers, roles: " +
                 d.sides(ma["structure"], mb["structure"]) + ")");
+    if (ma.value("row_tensors", json()) != mb.value("row_tensors", json()))
+      d.add(PlanDiff::Item::Kind::kModel, "rows",
+            "the row selectors cut other tensors into rows (" +
+                d.sides(ma.value("row_tensors", json()), mb.value("row_tensors", json())) + ")");
+    if (ma.contains("row_tensors") || mb.contains("row_tensors"))
+      d.slice_noun = "row or expert slice";
     d.names = same_model ? names : nullptr;
     d.object(PlanDiff::Item::Kind::kParameter, "parameter ", a.at("params"), b.at("params"),
              "(not declared)");
@@ -298,7 +305,7 @@ PlanDiff diff_canonical(const json& a, const json& b, const Inventory* names,
     }
     if (a.at("start") != b.at("start")) {
       d.state("start", "frozen", "tensor", a["start"], b["start"]);
-      d.state("start", "frozen_slices", "expert slice", a["start"], b["start"]);
+      d.state("start", "frozen_slices", d.slice_noun.c_str(), a["start"], b["start"]);
     }
     if (a.value("initial", json()) != b.value("initial", json()))
       d.add(PlanDiff::Item::Kind::kSchedule, "start", "the resolved initial rules differ");

@@ -8,6 +8,7 @@
 #include <map>
 #include <sstream>
 
+#include "core/experts.hpp"
 #include "core/format.hpp"
 
 namespace layerfreeze {
@@ -109,6 +110,10 @@ std::vector<LayerRun> layer_runs(const Inventory& inv, const Selection& frozen,
       int64_t k = training_experts(inv, l, frozen, slices);
       if (k >= 0 && k < inv.num_experts)
         detail = fmt::format("experts {}/{} train", k, inv.num_experts);
+      if (slices.has_rows()) {
+        std::string rows = rows_detail(inv.layers[l].params, frozen, slices);
+        if (!rows.empty()) detail += (detail.empty() ? "" : ", ") + rows;
+      }
     }
     if (!one_per_layer && !runs.empty() && runs.back().state == st &&
         runs.back().detail == detail && runs.back().last == l - 1) {
@@ -131,20 +136,56 @@ std::string capitalized(std::string s) {
 
 }  // namespace
 
+std::string rows_detail(const std::vector<uint32_t>& cut, const Selection& frozen,
+                        const SliceTable& slices) {
+  std::vector<uint32_t> partial;
+  for (uint32_t q : cut)
+    if (slices.rows(q) && frozen.partial(q, slices)) partial.push_back(q);
+  if (partial.empty()) return "";
+  auto trainable = [&](uint32_t q) {
+    const size_t k = static_cast<size_t>(slices.slot[q]);
+    std::vector<int32_t> out;
+    for (size_t j = slices.first[k]; j < slices.first[k + 1]; ++j)
+      if (!frozen.slices.test(j)) out.push_back(static_cast<int32_t>(j - slices.first[k]));
+    return std::make_pair(out, slices.slices_of(k));
+  };
+  auto one = trainable(partial[0]);
+  for (size_t x = 1; x < partial.size(); ++x)
+    if (trainable(partial[x]) != one)
+      return std::to_string(partial.size()) + " tensors cut by rows";
+  return "rows " + index_ranges(one.first) + " of " + std::to_string(one.second) + " train";
+}
+
 std::vector<GroupLine> group_lines(const Inventory& inv, const Bitset& frozen) {
+  return group_lines(inv, Selection{frozen, Bitset()}, SliceTable{});
+}
+
+std::vector<GroupLine> group_lines(const Inventory& inv, const Selection& sel,
+                                   const SliceTable& slices) {
+  const Bitset& frozen = sel.params;
   Acc emb, head, other, connector, mtp;
+  std::vector<uint32_t> emb_cut, head_cut;
   std::vector<Acc> towers(inv.towers.size());
   for (size_t i = 0; i < inv.params().size(); ++i) {
     const Param& p = inv.params()[i];
     bool f = frozen.test(i);
+    bool part =
+        slices.rows(static_cast<uint32_t>(i)) && sel.partial(static_cast<uint32_t>(i), slices);
     bool is_head = p.role == Role::kHead;
     for (Role r : p.alias_roles) is_head = is_head || r == Role::kHead;
-    if (p.role == Role::kEmbeddings) emb.add(f, p.numel);
-    if (is_head) head.add(f, p.numel);
-    if (p.role == Role::kOther) other.add(f, p.numel);
-    if (p.role == Role::kConnector) connector.add(f, p.numel);
-    if (p.role == Role::kMtp) mtp.add(f, p.numel);
-    if (p.role == Role::kTower && p.part >= 0) towers[static_cast<size_t>(p.part)].add(f, p.numel);
+    if (p.role == Role::kEmbeddings) {
+      emb.add(f, p.numel, part);
+      if (part) emb_cut.push_back(static_cast<uint32_t>(i));
+    }
+    if (is_head) {
+      head.add(f, p.numel, part);
+      if (part) head_cut.push_back(static_cast<uint32_t>(i));
+    }
+    if (p.role == Role::kOther) other.add(f, p.numel, part);
+    if (p.role == Role::kConnector) connector.add(f, p.numel, part);
+    if (p.role == Role::kMtp) mtp.add(f, p.numel, part);
+    if (p.role == Role::kTower && p.part >= 0)
+      towers[static_cast<size_t>(p.part)].add(f, p.numel, part);
   }
   std::vector<GroupLine> g;
   std::map<std::string, int> per_modality;
@@ -153,15 +194,23 @@ std::vector<GroupLine> group_lines(const Inventory& inv, const Bitset& frozen) {
     const Tower& tw = inv.towers[t];
     std::string label = capitalized(tw.modality) + " tower";
     if (per_modality[tw.modality] > 1) label += " " + tw.root;
-    g.push_back({label, tw.num_layers, towers[t].state(), towers[t].numel, towers[t].total});
+    g.push_back({label, tw.num_layers, towers[t].state(), towers[t].numel, towers[t].total, ""});
   }
   if (connector.total)
     g.push_back({inv.connectors.size() > 1 ? "Connectors" : "Connector", 0, connector.state(),
-                 connector.numel, connector.total});
-  g.push_back({"Embeddings", 0, emb.state(), emb.numel, emb.total});
-  g.push_back({"Head", 0, head.state(), head.numel, head.total});
-  if (other.total) g.push_back({"Other", 0, other.state(), other.numel, other.total});
-  if (mtp.total) g.push_back({"MTP", 0, mtp.state(), mtp.numel, mtp.total});
+                 connector.numel, connector.total, ""});
+  g.push_back(
+      {"Embeddings", 0, emb.state(), emb.numel, emb.total, rows_detail(emb_cut, sel, slices)});
+  std::string head_rows = rows_detail(head_cut, sel, slices);
+  // A tied head is the embedding tensor itself: one set of rows, said once more here.
+  for (uint32_t q : head_cut)
+    if (inv.params()[q].role == Role::kEmbeddings) {
+      head_rows += ", tied to the embeddings";
+      break;
+    }
+  g.push_back({"Head", 0, head.state(), head.numel, head.total, head_rows});
+  if (other.total) g.push_back({"Other", 0, other.state(), other.numel, other.total, ""});
+  if (mtp.total) g.push_back({"MTP", 0, mtp.state(), mtp.numel, mtp.total, ""});
   return g;
 }
 
@@ -236,7 +285,7 @@ std::string layer_status_table(const Inventory& inv, const Selection& frozen,
     width = std::max(width, l.size());
     labels.push_back(l);
   }
-  auto groups = group_lines(inv, frozen.params);
+  auto groups = group_lines(inv, frozen, slices);
   for (const auto& g : groups) width = std::max(width, g.label.size() + 1);
   if (runs.empty()) out << "(no layers discovered)\n";
   for (size_t i = 0; i < runs.size(); ++i)
@@ -251,6 +300,7 @@ std::string layer_status_table(const Inventory& inv, const Selection& frozen,
     }
     std::string layers;
     if (g.layers) layers = fmt::format("{} {}, ", g.layers, g.layers == 1 ? "layer" : "layers");
+    if (!g.detail.empty()) layers += g.detail + "; ";
     out << fmt::format("{:<{}} {:<7} ({}{})\n", g.label + ":", width, group_state_name(g.state),
                        layers, amount(shapes, g.numel, g.tensors));
   }
@@ -287,20 +337,25 @@ PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const T
         s.saved_grad_bytes += p.bytes();
         s.saved_optimizer_bytes += p.bytes() * states;
       } else {
-        // A masked fused tensor: its frozen experts' elements are frozen, but the gradient and
-        // optimizer state are allocated for the whole tensor.
+        // A masked tensor (fused experts, rows): its frozen slices hold no kept gradient and no
+        // optimizer state (the executor keeps both compact); its whole gradient exists during
+        // backward only.
         int64_t masked = 0;
         if (int64_t c = plan.slices.count(static_cast<uint32_t>(i), point.frozen_slices); c > 0) {
           const auto k = static_cast<size_t>(plan.slices.slot[i]);
-          masked = p.numel / plan.slices.experts(k) * c;
+          masked = p.numel / plan.slices.slices_of(k) * c;
           ++s.masked_tensors;
           s.masked_frozen_numel += masked;
           s.frozen_numel += masked;
+          s.masked_transient_grad_bytes += p.bytes();
         }
+        const int64_t masked_bytes = p.numel ? p.bytes() / p.numel * masked : 0;
         s.trainable_numel += p.numel - masked;
         ++s.trainable_tensors;
-        s.grad_bytes += p.bytes();
-        s.optimizer_bytes += p.bytes() * states;
+        s.grad_bytes += p.bytes() - masked_bytes;
+        s.optimizer_bytes += (p.bytes() - masked_bytes) * states;
+        s.saved_grad_bytes += masked_bytes;
+        s.saved_optimizer_bytes += masked_bytes * states;
         if (p.role == Role::kLayer &&
             (!s.first_trainable_layer || p.layer < *s.first_trainable_layer))
           s.first_trainable_layer = p.layer;
@@ -323,7 +378,7 @@ PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const T
     s.nothing_trains = s.trainable_tensors == 0;
     step_compute(inv, ps.shapes_known, point.frozen, s);
     s.runs = layer_runs(inv, {point.frozen, point.frozen_slices}, plan.slices, false);
-    s.groups = group_lines(inv, point.frozen);
+    s.groups = group_lines(inv, {point.frozen, point.frozen_slices}, plan.slices);
     // Which rules decided the state here: at the start every rule with an effect; later, the
     // rules behind what changed.
     auto by = plan.deciders_at(point.at);

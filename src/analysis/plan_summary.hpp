@@ -34,6 +34,7 @@ struct GroupLine {
   GroupState state = GroupState::kEmpty;
   int64_t numel = 0;
   size_t tensors = 0;
+  std::string detail;  // rows cut by a row selector: "rows 32000-32009 of 32010 train"
 };
 
 struct RuleTally {
@@ -48,10 +49,13 @@ struct StageSummary {
   size_t frozen_tensors = 0, trainable_tensors = 0;
   int64_t grad_bytes = 0, optimizer_bytes = 0;              // for what trains
   int64_t saved_grad_bytes = 0, saved_optimizer_bytes = 0;  // by what is frozen
-  // Fused expert tensors frozen in part (masked): their frozen elements count as frozen above,
-  // but LibTorch still allocates their whole gradient and optimizer state, so they save nothing.
+  // Tensors frozen in part (masked: fused experts, rows): their frozen elements count as frozen
+  // above and hold neither a kept gradient nor optimizer state (the executor keeps both for the
+  // trainable slices only, docs/ROWS.md); during backward each still gets its whole gradient,
+  // freed at the optimizer step: masked_transient_grad_bytes.
   size_t masked_tensors = 0;
   int64_t masked_frozen_numel = 0;
+  int64_t masked_transient_grad_bytes = 0;
   std::optional<int32_t> first_trainable_layer;  // of the trunk
   bool input_side_trainable = false;             // embeddings train: backward runs to the input
   // A multimodal model (docs/ARCHITECTURES.md): what trains before the trunk, in data flow. Either
@@ -117,6 +121,13 @@ std::vector<LayerRun> layer_runs(const Inventory& inv, const Selection& frozen,
 /// The groups outside the trunk's layers, in data-flow order: towers, connectors, embeddings,
 /// head, other (embeddings and head always; connectors and other when the model has them).
 std::vector<GroupLine> group_lines(const Inventory& inv, const Bitset& frozen);
+/// The same, with tensors cut by rows (PARTIAL, with the rows that train).
+std::vector<GroupLine> group_lines(const Inventory& inv, const Selection& frozen,
+                                   const SliceTable& slices);
+/// "rows 32000-32009 of 32010 train" for row-cut tensors of `cut` frozen in part in `frozen`
+/// ("" when none; "3 tensors cut by rows" when they differ).
+std::string rows_detail(const std::vector<uint32_t>& cut, const Selection& frozen,
+                        const SliceTable& slices);
 
 /// "epoch 3", "step 40", "epoch 1 · step 100".
 std::string time_text(const Time& t, bool uses_steps);

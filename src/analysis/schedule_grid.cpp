@@ -176,7 +176,7 @@ ScheduleGrid build(const CompiledPlan& plan, const std::vector<Time>& times,
     } else {
       layers = layer_runs(inv, sel, plan.slices, true);
     }
-    auto groups = st ? st->groups : group_lines(inv, sel.params);
+    auto groups = st ? st->groups : group_lines(inv, sel, plan.slices);
     // The deciding rule of each row: the one behind most of its parameters (a row has few).
     std::vector<std::vector<std::pair<const PlanRule*, int64_t>>> votes(g.rows.size());
     auto vote = [&](size_t r, size_t i) {

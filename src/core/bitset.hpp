@@ -42,6 +42,17 @@ class Bitset {
     for (auto w : w_) c += static_cast<size_t>(__builtin_popcountll(w));
     return c;
   }
+  /// How many of [begin, end) are set (end <= size()).
+  size_t count_range(size_t begin, size_t end) const {
+    size_t c = 0;
+    while (begin < end && (begin & 63)) c += test(begin++);
+    while (begin + 64 <= end) {
+      c += static_cast<size_t>(__builtin_popcountll(w_[begin >> 6]));
+      begin += 64;
+    }
+    while (begin < end) c += test(begin++);
+    return c;
+  }
   const std::vector<uint64_t>& words() const { return w_; }
   /// Calls f(i) for each set index, in order.
   template <class F>

@@ -165,6 +165,14 @@ json canonical_plan(const CompiledPlan& plan) {
                 {"structure", structure_digest(inv)},
                 {"tensors", inv.params().size()},
                 {"expert_slices", plan.slices.size()}};
+  if (plan.slices.has_rows()) {
+    // The tensors row selectors cut, in slice-table order: a set's bits count their rows.
+    json rows = json::array();
+    for (size_t k = 0; k < plan.slices.params.size(); ++k)
+      if (plan.slices.kinds[k] == SliceTable::Kind::kRows)
+        rows.push_back({inv.params()[plan.slices.params[k]].name, plan.slices.slices_of(k)});
+    j["model"]["row_tensors"] = std::move(rows);
+  }
   json params = json::object();
   for (const auto& [k, v] : plan.params) params[k] = v.to_string();
   j["params"] = std::move(params);

@@ -200,6 +200,18 @@ class Compiler {
     }
     if (diags_.count(Severity::kError) > errors_before) return std::nullopt;
     res.match_all();
+    // Row selectors cut the tensors they name into rows: the slice table grows before any rule
+    // is resolved, so every set has one size.
+    {
+      std::vector<const Selector*> roots;
+      for (const auto& r : s_.rules) roots.push_back(&r.selector);
+      for (const auto& st : s_.stages) {
+        for (const auto& r : st.rules) roots.push_back(&r.selector);
+        if (st.kind == Stage::Kind::kProgressive) roots.push_back(&st.selector);
+      }
+      res.add_row_tensors(roots, plan.slices);
+      if (diags_.count(Severity::kError) > errors_before) return std::nullopt;
+    }
 
     // A multi-token-prediction block starts frozen: the model's forward does not run it, so
     // training it is a choice a rule makes by naming `mtp` (docs/RULES.md).
@@ -491,11 +503,13 @@ class Compiler {
     const Inventory& I = *plan.inventory;
     for (uint32_t i : plan.slices.params)
       if (plan.slices.count(i, sel.slices) > 0 && !sel.leaf.test(i)) {
-        diags_.error("progressive-partial",
-                     "a progressive stage opens whole tensors, but its selector takes only some "
-                     "experts of the fused tensor '" +
-                         I.params()[i].name + "'",
-                     st.loc, {"select whole layers here, and cut experts with a stage's rules"});
+        diags_.error(
+            "progressive-partial",
+            std::string("a progressive stage opens whole tensors, but its selector "
+                        "takes only some ") +
+                (plan.slices.rows(i) ? "rows of the tensor '" : "experts of the fused tensor '") +
+                I.params()[i].name + "'",
+            st.loc, {"select whole layers here, and cut experts or rows with a stage's rules"});
         return {};
       }
     std::vector<uint32_t> loose;

@@ -116,6 +116,7 @@ Selection DynamicSet::eval(int64_t period, const Inventory& inv, const SliceTabl
 
 void SliceTable::build(const Inventory& inv) {
   params.clear();
+  kinds.clear();
   first.assign(1, 0);
   slot.assign(inv.params().size(), -1);
   for (size_t i = 0; i < inv.params().size(); ++i) {
@@ -124,8 +125,18 @@ void SliceTable::build(const Inventory& inv) {
       continue;
     slot[i] = static_cast<int32_t>(params.size());
     params.push_back(static_cast<uint32_t>(i));
+    kinds.push_back(Kind::kExperts);
     first.push_back(first.back() + static_cast<size_t>(p.shape[0]));
   }
+}
+
+void SliceTable::add_rows(uint32_t i, int64_t rows) {
+  if (first.empty()) first.assign(1, 0);
+  if (i >= slot.size() || slot[i] >= 0 || rows <= 0) return;
+  slot[i] = static_cast<int32_t>(params.size());
+  params.push_back(i);
+  kinds.push_back(Kind::kRows);
+  first.push_back(first.back() + static_cast<size_t>(rows));
 }
 
 Bitset SliceTable::expand(const Bitset& sel) const {
@@ -138,8 +149,7 @@ Bitset SliceTable::expand(const Bitset& sel) const {
 
 void SliceTable::normalize(Bitset& sel, const Bitset& slices) const {
   for (size_t k = 0; k < params.size(); ++k) {
-    bool all = true;
-    for (size_t j = first[k]; j < first[k + 1] && all; ++j) all = slices.test(j);
+    const bool all = slices.count_range(first[k], first[k + 1]) == first[k + 1] - first[k];
     if (all)
       sel.set(params[k]);
     else
@@ -150,9 +160,7 @@ void SliceTable::normalize(Bitset& sel, const Bitset& slices) const {
 int64_t SliceTable::count(uint32_t i, const Bitset& slices) const {
   if (i >= slot.size() || slot[i] < 0) return -1;
   const size_t k = static_cast<size_t>(slot[i]);
-  int64_t c = 0;
-  for (size_t j = first[k]; j < first[k + 1]; ++j) c += slices.test(j);
-  return c;
+  return static_cast<int64_t>(slices.count_range(first[k], first[k + 1]));
 }
 
 std::vector<int32_t> SliceTable::experts_in(uint32_t i, const Bitset& slices) const {
@@ -383,6 +391,9 @@ Time CompiledPlan::next_change(const Time& t) const {
 
 std::vector<StatePoint> CompiledPlan::timeline(const Time& horizon, size_t max_points,
                                                bool* truncated) const {
+  // Each point keeps its slice set: with many rows cut, fewer points (at most 256 MiB of them).
+  const size_t point_bytes = slices.size() / 8 + 1;
+  max_points = std::max<size_t>(1, std::min(max_points, (size_t{256} << 20) / point_bytes));
   const auto spe = options.steps_per_epoch;
   struct Cand {
     int64_t key;

@@ -3,6 +3,7 @@
 // at any time is a pure function of the plan and (epoch, step).
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,27 +17,50 @@
 
 namespace layerfreeze {
 
-/// The expert slices of a model: one bit per routed expert of every fused expert tensor (a tensor
-/// that holds all of a layer's experts along its first dimension), so a selector can cut through
-/// one (docs/EXPERTS.md). A fused tensor's own bit in a parameter set means "all its slices"; a
-/// set keeps the two consistent (normalize).
+/// The slices of a model a selector can cut through, along a tensor's first dimension: one bit
+/// per routed expert of every fused expert tensor (a tensor that holds all of a layer's experts
+/// along its first dimension, docs/EXPERTS.md), and one bit per row of every tensor a row
+/// selector (`tokens`, `rows`) names (docs/ROWS.md). A tensor's own bit in a parameter set means
+/// "all its slices"; a set keeps the two consistent (normalize). Fused tensors come first, in
+/// inventory order, then the row tensors in inventory order.
 struct SliceTable {
-  std::vector<uint32_t> params;  // the fused tensors, inventory order
-  std::vector<size_t> first;     // first slice of params[k]; first[k + 1] - first[k] experts
-  std::vector<int32_t> slot;     // per inventory parameter: its k in `params`, or -1
+  enum class Kind : uint8_t { kExperts, kRows };
+  /// At most this many slices in all (a bit each in every set a plan keeps): a row selector on
+  /// tensors with more rows than this is refused (`too-many-rows`).
+  static constexpr size_t kMaxSlices = size_t{1} << 22;
 
+  std::vector<uint32_t> params;  // the sliced tensors
+  std::vector<size_t> first;     // first slice of params[k]; first[k + 1] - first[k] slices
+  std::vector<int32_t> slot;     // per inventory parameter: its k in `params`, or -1
+  std::vector<Kind> kinds;       // per k
+
+  /// The fused expert tensors of `inv`.
   void build(const Inventory& inv);
+  /// Adds parameter i, cut into `rows` rows (nothing when it is in the table already).
+  void add_rows(uint32_t i, int64_t rows);
   size_t size() const { return first.empty() ? 0 : first.back(); }
   bool empty() const { return params.empty(); }
-  int64_t experts(size_t k) const { return static_cast<int64_t>(first[k + 1] - first[k]); }
-  /// The slices of every fused tensor `params` selects whole.
+  bool has_rows() const {
+    return std::find(kinds.begin(), kinds.end(), Kind::kRows) != kinds.end();
+  }
+  /// How many slices params[k] is cut into (experts or rows).
+  int64_t slices_of(size_t k) const { return static_cast<int64_t>(first[k + 1] - first[k]); }
+  int64_t experts(size_t k) const { return slices_of(k); }
+  /// Whether parameter i is cut into rows by a row selector (not a fused expert tensor).
+  bool rows(uint32_t i) const {
+    return i < slot.size() && slot[i] >= 0 && kinds[static_cast<size_t>(slot[i])] == Kind::kRows;
+  }
+  /// The slices of every tensor `params` selects whole.
   Bitset expand(const Bitset& params) const;
-  /// Sets a fused tensor's bit in `params` exactly when all its slices are in `slices`.
+  /// Sets a sliced tensor's bit in `params` exactly when all its slices are in `slices`.
   void normalize(Bitset& params, const Bitset& slices) const;
-  /// How many of parameter i's slices `slices` holds; -1 when i is not fused.
+  /// How many of parameter i's slices `slices` holds; -1 when i is not sliced.
   int64_t count(uint32_t i, const Bitset& slices) const;
-  /// The experts of parameter i in `slices`, ascending.
+  /// The slice indices (experts, rows) of parameter i in `slices`, ascending.
   std::vector<int32_t> experts_in(uint32_t i, const Bitset& slices) const;
+  std::vector<int32_t> indices_in(uint32_t i, const Bitset& slices) const {
+    return experts_in(i, slices);
+  }
 };
 
 /// What a rule selects, or what is frozen: whole tensors and expert slices of fused tensors.

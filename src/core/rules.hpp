@@ -31,6 +31,8 @@ struct Selector {
     kRandomLayers,  // `count` layers drawn by (seed, period) from the layers of `from`
     kExperts,       // routed experts by index (or an ESFT expert config), optionally in `layers`
     kExpertPart,    // routers | shared_experts
+    kTokens,        // rows of the token embeddings and the output layer, by token id
+    kRows,          // rows (first dimension) of the tensors another selector picks (`of`)
   };
   enum class LayerForm { kIndices, kFirst, kLast, kFirstRatio, kLastRatio };
 
@@ -45,8 +47,10 @@ struct Selector {
   Expr strings;                         // kRegex, kModuleType, kLeaf: a string or a list of strings
   Expr case_sensitive;                  // kRegex
   std::vector<Selector> children;       // kAnyOf, kAllOf, kRandomLayers (`from`, 0 or 1),
-                                        // kExperts (the `layers` beside it, 0 or 1)
+                                        // kExperts (the `layers` beside it, 0 or 1), kRows
+                                        // (`of`, 1)
   std::vector<Expr> experts;            // kExperts: ints or slice strings; empty: every expert
+  std::vector<Expr> rows;               // kTokens, kRows: ints or slice strings
   Expr from;                            // kExperts: the path of an ESFT expert config
   ExpertPart part = ExpertPart::kNone;  // kExpertPart
   std::vector<Selector> except;         // 0 or 1: subtracted from what this selects

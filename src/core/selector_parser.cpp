@@ -13,8 +13,9 @@ namespace {
 constexpr int kMaxSelectorDepth = 32;
 
 const std::vector<std::string> kSelectorKeys = {
-    "role",   "layers", "stack",         "regex",  "module_type",    "leaf",
-    "any_of", "all_of", "random_layers", "except", "case_sensitive", "experts"};
+    "role",           "layers",  "stack",  "regex",         "module_type",
+    "leaf",           "any_of",  "all_of", "random_layers", "except",
+    "case_sensitive", "experts", "tokens", "rows",          "of"};
 const std::vector<std::string> kSelectorWords = {
     "all",       "embeddings", "head",    "layers",         "other", "tower",
     "connector", "experts",    "routers", "shared_experts", "mtp"};
@@ -93,7 +94,9 @@ void SelectorParser::check_slice(const Expr& e, const YAML::Node& n, const char*
   if (v->kind == Value::Kind::kInt) return;
   if (v->kind != Value::Kind::kString) {
     r_.error("wrong-type",
-             "a layer index must be an integer or a slice like \"0:16\", not " + describe(n), n);
+             std::string(noun[0] == 'e' ? "an " : "a ") + noun +
+                 " index must be an integer or a slice like \"0:16\", not " + describe(n),
+             n);
     return;
   }
   std::string err;
@@ -165,11 +168,18 @@ void SelectorParser::map_selector(const YAML::Node& n, const std::string& what, 
   std::string primary_key;
   const YAML::Node *except = nullptr, *case_flag = nullptr, *stack = nullptr;
   const YAML::Node* in_layers = nullptr;  // `layers` beside `experts`
-  const bool has_experts =
-      std::any_of(es.begin(), es.end(), [](const auto& e) { return e.key == "experts"; });
+  const YAML::Node* of = nullptr;         // `of` beside `rows`
+  auto has = [&](const char* key) {
+    return std::any_of(es.begin(), es.end(), [&](const auto& e) { return e.key == key; });
+  };
+  const bool has_experts = has("experts"), has_rows = has("rows");
   for (const auto& e : es) {
     if (e.key == "layers" && has_experts)
       in_layers = &e.value;
+    else if (e.key == "of" && has_rows)
+      of = &e.value;
+    else if (e.key == "of")
+      r_.error("misplaced-key", "'of' names the tensors of 'rows' and goes beside it", e.key_node);
     else if (e.key == "except")
       except = &e.value;
     else if (e.key == "case_sensitive")
@@ -225,6 +235,18 @@ void SelectorParser::map_selector(const YAML::Node& n, const std::string& what, 
     random_layers_selector(v, sel);
   } else if (primary_key == "experts") {
     experts_selector(v, sel);
+  } else if (primary_key == "tokens" || primary_key == "rows") {
+    rows_selector(v, primary_key, sel);
+    if (primary_key == "rows") {
+      if (of) {
+        sel.children.push_back(selector(*of, "'of'"));
+        sel.text += " of " + sel.children[0].text;
+      } else {
+        r_.error("missing-key",
+                 "'rows' needs 'of: SELECTOR', the tensors whose rows (first dimension) it takes",
+                 n, {"for the token rows of the embeddings and the output layer, use 'tokens'"});
+      }
+    }
   }
   if (in_layers) {
     Selector l;
@@ -308,18 +330,39 @@ void SelectorParser::experts_selector(const YAML::Node& v, Selector& sel) {
     return;
   }
   if (v.IsScalar() && v.Scalar() == "all") return;
+  index_list(v, "expert", "'experts'", sel.experts);
+}
+
+// `tokens: [32000, 32001]`, `tokens: "32000:"`; `rows: SLICE` (with `of` beside it).
+void SelectorParser::rows_selector(const YAML::Node& v, const std::string& key, Selector& sel) {
+  sel.kind = key == "tokens" ? Selector::Kind::kTokens : Selector::Kind::kRows;
+  sel.text = key + "[" + flat(v) + "]";
+  if (v.IsMap()) {
+    r_.error("wrong-type",
+             "'" + key + "' takes row indices and slices like \"32000:\", not " + describe(v), v);
+    return;
+  }
+  index_list(v, key == "tokens" ? "token" : "row", "'" + key + "'", sel.rows);
+}
+
+// One index or slice, or a non-empty list of them; a literal is checked now.
+void SelectorParser::index_list(const YAML::Node& v, const char* noun, const std::string& what,
+                                std::vector<Expr>& out) {
   auto one = [&](const YAML::Node& c) {
-    Expr e = expr(c, "an expert index");
+    const std::string article = noun[0] == 'e' ? "an " : "a ";
+    Expr e = expr(c, article + noun + " index");
     if (const Value* lit = e.literal_value();
         lit && lit->kind != Value::Kind::kInt && lit->kind != Value::Kind::kString)
-      r_.error("wrong-type",
-               "an expert index must be an integer or a slice like \"0:8\", not " + describe(c), c);
+      r_.error(
+          "wrong-type",
+          article + noun + " index must be an integer or a slice like \"0:8\", not " + describe(c),
+          c);
     else
-      check_slice(e, c, "expert");
-    sel.experts.push_back(e);
+      check_slice(e, c, noun);
+    out.push_back(e);
   };
   if (v.IsSequence()) {
-    if (v.size() == 0) r_.error("bad-value", "'experts' is an empty list", v);
+    if (v.size() == 0) r_.error("bad-value", what + " is an empty list", v);
     for (const auto& c : v) one(c);
   } else {
     one(v);

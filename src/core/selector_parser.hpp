@@ -38,6 +38,9 @@ class SelectorParser {
   void role_selector(const YAML::Node& v, Selector& sel);
   void random_layers_selector(const YAML::Node& v, Selector& sel);
   void experts_selector(const YAML::Node& v, Selector& sel);
+  void rows_selector(const YAML::Node& v, const std::string& key, Selector& sel);
+  void index_list(const YAML::Node& v, const char* noun, const std::string& what,
+                  std::vector<Expr>& out);
   void layers(const YAML::Node& v, Selector& sel);
   static std::string list_text(const std::vector<Selector>& cs, const std::string& op);
 

@@ -466,6 +466,8 @@ DynamicSet Resolver::resolve_kind(const Selector& s) {
     case Selector::Kind::kRandomLayers: return resolve_random(s);
     case Selector::Kind::kExperts: return resolve_experts(s);
     case Selector::Kind::kExpertPart: return resolve_expert_part(s);
+    case Selector::Kind::kTokens:
+    case Selector::Kind::kRows: return resolve_rows(s);
   }
   return leaf(Bitset(n_));
 }
@@ -662,6 +664,136 @@ DynamicSet Resolver::resolve_expert_part(const Selector& s) {
   for (size_t i = 0; i < n_; ++i)
     if (inv_.params()[i].expert_part == s.part) b.set(i);
   return leaf(std::move(b));
+}
+
+const Resolver::TokenRows& Resolver::token_rows() {
+  if (token_rows_) return *token_rows_;
+  TokenRows t;
+  for (size_t i = 0; i < n_; ++i) {
+    const Param& p = inv_.params()[i];
+    if (p.role != Role::kEmbeddings || !p.shape_known || p.shape.size() != 2) continue;
+    if (p.shape[0] > t.vocab) {
+      t.vocab = p.shape[0];
+      t.embedding = static_cast<uint32_t>(i);
+    }
+  }
+  if (t.vocab > 0) {
+    for (size_t i = 0; i < n_; ++i) {
+      const Param& p = inv_.params()[i];
+      bool head = p.role == Role::kHead;
+      for (Role r : p.alias_roles) head = head || r == Role::kHead;
+      if (i == t.embedding || (head && p.shape_known && !p.shape.empty() && p.shape.size() <= 2 &&
+                               p.shape[0] == t.vocab))
+        t.tensors.push_back(static_cast<uint32_t>(i));
+    }
+  }
+  token_rows_ = std::move(t);
+  return *token_rows_;
+}
+
+std::vector<uint32_t> Resolver::row_targets(const Selector& s) {
+  if (s.kind == Selector::Kind::kTokens) return token_rows().tensors;
+  std::vector<uint32_t> out;
+  if (s.children.empty()) return out;
+  DynamicSet of = resolve(s.children[0]);
+  if (!of.is_static()) {
+    diags_.error("bad-value", "'of' of 'rows' names fixed tensors; it cannot be random_layers",
+                 s.children[0].loc);
+    return out;
+  }
+  for (size_t i = 0; i < n_; ++i)
+    if (of.leaf.test(i) || slices_.count(static_cast<uint32_t>(i), of.slices) > 0)
+      out.push_back(static_cast<uint32_t>(i));
+  return out;
+}
+
+void Resolver::add_row_tensors(const std::vector<const Selector*>& roots, SliceTable& table) {
+  std::vector<const Selector*> todo(roots.begin(), roots.end());
+  std::set<uint32_t> wanted;
+  bool reported_size = false;
+  while (!todo.empty()) {
+    const Selector* s = todo.back();
+    todo.pop_back();
+    for (const auto& c : s->children) todo.push_back(&c);
+    for (const auto& c : s->except) todo.push_back(&c);
+    if (s->kind != Selector::Kind::kTokens && s->kind != Selector::Kind::kRows) continue;
+    if (s->kind == Selector::Kind::kTokens && token_rows().vocab == 0) {
+      diags_.error("no-token-rows",
+                   "'tokens' takes rows of the token embeddings, but " + inv_.facts().source +
+                       " has no 2-D embeddings tensor",
+                   s->loc, {"cut another tensor's rows with {rows: SLICE, of: SELECTOR}"});
+      continue;
+    }
+    for (uint32_t i : row_targets(*s)) {
+      const Param& p = inv_.params()[i];
+      if (!p.shape_known || p.shape.empty() || p.shape[0] <= 0) {
+        if (!reported_size)
+          diags_.error("rows-unknown-shape",
+                       "'rows' cuts a tensor along its first dimension, but " + p.name +
+                           (p.shape_known
+                                ? " has no rows (a scalar)"
+                                : " has no known shape (" + inv_.facts().source + " does not say)"),
+                       s->loc, {"read the model from a source that gives shapes"});
+        reported_size = true;
+        continue;
+      }
+      wanted.insert(i);
+    }
+  }
+  size_t total = table.size();
+  for (uint32_t i : wanted) {
+    if (table.slot[i] >= 0) continue;  // a fused expert tensor: its rows are its experts
+    total += static_cast<size_t>(inv_.params()[i].shape[0]);
+    if (total > SliceTable::kMaxSlices) {
+      diags_.error("too-many-rows",
+                   "row selectors cut more than " + std::to_string(SliceTable::kMaxSlices) +
+                       " rows in all (" + inv_.params()[i].name + " and the tensors before it)",
+                   roots.empty() ? SourceLoc{} : roots.front()->loc,
+                   {"cut the rows of fewer or smaller tensors"});
+      return;
+    }
+    table.add_rows(i, inv_.params()[i].shape[0]);
+  }
+  cache_.clear();
+}
+
+DynamicSet Resolver::resolve_rows(const Selector& s) {
+  DynamicSet d = leaf(Bitset(n_));
+  const bool tokens = s.kind == Selector::Kind::kTokens;
+  std::map<int64_t, std::optional<std::vector<int32_t>>> by_count;  // rows -> the chosen rows
+  for (uint32_t i : row_targets(s)) {
+    if (slices_.slot[i] < 0) continue;  // reported by add_row_tensors
+    const size_t k = static_cast<size_t>(slices_.slot[i]);
+    const int64_t R = slices_.slices_of(k);
+    auto it = by_count.find(R);
+    if (it == by_count.end()) {
+      const std::string count_text =
+          tokens ? "the token embedding " + inv_.params()[token_rows().embedding].name + " has " +
+                       std::to_string(R) + " rows"
+                 : inv_.params()[i].name + " has " + std::to_string(R) + " rows";
+      it = by_count
+               .emplace(R, indexed(s.rows, Range{0, static_cast<int32_t>(R), "rows"}, count_text,
+                                   tokens ? "token" : "row"))
+               .first;
+    }
+    if (!it->second) return d;
+    if (it->second->empty()) {
+      diags_.error("out-of-range",
+                   s.text + " selects no row: " +
+                       (tokens ? "the token embedding " + inv_.params()[token_rows().embedding].name
+                               : inv_.params()[i].name) +
+                       " has " + std::to_string(R) + " rows",
+                   s.rows.empty() ? s.loc : s.rows.front().loc(),
+                   {tokens ? "new tokens need the resized model: plan against the checkpoint "
+                             "saved after resize_token_embeddings (or a module that has them)"
+                           : "rows count from 0 along the tensor's first dimension"});
+      it->second = std::nullopt;
+      return d;
+    }
+    for (int32_t r : *it->second) d.slices.set(slices_.first[k] + static_cast<size_t>(r));
+  }
+  slices_.normalize(d.leaf, d.slices);
+  return d;
 }
 
 }  // namespace layerfreeze

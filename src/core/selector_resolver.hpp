@@ -37,6 +37,20 @@ class Resolver {
 
   DynamicSet resolve(const Selector& s);
 
+  /// Pass 2, before any rule is resolved: the tensors the row selectors (`tokens`, `rows`) among
+  /// `roots` cut, added to `table` (the table this resolver was built on) with their row
+  /// counts. Reports a model without token embeddings, a tensor of unknown shape, too many rows.
+  void add_row_tensors(const std::vector<const Selector*>& roots, SliceTable& table);
+
+  /// The model's token rows: the token embedding (the 2-D embeddings tensor with the most rows)
+  /// and every output-layer tensor with as many rows; a tied head is the embedding itself.
+  struct TokenRows {
+    std::vector<uint32_t> tensors;  // inventory order
+    int64_t vocab = 0;              // rows; 0: the model has no token embedding
+    uint32_t embedding = 0;
+  };
+  const TokenRows& token_rows();
+
   // Whether `s` selects parameter `i` under its name number `k` (0: canonical, then aliases).
   // Tied tensors are few; this runs for them only.
   bool matches_name(const Selector& s, size_t i, size_t k);
@@ -93,6 +107,9 @@ class Resolver {
   DynamicSet resolve_random(const Selector& s);
   DynamicSet resolve_experts(const Selector& s);
   DynamicSet resolve_expert_part(const Selector& s);
+  DynamicSet resolve_rows(const Selector& s);
+  /// The tensors a row selector cuts: the token rows, or what its `of` picks.
+  std::vector<uint32_t> row_targets(const Selector& s);
   /// The experts each layer's selection keeps: from an ESFT config, or one list for every layer.
   std::optional<std::map<int32_t, std::vector<int32_t>>> experts_by_layer(const Selector& s);
 
@@ -108,6 +125,7 @@ class Resolver {
   std::vector<Bitset> pattern_sets_;
   std::map<const Selector*, Bitset> cache_;
   std::map<std::pair<std::string, bool>, std::unique_ptr<RE2>> name_res_;  // matches_name's
+  std::optional<TokenRows> token_rows_;
 };
 
 }  // namespace layerfreeze

@@ -23,7 +23,8 @@ std::string state_word(const CompiledPlan& plan, const Selection& s, uint32_t i)
     else
       train.push_back(e);
   }
-  return "PARTIAL (experts " + index_ranges(train) + " of " + std::to_string(E) + " train)";
+  return std::string("PARTIAL (") + (plan.slices.rows(i) ? "rows " : "experts ") +
+         index_ranges(train) + " of " + std::to_string(E) + " train)";
 }
 
 std::string explain_text(const CompiledPlan& plan, uint32_t index, const Time& t,
@@ -92,8 +93,12 @@ std::string explain_text(const CompiledPlan& plan, uint32_t index, const Time& t
       o << "    " << r->prov.where() << "  " << r->prov.text << "  [" << where << "]\n";
     const PlanRule* last = hits.back().first;
     if (fused) {
-      o << "  state: " << state_word(plan, plan.state_at(t), index)
-        << " — each expert decided by the last of these rules that takes it\n";
+      o << "  state: " << state_word(plan, plan.state_at(t), index) << " — each "
+        << (plan.slices.rows(index) ? "row" : "expert")
+        << " decided by the last of these rules that takes it\n";
+      if (plan.slices.rows(index) && !p.aliases.empty())
+        o << "  tied: one tensor under " << p.aliases.size() + 1
+          << " names, so these rows are one set for all of them\n";
     } else {
       o << "  state: " << (last->action == Action::kFreeze ? "FROZEN" : "TRAINABLE")
         << " — decided by " << last->prov.where() << " (" << last->prov.text

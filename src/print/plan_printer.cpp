@@ -5,6 +5,7 @@
 #include <cctype>
 #include <sstream>
 
+#include "core/experts.hpp"
 #include "core/format.hpp"
 #include "core/layer_discovery.hpp"
 #include "print/inventory_printer.hpp"
@@ -195,11 +196,11 @@ std::string plan_text(const PlanSummary& sum) {
         << " = " << bytes_text(st.grad_bytes + st.optimizer_bytes) << "; freezing saves "
         << bytes_text(st.saved_grad_bytes + st.saved_optimizer_bytes) << "\n";
       if (st.masked_tensors)
-        o << "  masked: " << st.masked_tensors << " fused expert tensor"
-          << (st.masked_tensors == 1 ? "" : "s") << " frozen in part ("
-          << short_count(st.masked_frozen_numel)
-          << " frozen elements) save nothing: their whole gradient and optimizer state are "
-             "allocated\n";
+        o << "  masked: " << st.masked_tensors << " tensor" << (st.masked_tensors == 1 ? "" : "s")
+          << " frozen in part (" << short_count(st.masked_frozen_numel)
+          << " frozen elements): gradient and optimizer state kept for the trainable slices "
+             "only; backward makes each whole gradient ("
+          << bytes_text(st.masked_transient_grad_bytes) << "), freed at the optimizer step\n";
     }
     o << "  backward: " << backward_text(inv, st) << "\n";
     if (st.forward_numel > 0 && !st.nothing_trains) {
@@ -405,14 +406,33 @@ class PlanJson {
     }
     j.end_object();
     if (!plan.slices.empty()) {
-      // Fused expert tensors frozen in part: which experts are frozen (docs/EXPERTS.md).
+      // Tensors frozen in part: a fused tensor's frozen experts (docs/EXPERTS.md), a row-cut
+      // tensor's rows and the rows that train (docs/ROWS.md).
       j.key("masked").begin_array();
       for (uint32_t i : plan.slices.params) {
         if (st.point.frozen.test(i)) continue;
-        auto frozen_experts = plan.slices.experts_in(i, st.point.frozen_slices);
-        if (frozen_experts.empty()) continue;
-        std::vector<int64_t> e(frozen_experts.begin(), frozen_experts.end());
-        j.begin_object().field("name", inv.params()[i].name).key("frozen_experts").ints(e);
+        auto frozen_slices = plan.slices.indices_in(i, st.point.frozen_slices);
+        if (frozen_slices.empty()) continue;
+        j.begin_object().field("name", inv.params()[i].name);
+        if (plan.slices.rows(i)) {
+          const auto k = static_cast<size_t>(plan.slices.slot[i]);
+          std::vector<int32_t> train;
+          for (int32_t r = 0, f = 0; r < plan.slices.slices_of(k); ++r) {
+            if (f < static_cast<int32_t>(frozen_slices.size()) && frozen_slices[f] == r)
+              ++f;
+            else
+              train.push_back(r);
+          }
+          j.field("rows", plan.slices.slices_of(k)).field("trainable_rows", index_ranges(train));
+          if (!inv.params()[i].aliases.empty()) {
+            j.key("aliases").begin_array();
+            for (const auto& a : inv.params()[i].aliases) j.value(a);
+            j.end_array();
+          }
+        } else {
+          std::vector<int64_t> e(frozen_slices.begin(), frozen_slices.end());
+          j.key("frozen_experts").ints(e);
+        }
         j.end_object();
       }
       j.end_array();
@@ -430,7 +450,8 @@ class PlanJson {
           .field("saved_optimizer_bytes", st.saved_optimizer_bytes);
       if (!plan.slices.empty())
         j.field("masked_tensors", st.masked_tensors)
-            .field("masked_frozen_numel", st.masked_frozen_numel);
+            .field("masked_frozen_numel", st.masked_frozen_numel)
+            .field("masked_transient_gradient_bytes", st.masked_transient_grad_bytes);
       j.end_object();
     } else {
       j.null();

@@ -25,9 +25,9 @@
 #include "print/plan_printer.hpp"
 #include "torch/compat.hpp"
 #include "torch/errors.hpp"
-#include "torch/expert_masks.hpp"
 #include "torch/live_model.hpp"
 #include "torch/optimizer_groups.hpp"
+#include "torch/slice_masks.hpp"
 
 namespace layerfreeze {
 
@@ -35,9 +35,7 @@ struct Executor::Impl : TensorSink {
   Impl() : TensorSink(live.tensors), masks(live.tensors) {}
 
   LiveModel live;
-  ExpertMasks masks;  // fused expert tensors frozen in part
-  // Whether before_optimizer_step ran since the last on_step (checked when masks own a decay).
-  bool step_prepared = true;
+  SliceMasks masks;  // tensors frozen in part: fused experts, rows
   int64_t last_step = -1;
   std::optional<Plan> public_plan;
   const CompiledPlan* plan = nullptr;  // the public plan's, or `placed` once a metric stage fired
@@ -194,11 +192,40 @@ struct Executor::Impl : TensorSink {
   // state of frozen tensors dropped, new trainable tensors added as one param group per
   // learning-rate scale — and the module modes.
   void remask(uint32_t i, const std::vector<int32_t>& frozen_experts) override {
-    masks.set(i, frozen_experts, optimizer);
+    if (masks.set(i, frozen_experts, optimizer))
+      in_optimizer.insert(masks.held(i).unsafeGetTensorImpl());
+  }
+
+  // A tensor frozen in part trains through its compact tensor: a step taken without
+  // before_optimizer_step / after_optimizer_step would leave its trainable slices unmoved.
+  void check_optimizer_calls() {
+    if (masks.step_pending()) {
+      Diagnostics d;
+      d.error("missing-after-step",
+              "tensors are frozen in part and the optimizer steps their trainable slices, but "
+              "after_optimizer_step() was not called after the last optimizer step, so the model "
+              "did not receive the update",
+              {},
+              {"call executor.after_optimizer_step() right after optimizer.step(), or "
+               "executor.step_optimizer() instead of both"});
+      throw DiagnosticError(std::move(d));
+    }
+    if (masks.backward_pending()) {
+      Diagnostics d;
+      d.error("missing-before-step",
+              "tensors are frozen in part and the optimizer steps their trainable slices, but "
+              "before_optimizer_step() was not called after the last backward pass, so the "
+              "optimizer did not see their gradient",
+              {},
+              {"call executor.before_optimizer_step() right before optimizer.step() and "
+               "after_optimizer_step() right after, or executor.step_optimizer() instead"});
+      throw DiagnosticError(std::move(d));
+    }
   }
 
   void changed(const Time& at, const Bitset& frozen) override {
-    for (uint32_t i : frozen_now()) masks.clear(i);
+    for (uint32_t i : frozen_now())
+      masks.clear(i, optimizer, plan->options.optimizer_state == Options::OptimizerState::kKeep);
     if (optimizer && plan->options.optimizer_state == Options::OptimizerState::kDrop)
       for (uint32_t i : frozen_now()) compat::erase_optimizer_state(*optimizer, live.tensors[i]);
     if (optimizer) {
@@ -206,25 +233,25 @@ struct Executor::Impl : TensorSink {
       const bool rates = sets_rates();
       std::vector<uint32_t> need;
       for (uint32_t i : unfrozen_now())
-        if (rates || !in_optimizer.count(live.tensors[i].unsafeGetTensorImpl())) need.push_back(i);
+        if (rates || !in_optimizer.count(masks.held(i).unsafeGetTensorImpl())) need.push_back(i);
       if (!need.empty()) {
+        // What the optimizer holds: a tensor frozen in part is its compact tensor.
+        const std::vector<at::Tensor> held = masks.held_all();
         std::vector<GroupWant> todo;
         for (const GroupWant& w : wants(need, at))
-          if (w.promised || !in_optimizer.count(live.tensors[w.index].unsafeGetTensorImpl()))
+          if (w.promised || !in_optimizer.count(held[w.index].unsafeGetTensorImpl()))
             todo.push_back(w);
-        reconcile_groups(*optimizer, live.tensors, todo, masks);
-        for (const GroupWant& w : todo)
-          in_optimizer.insert(live.tensors[w.index].unsafeGetTensorImpl());
+        reconcile_groups(*optimizer, held, todo);
+        for (const GroupWant& w : todo) in_optimizer.insert(held[w.index].unsafeGetTensorImpl());
       }
       // A tensor held all along whose state was dropped while it was frozen (Adagrad steps
       // only tensors with state).
       if (eager_state) {
         std::vector<at::Tensor> thawed;
-        for (uint32_t i : unfrozen_now()) thawed.push_back(live.tensors[i]);
+        for (uint32_t i : unfrozen_now()) thawed.push_back(masks.held(i));
         ensure_eager_state(*optimizer, thawed);
       }
     }
-    if (optimizer && !plan->slices.empty()) masks.take_decay(*optimizer);
     if (notify) {
       Transition tr;
       tr.at = at;
@@ -487,16 +514,14 @@ void Executor::attach(torch::optim::Optimizer& optimizer) {
     for (uint32_t i = 0; i < impl_->live.tensors.size(); ++i)
       if (!f.test(i)) trainable.push_back(i);
     reconcile_groups(optimizer, impl_->live.tensors,
-                     impl_->wants(trainable, impl_->replay->now(), true), impl_->masks);
-    for (uint32_t i : trainable)
-      impl_->in_optimizer.insert(impl_->live.tensors[i].unsafeGetTensorImpl());
+                     impl_->wants(trainable, impl_->replay->now(), true));
   }
-  // Fused tensors frozen in part: their frozen slices hold no state, their decay is ours.
-  for (uint32_t i : impl_->plan->slices.params) {
-    auto frozen = impl_->masks.frozen_experts(i);
-    if (!frozen.empty()) impl_->masks.set(i, frozen, &optimizer);
-  }
-  if (!impl_->plan->slices.empty()) impl_->masks.take_decay(optimizer);
+  // Tensors frozen in part: the optimizer holds their compact tensors instead, with state for
+  // their trainable slices only.
+  impl_->masks.attach(optimizer);
+  impl_->in_optimizer.clear();
+  for (const auto& group : optimizer.param_groups())
+    for (const auto& t : group.params()) impl_->in_optimizer.insert(t.unsafeGetTensorImpl());
   // What is frozen now holds no optimizer state.
   if (impl_->plan->options.optimizer_state == Options::OptimizerState::kDrop) {
     const Bitset& f = impl_->replay->frozen();
@@ -514,6 +539,7 @@ void Executor::detach_optimizer() {
 
 bool Executor::on_epoch_begin(int64_t epoch) {
   impl_->check_epoch(epoch);
+  impl_->check_optimizer_calls();
   impl_->epoch_begun = true;
   impl_->boundary(epoch);
   Time t = impl_->replay->now();
@@ -557,33 +583,38 @@ void Executor::on_transition(std::function<void(const Transition&)> callback) {
 void Executor::set_strict(bool on) { impl_->strict = on; }
 
 void Executor::before_optimizer_step() {
-  impl_->step_prepared = true;
-  if (impl_->optimizer)
-    torch_guarded("applying the weight decay of masked expert tensors",
-                  [&] { impl_->masks.before_step(*impl_->optimizer); });
+  torch_guarded("gathering the trainable slices of tensors frozen in part",
+                [&] { impl_->masks.before_step(); });
 }
 
-std::vector<int32_t> Executor::frozen_experts(size_t i) const {
-  return impl_->masks.frozen_experts(static_cast<uint32_t>(i));
+void Executor::after_optimizer_step() {
+  torch_guarded("writing back the trainable slices of tensors frozen in part",
+                [&] { impl_->masks.after_step(); });
+}
+
+void Executor::step_optimizer() {
+  if (!impl_->optimizer)
+    fail_with_fix("no-optimizer", "step_optimizer(): no optimizer is attached",
+                  "call attach_optimizer(optimizer) first");
+  before_optimizer_step();
+  torch_guarded("stepping the optimizer", [&] { impl_->optimizer->step(); });
+  after_optimizer_step();
+}
+
+std::vector<int32_t> Executor::frozen_slices(size_t i) const {
+  return impl_->masks.frozen_slices(static_cast<uint32_t>(i));
+}
+
+std::vector<int32_t> Executor::frozen_experts(size_t i) const { return frozen_slices(i); }
+
+const at::Tensor* Executor::compact_tensor(size_t i) const {
+  return impl_->masks.compact_of(static_cast<uint32_t>(i));
 }
 
 bool Executor::on_step(int64_t global_step) {
   impl_->check_step(global_step);
-  if (impl_->masks.owns_decay() && global_step > impl_->last_step && impl_->last_step >= 0 &&
-      !impl_->step_prepared) {
-    Diagnostics d;
-    d.error("missing-before-step",
-            "fused expert tensors are frozen in part and their weight decay is the executor's to "
-            "apply, but before_optimizer_step() was not called before the last optimizer step",
-            {},
-            {"call executor.before_optimizer_step() right before optimizer.step(), or use "
-             "weight_decay 0"});
-    throw DiagnosticError(std::move(d));
-  }
-  if (global_step > impl_->last_step) {
-    impl_->last_step = global_step;
-    impl_->step_prepared = false;
-  }
+  if (global_step > impl_->last_step && impl_->last_step >= 0) impl_->check_optimizer_calls();
+  if (global_step > impl_->last_step) impl_->last_step = global_step;
   Time t = impl_->replay->now();
   t.step = global_step;
   return impl_->training_move(t);
@@ -597,7 +628,7 @@ bool Executor::seek(int64_t epoch, int64_t global_step) {
                   "pass a 0-based epoch and global step");
   impl_->epoch_begun = true;
   impl_->last_step = global_step;
-  impl_->step_prepared = true;
+  impl_->masks.forget_pending();
   // Forward, the boundary of the epoch landed on is evaluated (a plateau reported before, a
   // not_after passed); what fired stays fired when moving back.
   impl_->boundary(epoch);
@@ -690,7 +721,7 @@ void Executor::restore(const ExecutorState& s) {
                   "restore a state written by Executor::state()");
   m.epoch_begun = true;
   m.last_step = s.step;
-  m.step_prepared = true;
+  m.masks.forget_pending();
   m.move_to({s.epoch, s.step});
 }
 

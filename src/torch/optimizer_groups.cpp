@@ -9,7 +9,6 @@
 #include <utility>
 
 #include "torch/compat.hpp"
-#include "torch/expert_masks.hpp"
 
 namespace layerfreeze {
 
@@ -59,7 +58,7 @@ void ensure_eager_state(torch::optim::Optimizer& optimizer,
 
 GroupChanges reconcile_groups(torch::optim::Optimizer& optimizer,
                               const std::vector<at::Tensor>& tensors,
-                              const std::vector<GroupWant>& want, ExpertMasks& masks) {
+                              const std::vector<GroupWant>& want) {
   GroupChanges changes;
   if (want.empty()) return changes;
   auto& groups = optimizer.param_groups();
@@ -82,8 +81,8 @@ GroupChanges reconcile_groups(torch::optim::Optimizer& optimizer,
     }
   }
   if (joining.empty()) return changes;
-  // Moved tensors leave their groups first (an emptied group stays: indices of other groups,
-  // which the masks remember, do not shift).
+  // Moved tensors leave their groups first (an emptied group stays: the indices of the other
+  // groups do not shift).
   for (const auto& [key, members] : joining) {
     if (key.second == kDefaults) continue;
     auto& params = groups[key.second].params();
@@ -105,7 +104,6 @@ GroupChanges reconcile_groups(torch::optim::Optimizer& optimizer,
     for (uint32_t i : members) group.push_back(tensors[i]);
     joined.insert(joined.end(), group.begin(), group.end());
     add_group_keeping_state(optimizer, std::move(group), *options);
-    for (uint32_t i : members) masks.moved(i, groups.size() - 1);
   }
   ensure_eager_state(optimizer, joined);
   return changes;

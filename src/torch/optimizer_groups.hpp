@@ -20,8 +20,6 @@ class OptimizerOptions;
 
 namespace layerfreeze {
 
-class ExpertMasks;
-
 /// One trainable tensor and the learning rate it should train at.
 struct GroupWant {
   uint32_t index = 0;  // into the executor's tensors
@@ -38,11 +36,12 @@ struct GroupChanges {
 };
 
 /// Makes `optimizer` hold every tensor of `want` at its rate: new groups are one per rate, with
-/// the optimizer's defaults (a moved tensor: its old group's options) and that rate. `masks` is
-/// told where a masked tensor moved (its weight decay is the executor's to apply).
+/// the optimizer's defaults (a moved tensor: its old group's options) and that rate. `tensors`
+/// are what the optimizer holds for each index: a tensor frozen in part is its compact tensor
+/// (torch/slice_masks.hpp).
 GroupChanges reconcile_groups(torch::optim::Optimizer& optimizer,
                               const std::vector<at::Tensor>& tensors,
-                              const std::vector<GroupWant>& want, ExpertMasks& masks);
+                              const std::vector<GroupWant>& want);
 
 /// Adds a param group holding `tensors` with exactly `options`, keeping optimizer state the
 /// tensors already have (LibTorch's add_param_group refuses a tensor with state).

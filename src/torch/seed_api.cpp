@@ -21,8 +21,8 @@
 #include "core/rules_parser.hpp"
 #include "print/module_table.hpp"
 #include "torch/errors.hpp"
-#include "torch/expert_masks.hpp"
 #include "torch/live_model.hpp"
+#include "torch/slice_masks.hpp"
 
 namespace layerfreeze {
 
@@ -125,7 +125,7 @@ int64_t unfreeze_all(LiveModel m) {
 
 // Elements an executor's expert mask keeps frozen inside trainable tensor i (docs/EXPERTS.md).
 int64_t masked_of(const LiveModel& m, size_t i) {
-  return ExpertMasks::frozen_numel_of(m.tensors[i].unsafeGetTensorImpl());
+  return SliceMasks::frozen_numel_of(m.tensors[i].unsafeGetTensorImpl());
 }
 
 int64_t trainable_of(const LiveModel& m) {
@@ -197,13 +197,19 @@ int64_t get_num_layers(const torch::nn::Module& model) {
 std::string layer_status(const torch::nn::Module& model, bool show_all) {
   LiveModel m = live(model);
   Inventory inv = discovered(Inventory(m.facts));
-  // An executor's expert masks: a fused expert tensor frozen in part makes its layer PARTIAL
-  // ("experts 2/8 train").
+  // An executor's masks: a fused expert tensor frozen in part makes its layer PARTIAL ("experts
+  // 2/8 train"), a tensor cut by rows its group ("rows 32000-32009 of 32010 train").
   SliceTable table;
   table.build(inv);
+  for (size_t q = 0; q < inv.params().size(); ++q) {
+    const at::Tensor& t = m.tensors[inv.order()[q]];
+    if (table.slot[q] < 0 && t.dim() > 0 &&
+        !SliceMasks::frozen_slices_of(t.unsafeGetTensorImpl()).empty())
+      table.add_rows(static_cast<uint32_t>(q), t.size(0));
+  }
   Selection frozen{frozen_mask(m, inv), Bitset(table.size())};
   for (size_t k = 0; k < table.params.size(); ++k)
-    for (int32_t e : ExpertMasks::frozen_experts_of(
+    for (int32_t e : SliceMasks::frozen_slices_of(
              m.tensors[inv.order()[table.params[k]]].unsafeGetTensorImpl()))
       if (e >= 0 && e < table.experts(k))
         frozen.slices.set(table.first[k] + static_cast<size_t>(e));
@@ -355,12 +361,15 @@ MemorySavings get_memory_savings_estimate(const torch::nn::Module& model, Optimi
     const at::Tensor& t = m.tensors[i];
     int64_t bytes = t.numel() * static_cast<int64_t>(t.element_size());
     if (t.requires_grad()) {
-      // A fused expert tensor frozen in part saves nothing: LibTorch keeps its whole gradient
-      // and optimizer state.
+      // A tensor frozen in part (fused experts, rows) keeps gradient and optimizer state for its
+      // trainable slices only (an executor with an optimizer attached: docs/ROWS.md).
       const int64_t masked = masked_of(m, i);
+      const int64_t masked_bytes = masked * static_cast<int64_t>(t.element_size());
       s.trainable_params += t.numel() - masked;
       s.frozen_params += masked;
       s.masked_frozen_params += masked;
+      s.gradient_saved_bytes += masked_bytes;
+      s.optimizer_saved_bytes += masked_bytes * states;
     } else {
       s.frozen_params += t.numel();
       s.gradient_saved_bytes += bytes;

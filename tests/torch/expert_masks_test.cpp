@@ -13,6 +13,8 @@
 #include <torch/optim/rmsprop.h>
 #include <torch/optim/sgd.h>
 
+#include <unistd.h>
+
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -105,11 +107,14 @@ double train_step(tiny_moe::TinyMoe& m, torch::optim::Optimizer& opt, Executor* 
   loss.backward();
   if (ex) ex->before_optimizer_step();
   opt.step();
+  if (ex) ex->after_optimizer_step();
   return loss.item<double>();
 }
 
 std::string rules_file(const std::string& name, const std::string& text) {
-  std::string path = std::string(::testing::TempDir()) + "/" + name + ".yaml";
+  // One file per process: ctest runs the cases of this file in parallel processes.
+  std::string path =
+      std::string(::testing::TempDir()) + "/" + name + "-" + std::to_string(::getpid()) + ".yaml";
   std::ofstream(path) << text;
   return path;
 }
@@ -182,6 +187,7 @@ double separable_step(const std::vector<torch::Tensor>& params,
   loss.backward();
   if (ex) ex->before_optimizer_step();
   opt.step();
+  if (ex) ex->after_optimizer_step();
   return loss.item<double>();
 }
 
@@ -239,8 +245,9 @@ INSTANTIATE_TEST_SUITE_P(Optimizers, ExpertMaskDecay, ::testing::ValuesIn(optimi
                          [](const auto& info) { return std::string(info.param.name); });
 
 // The seed API's counts see the executor's masks: the frozen experts of a fused tensor count as
-// frozen parameters that save no memory; a per-expert layout saves its frozen tensors' bytes.
-TEST(ExpertMasksApi, SeedCountsMaskedElementsAsFrozenThatSaveNothing) {
+// frozen parameters whose gradient and optimizer state are not kept, as a per-expert layout's
+// frozen tensors.
+TEST(ExpertMasksApi, SeedCountsMaskedElementsAsFrozenAndSaved) {
   for (bool fused : {true, false}) {
     torch::manual_seed(0);
     tiny_moe::Config cfg;
@@ -255,8 +262,8 @@ TEST(ExpertMasksApi, SeedCountsMaskedElementsAsFrozenThatSaveNothing) {
       EXPECT_EQ(s.frozen_params, frozen) << "fused " << fused;
       EXPECT_EQ(s.trainable_params, ex.trainable_numel()) << "fused " << fused;
       EXPECT_EQ(s.masked_frozen_params, fused ? frozen : 0);
-      EXPECT_EQ(s.gradient_saved_bytes, fused ? 0 : frozen * 4);
-      EXPECT_EQ(s.optimizer_saved_bytes, fused ? 0 : 2 * frozen * 4);
+      EXPECT_EQ(s.gradient_saved_bytes, frozen * 4);
+      EXPECT_EQ(s.optimizer_saved_bytes, 2 * frozen * 4);
       EXPECT_EQ(get_trainable_params(*m), ex.trainable_numel());
       // The seed's layer table sees the masks too: every layer trains 7 of its 8 experts.
       const std::string table = layer_status(*m);
@@ -308,19 +315,40 @@ TEST(ExpertMasksControl, GradientHookAloneLetsFrozenSlicesDrift) {
   }
 }
 
-TEST(ExpertMasksApi, MissingBeforeStepIsAnErrorWhenTheDecayIsTheExecutors) {
-  torch::manual_seed(0);
-  tiny_moe::TinyMoe m(tiny_moe::Config{});
-  Executor ex(*m, rules_file("masks_missing", kRules));
-  torch::optim::AdamW opt(ex.trainable_parameters(), torch::optim::AdamWOptions(1e-2));
-  ex.attach_optimizer(opt);
-  ex.on_step(0);
-  auto tokens = batch(0, 96);
-  auto loss = torch::nn::functional::cross_entropy(m->forward(tokens.slice(0, 0, 23)),
-                                                   tokens.slice(0, 1, 24));
-  loss.backward();
-  opt.step();  // without ex.before_optimizer_step()
-  EXPECT_THROW(ex.on_step(1), DiagnosticError);
+// A step that skips before_optimizer_step (the optimizer never sees the trainable slices'
+// gradient) or after_optimizer_step (the model never receives their update) is an error at the
+// next step, and at the next epoch.
+TEST(ExpertMasksApi, MissingBeforeOrAfterStepIsAnError) {
+  for (int missing : {0, 1, 2}) {
+    torch::manual_seed(0);
+    tiny_moe::TinyMoe m(tiny_moe::Config{});
+    Executor ex(*m, rules_file("masks_missing", kRules));
+    torch::optim::AdamW opt(ex.trainable_parameters(), torch::optim::AdamWOptions(1e-2));
+    ex.attach_optimizer(opt);
+    ex.on_epoch_begin(0);
+    ex.on_step(0);
+    auto tokens = batch(0, 96);
+    auto loss = torch::nn::functional::cross_entropy(m->forward(tokens.slice(0, 0, 23)),
+                                                     tokens.slice(0, 1, 24));
+    loss.backward();
+    if (missing != 0) ex.before_optimizer_step();
+    opt.step();
+    if (missing != 1) ex.after_optimizer_step();
+    if (missing == 2) {
+      EXPECT_NO_THROW(ex.on_step(1));
+      continue;
+    }
+    try {
+      ex.on_step(1);
+      ADD_FAILURE() << "no error for missing " << missing;
+    } catch (const DiagnosticError& e) {
+      EXPECT_NE(
+          std::string(e.what()).find(missing == 0 ? "missing-before-step" : "missing-after-step"),
+          std::string::npos)
+          << e.what();
+    }
+    EXPECT_THROW(ex.on_epoch_begin(1), DiagnosticError);
+  }
 }
 
 TEST(ExpertMasksApi, PerExpertLayoutFreezesWholeTensors) {

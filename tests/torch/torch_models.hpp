@@ -18,6 +18,8 @@
 #include "layerfreeze/diagnostics.hpp"
 #include "torch/compat.hpp"
 
+#include <unistd.h>
+
 #include <fstream>
 #include <functional>
 #include <string>
@@ -173,9 +175,10 @@ inline std::string code_of(const std::function<void()>& f) {
   return "";
 }
 
-/// Writes a rules file into the test's temporary folder; returns its path.
+/// Writes a rules file into the test's temporary folder; returns its path. One file per process:
+/// ctest runs test cases in parallel processes, which must not write each other's files.
 inline std::string write_rules(const std::string& name, const std::string& text) {
-  std::string path = testing::TempDir() + name;
+  std::string path = testing::TempDir() + std::to_string(::getpid()) + "-" + name;
   std::ofstream(path) << text;
   return path;
 }
