@@ -86,7 +86,7 @@ int64_t training_experts(const Inventory& inv, int32_t l, const Selection& froze
       moe = true;
       if (frozen.params.test(q)) continue;
       const size_t k = static_cast<size_t>(slices.slot[q]);
-      for (int64_t e = 0; e < slices.experts(k) && e < E; ++e)
+      for (int64_t e = 0; e < slices.slices_of(k) && e < E; ++e)
         if (!frozen.slices.test(slices.first[k] + static_cast<size_t>(e)))
           trains[static_cast<size_t>(e)] = true;
     }
@@ -143,11 +143,8 @@ std::string rows_detail(const std::vector<uint32_t>& cut, const Selection& froze
     if (slices.rows(q) && frozen.partial(q, slices)) partial.push_back(q);
   if (partial.empty()) return "";
   auto trainable = [&](uint32_t q) {
-    const size_t k = static_cast<size_t>(slices.slot[q]);
-    std::vector<int32_t> out;
-    for (size_t j = slices.first[k]; j < slices.first[k + 1]; ++j)
-      if (!frozen.slices.test(j)) out.push_back(static_cast<int32_t>(j - slices.first[k]));
-    return std::make_pair(out, slices.slices_of(k));
+    return std::make_pair(slices.indices_in(q, frozen.slices, false),
+                          slices.slices_of(static_cast<size_t>(slices.slot[q])));
   };
   auto one = trainable(partial[0]);
   for (size_t x = 1; x < partial.size(); ++x)

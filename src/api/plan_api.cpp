@@ -176,7 +176,7 @@ PlanState Plan::state_at(const Time& t) const {
     ++(frozen ? s.frozen_tensors : s.trainable_tensors);
     if (impl_->partial(now, static_cast<uint32_t>(i)))
       s.masked.push_back({static_cast<uint32_t>(i),
-                          impl_->slices.experts_in(static_cast<uint32_t>(i), now.slices)});
+                          impl_->slices.indices_in(static_cast<uint32_t>(i), now.slices)});
   }
   // The one count: whole frozen tensors and the frozen experts of masked ones.
   s.frozen_numel = impl_->frozen_numel(now);

@@ -192,26 +192,21 @@ class Compiler {
       if (!I.params()[i].aliases.empty()) tied_.push_back(static_cast<uint32_t>(i));
     options(plan, res);
 
-    // Pass 1 collects every regex so one RE2::Set per case mode matches all names once.
-    for (const auto& r : s_.rules) res.collect(r.selector);
+    // Every selector of the strategy, once.
+    std::vector<const Selector*> roots;
+    for (const auto& r : s_.rules) roots.push_back(&r.selector);
     for (const auto& st : s_.stages) {
-      for (const auto& r : st.rules) res.collect(r.selector);
-      if (st.kind == Stage::Kind::kProgressive) res.collect(st.selector);
+      for (const auto& r : st.rules) roots.push_back(&r.selector);
+      if (st.kind == Stage::Kind::kProgressive) roots.push_back(&st.selector);
     }
+    // Pass 1 collects every regex so one RE2::Set per case mode matches all names once.
+    for (const Selector* sel : roots) res.collect(*sel);
     if (diags_.count(Severity::kError) > errors_before) return std::nullopt;
     res.match_all();
     // Row selectors cut the tensors they name into rows: the slice table grows before any rule
     // is resolved, so every set has one size.
-    {
-      std::vector<const Selector*> roots;
-      for (const auto& r : s_.rules) roots.push_back(&r.selector);
-      for (const auto& st : s_.stages) {
-        for (const auto& r : st.rules) roots.push_back(&r.selector);
-        if (st.kind == Stage::Kind::kProgressive) roots.push_back(&st.selector);
-      }
-      res.add_row_tensors(roots, plan.slices);
-      if (diags_.count(Severity::kError) > errors_before) return std::nullopt;
-    }
+    res.add_row_tensors(roots, plan.slices);
+    if (diags_.count(Severity::kError) > errors_before) return std::nullopt;
 
     // A multi-token-prediction block starts frozen: the model's forward does not run it, so
     // training it is a choice a rule makes by naming `mtp` (docs/RULES.md).

@@ -48,4 +48,10 @@ std::string percent(int64_t part, int64_t whole) {
       "{:.1f}%", whole > 0 ? 100.0 * static_cast<double>(part) / static_cast<double>(whole) : 0.0);
 }
 
+std::string join(const std::vector<std::string>& items, const std::string& separator) {
+  std::string out;
+  for (const auto& x : items) out += (out.empty() ? "" : separator) + x;
+  return out;
+}
+
 }  // namespace layerfreeze

@@ -11,6 +11,7 @@
 
 #include <re2/re2.h>
 
+#include "core/format.hpp"
 #include "core/value.hpp"
 
 namespace layerfreeze {
@@ -433,12 +434,7 @@ std::vector<Firing> assume_plateaus(const std::vector<MetricWatch>& watches,
       if (auto near = closest_match(a.metric, metrics); !near.empty())
         notes.push_back("did you mean '" + near + "'?");
       notes.push_back(metrics.empty() ? "no stage of this strategy waits for a metric"
-                                      : "the strategy's stages watch: " + [&] {
-                                          std::string l;
-                                          for (const auto& x : metrics)
-                                            l += (l.empty() ? "" : ", ") + x;
-                                          return l;
-                                        }());
+                                      : "the strategy's stages watch: " + join(metrics));
       diags.error("unknown-metric", "--assume names '" + a.metric + "', which no stage watches", {},
                   notes);
       continue;

@@ -163,12 +163,12 @@ int64_t SliceTable::count(uint32_t i, const Bitset& slices) const {
   return static_cast<int64_t>(slices.count_range(first[k], first[k + 1]));
 }
 
-std::vector<int32_t> SliceTable::experts_in(uint32_t i, const Bitset& slices) const {
+std::vector<int32_t> SliceTable::indices_in(uint32_t i, const Bitset& slices, bool in) const {
   std::vector<int32_t> out;
   if (i >= slot.size() || slot[i] < 0) return out;
   const size_t k = static_cast<size_t>(slot[i]);
   for (size_t j = first[k]; j < first[k + 1]; ++j)
-    if (slices.test(j)) out.push_back(static_cast<int32_t>(j - first[k]));
+    if (slices.test(j) == in) out.push_back(static_cast<int32_t>(j - first[k]));
   return out;
 }
 
@@ -180,7 +180,7 @@ int64_t CompiledPlan::frozen_numel(const Selection& s) const {
     const uint32_t i = slices.params[k];
     if (s.params.test(i)) continue;
     int64_t c = slices.count(i, s.slices);
-    if (c > 0) n += inv.params()[i].numel / slices.experts(k) * c;
+    if (c > 0) n += inv.params()[i].numel / slices.slices_of(k) * c;
   }
   return n;
 }

@@ -45,7 +45,6 @@ struct SliceTable {
   }
   /// How many slices params[k] is cut into (experts or rows).
   int64_t slices_of(size_t k) const { return static_cast<int64_t>(first[k + 1] - first[k]); }
-  int64_t experts(size_t k) const { return slices_of(k); }
   /// Whether parameter i is cut into rows by a row selector (not a fused expert tensor).
   bool rows(uint32_t i) const {
     return i < slot.size() && slot[i] >= 0 && kinds[static_cast<size_t>(slot[i])] == Kind::kRows;
@@ -56,11 +55,9 @@ struct SliceTable {
   void normalize(Bitset& params, const Bitset& slices) const;
   /// How many of parameter i's slices `slices` holds; -1 when i is not sliced.
   int64_t count(uint32_t i, const Bitset& slices) const;
-  /// The slice indices (experts, rows) of parameter i in `slices`, ascending.
-  std::vector<int32_t> experts_in(uint32_t i, const Bitset& slices) const;
-  std::vector<int32_t> indices_in(uint32_t i, const Bitset& slices) const {
-    return experts_in(i, slices);
-  }
+  /// The slice indices (experts, rows) of parameter i in `slices`, ascending; with `in` false,
+  /// those not in `slices` (the slices that train, when `slices` is a frozen set).
+  std::vector<int32_t> indices_in(uint32_t i, const Bitset& slices, bool in = true) const;
 };
 
 /// What a rule selects, or what is frozen: whole tensors and expert slices of fused tensors.

@@ -45,7 +45,7 @@ bool Replay::apply(const Time& t, StateSink& sink) {
 void Replay::remask(const Bitset& frozen, const std::vector<uint32_t>& which, StateSink& sink) {
   const auto& slices = cursor_.state().slices;
   for (uint32_t i : which)
-    if (!frozen.test(i)) sink.remask(i, plan_->slices.experts_in(i, slices));
+    if (!frozen.test(i)) sink.remask(i, plan_->slices.indices_in(i, slices));
 }
 
 bool Replay::move_to(const Time& t, StateSink& sink) {

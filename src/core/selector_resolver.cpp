@@ -652,7 +652,7 @@ DynamicSet Resolver::resolve_experts(const Selector& s) {
       if (!list) continue;
       const size_t k = static_cast<size_t>(slices_.slot[i]);
       for (int32_t e : *list)
-        if (e < slices_.experts(k)) d.slices.set(slices_.first[k] + static_cast<size_t>(e));
+        if (e < slices_.slices_of(k)) d.slices.set(slices_.first[k] + static_cast<size_t>(e));
     }
   }
   slices_.normalize(d.leaf, d.slices);

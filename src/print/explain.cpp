@@ -14,15 +14,8 @@ namespace layerfreeze {
 std::string state_word(const CompiledPlan& plan, const Selection& s, uint32_t i) {
   if (s.params.test(i)) return "FROZEN";
   if (!s.partial(i, plan.slices)) return "TRAINABLE";
-  auto frozen = plan.slices.experts_in(i, s.slices);
-  const int64_t E = plan.slices.experts(static_cast<size_t>(plan.slices.slot[i]));
-  std::vector<int32_t> train;
-  for (int32_t e = 0, k = 0; e < E; ++e) {
-    if (k < static_cast<int32_t>(frozen.size()) && frozen[static_cast<size_t>(k)] == e)
-      ++k;
-    else
-      train.push_back(e);
-  }
+  const int64_t E = plan.slices.slices_of(static_cast<size_t>(plan.slices.slot[i]));
+  const std::vector<int32_t> train = plan.slices.indices_in(i, s.slices, false);
   return std::string("PARTIAL (") + (plan.slices.rows(i) ? "rows " : "experts ") +
          index_ranges(train) + " of " + std::to_string(E) + " train)";
 }

@@ -416,14 +416,9 @@ class PlanJson {
         j.begin_object().field("name", inv.params()[i].name);
         if (plan.slices.rows(i)) {
           const auto k = static_cast<size_t>(plan.slices.slot[i]);
-          std::vector<int32_t> train;
-          for (int32_t r = 0, f = 0; r < plan.slices.slices_of(k); ++r) {
-            if (f < static_cast<int32_t>(frozen_slices.size()) && frozen_slices[f] == r)
-              ++f;
-            else
-              train.push_back(r);
-          }
-          j.field("rows", plan.slices.slices_of(k)).field("trainable_rows", index_ranges(train));
+          j.field("rows", plan.slices.slices_of(k))
+              .field("trainable_rows",
+                     index_ranges(plan.slices.indices_in(i, st.point.frozen_slices, false)));
           if (!inv.params()[i].aliases.empty()) {
             j.key("aliases").begin_array();
             for (const auto& a : inv.params()[i].aliases) j.value(a);

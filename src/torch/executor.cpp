@@ -19,6 +19,7 @@
 #include <sstream>
 #include <unordered_set>
 
+#include "core/format.hpp"
 #include "core/hash.hpp"
 #include "core/metric_triggers.hpp"
 #include "core/replay.hpp"
@@ -553,16 +554,12 @@ void Executor::report(const std::string& metric, double value) {
     const auto watched = m.monitor.metrics();
     if (!std::binary_search(watched.begin(), watched.end(), metric)) {
       std::string near = closest_match(metric, watched);
-      fail_with_fix(
-          "unknown-metric",
-          "report('" + metric + "'): no stage of the plan watches this metric" +
-              (near.empty() ? "" : " (did you mean '" + near + "'?)"),
-          watched.empty() ? std::string("the plan has no metric stage: report is not needed")
-                          : "the plan's stages watch: " + [&] {
-                              std::string l;
-                              for (const auto& x : watched) l += (l.empty() ? "" : ", ") + x;
-                              return l;
-                            }());
+      fail_with_fix("unknown-metric",
+                    "report('" + metric + "'): no stage of the plan watches this metric" +
+                        (near.empty() ? "" : " (did you mean '" + near + "'?)"),
+                    watched.empty()
+                        ? std::string("the plan has no metric stage: report is not needed")
+                        : "the plan's stages watch: " + join(watched));
     }
     if (!std::isfinite(value))
       fail_with_fix("metric-not-finite",

@@ -211,7 +211,7 @@ std::string layer_status(const torch::nn::Module& model, bool show_all) {
   for (size_t k = 0; k < table.params.size(); ++k)
     for (int32_t e : SliceMasks::frozen_slices_of(
              m.tensors[inv.order()[table.params[k]]].unsafeGetTensorImpl()))
-      if (e >= 0 && e < table.experts(k))
+      if (e >= 0 && e < table.slices_of(k))
         frozen.slices.set(table.first[k] + static_cast<size_t>(e));
   return layer_status_table(inv, frozen, table, show_all);
 }

@@ -88,6 +88,14 @@ const torch::optim::OptimizerOptions* options_of(torch::optim::Optimizer& opt,
   return nullptr;
 }
 
+// Adam's and AdamW's states have the same fields.
+template <class State>
+void remap_adam(State& x, const Remap& r) {
+  x.exp_avg(r(x.exp_avg()));
+  x.exp_avg_sq(r(x.exp_avg_sq()));
+  x.max_exp_avg_sq(r(x.max_exp_avg_sq()));
+}
+
 // Moves the state `opt` keeps for `from` to `to`, cut by `r`.
 void move_state(torch::optim::Optimizer& opt, const at::Tensor& from, const at::Tensor& to,
                 const Remap& r) {
@@ -98,23 +106,19 @@ void move_state(torch::optim::Optimizer& opt, const at::Tensor& from, const at::
   if (auto* x = dynamic_cast<torch::optim::SGDParamState*>(s.get())) {
     x->momentum_buffer(r(x->momentum_buffer()));
   } else if (auto* x = dynamic_cast<torch::optim::AdamParamState*>(s.get())) {
-    x->exp_avg(r(x->exp_avg()));
-    x->exp_avg_sq(r(x->exp_avg_sq()));
-    x->max_exp_avg_sq(r(x->max_exp_avg_sq()));
+    remap_adam(*x, r);
   } else if (auto* x = dynamic_cast<torch::optim::AdamWParamState*>(s.get())) {
-    x->exp_avg(r(x->exp_avg()));
-    x->exp_avg_sq(r(x->exp_avg_sq()));
-    x->max_exp_avg_sq(r(x->max_exp_avg_sq()));
+    remap_adam(*x, r);
   } else if (auto* x = dynamic_cast<torch::optim::RMSpropParamState*>(s.get())) {
     x->square_avg(r(x->square_avg()));
     x->momentum_buffer(r(x->momentum_buffer()));
     x->grad_avg(r(x->grad_avg()));
   } else if (auto* x = dynamic_cast<torch::optim::AdagradParamState*>(s.get())) {
     // A slice that starts training starts where Adagrad starts every tensor.
-    double init = 0;
-    if (const auto* o = dynamic_cast<const torch::optim::AdagradOptions*>(
-            options_of(opt, to) ? options_of(opt, to) : &opt.defaults()))
-      init = o->initial_accumulator_value();
+    const torch::optim::OptimizerOptions* held_by = options_of(opt, to);
+    const auto* o =
+        dynamic_cast<const torch::optim::AdagradOptions*>(held_by ? held_by : &opt.defaults());
+    const double init = o ? o->initial_accumulator_value() : 0.0;
     x->sum(r(x->sum(), init));
   } else {
     unsupported();
@@ -197,12 +201,14 @@ bool SliceMasks::set(uint32_t i, const std::vector<int32_t>& frozen,
   publish(t, frozen);
   if (!m.hook) {
     m.hook = std::make_shared<Hook>();
+    m.hook->seen = seen_;
     if (t.requires_grad()) {
       std::shared_ptr<Hook> h = m.hook;
       t.register_hook([h](const at::Tensor& g) -> at::Tensor {
-        h->seen = true;
+        if (!h->zero.defined()) return at::Tensor();  // not frozen in part: unchanged
+        *h->seen = true;
         // masked_fill, not a product: a NaN or Inf gradient slice must not reach a frozen slice.
-        return h->zero.defined() ? g.masked_fill(h->zero, 0) : at::Tensor();
+        return g.masked_fill(h->zero, 0);
       });
     }
   }
@@ -229,6 +235,7 @@ bool SliceMasks::set(uint32_t i, const std::vector<int32_t>& frozen,
     m.compact = at::Tensor();
     return false;
   }
+  attached_ = true;
   at::Tensor c = t.detach().index_select(0, m.train_index);
   c.set_requires_grad(true);
   const bool held = replace(*optimizer, old, c);
@@ -239,8 +246,7 @@ bool SliceMasks::set(uint32_t i, const std::vector<int32_t>& frozen,
 }
 
 void SliceMasks::forget_pending() {
-  for (auto& [i, m] : masks_)
-    if (m.hook) m.hook->seen = false;
+  *seen_ = false;
   step_pending_ = false;
 }
 
@@ -266,16 +272,14 @@ void SliceMasks::clear(uint32_t i, torch::optim::Optimizer* optimizer, bool keep
 }
 
 void SliceMasks::attach(torch::optim::Optimizer& optimizer) {
+  attached_ = true;
   for (auto& [i, m] : masks_)
     if (!m.frozen.empty()) set(i, std::vector<int32_t>(m.frozen), &optimizer);
 }
 
 void SliceMasks::forget_optimizer() {
-  at::NoGradGuard no_grad;
-  for (auto& [i, m] : masks_) {
-    if (!m.compact.defined()) continue;
-    m.compact = at::Tensor();
-  }
+  for (auto& [i, m] : masks_) m.compact = at::Tensor();
+  attached_ = false;
   step_pending_ = false;
 }
 
@@ -302,11 +306,7 @@ bool SliceMasks::compact() const {
   return false;
 }
 
-bool SliceMasks::backward_pending() const {
-  for (const auto& [i, m] : masks_)
-    if (m.compact.defined() && m.hook && m.hook->seen) return true;
-  return false;
-}
+bool SliceMasks::backward_pending() const { return attached_ && *seen_; }
 
 void SliceMasks::before_step() {
   at::NoGradGuard no_grad;
@@ -328,8 +328,8 @@ void SliceMasks::before_step() {
       // No backward reached the tensor: the optimizer skips it, as a tensor without gradient.
       m.compact.mutable_grad().reset();
     }
-    m.hook->seen = false;
   }
+  *seen_ = false;
   step_pending_ = any;
 }
 

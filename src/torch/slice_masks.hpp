@@ -82,8 +82,8 @@ class SliceMasks {
 
  private:
   struct Hook {
-    bool seen = false;  // a backward reached the tensor since the last before_step
-    at::Tensor zero;    // bool [R, 1, ...] of the frozen slices; undefined: none
+    std::shared_ptr<bool> seen;  // the masks' seen_
+    at::Tensor zero;             // bool [R, 1, ...] of the frozen slices; undefined: none
   };
   struct Mask {
     std::vector<int32_t> frozen, train;  // slices, ascending
@@ -94,6 +94,10 @@ class SliceMasks {
   void make_compact(uint32_t i, Mask& m, torch::optim::Optimizer& optimizer);
   std::vector<at::Tensor>* tensors_;
   std::map<uint32_t, Mask> masks_;
+  // A backward reached a tensor frozen in part since the last before_step (set by the hooks):
+  // with an optimizer attached, a step is then due. One flag, so the per-step check is a read.
+  std::shared_ptr<bool> seen_ = std::make_shared<bool>(false);
+  bool attached_ = false;  // an optimizer is attached (compact tensors exist for the masks)
   bool step_pending_ = false;
 };
 

@@ -48,7 +48,7 @@ uint32_t index_of(const CompiledPlan& p, const std::string& name) {
 
 std::vector<int32_t> frozen_experts(const CompiledPlan& p, const Selection& s,
                                     const std::string& name) {
-  return p.slices.experts_in(index_of(p, name), s.slices);
+  return p.slices.indices_in(index_of(p, name), s.slices);
 }
 
 std::vector<int32_t> all_but(std::set<int32_t> keep, int32_t n) {
@@ -177,7 +177,7 @@ TEST(ExpertSelectors, ReplayHandsTheSinkThePlansMasks) {
     EXPECT_EQ(sink.state(), s.params) << "step " << step;
     std::map<uint32_t, std::vector<int32_t>> want;
     for (uint32_t i : p.slices.params)
-      if (p.partial(s, i)) want[i] = p.slices.experts_in(i, s.slices);
+      if (p.partial(s, i)) want[i] = p.slices.indices_in(i, s.slices);
     EXPECT_EQ(sink.masks(), want) << "step " << step;
   }
   // Backward: one jump lands in the earlier masks.

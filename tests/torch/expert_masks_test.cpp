@@ -143,7 +143,7 @@ TEST_P(ExpertMasks, FrozenSlicesStayBitIdentical) {
     Selection s = plan.state_at({0, step});
     for (uint32_t i : plan.slices.params)
       EXPECT_EQ(ex.frozen_experts(i),
-                plan.partial(s, i) ? plan.slices.experts_in(i, s.slices) : std::vector<int32_t>{})
+                plan.partial(s, i) ? plan.slices.indices_in(i, s.slices) : std::vector<int32_t>{})
           << inv.params()[i].name << " at step " << step;
     if (step == 4) at_freeze = tensor_of(up1).detach().clone();
     train_step(m, *opt, &ex, step);
