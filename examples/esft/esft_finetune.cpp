@@ -81,24 +81,10 @@ void restore(tiny_moe::TinyMoe& m, const std::vector<torch::Tensor>& weights) {
   for (size_t i = 0; i < ps.size(); ++i) ps[i].copy_(weights[i]);
 }
 
-// Gradient and AdamW-state bytes held now.
-// Gradients kept across steps — the model's tensors' and the compact tensors' the optimizer holds
-// for tensors frozen in part (docs/ROWS.md) — and AdamW's state.
+// Gradient and AdamW-state bytes held now (the compact tensors of fused ones included).
 int64_t grad_and_state_bytes(tiny_moe::TinyMoe& m, torch::optim::AdamW& opt) {
-  int64_t bytes = 0;
-  std::set<const void*> seen;
-  auto count = [&](const torch::Tensor& p) {
-    if (seen.insert(p.unsafeGetTensorImpl()).second && p.grad().defined())
-      bytes += p.grad().nbytes();
-  };
-  for (const auto& p : m->parameters()) count(p);
-  for (const auto& g : opt.param_groups())
-    for (const auto& p : g.params()) count(p);
-  for (const auto& [key, state] : opt.state()) {
-    auto& s = static_cast<torch::optim::AdamWParamState&>(*state);
-    bytes += s.exp_avg().nbytes() + s.exp_avg_sq().nbytes();
-  }
-  return bytes;
+  const auto kept = layerfreeze::kept_bytes(m->parameters(), opt);
+  return kept.gradients + kept.optimizer_state;
 }
 
 struct Row {

@@ -56,14 +56,8 @@ char_gpt::Config config() { return char_gpt::Config{}; }
 
 // Bytes of gradients and AdamW state a training step holds now.
 int64_t grad_and_state_bytes(char_gpt::GPT& model, torch::optim::AdamW& opt) {
-  int64_t bytes = 0;
-  for (const auto& t : layerfreeze::trainable_parameters(*model))
-    if (t.grad().defined()) bytes += t.grad().nbytes();
-  for (const auto& [key, state] : opt.state()) {
-    auto& s = static_cast<torch::optim::AdamWParamState&>(*state);
-    bytes += s.exp_avg().nbytes() + s.exp_avg_sq().nbytes();
-  }
-  return bytes;
+  const auto kept = layerfreeze::kept_bytes(model->parameters(), opt);
+  return kept.gradients + kept.optimizer_state;
 }
 
 int run_child(const Args& a, const Strategy& st) {

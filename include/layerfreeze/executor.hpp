@@ -203,6 +203,17 @@ class Executor {
 /// Every parameter of `model` that requires a gradient, each tensor once.
 std::vector<torch::Tensor> trainable_parameters(torch::nn::Module& model);
 
+/// What a training step holds between steps, measured: the bytes of the gradients of `params`
+/// (a model's parameters) and of the tensors `optimizer` holds (a compact tensor of a partly
+/// frozen one, docs/ROWS.md), each tensor once; and of the optimizer's state (SGD momentum,
+/// Adam/AdamW moments, RMSprop averages, Adagrad sums; a scalar step counter is not counted).
+/// The plan's memory line (`gradients … + optimizer state …`) estimates these two numbers.
+struct KeptBytes {
+  int64_t gradients = 0, optimizer_state = 0;
+};
+KeptBytes kept_bytes(const std::vector<torch::Tensor>& params,
+                     const torch::optim::Optimizer& optimizer);
+
 /// The module as layerfreeze reads it — names in registration order, shapes, dtypes, module
 /// types, ties — with the structure discovery finds: what an Executor compiles against.
 /// Throws DiagnosticError when LibTorch cannot list the parameters.

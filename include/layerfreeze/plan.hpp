@@ -185,6 +185,9 @@ class PlanReport {
     std::string when;  // "epoch 3", "step 40", as the views print it
     int64_t frozen_numel = 0, trainable_numel = 0;
     size_t frozen_tensors = 0, trainable_tensors = 0;
+    /// The memory line: gradient and optimizer-state bytes a step keeps for what trains (a
+    /// tensor frozen in part: its trainable slices only); kept_bytes() measures the same two.
+    int64_t gradient_bytes = 0, optimizer_bytes = 0;
   };
   std::vector<Stage> stages() const;
   /// The data-parallel lint's warnings (report(…, distributed = true)); empty otherwise.

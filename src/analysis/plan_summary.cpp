@@ -312,6 +312,60 @@ std::string time_text(const Time& t, bool uses_steps) {
   return "epoch " + std::to_string(t.epoch);
 }
 
+std::vector<CycleSummary::SizeGroup> CycleSummary::by_size() const {
+  std::vector<SizeGroup> out;
+  std::map<int64_t, size_t> at;  // numel -> index in out
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    auto [it, added] = at.try_emplace(blocks[b].numel, out.size());
+    if (added)
+      out.push_back({{}, blocks[b].numel, blocks[b].grad_bytes + blocks[b].optimizer_bytes});
+    out[it->second].blocks.push_back(b);
+  }
+  return out;
+}
+
+namespace {
+
+// Each block cycle of the plan's periodic stages, with each block's gradient and optimizer
+// bytes while it trains (a slice of a masked tensor counts its share).
+std::vector<CycleSummary> cycle_summaries(const CompiledPlan& plan, int states) {
+  const Inventory& inv = *plan.inventory;
+  std::vector<CycleSummary> out;
+  for (const auto& st : plan.stages) {
+    if (st.period == 0) continue;
+    for (const auto& r : st.rules) {
+      const DynamicSet* c = r.set.cycle();
+      if (!c) continue;
+      CycleSummary cs{&st, &r, c, {}};
+      for (size_t b = 0; b < c->blocks.size(); ++b) {
+        BlockCost cost;
+        cost.name = c->block_names[b];
+        const Selection& sel = c->blocks[b];
+        for (size_t i = 0; i < inv.params().size(); ++i) {
+          const Param& p = inv.params()[i];
+          int64_t numel = 0;
+          if (sel.params.test(i))
+            numel = p.numel;
+          else if (int64_t k = plan.slices.count(static_cast<uint32_t>(i), sel.slices); k > 0)
+            numel = p.numel / plan.slices.slices_of(static_cast<size_t>(plan.slices.slot[i])) * k;
+          if (numel == 0) continue;
+          cost.numel += numel;
+          ++cost.tensors;
+          const int64_t bytes = p.numel ? p.bytes() / p.numel * numel : 0;
+          cost.grad_bytes += bytes;
+          cost.optimizer_bytes += bytes * states;
+        }
+        cs.blocks.push_back(std::move(cost));
+      }
+      out.push_back(std::move(cs));
+      break;  // one cycle a stage (the one its causes name)
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const Time& horizon) {
   PlanSummary ps;
   ps.plan = &plan;
@@ -411,6 +465,7 @@ PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const T
     s.point = std::move(point);
     ps.stages.push_back(std::move(s));
   }
+  ps.cycles = cycle_summaries(plan, states);
   return ps;
 }
 

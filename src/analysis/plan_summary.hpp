@@ -81,6 +81,29 @@ struct StageSummary {
   std::vector<RuleTally> decided_by;  // rules that froze (or kept trainable) parameters here
 };
 
+/// One block of a block cycle (core/block_cycle.hpp) and what it keeps while it trains.
+struct BlockCost {
+  std::string name;  // "layer 31", "layer 0 self_attn.q_proj", "head and the rest"
+  int64_t numel = 0;
+  size_t tensors = 0;
+  int64_t grad_bytes = 0, optimizer_bytes = 0;
+};
+
+/// A periodic stage's block cycle: its blocks in cycle order, each with its cost.
+struct CycleSummary {
+  const PlanStage* stage = nullptr;
+  const PlanRule* rule = nullptr;
+  const DynamicSet* cycle = nullptr;
+  std::vector<BlockCost> blocks;
+  /// Runs of blocks of one size, in the order each size first appears: "32 blocks of 202.4M
+  /// parameters (layer 0, layer 1, …): gradients + optimizer state 1.2 GB each".
+  struct SizeGroup {
+    std::vector<size_t> blocks;
+    int64_t numel = 0, bytes = 0;
+  };
+  std::vector<SizeGroup> by_size() const;
+};
+
 struct PlanSummary {
   const CompiledPlan* plan = nullptr;
   OptimizerKind optimizer = OptimizerKind::AdamW;
@@ -88,6 +111,7 @@ struct PlanSummary {
   bool truncated = false;
   bool shapes_known = true;  // the inventory's, computed once (a pass over every parameter)
   std::vector<StageSummary> stages;
+  std::vector<CycleSummary> cycles;  // the plan's block cycles, in stage order
   /// The data-parallel lint (`plan --distributed`), printed as its own JSON key when set.
   std::optional<std::vector<Diagnostic>> distributed;
 

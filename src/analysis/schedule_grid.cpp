@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <map>
 
+#include "core/block_cycle.hpp"
+
 namespace layerfreeze {
 
 namespace {
@@ -197,7 +199,8 @@ ScheduleGrid build(const CompiledPlan& plan, const std::vector<Time>& times,
         cell.state = run.state;
         cell.detail = run.detail;
       } else {
-        cell.state = groups[gi++].state;
+        cell.state = groups[gi].state;
+        cell.detail = groups[gi++].detail;  // "rows 31990-31999 of 32000 train"
       }
       int64_t best = -1;
       for (const auto& [rule, n] : votes[r])
@@ -222,6 +225,9 @@ ScheduleGrid schedule_grid(const PlanSummary& s, size_t max_columns) {
   std::vector<Time> times;
   std::vector<std::string> labels;
   const bool steps = s.plan->uses_steps;
+  for (const auto& c : s.cycles)
+    max_columns = std::max(max_columns,
+                           static_cast<size_t>(std::min<int64_t>(cycle_length(*c.cycle), 64)) + 1);
   for (size_t k = 0; k < s.stages.size() && k < max_columns; ++k) {
     times.push_back(s.stages[k].point.at);
     labels.push_back(time_text(s.stages[k].point.at, steps));
@@ -236,9 +242,11 @@ ScheduleGrid schedule_grid(const PlanSummary& s, size_t max_columns) {
       g.period_unit = st.unit == Trigger::Unit::kEpoch ? "epochs" : "steps";
       break;
     }
-  for (size_t c = 0; c < g.columns.size(); ++c)
+  for (size_t c = 0; c < g.columns.size(); ++c) {
     for (const auto& cause : s.stages[c].point.causes)
       if (cause.rfind("every ", 0) == 0) g.columns[c].periodic = true;
+    g.columns[c].cycle = s.stages[c].point.cycle;
+  }
   return g;
 }
 

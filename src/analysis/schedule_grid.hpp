@@ -31,6 +31,7 @@ struct GridColumn {
   size_t stage = 0;       // index into the times (PlanSummary::stages) it was built from
   std::string label;      // "epoch 2", "step 40"
   bool periodic = false;  // fired by a periodic stage (LISA-style)
+  int64_t cycle = -1;     // a block cycle's stage fired here: its cycle number
 };
 
 struct ScheduleGrid {
@@ -46,7 +47,8 @@ struct ScheduleGrid {
 };
 
 /// The grid of a summary: its change points as columns, at most `max_columns` (a periodic
-/// schedule shows its first periods), layer rows grouped.
+/// schedule shows its first periods; a block cycle one whole cycle and a period, up to 65
+/// columns), layer rows grouped.
 ScheduleGrid schedule_grid(const PlanSummary& s, size_t max_columns = 24);
 /// The grid of `plan` at the given times (a diff puts two plans on the union of their change
 /// points); `group`: merge runs of equal layer rows.

@@ -226,7 +226,8 @@ std::vector<PlanReport::Stage> PlanReport::stages() const {
   std::vector<Stage> out;
   for (const auto& st : summary_->stages)
     out.push_back({st.point.at, time_text(st.point.at, plan_->uses_steps), st.frozen_numel,
-                   st.trainable_numel, st.frozen_tensors, st.trainable_tensors});
+                   st.trainable_numel, st.frozen_tensors, st.trainable_tensors, st.grad_bytes,
+                   st.optimizer_bytes});
   return out;
 }
 

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 
+#include "core/block_cycle.hpp"
 #include "core/hash.hpp"
 #include "core/json_text.hpp"
 #include "core/plan.hpp"
@@ -56,7 +57,7 @@ json time_json(const CompiledPlan& plan, Trigger::Unit unit, int64_t at) {
 // A resolved selector that varies by period (random layers), as data: the leaves' parameter and
 // slice ranges, the pool, count and seed of each draw.
 json set_json(const DynamicSet& d) {
-  static const char* const kOps[] = {"leaf", "union", "intersect", "minus", "random"};
+  static const char* const kOps[] = {"leaf", "union", "intersect", "minus", "random", "cycle"};
   json j = {{"op", kOps[static_cast<int>(d.op)]}};
   switch (d.op) {
     case DynamicSet::Op::kLeaf:
@@ -69,6 +70,21 @@ json set_json(const DynamicSet& d) {
       j["seed"] = std::to_string(d.seed);  // a uint64 as text: every JSON reader keeps it exact
       j["mask"] = set_text(d.mask);
       break;
+    case DynamicSet::Op::kCycle: {
+      json blocks = json::array(), slices = json::array();
+      bool cut = false;  // a block with expert or row slices: their sets too
+      for (const auto& b : d.blocks) {
+        blocks.push_back(set_text(b.params));
+        slices.push_back(set_text(b.slices));
+        cut = cut || b.slices.any();
+      }
+      j["blocks"] = std::move(blocks);
+      if (cut) j["block_slices"] = std::move(slices);
+      j["order"] = cycle_order_name(d.order);
+      j["start"] = d.start;
+      j["seed"] = std::to_string(d.seed);
+      break;
+    }
     default: {
       json kids = json::array();
       for (const auto& k : d.kids) kids.push_back(set_json(k));

@@ -219,7 +219,10 @@ class Compiler {
       plan.initial.push_back(std::move(start));
     }
     for (const auto& r : s_.rules)
-      if (auto pr = rule(r, res)) plan.initial.push_back(std::move(*pr));
+      if (auto pr = rule(r, res)) {
+        if (!pr->set.is_static()) not_periodic(*pr, r.loc, "it is not in a stage");
+        plan.initial.push_back(std::move(*pr));
+      }
     size_t file_order = 0;
     std::vector<std::pair<size_t, PlanStage>> staged;
     for (const auto& st : s_.stages) {
@@ -286,6 +289,16 @@ class Compiler {
       else
         plan.options.steps_per_epoch = o_.steps_per_epoch;
     }
+  }
+
+  // random_layers and block_cycle change per period; outside a periodic stage there is one.
+  void not_periodic(const PlanRule& pr, const SourceLoc& loc, const std::string& why) {
+    pending_.push_back({Severity::kWarning,
+                        "not-periodic",
+                        "'" + pr.prov.text + "' varies by period, but " + why +
+                            ": it keeps the selection of period 0 throughout",
+                        loc,
+                        {"put it in a stage with 'every: {steps: K}' (or epochs)"}});
   }
 
   std::optional<PlanRule> rule(const Rule& r, Resolver& res) {
@@ -459,7 +472,12 @@ class Compiler {
         ps.label = "stage" + named + " at " + unit_name(ps.unit) + " " + std::to_string(ps.at);
       }
       for (const auto& r : st.rules)
-        if (auto pr = rule(r, res)) ps.rules.push_back(std::move(*pr));
+        if (auto pr = rule(r, res)) {
+          // random_layers and block_cycle change per period: a stage without `every` has one.
+          if (ps.period == 0 && !pr->set.is_static())
+            not_periodic(*pr, r.loc, "its stage has no 'every'");
+          ps.rules.push_back(std::move(*pr));
+        }
       out.push_back(std::move(ps));
     } else {
       out = progressive(st, res, plan, *at, named);
@@ -510,11 +528,14 @@ class Compiler {
     std::vector<uint32_t> loose;
     auto by_group = progressive_groups(I, sel.leaf, &loose);
     if (!loose.empty())
-      diags_.warning("progressive-loose",
-                     "progressive stage: " + std::to_string(loose.size()) +
-                         " selected parameters are outside every layer and are not grouped: " +
-                         names_list(I, loose),
-                     st.loc);
+      pending_.push_back({Severity::kWarning,
+                          "progressive-loose",
+                          "progressive stage: " + std::to_string(loose.size()) +
+                              " selected parameters are outside every layer and are not "
+                              "grouped: " +
+                              names_list(I, loose),
+                          st.loc,
+                          {}});
     if (by_group.empty()) {
       no_match_.push_back({&st.selector, {"progressive " + st.selector.text, st.loc}});
       return {};
@@ -575,7 +596,7 @@ class Compiler {
 
   void warnings(CompiledPlan& plan) {
     const Inventory& I = *plan.inventory;
-    std::vector<Diagnostic> ws;
+    std::vector<Diagnostic> ws = std::move(pending_);
     for (const auto& [sel, prov] : no_match_) {
       Diagnostic d{Severity::kWarning, "no-match",
                    "'" + prov.text + "' selects no parameter of " + I.facts().source, prov.loc,
@@ -638,6 +659,7 @@ class Compiler {
   const PlanOptions& o_;
   Diagnostics& diags_;
   std::vector<std::pair<const Selector*, Provenance>> no_match_;
+  std::vector<Diagnostic> pending_;  // warnings found while compiling, for warnings()
   const Inventory* inv_ = nullptr;
   const Scope* scope_ = nullptr;
   std::vector<uint32_t> tied_;

@@ -11,6 +11,15 @@
 
 namespace layerfreeze {
 
+/// splitmix64: the next value of a stream whose state is `x` — the draws of random_layers and of
+/// a reshuffled block cycle, identical on every platform (no std::distribution).
+inline uint64_t splitmix64(uint64_t& x) {
+  uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
 class Hasher {
  public:
   // Eight bytes a step (read as little-endian words, so the value is the same on every

@@ -6,18 +6,13 @@
 #include <cmath>
 #include <map>
 
+#include "core/block_cycle.hpp"
 #include "core/canonical_plan.hpp"
+#include "core/hash.hpp"
 
 namespace layerfreeze {
 
 namespace {
-
-uint64_t splitmix64(uint64_t& x) {
-  uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 void apply(const PlanRule& r, Selection& state, int64_t period, const Inventory& inv,
            const SliceTable& table) {
@@ -110,6 +105,9 @@ Selection DynamicSet::eval(int64_t period, const Inventory& inv, const SliceTabl
       Bitset s = table.expand(b);
       return {std::move(b), std::move(s)};
     }
+    case Op::kCycle:
+      if (blocks.empty()) return {Bitset(inv.params().size()), Bitset(table.size())};
+      return blocks[static_cast<size_t>(cycle_block(*this, period))];
   }
   return {leaf, slices};
 }
@@ -287,7 +285,12 @@ void CompiledPlan::build_prefix() {
 Time CompiledPlan::last_trigger() const {
   Time last{0, 0};
   for (const auto& st : stages) {
-    int64_t end = st.at + (st.period > 0 ? 10 * st.period : 0);
+    // A periodic stage shows ten periods; a block cycle one whole cycle and the first period of
+    // the next (where the order wraps or is drawn anew), up to 64 blocks.
+    int64_t periods = 10;
+    if (const DynamicSet* c = st.cycle())
+      periods = std::max<int64_t>(periods, std::min<int64_t>(cycle_length(*c), 64));
+    int64_t end = st.at + (st.period > 0 ? periods * st.period : 0);
     int64_t& slot = st.unit == Trigger::Unit::kEpoch ? last.epoch : last.step;
     slot = std::max(slot, end);
   }
@@ -399,6 +402,7 @@ std::vector<StatePoint> CompiledPlan::timeline(const Time& horizon, size_t max_p
     int64_t key;
     Time t;
     std::string cause;
+    int64_t cycle = -1;
   };
   std::vector<Cand> cands;
   auto time_of = [&](Trigger::Unit u, int64_t v) {
@@ -419,6 +423,7 @@ std::vector<StatePoint> CompiledPlan::timeline(const Time& horizon, size_t max_p
         cands.push_back({key_of(st.unit, st.at), time_of(st.unit, st.at), st.label});
       continue;
     }
+    const DynamicSet* cycle = st.cycle();
     for (int64_t p = 0;; ++p) {
       int64_t v = st.at + p * st.period;
       if (!within(st.unit, v)) break;
@@ -426,8 +431,17 @@ std::vector<StatePoint> CompiledPlan::timeline(const Time& horizon, size_t max_p
         if (truncated) *truncated = true;
         break;
       }
-      cands.push_back({key_of(st.unit, v), time_of(st.unit, v),
-                       st.label + " (period " + std::to_string(p) + ")"});
+      std::string cause = st.label + " (period " + std::to_string(p);
+      int64_t c = -1;
+      if (cycle) {
+        // "(period 33 · cycle 1 · block 1 'layer 1')": which block of which cycle trains now.
+        const int64_t n = static_cast<int64_t>(cycle->blocks.size());
+        const int64_t b = cycle_block(*cycle, p);
+        c = p / std::max<int64_t>(1, cycle_length(*cycle));
+        cause += " \u00b7 cycle " + std::to_string(c) + " \u00b7 block " + std::to_string(b) +
+                 (n > 0 ? " '" + cycle->block_names[static_cast<size_t>(b)] + "'" : "");
+      }
+      cands.push_back({key_of(st.unit, v), time_of(st.unit, v), cause + ")", c});
     }
   }
   std::stable_sort(cands.begin(), cands.end(),
@@ -446,12 +460,19 @@ std::vector<StatePoint> CompiledPlan::timeline(const Time& horizon, size_t max_p
     if (!first.frozen.test(i) && slices.count(i, first.frozen_slices) > 0)
       first.remasked.push_back(i);
   for (const auto& c : cands)
-    if (c.key == 0) first.causes.push_back(c.cause);
+    if (c.key == 0) {
+      first.causes.push_back(c.cause);
+      if (first.cycle < 0) first.cycle = c.cycle;
+    }
   out.push_back(std::move(first));
   for (size_t i = 0; i < cands.size();) {
     size_t j = i;
     std::vector<std::string> causes;
-    while (j < cands.size() && cands[j].key == cands[i].key) causes.push_back(cands[j++].cause);
+    int64_t cycle = -1;
+    for (; j < cands.size() && cands[j].key == cands[i].key; ++j) {
+      causes.push_back(cands[j].cause);
+      if (cycle < 0) cycle = cands[j].cycle;
+    }
     if (cands[i].key != 0) {
       Time t = cands[i].t;
       Selection now = state_at(t);
@@ -462,6 +483,7 @@ std::vector<StatePoint> CompiledPlan::timeline(const Time& horizon, size_t max_p
         StatePoint sp;
         sp.at = t;
         sp.causes = causes;
+        sp.cycle = cycle;
         for (size_t k = 0; k < s.size(); ++k) {
           if (s.test(k) && !prev.test(k)) sp.newly_frozen.push_back(static_cast<uint32_t>(k));
           if (!s.test(k) && prev.test(k)) sp.newly_unfrozen.push_back(static_cast<uint32_t>(k));

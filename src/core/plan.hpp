@@ -73,22 +73,33 @@ struct Selection {
   }
 };
 
-/// A selector that varies by period (random_layers); a static one is a single leaf.
+/// The order in which a block cycle visits its blocks (core/block_cycle.hpp).
+enum class CycleOrder { kAscending, kDescending, kReshuffle, kFixed };
+
+/// A selector that varies by period (random_layers, block_cycle); a static one is a single leaf.
 struct DynamicSet {
-  enum class Op { kLeaf, kUnion, kIntersect, kMinus, kRandom };
+  enum class Op { kLeaf, kUnion, kIntersect, kMinus, kRandom, kCycle };
   Op op = Op::kLeaf;
   Bitset leaf;
   std::vector<DynamicSet> kids;
   // kRandom: draw `count` layers of `pool` by (seed, period); select their parameters in `mask`.
   std::vector<int32_t> pool;
   int64_t count = 0;
-  uint64_t seed = 0;
+  uint64_t seed = 0;  // kRandom, kCycle (reshuffle)
   Bitset mask;
+  // kCycle: one of `blocks` per period, visited in `order` from `start` (a permutation drawn per
+  // cycle by (seed, cycle) for reshuffle); `block_names` as a plan shows them ("layer 31").
+  std::vector<Selection> blocks;
+  std::vector<std::string> block_names;
+  CycleOrder order = CycleOrder::kAscending;
+  int64_t start = 0;
 
   Bitset slices;  // kLeaf: the expert slices it selects (SliceTable order)
 
   bool is_static() const { return op == Op::kLeaf; }
   Selection eval(int64_t period, const Inventory& inv, const SliceTable& table) const;
+  /// The first block cycle in this set (depth first), or nullptr.
+  const DynamicSet* cycle() const;
 };
 
 /// Where a decision comes from: the rule's text and location.
@@ -122,6 +133,12 @@ struct PlanStage {
   bool fires(const Time& t) const {
     return (unit == Trigger::Unit::kEpoch ? t.epoch : t.step) >= at;
   }
+  /// The block cycle of its rules (the first), if any.
+  const DynamicSet* cycle() const {
+    for (const auto& r : rules)
+      if (const DynamicSet* c = r.set.cycle()) return c;
+    return nullptr;
+  }
   int64_t period_at(const Time& t) const {
     int64_t now = unit == Trigger::Unit::kEpoch ? t.epoch : t.step;
     return period > 0 ? (now - at) / period : 0;
@@ -145,6 +162,7 @@ struct StatePoint {
   Bitset frozen_slices;  // SliceTable order
   std::vector<uint32_t> newly_frozen, newly_unfrozen;
   std::vector<uint32_t> remasked;  // fused tensors whose frozen slices changed, not frozen whole
+  int64_t cycle = -1;  // a block cycle's stage fired here: its cycle number (core/block_cycle.hpp)
 };
 
 /// A metric-triggered stage as a dry run shows it.
@@ -207,7 +225,8 @@ class CompiledPlan {
   /// The earliest epoch and step (each, -1 for none) at which the state may next change after
   /// `t`: a per-step query compares against these two numbers.
   Time next_change(const Time& t) const;
-  /// The last trigger in each unit (periodic stages count ten periods), 0 when none.
+  /// The last trigger in each unit (periodic stages count ten periods, a block cycle one whole
+  /// cycle and the first period of the next, up to 64 blocks), 0 when none.
   Time last_trigger() const;
   /// How far a plan is shown: up to `epochs` / `steps` when given, else just past the last
   /// trigger (every static stage and a few periods); the other unit follows through

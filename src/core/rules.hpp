@@ -33,6 +33,7 @@ struct Selector {
     kExpertPart,    // routers | shared_experts
     kTokens,        // rows of the token embeddings and the output layer, by token id
     kRows,          // rows (first dimension) of the tensors another selector picks (`of`)
+    kBlockCycle,    // one block of a partition per period, in a cycle (block-coordinate descent)
   };
   enum class LayerForm { kIndices, kFirst, kLast, kFirstRatio, kLastRatio };
 
@@ -40,19 +41,24 @@ struct Selector {
   SourceLoc loc;
   Role role = Role::kOther;
   LayerForm layer_form = LayerForm::kIndices;
-  std::vector<Expr> indices;            // kIndices: ints or slice strings ("0:16", "-4:")
-  Expr amount;                          // first/last N, ratio; kRandomLayers: count
-  Expr seed;                            // kRandomLayers
-  Expr stack;                           // kLayers restricted to a stack; kStack: the name
-  Expr strings;                         // kRegex, kModuleType, kLeaf: a string or a list of strings
-  Expr case_sensitive;                  // kRegex
-  std::vector<Selector> children;       // kAnyOf, kAllOf, kRandomLayers (`from`, 0 or 1),
-                                        // kExperts (the `layers` beside it, 0 or 1), kRows
-                                        // (`of`, 1)
-  std::vector<Expr> experts;            // kExperts: ints or slice strings; empty: every expert
-  std::vector<Expr> rows;               // kTokens, kRows: ints or slice strings
-  Expr from;                            // kExperts: the path of an ESFT expert config
+  std::vector<Expr> indices;       // kIndices: ints or slice strings ("0:16", "-4:")
+  Expr amount;                     // first/last N, ratio; kRandomLayers: count;
+                                   // kBlockCycle: layers per block
+  Expr seed;                       // kRandomLayers, kBlockCycle
+  Expr stack;                      // kLayers restricted to a stack; kStack: the name
+  Expr strings;                    // kRegex, kModuleType, kLeaf: a string or a list of strings;
+                                   // kBlockCycle: `layers` or `modules` (empty: `children`
+                                   // are the blocks)
+  Expr case_sensitive;             // kRegex
+  std::vector<Selector> children;  // kAnyOf, kAllOf, kRandomLayers (`from`, 0 or 1),
+                                   // kExperts (the `layers` beside it, 0 or 1), kRows
+                                   // (`of`, 1), kBlockCycle (`from`, 0 or 1; or the blocks)
+  std::vector<Expr> experts;       // kExperts: ints or slice strings; empty: every expert
+  std::vector<Expr> rows;          // kTokens, kRows: ints or slice strings
+  Expr from;                       // kExperts: the path of an ESFT expert config
   ExpertPart part = ExpertPart::kNone;  // kExpertPart
+  Expr order, start;                    // kBlockCycle: ascending|descending|reshuffle|fixed; first
+  Expr embeddings_block, head_block;    // kBlockCycle: bools, a first / last block (BAdam's)
   std::vector<Selector> except;         // 0 or 1: subtracted from what this selects
   std::string text;                     // compact one-line form, for plans and tests
 };
@@ -126,6 +132,7 @@ struct ParamDecl {
   Value default_value;    // null when nullable and absent
   bool nullable = false;
   std::optional<double> min, max;
+  std::vector<std::string> choices;  // kString: the words it may take (empty: any)
   std::string doc;
   SourceLoc loc;
 };

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/embedded_rules.hpp"
+#include "core/format.hpp"
 #include "core/metric_triggers.hpp"
 #include "core/selector_parser.hpp"
 #include "core/yaml_reader.hpp"
@@ -304,8 +305,9 @@ struct FileParser {
       }
       bool has_type = false, has_default = false;
       YAML::Node def;
-      for (const auto& f : r_.entries(e.value, "parameter '" + e.key + "'",
-                                      {"type", "default", "min", "max", "doc", "required"})) {
+      for (const auto& f :
+           r_.entries(e.value, "parameter '" + e.key + "'",
+                      {"type", "default", "min", "max", "choices", "doc", "required"})) {
         if (f.key == "type") {
           auto t = r_.choice(f.value, "type", {"int", "float", "bool", "string", "strings"});
           has_type = true;
@@ -324,6 +326,14 @@ struct FileParser {
             r_.error("wrong-type", "'" + f.key + "' must be a number", f.value);
           else
             (f.key == "min" ? d.min : d.max) = v->number();
+        } else if (f.key == "choices") {
+          auto v = r_.value(f.value, "'choices'");
+          bool ok = v && v->kind == Value::Kind::kList && !v->list.empty();
+          for (size_t k = 0; ok && k < v->list.size(); ++k) {
+            ok = v->list[k].kind == Value::Kind::kString;
+            if (ok) d.choices.push_back(v->list[k].s);
+          }
+          if (!ok) r_.error("wrong-type", "'choices' must be a non-empty list of strings", f.value);
         } else if (f.key == "doc") {
           d.doc = r_.string(f.value, "'doc'").value_or("");
         } else if (f.key == "required") {
@@ -352,6 +362,9 @@ struct FileParser {
       } else if (!d.required) {
         d.required = true;  // no default: the user must give it
       }
+      if (!d.choices.empty() && d.type != ParamDecl::Type::kString)
+        r_.error("param-type", "parameter '" + e.key + "': 'choices' goes with type: string",
+                 e.value);
       s_.params.push_back(d);
       if (has_default && !d.default_value.is_null()) {
         std::string err = check_param_value(s_.params.back(), s_.params.back().default_value);
@@ -454,6 +467,10 @@ std::string FileParser::check_param_value(const ParamDecl& d, Value& v) {
       }
       break;
   }
+  if (!d.choices.empty() && v.kind == Value::Kind::kString &&
+      std::find(d.choices.begin(), d.choices.end(), v.s) == d.choices.end())
+    return "must be one of " + join(d.choices, ", ") + ", got '" + v.s + "'" +
+           did_you_mean(v.s, d.choices);
   if (v.is_number() && d.min && v.number() < *d.min)
     return "must be at least " + Value::real(*d.min).to_string() + ", got " + v.to_string();
   if (v.is_number() && d.max && v.number() > *d.max)

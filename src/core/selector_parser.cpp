@@ -13,9 +13,9 @@ namespace {
 constexpr int kMaxSelectorDepth = 32;
 
 const std::vector<std::string> kSelectorKeys = {
-    "role",           "layers",  "stack",  "regex",         "module_type",
-    "leaf",           "any_of",  "all_of", "random_layers", "except",
-    "case_sensitive", "experts", "tokens", "rows",          "of"};
+    "role",   "layers",        "stack",  "regex",          "module_type", "leaf",   "any_of",
+    "all_of", "random_layers", "except", "case_sensitive", "experts",     "tokens", "rows",
+    "of",     "block_cycle"};
 const std::vector<std::string> kSelectorWords = {
     "all",       "embeddings", "head",    "layers",         "other", "tower",
     "connector", "experts",    "routers", "shared_experts", "mtp"};
@@ -154,7 +154,8 @@ void SelectorParser::word_selector(const YAML::Node& n, Selector& sel) {
              n,
              {"a selector is all, embeddings, head, layers, other, tower, connector, mtp, experts, "
               "routers, shared_experts, a list (any of), or a map with one of: role, layers, "
-              "stack, regex, module_type, leaf, any_of, all_of, random_layers, experts"});
+              "stack, regex, module_type, leaf, any_of, all_of, random_layers, block_cycle, "
+              "experts, tokens, rows"});
   }
   sel.text = w;
 }
@@ -233,6 +234,8 @@ void SelectorParser::map_selector(const YAML::Node& n, const std::string& what, 
     sel.text = list_text(sel.children, primary_key);
   } else if (primary_key == "random_layers") {
     random_layers_selector(v, sel);
+  } else if (primary_key == "block_cycle") {
+    block_cycle_selector(v, sel);
   } else if (primary_key == "experts") {
     experts_selector(v, sel);
   } else if (primary_key == "tokens" || primary_key == "rows") {
@@ -313,6 +316,64 @@ void SelectorParser::random_layers_selector(const YAML::Node& v, Selector& sel) 
   }
   if (v.IsMap() && !has_count) r_.error("missing-key", "'random_layers' needs 'count'", v);
   sel.text = "random_layers(" + flat(v) + ")";
+}
+
+// `block_cycle: {blocks: layers|modules|[SEL, ...], layers_per_block, order, seed, start, from,
+// embeddings, head}` (docs/RULES.md, "Block cycles"). Literal words are checked here, so that
+// `validate` sees them; expressions when the resolver evaluates them.
+void SelectorParser::block_cycle_selector(const YAML::Node& v, Selector& sel) {
+  sel.kind = Selector::Kind::kBlockCycle;
+  sel.text = "block_cycle(" + flat(v) + ")";
+  const YAML::Node* from = nullptr;
+  bool listed = false;
+  for (const auto& e : r_.entries(v, "'block_cycle'",
+                                  {"blocks", "layers_per_block", "order", "seed", "start", "from",
+                                   "embeddings", "head"})) {
+    if (e.key == "blocks") {
+      if (e.value.IsSequence()) {
+        listed = true;
+        if (e.value.size() == 0) r_.error("bad-value", "'blocks' is an empty list", e.value);
+        for (const auto& c : e.value) sel.children.push_back(selector(c, "a block"));
+      } else {
+        sel.strings = typed(e.value, "'blocks'", {Value::Kind::kString});
+        check_word(sel.strings, e.value, "'blocks'", cycle_block_words(),
+                   "a list of selectors (one block each)");
+      }
+    } else if (e.key == "layers_per_block") {
+      sel.amount = typed(e.value, "'layers_per_block'", {Value::Kind::kInt});
+    } else if (e.key == "order") {
+      sel.order = typed(e.value, "'order'", {Value::Kind::kString});
+      check_word(sel.order, e.value, "'order'", cycle_order_words(), "");
+    } else if (e.key == "seed") {
+      sel.seed = typed(e.value, "'seed'", {Value::Kind::kInt});
+    } else if (e.key == "start") {
+      sel.start = typed(e.value, "'start'", {Value::Kind::kInt, Value::Kind::kNull});
+    } else if (e.key == "from") {
+      from = &e.value;
+    } else {
+      (e.key == "embeddings" ? sel.embeddings_block : sel.head_block) =
+          typed(e.value, "'" + e.key + "'", {Value::Kind::kBool});
+    }
+  }
+  if (from && listed)
+    r_.error("misplaced-key",
+             "'from' narrows 'blocks: layers' or 'blocks: modules'; listed blocks are selectors "
+             "already",
+             *from);
+  else if (from)
+    sel.children.push_back(selector(*from, "'from'"));
+  if (!listed && sel.strings.empty())
+    sel.strings = Expr::literal(Value::string("layers"), r_.loc(v));
+}
+
+// A literal that must be one of `words`: an error with "did you mean" otherwise.
+void SelectorParser::check_word(const Expr& e, const YAML::Node& n, const std::string& what,
+                                const std::vector<std::string>& words, const std::string& or_else) {
+  const Value* lit = e.literal_value();
+  if (!lit || lit->kind != Value::Kind::kString) return;
+  if (std::find(words.begin(), words.end(), lit->s) != words.end()) return;
+  r_.error("bad-value", cycle_word_error(what, lit->s, words, or_else), n,
+           cycle_word_notes(what, lit->s));
 }
 
 // `experts: [3, 7]`, `experts: "0:8"`, `experts: all`, `experts: {from: FILE}`.

@@ -37,6 +37,9 @@ class SelectorParser {
   void map_selector(const YAML::Node& n, const std::string& what, Selector& sel);
   void role_selector(const YAML::Node& v, Selector& sel);
   void random_layers_selector(const YAML::Node& v, Selector& sel);
+  void block_cycle_selector(const YAML::Node& v, Selector& sel);
+  void check_word(const Expr& e, const YAML::Node& n, const std::string& what,
+                  const std::vector<std::string>& words, const std::string& or_else);
   void experts_selector(const YAML::Node& v, Selector& sel);
   void rows_selector(const YAML::Node& v, const std::string& key, Selector& sel);
   void index_list(const YAML::Node& v, const char* noun, const std::string& what,

@@ -464,6 +464,7 @@ DynamicSet Resolver::resolve_kind(const Selector& s) {
     case Selector::Kind::kAnyOf:
     case Selector::Kind::kAllOf: return resolve_set_op(s);
     case Selector::Kind::kRandomLayers: return resolve_random(s);
+    case Selector::Kind::kBlockCycle: return resolve_cycle(s);
     case Selector::Kind::kExperts: return resolve_experts(s);
     case Selector::Kind::kExpertPart: return resolve_expert_part(s);
     case Selector::Kind::kTokens:

@@ -105,6 +105,7 @@ class Resolver {
   DynamicSet resolve_leaf(const Selector& s);
   DynamicSet resolve_set_op(const Selector& s);
   DynamicSet resolve_random(const Selector& s);
+  DynamicSet resolve_cycle(const Selector& s);  // core/block_cycle.cpp
   DynamicSet resolve_experts(const Selector& s);
   DynamicSet resolve_expert_part(const Selector& s);
   DynamicSet resolve_rows(const Selector& s);

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <sstream>
 
+#include "core/block_cycle.hpp"
 #include "core/experts.hpp"
 #include "core/format.hpp"
 #include "core/layer_discovery.hpp"
@@ -138,6 +139,41 @@ std::string params_text(const CompiledPlan& plan) {
   return s.empty() ? "(none)" : s;
 }
 
+namespace {
+
+// Each block cycle: its blocks, the length of a cycle, the order, and what a block keeps while
+// it trains, blocks of one size on one line (docs/RULES.md, "Block cycles").
+std::string block_cycles_text(const PlanSummary& sum) {
+  std::ostringstream o;
+  for (const auto& c : sum.cycles) {
+    const int64_t n = static_cast<int64_t>(c.blocks.size());
+    const std::string unit =
+        c.stage->unit == Trigger::Unit::kEpoch ? std::string("epoch") : std::string("step");
+    const int64_t span = c.stage->period * cycle_length(*c.cycle);
+    o << "block cycle: " << c.stage->label << " (" << c.rule->prov.where() << ") · " << n
+      << (n == 1 ? " block" : " blocks") << ", a cycle is " << with_commas(span) << " " << unit
+      << (span == 1 ? "" : "s") << " · " << cycle_order_text(*c.cycle) << "\n";
+    for (const auto& g : c.by_size()) {
+      std::string names;
+      constexpr size_t kNames = 3;
+      for (size_t k = 0; k < g.blocks.size() && k < kNames; ++k)
+        names += (k ? ", " : "") + c.blocks[g.blocks[k]].name;
+      if (g.blocks.size() > kNames)
+        names += (g.blocks.size() > kNames + 1 ? ", …, " : ", ") + c.blocks[g.blocks.back()].name;
+      o << "  " << g.blocks.size() << (g.blocks.size() == 1 ? " block of " : " blocks of ");
+      if (sum.shapes_known)
+        o << short_count(g.numel) << " parameters (" << names << "): gradients + optimizer state "
+          << bytes_text(g.bytes) << (g.blocks.size() == 1 ? "" : " each") << " ("
+          << optimizer_name(sum.optimizer) << ")\n";
+      else
+        o << c.blocks[g.blocks[0]].tensors << " tensors (" << names << ")\n";
+    }
+  }
+  return o.str();
+}
+
+}  // namespace
+
 std::string plan_text(const PlanSummary& sum) {
   const CompiledPlan& plan = *sum.plan;
   const Inventory& inv = *plan.inventory;
@@ -163,6 +199,7 @@ std::string plan_text(const PlanSummary& sum) {
       o << "  … and " << views.size() - kShown
         << " more (plan --format json lists every one with its window)\n";
   }
+  o << block_cycles_text(sum);
   for (const auto& st : sum.stages) {
     o << "\n" << time_text(st.point.at, plan.uses_steps);
     if (&st == &sum.stages.front()) o << " (start)";
@@ -248,6 +285,7 @@ class PlanJson {
     options();
     params();
     if (!plan.watches.empty()) metric_stages();
+    if (!sum.cycles.empty()) block_cycles();
     j.key("stages").begin_array();
     for (const auto& st : sum.stages) stage(st);
     j.end_array();
@@ -283,6 +321,38 @@ class PlanJson {
       j.field("placed", placed);
       j.key("best");
       v.best ? j.value(*v.best) : j.null();
+      j.end_object();
+    }
+    j.end_array();
+  }
+
+  // Present only when the plan has block cycles (docs/CLI.md): each block with its cost.
+  void block_cycles() {
+    j.key("block_cycles").begin_array();
+    for (const auto& c : sum.cycles) {
+      j.begin_object()
+          .field("stage", c.stage->label)
+          .field("rule", c.rule->prov.where())
+          .field("every", c.stage->period)
+          .field("unit", c.stage->unit == Trigger::Unit::kEpoch ? "epochs" : "steps")
+          .field("order", cycle_order_name(c.cycle->order));
+      opt_int("start", c.cycle->order == CycleOrder::kReshuffle
+                           ? std::nullopt
+                           : std::optional<int64_t>(c.cycle->start));
+      j.field("seed", std::to_string(c.cycle->seed))
+          .field("cycle_length", cycle_length(*c.cycle) * c.stage->period);
+      j.key("blocks").begin_array();
+      for (size_t b = 0; b < c.blocks.size(); ++b) {
+        const BlockCost& k = c.blocks[b];
+        j.begin_object().field("index", static_cast<int64_t>(b)).field("name", k.name);
+        j.field("tensors", static_cast<int64_t>(k.tensors));
+        opt_int("params", shapes ? std::optional<int64_t>(k.numel) : std::nullopt);
+        opt_int("gradient_bytes", shapes ? std::optional<int64_t>(k.grad_bytes) : std::nullopt);
+        opt_int("optimizer_bytes",
+                shapes ? std::optional<int64_t>(k.optimizer_bytes) : std::nullopt);
+        j.end_object();
+      }
+      j.end_array();
       j.end_object();
     }
     j.end_array();
@@ -568,6 +638,9 @@ std::string plan_markdown(const PlanSummary& sum, const std::string& svg_path) {
     for (const auto& v : plan.metric_stages())
       o << "| " << v.watch->label << " | " << v.watch->condition() << " | " << v.window_text()
         << " | " << v.placement() << " |\n";
+  }
+  if (!sum.cycles.empty()) {
+    o << "\n**Block cycles**\n\n```text\n" << block_cycles_text(sum) << "```\n";
   }
   if (const auto warnings = sum.warnings(); !warnings.empty()) {
     o << "\n**Warnings**\n\n";

@@ -135,6 +135,33 @@ SvgGrid draw_grid(const ScheduleGrid& g, int x0, int y0, const std::string& id,
   label_w += 12;
   std::ostringstream o;
   o << "<g id=\"" << id << "\" class=\"lf-grid\">\n";
+  // A block cycle: a band over the columns of each cycle, "cycle 0", "cycle 1", and a line
+  // through the grid where a new cycle starts.
+  const bool cycles = std::any_of(g.columns.begin(), g.columns.end(),
+                                  [](const GridColumn& c) { return c.cycle >= 0; });
+  std::string cycle_lines;  // drawn over the cells
+  if (cycles) {
+    for (size_t c = 0; c < g.columns.size();) {
+      size_t e = c + 1;
+      while (e < g.columns.size() && g.columns[e].cycle == g.columns[c].cycle) ++e;
+      if (g.columns[c].cycle >= 0) {
+        const int xa = x0 + label_w + static_cast<int>(c) * kColW + 3;
+        const int xb = x0 + label_w + static_cast<int>(e) * kColW - 3;
+        o << fmt::format(
+            "<g class=\"lf-cycle\" data-cycle=\"{0}\" data-first-col=\"{1}\" "
+            "data-last-col=\"{2}\"><path d=\"M{3} {5} V{4} H{6} V{5}\" fill=\"none\" "
+            "stroke=\"#555555\"/><text x=\"{7}\" y=\"{8}\">cycle {0}</text></g>\n",
+            g.columns[c].cycle, c, e - 1, xa, y0 + 4, y0 + kRowH - 4, xb, xa + 4, y0 + kRowH - 8);
+        if (c > 0)
+          cycle_lines += fmt::format(
+              "<rect class=\"lf-cycle-start\" x=\"{}\" y=\"{}\" width=\"3\" height=\"{}\" "
+              "fill=\"#222222\"><title>cycle {} starts</title></rect>\n",
+              xa - 5, y0 + 3 * kRowH, static_cast<int>(g.rows.size()) * kRowH, g.columns[c].cycle);
+      }
+      c = e;
+    }
+    y0 += kRowH;
+  }
   // Column headers: the time, on two lines when it has an epoch and a step.
   for (size_t c = 0; c < g.columns.size(); ++c) {
     const int cx = x0 + label_w + static_cast<int>(c) * kColW + kColW / 2;
@@ -188,10 +215,10 @@ SvgGrid draw_grid(const ScheduleGrid& g, int x0, int y0, const std::string& id,
           x, top + static_cast<int>(r) * kRowH - 1, kColW, xml_escape(g.rows[r].label));
       break;
     }
-  o << "</g>\n";
+  o << cycle_lines << "</g>\n";
   out.body = o.str();
   out.width = label_w + static_cast<int>(g.columns.size()) * kColW;
-  out.height = 2 * kRowH + static_cast<int>(g.rows.size()) * kRowH;
+  out.height = (cycles ? 3 : 2) * kRowH + static_cast<int>(g.rows.size()) * kRowH;
   out.label_w = label_w;
   return out;
 }
@@ -331,6 +358,9 @@ std::string plan_svg(const PlanSummary& s, const ScheduleGrid& g) {
     std::string note;
     if (g.period)
       note = "\u21bb periodic: every " + std::to_string(g.period) + " " + g.period_unit + "; ";
+    for (const auto& c : s.cycles)
+      note += "a cycle of " + std::to_string(c.blocks.size()) +
+              " blocks (a dark line where the next begins); ";
     if (g.omitted_columns)
       note += "the first " + std::to_string(g.columns.size()) + " of " +
               std::to_string(g.columns.size() + g.omitted_columns) + " change points shown";

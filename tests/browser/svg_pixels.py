@@ -99,6 +99,18 @@ def check(binary, name, args, tmp, failures):
             if bu.distance(rows[cy][cx], bu.hex_rgb(PALETTE["frozen"][1])) > 40:
                 failures.append(f"{name}: the placement mark at ({cx}, {cy}) is {rows[cy][cx]}")
         n += 1
+    # Block cycles (docs/RULES.md, "Block cycles"): the line where a new cycle starts is drawn
+    # over the cells, dark from top to bottom; each cycle's band spans its columns.
+    for bar in root.iter(SVG + "rect"):
+        if bar.get("class") != "lf-cycle-start":
+            continue
+        x, y = float(bar.get("x")), float(bar.get("y"))
+        bh = float(bar.get("height"))
+        for py in (int(y + 3), int(y + bh / 2), int(y + bh - 3)):
+            if bu.distance(rows[py][int(x + 1)], bu.hex_rgb("#222222")) > 40:
+                failures.append(f"{name}: the cycle line at ({int(x + 1)}, {py}) is "
+                                f"{rows[py][int(x + 1)]}, covered ({bar.find(SVG + 'title').text})")
+        n += 1
     return n
 
 
@@ -115,7 +127,13 @@ def main():
         ("vlm", ["preset:lp_lora", "--model", str(root / "tests/data/configs/qwen2.5-vl-7b.json")]),
         ("plateau", [str(root / "examples/strategies/unfreeze_on_plateau.yaml"), "--model",
                      "builtin:llama2-7b", "--assume", "val_loss: plateau at epoch 3"]),
+        ("badam", ["preset:badam", "--model", "builtin:llama2-7b", "--set", "order=reshuffle",
+                   "--set", "layers_per_block=4", "--set", "head=block"]),
+        ("tokens", [str(tmp / "tokens.yaml"), "--model", "builtin:llama2-7b"]),
     ]
+    (tmp / "tokens.yaml").write_text('rules:\n  - freeze: all\n  - unfreeze: {tokens: "31990:"}\n'
+                                     'stages:\n  - at: {epoch: 2}\n    rules:\n'
+                                     '      - unfreeze: {layers: "-2:"}\n')
     total = 0
     for name, args in cases:
         total += check(binary, name, args, tmp, failures)

@@ -283,7 +283,8 @@ TEST(RulesParser, ThreeMistakesThreeErrors) {
       "                ^\n"
       "  note: a selector is all, embeddings, head, layers, other, tower, connector, mtp, experts, "
       "routers, shared_experts, a list (any of), or a map with one of: role, layers, stack, "
-      "regex, module_type, leaf, any_of, all_of, random_layers, experts\n");
+      "regex, module_type, leaf, any_of, all_of, random_layers, block_cycle, experts, tokens, "
+      "rows\n");
 }
 
 TEST(RulesParser, SectionOfALargerYaml) {

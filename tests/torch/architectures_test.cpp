@@ -64,6 +64,7 @@ const std::vector<ArchPreset> kPresets = {
     {"bitfit", {}},
     {"norm_tuning", {}},
     {"lisa", {"active_layers=1", "interval_steps=2"}},
+    {"badam", {"switch_every=2", "order=reshuffle"}},
 };
 
 std::string path_of(const std::string& rel) {

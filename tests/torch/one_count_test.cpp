@@ -32,6 +32,7 @@ TEST(OneCount, EveryPresetOnALiveGpt2CountsTheSameEverywhere) {
       {"freeze_last_n", {"n=2"}},
       {"gradual_unfreeze", {"total_epochs=4"}},
       {"lisa", {}},
+      {"badam", {}},
       {"lp_lora", {}},
       {"norm_tuning", {}},
       {"ulmfit", {}},

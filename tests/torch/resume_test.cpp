@@ -90,6 +90,8 @@ TEST(Resume, KilledAndResumedEqualsUninterruptedForEveryPreset) {
       {"bitfit", {}},
       {"norm_tuning", {}},
       {"lisa", {"active_layers=2", "interval_steps=2"}},
+      {"badam", {"switch_every=2", "order=reshuffle", "seed=3"}},
+      {"badam", {"switch_every=3", "order=descending", "head=block", "embeddings=train"}},
   };
   for (const auto& p : presets) {
     for (int64_t kill_at : {1, 4, 7, 10}) {

@@ -131,49 +131,12 @@ std::map<std::string, torch::Tensor> snapshot(test::GPT2LMHeadModel& m) {
   return out;
 }
 
-// Optimizer state bytes, and gradient bytes kept by what the optimizer holds and by the model.
-int64_t state_bytes(torch::optim::Optimizer& opt) {
-  int64_t bytes = 0;
-  for (const auto& group : opt.param_groups())
-    for (const auto& p : group.params()) {
-      auto it = opt.state().find(compat::state_key(p));
-      if (it == opt.state().end()) continue;
-      auto* s = it->second.get();
-      auto add = [&](const torch::Tensor& t) {
-        if (t.defined() && t.dim() > 0) bytes += t.nbytes();
-      };
-      if (auto* x = dynamic_cast<torch::optim::SGDParamState*>(s)) add(x->momentum_buffer());
-      if (auto* x = dynamic_cast<torch::optim::AdamParamState*>(s)) {
-        add(x->exp_avg());
-        add(x->exp_avg_sq());
-        add(x->max_exp_avg_sq());
-      }
-      if (auto* x = dynamic_cast<torch::optim::AdamWParamState*>(s)) {
-        add(x->exp_avg());
-        add(x->exp_avg_sq());
-        add(x->max_exp_avg_sq());
-      }
-      if (auto* x = dynamic_cast<torch::optim::RMSpropParamState*>(s)) {
-        add(x->square_avg());
-        add(x->momentum_buffer());
-        add(x->grad_avg());
-      }
-      if (auto* x = dynamic_cast<torch::optim::AdagradParamState*>(s)) add(x->sum());
-    }
-  return bytes;
-}
+// Optimizer state bytes, and gradient bytes kept by what the optimizer holds and by the model
+// (the public kept_bytes, include/layerfreeze/executor.hpp).
+int64_t state_bytes(torch::optim::Optimizer& opt) { return kept_bytes({}, opt).optimizer_state; }
 
 int64_t kept_grad_bytes(test::GPT2LMHeadModel& m, torch::optim::Optimizer& opt) {
-  int64_t bytes = 0;
-  std::set<const void*> seen;
-  auto count = [&](const torch::Tensor& p) {
-    if (seen.insert(p.unsafeGetTensorImpl()).second && p.grad().defined())
-      bytes += p.grad().nbytes();
-  };
-  for (const auto& p : m->parameters()) count(p);
-  for (const auto& g : opt.param_groups())
-    for (const auto& p : g.params()) count(p);
-  return bytes;
+  return kept_bytes(m->parameters(), opt).gradients;
 }
 
 struct Case {

@@ -87,6 +87,7 @@ TEST(TorchScript, PlanFromTheFileEqualsTheExecutorOnTheModule) {
       {"bitfit", {}},
       {"norm_tuning", {}},
       {"lisa", {"active_layers=1", "interval_steps=3"}},
+      {"badam", {"switch_every=3", "blocks=modules"}},
   };
   for (const char* file : {"gpt2_tiny.pt", "resnet_tiny.pt"}) {
     char* manifest = nullptr;
