@@ -340,25 +340,25 @@ std::vector<CycleSummary> cycle_summaries(const CompiledPlan& plan, int states) 
       for (size_t b = 0; b < c->blocks.size(); ++b) {
         BlockCost cost;
         cost.name = c->block_names[b];
-        const Selection& sel = c->blocks[b];
-        for (size_t i = 0; i < inv.params().size(); ++i) {
-          const Param& p = inv.params()[i];
-          int64_t numel = 0;
-          if (sel.params.test(i))
-            numel = p.numel;
-          else if (int64_t k = plan.slices.count(static_cast<uint32_t>(i), sel.slices); k > 0)
-            numel = p.numel / plan.slices.slices_of(static_cast<size_t>(plan.slices.slot[i])) * k;
-          if (numel == 0) continue;
+        auto add = [&](const Param& p, int64_t numel) {
           cost.numel += numel;
           ++cost.tensors;
           const int64_t bytes = p.numel ? p.bytes() / p.numel * numel : 0;
           cost.grad_bytes += bytes;
           cost.optimizer_bytes += bytes * states;
-        }
+        };
+        const CycleBlock& block = c->blocks[b];
+        for (uint32_t i : block.params) add(inv.params()[i], inv.params()[i].numel);
+        if (block.cut)  // the trainable share of each tensor it cuts, and not whole
+          for (size_t k = 0; k < plan.slices.params.size(); ++k) {
+            const uint32_t i = plan.slices.params[k];
+            const int64_t n = plan.slices.count(i, *block.cut);
+            if (n > 0 && !std::binary_search(block.params.begin(), block.params.end(), i))
+              add(inv.params()[i], inv.params()[i].numel / plan.slices.slices_of(k) * n);
+          }
         cs.blocks.push_back(std::move(cost));
       }
-      out.push_back(std::move(cs));
-      break;  // one cycle a stage (the one its causes name)
+      out.push_back(std::move(cs));  // each cycle of the stage (its causes name the first's block)
     }
   }
   return out;

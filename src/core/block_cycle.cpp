@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 
 #include "core/format.hpp"
 #include "core/hash.hpp"
@@ -113,6 +114,14 @@ std::string cycle_order_text(const DynamicSet& d) {
   return "";
 }
 
+Selection DynamicSet::block(size_t b, size_t n_params, const SliceTable& table) const {
+  Bitset params(n_params);
+  for (uint32_t i : blocks[b].params) params.set(i);
+  if (blocks[b].cut) return {std::move(params), *blocks[b].cut};
+  Bitset slices = table.expand(params);
+  return {std::move(params), std::move(slices)};
+}
+
 const DynamicSet* DynamicSet::cycle() const {
   if (op == Op::kCycle) return this;
   for (const auto& k : kids)
@@ -152,16 +161,23 @@ DynamicSet Resolver::resolve_cycle(const Selector& s) {
   DynamicSet d;
   d.op = DynamicSet::Op::kCycle;
   d.order = parse_cycle_order(*order);
-  std::vector<Bitset> blocks;
   std::vector<SourceLoc> locs;  // where an empty block is reported
-  auto add = [&](Bitset b, std::string name, const SourceLoc& at) {
-    blocks.push_back(std::move(b));
+  size_t cut_bytes = 0;
+  auto add = [&](std::vector<uint32_t> params, std::string name, const SourceLoc& at,
+                 std::optional<Bitset> cut = std::nullopt) {
+    if (cut) cut_bytes += cut->words().size() * 8;
+    d.blocks.push_back({std::move(params), std::move(cut)});
     d.block_names.push_back(std::move(name));
     locs.push_back(at);
   };
+  auto indices = [](const Bitset& b) {
+    std::vector<uint32_t> out;
+    b.for_each([&](size_t i) { out.push_back(static_cast<uint32_t>(i)); });
+    return out;
+  };
   const bool with_embeddings = eval_bool(s.embeddings_block, false);
   const bool with_head = eval_bool(s.head_block, false);
-  if (with_embeddings) add(role_set(Role::kEmbeddings), "embeddings", s.loc);
+  if (with_embeddings) add(indices(role_set(Role::kEmbeddings)), "embeddings", s.loc);
 
   if (listed) {
     if (!s.amount.empty())
@@ -173,7 +189,18 @@ DynamicSet Resolver::resolve_cycle(const Selector& s) {
         diags_.error("nested-random", "a block of block_cycle cannot itself vary by period", c.loc);
         return none;
       }
-      add(std::move(k.leaf), c.text, c.loc);
+      // A block that cuts a tensor (rows, experts) keeps its slices.
+      Bitset whole = slices_.expand(k.leaf);
+      std::optional<Bitset> cut;
+      if (whole != k.slices) cut = std::move(k.slices);
+      add(indices(k.leaf), c.text, c.loc, std::move(cut));
+    }
+    if (cut_bytes > (size_t{256} << 20)) {
+      diags_.error("too-many-rows",
+                   "the blocks of '" + s.text + "' cut rows or experts " +
+                       std::to_string(cut_bytes) + " bytes' worth of sets (at most 256 MiB)",
+                   s.loc);
+      return none;
     }
   } else {
     Bitset universe = role_set(Role::kLayer);
@@ -214,8 +241,7 @@ DynamicSet Resolver::resolve_cycle(const Selector& s) {
       if (*v < 1 || *v > static_cast<int64_t>(by_layer.size())) {
         diags_.error("out-of-range",
                      "layers_per_block " + std::to_string(*v) +
-                         " is out of range: the blocks "
-                         "are made of " +
+                         " is out of range: the blocks are made of " +
                          std::to_string(by_layer.size()) + " layers",
                      s.amount.loc());
         return none;
@@ -227,65 +253,73 @@ DynamicSet Resolver::resolve_cycle(const Selector& s) {
       for (const auto& [l, _] : by_layer) layers.push_back(l);
       for (size_t b = 0; b < layers.size(); b += static_cast<size_t>(per)) {
         const size_t e = std::min(layers.size(), b + static_cast<size_t>(per));
-        Bitset bits(n_);
+        std::vector<uint32_t> params;
         for (size_t k = b; k < e; ++k)
-          for (uint32_t i : by_layer[layers[k]]) bits.set(i);
-        add(std::move(bits), layer_run_name(inv_, layers[b], layers[e - 1]), s.loc);
+          params.insert(params.end(), by_layer[layers[k]].begin(), by_layer[layers[k]].end());
+        std::sort(params.begin(), params.end());
+        add(std::move(params), layer_run_name(inv_, layers[b], layers[e - 1]), s.loc);
       }
     } else {
       // Each module of each layer: the parameters that share a name up to their last
-      // component, in the layer's order ("layer 3 self_attn.q_proj").
+      // component, in the layer's order ("layer 3 self_attn.q_proj"). A module without a matrix
+      // (a norm) would make a block of a few thousand parameters that holds a whole period: it
+      // trains with the layer's first block instead.
       for (const auto& [l, params] : by_layer) {
         const std::string& prefix = inv_.layers[static_cast<size_t>(l)].name;
         std::vector<std::string> modules;
-        std::map<std::string, Bitset> bits;
+        std::map<std::string, std::vector<uint32_t>> members;
         for (uint32_t i : params) {
           const std::string& name = inv_.params()[i].name;
           auto dot = name.rfind('.');
           std::string module = dot == std::string::npos ? std::string() : name.substr(0, dot);
-          auto [it, added] = bits.try_emplace(module, n_);
+          auto [it, added] = members.try_emplace(module);
           if (added) modules.push_back(module);
-          it->second.set(i);
+          it->second.push_back(i);
         }
-        // A module without a matrix (a norm) would make a block of a few thousand parameters
-        // that holds a whole period: it trains with the layer's first block instead.
-        auto has_matrix = [&](const Bitset& b) {
-          bool any = false;
-          b.for_each([&](size_t i) {
+        auto has_matrix = [&](const std::vector<uint32_t>& m) {
+          return std::any_of(m.begin(), m.end(), [&](uint32_t i) {
             const Param& p = inv_.params()[i];
-            any = any || !p.shape_known || p.shape.size() >= 2;
+            return !p.shape_known || p.shape.size() >= 2;
           });
-          return any;
         };
-        Bitset loose(n_);
-        const size_t first_block = blocks.size();
+        std::vector<uint32_t> loose;
+        const size_t first_block = d.blocks.size();
         for (const auto& m : modules) {
-          if (!has_matrix(bits.at(m))) {
-            loose |= bits.at(m);
+          auto& ps = members.at(m);
+          if (!has_matrix(ps)) {
+            loose.insert(loose.end(), ps.begin(), ps.end());
             continue;
           }
           std::string local = m.size() > prefix.size() && m.compare(0, prefix.size(), prefix) == 0
                                   ? m.substr(prefix.size() + 1)
                                   : m;
-          add(std::move(bits.at(m)),
+          add(std::move(ps),
               layer_run_name(inv_, l, l) + (local.empty() || local == prefix ? "" : " " + local),
               s.loc);
         }
-        if (blocks.size() == first_block)  // no matrix at all: the layer is one block
+        if (d.blocks.size() == first_block) {  // no matrix at all: the layer is one block
           add(std::move(loose), layer_run_name(inv_, l, l), s.loc);
-        else if (loose.any())
-          blocks[first_block] |= loose;
+        } else if (!loose.empty()) {
+          auto& first = d.blocks[first_block].params;
+          first.insert(first.end(), loose.begin(), loose.end());
+          std::sort(first.begin(), first.end());
+        }
       }
     }
   }
   if (with_head) {
     Bitset rest = role_set(Role::kHead);
     rest |= role_set(Role::kOther);
-    for (const auto& b : blocks) rest.subtract(b);
-    add(std::move(rest), "head and the rest", s.loc);
+    for (const auto& b : d.blocks) {
+      for (uint32_t i : b.params) rest.reset(i);
+      if (b.cut)  // a tensor another block cuts rows or experts of stays with that block
+        for (uint32_t i : slices_.params)
+          if (slices_.count(i, *b.cut) > 0) rest.reset(i);
+    }
+    add(indices(rest), "head and the rest", s.loc);
   }
-  for (size_t k = 0; k < blocks.size(); ++k)
-    if (!blocks[k].any()) {
+  for (size_t k = 0; k < d.blocks.size(); ++k)
+    if (d.blocks[k].params.empty() && !(d.blocks[k].cut && d.blocks[k].cut->any())) {
       diags_.error("empty-block",
                    "block " + std::to_string(k) + " of the cycle ('" + d.block_names[k] +
                        "') selects no parameter of " + inv_.facts().source +
@@ -293,7 +327,7 @@ DynamicSet Resolver::resolve_cycle(const Selector& s) {
                    locs[k]);
       return none;
     }
-  const int64_t n = static_cast<int64_t>(blocks.size());
+  const int64_t n = static_cast<int64_t>(d.blocks.size());
 
   // start: ascending and fixed from block 0, descending from the last; reshuffle draws.
   d.start = d.order == CycleOrder::kDescending ? n - 1 : 0;
@@ -318,10 +352,6 @@ DynamicSet Resolver::resolve_cycle(const Selector& s) {
   auto seed = s.seed.empty() ? std::optional<int64_t>(0) : eval_int(s.seed, "'seed'");
   if (!seed) return none;
   d.seed = static_cast<uint64_t>(*seed);
-  for (auto& b : blocks) {
-    Bitset sl = slices_.expand(b);
-    d.blocks.push_back({std::move(b), std::move(sl)});
-  }
   return d;
 }
 

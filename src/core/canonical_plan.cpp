@@ -54,6 +54,20 @@ json time_json(const CompiledPlan& plan, Trigger::Unit unit, int64_t at) {
   return {{"epoch", spe ? json(at / *spe) : json(nullptr)}, {"step", at}};
 }
 
+// Sorted indices as ranges, the form ranges_text gives a set: "0-2,5".
+std::string indices_text(const std::vector<uint32_t>& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size();) {
+    size_t j = i;
+    while (j + 1 < v.size() && v[j + 1] == v[j] + 1) ++j;
+    if (!out.empty()) out += ",";
+    out += std::to_string(v[i]);
+    if (j > i) out += "-" + std::to_string(v[j]);
+    i = j + 1;
+  }
+  return out;
+}
+
 // A resolved selector that varies by period (random layers), as data: the leaves' parameter and
 // slice ranges, the pool, count and seed of each draw.
 json set_json(const DynamicSet& d) {
@@ -72,11 +86,11 @@ json set_json(const DynamicSet& d) {
       break;
     case DynamicSet::Op::kCycle: {
       json blocks = json::array(), slices = json::array();
-      bool cut = false;  // a block with expert or row slices: their sets too
+      bool cut = false;  // a block that cuts rows or experts: the cut slices, per block
       for (const auto& b : d.blocks) {
-        blocks.push_back(set_text(b.params));
-        slices.push_back(set_text(b.slices));
-        cut = cut || b.slices.any();
+        blocks.push_back(indices_text(b.params));
+        slices.push_back(b.cut ? json(set_text(*b.cut)) : json(nullptr));
+        cut = cut || b.cut.has_value();
       }
       j["blocks"] = std::move(blocks);
       if (cut) j["block_slices"] = std::move(slices);

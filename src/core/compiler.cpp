@@ -449,7 +449,10 @@ class Compiler {
       auto w = watch(*st.at.metric, res, false, 0, ps.label);
       if (!w) return out;
       for (const auto& r : st.rules)
-        if (auto pr = rule(r, res)) ps.rules.push_back(std::move(*pr));
+        if (auto pr = rule(r, res)) {
+          if (!pr->set.is_static()) not_periodic(*pr, r.loc, "its stage has no 'every'");
+          ps.rules.push_back(std::move(*pr));
+        }
       ps.watch = static_cast<int32_t>(watch_defs_.size());
       watch_defs_.push_back(std::move(*w));
       out.push_back(std::move(ps));
@@ -510,7 +513,8 @@ class Compiler {
                                      int64_t at, const std::string& named) {
     DynamicSet sel = res.resolve(st.selector);
     if (!sel.is_static()) {
-      diags_.error("progressive-random", "a progressive stage cannot group random_layers", st.loc);
+      diags_.error("progressive-random",
+                   "a progressive stage cannot group random_layers or a block_cycle", st.loc);
       return {};
     }
     const Inventory& I = *plan.inventory;

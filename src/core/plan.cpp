@@ -107,7 +107,7 @@ Selection DynamicSet::eval(int64_t period, const Inventory& inv, const SliceTabl
     }
     case Op::kCycle:
       if (blocks.empty()) return {Bitset(inv.params().size()), Bitset(table.size())};
-      return blocks[static_cast<size_t>(cycle_block(*this, period))];
+      return block(static_cast<size_t>(cycle_block(*this, period)), inv.params().size(), table);
   }
   return {leaf, slices};
 }

@@ -76,6 +76,14 @@ struct Selection {
 /// The order in which a block cycle visits its blocks (core/block_cycle.hpp).
 enum class CycleOrder { kAscending, kDescending, kReshuffle, kFixed };
 
+/// One block of a block cycle: its whole tensors (inventory indices, ascending) and, for a listed
+/// block that cuts tensors (rows, experts), its slices. Sparse: a cycle of every module of a
+/// 100,000-tensor model holds each index once.
+struct CycleBlock {
+  std::vector<uint32_t> params;
+  std::optional<Bitset> cut;  // SliceTable order; absent: the slices of `params`
+};
+
 /// A selector that varies by period (random_layers, block_cycle); a static one is a single leaf.
 struct DynamicSet {
   enum class Op { kLeaf, kUnion, kIntersect, kMinus, kRandom, kCycle };
@@ -89,7 +97,7 @@ struct DynamicSet {
   Bitset mask;
   // kCycle: one of `blocks` per period, visited in `order` from `start` (a permutation drawn per
   // cycle by (seed, cycle) for reshuffle); `block_names` as a plan shows them ("layer 31").
-  std::vector<Selection> blocks;
+  std::vector<CycleBlock> blocks;
   std::vector<std::string> block_names;
   CycleOrder order = CycleOrder::kAscending;
   int64_t start = 0;
@@ -100,6 +108,8 @@ struct DynamicSet {
   Selection eval(int64_t period, const Inventory& inv, const SliceTable& table) const;
   /// The first block cycle in this set (depth first), or nullptr.
   const DynamicSet* cycle() const;
+  /// kCycle: block `b` as a selection over `n_params` tensors.
+  Selection block(size_t b, size_t n_params, const SliceTable& table) const;
 };
 
 /// Where a decision comes from: the rule's text and location.

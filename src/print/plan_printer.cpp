@@ -150,9 +150,9 @@ std::string block_cycles_text(const PlanSummary& sum) {
     const std::string unit =
         c.stage->unit == Trigger::Unit::kEpoch ? std::string("epoch") : std::string("step");
     const int64_t span = c.stage->period * cycle_length(*c.cycle);
-    o << "block cycle: " << c.stage->label << " (" << c.rule->prov.where() << ") · " << n
-      << (n == 1 ? " block" : " blocks") << ", a cycle is " << with_commas(span) << " " << unit
-      << (span == 1 ? "" : "s") << " · " << cycle_order_text(*c.cycle) << "\n";
+    o << "block cycle: " << c.stage->label << " (" << c.rule->prov.where() << ") · "
+      << with_commas(n) << (n == 1 ? " block" : " blocks") << ", a cycle is " << with_commas(span)
+      << " " << unit << (span == 1 ? "" : "s") << " · " << cycle_order_text(*c.cycle) << "\n";
     for (const auto& g : c.by_size()) {
       std::string names;
       constexpr size_t kNames = 3;
