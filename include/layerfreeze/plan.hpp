@@ -246,6 +246,11 @@ class Plan {
   /// horizon()); `distributed` adds the data-parallel lint (`plan --distributed`).
   PlanReport report(OptimizerKind optimizer = OptimizerKind::AdamW,
                     std::optional<Time> horizon = std::nullopt, bool distributed = false) const;
+  /// The same, with the size of a cache of the frozen prefix's output for `cache_samples`
+  /// sequences of `seq_len` tokens in every view (`plan --cache-samples N --seq-len S`,
+  /// docs/CACHE.md).
+  PlanReport report(OptimizerKind optimizer, std::optional<Time> horizon, bool distributed,
+                    int64_t cache_samples, int64_t seq_len) const;
 
   /// The bound strategy parameters, "freeze_ratio=0.5, freeze_embed=true" ("" when none).
   std::string parameters_text() const;

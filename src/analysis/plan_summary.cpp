@@ -428,6 +428,7 @@ PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const T
     }
     s.nothing_trains = s.trainable_tensors == 0;
     step_compute(inv, ps.shapes_known, point.frozen, s);
+    s.cache = cache_boundary(plan, {point.frozen, point.frozen_slices});
     s.runs = layer_runs(inv, {point.frozen, point.frozen_slices}, plan.slices, false);
     s.groups = group_lines(inv, {point.frozen, point.frozen_slices}, plan.slices);
     // Which rules decided the state here: at the start every rule with an effect; later, the
@@ -466,6 +467,18 @@ PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const T
     ps.stages.push_back(std::move(s));
   }
   ps.cycles = cycle_summaries(plan, states);
+  // Until when each boundary holds: the first later change point whose boundary is shallower.
+  for (size_t k = 0; k < ps.stages.size(); ++k) {
+    CacheBoundary& c = ps.stages[k].cache;
+    if (!c.cacheable()) continue;
+    for (size_t j = k + 1; j < ps.stages.size(); ++j) {
+      const CacheBoundary& later = ps.stages[j].cache;
+      if (later.layers >= c.layers) continue;
+      c.holds_until = ps.stages[j].point.at;
+      c.holds_until_why = later.stops;
+      break;
+    }
+  }
   return ps;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis/cache_boundary.hpp"
 #include "core/plan.hpp"
 #include "layerfreeze/optimizer_kind.hpp"
 
@@ -76,6 +77,16 @@ struct StageSummary {
                : 0.0;
   }
   bool nothing_trains = false;
+  /// The frozen prefix a cache of its output could stand in for (docs/CACHE.md).
+  CacheBoundary cache;
+  /// step_cost() with the prefix's forward read from a cache; 0 when nothing is cacheable.
+  double cached_step_cost() const {
+    return forward_numel && cache.cacheable()
+               ? static_cast<double>(forward_numel - cache.prefix_numel + backward_through_numel +
+                                     weight_grad_numel) /
+                     (3.0 * static_cast<double>(forward_numel))
+               : 0.0;
+  }
   std::vector<LayerRun> runs;
   std::vector<GroupLine> groups;
   std::vector<RuleTally> decided_by;  // rules that froze (or kept trainable) parameters here
@@ -112,6 +123,8 @@ struct PlanSummary {
   bool shapes_known = true;  // the inventory's, computed once (a pass over every parameter)
   std::vector<StageSummary> stages;
   std::vector<CycleSummary> cycles;  // the plan's block cycles, in stage order
+  /// A dataset for the cache figures (`plan --cache-samples N --seq-len S`); 0: none given.
+  int64_t cache_samples = 0, seq_len = 0;
   /// The data-parallel lint (`plan --distributed`), printed as its own JSON key when set.
   std::optional<std::vector<Diagnostic>> distributed;
 

@@ -201,8 +201,15 @@ std::optional<std::string> Plan::provenance(const std::string& name, const Time&
 
 PlanReport Plan::report(OptimizerKind optimizer, std::optional<Time> horizon,
                         bool distributed) const {
+  return report(optimizer, horizon, distributed, 0, 0);
+}
+
+PlanReport Plan::report(OptimizerKind optimizer, std::optional<Time> horizon, bool distributed,
+                        int64_t cache_samples, int64_t seq_len) const {
   const Time h = horizon ? *horizon : impl_->horizon();
   auto sum = std::make_shared<PlanSummary>(summarize(*impl_, optimizer, h));
+  sum->cache_samples = std::max<int64_t>(0, cache_samples);
+  sum->seq_len = std::max<int64_t>(0, seq_len);
   if (distributed) {
     std::vector<Diagnostic> lint;
     distributed_lint(*impl_, h, lint);

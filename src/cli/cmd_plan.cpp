@@ -16,6 +16,7 @@ std::function<int()> setup_plan(CLI::App& cmd) {
     std::string format = "text";
     bool distributed = false;
     std::string svg, lock;
+    int64_t cache_samples = 0, seq_len = 0;
   };
   auto a = std::make_shared<Args>();
   a->add_to(cmd);
@@ -24,6 +25,12 @@ std::function<int()> setup_plan(CLI::App& cmd) {
   cmd.add_option("--svg", a->svg, "also write the plan as an SVG picture to FILE");
   cmd.add_option("--lock", a->lock,
                  "also write a lock to FILE: what the plan resolves to, for `layerfreeze check`");
+  cmd.add_option("--cache-samples", a->cache_samples,
+                 "samples in the dataset: the size of a cache of the frozen prefix's output "
+                 "(with --seq-len; docs/CACHE.md)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  cmd.add_option("--seq-len", a->seq_len, "tokens a sample, for --cache-samples")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
   cmd.add_flag(
       "--distributed", a->distributed,
       "also check the plan for data-parallel training (FSDP units, DDP, activation checkpointing)");
@@ -34,8 +41,13 @@ std::function<int()> setup_plan(CLI::App& cmd) {
     s.flush(std::cerr, !plan || a->format != "text");
     if (!plan) return kExitInvalid;
     // One report, every view: the lint is printed among the warnings and under its JSON key.
-    PlanReport sum =
-        plan->report(*parse_optimizer(a->optimizer), horizon_for(*plan, *a), a->distributed);
+    if ((a->cache_samples > 0) != (a->seq_len > 0)) {
+      std::cerr << "error: --cache-samples and --seq-len go together (the cache holds samples × "
+                   "tokens × width values)\n";
+      return kExitUsage;
+    }
+    PlanReport sum = plan->report(*parse_optimizer(a->optimizer), horizon_for(*plan, *a),
+                                  a->distributed, a->cache_samples, a->seq_len);
     if (a->format != "text")
       for (const auto& w : sum.distributed_warnings()) std::cerr << format_diagnostic(w);
     // Every file is complete before any is written, and each is written atomically: a failure

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <sstream>
 
@@ -141,6 +142,40 @@ std::string params_text(const CompiledPlan& plan) {
 
 namespace {
 
+// A change point's frozen prefix as a cache could hold it (docs/CACHE.md): "the output of layer
+// 15 (embeddings and layers 0–15 frozen; layer 16 trains) — saves the forward through 3.2B
+// parameters: ≈0.43× a full step instead of ≈0.58×; holds until epoch 3 (layer 12 trains);
+// 10,000 × 2,048 tokens × 4,096 × 2 B = 167.8 GB". "" when nothing is cacheable.
+std::string cache_text(const PlanSummary& sum, const StageSummary& st) {
+  const CacheBoundary& c = st.cache;
+  if (!c.cacheable() || st.nothing_trains) return "";
+  const Inventory& inv = *sum.plan->inventory;
+  std::string o =
+      c.layers == 0
+          ? "the embeddings' output (" + c.stops + ")"
+          : "the output of layer " + std::to_string(c.layers - 1) + " (" +
+                (c.layers == 1 ? std::string("embeddings and layer 0")
+                               : "embeddings and layers 0–" + std::to_string(c.layers - 1)) +
+                " frozen; " + c.stops + ")";
+  if (sum.shapes_known && st.forward_numel > 0 && c.prefix_numel > 0)
+    o += " — saves the forward through " + short_count(c.prefix_numel) + " parameters: ≈" +
+         fmt::format("{:.2f}", st.cached_step_cost()) + "× a full step instead of ≈" +
+         fmt::format("{:.2f}", st.step_cost()) + "×";
+  o += c.holds_until ? "; holds until " + time_text(*c.holds_until, sum.plan->uses_steps) + " (" +
+                           c.holds_until_why + ")"
+                     : "; holds to the horizon";
+  if (sum.cache_samples > 0 && sum.seq_len > 0) {
+    if (c.width > 0 && c.value_bytes > 0)
+      o += "; " + with_commas(sum.cache_samples) + " × " + with_commas(sum.seq_len) + " tokens × " +
+           with_commas(c.width) + " × " + std::to_string(c.value_bytes) +
+           " B = " + bytes_text(cache_bytes(c, sum.cache_samples, sum.seq_len));
+    else
+      o += "; size unknown (" + inv.facts().source + " has no token embedding to give the width)";
+  }
+  for (const auto& e : c.train_mode_effects) o += "; not a pure function in train mode: " + e;
+  return o;
+}
+
 // Each block cycle: its blocks, the length of a cycle, the order, and what a block keeps while
 // it trains, blocks of one size on one line (docs/RULES.md, "Block cycles").
 std::string block_cycles_text(const PlanSummary& sum) {
@@ -174,6 +209,18 @@ std::string block_cycles_text(const PlanSummary& sum) {
 
 }  // namespace
 
+// The cacheable prefix in a table cell: "layers 0–15 (0.50× a step)", "embeddings", "—".
+std::string cache_short(const PlanSummary& sum, const StageSummary& st) {
+  if (cache_text(sum, st).empty()) return "—";
+  const CacheBoundary& c = st.cache;
+  std::string o = c.layers == 0   ? "embeddings"
+                  : c.layers == 1 ? "layer 0"
+                                  : "layers 0–" + std::to_string(c.layers - 1);
+  if (st.forward_numel > 0 && c.prefix_numel > 0)
+    o += fmt::format(" ({:.2f}× a step)", st.cached_step_cost());
+  return o;
+}
+
 std::string plan_text(const PlanSummary& sum) {
   const CompiledPlan& plan = *sum.plan;
   const Inventory& inv = *plan.inventory;
@@ -200,6 +247,11 @@ std::string plan_text(const PlanSummary& sum) {
         << " more (plan --format json lists every one with its window)\n";
   }
   o << block_cycles_text(sum);
+  if (std::any_of(sum.stages.begin(), sum.stages.end(),
+                  [&](const StageSummary& st) { return !cache_text(sum, st).empty(); }))
+    o << "cache: each stage's frozen prefix, whose output a cache could stand in for, assuming it "
+         "computes the same output for a sample every epoch (no dropout active in it: a "
+         "parameter inventory cannot see dropout; docs/CACHE.md)\n";
   for (const auto& st : sum.stages) {
     o << "\n" << time_text(st.point.at, plan.uses_steps);
     if (&st == &sum.stages.front()) o << " (start)";
@@ -247,6 +299,7 @@ std::string plan_text(const PlanSummary& sum) {
         << ", weight gradients for " << short_count(st.weight_grad_numel)
         << "; 6N per token, by parameter count)\n";
     }
+    if (const std::string c = cache_text(sum, st); !c.empty()) o << "  cache: " << c << "\n";
     if (!st.decided_by.empty()) {
       o << "  decided by:\n";
       size_t w = 0;
@@ -324,6 +377,38 @@ class PlanJson {
       j.end_object();
     }
     j.end_array();
+  }
+
+  // The frozen prefix a cache could hold (docs/CACHE.md); null when nothing is cacheable.
+  void cache(const StageSummary& st) {
+    const CacheBoundary& c = st.cache;
+    j.key("cache");
+    if (!c.cacheable() || st.nothing_trains) {
+      j.null();
+      return;
+    }
+    j.begin_object().field("layers", static_cast<int64_t>(c.layers)).field("stops", c.stops);
+    opt_int("prefix_params", shapes ? std::optional<int64_t>(c.prefix_numel) : std::nullopt);
+    j.key("cached_step_cost");
+    st.forward_numel > 0 ? j.value(st.cached_step_cost()) : j.null();
+    j.key("holds_until");
+    if (c.holds_until) {
+      j.begin_object();
+      opt_int("epoch", c.holds_until->epoch >= 0 ? std::optional<int64_t>(c.holds_until->epoch)
+                                                 : std::nullopt);
+      opt_int("step", c.holds_until->step >= 0 ? std::optional<int64_t>(c.holds_until->step)
+                                               : std::nullopt);
+      j.field("why", c.holds_until_why).end_object();
+    } else {
+      j.null();
+    }
+    opt_int("width", c.width ? std::optional<int64_t>(c.width) : std::nullopt);
+    opt_int("value_bytes", c.value_bytes ? std::optional<int64_t>(c.value_bytes) : std::nullopt);
+    const bool sized = sum.cache_samples > 0 && sum.seq_len > 0 && c.width && c.value_bytes;
+    opt_int("bytes", sized ? std::optional<int64_t>(cache_bytes(c, sum.cache_samples, sum.seq_len))
+                           : std::nullopt);
+    j.key("train_mode_effects").strings(c.train_mode_effects);
+    j.end_object();
   }
 
   // Present only when the plan has block cycles (docs/CLI.md): each block with its cost.
@@ -429,6 +514,12 @@ class PlanJson {
     opt_int("steps_per_epoch", opt.steps_per_epoch);
     j.end_object();
     j.field("optimizer", optimizer_name(sum.optimizer));
+    if (sum.cache_samples > 0 && sum.seq_len > 0)
+      j.key("cache_dataset")
+          .begin_object()
+          .field("samples", sum.cache_samples)
+          .field("seq_len", sum.seq_len)
+          .end_object();
   }
 
   void params() {
@@ -530,6 +621,7 @@ class PlanJson {
     j.field("backward", backward_text(inv, st));
     j.key("step_cost");
     st.forward_numel > 0 ? j.value(st.step_cost()) : j.null();
+    cache(st);
     j.key("decided_by").begin_array();
     for (const auto& d : st.decided_by)
       j.begin_object()
@@ -600,8 +692,8 @@ std::string plan_markdown(const PlanSummary& sum, const std::string& svg_path) {
   for (size_t g = 0; g < extra && !sum.stages.empty(); ++g)
     o << lowercase_first(sum.stages[0].groups[g].label) << " | ";
   o << "layers | embeddings | head | trainable | frozen | grads + optimizer | backward from | "
-       "change |\n";
-  o << "|---|" << repeat("---|", extra) << "---|---|---|---:|---:|---:|---|---|\n";
+       "cacheable prefix | change |\n";
+  o << "|---|" << repeat("---|", extra) << "---|---|---|---:|---:|---:|---|---|---|\n";
   for (const auto& st : sum.stages) {
     std::string layers;
     for (const auto& r : st.runs) {
@@ -630,7 +722,7 @@ std::string plan_markdown(const PlanSummary& sum, const std::string& svg_path) {
         << short_count(st.frozen_numel) << " | " << bytes_text(st.grad_bytes + st.optimizer_bytes);
     else
       o << st.trainable_tensors << " tensors | " << st.frozen_tensors << " tensors | —";
-    o << " | " << backward << " | " << change << " |\n";
+    o << " | " << backward << " | " << cache_short(sum, st) << " | " << change << " |\n";
   }
   if (!plan.watches.empty()) {
     o << "\n**Metric stages** (each fires at the epoch boundary after its metric stops "

@@ -334,8 +334,8 @@ std::string plan_svg(const PlanSummary& s, const ScheduleGrid& g) {
   body << grid.body;
   y += grid.height + 6;
   // Per column: trainable share, gradient + optimizer memory, where backward stops.
-  const char* rows[] = {"trainable", "grads+optim", "backward to"};
-  for (int k = 0; k < 3; ++k) {
+  const char* rows[] = {"trainable", "grads+optim", "backward to", "cached step"};
+  for (int k = 0; k < 4; ++k) {
     y += kRowH;
     body << fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"{}\">{}</text>\n", kMargin, y - 5,
                         kSmall, rows[k]);
@@ -346,7 +346,11 @@ std::string plan_svg(const PlanSummary& s, const ScheduleGrid& g) {
           k == 0   ? (s.shapes_known ? percent(st.trainable_numel, total)
                                      : std::to_string(st.trainable_tensors) + " t")
           : k == 1 ? (s.shapes_known ? bytes_text(st.grad_bytes + st.optimizer_bytes) : "\u2014")
-                   : backward_short(inv, st);
+          : k == 2 ? backward_short(inv, st)
+          // The step with the frozen prefix's output read from a cache (docs/CACHE.md).
+          : st.cache.cacheable() && st.cached_step_cost() > 0 && !st.nothing_trains
+              ? fmt::format("{:.2f}\u00d7", st.cached_step_cost())
+              : "\u2014";
       body << fmt::format(
           "<text x=\"{}\" y=\"{}\" font-size=\"{}\" text-anchor=\"middle\">{}</text>\n",
           kMargin + grid.label_w + static_cast<int>(c) * kColW + kColW / 2, y - 5, kSmall,

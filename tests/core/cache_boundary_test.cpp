@@ -1,0 +1,111 @@
+// The frozen prefix a cache could hold (docs/CACHE.md): where the boundary is at each change
+// point, until when it holds, what forward compute it saves, the cache's size for a dataset, and
+// what makes a prefix unfit in train mode. Built-in llama2-7b (32 layers, float16, width 4,096),
+// gpt2 (tied head), resnet50 (BatchNorm, no token embedding).
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "analysis/plan_summary.hpp"
+#include "print/plan_printer.hpp"
+#include "test_util.hpp"
+
+namespace layerfreeze {
+namespace cache_boundary_test {
+
+PlanSummary summary_of(const test::Compiled& c) {
+  return summarize(*c.plan, OptimizerKind::AdamW, c.plan->default_horizon());
+}
+
+TEST(CacheBoundary, LpLoraCachesTheFrozenHalfAndSaysItsSize) {
+  auto c = test::compile_preset("lp_lora", "builtin:llama2-7b");
+  ASSERT_TRUE(c.plan) << c.errors();
+  PlanSummary s = summary_of(c);
+  ASSERT_EQ(s.stages.size(), 1u);
+  const CacheBoundary& b = s.stages[0].cache;
+  EXPECT_EQ(b.layers, 16);
+  EXPECT_EQ(b.stops, "layer 16 trains");
+  EXPECT_EQ(b.prefix_numel, 16 * 202383360LL) << "16 layers' matrices; the lookup is not counted";
+  EXPECT_EQ(b.width, 4096);
+  EXPECT_EQ(b.value_bytes, 2);
+  EXPECT_FALSE(b.holds_until);
+  EXPECT_EQ(cache_bytes(b, 10000, 2048), 10000LL * 2048 * 4096 * 2);
+  // The prefix's forward leaves the step: (F - P + B + W) / 3F against (F + B + W) / 3F.
+  const StageSummary& st = s.stages[0];
+  EXPECT_NEAR(st.step_cost() - st.cached_step_cost(),
+              static_cast<double>(b.prefix_numel) / (3.0 * static_cast<double>(st.forward_numel)),
+              1e-12);
+  s.cache_samples = 10000;
+  s.seq_len = 2048;
+  const std::string text = plan_text(s);
+  EXPECT_NE(text.find("cache: the output of layer 15 (embeddings and layers 0–15 frozen; layer 16 "
+                      "trains) — saves the forward through 3.2B parameters: ≈0.50× a full step "
+                      "instead of ≈0.66×; holds to the horizon; 10,000 × 2,048 tokens × 4,096 × "
+                      "2 B = 167.8 GB"),
+            std::string::npos)
+      << text;
+  const std::string json = plan_json(s);
+  EXPECT_NE(json.find("\"bytes\": 167772160000"), std::string::npos);
+  EXPECT_NE(json.find("\"cache_dataset\""), std::string::npos);
+}
+
+TEST(CacheBoundary, GradualUnfreezingMovesTheBoundaryDownStageByStage) {
+  auto c = test::compile_preset("gradual_unfreeze", "builtin:llama2-7b", {"total_epochs=5"});
+  ASSERT_TRUE(c.plan) << c.errors();
+  PlanSummary s = summary_of(c);
+  std::vector<int32_t> layers;
+  for (const auto& st : s.stages) layers.push_back(st.cache.layers);
+  EXPECT_EQ(layers, (std::vector<int32_t>{32, 24, 16, 8, 0}));
+  for (size_t k = 0; k + 1 < s.stages.size(); ++k) {
+    ASSERT_TRUE(s.stages[k].cache.holds_until) << k;
+    EXPECT_EQ(s.stages[k].cache.holds_until->epoch, static_cast<int64_t>(k + 1));
+  }
+  EXPECT_EQ(s.stages[1].cache.holds_until_why, "layer 16 trains");
+  EXPECT_FALSE(s.stages.back().cache.holds_until);
+}
+
+TEST(CacheBoundary, NothingIsCacheableWhenTheInputSideTrains) {
+  // The embeddings train (freeze_first_n leaves them trainable): the first layer's input changes.
+  auto c = test::compile_preset("freeze_first_n", "builtin:llama2-7b", {"n=4"});
+  ASSERT_TRUE(c.plan) << c.errors();
+  PlanSummary s = summary_of(c);
+  EXPECT_FALSE(s.stages[0].cache.cacheable());
+  EXPECT_EQ(s.stages[0].cache.stops, "the embeddings train");
+  EXPECT_EQ(plan_text(s).find("  cache: "), std::string::npos);
+  EXPECT_NE(plan_json(s).find("\"cache\": null"), std::string::npos);
+  // Rows of the embedding train ({tokens}): the embedding is not frozen whole.
+  auto r = test::compile_text("rules:\n  - freeze: all\n  - unfreeze: {tokens: \"-4:\"}\n",
+                              test::builtin("llama2-7b"));
+  ASSERT_TRUE(r.plan) << r.errors();
+  EXPECT_FALSE(summary_of(r).stages[0].cache.cacheable());
+  // A tied head that trains is the embedding: nothing before layer 0 is frozen.
+  auto g =
+      test::compile_text("rules:\n  - freeze: all\n  - unfreeze: head\n", test::builtin("gpt2"));
+  ASSERT_TRUE(g.plan) << g.errors();
+  EXPECT_EQ(summary_of(g).stages[0].cache.stops, "the embeddings train");
+}
+
+TEST(CacheBoundary, BatchNormInThePrefixIsSaidUnlessItsPolicyKeepsItInEval) {
+  const std::string rules =
+      "rules:\n  - freeze: all\n  - unfreeze: {layers: \"-1:\"}\n  - "
+      "unfreeze: head\n";
+  auto c = test::compile_text(rules, test::builtin("resnet50"));
+  ASSERT_TRUE(c.plan) << c.errors();
+  PlanSummary s = summary_of(c);
+  const CacheBoundary& b = s.stages[0].cache;
+  EXPECT_TRUE(b.cacheable());
+  ASSERT_EQ(b.train_mode_effects.size(), 1u);
+  EXPECT_NE(b.train_mode_effects[0].find("BatchNorm modules"), std::string::npos);
+  EXPECT_EQ(b.width, 0) << "no token embedding: the width is unknown";
+  s.cache_samples = 10;
+  s.seq_len = 1;
+  EXPECT_NE(plan_text(s).find("size unknown"), std::string::npos);
+  auto e = test::compile_text("options: {batchnorm: eval_when_frozen}\n" + rules,
+                              test::builtin("resnet50"));
+  ASSERT_TRUE(e.plan) << e.errors();
+  EXPECT_TRUE(summary_of(e).stages[0].cache.train_mode_effects.empty());
+}
+
+}  // namespace cache_boundary_test
+}  // namespace layerfreeze
