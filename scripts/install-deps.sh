@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config ccache
           libyaml-cpp-dev libre2-dev libfmt-dev libgtest-dev nlohmann-json3-dev libsimdjson-dev
           libcli11-dev libbenchmark-dev
-          chromium fonts-dejavu-core git)  # chromium: the browser tests of the SVG and HTML reports (tests/browser); git: diff REV:PATH
+          chromium fonts-dejavu-core git python3-yaml python3-jsonschema)  # chromium: the browser tests of the SVG and HTML reports (tests/browser); git: diff REV:PATH; python3-jsonschema: rules/schema.json against the parser
 if [[ "${1:-}" == "--with-torch" ]]; then
   # python3-torch: the TorchScript fixtures of the tests are exported by Debian's /usr/bin/python3.
   # python3-venv: scripts/python-env.sh (LibTorch 2.13 from the PyTorch wheel, the Python peers).
