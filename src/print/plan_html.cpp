@@ -276,7 +276,8 @@ std::string plan_html(const PlanSummary& s) {
   o << "<div id=\"picture\">\n" << plan_svg(s, g) << "</div>\n";
   o << "<h2>Stages</h2>\n<table "
        "id=\"stages\"><thead><tr><th>at</th><th>cause</th><th>trainable</th>"
-       "<th>grads + optimizer</th><th>backward to</th></tr></thead><tbody>\n";
+       "<th>grads + optimizer</th><th>backward to</th><th>cacheable prefix</th></tr></thead>"
+       "<tbody>\n";
   for (const auto& st : s.stages) {
     const int64_t total = st.trainable_numel + st.frozen_numel;
     std::string causes;
@@ -287,7 +288,8 @@ std::string plan_html(const PlanSummary& s) {
               ? with_commas(st.trainable_numel) + " (" + percent(st.trainable_numel, total) + ")"
               : std::to_string(st.trainable_tensors) + " tensors")
       << "</td><td>" << (s.shapes_known ? bytes_text(st.grad_bytes + st.optimizer_bytes) : "\u2014")
-      << "</td><td>" << xml_escape(backward_short(inv, st)) << "</td></tr>\n";
+      << "</td><td>" << xml_escape(backward_short(inv, st)) << "</td><td>"
+      << xml_escape(cache_short(s, st)) << "</td></tr>\n";
   }
   o << "</tbody></table>\n";
   o << "<h2>Warnings</h2>\n<ul id=\"warnings\">";
