@@ -3,6 +3,7 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "core/regex.hpp"
 
@@ -324,7 +325,7 @@ void SelectorParser::random_layers_selector(const YAML::Node& v, Selector& sel) 
 void SelectorParser::block_cycle_selector(const YAML::Node& v, Selector& sel) {
   sel.kind = Selector::Kind::kBlockCycle;
   sel.text = "block_cycle(" + flat(v) + ")";
-  const YAML::Node* from = nullptr;
+  std::optional<YAML::Node> from;  // a handle: the entries do not outlive the loop
   bool listed = false;
   for (const auto& e : r_.entries(v, "'block_cycle'",
                                   {"blocks", "layers_per_block", "order", "seed", "start", "from",
@@ -349,7 +350,7 @@ void SelectorParser::block_cycle_selector(const YAML::Node& v, Selector& sel) {
     } else if (e.key == "start") {
       sel.start = typed(e.value, "'start'", {Value::Kind::kInt, Value::Kind::kNull});
     } else if (e.key == "from") {
-      from = &e.value;
+      from = e.value;
     } else {
       (e.key == "embeddings" ? sel.embeddings_block : sel.head_block) =
           typed(e.value, "'" + e.key + "'", {Value::Kind::kBool});
