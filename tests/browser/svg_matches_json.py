@@ -84,7 +84,12 @@ def check(binary, case, rules, model, extra):
     cells = [el for el in root.iter(SVG + "rect") if el.get("class") == "lf-cell"]
     stages = plan["stages"]
     columns = sorted({int(c.get("data-col")) for c in cells})
-    if columns != list(range(min(len(stages), 24))):
+    # 24 columns, or a block cycle's whole cycle and the first period of the next (up to 65).
+    cap = 24
+    for cyc in plan.get("block_cycles", []):
+        length = 1 if cyc["order"] == "fixed" else len(cyc["blocks"])
+        cap = max(cap, min(length, 64) + 1)
+    if columns != list(range(min(len(stages), cap))):
         fail(case, f"columns {columns} for {len(stages)} stages")
     rows = sorted({int(c.get("data-row")) for c in cells})
     if len(cells) != len(rows) * len(columns):
@@ -157,6 +162,10 @@ def main():
         ("esft on granite (masked experts)", "preset:esft", str(data / "real-checkpoints" / "granite-3.1-1b-a400m"),
          ["--set", f"expert_config={esft}"]),
         ("lp_lora on qwen2.5-vl (towers)", "preset:lp_lora", str(data / "configs" / "qwen2.5-vl-7b.json"), []),
+        ("badam on llama2-7b (a block cycle of 32)", "preset:badam", "builtin:llama2-7b",
+         ["--set", "switch_every=10"]),
+        ("badam reshuffle in groups of 4 with a head block", "preset:badam", "builtin:llama2-7b",
+         ["--set", "order=reshuffle", "--set", "layers_per_block=4", "--set", "head=block"]),
     ]
     total = 0
     for case, rules, model, extra in cases:
