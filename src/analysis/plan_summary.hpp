@@ -79,6 +79,8 @@ struct StageSummary {
   bool nothing_trains = false;
   /// The frozen prefix a cache of its output could stand in for (docs/CACHE.md).
   CacheBoundary cache;
+  /// Whether a cache of the frozen prefix is worth showing: something is cacheable and trains.
+  bool cache_shown() const { return cache.cacheable() && !nothing_trains; }
   /// step_cost() with the prefix's forward read from a cache; 0 when nothing is cacheable.
   double cached_step_cost() const {
     return forward_numel && cache.cacheable()

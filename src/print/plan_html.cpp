@@ -289,7 +289,7 @@ std::string plan_html(const PlanSummary& s) {
               : std::to_string(st.trainable_tensors) + " tensors")
       << "</td><td>" << (s.shapes_known ? bytes_text(st.grad_bytes + st.optimizer_bytes) : "\u2014")
       << "</td><td>" << xml_escape(backward_short(inv, st)) << "</td><td>"
-      << xml_escape(cache_short(s, st)) << "</td></tr>\n";
+      << xml_escape(cache_short(st)) << "</td></tr>\n";
   }
   o << "</tbody></table>\n";
   o << "<h2>Warnings</h2>\n<ul id=\"warnings\">";

@@ -148,7 +148,7 @@ namespace {
 // 10,000 × 2,048 tokens × 4,096 × 2 B = 167.8 GB". "" when nothing is cacheable.
 std::string cache_text(const PlanSummary& sum, const StageSummary& st) {
   const CacheBoundary& c = st.cache;
-  if (!c.cacheable() || st.nothing_trains) return "";
+  if (!st.cache_shown()) return "";
   const Inventory& inv = *sum.plan->inventory;
   std::string o =
       c.layers == 0
@@ -210,8 +210,8 @@ std::string block_cycles_text(const PlanSummary& sum) {
 }  // namespace
 
 // The cacheable prefix in a table cell: "layers 0–15 (0.50× a step)", "embeddings", "—".
-std::string cache_short(const PlanSummary& sum, const StageSummary& st) {
-  if (cache_text(sum, st).empty()) return "—";
+std::string cache_short(const StageSummary& st) {
+  if (!st.cache_shown()) return "—";
   const CacheBoundary& c = st.cache;
   std::string o = c.layers == 0   ? "embeddings"
                   : c.layers == 1 ? "layer 0"
@@ -248,7 +248,7 @@ std::string plan_text(const PlanSummary& sum) {
   }
   o << block_cycles_text(sum);
   if (std::any_of(sum.stages.begin(), sum.stages.end(),
-                  [&](const StageSummary& st) { return !cache_text(sum, st).empty(); }))
+                  [](const StageSummary& st) { return st.cache_shown(); }))
     o << "cache: each stage's frozen prefix, whose output a cache could stand in for, assuming it "
          "computes the same output for a sample every epoch (no dropout active in it: a "
          "parameter inventory cannot see dropout; docs/CACHE.md)\n";
@@ -383,7 +383,7 @@ class PlanJson {
   void cache(const StageSummary& st) {
     const CacheBoundary& c = st.cache;
     j.key("cache");
-    if (!c.cacheable() || st.nothing_trains) {
+    if (!st.cache_shown()) {
       j.null();
       return;
     }
@@ -722,7 +722,7 @@ std::string plan_markdown(const PlanSummary& sum, const std::string& svg_path) {
         << short_count(st.frozen_numel) << " | " << bytes_text(st.grad_bytes + st.optimizer_bytes);
     else
       o << st.trainable_tensors << " tensors | " << st.frozen_tensors << " tensors | —";
-    o << " | " << backward << " | " << cache_short(sum, st) << " | " << change << " |\n";
+    o << " | " << backward << " | " << cache_short(st) << " | " << change << " |\n";
   }
   if (!plan.watches.empty()) {
     o << "\n**Metric stages** (each fires at the epoch boundary after its metric stops "

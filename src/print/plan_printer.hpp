@@ -9,7 +9,7 @@
 namespace layerfreeze {
 
 /// A change point's cacheable prefix, short: "layers 0–15 (0.50× a step)", "—" (docs/CACHE.md).
-std::string cache_short(const PlanSummary& sum, const StageSummary& st);
+std::string cache_short(const StageSummary& st);
 std::string plan_text(const PlanSummary& s);
 std::string plan_json(const PlanSummary& s);  // "layerfreeze.plan/1", pretty-printed
 /// `svg_path`: the picture written beside it (--svg), linked at the top.

@@ -348,7 +348,7 @@ std::string plan_svg(const PlanSummary& s, const ScheduleGrid& g) {
           : k == 1 ? (s.shapes_known ? bytes_text(st.grad_bytes + st.optimizer_bytes) : "\u2014")
           : k == 2 ? backward_short(inv, st)
           // The step with the frozen prefix's output read from a cache (docs/CACHE.md).
-          : st.cache.cacheable() && st.cached_step_cost() > 0 && !st.nothing_trains
+          : st.cache_shown() && st.cached_step_cost() > 0
               ? fmt::format("{:.2f}\u00d7", st.cached_step_cost())
               : "\u2014";
       body << fmt::format(
