@@ -6,6 +6,7 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/dropout.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
@@ -19,6 +20,10 @@ namespace char_gpt {
 
 struct Config {
   int64_t vocab = 128, ctx = 64, d = 128, layers = 4, heads = 4;
+  /// Dropout modules, as GPT-2 has them: after each block's attention and MLP (`resid_dropout`)
+  /// and after the embeddings (`embd_dropout`, GPT-2's `transformer.drop`). 0: none registered.
+  double resid_dropout = 0, embd_dropout = 0;
+  bool tie_head = true;  // false: lm_head has its own weight (as Llama's)
 };
 
 /// The benchmarks' model: 12 layers × 512, vocab 8192, sequence 128 (42.1M parameters).
@@ -68,14 +73,17 @@ struct BlockImpl : torch::nn::Module {
     attn = register_module("attn", Attn(c));
     ln_2 = register_module("ln_2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d})));
     mlp = register_module("mlp", Mlp(c));
+    if (c.resid_dropout > 0) drop = register_module("drop", torch::nn::Dropout(c.resid_dropout));
   }
   torch::Tensor forward(torch::Tensor x) {
-    x = x + attn->forward(ln_1->forward(x));
-    return x + mlp->forward(ln_2->forward(x));
+    auto d = [this](torch::Tensor y) { return drop ? drop->forward(y) : y; };
+    x = x + d(attn->forward(ln_1->forward(x)));
+    return x + d(mlp->forward(ln_2->forward(x)));
   }
   torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
   Attn attn{nullptr};
   Mlp mlp{nullptr};
+  torch::nn::Dropout drop{nullptr};
 };
 TORCH_MODULE(Block);
 
@@ -86,7 +94,9 @@ struct TransformerImpl : torch::nn::Module {
     h = register_module("h", torch::nn::ModuleList());
     for (int64_t i = 0; i < c.layers; ++i) h->push_back(Block(c));
     ln_f = register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d})));
+    if (c.embd_dropout > 0) drop = register_module("drop", torch::nn::Dropout(c.embd_dropout));
   }
+  torch::nn::Dropout drop{nullptr};
   torch::nn::Embedding wte{nullptr}, wpe{nullptr};
   torch::nn::ModuleList h{nullptr};
   torch::nn::LayerNorm ln_f{nullptr};
@@ -102,11 +112,23 @@ TORCH_MODULE(LMHead);
 struct GPTImpl : torch::nn::Module {
   explicit GPTImpl(const Config& c) : cfg(c) {
     transformer = register_module("transformer", Transformer(c));
-    lm_head = register_module("lm_head", LMHead(transformer->wte->weight));
+    lm_head = register_module("lm_head", LMHead(c.tie_head ? transformer->wte->weight
+                                                           : torch::randn({c.vocab, c.d}) * 0.02));
   }
   torch::Tensor forward(const torch::Tensor& idx) {
+    return forward_from(forward_prefix(idx, 0), 0);
+  }
+  // The forward in two parts, as layerfreeze::PrefixCache asks (docs/CACHE.md): the embeddings
+  // and blocks [0, k), then blocks k.. with the final norm and the head.
+  torch::Tensor forward_prefix(const torch::Tensor& idx, int64_t k) {
     auto x = transformer->wte->forward(idx) + transformer->wpe->forward(torch::arange(idx.size(1)));
-    for (const auto& b : *transformer->h) x = b->as<Block>()->forward(x);
+    if (transformer->drop) x = transformer->drop->forward(x);
+    for (int64_t i = 0; i < k; ++i) x = (*transformer->h)[i]->as<Block>()->forward(x);
+    return x;
+  }
+  torch::Tensor forward_from(torch::Tensor x, int64_t k) {
+    for (int64_t i = k; i < static_cast<int64_t>(transformer->h->size()); ++i)
+      x = (*transformer->h)[i]->as<Block>()->forward(x);
     return torch::matmul(transformer->ln_f->forward(x), lm_head->weight.t());
   }
   torch::Tensor loss(const torch::Tensor& batch) {  // next-character prediction

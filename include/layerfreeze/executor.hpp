@@ -72,6 +72,23 @@ struct Transition {
   size_t newly_frozen = 0, newly_unfrozen = 0;  // tensors
 };
 
+/// The frozen prefix a cache of activations may stand in for now (docs/CACHE.md): the
+/// embeddings and trunk layers [0, layers), every parameter in them frozen whole.
+struct CacheablePrefix {
+  int32_t layers = -1;  // -1: nothing is cacheable (the embeddings train, …); 0: the embeddings
+  std::string stops;    // why it is not deeper: "layer 2 trains"
+  std::vector<size_t> params;  // the prefix's parameters (inventory indices)
+  /// Modules of the prefix that make its output vary for a sample in train mode, read from the
+  /// live modules now: dropout with p > 0 and BatchNorm, in train mode ("transformer.h.0.drop
+  /// (Dropout, p=0.1) in train mode"). `options.frozen_prefix: eval` holds them in eval mode.
+  std::vector<std::string> train_mode_effects;
+  /// Dropout modules in train mode whose side of the boundary the module tree does not tell
+  /// (a parameter-less module under a parent holding both the prefix and what trains, such as
+  /// GPT-2's `transformer.drop`): the prefix may or may not run them.
+  std::vector<std::string> unplaced;
+  bool cacheable() const { return layers >= 0; }
+};
+
 class Executor {
  public:
   /// Compiles `rules` (a path or "preset:NAME") against `model` and applies the state at the
@@ -153,6 +170,9 @@ class Executor {
   /// Re-puts frozen BatchNorm modules in eval mode (policy `batchnorm: eval_when_frozen`);
   /// on_epoch_begin and on_step call it, so a trainer's `model->train()` is undone at once.
   void enforce_modes();
+
+  /// The cacheable frozen prefix now (docs/CACHE.md), what PrefixCache caches.
+  CacheablePrefix cacheable_prefix() const;
 
   ExecutorState state() const;
   /// Seeks to a checkpointed time with the metric stages as they were (what fired, each

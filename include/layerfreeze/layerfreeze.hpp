@@ -18,6 +18,7 @@
 
 #include "layerfreeze/executor.hpp"
 #include "layerfreeze/optimizer_kind.hpp"
+#include "layerfreeze/prefix_cache.hpp"
 
 namespace layerfreeze {
 

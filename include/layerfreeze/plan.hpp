@@ -188,6 +188,13 @@ class PlanReport {
     /// The memory line: gradient and optimizer-state bytes a step keeps for what trains (a
     /// tensor frozen in part: its trainable slices only); kept_bytes() measures the same two.
     int64_t gradient_bytes = 0, optimizer_bytes = 0;
+    /// The compute line: a step's cost relative to full fine-tuning (0 when shapes are unknown),
+    /// and with the cacheable prefix read from a cache (docs/CACHE.md; 0 when nothing is
+    /// cacheable); with a sequence length given to report(), attention and a tied output layer
+    /// are counted.
+    double step_cost = 0, cached_step_cost = 0;
+    int32_t cache_layers = -1;  // the cacheable prefix: embeddings and layers [0, cache_layers)
+    int64_t cache_bytes = 0;    // its cache's size for the report's cache_samples × seq_len
   };
   std::vector<Stage> stages() const;
   /// The data-parallel lint's warnings (report(…, distributed = true)); empty otherwise.

@@ -49,22 +49,21 @@ CacheBoundary cache_boundary(const CompiledPlan& plan, const Selection& frozen) 
   std::set<std::string> batchnorms;
   for (size_t i = 0; i < inv.params().size(); ++i) {
     const Param& p = inv.params()[i];
-    const bool in = p.role == Role::kEmbeddings || (p.role == Role::kLayer && p.layer < k) ||
-                    (p.role == Role::kOther && p.anchor_layer >= 0 && p.anchor_layer + 1 < k);
-    if (!in) continue;
+    if (!in_cache_prefix(p, k)) continue;
     if (p.role != Role::kEmbeddings) b.prefix_numel += p.numel;
     if (p.module_type.find("BatchNorm") != std::string::npos) {
       auto dot = p.name.rfind('.');
       batchnorms.insert(dot == std::string::npos ? p.name : p.name.substr(0, dot));
     }
   }
-  if (!batchnorms.empty() && plan.options.batchnorm != Options::BatchNorm::kEvalWhenFrozen)
+  if (!batchnorms.empty() && plan.options.batchnorm != Options::BatchNorm::kEvalWhenFrozen &&
+      plan.options.frozen_prefix != Options::FrozenPrefix::kEval)
     b.train_mode_effects.push_back(
         std::to_string(batchnorms.size()) + " BatchNorm module" +
         (batchnorms.size() == 1 ? "" : "s") + " (" + *batchnorms.begin() +
         (batchnorms.size() > 1 ? ", …" : "") +
-        ") normalise with batch statistics in train mode (options.batchnorm: eval_when_frozen "
-        "keeps frozen ones in eval mode)");
+        ") normalise with batch statistics in train mode (options.frozen_prefix: eval, or "
+        "batchnorm: eval_when_frozen, keeps them in eval mode)");
   // The width at the boundary: the token embedding's (the 2-D embeddings tensor with most rows).
   int64_t rows = 0;
   for (const auto& p : inv.params())

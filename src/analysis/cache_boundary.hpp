@@ -38,6 +38,13 @@ struct CacheBoundary {
   bool cacheable() const { return layers >= 0; }
 };
 
+/// Whether `p` lies in the prefix of a boundary at `layers` (>= 0): the embeddings, trunk layers
+/// [0, layers), and `other` tensors anchored inside them.
+inline bool in_cache_prefix(const Param& p, int32_t layers) {
+  return p.role == Role::kEmbeddings || (p.role == Role::kLayer && p.layer < layers) ||
+         (p.role == Role::kOther && p.anchor_layer >= 0 && p.anchor_layer + 1 < layers);
+}
+
 /// The boundary of the state `frozen` (whole tensors; a tensor frozen in part is not frozen).
 CacheBoundary cache_boundary(const CompiledPlan& plan, const Selection& frozen);
 

@@ -482,4 +482,65 @@ PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const T
   return ps;
 }
 
+void add_sequence_terms(const CompiledPlan& plan, int64_t seq_len, PlanSummary& ps) {
+  ps.seq_len = std::max<int64_t>(0, seq_len);
+  if (!ps.shapes_known || ps.seq_len == 0) return;
+  const Inventory& inv = *plan.inventory;
+  // The token embedding (the 2-D embeddings tensor with most rows): its rows are the
+  // vocabulary, its width the residual stream's; a head tied to it multiplies by it again.
+  int64_t vocab = 0, width = 0;
+  bool tied_head = false;
+  for (const auto& p : inv.params())
+    if (p.role == Role::kEmbeddings && p.shape.size() == 2 && p.shape[0] > vocab) {
+      vocab = p.shape[0];
+      width = p.shape[1];
+      tied_head =
+          std::find(p.alias_roles.begin(), p.alias_roles.end(), Role::kHead) != p.alias_roles.end();
+    }
+  if (width == 0) return;
+  ps.has_tied_head = tied_head;
+  // Attention layers: a trunk layer holding a tensor named for attention (a Mamba or MLP-only
+  // layer has no S × S product).
+  std::vector<char> attention(static_cast<size_t>(std::max(0, inv.num_layers())), 0);
+  for (const auto& p : inv.params()) {
+    if (p.role != Role::kLayer || p.layer < 0 || p.layer >= inv.num_layers()) continue;
+    std::string lower = p.name;
+    for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (lower.find("attn") != std::string::npos || lower.find("attention") != std::string::npos)
+      attention[static_cast<size_t>(p.layer)] = 1;
+  }
+  // QKᵀ and AV: S × d multiply-adds each, a token, over the whole S × S square (what eager
+  // attention computes; a causal kernel that skips the masked half does half of it).
+  const int64_t per_layer = 2 * ps.seq_len * width;
+  for (auto& st : ps.stages) {
+    int64_t earliest = std::numeric_limits<int64_t>::max();
+    bool embedding_trains = false;
+    for (size_t i = 0; i < inv.params().size(); ++i)
+      if (!st.point.frozen.test(i)) {
+        earliest = std::min(earliest, flow_key(inv, inv.params()[i]));
+        embedding_trains = embedding_trains ||
+                           (inv.params()[i].role == Role::kEmbeddings &&
+                            inv.params()[i].shape.size() == 2 && inv.params()[i].shape[0] == vocab);
+      }
+    st.extra_forward = st.extra_backward = st.extra_weight = st.prefix_extra_forward = 0;
+    for (int32_t l = 0; l < static_cast<int32_t>(attention.size()); ++l) {
+      if (!attention[static_cast<size_t>(l)]) continue;
+      st.extra_forward += per_layer;
+      Param probe;
+      probe.role = Role::kLayer;
+      probe.layer = l;
+      if (flow_key(inv, probe) > earliest) st.extra_backward += 2 * per_layer;
+      if (st.cache.cacheable() && l < st.cache.layers) st.prefix_extra_forward += per_layer;
+    }
+    if (tied_head) {
+      const int64_t head = vocab * width;
+      st.extra_forward += head;
+      Param probe;
+      probe.role = Role::kHead;
+      if (flow_key(inv, probe) > earliest) st.extra_backward += head;
+      if (embedding_trains) st.extra_weight += head;
+    }
+  }
+}
+
 }  // namespace layerfreeze

@@ -70,12 +70,22 @@ struct StageSummary {
   // trainable parameter in data flow, weight gradients 2N for what trains. 0 when shapes are
   // unknown.
   int64_t forward_numel = 0, backward_through_numel = 0, weight_grad_numel = 0;
-  double step_cost() const {  // relative to full fine-tuning (3 × forward)
+  /// Terms no parameter count shows, in the same unit (2 FLOPs a token), given a sequence length
+  /// (`plan --seq-len`, add_sequence_terms; docs/PERFORMANCE.md): attention's QKᵀ and AV (S × d
+  /// multiply-adds each a token, in every attention layer; backward twice that where the
+  /// gradient runs through) and
+  /// the output layer of a head tied to the token embedding (V × d; its weight gradient when the
+  /// embedding trains). 0 without a sequence length.
+  int64_t extra_forward = 0, extra_backward = 0, extra_weight = 0;
+  int64_t prefix_extra_forward = 0;  // the part of extra_forward inside the cacheable prefix
+  double step_cost() const {         // relative to full fine-tuning (3 × forward)
     return forward_numel
-               ? static_cast<double>(forward_numel + backward_through_numel + weight_grad_numel) /
-                     (3.0 * static_cast<double>(forward_numel))
+               ? static_cast<double>(forward_numel + extra_forward + backward_through_numel +
+                                     extra_backward + weight_grad_numel + extra_weight) /
+                     full_cost()
                : 0.0;
   }
+  double full_cost() const { return 3.0 * static_cast<double>(forward_numel + extra_forward); }
   bool nothing_trains = false;
   /// The frozen prefix a cache of its output could stand in for (docs/CACHE.md).
   CacheBoundary cache;
@@ -84,9 +94,8 @@ struct StageSummary {
   /// step_cost() with the prefix's forward read from a cache; 0 when nothing is cacheable.
   double cached_step_cost() const {
     return forward_numel && cache.cacheable()
-               ? static_cast<double>(forward_numel - cache.prefix_numel + backward_through_numel +
-                                     weight_grad_numel) /
-                     (3.0 * static_cast<double>(forward_numel))
+               ? step_cost() -
+                     static_cast<double>(cache.prefix_numel + prefix_extra_forward) / full_cost()
                : 0.0;
   }
   std::vector<LayerRun> runs;
@@ -127,6 +136,7 @@ struct PlanSummary {
   std::vector<CycleSummary> cycles;  // the plan's block cycles, in stage order
   /// A dataset for the cache figures (`plan --cache-samples N --seq-len S`); 0: none given.
   int64_t cache_samples = 0, seq_len = 0;
+  bool has_tied_head = false;  // add_sequence_terms counted a head tied to the token embedding
   /// The data-parallel lint (`plan --distributed`), printed as its own JSON key when set.
   std::optional<std::vector<Diagnostic>> distributed;
 
@@ -146,6 +156,9 @@ constexpr size_t kMaxPrintedPoints = 1000;
 
 /// Summarises `plan` up to `horizon` (epochs, steps; -1 = no limit in that unit).
 PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const Time& horizon);
+/// Adds each stage's sequence-length and vocabulary terms (StageSummary::extra_forward …) for
+/// samples of `seq_len` tokens, and sets PlanSummary::seq_len.
+void add_sequence_terms(const CompiledPlan& plan, int64_t seq_len, PlanSummary& summary);
 
 /// The layer status table of one state, in the seed's format (print_layer_status).
 std::string layer_status_table(const Inventory& inv, const Bitset& frozen, bool show_all);

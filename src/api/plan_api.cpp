@@ -209,7 +209,7 @@ PlanReport Plan::report(OptimizerKind optimizer, std::optional<Time> horizon, bo
   const Time h = horizon ? *horizon : impl_->horizon();
   auto sum = std::make_shared<PlanSummary>(summarize(*impl_, optimizer, h));
   sum->cache_samples = std::max<int64_t>(0, cache_samples);
-  sum->seq_len = std::max<int64_t>(0, seq_len);
+  add_sequence_terms(*impl_, seq_len, *sum);
   if (distributed) {
     std::vector<Diagnostic> lint;
     distributed_lint(*impl_, h, lint);
@@ -234,7 +234,8 @@ std::vector<PlanReport::Stage> PlanReport::stages() const {
   for (const auto& st : summary_->stages)
     out.push_back({st.point.at, time_text(st.point.at, plan_->uses_steps), st.frozen_numel,
                    st.trainable_numel, st.frozen_tensors, st.trainable_tensors, st.grad_bytes,
-                   st.optimizer_bytes});
+                   st.optimizer_bytes, st.step_cost(), st.cached_step_cost(), st.cache.layers,
+                   cache_bytes(st.cache, summary_->cache_samples, summary_->seq_len)});
   return out;
 }
 

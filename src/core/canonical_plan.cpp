@@ -213,6 +213,8 @@ json canonical_plan(const CompiledPlan& plan) {
       {"unfreeze_lr_scale", number(o.unfreeze_lr_scale)},
       {"lr_decay", number(o.lr_decay)},
       {"steps_per_epoch", o.steps_per_epoch ? json(*o.steps_per_epoch) : json(nullptr)}};
+  // Only when set: every plan written before the policy existed keeps its fingerprint.
+  if (o.frozen_prefix == Options::FrozenPrefix::kEval) j["policies"]["frozen_prefix"] = "eval";
 
   // The initial state, then every change. Without periodic stages a plan is its change points:
   // stages that fire together are one point, a stage that changes nothing is no point (two

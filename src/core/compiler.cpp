@@ -272,6 +272,7 @@ class Compiler {
  private:
   void options(CompiledPlan& plan, Resolver& res) {
     plan.options.batchnorm = s_.options.batchnorm;
+    plan.options.frozen_prefix = s_.options.frozen_prefix;
     plan.options.optimizer_state = s_.options.optimizer_state;
     if (auto v = res.eval_number(s_.options.unfreeze_lr_scale, "'unfreeze_lr_scale'"))
       plan.options.unfreeze_lr_scale = *v;

@@ -158,6 +158,7 @@ struct PlanStage {
 /// Executor options, evaluated.
 struct PlanPolicies {
   Options::BatchNorm batchnorm = Options::BatchNorm::kUnchanged;
+  Options::FrozenPrefix frozen_prefix = Options::FrozenPrefix::kUnchanged;
   Options::OptimizerState optimizer_state = Options::OptimizerState::kDrop;
   double unfreeze_lr_scale = 1.0;
   double lr_decay = 1.0;

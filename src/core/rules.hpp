@@ -142,7 +142,12 @@ const char* param_type_name(ParamDecl::Type t);
 struct Options {
   enum class BatchNorm { kUnchanged, kEvalWhenFrozen };
   enum class OptimizerState { kDrop, kKeep };
+  /// `frozen_prefix: eval`: every module of the cacheable frozen prefix (docs/CACHE.md) — its
+  /// dropout and BatchNorm included — is held in eval mode, so the prefix is a pure function of
+  /// the sample and a cache of its output is exact.
+  enum class FrozenPrefix { kUnchanged, kEval };
   BatchNorm batchnorm = BatchNorm::kUnchanged;
+  FrozenPrefix frozen_prefix = FrozenPrefix::kUnchanged;
   OptimizerState optimizer_state = OptimizerState::kDrop;
   Expr unfreeze_lr_scale;  // default 1.0
   Expr lr_decay;           // discriminative LR: scale 1/decay^(depth from the top); default 1.0

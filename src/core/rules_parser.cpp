@@ -376,13 +376,18 @@ struct FileParser {
   void options(const YAML::Node& n) {
     s_.options.loc = r_.loc(n);
     for (const auto& e : r_.entries(n, "'options'",
-                                    {"batchnorm", "optimizer_state", "unfreeze_lr_scale",
-                                     "lr_decay", "steps_per_epoch"})) {
+                                    {"batchnorm", "frozen_prefix", "optimizer_state",
+                                     "unfreeze_lr_scale", "lr_decay", "steps_per_epoch"})) {
       if (e.key == "batchnorm") {
         auto c = r_.choice(e.value, "batchnorm policy", {"unchanged", "eval_when_frozen"});
         if (c)
           s_.options.batchnorm = *c == "unchanged" ? Options::BatchNorm::kUnchanged
                                                    : Options::BatchNorm::kEvalWhenFrozen;
+      } else if (e.key == "frozen_prefix") {
+        auto c = r_.choice(e.value, "frozen_prefix policy", {"unchanged", "eval"});
+        if (c)
+          s_.options.frozen_prefix =
+              *c == "eval" ? Options::FrozenPrefix::kEval : Options::FrozenPrefix::kUnchanged;
       } else if (e.key == "optimizer_state") {
         auto c = r_.choice(e.value, "optimizer_state policy", {"drop", "keep"});
         if (c)

@@ -117,6 +117,7 @@ std::string options_text(const CompiledPlan& plan) {
   std::ostringstream t;
   t << "batchnorm "
     << (o.batchnorm == Options::BatchNorm::kUnchanged ? "unchanged" : "eval when frozen")
+    << (o.frozen_prefix == Options::FrozenPrefix::kEval ? " · frozen prefix in eval mode" : "")
     << " · optimizer state of frozen parameters "
     << (o.optimizer_state == Options::OptimizerState::kDrop ? "dropped" : "kept");
   if (o.unfreeze_lr_scale != 1.0) t << " · unfrozen parameters at lr ×" << o.unfreeze_lr_scale;
@@ -164,6 +165,15 @@ std::string cache_text(const PlanSummary& sum, const StageSummary& st) {
   o += c.holds_until ? "; holds until " + time_text(*c.holds_until, sum.plan->uses_steps) + " (" +
                            c.holds_until_why + ")"
                      : "; holds to the horizon";
+  if (c.holds_until) {
+    // A boundary held less than one pass over the data is filled and never read.
+    const auto& spe = sum.plan->options.steps_per_epoch;
+    const Time& at = st.point.at;
+    if (!sum.plan->uses_steps && c.holds_until->epoch - at.epoch <= 1)
+      o += " — one epoch: the cache is filled in it and never read";
+    else if (sum.plan->uses_steps && spe && c.holds_until->step - at.step <= *spe)
+      o += " — not over one epoch: the cache is filled and never read";
+  }
   if (sum.cache_samples > 0 && sum.seq_len > 0) {
     if (c.width > 0 && c.value_bytes > 0)
       o += "; " + with_commas(sum.cache_samples) + " × " + with_commas(sum.seq_len) + " tokens × " +
@@ -249,9 +259,14 @@ std::string plan_text(const PlanSummary& sum) {
   o << block_cycles_text(sum);
   if (std::any_of(sum.stages.begin(), sum.stages.end(),
                   [](const StageSummary& st) { return st.cache_shown(); }))
-    o << "cache: each stage's frozen prefix, whose output a cache could stand in for, assuming it "
-         "computes the same output for a sample every epoch (no dropout active in it: a "
-         "parameter inventory cannot see dropout; docs/CACHE.md)\n";
+    o << (plan.options.frozen_prefix == Options::FrozenPrefix::kEval
+              ? "cache: each stage's frozen prefix, whose output a cache could stand in for; "
+                "options.frozen_prefix: eval holds its modules (dropout included) in eval mode "
+                "(docs/CACHE.md)\n"
+              : "cache: each stage's frozen prefix, whose output a cache could stand in for, "
+                "assuming it computes the same output for a sample every epoch (no dropout "
+                "active in it: a parameter inventory cannot see dropout; options.frozen_prefix: "
+                "eval rules it out; docs/CACHE.md)\n");
   for (const auto& st : sum.stages) {
     o << "\n" << time_text(st.point.at, plan.uses_steps);
     if (&st == &sum.stages.front()) o << " (start)";
@@ -297,7 +312,14 @@ std::string plan_text(const PlanSummary& sum) {
         << "× a full fine-tuning step (forward " << short_count(st.forward_numel)
         << ", backward through " << short_count(st.backward_through_numel)
         << ", weight gradients for " << short_count(st.weight_grad_numel)
-        << "; 6N per token, by parameter count)\n";
+        << "; 6N per token, by parameter count"
+        << (st.extra_forward > 0
+                ? ", + " + short_count(st.extra_forward) + " a token forward for attention at " +
+                      with_commas(sum.seq_len) + " tokens" +
+                      (sum.has_tied_head ? " and the tied output layer" : "") +
+                      "; elementwise operations and the optimizer step not counted"
+                : std::string())
+        << ")\n";
     }
     if (const std::string c = cache_text(sum, st); !c.empty()) o << "  cache: " << c << "\n";
     if (!st.decided_by.empty()) {
@@ -508,6 +530,8 @@ class PlanJson {
     j.key("options").begin_object();
     j.field("batchnorm",
             opt.batchnorm == Options::BatchNorm::kUnchanged ? "unchanged" : "eval_when_frozen");
+    j.field("frozen_prefix",
+            opt.frozen_prefix == Options::FrozenPrefix::kEval ? "eval" : "unchanged");
     j.field("optimizer_state",
             opt.optimizer_state == Options::OptimizerState::kDrop ? "drop" : "keep");
     j.field("unfreeze_lr_scale", opt.unfreeze_lr_scale).field("lr_decay", opt.lr_decay);
@@ -621,6 +645,16 @@ class PlanJson {
     j.field("backward", backward_text(inv, st));
     j.key("step_cost");
     st.forward_numel > 0 ? j.value(st.step_cost()) : j.null();
+    // Its terms, in parameters' forward units (2 FLOPs a token); the extra_ ones need --seq-len.
+    j.key("compute")
+        .begin_object()
+        .field("forward", st.forward_numel)
+        .field("backward_through", st.backward_through_numel)
+        .field("weight_gradients", st.weight_grad_numel)
+        .field("extra_forward", st.extra_forward)
+        .field("extra_backward", st.extra_backward)
+        .field("extra_weight", st.extra_weight)
+        .end_object();
     cache(st);
     j.key("decided_by").begin_array();
     for (const auto& d : st.decided_by)

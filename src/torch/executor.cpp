@@ -28,6 +28,7 @@
 #include "torch/errors.hpp"
 #include "torch/live_model.hpp"
 #include "torch/optimizer_groups.hpp"
+#include "torch/prefix_modes.hpp"
 #include "torch/slice_masks.hpp"
 
 namespace layerfreeze {
@@ -52,6 +53,7 @@ struct Executor::Impl : TensorSink {
   // rate to keep (LISA's switches) costs a lookup each, not a walk of every param group.
   std::unordered_set<const void*> in_optimizer;
   std::vector<size_t> frozen_bn;  // indices into live.batchnorms that are frozen now
+  PrefixModes prefix;             // the cacheable prefix's modules (frozen_prefix: eval)
   uint64_t generation = 0;        // changes applied so far
   bool started = false;
   bool strict = true;        // misuse of time is an error (set_strict)
@@ -65,12 +67,14 @@ struct Executor::Impl : TensorSink {
             const std::string& rules, const PlanOptions& o) {
     read_module(read, kind, std::move(training));
     compile(rules, o);
+    prefix.bind(live.modules, public_plan->inventory());
     begin();
   }
   template <class Read>
   void init(Read&& read, const std::string& kind, std::function<bool()> training, const Plan& p) {
     read_module(read, kind, std::move(training));
     bind(p);
+    prefix.bind(live.modules, public_plan->inventory());
     begin();
   }
 
@@ -268,6 +272,8 @@ struct Executor::Impl : TensorSink {
     }
     TensorSink::changed(at, frozen);
     update_modes(frozen);
+    prefix.update(*plan, replay->state(),
+                  plan->options.frozen_prefix == Options::FrozenPrefix::kEval, root_training);
     if (started) ++generation;
   }
 
@@ -446,6 +452,7 @@ struct Executor::Impl : TensorSink {
   }
 
   void enforce_modes() {
+    prefix.enforce();
     // One check in the common case: `model->train()` flips every submodule at once.
     if (frozen_bn.empty() || !live.batchnorms[frozen_bn.front()].is_training()) return;
     for (size_t b : frozen_bn) live.batchnorms[b].set_training(false);
@@ -633,6 +640,8 @@ bool Executor::seek(int64_t epoch, int64_t global_step) {
 }
 
 void Executor::enforce_modes() { impl_->enforce_modes(); }
+
+CacheablePrefix Executor::cacheable_prefix() const { return impl_->prefix.describe(); }
 
 std::string ExecutorState::to_string() const {
   return "layerfreeze-state/3 " + fingerprint + " " + std::to_string(epoch) + " " +

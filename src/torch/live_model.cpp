@@ -3,6 +3,7 @@
 
 #include <torch/csrc/jit/api/module.h>
 #include <torch/nn/module.h>
+#include <torch/nn/modules/dropout.h>
 
 #include <map>
 #include <unordered_map>
@@ -106,6 +107,16 @@ class Collector {
   std::unordered_map<const void*, uint32_t> by_impl_;
 };
 
+// A LibTorch dropout module's probability; -1 for any other module.
+double dropout_p(torch::nn::Module& mod) {
+  if (auto* d = mod.as<torch::nn::DropoutImpl>()) return d->options.p();
+  if (auto* d = mod.as<torch::nn::Dropout2dImpl>()) return d->options.p();
+  if (auto* d = mod.as<torch::nn::Dropout3dImpl>()) return d->options.p();
+  if (auto* d = mod.as<torch::nn::AlphaDropoutImpl>()) return d->options.p();
+  if (auto* d = mod.as<torch::nn::FeatureAlphaDropoutImpl>()) return d->options.p();
+  return -1;
+}
+
 std::string join(const std::string& prefix, const std::string& name) {
   return prefix.empty() ? name : prefix + "." + name;
 }
@@ -144,6 +155,16 @@ LiveModel live_model(torch::nn::Module& model) {
     mm.is_training = [keep] { return keep->is_training(); };
     m.batchnorms.push_back(std::move(mm));
   }
+  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
+    std::shared_ptr<torch::nn::Module> keep = item.value();
+    LiveModel::Submodule sm;
+    sm.name = item.key();
+    sm.type = short_type_name(keep->name());
+    sm.p = dropout_p(*keep);
+    sm.set_training = [keep](bool on) { keep->train(on); };
+    sm.is_training = [keep] { return keep->is_training(); };
+    m.modules.push_back(std::move(sm));
+  }
   return m;
 }
 
@@ -179,6 +200,20 @@ LiveModel live_model(torch::jit::Module& model) {
     mm.set_training = [keep](bool on) mutable { keep.train(on); };
     mm.is_training = [keep] { return keep.is_training(); };
     m.batchnorms.push_back(std::move(mm));
+  }
+  for (const auto& item : model.named_modules()) {
+    if (item.name.empty()) continue;  // the root
+    LiveModel::Submodule sm;
+    sm.name = item.name;
+    sm.type = type_of_module(item.value);
+    if (sm.type.find("Dropout") != std::string::npos && item.value.hasattr("p")) {
+      auto p = item.value.attr("p");
+      if (p.isDouble()) sm.p = p.toDouble();
+    }
+    torch::jit::Module keep = item.value;
+    sm.set_training = [keep](bool on) mutable { keep.train(on); };
+    sm.is_training = [keep] { return keep.is_training(); };
+    m.modules.push_back(std::move(sm));
   }
   return m;
 }

@@ -33,6 +33,16 @@ struct LiveModel {
     std::function<bool()> is_training;
   };
   std::vector<ModeModule> batchnorms;
+  /// Every submodule (the root excluded), parameter-less ones included, in registration order:
+  /// what `frozen_prefix: eval` may put in eval mode, and where dropout hides from an inventory.
+  struct Submodule {
+    std::string name;  // "transformer.h.3.attn.drop"
+    std::string type;  // "Dropout"
+    double p = -1;     // a dropout's probability; -1: not a dropout, or not readable
+    std::function<void(bool)> set_training;
+    std::function<bool()> is_training;
+  };
+  std::vector<Submodule> modules;
   /// Modules that directly own parameters, in registration order (get_layer_names).
   std::vector<std::string> owner_modules;
 };

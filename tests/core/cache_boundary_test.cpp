@@ -107,5 +107,79 @@ TEST(CacheBoundary, BatchNormInThePrefixIsSaidUnlessItsPolicyKeepsItInEval) {
   EXPECT_TRUE(summary_of(e).stages[0].cache.train_mode_effects.empty());
 }
 
+TEST(CacheBoundary, FrozenPrefixEvalIsAPolicyThePlanShows) {
+  const std::string rules =
+      "rules:\n  - freeze: all\n  - unfreeze: {layers: \"-1:\"}\n  - unfreeze: head\n";
+  auto plain = test::compile_text(rules, test::builtin("resnet50"));
+  auto eval =
+      test::compile_text("options: {frozen_prefix: eval}\n" + rules, test::builtin("resnet50"));
+  ASSERT_TRUE(plain.plan && eval.plan) << plain.errors() << eval.errors();
+  EXPECT_EQ(eval.plan->options.frozen_prefix, Options::FrozenPrefix::kEval);
+  // It holds the prefix's BatchNorm in eval mode: nothing varies in train mode any more.
+  EXPECT_TRUE(summary_of(eval).stages[0].cache.train_mode_effects.empty());
+  const std::string text = plan_text(summary_of(eval));
+  EXPECT_NE(text.find("frozen prefix in eval mode"), std::string::npos) << text;
+  EXPECT_NE(text.find("options.frozen_prefix: eval holds its modules (dropout included) in eval "
+                      "mode"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(plan_json(summary_of(eval)).find("\"frozen_prefix\": \"eval\""), std::string::npos);
+  // A misspelt policy is an error with the words it may take.
+  auto bad =
+      test::compile_text("options: {frozen_prefix: evl}\n" + rules, test::builtin("resnet50"));
+  EXPECT_FALSE(bad.plan);
+  EXPECT_NE(bad.errors().find("did you mean 'eval'"), std::string::npos) << bad.errors();
+}
+
+TEST(CacheBoundary, ABoundaryHeldOneEpochIsFilledAndNeverRead) {
+  auto c = test::compile_preset("gradual_unfreeze", "builtin:llama2-7b", {"total_epochs=5"});
+  ASSERT_TRUE(c.plan) << c.errors();
+  const std::string one = plan_text(summary_of(c));
+  EXPECT_NE(one.find("holds until epoch 1 (layer 24 trains) — one epoch: the cache is filled in "
+                     "it and never read"),
+            std::string::npos)
+      << one;
+  // Two epochs a boundary (gpt2's 12 layers over 24 epochs): read in the second; only the start,
+  // whose first layer opens at epoch 1, is held one epoch.
+  auto two = test::compile_preset("gradual_unfreeze", "builtin:gpt2", {"total_epochs=25"});
+  ASSERT_TRUE(two.plan) << two.errors();
+  const std::string text = plan_text(summary_of(two));
+  const auto first = text.find("never read");
+  ASSERT_NE(first, std::string::npos) << text;
+  EXPECT_EQ(text.find("never read", first + 1), std::string::npos) << text;
+}
+
+// With a sequence length the step cost counts attention's S × S products (2·S·d a token in each
+// attention layer, forward; twice that backward where the gradient runs) and a head tied to the
+// token embedding (V·d a token): gpt2, 12 layers, d 768, vocab 50,257, tied.
+TEST(CacheBoundary, SequenceLengthAddsAttentionAndTheTiedOutputLayer) {
+  auto c = test::compile_preset("lp_lora", "builtin:gpt2");
+  ASSERT_TRUE(c.plan) << c.errors();
+  PlanSummary s = summary_of(c);
+  const StageSummary before = s.stages[0];
+  EXPECT_EQ(before.extra_forward, 0);
+  add_sequence_terms(*c.plan, 1024, s);
+  const StageSummary& st = s.stages[0];
+  const int64_t attention = 2LL * 1024 * 768, head = 50257LL * 768;
+  EXPECT_EQ(st.extra_forward, 12 * attention + head);
+  // lp_lora: layers 6–11 train, so the gradient runs through the attention of layers 7–11 (the
+  // earliest trainable layer's own input gradient is not needed) and through the head.
+  EXPECT_EQ(st.extra_backward, 5 * 2 * attention + head);
+  EXPECT_EQ(st.extra_weight, 0) << "the tied embedding is frozen: no weight gradient";
+  EXPECT_EQ(st.prefix_extra_forward, 6 * attention);
+  EXPECT_NEAR(st.step_cost(),
+              static_cast<double>(st.forward_numel + st.extra_forward + st.backward_through_numel +
+                                  st.extra_backward + st.weight_grad_numel) /
+                  (3.0 * static_cast<double>(st.forward_numel + st.extra_forward)),
+              1e-12);
+  EXPECT_LT(st.cached_step_cost(), st.step_cost());
+  const std::string text = plan_text(s);
+  EXPECT_NE(text.find("a token forward for attention at 1,024 tokens and the tied output layer"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(plan_json(s).find("\"extra_forward\": " + std::to_string(12 * attention + head)),
+            std::string::npos);
+}
+
 }  // namespace cache_boundary_test
 }  // namespace layerfreeze

@@ -18,6 +18,9 @@ struct Batch {
 
 struct Net : torch::nn::Module {
   torch::Tensor loss(const Batch& b) { return b.x.sum(); }
+  // Its forward in two parts, for layerfreeze::PrefixCache (docs/CACHE.md).
+  torch::Tensor forward_prefix(const torch::Tensor& x, int64_t k) { return x; }
+  torch::Tensor forward_from(const torch::Tensor& h, int64_t k) { return h; }
 };
 
 inline const std::vector<Batch>& my_shard_of(const std::vector<Batch>& all) { return all; }

@@ -4,8 +4,9 @@ installed package (tests/torch/installed_package_test.sh builds it).
 
 A snippet is the body of a ```cpp block: its `#include` lines go to the top of its own
 translation unit, the rest into a function whose parameters are the context the docs assume —
-`model` (a module with a `loss(batch)`), `torch_model`, `loader`, `po`, `plan`, `epochs`,
-`budget`, `my_shard_of` (tests/docs/snippet_prelude.hpp). A snippet that declares one of them
+`model` (a module with a `loss(batch)` and its forward in two parts), `torch_model`, `loader`,
+`po`, `plan`, `epochs`, `budget`, a `batch` of tokens and its sample `ids`, `my_shard_of`
+(tests/docs/snippet_prelude.hpp). A snippet that declares one of them
 shadows it. Each snippet compiles alone, so a missing include is found.
 
 usage: snippets.py ROOT OUT_DIR
@@ -17,7 +18,8 @@ import sys
 FENCE = re.compile(r"^```cpp\n(.*?)^```", re.S | re.M)
 GIVENS = ("std::shared_ptr<Net> model, std::shared_ptr<Net> torch_model, "
           "std::vector<Batch> loader, layerfreeze::PlanOptions po, "
-          "std::optional<layerfreeze::Plan> plan, int64_t epochs, int64_t budget")
+          "std::optional<layerfreeze::Plan> plan, int64_t epochs, int64_t budget, "
+          "torch::Tensor batch, std::vector<int64_t> ids")
 
 
 def snippets(root):

@@ -16,9 +16,11 @@
 #include <thread>
 
 #include "api/plan_access.hpp"
+#include "char_gpt.hpp"
 #include "core/metric_triggers.hpp"
 #include "esft/tiny_moe.hpp"
 #include "layerfreeze/distributed.hpp"
+#include "layerfreeze/prefix_cache.hpp"
 #include "torch/compat.hpp"
 #include "torch/compat_c10d.hpp"
 #include "torch_models.hpp"
@@ -559,6 +561,93 @@ TEST(GroupSetup, EnvironmentAndOptionsAreChecked) {
     EXPECT_EQ(code_of([&] { dist::GradientSync(group, ex, o); }),
               "distributed-setup: bucket_bytes must be positive (it is 0)");
   });
+}
+
+// Each rank caches its own shard of the samples (docs/CACHE.md, "Data parallelism"): gradients
+// are synchronised as without the cache, so a 2-rank run with a PrefixCache on every rank gives
+// bit-identical losses and weights to the same run without it — across a stage that moves the
+// boundary (layer 3 → 2 at epoch 2: every rank drops its shard and refills it).
+TEST(GradientSync, EachRankCachesItsShardAndTrainsAsWithoutTheCache) {
+  const char* rules =
+      "rules:\n"
+      "  - freeze: [embeddings, {layers: \"0:3\"}]\n"
+      "stages:\n"
+      "  - at: {epoch: 2}\n"
+      "    rules: [{unfreeze: {layers: \"2:3\"}}]\n";
+  constexpr int kWorld = 2;
+  constexpr int64_t kSamples = 16, kBatch = 4, kEpochs = 4;
+  char_gpt::Config cfg;
+  cfg.vocab = 64;
+  cfg.ctx = 16;
+  cfg.d = 32;
+  cfg.heads = 2;
+  // Data and every epoch's order are drawn here: the ranks' threads share LibTorch's generator.
+  torch::manual_seed(5);
+  const auto data = torch::randint(0, cfg.vocab, {kSamples, cfg.ctx + 1}, torch::kLong);
+  std::vector<torch::Tensor> orders;
+  for (int64_t e = 0; e < kEpochs; ++e) orders.push_back(torch::randperm(kSamples / kWorld));
+  struct Result {
+    std::vector<double> losses;
+    std::vector<torch::Tensor> weights;
+    PrefixCacheStats stats;
+  };
+  auto run = [&](bool cached) {
+    std::vector<char_gpt::GPT> ms;
+    for (int r = 0; r < kWorld; ++r) {
+      torch::manual_seed(0);  // the same weights on every rank
+      ms.emplace_back(cfg);
+    }
+    std::vector<Result> out(kWorld);
+    on_ranks(kWorld, [&](auto group, int rank) {
+      char_gpt::GPT& m = ms[static_cast<size_t>(rank)];
+      Executor ex(*m, write_rules("cache-shard-" + std::to_string(rank) + ".yaml", rules));
+      torch::optim::AdamW opt(ex.trainable_parameters(), torch::optim::AdamWOptions(1e-2));
+      ex.attach_optimizer(opt);
+      dist::GradientSync sync(group, ex);
+      PrefixCache cache(ex,
+                        {[&](const torch::Tensor& x, int32_t k) { return m->forward_prefix(x, k); },
+                         [&](const torch::Tensor& h, int32_t k) { return m->forward_from(h, k); }});
+      Result& res = out[static_cast<size_t>(rank)];
+      int64_t step = 0;
+      for (int64_t e = 0; e < kEpochs; ++e) {
+        ex.on_epoch_begin(e);
+        for (int64_t b = 0; b < kSamples / kWorld; b += kBatch, ++step) {
+          ex.on_step(step);
+          // This rank's shard: samples rank, rank + world, … (global ids).
+          auto idx = orders[static_cast<size_t>(e)].narrow(0, b, kBatch) * kWorld + rank;
+          auto batch = data.index_select(0, idx);
+          auto in = batch.narrow(1, 0, cfg.ctx), target = batch.narrow(1, 1, cfg.ctx);
+          std::vector<int64_t> ids(idx.data_ptr<int64_t>(), idx.data_ptr<int64_t>() + kBatch);
+          auto logits = cached ? cache.forward(in, ids) : m->forward(in);
+          auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, cfg.vocab}),
+                                                           target.reshape({-1}));
+          opt.zero_grad();
+          loss.backward();
+          sync.synchronize();
+          ex.step_optimizer();
+          res.losses.push_back(loss.item<double>());
+        }
+      }
+      for (const auto& p : m->parameters()) res.weights.push_back(p.detach().clone());
+      res.stats = cache.stats();
+    });
+    return out;
+  };
+  const auto plain = run(false), cached = run(true);
+  for (int r = 0; r < kWorld; ++r) {
+    const Result &a = plain[static_cast<size_t>(r)], &b = cached[static_cast<size_t>(r)];
+    ASSERT_EQ(a.losses.size(), b.losses.size());
+    for (size_t i = 0; i < a.losses.size(); ++i)
+      EXPECT_EQ(a.losses[i], b.losses[i]) << "rank " << r << " step " << i;
+    for (size_t i = 0; i < a.weights.size(); ++i) {
+      EXPECT_TRUE(torch::equal(a.weights[i], b.weights[i])) << "rank " << r << " tensor " << i;
+      EXPECT_TRUE(torch::equal(b.weights[i], cached[0].weights[i])) << "ranks differ: " << i;
+    }
+    EXPECT_EQ(b.stats.entries, kSamples / kWorld) << "a rank holds its own shard only";
+    EXPECT_GT(b.stats.hits, 0);
+    EXPECT_EQ(b.stats.drops, 1) << "the boundary moved once";
+    EXPECT_EQ(b.stats.boundary, 2);
+  }
 }
 
 }  // namespace
