@@ -35,13 +35,25 @@ struct CacheBoundary {
   std::optional<Time> holds_until;
   std::string holds_until_why;  // "layer 12 opens"
 
+  /// A multimodal model's towers frozen whole (roots, data-flow order) and their parameters, with
+  /// the connectors' when every tower and connector is frozen (`connectors_in`): part of the
+  /// prefix when `layers` >= 0; when the trunk has nothing cacheable, their output alone is.
+  std::vector<std::string> towers;
+  int64_t tower_numel = 0;
+  bool connectors_in = false;
+
+  /// The trunk's prefix is cacheable (a PrefixCache caches it).
   bool cacheable() const { return layers >= 0; }
+  /// Only the frozen towers' output is (the embeddings or a connector train).
+  bool tower_only() const { return layers < 0 && tower_numel > 0; }
 };
 
 /// Whether `p` lies in the prefix of a boundary at `layers` (>= 0): the embeddings, trunk layers
-/// [0, layers), and `other` tensors anchored inside them.
+/// [0, layers), `other` tensors anchored inside them, and a multimodal model's towers and
+/// connectors (all frozen when the trunk has a boundary: they feed it).
 inline bool in_cache_prefix(const Param& p, int32_t layers) {
-  return p.role == Role::kEmbeddings || (p.role == Role::kLayer && p.layer < layers) ||
+  return p.role == Role::kEmbeddings || p.role == Role::kTower || p.role == Role::kConnector ||
+         (p.role == Role::kLayer && p.layer < layers) ||
          (p.role == Role::kOther && p.anchor_layer >= 0 && p.anchor_layer + 1 < layers);
 }
 

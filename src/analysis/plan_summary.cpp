@@ -470,12 +470,20 @@ PlanSummary summarize(const CompiledPlan& plan, OptimizerKind optimizer, const T
   // Until when each boundary holds: the first later change point whose boundary is shallower.
   for (size_t k = 0; k < ps.stages.size(); ++k) {
     CacheBoundary& c = ps.stages[k].cache;
-    if (!c.cacheable()) continue;
+    if (!c.cacheable() && !c.tower_only()) continue;
     for (size_t j = k + 1; j < ps.stages.size(); ++j) {
       const CacheBoundary& later = ps.stages[j].cache;
-      if (later.layers >= c.layers) continue;
+      // A trunk prefix holds while the boundary is no shallower; a towers-only cache while every
+      // tower it holds (and the connectors, if it holds them) stays frozen.
+      const bool towers_kept = std::all_of(c.towers.begin(), c.towers.end(), [&](const auto& t) {
+        return std::find(later.towers.begin(), later.towers.end(), t) != later.towers.end();
+      });
+      const bool connectors_kept = !c.connectors_in || later.connectors_in;
+      if (c.cacheable() ? later.layers >= c.layers : towers_kept && connectors_kept) continue;
       c.holds_until = ps.stages[j].point.at;
-      c.holds_until_why = later.stops;
+      c.holds_until_why = c.cacheable() ? later.stops
+                          : towers_kept ? std::string("a connector trains")
+                                        : std::string("a tower it holds trains");
       break;
     }
   }

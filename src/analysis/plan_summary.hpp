@@ -90,13 +90,16 @@ struct StageSummary {
   /// The frozen prefix a cache of its output could stand in for (docs/CACHE.md).
   CacheBoundary cache;
   /// Whether a cache of the frozen prefix is worth showing: something is cacheable and trains.
-  bool cache_shown() const { return cache.cacheable() && !nothing_trains; }
+  bool cache_shown() const { return (cache.cacheable() || cache.tower_only()) && !nothing_trains; }
   /// step_cost() with the prefix's forward read from a cache; 0 when nothing is cacheable.
   double cached_step_cost() const {
-    return forward_numel && cache.cacheable()
-               ? step_cost() -
-                     static_cast<double>(cache.prefix_numel + prefix_extra_forward) / full_cost()
-               : 0.0;
+    if (!forward_numel) return 0.0;
+    if (cache.cacheable())
+      return step_cost() -
+             static_cast<double>(cache.prefix_numel + prefix_extra_forward) / full_cost();
+    if (cache.tower_only())
+      return step_cost() - static_cast<double>(cache.tower_numel) / full_cost();
+    return 0.0;
   }
   std::vector<LayerRun> runs;
   std::vector<GroupLine> groups;

@@ -151,15 +151,27 @@ std::string cache_text(const PlanSummary& sum, const StageSummary& st) {
   const CacheBoundary& c = st.cache;
   if (!st.cache_shown()) return "";
   const Inventory& inv = *sum.plan->inventory;
-  std::string o =
-      c.layers == 0
-          ? "the embeddings' output (" + c.stops + ")"
-          : "the output of layer " + std::to_string(c.layers - 1) + " (" +
-                (c.layers == 1 ? std::string("embeddings and layer 0")
-                               : "embeddings and layers 0–" + std::to_string(c.layers - 1)) +
-                " frozen; " + c.stops + ")";
-  if (sum.shapes_known && st.forward_numel > 0 && c.prefix_numel > 0)
-    o += " — saves the forward through " + short_count(c.prefix_numel) + " parameters: ≈" +
+  // "tower 'visual'", "towers 'a', 'b'" (+ "and the connector"), as the prefix names them.
+  std::string towers;
+  for (size_t t = 0; t < c.towers.size(); ++t) towers += (t ? ", '" : "'") + c.towers[t] + "'";
+  if (!towers.empty())
+    towers =
+        (c.towers.size() == 1 ? "tower " : "towers ") + towers +
+        (c.connectors_in ? (inv.connectors.size() == 1 ? ", the connector" : ", the connectors")
+                         : "");
+  std::string o = c.tower_only() ? "the output of " + towers + " (frozen whole; " + c.stops +
+                                       ": the trunk has nothing cacheable)"
+                  : c.layers == 0
+                      ? "the embeddings' output" + (towers.empty() ? "" : " with " + towers) +
+                            " (" + c.stops + ")"
+                      : "the output of layer " + std::to_string(c.layers - 1) + " (embeddings" +
+                            (towers.empty() ? "" : ", " + towers) + " and " +
+                            (c.layers == 1 ? std::string("layer 0")
+                                           : "layers 0–" + std::to_string(c.layers - 1)) +
+                            " frozen; " + c.stops + ")";
+  const int64_t saved = c.tower_only() ? c.tower_numel : c.prefix_numel;
+  if (sum.shapes_known && st.forward_numel > 0 && saved > 0)
+    o += " — saves the forward through " + short_count(saved) + " parameters: ≈" +
          fmt::format("{:.2f}", st.cached_step_cost()) + "× a full step instead of ≈" +
          fmt::format("{:.2f}", st.step_cost()) + "×";
   o += c.holds_until ? "; holds until " + time_text(*c.holds_until, sum.plan->uses_steps) + " (" +
@@ -175,7 +187,9 @@ std::string cache_text(const PlanSummary& sum, const StageSummary& st) {
       o += " — not over one epoch: the cache is filled and never read";
   }
   if (sum.cache_samples > 0 && sum.seq_len > 0) {
-    if (c.width > 0 && c.value_bytes > 0)
+    if (c.tower_only())
+      o += "; size unknown (a tower's output a sample depends on its images or audio)";
+    else if (c.width > 0 && c.value_bytes > 0)
       o += "; " + with_commas(sum.cache_samples) + " × " + with_commas(sum.seq_len) + " tokens × " +
            with_commas(c.width) + " × " + std::to_string(c.value_bytes) +
            " B = " + bytes_text(cache_bytes(c, sum.cache_samples, sum.seq_len));
@@ -223,10 +237,13 @@ std::string block_cycles_text(const PlanSummary& sum) {
 std::string cache_short(const StageSummary& st) {
   if (!st.cache_shown()) return "—";
   const CacheBoundary& c = st.cache;
-  std::string o = c.layers == 0   ? "embeddings"
+  std::string o = c.tower_only()
+                      ? (c.towers.size() == 1 ? "tower " + c.towers[0]
+                                              : std::to_string(c.towers.size()) + " towers")
+                  : c.layers == 0 ? "embeddings"
                   : c.layers == 1 ? "layer 0"
                                   : "layers 0–" + std::to_string(c.layers - 1);
-  if (st.forward_numel > 0 && c.prefix_numel > 0)
+  if (st.forward_numel > 0 && (c.prefix_numel > 0 || c.tower_only()))
     o += fmt::format(" ({:.2f}× a step)", st.cached_step_cost());
   return o;
 }
@@ -411,6 +428,10 @@ class PlanJson {
     }
     j.begin_object().field("layers", static_cast<int64_t>(c.layers)).field("stops", c.stops);
     opt_int("prefix_params", shapes ? std::optional<int64_t>(c.prefix_numel) : std::nullopt);
+    // A multimodal model's frozen towers: inside the prefix, or (towers_only) cached alone.
+    j.key("towers").strings(c.towers);
+    j.field("towers_only", c.tower_only()).field("connectors", c.connectors_in);
+    opt_int("tower_params", shapes ? std::optional<int64_t>(c.tower_numel) : std::nullopt);
     j.key("cached_step_cost");
     st.forward_numel > 0 ? j.value(st.cached_step_cost()) : j.null();
     j.key("holds_until");
@@ -426,7 +447,8 @@ class PlanJson {
     }
     opt_int("width", c.width ? std::optional<int64_t>(c.width) : std::nullopt);
     opt_int("value_bytes", c.value_bytes ? std::optional<int64_t>(c.value_bytes) : std::nullopt);
-    const bool sized = sum.cache_samples > 0 && sum.seq_len > 0 && c.width && c.value_bytes;
+    const bool sized =
+        sum.cache_samples > 0 && sum.seq_len > 0 && c.width && c.value_bytes && !c.tower_only();
     opt_int("bytes", sized ? std::optional<int64_t>(cache_bytes(c, sum.cache_samples, sum.seq_len))
                            : std::nullopt);
     j.key("train_mode_effects").strings(c.train_mode_effects);

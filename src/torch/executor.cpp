@@ -641,7 +641,9 @@ bool Executor::seek(int64_t epoch, int64_t global_step) {
 
 void Executor::enforce_modes() { impl_->enforce_modes(); }
 
-CacheablePrefix Executor::cacheable_prefix() const { return impl_->prefix.describe(); }
+CacheablePrefix Executor::cacheable_prefix() const {
+  return impl_->prefix.describe(*impl_->plan, impl_->replay->state());
+}
 
 std::string ExecutorState::to_string() const {
   return "layerfreeze-state/3 " + fingerprint + " " + std::to_string(epoch) + " " +

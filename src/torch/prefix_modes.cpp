@@ -48,6 +48,14 @@ void PrefixModes::bind(const std::vector<LiveModel::Submodule>& modules,
                        const Inventory& inventory) {
   modules_ = &modules;
   inventory_ = &inventory;
+  indexed_ = false;
+  ++version_;
+}
+
+void PrefixModes::index() const {
+  if (indexed_) return;
+  indexed_ = true;
+  const auto& modules = *modules_;
   std::unordered_map<std::string, int32_t> index;
   for (size_t m = 0; m < modules.size(); ++m) index.emplace(modules[m].name, int32_t(m));
   parent_.assign(modules.size(), -1);
@@ -58,9 +66,9 @@ void PrefixModes::bind(const std::vector<LiveModel::Submodule>& modules,
       if (it != index.end()) parent_[m] = it->second;
     });
   holds_params_.assign(modules.size(), 0);
-  ancestors_.assign(inventory.params().size(), {});
-  for (size_t i = 0; i < inventory.params().size(); ++i) {
-    const Param& p = inventory.params()[i];
+  ancestors_.assign(inventory_->params().size(), {});
+  for (size_t i = 0; i < inventory_->params().size(); ++i) {
+    const Param& p = inventory_->params()[i];
     auto add = [&](const std::string& name) {
       for_each_ancestor(name, [&](const std::string& a) {
         auto it = index.find(a);
@@ -76,13 +84,13 @@ void PrefixModes::bind(const std::vector<LiveModel::Submodule>& modules,
   place_.assign(modules.size(), kAfter);
 }
 
-void PrefixModes::update(const CompiledPlan& plan, const Selection& state, bool hold_eval,
-                         const std::function<bool()>& root_training) {
-  if (!modules_) return;
+void PrefixModes::place(const CompiledPlan& plan, const Selection& state) const {
+  if (placed_version_ == version_) return;
+  placed_version_ = version_;
+  index();
   const CacheBoundary b = cache_boundary(plan, state);
   layers_ = b.layers;
   stops_ = b.stops;
-  hold_eval_ = hold_eval;
   const auto& mods = *modules_;
   const auto& params = inventory_->params();
   std::vector<uint32_t> pre(mods.size(), 0), post(mods.size(), 0);
@@ -102,7 +110,16 @@ void PrefixModes::update(const CompiledPlan& plan, const Selection& state, bool 
       place_[m] = root_pre == 0 ? kAfter : root_post == 0 ? kPrefix : kUnknown;
     }
   }
+}
+
+void PrefixModes::update(const CompiledPlan& plan, const Selection& state, bool hold_eval,
+                         const std::function<bool()>& root_training) {
+  if (!modules_) return;
+  ++version_;
+  hold_eval_ = hold_eval;
   if (!hold_eval) return;
+  place(plan, state);
+  const auto& mods = *modules_;
   std::vector<int32_t> roots;
   for (size_t m = 0; m < mods.size(); ++m)
     if (place_[m] == kPrefix && (parent_[m] < 0 || place_[parent_[m]] != kPrefix))
@@ -121,11 +138,13 @@ void PrefixModes::enforce() {
   for (int32_t m : held_eval_) (*modules_)[m].set_training(false);
 }
 
-CacheablePrefix PrefixModes::describe() const {
+CacheablePrefix PrefixModes::describe(const CompiledPlan& plan, const Selection& state) const {
   CacheablePrefix c;
+  if (!modules_) return c;
+  place(plan, state);
   c.layers = layers_;
   c.stops = stops_;
-  if (layers_ < 0 || !modules_) return c;
+  if (layers_ < 0) return c;
   for (size_t i = 0; i < inventory_->params().size(); ++i)
     if (in_cache_prefix(inventory_->params()[i], layers_)) c.params.push_back(i);
   size_t more_effects = 0, more_unplaced = 0;

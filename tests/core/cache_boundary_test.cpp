@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "analysis/plan_summary.hpp"
+#include "layerfreeze/model_source.hpp"
 #include "print/plan_printer.hpp"
 #include "test_util.hpp"
 
@@ -179,6 +180,60 @@ TEST(CacheBoundary, SequenceLengthAddsAttentionAndTheTiedOutputLayer) {
       << text;
   EXPECT_NE(plan_json(s).find("\"extra_forward\": " + std::to_string(12 * attention + head)),
             std::string::npos);
+}
+
+// A vision-language model (olmOCR, Qwen2-VL: vision tower 'visual', connector 'visual.merger'):
+// with the tower frozen and the connector training (lp_lora), the trunk has nothing cacheable but
+// the tower's output is; with the connector frozen too, tower and connector are part of the
+// trunk's prefix.
+TEST(CacheBoundary, AFrozenVisionTowerIsCacheableAloneOrInsideThePrefix) {
+  const std::string model =
+      std::string(LAYERFREEZE_TEST_DATA) + "/real-checkpoints/olmocr-qwen2-vl-7b";
+  auto c = test::compile_preset("lp_lora", model);
+  ASSERT_TRUE(c.plan) << c.errors();
+  int64_t tower = 0, connector = 0;
+  for (const auto& p : c.plan->inventory->params()) {
+    if (p.role == Role::kTower) tower += p.numel;
+    if (p.role == Role::kConnector) connector += p.numel;
+  }
+  ASSERT_GT(tower, 0);
+  ASSERT_GT(connector, 0);
+  PlanSummary s = summary_of(c);
+  const CacheBoundary& b = s.stages[0].cache;
+  EXPECT_FALSE(b.cacheable());
+  EXPECT_TRUE(b.tower_only());
+  EXPECT_EQ(b.towers, std::vector<std::string>{"visual"});
+  EXPECT_EQ(b.tower_numel, tower) << "the connector trains: not in the cache";
+  EXPECT_FALSE(b.connectors_in);
+  EXPECT_NEAR(s.stages[0].step_cost() - s.stages[0].cached_step_cost(),
+              static_cast<double>(tower) / s.stages[0].full_cost(), 1e-12);
+  s.cache_samples = 10;
+  s.seq_len = 10;
+  const std::string text = plan_text(s);
+  EXPECT_NE(text.find("cache: the output of tower 'visual' (frozen whole; a connector trains: the "
+                      "trunk has nothing cacheable) — saves the forward through 631.2M"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("size unknown (a tower's output a sample depends on its images or audio)"),
+            std::string::npos);
+  EXPECT_NE(plan_json(s).find("\"towers_only\": true"), std::string::npos);
+
+  auto all =
+      test::compile_text("rules:\n  - freeze: [tower, connector, embeddings, {layers: \"0:14\"}]\n",
+                         *load_model(model, c.diags));
+  ASSERT_TRUE(all.plan) << all.errors();
+  const CacheBoundary& p = summary_of(all).stages[0].cache;
+  EXPECT_EQ(p.layers, 14);
+  EXPECT_TRUE(p.connectors_in);
+  int64_t layers = 0;
+  for (const auto& q : all.plan->inventory->params())
+    if (q.role == Role::kLayer && q.layer < 14) layers += q.numel;
+  EXPECT_EQ(p.prefix_numel, layers + tower + connector);
+  EXPECT_NE(plan_text(summary_of(all))
+                .find("(embeddings, tower 'visual', the connector and layers 0–13 frozen; layer "
+                      "14 trains)"),
+            std::string::npos)
+      << plan_text(summary_of(all));
 }
 
 }  // namespace cache_boundary_test
