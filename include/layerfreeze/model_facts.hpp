@@ -83,6 +83,9 @@ class ModelFacts {
   int64_t config_experts = 0;
   /// Multi-token-prediction blocks the config states (`num_nextn_predict_layers`); 0: none said.
   int64_t config_mtp_layers = 0;
+  /// Dropout probabilities above 0 the config sets ("attention_dropout", 0.1), in key order: in
+  /// train mode they make a frozen prefix's output vary (docs/CACHE.md).
+  std::vector<std::pair<std::string, double>> config_dropout;
   /// What the model's family says of its structure; empty when no family shaped it.
   std::vector<StructureHint> family_structure;
 

@@ -71,10 +71,11 @@ class PrefixCache {
   PrefixCache& operator=(PrefixCache&&) noexcept;
 
   /// The model's output for `input` (one sample per row along dimension 0, `ids` one per row:
-  /// stable across epochs, e.g. the dataset index). Rows cached at the boundary the plan holds
-  /// now are read; the others run forward_prefix (without autograd: the prefix is frozen) and are
-  /// stored; then forward_from runs with autograd. With nothing cacheable it is
-  /// forward_from(forward_prefix(input, 0), 0), the model's own forward. Calls from several
+  /// stable across epochs, e.g. the dataset index; validation samples need ids of their own — one
+  /// that comes with another input is recomputed and replaces the cached value). Rows cached at the
+  /// boundary the plan holds now are read; the others run forward_prefix (without autograd: the
+  /// prefix is frozen) and are stored; then forward_from runs with autograd. With nothing cacheable
+  /// it is forward_from(forward_prefix(input, 0), 0), the model's own forward. Calls from several
   /// threads are serialised.
   torch::Tensor forward(const torch::Tensor& input, const std::vector<int64_t>& ids);
   /// The cached value of sample `id` at the current boundary (a copy in the storage dtype), or
@@ -83,7 +84,8 @@ class PrefixCache {
   PrefixCacheStats stats() const;
   /// What the cache reported (each text once): refusals, drops, spills.
   std::vector<std::string> notes() const;
-  /// Drops everything held.
+  /// Drops everything held, and forgets a refusal of the double-run check (after a fix, the next
+  /// fill checks again).
   void clear();
 
   struct Impl;

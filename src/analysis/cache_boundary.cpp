@@ -1,5 +1,7 @@
 #include "analysis/cache_boundary.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <limits>
 #include <set>
@@ -88,8 +90,22 @@ CacheBoundary cache_boundary(const CompiledPlan& plan, const Selection& frozen) 
         ") normalise with batch statistics in train mode (options.frozen_prefix: eval, or "
         "batchnorm: eval_when_frozen, keeps them in eval mode)");
   };
+  // Dropout has no parameters, but a config may state it: then the prefix varies in train mode.
+  auto dropout_effects = [&] {
+    const auto& d = inv.facts().config_dropout;
+    if (d.empty() || plan.options.frozen_prefix == Options::FrozenPrefix::kEval) return;
+    std::string list;
+    for (size_t i = 0; i < d.size() && i < 4; ++i)
+      list += (i ? ", " : "") + d[i].first + " " + fmt::format("{:g}", d[i].second);
+    if (d.size() > 4) list += ", …";
+    b.train_mode_effects.push_back(
+        "the config sets dropout (" + list +
+        "): it draws anew every step in train mode "
+        "(options.frozen_prefix: eval holds the prefix's modules in eval mode)");
+  };
   if (!input_trains.empty()) {
     b.stops = input_trains;
+    dropout_effects();
     batchnorm_effects([&](const Param& p) {
       return p.role == Role::kTower && p.part >= 0 &&
              static_cast<size_t>(p.part) < tower_trains.size() && !tower_trains[p.part];
@@ -106,6 +122,7 @@ CacheBoundary cache_boundary(const CompiledPlan& plan, const Selection& frozen) 
   for (const auto& p : inv.params())
     if (in_cache_prefix(p, k) && p.role != Role::kEmbeddings) b.prefix_numel += p.numel;
   batchnorm_effects([&](const Param& p) { return in_cache_prefix(p, k); });
+  dropout_effects();
   // The width at the boundary: the token embedding's (the 2-D embeddings tensor with most rows).
   int64_t rows = 0;
   for (const auto& p : inv.params())

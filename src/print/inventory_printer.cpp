@@ -273,6 +273,11 @@ std::string inventory_json(const Inventory& inv) {
   if (inv.num_experts > 0) j.field("num_experts", inv.num_experts);
   if (inv.facts().config_mtp_layers > 0)
     j.field("config_mtp_layers", inv.facts().config_mtp_layers);
+  if (!inv.facts().config_dropout.empty()) {
+    j.key("config_dropout").begin_object();
+    for (const auto& [k, v] : inv.facts().config_dropout) j.field(k, v);
+    j.end_object();
+  }
   if (!inv.facts().family_structure.empty()) {
     j.key("family_structure").begin_array();
     for (const auto& h : inv.facts().family_structure) {

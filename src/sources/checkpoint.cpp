@@ -242,6 +242,7 @@ std::optional<ModelFacts> apply_config(std::optional<ModelFacts> header, const M
   inv.config_modalities = cfg.modalities();
   inv.config_experts = cfg.expert_count().value_or(0);
   inv.config_mtp_layers = cfg.mtp_layers();
+  inv.config_dropout = cfg.dropouts();
   // The notes of the header source about unknown shapes no longer hold once the family filled them.
   if (inv.shapes_known()) {
     auto& n = inv.source_notes;

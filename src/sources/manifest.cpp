@@ -28,7 +28,7 @@ const std::vector<std::string> kTopKeys = {"format", "model",  "params", "non_pa
 const std::vector<std::string> kModelKeys = {
     "source",     "type",          "registration_order", "quantization",      "family",
     "config",     "config_layers", "config_modalities",  "config_mtp_layers", "num_experts",
-    "num_layers", "numel",         "parameters",         "family_structure"};
+    "num_layers", "numel",         "parameters",         "family_structure",  "config_dropout"};
 const std::vector<std::string> kParamKeys = {"name",      "shape",       "dtype", "module_type",
                                              "aliases",   "role",        "layer", "tower",
                                              "connector", "expert_part", "expert"};
@@ -127,6 +127,21 @@ std::optional<ModelFacts> parse_manifest_facts(const std::string& text, const st
     }
     if (m.contains("config_mtp_layers") && m["config_mtp_layers"].is_number_integer())
       inv.config_mtp_layers = std::max<int64_t>(0, m["config_mtp_layers"].get<int64_t>());
+    if (m.contains("config_dropout")) {
+      // {"attention_dropout": 0.1, …}: probabilities in (0, 1), at most 64 of them.
+      const auto& d = m["config_dropout"];
+      bool ok = d.is_object() && d.size() <= 64;
+      for (auto it = d.begin(); ok && it != d.end(); ++it)
+        ok = it.key().size() <= 200 && it.value().is_number() && it.value().get<double>() > 0 &&
+             it.value().get<double>() < 1;
+      if (!ok)
+        diags.error("manifest-format",
+                    "model.config_dropout must be an object of at most 64 dropout probabilities "
+                    "in (0, 1)",
+                    loc);
+      else
+        for (const auto& [k, v] : d.items()) inv.config_dropout.emplace_back(k, v.get<double>());
+    }
     if (m.contains("config_layers") && m["config_layers"].is_object())
       for (const auto& [k, v] : m["config_layers"].items())
         if (v.is_number_integer()) inv.config_layers.emplace_back(k, v.get<int64_t>());

@@ -118,6 +118,18 @@ int64_t ModelConfig::mtp_layers() const {
   return 0;
 }
 
+std::vector<std::pair<std::string, double>> ModelConfig::dropouts() const {
+  std::vector<std::pair<std::string, double>> out;
+  for (const auto& [key, v] : values) {
+    const auto dot = key.rfind('.');
+    const std::string last = dot == std::string::npos ? key : key.substr(dot + 1);
+    if (last.find("dropout") == std::string::npos && last.find("pdrop") == std::string::npos)
+      continue;
+    if (v.is_number() && v.number() > 0 && v.number() < 1) out.emplace_back(key, v.number());
+  }
+  return out;
+}
+
 std::vector<std::string> ModelConfig::modalities() const {
   auto has_section = [&](std::initializer_list<const char*> sections) {
     for (const char* s : sections) {

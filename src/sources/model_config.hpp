@@ -37,6 +37,9 @@ struct ModelConfig {
   /// Multi-token-prediction blocks the config states (`num_nextn_predict_layers`,
   /// `mtp_num_hidden_layers`, …, also under `text_config`); 0 when it says nothing.
   int64_t mtp_layers() const;
+  /// Dropout probabilities above 0 the config sets (`attention_dropout`, `hidden_dropout_prob`,
+  /// `resid_pdrop`, …: a key whose last part names dropout or `pdrop`), dotted key and value.
+  std::vector<std::pair<std::string, double>> dropouts() const;
   /// The modalities besides text that the config describes: "vision" for a `vision_config`
   /// (or `visual`, `vision_tower_config`), "audio" for an `audio_config` (or `speech_config`).
   std::vector<std::string> modalities() const;

@@ -416,6 +416,9 @@ std::vector<std::string> PrefixCache::notes() const {
 void PrefixCache::clear() {
   std::unique_lock<std::shared_mutex> lock(impl_->mutex);
   impl_->drop("cleared");
+  // A refusal is forgotten too: after the model is fixed (eval mode), the next fill checks again.
+  impl_->not_deterministic.clear();
+  impl_->verified = false;
 }
 
 }  // namespace layerfreeze

@@ -9,6 +9,7 @@
 
 #include "analysis/plan_summary.hpp"
 #include "layerfreeze/model_source.hpp"
+#include "print/inventory_printer.hpp"
 #include "print/plan_printer.hpp"
 #include "test_util.hpp"
 
@@ -222,18 +223,55 @@ TEST(CacheBoundary, AFrozenVisionTowerIsCacheableAloneOrInsideThePrefix) {
       test::compile_text("rules:\n  - freeze: [tower, connector, embeddings, {layers: \"0:14\"}]\n",
                          *load_model(model, c.diags));
   ASSERT_TRUE(all.plan) << all.errors();
-  const CacheBoundary& p = summary_of(all).stages[0].cache;
+  const PlanSummary whole = summary_of(all);
+  const CacheBoundary& p = whole.stages[0].cache;
   EXPECT_EQ(p.layers, 14);
   EXPECT_TRUE(p.connectors_in);
   int64_t layers = 0;
   for (const auto& q : all.plan->inventory->params())
     if (q.role == Role::kLayer && q.layer < 14) layers += q.numel;
   EXPECT_EQ(p.prefix_numel, layers + tower + connector);
-  EXPECT_NE(plan_text(summary_of(all))
-                .find("(embeddings, tower 'visual', the connector and layers 0–13 frozen; layer "
-                      "14 trains)"),
+  EXPECT_NE(plan_text(whole).find("(embeddings, tower 'visual', the connector and layers 0–13 "
+                                  "frozen; layer 14 trains)"),
             std::string::npos)
-      << plan_text(summary_of(all));
+      << plan_text(whole);
+}
+
+// Dropout has no parameters, but a checkpoint's config may state it (m2m100: dropout 0.1,
+// attention_dropout 0.1): the plan then says the prefix varies in train mode — until
+// frozen_prefix: eval — and a manifest written from the checkpoint carries it.
+TEST(CacheBoundary, DropoutAConfigStatesIsSaid) {
+  const std::string model = std::string(LAYERFREEZE_TEST_DATA) + "/real-checkpoints/m2m100-slt";
+  Diagnostics d;
+  auto inv = load_model(model, d);
+  ASSERT_TRUE(inv) << format_diagnostics(d);
+  const auto& dropout = inv->facts().config_dropout;
+  ASSERT_FALSE(dropout.empty());
+  for (const auto& [key, p] : dropout) {
+    EXPECT_TRUE(key.find("dropout") != std::string::npos) << key;
+    EXPECT_GT(p, 0);
+  }
+  const std::string rules = "rules:\n  - freeze: all\n  - unfreeze: head\n";
+  auto c = test::compile_text(rules, *inv);
+  ASSERT_TRUE(c.plan) << c.errors();
+  const auto effects = summary_of(c).stages[0].cache.train_mode_effects;
+  ASSERT_FALSE(effects.empty());
+  EXPECT_NE(effects.back().find("the config sets dropout ("), std::string::npos) << effects.back();
+  auto e = test::compile_text("options: {frozen_prefix: eval}\n" + rules, *inv);
+  ASSERT_TRUE(e.plan) << e.errors();
+  EXPECT_TRUE(summary_of(e).stages[0].cache.train_mode_effects.empty());
+  // Through a manifest: the same dropout.
+  auto back = parse_manifest(inventory_json(*inv), "m.json", d);
+  ASSERT_TRUE(back) << format_diagnostics(d);
+  EXPECT_EQ(back->facts().config_dropout, dropout);
+  // A hostile manifest: a probability outside (0, 1) is refused.
+  Diagnostics bad;
+  std::string text = inventory_json(*inv);
+  const auto at = text.find("\"config_dropout\": {");
+  ASSERT_NE(at, std::string::npos);
+  text.insert(at + std::string("\"config_dropout\": {").size(), "\"x_dropout\": 7, ");
+  EXPECT_FALSE(parse_manifest(text, "m.json", bad));
+  EXPECT_NE(format_diagnostics(bad).find("config_dropout"), std::string::npos);
 }
 
 }  // namespace cache_boundary_test
