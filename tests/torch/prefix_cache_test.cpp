@@ -528,5 +528,43 @@ TEST(PrefixCache, ATorchvisionStyleCnnWithBatchNorm) {
   EXPECT_GT(cached.stats.hits, 0) << join_notes(cached);
 }
 
+// The policy follows the boundary: a stage that opens a layer gives its modules the root's mode
+// back; seeking back to a deeper boundary puts them in eval mode again.
+TEST(PrefixCache, PolicyFollowsTheBoundaryThroughStagesAndSeeks) {
+  torch::manual_seed(1);
+  auto c = small(false);
+  c.resid_dropout = 0.1;
+  char_gpt::GPT model(c);
+  model->train();
+  PlanOptions po;
+  po.sets = {"total_epochs=9"};
+  auto rules = write_rules("prefix_eval_gradual.yaml",
+                           "layerfreeze: 1\nextends: preset:gradual_unfreeze\noptions:\n"
+                           "  frozen_prefix: eval\n");
+  Executor ex(*model, rules, po);
+  auto& h = *model->transformer->h;
+  auto modes = [&] {
+    std::string m;
+    for (size_t i = 0; i < h.size(); ++i) m += h[i]->is_training() ? 'T' : 'e';
+    return m;
+  };
+  EXPECT_EQ(modes(), "eeee");  // only the head trains: every block is in the prefix
+  EXPECT_EQ(ex.cacheable_prefix().layers, 4);
+  ex.on_epoch_begin(1);  // layer 3 opens
+  EXPECT_EQ(modes(), "eeeT");
+  ex.on_epoch_begin(2);
+  ex.on_epoch_begin(3);  // layer 2 opens
+  EXPECT_EQ(modes(), "eeTT");
+  EXPECT_EQ(ex.cacheable_prefix().layers, 2);
+  model->train();  // a trainer's call is undone for the prefix at the next step
+  ex.on_step(0);
+  EXPECT_EQ(modes(), "eeTT");
+  ex.seek(0);  // back to the start (a resumed run): the blocks go back into eval mode
+  EXPECT_EQ(modes(), "eeee");
+  model->eval();  // validation: everything in eval mode, and the prefix stays so after
+  ex.seek(3);
+  EXPECT_EQ(modes(), "eeee") << "a module leaving the prefix takes the root's mode (eval)";
+}
+
 }  // namespace
 }  // namespace layerfreeze
