@@ -75,6 +75,26 @@ class GPT2LMHeadModel(nn.Module):
     def forward(self, idx):
         return self.lm_head(self.transformer(idx))
 
+    # The forward in two parts, for layerfreeze::PrefixCache (docs/CACHE.md): the embeddings and
+    # blocks [0, k), then blocks k.. with the final norm and the head.
+    @torch.jit.export
+    def forward_prefix(self, idx: torch.Tensor, k: int) -> torch.Tensor:
+        t = self.transformer
+        pos = torch.arange(idx.shape[1], device=idx.device)
+        x = t.wte(idx) + t.wpe(pos)
+        for i, block in enumerate(t.h):
+            if i < k:
+                x = block(x)
+        return x
+
+    @torch.jit.export
+    def forward_from(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        t = self.transformer
+        for i, block in enumerate(t.h):
+            if i >= k:
+                x = block(x)
+        return self.lm_head(t.ln_f(x))
+
 
 class BasicBlock(nn.Module):
     def __init__(self, cin, cout, stride):

@@ -3,6 +3,7 @@
 // that move the boundary; dropout in the prefix is not cached unless `frozen_prefix: eval` makes
 // it deterministic; spill, lower-precision storage, stale inputs and moved weights.
 #include <gtest/gtest.h>
+#include <torch/csrc/jit/serialization/import.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/adamw.h>
 
@@ -564,6 +565,53 @@ TEST(PrefixCache, PolicyFollowsTheBoundaryThroughStagesAndSeeks) {
   model->eval();  // validation: everything in eval mode, and the prefix stays so after
   ex.seek(3);
   EXPECT_EQ(modes(), "eeee") << "a module leaving the prefix takes the root's mode (eval)";
+}
+
+// A TorchScript module (scripts/make_torch_fixtures.py: GPT-2 names, tied head) exporting the two
+// methods: lp_lora through the executor's TorchScript adapter, cached and not, bit for bit.
+TEST(PrefixCache, ATorchScriptModuleWithExportedMethods) {
+  const std::string path = std::string(LAYERFREEZE_TORCH_FIXTURES) + "/gpt2_tiny.pt";
+  torch::manual_seed(9);
+  const auto data = torch::randint(0, 64, {16, 17}, torch::kLong);
+  auto run = [&](bool cached) {
+    torch::jit::Module m = torch::jit::load(path);
+    m.train();
+    Executor ex(m, "preset:lp_lora");
+    torch::optim::AdamW opt(ex.trainable_parameters(), torch::optim::AdamWOptions(1e-2));
+    ex.attach_optimizer(opt);
+    PrefixCache cache(ex, {[&](const torch::Tensor& x, int32_t k) {
+                             return m.get_method("forward_prefix")({x, int64_t{k}}).toTensor();
+                           },
+                           [&](const torch::Tensor& h, int32_t k) {
+                             return m.get_method("forward_from")({h, int64_t{k}}).toTensor();
+                           }});
+    CacheRun r;
+    torch::manual_seed(4);
+    for (int64_t e = 0; e < 3; ++e) {
+      ex.on_epoch_begin(e);
+      const auto order = torch::randperm(16, torch::kLong);
+      for (int64_t b = 0; b < 16; b += 4) {
+        auto idx = order.narrow(0, b, 4);
+        std::vector<int64_t> ids(idx.data_ptr<int64_t>(), idx.data_ptr<int64_t>() + 4);
+        auto batch = data.index_select(0, idx);
+        auto in = batch.narrow(1, 0, 16), target = batch.narrow(1, 1, 16);
+        auto logits = cached ? cache.forward(in, ids) : m.forward({in}).toTensor();
+        auto loss =
+            torch::nn::functional::cross_entropy(logits.reshape({-1, 64}), target.reshape({-1}));
+        opt.zero_grad();
+        loss.backward();
+        ex.step_optimizer();
+        r.losses.push_back(loss.item<double>());
+      }
+    }
+    for (const auto& p : m.parameters()) r.weights.push_back(p.detach().clone());
+    r.stats = cache.stats();
+    return r;
+  };
+  const CacheRun plain = run(false), cached = run(true);
+  expect_identical(plain, cached);
+  EXPECT_EQ(cached.stats.boundary, 3);
+  EXPECT_GT(cached.stats.hits, 0);
 }
 
 }  // namespace
