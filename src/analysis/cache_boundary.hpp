@@ -46,6 +46,10 @@ struct CacheBoundary {
   bool cacheable() const { return layers >= 0; }
   /// Only the frozen towers' output is (the embeddings or a connector train).
   bool tower_only() const { return layers < 0 && tower_numel > 0; }
+  /// The parameters whose forward a cache of it saves: the trunk's prefix, or the towers alone.
+  int64_t saved_numel() const {
+    return cacheable() ? prefix_numel : tower_only() ? tower_numel : 0;
+  }
 };
 
 /// Whether `p` lies in the prefix of a boundary at `layers` (>= 0): the embeddings, trunk layers

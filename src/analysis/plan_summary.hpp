@@ -93,13 +93,9 @@ struct StageSummary {
   bool cache_shown() const { return (cache.cacheable() || cache.tower_only()) && !nothing_trains; }
   /// step_cost() with the prefix's forward read from a cache; 0 when nothing is cacheable.
   double cached_step_cost() const {
-    if (!forward_numel) return 0.0;
-    if (cache.cacheable())
-      return step_cost() -
-             static_cast<double>(cache.prefix_numel + prefix_extra_forward) / full_cost();
-    if (cache.tower_only())
-      return step_cost() - static_cast<double>(cache.tower_numel) / full_cost();
-    return 0.0;
+    if (!forward_numel || !(cache.cacheable() || cache.tower_only())) return 0.0;
+    return step_cost() -
+           static_cast<double>(cache.saved_numel() + prefix_extra_forward) / full_cost();
   }
   std::vector<LayerRun> runs;
   std::vector<GroupLine> groups;

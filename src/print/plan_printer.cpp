@@ -169,9 +169,8 @@ std::string cache_text(const PlanSummary& sum, const StageSummary& st) {
                             (c.layers == 1 ? std::string("layer 0")
                                            : "layers 0–" + std::to_string(c.layers - 1)) +
                             " frozen; " + c.stops + ")";
-  const int64_t saved = c.tower_only() ? c.tower_numel : c.prefix_numel;
-  if (sum.shapes_known && st.forward_numel > 0 && saved > 0)
-    o += " — saves the forward through " + short_count(saved) + " parameters: ≈" +
+  if (sum.shapes_known && st.forward_numel > 0 && c.saved_numel() > 0)
+    o += " — saves the forward through " + short_count(c.saved_numel()) + " parameters: ≈" +
          fmt::format("{:.2f}", st.cached_step_cost()) + "× a full step instead of ≈" +
          fmt::format("{:.2f}", st.step_cost()) + "×";
   o += c.holds_until ? "; holds until " + time_text(*c.holds_until, sum.plan->uses_steps) + " (" +
@@ -243,7 +242,7 @@ std::string cache_short(const StageSummary& st) {
                   : c.layers == 0 ? "embeddings"
                   : c.layers == 1 ? "layer 0"
                                   : "layers 0–" + std::to_string(c.layers - 1);
-  if (st.forward_numel > 0 && (c.prefix_numel > 0 || c.tower_only()))
+  if (st.forward_numel > 0 && c.saved_numel() > 0)
     o += fmt::format(" ({:.2f}× a step)", st.cached_step_cost());
   return o;
 }

@@ -20,6 +20,7 @@
 #include <shared_mutex>
 #include <unordered_map>
 
+#include "core/format.hpp"
 #include "core/hash.hpp"
 #include "torch/errors.hpp"
 
@@ -44,12 +45,6 @@ uint64_t row_hash(const at::Tensor& row) {
   h.add(static_cast<int>(c.scalar_type()));
   h.add_bytes(c.data_ptr(), static_cast<size_t>(c.numel()) * c.element_size());
   return h.value();
-}
-
-std::string join_texts(const std::vector<std::string>& v) {
-  std::string out;
-  for (const auto& s : v) out += (out.empty() ? "" : "; ") + s;
-  return out;
 }
 
 // A spill file: segments mapped one after another; entries are never moved or freed singly
@@ -196,8 +191,9 @@ struct PrefixCache::Impl {
     --st.entries;
   }
 
-  // Stores row `value` (already in the storage dtype, contiguous) for `id`.
-  void store(int64_t id, const at::Tensor& value, uint64_t input_hash) {
+  // Stores row `value` (already in the storage dtype, contiguous) for `id`; false when there is
+  // no room (the budget is full and nothing can spill).
+  bool store(int64_t id, const at::Tensor& value, uint64_t input_hash) {
     const int64_t bytes = value.numel() * static_cast<int64_t>(value.element_size());
     Entry e;
     e.input_hash = input_hash;
@@ -217,11 +213,7 @@ struct PrefixCache::Impl {
         note("the memory budget (" + std::to_string(opt.memory_budget) +
              " B) is full and no spill_dir is set: the other samples' prefix runs every time");
       }
-      if (!at) {
-        ++st.uncached;
-        --st.misses;
-        return;
-      }
+      if (!at) return false;
       e.seg = at->first;
       e.offset = at->second;
       st.spilled_bytes = spill.bytes();
@@ -229,6 +221,7 @@ struct PrefixCache::Impl {
     forget(id);
     entries.emplace(id, std::move(e));
     ++st.entries;
+    return true;
   }
 
   at::Tensor forward(const at::Tensor& input, const std::vector<int64_t>& ids);
@@ -264,7 +257,7 @@ at::Tensor PrefixCache::Impl::forward(const at::Tensor& input, const std::vector
   }
   st.boundary = k;
   if (!c.train_mode_effects.empty()) {
-    st.refused = "the prefix's output varies in train mode: " + join_texts(c.train_mode_effects) +
+    st.refused = "the prefix's output varies in train mode: " + join(c.train_mode_effects, "; ") +
                  " (options.frozen_prefix: eval holds its modules in eval mode)";
     note(st.refused);
     st.uncached += n;
@@ -337,7 +330,7 @@ at::Tensor PrefixCache::Impl::forward(const at::Tensor& input, const std::vector
             ") gave two different outputs for the same batch: something in it is random in "
             "train mode" +
             (c.unplaced.empty() ? std::string(" (functional dropout, a stochastic layer?)")
-                                : " — " + join_texts(c.unplaced)) +
+                                : " — " + join(c.unplaced, "; ")) +
             "; options.frozen_prefix: eval, or eval mode on that module, makes it "
             "deterministic";
         note(not_deterministic);
@@ -361,8 +354,8 @@ at::Tensor PrefixCache::Impl::forward(const at::Tensor& input, const std::vector
     at::Tensor keep = computed_rows.to(stored).contiguous();
     if (storage && *storage != computed) computed_rows = keep.to(computed);  // as later passes read
     for (size_t j = 0; j < miss.size(); ++j) {
-      ++st.misses;
-      store(ids[miss[j]], keep[static_cast<int64_t>(j)].clone(), hashes[miss[j]]);
+      const bool kept = store(ids[miss[j]], keep[static_cast<int64_t>(j)].clone(), hashes[miss[j]]);
+      ++(kept ? st.misses : st.uncached);
     }
   }
   at::Tensor h;

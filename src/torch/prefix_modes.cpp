@@ -95,8 +95,10 @@ void PrefixModes::place(const CompiledPlan& plan, const Selection& state) const 
   const auto& params = inventory_->params();
   std::vector<uint32_t> pre(mods.size(), 0), post(mods.size(), 0);
   uint32_t root_pre = 0, root_post = 0;
+  prefix_params_.clear();
   for (size_t i = 0; i < params.size(); ++i) {
     const bool in = layers_ >= 0 && in_cache_prefix(params[i], layers_);
+    if (in) prefix_params_.push_back(i);
     ++(in ? root_pre : root_post);
     for (int32_t m : ancestors_[i]) ++(in ? pre : post)[m];
   }
@@ -145,8 +147,7 @@ CacheablePrefix PrefixModes::describe(const CompiledPlan& plan, const Selection&
   c.layers = layers_;
   c.stops = stops_;
   if (layers_ < 0) return c;
-  for (size_t i = 0; i < inventory_->params().size(); ++i)
-    if (in_cache_prefix(inventory_->params()[i], layers_)) c.params.push_back(i);
+  c.params = prefix_params_;
   size_t more_effects = 0, more_unplaced = 0;
   const auto& mods = *modules_;
   for (size_t m = 0; m < mods.size(); ++m) {

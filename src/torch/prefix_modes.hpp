@@ -48,6 +48,7 @@ class PrefixModes {
   mutable std::vector<Place> place_;           // per module
   mutable int32_t layers_ = -1;
   mutable std::string stops_;
+  mutable std::vector<size_t> prefix_params_;  // the prefix's parameters (inventory indices)
   mutable uint64_t placed_version_ = UINT64_MAX;
   uint64_t version_ = 0;            // change points seen
   std::vector<int32_t> held_eval_;  // modules put in eval mode (prefix roots)

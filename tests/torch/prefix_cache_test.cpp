@@ -34,6 +34,18 @@ char_gpt::Config small(bool tied = true) {
   return c;
 }
 
+// lp_lora with the prefix held in eval mode, as a rules file named `name`.
+std::string lp_lora_prefix_eval(const std::string& name) {
+  return write_rules(name,
+                     "layerfreeze: 1\nextends: preset:lp_lora\noptions:\n  frozen_prefix: eval\n");
+}
+
+// The char GPT's forward in two parts, as PrefixCache asks.
+PrefixContract contract_of(char_gpt::GPT& m) {
+  return {[m](const torch::Tensor& x, int32_t k) mutable { return m->forward_prefix(x, k); },
+          [m](const torch::Tensor& h, int32_t k) mutable { return m->forward_from(h, k); }};
+}
+
 struct CacheRun {
   std::vector<double> losses;
   std::vector<torch::Tensor> weights;
@@ -60,13 +72,7 @@ CacheRun train(const CacheSetup& s, bool cached) {
   torch::optim::AdamW opt(ex.trainable_parameters(), torch::optim::AdamWOptions(1e-2));
   ex.attach_optimizer(opt);
   std::optional<PrefixCache> cache;
-  if (cached)
-    cache.emplace(
-        ex,
-        PrefixContract{
-            [&](const torch::Tensor& x, int32_t k) { return model->forward_prefix(x, k); },
-            [&](const torch::Tensor& h, int32_t k) { return model->forward_from(h, k); }},
-        s.cache);
+  if (cached) cache.emplace(ex, contract_of(model), s.cache);
   torch::manual_seed(11);
   const auto data = torch::randint(0, s.config.vocab, {kSamples, s.config.ctx + 1}, torch::kLong);
   CacheRun r;
@@ -184,9 +190,7 @@ TEST(PrefixCache, DropoutInThePrefixIsNotCachedWithoutThePolicy) {
 TEST(PrefixCache, FrozenPrefixEvalMakesDropoutCacheable) {
   CacheSetup s;
   s.config.resid_dropout = 0.2;
-  s.rules =
-      write_rules("prefix_eval.yaml",
-                  "layerfreeze: 1\nextends: preset:lp_lora\noptions:\n  frozen_prefix: eval\n");
+  s.rules = lp_lora_prefix_eval("prefix_eval.yaml");
   const CacheRun plain = train(s, false), cached = train(s, true);
   expect_identical(plain, cached);
   EXPECT_GT(cached.stats.hits, 0) << join_notes(cached);
@@ -198,9 +202,7 @@ TEST(PrefixCache, PolicyHoldsOnlyThePrefixInEvalMode) {
   auto c = small();
   c.resid_dropout = 0.1;
   char_gpt::GPT model(c);
-  auto rules =
-      write_rules("prefix_eval_modes.yaml",
-                  "layerfreeze: 1\nextends: preset:lp_lora\noptions:\n  frozen_prefix: eval\n");
+  auto rules = lp_lora_prefix_eval("prefix_eval_modes.yaml");
   Executor ex(*model, rules);
   model->train();
   ex.enforce_modes();  // a trainer's model->train() is undone for the prefix only
@@ -225,9 +227,7 @@ TEST(PrefixCache, DropoutTheTreeCannotPlaceIsCaughtByTheCheck) {
   // prefix; running the prefix twice does.
   CacheSetup s;
   s.config.embd_dropout = 0.2;
-  s.rules =
-      write_rules("prefix_eval2.yaml",
-                  "layerfreeze: 1\nextends: preset:lp_lora\noptions:\n  frozen_prefix: eval\n");
+  s.rules = lp_lora_prefix_eval("prefix_eval2.yaml");
   const CacheRun plain = train(s, false), cached = train(s, true);
   expect_identical(plain, cached);
   EXPECT_EQ(cached.stats.hits, 0);
@@ -274,8 +274,7 @@ TEST(PrefixCache, HalfPrecisionStorageHalvesTheBytes) {
 TEST(PrefixCache, BadOptionsAndContractAreRefused) {
   char_gpt::GPT model(small());
   Executor ex(*model, "preset:lp_lora");
-  PrefixContract ok{[&](const torch::Tensor& x, int32_t k) { return model->forward_prefix(x, k); },
-                    [&](const torch::Tensor& h, int32_t k) { return model->forward_from(h, k); }};
+  const PrefixContract ok = contract_of(model);
   PrefixCacheOptions bad;
   bad.storage = "bfloat61";
   try {
@@ -298,9 +297,7 @@ TEST(PrefixCache, AStaleInputOrAMovedWeightIsRecomputed) {
   torch::manual_seed(3);
   char_gpt::GPT model(small());
   Executor ex(*model, "preset:lp_lora");
-  PrefixCache cache(ex,
-                    {[&](const torch::Tensor& x, int32_t k) { return model->forward_prefix(x, k); },
-                     [&](const torch::Tensor& h, int32_t k) { return model->forward_from(h, k); }});
+  PrefixCache cache(ex, contract_of(model));
   torch::NoGradGuard no_grad;
   auto a = torch::randint(0, 64, {2, 16}, torch::kLong),
        b = torch::randint(0, 64, {2, 16}, torch::kLong);
@@ -520,9 +517,7 @@ TEST(PrefixCache, ATorchvisionStyleCnnWithBatchNorm) {
   EXPECT_EQ(refused.stats.hits, 0);
   EXPECT_NE(refused.stats.refused.find("(BatchNorm2d) in train mode"), std::string::npos)
       << refused.stats.refused;
-  const std::string eval =
-      write_rules("cnn_eval.yaml",
-                  "layerfreeze: 1\nextends: preset:lp_lora\noptions:\n  frozen_prefix: eval\n");
+  const std::string eval = lp_lora_prefix_eval("cnn_eval.yaml");
   const CacheRun plain_eval = run(false, eval), cached = run(true, eval);
   expect_identical(plain_eval, cached);
   EXPECT_EQ(cached.stats.boundary, 1);
